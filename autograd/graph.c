@@ -1,0 +1,218 @@
+/* The graph: an arena for per-step memory and a tape of op nodes.
+ *
+ * The arena is a list of chunks with a bump pointer. Reset rewinds to the
+ * first chunk but keeps every chunk, so a step that repeats the previous
+ * step's allocations (as a training step does) finds room in the chunks it
+ * already has and never calls the allocator. */
+#include "sg_autograd.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { ARENA_ALIGN = 64, ARENA_MIN_CHUNK = 1 << 20 };
+
+typedef struct chunk {
+  struct chunk *next;
+  size_t size, used;
+  unsigned char *base; /* ARENA_ALIGN-aligned start of the usable bytes */
+} chunk;
+
+struct sg_graph {
+  chunk *first, *current;
+  size_t reserved;
+  sg_node **tape;
+  int64_t tape_len, tape_cap;
+  bool grad_enabled;
+  const char *file; /* call site of the op being run (see SG_AT) */
+  int line;
+};
+
+sg_graph *sg_graph_new(void) {
+  sg_graph *g = sg_malloc(sizeof *g);
+  if (!g) return NULL;
+  memset(g, 0, sizeof *g);
+  g->grad_enabled = true;
+  return g;
+}
+
+void sg_graph_free(sg_graph *g) {
+  if (!g) return;
+  for (chunk *c = g->first, *next; c; c = next) {
+    next = c->next;
+    sg_mfree(c);
+  }
+  sg_mfree(g->tape);
+  sg_mfree(g);
+}
+
+void sg_graph_reset(sg_graph *g) {
+  for (chunk *c = g->first; c; c = c->next) c->used = 0;
+  g->current = g->first;
+  g->tape_len = 0;
+}
+
+bool sg_set_grad_enabled(sg_graph *g, bool on) {
+  bool was = g->grad_enabled;
+  g->grad_enabled = on;
+  return was;
+}
+
+bool sg_grad_enabled(const sg_graph *g) {
+  return g->grad_enabled;
+}
+size_t sg_graph_arena_bytes(const sg_graph *g) {
+  return g->reserved;
+}
+int64_t sg_graph_tape_len(const sg_graph *g) {
+  return g->tape_len;
+}
+
+sg_graph *sg_graph_at(sg_graph *g, const char *file, int line) {
+  if (g) {
+    g->file = file;
+    g->line = line;
+  }
+  return g;
+}
+const char *sg_graph_file(const sg_graph *g) {
+  return g->file;
+}
+int sg_graph_line(const sg_graph *g) {
+  return g->line;
+}
+
+/* ---- arena ------------------------------------------------------------- */
+
+static chunk *chunk_new(size_t size) {
+  chunk *c = sg_malloc(sizeof *c + size + ARENA_ALIGN);
+  if (!c) return NULL;
+  uintptr_t start = (uintptr_t)(c + 1);
+  c->base = (unsigned char *)((start + ARENA_ALIGN - 1) & ~(uintptr_t)(ARENA_ALIGN - 1));
+  c->size = size;
+  c->used = 0;
+  c->next = NULL;
+  return c;
+}
+
+static bool chunk_fits(const chunk *c, size_t bytes) {
+  return c && c->size - c->used >= bytes;
+}
+
+void *sg_arena_alloc(sg_graph *g, size_t bytes) {
+  bytes = (bytes + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+  if (!chunk_fits(g->current, bytes)) {
+    chunk *next = g->current ? g->current->next : g->first;
+    if (!chunk_fits(next, bytes)) {
+      /* Insert a new chunk after the current one; it is reused next step. */
+      size_t size = bytes > ARENA_MIN_CHUNK ? bytes : ARENA_MIN_CHUNK;
+      if (g->current && size < g->current->size) size = g->current->size;
+      chunk *c = chunk_new(size);
+      if (!c) {
+        fprintf(stderr, "sinkgrad: out of memory allocating %zu bytes in the arena\n", bytes);
+        abort();
+      }
+      g->reserved += size;
+      c->next = next;
+      if (g->current)
+        g->current->next = c;
+      else
+        g->first = c;
+      next = c;
+    }
+    g->current = next;
+  }
+  void *p = g->current->base + g->current->used;
+  g->current->used += bytes;
+  return p;
+}
+
+/* ---- tape -------------------------------------------------------------- */
+
+static void tape_push(sg_graph *g, sg_node *n) {
+  if (g->tape_len == g->tape_cap) {
+    int64_t cap = g->tape_cap ? 2 * g->tape_cap : 256;
+    sg_node **t = sg_realloc(g->tape, (size_t)cap * sizeof *t);
+    if (!t) {
+      fprintf(stderr, "sinkgrad: out of memory growing the tape\n");
+      abort();
+    }
+    g->tape = t;
+    g->tape_cap = cap;
+  }
+  g->tape[g->tape_len++] = n;
+}
+
+sg_node *sg_record(sg_graph *g, const sg_op *op, sg_tensor *out, int n_in, sg_tensor *const *in) {
+  if (!g->grad_enabled || !out) return NULL;
+  bool needed = false;
+  for (int i = 0; i < n_in; i++) needed |= in[i] && in[i]->requires_grad;
+  if (!needed) return NULL;
+  sg_node *n = sg_arena_alloc(g, sizeof *n);
+  memset(n, 0, sizeof *n);
+  n->op = op;
+  n->out = out;
+  n->n_in = n_in;
+  for (int i = 0; i < n_in; i++) n->in[i] = in[i];
+  out->requires_grad = true;
+  out->node = n;
+  out->grad = NULL;
+  tape_push(g, n);
+  return n;
+}
+
+sg_tensor *sg_grad_buf(sg_graph *g, sg_tensor *t) {
+  if (!t || !t->requires_grad) return NULL;
+  if (!t->grad) {
+    /* Leaves keep their gradient across steps (it accumulates until
+     * sg_zero_grad); intermediates' die with the arena. */
+    t->grad = sg_zeros(t->owned ? NULL : g, t->dtype, t->ndim, t->shape);
+  }
+  return t->grad;
+}
+
+static void run_tape(sg_graph *g) {
+  bool was = sg_set_grad_enabled(g, false); /* backward kernels record nothing */
+  for (int64_t i = g->tape_len - 1; i >= 0; i--) {
+    sg_node *n = g->tape[i];
+    if (n->out->grad) n->op->backward(g, n);
+  }
+  sg_set_grad_enabled(g, was);
+}
+
+static bool check_backward_root(sg_graph *g, const sg_tensor *out) {
+  if (!out) return false;
+  if (!out->requires_grad) {
+    sg_op_error(g, "sg_backward",
+                "the output does not depend on any tensor that requires a gradient");
+    return false;
+  }
+  return true;
+}
+
+void sg_backward(sg_graph *g, sg_tensor *loss) {
+  if (!check_backward_root(g, loss)) return;
+  if (loss->numel != 1) {
+    char b[96];
+    sg_op_error(g, "sg_backward", "loss must have one element, got shape %s",
+                sg_shape_str(loss->ndim, loss->shape, b));
+    return;
+  }
+  sg_tensor *seed = sg_grad_buf(g, loss);
+  sg_set(seed, 0, sg_get(seed, 0) + 1.0);
+  run_tape(g);
+}
+
+void sg_backward_with(sg_graph *g, sg_tensor *out, const sg_tensor *grad_out) {
+  if (!check_backward_root(g, out) || !grad_out) return;
+  if (!sg_same_shape(out, grad_out) || out->dtype != grad_out->dtype) {
+    char b0[96], b1[96];
+    sg_op_error(g, "sg_backward_with", "grad_out %s %s does not match output %s %s",
+                sg_dtype_name(grad_out->dtype), sg_shape_str(grad_out->ndim, grad_out->shape, b0),
+                sg_dtype_name(out->dtype), sg_shape_str(out->ndim, out->shape, b1));
+    return;
+  }
+  sg_tensor *seed = sg_grad_buf(g, out);
+  for (int64_t i = 0; i < seed->numel; i++) sg_set(seed, i, sg_get(seed, i) + sg_get(grad_out, i));
+  run_tape(g);
+}

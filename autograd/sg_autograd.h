@@ -1,0 +1,122 @@
+/* sinkgrad autograd: the graph (arena + tape), backward, and the interface
+ * for defining ops, which user code may use for its own ops.
+ *
+ * Define-by-run: an op computes its output at once and, when grad mode is on
+ * and an input requires a gradient, appends a node to the graph's tape.
+ * sg_backward walks the tape in reverse. Every per-step tensor, node and
+ * scratch buffer comes from the graph's arena; sg_graph_reset drops them all
+ * but keeps the memory, so a steady-state training step allocates nothing. */
+#ifndef SG_AUTOGRAD_H
+#define SG_AUTOGRAD_H
+
+#include "sg_tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+sg_graph *sg_graph_new(void);
+void sg_graph_free(sg_graph *g);
+/* Forgets the tape and every arena tensor; keeps the arena's memory. */
+void sg_graph_reset(sg_graph *g);
+/* Grad mode: when off, ops record nothing. Returns the previous setting. */
+bool sg_set_grad_enabled(sg_graph *g, bool on);
+bool sg_grad_enabled(const sg_graph *g);
+size_t sg_graph_arena_bytes(const sg_graph *g); /* bytes reserved by the arena */
+int64_t sg_graph_tape_len(const sg_graph *g);
+
+/* Reverse pass from a tensor with one element: d(loss)/d(loss) = 1. Leaf
+ * gradients accumulate into t->grad (allocated once, on the heap) until
+ * sg_zero_grad; intermediate gradients live in the arena. */
+void sg_backward(sg_graph *g, sg_tensor *loss);
+/* Vector-Jacobian product: backward from out seeded with grad_out (same
+ * shape and dtype as out) instead of 1. */
+void sg_backward_with(sg_graph *g, sg_tensor *out, const sg_tensor *grad_out);
+
+/* Arena allocation, 64-byte aligned, uninitialised; valid until reset. */
+void *sg_arena_alloc(sg_graph *g, size_t bytes);
+
+/* ---- call sites ------------------------------------------------------- */
+/* Each public op is a macro that records the caller's __FILE__/__LINE__ in
+ * the graph before calling the function of the same name, so misuse errors
+ * name the call site: sg_add(g, a, b) expands to (sg_add)(SG_AT(g), a, b). */
+sg_graph *sg_graph_at(sg_graph *g, const char *file, int line);
+#define SG_AT(g) sg_graph_at((g), __FILE__, __LINE__)
+const char *sg_graph_file(const sg_graph *g);
+int sg_graph_line(const sg_graph *g);
+/* Reports an API misuse in op `op` at the graph's current call site. */
+void sg_op_error(const sg_graph *g, const char *op, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- defining ops ------------------------------------------------------ */
+
+/* An op's identity: its name and its backward. The backward reads
+ * n->out->grad and accumulates into sg_grad_buf(g, n->in[i]) for each input
+ * that needs a gradient (sg_grad_buf returns NULL for the others). */
+typedef struct sg_op {
+  const char *name;
+  void (*backward)(sg_graph *g, sg_node *n);
+} sg_op;
+
+struct sg_node {
+  const sg_op *op;
+  sg_tensor *out;
+  sg_tensor *in[SG_MAX_INPUTS];
+  int n_in;
+  int64_t iarg[8]; /* op-specific integer attributes (axis, flags, ...) */
+  double farg[4];  /* op-specific real attributes (scale, tau, ...) */
+  void *saved;     /* op-specific arena data kept for the backward */
+};
+
+/* Records op on the tape if grad mode is on and any input requires a
+ * gradient; then marks out as requiring one and returns the node, else
+ * returns NULL (nothing to save). */
+sg_node *sg_record(sg_graph *g, const sg_op *op, sg_tensor *out, int n_in, sg_tensor *const *in);
+
+/* The gradient buffer of t, created zeroed on first use (arena for
+ * intermediates, heap for leaves), or NULL if t does not require a grad. */
+sg_tensor *sg_grad_buf(sg_graph *g, sg_tensor *t);
+
+/* ---- gradient checking (public API) ----------------------------------- */
+
+/* A function of tensors to check. It builds its output with ops on g from
+ * the given inputs and returns it (any shape). */
+typedef sg_tensor *(*sg_check_fn)(sg_graph *g, sg_tensor *const *inputs, int n_inputs,
+                                  void *ctx);
+
+typedef struct sg_gradcheck_opts {
+  double eps;      /* central-difference step (default 1e-6) */
+  double atol;     /* pass if |analytic - numeric| <= atol + rtol*|numeric| */
+  double rtol;     /* defaults: atol 1e-7, rtol 1e-6 */
+  int projections; /* 0: every input element; >0: that many random directions */
+  uint64_t seed;   /* for the output weighting and projection directions */
+} sg_gradcheck_opts;
+
+typedef struct sg_gradcheck_result {
+  bool ok;
+  int input;       /* input holding the worst element (-1 if none) */
+  int64_t index;   /* its flat index (or projection number) */
+  double analytic, numeric, abs_err, rel_err;
+  double worst;    /* largest abs_err / (atol + rtol*|numeric|); ok iff <= 1 */
+  int64_t checked; /* number of comparisons made */
+  char msg[320];   /* human-readable summary */
+} sg_gradcheck_result;
+
+sg_gradcheck_opts sg_gradcheck_defaults(void);
+
+/* Compares autograd with central finite differences in float64. inputs must
+ * be float64 caller-owned tensors; those with requires_grad set are checked.
+ * The output y is reduced to the scalar sum(w * y) with fixed random weights
+ * w, so the whole Jacobian is exercised. opts NULL: defaults. */
+sg_gradcheck_result sg_gradcheck(sg_check_fn f, sg_tensor *const *inputs, int n_inputs, void *ctx,
+                                 const sg_gradcheck_opts *opts);
+
+/* Runs f on float64 inputs and on their float32 copies and reports the worst
+ * |y32 - y64| / (atol + rtol*|y64|) in result.worst (ok iff <= 1). */
+sg_gradcheck_result sg_check_f32_forward(sg_check_fn f, sg_tensor *const *inputs, int n_inputs,
+                                         void *ctx, double atol, double rtol);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

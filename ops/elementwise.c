@@ -1,0 +1,338 @@
+/* Elementwise ops: broadcasting binary arithmetic and unary functions, each
+ * with its forward and backward side by side.
+ *
+ * Backward formulas (go = gradient of the output, y = output):
+ *   add: ga += go, gb += go          sub: ga += go, gb -= go
+ *   mul: ga += go*b, gb += go*a      div: ga += go/b, gb -= go*y/b
+ * summed over the axes where an operand was broadcast. Backward passes run
+ * with grad mode off, so they may call the ops themselves for temporaries. */
+#include "sg_ops.h"
+#include "sg_kernel.h"
+
+/* ---- binary ------------------------------------------------------------ */
+
+typedef enum binop { BIN_ADD, BIN_SUB, BIN_MUL, BIN_DIV } binop;
+
+/* Columns per parallel work item: tiles let a single long row use both cores. */
+enum { TILE = 4096 };
+
+#define BINARY_INNER(EXPR)                                                                         \
+  do {                                                                                             \
+    if (sa == 1 && sb == 1)                                                                        \
+      for (int64_t j = j0; j < j1; j++) {                                                          \
+        T u = xa[j], v = yb[j];                                                                    \
+        orow[j] = (EXPR);                                                                          \
+      }                                                                                            \
+    else if (sa == 1)                                                                              \
+      for (int64_t j = j0; j < j1; j++) {                                                          \
+        T u = xa[j], v = yb[0];                                                                    \
+        orow[j] = (EXPR);                                                                          \
+      }                                                                                            \
+    else if (sb == 1)                                                                              \
+      for (int64_t j = j0; j < j1; j++) {                                                          \
+        T u = xa[0], v = yb[j];                                                                    \
+        orow[j] = (EXPR);                                                                          \
+      }                                                                                            \
+    else                                                                                           \
+      for (int64_t j = j0; j < j1; j++) {                                                          \
+        T u = xa[0], v = yb[0];                                                                    \
+        orow[j] = (EXPR);                                                                          \
+      }                                                                                            \
+  } while (0)
+
+static void binary_kernel(binop kind, const sg_bcast *p, const sg_tensor *a, const sg_tensor *b,
+                          sg_tensor *out) {
+  int64_t tiles_per_row = (p->cols + TILE - 1) / TILE, n_tiles = p->rows * tiles_per_row;
+  int64_t sa = p->stride[0][p->ndim - 1], sb = p->stride[1][p->ndim - 1];
+  SG_DISPATCH(out->dtype, T, {
+    const T *x = a->data, *y = b->data;
+    T *o = out->data;
+    _Pragma("omp parallel for if (out->numel > SG_PAR_MIN) schedule(static)") for (int64_t t = 0;
+                                                                                   t < n_tiles;
+                                                                                   t++) {
+      int64_t r = t / tiles_per_row, j0 = (t % tiles_per_row) * TILE;
+      int64_t j1 = j0 + TILE < p->cols ? j0 + TILE : p->cols;
+      const T *xa = x + sg_bcast_row_offset(p, 0, r), *yb = y + sg_bcast_row_offset(p, 1, r);
+      T *orow = o + r * p->cols;
+      switch (kind) {
+      case BIN_ADD:
+        BINARY_INNER(u + v);
+        break;
+      case BIN_SUB:
+        BINARY_INNER(u - v);
+        break;
+      case BIN_MUL:
+        BINARY_INNER(u * v);
+        break;
+      case BIN_DIV:
+        BINARY_INNER(u / v);
+        break;
+      }
+    }
+  });
+}
+
+static sg_tensor *binary(sg_graph *g, const sg_op *op, binop kind, sg_tensor *a, sg_tensor *b) {
+  sg_tensor *in[2] = {a, b};
+  sg_bcast p;
+  if (!sg_check_same_dtype(g, op->name, 2, in) || !sg_bcast_plan(g, op->name, 2, in, &p))
+    return NULL;
+  sg_tensor *out = sg_empty(g, a->dtype, p.out_ndim, p.out_shape);
+  if (!out) return NULL;
+  binary_kernel(kind, &p, a, b, out);
+  sg_record(g, op, out, 2, in);
+  return out;
+}
+
+static void add_backward(sg_graph *g, sg_node *n) {
+  sg_tensor *ga = sg_grad_buf(g, n->in[0]), *gb = sg_grad_buf(g, n->in[1]);
+  if (ga) sg_accumulate_reduced(ga, n->out->grad);
+  if (gb) sg_accumulate_reduced(gb, n->out->grad);
+}
+
+static void sub_backward(sg_graph *g, sg_node *n) {
+  sg_tensor *ga = sg_grad_buf(g, n->in[0]), *gb = sg_grad_buf(g, n->in[1]);
+  if (ga) sg_accumulate_reduced(ga, n->out->grad);
+  if (gb) sg_accumulate_reduced(gb, (sg_neg)(g, n->out->grad));
+}
+
+static void mul_backward(sg_graph *g, sg_node *n) {
+  sg_tensor *ga = sg_grad_buf(g, n->in[0]), *gb = sg_grad_buf(g, n->in[1]);
+  if (ga) sg_accumulate_reduced(ga, (sg_mul)(g, n->out->grad, n->in[1]));
+  if (gb) sg_accumulate_reduced(gb, (sg_mul)(g, n->out->grad, n->in[0]));
+}
+
+static void div_backward(sg_graph *g, sg_node *n) {
+  sg_tensor *ga = sg_grad_buf(g, n->in[0]), *gb = sg_grad_buf(g, n->in[1]);
+  sg_tensor *go_over_b = (sg_div)(g, n->out->grad, n->in[1]);
+  if (ga) sg_accumulate_reduced(ga, go_over_b);
+  if (gb) sg_accumulate_reduced(gb, (sg_neg)(g, (sg_mul)(g, go_over_b, n->out)));
+}
+
+static const sg_op add_op = {"sg_add", add_backward};
+static const sg_op sub_op = {"sg_sub", sub_backward};
+static const sg_op mul_op = {"sg_mul", mul_backward};
+static const sg_op div_op = {"sg_div", div_backward};
+
+sg_tensor *(sg_add)(sg_graph *g, sg_tensor *a, sg_tensor *b) {
+  return binary(g, &add_op, BIN_ADD, a, b);
+}
+sg_tensor *(sg_sub)(sg_graph *g, sg_tensor *a, sg_tensor *b) {
+  return binary(g, &sub_op, BIN_SUB, a, b);
+}
+sg_tensor *(sg_mul)(sg_graph *g, sg_tensor *a, sg_tensor *b) {
+  return binary(g, &mul_op, BIN_MUL, a, b);
+}
+sg_tensor *(sg_div)(sg_graph *g, sg_tensor *a, sg_tensor *b) {
+  return binary(g, &div_op, BIN_DIV, a, b);
+}
+
+/* ---- unary ------------------------------------------------------------- */
+/* Each unary op is one row of this table: its forward y = f(x, s) and its
+ * derivative dy/dx written in terms of x, y and the scalar argument s. */
+
+typedef enum unop {
+  UN_NEG,
+  UN_SCALE,
+  UN_ADD_SCALAR,
+  UN_EXP,
+  UN_LOG,
+  UN_SQRT,
+  UN_SQUARE,
+  UN_POW,
+  UN_ABS,
+  UN_RELU,
+  UN_SIGMOID,
+  UN_TANH
+} unop;
+
+#define SIGMOID(x) ((x) >= 0 ? 1 / (1 + exp(-(x))) : exp(x) / (1 + exp(x)))
+
+#define UNARY_FORWARD_LOOP(EXPR)                                                                   \
+  _Pragma("omp parallel for if (cnt > SG_PAR_MIN) schedule(static)") for (int64_t i = 0; i < cnt;  \
+                                                                          i++) {                   \
+    T xv = x[i];                                                                                   \
+    y[i] = (EXPR);                                                                                 \
+  }
+
+#define UNARY_BACKWARD_LOOP(DERIV)                                                                 \
+  _Pragma("omp parallel for if (cnt > SG_PAR_MIN) schedule(static)") for (int64_t i = 0; i < cnt;  \
+                                                                          i++) {                   \
+    T xv = x[i], yv = y[i];                                                                        \
+    (void)xv, (void)yv;                                                                            \
+    gx[i] += go[i] * (DERIV);                                                                      \
+  }
+
+/* exp, log and tanh use SLEEF's vector functions, split into fixed chunks. */
+#define VMATH_CHUNKED(FN32, FN64)                                                                  \
+  _Pragma("omp parallel for if (cnt > SG_PAR_MIN) schedule(static)") for (int64_t c = 0; c < cnt;  \
+                                                                          c += TILE) {             \
+    int64_t len = cnt - c < TILE ? cnt - c : TILE;                                                 \
+    if (sizeof(T) == sizeof(float))                                                                \
+      FN32((const float *)x + c, (float *)y + c, len);                                             \
+    else                                                                                           \
+      FN64((const double *)x + c, (double *)y + c, len);                                           \
+  }
+
+static void unary_forward(unop kind, const sg_tensor *a, sg_tensor *out, double s) {
+  int64_t cnt = a->numel;
+  SG_DISPATCH(a->dtype, T, {
+    const T *x = a->data;
+    T *y = out->data;
+    T ts = (T)s;
+    (void)ts;
+    switch (kind) {
+    case UN_NEG:
+      UNARY_FORWARD_LOOP(-xv);
+      break;
+    case UN_SCALE:
+      UNARY_FORWARD_LOOP(ts * xv);
+      break;
+    case UN_ADD_SCALAR:
+      UNARY_FORWARD_LOOP(xv + ts);
+      break;
+    case UN_EXP:
+      VMATH_CHUNKED(sg_vexp_f32, sg_vexp_f64);
+      break;
+    case UN_LOG:
+      VMATH_CHUNKED(sg_vlog_f32, sg_vlog_f64);
+      break;
+    case UN_SQRT:
+      UNARY_FORWARD_LOOP(sqrt(xv));
+      break;
+    case UN_SQUARE:
+      UNARY_FORWARD_LOOP(xv * xv);
+      break;
+    case UN_POW:
+      UNARY_FORWARD_LOOP(pow(xv, ts));
+      break;
+    case UN_ABS:
+      UNARY_FORWARD_LOOP(fabs(xv));
+      break;
+    case UN_RELU:
+      UNARY_FORWARD_LOOP(xv > 0 ? xv : 0);
+      break;
+    case UN_SIGMOID:
+      UNARY_FORWARD_LOOP(SIGMOID(xv));
+      break;
+    case UN_TANH:
+      VMATH_CHUNKED(sg_vtanh_f32, sg_vtanh_f64);
+      break;
+    }
+  });
+}
+
+static void unary_backward(sg_graph *g, sg_node *n) {
+  sg_tensor *ga = sg_grad_buf(g, n->in[0]);
+  if (!ga) return;
+  unop kind = (unop)n->iarg[0];
+  int64_t cnt = ga->numel;
+  SG_DISPATCH(ga->dtype, T, {
+    const T *x = n->in[0]->data, *y = n->out->data, *go = n->out->grad->data;
+    T *gx = ga->data;
+    T ts = (T)n->farg[0];
+    switch (kind) {
+    case UN_NEG:
+      UNARY_BACKWARD_LOOP(-1);
+      break;
+    case UN_SCALE:
+      UNARY_BACKWARD_LOOP(ts);
+      break;
+    case UN_ADD_SCALAR:
+      UNARY_BACKWARD_LOOP(1);
+      break;
+    case UN_EXP:
+      UNARY_BACKWARD_LOOP(yv);
+      break;
+    case UN_LOG:
+      UNARY_BACKWARD_LOOP(1 / xv);
+      break;
+    case UN_SQRT:
+      UNARY_BACKWARD_LOOP(1 / (2 * yv));
+      break;
+    case UN_SQUARE:
+      UNARY_BACKWARD_LOOP(2 * xv);
+      break;
+    case UN_POW:
+      UNARY_BACKWARD_LOOP(ts * pow(xv, ts - 1));
+      break;
+    case UN_ABS:
+      UNARY_BACKWARD_LOOP(xv > 0 ? 1 : (xv < 0 ? -1 : 0));
+      break;
+    case UN_RELU:
+      UNARY_BACKWARD_LOOP(xv > 0 ? 1 : 0);
+      break;
+    case UN_SIGMOID:
+      UNARY_BACKWARD_LOOP(yv * (1 - yv));
+      break;
+    case UN_TANH:
+      UNARY_BACKWARD_LOOP(1 - yv * yv);
+      break;
+    }
+  });
+}
+
+static const sg_op unary_ops[] = {
+    [UN_NEG] = {"sg_neg", unary_backward},
+    [UN_SCALE] = {"sg_scale", unary_backward},
+    [UN_ADD_SCALAR] = {"sg_add_scalar", unary_backward},
+    [UN_EXP] = {"sg_exp", unary_backward},
+    [UN_LOG] = {"sg_log", unary_backward},
+    [UN_SQRT] = {"sg_sqrt", unary_backward},
+    [UN_SQUARE] = {"sg_square", unary_backward},
+    [UN_POW] = {"sg_pow", unary_backward},
+    [UN_ABS] = {"sg_abs", unary_backward},
+    [UN_RELU] = {"sg_relu", unary_backward},
+    [UN_SIGMOID] = {"sg_sigmoid", unary_backward},
+    [UN_TANH] = {"sg_tanh", unary_backward},
+};
+
+static sg_tensor *unary(sg_graph *g, unop kind, sg_tensor *a, double s) {
+  if (!a) return NULL;
+  sg_tensor *out = sg_empty(g, a->dtype, a->ndim, a->shape);
+  if (!out) return NULL;
+  unary_forward(kind, a, out, s);
+  sg_node *n = sg_record(g, &unary_ops[kind], out, 1, &a);
+  if (n) {
+    n->iarg[0] = kind;
+    n->farg[0] = s;
+  }
+  return out;
+}
+
+sg_tensor *(sg_neg)(sg_graph *g, sg_tensor *a) {
+  return unary(g, UN_NEG, a, 0);
+}
+sg_tensor *(sg_scale)(sg_graph *g, sg_tensor *a, double s) {
+  return unary(g, UN_SCALE, a, s);
+}
+sg_tensor *(sg_add_scalar)(sg_graph *g, sg_tensor *a, double s) {
+  return unary(g, UN_ADD_SCALAR, a, s);
+}
+sg_tensor *(sg_exp)(sg_graph *g, sg_tensor *a) {
+  return unary(g, UN_EXP, a, 0);
+}
+sg_tensor *(sg_log)(sg_graph *g, sg_tensor *a) {
+  return unary(g, UN_LOG, a, 0);
+}
+sg_tensor *(sg_sqrt)(sg_graph *g, sg_tensor *a) {
+  return unary(g, UN_SQRT, a, 0);
+}
+sg_tensor *(sg_square)(sg_graph *g, sg_tensor *a) {
+  return unary(g, UN_SQUARE, a, 0);
+}
+sg_tensor *(sg_pow)(sg_graph *g, sg_tensor *a, double p) {
+  return unary(g, UN_POW, a, p);
+}
+sg_tensor *(sg_abs)(sg_graph *g, sg_tensor *a) {
+  return unary(g, UN_ABS, a, 0);
+}
+sg_tensor *(sg_relu)(sg_graph *g, sg_tensor *a) {
+  return unary(g, UN_RELU, a, 0);
+}
+sg_tensor *(sg_sigmoid)(sg_graph *g, sg_tensor *a) {
+  return unary(g, UN_SIGMOID, a, 0);
+}
+sg_tensor *(sg_tanh)(sg_graph *g, sg_tensor *a) {
+  return unary(g, UN_TANH, a, 0);
+}

@@ -1,0 +1,183 @@
+/* sinkgrad tensors: dtype, shape, creation, seeded random draws, .npy/.npz I/O.
+ *
+ * A tensor is row-major and contiguous, float32 or float64, with up to
+ * SG_MAX_DIMS dimensions. Tensors made with a NULL graph are owned by the
+ * caller (free them with sg_free); tensors made inside a graph live in the
+ * graph's arena until sg_graph_reset. */
+#ifndef SG_TENSOR_H
+#define SG_TENSOR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum sg_dtype { SG_F32 = 0, SG_F64 = 1 } sg_dtype;
+
+enum { SG_MAX_DIMS = 6, SG_MAX_INPUTS = 4 };
+
+typedef struct sg_graph sg_graph;
+typedef struct sg_node sg_node;
+
+typedef struct sg_tensor {
+  sg_dtype dtype;
+  int ndim;
+  int64_t shape[SG_MAX_DIMS];
+  int64_t numel;
+  void *data;
+  struct sg_tensor *grad; /* same shape and dtype; NULL until a backward reaches it */
+  sg_node *node;          /* the op that produced it; NULL for leaves */
+  bool requires_grad;
+  bool owned;             /* caller-owned (heap); false: lives in a graph arena */
+  sg_graph *graph;        /* arena owner, NULL when owned */
+} sg_tensor;
+
+/* ---- memory and errors ------------------------------------------------- */
+
+/* Every allocation the library makes goes through these hooks (default:
+ * malloc/realloc/free). Tests install a counting hook to prove that a
+ * steady-state training step allocates nothing. */
+typedef struct sg_allocator {
+  void *(*alloc)(size_t size, void *user);
+  void *(*realloc)(void *ptr, size_t size, void *user);
+  void (*free)(void *ptr, void *user);
+  void *user;
+} sg_allocator;
+void sg_set_allocator(const sg_allocator *a); /* NULL restores the default */
+void *sg_malloc(size_t size);
+void *sg_realloc(void *ptr, size_t size);
+void sg_mfree(void *ptr);
+
+/* API misuse (shape or dtype mismatch, bad axis) is reported to the error
+ * handler with the op name, a message naming the shapes, and the caller's
+ * file and line. The default handler prints to stderr and aborts; a handler
+ * that returns makes the op return NULL, and ops given NULL return NULL. */
+typedef void (*sg_error_handler)(const char *op, const char *msg, const char *file, int line,
+                                 void *user);
+void sg_set_error_handler(sg_error_handler h, void *user); /* NULL restores default */
+void sg_report_error(const char *op, const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Formats a shape as "[2, 3, 4]" into buf (size >= 96); returns buf. */
+const char *sg_shape_str(int ndim, const int64_t *shape, char *buf);
+
+/* ---- creation ---------------------------------------------------------- */
+
+/* g NULL: heap tensor owned by the caller; else allocated in g's arena.
+ * Returns NULL (after reporting) on a bad shape. */
+sg_tensor *sg_empty(sg_graph *g, sg_dtype dt, int ndim, const int64_t *shape);
+sg_tensor *sg_zeros(sg_graph *g, sg_dtype dt, int ndim, const int64_t *shape);
+sg_tensor *sg_ones(sg_graph *g, sg_dtype dt, int ndim, const int64_t *shape);
+sg_tensor *sg_full(sg_graph *g, sg_dtype dt, int ndim, const int64_t *shape, double value);
+/* Copies numel values of type float (SG_F32) or double (SG_F64) from data. */
+sg_tensor *sg_from_data(sg_graph *g, sg_dtype dt, int ndim, const int64_t *shape,
+                        const void *data);
+/* Copies values given as doubles, converting to dt. */
+sg_tensor *sg_from_f64(sg_graph *g, sg_dtype dt, int ndim, const int64_t *shape,
+                       const double *data);
+sg_tensor *sg_clone(sg_graph *g, const sg_tensor *t);      /* data only, no grad/tape */
+sg_tensor *sg_to_dtype(sg_graph *g, const sg_tensor *t, sg_dtype dt); /* no gradient */
+void sg_free(sg_tensor *t); /* owned tensors only; frees grad too; NULL ok */
+
+/* Marks a leaf as a parameter whose gradient is accumulated by backward. */
+void sg_set_requires_grad(sg_tensor *t, bool on);
+void sg_zero_grad(sg_tensor *t); /* zero t->grad if present */
+
+/* Element access by flat row-major index, converting through double. */
+double sg_get(const sg_tensor *t, int64_t i);
+void sg_set(sg_tensor *t, int64_t i, double v);
+float *sg_f32(const sg_tensor *t);  /* NULL if t is not float32 */
+double *sg_f64(const sg_tensor *t); /* NULL if t is not float64 */
+size_t sg_dtype_size(sg_dtype dt);
+const char *sg_dtype_name(sg_dtype dt);
+bool sg_same_shape(const sg_tensor *a, const sg_tensor *b);
+
+/* ---- seeded random draws ---------------------------------------------- */
+
+/* xoshiro256** state. One generator, drawn sequentially, gives the same
+ * numbers on every run and every thread count. */
+typedef struct sg_rng {
+  uint64_t s[4];
+} sg_rng;
+void sg_rng_seed(sg_rng *r, uint64_t seed);
+uint64_t sg_rng_u64(sg_rng *r);
+double sg_rng_uniform(sg_rng *r); /* open interval (0, 1) */
+double sg_rng_normal(sg_rng *r);  /* standard normal */
+double sg_rng_gumbel(sg_rng *r);  /* -log(-log U), U in (0, 1) */
+uint64_t sg_rng_below(sg_rng *r, uint64_t n); /* uniform integer in [0, n) */
+
+sg_tensor *sg_rand_uniform(sg_graph *g, sg_rng *r, sg_dtype dt, int ndim, const int64_t *shape,
+                           double lo, double hi);
+sg_tensor *sg_rand_normal(sg_graph *g, sg_rng *r, sg_dtype dt, int ndim, const int64_t *shape,
+                          double mean, double std);
+sg_tensor *sg_rand_gumbel(sg_graph *g, sg_rng *r, sg_dtype dt, int ndim, const int64_t *shape);
+
+/* ---- .npy / .npz ------------------------------------------------------- */
+
+/* Errors from file I/O are returned, never fatal: functions return 0 on
+ * success and -1 on failure with a message in err (may be NULL). Writers
+ * write a temporary file in the same directory and rename it into place, so
+ * a failed write never leaves a half-written file. */
+typedef struct sg_io_error {
+  char msg[512];
+} sg_io_error;
+
+/* Array types a file may hold; tensors are float32/float64, other arrays
+ * (integer associations, scalars) are read and written through sg_array. */
+typedef enum sg_npy_type {
+  SG_NPY_F32,
+  SG_NPY_F64,
+  SG_NPY_I32,
+  SG_NPY_I64,
+  SG_NPY_U8,
+  SG_NPY_BOOL
+} sg_npy_type;
+
+typedef struct sg_array {
+  sg_npy_type type;
+  int ndim; /* 0 for a scalar */
+  int64_t shape[SG_MAX_DIMS];
+  int64_t numel;
+  void *data; /* little-endian, row-major, owned by the array */
+} sg_array;
+
+void sg_array_free(sg_array *a); /* frees data, keeps the struct */
+
+int sg_npy_save(const char *path, const sg_tensor *t, sg_io_error *err);
+sg_tensor *sg_npy_load(const char *path, sg_io_error *err); /* owned; f32/f64 files (f4/f8) */
+int sg_npy_save_array(const char *path, const sg_array *a, sg_io_error *err);
+int sg_npy_load_array(const char *path, sg_array *out, sg_io_error *err);
+
+/* Writing an .npz archive: open, add members, close (commits by rename).
+ * compress: deflate through zlib (numpy.savez_compressed) or stored
+ * (numpy.savez). sg_npz_writer_abort discards everything. */
+typedef struct sg_npz_writer sg_npz_writer;
+sg_npz_writer *sg_npz_writer_open(const char *path, bool compress, sg_io_error *err);
+int sg_npz_add_tensor(sg_npz_writer *w, const char *name, const sg_tensor *t, sg_io_error *err);
+int sg_npz_add_array(sg_npz_writer *w, const char *name, const sg_array *a, sg_io_error *err);
+int sg_npz_add_scalar_f64(sg_npz_writer *w, const char *name, double v, sg_io_error *err);
+int sg_npz_add_scalar_i64(sg_npz_writer *w, const char *name, int64_t v, sg_io_error *err);
+int sg_npz_writer_close(sg_npz_writer *w, sg_io_error *err); /* frees w */
+void sg_npz_writer_abort(sg_npz_writer *w);                  /* frees w */
+
+/* Reading: the whole archive is read and checked (CRC, sizes) on open. */
+typedef struct sg_npz sg_npz;
+sg_npz *sg_npz_open(const char *path, sg_io_error *err);
+void sg_npz_close(sg_npz *z);
+int sg_npz_count(const sg_npz *z);
+const char *sg_npz_name(const sg_npz *z, int i); /* member name without ".npy" */
+/* Returns a borrowed view (valid until sg_npz_close), NULL if missing. */
+const sg_array *sg_npz_get(const sg_npz *z, const char *name);
+/* New owned tensor of dtype dt converted from a float or integer member;
+ * NULL with a message if missing or not numeric. */
+sg_tensor *sg_npz_tensor(const sg_npz *z, const char *name, sg_dtype dt, sg_io_error *err);
+/* Scalar (or 1-element) numeric member as double; -1 if missing. */
+int sg_npz_scalar(const sg_npz *z, const char *name, double *out, sg_io_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

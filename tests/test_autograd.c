@@ -1,0 +1,6 @@
+#include "sg_test.h"
+
+Suite *suite_autograd(void) {
+  Suite *s = suite_create("autograd");
+  return s;
+}

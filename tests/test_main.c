@@ -1,0 +1,18 @@
+/* Runs every suite, or the one named by the CK_RUN_SUITE environment
+ * variable (meson registers one test per suite that way). */
+#include <stdlib.h>
+
+#include "sg_test.h"
+
+int main(void) {
+  Suite *(*const suites[])(void) = {
+      suite_tensor, suite_npy,   suite_autograd, suite_elementwise, suite_reduce,
+      suite_matmul, suite_shape, suite_select,   suite_system,      suite_baselines,
+  };
+  SRunner *sr = srunner_create(NULL);
+  for (size_t i = 0; i < sizeof suites / sizeof suites[0]; i++) srunner_add_suite(sr, suites[i]());
+  srunner_run_all(sr, CK_VERBOSE);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
