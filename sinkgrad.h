@@ -6,4 +6,5 @@
 #include "sg_tensor.h"
 #include "sg_autograd.h"
 #include "sg_ops.h"
+#include "sg_layers.h"
 #endif

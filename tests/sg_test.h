@@ -17,6 +17,8 @@ Suite *suite_reduce(void);
 Suite *suite_matmul(void);
 Suite *suite_shape(void);
 Suite *suite_select(void);
+Suite *suite_layers(void);
+Suite *suite_sinkhorn(void);
 Suite *suite_system(void);
 Suite *suite_baselines(void);
 
