@@ -7,4 +7,5 @@
 #include "sg_autograd.h"
 #include "sg_ops.h"
 #include "sg_layers.h"
+#include "sg_optim.h"
 #endif

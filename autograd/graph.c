@@ -168,6 +168,7 @@ sg_tensor *sg_grad_buf(sg_graph *g, sg_tensor *t) {
      * sg_zero_grad); intermediates' die with the arena. */
     t->grad = sg_zeros(t->owned ? NULL : g, t->dtype, t->ndim, t->shape);
   }
+  t->grad_fresh = true;
   return t->grad;
 }
 
@@ -177,6 +178,10 @@ static void run_tape(sg_graph *g) {
     sg_node *n = g->tape[i];
     if (n->out->grad) n->op->backward(g, n);
   }
+  /* The tape is consumed, as PyTorch frees a graph after backward: a second
+   * backward must not push the same gradients through these nodes again.
+   * The arena (and so every tensor) stays valid until sg_graph_reset. */
+  g->tape_len = 0;
   sg_set_grad_enabled(g, was);
 }
 

@@ -27,7 +27,9 @@ int64_t sg_graph_tape_len(const sg_graph *g);
 
 /* Reverse pass from a tensor with one element: d(loss)/d(loss) = 1. Leaf
  * gradients accumulate into t->grad (allocated once, on the heap) until
- * sg_zero_grad; intermediate gradients live in the arena. */
+ * sg_zero_grad; intermediate gradients live in the arena. Backward
+ * consumes the tape (as PyTorch frees the graph): ops recorded afterwards
+ * start a new tape, while every tensor stays valid until sg_graph_reset. */
 void sg_backward(sg_graph *g, sg_tensor *loss);
 /* Vector-Jacobian product: backward from out seeded with grad_out (same
  * shape and dtype as out) instead of 1. */

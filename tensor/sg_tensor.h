@@ -31,6 +31,7 @@ typedef struct sg_tensor {
   struct sg_tensor *grad; /* same shape and dtype; NULL until a backward reaches it */
   sg_node *node;          /* the op that produced it; NULL for leaves */
   bool requires_grad;
+  bool grad_fresh;        /* a backward wrote into grad since the optimiser last looked */
   bool owned;             /* caller-owned (heap); false: lives in a graph arena */
   sg_graph *graph;        /* arena owner, NULL when owned */
 } sg_tensor;

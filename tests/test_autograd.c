@@ -1,6 +1,230 @@
+/* The tape, the arena, gradient accumulation, grad mode, error reporting,
+ * user-defined ops under the public gradcheck, and thread determinism. */
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "sg_test.h"
+
+static sg_tensor *leaf(sg_rng *r, int nd, const int64_t *shape) {
+  sg_tensor *t = sg_rand_uniform(NULL, r, SG_F64, nd, shape, -1, 1);
+  sg_set_requires_grad(t, true);
+  return t;
+}
+
+/* d/dx of sum(x * x + x) seeded through sg_backward_with: 2x + 1. */
+START_TEST(backward_accumulates_until_zeroed) {
+  sg_rng r;
+  sg_rng_seed(&r, 1);
+  sg_tensor *x = leaf(&r, 1, (int64_t[]){5});
+  sg_graph *g = sg_graph_new();
+  sg_tensor *ones = sg_ones(g, SG_F64, 1, (int64_t[]){5});
+  for (int pass = 1; pass <= 2; pass++) {
+    sg_tensor *y = sg_add(g, sg_mul(g, x, x), x);
+    sg_backward_with(g, y, ones);
+    for (int i = 0; i < 5; i++)
+      ck_assert_double_eq_tol(sg_get(x->grad, i), pass * (2 * sg_get(x, i) + 1), 1e-15);
+  }
+  sg_zero_grad(x);
+  for (int i = 0; i < 5; i++) ck_assert_double_eq(sg_get(x->grad, i), 0.0);
+  sg_graph_free(g);
+  sg_free(x);
+}
+END_TEST
+
+START_TEST(no_grad_mode_records_nothing) {
+  sg_rng r;
+  sg_rng_seed(&r, 2);
+  sg_tensor *x = leaf(&r, 2, (int64_t[]){3, 3});
+  sg_graph *g = sg_graph_new();
+  ck_assert(sg_set_grad_enabled(g, false));
+  sg_tensor *y = sg_exp(g, x);
+  ck_assert_int_eq(sg_graph_tape_len(g), 0);
+  ck_assert(!y->requires_grad && y->node == NULL);
+  sg_set_grad_enabled(g, true);
+  y = sg_exp(g, x);
+  ck_assert_int_eq(sg_graph_tape_len(g), 1);
+  ck_assert(y->requires_grad && y->node != NULL);
+  /* Inputs without requires_grad record nothing either. */
+  sg_tensor *c = sg_ones(g, SG_F64, 1, (int64_t[]){3});
+  sg_tensor *z = sg_exp(g, c);
+  ck_assert(!z->requires_grad);
+  ck_assert_int_eq(sg_graph_tape_len(g), 1);
+  sg_graph_free(g);
+  sg_free(x);
+}
+END_TEST
+
+/* A gradient that reaches a tensor through two paths is summed:
+ * d/dx exp(x) * exp(x) = 2 exp(2x). */
+START_TEST(shared_subexpression) {
+  sg_tensor *x = sg_from_f64(NULL, SG_F64, 1, (int64_t[]){1}, (double[]){0.7});
+  sg_set_requires_grad(x, true);
+  sg_graph *g = sg_graph_new();
+  sg_tensor *e = sg_exp(g, x);
+  sg_backward(g, sg_mul(g, e, e));
+  ck_assert_double_eq_tol(sg_get(x->grad, 0), 2 * exp(1.4), 1e-14);
+  sg_graph_free(g);
+  sg_free(x);
+}
+END_TEST
+
+/* ---- error reporting ---------------------------------------------------- */
+
+static struct {
+  int count;
+  char op[64], msg[512], file[256];
+  int line;
+} seen;
+
+static void record_error(const char *op, const char *msg, const char *file, int line, void *u) {
+  (void)u;
+  seen.count++;
+  snprintf(seen.op, sizeof seen.op, "%s", op);
+  snprintf(seen.msg, sizeof seen.msg, "%s", msg);
+  snprintf(seen.file, sizeof seen.file, "%s", file ? file : "");
+  seen.line = line;
+}
+
+START_TEST(misuse_names_op_shapes_and_call_site) {
+  sg_graph *g = sg_graph_new();
+  sg_tensor *a = sg_zeros(g, SG_F32, 2, (int64_t[]){2, 3});
+  sg_tensor *b = sg_zeros(g, SG_F32, 1, (int64_t[]){4});
+  sg_tensor *d = sg_zeros(g, SG_F64, 2, (int64_t[]){2, 3});
+  memset(&seen, 0, sizeof seen);
+  sg_set_error_handler(record_error, NULL);
+  int line = __LINE__ + 1;
+  sg_tensor *bad = sg_add(g, a, b);
+  ck_assert_ptr_null(bad);
+  ck_assert_int_eq(seen.count, 1);
+  ck_assert_str_eq(seen.op, "sg_add");
+  ck_assert_msg(strstr(seen.msg, "[2, 3]") && strstr(seen.msg, "[4]"), "message: %s", seen.msg);
+  ck_assert_msg(strstr(seen.file, "test_autograd.c") != NULL, "file: %s", seen.file);
+  ck_assert_int_eq(seen.line, line);
+  /* dtype mismatch names both dtypes. */
+  ck_assert_ptr_null(sg_mul(g, a, d));
+  ck_assert_str_eq(seen.op, "sg_mul");
+  ck_assert_msg(strstr(seen.msg, "float32") && strstr(seen.msg, "float64"), "%s", seen.msg);
+  /* A NULL from a failed op propagates without a second report. */
+  ck_assert_ptr_null(sg_exp(g, bad));
+  ck_assert_int_eq(seen.count, 2);
+  /* backward from a non-scalar is misuse too. */
+  sg_tensor *x = sg_zeros(NULL, SG_F64, 1, (int64_t[]){3});
+  sg_set_requires_grad(x, true);
+  sg_backward(g, sg_exp(g, x));
+  ck_assert_str_eq(seen.op, "sg_backward");
+  sg_set_error_handler(NULL, NULL);
+  sg_free(x);
+  sg_graph_free(g);
+}
+END_TEST
+
+/* ---- user-defined ops under the public gradcheck ------------------------- */
+
+/* cube(x) = x^3, written as a user would: forward, backward, sg_record. */
+static void cube_backward(sg_graph *g, sg_node *n) {
+  sg_tensor *gx = sg_grad_buf(g, n->in[0]);
+  double factor = n->farg[0]; /* 3 is right; the faulty variant uses 2.9 */
+  for (int64_t i = 0; i < gx->numel; i++) {
+    double x = sg_get(n->in[0], i);
+    sg_set(gx, i, sg_get(gx, i) + sg_get(n->out->grad, i) * factor * x * x);
+  }
+}
+static const sg_op cube_op = {"cube", cube_backward};
+
+static sg_tensor *cube(sg_graph *g, sg_tensor *const *in, int n, void *ctx) {
+  (void)n;
+  sg_tensor *x = in[0], *y = sg_empty(g, x->dtype, x->ndim, x->shape);
+  for (int64_t i = 0; i < x->numel; i++) sg_set(y, i, pow(sg_get(x, i), 3));
+  sg_node *node = sg_record(g, &cube_op, y, 1, in);
+  if (node) node->farg[0] = *(const double *)ctx;
+  return y;
+}
+
+START_TEST(gradcheck_catches_a_wrong_backward) {
+  sg_rng r;
+  sg_rng_seed(&r, 3);
+  sg_tensor *x = leaf(&r, 2, (int64_t[]){4, 3});
+  double right = 3, wrong = 2.9;
+  sg_gradcheck_result ok = sg_gradcheck(cube, &x, 1, &right, NULL);
+  ck_assert_msg(ok.ok, "%s", ok.msg);
+  ck_assert_int_eq(ok.checked, 12);
+  sg_gradcheck_result bad = sg_gradcheck(cube, &x, 1, &wrong, NULL);
+  ck_assert(!bad.ok);
+  ck_assert_int_eq(bad.input, 0);
+  ck_assert(bad.index >= 0 && bad.index < 12);
+  ck_assert(bad.rel_err > 0.02 && bad.rel_err < 0.04); /* 0.1 / 3 off */
+  ck_assert(strstr(bad.msg, "FAILED") != NULL);
+  /* The random-projection mode catches it too. */
+  sg_gradcheck_opts o = sg_gradcheck_defaults();
+  o.projections = 4;
+  ck_assert(sg_gradcheck(cube, &x, 1, &right, &o).ok);
+  ck_assert(!sg_gradcheck(cube, &x, 1, &wrong, &o).ok);
+  sg_free(x);
+}
+END_TEST
+
+START_TEST(gradcheck_refuses_float32_inputs) {
+  sg_tensor *x = sg_zeros(NULL, SG_F32, 1, (int64_t[]){2});
+  double right = 3;
+  sg_gradcheck_result res = sg_gradcheck(cube, &x, 1, &right, NULL);
+  ck_assert(!res.ok && res.checked == 0);
+  ck_assert(strstr(res.msg, "float64") != NULL);
+  sg_free(x);
+}
+END_TEST
+
+/* ---- threads ------------------------------------------------------------ */
+
+/* A chain of parallel elementwise ops and a broadcast reduction in the
+ * backward, on tensors large enough to be split across threads. */
+static void run_chain(int threads, sg_tensor *x, sg_tensor *b, sg_tensor **y_out) {
+  omp_set_num_threads(threads);
+  sg_zero_grad(x);
+  sg_zero_grad(b);
+  sg_graph *g = sg_graph_new();
+  sg_tensor *h = sg_tanh(g, sg_add(g, sg_mul(g, x, x), b));
+  sg_tensor *y = sg_div(g, sg_exp(g, h), sg_add_scalar(g, sg_sigmoid(g, x), 1));
+  sg_tensor *w = sg_ones(g, y->dtype, y->ndim, y->shape);
+  sg_backward_with(g, y, w);
+  *y_out = sg_clone(NULL, y);
+  sg_graph_free(g);
+}
+
+START_TEST(threads_give_bitwise_identical_results) {
+  sg_rng r;
+  sg_rng_seed(&r, 4);
+  for (int dt = 0; dt < 2; dt++) {
+    sg_tensor *x = sg_rand_normal(NULL, &r, (sg_dtype)dt, 2, (int64_t[]){300, 1000}, 0, 1);
+    sg_tensor *b = sg_rand_normal(NULL, &r, (sg_dtype)dt, 1, (int64_t[]){1000}, 0, 1);
+    sg_set_requires_grad(x, true);
+    sg_set_requires_grad(b, true);
+    sg_tensor *y1, *y2;
+    run_chain(1, x, b, &y1);
+    sg_tensor *gx1 = sg_clone(NULL, x->grad), *gb1 = sg_clone(NULL, b->grad);
+    run_chain(2, x, b, &y2);
+    size_t es = sg_dtype_size((sg_dtype)dt);
+    ck_assert_mem_eq(y1->data, y2->data, (size_t)y1->numel * es);
+    ck_assert_mem_eq(gx1->data, x->grad->data, (size_t)x->numel * es);
+    ck_assert_mem_eq(gb1->data, b->grad->data, (size_t)b->numel * es);
+    sg_tensor *all[] = {x, b, y1, y2, gx1, gb1};
+    for (int i = 0; i < 6; i++) sg_free(all[i]);
+  }
+  omp_set_num_threads(omp_get_num_procs());
+}
+END_TEST
 
 Suite *suite_autograd(void) {
   Suite *s = suite_create("autograd");
+  TCase *tc = tcase_create("autograd");
+  tcase_add_test(tc, backward_accumulates_until_zeroed);
+  tcase_add_test(tc, no_grad_mode_records_nothing);
+  tcase_add_test(tc, shared_subexpression);
+  tcase_add_test(tc, misuse_names_op_shapes_and_call_site);
+  tcase_add_test(tc, gradcheck_catches_a_wrong_backward);
+  tcase_add_test(tc, gradcheck_refuses_float32_inputs);
+  tcase_add_test(tc, threads_give_bitwise_identical_results);
+  tcase_set_timeout(tc, 120);
+  suite_add_tcase(s, tc);
   return s;
 }

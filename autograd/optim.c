@@ -1,0 +1,78 @@
+/* Optimisers. Moments are kept in float64 whatever the parameter dtype, so
+ * a float32 model's optimiser state loses nothing to round-off. */
+#include "sg_optim.h"
+
+#include <math.h>
+#include <string.h>
+
+sg_adam *sg_adam_new(sg_tensor *const *params, int n_params, double lr) {
+  sg_adam *o = sg_malloc(sizeof *o);
+  if (!o) return NULL;
+  memset(o, 0, sizeof *o);
+  o->n_params = n_params;
+  o->params = sg_malloc((size_t)n_params * sizeof *o->params);
+  o->m = sg_malloc((size_t)n_params * sizeof *o->m);
+  o->v = sg_malloc((size_t)n_params * sizeof *o->v);
+  o->steps = sg_malloc((size_t)n_params * sizeof *o->steps);
+  for (int i = 0; i < n_params; i++) {
+    o->params[i] = params[i];
+    o->m[i] = sg_zeros(NULL, SG_F64, params[i]->ndim, params[i]->shape);
+    o->v[i] = sg_zeros(NULL, SG_F64, params[i]->ndim, params[i]->shape);
+    o->steps[i] = 0;
+  }
+  o->lr = lr;
+  o->beta1 = 0.9;
+  o->beta2 = 0.999;
+  o->eps = 1e-8;
+  return o;
+}
+
+void sg_adam_free(sg_adam *o) {
+  if (!o) return;
+  for (int i = 0; i < o->n_params; i++) {
+    sg_free(o->m[i]);
+    sg_free(o->v[i]);
+  }
+  sg_mfree(o->params);
+  sg_mfree(o->m);
+  sg_mfree(o->v);
+  sg_mfree(o->steps);
+  sg_mfree(o);
+}
+
+/* One parameter's update, as torch.optim.Adam (non-amsgrad) computes it. */
+static void adam_update(const sg_adam *o, sg_tensor *p, double *m, double *v, int64_t step) {
+  double bc1 = 1 - pow(o->beta1, (double)step), bc2 = 1 - pow(o->beta2, (double)step);
+  double step_size = o->lr / bc1, sqrt_bc2 = sqrt(bc2);
+  int64_t n = p->numel;
+#pragma omp parallel for if (n > 65536) schedule(static)
+  for (int64_t j = 0; j < n; j++) {
+    double gj = sg_get(p->grad, j), pj = sg_get(p, j);
+    if (o->weight_decay != 0) gj += o->weight_decay * pj;
+    m[j] = o->beta1 * m[j] + (1 - o->beta1) * gj;
+    v[j] = o->beta2 * v[j] + (1 - o->beta2) * gj * gj;
+    sg_set(p, j, pj - step_size * m[j] / (sqrt(v[j]) / sqrt_bc2 + o->eps));
+  }
+}
+
+void sg_adam_step(sg_adam *o) {
+  for (int i = 0; i < o->n_params; i++) {
+    sg_tensor *p = o->params[i];
+    if (!p->grad || !p->grad_fresh) continue;
+    p->grad_fresh = false;
+    adam_update(o, p, o->m[i]->data, o->v[i]->data, ++o->steps[i]);
+  }
+}
+
+void sg_sgd_step(sg_tensor *const *params, int n_params, double lr) {
+  for (int i = 0; i < n_params; i++) {
+    sg_tensor *p = params[i];
+    if (!p->grad || !p->grad_fresh) continue;
+    p->grad_fresh = false;
+    for (int64_t j = 0; j < p->numel; j++) sg_set(p, j, sg_get(p, j) - lr * sg_get(p->grad, j));
+  }
+}
+
+void sg_params_zero_grad(sg_tensor *const *params, int n_params) {
+  for (int i = 0; i < n_params; i++) sg_zero_grad(params[i]);
+}
