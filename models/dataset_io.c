@@ -1,0 +1,297 @@
+/* Data sets as zlib-compressed .npz (schema: docs/system.md "Data set schema").
+ * The loader accepts any numeric dtype for each member (numpy may have
+ * rewritten a file), checks shapes against M, N, K and that every value is
+ * finite, and reports the first problem by member name. */
+#include "sg_system.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { SCHEMA_VERSION = 1 };
+
+static int io_fail(sg_io_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int io_fail(sg_io_error *err, const char *fmt, ...) {
+  if (err) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    va_end(ap);
+  }
+  return -1;
+}
+
+/* ---- saving -------------------------------------------------------------------------- */
+
+static sg_array view(sg_npy_type type, int ndim, const int64_t *shape, const void *data) {
+  sg_array a = {.type = type, .ndim = ndim, .numel = 1, .data = (void *)data};
+  for (int i = 0; i < ndim; i++) a.shape[i] = shape[i], a.numel *= shape[i];
+  return a;
+}
+
+static int add_arrays(sg_npz_writer *w, const sg_dataset *ds, sg_io_error *err) {
+  int64_t S = ds->S, M = ds->M, K = ds->K, N = ds->N;
+  const int64_t h_shape[4] = {S, M, K, N}, link_shape[3] = {S, M, K};
+  const int64_t bs_shape[2] = {M, 2}, ue_shape[3] = {S, K, 2};
+  struct {
+    const char *name;
+    sg_array a;
+  } members[] = {
+      {"H_re", view(SG_NPY_F64, 4, h_shape, ds->H_re)},
+      {"H_im", view(SG_NPY_F64, 4, h_shape, ds->H_im)},
+      {"bs_pos", view(SG_NPY_F64, 2, bs_shape, ds->bs_pos)},
+      {"ue_pos", view(SG_NPY_F64, 3, ue_shape, ds->ue_pos)},
+      {"los", view(SG_NPY_BOOL, 3, link_shape, ds->los)},
+      {"outage", view(SG_NPY_BOOL, 3, link_shape, ds->outage)},
+      {"n_paths", view(SG_NPY_U8, 3, link_shape, ds->n_paths)},
+      {"pl_db", view(SG_NPY_F64, 3, link_shape, ds->pl_db)},
+  };
+  for (size_t i = 0; i < sizeof members / sizeof members[0]; i++)
+    if (sg_npz_add_array(w, members[i].name, &members[i].a, err)) return -1;
+  return 0;
+}
+
+static int add_scalars(sg_npz_writer *w, const sg_dataset *ds, sg_io_error *err) {
+  const sg_scenario *sc = &ds->scenario;
+  struct {
+    const char *name;
+    int64_t v;
+  } ints[] = {{"M", ds->M},
+              {"N", ds->N},
+              {"K", ds->K},
+              {"seed", (int64_t)ds->seed},
+              {"outage_state", sc->outage},
+              {"schema_version", SCHEMA_VERSION}};
+  struct {
+    const char *name;
+    double v;
+  } reals[] = {{"pt_dbm", ds->pt_dbm},
+               {"noise_dbm", ds->noise_dbm},
+               {"area_m", sc->area_m},
+               {"bs_height_m", sc->bs_height_m},
+               {"ue_height_m", sc->ue_height_m},
+               {"noise_dbm_hz", sc->noise_dbm_hz},
+               {"bandwidth_hz", sc->bandwidth_hz},
+               {"noise_figure_db", sc->noise_figure_db},
+               {"path_mean", sc->path_mean}};
+  for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
+    if (sg_npz_add_scalar_i64(w, ints[i].name, ints[i].v, err)) return -1;
+  for (size_t i = 0; i < sizeof reals / sizeof reals[0]; i++)
+    if (sg_npz_add_scalar_f64(w, reals[i].name, reals[i].v, err)) return -1;
+  return 0;
+}
+
+int sg_dataset_save(const sg_dataset *ds, const char *path, sg_io_error *err) {
+  if (sg_dataset_check(ds, err)) return -1;
+  sg_npz_writer *w = sg_npz_writer_open(path, true, err);
+  if (!w) return -1;
+  if (add_arrays(w, ds, err) || add_scalars(w, ds, err)) {
+    sg_npz_writer_abort(w);
+    return -1;
+  }
+  return sg_npz_writer_close(w, err);
+}
+
+/* ---- loading ------------------------------------------------------------------------- */
+
+static double element(const sg_array *a, int64_t i) {
+  const unsigned char *p = a->data;
+  switch (a->type) {
+  case SG_NPY_F32: {
+    float v;
+    memcpy(&v, p + 4 * i, 4);
+    return v;
+  }
+  case SG_NPY_F64: {
+    double v;
+    memcpy(&v, p + 8 * i, 8);
+    return v;
+  }
+  case SG_NPY_I32: {
+    int32_t v;
+    memcpy(&v, p + 4 * i, 4);
+    return v;
+  }
+  case SG_NPY_I64: {
+    int64_t v;
+    memcpy(&v, p + 8 * i, 8);
+    return (double)v;
+  }
+  default:
+    return p[i];
+  }
+}
+
+/* Looks up a member and checks its shape (dims < 0 are free and returned). */
+static const sg_array *member(const sg_npz *z, const char *name, int ndim, int64_t *shape,
+                              sg_io_error *err) {
+  const sg_array *a = sg_npz_get(z, name);
+  if (!a) {
+    io_fail(err, "data set has no member '%s'", name);
+    return NULL;
+  }
+  if (a->ndim != ndim) {
+    io_fail(err, "member '%s' has %d dimensions, expected %d", name, a->ndim, ndim);
+    return NULL;
+  }
+  for (int i = 0; i < ndim; i++)
+    if (shape[i] >= 0 && shape[i] != a->shape[i]) {
+      char want[96], got[96];
+      io_fail(err, "member '%s' has shape %s, expected %s", name,
+              sg_shape_str(a->ndim, a->shape, got), sg_shape_str(ndim, shape, want));
+      return NULL;
+    }
+  for (int i = 0; i < ndim; i++) shape[i] = a->shape[i];
+  return a;
+}
+
+static int read_f64(const sg_npz *z, const char *name, int ndim, const int64_t *shape, double *dst,
+                    sg_io_error *err) {
+  int64_t s[SG_MAX_DIMS];
+  memcpy(s, shape, (size_t)ndim * sizeof *s);
+  const sg_array *a = member(z, name, ndim, s, err);
+  if (!a) return -1;
+  for (int64_t i = 0; i < a->numel; i++) {
+    dst[i] = element(a, i);
+    if (!isfinite(dst[i]))
+      return io_fail(err, "member '%s' has a non-finite value at flat index %lld", name,
+                     (long long)i);
+  }
+  return 0;
+}
+
+/* Optional 0/1 (or small count) member; absent: left zero. */
+static int read_u8(const sg_npz *z, const char *name, int ndim, const int64_t *shape, uint8_t *dst,
+                   int max_value, bool required, sg_io_error *err) {
+  if (!required && !sg_npz_get(z, name)) return 0;
+  int64_t s[SG_MAX_DIMS];
+  memcpy(s, shape, (size_t)ndim * sizeof *s);
+  const sg_array *a = member(z, name, ndim, s, err);
+  if (!a) return -1;
+  for (int64_t i = 0; i < a->numel; i++) {
+    double v = element(a, i);
+    if (!(v >= 0 && v <= max_value && v == floor(v)))
+      return io_fail(err, "member '%s' has value %g at flat index %lld (expected 0..%d)", name, v,
+                     (long long)i, max_value);
+    dst[i] = (uint8_t)v;
+  }
+  return 0;
+}
+
+static int read_scalar(const sg_npz *z, const char *name, bool required, double *out,
+                       sg_io_error *err) {
+  if (!required && !sg_npz_get(z, name)) return 0;
+  if (sg_npz_scalar(z, name, out, err)) return io_fail(err, "data set has no scalar '%s'", name);
+  if (!isfinite(*out)) return io_fail(err, "scalar '%s' is not finite", name);
+  return 0;
+}
+
+static int read_size(const sg_npz *z, const char *name, int max, int *out, sg_io_error *err) {
+  double v;
+  if (read_scalar(z, name, true, &v, err)) return -1;
+  if (!(v >= 1 && v <= max && v == floor(v)))
+    return io_fail(err, "scalar '%s' = %g is not an integer in 1..%d", name, v, max);
+  *out = (int)v;
+  return 0;
+}
+
+static int read_header(const sg_npz *z, sg_dataset *hdr, sg_io_error *err) {
+  double seed;
+  sg_scenario *sc = &hdr->scenario;
+  *sc = sg_scenario_default();
+  double outage = 0;
+  if (read_size(z, "M", SG_MAX_BS, &hdr->M, err) ||
+      read_size(z, "N", SG_MAX_ANTENNAS, &hdr->N, err) ||
+      read_size(z, "K", SG_MAX_UES, &hdr->K, err) ||
+      read_scalar(z, "pt_dbm", true, &hdr->pt_dbm, err) ||
+      read_scalar(z, "noise_dbm", true, &hdr->noise_dbm, err) ||
+      read_scalar(z, "seed", true, &seed, err) ||
+      read_scalar(z, "area_m", false, &sc->area_m, err) ||
+      read_scalar(z, "bs_height_m", false, &sc->bs_height_m, err) ||
+      read_scalar(z, "ue_height_m", false, &sc->ue_height_m, err) ||
+      read_scalar(z, "noise_dbm_hz", false, &sc->noise_dbm_hz, err) ||
+      read_scalar(z, "bandwidth_hz", false, &sc->bandwidth_hz, err) ||
+      read_scalar(z, "noise_figure_db", false, &sc->noise_figure_db, err) ||
+      read_scalar(z, "path_mean", false, &sc->path_mean, err) ||
+      read_scalar(z, "outage_state", false, &outage, err))
+    return -1;
+  if (!(seed >= 0 && seed < 0x1p63)) return io_fail(err, "scalar 'seed' is out of range");
+  hdr->seed = (uint64_t)seed;
+  sc->M = hdr->M, sc->N = hdr->N, sc->K = hdr->K;
+  sc->pt_dbm = hdr->pt_dbm, sc->seed = hdr->seed, sc->outage = outage != 0;
+  return 0;
+}
+
+static int read_body(const sg_npz *z, sg_dataset *ds, sg_io_error *err) {
+  int64_t S = ds->S, M = ds->M, K = ds->K, N = ds->N;
+  const int64_t h_shape[4] = {S, M, K, N}, link_shape[3] = {S, M, K};
+  const int64_t bs_shape[2] = {M, 2}, ue_shape[3] = {S, K, 2};
+  if (read_f64(z, "H_re", 4, h_shape, ds->H_re, err) ||
+      read_f64(z, "H_im", 4, h_shape, ds->H_im, err) ||
+      read_f64(z, "bs_pos", 2, bs_shape, ds->bs_pos, err) ||
+      read_f64(z, "ue_pos", 3, ue_shape, ds->ue_pos, err) ||
+      read_u8(z, "los", 3, link_shape, ds->los, 1, true, err) ||
+      read_u8(z, "outage", 3, link_shape, ds->outage, 1, false, err) ||
+      read_u8(z, "n_paths", 3, link_shape, ds->n_paths, 255, false, err))
+    return -1;
+  if (sg_npz_get(z, "pl_db")) return read_f64(z, "pl_db", 3, link_shape, ds->pl_db, err);
+  return 0;
+}
+
+int sg_dataset_load(const char *path, sg_dataset *ds, sg_io_error *err) {
+  memset(ds, 0, sizeof *ds);
+  sg_npz *z = sg_npz_open(path, err);
+  if (!z) return -1;
+  sg_dataset hdr = {0};
+  int64_t h_shape[4] = {-1, -1, -1, -1};
+  int rc = read_header(z, &hdr, err);
+  if (!rc && !member(z, "H_re", 4, h_shape, err)) rc = -1;
+  if (!rc && (h_shape[0] < 1 || h_shape[1] != hdr.M || h_shape[2] != hdr.K || h_shape[3] != hdr.N))
+    rc = io_fail(err,
+                 "member 'H_re' has shape [%lld, %lld, %lld, %lld], expected [S, M=%d, K=%d, N=%d]",
+                 (long long)h_shape[0], (long long)h_shape[1], (long long)h_shape[2],
+                 (long long)h_shape[3], hdr.M, hdr.K, hdr.N);
+  if (!rc && sg_dataset_alloc(ds, h_shape[0], hdr.M, hdr.N, hdr.K))
+    rc = io_fail(err, "out of memory for %lld samples", (long long)h_shape[0]);
+  if (!rc) {
+    ds->pt_dbm = hdr.pt_dbm, ds->noise_dbm = hdr.noise_dbm, ds->seed = hdr.seed;
+    ds->scenario = hdr.scenario;
+    rc = read_body(z, ds, err);
+  }
+  sg_npz_close(z);
+  if (rc) {
+    if (err) {
+      char msg[sizeof err->msg];
+      snprintf(msg, sizeof msg, "%.200s: %.300s", path, err->msg);
+      memcpy(err->msg, msg, sizeof msg);
+    }
+    sg_dataset_free(ds);
+  }
+  return rc;
+}
+
+/* ---- checking ------------------------------------------------------------------------ */
+
+static int all_finite(const double *x, int64_t n) {
+  for (int64_t i = 0; i < n; i++)
+    if (!isfinite(x[i])) return 0;
+  return 1;
+}
+
+int sg_dataset_check(const sg_dataset *ds, sg_io_error *err) {
+  if (ds->S < 1 || ds->M < 1 || ds->M > SG_MAX_BS || ds->N < 1 || ds->N > SG_MAX_ANTENNAS ||
+      ds->K < 1 || ds->K > SG_MAX_UES)
+    return io_fail(err, "bad data-set sizes S=%lld M=%d N=%d K=%d", (long long)ds->S, ds->M, ds->N,
+                   ds->K);
+  if (!isfinite(ds->pt_dbm) || !isfinite(ds->noise_dbm))
+    return io_fail(err, "transmit power and noise must be finite");
+  int64_t links = ds->S * ds->M * ds->K;
+  if (!all_finite(ds->H_re, links * ds->N) || !all_finite(ds->H_im, links * ds->N))
+    return io_fail(err, "channel has non-finite values");
+  if (!all_finite(ds->bs_pos, 2 * ds->M) || !all_finite(ds->ue_pos, 2 * ds->S * ds->K) ||
+      !all_finite(ds->pl_db, links))
+    return io_fail(err, "positions or path losses have non-finite values");
+  return 0;
+}

@@ -1,0 +1,285 @@
+/* Scenario generator of docs/system.md: geometry, LOS/NLOS(/outage) link
+ * state, 28 GHz path loss with shadowing, multipath ULA channels. Also the
+ * data-set container and the model-input features. */
+#include "sg_system.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Akdeniz et al. 2014, 28 GHz. */
+#define LOS_DECAY_M 67.1
+#define OUTAGE_DECAY_M 30.0
+#define OUTAGE_OFFSET 5.2
+static const double pl_alpha[2] = {72.0, 61.4}; /* [NLOS, LOS] */
+static const double pl_beta[2] = {2.92, 2.0};
+static const double pl_sigma[2] = {8.7, 5.8};
+
+enum { MAX_PATHS = 255 };
+
+sg_scenario sg_scenario_default(void) {
+  sg_scenario sc = {
+      .M = 2,
+      .N = 4,
+      .K = 8,
+      .area_m = 200.0,
+      .bs_height_m = 10.0,
+      .ue_height_m = 1.5,
+      .pt_dbm = 30.0,
+      .noise_dbm_hz = -174.0,
+      .bandwidth_hz = 1e9,
+      .noise_figure_db = 0.0,
+      .path_mean = 1.8,
+      .outage = false,
+      .seed = 1,
+  };
+  return sc;
+}
+
+double sg_scenario_noise_dbm(const sg_scenario *sc) {
+  return sc->noise_dbm_hz + 10.0 * log10(sc->bandwidth_hz) + sc->noise_figure_db;
+}
+
+static int fail(char *msg, size_t len, const char *text) {
+  if (msg && len) snprintf(msg, len, "%s", text);
+  return -1;
+}
+
+static bool in_range(double x, double lo, double hi) {
+  return isfinite(x) && x >= lo && x <= hi;
+}
+
+int sg_scenario_check(const sg_scenario *sc, char *msg, size_t len) {
+  if (sc->M < 1 || sc->M > SG_MAX_BS) return fail(msg, len, "number of BSs must be in 1..64");
+  if (sc->N < 1 || sc->N > SG_MAX_ANTENNAS)
+    return fail(msg, len, "antennas per BS must be in 1..1024");
+  if (sc->K < 1 || sc->K > SG_MAX_UES) return fail(msg, len, "number of UEs must be in 1..512");
+  if (!in_range(sc->area_m, 1.0, 1e6)) return fail(msg, len, "area side must be in [1, 1e6] m");
+  if (!in_range(sc->bs_height_m, 0.0, 1e4) || !in_range(sc->ue_height_m, 0.0, 1e4))
+    return fail(msg, len, "heights must be in [0, 1e4] m");
+  if (!in_range(sc->pt_dbm, -100.0, 100.0))
+    return fail(msg, len, "transmit power must be in [-100, 100] dBm");
+  if (!in_range(sc->noise_dbm_hz, -250.0, 0.0))
+    return fail(msg, len, "noise density must be in [-250, 0] dBm/Hz");
+  if (!in_range(sc->bandwidth_hz, 1.0, 1e12))
+    return fail(msg, len, "bandwidth must be in [1, 1e12] Hz");
+  if (!in_range(sc->noise_figure_db, 0.0, 100.0))
+    return fail(msg, len, "noise figure must be in [0, 100] dB");
+  if (!in_range(sc->path_mean, 1e-6, 50.0))
+    return fail(msg, len, "path-count mean must be in (0, 50]");
+  if (sc->seed >= (UINT64_C(1) << 63)) return fail(msg, len, "seed must be below 2^63");
+  return 0;
+}
+
+void sg_bs_positions(int M, double area_m, double *xy) {
+  int cols = 1;
+  while (cols * cols < M) cols++;
+  int rows = (M + cols - 1) / cols;
+  double w = area_m / cols, h = area_m / rows;
+  for (int i = 0; i < M; i++) {
+    xy[2 * i] = (i % cols + 0.5) * w;
+    xy[2 * i + 1] = (i / cols + 0.5) * h;
+  }
+}
+
+/* ---- per-sample streams ---------------------------------------------------- */
+
+static uint64_t mix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+uint64_t sg_stream_seed(uint64_t seed, uint64_t stream, uint64_t index) {
+  uint64_t h = mix64(seed + 0x9e3779b97f4a7c15ULL);
+  h = mix64(h ^ (stream * 0xd1b54a32d192ed03ULL + 0x632be59bd9b4e019ULL));
+  return mix64(h ^ (index + 0x8cb92ba72f3d8dd7ULL));
+}
+
+/* ---- data-set container -------------------------------------------------------- */
+
+static void *zalloc(int64_t count, size_t size) {
+  if (count <= 0 || (uint64_t)count > SIZE_MAX / size) return NULL;
+  return calloc((size_t)count, size);
+}
+
+int sg_dataset_alloc(sg_dataset *ds, int64_t S, int M, int N, int K) {
+  memset(ds, 0, sizeof *ds);
+  if (S < 1 || M < 1 || N < 1 || K < 1) return -1;
+  int64_t links = S * M * K;
+  if (links / S != (int64_t)M * K || links > INT64_MAX / N) return -1;
+  ds->S = S, ds->M = M, ds->N = N, ds->K = K;
+  ds->scenario = sg_scenario_default();
+  ds->H_re = zalloc(links * N, sizeof(double));
+  ds->H_im = zalloc(links * N, sizeof(double));
+  ds->bs_pos = zalloc(2 * (int64_t)M, sizeof(double));
+  ds->ue_pos = zalloc(2 * S * K, sizeof(double));
+  ds->pl_db = zalloc(links, sizeof(double));
+  ds->los = zalloc(links, 1);
+  ds->outage = zalloc(links, 1);
+  ds->n_paths = zalloc(links, 1);
+  if (!ds->H_re || !ds->H_im || !ds->bs_pos || !ds->ue_pos || !ds->pl_db || !ds->los ||
+      !ds->outage || !ds->n_paths) {
+    sg_dataset_free(ds);
+    return -1;
+  }
+  return 0;
+}
+
+void sg_dataset_free(sg_dataset *ds) {
+  if (!ds) return;
+  free(ds->H_re);
+  free(ds->H_im);
+  free(ds->bs_pos);
+  free(ds->ue_pos);
+  free(ds->pl_db);
+  free(ds->los);
+  free(ds->outage);
+  free(ds->n_paths);
+  memset(ds, 0, sizeof *ds);
+}
+
+/* ---- channel of one link ------------------------------------------------------- */
+
+static int poisson(sg_rng *r, double mean) {
+  double limit = exp(-mean), p = 1.0;
+  int k = 0;
+  do {
+    p *= sg_rng_uniform(r);
+    k++;
+  } while (p > limit && k <= MAX_PATHS);
+  return k - 1;
+}
+
+typedef struct link_geometry {
+  double dist_m;    /* 3-D distance */
+  double angle_rad; /* atan2(y_ue - y_bs, x_ue - x_bs) */
+} link_geometry;
+
+static link_geometry geometry(const sg_scenario *sc, const double *bs, const double *ue) {
+  double dx = ue[0] - bs[0], dy = ue[1] - bs[1], dz = sc->bs_height_m - sc->ue_height_m;
+  link_geometry g = {sqrt(dx * dx + dy * dy + dz * dz), atan2(dy, dx)};
+  return g;
+}
+
+/* Adds one path gain * a(theta) / sqrt(L) to h (N entries). */
+static void add_path(int N, double g_re, double g_im, double theta, double *h_re, double *h_im) {
+  double w_re = cos(M_PI * sin(theta)), w_im = sin(M_PI * sin(theta));
+  double a_re = g_re, a_im = g_im; /* g * w^n, n = 0 */
+  for (int n = 0; n < N; n++) {
+    h_re[n] += a_re;
+    h_im[n] += a_im;
+    double t = a_re * w_re - a_im * w_im;
+    a_im = a_re * w_im + a_im * w_re;
+    a_re = t;
+  }
+}
+
+/* Draws link (m, k): state, path loss, paths; writes h and the record. */
+static void draw_link(const sg_scenario *sc, sg_rng *r, link_geometry g, int64_t link,
+                      sg_dataset *ds) {
+  int N = ds->N;
+  double *h_re = ds->H_re + link * N, *h_im = ds->H_im + link * N;
+  double p_out = sc->outage ? fmax(0.0, 1.0 - exp(-g.dist_m / OUTAGE_DECAY_M + OUTAGE_OFFSET)) : 0;
+  double p_los = (1.0 - p_out) * exp(-g.dist_m / LOS_DECAY_M);
+  double u = sg_rng_uniform(r);
+  int los = u >= p_out && u < p_out + p_los;
+  double pl =
+      pl_alpha[los] + 10.0 * pl_beta[los] * log10(g.dist_m) + pl_sigma[los] * sg_rng_normal(r);
+  ds->los[link] = (uint8_t)los;
+  ds->pl_db[link] = pl;
+  ds->outage[link] = u < p_out;
+  ds->n_paths[link] = 0;
+  memset(h_re, 0, N * sizeof *h_re);
+  memset(h_im, 0, N * sizeof *h_im);
+  if (u < p_out) return;
+  int L = poisson(r, sc->path_mean);
+  if (L < 1) L = 1;
+  ds->n_paths[link] = (uint8_t)L;
+  double amp = sqrt(pow(10.0, -pl / 10.0) / 2.0 / L); /* CN(0, 10^(-PL/10)), then 1/sqrt(L) */
+  for (int i = 0; i < L; i++) {
+    double g_re = amp * sg_rng_normal(r), g_im = amp * sg_rng_normal(r);
+    double theta = (los && i == 0) ? g.angle_rad : M_PI * (sg_rng_uniform(r) - 0.5);
+    add_path(N, g_re, g_im, theta, h_re, h_im);
+  }
+}
+
+void sg_generate_sample(const sg_scenario *sc, int64_t s, sg_dataset *ds) {
+  sg_rng r;
+  sg_rng_seed(&r, sg_stream_seed(sc->seed, 0, (uint64_t)s));
+  int M = ds->M, K = ds->K;
+  double *ue = ds->ue_pos + s * K * 2;
+  for (int k = 0; k < 2 * K; k++) ue[k] = sc->area_m * sg_rng_uniform(&r);
+  for (int m = 0; m < M; m++)
+    for (int k = 0; k < K; k++) {
+      link_geometry g = geometry(sc, ds->bs_pos + 2 * m, ue + 2 * k);
+      draw_link(sc, &r, g, (s * M + m) * K + k, ds);
+    }
+}
+
+int sg_generate(const sg_scenario *sc, int64_t S, sg_dataset *ds, char *msg, size_t len) {
+  memset(ds, 0, sizeof *ds);
+  if (sg_scenario_check(sc, msg, len)) return -1;
+  if (S < 1) return fail(msg, len, "number of samples must be at least 1");
+  if (sg_dataset_alloc(ds, S, sc->M, sc->N, sc->K))
+    return fail(msg, len, "out of memory for the data set");
+  ds->pt_dbm = sc->pt_dbm;
+  ds->noise_dbm = sg_scenario_noise_dbm(sc);
+  ds->seed = sc->seed;
+  ds->scenario = *sc;
+  sg_bs_positions(sc->M, sc->area_m, ds->bs_pos);
+#pragma omp parallel for schedule(static)
+  for (int64_t s = 0; s < S; s++) sg_generate_sample(sc, s, ds);
+  return 0;
+}
+
+/* ---- model-input features -------------------------------------------------------- */
+
+double sg_snr_amplitude(const sg_dataset *ds) {
+  double pt_w = pow(10.0, (ds->pt_dbm - 30.0) / 10.0);
+  double noise_w = pow(10.0, (ds->noise_dbm - 30.0) / 10.0);
+  return sqrt(pt_w / ds->N / noise_w);
+}
+
+double sg_feature_scale(const sg_dataset *ds) {
+  int64_t n = ds->S * ds->M * ds->K * ds->N;
+  double sum = 0.0;
+#pragma omp parallel for reduction(+ : sum) schedule(static)
+  for (int64_t i = 0; i < n; i++) sum += ds->H_re[i] * ds->H_re[i] + ds->H_im[i] * ds->H_im[i];
+  double rms = sqrt(sum / (2.0 * (double)n)) * sg_snr_amplitude(ds);
+  return rms > 0 ? rms : 1.0;
+}
+
+/* Writes the features into f32 or f64 (whichever is not NULL). */
+static void fill_features(const sg_dataset *ds, int64_t start, int64_t count, double scale,
+                          float *f32, double *f64) {
+  int N = ds->N;
+  int64_t links = count * ds->M * ds->K;
+  double f = sg_snr_amplitude(ds) / scale;
+  const double *re = ds->H_re + start * ds->M * ds->K * N;
+  const double *im = ds->H_im + start * ds->M * ds->K * N;
+  for (int64_t l = 0; l < links; l++)
+    for (int n = 0; n < N; n++) {
+      double x_re = re[l * N + n] * f, x_im = im[l * N + n] * f;
+      int64_t o = l * 2 * N + n;
+      if (f32)
+        f32[o] = (float)x_re, f32[o + N] = (float)x_im;
+      else
+        f64[o] = x_re, f64[o + N] = x_im;
+    }
+}
+
+void sg_features_fill(const sg_dataset *ds, int64_t start, int64_t count, double scale,
+                      float *out) {
+  fill_features(ds, start, count, scale, out, NULL);
+}
+
+sg_tensor *sg_features(sg_graph *g, const sg_dataset *ds, int64_t start, int64_t count,
+                       double scale, sg_dtype dt) {
+  if (start < 0 || count < 1 || start + count > ds->S || !(scale > 0)) return NULL;
+  int64_t shape[4] = {count, ds->M, ds->K, 2 * ds->N};
+  sg_tensor *t = sg_empty(g, dt, 4, shape);
+  if (t) fill_features(ds, start, count, scale, sg_f32(t), sg_f64(t));
+  return t;
+}
