@@ -26,7 +26,7 @@
 #include <stdio.h>
 
 /* Repeat views its output with two loop dimensions per tensor dimension. */
-enum { PLAN_MAX_DIMS = 2 * SG_MAX_DIMS, TILE = 4096 };
+enum { PLAN_MAX_DIMS = 2 * SG_MAX_DIMS, TILE = 4096, BLOCK = 16 };
 
 typedef struct copy_plan {
   int nd;
@@ -89,11 +89,11 @@ static void plan_row_offsets(const copy_plan *p, int64_t r, int64_t *dst, int64_
       for (int64_t j = j0; j < j1; j++) drow[j * ds] OP srow[j * ss];                              \
   } while (0)
 
-/* Runs the plan: dst[...] = src[...] or, with accumulate, dst[...] += src[...].
- * Work items are (row, column tile) pairs so a single long row still uses
- * every thread. */
-static void plan_run(const copy_plan *p, sg_dtype dt, void *dst, const void *src, bool accumulate) {
-  if (p->numel == 0) return;
+/* Runs the plan row by row: dst[...] = src[...] or, with accumulate,
+ * dst[...] += src[...]. Work items are (row, column tile) pairs so a single
+ * long row still uses every thread. */
+static void plan_run_rows(const copy_plan *p, sg_dtype dt, void *dst, const void *src,
+                          bool accumulate) {
   int64_t cols = p->nd ? p->shape[p->nd - 1] : 1;
   int64_t ds = p->nd ? p->dst_stride[p->nd - 1] : 1, ss = p->nd ? p->src_stride[p->nd - 1] : 1;
   int64_t tiles_per_row = (cols + TILE - 1) / TILE, n_items = p->numel / cols * tiles_per_row;
@@ -116,6 +116,73 @@ static void plan_run(const copy_plan *p, sg_dtype dt, void *dst, const void *src
         COPY_RUN(=);
     }
   });
+}
+
+/* A transposing copy (dst contiguous along the innermost loop, src along
+ * another loop dim k) reads one cache line per element when run row by row.
+ * It runs in BLOCK x BLOCK tiles of (k, innermost) instead, so the lines a
+ * tile touches stay in cache. Returns k, or -1 if tiling does not apply. */
+static int plan_tile_axis(const copy_plan *p) {
+  int last = p->nd - 1;
+  if (p->nd < 2 || p->dst_stride[last] != 1 || p->src_stride[last] == 1 || p->shape[last] < BLOCK)
+    return -1;
+  for (int d = 0; d < last; d++)
+    if (p->src_stride[d] == 1 && p->shape[d] >= BLOCK) return d;
+  return -1;
+}
+
+/* Offsets of batch b, counting over every loop dim except k and the last. */
+static void plan_batch_offsets(const copy_plan *p, int k, int64_t b, int64_t *dst, int64_t *src) {
+  int64_t d_off = p->dst_off, s_off = p->src_off;
+  for (int d = p->nd - 2; d >= 0; d--) {
+    if (d == k) continue;
+    int64_t idx = b % p->shape[d];
+    b /= p->shape[d];
+    d_off += idx * p->dst_stride[d];
+    s_off += idx * p->src_stride[d];
+  }
+  *dst = d_off;
+  *src = s_off;
+}
+
+#define TILE_RUN(OP)                                                                               \
+  for (int64_t i = i0; i < i1; i++) {                                                              \
+    T *drow = d + d_off + i * dk;                                                                  \
+    const T *srow = s + s_off + i;                                                                 \
+    for (int64_t j = j0; j < j1; j++) drow[j] OP srow[j * ss];                                     \
+  }
+
+static void plan_run_tiled(const copy_plan *p, int k, sg_dtype dt, void *dst, const void *src,
+                           bool accumulate) {
+  int last = p->nd - 1;
+  int64_t nk = p->shape[k], nl = p->shape[last], dk = p->dst_stride[k], ss = p->src_stride[last];
+  int64_t bk = (nk + BLOCK - 1) / BLOCK, bl = (nl + BLOCK - 1) / BLOCK;
+  int64_t n_items = p->numel / (nk * nl) * bk * bl;
+  SG_DISPATCH(dt, T, {
+    T *d = dst;
+    const T *s = src;
+    _Pragma("omp parallel for if (p->numel > SG_PAR_MIN) schedule(static)") for (int64_t t = 0;
+                                                                                 t < n_items; t++) {
+      int64_t j0 = (t % bl) * BLOCK, i0 = (t / bl % bk) * BLOCK, d_off, s_off;
+      int64_t j1 = j0 + BLOCK < nl ? j0 + BLOCK : nl, i1 = i0 + BLOCK < nk ? i0 + BLOCK : nk;
+      plan_batch_offsets(p, k, t / (bl * bk), &d_off, &s_off);
+      if (accumulate) {
+        TILE_RUN(+=)
+      } else {
+        TILE_RUN(=)
+      }
+    }
+  });
+}
+
+/* Runs the plan. Accumulating plans must write each dst element once. */
+static void plan_run(const copy_plan *p, sg_dtype dt, void *dst, const void *src, bool accumulate) {
+  if (p->numel == 0) return;
+  int k = plan_tile_axis(p);
+  if (k >= 0)
+    plan_run_tiled(p, k, dt, dst, src, accumulate);
+  else
+    plan_run_rows(p, dt, dst, src, accumulate);
 }
 
 /* dst (numel elements) = or += src, flat. */
