@@ -101,6 +101,9 @@ START_TEST(gradcheck_permute) {
       {2, {3, 4}, {{0, 1}}},
       {5, {2, 1, 2, 1, 3}, {{4, 2, 0, 3, 1}}},
       {0, {0}, {{0}}},
+      /* Axes of 16 or more take the tiled copy, with partial edge tiles. */
+      {3, {17, 2, 18}, {{2, 1, 0}}},
+      {2, {33, 16}, {{1, 0}}},
   };
   sg_rng r;
   sg_rng_seed(&r, 22);
