@@ -1,1 +1,601 @@
-#include "sinkgrad.h"
+/* Matrix products: the GEMM kernels (CBLAS provider or the in-tree
+ * reference kernel), batched matmul with broadcast batch dims, and linear.
+ *
+ * Backward formulas (go = gradient of the output C = op(A) op(B)):
+ *   dA = go op(B)^T        (stored as op(B) go^T when A is transposed)
+ *   dB = op(A)^T go        (stored as go^T op(A) when B is transposed)
+ * each summed over the batch dims where the operand was broadcast.
+ *   linear y = x W^T + b:  dx = go W,  dW = go^T x,  db = column sums of go
+ * (over all leading rows of x, accumulated straight into the gradients). */
+#include <limits.h>
+#include <omp.h>
+#include <stdatomic.h>
+
+#include "sg_config.h"
+#include "sg_gemm.h"
+#include "sg_kernel.h"
+#include "sg_ops.h"
+
+#if SG_HAVE_CBLAS
+/* BLIS's headers (blis.h for bli_thread_set_num_threads) are not -Wextra
+ * clean. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-parameter"
+#pragma GCC diagnostic ignored "-Wunused-function"
+#pragma GCC diagnostic ignored "-Wtype-limits"
+#include <cblas.h>
+#if SG_BLAS_BLIS
+#include <blis.h>
+#endif
+#pragma GCC diagnostic pop
+#endif
+
+static int64_t ceil_div(int64_t a, int64_t b) {
+  return (a + b - 1) / b;
+}
+static int64_t min64(int64_t a, int64_t b) {
+  return a < b ? a : b;
+}
+static int64_t max64(int64_t a, int64_t b) {
+  return a > b ? a : b;
+}
+
+const char *sg_blas_name(void) {
+  return SG_BLAS_NAME;
+}
+
+/* ==== reference kernel ====================================================
+ * Goto-style blocking: for each KC-deep slab of k, the slab of op(A) is
+ * packed into MR-row strips and each NC-wide panel of op(B) into NR-column
+ * strips (zero-padded at the edges); a register-blocked MR x NR micro-kernel
+ * then runs over every (strip of A, strip of B) pair. Work items are blocks
+ * of MC rows, split further along n when there are fewer blocks than
+ * threads. Each C element is summed over k in a fixed order (KC slabs in
+ * order, sequentially within a slab) by one thread, so results do not
+ * depend on the thread count or on MC/NC, only on KC. */
+
+enum { KC = 256, MC = 96, NC = 2048 };
+/* Register tile: MR rows of 64 bytes x 2 (two 512-bit vectors per row). */
+enum { MR = 6, NR_F32 = 32, NR_F64 = 16 };
+/* Below this many multiply-adds per KC slab the kernel runs on one thread. */
+enum { REF_PAR_MIN_FLOPS = 1 << 18 };
+
+static int64_t round_up(int64_t a, int64_t b) {
+  return ceil_div(a, b) * b;
+}
+
+/* Floats or doubles of packed storage for an m x n x k product. */
+static int64_t ref_scratch_elems(int64_t m, int64_t n, int64_t k, int nr) {
+  int64_t kc = min64(KC, max64(k, 1));
+  return round_up(max64(m, 1), MR) * kc + kc * round_up(min64(max64(n, 1), NC), nr);
+}
+
+size_t sg_gemm_reference_scratch_bytes(sg_dtype dt, int64_t m, int64_t n, int64_t k) {
+  int nr = dt == SG_F32 ? NR_F32 : NR_F64;
+  return (size_t)ref_scratch_elems(m, n, k, nr) * sg_dtype_size(dt) + 64;
+}
+
+/* Contract a*b+c into one rounding where the hardware has FMA (ISO C modes
+ * leave -ffp-contract off); results stay independent of the thread count. */
+#ifdef __FMA__
+#define MADD(a, b, c) fma((a), (b), (c))
+#else
+#define MADD(a, b, c) ((a) * (b) + (c))
+#endif
+
+/* C := beta*C (beta 0 clears, so garbage/NaN in C is never read). */
+#define SCALE_C(T)                                                                                 \
+  do {                                                                                             \
+    T *c_ = c;                                                                                     \
+    for (int64_t i = 0; i < m; i++)                                                                \
+      for (int64_t j = 0; j < n; j++)                                                              \
+        c_[i * ldc + j] = beta == 0 ? (T)0 : (T)beta * c_[i * ldc + j];                            \
+  } while (0)
+
+/* Instantiates the packers, micro-kernel and driver for one element type. */
+#define DEFINE_REFERENCE_GEMM(SFX, T, NR)                                                          \
+  /* dst: ceil(mc/MR) strips, each kc x MR (row p holds A(i0..i0+MR, p0+p)). */                    \
+  static void pack_a_##SFX(bool ta, const T *a, int64_t lda, int64_t i0, int64_t mc, int64_t p0,   \
+                           int64_t kc, T *dst) {                                                   \
+    for (int64_t r0 = 0; r0 < mc; r0 += MR) {                                                      \
+      int64_t rows = min64(MR, mc - r0);                                                           \
+      T *d = dst + r0 * kc;                                                                        \
+      for (int64_t p = 0; p < kc; p++) {                                                           \
+        for (int64_t r = 0; r < rows; r++) {                                                       \
+          int64_t i = i0 + r0 + r, q = p0 + p;                                                     \
+          d[p * MR + r] = ta ? a[q * lda + i] : a[i * lda + q];                                    \
+        }                                                                                          \
+        for (int64_t r = rows; r < MR; r++) d[p * MR + r] = 0;                                     \
+      }                                                                                            \
+    }                                                                                              \
+  }                                                                                                \
+  /* One NR-column strip: kc x NR, row p holds B(p0+p, j0..j0+NR). */                              \
+  static void pack_b_strip_##SFX(bool tb, const T *b, int64_t ldb, int64_t p0, int64_t kc,         \
+                                 int64_t j0, int64_t cols, T *d) {                                 \
+    for (int64_t p = 0; p < kc; p++) {                                                             \
+      int64_t q = p0 + p;                                                                          \
+      if (tb)                                                                                      \
+        for (int64_t c = 0; c < cols; c++) d[p * NR + c] = b[(j0 + c) * ldb + q];                  \
+      else                                                                                         \
+        for (int64_t c = 0; c < cols; c++) d[p * NR + c] = b[q * ldb + j0 + c];                    \
+      for (int64_t c = cols; c < NR; c++) d[p * NR + c] = 0;                                       \
+    }                                                                                              \
+  }                                                                                                \
+  /* C[0..mr, 0..nr] = beta*C + alpha * (packed A strip x packed B strip). */                      \
+  static void micro_##SFX(int64_t kc, const T *restrict ap, const T *restrict bp, T *restrict c,   \
+                          int64_t ldc, int64_t mr, int64_t nr, T alpha, T beta) {                  \
+    T acc[MR][NR];                                                                                 \
+    for (int r = 0; r < MR; r++)                                                                   \
+      for (int j = 0; j < NR; j++) acc[r][j] = 0;                                                  \
+    for (int64_t p = 0; p < kc; p++) {                                                             \
+      const T *bv = bp + p * NR;                                                                   \
+      for (int r = 0; r < MR; r++) {                                                               \
+        T av = ap[p * MR + r];                                                                     \
+        for (int j = 0; j < NR; j++) acc[r][j] = MADD(av, bv[j], acc[r][j]);                       \
+      }                                                                                            \
+    }                                                                                              \
+    for (int64_t r = 0; r < mr; r++) {                                                             \
+      T *cr = c + r * ldc;                                                                         \
+      if (beta == 0)                                                                               \
+        for (int64_t j = 0; j < nr; j++) cr[j] = alpha * acc[r][j];                                \
+      else                                                                                         \
+        for (int64_t j = 0; j < nr; j++) cr[j] = beta * cr[j] + alpha * acc[r][j];                 \
+    }                                                                                              \
+  }                                                                                                \
+  static void gemm_ref_##SFX(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha,           \
+                             const T *a, int64_t lda, const T *b, int64_t ldb, T beta, T *c,       \
+                             int64_t ldc, T *ap) {                                                 \
+    T *bp = ap + round_up(m, MR) * min64(KC, k);                                                   \
+    int threads = omp_get_max_threads();                                                           \
+    for (int64_t p0 = 0; p0 < k; p0 += KC) {                                                       \
+      int64_t kc = min64(KC, k - p0);                                                              \
+      T beta_p = p0 == 0 ? beta : 1; /* later slabs add to the first */                            \
+      int64_t a_strips = ceil_div(m, MR);                                                          \
+      bool par = m * n * kc > REF_PAR_MIN_FLOPS;                                                   \
+      _Pragma("omp parallel for if (par) schedule(static)") for (int64_t s = 0; s < a_strips;      \
+                                                                 s++) {                            \
+        pack_a_##SFX(ta, a, lda, s *MR, min64(MR, m - s * MR), p0, kc, ap + s * MR * kc);          \
+      }                                                                                            \
+      for (int64_t j0 = 0; j0 < n; j0 += NC) {                                                     \
+        int64_t nc = min64(NC, n - j0), b_strips = ceil_div(nc, NR);                               \
+        _Pragma("omp parallel for if (par) schedule(static)") for (int64_t s = 0; s < b_strips;    \
+                                                                   s++) {                          \
+          pack_b_strip_##SFX(tb, b, ldb, p0, kc, j0 + s * NR, min64(NR, nc - s * NR),              \
+                             bp + s * NR * kc);                                                    \
+        }                                                                                          \
+        /* Work items: MC-row blocks, each split into parts along n if the */                      \
+        /* blocks alone cannot keep every thread busy. */                                          \
+        int64_t m_blocks = ceil_div(m, MC);                                                        \
+        int64_t parts = min64(b_strips, max64(1, ceil_div(2 * threads, m_blocks)));                \
+        int64_t strips_per_part = ceil_div(b_strips, parts), items = m_blocks * parts;             \
+        _Pragma("omp parallel for if (par) schedule(static)") for (int64_t it = 0; it < items;     \
+                                                                   it++) {                         \
+          int64_t i0 = (it / parts) * MC, i1 = min64(i0 + MC, m);                                  \
+          int64_t s0 = (it % parts) * strips_per_part, s1 = min64(s0 + strips_per_part, b_strips); \
+          for (int64_t s = s0; s < s1; s++) {                                                      \
+            int64_t jj = s * NR, cols = min64(NR, nc - jj);                                        \
+            for (int64_t i = i0; i < i1; i += MR)                                                  \
+              micro_##SFX(kc, ap + i * kc, bp + s * NR * kc, c + i * ldc + j0 + jj, ldc,           \
+                          min64(MR, m - i), cols, alpha, beta_p);                                  \
+          }                                                                                        \
+        }                                                                                          \
+      }                                                                                            \
+    }                                                                                              \
+  }
+
+DEFINE_REFERENCE_GEMM(f32, float, NR_F32)
+DEFINE_REFERENCE_GEMM(f64, double, NR_F64)
+
+void sg_gemm_reference(sg_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
+                       const void *a, int64_t lda, const void *b, int64_t ldb, double beta, void *c,
+                       int64_t ldc, void *scratch) {
+  if (m <= 0 || n <= 0) return;
+  if (k <= 0 || alpha == 0) {
+    SG_DISPATCH(dt, T, SCALE_C(T););
+    return;
+  }
+  void *own = NULL;
+  if (!scratch) scratch = own = sg_malloc(sg_gemm_reference_scratch_bytes(dt, m, n, k));
+  if (dt == SG_F32)
+    gemm_ref_f32(ta, tb, m, n, k, (float)alpha, a, lda, b, ldb, (float)beta, c, ldc, scratch);
+  else
+    gemm_ref_f64(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, scratch);
+  sg_mfree(own);
+}
+
+/* ==== small kernel ======================================================= */
+/* Unblocked, single-threaded: C row i accumulates alpha*A(i,p)*B(p,:) over p
+ * in order (B rows contiguous), or dot products when B is transposed. */
+void sg_gemm_small(sg_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
+                   const void *av, int64_t lda, const void *bv, int64_t ldb, double beta, void *c,
+                   int64_t ldc) {
+  if (m <= 0 || n <= 0) return;
+  SG_DISPATCH(dt, T, {
+    const T *a = av, *b = bv;
+    T *cm = c, al = (T)alpha, be = (T)beta;
+    for (int64_t i = 0; i < m; i++) {
+      T *cr = cm + i * ldc;
+      if (tb) {
+        for (int64_t j = 0; j < n; j++) {
+          T s = 0;
+          for (int64_t p = 0; p < k; p++)
+            s = MADD(ta ? a[p * lda + i] : a[i * lda + p], b[j * ldb + p], s);
+          cr[j] = be == 0 ? al * s : be * cr[j] + al * s;
+        }
+      } else {
+        T acc[256];
+        for (int64_t j0 = 0; j0 < n; j0 += 256) {
+          int64_t cols = min64(256, n - j0);
+          for (int64_t j = 0; j < cols; j++) acc[j] = 0;
+          for (int64_t p = 0; p < k; p++) {
+            T aip = ta ? a[p * lda + i] : a[i * lda + p];
+            const T *br = b + p * ldb + j0;
+            for (int64_t j = 0; j < cols; j++) acc[j] = MADD(aip, br[j], acc[j]);
+          }
+          for (int64_t j = 0; j < cols; j++)
+            cr[j0 + j] = be == 0 ? al * acc[j] : be * cr[j0 + j] + al * acc[j];
+        }
+      }
+    }
+  });
+}
+
+/* ==== dispatch to CBLAS ================================================== */
+
+#if SG_HAVE_CBLAS
+/* The provider uses as many threads as OpenMP would (omp_set_num_threads
+ * included): BLIS defaults to one thread unless BLIS_NUM_THREADS or
+ * OMP_NUM_THREADS is set, OpenBLAS to its own count. BLIS-openmp forks from
+ * the same libgomp pool, so this does not oversubscribe. */
+static void blas_sync_threads(void) {
+  static atomic_int current;
+  int want = omp_get_max_threads();
+  if (atomic_load_explicit(&current, memory_order_relaxed) == want) return;
+#if SG_BLAS_BLIS
+  bli_thread_set_num_threads(want);
+#else
+  openblas_set_num_threads(want);
+#endif
+  atomic_store_explicit(&current, want, memory_order_relaxed);
+}
+
+static bool fits_blas_int(int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, int64_t ldc) {
+  return max64(max64(max64(m, n), max64(k, lda)), max64(ldb, ldc)) <= INT_MAX;
+}
+#endif
+
+size_t sg_gemm_scratch_bytes(sg_dtype dt, int64_t m, int64_t n, int64_t k) {
+#if SG_HAVE_CBLAS
+  /* CBLAS needs none unless the sizes overflow its int. */
+  if (fits_blas_int(m, n, k, k, n, n) && fits_blas_int(m, n, k, m, k, n)) return 0;
+#endif
+  return sg_gemm_reference_scratch_bytes(dt, m, n, k);
+}
+
+void sg_gemm(sg_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
+             const void *a, int64_t lda, const void *b, int64_t ldb, double beta, void *c,
+             int64_t ldc, void *scratch) {
+  if (m <= 0 || n <= 0) return;
+#if SG_HAVE_CBLAS
+  if (k > 0 && fits_blas_int(m, n, k, lda, ldb, ldc)) {
+    blas_sync_threads();
+    /* CBLAS requires leading dimensions >= 1 even for empty operands. */
+    int ia = (int)max64(lda, 1), ib = (int)max64(ldb, 1), ic = (int)max64(ldc, 1);
+    enum CBLAS_TRANSPOSE oa = ta ? CblasTrans : CblasNoTrans, ob = tb ? CblasTrans : CblasNoTrans;
+    if (dt == SG_F32)
+      cblas_sgemm(CblasRowMajor, oa, ob, (int)m, (int)n, (int)k, (float)alpha, a, ia, b, ib,
+                  (float)beta, c, ic);
+    else
+      cblas_dgemm(CblasRowMajor, oa, ob, (int)m, (int)n, (int)k, alpha, a, ia, b, ib, beta, c, ic);
+    return;
+  }
+#endif
+  sg_gemm_reference(dt, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, scratch);
+}
+
+/* ==== batched products =================================================== */
+
+/* Per-matrix multiply-adds at or below which a batch runs as many small,
+ * single-threaded products in parallel rather than one threaded GEMM after
+ * another (see the report in the commit log for the measurement). */
+enum { SMALL_GEMM_FLOPS = 32 * 32 * 32 };
+
+/* One operand of a batched product: a contiguous stack of stored matrices
+ * (rows x cols each, ld = cols) and, per output batch dim, its stride in
+ * elements (0 where the operand is broadcast). */
+typedef struct bmat {
+  const void *p;
+  bool trans;
+  int64_t ld;
+  int64_t stride[SG_MAX_DIMS];
+} bmat;
+
+typedef struct batch_shape {
+  int nd;
+  int64_t dim[SG_MAX_DIMS];
+  int64_t count;
+} batch_shape;
+
+/* Batch strides of tensor t (whose last two dims are the matrix) against
+ * the output batch shape: 0 where t is missing the dim or has size 1. */
+static bmat make_bmat(const sg_tensor *t, const batch_shape *bs, bool trans) {
+  bmat o = {.p = t->data, .trans = trans, .ld = t->shape[t->ndim - 1]};
+  int64_t s = t->shape[t->ndim - 1] * t->shape[t->ndim - 2];
+  int t_nd = t->ndim - 2;
+  for (int d = bs->nd - 1; d >= 0; d--) {
+    int src = d - (bs->nd - t_nd);
+    int64_t size = src >= 0 ? t->shape[src] : 1;
+    o.stride[d] = size == 1 ? 0 : s;
+    s *= size;
+  }
+  return o;
+}
+
+static int64_t batch_offset(const batch_shape *bs, const int64_t *stride, int64_t t) {
+  int64_t off = 0;
+  for (int d = bs->nd - 1; d >= 0; d--) {
+    off += (t % bs->dim[d]) * stride[d];
+    t /= bs->dim[d];
+  }
+  return off;
+}
+
+/* True if the operand is the same matrix for every batch index. */
+static bool is_shared(const batch_shape *bs, const bmat *x) {
+  for (int d = 0; d < bs->nd; d++)
+    if (bs->dim[d] > 1 && x->stride[d] != 0) return false;
+  return true;
+}
+
+/* True if batch t's matrix starts at t * mat_elems (a plain stack). */
+static bool is_stacked(const batch_shape *bs, const bmat *x, int64_t mat_elems) {
+  int64_t s = mat_elems;
+  for (int d = bs->nd - 1; d >= 0; d--) {
+    if (bs->dim[d] > 1 && x->stride[d] != s) return false;
+    s *= bs->dim[d];
+  }
+  return true;
+}
+
+static void *gemm_scratch(sg_graph *g, sg_dtype dt, int64_t m, int64_t n, int64_t k) {
+  size_t bytes = sg_gemm_scratch_bytes(dt, m, n, k);
+  return bytes ? sg_arena_alloc(g, bytes) : NULL;
+}
+
+/* C[t] = beta*C[t] + op(X[t]) op(Y[t]) for every batch index t, where C may
+ * be shared across batch dims (a gradient summed over broadcast dims; then
+ * beta must be 1 so the products accumulate). Stacks that line up are
+ * folded into a single GEMM:
+ *   Y shared, X not transposed: rows of all batches form one [nb*m, k] X;
+ *   C shared, X transposed, Y not: the batches extend k to nb*k. */
+static void batched_gemm(sg_graph *g, sg_dtype dt, const batch_shape *bs, int64_t m, int64_t n,
+                         int64_t k, const bmat *x, const bmat *y, void *c, const int64_t *cstride,
+                         double beta) {
+  int64_t nb = bs->count, esz = (int64_t)sg_dtype_size(dt);
+  if (nb == 0 || m == 0 || n == 0) return;
+  bmat cm = {.p = c, .ld = n};
+  memcpy(cm.stride, cstride, sizeof cm.stride);
+  bool c_shared = is_shared(bs, &cm);
+  if (nb == 1 ||
+      (!x->trans && is_shared(bs, y) && is_stacked(bs, x, m * k) && is_stacked(bs, &cm, m * n))) {
+    int64_t rows = nb == 1 ? m : nb * m;
+    sg_gemm(dt, x->trans, y->trans, rows, n, k, 1, x->p, x->ld, y->p, y->ld, beta, c, n,
+            gemm_scratch(g, dt, rows, n, k));
+    return;
+  }
+  if (c_shared && x->trans && !y->trans && is_stacked(bs, x, m * k) && is_stacked(bs, y, k * n)) {
+    sg_gemm(dt, true, false, m, n, nb * k, 1, x->p, x->ld, y->p, y->ld, beta, c, n,
+            gemm_scratch(g, dt, m, n, nb * k));
+    return;
+  }
+  const char *xp = x->p, *yp = y->p;
+  char *cp = c;
+  if (!c_shared && m * n * k <= SMALL_GEMM_FLOPS) {
+    /* Each batch writes its own C: many tiny products in parallel. (With a
+     * shared C only some batches collide, so those run in order below.) */
+    _Pragma(
+        "omp parallel for if (nb * m * n * k > SG_PAR_MIN) schedule(static)") for (int64_t t = 0;
+                                                                                   t < nb; t++) {
+      sg_gemm_small(dt, x->trans, y->trans, m, n, k, 1, xp + batch_offset(bs, x->stride, t) * esz,
+                    x->ld, yp + batch_offset(bs, y->stride, t) * esz, y->ld, beta,
+                    cp + batch_offset(bs, cstride, t) * esz, n);
+    }
+    return;
+  }
+  void *scratch = gemm_scratch(g, dt, m, n, k);
+  for (int64_t t = 0; t < nb; t++)
+    sg_gemm(dt, x->trans, y->trans, m, n, k, 1, xp + batch_offset(bs, x->stride, t) * esz, x->ld,
+            yp + batch_offset(bs, y->stride, t) * esz, y->ld, beta,
+            cp + batch_offset(bs, cstride, t) * esz, n, scratch);
+}
+
+/* ==== matmul ============================================================= */
+
+typedef struct mm_dims {
+  int64_t m, n, k;
+  batch_shape bs;
+} mm_dims;
+
+static bool matmul_dims(sg_graph *g, const sg_tensor *a, const sg_tensor *b, bool ta, bool tb,
+                        mm_dims *d) {
+  char sa[96], sb[96];
+  sg_shape_str(a->ndim, a->shape, sa);
+  sg_shape_str(b->ndim, b->shape, sb);
+  if (a->ndim < 2 || b->ndim < 2) {
+    sg_op_error(g, "sg_matmul", "operands must have at least 2 dims, got a %s and b %s", sa, sb);
+    return false;
+  }
+  const int64_t *as = a->shape + a->ndim - 2, *bsh = b->shape + b->ndim - 2;
+  int64_t ka = ta ? as[0] : as[1], kb = tb ? bsh[1] : bsh[0];
+  d->m = ta ? as[1] : as[0];
+  d->n = tb ? bsh[0] : bsh[1];
+  d->k = ka;
+  if (ka != kb) {
+    sg_op_error(g, "sg_matmul", "inner dimensions do not match: a %s%s has %lld, b %s%s has %lld",
+                sa, ta ? " (transposed)" : "", (long long)ka, sb, tb ? " (transposed)" : "",
+                (long long)kb);
+    return false;
+  }
+  int na = a->ndim - 2, nb = b->ndim - 2;
+  d->bs.nd = na > nb ? na : nb;
+  d->bs.count = 1;
+  for (int i = 0; i < d->bs.nd; i++) {
+    int ia = i - (d->bs.nd - na), ib = i - (d->bs.nd - nb);
+    int64_t da = ia >= 0 ? a->shape[ia] : 1, db = ib >= 0 ? b->shape[ib] : 1;
+    if (da != db && da != 1 && db != 1) {
+      sg_op_error(g, "sg_matmul", "batch dimensions of a %s and b %s do not broadcast", sa, sb);
+      return false;
+    }
+    d->bs.dim[i] = da == 1 ? db : da;
+    d->bs.count *= d->bs.dim[i];
+  }
+  return true;
+}
+
+static void contiguous_strides(const batch_shape *bs, int64_t mat, int64_t *stride) {
+  for (int d = bs->nd - 1; d >= 0; d--) {
+    stride[d] = mat;
+    mat *= bs->dim[d];
+  }
+}
+
+static void matmul_backward(sg_graph *g, sg_node *nd) {
+  sg_tensor *a = nd->in[0], *b = nd->in[1], *go = nd->out->grad;
+  sg_tensor *ga = sg_grad_buf(g, a), *gb = sg_grad_buf(g, b);
+  bool ta = nd->iarg[0], tb = nd->iarg[1];
+  const mm_dims *d = nd->saved;
+  bmat mg = make_bmat(go, &d->bs, false), ma = make_bmat(a, &d->bs, ta),
+       mb = make_bmat(b, &d->bs, tb);
+  if (ga) {
+    bmat cs = make_bmat(ga, &d->bs, false);
+    if (!ta) { /* dA [m, k] = go op(B)^T */
+      mb.trans = !tb;
+      batched_gemm(g, go->dtype, &d->bs, d->m, d->k, d->n, &mg, &mb, ga->data, cs.stride, 1);
+    } else { /* dA [k, m] = op(B) go^T */
+      bmat gt = mg;
+      gt.trans = true;
+      batched_gemm(g, go->dtype, &d->bs, d->k, d->m, d->n, &mb, &gt, ga->data, cs.stride, 1);
+    }
+    mb.trans = tb;
+  }
+  if (gb) {
+    bmat cs = make_bmat(gb, &d->bs, false);
+    if (!tb) { /* dB [k, n] = op(A)^T go */
+      ma.trans = !ta;
+      batched_gemm(g, go->dtype, &d->bs, d->k, d->n, d->m, &ma, &mg, gb->data, cs.stride, 1);
+    } else { /* dB [n, k] = go^T op(A) */
+      bmat gt = mg;
+      gt.trans = true;
+      batched_gemm(g, go->dtype, &d->bs, d->n, d->k, d->m, &gt, &ma, gb->data, cs.stride, 1);
+    }
+  }
+}
+
+static const sg_op matmul_op = {"sg_matmul", matmul_backward};
+
+sg_tensor *(sg_matmul)(sg_graph *g, sg_tensor *a, sg_tensor *b, bool trans_a, bool trans_b) {
+  sg_tensor *in[2] = {a, b};
+  mm_dims d;
+  if (!sg_check_same_dtype(g, "sg_matmul", 2, in) || !matmul_dims(g, a, b, trans_a, trans_b, &d))
+    return NULL;
+  int64_t shape[SG_MAX_DIMS];
+  memcpy(shape, d.bs.dim, (size_t)d.bs.nd * sizeof *shape);
+  shape[d.bs.nd] = d.m;
+  shape[d.bs.nd + 1] = d.n;
+  sg_tensor *out = sg_empty(g, a->dtype, d.bs.nd + 2, shape);
+  if (!out) return NULL;
+  bmat ma = make_bmat(a, &d.bs, trans_a), mb = make_bmat(b, &d.bs, trans_b);
+  int64_t cstride[SG_MAX_DIMS];
+  contiguous_strides(&d.bs, d.m * d.n, cstride);
+  batched_gemm(g, a->dtype, &d.bs, d.m, d.n, d.k, &ma, &mb, out->data, cstride, 0);
+  sg_node *node = sg_record(g, &matmul_op, out, 2, in);
+  if (node) {
+    node->iarg[0] = trans_a;
+    node->iarg[1] = trans_b;
+    mm_dims *saved = sg_arena_alloc(g, sizeof *saved);
+    *saved = d;
+    node->saved = saved;
+  }
+  return out;
+}
+
+/* ==== linear ============================================================= */
+
+enum { BIAS_TILE = 256 };
+
+/* gb[j] += sum over rows of go[r, j], rows added in order; columns are
+ * split among threads in fixed tiles. */
+static void bias_grad(sg_tensor *gb, const sg_tensor *go, int64_t rows, int64_t cols) {
+  int64_t tiles = ceil_div(cols, BIAS_TILE);
+  SG_DISPATCH(gb->dtype, T, {
+    T *gbd = gb->data;
+    const T *g = go->data;
+    _Pragma("omp parallel for if (rows * cols > SG_PAR_MIN) schedule(static)") for (int64_t t = 0;
+                                                                                    t < tiles;
+                                                                                    t++) {
+      int64_t j0 = t * BIAS_TILE, j1 = min64(j0 + BIAS_TILE, cols);
+      for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = j0; j < j1; j++) gbd[j] += g[r * cols + j];
+    }
+  });
+}
+
+static void linear_backward(sg_graph *g, sg_node *nd) {
+  sg_tensor *x = nd->in[0], *w = nd->in[1], *go = nd->out->grad;
+  sg_tensor *gx = sg_grad_buf(g, x), *gw = sg_grad_buf(g, w), *gbias = sg_grad_buf(g, nd->in[2]);
+  int64_t in = w->shape[1], out = w->shape[0], rows = nd->iarg[0];
+  sg_dtype dt = go->dtype;
+  if (gx) /* dx [rows, in] += go [rows, out] W [out, in] */
+    sg_gemm(dt, false, false, rows, in, out, 1, go->data, out, w->data, in, 1, gx->data, in,
+            gemm_scratch(g, dt, rows, in, out));
+  if (gw) /* dW [out, in] += go^T x */
+    sg_gemm(dt, true, false, out, in, rows, 1, go->data, out, x->data, in, 1, gw->data, in,
+            gemm_scratch(g, dt, out, in, rows));
+  if (gbias) bias_grad(gbias, go, rows, out);
+}
+
+static const sg_op linear_op = {"sg_linear", linear_backward};
+
+static bool linear_check(sg_graph *g, const sg_tensor *x, const sg_tensor *w, const sg_tensor *b) {
+  char sx[96], sw[96], sb[96] = "NULL";
+  sg_shape_str(x->ndim, x->shape, sx);
+  sg_shape_str(w->ndim, w->shape, sw);
+  if (b) sg_shape_str(b->ndim, b->shape, sb);
+  if (x->ndim < 1 || w->ndim != 2 || x->shape[x->ndim - 1] != w->shape[1]) {
+    sg_op_error(g, "sg_linear", "x %s must be [..., in] and W %s [out, in] with the same in", sx,
+                sw);
+    return false;
+  }
+  if (b && (b->ndim != 1 || b->shape[0] != w->shape[0])) {
+    sg_op_error(g, "sg_linear", "bias %s must be [out] for W %s", sb, sw);
+    return false;
+  }
+  return true;
+}
+
+sg_tensor *(sg_linear)(sg_graph *g, sg_tensor *x, sg_tensor *w, sg_tensor *b) {
+  sg_tensor *in[3] = {x, w, b};
+  if (!sg_check_same_dtype(g, "sg_linear", b ? 3 : 2, in) || !linear_check(g, x, w, b)) return NULL;
+  int64_t n_in = w->shape[1], n_out = w->shape[0], shape[SG_MAX_DIMS];
+  memcpy(shape, x->shape, sizeof shape);
+  shape[x->ndim - 1] = n_out;
+  sg_tensor *y = sg_empty(g, x->dtype, x->ndim, shape);
+  if (!y) return NULL;
+  /* Leading dims fold into rows: one [rows, in] x [in, out] GEMM. */
+  int64_t rows = 1;
+  for (int d = 0; d < x->ndim - 1; d++) rows *= x->shape[d];
+  if (b) {
+    SG_DISPATCH(x->dtype, T, {
+      T *yd = y->data;
+      const T *bd = b->data;
+      _Pragma("omp parallel for if (y->numel > SG_PAR_MIN) schedule(static)") for (int64_t r = 0;
+                                                                                   r < rows; r++)
+          memcpy(yd + r * n_out, bd, (size_t)n_out * sizeof(T));
+    });
+  }
+  sg_gemm(x->dtype, false, true, rows, n_out, n_in, 1, x->data, n_in, w->data, n_in, b ? 1 : 0,
+          y->data, n_out, gemm_scratch(g, x->dtype, rows, n_out, n_in));
+  sg_node *node = sg_record(g, &linear_op, y, 3, in);
+  if (node) node->iarg[0] = rows;
+  return y;
+}

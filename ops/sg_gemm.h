@@ -1,0 +1,48 @@
+/* Internal matrix-product kernels (not installed).
+ *
+ * C = alpha * op(A) op(B) + beta * C on row-major matrices, where op(A) is
+ * m x k (A itself is k x m when trans_a) and op(B) is k x n (B is n x k when
+ * trans_b); lda, ldb, ldc are row strides in elements. a, b and c point to
+ * float (SG_F32) or double (SG_F64). beta == 0 never reads C, so C may hold
+ * garbage (NaN) then.
+ *
+ * sg_gemm uses the build's CBLAS provider (BLIS or OpenBLAS) when there is
+ * one, else the reference kernel. sg_gemm_reference is the in-tree,
+ * cache-blocked kernel, compiled in every build (tests compare the two).
+ * Both may use every OpenMP thread: never call them inside a parallel
+ * region. The reference kernel's result does not depend on the number of
+ * threads.
+ *
+ * scratch: sg_gemm_scratch_bytes(...) bytes of 64-byte aligned memory for
+ * the reference kernel's packed panels (ops pass arena memory), or NULL to
+ * let the kernel allocate and free it itself. */
+#ifndef SG_GEMM_H
+#define SG_GEMM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sg_tensor.h"
+
+size_t sg_gemm_scratch_bytes(sg_dtype dt, int64_t m, int64_t n, int64_t k);
+
+void sg_gemm(sg_dtype dt, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha,
+             const void *a, int64_t lda, const void *b, int64_t ldb, double beta, void *c,
+             int64_t ldc, void *scratch);
+
+void sg_gemm_reference(sg_dtype dt, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                       double alpha, const void *a, int64_t lda, const void *b, int64_t ldb,
+                       double beta, void *c, int64_t ldc, void *scratch);
+
+/* Bytes the reference kernel needs (sg_gemm_scratch_bytes may return 0 when
+ * the BLAS path needs none). */
+size_t sg_gemm_reference_scratch_bytes(sg_dtype dt, int64_t m, int64_t n, int64_t k);
+
+/* Single-threaded unblocked kernel for small matrices; safe inside a
+ * parallel region (the ops run many tiny products in parallel with it). */
+void sg_gemm_small(sg_dtype dt, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                   double alpha, const void *a, int64_t lda, const void *b, int64_t ldb,
+                   double beta, void *c, int64_t ldc);
+
+#endif
