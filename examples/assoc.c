@@ -277,7 +277,7 @@ int assoc_cmd_gen(int argc, char **argv) {
   double t2 = omp_get_wtime();
   sg_dataset_free(&ds);
   if (rc) {
-    fprintf(stderr, "assoc gen: cannot write %s: %s\n", a.out, err.msg);
+    fprintf(stderr, "assoc gen: %s\n", err.msg);
     return ASSOC_EXIT_FAIL;
   }
   if (!a.quiet)
@@ -571,7 +571,7 @@ static int write_results(const sg_dataset *ds, const base_args *a, const method_
     rc = sg_npz_writer_close(w, &err);
   else if (w)
     sg_npz_writer_abort(w);
-  if (rc) fprintf(stderr, "assoc baselines: cannot write %s: %s\n", a->out, err.msg);
+  if (rc) fprintf(stderr, "assoc baselines: %s\n", err.msg);
   return rc;
 }
 
