@@ -1,1 +1,234 @@
-#include "sinkgrad.h"
+/* Layer normalisation over the last axis, with optional gain and bias.
+ *
+ * Forward, per row of width D (two-pass statistics, biased variance as
+ * PyTorch):
+ *   mean = sum(x) / D, var = sum((x - mean)^2) / D, rstd = 1 / sqrt(var + eps)
+ *   xhat = (x - mean) * rstd, y = xhat * gain + bias
+ * mean and rstd are saved per row in the arena for the backward:
+ *   gh = go * gain (go if no gain)
+ *   gx    += rstd * (gh - mean(gh) - xhat * mean(gh * xhat))
+ *   ggain += sum over rows of go * xhat,  gbias += sum over rows of go
+ * The gain and bias gradients are summed per fixed block of rows into arena
+ * scratch, then the blocks are summed in order, so the result does not
+ * depend on the thread count. Width 1: var = 0, so xhat = 0, y = bias and
+ * the input gradient is exactly 0. Formulas: docs/layers.md. */
+#include "sg_kernel.h"
+#include "sg_layers.h"
+
+#include <math.h>
+
+enum {
+  LANES = 16,      /* independent accumulators in row reductions */
+  BLOCK_ROWS = 32, /* rows per partial sum of the parameter gradients */
+  COL_CHUNK = 256  /* columns per work item when summing the partial sums */
+};
+
+/* Row reductions with LANES partial sums, vectorisable and in a fixed order. */
+#define DEFINE_ROW_HELPERS(T, S)                                                                   \
+  static T row_sum_##S(const T *x, int64_t n) {                                                    \
+    T acc[LANES] = {0}, s = 0;                                                                     \
+    int64_t i = 0;                                                                                 \
+    for (; i + LANES <= n; i += LANES)                                                             \
+      for (int l = 0; l < LANES; l++) acc[l] += x[i + l];                                          \
+    for (int l = 0; l < LANES; l++) s += acc[l];                                                   \
+    for (; i < n; i++) s += x[i];                                                                  \
+    return s;                                                                                      \
+  }                                                                                                \
+  /* sum((x - c)^2) */                                                                             \
+  static T row_sq_dev_##S(const T *x, T c, int64_t n) {                                            \
+    T acc[LANES] = {0}, s = 0;                                                                     \
+    int64_t i = 0;                                                                                 \
+    for (; i + LANES <= n; i += LANES)                                                             \
+      for (int l = 0; l < LANES; l++) acc[l] += (x[i + l] - c) * (x[i + l] - c);                   \
+    for (int l = 0; l < LANES; l++) s += acc[l];                                                   \
+    for (; i < n; i++) s += (x[i] - c) * (x[i] - c);                                               \
+    return s;                                                                                      \
+  }                                                                                                \
+  /* sums of gh = go * gain and of gh * (x - mean) over a row (gain may be NULL) */                \
+  static void row_grad_sums_##S(const T *go, const T *gain, const T *x, T mean, int64_t n,         \
+                                T *sum_gh, T *sum_ghxc) {                                          \
+    T a[LANES] = {0}, b[LANES] = {0}, sa = 0, sb = 0;                                              \
+    int64_t i = 0;                                                                                 \
+    for (; i + LANES <= n; i += LANES)                                                             \
+      for (int l = 0; l < LANES; l++) {                                                            \
+        T gh = gain ? go[i + l] * gain[i + l] : go[i + l];                                         \
+        a[l] += gh;                                                                                \
+        b[l] += gh * (x[i + l] - mean);                                                            \
+      }                                                                                            \
+    for (int l = 0; l < LANES; l++) sa += a[l], sb += b[l];                                        \
+    for (; i < n; i++) {                                                                           \
+      T gh = gain ? go[i] * gain[i] : go[i];                                                       \
+      sa += gh;                                                                                    \
+      sb += gh * (x[i] - mean);                                                                    \
+    }                                                                                              \
+    *sum_gh = sa;                                                                                  \
+    *sum_ghxc = sb;                                                                                \
+  }
+
+DEFINE_ROW_HELPERS(float, f32)
+DEFINE_ROW_HELPERS(double, f64)
+
+#define TYPED(name, p)                                                                             \
+  _Generic((p), float * : name##_f32, const float * : name##_f32, default : name##_f64)
+#define ROW_SUM(x, n) TYPED(row_sum, x)(x, n)
+#define ROW_SQ_DEV(x, c, n) TYPED(row_sq_dev, x)(x, c, n)
+#define ROW_GRAD_SUMS(go, gain, x, m, n, a, b) TYPED(row_grad_sums, go)(go, gain, x, m, n, a, b)
+
+static int64_t min64(int64_t a, int64_t b) {
+  return a < b ? a : b;
+}
+
+/* Saved per row: mean and rstd, in the tensor's dtype. */
+typedef struct ln_saved {
+  void *mean, *rstd;
+} ln_saved;
+
+static void ln_forward(const sg_tensor *xt, const sg_tensor *gt, const sg_tensor *bt, sg_tensor *yt,
+                       double eps, int64_t rows, int64_t D, ln_saved *sv) {
+  int64_t total = xt->numel;
+  SG_DISPATCH(xt->dtype, T, {
+    const T *x = xt->data, *gain = gt ? gt->data : NULL, *bias = bt ? bt->data : NULL;
+    T *y = yt->data, *means = sv->mean, *rstds = sv->rstd;
+    _Pragma("omp parallel for if (total > SG_PAR_MIN) schedule(static)") for (int64_t r = 0;
+                                                                              r < rows; r++) {
+      const T *xr = x + r * D;
+      T *yr = y + r * D;
+      T mean = ROW_SUM(xr, D) / (T)D;
+      T var = ROW_SQ_DEV(xr, mean, D) / (T)D;
+      T rstd = 1 / sqrt(var + (T)eps);
+      means[r] = mean;
+      rstds[r] = rstd;
+      if (gain && bias)
+        for (int64_t j = 0; j < D; j++) yr[j] = (xr[j] - mean) * rstd * gain[j] + bias[j];
+      else if (gain)
+        for (int64_t j = 0; j < D; j++) yr[j] = (xr[j] - mean) * rstd * gain[j];
+      else if (bias)
+        for (int64_t j = 0; j < D; j++) yr[j] = (xr[j] - mean) * rstd + bias[j];
+      else
+        for (int64_t j = 0; j < D; j++) yr[j] = (xr[j] - mean) * rstd;
+    }
+  });
+}
+
+/* Backward over blocks of BLOCK_ROWS rows: the input gradient row by row,
+ * and each block's partial sums of go * xhat (pg) and go (pb), either of
+ * which may be NULL when not needed. */
+static void ln_backward_blocks(const sg_tensor *xt, const sg_tensor *gt, const sg_tensor *got,
+                               sg_tensor *gxt, const ln_saved *sv, int64_t rows, int64_t D,
+                               void *pg_buf, void *pb_buf) {
+  int64_t n_blocks = (rows + BLOCK_ROWS - 1) / BLOCK_ROWS, total = xt->numel;
+  SG_DISPATCH(xt->dtype, T, {
+    const T *x = xt->data, *gain = gt ? gt->data : NULL, *go = got->data;
+    const T *means = sv->mean, *rstds = sv->rstd;
+    T *gx = gxt ? gxt->data : NULL, *pg = pg_buf, *pb = pb_buf;
+    T inv_d = 1 / (T)D;
+    _Pragma("omp parallel for if (total > SG_PAR_MIN) schedule(static)") for (int64_t blk = 0;
+                                                                              blk < n_blocks;
+                                                                              blk++) {
+      T *pgb = pg ? pg + blk * D : NULL, *pbb = pb ? pb + blk * D : NULL;
+      if (pgb) memset(pgb, 0, (size_t)D * sizeof *pgb);
+      if (pbb) memset(pbb, 0, (size_t)D * sizeof *pbb);
+      for (int64_t r = blk * BLOCK_ROWS; r < min64(rows, (blk + 1) * BLOCK_ROWS); r++) {
+        const T *xr = x + r * D, *gr = go + r * D;
+        T mean = means[r], rstd = rstds[r];
+        if (gx) {
+          T sum_gh, sum_ghxc;
+          ROW_GRAD_SUMS(gr, gain, xr, mean, D, &sum_gh, &sum_ghxc);
+          /* mean(gh * xhat) = rstd * mean(gh * (x - mean)) */
+          T a = sum_gh * inv_d, b = sum_ghxc * inv_d * rstd;
+          T *gxr = gx + r * D;
+          if (gain)
+            for (int64_t j = 0; j < D; j++)
+              gxr[j] += rstd * (gr[j] * gain[j] - a - (xr[j] - mean) * rstd * b);
+          else
+            for (int64_t j = 0; j < D; j++)
+              gxr[j] += rstd * (gr[j] - a - (xr[j] - mean) * rstd * b);
+        }
+        if (pgb)
+          for (int64_t j = 0; j < D; j++) pgb[j] += gr[j] * ((xr[j] - mean) * rstd);
+        if (pbb)
+          for (int64_t j = 0; j < D; j++) pbb[j] += gr[j];
+      }
+    }
+  });
+}
+
+/* grad[j] += sum over blocks of partial[blk][j], blocks in order. */
+static void sum_blocks(sg_tensor *grad, const void *partial, int64_t n_blocks, int64_t D) {
+  int64_t n_chunks = (D + COL_CHUNK - 1) / COL_CHUNK, total = n_blocks * D;
+  SG_DISPATCH(grad->dtype, T, {
+    const T *p = partial;
+    T *gd = grad->data;
+    _Pragma("omp parallel for if (total > SG_PAR_MIN) schedule(static)") for (int64_t c = 0;
+                                                                              c < n_chunks; c++) {
+      int64_t j0 = c * COL_CHUNK, j1 = min64(D, j0 + COL_CHUNK);
+      for (int64_t blk = 0; blk < n_blocks; blk++)
+        for (int64_t j = j0; j < j1; j++) gd[j] += p[blk * D + j];
+    }
+  });
+}
+
+static void layer_norm_backward(sg_graph *g, sg_node *n) {
+  sg_tensor *x = n->in[0], *gain = n->in[1];
+  sg_tensor *gx = sg_grad_buf(g, x), *ggain = sg_grad_buf(g, gain),
+            *gbias = sg_grad_buf(g, n->in[2]);
+  int64_t rows = n->iarg[0], D = n->iarg[1];
+  if (rows * D == 0) return;
+  int64_t n_blocks = (rows + BLOCK_ROWS - 1) / BLOCK_ROWS;
+  size_t part_bytes = (size_t)(n_blocks * D) * sg_dtype_size(x->dtype);
+  void *pg = ggain ? sg_arena_alloc(g, part_bytes) : NULL;
+  void *pb = gbias ? sg_arena_alloc(g, part_bytes) : NULL;
+  ln_backward_blocks(x, gain, n->out->grad, gx, n->saved, rows, D, pg, pb);
+  if (ggain) sum_blocks(ggain, pg, n_blocks, D);
+  if (gbias) sum_blocks(gbias, pb, n_blocks, D);
+}
+
+static const sg_op layer_norm_op = {"sg_layer_norm", layer_norm_backward};
+
+/* gain and bias must be [D] vectors of x's dtype. */
+static bool param_ok(sg_graph *g, const sg_tensor *x, const sg_tensor *p, const char *what) {
+  if (!p) return true;
+  int64_t D = x->shape[x->ndim - 1];
+  if (p->ndim != 1 || p->shape[0] != D || p->dtype != x->dtype) {
+    char b0[96], b1[96];
+    sg_op_error(g, "sg_layer_norm", "%s %s %s must be a [%lld] vector of %s to match x %s", what,
+                sg_dtype_name(p->dtype), sg_shape_str(p->ndim, p->shape, b0), (long long)D,
+                sg_dtype_name(x->dtype), sg_shape_str(x->ndim, x->shape, b1));
+    return false;
+  }
+  return true;
+}
+
+sg_tensor *(sg_layer_norm)(sg_graph *g, sg_tensor *x, sg_tensor *gain, sg_tensor *bias,
+                           double eps) {
+  if (!x) return NULL;
+  char b[96];
+  if (x->ndim < 1) {
+    sg_op_error(g, "sg_layer_norm", "x must have at least one axis, got shape %s",
+                sg_shape_str(x->ndim, x->shape, b));
+    return NULL;
+  }
+  if (!(eps >= 0) || !isfinite(eps)) {
+    sg_op_error(g, "sg_layer_norm", "eps must be finite and >= 0, got %g (x %s)", eps,
+                sg_shape_str(x->ndim, x->shape, b));
+    return NULL;
+  }
+  if (!param_ok(g, x, gain, "gain") || !param_ok(g, x, bias, "bias")) return NULL;
+  sg_tensor *y = sg_empty(g, x->dtype, x->ndim, x->shape);
+  if (!y) return NULL;
+  int64_t D = x->shape[x->ndim - 1], rows = D ? x->numel / D : 0;
+  size_t stat_bytes = (size_t)rows * sg_dtype_size(x->dtype);
+  ln_saved *sv = sg_arena_alloc(g, sizeof *sv);
+  sv->mean = sg_arena_alloc(g, stat_bytes);
+  sv->rstd = sg_arena_alloc(g, stat_bytes);
+  if (rows * D > 0) ln_forward(x, gain, bias, y, eps, rows, D, sv);
+  sg_tensor *in[3] = {x, gain, bias};
+  sg_node *n = sg_record(g, &layer_norm_op, y, 3, in);
+  if (n) {
+    n->iarg[0] = rows;
+    n->iarg[1] = D;
+    n->farg[0] = eps;
+    n->saved = sv;
+  }
+  return y;
+}

@@ -1,6 +1,741 @@
+/* Layers: softmax, log_softmax, Gumbel-Softmax, LayerNorm and attention.
+ * Float64 gradient checks over several shapes, stability cases (1e4
+ * logits, -inf masks, tau 0.01), and forward values and gradients against
+ * PyTorch fixtures written by tests/make_layer_fixtures.py. */
 #include "sg_test.h"
+
+#include <float.h>
+#include <omp.h>
+#include <string.h>
+
+/* ---- helpers ------------------------------------------------------------- */
+
+static sg_tensor *rand_leaf(sg_rng *r, int nd, const int64_t *shape, double lo, double hi) {
+  sg_tensor *t = sg_rand_uniform(NULL, r, SG_F64, nd, shape, lo, hi);
+  sg_set_requires_grad(t, true);
+  return t;
+}
+
+static void free_all(sg_tensor **ts, int n) {
+  for (int i = 0; i < n; i++) sg_free(ts[i]);
+}
+
+/* Gradcheck with the default (strictest allowed) tolerances, then the
+ * float32 forward against the float64 one. */
+static void check_op(sg_check_fn f, sg_tensor *const *in, int n, void *ctx, double f32_tol) {
+  SG_ASSERT_CHECK(sg_gradcheck(f, in, n, ctx, NULL));
+  SG_ASSERT_CHECK(sg_check_f32_forward(f, in, n, ctx, f32_tol, f32_tol));
+}
+
+/* Records misuse reports instead of aborting. */
+static int n_errors;
+static char last_error[512];
+static void record_error(const char *op, const char *msg, const char *file, int line, void *u) {
+  (void)file, (void)line, (void)u;
+  n_errors++;
+  snprintf(last_error, sizeof last_error, "%s: %s", op, msg);
+}
+
+#define ASSERT_MISUSE(expr, needle)                                                                \
+  do {                                                                                             \
+    int before_ = n_errors;                                                                        \
+    ck_assert_ptr_null(expr);                                                                      \
+    ck_assert_int_eq(n_errors, before_ + 1);                                                       \
+    ck_assert_msg(strstr(last_error, needle), "error '%s' lacks '%s'", last_error, needle);        \
+  } while (0)
+
+/* ---- softmax and log_softmax --------------------------------------------- */
+
+static sg_tensor *apply_softmax(sg_graph *g, sg_tensor *const *in, int n, void *ctx) {
+  (void)n;
+  return sg_softmax(g, in[0], *(int *)ctx);
+}
+static sg_tensor *apply_log_softmax(sg_graph *g, sg_tensor *const *in, int n, void *ctx) {
+  (void)n;
+  return sg_log_softmax(g, in[0], *(int *)ctx);
+}
+
+/* Shapes and axes: last, middle and first axis, slices of length 1, rows
+ * longer than the 16 reduction lanes, and a strided axis wider than one
+ * column tile (256). */
+static const struct {
+  int nd;
+  int64_t shape[3];
+  int axis;
+} softmax_shapes[] = {
+    {2, {3, 5}, -1},   {3, {2, 4, 3}, 1}, {2, {4, 3}, 0},   {1, {5}, 0},
+    {3, {2, 3, 1}, 2}, {3, {2, 1, 3}, 1}, {2, {3, 40}, -1}, {3, {1, 3, 300}, 1},
+};
+
+static void gradcheck_softmax_like(sg_check_fn f) {
+  sg_rng r;
+  sg_rng_seed(&r, 21);
+  for (size_t i = 0; i < sizeof softmax_shapes / sizeof softmax_shapes[0]; i++) {
+    sg_tensor *x = rand_leaf(&r, softmax_shapes[i].nd, softmax_shapes[i].shape, -3, 3);
+    int axis = softmax_shapes[i].axis;
+    /* float32: inputs of magnitude 3 rounded to float32 move the outputs by
+     * ~2*3*2^-24 (relative) and the kernel adds a few roundings: 1e-6 covers
+     * both with a margin of ~2. */
+    check_op(f, &x, 1, &axis, 1e-6);
+    sg_free(x);
+  }
+}
+
+START_TEST(gradcheck_softmax) {
+  gradcheck_softmax_like(apply_softmax);
+  /* Masked entries: -inf stays -inf when perturbed, so the numeric
+   * derivative there is 0, and the analytic one must be 0 too. */
+  double xs[] = {0.3, -INFINITY, 1.2, -0.7, -INFINITY, -INFINITY, 2.0, -INFINITY};
+  sg_tensor *x = sg_from_f64(NULL, SG_F64, 2, (int64_t[]){2, 4}, xs);
+  sg_set_requires_grad(x, true);
+  int axis = -1;
+  SG_ASSERT_CHECK(sg_gradcheck(apply_softmax, &x, 1, &axis, NULL));
+  sg_free(x);
+}
+END_TEST
+
+START_TEST(gradcheck_log_softmax) {
+  gradcheck_softmax_like(apply_log_softmax);
+}
+END_TEST
+
+/* ---- layer norm ---------------------------------------------------------- */
+
+typedef struct ln_ctx {
+  double eps;
+  bool gain, bias;
+} ln_ctx;
+
+/* inputs: x, then the gain if used, then the bias if used */
+static sg_tensor *apply_layer_norm(sg_graph *g, sg_tensor *const *in, int n, void *ctx) {
+  (void)n;
+  const ln_ctx *c = ctx;
+  sg_tensor *gain = c->gain ? in[1] : NULL, *bias = c->bias ? in[c->gain ? 2 : 1] : NULL;
+  return sg_layer_norm(g, in[0], gain, bias, c->eps);
+}
+
+START_TEST(gradcheck_layer_norm) {
+  static const struct {
+    int nd;
+    int64_t shape[3];
+    bool gain, bias;
+  } cases[] = {
+      {2, {3, 4}, true, true},  {3, {2, 3, 5}, false, false}, {2, {4, 7}, true, false},
+      {2, {3, 2}, false, true}, {2, {2, 2}, true, true},      {2, {40, 6}, true, true},
+      {1, {20}, true, true},
+  };
+  sg_rng r;
+  sg_rng_seed(&r, 33);
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    int64_t D = cases[i].shape[cases[i].nd - 1];
+    sg_tensor *in[3];
+    int n = 0;
+    in[n++] = rand_leaf(&r, cases[i].nd, cases[i].shape, -2, 2);
+    if (cases[i].gain) in[n++] = rand_leaf(&r, 1, &D, 0.5, 1.5);
+    if (cases[i].bias) in[n++] = rand_leaf(&r, 1, &D, -1, 1);
+    ln_ctx c = {1e-5, cases[i].gain, cases[i].bias};
+    /* float32: normalised outputs are O(1); each passes ~6 roundings plus a
+     * 20-term sum, and the 2^-24 input rounding is amplified by rstd*|x| <~ 4. */
+    check_op(apply_layer_norm, in, n, &c, 1e-6);
+    free_all(in, n);
+  }
+}
+END_TEST
+
+/* D = 1: the variance is 0, the normalised value is exactly 0, so y = bias
+ * (0 without bias), the input gradient is exactly 0, the gain gradient is
+ * 0 and the bias gradient is the summed output gradient. The function is
+ * constant in x, so this is the true derivative, not a convention. */
+START_TEST(layer_norm_width_one) {
+  sg_graph *g = sg_graph_new();
+  sg_rng r;
+  sg_rng_seed(&r, 4);
+  for (int dt = 0; dt < 2; dt++) {
+    sg_tensor *x = sg_rand_uniform(NULL, &r, (sg_dtype)dt, 2, (int64_t[]){5, 1}, -3, 3);
+    sg_tensor *gain = sg_full(NULL, (sg_dtype)dt, 1, (int64_t[]){1}, 1.7);
+    sg_tensor *bias = sg_full(NULL, (sg_dtype)dt, 1, (int64_t[]){1}, -0.25);
+    sg_set_requires_grad(x, true);
+    sg_set_requires_grad(gain, true);
+    sg_set_requires_grad(bias, true);
+    sg_tensor *y = sg_layer_norm(g, x, gain, bias, 1e-5);
+    sg_tensor *y0 = sg_layer_norm(g, x, NULL, NULL, 1e-5);
+    sg_tensor *go = sg_rand_normal(g, &r, (sg_dtype)dt, 2, (int64_t[]){5, 1}, 0, 1);
+    sg_backward_with(g, y, go);
+    double go_sum = 0;
+    for (int i = 0; i < 5; i++) {
+      ck_assert_double_eq(sg_get(y, i), sg_get(bias, 0));
+      ck_assert_double_eq(sg_get(y0, i), 0.0);
+      ck_assert_double_eq(sg_get(x->grad, i), 0.0);
+      go_sum += sg_get(go, i);
+    }
+    ck_assert_double_eq(sg_get(gain->grad, 0), 0.0);
+    ck_assert_double_eq_tol(sg_get(bias->grad, 0), go_sum, dt == SG_F32 ? 1e-6 : 1e-15);
+    sg_free(x), sg_free(gain), sg_free(bias);
+    sg_graph_reset(g);
+  }
+  sg_graph_free(g);
+}
+END_TEST
+
+/* ---- Gumbel-Softmax ------------------------------------------------------ */
+
+typedef struct gs_ctx {
+  double tau;
+  int axis;
+  bool hard;
+} gs_ctx;
+
+/* inputs: logits, noise */
+static sg_tensor *apply_gumbel(sg_graph *g, sg_tensor *const *in, int n, void *ctx) {
+  (void)n;
+  const gs_ctx *c = ctx;
+  return sg_gumbel_softmax(g, in[0], c->tau, c->axis, c->hard, in[1], NULL);
+}
+
+START_TEST(gradcheck_gumbel_softmax) {
+  static const struct {
+    int nd;
+    int64_t shape[3];
+    int axis;
+  } shapes[] = {{2, {3, 4}, -1}, {3, {2, 3, 2}, 1}, {2, {4, 3}, 0}};
+  const double taus[] = {0.1, 1, 5};
+  sg_rng r;
+  sg_rng_seed(&r, 55);
+  for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+    for (int t = 0; t < 3; t++) {
+      /* logits scaled with tau so that the sample is not saturated */
+      sg_tensor *in[2] = {rand_leaf(&r, shapes[s].nd, shapes[s].shape, -2 * taus[t], 2 * taus[t]),
+                          sg_rand_gumbel(NULL, &r, SG_F64, shapes[s].nd, shapes[s].shape)};
+      for (int64_t i = 0; i < in[1]->numel; i++) sg_set(in[1], i, sg_get(in[1], i) * taus[t]);
+      sg_set_requires_grad(in[1], true); /* d/dnoise is checked too */
+      gs_ctx c = {taus[t], shapes[s].axis, false};
+      check_op(apply_gumbel, in, 2, &c, 1e-6);
+      free_all(in, 2);
+    }
+  }
+}
+END_TEST
+
+/* hard: the forward is the one-hot of the soft sample's argmax and the
+ * gradient is exactly the soft sample's gradient. */
+START_TEST(gumbel_hard_straight_through) {
+  sg_rng r;
+  sg_rng_seed(&r, 8);
+  for (int axis = 0; axis < 2; axis++) {
+    int64_t shape[2] = {5, 4};
+    sg_tensor *logits = rand_leaf(&r, 2, shape, -2, 2);
+    sg_tensor *noise = sg_rand_gumbel(NULL, &r, SG_F64, 2, shape);
+    sg_tensor *go = sg_rand_normal(NULL, &r, SG_F64, 2, shape, 0, 1);
+    sg_graph *g = sg_graph_new();
+    sg_tensor *soft = sg_gumbel_softmax(g, logits, 0.5, axis, false, noise, NULL);
+    sg_backward_with(g, soft, go);
+    sg_tensor *soft_grad = sg_clone(NULL, logits->grad);
+    sg_zero_grad(logits);
+    sg_tensor *hard = sg_gumbel_softmax(g, logits, 0.5, axis, true, noise, NULL);
+    sg_backward_with(g, hard, go);
+    ck_assert_mem_eq(logits->grad->data, soft_grad->data, 20 * sizeof(double));
+    /* one-hot at the argmax along the axis */
+    int64_t n = shape[axis], m = shape[1 - axis], st = axis == 0 ? 4 : 1, sm = axis == 0 ? 1 : 4;
+    for (int64_t c = 0; c < m; c++) {
+      int64_t best = 0;
+      for (int64_t i = 1; i < n; i++)
+        if (sg_get(soft, c * sm + i * st) > sg_get(soft, c * sm + best * st)) best = i;
+      for (int64_t i = 0; i < n; i++)
+        ck_assert_double_eq(sg_get(hard, c * sm + i * st), i == best ? 1.0 : 0.0);
+    }
+    sg_free(logits), sg_free(noise), sg_free(go), sg_free(soft_grad);
+    sg_graph_free(g);
+  }
+  /* ties go to the lowest index */
+  sg_graph *g = sg_graph_new();
+  sg_tensor *flat = sg_from_f64(g, SG_F64, 2, (int64_t[]){2, 3}, (double[]){1, 1, 1, 0, 2, 2});
+  sg_tensor *zero = sg_zeros(g, SG_F64, 2, (int64_t[]){2, 3});
+  sg_tensor *h = sg_gumbel_softmax(g, flat, 1.0, -1, true, zero, NULL);
+  const double expect[] = {1, 0, 0, 0, 1, 0};
+  for (int i = 0; i < 6; i++) ck_assert_double_eq(sg_get(h, i), expect[i]);
+  sg_graph_free(g);
+}
+END_TEST
+
+/* Noise drawn from rng is G_i = sg_rng_gumbel in flat order: the same as
+ * passing that noise explicitly, and reproducible from the seed. */
+START_TEST(gumbel_rng_noise) {
+  sg_graph *g = sg_graph_new();
+  int64_t shape[3] = {3, 4, 5};
+  sg_rng r;
+  sg_rng_seed(&r, 77);
+  sg_tensor *logits = sg_rand_normal(g, &r, SG_F64, 3, shape, 0, 1);
+  sg_rng a, b;
+  sg_rng_seed(&a, 99);
+  sg_rng_seed(&b, 99);
+  sg_tensor *noise = sg_empty(g, SG_F64, 3, shape);
+  for (int64_t i = 0; i < noise->numel; i++) sg_set(noise, i, sg_rng_gumbel(&b));
+  sg_tensor *drawn = sg_gumbel_softmax(g, logits, 0.7, 1, false, NULL, &a);
+  sg_tensor *given = sg_gumbel_softmax(g, logits, 0.7, 1, false, noise, NULL);
+  ck_assert_mem_eq(drawn->data, given->data, (size_t)noise->numel * sizeof(double));
+  /* both generators advanced by exactly numel draws */
+  ck_assert_uint_eq(sg_rng_u64(&a), sg_rng_u64(&b));
+  sg_graph_free(g);
+}
+END_TEST
+
+/* ---- attention ----------------------------------------------------------- */
+
+static sg_tensor *apply_attention(sg_graph *g, sg_tensor *const *in, int n, void *ctx) {
+  (void)n, (void)ctx;
+  return sg_attention(g, in[0], in[1], in[2]);
+}
+
+START_TEST(gradcheck_attention) {
+  static const struct {
+    int nd[3];
+    int64_t s[3][4];
+  } cases[] = {
+      {{3, 3, 3}, {{2, 3, 4}, {2, 5, 4}, {2, 5, 3}}},          /* plain batch */
+      {{4, 4, 4}, {{2, 3, 1, 4}, {2, 1, 2, 4}, {2, 3, 2, 4}}}, /* AttSKGS-GNN */
+      {{3, 3, 3}, {{3, 1, 5}, {3, 4, 5}, {3, 4, 2}}},          /* Lq = 1 */
+      {{3, 3, 3}, {{2, 3, 4}, {2, 1, 4}, {2, 1, 3}}},          /* Lk = 1 */
+      {{2, 2, 2}, {{3, 4}, {2, 4}, {2, 5}}},                   /* no batch axes */
+      {{4, 2, 4}, {{2, 2, 3, 4}, {3, 4}, {2, 1, 3, 5}}},       /* k shared, v broadcast */
+      {{3, 3, 3}, {{1, 2, 20}, {1, 3, 20}, {1, 3, 17}}},       /* d past the 16 lanes */
+      {{3, 3, 3}, {{1, 2, 3}, {2, 2, 3}, {2, 2, 2}}},          /* q broadcast */
+  };
+  sg_rng r;
+  sg_rng_seed(&r, 66);
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    sg_tensor *in[3];
+    for (int j = 0; j < 3; j++) in[j] = rand_leaf(&r, cases[i].nd[j], cases[i].s[j], -1.5, 1.5);
+    check_op(apply_attention, in, 3, NULL, 1e-6);
+    free_all(in, 3);
+  }
+}
+END_TEST
+
+/* q == k == v (self-attention on one tensor): gradients from the three
+ * roles accumulate into one buffer. */
+START_TEST(gradcheck_attention_shared_input) {
+  sg_rng r;
+  sg_rng_seed(&r, 67);
+  sg_tensor *x = rand_leaf(&r, 3, (int64_t[]){2, 3, 4}, -1, 1);
+  sg_tensor *in[3] = {x, x, x};
+  SG_ASSERT_CHECK(sg_gradcheck(apply_attention, in, 3, NULL, NULL));
+  sg_free(x);
+}
+END_TEST
+
+/* ---- stability ----------------------------------------------------------- */
+
+/* Logits of magnitude 1e4 in both dtypes: finite, rows sum to 1, equal to
+ * the shifted-exponential reference, finite gradients. */
+START_TEST(stability_large_logits) {
+  const double xs[] = {1e4, -1e4, 0, 1e4 - 1, -5e3, 9999.5, 1e4, -1e4};
+  for (int dt = 0; dt < 2; dt++) {
+    sg_graph *g = sg_graph_new();
+    sg_tensor *x = sg_from_f64(NULL, (sg_dtype)dt, 2, (int64_t[]){2, 4}, xs);
+    sg_set_requires_grad(x, true);
+    sg_tensor *y = sg_softmax(g, x, -1), *ly = sg_log_softmax(g, x, -1);
+    for (int row = 0; row < 2; row++) {
+      double m = -INFINITY, s = 0, sum_y = 0;
+      for (int j = 0; j < 4; j++) m = fmax(m, sg_get(x, row * 4 + j));
+      for (int j = 0; j < 4; j++) s += exp(sg_get(x, row * 4 + j) - m);
+      for (int j = 0; j < 4; j++) {
+        int i = row * 4 + j;
+        double ref = exp(sg_get(x, i) - m) / s, lref = sg_get(x, i) - m - log(s);
+        double tol = dt == SG_F32 ? 4 * FLT_EPSILON : 4 * DBL_EPSILON;
+        ck_assert_double_eq_tol(sg_get(y, i), ref, tol);
+        /* |lref| is up to 2e4: relative to the input magnitude */
+        ck_assert_double_eq_tol(sg_get(ly, i), lref, tol * 2e4);
+        sum_y += sg_get(y, i);
+      }
+      ck_assert_double_eq_tol(sum_y, 1.0, dt == SG_F32 ? 4 * FLT_EPSILON : 4 * DBL_EPSILON);
+    }
+    sg_tensor *go = sg_full(g, (sg_dtype)dt, 2, (int64_t[]){2, 4}, 0.5);
+    sg_set(go, 0, 2.0);
+    sg_backward_with(g, y, go);
+    sg_backward_with(g, ly, go);
+    for (int i = 0; i < 8; i++) ck_assert(isfinite(sg_get(x->grad, i)));
+    sg_free(x);
+    sg_graph_free(g);
+  }
+}
+END_TEST
+
+/* Rows with -inf entries equal the softmax of their finite entries alone;
+ * the masked entries get exactly zero gradient even if the gradient
+ * arriving there is NaN or infinite, and the others get the gradient of the
+ * reduced problem. Same for log_softmax, and along a non-last axis. */
+static void check_masked(bool log_mode, int axis, sg_dtype dt) {
+  /* 3 slices of 5; row 2 keeps one finite entry */
+  const double base[3][5] = {{0.5, -INFINITY, 1.5, -2, -INFINITY},
+                             {-INFINITY, 3, 0.25, -INFINITY, 1},
+                             {-INFINITY, -INFINITY, -INFINITY, 0.75, -INFINITY}};
+  const double gos[3][5] = {
+      {1, NAN, -0.5, 2, INFINITY}, {-INFINITY, 0.3, -1.2, NAN, 0.7}, {NAN, 1, -INFINITY, 0.4, NAN}};
+  /* axis 1: x[i][j] = base[i][j]; axis 0: x[j][i] = base[i][j] (slices are columns) */
+  double xs[15], gs[15];
+  int64_t shape[2] = {axis == 1 ? 3 : 5, axis == 1 ? 5 : 3};
+  for (int i = 0; i < 3; i++)
+    for (int j = 0; j < 5; j++) {
+      int e = axis == 1 ? i * 5 + j : j * 3 + i;
+      xs[e] = base[i][j];
+      gs[e] = gos[i][j];
+    }
+  sg_graph *g = sg_graph_new();
+  sg_tensor *x = sg_from_f64(NULL, dt, 2, shape, xs);
+  sg_set_requires_grad(x, true);
+  sg_tensor *y = log_mode ? sg_log_softmax(g, x, axis) : sg_softmax(g, x, axis);
+  sg_backward_with(g, y, sg_from_f64(g, dt, 2, shape, gs));
+  double tol = dt == SG_F32 ? 8 * FLT_EPSILON : 8 * DBL_EPSILON;
+  for (int i = 0; i < 3; i++) {
+    /* reference on the finite entries only */
+    double m = -INFINITY, s = 0, gsum = 0, gdot = 0;
+    for (int j = 0; j < 5; j++) m = fmax(m, base[i][j]);
+    for (int j = 0; j < 5; j++) s += exp(base[i][j] - m);
+    for (int j = 0; j < 5; j++)
+      if (isfinite(base[i][j])) {
+        gsum += gos[i][j];
+        gdot += gos[i][j] * exp(base[i][j] - m) / s;
+      }
+    for (int j = 0; j < 5; j++) {
+      int e = axis == 1 ? i * 5 + j : j * 3 + i;
+      double yv = sg_get(y, e), gx = sg_get(x->grad, e);
+      if (!isfinite(base[i][j])) {
+        ck_assert_double_eq(yv, log_mode ? -INFINITY : 0.0);
+        ck_assert_double_eq(gx, 0.0);
+        continue;
+      }
+      double p = exp(base[i][j] - m) / s;
+      double yref = log_mode ? base[i][j] - m - log(s) : p;
+      double gref = log_mode ? gos[i][j] - p * gsum : p * (gos[i][j] - gdot);
+      ck_assert_double_eq_tol(yv, yref, tol * (1 + fabs(yref)));
+      ck_assert_double_eq_tol(gx, gref, tol * 4);
+    }
+  }
+  sg_free(x);
+  sg_graph_free(g);
+}
+
+START_TEST(stability_masked) {
+  for (int dt = 0; dt < 2; dt++)
+    for (int axis = 0; axis < 2; axis++) {
+      check_masked(false, axis, (sg_dtype)dt);
+      check_masked(true, axis, (sg_dtype)dt);
+    }
+}
+END_TEST
+
+/* tau = 0.01: logits/tau reach 1e3, the output is still finite, each row
+ * sums to 1 and the gradient (scaled by 1/tau) is finite. */
+START_TEST(stability_small_tau) {
+  for (int dt = 0; dt < 2; dt++) {
+    for (int hard = 0; hard < 2; hard++) {
+      sg_graph *g = sg_graph_new();
+      sg_rng r;
+      sg_rng_seed(&r, 1234);
+      int64_t shape[2] = {64, 7};
+      sg_tensor *x = sg_rand_normal(NULL, &r, (sg_dtype)dt, 2, shape, 0, 3);
+      sg_set_requires_grad(x, true);
+      sg_tensor *y = sg_gumbel_softmax(g, x, 0.01, -1, hard, NULL, &r);
+      sg_tensor *go = sg_rand_normal(g, &r, (sg_dtype)dt, 2, shape, 0, 1);
+      sg_backward_with(g, y, go);
+      for (int row = 0; row < 64; row++) {
+        double s = 0;
+        for (int j = 0; j < 7; j++) {
+          ck_assert(isfinite(sg_get(y, row * 7 + j)));
+          ck_assert(isfinite(sg_get(x->grad, row * 7 + j)));
+          s += sg_get(y, row * 7 + j);
+        }
+        ck_assert_double_eq_tol(s, 1.0, dt == SG_F32 ? 8 * FLT_EPSILON : 8 * DBL_EPSILON);
+      }
+      sg_free(x);
+      sg_graph_free(g);
+    }
+  }
+}
+END_TEST
+
+/* ---- PyTorch fixtures ---------------------------------------------------- */
+
+static sg_tensor *fixture(const char *c, const char *name) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/layers_%s_%s.npy", SG_FIXTURE_DIR, c, name);
+  sg_io_error err = {{0}};
+  sg_tensor *t = sg_npy_load(path, &err);
+  ck_assert_msg(t != NULL, "cannot load %s: %s", path, err.msg);
+  ck_assert_int_eq(t->dtype, SG_F64);
+  return t;
+}
+
+/* Float64 runs must match PyTorch to |a - b| <= 1e-10 (1 + |b|).
+ *
+ * Float32 runs: the fixture inputs and weights are float32-representable,
+ * so the float32 result differs from the float64 reference only by the
+ * kernel's own round-off. We allow |a - b| <= 64 u (|b| + max|b|) on top of
+ * the float64 allowance (the reference's own round-off, all there is where
+ * the exact value is 0), with u = 2^-24 and max|b| over the compared tensor.
+ * Why 64 u: first-order error analysis gives at most ~10 roundings along
+ * each output's own chain (exp to 1 ulp, a subtraction, a reciprocal,
+ * products), reductions of up to 300 terms in 16 lanes (<= 35 dependent
+ * additions, whose error is relative to the sum of the magnitudes, hence
+ * the normwise max|b| term), and an error in z - max(z) amplified by
+ * |z - max(z)| <~ 20 through the exponential. The largest case is a
+ * saturated softmax row (y_max = 0.99998) whose gradient y (go - sum(go y))
+ * cancels: its error is relative to |go| / tau rather than to max|gx|, and
+ * the measured worst case there is 34 u; typical cases measure 1-3 u. */
+#define F64_TOL 1e-10
+#define F32_ULPS 64.0
+
+static void assert_close(const char *what, const sg_tensor *got, const sg_tensor *ref) {
+  ck_assert_msg(got->numel == ref->numel, "%s: %lld values, expected %lld", what,
+                (long long)got->numel, (long long)ref->numel);
+  double scale = 0;
+  for (int64_t i = 0; i < ref->numel; i++)
+    if (isfinite(sg_get(ref, i))) scale = fmax(scale, fabs(sg_get(ref, i)));
+  for (int64_t i = 0; i < ref->numel; i++) {
+    double a = sg_get(got, i), b = sg_get(ref, i);
+    if (isinf(b)) {
+      ck_assert_msg(a == b, "%s[%lld] = %.17g, expected %g", what, (long long)i, a, b);
+      continue;
+    }
+    /* float32 also gets the float64 allowance: the reference has its own
+     * round-off, which is all there is where the exact value is 0 */
+    double tol = F64_TOL * (1 + fabs(b));
+    if (got->dtype == SG_F32) tol += F32_ULPS * 0x1p-24 * (fabs(b) + scale);
+    ck_assert_msg(fabs(a - b) <= tol, "%s[%lld] = %.17g, expected %.17g (err %.3g > tol %.3g)",
+                  what, (long long)i, a, b, fabs(a - b), tol);
+  }
+}
+
+/* Runs f on the fixture inputs converted to dt (inputs with an expected
+ * gradient require one), seeds the backward with w, and compares y and the
+ * gradients with the fixture. */
+static void run_fixture(const char *c, sg_check_fn f, void *ctx, sg_tensor *const *in,
+                        sg_tensor *const *grads, int n, sg_dtype dt) {
+  char what[128];
+  sg_tensor *conv[4];
+  for (int i = 0; i < n; i++) {
+    conv[i] = sg_to_dtype(NULL, in[i], dt);
+    sg_set_requires_grad(conv[i], grads[i] != NULL);
+  }
+  sg_tensor *y_ref = fixture(c, "y"), *w = fixture(c, "w");
+  sg_graph *g = sg_graph_new();
+  sg_tensor *y = f(g, conv, n, ctx);
+  ck_assert_msg(y != NULL, "%s: op failed", c);
+  snprintf(what, sizeof what, "%s %s y", c, sg_dtype_name(dt));
+  assert_close(what, y, y_ref);
+  sg_backward_with(g, y, sg_to_dtype(g, w, dt));
+  for (int i = 0; i < n; i++) {
+    if (!grads[i]) continue;
+    snprintf(what, sizeof what, "%s %s grad of input %d", c, sg_dtype_name(dt), i);
+    ck_assert_ptr_nonnull(conv[i]->grad);
+    assert_close(what, conv[i]->grad, grads[i]);
+  }
+  sg_graph_free(g);
+  free_all(conv, n);
+  sg_free(y_ref), sg_free(w);
+}
+
+START_TEST(fixtures_softmax) {
+  const char *names[] = {"last", "mid", "first", "long", "widemid", "big", "mask"};
+  for (int lg = 0; lg < 2; lg++)
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+      char c[64];
+      snprintf(c, sizeof c, "%s_%s", lg ? "lsm" : "sm", names[i]);
+      sg_tensor *x = fixture(c, "x"), *gx = fixture(c, "g_x"), *params = fixture(c, "params");
+      int axis = (int)sg_get(params, 0);
+      for (int dt = 0; dt < 2; dt++)
+        run_fixture(c, lg ? apply_log_softmax : apply_softmax, &axis, &x, &gx, 1, (sg_dtype)dt);
+      sg_free(x), sg_free(gx), sg_free(params);
+    }
+}
+END_TEST
+
+START_TEST(fixtures_layer_norm) {
+  const char *names[] = {"gb", "none", "gain", "bias", "blocks", "d1"};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    char c[64];
+    snprintf(c, sizeof c, "ln_%s", names[i]);
+    sg_tensor *params = fixture(c, "params");
+    ln_ctx ctx = {sg_get(params, 0), sg_get(params, 1) != 0, sg_get(params, 2) != 0};
+    sg_tensor *in[3], *grads[3];
+    int n = 0;
+    in[n] = fixture(c, "x"), grads[n++] = fixture(c, "g_x");
+    if (ctx.gain) in[n] = fixture(c, "gain"), grads[n++] = fixture(c, "g_gain");
+    if (ctx.bias) in[n] = fixture(c, "bias"), grads[n++] = fixture(c, "g_bias");
+    for (int dt = 0; dt < 2; dt++)
+      run_fixture(c, apply_layer_norm, &ctx, in, grads, n, (sg_dtype)dt);
+    free_all(in, n), free_all(grads, n);
+    sg_free(params);
+  }
+}
+END_TEST
+
+START_TEST(fixtures_gumbel_softmax) {
+  const char *names[] = {"t1", "t01", "t5", "hard", "mid", "hardmid"};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    char c[64];
+    snprintf(c, sizeof c, "gs_%s", names[i]);
+    sg_tensor *params = fixture(c, "params");
+    gs_ctx ctx = {sg_get(params, 0), (int)sg_get(params, 1), sg_get(params, 2) != 0};
+    sg_tensor *g_logits = fixture(c, "g_logits");
+    /* the noise enters as logits + noise: the same gradient */
+    sg_tensor *in[2] = {fixture(c, "logits"), fixture(c, "noise")},
+              *grads[2] = {g_logits, g_logits};
+    for (int dt = 0; dt < 2; dt++) run_fixture(c, apply_gumbel, &ctx, in, grads, 2, (sg_dtype)dt);
+    free_all(in, 2);
+    sg_free(g_logits), sg_free(params);
+  }
+}
+END_TEST
+
+START_TEST(fixtures_attention) {
+  const char *names[] = {"basic", "skgs", "lk1", "shared", "long"};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    char c[64];
+    snprintf(c, sizeof c, "at_%s", names[i]);
+    sg_tensor *in[3] = {fixture(c, "q"), fixture(c, "k"), fixture(c, "v")};
+    sg_tensor *grads[3] = {fixture(c, "g_q"), fixture(c, "g_k"), fixture(c, "g_v")};
+    for (int dt = 0; dt < 2; dt++)
+      run_fixture(c, apply_attention, NULL, in, grads, 3, (sg_dtype)dt);
+    free_all(in, 3), free_all(grads, 3);
+  }
+}
+END_TEST
+
+/* ---- threads and misuse -------------------------------------------------- */
+
+/* Forward and backward of each layer on inputs above the parallel
+ * threshold, with 1 and with 2 threads: bitwise identical. */
+typedef struct run_out {
+  sg_tensor *y, *grads[3];
+} run_out;
+
+static run_out run_threads(sg_check_fn f, void *ctx, sg_tensor *const *in, int n, int threads) {
+  omp_set_num_threads(threads);
+  run_out r = {0};
+  sg_graph *g = sg_graph_new();
+  for (int i = 0; i < n; i++) sg_zero_grad(in[i]);
+  sg_tensor *y = f(g, in, n, ctx);
+  sg_rng rng;
+  sg_rng_seed(&rng, 3);
+  sg_backward_with(g, y, sg_rand_normal(g, &rng, y->dtype, y->ndim, y->shape, 0, 1));
+  r.y = sg_clone(NULL, y);
+  for (int i = 0; i < n; i++) r.grads[i] = sg_clone(NULL, in[i]->grad);
+  sg_graph_free(g);
+  return r;
+}
+
+static void assert_thread_invariant(sg_check_fn f, void *ctx, sg_tensor *const *in, int n) {
+  run_out a = run_threads(f, ctx, in, n, 1), b = run_threads(f, ctx, in, n, 2);
+  size_t es = sg_dtype_size(a.y->dtype);
+  ck_assert_mem_eq(a.y->data, b.y->data, (size_t)a.y->numel * es);
+  for (int i = 0; i < n; i++) {
+    ck_assert_mem_eq(a.grads[i]->data, b.grads[i]->data, (size_t)a.grads[i]->numel * es);
+    sg_free(a.grads[i]), sg_free(b.grads[i]);
+  }
+  sg_free(a.y), sg_free(b.y);
+}
+
+START_TEST(thread_determinism) {
+  sg_rng r;
+  sg_rng_seed(&r, 90);
+  for (int dt = 0; dt < 2; dt++) {
+    int64_t big[3] = {64, 40, 33};
+    sg_tensor *x = sg_rand_normal(NULL, &r, (sg_dtype)dt, 3, big, 0, 2);
+    sg_set_requires_grad(x, true);
+    for (int axis = 0; axis < 3; axis++) {
+      assert_thread_invariant(apply_softmax, &axis, &x, 1);
+      assert_thread_invariant(apply_log_softmax, &axis, &x, 1);
+    }
+    int64_t D = 33;
+    sg_tensor *ln_in[3] = {x, sg_rand_normal(NULL, &r, (sg_dtype)dt, 1, &D, 1, 0.3),
+                           sg_rand_normal(NULL, &r, (sg_dtype)dt, 1, &D, 0, 0.3)};
+    sg_set_requires_grad(ln_in[1], true), sg_set_requires_grad(ln_in[2], true);
+    ln_ctx lc = {1e-5, true, true};
+    assert_thread_invariant(apply_layer_norm, &lc, ln_in, 3);
+    sg_free(ln_in[1]), sg_free(ln_in[2]), sg_free(x);
+    /* AttSKGS shape: k broadcast over K, so its gradient is reduced */
+    int64_t qs[4] = {64, 8, 1, 64}, ks[4] = {64, 1, 2, 64}, vs[4] = {64, 8, 2, 64};
+    sg_tensor *at[3] = {sg_rand_normal(NULL, &r, (sg_dtype)dt, 4, qs, 0, 1),
+                        sg_rand_normal(NULL, &r, (sg_dtype)dt, 4, ks, 0, 1),
+                        sg_rand_normal(NULL, &r, (sg_dtype)dt, 4, vs, 0, 1)};
+    for (int i = 0; i < 3; i++) sg_set_requires_grad(at[i], true);
+    assert_thread_invariant(apply_attention, NULL, at, 3);
+    free_all(at, 3);
+  }
+}
+END_TEST
+
+START_TEST(misuse_errors) {
+  sg_set_error_handler(record_error, NULL);
+  sg_graph *g = sg_graph_new();
+  sg_rng r;
+  sg_rng_seed(&r, 1);
+  sg_tensor *x = sg_zeros(g, SG_F64, 2, (int64_t[]){3, 4});
+  sg_tensor *x32 = sg_zeros(g, SG_F32, 2, (int64_t[]){3, 4});
+  ASSERT_MISUSE(sg_softmax(g, x, 2), "[3, 4]");
+  ASSERT_MISUSE(sg_log_softmax(g, x, -3), "[3, 4]");
+  ASSERT_MISUSE(sg_gumbel_softmax(g, x, 0.0, -1, false, NULL, &r), "tau");
+  ASSERT_MISUSE(sg_gumbel_softmax(g, x, -1.0, -1, false, NULL, &r), "tau");
+  ASSERT_MISUSE(sg_gumbel_softmax(g, x, 1.0, -1, false, NULL, NULL), "both are NULL");
+  ASSERT_MISUSE(
+      sg_gumbel_softmax(g, x, 1.0, -1, false, sg_zeros(g, SG_F64, 1, (int64_t[]){4}), NULL), "[4]");
+  ASSERT_MISUSE(sg_gumbel_softmax(g, x, 1.0, -1, false, x32, NULL), "float32");
+  sg_tensor *gain5 = sg_ones(g, SG_F64, 1, (int64_t[]){5});
+  ASSERT_MISUSE(sg_layer_norm(g, x, gain5, NULL, 1e-5), "[5]");
+  ASSERT_MISUSE(sg_layer_norm(g, x, NULL, sg_ones(g, SG_F32, 1, (int64_t[]){4}), 1e-5), "float32");
+  ASSERT_MISUSE(sg_layer_norm(g, x, NULL, NULL, -1.0), "eps");
+  sg_tensor *q = sg_zeros(g, SG_F64, 3, (int64_t[]){2, 3, 4});
+  sg_tensor *k = sg_zeros(g, SG_F64, 3, (int64_t[]){2, 5, 4});
+  sg_tensor *v = sg_zeros(g, SG_F64, 3, (int64_t[]){2, 5, 6});
+  ASSERT_MISUSE(sg_attention(g, q, sg_zeros(g, SG_F64, 3, (int64_t[]){2, 5, 3}), v), "[2, 5, 3]");
+  ASSERT_MISUSE(sg_attention(g, q, k, sg_zeros(g, SG_F64, 3, (int64_t[]){2, 4, 6})), "(Lk)");
+  ASSERT_MISUSE(sg_attention(g, sg_zeros(g, SG_F64, 3, (int64_t[]){3, 3, 4}), k, v),
+                "do not broadcast");
+  ASSERT_MISUSE(sg_attention(g, sg_zeros(g, SG_F64, 1, (int64_t[]){4}), k, v), "two axes");
+  ASSERT_MISUSE(sg_attention(g, sg_zeros(g, SG_F32, 3, (int64_t[]){2, 3, 4}), k, v), "dtype");
+  /* NULL inputs (an earlier failure) return NULL without a new report */
+  int before = n_errors;
+  ck_assert_ptr_null(sg_softmax(g, NULL, 0));
+  ck_assert_ptr_null(sg_gumbel_softmax(g, NULL, 1.0, 0, false, NULL, &r));
+  ck_assert_ptr_null(sg_layer_norm(g, NULL, NULL, NULL, 1e-5));
+  ck_assert_ptr_null(sg_attention(g, q, NULL, v));
+  ck_assert_int_eq(n_errors, before);
+  sg_graph_free(g);
+  sg_set_error_handler(NULL, NULL);
+}
+END_TEST
 
 Suite *suite_layers(void) {
   Suite *s = suite_create("layers");
+  struct {
+    const char *name;
+    const TTest *test;
+  } cases[] = {
+      {"gradcheck_softmax", gradcheck_softmax},
+      {"gradcheck_log_softmax", gradcheck_log_softmax},
+      {"gradcheck_layer_norm", gradcheck_layer_norm},
+      {"layer_norm_width_one", layer_norm_width_one},
+      {"gradcheck_gumbel_softmax", gradcheck_gumbel_softmax},
+      {"gumbel_hard_straight_through", gumbel_hard_straight_through},
+      {"gumbel_rng_noise", gumbel_rng_noise},
+      {"gradcheck_attention", gradcheck_attention},
+      {"gradcheck_attention_shared_input", gradcheck_attention_shared_input},
+      {"stability_large_logits", stability_large_logits},
+      {"stability_masked", stability_masked},
+      {"stability_small_tau", stability_small_tau},
+      {"fixtures_softmax", fixtures_softmax},
+      {"fixtures_layer_norm", fixtures_layer_norm},
+      {"fixtures_gumbel_softmax", fixtures_gumbel_softmax},
+      {"fixtures_attention", fixtures_attention},
+      {"thread_determinism", thread_determinism},
+      {"misuse_errors", misuse_errors},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    TCase *tc = tcase_create(cases[i].name);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, cases[i].test);
+    suite_add_tcase(s, tc);
+  }
   return s;
 }
