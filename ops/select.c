@@ -26,12 +26,83 @@ static int64_t prod(const int64_t *shape, int from, int to) {
 /* Ties go to the lowest index. NaN counts as larger than everything (the
  * first NaN wins), as in NumPy. */
 
+/* Columns of a strided argmax handled by one work item. */
+enum { ARGMAX_COLS = 256, ARGMAX_BLOCK = 256 };
+
+/* A contiguous row: the maximum of each block comes from a branch-free
+ * loop, and the row is searched only in a block whose maximum beats the
+ * best so far. */
+#define DEFINE_ARGMAX_ROW(T, NAME)                                                                 \
+  static int64_t NAME(const T *x, int64_t len) {                                                   \
+    int64_t best = 0;                                                                              \
+    T best_v = x[0];                                                                               \
+    for (int64_t k0 = 0; k0 < len; k0 += ARGMAX_BLOCK) {                                           \
+      int64_t k1 = k0 + ARGMAX_BLOCK < len ? k0 + ARGMAX_BLOCK : len;                              \
+      T m = x[k0];                                                                                 \
+      bool nan = false;                                                                            \
+      for (int64_t k = k0; k < k1; k++) {                                                          \
+        m = x[k] > m ? x[k] : m;                                                                   \
+        nan |= x[k] != x[k];                                                                       \
+      }                                                                                            \
+      if (nan)                                                                                     \
+        for (int64_t k = k0; k < k1; k++)                                                          \
+          if (x[k] != x[k]) return k;                                                              \
+      if (m > best_v) {                                                                            \
+        best_v = m;                                                                                \
+        for (best = k0; x[best] != m; best++) continue;                                            \
+      }                                                                                            \
+    }                                                                                              \
+    return best;                                                                                   \
+  }
+DEFINE_ARGMAX_ROW(float, argmax_row_f32)
+DEFINE_ARGMAX_ROW(double, argmax_row_f64)
+
+/* Columns [i0, i1) of a [len, inner] block: a running best per column,
+ * walking the rows in order so the reads are contiguous. */
+#define ARGMAX_COLUMNS()                                                                           \
+  do {                                                                                             \
+    T best_v[ARGMAX_COLS], best[ARGMAX_COLS];                                                      \
+    for (int64_t i = i0; i < i1; i++) {                                                            \
+      best_v[i - i0] = blk[i];                                                                     \
+      best[i - i0] = 0;                                                                            \
+    }                                                                                              \
+    for (int64_t k = 1; k < len; k++)                                                              \
+      for (int64_t i = i0; i < i1; i++) {                                                          \
+        T v = blk[k * inner + i], b = best_v[i - i0];                                              \
+        bool take = v > b || (v != v && b == b);                                                   \
+        best_v[i - i0] = take ? v : b;                                                             \
+        best[i - i0] = take ? (T)k : best[i - i0];                                                 \
+      }                                                                                            \
+    for (int64_t i = i0; i < i1; i++) orow[i] = best[i - i0];                                      \
+  } while (0)
+
+static void argmax_kernel(const sg_tensor *a, sg_tensor *out, int64_t outer, int64_t len,
+                          int64_t inner) {
+  int64_t chunks = (inner + ARGMAX_COLS - 1) / ARGMAX_COLS, n_items = outer * chunks;
+  SG_DISPATCH(a->dtype, T, {
+    const T *x = a->data;
+    T *o = out->data;
+    _Pragma("omp parallel for if (a->numel > SG_PAR_MIN) schedule(static)") for (int64_t t = 0;
+                                                                                 t < n_items; t++) {
+      const T *blk = x + (t / chunks) * len * inner;
+      T *orow = o + (t / chunks) * inner;
+      if (inner == 1) {
+        orow[0] = sizeof(T) == sizeof(float) ? (T)argmax_row_f32((const float *)blk, len)
+                                             : (T)argmax_row_f64((const double *)blk, len);
+      } else {
+        int64_t i0 = (t % chunks) * ARGMAX_COLS;
+        int64_t i1 = i0 + ARGMAX_COLS < inner ? i0 + ARGMAX_COLS : inner;
+        ARGMAX_COLUMNS();
+      }
+    }
+  });
+}
+
 sg_tensor *(sg_argmax)(sg_graph *g, sg_tensor *a, int axis, bool keepdim) {
   if (!a) return NULL;
   int ax = sg_norm_axis(g, "sg_argmax", a, axis);
   if (ax < 0) return NULL;
-  int64_t len = a->shape[ax], outer = prod(a->shape, 0, ax),
-          inner = prod(a->shape, ax + 1, a->ndim);
+  int64_t len = a->shape[ax];
   if (len == 0 || (a->dtype == SG_F32 && len > F32_EXACT_INT)) {
     char b[96];
     sg_op_error(g, "sg_argmax", "axis %d of %s %s is %s", axis, sg_dtype_name(a->dtype),
@@ -45,25 +116,7 @@ sg_tensor *(sg_argmax)(sg_graph *g, sg_tensor *a, int axis, bool keepdim) {
     if (d != ax || keepdim) shape[nd++] = d == ax ? 1 : a->shape[d];
   sg_tensor *out = sg_empty(g, a->dtype, nd, shape);
   if (!out) return NULL;
-  int64_t n_out = outer * inner;
-  SG_DISPATCH(a->dtype, T, {
-    const T *x = a->data;
-    T *o = out->data;
-    _Pragma("omp parallel for if (a->numel > SG_PAR_MIN) schedule(static)") for (int64_t i = 0;
-                                                                                 i < n_out; i++) {
-      const T *row = x + (i / inner) * len * inner + i % inner;
-      int64_t best = 0;
-      T best_v = row[0];
-      for (int64_t k = 1; k < len && !isnan(best_v); k++) {
-        T v = row[k * inner];
-        if (v > best_v || isnan(v)) {
-          best_v = v;
-          best = k;
-        }
-      }
-      o[i] = (T)best;
-    }
-  });
+  argmax_kernel(a, out, prod(a->shape, 0, ax), len, prod(a->shape, ax + 1, a->ndim));
   return out;
 }
 
@@ -116,8 +169,11 @@ sg_tensor *(sg_one_hot)(sg_graph *g, sg_tensor *idx, int64_t n_classes) {
 /* C's comparisons already give NaN's semantics: false for everything but
  * !=, which is true. */
 
+/* Columns per parallel work item, so that one long row uses every thread. */
+enum { TILE = 4096 };
+
 #define COMPARE_ROW(OP)                                                                            \
-  for (int64_t j = 0; j < p.cols; j++) orow[j] = xa[j * sa] OP yb[j * sb] ? 1 : 0
+  for (int64_t j = j0; j < j1; j++) orow[j] = xa[j * sa] OP yb[j * sb] ? 1 : 0
 
 sg_tensor *(sg_compare)(sg_graph *g, sg_tensor *a, sg_tensor *b, sg_cmp cmp) {
   sg_tensor *in[2] = {a, b};
@@ -133,12 +189,15 @@ sg_tensor *(sg_compare)(sg_graph *g, sg_tensor *a, sg_tensor *b, sg_cmp cmp) {
   sg_tensor *out = sg_empty(g, a->dtype, p.out_ndim, p.out_shape);
   if (!out) return NULL;
   int64_t sa = p.stride[0][p.ndim - 1], sb = p.stride[1][p.ndim - 1];
+  int64_t tiles_per_row = (p.cols + TILE - 1) / TILE, n_items = p.rows * tiles_per_row;
   SG_DISPATCH(a->dtype, T, {
     const T *x = a->data, *y = b->data;
     T *o = out->data;
-    _Pragma("omp parallel for if (out->numel > SG_PAR_MIN) schedule(static)") for (int64_t r = 0;
-                                                                                   r < p.rows;
-                                                                                   r++) {
+    _Pragma("omp parallel for if (out->numel > SG_PAR_MIN) schedule(static)") for (int64_t t = 0;
+                                                                                   t < n_items;
+                                                                                   t++) {
+      int64_t r = t / tiles_per_row, j0 = (t % tiles_per_row) * TILE;
+      int64_t j1 = j0 + TILE < p.cols ? j0 + TILE : p.cols;
       const T *xa = x + sg_bcast_row_offset(&p, 0, r), *yb = y + sg_bcast_row_offset(&p, 1, r);
       T *orow = o + r * p.cols;
       switch (cmp) {
@@ -174,18 +233,21 @@ static void where_kernel(const sg_bcast *p, sg_dtype dt, const void *cond, const
                          const void *b, void *out) {
   int64_t sc = p->stride[0][p->ndim - 1], sa = p->stride[1][p->ndim - 1],
           sb = p->stride[2][p->ndim - 1], numel = p->rows * p->cols;
+  int64_t tiles_per_row = (p->cols + TILE - 1) / TILE, n_items = p->rows * tiles_per_row;
   SG_DISPATCH(dt, T, {
     const T *c = cond, *x = a, *y = b;
     T *o = out;
-    _Pragma("omp parallel for if (numel > SG_PAR_MIN) schedule(static)") for (int64_t r = 0;
-                                                                              r < p->rows; r++) {
+    _Pragma("omp parallel for if (numel > SG_PAR_MIN) schedule(static)") for (int64_t t = 0;
+                                                                              t < n_items; t++) {
+      int64_t r = t / tiles_per_row, j0 = (t % tiles_per_row) * TILE;
+      int64_t j1 = j0 + TILE < p->cols ? j0 + TILE : p->cols;
       const T *crow = c + sg_bcast_row_offset(p, 0, r);
       const T *xa = x ? x + sg_bcast_row_offset(p, 1, r) : NULL;
       const T *yb = y ? y + sg_bcast_row_offset(p, 2, r) : NULL;
       T *orow = o + r * p->cols;
-      for (int64_t j = 0; j < p->cols; j++) {
-        const T *pick = crow[j * sc] != 0 ? (xa ? xa + j * sa : NULL) : (yb ? yb + j * sb : NULL);
-        orow[j] = pick ? *pick : 0;
+      for (int64_t j = j0; j < j1; j++) {
+        T xv = xa ? xa[j * sa] : 0, yv = yb ? yb[j * sb] : 0;
+        orow[j] = crow[j * sc] != 0 ? xv : yv;
       }
     }
   });

@@ -49,6 +49,47 @@ START_TEST(forward_argmax) {
 }
 END_TEST
 
+/* The lowest index holding the maximum, NaN above everything: a plain scan
+ * of element i of the reduced output (axis split as outer, len, inner). */
+static double reference_argmax(const sg_tensor *a, int64_t i, int64_t len, int64_t inner) {
+  int64_t base = (i / inner) * len * inner + i % inner, best = 0;
+  for (int64_t k = 1; k < len; k++) {
+    double v = sg_get(a, base + k * inner), b = sg_get(a, base + best * inner);
+    if (isnan(b)) break;
+    if (v > b || isnan(v)) best = k;
+  }
+  return (double)best;
+}
+
+/* Many ties (values from a small set), some NaNs, rows spanning several
+ * scan blocks and column chunks, both dtypes and every axis. */
+START_TEST(argmax_matches_a_plain_scan) {
+  sg_rng r;
+  sg_rng_seed(&r, 33);
+  sg_graph *g = sg_graph_new();
+  const int64_t shapes[][3] = {{3, 700, 2}, {2, 5, 600}, {1, 1, 1}, {40, 1, 9}};
+  for (int dt = 0; dt < 2; dt++)
+    for (int s = 0; s < 4; s++) {
+      sg_tensor *a = sg_empty(g, (sg_dtype)dt, 3, shapes[s]);
+      for (int64_t i = 0; i < a->numel; i++) {
+        uint64_t u = sg_rng_below(&r, 1000);
+        double v = (double)(u % 7);
+        sg_set(a, i, u < 3 && s != 1 ? NAN : (u % 2 ? v : -v)); /* -0.0 ties 0.0 */
+      }
+      for (int axis = 0; axis < 3; axis++) {
+        int64_t len = shapes[s][axis], inner = 1;
+        for (int d = axis + 1; d < 3; d++) inner *= shapes[s][d];
+        sg_tensor *am = sg_argmax(g, a, axis, false);
+        for (int64_t i = 0; i < am->numel; i++)
+          ck_assert_msg(sg_get(am, i) == reference_argmax(a, i, len, inner),
+                        "shape %d axis %d element %lld: got %g want %g", s, axis, (long long)i,
+                        sg_get(am, i), reference_argmax(a, i, len, inner));
+      }
+    }
+  sg_graph_free(g);
+}
+END_TEST
+
 /* ---- one_hot ----------------------------------------------------------- */
 
 START_TEST(forward_one_hot) {
@@ -185,6 +226,26 @@ START_TEST(where_gradient_goes_to_one_side) {
 }
 END_TEST
 
+/* Above the threading threshold, with rows longer than one work tile. */
+START_TEST(forward_large) {
+  sg_rng r;
+  sg_rng_seed(&r, 34);
+  sg_graph *g = sg_graph_new();
+  int64_t n = 20011;
+  sg_tensor *a = sg_rand_uniform(g, &r, SG_F32, 2, (int64_t[]){3, n}, -1, 1);
+  sg_tensor *b = sg_rand_uniform(g, &r, SG_F32, 1, &n, -1, 1);
+  sg_tensor *lo = sg_full(g, SG_F32, 0, NULL, -7);
+  sg_tensor *gt = sg_compare(g, a, b, SG_GT);
+  sg_tensor *w = sg_where(g, gt, a, lo);
+  for (int64_t i = 0; i < a->numel; i++) {
+    double av = sg_get(a, i), bv = sg_get(b, i % n);
+    ck_assert_double_eq(sg_get(gt, i), av > bv ? 1 : 0);
+    ck_assert_double_eq(sg_get(w, i), av > bv ? av : -7);
+  }
+  sg_graph_free(g);
+}
+END_TEST
+
 /* ---- gradient stops ---------------------------------------------------- */
 
 START_TEST(non_differentiable_outputs_carry_no_gradient) {
@@ -291,9 +352,11 @@ Suite *suite_select(void) {
     const TTest *test;
   } cases[] = {
       {"forward_argmax", forward_argmax},
+      {"argmax_matches_a_plain_scan", argmax_matches_a_plain_scan},
       {"forward_one_hot", forward_one_hot},
       {"forward_compare", forward_compare},
       {"forward_where", forward_where},
+      {"forward_large", forward_large},
       {"gradcheck_where", gradcheck_where},
       {"where_gradient_goes_to_one_side", where_gradient_goes_to_one_side},
       {"non_differentiable_outputs_carry_no_gradient",
