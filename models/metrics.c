@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { CHUNK = 256 };
+enum { CHUNK = 64 }; /* samples between progress reports */
 
 /* ---- load balancing by dropping ------------------------------------------------------ */
 
