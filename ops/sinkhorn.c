@@ -70,7 +70,11 @@ typedef struct sk_state {
   int32_t *iters;  /* [S] iterations run */
   double *excess;  /* [S] column excess after the last iteration */
   bool *done;      /* [S] stopped (tolerance met) */
-  uint8_t *active; /* [S*M] column capped at some iteration */
+  uint8_t *active; /* [S*M] column capped at an iteration after the first */
+  /* K r >= M c: no column can end below its capacity, so the fixed point
+   * has every column tight (K r = M c) or over (K r > M c) and the implicit
+   * backward treats every column as active, capped or not. */
+  bool all_tight;
   sk_block *last;  /* unrolled: newest block of saved iterates */
   void *col_lse;   /* [S*M] column LSEs of the current iterate (forward only) */
 } sk_state;
@@ -157,6 +161,7 @@ static sk_state *state_new(sg_graph *g, const sg_tensor *x, const sk_params *p) 
   st->cols = x->shape[x->ndim - 1];
   st->samples = x->numel / (st->rows * st->cols);
   st->p = *p;
+  st->all_tight = (double)st->rows * p->row_mass >= (double)st->cols * p->col_cap * (1 - 1e-12);
   size_t S = (size_t)st->samples, M = (size_t)st->cols;
   st->iters = sg_arena_alloc(g, S * sizeof *st->iters + 1);
   st->excess = sg_arena_alloc(g, S * sizeof *st->excess + 1);
@@ -438,24 +443,23 @@ static void SK(psd_solve)(double *A, double *b, int64_t n, double tiny) {
   }
 }
 
-/* Which columns carry an unknown beta: the active ones, minus the last
- * active one when every column with mass is active (the gauge). */
-static void SK(unknowns)(const uint8_t *active, const double *C, int64_t M, uint8_t *unknown) {
+/* Which columns carry an unknown beta: the active ones (all of them when
+ * K r >= M c, see sk_state.all_tight), minus the last active one when every
+ * column with mass is active (the gauge). */
+static void SK(unknowns)(const uint8_t *active, bool all_tight, const double *C, int64_t M,
+                         uint8_t *unknown) {
   bool all_massive_active = true;
   int64_t last = -1;
   for (int64_t m = 0; m < M; m++) {
-    unknown[m] = active[m];
-    if (active[m]) last = m;
-    if (!active[m] && C[m] > 0) all_massive_active = false;
+    unknown[m] = all_tight || active[m];
+    if (unknown[m]) last = m;
+    if (!unknown[m] && C[m] > 0) all_massive_active = false;
   }
   if (all_massive_active && last >= 0) unknown[last] = 0;
 }
 
-/* Gradient of the fixed point w.r.t. the iterate it was reached from (rows
- * normalised): overwrites go (K*M doubles, holding gy) with gy - P (alpha +
- * beta). w: scratch of K*M + 2K + 2M + M*M doubles and M bytes. */
 static void SK(fixed_point_backward)(const SK_T *y, double *go, int64_t K, int64_t M,
-                                     const uint8_t *active, double *w) {
+                                     const uint8_t *active, bool all_tight, double *w) {
   double *P = w, *R = P + K * M, *a = R + K, *C = a + K, *b = C + M, *A = b + M;
   uint8_t *unknown = (uint8_t *)(A + M * M);
   for (int64_t i = 0; i < K * M; i++) P[i] = (double)y[i];
@@ -468,7 +472,7 @@ static void SK(fixed_point_backward)(const SK_T *y, double *go, int64_t K, int64
       R[k] += pv, a[k] += gv, C[m] += pv, b[m] += gv;
     }
   }
-  SK(unknowns)(active, C, M, unknown);
+  SK(unknowns)(active, all_tight, C, M, unknown);
   /* Schur complement on beta: (diag C - P^T diag(1/R) P) beta = b - P^T (a/R),
    * with identity rows for the columns without an unknown (beta = 0). */
   for (int64_t i = 0; i < M; i++)
@@ -525,7 +529,7 @@ static void SK(implicit_backward)(sg_graph *g, const sk_state *st, const SK_T *x
     double *go = (double *)ws, *w = go + KM;
     SK_T *tw = (SK_T *)(ws + doubles);
     for (int64_t i = 0; i < KM; i++) go[i] = (double)gy[s * KM + i];
-    SK(fixed_point_backward)(y + s * KM, go, K, M, st->active + s * M, w);
+    SK(fixed_point_backward)(y + s * KM, go, K, M, st->active + s * M, st->all_tight, w);
     SK(first_col_step_backward)(x0 + s * KM, go, K, M, (SK_T)st->p.log_cap, tw);
     for (int64_t i = 0; i < KM; i++) gx[s * KM + i] += (SK_T)go[i];
   }
