@@ -214,6 +214,67 @@ START_TEST(threads_give_bitwise_identical_results) {
 }
 END_TEST
 
+/* ---- the arena: a steady-state training step allocates nothing ---------- */
+
+static size_t allocations;
+static void *counting_alloc(size_t n, void *u) {
+  (void)u;
+  allocations++;
+  return malloc(n);
+}
+static void *counting_realloc(void *p, size_t n, void *u) {
+  (void)u;
+  allocations++;
+  return realloc(p, n);
+}
+static void counting_free(void *p, void *u) {
+  (void)u;
+  free(p);
+}
+
+/* One step of a two-layer MLP regression with Adam, as a user writes it. */
+static double mlp_step(sg_graph *g, sg_rng *r, sg_tensor *const *p, sg_adam *opt) {
+  sg_graph_reset(g);
+  sg_tensor *x = sg_rand_normal(g, r, SG_F32, 2, (int64_t[]){64, 16}, 0, 1);
+  sg_tensor *t = sg_rand_normal(g, r, SG_F32, 2, (int64_t[]){64, 4}, 0, 1);
+  sg_tensor *h = sg_tanh(g, sg_relu(g, sg_linear(g, x, p[0], p[1])));
+  sg_tensor *y = sg_linear(g, h, p[2], p[3]);
+  sg_tensor *loss = sg_mean_all(g, sg_square(g, sg_sub(g, y, t)));
+  sg_params_zero_grad(p, 4);
+  sg_backward(g, loss);
+  sg_adam_step(opt);
+  return sg_get(loss, 0);
+}
+
+START_TEST(steady_state_step_allocates_nothing) {
+  sg_rng r;
+  sg_rng_seed(&r, 5);
+  const int64_t shapes[4][2] = {{32, 16}, {32, 0}, {4, 32}, {4, 0}};
+  sg_tensor *p[4];
+  for (int i = 0; i < 4; i++) {
+    p[i] = sg_rand_uniform(NULL, &r, SG_F32, shapes[i][1] ? 2 : 1, shapes[i], -0.2, 0.2);
+    sg_set_requires_grad(p[i], true);
+  }
+  sg_adam *opt = sg_adam_new(p, 4, 1e-3);
+  sg_graph *g = sg_graph_new();
+  for (int i = 0; i < 2; i++) mlp_step(g, &r, p, opt); /* warm-up: arena and grads grow */
+  sg_set_allocator(&(sg_allocator){counting_alloc, counting_realloc, counting_free, NULL});
+  allocations = 0;
+  for (int i = 0; i < 5; i++) ck_assert(isfinite(mlp_step(g, &r, p, opt)));
+  size_t during_steps = allocations;
+  /* The hook does see allocations: a new tensor outside the arena counts. */
+  sg_tensor *probe = sg_zeros(NULL, SG_F32, 1, (int64_t[]){8});
+  size_t after_probe = allocations;
+  sg_free(probe);
+  sg_set_allocator(NULL);
+  ck_assert_uint_eq(during_steps, 0);
+  ck_assert_uint_gt(after_probe, 0);
+  sg_graph_free(g);
+  sg_adam_free(opt);
+  for (int i = 0; i < 4; i++) sg_free(p[i]);
+}
+END_TEST
+
 Suite *suite_autograd(void) {
   Suite *s = suite_create("autograd");
   TCase *tc = tcase_create("autograd");
@@ -224,6 +285,7 @@ Suite *suite_autograd(void) {
   tcase_add_test(tc, gradcheck_catches_a_wrong_backward);
   tcase_add_test(tc, gradcheck_refuses_float32_inputs);
   tcase_add_test(tc, threads_give_bitwise_identical_results);
+  tcase_add_test(tc, steady_state_step_allocates_nothing);
   tcase_set_timeout(tc, 120);
   suite_add_tcase(s, tc);
   return s;
