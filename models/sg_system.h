@@ -206,7 +206,7 @@ int sg_run_method(const sg_dataset *ds, sg_method m, const sg_baseline_opts *o, 
                   double *rate, double *ms_per_sample, sg_progress_fn progress, void *user,
                   char *msg, size_t msg_len);
 
-/* Load balancing of models.md: at each BS with more than N UEs keep the N
+/* Load balancing of models.md (K <= SG_MAX_UES): at each BS with more than N UEs keep the N
  * with the largest score[k*M + m] (score NULL: all equal), ties broken by the
  * larger link SNR gain[m,k,k], then the lower k; the others are dropped. */
 void sg_load_balance(const sg_problem *p, const int *assoc, const double *score, int *out);

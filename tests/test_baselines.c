@@ -59,7 +59,8 @@ START_TEST(test_es_matches_enumeration) {
 }
 END_TEST
 
-/* ES >= every load-feasible baseline on every sample; all of them feasible. */
+/* ES >= every load-feasible baseline on every sample (and >= MaxSINR when
+ * MaxSINR happens to be feasible); all of them feasible. */
 START_TEST(test_es_never_beaten) {
   const sg_method feasible[] = {SG_MAXSINR_CAPPED, SG_RANDINT, SG_DA, SG_ASSIGN, SG_LOCALSEARCH};
   sg_baseline_opts o = sg_baseline_defaults();
@@ -72,6 +73,10 @@ START_TEST(test_es_never_beaten) {
       sg_coupling_gain(&ds, s, gain);
       sg_problem p = {ds.M, ds.N, ds.K, gain};
       double r_es = sg_es(&p, w, es, NULL);
+      int load[SG_MAX_BS];
+      double r_max = sg_maxsinr(&p, other); /* uncapped: bounded by ES only when feasible */
+      if (sg_loads(p.M, p.K, other, load) <= p.N && p.K <= p.M * p.N)
+        ck_assert_msg(r_max <= r_es + 1e-9, "feasible MaxSINR beats ES");
       for (size_t i = 0; i < sizeof feasible / sizeof feasible[0]; i++) {
         double r = sg_solve(feasible[i], &p, &o, (uint64_t)s, w, other);
         assert_feasible(&p, other, sg_method_name(feasible[i]));
