@@ -21,6 +21,7 @@ Suite *suite_layers(void);
 Suite *suite_sinkhorn(void);
 Suite *suite_system(void);
 Suite *suite_baselines(void);
+Suite *suite_gnn(void);
 
 /* Asserts that a gradcheck/f32 check passed, printing its summary if not. */
 #define SG_ASSERT_CHECK(res)                                                                       \

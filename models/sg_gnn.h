@@ -1,0 +1,139 @@
+/* The four association GNNs of docs/models.md (AttSKGS-GNN, SKGS-GNN,
+ * GS-GNN, SMA-GNN), their evaluation helpers, and the differentiable
+ * sum-rate and loss they train on.
+ *
+ * Layouts: p [B, M, Fp] BS features, q [B, K, Fq] UE features, H [B, M, K, Fe]
+ * edge features (Fe = 2N: real parts then imaginary parts of h_mk). Outputs
+ * are [B, K, M] (UE rows, BS columns). The weights fix d, h, L, Fp, Fq and
+ * Fe only: the same model runs on any M and K. */
+#ifndef SG_GNN_H
+#define SG_GNN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "sg_nn.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- the model ------------------------------------------------------------ */
+
+typedef enum sg_gnn_variant {
+  SG_GNN_ATTSKGS, /* attention edge update, Gumbel-softmax, capacity Sinkhorn */
+  SG_GNN_SKGS,    /* MLP edge update, Gumbel-softmax, capacity Sinkhorn */
+  SG_GNN_GS,      /* MLP edge update, Gumbel-softmax */
+  SG_GNN_SMA,     /* MLP edge update, softmax */
+  SG_GNN_VARIANT_COUNT
+} sg_gnn_variant;
+
+const char *sg_gnn_variant_name(sg_gnn_variant v); /* "AttSKGS-GNN", ... */
+/* "AttSKGS-GNN" or "AttSKGS" (any case); -1 if unknown. */
+int sg_gnn_variant_parse(const char *name);
+
+typedef struct sg_gnn_config {
+  sg_gnn_variant variant;
+  int d, h, L;        /* embedding width, MLP hidden width, update layers (>= 1) */
+  int fp, fq, fe;     /* input widths: BS, UE, edge (2N) features */
+  sg_dtype dtype;     /* of the parameters and of every input */
+  double tau;         /* Gumbel-softmax temperature */
+  int sk_iters;       /* Sinkhorn iterations T (exactly T are run) */
+  double capacity;    /* Sinkhorn column cap: the N of the load constraint */
+  bool concat_inputs; /* materialise every feature concatenation (reference path);
+                         default false: split first Linear, same parameters */
+} sg_gnn_config;
+
+/* The paper configuration: d 512, h 1024, L 2, Fp = Fq = 1, Fe = 8 (N = 4),
+ * float32, tau 1, T 10, capacity 4. */
+sg_gnn_config sg_gnn_config_paper(sg_gnn_variant v);
+
+typedef struct sg_gnn_layer {
+  bool node_update; /* false in layer L: its f1..f4 would feed nothing */
+  sg_mlp f1, f2, f3,
+      f4;    /* BS update f2([b, mean_k f1([c, e])]), UE update f4([c, mean_m f3([b, e])]) */
+  sg_mlp f5; /* edge update: MLP(3d, d) on [e, b, c] or MLP(2d, d) on [e, g] */
+  sg_linear_layer wq, wk, wv; /* attention projections (AttSKGS only), no bias */
+  sg_layernorm_layer ln;      /* on the attention output (AttSKGS only) */
+} sg_gnn_layer;
+
+typedef struct sg_gnn {
+  sg_gnn_config cfg;
+  sg_params *params; /* owned; names "mlp_p.0.weight", "layers.1.f5.4.bias", ... */
+  sg_mlp mlp_p, mlp_q, mlp_e, mlp_out;
+  sg_gnn_layer *layers; /* cfg.L entries */
+} sg_gnn;
+
+/* Builds and initialises a model (PyTorch's default Linear initialisation,
+ * LayerNorm gain 1 bias 0) from one generator seeded with seed. NULL (after
+ * reporting) on a bad configuration or when out of memory. */
+sg_gnn *sg_gnn_new(const sg_gnn_config *cfg, uint64_t seed);
+void sg_gnn_free(sg_gnn *m);
+
+/* Trainable parameter count (every registered scalar). */
+int64_t sg_gnn_param_count(const sg_gnn *m);
+/* Prints the count per part (pre-processing, each layer, post-processing)
+ * and the total to f. */
+void sg_gnn_print_params(const sg_gnn *m, FILE *f);
+
+typedef enum sg_gnn_mode {
+  SG_GNN_TRAIN, /* Gumbel noise on (GS, SKGS, AttSKGS) */
+  SG_GNN_EVAL   /* noise off (G = 0) */
+} sg_gnn_mode;
+
+typedef struct sg_gnn_output {
+  sg_tensor *logits; /* Ahat [B, K, M] */
+  sg_tensor *assoc;  /* A~ [B, K, M]: softmax, Gumbel-softmax, or Gumbel-softmax + Sinkhorn */
+  sg_sinkhorn_info sinkhorn; /* of the Sinkhorn variants; zeroed otherwise */
+} sg_gnn_output;
+
+/* The forward pass. In train mode the Gumbel sample is noise [B, K, M] when
+ * given (no gradient; makes the function deterministic), else drawn from
+ * rng; eval mode ignores both. Returns NULL members after reporting a
+ * misuse (shapes, dtypes). */
+sg_gnn_output(sg_gnn_forward)(sg_graph *g, const sg_gnn *m, sg_tensor *p, sg_tensor *q,
+                              sg_tensor *H, sg_gnn_mode mode, sg_rng *rng, sg_tensor *noise);
+#define sg_gnn_forward(g, ...) (sg_gnn_forward)(SG_AT(g), __VA_ARGS__)
+
+/* ---- evaluation helpers ------------------------------------------------------ */
+
+/* One-hot of each row's argmax (ties: lowest m) of A [B, K, M]; no gradient. */
+sg_tensor *(sg_assoc_one_hot)(sg_graph *g, sg_tensor *A);
+#define sg_assoc_one_hot(g, ...) (sg_assoc_one_hot)(SG_AT(g), __VA_ARGS__)
+/* The integer association: assoc[b*K + k] = argmax_m A[b, k, m] (ties:
+ * lowest m), for a [B, K, M] tensor of any dtype. */
+void sg_assoc_argmax(const sg_tensor *A, int *assoc);
+
+/* ---- differentiable sum-rate (models/sumrate.c) -------------------------------- */
+
+/* MRT couplings c[m,k,l] = h_mk^T v_ml with v_ml = sqrt(pt/N) conj(h_ml)/|h_ml|
+ * (a zero channel gives a zero beam), divided by sqrt(noise) so that the
+ * sum-rate is then evaluated with noise power 1. H_re/H_im: [B, M, K, N]
+ * row-major float64; pt: per-BS transmit power, noise: noise power (same
+ * linear unit). Writes c_re, c_im [B, M, K, K] of dtype dt (in g's arena, or
+ * caller-owned when g is NULL), without gradient. 0, or -1 after reporting. */
+int sg_mrt_couplings(sg_graph *g, const double *H_re, const double *H_im, int64_t B, int M, int K,
+                     int N, double pt, double noise, sg_dtype dt, sg_tensor **c_re,
+                     sg_tensor **c_im);
+
+/* R [B] = sum_k log2(1 + SINR_k) of a fractional association A [B, K, M]:
+ * s_k = sum_m a_km c[m,k,k], z_kl = sum_m a_lm c[m,k,l],
+ * SINR_k = |s_k|^2 / (sum_{l != k} |z_kl|^2 + noise). Differentiable in A
+ * (and in the couplings); built from library ops. */
+sg_tensor *(sg_sum_rate)(sg_graph *g, sg_tensor *A, sg_tensor *c_re, sg_tensor *c_im, double noise);
+#define sg_sum_rate(g, ...) (sg_sum_rate)(SG_AT(g), __VA_ARGS__)
+
+/* The training loss of models.md (paper eq. (3)), a scalar:
+ *   -mean_b rate_b + sum_m mu_m mean_b ReLU(sum_k a_km - (capacity - delta)).
+ * rate [B] (from sg_sum_rate), A [B, K, M], mu [M] (NULL: all zero).
+ * violation (M, may be NULL) receives mean_b ReLU(...) per BS, the term of
+ * the dual update (paper eq. (9)). */
+sg_tensor *(sg_assoc_loss)(sg_graph *g, sg_tensor *rate, sg_tensor *A, const double *mu,
+                           double capacity, double delta, double *violation);
+#define sg_assoc_loss(g, ...) (sg_assoc_loss)(SG_AT(g), __VA_ARGS__)
+
+#ifdef __cplusplus
+}
+#endif
+#endif
