@@ -262,14 +262,53 @@ static void blas_sync_threads(void) {
 static bool fits_blas_int(int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, int64_t ldc) {
   return max64(max64(max64(m, n), max64(k, lda)), max64(ldb, ldc)) <= INT_MAX;
 }
+
+/* BLIS 0.9's small-matrix ("sup") path computes A B^T (row-major, both
+ * with k contiguous) with dot-product kernels that sum k in vector lanes and
+ * reduce them at the end; the edge kernels it picks, and so the summation
+ * order of some elements, depend on how the threads split C. Measured: 32%
+ * of random float shapes and some double shapes (40x53x372) change with the
+ * thread count, while no other transpose combination did (0 of ~1500 random
+ * shapes; they use broadcast-FMA kernels that add k in order). So that case
+ * runs as A B' with B' = B^T copied into scratch: O(nk) extra work. */
+static bool blas_needs_bt_copy(sg_dtype dt, bool ta, bool tb) {
+  (void)dt;
+  return SG_BLAS_BLIS && !ta && tb;
+}
 #endif
 
-size_t sg_gemm_scratch_bytes(sg_dtype dt, int64_t m, int64_t n, int64_t k) {
+size_t sg_gemm_scratch_bytes(sg_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k) {
 #if SG_HAVE_CBLAS
-  /* CBLAS needs none unless the sizes overflow its int. */
-  if (fits_blas_int(m, n, k, k, n, n) && fits_blas_int(m, n, k, m, k, n)) return 0;
+  if (m > 0 && n > 0 && k > 0 && fits_blas_int(m, n, k, max64(m, k), max64(n, k), n))
+    return blas_needs_bt_copy(dt, ta, tb) ? (size_t)(k * n) * sg_dtype_size(dt) : 0;
+#else
+  (void)ta;
+  (void)tb;
 #endif
   return sg_gemm_reference_scratch_bytes(dt, m, n, k);
+}
+
+enum { TRANSPOSE_TILE = 32 };
+
+/* dst [cols x rows] = src [rows x cols]^T (src row stride lds), in square
+ * tiles so both sides stay in cache; parallel over tile rows of src. */
+static void transpose(sg_dtype dt, const void *srcv, int64_t rows, int64_t cols, int64_t lds,
+                      void *dstv) {
+  int64_t tiles = ceil_div(rows, TRANSPOSE_TILE);
+  SG_DISPATCH(dt, T, {
+    const T *src = srcv;
+    T *dst = dstv;
+    _Pragma("omp parallel for if (rows * cols > SG_PAR_MIN) schedule(static)") for (int64_t t = 0;
+                                                                                    t < tiles;
+                                                                                    t++) {
+      int64_t i0 = t * TRANSPOSE_TILE, i1 = min64(i0 + TRANSPOSE_TILE, rows);
+      for (int64_t j0 = 0; j0 < cols; j0 += TRANSPOSE_TILE) {
+        int64_t j1 = min64(j0 + TRANSPOSE_TILE, cols);
+        for (int64_t i = i0; i < i1; i++)
+          for (int64_t j = j0; j < j1; j++) dst[j * rows + i] = src[i * lds + j];
+      }
+    }
+  });
 }
 
 void sg_gemm(sg_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
@@ -278,15 +317,23 @@ void sg_gemm(sg_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, dou
   if (m <= 0 || n <= 0) return;
 #if SG_HAVE_CBLAS
   if (k > 0 && fits_blas_int(m, n, k, lda, ldb, ldc)) {
+    void *own = NULL;
+    if (blas_needs_bt_copy(dt, ta, tb)) {
+      if (!scratch) scratch = own = sg_malloc((size_t)(k * n) * sg_dtype_size(dt));
+      transpose(dt, b, n, k, ldb, scratch);
+      b = scratch;
+      ldb = n;
+      tb = false;
+    }
     blas_sync_threads();
-    /* CBLAS requires leading dimensions >= 1 even for empty operands. */
-    int ia = (int)max64(lda, 1), ib = (int)max64(ldb, 1), ic = (int)max64(ldc, 1);
     enum CBLAS_TRANSPOSE oa = ta ? CblasTrans : CblasNoTrans, ob = tb ? CblasTrans : CblasNoTrans;
     if (dt == SG_F32)
-      cblas_sgemm(CblasRowMajor, oa, ob, (int)m, (int)n, (int)k, (float)alpha, a, ia, b, ib,
-                  (float)beta, c, ic);
+      cblas_sgemm(CblasRowMajor, oa, ob, (int)m, (int)n, (int)k, (float)alpha, a, (int)lda, b,
+                  (int)ldb, (float)beta, c, (int)ldc);
     else
-      cblas_dgemm(CblasRowMajor, oa, ob, (int)m, (int)n, (int)k, alpha, a, ia, b, ib, beta, c, ic);
+      cblas_dgemm(CblasRowMajor, oa, ob, (int)m, (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb,
+                  beta, c, (int)ldc);
+    sg_mfree(own);
     return;
   }
 #endif
@@ -357,8 +404,9 @@ static bool is_stacked(const batch_shape *bs, const bmat *x, int64_t mat_elems) 
   return true;
 }
 
-static void *gemm_scratch(sg_graph *g, sg_dtype dt, int64_t m, int64_t n, int64_t k) {
-  size_t bytes = sg_gemm_scratch_bytes(dt, m, n, k);
+static void *gemm_scratch(sg_graph *g, sg_dtype dt, bool ta, bool tb, int64_t m, int64_t n,
+                          int64_t k) {
+  size_t bytes = sg_gemm_scratch_bytes(dt, ta, tb, m, n, k);
   return bytes ? sg_arena_alloc(g, bytes) : NULL;
 }
 
@@ -380,12 +428,12 @@ static void batched_gemm(sg_graph *g, sg_dtype dt, const batch_shape *bs, int64_
       (!x->trans && is_shared(bs, y) && is_stacked(bs, x, m * k) && is_stacked(bs, &cm, m * n))) {
     int64_t rows = nb == 1 ? m : nb * m;
     sg_gemm(dt, x->trans, y->trans, rows, n, k, 1, x->p, x->ld, y->p, y->ld, beta, c, n,
-            gemm_scratch(g, dt, rows, n, k));
+            gemm_scratch(g, dt, x->trans, y->trans, rows, n, k));
     return;
   }
   if (c_shared && x->trans && !y->trans && is_stacked(bs, x, m * k) && is_stacked(bs, y, k * n)) {
     sg_gemm(dt, true, false, m, n, nb * k, 1, x->p, x->ld, y->p, y->ld, beta, c, n,
-            gemm_scratch(g, dt, m, n, nb * k));
+            gemm_scratch(g, dt, true, false, m, n, nb * k));
     return;
   }
   const char *xp = x->p, *yp = y->p;
@@ -402,7 +450,7 @@ static void batched_gemm(sg_graph *g, sg_dtype dt, const batch_shape *bs, int64_
     }
     return;
   }
-  void *scratch = gemm_scratch(g, dt, m, n, k);
+  void *scratch = gemm_scratch(g, dt, x->trans, y->trans, m, n, k);
   for (int64_t t = 0; t < nb; t++)
     sg_gemm(dt, x->trans, y->trans, m, n, k, 1, xp + batch_offset(bs, x->stride, t) * esz, x->ld,
             yp + batch_offset(bs, y->stride, t) * esz, y->ld, beta,
@@ -547,10 +595,10 @@ static void linear_backward(sg_graph *g, sg_node *nd) {
   sg_dtype dt = go->dtype;
   if (gx) /* dx [rows, in] += go [rows, out] W [out, in] */
     sg_gemm(dt, false, false, rows, in, out, 1, go->data, out, w->data, in, 1, gx->data, in,
-            gemm_scratch(g, dt, rows, in, out));
+            gemm_scratch(g, dt, false, false, rows, in, out));
   if (gw) /* dW [out, in] += go^T x */
     sg_gemm(dt, true, false, out, in, rows, 1, go->data, out, x->data, in, 1, gw->data, in,
-            gemm_scratch(g, dt, out, in, rows));
+            gemm_scratch(g, dt, true, false, out, in, rows));
   if (gbias) bias_grad(gbias, go, rows, out);
 }
 
@@ -594,7 +642,7 @@ sg_tensor *(sg_linear)(sg_graph *g, sg_tensor *x, sg_tensor *w, sg_tensor *b) {
     });
   }
   sg_gemm(x->dtype, false, true, rows, n_out, n_in, 1, x->data, n_in, w->data, n_in, b ? 1 : 0,
-          y->data, n_out, gemm_scratch(g, x->dtype, rows, n_out, n_in));
+          y->data, n_out, gemm_scratch(g, x->dtype, false, true, rows, n_out, n_in));
   sg_node *node = sg_record(g, &linear_op, y, 3, in);
   if (node) node->iarg[0] = rows;
   return y;

@@ -13,9 +13,10 @@
  * region. The reference kernel's result does not depend on the number of
  * threads.
  *
- * scratch: sg_gemm_scratch_bytes(...) bytes of 64-byte aligned memory for
- * the reference kernel's packed panels (ops pass arena memory), or NULL to
- * let the kernel allocate and free it itself. */
+ * scratch: sg_gemm_scratch_bytes(...) bytes of 64-byte aligned memory (the
+ * reference kernel's packed panels, or a transposed copy of B for the one
+ * case where the BLAS path needs it; ops pass arena memory), or NULL to let
+ * the kernel allocate and free it itself. */
 #ifndef SG_GEMM_H
 #define SG_GEMM_H
 
@@ -25,7 +26,8 @@
 
 #include "sg_tensor.h"
 
-size_t sg_gemm_scratch_bytes(sg_dtype dt, int64_t m, int64_t n, int64_t k);
+size_t sg_gemm_scratch_bytes(sg_dtype dt, bool trans_a, bool trans_b, int64_t m, int64_t n,
+                             int64_t k);
 
 void sg_gemm(sg_dtype dt, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha,
              const void *a, int64_t lda, const void *b, int64_t ldb, double beta, void *c,

@@ -1,6 +1,650 @@
+/* Matrix products: the GEMM kernels (CBLAS path, reference and small
+ * kernels) against a naive triple loop, batched and broadcast matmul in all
+ * transpose combinations, linear, float64 gradient checks, determinism
+ * across thread counts, and misuse reports. */
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sg_config.h"
+#include "sg_gemm.h"
 #include "sg_test.h"
+
+/* ---- naive reference ---------------------------------------------------- */
+
+/* Element (i, j) of op(X) for a stored rows x cols row-major matrix. */
+static double op_at(const sg_tensor *x, int64_t off, int64_t ld, bool trans, int64_t i, int64_t j) {
+  return sg_get(x, off + (trans ? j * ld + i : i * ld + j));
+}
+
+/* C = op(A) op(B) on single matrices (at the given element offsets), in
+ * long double; abs gets sum_p |a_ip b_pj| for error bounds. */
+static void naive_gemm(const sg_tensor *a, int64_t aoff, int64_t lda, bool ta, const sg_tensor *b,
+                       int64_t boff, int64_t ldb, bool tb, int64_t m, int64_t n, int64_t k,
+                       double *c, double *abs) {
+  for (int64_t i = 0; i < m; i++)
+    for (int64_t j = 0; j < n; j++) {
+      long double s = 0, sa = 0;
+      for (int64_t p = 0; p < k; p++) {
+        long double v = (long double)op_at(a, aoff, lda, ta, i, p) * op_at(b, boff, ldb, tb, p, j);
+        s += v;
+        sa += fabsl(v);
+      }
+      c[i * n + j] = (double)s;
+      if (abs) abs[i * n + j] = (double)sa;
+    }
+}
+
+/* Round-off bound of a k-term dot product in type dt: k * epsilon * sum |terms|
+ * (FMA or not, any summation order), plus the operands' own rounding. */
+static double dot_tol(sg_dtype dt, int64_t k, double abs_sum) {
+  double eps = dt == SG_F32 ? 1.2e-7 : 2.3e-16;
+  return (double)(k + 2) * eps * abs_sum + 1e-300;
+}
+
+/* ---- GEMM kernels against the naive loop -------------------------------- */
+
+typedef void (*gemm_fn)(sg_dtype, bool, bool, int64_t, int64_t, int64_t, double, const void *,
+                        int64_t, const void *, int64_t, double, void *, int64_t, void *);
+
+static void small_as_gemm(sg_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
+                          double alpha, const void *a, int64_t lda, const void *b, int64_t ldb,
+                          double beta, void *c, int64_t ldc, void *scratch) {
+  (void)scratch;
+  sg_gemm_small(dt, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+/* Runs f on C := alpha op(A) op(B) + beta C with C starting as c0 (NaN when
+ * beta is 0: it must not be read) and checks every element against the
+ * naive loop. C has a padded leading dimension to catch stride mistakes. */
+static void check_gemm(gemm_fn f, sg_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
+                       double alpha, double beta, sg_rng *r) {
+  int64_t as[2] = {ta ? k : m, ta ? m : k}, bs[2] = {tb ? n : k, tb ? k : n};
+  int64_t ldc = n + 3, cs[2] = {m, ldc};
+  sg_tensor *a = sg_rand_uniform(NULL, r, dt, 2, as, -1, 1);
+  sg_tensor *b = sg_rand_uniform(NULL, r, dt, 2, bs, -1, 1);
+  sg_tensor *c = sg_rand_uniform(NULL, r, dt, 2, cs, -1, 1);
+  sg_tensor *c0 = sg_clone(NULL, c);
+  if (beta == 0)
+    for (int64_t i = 0; i < c->numel; i++) sg_set(c, i, NAN);
+  double *want = malloc((size_t)(m * n) * sizeof *want),
+         *abs = malloc((size_t)(m * n) * sizeof *abs);
+  naive_gemm(a, 0, as[1], ta, b, 0, bs[1], tb, m, n, k, want, abs);
+  f(dt, ta, tb, m, n, k, alpha, a->data, as[1], b->data, bs[1], beta, c->data, ldc, NULL);
+  for (int64_t i = 0; i < m; i++) {
+    for (int64_t j = 0; j < ldc; j++) {
+      double got = sg_get(c, i * ldc + j);
+      if (j >= n) { /* padding untouched */
+        ck_assert_msg(beta == 0 ? isnan(got) : got == sg_get(c0, i * ldc + j),
+                      "padding written at (%lld, %lld)", (long long)i, (long long)j);
+        continue;
+      }
+      double exp = alpha * want[i * n + j] + (beta == 0 ? 0 : beta * sg_get(c0, i * ldc + j));
+      double tol = dot_tol(dt, k, fabs(alpha) * abs[i * n + j] + fabs(beta)) * 2;
+      ck_assert_msg(fabs(got - exp) <= tol,
+                    "%s ta=%d tb=%d m=%lld n=%lld k=%lld alpha=%g beta=%g: C(%lld,%lld) = %.17g, "
+                    "want %.17g (tol %.3g)",
+                    sg_dtype_name(dt), ta, tb, (long long)m, (long long)n, (long long)k, alpha,
+                    beta, (long long)i, (long long)j, got, exp, tol);
+    }
+  }
+  free(want);
+  free(abs);
+  sg_free(a);
+  sg_free(b);
+  sg_free(c);
+  sg_free(c0);
+}
+
+static const int64_t awkward[] = {1, 7, 33, 130};
+
+static void check_kernel_all_sizes(gemm_fn f) {
+  sg_rng r;
+  sg_rng_seed(&r, 17);
+  for (int dt = 0; dt < 2; dt++)
+    for (int t = 0; t < 4; t++)
+      for (int im = 0; im < 4; im++)
+        for (int in = 0; in < 4; in++)
+          for (int ik = 0; ik < 4; ik++)
+            check_gemm(f, (sg_dtype)dt, t & 1, t >> 1, awkward[im], awkward[in], awkward[ik], 1, 0,
+                       &r);
+}
+
+START_TEST(gemm_blas_vs_naive) {
+  check_kernel_all_sizes(sg_gemm);
+}
+END_TEST
+START_TEST(gemm_reference_vs_naive) {
+  check_kernel_all_sizes(sg_gemm_reference);
+}
+END_TEST
+START_TEST(gemm_small_vs_naive) {
+  check_kernel_all_sizes(small_as_gemm);
+}
+END_TEST
+
+/* alpha and beta (accumulating into C), k deeper than one cache block, and
+ * k = 0 (C := beta C). */
+START_TEST(gemm_alpha_beta) {
+  sg_rng r;
+  sg_rng_seed(&r, 19);
+  const gemm_fn fns[] = {sg_gemm, sg_gemm_reference, small_as_gemm};
+  for (int f = 0; f < 3; f++)
+    for (int dt = 0; dt < 2; dt++)
+      for (int t = 0; t < 4; t++) {
+        check_gemm(fns[f], (sg_dtype)dt, t & 1, t >> 1, 33, 7, 130, -0.5, 1, &r);
+        check_gemm(fns[f], (sg_dtype)dt, t & 1, t >> 1, 70, 40, 600, 2, 0.25, &r);
+        check_gemm(fns[f], (sg_dtype)dt, t & 1, t >> 1, 5, 9, 0, 1, 0.5, &r);
+        check_gemm(fns[f], (sg_dtype)dt, t & 1, t >> 1, 5, 9, 0, 1, 0, &r);
+      }
+}
+END_TEST
+
+/* The provider and the reference kernel agree on random matrices of awkward
+ * sizes, directly (not only each against the naive loop). */
+START_TEST(gemm_blas_vs_reference) {
+  sg_rng r;
+  sg_rng_seed(&r, 23);
+  for (int dt = 0; dt < 2; dt++)
+    for (int t = 0; t < 4; t++)
+      for (int im = 0; im < 4; im++)
+        for (int ik = 0; ik < 4; ik++) {
+          bool ta = t & 1, tb = t >> 1;
+          int64_t m = awkward[im], n = awkward[3 - im], k = awkward[ik];
+          int64_t as[2] = {ta ? k : m, ta ? m : k}, bs[2] = {tb ? n : k, tb ? k : n};
+          sg_tensor *a = sg_rand_normal(NULL, &r, (sg_dtype)dt, 2, as, 0, 1);
+          sg_tensor *b = sg_rand_normal(NULL, &r, (sg_dtype)dt, 2, bs, 0, 1);
+          sg_tensor *c1 = sg_zeros(NULL, (sg_dtype)dt, 2, (int64_t[]){m, n});
+          sg_tensor *c2 = sg_zeros(NULL, (sg_dtype)dt, 2, (int64_t[]){m, n});
+          sg_gemm((sg_dtype)dt, ta, tb, m, n, k, 1, a->data, as[1], b->data, bs[1], 0, c1->data, n,
+                  NULL);
+          sg_gemm_reference((sg_dtype)dt, ta, tb, m, n, k, 1, a->data, as[1], b->data, bs[1], 0,
+                            c2->data, n, NULL);
+          double eps = dt == SG_F32 ? 1.2e-7 : 2.3e-16;
+          for (int64_t i = 0; i < m * n; i++) {
+            /* Both are within k*eps*sum|a b| of the truth; sum|a b| <= k*max. */
+            double bound = 2 * (double)(k + 2) * eps * (double)k * 25;
+            ck_assert_double_eq_tol(sg_get(c1, i), sg_get(c2, i), bound);
+          }
+          sg_free(a);
+          sg_free(b);
+          sg_free(c1);
+          sg_free(c2);
+        }
+}
+END_TEST
+
+static void with_threads(int n) {
+  omp_set_num_threads(n);
+}
+
+/* Bitwise the same result on 1 and 2 threads, for the reference kernel and
+ * for whatever sg_gemm uses, in every transpose combination. The shapes
+ * include ones where BLIS's float kernels split differently per thread. */
+START_TEST(gemm_deterministic_across_threads) {
+  sg_rng r;
+  sg_rng_seed(&r, 29);
+  int was = omp_get_max_threads();
+  const gemm_fn fns[] = {sg_gemm, sg_gemm_reference};
+  const int64_t shapes[][3] = {{301, 257, 613}, {89, 177, 171}, {40, 53, 372}, {210, 369, 20}};
+  for (int f = 0; f < 2; f++)
+    for (int dt = 0; dt < 2; dt++)
+      for (int s = 0; s < 4; s++)
+        for (int t = 0; t < 4; t++) {
+          bool ta = t & 1, tb = t >> 1;
+          int64_t m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
+          int64_t as[2] = {ta ? k : m, ta ? m : k}, bs[2] = {tb ? n : k, tb ? k : n};
+          sg_tensor *a = sg_rand_normal(NULL, &r, (sg_dtype)dt, 2, as, 0, 1);
+          sg_tensor *b = sg_rand_normal(NULL, &r, (sg_dtype)dt, 2, bs, 0, 1);
+          sg_tensor *c[2];
+          for (int th = 0; th < 2; th++) {
+            c[th] = sg_empty(NULL, (sg_dtype)dt, 2, (int64_t[]){m, n});
+            with_threads(th + 1);
+            fns[f]((sg_dtype)dt, ta, tb, m, n, k, 1, a->data, as[1], b->data, bs[1], 0, c[th]->data,
+                   n, NULL);
+          }
+          with_threads(was);
+          ck_assert_msg(
+              memcmp(c[0]->data, c[1]->data, (size_t)(m * n) * sg_dtype_size((sg_dtype)dt)) == 0,
+              "kernel %d %s ta=%d tb=%d %lldx%lldx%lld differs between 1 and 2 threads", f,
+              sg_dtype_name((sg_dtype)dt), ta, tb, (long long)m, (long long)n, (long long)k);
+          sg_free(a);
+          sg_free(b);
+          sg_free(c[0]);
+          sg_free(c[1]);
+        }
+}
+END_TEST
+
+START_TEST(blas_name) {
+  const char *name = sg_blas_name();
+  ck_assert_str_eq(name, SG_BLAS_NAME);
+  ck_assert(strcmp(name, "blis") == 0 || strcmp(name, "openblas") == 0 ||
+            strcmp(name, "reference") == 0);
+  ck_assert_int_eq(SG_HAVE_CBLAS, strcmp(name, "reference") != 0);
+}
+END_TEST
+
+/* ---- matmul forward ----------------------------------------------------- */
+
+typedef struct mm_case {
+  int na, nb;
+  int64_t a[4], b[4]; /* stored shapes (already transposed where trans) */
+} mm_case;
+
+/* Untransposed shapes; the transposed variants swap the last two dims.
+ * Covers 2-D, equal batches, broadcast batch dims on either side, a 2-D
+ * operand against a batched one (both ways) and size-1 matrix dims. */
+static const mm_case mm_cases[] = {
+    {2, 2, {3, 4}, {4, 5}},
+    {3, 3, {2, 3, 4}, {2, 4, 5}},
+    {4, 3, {2, 1, 3, 4}, {3, 4, 2}},
+    {2, 3, {3, 4}, {2, 4, 5}},
+    {3, 2, {2, 3, 4}, {4, 5}},
+    {3, 3, {1, 1, 4}, {3, 4, 1}},
+    {4, 4, {2, 1, 2, 3}, {1, 3, 3, 2}},
+};
+enum { N_MM = sizeof mm_cases / sizeof mm_cases[0] };
+
+static void stored_shape(int nd, const int64_t *shape, bool trans, int64_t *out) {
+  memcpy(out, shape, (size_t)nd * sizeof *out);
+  if (trans) {
+    out[nd - 2] = shape[nd - 1];
+    out[nd - 1] = shape[nd - 2];
+  }
+}
+
+typedef struct mm_call {
+  bool ta, tb;
+} mm_call;
+
+static sg_tensor *apply_matmul(sg_graph *g, sg_tensor *const *in, int n, void *ctx) {
+  (void)n;
+  const mm_call *c = ctx;
+  return sg_matmul(g, in[0], in[1], c->ta, c->tb);
+}
+
+/* Checks out = op(a) op(b) with broadcast batches against the naive loop. */
+static void check_matmul_forward(const sg_tensor *a, const sg_tensor *b, bool ta, bool tb,
+                                 const sg_tensor *out) {
+  int64_t m = out->shape[out->ndim - 2], n = out->shape[out->ndim - 1];
+  int64_t k = ta ? a->shape[a->ndim - 2] : a->shape[a->ndim - 1];
+  int bnd = out->ndim - 2;
+  int64_t nb = out->numel / (m * n > 0 ? m * n : 1);
+  double *want = malloc((size_t)(m * n) * sizeof *want),
+         *abs = malloc((size_t)(m * n) * sizeof *abs);
+  for (int64_t t = 0; t < nb; t++) {
+    /* Batch index t -> offsets of the (possibly broadcast) operands. */
+    int64_t rem = t, aoff = 0, boff = 0, astr = a->shape[a->ndim - 1] * a->shape[a->ndim - 2],
+            bstr = b->shape[b->ndim - 1] * b->shape[b->ndim - 2];
+    for (int d = bnd - 1; d >= 0; d--) {
+      int64_t idx = rem % out->shape[d];
+      rem /= out->shape[d];
+      int da = d - (bnd - (a->ndim - 2)), db = d - (bnd - (b->ndim - 2));
+      int64_t sa = da >= 0 ? a->shape[da] : 1, sb = db >= 0 ? b->shape[db] : 1;
+      if (sa > 1) aoff += idx * astr;
+      if (sb > 1) boff += idx * bstr;
+      astr *= sa;
+      bstr *= sb;
+    }
+    naive_gemm(a, aoff, a->shape[a->ndim - 1], ta, b, boff, b->shape[b->ndim - 1], tb, m, n, k,
+               want, abs);
+    for (int64_t i = 0; i < m * n; i++)
+      ck_assert_msg(fabs(sg_get(out, t * m * n + i) - want[i]) <= dot_tol(out->dtype, k, abs[i]),
+                    "batch %lld element %lld: %.17g want %.17g", (long long)t, (long long)i,
+                    sg_get(out, t * m * n + i), want[i]);
+  }
+  free(want);
+  free(abs);
+}
+
+START_TEST(matmul_forward_vs_naive) {
+  sg_graph *g = sg_graph_new();
+  sg_rng r;
+  sg_rng_seed(&r, 31);
+  for (int dt = 0; dt < 2; dt++)
+    for (int i = 0; i < N_MM; i++)
+      for (int t = 0; t < 4; t++) {
+        bool ta = t & 1, tb = t >> 1;
+        int64_t as[4], bs[4];
+        stored_shape(mm_cases[i].na, mm_cases[i].a, ta, as);
+        stored_shape(mm_cases[i].nb, mm_cases[i].b, tb, bs);
+        sg_tensor *a = sg_rand_uniform(g, &r, (sg_dtype)dt, mm_cases[i].na, as, -1, 1);
+        sg_tensor *b = sg_rand_uniform(g, &r, (sg_dtype)dt, mm_cases[i].nb, bs, -1, 1);
+        sg_tensor *c = sg_matmul(g, a, b, ta, tb);
+        ck_assert_ptr_nonnull(c);
+        ck_assert_int_eq(c->dtype, dt);
+        check_matmul_forward(a, b, ta, tb, c);
+      }
+  sg_graph_free(g);
+}
+END_TEST
+
+/* Batches large enough for the threaded GEMM per batch and for the
+ * parallel small-matrix path, with broadcasting. */
+START_TEST(matmul_forward_large_batches) {
+  sg_graph *g = sg_graph_new();
+  sg_rng r;
+  sg_rng_seed(&r, 37);
+  const mm_case big[] = {
+      {3, 3, {40, 8, 6}, {40, 6, 9}},      /* many tiny: parallel small kernel */
+      {3, 2, {3, 50, 70}, {70, 45}},       /* folded into one GEMM */
+      {4, 3, {2, 1, 45, 60}, {3, 60, 50}}, /* broadcast: one GEMM per batch */
+  };
+  for (int dt = 0; dt < 2; dt++)
+    for (int i = 0; i < 3; i++)
+      for (int t = 0; t < 4; t++) {
+        bool ta = t & 1, tb = t >> 1;
+        int64_t as[4], bs[4];
+        stored_shape(big[i].na, big[i].a, ta, as);
+        stored_shape(big[i].nb, big[i].b, tb, bs);
+        sg_tensor *a = sg_rand_uniform(g, &r, (sg_dtype)dt, big[i].na, as, -1, 1);
+        sg_tensor *b = sg_rand_uniform(g, &r, (sg_dtype)dt, big[i].nb, bs, -1, 1);
+        check_matmul_forward(a, b, ta, tb, sg_matmul(g, a, b, ta, tb));
+      }
+  sg_graph_free(g);
+}
+END_TEST
+
+START_TEST(matmul_shapes) {
+  sg_graph *g = sg_graph_new();
+  sg_tensor *a = sg_zeros(g, SG_F32, 4, (int64_t[]){2, 1, 3, 4});
+  sg_tensor *b = sg_zeros(g, SG_F32, 3, (int64_t[]){5, 4, 6});
+  sg_tensor *c = sg_matmul(g, a, b, false, false);
+  const int64_t want[] = {2, 5, 3, 6};
+  ck_assert_int_eq(c->ndim, 4);
+  for (int d = 0; d < 4; d++) ck_assert_int_eq(c->shape[d], want[d]);
+  /* op(a) = a^T is [2, 1, 4, 3]; op(b) = b^T is [3, 7]. */
+  sg_tensor *ct = sg_matmul(g, a, sg_zeros(g, SG_F32, 2, (int64_t[]){7, 3}), true, true);
+  const int64_t want_t[] = {2, 1, 4, 7};
+  ck_assert_int_eq(ct->ndim, 4);
+  for (int d = 0; d < 4; d++) ck_assert_int_eq(ct->shape[d], want_t[d]);
+  /* k = 0 gives zeros. */
+  sg_tensor *e = sg_matmul(g, sg_zeros(g, SG_F64, 2, (int64_t[]){3, 0}),
+                           sg_zeros(g, SG_F64, 2, (int64_t[]){0, 2}), false, false);
+  ck_assert_int_eq(e->numel, 6);
+  for (int i = 0; i < 6; i++) ck_assert_double_eq(sg_get(e, i), 0);
+  sg_graph_free(g);
+}
+END_TEST
+
+/* float32 products stay within float32 round-off of float64 ones. */
+START_TEST(matmul_f32_vs_f64) {
+  sg_rng r;
+  sg_rng_seed(&r, 41);
+  for (int i = 0; i < N_MM; i++)
+    for (int t = 0; t < 4; t++) {
+      mm_call c = {t & 1, t >> 1};
+      int64_t as[4], bs[4];
+      stored_shape(mm_cases[i].na, mm_cases[i].a, c.ta, as);
+      stored_shape(mm_cases[i].nb, mm_cases[i].b, c.tb, bs);
+      sg_tensor *in[2] = {sg_rand_uniform(NULL, &r, SG_F64, mm_cases[i].na, as, -1, 1),
+                          sg_rand_uniform(NULL, &r, SG_F64, mm_cases[i].nb, bs, -1, 1)};
+      SG_ASSERT_CHECK(sg_check_f32_forward(apply_matmul, in, 2, &c, 1e-6, 1e-6));
+      sg_free(in[0]);
+      sg_free(in[1]);
+    }
+}
+END_TEST
+
+/* ---- gradients ---------------------------------------------------------- */
+
+START_TEST(gradcheck_matmul) {
+  sg_rng r;
+  sg_rng_seed(&r, 43);
+  for (int i = 0; i < N_MM; i++)
+    for (int t = 0; t < 4; t++) {
+      mm_call c = {t & 1, t >> 1};
+      int64_t as[4], bs[4];
+      stored_shape(mm_cases[i].na, mm_cases[i].a, c.ta, as);
+      stored_shape(mm_cases[i].nb, mm_cases[i].b, c.tb, bs);
+      sg_tensor *in[2] = {sg_rand_uniform(NULL, &r, SG_F64, mm_cases[i].na, as, -1, 1),
+                          sg_rand_uniform(NULL, &r, SG_F64, mm_cases[i].nb, bs, -1, 1)};
+      sg_set_requires_grad(in[0], true);
+      sg_set_requires_grad(in[1], true);
+      SG_ASSERT_CHECK(sg_gradcheck(apply_matmul, in, 2, &c, NULL));
+      /* Only one side requiring a gradient. */
+      sg_set_requires_grad(in[0], false);
+      SG_ASSERT_CHECK(sg_gradcheck(apply_matmul, in, 2, &c, NULL));
+      sg_free(in[0]);
+      sg_free(in[1]);
+    }
+}
+END_TEST
+
+/* Larger products (threaded GEMM, folded and per-batch loops in the
+ * backward) checked along random directions. */
+START_TEST(gradcheck_matmul_large) {
+  sg_rng r;
+  sg_rng_seed(&r, 47);
+  const mm_case big[] = {
+      {3, 2, {3, 40, 37}, {37, 35}},
+      {2, 3, {40, 37}, {3, 37, 35}},
+      {4, 3, {2, 1, 33, 40}, {3, 40, 36}},
+  };
+  sg_gradcheck_opts o = sg_gradcheck_defaults();
+  o.projections = 8;
+  for (int i = 0; i < 3; i++)
+    for (int t = 0; t < 4; t++) {
+      mm_call c = {t & 1, t >> 1};
+      int64_t as[4], bs[4];
+      stored_shape(big[i].na, big[i].a, c.ta, as);
+      stored_shape(big[i].nb, big[i].b, c.tb, bs);
+      sg_tensor *in[2] = {sg_rand_uniform(NULL, &r, SG_F64, big[i].na, as, -1, 1),
+                          sg_rand_uniform(NULL, &r, SG_F64, big[i].nb, bs, -1, 1)};
+      sg_set_requires_grad(in[0], true);
+      sg_set_requires_grad(in[1], true);
+      SG_ASSERT_CHECK(sg_gradcheck(apply_matmul, in, 2, &c, &o));
+      sg_free(in[0]);
+      sg_free(in[1]);
+    }
+}
+END_TEST
+
+static sg_tensor *apply_linear(sg_graph *g, sg_tensor *const *in, int n, void *ctx) {
+  (void)ctx;
+  return sg_linear(g, in[0], in[1], n > 2 ? in[2] : NULL);
+}
+
+START_TEST(gradcheck_linear) {
+  sg_rng r;
+  sg_rng_seed(&r, 53);
+  const struct {
+    int nd;
+    int64_t x[3];
+  } xs[] = {{2, {4, 3}}, {3, {2, 3, 3}}, {1, {3}}, {3, {2, 1, 3}}};
+  for (int i = 0; i < 4; i++)
+    for (int bias = 0; bias < 2; bias++) {
+      sg_tensor *in[3] = {sg_rand_uniform(NULL, &r, SG_F64, xs[i].nd, xs[i].x, -1, 1),
+                          sg_rand_uniform(NULL, &r, SG_F64, 2, (int64_t[]){5, 3}, -1, 1),
+                          sg_rand_uniform(NULL, &r, SG_F64, 1, (int64_t[]){5}, -1, 1)};
+      for (int j = 0; j < 3; j++) sg_set_requires_grad(in[j], true);
+      int n = bias ? 3 : 2;
+      SG_ASSERT_CHECK(sg_gradcheck(apply_linear, in, n, NULL, NULL));
+      SG_ASSERT_CHECK(sg_check_f32_forward(apply_linear, in, n, NULL, 1e-6, 1e-6));
+      for (int j = 0; j < 3; j++) sg_free(in[j]);
+    }
+}
+END_TEST
+
+/* linear(x, W, b) equals matmul(x, W^T) + b, and the gradients accumulate
+ * (+=) into existing leaf gradients over two backward passes. */
+START_TEST(linear_vs_matmul) {
+  sg_graph *g = sg_graph_new();
+  sg_rng r;
+  sg_rng_seed(&r, 59);
+  for (int dt = 0; dt < 2; dt++) {
+    sg_tensor *x = sg_rand_normal(NULL, &r, (sg_dtype)dt, 3, (int64_t[]){4, 30, 70}, 0, 1);
+    sg_tensor *w = sg_rand_normal(NULL, &r, (sg_dtype)dt, 2, (int64_t[]){50, 70}, 0, 1);
+    sg_tensor *b = sg_rand_normal(NULL, &r, (sg_dtype)dt, 1, (int64_t[]){50}, 0, 1);
+    sg_set_requires_grad(w, true);
+    sg_set_requires_grad(b, true);
+    sg_tensor *y = sg_linear(g, x, w, b);
+    ck_assert_int_eq(y->ndim, 3);
+    ck_assert_int_eq(y->shape[2], 50);
+    sg_tensor *z = sg_add(g, sg_matmul(g, x, w, false, true), b);
+    double tol = dt == SG_F32 ? 1e-4 : 1e-12;
+    for (int64_t i = 0; i < y->numel; i++) ck_assert_double_eq_tol(sg_get(y, i), sg_get(z, i), tol);
+    /* Gradient of sum(y) twice: dW = 2 * column sums of x, db = 2 * rows. */
+    for (int pass = 0; pass < 2; pass++) {
+      sg_graph_reset(g);
+      sg_backward(g, sg_sum_all(g, sg_linear(g, x, w, b)));
+    }
+    for (int64_t j = 0; j < 70; j++) {
+      long double s = 0;
+      for (int64_t rr = 0; rr < 120; rr++) s += sg_get(x, rr * 70 + j);
+      for (int64_t o = 0; o < 50; o++)
+        ck_assert_double_eq_tol(sg_get(w->grad, o * 70 + j), 2 * (double)s, tol * 10);
+    }
+    for (int64_t o = 0; o < 50; o++) ck_assert_double_eq(sg_get(b->grad, o), 240);
+    sg_free(x);
+    sg_free(w);
+    sg_free(b);
+    sg_graph_reset(g);
+  }
+  sg_graph_free(g);
+}
+END_TEST
+
+/* The whole op (forward and backward) is bitwise the same on 1 and 2 threads. */
+START_TEST(matmul_deterministic_across_threads) {
+  sg_rng r;
+  sg_rng_seed(&r, 61);
+  int was = omp_get_max_threads();
+  for (int dt = 0; dt < 2; dt++) {
+    sg_tensor *a = sg_rand_normal(NULL, &r, (sg_dtype)dt, 3, (int64_t[]){3, 130, 200}, 0, 1);
+    sg_tensor *b = sg_rand_normal(NULL, &r, (sg_dtype)dt, 2, (int64_t[]){200, 150}, 0, 1);
+    sg_set_requires_grad(a, true);
+    sg_set_requires_grad(b, true);
+    void *out[2], *ga[2], *gb[2];
+    size_t esz = sg_dtype_size((sg_dtype)dt);
+    for (int th = 0; th < 2; th++) {
+      with_threads(th + 1);
+      sg_graph *g = sg_graph_new();
+      sg_zero_grad(a);
+      sg_zero_grad(b);
+      sg_tensor *y = sg_matmul(g, a, b, false, false);
+      sg_backward(g, sg_sum_all(g, sg_square(g, y)));
+      out[th] = malloc((size_t)y->numel * esz);
+      ga[th] = malloc((size_t)a->numel * esz);
+      gb[th] = malloc((size_t)b->numel * esz);
+      memcpy(out[th], y->data, (size_t)y->numel * esz);
+      memcpy(ga[th], a->grad->data, (size_t)a->numel * esz);
+      memcpy(gb[th], b->grad->data, (size_t)b->numel * esz);
+      sg_graph_free(g);
+    }
+    with_threads(was);
+    ck_assert(memcmp(out[0], out[1], (size_t)(3 * 130 * 150) * esz) == 0);
+    ck_assert(memcmp(ga[0], ga[1], (size_t)a->numel * esz) == 0);
+    ck_assert(memcmp(gb[0], gb[1], (size_t)b->numel * esz) == 0);
+    for (int th = 0; th < 2; th++) {
+      free(out[th]);
+      free(ga[th]);
+      free(gb[th]);
+    }
+    sg_free(a);
+    sg_free(b);
+  }
+}
+END_TEST
+
+/* ---- misuse ------------------------------------------------------------- */
+
+typedef struct err_log {
+  int count;
+  char op[64], msg[512], file[256];
+} err_log;
+
+static void record_error(const char *op, const char *msg, const char *file, int line, void *user) {
+  (void)line;
+  err_log *l = user;
+  l->count++;
+  snprintf(l->op, sizeof l->op, "%s", op);
+  snprintf(l->msg, sizeof l->msg, "%s", msg);
+  snprintf(l->file, sizeof l->file, "%s", file ? file : "");
+}
+
+static bool ends_with(const char *s, const char *suffix) {
+  size_t ls = strlen(s), lx = strlen(suffix);
+  return ls >= lx && strcmp(s + ls - lx, suffix) == 0;
+}
+
+static void assert_reported(const err_log *log, int count, const char *op, const char *s1,
+                            const char *s2) {
+  ck_assert_int_eq(log->count, count);
+  ck_assert_str_eq(log->op, op);
+  ck_assert_msg(strstr(log->msg, s1) && strstr(log->msg, s2), "message '%s' lacks %s or %s",
+                log->msg, s1, s2);
+  ck_assert_msg(ends_with(log->file, "test_matmul.c"), "call site %s", log->file);
+}
+
+START_TEST(errors_reported) {
+  err_log log = {0};
+  sg_set_error_handler(record_error, &log);
+  sg_graph *g = sg_graph_new();
+  sg_tensor *a = sg_zeros(g, SG_F64, 2, (int64_t[]){2, 3});
+  sg_tensor *b = sg_zeros(g, SG_F64, 2, (int64_t[]){4, 5});
+  ck_assert_ptr_null(sg_matmul(g, a, b, false, false));
+  assert_reported(&log, 1, "sg_matmul", "[2, 3]", "[4, 5]");
+  /* With trans_a, a is [3, 2]^T: k = 2 does not match b's 4 rows either. */
+  ck_assert_ptr_null(sg_matmul(g, a, b, true, false));
+  assert_reported(&log, 2, "sg_matmul", "[2, 3]", "[4, 5]");
+  sg_tensor *b3 = sg_zeros(g, SG_F64, 3, (int64_t[]){3, 3, 5}),
+            *a3 = sg_zeros(g, SG_F64, 3, (int64_t[]){2, 2, 3});
+  ck_assert_ptr_null(sg_matmul(g, a3, b3, false, false));
+  assert_reported(&log, 3, "sg_matmul", "[2, 2, 3]", "[3, 3, 5]");
+  sg_tensor *v = sg_zeros(g, SG_F64, 1, (int64_t[]){3});
+  ck_assert_ptr_null(sg_matmul(g, a, v, false, false));
+  assert_reported(&log, 4, "sg_matmul", "[2, 3]", "[3]");
+  sg_tensor *f = sg_zeros(g, SG_F32, 2, (int64_t[]){3, 5});
+  ck_assert_ptr_null(sg_matmul(g, a, f, false, false));
+  assert_reported(&log, 5, "sg_matmul", "[2, 3]", "[3, 5]");
+  /* linear: W [out, in] must match x's last dim; bias must be [out]. */
+  sg_tensor *w = sg_zeros(g, SG_F64, 2, (int64_t[]){4, 5});
+  ck_assert_ptr_null(sg_linear(g, a, w, NULL));
+  assert_reported(&log, 6, "sg_linear", "[2, 3]", "[4, 5]");
+  sg_tensor *w2 = sg_zeros(g, SG_F64, 2, (int64_t[]){4, 3}),
+            *bad_b = sg_zeros(g, SG_F64, 1, (int64_t[]){5});
+  ck_assert_ptr_null(sg_linear(g, a, w2, bad_b));
+  assert_reported(&log, 7, "sg_linear", "[5]", "[4, 3]");
+  /* NULL in, NULL out, silently. */
+  ck_assert_ptr_null(sg_matmul(g, NULL, b, false, false));
+  ck_assert_ptr_null(sg_linear(g, NULL, w, NULL));
+  ck_assert_int_eq(log.count, 7);
+  sg_graph_free(g);
+  sg_set_error_handler(NULL, NULL);
+}
+END_TEST
 
 Suite *suite_matmul(void) {
   Suite *s = suite_create("matmul");
+  struct {
+    const char *name;
+    const TTest *test;
+  } tcs[] = {
+      {"gemm_blas_vs_naive", gemm_blas_vs_naive},
+      {"gemm_reference_vs_naive", gemm_reference_vs_naive},
+      {"gemm_small_vs_naive", gemm_small_vs_naive},
+      {"gemm_alpha_beta", gemm_alpha_beta},
+      {"gemm_blas_vs_reference", gemm_blas_vs_reference},
+      {"gemm_deterministic_across_threads", gemm_deterministic_across_threads},
+      {"blas_name", blas_name},
+      {"matmul_forward_vs_naive", matmul_forward_vs_naive},
+      {"matmul_forward_large_batches", matmul_forward_large_batches},
+      {"matmul_shapes", matmul_shapes},
+      {"matmul_f32_vs_f64", matmul_f32_vs_f64},
+      {"gradcheck_matmul", gradcheck_matmul},
+      {"gradcheck_matmul_large", gradcheck_matmul_large},
+      {"gradcheck_linear", gradcheck_linear},
+      {"linear_vs_matmul", linear_vs_matmul},
+      {"matmul_deterministic_across_threads", matmul_deterministic_across_threads},
+      {"errors_reported", errors_reported},
+  };
+  for (size_t i = 0; i < sizeof tcs / sizeof tcs[0]; i++) {
+    TCase *tc = tcase_create(tcs[i].name);
+    tcase_add_test(tc, tcs[i].test);
+    tcase_set_timeout(tc, 120);
+    suite_add_tcase(s, tc);
+  }
   return s;
 }
