@@ -9,17 +9,24 @@
  * of out, s = 1/sqrt(d)):
  *   gP_ij = go_i . v_j,  gS_ij = P_ij (gP_ij - sum_j' P_ij' gP_ij')
  *   gq_i += s sum_j gS_ij k_j,  gk_j += s sum_i gS_ij q_i,  gv_j += sum_i P_ij go_i
- * An operand that is not broadcast gets its gradient written in place by
- * the thread owning the batch element. A broadcast operand's per-element
- * gradients go to arena scratch, then are summed per operand element in a
- * fixed order (in parallel over operand elements), so the result does not
- * depend on the thread count. Formulas: docs/layers.md. */
+ * The batch loop runs over groups of G consecutive batch elements, one
+ * thread per group. An operand whose gradient rows are each reached from
+ * within one group only (not broadcast, or broadcast over trailing batch
+ * axes only, like the keys [B, 1, M, d] shared by the K queries of the
+ * AttSKGS-GNN) accumulates straight into its gradient, in increasing batch
+ * order. Any other broadcast operand writes per-element gradients to arena
+ * scratch, summed afterwards per operand element in the same fixed order.
+ * Either way the result does not depend on the thread count.
+ * Formulas: docs/layers.md. */
 #include "sg_kernel.h"
 #include "sg_layers.h"
 
 #include <math.h>
 
-enum { LANES = 16 }; /* independent accumulators in dot products */
+enum {
+  LANES = 16,     /* independent accumulators in dot products */
+  MIN_GROUPS = 16 /* fewer batch groups than this: use scratch, keep the threads busy */
+};
 
 #define DEFINE_HELPERS(T, S)                                                                       \
   static T dot_##S(const T *a, const T *b, int64_t n) {                                            \
@@ -111,42 +118,62 @@ typedef struct grad_target {
 
 static void attn_backward_batch(const sg_tensor *qt, const sg_tensor *kt, const sg_tensor *vt,
                                 const sg_tensor *got, const attn_plan *pl, const grad_target *tg,
-                                void *gs_buf) {
-  int64_t Lq = pl->Lq, Lk = pl->Lk, d = pl->d, dv = pl->dv, batch = pl->batch;
-  int64_t work = batch * Lq * Lk * (2 * d + 2 * dv);
+                                int64_t group, void *gs_buf) {
+  int64_t Lq = pl->Lq, Lk = pl->Lk, d = pl->d, dv = pl->dv, n_groups = pl->batch / group;
+  int64_t work = pl->batch * Lq * Lk * (2 * d + 2 * dv);
   SG_DISPATCH(qt->dtype, T, {
     const T *q = qt->data, *k = kt->data, *v = vt->data, *go = got->data, *P = pl->P;
     T *gS_all = gs_buf, scale = (T)pl->scale;
-    _Pragma("omp parallel for if (work > SG_PAR_MIN) schedule(static)") for (int64_t b = 0;
-                                                                             b < batch; b++) {
-      int64_t iq = op_batch_index(pl, 0, b), ik = op_batch_index(pl, 1, b),
-              iv = op_batch_index(pl, 2, b);
-      const T *qb = q + iq * Lq * d, *kb = k + ik * Lk * d, *vb = v + iv * Lk * dv;
-      T *gq = TARGET_ROW(T, tg[0], tg[0].direct ? iq : b, Lq * d);
-      T *gk = TARGET_ROW(T, tg[1], tg[1].direct ? ik : b, Lk * d);
-      T *gv = TARGET_ROW(T, tg[2], tg[2].direct ? iv : b, Lk * dv);
-      /* scratch rows start from zero; direct rows accumulate */
-      if (gq && !tg[0].direct) memset(gq, 0, (size_t)(Lq * d) * sizeof *gq);
-      if (gk && !tg[1].direct) memset(gk, 0, (size_t)(Lk * d) * sizeof *gk);
-      if (gv && !tg[2].direct) memset(gv, 0, (size_t)(Lk * dv) * sizeof *gv);
-      for (int64_t i = 0; i < Lq; i++) {
-        const T *p = P + (b * Lq + i) * Lk, *goi = go + (b * Lq + i) * dv;
-        T *gS = gS_all + (b * Lq + i) * Lk, rowdot = 0;
-        if (gq || gk) {
-          for (int64_t j = 0; j < Lk; j++) {
-            gS[j] = DOT(goi, vb + j * dv, dv);
-            rowdot += p[j] * gS[j];
+    _Pragma("omp parallel for if (work > SG_PAR_MIN) schedule(static)") for (int64_t grp = 0;
+                                                                             grp < n_groups;
+                                                                             grp++) {
+      for (int64_t b = grp * group; b < (grp + 1) * group; b++) {
+        int64_t iq = op_batch_index(pl, 0, b), ik = op_batch_index(pl, 1, b),
+                iv = op_batch_index(pl, 2, b);
+        const T *qb = q + iq * Lq * d, *kb = k + ik * Lk * d, *vb = v + iv * Lk * dv;
+        T *gq = TARGET_ROW(T, tg[0], tg[0].direct ? iq : b, Lq * d);
+        T *gk = TARGET_ROW(T, tg[1], tg[1].direct ? ik : b, Lk * d);
+        T *gv = TARGET_ROW(T, tg[2], tg[2].direct ? iv : b, Lk * dv);
+        /* scratch rows start from zero; direct rows accumulate */
+        if (gq && !tg[0].direct) memset(gq, 0, (size_t)(Lq * d) * sizeof *gq);
+        if (gk && !tg[1].direct) memset(gk, 0, (size_t)(Lk * d) * sizeof *gk);
+        if (gv && !tg[2].direct) memset(gv, 0, (size_t)(Lk * dv) * sizeof *gv);
+        for (int64_t i = 0; i < Lq; i++) {
+          const T *p = P + (b * Lq + i) * Lk, *goi = go + (b * Lq + i) * dv;
+          T *gS = gS_all + (b * Lq + i) * Lk, rowdot = 0;
+          if (gq || gk) {
+            for (int64_t j = 0; j < Lk; j++) {
+              gS[j] = DOT(goi, vb + j * dv, dv);
+              rowdot += p[j] * gS[j];
+            }
+            for (int64_t j = 0; j < Lk; j++) gS[j] = p[j] * (gS[j] - rowdot) * scale;
           }
-          for (int64_t j = 0; j < Lk; j++) gS[j] = p[j] * (gS[j] - rowdot) * scale;
-        }
-        for (int64_t j = 0; j < Lk; j++) {
-          if (gq) AXPY(gq + i * d, gS[j], kb + j * d, d);
-          if (gk) AXPY(gk + j * d, gS[j], qb + i * d, d);
-          if (gv) AXPY(gv + j * dv, p[j], goi, dv);
+          for (int64_t j = 0; j < Lk; j++) {
+            if (gq) AXPY(gq + i * d, gS[j], kb + j * d, d);
+            if (gk) AXPY(gk + j * d, gS[j], qb + i * d, d);
+            if (gv) AXPY(gv + j * dv, p[j], goi, dv);
+          }
         }
       }
     }
   });
+}
+
+/* Number of consecutive output batch elements that share each gradient row
+ * of operand op when it is broadcast over trailing batch axes only (1 if it
+ * is not broadcast), or 0 if it is broadcast over an axis followed by one
+ * it is not broadcast over. */
+static int64_t trailing_group(const attn_plan *pl, int op) {
+  const int64_t *shape = pl->op_batch[op], *out = pl->batch_shape;
+  int64_t group = 1;
+  bool in_suffix = true;
+  for (int dd = pl->batch_ndim - 1; dd >= 0; dd--) {
+    if (out[dd] == 1) continue;
+    if (shape[dd] == 1 && !in_suffix) return 0;
+    if (shape[dd] == 1) group *= out[dd];
+    in_suffix = in_suffix && shape[dd] == 1;
+  }
+  return group;
 }
 
 /* grad[e] += sum of scratch[b] over the output batch elements b that map to
@@ -193,22 +220,29 @@ static void reduce_batch(sg_tensor *grad, const void *scratch, const attn_plan *
 
 static void attention_backward(sg_graph *g, sg_node *n) {
   const attn_plan *pl = n->saved;
+  if (pl->batch == 0) return;
   sg_tensor *grads[3];
   grad_target tg[3];
-  int64_t sizes[3] = {pl->Lq * pl->d, pl->Lk * pl->d, pl->Lk * pl->dv};
-  size_t esz = sg_dtype_size(n->out->dtype);
+  int64_t sizes[3] = {pl->Lq * pl->d, pl->Lk * pl->d, pl->Lk * pl->dv}, group = 1;
+  /* the group size that lets every groupable broadcast operand be direct */
   for (int i = 0; i < 3; i++) {
     grads[i] = sg_grad_buf(g, n->in[i]);
-    tg[i].direct = !sg_bcast_is_reduced(&pl->bc, i);
+    int64_t gi = grads[i] ? trailing_group(pl, i) : 1;
+    if (gi > group) group = gi;
+  }
+  if (pl->batch / group < MIN_GROUPS) group = 1;
+  size_t esz = sg_dtype_size(n->out->dtype);
+  for (int i = 0; i < 3; i++) {
+    int64_t gi = trailing_group(pl, i);
+    tg[i].direct = gi == 1 || (gi > 1 && group % gi == 0);
     tg[i].base = !grads[i]      ? NULL
                  : tg[i].direct ? grads[i]->data
                                 : sg_arena_alloc(g, (size_t)(pl->batch * sizes[i]) * esz);
   }
   /* q, k, v may be one tensor: direct targets then share a buffer, which is
-   * safe (one thread per batch element); scratch targets stay separate. */
-  if (pl->batch == 0) return;
+   * safe (one thread per group); scratch targets stay separate. */
   void *gs = sg_arena_alloc(g, (size_t)(pl->batch * pl->Lq * pl->Lk) * esz);
-  attn_backward_batch(n->in[0], n->in[1], n->in[2], n->out->grad, pl, tg, gs);
+  attn_backward_batch(n->in[0], n->in[1], n->in[2], n->out->grad, pl, tg, group, gs);
   for (int i = 0; i < 3; i++)
     if (grads[i] && !tg[i].direct) reduce_batch(grads[i], tg[i].base, pl, i, sizes[i]);
 }

@@ -131,11 +131,24 @@ static void ln_backward_blocks(const sg_tensor *xt, const sg_tensor *gt, const s
       for (int64_t r = blk * BLOCK_ROWS; r < min64(rows, (blk + 1) * BLOCK_ROWS); r++) {
         const T *xr = x + r * D, *gr = go + r * D;
         T mean = means[r], rstd = rstds[r];
+        T a = 0, b = 0;
         if (gx) {
           T sum_gh, sum_ghxc;
           ROW_GRAD_SUMS(gr, gain, xr, mean, D, &sum_gh, &sum_ghxc);
           /* mean(gh * xhat) = rstd * mean(gh * (x - mean)) */
-          T a = sum_gh * inv_d, b = sum_ghxc * inv_d * rstd;
+          a = sum_gh * inv_d, b = sum_ghxc * inv_d * rstd;
+        }
+        if (gx && gain && pgb && pbb) { /* the usual case in one pass */
+          T *gxr = gx + r * D;
+          for (int64_t j = 0; j < D; j++) {
+            T xh = (xr[j] - mean) * rstd;
+            gxr[j] += rstd * (gr[j] * gain[j] - a - xh * b);
+            pgb[j] += gr[j] * xh;
+            pbb[j] += gr[j];
+          }
+          continue;
+        }
+        if (gx) {
           T *gxr = gx + r * D;
           if (gain)
             for (int64_t j = 0; j < D; j++)

@@ -662,6 +662,14 @@ START_TEST(thread_determinism) {
     for (int i = 0; i < 3; i++) sg_set_requires_grad(at[i], true);
     assert_thread_invariant(apply_attention, NULL, at, 3);
     free_all(at, 3);
+    /* k and v broadcast in ways that go through scratch and the reduction */
+    int64_t qs2[4] = {8, 64, 1, 32}, ks2[4] = {8, 1, 2, 32}, vs2[4] = {1, 64, 2, 32};
+    sg_tensor *at2[3] = {sg_rand_normal(NULL, &r, (sg_dtype)dt, 4, qs2, 0, 1),
+                         sg_rand_normal(NULL, &r, (sg_dtype)dt, 4, ks2, 0, 1),
+                         sg_rand_normal(NULL, &r, (sg_dtype)dt, 4, vs2, 0, 1)};
+    for (int i = 0; i < 3; i++) sg_set_requires_grad(at2[i], true);
+    assert_thread_invariant(apply_attention, NULL, at2, 3);
+    free_all(at2, 3);
   }
 }
 END_TEST
