@@ -467,6 +467,55 @@ START_TEST(gradcheck_linear) {
 }
 END_TEST
 
+/* Gradients of a weight shared by many batches (summed over the broadcast
+ * batch dim) against the naive sums, for every transpose combination:
+ * y[t] = op(a[t]) op(b), dL/dy = w; a [T, ...] batched, b 2-D. */
+START_TEST(matmul_broadcast_grad_many_batches) {
+  sg_rng r;
+  sg_rng_seed(&r, 67);
+  const int64_t nb = 300, m = 8, k = 6, n = 5;
+  for (int t = 0; t < 4; t++) {
+    bool ta = t & 1, tb = t >> 1;
+    sg_graph *g = sg_graph_new();
+    int64_t as[3] = {nb, ta ? k : m, ta ? m : k}, bs[2] = {tb ? n : k, tb ? k : n};
+    sg_tensor *a = sg_rand_uniform(NULL, &r, SG_F64, 3, as, -1, 1);
+    sg_tensor *b = sg_rand_uniform(NULL, &r, SG_F64, 2, bs, -1, 1);
+    sg_set_requires_grad(a, true);
+    sg_set_requires_grad(b, true);
+    sg_tensor *y = sg_matmul(g, a, b, ta, tb);
+    sg_tensor *w = sg_rand_uniform(g, &r, SG_F64, 3, (int64_t[]){nb, m, n}, -1, 1);
+    sg_backward_with(g, y, w);
+    /* dB(p, j) = sum_t sum_i op(a_t)(i, p) w_t(i, j), stored transposed if tb. */
+    for (int64_t p = 0; p < k; p++)
+      for (int64_t j = 0; j < n; j++) {
+        long double s = 0, sa = 0;
+        for (int64_t bt = 0; bt < nb; bt++)
+          for (int64_t i = 0; i < m; i++) {
+            long double v = (long double)op_at(a, bt * m * k, as[2], ta, i, p) *
+                            sg_get(w, (bt * m + i) * n + j);
+            s += v;
+            sa += fabsl(v);
+          }
+        double got = sg_get(b->grad, tb ? j * k + p : p * n + j);
+        ck_assert_double_eq_tol(got, (double)s, dot_tol(SG_F64, nb * m, (double)sa));
+      }
+    /* dA_t(i, p) = sum_j w_t(i, j) op(b)(p, j), stored transposed if ta. */
+    for (int64_t bt = 0; bt < nb; bt += 37)
+      for (int64_t i = 0; i < m; i++)
+        for (int64_t p = 0; p < k; p++) {
+          long double s = 0;
+          for (int64_t j = 0; j < n; j++)
+            s += (long double)sg_get(w, (bt * m + i) * n + j) * op_at(b, 0, bs[1], tb, p, j);
+          double got = sg_get(a->grad, bt * m * k + (ta ? p * m + i : i * k + p));
+          ck_assert_double_eq_tol(got, (double)s, 1e-14);
+        }
+    sg_free(a);
+    sg_free(b);
+    sg_graph_free(g);
+  }
+}
+END_TEST
+
 /* linear(x, W, b) equals matmul(x, W^T) + b, and the gradients accumulate
  * (+=) into existing leaf gradients over two backward passes. */
 START_TEST(linear_vs_matmul) {
@@ -636,6 +685,7 @@ Suite *suite_matmul(void) {
       {"gradcheck_matmul", gradcheck_matmul},
       {"gradcheck_matmul_large", gradcheck_matmul_large},
       {"gradcheck_linear", gradcheck_linear},
+      {"matmul_broadcast_grad_many_batches", matmul_broadcast_grad_many_batches},
       {"linear_vs_matmul", linear_vs_matmul},
       {"matmul_deterministic_across_threads", matmul_deterministic_across_threads},
       {"errors_reported", errors_reported},
