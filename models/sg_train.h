@@ -216,6 +216,31 @@ int sg_train_run(const sg_train_config *cfg, const sg_dataset *train, const sg_d
 sg_gnn *sg_checkpoint_load_model(const char *path, double *feature_scale, sg_train_config *cfg_out,
                                  sg_io_error *err);
 
+/* ---- checkpoint internals (shared by train.c and checkpoint.c) --------------- */
+
+/* Everything a checkpoint holds. Writing borrows every pointer; reading
+ * allocates model, adam (when requested) and mu, owned by the caller
+ * (sg_checkpoint_state_free). */
+typedef struct sg_checkpoint_state {
+  sg_train_config cfg;
+  sg_gnn_config gnn;
+  int64_t data_S; /* training set the run belongs to */
+  int data_M, data_N, data_K;
+  uint64_t data_seed;
+  double feature_scale;
+  int epoch;    /* completed epochs */
+  int64_t step; /* optimiser steps */
+  double *mu;   /* [data_M] */
+  sg_rng rng;
+  sg_gnn *model;
+  sg_adam *adam; /* NULL: not written / not read */
+} sg_checkpoint_state;
+
+int sg_checkpoint_write(const char *path, const sg_checkpoint_state *st, sg_io_error *err);
+/* Reads and validates every member; on failure nothing is allocated. */
+int sg_checkpoint_read(const char *path, bool with_adam, sg_checkpoint_state *st, sg_io_error *err);
+void sg_checkpoint_state_free(sg_checkpoint_state *st);
+
 #ifdef __cplusplus
 }
 #endif
