@@ -1,0 +1,574 @@
+/* Evaluation of association models and baselines: integer roundings, the
+ * metrics of paper Table 1, batched GNN inference with timings, and the
+ * ablation report (JSON). See sg_eval.h and docs/ablation.md. */
+#include "sg_eval.h"
+
+#include <errno.h>
+#include <math.h>
+#include <omp.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "sg_train.h"
+
+/* ---- max-weight assignment -------------------------------------------------------------- */
+
+/* The Hungarian solver of models/baselines.c is private to Assign and builds
+ * its costs from link rates, so the rounding carries its own, on any weights. */
+struct sg_assign_work {
+  int M, N, K, n; /* n = max(K, M*N) */
+  double *cost;   /* n x n */
+  double *weight; /* K x M: log A~ of sg_round_no_violation */
+  double *u, *v, *minv;
+  int *match, *way;
+  unsigned char *used;
+};
+
+sg_assign_work *sg_assign_work_new(int M, int N, int K) {
+  if (M < 1 || N < 1 || K < 1 || M > SG_MAX_BS || N > SG_MAX_ANTENNAS || K > SG_MAX_UES)
+    return NULL;
+  sg_assign_work *w = calloc(1, sizeof *w);
+  if (!w) return NULL;
+  size_t n = (size_t)M * N > (size_t)K ? (size_t)M * N : (size_t)K;
+  *w = (sg_assign_work){.M = M, .N = N, .K = K, .n = (int)n};
+  w->cost = malloc(n * n * sizeof *w->cost);
+  w->weight = malloc((size_t)K * M * sizeof *w->weight);
+  w->u = malloc((n + 1) * sizeof *w->u);
+  w->v = malloc((n + 1) * sizeof *w->v);
+  w->minv = malloc((n + 1) * sizeof *w->minv);
+  w->match = malloc((n + 1) * sizeof *w->match);
+  w->way = malloc((n + 1) * sizeof *w->way);
+  w->used = malloc(n + 1);
+  if (!w->cost || !w->weight || !w->u || !w->v || !w->minv || !w->match || !w->way || !w->used) {
+    sg_assign_work_free(w);
+    return NULL;
+  }
+  return w;
+}
+
+void sg_assign_work_free(sg_assign_work *w) {
+  if (!w) return;
+  free(w->cost), free(w->weight), free(w->u), free(w->v), free(w->minv), free(w->match),
+      free(w->way);
+  free(w->used);
+  free(w);
+}
+
+/* One augmenting-path search of the Hungarian method with potentials u
+ * (rows) and v (columns), all 1-based with column 0 the virtual start: adds
+ * row `row` to the matching by the cheapest reduced-cost path. */
+static void augment_row(sg_assign_work *w, int row) {
+  int n = w->n, *match = w->match, *way = w->way;
+  double *u = w->u, *v = w->v, *minv = w->minv;
+  match[0] = row;
+  int col = 0;
+  for (int j = 0; j <= n; j++) minv[j] = INFINITY, w->used[j] = 0;
+  do {
+    w->used[col] = 1;
+    int r = match[col], next = 0;
+    double delta = INFINITY;
+    for (int j = 1; j <= n; j++) {
+      if (w->used[j]) continue;
+      double reduced = w->cost[(size_t)(r - 1) * n + (j - 1)] - u[r] - v[j];
+      if (reduced < minv[j]) minv[j] = reduced, way[j] = col;
+      if (minv[j] < delta) delta = minv[j], next = j;
+    }
+    for (int j = 0; j <= n; j++) {
+      if (w->used[j])
+        u[match[j]] += delta, v[j] -= delta;
+      else
+        minv[j] -= delta;
+    }
+    col = next;
+  } while (match[col] != 0);
+  do { /* flip the alternating path back to the start */
+    int prev = way[col];
+    match[col] = match[prev];
+    col = prev;
+  } while (col != 0);
+}
+
+double sg_assign_max_weight(const double *weight, int M, int N, int K, sg_assign_work *w,
+                            int *assoc) {
+  int n = w->n, slots = M * N;
+  /* Rows: UEs (then padding); columns: N replicas of each BS (then padding,
+   * where a UE left over when K > M*N is dropped). */
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < n; j++)
+      w->cost[(size_t)i * n + j] = (i < K && j < slots) ? -weight[i * M + j / N] : 0.0;
+  for (int j = 0; j <= n; j++) w->u[j] = w->v[j] = 0.0, w->match[j] = 0, w->way[j] = 0;
+  for (int row = 1; row <= n; row++) augment_row(w, row);
+  double total = 0.0;
+  for (int k = 0; k < K; k++) assoc[k] = -1;
+  for (int j = 1; j <= slots; j++) {
+    int row = w->match[j] - 1;
+    if (row < K) assoc[row] = (j - 1) / N, total += weight[row * M + (j - 1) / N];
+  }
+  return total;
+}
+
+void sg_round_no_violation(const double *A, int M, int N, int K, sg_assign_work *w, int *assoc) {
+  for (int i = 0; i < K * M; i++) {
+    double l = A[i] > 0 ? log(A[i]) : SG_LOG_FLOOR;
+    w->weight[i] = l > SG_LOG_FLOOR ? l : SG_LOG_FLOOR;
+  }
+  sg_assign_max_weight(w->weight, M, N, K, w, assoc);
+}
+
+/* ---- metrics ------------------------------------------------------------------------- */
+
+/* Per-sample results, summed afterwards in sample order so that the means do
+ * not depend on the thread count. */
+typedef struct per_sample {
+  double *rate, *rate_lb, *rate_nv;
+  int *violated, *dropped;
+} per_sample;
+
+static void per_sample_free(per_sample *ps) {
+  free(ps->rate), free(ps->rate_lb), free(ps->rate_nv), free(ps->violated), free(ps->dropped);
+}
+
+static int per_sample_alloc(per_sample *ps, int64_t S) {
+  size_t n = S > 0 ? (size_t)S : 1;
+  *ps = (per_sample){malloc(n * sizeof(double)), malloc(n * sizeof(double)),
+                     malloc(n * sizeof(double)), malloc(n * sizeof(int)), malloc(n * sizeof(int))};
+  if (ps->rate && ps->rate_lb && ps->rate_nv && ps->violated && ps->dropped) return 0;
+  per_sample_free(ps);
+  return -1;
+}
+
+/* Thread-local scratch of one sample's evaluation. */
+typedef struct sample_scratch {
+  double *gain;
+  int *load, *one_hot, *lb, *nv;
+  sg_assign_work *assign;
+} sample_scratch;
+
+static void scratch_free(sample_scratch *s) {
+  free(s->gain), free(s->load), free(s->one_hot), free(s->lb), free(s->nv);
+  sg_assign_work_free(s->assign);
+}
+
+static int scratch_alloc(sample_scratch *s, int M, int N, int K) {
+  *s = (sample_scratch){malloc((size_t)M * K * K * sizeof(double)),
+                        malloc((size_t)M * sizeof(int)),
+                        malloc((size_t)K * sizeof(int)),
+                        malloc((size_t)K * sizeof(int)),
+                        malloc((size_t)K * sizeof(int)),
+                        sg_assign_work_new(M, N, K)};
+  if (s->gain && s->load && s->one_hot && s->lb && s->nv && s->assign) return 0;
+  scratch_free(s);
+  return -1;
+}
+
+static void argmax_rows(const double *A, int M, int K, int *assoc) {
+  for (int k = 0; k < K; k++) {
+    int best = 0;
+    for (int m = 1; m < M; m++)
+      if (A[k * M + m] > A[k * M + best]) best = m; /* strict: ties keep the lowest m */
+    assoc[k] = best;
+  }
+}
+
+/* Evaluates sample s of A~ into ps and the optional association outputs. */
+static void eval_sample(const sg_dataset *ds, int64_t s, const double *A, sample_scratch *w,
+                        per_sample *ps, int *out_1hot, int *out_lb, int *out_nv) {
+  int M = ds->M, N = ds->N, K = ds->K;
+  const double *As = A + s * K * M;
+  sg_coupling_gain(ds, s, w->gain);
+  sg_problem p = {M, N, K, w->gain};
+  argmax_rows(As, M, K, w->one_hot);
+  ps->rate[s] = sg_rate_int(w->gain, M, K, w->one_hot, NULL);
+  ps->violated[s] = sg_loads(M, K, w->one_hot, w->load) > N;
+  sg_load_balance(&p, w->one_hot, As, w->lb);
+  ps->rate_lb[s] = sg_rate_int(w->gain, M, K, w->lb, NULL);
+  ps->dropped[s] = 0;
+  for (int k = 0; k < K; k++) ps->dropped[s] += w->lb[k] < 0;
+  sg_round_no_violation(As, M, N, K, w->assign, w->nv);
+  ps->rate_nv[s] = sg_rate_int(w->gain, M, K, w->nv, NULL);
+  size_t bytes = (size_t)K * sizeof(int);
+  if (out_1hot) memcpy(out_1hot + s * K, w->one_hot, bytes);
+  if (out_lb) memcpy(out_lb + s * K, w->lb, bytes);
+  if (out_nv) memcpy(out_nv + s * K, w->nv, bytes);
+}
+
+static double mean_of(const double *x, int64_t S) {
+  double s = 0.0;
+  for (int64_t i = 0; i < S; i++) s += x[i];
+  return S > 0 ? s / (double)S : NAN;
+}
+
+/* Fills the means of ps (and the ES ratios) into out. */
+static void summarise(const sg_dataset *ds, const per_sample *ps, const double *es_rate,
+                      sg_eval_metrics *out) {
+  int64_t S = ds->S, violated = 0, dropped = 0;
+  for (int64_t s = 0; s < S; s++) violated += ps->violated[s], dropped += ps->dropped[s];
+  *out = (sg_eval_metrics){.samples = S, .M = ds->M, .N = ds->N, .K = ds->K};
+  out->violation_ratio = S > 0 ? (double)violated / (double)S : NAN;
+  out->mean_dropped = S > 0 ? (double)dropped / (double)S : NAN;
+  out->rate = mean_of(ps->rate, S);
+  out->rate_lb = mean_of(ps->rate_lb, S);
+  out->rate_no_violation = mean_of(ps->rate_nv, S);
+  out->es_rate = es_rate ? mean_of(es_rate, S) : NAN;
+  out->ratio_to_es = out->rate_lb / out->es_rate;
+  out->ratio_nv_to_es = out->rate_no_violation / out->es_rate;
+}
+
+int sg_eval_assoc_metrics(const sg_dataset *ds, const double *A, const double *es_rate,
+                          sg_eval_metrics *out, int *assoc_1hot, int *assoc_lb, int *assoc_nv) {
+  per_sample ps;
+  if (per_sample_alloc(&ps, ds->S)) return -1;
+  int failed = 0;
+#pragma omp parallel
+  {
+    sample_scratch w;
+    int ok = scratch_alloc(&w, ds->M, ds->N, ds->K) == 0;
+    if (!ok) {
+#pragma omp atomic write
+      failed = 1;
+    }
+#pragma omp for schedule(static)
+    for (int64_t s = 0; s < ds->S; s++)
+      if (ok) eval_sample(ds, s, A, &w, &ps, assoc_1hot, assoc_lb, assoc_nv);
+    if (ok) scratch_free(&w);
+  }
+  if (!failed) summarise(ds, &ps, es_rate, out);
+  per_sample_free(&ps);
+  return failed ? -1 : 0;
+}
+
+int sg_eval_baseline_metrics(const sg_dataset *ds, const int *assoc, const double *es_rate,
+                             double ms_per_sample, sg_eval_metrics *out) {
+  sg_metrics m;
+  if (sg_metrics_compute(ds, assoc, NULL, es_rate, ms_per_sample, &m, NULL, NULL)) return -1;
+  *out = (sg_eval_metrics){.samples = ds->S, .M = ds->M, .N = ds->N, .K = ds->K};
+  out->violation_ratio = m.violation_ratio;
+  out->rate = m.mean_rate;
+  out->rate_lb = m.mean_lb_rate;
+  out->rate_no_violation = m.mean_lb_rate;
+  out->mean_dropped = m.mean_dropped;
+  out->es_rate = es_rate ? mean_of(es_rate, ds->S) : NAN;
+  out->ratio_to_es = m.ratio_to_es;
+  out->ratio_nv_to_es = m.ratio_to_es;
+  out->infer_us = out->latency_us = 1e3 * ms_per_sample;
+  out->batch = 1;
+  out->threads = omp_get_max_threads();
+  return 0;
+}
+
+int sg_eval_es_rates(const sg_dataset *ds, double max_leaves, double *rate) {
+  if (sg_feasible_count(ds->M, ds->N, ds->K) > max_leaves) return -1;
+  size_t SK = (size_t)ds->S * ds->K;
+  int *assoc = malloc((SK ? SK : 1) * sizeof *assoc);
+  sg_baseline_opts o = sg_baseline_defaults();
+  o.es_max_leaves = max_leaves;
+  int rc = assoc ? sg_run_method(ds, SG_ES, &o, assoc, rate, NULL, NULL, NULL, NULL, 0) : -1;
+  free(assoc);
+  return rc;
+}
+
+/* ---- model inference -------------------------------------------------------------------- */
+
+sg_eval_opts sg_eval_defaults(double feature_scale) {
+  return (sg_eval_opts){.feature_scale = feature_scale, .batch = 256, .latency_samples = 32};
+}
+
+__attribute__((format(printf, 3, 4))) static int failf(char *msg, size_t len, const char *fmt,
+                                                       ...) {
+  if (msg && len) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, len, fmt, ap);
+    va_end(ap);
+  }
+  return -1;
+}
+
+int sg_eval_check(const sg_gnn *m, const sg_dataset *ds, char *msg, size_t msg_len) {
+  const sg_gnn_config *c = &m->cfg;
+  if (c->fe != 2 * ds->N)
+    return failf(msg, msg_len,
+                 "the model takes %d edge features (N = %d antennas), the data set has N = %d",
+                 c->fe, c->fe / 2, ds->N);
+  if (c->fp != 1 || c->fq != 1)
+    return failf(msg, msg_len, "the model takes node features of widths %d and %d (expected 1, 1)",
+                 c->fp, c->fq);
+  return 0;
+}
+
+/* The inputs of samples [start, start+B) in g's arena (models.md): p = Pt dBm / 30,
+ * q = 1, H the SNR-scaled channel features over the training scale. */
+static int make_inputs(sg_graph *g, const sg_gnn *m, const sg_dataset *ds, int64_t start, int64_t B,
+                       double scale, sg_tensor **p, sg_tensor **q, sg_tensor **H) {
+  sg_dtype dt = m->cfg.dtype;
+  *p = sg_full(g, dt, 3, (int64_t[]){B, ds->M, 1}, ds->pt_dbm / 30.0);
+  *q = sg_ones(g, dt, 3, (int64_t[]){B, ds->K, 1});
+  *H = sg_features(g, ds, start, B, scale, dt);
+  return *p && *q && *H ? 0 : -1;
+}
+
+/* Forward of samples [start, start+B) into A (their S-layout rows); 0 or -1. */
+static int infer_batch(sg_graph *g, const sg_gnn *m, const sg_dataset *ds, int64_t start, int64_t B,
+                       double scale, double *A) {
+  sg_graph_reset(g);
+  sg_tensor *p, *q, *H;
+  if (make_inputs(g, m, ds, start, B, scale, &p, &q, &H)) return -1;
+  sg_gnn_output out = sg_gnn_forward(g, m, p, q, H, SG_GNN_EVAL, NULL, NULL);
+  if (!out.assoc) return -1;
+  double *dst = A + start * ds->K * ds->M;
+  for (int64_t i = 0; i < out.assoc->numel; i++) dst[i] = sg_get(out.assoc, i);
+  return 0;
+}
+
+static sg_graph *eval_graph(void) {
+  sg_graph *g = sg_graph_new();
+  if (g) sg_set_grad_enabled(g, false);
+  return g;
+}
+
+int sg_eval_infer(const sg_gnn *m, const sg_dataset *ds, const sg_eval_opts *o, double *A,
+                  double *seconds, char *msg, size_t msg_len) {
+  if (sg_eval_check(m, ds, msg, msg_len)) return -1;
+  if (!(o->feature_scale > 0) || o->batch < 1)
+    return failf(msg, msg_len, "feature scale %g must be > 0 and batch %d >= 1", o->feature_scale,
+                 o->batch);
+  sg_graph *g = eval_graph();
+  if (!g) return failf(msg, msg_len, "out of memory");
+  double elapsed = 0.0;
+  int rc = 0;
+  for (int64_t start = 0; start < ds->S && !rc; start += o->batch) {
+    int64_t B = ds->S - start < o->batch ? ds->S - start : o->batch;
+    double t0 = omp_get_wtime();
+    rc = infer_batch(g, m, ds, start, B, o->feature_scale, A);
+    elapsed += omp_get_wtime() - t0;
+  }
+  sg_graph_free(g);
+  if (rc) return failf(msg, msg_len, "model forward failed (reported above)");
+  if (seconds) *seconds = elapsed;
+  return 0;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+/* Median wall time in seconds of single-sample forwards over the first n
+ * samples (their A~ rows are rewritten with the same values). NaN if n = 0. */
+static double single_sample_latency(const sg_gnn *m, const sg_dataset *ds, double scale, int n,
+                                    double *A) {
+  if (n > ds->S) n = (int)ds->S;
+  if (n <= 0) return NAN;
+  double *t = malloc((size_t)n * sizeof *t);
+  sg_graph *g = eval_graph();
+  double median = NAN;
+  int rc = t && g ? 0 : -1;
+  for (int i = 0; i < n && !rc; i++) {
+    double t0 = omp_get_wtime();
+    rc = infer_batch(g, m, ds, i, 1, scale, A);
+    t[i] = omp_get_wtime() - t0;
+  }
+  if (!rc) {
+    qsort(t, n, sizeof *t, cmp_double);
+    median = n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+  }
+  free(t);
+  sg_graph_free(g);
+  return median;
+}
+
+int sg_eval_model(const sg_gnn *m, const sg_dataset *ds, const sg_eval_opts *o,
+                  const double *es_rate, sg_eval_metrics *out, double *A_out, char *msg,
+                  size_t msg_len) {
+  size_t SKM = (size_t)ds->S * ds->K * ds->M;
+  double *A = A_out ? A_out : malloc((SKM ? SKM : 1) * sizeof *A);
+  if (!A) return failf(msg, msg_len, "out of memory");
+  double seconds = 0.0;
+  int rc = sg_eval_infer(m, ds, o, A, &seconds, msg, msg_len);
+  double latency = rc ? NAN : single_sample_latency(m, ds, o->feature_scale, o->latency_samples, A);
+  if (!rc && sg_eval_assoc_metrics(ds, A, es_rate, out, NULL, NULL, NULL))
+    rc = failf(msg, msg_len, "out of memory");
+  if (!rc) {
+    out->infer_us = ds->S > 0 ? 1e6 * seconds / (double)ds->S : NAN;
+    out->latency_us = 1e6 * latency;
+    out->batch = o->batch;
+    out->threads = omp_get_max_threads();
+    out->params = sg_gnn_param_count(m);
+  }
+  if (A != A_out) free(A);
+  return rc;
+}
+
+/* ---- reports ------------------------------------------------------------------------ */
+
+void sg_json_number(FILE *f, double v) {
+  if (isfinite(v))
+    fprintf(f, "%.10g", v);
+  else
+    fputs("null", f);
+}
+
+void sg_json_string(FILE *f, const char *s) {
+  fputc('"', f);
+  for (; s && *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\')
+      fprintf(f, "\\%c", c);
+    else if (c < 0x20)
+      fprintf(f, "\\u%04x", c);
+    else
+      fputc(c, f);
+  }
+  fputc('"', f);
+}
+
+static void json_field(FILE *f, const char *name, double v, bool last) {
+  fprintf(f, "\"%s\": ", name);
+  sg_json_number(f, v);
+  if (!last) fputs(", ", f);
+}
+
+void sg_eval_metrics_json(FILE *f, const sg_eval_metrics *x) {
+  fprintf(f, "{\"samples\": %lld, \"M\": %d, \"N\": %d, \"K\": %d, ", (long long)x->samples, x->M,
+          x->N, x->K);
+  json_field(f, "violation_ratio", x->violation_ratio, false);
+  json_field(f, "rate", x->rate, false);
+  json_field(f, "rate_load_balanced", x->rate_lb, false);
+  json_field(f, "rate_no_violation", x->rate_no_violation, false);
+  json_field(f, "mean_dropped", x->mean_dropped, false);
+  json_field(f, "es_rate", x->es_rate, false);
+  json_field(f, "ratio_to_es", x->ratio_to_es, false);
+  json_field(f, "ratio_no_violation_to_es", x->ratio_nv_to_es, false);
+  json_field(f, "infer_us", x->infer_us, false);
+  json_field(f, "latency_us", x->latency_us, false);
+  fprintf(f, "\"batch\": %d, \"threads\": %d, \"params\": %lld}", x->batch, x->threads,
+          (long long)x->params);
+}
+
+int sg_write_atomic(const char *path, int (*write)(FILE *f, void *user), void *user,
+                    sg_io_error *err) {
+  size_t len = strlen(path) + sizeof ".tmpXXXXXX";
+  char *tmp = malloc(len);
+  if (!tmp) {
+    if (err) snprintf(err->msg, sizeof err->msg, "%s: out of memory", path);
+    return -1;
+  }
+  snprintf(tmp, len, "%s.tmpXXXXXX", path);
+  int fd = mkstemp(tmp);
+  FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+  int rc = f ? write(f, user) : -1;
+  if (f) {
+    if (fflush(f) || ferror(f) || fsync(fileno(f))) rc = -1;
+    if (fclose(f)) rc = -1;
+  } else if (fd >= 0) {
+    close(fd);
+  }
+  int saved = errno;
+  if (!rc && rename(tmp, path)) rc = -1, saved = errno;
+  if (rc && fd >= 0) unlink(tmp);
+  if (rc && err)
+    snprintf(err->msg, sizeof err->msg, "%s: cannot write: %s", path,
+             saved ? strerror(saved) : "write failed");
+  free(tmp);
+  return rc;
+}
+
+sg_paper_row sg_paper_table1(sg_gnn_variant v) {
+  /* Paper Table 1 (MRT rows; times on an A100; parameter counts in millions). */
+  static const sg_paper_row rows[SG_GNN_VARIANT_COUNT] = {
+      [SG_GNN_ATTSKGS] = {"AttSKGS-GNN", 0.162, 6.54, 6.24, 36.98, 70, 45.67},
+      [SG_GNN_SKGS] = {"SKGS-GNN", 0.185, 6.49, 6.01, 31.79, 72, 53.01},
+      [SG_GNN_GS] = {"GS-GNN", 0.942, 9.32, 5.92, 28.92, 71, 53.01},
+      [SG_GNN_SMA] = {"SMA-GNN", 0.723, 5.92, 6.12, 36.41, 84, 53.01},
+  };
+  if ((unsigned)v >= SG_GNN_VARIANT_COUNT) return (sg_paper_row){"?", NAN, NAN, NAN, NAN, NAN, NAN};
+  return rows[v];
+}
+
+static void json_array(FILE *f, const double *x, int n) {
+  fputc('[', f);
+  for (int i = 0; i < n; i++) {
+    if (i) fputs(", ", f);
+    sg_json_number(f, x[i]);
+  }
+  fputc(']', f);
+}
+
+static void paper_json(FILE *f) {
+  fputs("\"paper_table1\": [", f);
+  for (int v = 0; v < SG_GNN_VARIANT_COUNT; v++) {
+    sg_paper_row r = sg_paper_table1((sg_gnn_variant)v);
+    fprintf(f, "%s\n    {\"name\": ", v ? "," : "");
+    sg_json_string(f, r.name);
+    fputs(", ", f);
+    json_field(f, "violation_ratio", r.violation, false);
+    json_field(f, "rate", r.rate, false);
+    json_field(f, "rate_load_balanced", r.rate_lb, false);
+    json_field(f, "train_hours", r.train_hours, false);
+    json_field(f, "infer_ms", r.infer_ms, false);
+    json_field(f, "params_millions", r.params_m, true);
+    fputc('}', f);
+  }
+  fputs("]", f);
+}
+
+static void entry_json(FILE *f, const sg_ablation_entry *e) {
+  fputs("{\"name\": ", f);
+  sg_json_string(f, e->name);
+  fputs(", \"kind\": ", f);
+  sg_json_string(f, e->kind);
+  fputs(", ", f);
+  json_field(f, "train_seconds", e->train_seconds, false);
+  fprintf(f, "\"epochs\": %d, \"metrics\": ", e->epochs);
+  sg_eval_metrics_json(f, &e->metrics);
+  fputc('}', f);
+}
+
+static void curve_json(FILE *f, const sg_ablation_curve *c) {
+  fputs("{\"parameter\": ", f);
+  sg_json_string(f, c->parameter);
+  fputs(", \"x\": ", f);
+  json_array(f, c->x, c->points);
+  fputs(", \"methods\": [", f);
+  for (int i = 0; i < c->methods; i++) {
+    fprintf(f, "%s\n      {\"name\": ", i ? "," : "");
+    sg_json_string(f, c->names[i]);
+    fputs(", \"rate_load_balanced\": ", f);
+    json_array(f, c->rate_lb + (size_t)i * c->points, c->points);
+    if (c->rate_nv) {
+      fputs(", \"rate_no_violation\": ", f);
+      json_array(f, c->rate_nv + (size_t)i * c->points, c->points);
+    }
+    fputc('}', f);
+  }
+  fputs("]}", f);
+}
+
+int sg_ablation_json(FILE *f, const sg_ablation_report *r) {
+  fputs("{\"schema\": \"sinkgrad-ablation-1\",\n  \"config\": ", f);
+  fputs(r->config_json ? r->config_json : "{}", f);
+  fputs(",\n  ", f);
+  paper_json(f);
+  fputs(",\n  \"methods\": [", f);
+  for (int i = 0; i < r->n_entries; i++) {
+    fputs(i ? ",\n    " : "\n    ", f);
+    entry_json(f, &r->entries[i]);
+  }
+  fputs("],\n  \"curves\": [", f);
+  for (int i = 0; i < r->n_curves; i++) {
+    fputs(i ? ",\n    " : "\n    ", f);
+    curve_json(f, &r->curves[i]);
+  }
+  fputs("]}\n", f);
+  return ferror(f) ? -1 : 0;
+}
+
+static int ablation_json_cb(FILE *f, void *user) {
+  return sg_ablation_json(f, user);
+}
+
+int sg_ablation_write_json(const char *path, const sg_ablation_report *r, sg_io_error *err) {
+  return sg_write_atomic(path, ablation_json_cb, (void *)r, err);
+}

@@ -1,0 +1,417 @@
+/* Evaluation (models/sg_eval.h): metrics on hand-made associations
+ * (violation ratio, load balancing by dropping, the no-violation rounding),
+ * the max-weight assignment against enumeration, models evaluated on
+ * networks larger than their training size, and the ablation JSON report. */
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "sg_eval.h"
+#include "sg_test.h"
+
+static sg_dataset make_data(int M, int N, int K, int64_t S, uint64_t seed, double pt_dbm) {
+  sg_scenario sc = sg_scenario_default();
+  sc.M = M, sc.N = N, sc.K = K, sc.seed = seed, sc.pt_dbm = pt_dbm;
+  sg_dataset ds;
+  char msg[256];
+  ck_assert_msg(sg_generate(&sc, S, &ds, msg, sizeof msg) == 0, "%s", msg);
+  return ds;
+}
+
+/* Loads <= N and exactly min(K, M*N) UEs served. */
+static void assert_feasible(int M, int N, int K, const int *assoc, const char *who) {
+  int load[SG_MAX_BS] = {0}, served = 0;
+  for (int k = 0; k < K; k++) {
+    ck_assert_msg(assoc[k] >= -1 && assoc[k] < M, "%s: bad BS %d", who, assoc[k]);
+    if (assoc[k] >= 0) load[assoc[k]]++, served++;
+  }
+  for (int m = 0; m < M; m++)
+    ck_assert_msg(load[m] <= N, "%s: BS %d serves %d > %d", who, m, load[m], N);
+  int want = K < M * N ? K : M * N;
+  ck_assert_msg(served == want, "%s: serves %d UEs, expected %d", who, served, want);
+}
+
+/* ---- hand-made metrics --------------------------------------------------------------- */
+
+/* M 2, N 2, K 4, three samples. Rows are A~ (K x M):
+ *   sample 0: every UE prefers BS 0 with a~ 0.9, 0.6, 0.8, 0.7 (violates);
+ *   sample 1: two UEs on each BS (no violation);
+ *   sample 2: three UEs on BS 1 (violates). */
+static const double hand_A[3 * 4 * 2] = {
+    0.9, 0.1, 0.6, 0.4, 0.8, 0.2, 0.7, 0.3, /* sample 0 */
+    0.9, 0.1, 0.2, 0.8, 0.7, 0.3, 0.4, 0.6, /* sample 1 */
+    0.3, 0.7, 0.1, 0.9, 0.6, 0.4, 0.2, 0.8, /* sample 2 */
+};
+
+START_TEST(test_hand_metrics) {
+  sg_dataset ds = make_data(2, 2, 4, 3, 11, 30.0);
+  sg_eval_metrics x;
+  int one_hot[12], lb[12], nv[12];
+  ck_assert_int_eq(sg_eval_assoc_metrics(&ds, hand_A, NULL, &x, one_hot, lb, nv), 0);
+  const int want_1hot[12] = {0, 0, 0, 0, 0, 1, 0, 1, 1, 1, 0, 1};
+  for (int i = 0; i < 12; i++) ck_assert_int_eq(one_hot[i], want_1hot[i]);
+  ck_assert_double_eq_tol(x.violation_ratio, 2.0 / 3.0, 1e-15);
+  /* Sample 0: BS 0 keeps the two largest a~ (UEs 0 and 2); sample 2: BS 1
+   * keeps UEs 1 (0.9) and 3 (0.8) and drops UE 0 (0.7). */
+  const int want_lb[12] = {0, -1, 0, -1, 0, 1, 0, 1, -1, 1, 0, 1};
+  for (int i = 0; i < 12; i++) ck_assert_int_eq(lb[i], want_lb[i]);
+  ck_assert_double_eq_tol(x.mean_dropped, 3.0 / 3.0, 1e-15);
+  /* The most probable feasible association: sample 0 moves the two UEs with
+   * the smallest log-ratio log(a0/a1) (UE 1: 0.405, UE 3: 0.847) to BS 1;
+   * sample 2 moves UE 0 (log(0.7/0.3) is the smallest on BS 1) to BS 0. */
+  const int want_nv[12] = {0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1};
+  for (int i = 0; i < 12; i++) ck_assert_int_eq(nv[i], want_nv[i]);
+  /* Means of the rates of these associations, computed independently. */
+  double gain[2 * 4 * 4], r = 0, r_lb = 0, r_nv = 0;
+  for (int s = 0; s < 3; s++) {
+    sg_coupling_gain(&ds, s, gain);
+    r += sg_rate_int(gain, 2, 4, want_1hot + 4 * s, NULL) / 3;
+    r_lb += sg_rate_int(gain, 2, 4, want_lb + 4 * s, NULL) / 3;
+    r_nv += sg_rate_int(gain, 2, 4, want_nv + 4 * s, NULL) / 3;
+  }
+  ck_assert_double_eq_tol(x.rate, r, 1e-12);
+  ck_assert_double_eq_tol(x.rate_lb, r_lb, 1e-12);
+  ck_assert_double_eq_tol(x.rate_no_violation, r_nv, 1e-12);
+  ck_assert(isnan(x.ratio_to_es));
+  sg_dataset_free(&ds);
+}
+END_TEST
+
+/* Zero entries (underflowed softmax) are floored, not -inf, and the
+ * rounding still respects the limit. */
+START_TEST(test_rounding_zero_entries) {
+  const double A[4 * 2] = {1, 0, 1, 0, 1, 0, 0, 1};
+  sg_assign_work *w = sg_assign_work_new(2, 2, 4);
+  int assoc[4];
+  sg_round_no_violation(A, 2, 2, 4, w, assoc);
+  assert_feasible(2, 2, 4, assoc, "rounding");
+  ck_assert_int_eq(assoc[3], 1);
+  sg_assign_work_free(w);
+}
+END_TEST
+
+/* ---- assignment vs enumeration -------------------------------------------------------- */
+
+/* Best total weight over every labelling in {-1..M-1}^K with loads <= N
+ * serving min(K, M*N) UEs. */
+static double brute_max_weight(const double *wt, int M, int N, int K) {
+  int want = K < M * N ? K : M * N, label[12];
+  double best = -INFINITY;
+  long total = 1;
+  for (int k = 0; k < K; k++) total *= M + 1;
+  for (long code = 0; code < total; code++) {
+    long c = code;
+    int load[8] = {0}, served = 0, ok = 1;
+    double sum = 0;
+    for (int k = 0; k < K; k++, c /= M + 1) {
+      label[k] = (int)(c % (M + 1)) - 1;
+      if (label[k] < 0) continue;
+      served++, sum += wt[k * M + label[k]];
+      if (++load[label[k]] > N) ok = 0;
+    }
+    if (ok && served == want && sum > best) best = sum;
+  }
+  return best;
+}
+
+START_TEST(test_assignment_optimal) {
+  /* Includes K > M*N (drops), K < M*N, N = 1 and M = 1. */
+  const int sizes[][3] = {{2, 2, 4}, {2, 4, 8}, {3, 1, 5}, {2, 3, 4}, {3, 2, 6}, {1, 2, 4}};
+  sg_rng rng;
+  sg_rng_seed(&rng, 5);
+  for (size_t c = 0; c < sizeof sizes / sizeof sizes[0]; c++) {
+    int M = sizes[c][0], N = sizes[c][1], K = sizes[c][2];
+    sg_assign_work *w = sg_assign_work_new(M, N, K);
+    ck_assert_ptr_nonnull(w);
+    for (int trial = 0; trial < 40; trial++) {
+      double wt[64];
+      int assoc[12];
+      /* log-probability-like weights (<= 0), half the trials with ties */
+      for (int i = 0; i < K * M; i++)
+        wt[i] = trial % 2 ? -(double)sg_rng_below(&rng, 4) : log(sg_rng_uniform(&rng));
+      double got = sg_assign_max_weight(wt, M, N, K, w, assoc);
+      assert_feasible(M, N, K, assoc, "assignment");
+      double check = 0;
+      for (int k = 0; k < K; k++)
+        if (assoc[k] >= 0) check += wt[k * M + assoc[k]];
+      ck_assert_double_eq_tol(got, check, 1e-12);
+      double best = brute_max_weight(wt, M, N, K);
+      ck_assert_msg(fabs(got - best) <= 1e-12 * (1 + fabs(best)),
+                    "size %zu trial %d: assignment %.15g, enumeration %.15g", c, trial, got, best);
+    }
+    sg_assign_work_free(w);
+  }
+}
+END_TEST
+
+/* Random A~ on a data set: the rounding never overloads, its rate never
+ * beats ES (both serve min(K, M*N) UEs), and the metrics are bitwise the
+ * same for 1 and 2 threads. */
+START_TEST(test_rounding_feasible_and_threads) {
+  sg_dataset ds = make_data(2, 4, 10, 50, 21, 30.0);
+  sg_rng rng;
+  sg_rng_seed(&rng, 9);
+  size_t n = (size_t)ds.S * ds.K * ds.M;
+  double *A = malloc(n * sizeof *A), *es = malloc((size_t)ds.S * sizeof *es);
+  int *nv = malloc((size_t)ds.S * ds.K * sizeof *nv);
+  for (int64_t r = 0; r < ds.S * ds.K; r++) { /* rows summing to 1, sharp or flat */
+    double sum = 0;
+    for (int m = 0; m < ds.M; m++) sum += A[r * ds.M + m] = pow(sg_rng_uniform(&rng), 4);
+    for (int m = 0; m < ds.M; m++) A[r * ds.M + m] /= sum;
+  }
+  ck_assert_int_eq(sg_eval_es_rates(&ds, 1e9, es), 0);
+  sg_eval_metrics x1, x2;
+  int threads = omp_get_max_threads();
+  omp_set_num_threads(1);
+  ck_assert_int_eq(sg_eval_assoc_metrics(&ds, A, es, &x1, NULL, NULL, nv), 0);
+  omp_set_num_threads(2);
+  ck_assert_int_eq(sg_eval_assoc_metrics(&ds, A, es, &x2, NULL, NULL, NULL), 0);
+  omp_set_num_threads(threads);
+  ck_assert_int_eq(memcmp(&x1, &x2, sizeof x1), 0);
+  for (int64_t s = 0; s < ds.S; s++) assert_feasible(ds.M, ds.N, ds.K, nv + s * ds.K, "rounding");
+  ck_assert_double_eq(x1.violation_ratio, 1.0); /* K 10 > M*N 8: argmax always overloads */
+  ck_assert(x1.rate_no_violation <= x1.es_rate + 1e-12);
+  ck_assert(x1.ratio_nv_to_es <= 1.0 + 1e-12 && x1.ratio_nv_to_es > 0);
+  free(A), free(es), free(nv);
+  sg_dataset_free(&ds);
+}
+END_TEST
+
+/* Baseline metrics agree with sg_metrics_compute. */
+START_TEST(test_baseline_metrics) {
+  sg_dataset ds = make_data(2, 2, 5, 30, 3, 30.0);
+  int *assoc = malloc((size_t)ds.S * ds.K * sizeof *assoc);
+  double *rate = malloc((size_t)ds.S * sizeof *rate), *es = malloc((size_t)ds.S * sizeof *es);
+  sg_baseline_opts o = sg_baseline_defaults();
+  ck_assert_int_eq(sg_run_method(&ds, SG_MAXSINR, &o, assoc, rate, NULL, NULL, NULL, NULL, 0), 0);
+  ck_assert_int_eq(sg_eval_es_rates(&ds, 1e9, es), 0);
+  sg_eval_metrics x;
+  sg_metrics ref;
+  ck_assert_int_eq(sg_eval_baseline_metrics(&ds, assoc, es, 0.5, &x), 0);
+  ck_assert_int_eq(sg_metrics_compute(&ds, assoc, NULL, es, 0.5, &ref, NULL, NULL), 0);
+  ck_assert_double_eq(x.rate, ref.mean_rate);
+  ck_assert_double_eq(x.violation_ratio, ref.violation_ratio);
+  ck_assert_double_eq(x.rate_lb, ref.mean_lb_rate);
+  ck_assert_double_eq_tol(x.ratio_to_es, ref.ratio_to_es, 1e-15);
+  ck_assert_double_eq_tol(x.infer_us, 500.0, 1e-9);
+  ck_assert_int_eq(x.violation_ratio > 0, 1); /* K 5 > M*N 4 */
+  free(assoc), free(rate), free(es);
+  sg_dataset_free(&ds);
+}
+END_TEST
+
+/* ---- models on other network sizes ----------------------------------------------------- */
+
+static sg_gnn_config small_config(sg_gnn_variant v, sg_dtype dt) {
+  sg_gnn_config c = sg_gnn_config_paper(v);
+  c.d = 8, c.h = 16, c.L = 2, c.dtype = dt;
+  return c;
+}
+
+/* Trained on M 2, K 8 (N 4): a random model of each variant runs on more UEs,
+ * more BSs and another power, with finite metrics in range. */
+START_TEST(test_model_larger_networks) {
+  const struct {
+    int M, K;
+    double pt;
+  } nets[] = {{2, 12, 30.0}, {3, 12, 30.0}, {4, 16, 40.0}, {2, 4, 20.0}};
+  for (int v = 0; v < SG_GNN_VARIANT_COUNT; v++) {
+    sg_gnn_config c = small_config((sg_gnn_variant)v, SG_F32);
+    sg_gnn *m = sg_gnn_new(&c, 40 + v);
+    ck_assert_ptr_nonnull(m);
+    for (size_t i = 0; i < sizeof nets / sizeof nets[0]; i++) {
+      sg_dataset ds = make_data(nets[i].M, 4, nets[i].K, 24, 70 + i, nets[i].pt);
+      sg_eval_opts o = sg_eval_defaults(3.0);
+      o.batch = 10, o.latency_samples = 3;
+      double *es = NULL;
+      if (nets[i].M * nets[i].K <= 36) {
+        es = malloc((size_t)ds.S * sizeof *es);
+        ck_assert_int_eq(sg_eval_es_rates(&ds, 1e9, es), 0);
+      }
+      sg_eval_metrics x;
+      char msg[256] = "";
+      ck_assert_msg(sg_eval_model(m, &ds, &o, es, &x, NULL, msg, sizeof msg) == 0, "%s", msg);
+      ck_assert_int_eq(x.samples, 24);
+      ck_assert_int_eq(x.K, nets[i].K);
+      ck_assert(x.violation_ratio >= 0 && x.violation_ratio <= 1);
+      ck_assert(isfinite(x.rate) && x.rate >= 0 && isfinite(x.rate_lb) && x.rate_lb >= 0);
+      ck_assert(isfinite(x.rate_no_violation) && x.rate_no_violation > 0);
+      ck_assert(isfinite(x.infer_us) && x.infer_us > 0 && isfinite(x.latency_us));
+      ck_assert_int_eq(x.params, sg_gnn_param_count(m));
+      if (es) ck_assert(x.rate_no_violation <= x.es_rate + 1e-9);
+      if (nets[i].K > nets[i].M * 4) ck_assert_double_eq(x.violation_ratio, 1.0);
+      free(es);
+      sg_dataset_free(&ds);
+    }
+    sg_gnn_free(m);
+  }
+}
+END_TEST
+
+/* Batched inference equals single-sample inference (float64), and a data
+ * set with another N is refused with a message. */
+START_TEST(test_infer_batch_invariant) {
+  sg_gnn_config c = small_config(SG_GNN_ATTSKGS, SG_F64);
+  sg_gnn *m = sg_gnn_new(&c, 3);
+  sg_dataset ds = make_data(3, 4, 9, 13, 8, 30.0);
+  size_t n = (size_t)ds.S * ds.K * ds.M;
+  double *A1 = malloc(n * sizeof *A1), *A5 = malloc(n * sizeof *A5);
+  sg_eval_opts o = sg_eval_defaults(2.5);
+  char msg[256];
+  o.batch = 1;
+  ck_assert_int_eq(sg_eval_infer(m, &ds, &o, A1, NULL, msg, sizeof msg), 0);
+  o.batch = 5;
+  ck_assert_int_eq(sg_eval_infer(m, &ds, &o, A5, NULL, msg, sizeof msg), 0);
+  for (size_t i = 0; i < n; i++) ck_assert_double_eq_tol(A1[i], A5[i], 1e-12);
+  for (int64_t r = 0; r < ds.S * ds.K; r++) { /* rows of A~ sum to 1 */
+    double sum = 0;
+    for (int j = 0; j < ds.M; j++) sum += A5[r * ds.M + j];
+    ck_assert_double_eq_tol(sum, 1.0, 1e-12);
+  }
+  sg_dataset other = make_data(2, 2, 4, 2, 1, 30.0);
+  ck_assert_int_eq(sg_eval_infer(m, &other, &o, A5, NULL, msg, sizeof msg), -1);
+  ck_assert_msg(strstr(msg, "N = 2") != NULL, "%s", msg);
+  sg_dataset_free(&other);
+  free(A1), free(A5);
+  sg_dataset_free(&ds);
+  sg_gnn_free(m);
+}
+END_TEST
+
+/* ---- JSON report ------------------------------------------------------------------- */
+
+/* A minimal JSON syntax checker (RFC 8259 values, no duplicate-key check). */
+typedef struct json_reader {
+  const char *p;
+} json_reader;
+
+static void skip_ws(json_reader *r) {
+  while (*r->p == ' ' || *r->p == '\n' || *r->p == '\t' || *r->p == '\r') r->p++;
+}
+
+static int json_value(json_reader *r);
+
+static int json_str(json_reader *r) {
+  if (*r->p != '"') return 0;
+  for (r->p++; *r->p != '"'; r->p++) {
+    if (!*r->p || (unsigned char)*r->p < 0x20) return 0;
+    if (*r->p == '\\') r->p++;
+  }
+  r->p++;
+  return 1;
+}
+
+static int json_num(json_reader *r) {
+  char *end;
+  strtod(r->p, &end);
+  if (end == r->p) return 0;
+  r->p = end;
+  return 1;
+}
+
+static int json_seq(json_reader *r, char close, int keyed) {
+  r->p++;
+  skip_ws(r);
+  if (*r->p == close) return r->p++, 1;
+  for (;;) {
+    skip_ws(r);
+    if (keyed) {
+      if (!json_str(r)) return 0;
+      skip_ws(r);
+      if (*r->p++ != ':') return 0;
+    }
+    if (!json_value(r)) return 0;
+    skip_ws(r);
+    if (*r->p == close) return r->p++, 1;
+    if (*r->p++ != ',') return 0;
+  }
+}
+
+static int json_value(json_reader *r) {
+  skip_ws(r);
+  if (*r->p == '{') return json_seq(r, '}', 1);
+  if (*r->p == '[') return json_seq(r, ']', 0);
+  if (*r->p == '"') return json_str(r);
+  for (const char *lit[] = {"null", "true", "false"}, **l = lit; l < lit + 3; l++)
+    if (!strncmp(r->p, *l, strlen(*l))) return r->p += strlen(*l), 1;
+  return json_num(r);
+}
+
+static char *read_file(const char *path) {
+  FILE *f = fopen(path, "rb");
+  ck_assert_ptr_nonnull(f);
+  char *buf = calloc(1, 1 << 16);
+  fread(buf, 1, (1 << 16) - 1, f);
+  fclose(f);
+  return buf;
+}
+
+START_TEST(test_ablation_json) {
+  char dir[] = "/tmp/sg_eval_XXXXXX", path[256], bad[256];
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  snprintf(path, sizeof path, "%s/ablation.json", dir);
+  sg_ablation_entry e[2] = {
+      {"AttSKGS-GNN",
+       "model",
+       {.samples = 10,
+        .violation_ratio = 0.25,
+        .rate = 6.5,
+        .rate_lb = 6.2,
+        .rate_no_violation = 6.3,
+        .ratio_to_es = 0.93,
+        .infer_us = 12.5,
+        .params = 1234},
+       61.0,
+       5},
+      {"MaxSINR \"uncapped\"", "baseline", {.samples = 10, .ratio_to_es = NAN}, NAN, 0}};
+  const double x[3] = {4, 8, 12}, lb[6] = {1, 2, 3, 4, 5, 6};
+  const char *names[2] = {"AttSKGS-GNN", "ES"};
+  sg_ablation_curve curve = {"K", 3, 2, x, names, lb, NULL};
+  sg_ablation_report rep = {"{\"M\": 2, \"N\": 4}", e, 2, &curve, 1};
+  sg_io_error err;
+  ck_assert_msg(sg_ablation_write_json(path, &rep, &err) == 0, "%s", err.msg);
+  char *text = read_file(path);
+  json_reader r = {text};
+  ck_assert_msg(json_value(&r), "invalid JSON near offset %ld:\n%s", (long)(r.p - text), text);
+  skip_ws(&r);
+  ck_assert_msg(*r.p == 0, "trailing text after the JSON value");
+  const char *keys[] = {"\"violation_ratio\": 0.25",
+                        "\"rate\": 6.5",
+                        "\"rate_load_balanced\": 6.2",
+                        "\"rate_no_violation\": 6.3",
+                        "\"ratio_to_es\": 0.93",
+                        "\"infer_us\": 12.5",
+                        "\"params\": 1234",
+                        "\"ratio_to_es\": null",
+                        "\"paper_table1\"",
+                        "\"rate_load_balanced\": [4, 5, 6]",
+                        "\"MaxSINR \\\"uncapped\\\"\"",
+                        "\"config\": {\"M\": 2, \"N\": 4}"};
+  for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+    ck_assert_msg(strstr(text, keys[i]) != NULL, "missing %s in\n%s", keys[i], text);
+  free(text);
+  /* A missing directory fails with a message and leaves nothing behind. */
+  snprintf(bad, sizeof bad, "%s/missing/ablation.json", dir);
+  ck_assert_int_eq(sg_ablation_write_json(bad, &rep, &err), -1);
+  ck_assert(strstr(err.msg, "missing") != NULL);
+  ck_assert_int_eq(unlink(path), 0);
+  ck_assert_int_eq(rmdir(dir), 0); /* empty: no temporary file left */
+}
+END_TEST
+
+Suite *suite_eval(void) {
+  Suite *s = suite_create("eval");
+  TCase *tc = tcase_create("eval");
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, test_hand_metrics);
+  tcase_add_test(tc, test_rounding_zero_entries);
+  tcase_add_test(tc, test_assignment_optimal);
+  tcase_add_test(tc, test_rounding_feasible_and_threads);
+  tcase_add_test(tc, test_baseline_metrics);
+  tcase_add_test(tc, test_model_larger_networks);
+  tcase_add_test(tc, test_infer_batch_invariant);
+  tcase_add_test(tc, test_ablation_json);
+  suite_add_tcase(s, tc);
+  return s;
+}
