@@ -55,8 +55,26 @@ const char *sg_blas_name(void) {
  * depend on the thread count or on MC/NC, only on KC. */
 
 enum { KC = 256, MC = 96, NC = 2048 };
-/* Register tile: MR rows of 64 bytes x 2 (two 512-bit vectors per row). */
-enum { MR = 6, NR_F32 = 32, NR_F64 = 16 };
+/* Register tile: MR rows of two vectors of the widest width the target has
+ * (6 x 2 x 16 floats with AVX-512): 12 accumulators, which fit the 16
+ * registers of AVX2/SSE as well as AVX-512's 32. */
+#if defined(__AVX512F__)
+#define VEC_BYTES 64
+#elif defined(__AVX__)
+#define VEC_BYTES 32
+#else
+#define VEC_BYTES 16
+#endif
+enum { MR = 6, NR_F32 = 2 * VEC_BYTES / 4, NR_F64 = 2 * VEC_BYTES / 8 };
+
+/* ISO C modes leave GCC's -ffp-contract off; the micro-kernel needs its
+ * multiply-adds fused (twice the throughput). Clang fuses a*b+c within one
+ * expression by default. Contraction never depends on the thread count. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define FP_CONTRACT __attribute__((optimize("fp-contract=fast")))
+#else
+#define FP_CONTRACT
+#endif
 /* Below this many multiply-adds per KC slab the kernel runs on one thread. */
 enum { REF_PAR_MIN_FLOPS = 1 << 18 };
 
@@ -121,18 +139,29 @@ size_t sg_gemm_reference_scratch_bytes(sg_dtype dt, int64_t m, int64_t n, int64_
       for (int64_t c = cols; c < NR; c++) d[p * NR + c] = 0;                                       \
     }                                                                                              \
   }                                                                                                \
-  /* C[0..mr, 0..nr] = beta*C + alpha * (packed A strip x packed B strip). */                      \
-  static void micro_##SFX(int64_t kc, const T *restrict ap, const T *restrict bp, T *restrict c,   \
-                          int64_t ldc, int64_t mr, int64_t nr, T alpha, T beta) {                  \
-    T acc[MR][NR];                                                                                 \
-    for (int r = 0; r < MR; r++)                                                                   \
-      for (int j = 0; j < NR; j++) acc[r][j] = 0;                                                  \
+  /* C[0..mr, 0..nr] = beta*C + alpha * (packed A strip x packed B strip), */                      \
+  /* accumulated in 2*MR vector registers, k in order for every element. */                        \
+  typedef T vec_##SFX __attribute__((vector_size(VEC_BYTES)));                                     \
+  static FP_CONTRACT void micro_##SFX(int64_t kc, const T *restrict ap, const T *restrict bp,      \
+                                      T *restrict c, int64_t ldc, int64_t mr, int64_t nr, T alpha, \
+                                      T beta) {                                                    \
+    enum { NV = VEC_BYTES / sizeof(T) };                                                           \
+    vec_##SFX lo[MR], hi[MR];                                                                      \
+    for (int r = 0; r < MR; r++) lo[r] = hi[r] = (vec_##SFX){0};                                   \
     for (int64_t p = 0; p < kc; p++) {                                                             \
-      const T *bv = bp + p * NR;                                                                   \
+      vec_##SFX b0, b1;                                                                            \
+      memcpy(&b0, bp + p * NR, VEC_BYTES);                                                         \
+      memcpy(&b1, bp + p * NR + NV, VEC_BYTES);                                                    \
       for (int r = 0; r < MR; r++) {                                                               \
         T av = ap[p * MR + r];                                                                     \
-        for (int j = 0; j < NR; j++) acc[r][j] = MADD(av, bv[j], acc[r][j]);                       \
+        lo[r] = lo[r] + av * b0;                                                                   \
+        hi[r] = hi[r] + av * b1;                                                                   \
       }                                                                                            \
+    }                                                                                              \
+    T acc[MR][NR];                                                                                 \
+    for (int r = 0; r < MR; r++) {                                                                 \
+      memcpy(acc[r], &lo[r], VEC_BYTES);                                                           \
+      memcpy(acc[r] + NV, &hi[r], VEC_BYTES);                                                      \
     }                                                                                              \
     for (int64_t r = 0; r < mr; r++) {                                                             \
       T *cr = c + r * ldc;                                                                         \
