@@ -374,11 +374,14 @@ static int read_model(const reader *r, bool with_adam, sg_checkpoint_state *st) 
   st->model = sg_gnn_new(&st->gnn, 0); /* initialised, then overwritten */
   if (!st->model) return fail(r->err, "out of memory");
   sg_params *p = st->model->params;
-  if (check_member_count(r, sg_params_count(p)) || read_params(r, p)) return -1;
-  if (!with_adam) return 0;
-  st->adam = sg_adam_new(sg_params_tensors(p), sg_params_count(p), st->cfg.lr_max);
-  if (!st->adam) return fail(r->err, "out of memory");
-  return read_adam(r, p, st->adam);
+  if (read_params(r, p)) return -1;
+  if (with_adam) {
+    st->adam = sg_adam_new(sg_params_tensors(p), sg_params_count(p), st->cfg.lr_max);
+    if (!st->adam) return fail(r->err, "out of memory");
+    if (read_adam(r, p, st->adam)) return -1;
+  }
+  /* last, so that a missing or malformed member is named above */
+  return check_member_count(r, sg_params_count(p));
 }
 
 void sg_checkpoint_state_free(sg_checkpoint_state *st) {

@@ -299,6 +299,7 @@ sg_trainer *sg_trainer_new(const sg_train_config *cfg, const sg_dataset *train,
   if (check_data(cfg, train, test, err)) return NULL;
   sg_trainer *t = trainer_alloc(cfg, train, test);
   if (!t) return fail(err, "out of memory"), NULL;
+  if (cfg->threads > 0) omp_set_num_threads(cfg->threads); /* before any parallel work */
   t->feature_scale = cfg->feature_scale > 0 ? cfg->feature_scale : sg_feature_scale(train);
   t->cfg.feature_scale = t->feature_scale;
   sg_gnn_config gc = sg_train_gnn_config(cfg, train->N);

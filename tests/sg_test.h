@@ -22,6 +22,7 @@ Suite *suite_sinkhorn(void);
 Suite *suite_system(void);
 Suite *suite_baselines(void);
 Suite *suite_gnn(void);
+Suite *suite_train(void);
 Suite *suite_eval(void);
 
 /* Asserts that a gradcheck/f32 check passed, printing its summary if not. */
