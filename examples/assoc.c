@@ -21,6 +21,7 @@ static const assoc_command commands[] = {
     {"baselines", "run the association baselines on a data set and print their metrics",
      assoc_cmd_baselines},
     {"info", "describe a data set", assoc_cmd_info},
+    {"train", "train an association GNN on a data set (checkpoint .npz)", assoc_cmd_train},
 };
 enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
 

@@ -25,6 +25,7 @@ typedef struct assoc_command {
 int assoc_cmd_gen(int argc, char **argv);
 int assoc_cmd_baselines(int argc, char **argv);
 int assoc_cmd_info(int argc, char **argv);
+int assoc_cmd_train(int argc, char **argv);
 
 /* Strict number parsing for option `opt`: the whole text must be a number in
  * [lo, hi]; otherwise prints "assoc CMD: bad value ... for --opt" and

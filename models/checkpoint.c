@@ -419,3 +419,18 @@ sg_gnn *sg_checkpoint_load_model(const char *path, double *feature_scale, sg_tra
   sg_checkpoint_state_free(&st);
   return m;
 }
+
+int sg_checkpoint_read_config(const char *path, sg_train_config *cfg, int *epoch,
+                              sg_io_error *err) {
+  if (!path) return fail(err, "(null): no checkpoint file given");
+  sg_npz *z = sg_npz_open(path, err);
+  if (!z) return -1;
+  reader r = {z, path, err};
+  sg_checkpoint_state st = {0};
+  int rc = read_config(&r, &st.cfg);
+  if (!rc) rc = read_run_state(&r, &st);
+  sg_npz_close(z);
+  if (!rc && cfg) *cfg = st.cfg;
+  if (!rc && epoch) *epoch = st.epoch;
+  return rc;
+}

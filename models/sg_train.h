@@ -241,6 +241,10 @@ int sg_checkpoint_write(const char *path, const sg_checkpoint_state *st, sg_io_e
 int sg_checkpoint_read(const char *path, bool with_adam, sg_checkpoint_state *st, sg_io_error *err);
 void sg_checkpoint_state_free(sg_checkpoint_state *st);
 
+/* The training configuration and completed epochs of a checkpoint, without
+ * building the model (the archive is still read and checked whole). */
+int sg_checkpoint_read_config(const char *path, sg_train_config *cfg, int *epoch, sg_io_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,492 @@
+/* assoc train: trains an association GNN on a data set (models/sg_train.h).
+ *
+ *   assoc train DATA --model attskgs|skgs|gs|sma --epochs E --out CKPT
+ *               [--test DATA2] [--log CSV] [--resume CKPT] [knobs] [--json]
+ *
+ * Progress (a bar with epoch, step, loss, rate, violations, lr and ETA) goes
+ * to stderr when it is a terminal; one line per epoch to stdout unless
+ * --quiet or --json; --json prints a final summary object. Ctrl-C stops
+ * after the current mini-batch, leaving the last epoch's checkpoint as the
+ * resume point. */
+#include <getopt.h>
+#include <math.h>
+#include <omp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "assoc_cli.h"
+#include "sg_train.h"
+
+static const char train_help[] =
+    "usage: assoc train DATA --model NAME --epochs E --out CKPT [options]\n"
+    "\n"
+    "Trains an association GNN (docs/models.md) on the data set DATA (.npz from\n"
+    "assoc gen): loss -mean R(A~) + sum_m mu_m mean ReLU(load_m - (N - delta)),\n"
+    "the dual update of mu every T_mu epochs, Adam, cosine annealing with warm\n"
+    "restarts stepped per mini-batch. The checkpoint CKPT (.npz) is written after\n"
+    "every epoch (atomically) and holds the model, the feature scale, the Adam\n"
+    "state, mu and the generator: --resume continues a run bit for bit.\n"
+    "\n"
+    "  --model NAME             attskgs, skgs, gs or sma (required unless --resume)\n"
+    "  --epochs E               train until E epochs are complete (required)\n"
+    "  --out CKPT               checkpoint to write (required)\n"
+    "  --test DATA2             data set for the per-epoch test metrics\n"
+    "  --log CSV                per-epoch CSV log (appended to when resuming)\n"
+    "  --resume CKPT            continue the run of CKPT (its configuration is kept;\n"
+    "                           only --epochs, --threads, --eval-batch may change)\n"
+    "  --d D                    embedding width (default 512)\n"
+    "  --h H                    MLP hidden width (default 1024)\n"
+    "  --L L                    update layers (default 2)\n"
+    "  --tau T                  Gumbel-softmax temperature (default 1)\n"
+    "  --sk-iters T             Sinkhorn iterations (default 10)\n"
+    "  --batch B                mini-batch size (default 32)\n"
+    "  --batches-per-epoch N    mini-batches per epoch, 0 = one full pass (default 400)\n"
+    "  --lr-max X, --lr-min X   learning-rate range (default 5e-5, 1e-8)\n"
+    "  --t0 P                   first cosine period in epochs (default 50)\n"
+    "  --t-mult K               period multiplier (default 2)\n"
+    "  --t-mu P                 dual update every P epochs (default 100)\n"
+    "  --delta X                load margin delta (default 2)\n"
+    "  --seed X                 initialisation and data-order seed (default 1)\n"
+    "  --dtype T                float32 (default) or float64\n"
+    "  --feature-scale X        H feature scale (default: RMS on the training set)\n"
+    "  --eval-batch B           test evaluation batch size (default 256)\n"
+    "  --checkpoint-every N     write CKPT every N epochs and at the end (default 1)\n"
+    "  --threads T              OpenMP threads (default: OMP_NUM_THREADS or all)\n"
+    "  --json                   print a JSON summary at the end\n"
+    "  --quiet                  no per-epoch lines and no progress bar\n"
+    "  -h, --help               this help\n";
+
+enum train_option {
+  TR_MODEL = 1000,
+  TR_EPOCHS,
+  TR_OUT,
+  TR_TEST,
+  TR_LOG,
+  TR_RESUME,
+  TR_D,
+  TR_H,
+  TR_L,
+  TR_TAU,
+  TR_SK_ITERS,
+  TR_BATCH,
+  TR_BPE,
+  TR_LR_MAX,
+  TR_LR_MIN,
+  TR_T0,
+  TR_T_MULT,
+  TR_T_MU,
+  TR_DELTA,
+  TR_SEED,
+  TR_DTYPE,
+  TR_SCALE,
+  TR_EVAL_BATCH,
+  TR_EVERY,
+  TR_THREADS,
+  TR_JSON,
+  TR_QUIET,
+  TR_LAST
+};
+
+static const struct option train_options[] = {
+    {"model", required_argument, NULL, TR_MODEL},
+    {"epochs", required_argument, NULL, TR_EPOCHS},
+    {"out", required_argument, NULL, TR_OUT},
+    {"test", required_argument, NULL, TR_TEST},
+    {"log", required_argument, NULL, TR_LOG},
+    {"resume", required_argument, NULL, TR_RESUME},
+    {"d", required_argument, NULL, TR_D},
+    {"h", required_argument, NULL, TR_H},
+    {"L", required_argument, NULL, TR_L},
+    {"tau", required_argument, NULL, TR_TAU},
+    {"sk-iters", required_argument, NULL, TR_SK_ITERS},
+    {"batch", required_argument, NULL, TR_BATCH},
+    {"batches-per-epoch", required_argument, NULL, TR_BPE},
+    {"lr-max", required_argument, NULL, TR_LR_MAX},
+    {"lr-min", required_argument, NULL, TR_LR_MIN},
+    {"t0", required_argument, NULL, TR_T0},
+    {"t-mult", required_argument, NULL, TR_T_MULT},
+    {"t-mu", required_argument, NULL, TR_T_MU},
+    {"delta", required_argument, NULL, TR_DELTA},
+    {"seed", required_argument, NULL, TR_SEED},
+    {"dtype", required_argument, NULL, TR_DTYPE},
+    {"feature-scale", required_argument, NULL, TR_SCALE},
+    {"eval-batch", required_argument, NULL, TR_EVAL_BATCH},
+    {"checkpoint-every", required_argument, NULL, TR_EVERY},
+    {"threads", required_argument, NULL, TR_THREADS},
+    {"json", no_argument, NULL, TR_JSON},
+    {"quiet", no_argument, NULL, TR_QUIET},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+typedef struct train_args {
+  sg_train_config cfg;
+  const char *data, *test, *out, *log, *resume;
+  int checkpoint_every;
+  bool json, quiet, help, model_given, epochs_given;
+  bool given[TR_LAST - TR_MODEL]; /* which options appeared */
+} train_args;
+
+static int parse_dtype(const char *v, sg_dtype *out) {
+  if (!strcmp(v, "float32") || !strcmp(v, "f32")) return *out = SG_F32, 0;
+  if (!strcmp(v, "float64") || !strcmp(v, "f64")) return *out = SG_F64, 0;
+  fprintf(stderr, "assoc train: bad value '%s' for --dtype (expected float32 or float64)\n", v);
+  return -1;
+}
+
+static int parse_model(const char *v, sg_gnn_variant *out) {
+  int m = sg_gnn_variant_parse(v);
+  if (m < 0) {
+    fprintf(stderr, "assoc train: unknown model '%s' (expected attskgs, skgs, gs or sma)\n", v);
+    return -1;
+  }
+  *out = (sg_gnn_variant)m;
+  return 0;
+}
+
+/* Options of the model and the schedule. */
+static int knob_option(train_args *a, int opt, const char *v) {
+  const char *c = "train";
+  sg_train_config *k = &a->cfg;
+  switch (opt) {
+  case TR_D:
+    return assoc_parse_int(c, "d", v, 1, 1 << 16, &k->d);
+  case TR_H:
+    return assoc_parse_int(c, "h", v, 1, 1 << 16, &k->h);
+  case TR_L:
+    return assoc_parse_int(c, "L", v, 1, 64, &k->L);
+  case TR_TAU:
+    return assoc_parse_double(c, "tau", v, 1e-6, 1e6, &k->tau);
+  case TR_SK_ITERS:
+    return assoc_parse_int(c, "sk-iters", v, 1, 100000, &k->sk_iters);
+  case TR_BATCH:
+    return assoc_parse_i64(c, "batch", v, 1, INT64_C(1) << 24, &k->batch);
+  case TR_BPE:
+    return assoc_parse_i64(c, "batches-per-epoch", v, 0, INT64_C(1) << 40, &k->batches_per_epoch);
+  case TR_LR_MAX:
+    return assoc_parse_double(c, "lr-max", v, 1e-12, 10, &k->lr_max);
+  case TR_LR_MIN:
+    return assoc_parse_double(c, "lr-min", v, 0, 10, &k->lr_min);
+  case TR_T0:
+    return assoc_parse_double(c, "t0", v, 1e-6, 1e9, &k->t0);
+  case TR_T_MULT:
+    return assoc_parse_int(c, "t-mult", v, 1, 1000, &k->t_mult);
+  case TR_T_MU:
+    return assoc_parse_int(c, "t-mu", v, 1, 1 << 30, &k->t_mu);
+  case TR_DELTA:
+    return assoc_parse_double(c, "delta", v, -1e6, 1e6, &k->delta);
+  case TR_SEED:
+    return assoc_parse_u64(c, "seed", v, UINT64_MAX, &k->seed);
+  case TR_DTYPE:
+    return parse_dtype(v, &k->dtype);
+  case TR_SCALE:
+    return assoc_parse_double(c, "feature-scale", v, 1e-300, 1e300, &k->feature_scale);
+  default:
+    return -1;
+  }
+}
+
+static int train_option(train_args *a, int opt, const char *v) {
+  const char *c = "train";
+  if (opt >= TR_MODEL && opt < TR_LAST) a->given[opt - TR_MODEL] = true;
+  switch (opt) {
+  case TR_MODEL:
+    return parse_model(v, &a->cfg.variant);
+  case TR_EPOCHS:
+    return assoc_parse_int(c, "epochs", v, 0, 1 << 30, &a->cfg.epochs);
+  case TR_OUT:
+    return a->out = v, 0;
+  case TR_TEST:
+    return a->test = v, 0;
+  case TR_LOG:
+    return a->log = v, 0;
+  case TR_RESUME:
+    return a->resume = v, 0;
+  case TR_EVAL_BATCH:
+    return assoc_parse_i64(c, "eval-batch", v, 1, INT64_C(1) << 24, &a->cfg.eval_batch);
+  case TR_EVERY:
+    return assoc_parse_int(c, "checkpoint-every", v, 1, 1 << 30, &a->checkpoint_every);
+  case TR_THREADS:
+    return assoc_parse_int(c, "threads", v, 1, 4096, &a->cfg.threads);
+  case TR_JSON:
+    return a->json = true, 0;
+  case TR_QUIET:
+    return a->quiet = true, 0;
+  case 'h':
+    return a->help = true, 0;
+  default:
+    return knob_option(a, opt, v);
+  }
+}
+
+static bool given(const train_args *a, int opt) {
+  return a->given[opt - TR_MODEL];
+}
+
+static int train_parse(int argc, char **argv, train_args *a) {
+  *a = (train_args){.cfg = sg_train_config_default(SG_GNN_ATTSKGS)};
+  optind = 1, opterr = 0;
+  for (int opt; (opt = getopt_long(argc, argv, "h", train_options, NULL)) != -1;) {
+    if (opt == '?') return assoc_bad_option("train", argv);
+    if (train_option(a, opt, optarg)) return -1;
+  }
+  if (a->help) return 0;
+  if (optind + 1 != argc) {
+    fprintf(stderr, "assoc train: expected one training data set (see assoc train --help)\n");
+    return -1;
+  }
+  a->data = argv[optind];
+  if (!given(a, TR_EPOCHS) || !a->out || (!given(a, TR_MODEL) && !a->resume)) {
+    fprintf(stderr, "assoc train: --epochs, --out and --model (or --resume) are required "
+                    "(see assoc train --help)\n");
+    return -1;
+  }
+  char msg[256];
+  if (sg_train_config_check(&a->cfg, msg, sizeof msg)) {
+    fprintf(stderr, "assoc train: %s\n", msg);
+    return -1;
+  }
+  return 0;
+}
+
+/* ---- resume: explicit options must agree with the checkpoint ------------------------- */
+
+typedef struct knob_view {
+  int opt;
+  const char *name;
+  double given, saved;
+} knob_view;
+
+/* A resumed run keeps the checkpoint's configuration; an option that asks
+ * for something else is an error rather than silently ignored. */
+static int check_resume_options(const train_args *a, const sg_train_config *s) {
+  const sg_train_config *g = &a->cfg;
+  const knob_view knobs[] = {
+      {TR_MODEL, "model", g->variant, s->variant},
+      {TR_D, "d", g->d, s->d},
+      {TR_H, "h", g->h, s->h},
+      {TR_L, "L", g->L, s->L},
+      {TR_TAU, "tau", g->tau, s->tau},
+      {TR_SK_ITERS, "sk-iters", g->sk_iters, s->sk_iters},
+      {TR_BATCH, "batch", (double)g->batch, (double)s->batch},
+      {TR_BPE, "batches-per-epoch", (double)g->batches_per_epoch, (double)s->batches_per_epoch},
+      {TR_LR_MAX, "lr-max", g->lr_max, s->lr_max},
+      {TR_LR_MIN, "lr-min", g->lr_min, s->lr_min},
+      {TR_T0, "t0", g->t0, s->t0},
+      {TR_T_MULT, "t-mult", g->t_mult, s->t_mult},
+      {TR_T_MU, "t-mu", g->t_mu, s->t_mu},
+      {TR_DELTA, "delta", g->delta, s->delta},
+      {TR_SEED, "seed", (double)g->seed, (double)s->seed},
+      {TR_DTYPE, "dtype", g->dtype, s->dtype},
+      {TR_SCALE, "feature-scale", g->feature_scale, s->feature_scale},
+  };
+  for (size_t i = 0; i < sizeof knobs / sizeof knobs[0]; i++) {
+    const knob_view *k = &knobs[i];
+    if (!given(a, k->opt) || k->given == k->saved) continue;
+    if (k->opt == TR_SEED && g->seed == s->seed) continue;
+    fprintf(stderr,
+            "assoc train: --%s %.10g differs from the checkpoint's %.10g; a resumed run keeps "
+            "its configuration (only --epochs, --threads and --eval-batch may change)\n",
+            k->name, k->given, k->saved);
+    return -1;
+  }
+  return 0;
+}
+
+/* ---- progress ------------------------------------------------------------------------- */
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_interrupt(int sig) {
+  (void)sig;
+  stop_requested = 1;
+}
+
+typedef struct train_progress {
+  bool bar, lines; /* progress bar on stderr (a terminal), per-epoch lines on stdout */
+  int target_epochs, M;
+  int64_t steps_left0; /* steps to go at the start of this call */
+  int64_t step0;       /* global step at the start */
+  double start, last_draw;
+  bool drawn;
+} train_progress;
+
+static void format_eta(double seconds, char *buf, size_t n) {
+  if (!isfinite(seconds) || seconds < 0) seconds = 0;
+  long s = (long)(seconds + 0.5);
+  snprintf(buf, n, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
+}
+
+static void draw_bar(void *user, const sg_step_info *i) {
+  train_progress *p = user;
+  double now = omp_get_wtime();
+  if (!p->bar || now - p->last_draw < 0.1) return;
+  p->last_draw = now;
+  int64_t done = i->step - p->step0;
+  double per_step = (now - p->start) / (double)(done > 0 ? done : 1);
+  char eta[32];
+  format_eta(per_step * (double)(p->steps_left0 - done), eta, sizeof eta);
+  fprintf(stderr,
+          "\r  epoch %d/%d  step %lld/%lld  loss %.4f  rate %.3f  viol %5.1f%%  lr %.2e  "
+          "ETA %s ",
+          i->epoch, p->target_epochs, (long long)i->batch, (long long)i->batches, i->loss, i->rate,
+          100.0 * i->violation, i->lr, eta);
+  fflush(stderr);
+  p->drawn = true;
+}
+
+static void clear_bar(train_progress *p) {
+  if (p->drawn) fprintf(stderr, "\r%110s\r", "");
+  p->drawn = false;
+}
+
+static void print_epoch(void *user, const sg_epoch_stats *st) {
+  train_progress *p = user;
+  clear_bar(p);
+  if (!p->lines) return;
+  printf("epoch %d/%d: loss %.5f  train rate %.4f  viol %.1f%%", st->epoch, p->target_epochs,
+         st->loss, st->train_rate, 100.0 * st->violation_ratio);
+  if (st->has_test)
+    printf("  test rate %.4f (viol %.1f%%, LB %.4f)", st->test.mean_rate,
+           100.0 * st->test.violation_ratio, st->test.mean_lb_rate);
+  printf("  mu");
+  for (int m = 0; m < p->M; m++) printf(" %.4g", st->mu[m]);
+  printf("  lr %.3g  %.2f s\n", st->lr, st->seconds);
+  fflush(stdout);
+}
+
+/* ---- output ------------------------------------------------------------------------ */
+
+static void json_number(const char *name, double v, const char *sep) {
+  if (isfinite(v))
+    printf("\"%s\": %.10g%s", name, v, sep);
+  else
+    printf("\"%s\": null%s", name, sep);
+}
+
+static void json_path(const char *name, const char *path) {
+  printf("\"%s\": ", name);
+  if (!path) {
+    printf("null, ");
+    return;
+  }
+  putchar('"');
+  for (const char *s = path; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\')
+      printf("\\%c", c);
+    else if (c < 0x20)
+      printf("\\u%04x", c);
+    else
+      putchar(c);
+  }
+  printf("\", ");
+}
+
+static void print_json(const train_args *a, const sg_train_config *c, const sg_train_result *r) {
+  const sg_epoch_stats *st = &r->last;
+  bool have = r->epochs_this_call > 0;
+  printf("{\"model\": \"%s\", ", sg_gnn_variant_name(c->variant));
+  json_path("data", a->data);
+  json_path("test", a->test);
+  json_path("checkpoint", a->out);
+  printf("\"d\": %d, \"h\": %d, \"L\": %d, \"params\": %lld, \"epochs\": %d, "
+         "\"epochs_this_run\": %d, \"steps\": %lld, \"interrupted\": %s, ",
+         c->d, c->h, c->L, (long long)r->params, r->epochs_done, r->epochs_this_call,
+         (long long)r->steps, r->interrupted ? "true" : "false");
+  json_number("loss", have ? st->loss : NAN, ", ");
+  json_number("train_rate", have ? st->train_rate : NAN, ", ");
+  json_number("violation_ratio", have ? st->violation_ratio : NAN, ", ");
+  json_number("test_rate", have && st->has_test ? st->test.mean_rate : NAN, ", ");
+  json_number("test_violation_ratio", have && st->has_test ? st->test.violation_ratio : NAN, ", ");
+  json_number("test_lb_rate", have && st->has_test ? st->test.mean_lb_rate : NAN, ", ");
+  printf("\"mu\": [");
+  for (int m = 0; have && m < r->M; m++) printf("%s%.10g", m ? ", " : "", r->last_mu[m]);
+  printf("], ");
+  json_number("lr", have ? st->lr : NAN, ", ");
+  json_number("seconds", r->seconds, ", ");
+  json_number("ms_per_step", have ? r->ms_per_step : NAN, ", ");
+  printf("\"threads\": %d}\n", omp_get_max_threads());
+}
+
+/* ---- the command ------------------------------------------------------------------- */
+
+static int load(const char *path, sg_dataset *ds) {
+  sg_io_error err;
+  if (!sg_dataset_load(path, ds, &err)) return 0;
+  fprintf(stderr, "assoc train: %s\n", err.msg);
+  return -1;
+}
+
+/* Everything after argument parsing; 0, or an exit status. */
+static int run(train_args *a, sg_dataset *train, sg_dataset *test) {
+  sg_io_error err;
+  sg_train_config saved;
+  int done = 0;
+  if (a->resume) {
+    if (sg_checkpoint_read_config(a->resume, &saved, &done, &err)) {
+      fprintf(stderr, "assoc train: %s\n", err.msg);
+      return ASSOC_EXIT_FAIL;
+    }
+    if (check_resume_options(a, &saved)) return ASSOC_EXIT_USAGE;
+  }
+  if (a->cfg.threads) assoc_set_threads(a->cfg.threads);
+  bool tty = !a->quiet && isatty(STDERR_FILENO);
+  train_progress prog = {.bar = tty, .lines = !a->quiet && !a->json};
+  prog.target_epochs = a->cfg.epochs, prog.M = train->M;
+  sg_train_io io = {.out = a->out,
+                    .checkpoint_every = a->checkpoint_every,
+                    .log = a->log,
+                    .resume = a->resume,
+                    .step_fn = draw_bar,
+                    .epoch_fn = print_epoch,
+                    .user = &prog,
+                    .stop = &stop_requested};
+  /* steps left for the ETA: the epochs still to do times the batches per epoch */
+  const sg_train_config *c = a->resume ? &saved : &a->cfg;
+  int64_t per_epoch = c->batches_per_epoch ? c->batches_per_epoch : train->S / c->batch;
+  prog.steps_left0 = (int64_t)(a->cfg.epochs > done ? a->cfg.epochs - done : 0) * per_epoch;
+  prog.step0 = (int64_t)done * per_epoch;
+  prog.start = prog.last_draw = omp_get_wtime();
+  signal(SIGINT, on_interrupt);
+  sg_train_result res;
+  int rc = sg_train_run(&a->cfg, train, test, &io, &res, &err);
+  signal(SIGINT, SIG_DFL);
+  clear_bar(&prog);
+  if (rc) {
+    fprintf(stderr, "assoc train: %s\n", err.msg);
+    return ASSOC_EXIT_FAIL;
+  }
+  if (a->json) print_json(a, c, &res);
+  if (res.interrupted) {
+    fprintf(stderr,
+            "assoc train: interrupted during epoch %d; the checkpoint %s is the resume point "
+            "(--resume %s)\n",
+            res.epochs_done + 1, a->out, a->out);
+    return ASSOC_EXIT_FAIL;
+  }
+  if (!a->quiet && !a->json)
+    printf("%s: %d epochs, %lld steps, %lld parameters, %.1f ms per step; wrote %s\n",
+           sg_gnn_variant_name(c->variant), res.epochs_done, (long long)res.steps,
+           (long long)res.params, res.ms_per_step, a->out);
+  return ASSOC_EXIT_OK;
+}
+
+int assoc_cmd_train(int argc, char **argv) {
+  train_args a;
+  if (train_parse(argc, argv, &a)) return ASSOC_EXIT_USAGE;
+  if (a.help) return fputs(train_help, stdout), ASSOC_EXIT_OK;
+  sg_dataset train = {0}, test = {0};
+  if (load(a.data, &train)) return ASSOC_EXIT_FAIL;
+  if (a.test && load(a.test, &test)) {
+    sg_dataset_free(&train);
+    return ASSOC_EXIT_FAIL;
+  }
+  int rc = run(&a, &train, a.test ? &test : NULL);
+  sg_dataset_free(&train);
+  if (a.test) sg_dataset_free(&test);
+  return rc;
+}
