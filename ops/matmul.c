@@ -273,12 +273,22 @@ void sg_gemm_small(sg_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t 
 
 #if SG_HAVE_CBLAS
 /* The provider uses as many threads as OpenMP would (omp_set_num_threads
- * included): BLIS defaults to one thread unless BLIS_NUM_THREADS or
- * OMP_NUM_THREADS is set, OpenBLAS to its own count. BLIS-openmp forks from
- * the same libgomp pool, so this does not oversubscribe. */
-static void blas_sync_threads(void) {
+ * included), never more: measured on 2 cores, BLIS sgemm 512^3 runs at ~100
+ * GFLOP/s on 1 thread and ~175 on 2, but Debian's BLIS defaults to 1 thread
+ * unless BLIS_NUM_THREADS or OMP_NUM_THREADS is set. BLIS-openmp forks
+ * from the same libgomp pool as our loops, so there is no oversubscription.
+ * OpenBLAS 0.3.21 (Cooperlake kernels here) splits products among its
+ * threads so that results change with the thread count (half of random
+ * float shapes, every transpose combination, and some double shapes such as
+ * 301x257x613): it has to run on one thread for results that do not depend
+ * on the thread count. That costs up to 2x on 2 cores; BLIS is the default. */
+static int blas_threads_for(sg_dtype dt) {
+  (void)dt;
+  return SG_BLAS_BLIS ? omp_get_max_threads() : 1;
+}
+
+static void blas_sync_threads(int want) {
   static atomic_int current;
-  int want = omp_get_max_threads();
   if (atomic_load_explicit(&current, memory_order_relaxed) == want) return;
 #if SG_BLAS_BLIS
   bli_thread_set_num_threads(want);
@@ -317,6 +327,7 @@ size_t sg_gemm_scratch_bytes(sg_dtype dt, bool ta, bool tb, int64_t m, int64_t n
   return sg_gemm_reference_scratch_bytes(dt, m, n, k);
 }
 
+#if SG_HAVE_CBLAS
 enum { TRANSPOSE_TILE = 32 };
 
 /* dst [cols x rows] = src [rows x cols]^T (src row stride lds), in square
@@ -339,6 +350,7 @@ static void transpose(sg_dtype dt, const void *srcv, int64_t rows, int64_t cols,
     }
   });
 }
+#endif
 
 void sg_gemm(sg_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
              const void *a, int64_t lda, const void *b, int64_t ldb, double beta, void *c,
@@ -354,7 +366,7 @@ void sg_gemm(sg_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, dou
       ldb = n;
       tb = false;
     }
-    blas_sync_threads();
+    blas_sync_threads(blas_threads_for(dt));
     enum CBLAS_TRANSPOSE oa = ta ? CblasTrans : CblasNoTrans, ob = tb ? CblasTrans : CblasNoTrans;
     if (dt == SG_F32)
       cblas_sgemm(CblasRowMajor, oa, ob, (int)m, (int)n, (int)k, (float)alpha, a, (int)lda, b,
