@@ -14,49 +14,74 @@
  * sample, never on its batch-mates, and the unrolled backward goes through
  * exactly the iterations that sample ran.
  *
- * Unrolled backward: the forward saves every iterate x^t entering iteration
- * t >= 1 (x^0 is the input), O(iters * size) arena memory; the backward
- * recomputes each iteration's LSEs from x^t with the same code as the forward
- * (so the capped/uncapped decisions are bitwise the forward's) and applies
+ * Computation (stabilised scaling form). Every iterate is x_km - u_k - v_m,
+ * so after the first column step (done in the log domain: the input's rows
+ * need not be normalised and its masses may overflow) we keep reference
+ * potentials U0, V0, the kernel G_km = exp(x_km - U0_k - V0_m) and scalings
+ * a_k, b_m with masses G_km a_k b_m; then a column step is b_m *= c / colsum_m
+ * on the columns whose mass exceeds c (the log-domain test LSE > log c, so at
+ * equality a column is not capped), a row step is a_k = r / sum_m G_km b_m,
+ * and no iteration needs an exp or a log. The scalings stay within
+ * [ABSORB_MIN, 1] (b) and so bounded (a); when a b_m falls below ABSORB_MIN
+ * they are absorbed into U0, V0 and G is recomputed (log-domain
+ * stabilisation; entries of G that underflow carry no mass that a sum could
+ * see). The output is x_km - U0_k - V0_m + log a_k + log b_m.
+ *
+ * Unrolled backward: the forward saves, per sample and iteration t >= 1, the
+ * scalings (a, b) entering it, or the new reference (U0, V0) when it starts
+ * a new epoch: (1 + K + M) numbers instead of a K*M iterate. The backward
+ * rebuilds G per epoch, recomputes each iteration's column masses with the
+ * forward's code (so the capped/uncapped decisions are bitwise the
+ * forward's) and applies
  *   row step:    g_km <- g_km - p_km * sum_m g_km,       p = softmax_m(z)
  *   column step: g_km <- g_km - sigma_km * sum_k g_km,  sigma = softmax_k(x),
- *                only for columns the forward capped (LSE > log c);
+ *                only on the columns the forward capped;
  * z is the iterate after the column step.
  *
  * Implicit backward: the output y = x - u_k - v_m satisfies the optimality
  * conditions of min KL(P | exp x) s.t. row sums = r, column sums <= c:
- * rows of P = exp(y) sum to r, and columns with v_m > 0 (capped at some
- * iteration: the active set A) sum to c. Differentiating them gives, with
- * a_k = sum_m gy_km, b_m = sum_k gy_km, R, C the row and column sums of P,
+ * rows of P = exp(y) sum to r, and active columns (A: capped at an
+ * iteration after the first, or all columns when K r >= M c) sum to c.
+ * Differentiating them gives, with a_k = sum_m gy_km, b_m = sum_k gy_km,
+ * R, C the row and column sums of P,
  *   [diag R   P_A   ] [alpha]   [a  ]
- *   [P_A^T  diag C_A] [beta ] = [b_A],   gx_km = gy_km - P_km (alpha_k + beta_m)
+ *   [P_A^T  diag C_A] [beta ] = [b_A],   g_km = gy_km - P_km (alpha_k + beta_m)
  * (beta_m = 0 outside A), solved per sample through the Schur complement on
  * beta (size |A| <= M) by Cholesky. When every column carrying mass is
  * active the system is singular by one (row and column totals coincide;
  * (1, -1) is its null vector); the right-hand side is consistent, and we fix
- * the gauge by setting beta = 0 for the last active column. Memory is the
- * output plus one active flag per column, independent of the iteration
- * count. When the iteration has not converged, the implicit backward
- * differentiates as if the current iterate were the fixed point: it uses the
- * current P and active set, i.e. it returns the gradient of the balancing
- * that keeps rows at r and active columns at their current sums. */
+ * the gauge by setting beta = 0 for the last active column (any further
+ * rank loss, from masked entries splitting the sample into blocks, shows as
+ * a vanishing Cholesky pivot and is fixed the same way).
+ *   Only the first column step acts on rows that are not yet normalised: a
+ * column it caps may end below capacity (the row step that follows can
+ * lower it), so it shifts the fixed point without being active. The result
+ * is the fixed point of the first iterate, so g is then passed exactly
+ * through that first column step, recomputed from the input.
+ *   Memory is O(size) (the output, the per-sample scalings and one flag per
+ * column), independent of the iteration count. When the iteration has not converged, the implicit
+ * backward differentiates as if the current iterate were the fixed point:
+ * it uses the current P and active set, i.e. it returns the gradient of the
+ * balancing that keeps rows at r and active columns at their current sums. */
 #include <omp.h>
 #include <stdint.h>
 
 #include "sg_kernel.h"
 #include "sg_layers.h"
 
-/* Iterations run between two arena allocations of saved iterates; bounds
- * the unused saved memory when samples stop early to this many iterations. */
-enum { ITER_BLOCK = 16 };
+/* With a tolerance the iteration count is not known in advance: the saved
+ * scalings are allocated in blocks of FIRST_BLOCK, then doubling, iterations
+ * (so at most half the saved memory is unused when samples stop early).
+ * Without one (tol <= 0) a single block holds all max_iters. */
+enum { FIRST_BLOCK = 16 };
 
 typedef struct sk_params {
-  double row_mass, col_cap, log_row, log_cap, tol;
+  double row_mass, col_cap, log_cap, tol;
   int max_iters;
 } sk_params;
 
-/* Saved iterates of iterations [first_t, first_t + n_slots), laid out
- * [sample][slot][K*M]; blocks are chained newest first. */
+/* Saved records of iterations [first_t, first_t + n_slots), laid out
+ * [sample][slot][1 + K + M]; blocks are chained newest first. */
 typedef struct sk_block {
   struct sk_block *prev;
   int64_t first_t, n_slots;
@@ -75,35 +100,52 @@ typedef struct sk_state {
    * has every column tight (K r = M c) or over (K r > M c) and the implicit
    * backward treats every column as active, capped or not. */
   bool all_tight;
-  sk_block *last;  /* unrolled: newest block of saved iterates */
-  void *col_lse;   /* [S*M] column LSEs of the current iterate (forward only) */
+  sk_block *last; /* unrolled: newest block of saved records */
+  /* Forward state per sample, dtype elements: scalings a [S*K], b [S*M],
+   * reference potentials U0 [S*K], V0 [S*M], column masses [S*M]; and
+   * whether an absorption started a new epoch since the last record. */
+  void *a, *b, *U0, *V0, *colsum;
+  bool *new_epoch;
 } sk_state;
 
-/* Per-thread scratch: one region per OpenMP thread. */
-static void *thread_scratch(sg_graph *g, size_t per_thread, int *n_threads) {
-  *n_threads = omp_get_max_threads();
-  return sg_arena_alloc(g, per_thread * (size_t)*n_threads);
+/* Per-thread scratch: one region per OpenMP thread. *per_thread is rounded
+ * up to whole pairs of cache lines, so threads never share a line. */
+static void *thread_scratch(sg_graph *g, size_t *per_thread) {
+  *per_thread = (*per_thread + 127) / 128 * 128;
+  return sg_arena_alloc(g, *per_thread * (size_t)omp_get_max_threads());
 }
 
 static bool par_worth(int64_t work) {
   return work > SG_PAR_MIN;
 }
 
+/* Absorption threshold for b (a then stays below about M r / ABSORB_MIN).
+ * The output x - U0 - V0 + log a + log b loses |log a| + |log b| ulps to
+ * cancellation, so the scalings are kept within a few powers of ten; an
+ * absorption costs about one log-domain iteration and happens only while
+ * the potentials drift (K r > M c, or extreme inputs). */
+#define ABSORB_MIN_f32 1e-4f
+#define ABSORB_MIN_f64 1e-6
+
 #define SK_TEMPLATE
 #define SK_T float
 #define SK(name) name##_f32
 #define SK_VEXP sg_vexp_f32
+#define SK_ABSORB_MIN ABSORB_MIN_f32
 #include "sinkhorn.c"
 #undef SK_T
 #undef SK
 #undef SK_VEXP
+#undef SK_ABSORB_MIN
 #define SK_T double
 #define SK(name) name##_f64
 #define SK_VEXP sg_vexp_f64
+#define SK_ABSORB_MIN ABSORB_MIN_f64
 #include "sinkhorn.c"
 #undef SK_T
 #undef SK
 #undef SK_VEXP
+#undef SK_ABSORB_MIN
 #undef SK_TEMPLATE
 
 /* ---- the op ------------------------------------------------------------ */
@@ -154,23 +196,31 @@ static bool check_args(sg_graph *g, const sg_tensor *x, double row_mass, double 
   return true;
 }
 
+static void *zeroed(sg_graph *g, size_t bytes) {
+  void *p = sg_arena_alloc(g, bytes + 1);
+  memset(p, 0, bytes);
+  return p;
+}
+
 static sk_state *state_new(sg_graph *g, const sg_tensor *x, const sk_params *p) {
-  sk_state *st = sg_arena_alloc(g, sizeof *st);
-  memset(st, 0, sizeof *st);
+  sk_state *st = zeroed(g, sizeof *st);
   st->rows = x->shape[x->ndim - 2];
   st->cols = x->shape[x->ndim - 1];
   st->samples = x->numel / (st->rows * st->cols);
   st->p = *p;
   st->all_tight = (double)st->rows * p->row_mass >= (double)st->cols * p->col_cap * (1 - 1e-12);
-  size_t S = (size_t)st->samples, M = (size_t)st->cols;
-  st->iters = sg_arena_alloc(g, S * sizeof *st->iters + 1);
-  st->excess = sg_arena_alloc(g, S * sizeof *st->excess + 1);
-  st->done = sg_arena_alloc(g, S * sizeof *st->done + 1);
-  st->active = sg_arena_alloc(g, S * M + 1);
-  st->col_lse = sg_arena_alloc(g, S * M * sg_dtype_size(x->dtype) + 1);
-  memset(st->iters, 0, S * sizeof *st->iters);
-  memset(st->done, 0, S * sizeof *st->done);
-  memset(st->active, 0, S * M);
+  size_t S = (size_t)st->samples, K = (size_t)st->rows, M = (size_t)st->cols;
+  size_t es = sg_dtype_size(x->dtype);
+  st->iters = zeroed(g, S * sizeof *st->iters);
+  st->excess = zeroed(g, S * sizeof *st->excess);
+  st->done = zeroed(g, S * sizeof *st->done);
+  st->new_epoch = zeroed(g, S * sizeof *st->new_epoch);
+  st->active = zeroed(g, S * M);
+  st->a = zeroed(g, S * K * es);
+  st->U0 = zeroed(g, S * K * es);
+  st->b = zeroed(g, S * M * es);
+  st->V0 = zeroed(g, S * M * es);
+  st->colsum = zeroed(g, S * M * es);
   return st;
 }
 
@@ -192,20 +242,18 @@ sg_tensor *(sg_sinkhorn)(sg_graph *g, sg_tensor *x, double row_mass, double col_
   if (!x || !check_args(g, x, row_mass, col_cap, max_iters, tol, mode)) return NULL;
   sg_tensor *y = sg_empty(g, x->dtype, x->ndim, x->shape);
   if (!y) return NULL;
-  memcpy(y->data, x->data, (size_t)x->numel * sg_dtype_size(x->dtype));
   sk_params p = {.row_mass = row_mass,
                  .col_cap = col_cap,
-                 .log_row = log(row_mass),
                  .log_cap = log(col_cap),
                  .tol = tol,
                  .max_iters = max_iters};
   sk_state *st = state_new(g, x, &p);
-  /* Save iterates only if this op will be recorded (sg_record's condition). */
+  /* Save records only if this op will be recorded (sg_record's condition). */
   bool save = sg_grad_enabled(g) && x->requires_grad && mode == SG_SINKHORN_UNROLLED;
   if (x->dtype == SG_F32)
-    forward_f32(g, st, y->data, save);
+    forward_f32(g, st, x->data, y->data, save);
   else
-    forward_f64(g, st, y->data, save);
+    forward_f64(g, st, x->data, y->data, save);
   if (info) fill_info(st, info);
   sg_node *n = sg_record(g, &sinkhorn_op, y, 1, &x);
   if (n) {
@@ -216,6 +264,8 @@ sg_tensor *(sg_sinkhorn)(sg_graph *g, sg_tensor *x, double row_mass, double col_
 }
 
 #else /* SK_TEMPLATE: kernels for one element type SK_T ------------------- */
+
+/* ---- log-domain pieces (first column step) ----------------------------- */
 
 /* c[m] = LSE_k x_km of one K x M sample. Leaves e_km = exp(x_km - max_k x_km)
  * and sum[m] = sum_k e_km, so the column softmax is e_km / sum[m]. An all
@@ -237,27 +287,8 @@ static void SK(col_lse)(const SK_T *x, int64_t K, int64_t M, SK_T *c, SK_T *e, S
   for (int64_t m = 0; m < M; m++) c[m] += log(sum[m]);
 }
 
-/* rho[k] = LSE_m x_km, with e_km = exp(x_km - max_m x_km), sum[k] = sum_m e_km. */
-static void SK(row_lse)(const SK_T *x, int64_t K, int64_t M, SK_T *rho, SK_T *e, SK_T *sum) {
-  for (int64_t k = 0; k < K; k++) {
-    const SK_T *xr = x + k * M;
-    SK_T mx = -INFINITY;
-    for (int64_t m = 0; m < M; m++)
-      if (xr[m] > mx) mx = xr[m];
-    rho[k] = isfinite(mx) ? mx : 0;
-    for (int64_t m = 0; m < M; m++) e[k * M + m] = xr[m] - rho[k];
-  }
-  SK_VEXP(e, e, K * M);
-  for (int64_t k = 0; k < K; k++) {
-    SK_T s = 0;
-    for (int64_t m = 0; m < M; m++) s += e[k * M + m];
-    sum[k] = s;
-    rho[k] += log(s);
-  }
-}
-
-/* The column step's shifts max(0, c_m - log cap); at equality a column is
- * not capped. Shared by forward and backward so both decide alike. */
+/* The first column step's shifts max(0, c_m - log cap); at equality a
+ * column is not capped. Shared by forward and backward so both decide alike. */
 static void SK(col_shifts)(const SK_T *c, int64_t M, SK_T log_cap, SK_T *shift) {
   for (int64_t m = 0; m < M; m++) {
     SK_T s = c[m] - log_cap;
@@ -265,54 +296,164 @@ static void SK(col_shifts)(const SK_T *c, int64_t M, SK_T log_cap, SK_T *shift) 
   }
 }
 
-/* One iteration in place on sample y whose column LSEs are c; afterwards c
- * holds the new iterate's column LSEs. Marks capped columns in active.
- * Returns the sample's column excess (mass units, >= 0; NaN propagates). */
-static double SK(iterate)(SK_T *y, int64_t K, int64_t M, SK_T *c, const sk_params *p,
-                          uint8_t *active, SK_T *ws) {
-  SK_T *e = ws, *sum = e + K * M, *rho = sum + K + M, *shift = rho + K;
-  SK(col_shifts)(c, M, (SK_T)p->log_cap, shift);
-  if (active)
-    for (int64_t m = 0; m < M; m++) active[m] |= shift[m] > 0;
+/* ---- the scaling form ---------------------------------------------------- */
+
+/* One sample's iteration state (see the top of the file). */
+typedef struct SK(sample) {
+  SK_T *G, *a, *b, *U0, *V0, *colsum;
+} SK(sample);
+
+static SK(sample) SK(sample_at)(const sk_state *st, SK_T *G, int64_t s) {
+  int64_t K = st->rows, M = st->cols;
+  return (SK(sample)){.G = G + s * K * M,
+                      .a = (SK_T *)st->a + s * K,
+                      .b = (SK_T *)st->b + s * M,
+                      .U0 = (SK_T *)st->U0 + s * K,
+                      .V0 = (SK_T *)st->V0 + s * M,
+                      .colsum = (SK_T *)st->colsum + s * M};
+}
+
+/* G_km = exp(x0_km - V0_m - U0_k). */
+static void SK(kernel)(const SK_T *x0, int64_t K, int64_t M, const SK_T *U0, const SK_T *V0,
+                       SK_T *G) {
   for (int64_t k = 0; k < K; k++)
-    for (int64_t m = 0; m < M; m++) y[k * M + m] -= shift[m];
-  SK(row_lse)(y, K, M, rho, e, sum);
+    for (int64_t m = 0; m < M; m++) G[k * M + m] = (x0[k * M + m] - V0[m]) - U0[k];
+  SK_VEXP(G, G, K * M);
+}
+
+/* The first epoch: the first column step in the log domain on the input,
+ * z0 = x0 - shift, kept as the reference V0 = shift, U0_k = max_m z0_km
+ * (0 for a row without a finite entry), G = exp(z0 - U0), b = 1.
+ * ws: K*M + 2M elements. */
+static void SK(first_epoch)(const SK_T *x0, int64_t K, int64_t M, SK_T log_cap, SK_T *U0, SK_T *V0,
+                            SK_T *G, SK_T *b, SK_T *ws) {
+  SK_T *c = ws, *sum = c + M, *e = sum + M;
+  SK(col_lse)(x0, K, M, c, e, sum);
+  SK(col_shifts)(c, M, log_cap, V0);
   for (int64_t k = 0; k < K; k++) {
-    SK_T d = (SK_T)p->log_row - rho[k];
-    for (int64_t m = 0; m < M; m++) y[k * M + m] += d;
+    SK_T mx = -INFINITY;
+    for (int64_t m = 0; m < M; m++)
+      if (x0[k * M + m] - V0[m] > mx) mx = x0[k * M + m] - V0[m];
+    U0[k] = isfinite(mx) ? mx : 0;
   }
-  SK(col_lse)(y, K, M, c, e, sum);
+  SK(kernel)(x0, K, M, U0, V0, G);
+  for (int64_t m = 0; m < M; m++) b[m] = 1;
+}
+
+/* Column step: b_m *= cap / colsum_m on the columns over capacity; marks
+ * them in active (may be NULL). */
+static void SK(col_step)(const SK_T *colsum, int64_t M, SK_T cap, SK_T *b, uint8_t *active) {
+  for (int64_t m = 0; m < M; m++)
+    if (colsum[m] > cap) {
+      b[m] *= cap / colsum[m];
+      if (active) active[m] = 1;
+    }
+}
+
+/* Row step: a_k = r / sum_m G_km b_m. */
+static void SK(row_step)(const SK_T *restrict G, int64_t K, int64_t M, const SK_T *restrict b,
+                         SK_T r, SK_T *restrict a) {
+  for (int64_t k = 0; k < K; k++) {
+    SK_T s = 0;
+    for (int64_t m = 0; m < M; m++) s += G[k * M + m] * b[m];
+    a[k] = r / s;
+  }
+}
+
+/* Column masses colsum_m = b_m sum_k G_km a_k. */
+static void SK(col_sums)(const SK_T *restrict G, int64_t K, int64_t M, const SK_T *restrict a,
+                         const SK_T *restrict b, SK_T *restrict colsum) {
+  for (int64_t m = 0; m < M; m++) {
+    SK_T s = 0;
+    for (int64_t k = 0; k < K; k++) s += G[k * M + m] * a[k];
+    colsum[m] = s * b[m];
+  }
+}
+
+/* Starts a new epoch when a column scaling got too small: the scalings move
+ * into the reference potentials and G is rebuilt. Returns whether it did. */
+static bool SK(maybe_absorb)(const SK_T *x0, int64_t K, int64_t M, SK(sample) * q) {
+  bool small = false;
+  for (int64_t m = 0; m < M; m++) small |= q->b[m] < SK_ABSORB_MIN;
+  if (!small) return false;
+  for (int64_t k = 0; k < K; k++) {
+    q->U0[k] -= log(q->a[k]);
+    q->a[k] = 1;
+  }
+  SK_T common = INFINITY;
+  for (int64_t m = 0; m < M; m++) {
+    q->V0[m] -= log(q->b[m]);
+    q->b[m] = 1;
+    if (q->V0[m] < common) common = q->V0[m];
+  }
+  /* The iterate only depends on U0_k + V0_m: move the shift common to all
+   * columns into the rows. When K r > M c every column is capped each
+   * iteration and U0, V0 drift apart by log(K r / M c) per iteration; this
+   * keeps them small, so x0 - U0 - V0 does not lose digits to cancellation. */
+  for (int64_t m = 0; m < M; m++) q->V0[m] -= common;
+  for (int64_t k = 0; k < K; k++) q->U0[k] += common;
+  SK(kernel)(x0, K, M, q->U0, q->V0, q->G);
+  return true;
+}
+
+/* Iteration t of one sample with input x0. Marks capped columns in active
+ * (may be NULL); sets *absorbed if a new epoch started. With want_excess,
+ * returns the column excess (mass units, >= 0; NaN propagates), else 0. */
+static double SK(iterate)(SK(sample) * q, const SK_T *x0, int64_t K, int64_t M, const sk_params *p,
+                          int64_t t, uint8_t *active, bool want_excess, bool *absorbed, SK_T *ws) {
+  if (t == 0)
+    SK(first_epoch)(x0, K, M, (SK_T)p->log_cap, q->U0, q->V0, q->G, q->b, ws);
+  else
+    SK(col_step)(q->colsum, M, (SK_T)p->col_cap, q->b, active);
+  SK(row_step)(q->G, K, M, q->b, (SK_T)p->row_mass, q->a);
+  *absorbed = SK(maybe_absorb)(x0, K, M, q);
+  SK(col_sums)(q->G, K, M, q->a, q->b, q->colsum);
+  if (!want_excess) return 0;
   double excess = 0;
   for (int64_t m = 0; m < M; m++) {
-    double ex = exp((double)c[m]) - p->col_cap;
+    double ex = (double)q->colsum[m] - p->col_cap;
     if (ex > excess || isnan(ex)) excess = ex;
   }
   return excess;
 }
 
-static size_t SK(forward_scratch)(int64_t K, int64_t M) {
-  return (size_t)(K * M + 2 * K + 2 * M) * sizeof(SK_T);
+/* ---- saved records ------------------------------------------------------- */
+/* The record of iteration t >= 1 of sample s: {0, a, b} entering it, or
+ * {1, U0, V0} when it starts a new epoch (then a = b = 1). */
+
+static SK_T *SK(record)(const sk_block *last, int64_t s, int64_t t, int64_t K, int64_t M) {
+  const sk_block *blk = last;
+  while (t < blk->first_t) blk = blk->prev;
+  return (SK_T *)blk->data + (s * blk->n_slots + (t - blk->first_t)) * (1 + K + M);
 }
 
-/* Runs up to n iterations (global iterations t0 .. t0+n-1) of sample s,
- * first saving each iterate x^t (t >= 1) into blk when blk is not NULL. */
-static void SK(run_sample)(sk_state *st, SK_T *ys, int64_t s, int64_t n, const sk_block *blk,
-                           SK_T *ws) {
+static void SK(write_record)(SK_T *rec, const SK(sample) * q, int64_t K, int64_t M,
+                             bool *new_epoch) {
+  rec[0] = *new_epoch ? 1 : 0;
+  memcpy(rec + 1, *new_epoch ? q->U0 : q->a, (size_t)K * sizeof *rec);
+  memcpy(rec + 1 + K, *new_epoch ? q->V0 : q->b, (size_t)M * sizeof *rec);
+  *new_epoch = false;
+}
+
+/* ---- forward --------------------------------------------------------------- */
+
+/* Runs up to n iterations of sample s (input x0s, kernel in G), first
+ * saving each iteration's record into blk when blk is not NULL. */
+static void SK(run_sample)(sk_state *st, const SK_T *x0s, SK_T *G, int64_t s, int64_t n,
+                           const sk_block *blk, SK_T *ws) {
   int64_t K = st->rows, M = st->cols;
-  SK_T *c = (SK_T *)st->col_lse + s * M;
+  SK(sample) q = SK(sample_at)(st, G, s);
   uint8_t *active = st->active + s * M;
-  if (st->iters[s] == 0) {
-    SK_T *e = ws, *sum = e + K * M;
-    SK(col_lse)(ys, K, M, c, e, sum);
-  }
   for (int64_t j = 0; j < n; j++) {
     int64_t t = st->iters[s];
-    if (blk && t >= blk->first_t) {
-      SK_T *slot = (SK_T *)blk->data + (s * blk->n_slots + (t - blk->first_t)) * K * M;
-      memcpy(slot, ys, (size_t)(K * M) * sizeof *slot);
-    }
-    /* Active set: columns capped after the first iteration (see the top). */
-    st->excess[s] = SK(iterate)(ys, K, M, c, &st->p, t >= 1 ? active : NULL, ws);
+    if (blk && t >= blk->first_t)
+      SK(write_record)(SK(record)(blk, s, t, K, M), &q, K, M, &st->new_epoch[s]);
+    /* Active set: columns capped after the first iteration (see the top).
+     * Without a tolerance only the last excess is needed (for info). */
+    bool want_excess = st->p.tol > 0 || t == st->p.max_iters - 1, absorbed;
+    st->excess[s] =
+        SK(iterate)(&q, x0s, K, M, &st->p, t, t >= 1 ? active : NULL, want_excess, &absorbed, ws);
+    st->new_epoch[s] |= absorbed;
     st->iters[s]++;
     if (st->excess[s] < st->p.tol) {
       st->done[s] = true;
@@ -321,94 +462,175 @@ static void SK(run_sample)(sk_state *st, SK_T *ys, int64_t s, int64_t n, const s
   }
 }
 
-/* The whole forward, in blocks of ITER_BLOCK iterations: each block
- * allocates the saved iterates it may need, then runs every still-running
- * sample in parallel (one thread per sample, so results do not depend on
- * the thread count). */
-static void SK(forward)(sg_graph *g, sk_state *st, SK_T *y, bool save) {
+/* Iterations of the block starting at iteration t0 (see FIRST_BLOCK). */
+static int64_t SK(block_len)(int64_t t0, const sk_params *p) {
+  int64_t left = p->max_iters - t0;
+  if (p->tol <= 0) return left;
+  int64_t n = t0 < FIRST_BLOCK ? FIRST_BLOCK : t0; /* doubling: t0 + n = 2 t0 */
+  return n < left ? n : left;
+}
+
+/* Arena slots for the records of iterations t in [max(t0, 1), t0 + n),
+ * linked in front of the previous blocks; NULL if there is no such t. */
+static sk_block *SK(new_block)(sg_graph *g, sk_state *st, int64_t t0, int64_t n) {
+  int64_t first = t0 > 0 ? t0 : 1;
+  if (t0 + n <= first) return NULL;
+  sk_block *blk = sg_arena_alloc(g, sizeof *blk);
+  blk->prev = st->last;
+  blk->first_t = first;
+  blk->n_slots = t0 + n - first;
+  size_t rec = (size_t)(1 + st->rows + st->cols) * sizeof(SK_T);
+  blk->data = sg_arena_alloc(g, (size_t)(st->samples * blk->n_slots) * rec);
+  st->last = blk;
+  return blk;
+}
+
+/* y = x0 - U0_k - V0_m + log a_k + log b_m, overwriting the kernel G. */
+static void SK(write_output)(const sk_state *st, const SK_T *x0, SK_T *y) {
+  int64_t S = st->samples, K = st->rows, M = st->cols, KM = K * M;
+#pragma omp parallel for if (par_worth(S * KM * 4)) schedule(static)
+  for (int64_t s = 0; s < S; s++) {
+    SK(sample) q = SK(sample_at)(st, y, s);
+    const SK_T *xs = x0 + s * KM;
+    for (int64_t k = 0; k < K; k++) {
+      SK_T ua = q.U0[k] - log(q.a[k]);
+      for (int64_t m = 0; m < M; m++)
+        q.G[k * M + m] = (xs[k * M + m] - (q.V0[m] - log(q.b[m]))) - ua;
+    }
+  }
+}
+
+/* The whole forward, block by block: each block allocates the records it
+ * may need, then runs every still-running sample in parallel (one thread
+ * per sample, so results do not depend on the thread count). */
+static void SK(forward)(sg_graph *g, sk_state *st, const SK_T *x0, SK_T *y, bool save) {
   int64_t S = st->samples, KM = st->rows * st->cols;
   if (S == 0) return;
-  int n_threads;
-  size_t per = SK(forward_scratch)(st->rows, st->cols);
-  char *scratch = thread_scratch(g, per, &n_threads);
+  size_t per = (size_t)(KM + 2 * st->cols) * sizeof(SK_T);
+  char *scratch = thread_scratch(g, &per);
   int64_t running = S;
-  for (int64_t t0 = 0; t0 < st->p.max_iters && running > 0; t0 += ITER_BLOCK) {
-    int64_t n = st->p.max_iters - t0 < ITER_BLOCK ? st->p.max_iters - t0 : ITER_BLOCK;
-    sk_block *blk = NULL;
-    if (save) { /* slots for x^t, t in [max(t0, 1), t0 + n) */
-      int64_t first = t0 > 0 ? t0 : 1;
-      if (t0 + n > first) {
-        blk = sg_arena_alloc(g, sizeof *blk);
-        blk->prev = st->last;
-        blk->first_t = first;
-        blk->n_slots = t0 + n - first;
-        blk->data = sg_arena_alloc(g, (size_t)(S * blk->n_slots * KM) * sizeof(SK_T));
-        st->last = blk;
-      }
-    }
+  for (int64_t t0 = 0, n; t0 < st->p.max_iters && running > 0; t0 += n) {
+    n = SK(block_len)(t0, &st->p);
+    const sk_block *blk = save ? SK(new_block)(g, st, t0, n) : NULL;
 #pragma omp parallel for if (par_worth(S * KM * n)) schedule(static)
     for (int64_t s = 0; s < S; s++) {
       if (st->done[s]) continue;
       SK_T *ws = (SK_T *)(scratch + per * (size_t)omp_get_thread_num());
-      SK(run_sample)(st, y + s * KM, s, n, blk, ws);
+      SK(run_sample)(st, x0 + s * KM, y, s, n, blk, ws);
     }
     running = 0;
     for (int64_t s = 0; s < S; s++) running += !st->done[s];
   }
+  SK(write_output)(st, x0, y);
 }
 
 /* ---- unrolled backward ------------------------------------------------- */
 
-/* Replaces g (gradient w.r.t. the iterate after iteration t) by the
- * gradient w.r.t. x = x^t, recomputing the iteration's LSEs from x. */
-static void SK(iteration_backward)(const SK_T *x, SK_T *g, int64_t K, int64_t M, SK_T log_cap,
-                                   SK_T *ws) {
-  SK_T *sig = ws, *p = sig + K * M, *z = p + K * M, *c = z + K * M, *colsum = c + M;
-  SK_T *shift = colsum + M, *rho = shift + M, *rowsum = rho + K;
-  SK(col_lse)(x, K, M, c, sig, colsum);
-  SK(col_shifts)(c, M, log_cap, shift);
-  for (int64_t k = 0; k < K; k++)
-    for (int64_t m = 0; m < M; m++) z[k * M + m] = x[k * M + m] - shift[m];
-  SK(row_lse)(z, K, M, rho, p, rowsum);
-  /* Row step: g -= softmax_m(z) * (row sum of g). */
-  for (int64_t k = 0; k < K; k++) {
-    SK_T gsum = 0;
-    for (int64_t m = 0; m < M; m++) gsum += g[k * M + m];
-    SK_T coef = gsum / rowsum[k];
-    for (int64_t m = 0; m < M; m++) g[k * M + m] -= p[k * M + m] * coef;
+/* Rebuilds into G, U0, V0 the kernel of the epoch holding iteration t of
+ * sample s; returns the iteration that started it (0: the first epoch). */
+static int64_t SK(load_epoch)(const sk_state *st, const SK_T *x0, int64_t s, int64_t t, SK_T *G,
+                              SK_T *U0, SK_T *V0, SK_T *ws) {
+  int64_t K = st->rows, M = st->cols;
+  for (; t >= 1; t--) {
+    const SK_T *rec = SK(record)(st->last, s, t, K, M);
+    if (rec[0] != 0) {
+      memcpy(U0, rec + 1, (size_t)K * sizeof *U0);
+      memcpy(V0, rec + 1 + K, (size_t)M * sizeof *V0);
+      SK(kernel)(x0, K, M, U0, V0, G);
+      return t;
+    }
   }
-  /* Column step, capped columns: g -= softmax_k(x) * (column sum of g). */
-  SK_T *coef = c; /* c is no longer needed */
-  for (int64_t m = 0; m < M; m++) coef[m] = 0;
-  for (int64_t k = 0; k < K; k++)
-    for (int64_t m = 0; m < M; m++) coef[m] += g[k * M + m];
-  for (int64_t m = 0; m < M; m++) coef[m] = shift[m] > 0 ? coef[m] / colsum[m] : 0;
-  for (int64_t k = 0; k < K; k++)
-    for (int64_t m = 0; m < M; m++) g[k * M + m] -= sig[k * M + m] * coef[m];
+  SK_T *b = ws; /* first_epoch sets b = 1, unused here */
+  SK(first_epoch)(x0, K, M, (SK_T)st->p.log_cap, U0, V0, G, b, ws + M);
+  return 0;
+}
+
+/* Replaces g (gradient w.r.t. the iterate after iteration t >= 1) by the
+ * gradient w.r.t. the iterate before it, whose scalings are a, b.
+ * ws: 2M elements. */
+static void SK(iteration_backward)(const SK_T *restrict G, int64_t K, int64_t M,
+                                   const SK_T *restrict a, const SK_T *restrict b, SK_T cap,
+                                   SK_T *restrict g, SK_T *restrict ws) {
+  SK_T *colsum = ws, *bc = colsum + M;
+  SK(col_sums)(G, K, M, a, b, colsum);
+  memcpy(bc, b, (size_t)M * sizeof *bc);
+  SK(col_step)(colsum, M, cap, bc, NULL);
+  /* Row step: g -= p * (row sum of g), p_km = G_km bc_m / sum_m G_km bc_m. */
+  for (int64_t k = 0; k < K; k++) {
+    SK_T s = 0, gsum = 0;
+    for (int64_t m = 0; m < M; m++) {
+      s += G[k * M + m] * bc[m];
+      gsum += g[k * M + m];
+    }
+    SK_T c = gsum / s;
+    for (int64_t m = 0; m < M; m++) g[k * M + m] -= G[k * M + m] * bc[m] * c;
+  }
+  /* Column step on capped columns: g -= sigma * (column sum of g), with
+   * sigma_km = G_km a_k b_m / colsum_m. */
+  for (int64_t m = 0; m < M; m++) {
+    if (!(colsum[m] > cap)) continue;
+    SK_T h = 0;
+    for (int64_t k = 0; k < K; k++) h += g[k * M + m];
+    h *= b[m] / colsum[m];
+    for (int64_t k = 0; k < K; k++) g[k * M + m] -= G[k * M + m] * a[k] * h;
+  }
+}
+
+/* The same for iteration 0: its row step on the first epoch's G (b = 1),
+ * then its log-domain column step recomputed from the input. ws: K*M + 3M. */
+static void SK(first_iteration_backward)(const SK_T *x0, const SK_T *G, int64_t K, int64_t M,
+                                         SK_T log_cap, SK_T *g, SK_T *ws) {
+  for (int64_t k = 0; k < K; k++) {
+    SK_T s = 0, gsum = 0;
+    for (int64_t m = 0; m < M; m++) {
+      s += G[k * M + m];
+      gsum += g[k * M + m];
+    }
+    SK_T c = gsum / s;
+    for (int64_t m = 0; m < M; m++) g[k * M + m] -= G[k * M + m] * c;
+  }
+  SK_T *c = ws, *sum = c + M, *shift = sum + M, *e = shift + M;
+  SK(col_lse)(x0, K, M, c, e, sum);
+  SK(col_shifts)(c, M, log_cap, shift);
+  for (int64_t m = 0; m < M; m++) {
+    if (!(shift[m] > 0)) continue;
+    SK_T h = 0;
+    for (int64_t k = 0; k < K; k++) h += g[k * M + m];
+    h /= sum[m];
+    for (int64_t k = 0; k < K; k++) g[k * M + m] -= e[k * M + m] * h;
+  }
+}
+
+/* Backward through every iteration sample s ran; g holds its output
+ * gradient and receives its input gradient. ws: see unrolled_backward. */
+static void SK(sample_backward)(const sk_state *st, const SK_T *x0, int64_t s, SK_T *g, SK_T *ws) {
+  int64_t K = st->rows, M = st->cols, KM = K * M;
+  SK_T *G = ws, *U0 = G + KM, *V0 = U0 + K, *a = V0 + M, *b = a + K, *tmp = b + M;
+  SK_T cap = (SK_T)st->p.col_cap;
+  int64_t epoch = SK(load_epoch)(st, x0, s, st->iters[s] - 1, G, U0, V0, tmp);
+  for (int64_t t = st->iters[s] - 1; t >= 1; t--) {
+    const SK_T *rec = SK(record)(st->last, s, t, K, M);
+    for (int64_t k = 0; k < K; k++) a[k] = rec[0] != 0 ? 1 : rec[1 + k];
+    for (int64_t m = 0; m < M; m++) b[m] = rec[0] != 0 ? 1 : rec[1 + K + m];
+    SK(iteration_backward)(G, K, M, a, b, cap, g, tmp);
+    if (t == epoch) epoch = SK(load_epoch)(st, x0, s, t - 1, G, U0, V0, tmp);
+  }
+  SK(first_iteration_backward)(x0, G, K, M, (SK_T)st->p.log_cap, g, tmp);
 }
 
 static void SK(unrolled_backward)(sg_graph *g, const sk_state *st, const SK_T *x0, const SK_T *gy,
                                   SK_T *gx) {
   int64_t S = st->samples, K = st->rows, M = st->cols, KM = K * M;
-  int n_threads;
-  size_t per = (size_t)(4 * KM + 2 * K + 3 * M) * sizeof(SK_T);
-  char *scratch = thread_scratch(g, per, &n_threads);
+  /* g, then G, U0, V0, a, b and the kernels' scratch (K*M + 3M or more). */
+  size_t per = (size_t)(3 * KM + 3 * K + 6 * M) * sizeof(SK_T);
+  char *scratch = thread_scratch(g, &per);
   int64_t work = 0;
   for (int64_t s = 0; s < S; s++) work += st->iters[s] * KM;
 #pragma omp parallel for if (par_worth(work)) schedule(static)
   for (int64_t s = 0; s < S; s++) {
-    SK_T *ws = (SK_T *)(scratch + per * (size_t)omp_get_thread_num());
-    SK_T *gs = ws, *iter_ws = ws + KM;
+    SK_T *gs = (SK_T *)(scratch + per * (size_t)omp_get_thread_num());
     memcpy(gs, gy + s * KM, (size_t)KM * sizeof *gs);
-    const sk_block *blk = st->last;
-    for (int64_t t = st->iters[s] - 1; t >= 0; t--) {
-      const SK_T *xt = x0 + s * KM;
-      if (t > 0) {
-        while (t < blk->first_t) blk = blk->prev;
-        xt = (const SK_T *)blk->data + (s * blk->n_slots + (t - blk->first_t)) * KM;
-      }
-      SK(iteration_backward)(xt, gs, K, M, (SK_T)st->p.log_cap, iter_ws);
-    }
+    SK(sample_backward)(st, x0 + s * KM, s, gs, gs + KM);
     for (int64_t i = 0; i < KM; i++) gx[s * KM + i] += gs[i];
   }
 }
@@ -518,11 +740,12 @@ static void SK(first_col_step_backward)(const SK_T *x0, double *go, int64_t K, i
 static void SK(implicit_backward)(sg_graph *g, const sk_state *st, const SK_T *x0, const SK_T *y,
                                   const SK_T *gy, SK_T *gx) {
   int64_t S = st->samples, K = st->rows, M = st->cols, KM = K * M;
-  int n_threads;
-  size_t doubles = (size_t)(2 * KM + 2 * K + 2 * M + M * M) * sizeof(double);
-  size_t typed = (size_t)(KM + 3 * M) * sizeof(SK_T);
-  size_t per = (doubles + typed + (size_t)M + 63) / 64 * 64;
-  char *scratch = thread_scratch(g, per, &n_threads);
+  /* go (K*M doubles), then fixed_point_backward's and
+   * first_col_step_backward's scratch. */
+  size_t doubles = (size_t)(2 * KM + 2 * K + 2 * M + M * M) * sizeof(double) + (size_t)M;
+  doubles = (doubles + 63) / 64 * 64;
+  size_t per = doubles + (size_t)(KM + 4 * M) * sizeof(SK_T);
+  char *scratch = thread_scratch(g, &per);
 #pragma omp parallel for if (par_worth(S * KM * (M + 4))) schedule(static)
   for (int64_t s = 0; s < S; s++) {
     char *ws = scratch + per * (size_t)omp_get_thread_num();
