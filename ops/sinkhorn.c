@@ -437,14 +437,26 @@ static void SK(write_record)(SK_T *rec, const SK(sample) * q, int64_t K, int64_t
 
 /* ---- forward --------------------------------------------------------------- */
 
+/* A finished sample's output y = x0 - U0_k - V0_m + log a_k + log b_m,
+ * written over its kernel G. ws: M elements. */
+static void SK(write_output)(const SK(sample) * q, const SK_T *x0, int64_t K, int64_t M, SK_T *ws) {
+  SK_T *vb = ws;
+  for (int64_t m = 0; m < M; m++) vb[m] = q->V0[m] - log(q->b[m]);
+  for (int64_t k = 0; k < K; k++) {
+    SK_T ua = q->U0[k] - log(q->a[k]);
+    for (int64_t m = 0; m < M; m++) q->G[k * M + m] = (x0[k * M + m] - vb[m]) - ua;
+  }
+}
+
 /* Runs up to n iterations of sample s (input x0s, kernel in G), first
- * saving each iteration's record into blk when blk is not NULL. */
+ * saving each iteration's record into blk when blk is not NULL; writes the
+ * sample's output once it has finished. */
 static void SK(run_sample)(sk_state *st, const SK_T *x0s, SK_T *G, int64_t s, int64_t n,
                            const sk_block *blk, SK_T *ws) {
   int64_t K = st->rows, M = st->cols;
   SK(sample) q = SK(sample_at)(st, G, s);
   uint8_t *active = st->active + s * M;
-  for (int64_t j = 0; j < n; j++) {
+  for (int64_t j = 0; j < n && !st->done[s]; j++) {
     int64_t t = st->iters[s];
     if (blk && t >= blk->first_t)
       SK(write_record)(SK(record)(blk, s, t, K, M), &q, K, M, &st->new_epoch[s]);
@@ -455,11 +467,9 @@ static void SK(run_sample)(sk_state *st, const SK_T *x0s, SK_T *G, int64_t s, in
         SK(iterate)(&q, x0s, K, M, &st->p, t, t >= 1 ? active : NULL, want_excess, &absorbed, ws);
     st->new_epoch[s] |= absorbed;
     st->iters[s]++;
-    if (st->excess[s] < st->p.tol) {
-      st->done[s] = true;
-      return;
-    }
+    st->done[s] = st->excess[s] < st->p.tol;
   }
+  if (st->done[s] || st->iters[s] == st->p.max_iters) SK(write_output)(&q, x0s, K, M, ws);
 }
 
 /* Iterations of the block starting at iteration t0 (see FIRST_BLOCK). */
@@ -485,21 +495,6 @@ static sk_block *SK(new_block)(sg_graph *g, sk_state *st, int64_t t0, int64_t n)
   return blk;
 }
 
-/* y = x0 - U0_k - V0_m + log a_k + log b_m, overwriting the kernel G. */
-static void SK(write_output)(const sk_state *st, const SK_T *x0, SK_T *y) {
-  int64_t S = st->samples, K = st->rows, M = st->cols, KM = K * M;
-#pragma omp parallel for if (par_worth(S * KM * 4)) schedule(static)
-  for (int64_t s = 0; s < S; s++) {
-    SK(sample) q = SK(sample_at)(st, y, s);
-    const SK_T *xs = x0 + s * KM;
-    for (int64_t k = 0; k < K; k++) {
-      SK_T ua = q.U0[k] - log(q.a[k]);
-      for (int64_t m = 0; m < M; m++)
-        q.G[k * M + m] = (xs[k * M + m] - (q.V0[m] - log(q.b[m]))) - ua;
-    }
-  }
-}
-
 /* The whole forward, block by block: each block allocates the records it
  * may need, then runs every still-running sample in parallel (one thread
  * per sample, so results do not depend on the thread count). */
@@ -521,7 +516,6 @@ static void SK(forward)(sg_graph *g, sk_state *st, const SK_T *x0, SK_T *y, bool
     running = 0;
     for (int64_t s = 0; s < S; s++) running += !st->done[s];
   }
-  SK(write_output)(st, x0, y);
 }
 
 /* ---- unrolled backward ------------------------------------------------- */
