@@ -93,14 +93,6 @@ size_t sg_gemm_reference_scratch_bytes(sg_dtype dt, int64_t m, int64_t n, int64_
   return (size_t)ref_scratch_elems(m, n, k, nr) * sg_dtype_size(dt) + 64;
 }
 
-/* Contract a*b+c into one rounding where the hardware has FMA (ISO C modes
- * leave -ffp-contract off); results stay independent of the thread count. */
-#ifdef __FMA__
-#define MADD(a, b, c) fma((a), (b), (c))
-#else
-#define MADD(a, b, c) ((a) * (b) + (c))
-#endif
-
 /* C := beta*C (beta 0 clears, so garbage/NaN in C is never read). */
 #define SCALE_C(T)                                                                                 \
   do {                                                                                             \
@@ -173,14 +165,14 @@ size_t sg_gemm_reference_scratch_bytes(sg_dtype dt, int64_t m, int64_t n, int64_
   }                                                                                                \
   static void gemm_ref_##SFX(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha,           \
                              const T *a, int64_t lda, const T *b, int64_t ldb, T beta, T *c,       \
-                             int64_t ldc, T *ap) {                                                 \
+                             int64_t ldc, T *ap, bool allow_par) {                                 \
     T *bp = ap + round_up(m, MR) * min64(KC, k);                                                   \
-    int threads = omp_get_max_threads();                                                           \
+    int threads = allow_par ? omp_get_max_threads() : 1;                                           \
     for (int64_t p0 = 0; p0 < k; p0 += KC) {                                                       \
       int64_t kc = min64(KC, k - p0);                                                              \
       T beta_p = p0 == 0 ? beta : 1; /* later slabs add to the first */                            \
       int64_t a_strips = ceil_div(m, MR);                                                          \
-      bool par = m * n * kc > REF_PAR_MIN_FLOPS;                                                   \
+      bool par = allow_par && m * n * kc > REF_PAR_MIN_FLOPS;                                      \
       _Pragma("omp parallel for if (par) schedule(static)") for (int64_t s = 0; s < a_strips;      \
                                                                  s++) {                            \
         pack_a_##SFX(ta, a, lda, s *MR, min64(MR, m - s * MR), p0, kc, ap + s * MR * kc);          \
@@ -215,9 +207,9 @@ size_t sg_gemm_reference_scratch_bytes(sg_dtype dt, int64_t m, int64_t n, int64_
 DEFINE_REFERENCE_GEMM(f32, float, NR_F32)
 DEFINE_REFERENCE_GEMM(f64, double, NR_F64)
 
-void sg_gemm_reference(sg_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
-                       const void *a, int64_t lda, const void *b, int64_t ldb, double beta, void *c,
-                       int64_t ldc, void *scratch) {
+static void gemm_ref(sg_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
+                     const void *a, int64_t lda, const void *b, int64_t ldb, double beta, void *c,
+                     int64_t ldc, void *scratch, bool allow_par) {
   if (m <= 0 || n <= 0) return;
   if (k <= 0 || alpha == 0) {
     SG_DISPATCH(dt, T, SCALE_C(T););
@@ -226,47 +218,23 @@ void sg_gemm_reference(sg_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int6
   void *own = NULL;
   if (!scratch) scratch = own = sg_malloc(sg_gemm_reference_scratch_bytes(dt, m, n, k));
   if (dt == SG_F32)
-    gemm_ref_f32(ta, tb, m, n, k, (float)alpha, a, lda, b, ldb, (float)beta, c, ldc, scratch);
+    gemm_ref_f32(ta, tb, m, n, k, (float)alpha, a, lda, b, ldb, (float)beta, c, ldc, scratch,
+                 allow_par);
   else
-    gemm_ref_f64(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, scratch);
+    gemm_ref_f64(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, scratch, allow_par);
   sg_mfree(own);
 }
 
-/* ==== small kernel ======================================================= */
-/* Unblocked, single-threaded: C row i accumulates alpha*A(i,p)*B(p,:) over p
- * in order (B rows contiguous), or dot products when B is transposed. */
-void sg_gemm_small(sg_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
-                   const void *av, int64_t lda, const void *bv, int64_t ldb, double beta, void *c,
-                   int64_t ldc) {
-  if (m <= 0 || n <= 0) return;
-  SG_DISPATCH(dt, T, {
-    const T *a = av, *b = bv;
-    T *cm = c, al = (T)alpha, be = (T)beta;
-    for (int64_t i = 0; i < m; i++) {
-      T *cr = cm + i * ldc;
-      if (tb) {
-        for (int64_t j = 0; j < n; j++) {
-          T s = 0;
-          for (int64_t p = 0; p < k; p++)
-            s = MADD(ta ? a[p * lda + i] : a[i * lda + p], b[j * ldb + p], s);
-          cr[j] = be == 0 ? al * s : be * cr[j] + al * s;
-        }
-      } else {
-        T acc[256];
-        for (int64_t j0 = 0; j0 < n; j0 += 256) {
-          int64_t cols = min64(256, n - j0);
-          for (int64_t j = 0; j < cols; j++) acc[j] = 0;
-          for (int64_t p = 0; p < k; p++) {
-            T aip = ta ? a[p * lda + i] : a[i * lda + p];
-            const T *br = b + p * ldb + j0;
-            for (int64_t j = 0; j < cols; j++) acc[j] = MADD(aip, br[j], acc[j]);
-          }
-          for (int64_t j = 0; j < cols; j++)
-            cr[j0 + j] = be == 0 ? al * acc[j] : be * cr[j0 + j] + al * acc[j];
-        }
-      }
-    }
-  });
+void sg_gemm_reference(sg_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
+                       const void *a, int64_t lda, const void *b, int64_t ldb, double beta, void *c,
+                       int64_t ldc, void *scratch) {
+  gemm_ref(dt, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, scratch, true);
+}
+
+void sg_gemm_serial(sg_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
+                    const void *a, int64_t lda, const void *b, int64_t ldb, double beta, void *c,
+                    int64_t ldc, void *scratch) {
+  gemm_ref(dt, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, scratch, false);
 }
 
 /* ==== dispatch to CBLAS ================================================== */
@@ -480,14 +448,18 @@ static void batched_gemm(sg_graph *g, sg_dtype dt, const batch_shape *bs, int64_
   const char *xp = x->p, *yp = y->p;
   char *cp = c;
   if (!c_shared && m * n * k <= SMALL_GEMM_FLOPS) {
-    /* Each batch writes its own C: many tiny products in parallel. (With a
-     * shared C only some batches collide, so those run in order below.) */
+    /* Each batch writes its own C: many small products in parallel, one per
+     * thread, each thread with its own packing scratch. (With a shared C
+     * some batches collide, so those run in order below.) */
+    size_t per_thread = (sg_gemm_reference_scratch_bytes(dt, m, n, k) + 63) / 64 * 64;
+    char *scratch = sg_arena_alloc(g, per_thread * (size_t)omp_get_max_threads());
     _Pragma(
         "omp parallel for if (nb * m * n * k > SG_PAR_MIN) schedule(static)") for (int64_t t = 0;
                                                                                    t < nb; t++) {
-      sg_gemm_small(dt, x->trans, y->trans, m, n, k, 1, xp + batch_offset(bs, x->stride, t) * esz,
-                    x->ld, yp + batch_offset(bs, y->stride, t) * esz, y->ld, beta,
-                    cp + batch_offset(bs, cstride, t) * esz, n);
+      sg_gemm_serial(dt, x->trans, y->trans, m, n, k, 1, xp + batch_offset(bs, x->stride, t) * esz,
+                     x->ld, yp + batch_offset(bs, y->stride, t) * esz, y->ld, beta,
+                     cp + batch_offset(bs, cstride, t) * esz, n,
+                     scratch + per_thread * (size_t)omp_get_thread_num());
     }
     return;
   }

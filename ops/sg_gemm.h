@@ -41,10 +41,11 @@ void sg_gemm_reference(sg_dtype dt, bool trans_a, bool trans_b, int64_t m, int64
  * the BLAS path needs none). */
 size_t sg_gemm_reference_scratch_bytes(sg_dtype dt, int64_t m, int64_t n, int64_t k);
 
-/* Single-threaded unblocked kernel for small matrices; safe inside a
- * parallel region (the ops run many tiny products in parallel with it). */
-void sg_gemm_small(sg_dtype dt, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
-                   double alpha, const void *a, int64_t lda, const void *b, int64_t ldb,
-                   double beta, void *c, int64_t ldc);
+/* The reference kernel on the calling thread only (it never forks): safe
+ * inside a parallel region, where the ops run many small products at once,
+ * one per thread, each with its own scratch. */
+void sg_gemm_serial(sg_dtype dt, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                    double alpha, const void *a, int64_t lda, const void *b, int64_t ldb,
+                    double beta, void *c, int64_t ldc, void *scratch);
 
 #endif

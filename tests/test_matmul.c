@@ -1,5 +1,5 @@
-/* Matrix products: the GEMM kernels (CBLAS path, reference and small
- * kernels) against a naive triple loop, batched and broadcast matmul in all
+/* Matrix products: the GEMM kernels (CBLAS path, the reference kernel
+ * threaded and serial) against a naive triple loop, batched and broadcast matmul in all
  * transpose combinations, linear, float64 gradient checks, determinism
  * across thread counts, and misuse reports. */
 #include <omp.h>
@@ -46,13 +46,6 @@ static double dot_tol(sg_dtype dt, int64_t k, double abs_sum) {
 
 typedef void (*gemm_fn)(sg_dtype, bool, bool, int64_t, int64_t, int64_t, double, const void *,
                         int64_t, const void *, int64_t, double, void *, int64_t, void *);
-
-static void small_as_gemm(sg_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
-                          double alpha, const void *a, int64_t lda, const void *b, int64_t ldb,
-                          double beta, void *c, int64_t ldc, void *scratch) {
-  (void)scratch;
-  sg_gemm_small(dt, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-}
 
 /* Runs f on C := alpha op(A) op(B) + beta C with C starting as c0 (NaN when
  * beta is 0: it must not be read) and checks every element against the
@@ -118,8 +111,8 @@ START_TEST(gemm_reference_vs_naive) {
   check_kernel_all_sizes(sg_gemm_reference);
 }
 END_TEST
-START_TEST(gemm_small_vs_naive) {
-  check_kernel_all_sizes(small_as_gemm);
+START_TEST(gemm_serial_vs_naive) {
+  check_kernel_all_sizes(sg_gemm_serial);
 }
 END_TEST
 
@@ -128,7 +121,7 @@ END_TEST
 START_TEST(gemm_alpha_beta) {
   sg_rng r;
   sg_rng_seed(&r, 19);
-  const gemm_fn fns[] = {sg_gemm, sg_gemm_reference, small_as_gemm};
+  const gemm_fn fns[] = {sg_gemm, sg_gemm_reference, sg_gemm_serial};
   for (int f = 0; f < 3; f++)
     for (int dt = 0; dt < 2; dt++)
       for (int t = 0; t < 4; t++) {
@@ -673,7 +666,7 @@ Suite *suite_matmul(void) {
   } tcs[] = {
       {"gemm_blas_vs_naive", gemm_blas_vs_naive},
       {"gemm_reference_vs_naive", gemm_reference_vs_naive},
-      {"gemm_small_vs_naive", gemm_small_vs_naive},
+      {"gemm_serial_vs_naive", gemm_serial_vs_naive},
       {"gemm_alpha_beta", gemm_alpha_beta},
       {"gemm_blas_vs_reference", gemm_blas_vs_reference},
       {"gemm_deterministic_across_threads", gemm_deterministic_across_threads},
