@@ -298,24 +298,13 @@ int sg_eval_check(const sg_gnn *m, const sg_dataset *ds, char *msg, size_t msg_l
   return 0;
 }
 
-/* The inputs of samples [start, start+B) in g's arena (models.md): p = Pt dBm / 30,
- * q = 1, H the SNR-scaled channel features over the training scale. */
-static int make_inputs(sg_graph *g, const sg_gnn *m, const sg_dataset *ds, int64_t start, int64_t B,
-                       double scale, sg_tensor **p, sg_tensor **q, sg_tensor **H) {
-  sg_dtype dt = m->cfg.dtype;
-  *p = sg_full(g, dt, 3, (int64_t[]){B, ds->M, 1}, ds->pt_dbm / 30.0);
-  *q = sg_ones(g, dt, 3, (int64_t[]){B, ds->K, 1});
-  *H = sg_features(g, ds, start, B, scale, dt);
-  return *p && *q && *H ? 0 : -1;
-}
-
 /* Forward of samples [start, start+B) into A (their S-layout rows); 0 or -1. */
 static int infer_batch(sg_graph *g, const sg_gnn *m, const sg_dataset *ds, int64_t start, int64_t B,
                        double scale, double *A) {
   sg_graph_reset(g);
-  sg_tensor *p, *q, *H;
-  if (make_inputs(g, m, ds, start, B, scale, &p, &q, &H)) return -1;
-  sg_gnn_output out = sg_gnn_forward(g, m, p, q, H, SG_GNN_EVAL, NULL, NULL);
+  sg_gnn_batch in; /* the training inputs: p = Pt dBm / 30, q = 1, H over the training scale */
+  if (sg_gnn_batch_make(g, ds, NULL, start, B, scale, m->cfg.dtype, false, &in)) return -1;
+  sg_gnn_output out = sg_gnn_forward(g, m, in.p, in.q, in.H, SG_GNN_EVAL, NULL, NULL);
   if (!out.assoc) return -1;
   double *dst = A + start * ds->K * ds->M;
   for (int64_t i = 0; i < out.assoc->numel; i++) dst[i] = sg_get(out.assoc, i);

@@ -1,0 +1,212 @@
+/* assoc eval CKPT DATA: the metrics of docs/models.md for a trained model on
+ * any data set (other sizes and powers than the training ones included). */
+#include <getopt.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "assoc_cli.h"
+#include "sg_eval.h"
+#include "sg_train.h"
+
+static const char eval_help[] =
+    "usage: assoc eval CHECKPOINT DATA [options]\n"
+    "\n"
+    "Evaluates a trained association GNN (a checkpoint of 'assoc train') on a\n"
+    "data set of any M and K (same N), with the feature scale it was trained\n"
+    "with: violation ratio of the one-hot (row argmax) association, sum-rate\n"
+    "with violations, load-balanced sum-rate (overloaded BSs keep the N UEs of\n"
+    "largest a~), the no-violation rounding (max-weight assignment on log A~),\n"
+    "ratio to ES, inference time per sample and parameter count.\n"
+    "\n"
+    "  --json               print JSON instead of a table\n"
+    "  --batch B            samples per forward pass (default 256)\n"
+    "  --limit S            use only the first S samples\n"
+    "  --latency-samples n  single-sample forwards timed for the latency (default 32)\n"
+    "  --no-es              skip ES (no ratio to ES)\n"
+    "  --es-max-leaves X    skip ES above X feasible associations per sample (default 1e7)\n"
+    "  --threads T          OpenMP threads (default: OMP_NUM_THREADS or all)\n"
+    "  -h, --help           this help\n";
+
+enum eval_option {
+  EV_JSON = 1000,
+  EV_BATCH,
+  EV_LIMIT,
+  EV_LATENCY,
+  EV_NO_ES,
+  EV_ES_MAX,
+  EV_THREADS,
+};
+
+static const struct option eval_options[] = {
+    {"json", no_argument, NULL, EV_JSON},
+    {"batch", required_argument, NULL, EV_BATCH},
+    {"limit", required_argument, NULL, EV_LIMIT},
+    {"latency-samples", required_argument, NULL, EV_LATENCY},
+    {"no-es", no_argument, NULL, EV_NO_ES},
+    {"es-max-leaves", required_argument, NULL, EV_ES_MAX},
+    {"threads", required_argument, NULL, EV_THREADS},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+typedef struct eval_args {
+  const char *ckpt, *data;
+  bool json, no_es, help;
+  int batch, latency, threads;
+  int64_t limit;
+  double es_max;
+} eval_args;
+
+static int eval_option(eval_args *a, int opt, const char *v) {
+  const char *c = "eval";
+  switch (opt) {
+  case EV_JSON:
+    a->json = true;
+    return 0;
+  case EV_BATCH:
+    return assoc_parse_int(c, "batch", v, 1, 1 << 20, &a->batch);
+  case EV_LIMIT:
+    return assoc_parse_i64(c, "limit", v, 1, INT64_MAX, &a->limit);
+  case EV_LATENCY:
+    return assoc_parse_int(c, "latency-samples", v, 0, 100000, &a->latency);
+  case EV_NO_ES:
+    a->no_es = true;
+    return 0;
+  case EV_ES_MAX:
+    return assoc_parse_double(c, "es-max-leaves", v, 1, 1e18, &a->es_max);
+  case EV_THREADS:
+    return assoc_parse_int(c, "threads", v, 1, 4096, &a->threads);
+  case 'h':
+    a->help = true;
+    return 0;
+  default:
+    return -1;
+  }
+}
+
+static int eval_parse(int argc, char **argv, eval_args *a) {
+  *a = (eval_args){.batch = 256, .latency = 32, .es_max = 1e7};
+  optind = 1, opterr = 0;
+  for (int opt; (opt = getopt_long(argc, argv, "h", eval_options, NULL)) != -1;) {
+    if (opt == '?') return assoc_bad_option("eval", argv);
+    if (eval_option(a, opt, optarg)) return -1;
+  }
+  if (a->help) return 0;
+  if (optind + 2 != argc) {
+    fprintf(stderr, "assoc eval: expected a checkpoint and a data set (see assoc eval --help)\n");
+    return -1;
+  }
+  a->ckpt = argv[optind], a->data = argv[optind + 1];
+  return 0;
+}
+
+static void print_table(const eval_args *a, const sg_gnn *m, double scale, const sg_dataset *ds,
+                        const sg_eval_metrics *x) {
+  const sg_gnn_config *c = &m->cfg;
+  printf("model %s: %s, d %d, h %d, L %d, tau %g, T %d, %lld parameters, feature scale %.6g\n",
+         a->ckpt, sg_gnn_variant_name(c->variant), c->d, c->h, c->L, c->tau, c->sk_iters,
+         (long long)x->params, scale);
+  printf("data  %s: S=%lld M=%d N=%d K=%d, Pt %.1f dBm\n\n", a->data, (long long)ds->S, ds->M,
+         ds->N, ds->K, ds->pt_dbm);
+  printf("  violation ratio (one-hot)      %8.2f%%\n", 100.0 * x->violation_ratio);
+  printf("  sum-rate with violations       %8.3f bps/Hz\n", x->rate);
+  printf("  load-balanced sum-rate         %8.3f  (%.2f UEs dropped per sample)\n", x->rate_lb,
+         x->mean_dropped);
+  printf("  no-violation rounding          %8.3f  (max-weight assignment on log A~)\n",
+         x->rate_no_violation);
+  if (isfinite(x->es_rate))
+    printf("  ES                             %8.3f  ratio to ES: LB %.3f, no-violation %.3f\n",
+           x->es_rate, x->ratio_to_es, x->ratio_nv_to_es);
+  else
+    printf("  ES                                    -  (skipped)\n");
+  printf("  inference                      %8.1f us/sample (batch %d, %d threads)\n", x->infer_us,
+         x->batch, x->threads);
+  printf("  single-sample latency          %8.1f us (median)\n", x->latency_us);
+}
+
+static void print_json(const eval_args *a, const sg_gnn *m, double scale,
+                       const sg_eval_metrics *x) {
+  const sg_gnn_config *c = &m->cfg;
+  printf("{\"checkpoint\": ");
+  sg_json_string(stdout, a->ckpt);
+  printf(", \"data\": ");
+  sg_json_string(stdout, a->data);
+  printf(", \"model\": ");
+  sg_json_string(stdout, sg_gnn_variant_name(c->variant));
+  printf(", \"d\": %d, \"h\": %d, \"L\": %d, \"feature_scale\": ", c->d, c->h, c->L);
+  sg_json_number(stdout, scale);
+  printf(", \"metrics\": ");
+  sg_eval_metrics_json(stdout, x);
+  printf("}\n");
+}
+
+/* ES rates of ds into *es (NULL when skipped, with a note). 0 or -1. */
+static int es_reference(const eval_args *a, const sg_dataset *ds, double **es) {
+  *es = NULL;
+  if (a->no_es) return 0;
+  if (sg_feasible_count(ds->M, ds->N, ds->K) > a->es_max) {
+    fprintf(stderr,
+            "assoc eval: note: ES skipped (%.3g feasible associations per sample > "
+            "--es-max-leaves %.3g)\n",
+            sg_feasible_count(ds->M, ds->N, ds->K), a->es_max);
+    return 0;
+  }
+  *es = malloc((ds->S > 0 ? (size_t)ds->S : 1) * sizeof **es);
+  if (!*es || sg_eval_es_rates(ds, a->es_max, *es)) {
+    fprintf(stderr, "assoc eval: ES failed (out of memory)\n");
+    return -1;
+  }
+  return 0;
+}
+
+static int run_eval(const eval_args *a, const sg_gnn *m, double scale, const sg_dataset *ds) {
+  char msg[512];
+  if (sg_eval_check(m, ds, msg, sizeof msg)) {
+    fprintf(stderr, "assoc eval: %s: %s\n", a->data, msg);
+    return ASSOC_EXIT_FAIL;
+  }
+  double *es;
+  if (es_reference(a, ds, &es)) return ASSOC_EXIT_FAIL;
+  sg_eval_opts o = sg_eval_defaults(scale);
+  o.batch = a->batch, o.latency_samples = a->latency;
+  sg_eval_metrics x;
+  int rc = sg_eval_model(m, ds, &o, es, &x, NULL, msg, sizeof msg);
+  if (rc)
+    fprintf(stderr, "assoc eval: %s\n", msg);
+  else if (a->json)
+    print_json(a, m, scale, &x);
+  else
+    print_table(a, m, scale, ds, &x);
+  free(es);
+  return rc ? ASSOC_EXIT_FAIL : ASSOC_EXIT_OK;
+}
+
+int assoc_cmd_eval(int argc, char **argv) {
+  eval_args a;
+  if (eval_parse(argc, argv, &a)) return ASSOC_EXIT_USAGE;
+  if (a.help) return fputs(eval_help, stdout), ASSOC_EXIT_OK;
+  if (a.threads) assoc_set_threads(a.threads);
+  sg_io_error err;
+  double scale;
+  sg_gnn *m = sg_checkpoint_load_model(a.ckpt, &scale, NULL, &err);
+  if (!m) {
+    fprintf(stderr, "assoc eval: %s\n", err.msg);
+    return ASSOC_EXIT_FAIL;
+  }
+  sg_dataset ds;
+  if (sg_dataset_load(a.data, &ds, &err)) {
+    fprintf(stderr, "assoc eval: %s\n", err.msg);
+    sg_gnn_free(m);
+    return ASSOC_EXIT_FAIL;
+  }
+  int64_t all = ds.S;
+  if (a.limit && a.limit < ds.S) ds.S = a.limit; /* samples are contiguous: a prefix view */
+  int rc = run_eval(&a, m, scale, &ds);
+  ds.S = all;
+  sg_dataset_free(&ds);
+  sg_gnn_free(m);
+  return rc;
+}
