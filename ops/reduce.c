@@ -210,9 +210,53 @@ sg_tensor *(sg_mean)(sg_graph *g, sg_tensor *a, int axis, bool keepdim) {
  * the earlier element, so the saved index is the first maximal one. */
 #define MAX_TAKES(v, best) ((v) > (best) || ((v) != (v) && (best) == (best)))
 
+/* Maximum of a contiguous row in LANES independent lanes (vectorisable;
+ * the maximum is exact, so the lane split does not change it). */
+#define ROW_MAX(T, x, len, result)                                                                 \
+  do {                                                                                             \
+    T lane_[LANES];                                                                                \
+    for (int l_ = 0; l_ < LANES; l_++) lane_[l_] = (x)[0];                                         \
+    int64_t i_ = 0;                                                                                \
+    for (; i_ + LANES <= (len); i_ += LANES)                                                       \
+      for (int l_ = 0; l_ < LANES; l_++)                                                           \
+        lane_[l_] = MAX_TAKES((x)[i_ + l_], lane_[l_]) ? (x)[i_ + l_] : lane_[l_];                 \
+    for (int l_ = 0; i_ < (len); i_++, l_++)                                                       \
+      lane_[l_] = MAX_TAKES((x)[i_], lane_[l_]) ? (x)[i_] : lane_[l_];                             \
+    T m_ = lane_[0];                                                                               \
+    for (int l_ = 1; l_ < LANES; l_++) m_ = MAX_TAKES(lane_[l_], m_) ? lane_[l_] : m_;             \
+    (result) = m_;                                                                                 \
+  } while (0)
+
+/* Rows (inner == 1): the maximum, then its first position if wanted. */
+static void max_rows(const sg_tensor *a, int64_t outer, int64_t n, sg_tensor *out, int64_t *idx) {
+  SG_DISPATCH(a->dtype, T, {
+    const T *x = a->data;
+    T *y = out->data;
+    _Pragma("omp parallel for if (a->numel > SG_PAR_MIN) schedule(static)") for (int64_t o = 0;
+                                                                                 o < outer; o++) {
+      const T *xr = x + o * n;
+      T m;
+      ROW_MAX(T, xr, n, m);
+      y[o] = m;
+      if (idx) {
+        int64_t k = 0;
+        if (m == m)
+          while (xr[k] != m) k++;
+        else /* the first NaN */
+          while (xr[k] == xr[k]) k++;
+        idx[o] = k;
+      }
+    }
+  });
+}
+
 /* y[o,j] = max_k x[o,k,j]; idx (may be NULL) gets the first maximal k. */
 static void max_forward(const sg_tensor *a, const rview *v, sg_tensor *out, int64_t *idx) {
   int64_t n = v->n, inner = v->inner;
+  if (inner == 1) {
+    max_rows(a, v->outer, n, out, idx);
+    return;
+  }
   int64_t tiles = ceil_div(inner, TILE), items = v->outer * tiles;
   SG_DISPATCH(a->dtype, T, {
     const T *x = a->data;

@@ -276,6 +276,20 @@ START_TEST(max_ties_first) {
     sg_backward_with(g, y0, sg_ones(g, (sg_dtype)dt, 2, (int64_t[]){1, 2}));
     const double want0[6] = {1, 0, 0, 1, 0, 0};
     for (int i = 0; i < 6; i++) ck_assert_double_eq(sg_get(z->grad, i), want0[i]);
+    /* A long row (the vectorised path): equal maxima at 37 and 80. */
+    sg_tensor *row = sg_zeros(NULL, (sg_dtype)dt, 2, (int64_t[]){2, 100});
+    for (int i = 0; i < 200; i++) sg_set(row, i, sin(i));
+    sg_set(row, 37, 5);
+    sg_set(row, 80, 5);
+    sg_set(row, 100 + 99, 7); /* last element of row 1 */
+    sg_set_requires_grad(row, true);
+    sg_tensor *ym = sg_max(g, row, -1, false);
+    ck_assert_double_eq(sg_get(ym, 0), 5);
+    ck_assert_double_eq(sg_get(ym, 1), 7);
+    sg_backward_with(g, ym, sg_ones(g, (sg_dtype)dt, 1, (int64_t[]){2}));
+    for (int i = 0; i < 200; i++)
+      ck_assert_double_eq(sg_get(row->grad, i), i == 37 || i == 199 ? 1 : 0);
+    sg_free(row);
     sg_free(x);
     sg_free(z);
     sg_graph_reset(g);
@@ -293,6 +307,11 @@ START_TEST(max_propagates_nan) {
   ck_assert(isnan(sg_get(y0, 0)));
   ck_assert(isnan(sg_get(y0, 1)));
   ck_assert_double_eq(sg_get(y0, 2), 5);
+  /* A NaN in a long row, where lanes are compared. */
+  sg_tensor *row = sg_zeros(g, SG_F32, 1, (int64_t[]){100});
+  sg_set(row, 3, 9);
+  sg_set(row, 50, NAN);
+  ck_assert(isnan(sg_get(sg_max(g, row, 0, false), 0)));
   sg_graph_free(g);
 }
 END_TEST
