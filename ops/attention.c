@@ -41,6 +41,10 @@ enum {
   /* y += a * x */                                                                                 \
   static void axpy_##S(T *restrict y, T a, const T *restrict x, int64_t n) {                       \
     for (int64_t i = 0; i < n; i++) y[i] += a * x[i];                                              \
+  }                                                                                                \
+  /* y = a * x */                                                                                  \
+  static void scale_copy_##S(T *restrict y, T a, const T *restrict x, int64_t n) {                 \
+    for (int64_t i = 0; i < n; i++) y[i] = a * x[i];                                               \
   }
 
 DEFINE_HELPERS(float, f32)
@@ -50,6 +54,7 @@ DEFINE_HELPERS(double, f64)
   _Generic((p), float * : name##_f32, const float * : name##_f32, default : name##_f64)
 #define DOT(a, b, n) TYPED(dot, a)(a, b, n)
 #define AXPY(y, a, x, n) TYPED(axpy, y)(y, a, x, n)
+#define SCALE_COPY(y, a, x, n) TYPED(scale_copy, y)(y, a, x, n)
 
 /* Sizes and the batch broadcast, saved for the backward with P. */
 typedef struct attn_plan {
@@ -94,11 +99,9 @@ static void attn_forward(const sg_tensor *qt, const sg_tensor *kt, const sg_tens
           sum += p[j];
         }
         T inv = 1 / sum;
-        memset(o, 0, (size_t)dv * sizeof *o);
-        for (int64_t j = 0; j < Lk; j++) {
-          p[j] *= inv;
-          AXPY(o, p[j], vb + j * dv, dv);
-        }
+        for (int64_t j = 0; j < Lk; j++) p[j] *= inv;
+        SCALE_COPY(o, p[0], vb, dv); /* o = p_0 v_0 + p_1 v_1 + ... */
+        for (int64_t j = 1; j < Lk; j++) AXPY(o, p[j], vb + j * dv, dv);
       }
     }
   });

@@ -44,25 +44,55 @@ enum {
     for (; i < n; i++) s += (x[i] - c) * (x[i] - c);                                               \
     return s;                                                                                      \
   }                                                                                                \
-  /* sums of gh = go * gain and of gh * (x - mean) over a row (gain may be NULL) */                \
-  static void row_grad_sums_##S(const T *go, const T *gain, const T *x, T mean, int64_t n,         \
-                                T *sum_gh, T *sum_ghxc) {                                          \
+  /* sums of gh = go * gain (go if gain is NULL) and of gh * (x - mean); two                       \
+   * lane accumulators per sum, each summed in a separate pass of its own */                       \
+  static void row_grad_sums_##S(const T *restrict go, const T *restrict gain, const T *restrict x, \
+                                T mean, int64_t n, T *sum_gh, T *sum_ghxc) {                       \
     T a[LANES] = {0}, b[LANES] = {0}, sa = 0, sb = 0;                                              \
-    int64_t i = 0;                                                                                 \
-    for (; i + LANES <= n; i += LANES)                                                             \
-      for (int l = 0; l < LANES; l++) {                                                            \
-        T gh = gain ? go[i + l] * gain[i + l] : go[i + l];                                         \
-        a[l] += gh;                                                                                \
-        b[l] += gh * (x[i + l] - mean);                                                            \
-      }                                                                                            \
+    int64_t m = n - n % LANES;                                                                     \
+    if (gain) {                                                                                    \
+      for (int64_t i = 0; i < m; i += LANES)                                                       \
+        for (int l = 0; l < LANES; l++) a[l] += go[i + l] * gain[i + l];                           \
+      for (int64_t i = 0; i < m; i += LANES)                                                       \
+        for (int l = 0; l < LANES; l++) b[l] += go[i + l] * gain[i + l] * (x[i + l] - mean);       \
+    } else {                                                                                       \
+      for (int64_t i = 0; i < m; i += LANES)                                                       \
+        for (int l = 0; l < LANES; l++) a[l] += go[i + l];                                         \
+      for (int64_t i = 0; i < m; i += LANES)                                                       \
+        for (int l = 0; l < LANES; l++) b[l] += go[i + l] * (x[i + l] - mean);                     \
+    }                                                                                              \
     for (int l = 0; l < LANES; l++) sa += a[l], sb += b[l];                                        \
-    for (; i < n; i++) {                                                                           \
+    for (int64_t i = m; i < n; i++) {                                                              \
       T gh = gain ? go[i] * gain[i] : go[i];                                                       \
       sa += gh;                                                                                    \
       sb += gh * (x[i] - mean);                                                                    \
     }                                                                                              \
     *sum_gh = sa;                                                                                  \
     *sum_ghxc = sb;                                                                                \
+  }                                                                                                \
+  /* One row of the backward: gx += rstd (gh - a - xhat b), pg += go xhat and                      \
+   * pb += go, each skipped when NULL (gain NULL: gh = go). */                                     \
+  static void row_backward_##S(T *restrict gx, T *restrict pg, T *restrict pb,                     \
+                               const T *restrict go, const T *restrict x, const T *restrict gain,  \
+                               T mean, T rstd, T a, T b, int64_t n) {                              \
+    if (gx && gain && pg && pb) { /* the usual case, in one pass */                                \
+      for (int64_t j = 0; j < n; j++) {                                                            \
+        T xh = (x[j] - mean) * rstd;                                                               \
+        gx[j] += rstd * (go[j] * gain[j] - a - xh * b);                                            \
+        pg[j] += go[j] * xh;                                                                       \
+        pb[j] += go[j];                                                                            \
+      }                                                                                            \
+      return;                                                                                      \
+    }                                                                                              \
+    if (gx && gain)                                                                                \
+      for (int64_t j = 0; j < n; j++)                                                              \
+        gx[j] += rstd * (go[j] * gain[j] - a - (x[j] - mean) * rstd * b);                          \
+    else if (gx)                                                                                   \
+      for (int64_t j = 0; j < n; j++) gx[j] += rstd * (go[j] - a - (x[j] - mean) * rstd * b);      \
+    if (pg)                                                                                        \
+      for (int64_t j = 0; j < n; j++) pg[j] += go[j] * ((x[j] - mean) * rstd);                     \
+    if (pb)                                                                                        \
+      for (int64_t j = 0; j < n; j++) pb[j] += go[j];                                              \
   }
 
 DEFINE_ROW_HELPERS(float, f32)
@@ -73,6 +103,8 @@ DEFINE_ROW_HELPERS(double, f64)
 #define ROW_SUM(x, n) TYPED(row_sum, x)(x, n)
 #define ROW_SQ_DEV(x, c, n) TYPED(row_sq_dev, x)(x, c, n)
 #define ROW_GRAD_SUMS(go, gain, x, m, n, a, b) TYPED(row_grad_sums, go)(go, gain, x, m, n, a, b)
+#define ROW_BACKWARD(gx, pg, pb, go, x, gain, m, r, a, b, n)                                       \
+  TYPED(row_backward, go)(gx, pg, pb, go, x, gain, m, r, a, b, n)
 
 static int64_t min64(int64_t a, int64_t b) {
   return a < b ? a : b;
@@ -138,29 +170,7 @@ static void ln_backward_blocks(const sg_tensor *xt, const sg_tensor *gt, const s
           /* mean(gh * xhat) = rstd * mean(gh * (x - mean)) */
           a = sum_gh * inv_d, b = sum_ghxc * inv_d * rstd;
         }
-        if (gx && gain && pgb && pbb) { /* the usual case in one pass */
-          T *gxr = gx + r * D;
-          for (int64_t j = 0; j < D; j++) {
-            T xh = (xr[j] - mean) * rstd;
-            gxr[j] += rstd * (gr[j] * gain[j] - a - xh * b);
-            pgb[j] += gr[j] * xh;
-            pbb[j] += gr[j];
-          }
-          continue;
-        }
-        if (gx) {
-          T *gxr = gx + r * D;
-          if (gain)
-            for (int64_t j = 0; j < D; j++)
-              gxr[j] += rstd * (gr[j] * gain[j] - a - (xr[j] - mean) * rstd * b);
-          else
-            for (int64_t j = 0; j < D; j++)
-              gxr[j] += rstd * (gr[j] - a - (xr[j] - mean) * rstd * b);
-        }
-        if (pgb)
-          for (int64_t j = 0; j < D; j++) pgb[j] += gr[j] * ((xr[j] - mean) * rstd);
-        if (pbb)
-          for (int64_t j = 0; j < D; j++) pbb[j] += gr[j];
+        ROW_BACKWARD(gx ? gx + r * D : NULL, pgb, pbb, gr, xr, gain, mean, rstd, a, b, D);
       }
     }
   });
