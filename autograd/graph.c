@@ -21,6 +21,7 @@ typedef struct chunk {
 struct sg_graph {
   chunk *first, *current;
   size_t reserved;
+  int n_chunks;
   sg_node **tape;
   int64_t tape_len, tape_cap;
   bool grad_enabled;
@@ -105,14 +106,18 @@ void *sg_arena_alloc(sg_graph *g, size_t bytes) {
     chunk *next = g->current ? g->current->next : g->first;
     if (!chunk_fits(next, bytes)) {
       /* Insert a new chunk after the current one; it is reused next step. */
-      size_t size = bytes > ARENA_MIN_CHUNK ? bytes : ARENA_MIN_CHUNK;
-      if (g->current && size < g->current->size) size = g->current->size;
+      /* Chunks grow geometrically with their number (1 MiB, 2 MiB, ... up to
+       * 64 MiB) so a big graph needs few of them; a request larger than that
+       * gets a chunk of its own size, which does not inflate later chunks. */
+      size_t grown = (size_t)ARENA_MIN_CHUNK << (g->n_chunks < 6 ? g->n_chunks : 6);
+      size_t size = bytes > grown ? bytes : grown;
       chunk *c = chunk_new(size);
       if (!c) {
         fprintf(stderr, "sinkgrad: out of memory allocating %zu bytes in the arena\n", bytes);
         abort();
       }
       g->reserved += size;
+      g->n_chunks++;
       c->next = next;
       if (g->current)
         g->current->next = c;
