@@ -90,7 +90,7 @@ static int64_t ref_scratch_elems(int64_t m, int64_t n, int64_t k, int nr) {
 
 size_t sg_gemm_reference_scratch_bytes(sg_dtype dt, int64_t m, int64_t n, int64_t k) {
   int nr = dt == SG_F32 ? NR_F32 : NR_F64;
-  return (size_t)ref_scratch_elems(m, n, k, nr) * sg_dtype_size(dt) + 64;
+  return (size_t)ref_scratch_elems(m, n, k, nr) * sg_dtype_size(dt);
 }
 
 /* C := beta*C (beta 0 clears, so garbage/NaN in C is never read). */
