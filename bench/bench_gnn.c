@@ -1,0 +1,558 @@
+/* The sinkgrad side of the PyTorch comparison (bench/run, bench/torch_gnn.py).
+ *
+ * One process per measurement, so that peak resident memory (ru_maxrss) of
+ * one configuration never includes another's:
+ *   bench_gnn export --out F.npz [config]  weights, inputs, Gumbel noise,
+ *       couplings, mu, and the reference results (loss, gradients, loss after
+ *       one Adam step, eval-mode A~) for the torch side to check against
+ *   bench_gnn train [config]  median time of a training step: forward,
+ *       sg_sum_rate, sg_assoc_loss, backward, Adam
+ *   bench_gnn infer [config]  eval-mode forward + row argmax, one sample and
+ *       a batch of 256
+ *   bench_gnn gemm            the BLAS provider's sgemm GFLOP/s and the
+ *       memory read bandwidth
+ * [config]: --variant attskgs|skgs --d D --h H --batch B [--L 2] [--steps N]
+ * [--warmup N] [--reps N] [--threads 2] [--seed S]. Every mode prints one
+ * JSON object on stdout.
+ *
+ * The inputs are the paper scenario (M = 2 BSs, N = 4 antennas, K = 8 UEs)
+ * from sg_generate, prepared as the trainer prepares them
+ * (sg_gnn_batch_make); the Gumbel noise is drawn once and given to the
+ * forward, so both sides compute exactly the same function. */
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "sg_config.h"
+#include "sg_train.h"
+
+#if SG_HAVE_CBLAS
+/* BLIS's headers are not -Wextra clean. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-parameter"
+#pragma GCC diagnostic ignored "-Wunused-function"
+#pragma GCC diagnostic ignored "-Wtype-limits"
+#include <cblas.h>
+#if SG_BLAS_BLIS
+#include <blis.h>
+#endif
+#pragma GCC diagnostic pop
+#endif
+
+enum { INFER_BATCH = 256, M_BS = 2, MAX_SAMPLES = 1000 };
+static const double DELTA = 2.0;            /* load margin of the loss (paper) */
+static const double MU[M_BS] = {0.25, 0.5}; /* non-zero, so the penalty is compared too */
+static const double LR = 1e-3;              /* Adam step of the export check */
+
+typedef struct options {
+  const char *mode, *out;
+  sg_gnn_variant variant;
+  int d, h, L, threads, steps, warmup, reps;
+  int64_t batch;
+  uint64_t seed;
+} options;
+
+static void usage(void) {
+  fprintf(stderr, "usage: bench_gnn export|train|infer|gemm [--variant attskgs|skgs] [--d D] "
+                  "[--h H] [--L L] [--batch B] [--steps N] [--warmup N] [--reps N] "
+                  "[--threads T] [--seed S] [--out F.npz]\n");
+  exit(2);
+}
+
+static long parse_int(const char *s, long lo, long hi) {
+  char *end;
+  long v = strtol(s, &end, 10);
+  if (*s == '\0' || *end != '\0' || v < lo || v > hi) {
+    fprintf(stderr, "bench_gnn: bad number '%s' (range %ld..%ld)\n", s, lo, hi);
+    exit(2);
+  }
+  return v;
+}
+
+static options parse_args(int argc, char **argv) {
+  options o = {.variant = SG_GNN_ATTSKGS,
+               .d = 64,
+               .h = 128,
+               .L = 2,
+               .threads = 2,
+               .steps = 25,
+               .warmup = 3,
+               .reps = 200,
+               .batch = 256,
+               .seed = 1};
+  if (argc < 2) usage();
+  o.mode = argv[1];
+  for (int i = 2; i < argc; i += 2) {
+    if (i + 1 >= argc) usage();
+    const char *k = argv[i], *v = argv[i + 1];
+    if (!strcmp(k, "--variant")) {
+      int var = sg_gnn_variant_parse(v);
+      if (var != SG_GNN_ATTSKGS && var != SG_GNN_SKGS) usage();
+      o.variant = (sg_gnn_variant)var;
+    } else if (!strcmp(k, "--d"))
+      o.d = (int)parse_int(v, 1, 1 << 14);
+    else if (!strcmp(k, "--h"))
+      o.h = (int)parse_int(v, 1, 1 << 15);
+    else if (!strcmp(k, "--L"))
+      o.L = (int)parse_int(v, 1, 16);
+    else if (!strcmp(k, "--batch"))
+      o.batch = parse_int(v, 1, MAX_SAMPLES);
+    else if (!strcmp(k, "--steps"))
+      o.steps = (int)parse_int(v, 1, 100000);
+    else if (!strcmp(k, "--warmup"))
+      o.warmup = (int)parse_int(v, 0, 1000);
+    else if (!strcmp(k, "--reps"))
+      o.reps = (int)parse_int(v, 1, 1000000);
+    else if (!strcmp(k, "--threads"))
+      o.threads = (int)parse_int(v, 1, 1024);
+    else if (!strcmp(k, "--seed"))
+      o.seed = (uint64_t)parse_int(v, 0, 1L << 40);
+    else if (!strcmp(k, "--out"))
+      o.out = v;
+    else
+      usage();
+  }
+  return o;
+}
+
+/* ---- small utilities ------------------------------------------------------------ */
+
+static double peak_rss_mib(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)ru.ru_maxrss / 1024.0; /* Linux: KiB */
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+  qsort(v, (size_t)n, sizeof *v, cmp_double);
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static void print_ms_array(const char *key, const double *v, int n) {
+  printf("\"%s\": [", key);
+  for (int i = 0; i < n; i++) printf("%s%.4f", i ? ", " : "", v[i]);
+  printf("]");
+}
+
+static void die(const char *what) {
+  fprintf(stderr, "bench_gnn: %s\n", what);
+  exit(1);
+}
+
+/* ---- GEMM work of a step ------------------------------------------------------- */
+
+/* Multiply-add counts (as flops, 2 per multiply-add) of the Linear layers:
+ * the forward, and the backward (weight gradient always, input gradient
+ * when the input needs one: not for the raw features p, q, H). Attention
+ * and element-wise work are left out: they are below 1% at every width. */
+typedef struct flop_count {
+  double fwd, bwd;
+} flop_count;
+
+static void count_linear(flop_count *f, double rows, double in, double out, bool dx) {
+  double one = 2.0 * rows * in * out;
+  f->fwd += one;
+  f->bwd += dx ? 2 * one : one;
+}
+
+/* An MLP whose first Linear is split over parts (rows[i] x width[i]), the
+ * rest running at R rows (sg_mlp_forward_parts). */
+static void count_mlp(flop_count *f, int n, const double *rows, const double *width, double R,
+                      double h, double out, bool dx) {
+  for (int i = 0; i < n; i++) count_linear(f, rows[i], width[i], h, dx);
+  count_linear(f, R, h, h, true);
+  count_linear(f, R, h, out, true);
+}
+
+static flop_count gemm_flops(const sg_gnn_config *c, double B, double M, double K) {
+  flop_count f = {0, 0};
+  double d = c->d, h = c->h, E = B * K * M, NB = B * M, NU = B * K;
+  count_mlp(&f, 1, &NB, (double[]){c->fp}, NB, h, d, false);
+  count_mlp(&f, 1, &NU, (double[]){c->fq}, NU, h, d, false);
+  count_mlp(&f, 1, &E, (double[]){c->fe}, E, h, d, false);
+  for (int l = 0; l < c->L; l++) {
+    if (l < c->L - 1) { /* node updates f1..f4 */
+      count_mlp(&f, 2, (double[]){NU, E}, (double[]){d, d}, E, h, d, true);
+      count_mlp(&f, 2, (double[]){NB, E}, (double[]){d, d}, E, h, d, true);
+      count_mlp(&f, 2, (double[]){NB, NB}, (double[]){d, d}, NB, h, d, true);
+      count_mlp(&f, 2, (double[]){NU, NU}, (double[]){d, d}, NU, h, d, true);
+    }
+    if (c->variant == SG_GNN_ATTSKGS) {
+      count_linear(&f, NU, d, d, true); /* W_Q */
+      count_linear(&f, NB, d, d, true); /* W_K */
+      count_linear(&f, E, d, d, true);  /* W_V */
+      count_mlp(&f, 2, (double[]){E, NU}, (double[]){d, d}, E, h, d, true);
+    } else {
+      count_mlp(&f, 3, (double[]){E, NB, NU}, (double[]){d, d, d}, E, h, d, true);
+    }
+  }
+  count_mlp(&f, 1, &E, &d, E, h, 1, true);
+  return f;
+}
+
+/* ---- the problem ------------------------------------------------------------------ */
+
+typedef struct problem {
+  sg_gnn *model;
+  sg_dataset ds;
+  double feature_scale;
+  sg_gnn_batch train;  /* batch of opt.batch samples with couplings (owned tensors) */
+  sg_tensor *noise;    /* Gumbel sample [B, K, M] */
+  sg_gnn_batch infer;  /* INFER_BATCH samples, no couplings */
+  sg_gnn_batch infer1; /* the first sample alone */
+} problem;
+
+static sg_gnn_config model_config(const options *o) {
+  sg_gnn_config c = sg_gnn_config_paper(o->variant);
+  c.d = o->d;
+  c.h = o->h;
+  c.L = o->L;
+  return c;
+}
+
+/* Copies the arena tensors of a batch into caller-owned ones. */
+static sg_gnn_batch own_batch(const sg_gnn_batch *b) {
+  sg_gnn_batch o = {.B = b->B};
+  o.p = sg_clone(NULL, b->p);
+  o.q = sg_clone(NULL, b->q);
+  o.H = sg_clone(NULL, b->H);
+  if (b->c_re) o.c_re = sg_clone(NULL, b->c_re), o.c_im = sg_clone(NULL, b->c_im);
+  return o;
+}
+
+static sg_gnn_batch make_batch(const problem *pb, int64_t B, bool couplings) {
+  sg_graph *g = sg_graph_new();
+  sg_gnn_batch in, owned;
+  if (!g || sg_gnn_batch_make(g, &pb->ds, NULL, 0, B, pb->feature_scale, SG_F32, couplings, &in))
+    die("could not build the batch inputs");
+  owned = own_batch(&in);
+  sg_graph_free(g);
+  return owned;
+}
+
+static void free_batch(sg_gnn_batch *b) {
+  sg_free(b->p), sg_free(b->q), sg_free(b->H), sg_free(b->c_re), sg_free(b->c_im);
+}
+
+static problem problem_new(const options *o) {
+  problem pb = {0};
+  sg_gnn_config cfg = model_config(o);
+  pb.model = sg_gnn_new(&cfg, o->seed);
+  if (!pb.model) die("could not build the model");
+  sg_scenario sc = sg_scenario_default();
+  int64_t S = o->batch > INFER_BATCH ? o->batch : INFER_BATCH;
+  char msg[256];
+  if (sg_generate(&sc, S, &pb.ds, msg, sizeof msg)) die(msg);
+  if (pb.ds.M != M_BS || 2 * pb.ds.N != cfg.fe) die("unexpected scenario sizes");
+  pb.feature_scale = sg_feature_scale(&pb.ds);
+  pb.train = make_batch(&pb, o->batch, true);
+  pb.infer = make_batch(&pb, INFER_BATCH, false);
+  pb.infer1 = make_batch(&pb, 1, false);
+  sg_rng rng;
+  sg_rng_seed(&rng, o->seed + 1000);
+  pb.noise = sg_rand_gumbel(NULL, &rng, SG_F32, 3, (int64_t[]){o->batch, pb.ds.K, pb.ds.M});
+  return pb;
+}
+
+static void problem_free(problem *pb) {
+  free_batch(&pb->train), free_batch(&pb->infer), free_batch(&pb->infer1);
+  sg_free(pb->noise);
+  sg_dataset_free(&pb->ds);
+  sg_gnn_free(pb->model);
+}
+
+/* ---- the measured work -------------------------------------------------------------- */
+
+/* The training loss of the fixed batch, recorded on g (reset first). */
+static sg_tensor *train_loss(sg_graph *g, const problem *pb) {
+  sg_graph_reset(g);
+  const sg_gnn_batch *in = &pb->train;
+  sg_gnn_output o =
+      sg_gnn_forward(g, pb->model, in->p, in->q, in->H, SG_GNN_TRAIN, NULL, pb->noise);
+  sg_tensor *rate = sg_sum_rate(g, o.assoc, in->c_re, in->c_im, 1.0);
+  sg_tensor *loss = sg_assoc_loss(g, rate, o.assoc, MU, pb->model->cfg.capacity, DELTA, NULL);
+  if (!loss) die("the training forward failed");
+  return loss;
+}
+
+/* One optimiser step: zero grads, forward, loss, backward, Adam. */
+static double train_step(sg_graph *g, const problem *pb, sg_adam *adam) {
+  sg_params *ps = pb->model->params;
+  sg_params_zero_grad(sg_params_tensors(ps), sg_params_count(ps));
+  sg_tensor *loss = train_loss(g, pb);
+  double v = sg_get(loss, 0);
+  sg_backward(g, loss);
+  sg_adam_step(adam);
+  return v;
+}
+
+/* Eval-mode forward (no noise) and the row argmax: the association. */
+static sg_tensor *infer(sg_graph *g, const problem *pb, const sg_gnn_batch *in, int *assoc) {
+  sg_graph_reset(g);
+  sg_gnn_output o = sg_gnn_forward(g, pb->model, in->p, in->q, in->H, SG_GNN_EVAL, NULL, NULL);
+  if (!o.assoc) die("the eval forward failed");
+  sg_assoc_argmax(o.assoc, assoc);
+  return o.assoc;
+}
+
+/* ---- modes ---------------------------------------------------------------------------- */
+
+static void print_header(const options *o, const problem *pb) {
+  const sg_gnn_config *c = &pb->model->cfg;
+  printf("{\"side\": \"sinkgrad\", \"mode\": \"%s\", \"variant\": \"%s\", \"d\": %d, \"h\": %d, "
+         "\"L\": %d, \"batch\": %lld, \"M\": %d, \"K\": %d, \"N\": %d, \"threads\": %d, "
+         "\"blas\": \"%s\", \"params\": %lld, ",
+         o->mode, sg_gnn_variant_name(c->variant), c->d, c->h, c->L, (long long)o->batch, pb->ds.M,
+         pb->ds.K, pb->ds.N, omp_get_max_threads(), sg_blas_name(),
+         (long long)sg_gnn_param_count(pb->model));
+}
+
+static void add_tensor(sg_npz_writer *w, const char *name, const sg_tensor *t) {
+  sg_io_error err;
+  if (sg_npz_add_tensor(w, name, t, &err)) die(err.msg);
+}
+
+static void add_scalar(sg_npz_writer *w, const char *name, double v) {
+  sg_io_error err;
+  if (sg_npz_add_scalar_f64(w, name, v, &err)) die(err.msg);
+}
+
+static void export_inputs(sg_npz_writer *w, const problem *pb) {
+  const sg_gnn_config *c = &pb->model->cfg;
+  sg_params *ps = pb->model->params;
+  for (int i = 0; i < sg_params_count(ps); i++) {
+    char name[SG_PARAM_NAME_MAX + 8];
+    snprintf(name, sizeof name, "param/%s", sg_params_name(ps, i));
+    add_tensor(w, name, sg_params_at(ps, i));
+  }
+  add_tensor(w, "train/p", pb->train.p), add_tensor(w, "train/q", pb->train.q);
+  add_tensor(w, "train/H", pb->train.H), add_tensor(w, "train/noise", pb->noise);
+  add_tensor(w, "train/c_re", pb->train.c_re), add_tensor(w, "train/c_im", pb->train.c_im);
+  add_tensor(w, "infer/p", pb->infer.p), add_tensor(w, "infer/q", pb->infer.q);
+  add_tensor(w, "infer/H", pb->infer.H);
+  sg_tensor *mu = sg_from_f64(NULL, SG_F64, 1, (int64_t[]){M_BS}, MU);
+  add_tensor(w, "cfg/mu", mu);
+  sg_free(mu);
+  add_scalar(w, "cfg/variant", c->variant == SG_GNN_ATTSKGS ? 0 : 1);
+  add_scalar(w, "cfg/d", c->d), add_scalar(w, "cfg/h", c->h), add_scalar(w, "cfg/L", c->L);
+  add_scalar(w, "cfg/tau", c->tau), add_scalar(w, "cfg/sk_iters", c->sk_iters);
+  add_scalar(w, "cfg/capacity", c->capacity), add_scalar(w, "cfg/delta", DELTA);
+  add_scalar(w, "cfg/lr", LR);
+}
+
+/* The reference results: loss and gradients at the initial weights, the
+ * loss after one Adam step, and A~ of the eval forward on the inference
+ * batch (at the initial weights, computed first). */
+static void export_results(sg_npz_writer *w, const problem *pb) {
+  sg_graph *g = sg_graph_new();
+  int assoc[INFER_BATCH * 64];
+  sg_set_grad_enabled(g, false);
+  add_tensor(w, "ref/assoc_eval", infer(g, pb, &pb->infer, assoc));
+  sg_set_grad_enabled(g, true);
+  sg_params *ps = pb->model->params;
+  sg_adam *adam = sg_adam_new(sg_params_tensors(ps), sg_params_count(ps), LR);
+  add_scalar(w, "ref/loss", train_step(g, pb, adam)); /* grads are still those of this loss */
+  for (int i = 0; i < sg_params_count(ps); i++) {
+    char name[SG_PARAM_NAME_MAX + 8];
+    snprintf(name, sizeof name, "grad/%s", sg_params_name(ps, i));
+    sg_tensor *p = sg_params_at(ps, i);
+    if (p->grad) add_tensor(w, name, p->grad); /* absent: the loss does not reach it */
+  }
+  add_scalar(w, "ref/loss_after_step", sg_get(train_loss(g, pb), 0));
+  sg_adam_free(adam);
+  sg_graph_free(g);
+}
+
+static int run_export(const options *o) {
+  if (!o->out) usage();
+  problem pb = problem_new(o);
+  sg_io_error err;
+  sg_npz_writer *w = sg_npz_writer_open(o->out, false, &err);
+  if (!w) die(err.msg);
+  export_inputs(w, &pb);
+  export_results(w, &pb);
+  if (sg_npz_writer_close(w, &err)) die(err.msg);
+  print_header(o, &pb);
+  printf("\"out\": \"%s\"}\n", o->out);
+  problem_free(&pb);
+  return 0;
+}
+
+static int run_train(const options *o) {
+  problem pb = problem_new(o);
+  sg_graph *g = sg_graph_new();
+  sg_params *ps = pb.model->params;
+  sg_adam *adam = sg_adam_new(sg_params_tensors(ps), sg_params_count(ps), LR);
+  double *ms = malloc((size_t)o->steps * sizeof *ms), first_loss = 0;
+  for (int i = 0; i < o->warmup + o->steps; i++) {
+    double t0 = omp_get_wtime(), loss = train_step(g, &pb, adam);
+    if (i == 0) first_loss = loss;
+    if (!isfinite(loss)) die("non-finite loss");
+    if (i >= o->warmup) ms[i - o->warmup] = 1e3 * (omp_get_wtime() - t0);
+  }
+  flop_count f = gemm_flops(&pb.model->cfg, (double)o->batch, pb.ds.M, pb.ds.K);
+  print_header(o, &pb);
+  printf("\"first_loss\": %.9g, \"warmup\": %d, \"steps\": %d, ", first_loss, o->warmup, o->steps);
+  print_ms_array("step_ms", ms, o->steps);
+  double med = median(ms, o->steps);
+  printf(", \"step_ms_median\": %.4f, \"gemm_gflop_per_step\": %.4f, \"arena_mib\": %.1f, "
+         "\"peak_rss_mib\": %.1f}\n",
+         med, (f.fwd + f.bwd) / 1e9, (double)sg_graph_arena_bytes(g) / 1048576.0, peak_rss_mib());
+  free(ms);
+  sg_adam_free(adam);
+  sg_graph_free(g);
+  problem_free(&pb);
+  return 0;
+}
+
+/* Median latency (ms) of reps eval forwards of batch in. */
+static double time_infer(sg_graph *g, const problem *pb, const sg_gnn_batch *in, int reps,
+                         int warmup) {
+  int assoc[INFER_BATCH * 64];
+  double *ms = malloc((size_t)reps * sizeof *ms);
+  for (int i = 0; i < warmup + reps; i++) {
+    double t0 = omp_get_wtime();
+    infer(g, pb, in, assoc);
+    if (i >= warmup) ms[i - warmup] = 1e3 * (omp_get_wtime() - t0);
+  }
+  double med = median(ms, reps);
+  free(ms);
+  return med;
+}
+
+static int run_infer(const options *o) {
+  problem pb = problem_new(o);
+  sg_graph *g = sg_graph_new();
+  sg_set_grad_enabled(g, false);
+  double single = time_infer(g, &pb, &pb.infer1, o->reps, 10);
+  double rss_single = peak_rss_mib();
+  int batch_reps = o->steps;
+  double batch = time_infer(g, &pb, &pb.infer, batch_reps, 2);
+  const sg_gnn_config *c = &pb.model->cfg;
+  flop_count f1 = gemm_flops(c, 1, pb.ds.M, pb.ds.K),
+             fb = gemm_flops(c, INFER_BATCH, pb.ds.M, pb.ds.K);
+  print_header(o, &pb);
+  printf("\"single_reps\": %d, \"single_ms_median\": %.5f, \"batch\": %d, \"batch_reps\": %d, "
+         "\"batch_ms_median\": %.4f, \"batch_per_sample_ms\": %.5f, \"weight_bytes\": %lld, "
+         "\"gemm_gflop_single\": %.6f, \"gemm_gflop_batch\": %.4f, \"peak_rss_mib_single\": %.1f, "
+         "\"peak_rss_mib\": %.1f}\n",
+         o->reps, single, INFER_BATCH, batch_reps, batch, batch / INFER_BATCH,
+         (long long)(sg_gnn_param_count(pb.model) * 4), f1.fwd / 1e9, fb.fwd / 1e9, rss_single,
+         peak_rss_mib());
+  sg_graph_free(g);
+  problem_free(&pb);
+  return 0;
+}
+
+/* ---- provider GEMM and memory bandwidth ----------------------------------------------- */
+
+#if SG_HAVE_CBLAS
+/* Best of reps: GFLOP/s of the provider's C = A B^T (row-major, the Linear
+ * layout) at m x n x k, called directly. */
+static double gemm_gflops(int m, int n, int k, int reps) {
+  float *a = malloc(sizeof(float) * (size_t)m * k), *b = malloc(sizeof(float) * (size_t)n * k);
+  float *c = malloc(sizeof(float) * (size_t)m * n);
+  if (!a || !b || !c) die("out of memory");
+  for (size_t i = 0; i < (size_t)m * k; i++) a[i] = (float)(i % 7) * 0.1f;
+  for (size_t i = 0; i < (size_t)n * k; i++) b[i] = (float)(i % 5) * 0.1f;
+  double best = 1e30;
+  for (int r = 0; r < reps; r++) {
+    double t0 = omp_get_wtime();
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, a, k, b, k, 0.0f, c, n);
+    double t = omp_get_wtime() - t0;
+    if (t < best) best = t;
+  }
+  free(a), free(b), free(c);
+  return 2.0 * m * n * k / best / 1e9;
+}
+
+static void set_provider_threads(int threads) {
+#if SG_BLAS_BLIS
+  bli_thread_set_num_threads(threads);
+#else
+  openblas_set_num_threads(threads);
+#endif
+}
+#endif
+
+/* The library's own path for the same product: sg_linear (which for BLIS
+ * copies W^T first; see ops/matmul.c). */
+static double linear_gflops(int m, int n, int k, int reps) {
+  sg_graph *g = sg_graph_new();
+  sg_set_grad_enabled(g, false);
+  sg_rng rng;
+  sg_rng_seed(&rng, 7);
+  sg_tensor *x = sg_rand_uniform(NULL, &rng, SG_F32, 2, (int64_t[]){m, k}, -1, 1);
+  sg_tensor *w = sg_rand_uniform(NULL, &rng, SG_F32, 2, (int64_t[]){n, k}, -1, 1);
+  double best = 1e30;
+  for (int r = 0; r < reps; r++) {
+    sg_graph_reset(g);
+    double t0 = omp_get_wtime();
+    sg_linear(g, x, w, NULL);
+    double t = omp_get_wtime() - t0;
+    if (t < best) best = t;
+  }
+  sg_free(x), sg_free(w);
+  sg_graph_free(g);
+  return 2.0 * m * n * k / best / 1e9;
+}
+
+/* Best of reps: read bandwidth (GB/s) over a 512 MiB array, all threads. */
+static double read_bandwidth(int reps) {
+  size_t n = (size_t)128 << 20;
+  float *a = malloc(n * sizeof *a);
+  if (!a) die("out of memory");
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; i++) a[i] = (float)(i & 15);
+  double best = 1e30, sink = 0;
+  for (int r = 0; r < reps; r++) {
+    double t0 = omp_get_wtime(), s = 0;
+#pragma omp parallel for simd schedule(static) reduction(+ : s)
+    for (size_t i = 0; i < n; i++) s += a[i];
+    double t = omp_get_wtime() - t0;
+    sink += s;
+    if (t < best) best = t;
+  }
+  free(a);
+  if (sink == 42) fprintf(stderr, " "); /* keep the sums alive */
+  return (double)(n * sizeof(float)) / best / 1e9;
+}
+
+static int run_gemm(const options *o) {
+  static const int shapes[][3] = {{512, 1024, 1024}, {4096, 1024, 1024}, {2048, 2048, 2048}};
+  printf("{\"side\": \"sinkgrad\", \"mode\": \"gemm\", \"blas\": \"%s\", \"threads\": %d, "
+         "\"sgemm\": [",
+         sg_blas_name(), o->threads);
+  for (int i = 0; i < 3; i++) {
+    const int *s = shapes[i];
+    double lin = linear_gflops(s[0], s[1], s[2], 8), prov = lin; /* reference build: the same */
+#if SG_HAVE_CBLAS
+    set_provider_threads(o->threads);
+    prov = gemm_gflops(s[0], s[1], s[2], 8);
+#endif
+    printf("%s{\"m\": %d, \"n\": %d, \"k\": %d, \"provider_gflops\": %.2f, "
+           "\"sg_linear_gflops\": %.2f}",
+           i ? ", " : "", s[0], s[1], s[2], prov, lin);
+  }
+  printf("], \"read_gbps\": %.2f}\n", read_bandwidth(5));
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  options o = parse_args(argc, argv);
+  omp_set_num_threads(o.threads);
+  if (!strcmp(o.mode, "export")) return run_export(&o);
+  if (!strcmp(o.mode, "train")) return run_train(&o);
+  if (!strcmp(o.mode, "infer")) return run_infer(&o);
+  if (!strcmp(o.mode, "gemm")) return run_gemm(&o);
+  usage();
+  return 2;
+}

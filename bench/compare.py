@@ -1,0 +1,322 @@
+#!/usr/bin/python3
+"""Merges the JSON outputs of bench_gnn (C) and torch_gnn.py (PyTorch) that
+bench/run collects in a work directory into results.json and RESULTS.md.
+
+Every row: name, ours, torch, unit, ratio (above 1: sinkgrad is better;
+torch/ours for times and memory, ours/torch for throughputs) and, where
+issue 6 sets one, the target ratio and whether it is met.
+
+Usage: compare.py WORKDIR --out DIR [--load-before X --load-after Y
+       --seconds S --steps N --reps N]
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+
+WIDTHS = {
+    "small": "small (d 64, h 128, batch 256)",
+    "medium": "medium (d 128, h 256, batch 256)",
+    "paper": "paper (d 512, h 1024, batch 32)",
+}
+VARIANTS = {"attskgs": "AttSKGS-GNN", "skgs": "SKGS-GNN"}
+# issue 6 targets: (kind, width) -> minimum ratio
+TARGETS = {
+    ("train", "small"): 2.0, ("train", "medium"): 2.0, ("train", "paper"): 1.2,
+    ("infer1", "small"): 5.0, ("infer1", "paper"): 1.5,
+    ("mem_train", "small"): 4.0, ("mem_train", "medium"): 4.0, ("mem_train", "paper"): 4.0,
+    ("mem_infer", "small"): 4.0, ("mem_infer", "medium"): 4.0, ("mem_infer", "paper"): 4.0,
+}
+
+
+def load(work, name):
+    path = os.path.join(work, name + ".json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def run(cmd):
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def machine():
+    info = {}
+    for line in run(["lscpu"]).splitlines():
+        key, _, val = line.partition(":")
+        if key.strip() in ("Model name", "CPU(s)", "CPU family", "Model", "Vendor ID",
+                           "Hypervisor vendor", "L2 cache", "L3 cache"):
+            info[key.strip()] = val.strip()
+    info["avx512f"] = "avx512f" in run(["grep", "-m1", "-o", "avx512f", "/proc/cpuinfo"])
+    with open("/proc/meminfo") as f:
+        info["MemTotal"] = f.readline().split(":")[1].strip()
+    info["kernel"] = platform.release()
+    return info
+
+
+def versions(torch_info):
+    dpkg = lambda pkg: run(["dpkg-query", "-W", "-f=${Version}", pkg])
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    commit = run(["git", "-C", root, "rev-parse", "--short", "HEAD"])
+    dirty = run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"])
+    return {
+        "sinkgrad": commit + (" (uncommitted changes in the tree)" if dirty else ""),
+        "torch": torch_info.get("torch", "unknown"),
+        "python3-torch": dpkg("python3-torch"),
+        "numpy": run(["/usr/bin/python3", "-c", "import numpy; print(numpy.__version__)"]),
+        "BLIS (libblis4-openmp, sinkgrad's provider)": dpkg("libblis4-openmp"),
+        "OpenBLAS (libopenblas0-pthread, torch's BLAS)": dpkg("libopenblas0-pthread"),
+        "gcc": run(["gcc", "--version"]).splitlines()[0] if run(["gcc", "--version"]) else "unknown",
+        "python": platform.python_version(),
+    }
+
+
+def row(name, ours, torch, unit, higher_is_better=False, target=None, kind=None):
+    if ours is None or torch is None:
+        ratio = None
+    else:
+        ratio = ours / torch if higher_is_better else torch / ours
+    r = {"name": name, "ours": ours, "torch": torch, "unit": unit, "ratio": ratio}
+    if kind:
+        r["kind"] = kind
+    if target is not None:
+        r["target"] = target
+        r["met"] = ratio is not None and ratio >= target
+    return r
+
+
+def config_rows(work, w, v):
+    tag = "%s_%s" % (v, w)
+    ct, tt = load(work, "c_train_" + tag), load(work, "torch_train_" + tag)
+    ci, ti = load(work, "c_infer_" + tag), load(work, "torch_infer_" + tag)
+    if not (ct and tt and ci and ti):
+        return []
+    label = "%s, %s" % (VARIANTS[v], WIDTHS[w])
+    t = lambda kind: TARGETS.get((kind, w))
+    return [
+        row("training step, " + label, ct["step_ms_median"], tt["step_ms_median"], "ms",
+            target=t("train"), kind="train"),
+        row("inference, 1 sample, " + label, ci["single_ms_median"], ti["single_ms_median"], "ms",
+            target=t("infer1"), kind="infer1"),
+        row("inference per sample, batch 256, " + label, ci["batch_per_sample_ms"],
+            ti["batch_per_sample_ms"], "ms", kind="inferB"),
+        row("peak memory, training, " + label, ct["peak_rss_mib"], tt["peak_rss_mib"], "MiB",
+            target=t("mem_train"), kind="mem_train"),
+        row("peak memory, inference (1 then 256 samples), " + label, ci["peak_rss_mib"],
+            ti["peak_rss_mib"], "MiB", target=t("mem_infer"), kind="mem_infer"),
+    ]
+
+
+def gemm_section(work, widths):
+    cg, tg = load(work, "c_gemm"), load(work, "torch_gemm")
+    prov = max(s["provider_gflops"] for s in cg["sgemm"])
+    tpeak = max(s["gflops"] for s in tg["linear"])
+    out = {"provider": cg["blas"], "provider_sgemm": cg["sgemm"], "provider_peak_gflops": prov,
+           "torch_linear": tg["linear"], "torch_linear_peak_gflops": tpeak,
+           "read_gbps": cg["read_gbps"], "training_step": {}}
+    rows = [row("GEMM throughput, best measured shape (%s sgemm vs torch F.linear)" % cg["blas"],
+                prov, tpeak, "GFLOP/s", higher_is_better=True, kind="gemm")]
+    for w in widths:
+        for v in VARIANTS:
+            tag = "%s_%s" % (v, w)
+            ct, tt = load(work, "c_train_" + tag), load(work, "torch_train_" + tag)
+            if not (ct and tt):
+                continue
+            gf = ct["gemm_gflop_per_step"]
+            ours, theirs = gf / (ct["step_ms_median"] / 1e3), gf / (tt["step_ms_median"] / 1e3)
+            out["training_step"][tag] = {
+                "gemm_gflop_per_step": gf, "ours_gflops": ours, "torch_gflops": theirs,
+                "ours_fraction_of_provider": ours / prov, "torch_fraction_of_its_linear": theirs / tpeak}
+            if w == "paper":
+                rows.append(row("training step GEMM rate, %s, %s" % (VARIANTS[v], WIDTHS[w]), ours,
+                                theirs, "GFLOP/s", higher_is_better=True, kind="gemm_step"))
+    return out, rows
+
+
+def limits(work, widths, read_gbps):
+    """Single-sample inference reads every weight once: bytes / bandwidth."""
+    out = {}
+    for w in widths:
+        for v in VARIANTS:
+            ci = load(work, "c_infer_%s_%s" % (v, w))
+            ti = load(work, "torch_infer_%s_%s" % (v, w))
+            if not ci:
+                continue
+            bound = ci["weight_bytes"] / (read_gbps * 1e9) * 1e3
+            out["%s_%s" % (v, w)] = {
+                "weight_bytes": ci["weight_bytes"], "weight_read_bound_ms": bound,
+                "ours_ms": ci["single_ms_median"], "ours_over_bound": ci["single_ms_median"] / bound,
+                "torch_ms": ti["single_ms_median"] if ti else None}
+    return out
+
+
+def checks(work, widths):
+    out = []
+    for w in widths:
+        for v in VARIANTS:
+            c = load(work, "torch_check_%s_%s" % (v, w))
+            if c:
+                keep = {k: c[k] for k in c if "rel" in k or "assoc" in k or k in ("ok", "loss_c",
+                        "loss_torch32", "loss_torch64", "grad_params_compared", "tolerances")}
+                out.append(dict(config="%s, %s" % (VARIANTS[v], WIDTHS[w]), **keep))
+    return out
+
+
+def fmt(x, unit=""):
+    if x is None:
+        return "-"
+    if unit == "MiB" or abs(x) >= 100:
+        return "%.0f" % x
+    if abs(x) >= 10:
+        return "%.1f" % x
+    if abs(x) >= 1:
+        return "%.2f" % x
+    return "%.3g" % x
+
+
+def markdown(res):
+    m, ver = res["machine"], res["versions"]
+    L = ["# sinkgrad vs PyTorch: association GNN benchmark", "",
+         "Written by `bench/run` on %s. Both sides: 2 threads, float32, the paper scenario "
+         "(M = 2 base stations, N = 4 antennas, K = 8 users), the same weights and inputs." %
+         res["date"], "",
+         "Machine: %s (%s CPUs, family %s model %s%s), %s RAM, Linux %s. Load average (1 min) "
+         "%s before, %s after; the run took %s s." % (
+             m.get("Model name"), m.get("CPU(s)"), m.get("CPU family"), m.get("Model"),
+             ", AVX-512" if m.get("avx512f") else "", m.get("MemTotal"), m.get("kernel"),
+             res["load_before"], res["load_after"], res["seconds"]), "",
+         "Versions: " + "; ".join("%s %s" % kv for kv in ver.items()) + ".", ""]
+    if res["load_before"] is not None and float(res["load_before"]) >= 0.5:
+        L += ["**The machine was busy when this run started (load average %s on 2 cores): "
+              "timings are not reliable.**" % res["load_before"], ""]
+    L += ["## Targets (issue 6)", "", "| target | row | ratio | met |", "|---|---|---|---|"]
+    for r in res["rows"]:
+        if "target" in r:
+            L.append("| >= %gx | %s | %s | %s |" % (r["target"], r["name"], fmt(r["ratio"]),
+                                                     "yes" if r["met"] else "**no**"))
+    L += ["", "## All rows", "",
+          "Ratio above 1: sinkgrad is better (PyTorch / sinkgrad for times and memory, sinkgrad / "
+          "PyTorch for throughputs). Times are medians: %d training steps (after %s warm-up), "
+          "%d single-sample forwards, %d batch forwards." % (res["steps"], res["warmup"],
+                                                              res["reps"], res["steps"]), "",
+          "| row | sinkgrad | PyTorch | unit | ratio |", "|---|---|---|---|---|"]
+    for r in res["rows"]:
+        L.append("| %s | %s | %s | %s | %s |" % (r["name"], fmt(r["ours"], r["unit"]),
+                                                 fmt(r["torch"], r["unit"]), r["unit"],
+                                                 fmt(r["ratio"])))
+    g = res["gemm"]
+    L += ["", "## GEMM throughput and the memory limit", "",
+          "Provider (%s) sgemm, C = A B^T, 2 threads, best of 8: " % g["provider"] +
+          ", ".join("%dx%dx%d %.0f GFLOP/s (through sg_linear %.0f)" % (
+              s["m"], s["n"], s["k"], s["provider_gflops"], s["sg_linear_gflops"])
+              for s in g["provider_sgemm"]) + ". PyTorch F.linear: " +
+          ", ".join("%dx%dx%d %.0f" % (s["m"], s["n"], s["k"], s["gflops"]) for s in g["torch_linear"])
+          + " GFLOP/s. Memory read bandwidth (2 threads, 512 MiB): %.1f GB/s." % g["read_gbps"], "",
+          "| training step | GEMM GFLOP per step | sinkgrad GFLOP/s | fraction of provider peak "
+          "| PyTorch GFLOP/s | fraction of its F.linear peak |", "|---|---|---|---|---|---|"]
+    for tag, s in g["training_step"].items():
+        v, w = tag.split("_")
+        L.append("| %s, %s | %.2f | %.1f | %.0f%% | %.1f | %.0f%% |" % (
+            VARIANTS[v], w, s["gemm_gflop_per_step"], s["ours_gflops"],
+            100 * s["ours_fraction_of_provider"], s["torch_gflops"],
+            100 * s["torch_fraction_of_its_linear"]))
+    L += ["", "GEMM GFLOP counts the Linear layers only (forward, weight gradients, input gradients "
+          "where needed); attention, Sinkhorn and element-wise work are excluded.", "",
+          "Single-sample inference reads every weight once, so it cannot beat weight bytes / "
+          "read bandwidth (small widths fit in cache and are not bound by it):", "",
+          "| model | weights (MB) | read bound (ms) | sinkgrad (ms) | x bound | PyTorch (ms) |",
+          "|---|---|---|---|---|---|"]
+    for tag, s in res["limits"].items():
+        v, w = tag.split("_")
+        L.append("| %s, %s | %.1f | %.3f | %.3f | %.1f | %s |" % (
+            VARIANTS[v], w, s["weight_bytes"] / 1e6, s["weight_read_bound_ms"], s["ours_ms"],
+            s["ours_over_bound"], fmt(s["torch_ms"])))
+    L += ["", "## Same function on both sides", "",
+          "Before any timing, torch_gnn.py loads the C side's weights and inputs and must "
+          "reproduce its float32 loss (relative %g), gradient (whole vector, relative L2, %g), "
+          "loss after one Adam step (%g) and eval-mode output A~ (absolute %g); the float64 "
+          "columns show each side's distance from a float64 evaluation of the same function, "
+          "for information." % tuple(res["tolerances"][k] for k in ("loss", "grad", "loss", "assoc")),
+          "", "| config | loss C vs torch32 | loss C vs torch64 | loss torch32 vs 64 | grad C vs "
+          "torch32 | grad C vs 64 | grad torch32 vs 64 | loss after step | A~ max abs | ok |",
+          "|---|---|---|---|---|---|---|---|---|---|"]
+    for c in res["checks"]:
+        L.append("| %s | %.1e | %.1e | %.1e | %.1e | %.1e | %.1e | %.1e | %.1e | %s |" % (
+            c["config"], c["loss_rel_c_vs_torch32"], c["loss_rel_c_vs_torch64"],
+            c["loss_rel_torch32_vs_torch64"], c["grad_rel_c_vs_torch32"], c["grad_rel_c_vs_torch64"],
+            c["grad_rel_torch32_vs_torch64"], c["loss_after_step_rel_c_vs_torch32"],
+            c["assoc_eval_max_abs_c_vs_torch32"], "yes" if c["ok"] else "**no**"))
+    L += ["", "## What is measured", "",
+          "- training step: zero the gradients, forward in train mode with the fixed Gumbel "
+          "noise, differentiable MRT sum-rate, loss with the dual penalty (mu = [0.25, 0.5], "
+          "delta 2), backward, Adam. Inputs are prepared once, outside the timing, on both sides.",
+          "- inference: eval-mode forward (no noise; log-softmax, 10 Sinkhorn iterations, exp) "
+          "and the row argmax, without gradient recording; one sample, and a batch of 256 "
+          "(reported per sample).",
+          "- peak memory: ru_maxrss of a process that does only that measurement (the PyTorch "
+          "figure includes the interpreter and libtorch: %s MiB right after `import torch`)."
+          % res.get("torch_rss_after_import_mib", "?"),
+          "- PyTorch: eager mode, the same split first Linear of every MLP on concatenated inputs "
+          "as sinkgrad (so both do the same arithmetic), multi-tensor Adam (foreach), "
+          "`zero_grad(set_to_none=True)`, `torch.inference_mode()`, environment "
+          "OPENBLAS_CORETYPE=SkylakeX OMP_WAIT_POLICY=PASSIVE OPENBLAS_THREAD_TIMEOUT=4 and "
+          "2 threads.", ""]
+    return "\n".join(L)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("work")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--load-before")
+    ap.add_argument("--load-after")
+    ap.add_argument("--seconds", type=int)
+    ap.add_argument("--steps", type=int)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--reps", type=int)
+    a = ap.parse_args()
+    widths = [w for w in WIDTHS if load(a.work, "c_train_attskgs_" + w)]
+    if not widths:
+        sys.exit("compare.py: no results in " + a.work)
+    rows = []
+    for w in widths:
+        for v in VARIANTS:
+            rows += config_rows(a.work, w, v)
+    gemm, gemm_rows = gemm_section(a.work, widths)
+    some_torch = load(a.work, "torch_train_attskgs_" + widths[0])
+    first_check = load(a.work, "torch_check_attskgs_" + widths[0])
+    res = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(), "versions": versions(some_torch), "threads": 2,
+        "load_before": a.load_before, "load_after": a.load_after, "seconds": a.seconds,
+        "steps": a.steps, "warmup": a.warmup, "reps": a.reps,
+        "torch_rss_after_import_mib": some_torch.get("rss_after_import_mib"),
+        "rows": rows + gemm_rows, "gemm": gemm, "limits": limits(a.work, widths, gemm["read_gbps"]),
+        "checks": checks(a.work, widths), "tolerances": first_check["tolerances"],
+    }
+    os.makedirs(a.out, exist_ok=True)
+    with open(os.path.join(a.out, "results.json"), "w") as f:
+        json.dump(res, f, indent=1)
+        f.write("\n")
+    md = markdown(res)
+    with open(os.path.join(a.out, "RESULTS.md"), "w") as f:
+        f.write(md)
+    # the table of ratios on the terminal
+    for r in res["rows"]:
+        tgt = "" if "target" not in r else "  (target %gx: %s)" % (r["target"],
+                                                                  "met" if r["met"] else "NOT met")
+        print("%-88s %10s %10s %-8s %6sx%s" % (r["name"], fmt(r["ours"], r["unit"]),
+                                               fmt(r["torch"], r["unit"]), r["unit"],
+                                               fmt(r["ratio"]), tgt))
+    print("wrote %s and %s" % (os.path.join(a.out, "results.json"), os.path.join(a.out, "RESULTS.md")))
+
+
+if __name__ == "__main__":
+    main()
