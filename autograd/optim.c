@@ -40,19 +40,29 @@ void sg_adam_free(sg_adam *o) {
   sg_mfree(o);
 }
 
-/* One parameter's update, as torch.optim.Adam (non-amsgrad) computes it. */
+/* One parameter's update, as torch.optim.Adam (non-amsgrad) computes it,
+ * with the arithmetic in double for either parameter dtype. */
+#define ADAM_LOOP(T)                                                                               \
+  do {                                                                                             \
+    T *pd = p->data;                                                                               \
+    const T *gd = p->grad->data;                                                                   \
+    _Pragma("omp parallel for if (n > 65536) schedule(static)")                                    \
+    for (int64_t j = 0; j < n; j++) {                                                              \
+      double gj = gd[j] + o->weight_decay * pd[j];                                                 \
+      m[j] = o->beta1 * m[j] + (1 - o->beta1) * gj;                                                \
+      v[j] = o->beta2 * v[j] + (1 - o->beta2) * gj * gj;                                           \
+      pd[j] = (T)(pd[j] - step_size * m[j] / (sqrt(v[j]) / sqrt_bc2 + o->eps));                    \
+    }                                                                                              \
+  } while (0)
+
 static void adam_update(const sg_adam *o, sg_tensor *p, double *m, double *v, int64_t step) {
   double bc1 = 1 - pow(o->beta1, (double)step), bc2 = 1 - pow(o->beta2, (double)step);
   double step_size = o->lr / bc1, sqrt_bc2 = sqrt(bc2);
   int64_t n = p->numel;
-#pragma omp parallel for if (n > 65536) schedule(static)
-  for (int64_t j = 0; j < n; j++) {
-    double gj = sg_get(p->grad, j), pj = sg_get(p, j);
-    if (o->weight_decay != 0) gj += o->weight_decay * pj;
-    m[j] = o->beta1 * m[j] + (1 - o->beta1) * gj;
-    v[j] = o->beta2 * v[j] + (1 - o->beta2) * gj * gj;
-    sg_set(p, j, pj - step_size * m[j] / (sqrt(v[j]) / sqrt_bc2 + o->eps));
-  }
+  if (p->dtype == SG_F32)
+    ADAM_LOOP(float);
+  else
+    ADAM_LOOP(double);
 }
 
 void sg_adam_step(sg_adam *o) {

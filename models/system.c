@@ -242,11 +242,24 @@ double sg_snr_amplitude(const sg_dataset *ds) {
   return sqrt(pt_w / ds->N / noise_w);
 }
 
+/* Fixed blocks summed in parallel, then the block sums added in order: the
+ * same value for every thread count (an OpenMP reduction is not). */
 double sg_feature_scale(const sg_dataset *ds) {
-  int64_t n = ds->S * ds->M * ds->K * ds->N;
+  enum { BLOCK = 4096 };
+  int64_t n = ds->S * ds->M * ds->K * ds->N, n_blocks = (n + BLOCK - 1) / BLOCK;
+  double *partial = malloc((size_t)(n_blocks > 0 ? n_blocks : 1) * sizeof *partial);
+  if (!partial) return 1.0;
+#pragma omp parallel for schedule(static)
+  for (int64_t b = 0; b < n_blocks; b++) {
+    int64_t end = (b + 1) * BLOCK < n ? (b + 1) * BLOCK : n;
+    double s = 0.0;
+    for (int64_t i = b * BLOCK; i < end; i++)
+      s += ds->H_re[i] * ds->H_re[i] + ds->H_im[i] * ds->H_im[i];
+    partial[b] = s;
+  }
   double sum = 0.0;
-#pragma omp parallel for reduction(+ : sum) schedule(static)
-  for (int64_t i = 0; i < n; i++) sum += ds->H_re[i] * ds->H_re[i] + ds->H_im[i] * ds->H_im[i];
+  for (int64_t b = 0; b < n_blocks; b++) sum += partial[b];
+  free(partial);
   double rms = sqrt(sum / (2.0 * (double)n)) * sg_snr_amplitude(ds);
   return rms > 0 ? rms : 1.0;
 }
