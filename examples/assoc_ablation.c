@@ -800,11 +800,17 @@ static int write_plots_gp(FILE *f, void *user) {
              "(solid: training batches, dashed: validation set)'\n");
   fprintf(f, "set xlabel 'epoch'\nset ylabel 'violation ratio'\nset yrange [0:1]\n");
   plot_training(f, r, "violation_ratio", "test_violation_ratio");
-  fprintf(f, "\n# Fig. 2b: regularised loss against epoch\nset output 'fig2b_loss.png'\n");
-  fprintf(f, "set title 'Regularised loss (eq. 3, training batches) against epoch'\n");
-  fprintf(f, "set ylabel 'loss = -rate + sum_m mu_m ReLU(load_m - (N - delta))'\nset "
+  fprintf(f, "\n# Fig. 2b: regularised loss (left) and rates (right) against epoch\n");
+  fprintf(f, "set output 'fig2b_loss.png'\nset multiplot layout 1,2\nset key bottom right\n");
+  fprintf(f, "set title 'Regularised loss (eq. 3), training batches'\n");
+  fprintf(f, "set ylabel 'loss = -R(soft A) + sum_m mu_m ReLU(load_m - (N - delta))'\nset "
              "autoscale y\n");
   plot_training(f, r, "loss", NULL);
+  fprintf(f,
+          "set title 'R(soft A) of training batches (solid), validation LB sum-rate (dashed)'\n");
+  fprintf(f, "set ylabel 'sum-rate (bps/Hz)'\n");
+  plot_training(f, r, "train_rate", "test_lb_rate");
+  fprintf(f, "unset multiplot\nset key top right\n");
   plot_onehot(f, r);
   plot_curve(f, r);
   return ferror(f) ? -1 : 0;
