@@ -298,15 +298,14 @@ int sg_eval_check(const sg_gnn *m, const sg_dataset *ds, char *msg, size_t msg_l
   return 0;
 }
 
-/* Forward of samples [start, start+B) into A (their S-layout rows); 0 or -1. */
+/* Forward of samples [start, start+B) into dst (B x K x M); 0 or -1. */
 static int infer_batch(sg_graph *g, const sg_gnn *m, const sg_dataset *ds, int64_t start, int64_t B,
-                       double scale, double *A) {
+                       double scale, double *dst) {
   sg_graph_reset(g);
   sg_gnn_batch in; /* the training inputs: p = Pt dBm / 30, q = 1, H over the training scale */
   if (sg_gnn_batch_make(g, ds, NULL, start, B, scale, m->cfg.dtype, false, &in)) return -1;
   sg_gnn_output out = sg_gnn_forward(g, m, in.p, in.q, in.H, SG_GNN_EVAL, NULL, NULL);
   if (!out.assoc) return -1;
-  double *dst = A + start * ds->K * ds->M;
   for (int64_t i = 0; i < out.assoc->numel; i++) dst[i] = sg_get(out.assoc, i);
   return 0;
 }
@@ -330,7 +329,7 @@ int sg_eval_infer(const sg_gnn *m, const sg_dataset *ds, const sg_eval_opts *o, 
   for (int64_t start = 0; start < ds->S && !rc; start += o->batch) {
     int64_t B = ds->S - start < o->batch ? ds->S - start : o->batch;
     double t0 = omp_get_wtime();
-    rc = infer_batch(g, m, ds, start, B, o->feature_scale, A);
+    rc = infer_batch(g, m, ds, start, B, o->feature_scale, A + start * ds->K * ds->M);
     elapsed += omp_get_wtime() - t0;
   }
   sg_graph_free(g);
@@ -345,15 +344,14 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 /* Median wall time in seconds of single-sample forwards over the first n
- * samples (their A~ rows are rewritten with the same values). NaN if n = 0. */
-static double single_sample_latency(const sg_gnn *m, const sg_dataset *ds, double scale, int n,
-                                    double *A) {
+ * samples (outputs discarded). NaN if n = 0. */
+static double single_sample_latency(const sg_gnn *m, const sg_dataset *ds, double scale, int n) {
   if (n > ds->S) n = (int)ds->S;
   if (n <= 0) return NAN;
-  double *t = malloc((size_t)n * sizeof *t);
+  double *t = malloc((size_t)n * sizeof *t), *A = malloc((size_t)ds->K * ds->M * sizeof *A);
   sg_graph *g = eval_graph();
   double median = NAN;
-  int rc = t && g ? 0 : -1;
+  int rc = t && A && g ? 0 : -1;
   for (int i = 0; i < n && !rc; i++) {
     double t0 = omp_get_wtime();
     rc = infer_batch(g, m, ds, i, 1, scale, A);
@@ -363,7 +361,7 @@ static double single_sample_latency(const sg_gnn *m, const sg_dataset *ds, doubl
     qsort(t, n, sizeof *t, cmp_double);
     median = n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
   }
-  free(t);
+  free(t), free(A);
   sg_graph_free(g);
   return median;
 }
@@ -376,7 +374,7 @@ int sg_eval_model(const sg_gnn *m, const sg_dataset *ds, const sg_eval_opts *o,
   if (!A) return failf(msg, msg_len, "out of memory");
   double seconds = 0.0;
   int rc = sg_eval_infer(m, ds, o, A, &seconds, msg, msg_len);
-  double latency = rc ? NAN : single_sample_latency(m, ds, o->feature_scale, o->latency_samples, A);
+  double latency = rc ? NAN : single_sample_latency(m, ds, o->feature_scale, o->latency_samples);
   if (!rc && sg_eval_assoc_metrics(ds, A, es_rate, out, NULL, NULL, NULL))
     rc = failf(msg, msg_len, "out of memory");
   if (!rc) {
