@@ -192,6 +192,26 @@ static sg_tensor *apply_gumbel(sg_graph *g, sg_tensor *const *in, int n, void *c
   return sg_gumbel_softmax(g, in[0], c->tau, c->axis, c->hard, in[1], NULL);
 }
 
+/* The gradient of the hard sample (straight-through) is bitwise the soft
+ * sample's, for the same logits, noise and output gradient. */
+static void assert_hard_grad_is_soft(sg_tensor *const *in, gs_ctx c) {
+  sg_rng r;
+  sg_rng_seed(&r, 5);
+  sg_tensor *logits = sg_clone(NULL, in[0]), *grads[2];
+  sg_set_requires_grad(logits, true);
+  for (int hard = 0; hard < 2; hard++) {
+    sg_graph *g = sg_graph_new();
+    sg_tensor *y = sg_gumbel_softmax(g, logits, c.tau, c.axis, hard, in[1], NULL);
+    sg_backward_with(g, y, sg_rand_normal(g, &r, SG_F64, y->ndim, y->shape, 0, 1));
+    grads[hard] = sg_clone(NULL, logits->grad);
+    sg_zero_grad(logits);
+    sg_rng_seed(&r, 5); /* the same output gradient for both */
+    sg_graph_free(g);
+  }
+  ck_assert_mem_eq(grads[0]->data, grads[1]->data, (size_t)logits->numel * sizeof(double));
+  sg_free(grads[0]), sg_free(grads[1]), sg_free(logits);
+}
+
 START_TEST(gradcheck_gumbel_softmax) {
   static const struct {
     int nd;
@@ -203,14 +223,21 @@ START_TEST(gradcheck_gumbel_softmax) {
   sg_rng_seed(&r, 55);
   for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
     for (int t = 0; t < 3; t++) {
-      /* logits scaled with tau so that the sample is not saturated */
-      sg_tensor *in[2] = {rand_leaf(&r, shapes[s].nd, shapes[s].shape, -2 * taus[t], 2 * taus[t]),
-                          sg_rand_gumbel(NULL, &r, SG_F64, shapes[s].nd, shapes[s].shape)};
-      for (int64_t i = 0; i < in[1]->numel; i++) sg_set(in[1], i, sg_get(in[1], i) * taus[t]);
-      sg_set_requires_grad(in[1], true); /* d/dnoise is checked too */
-      gs_ctx c = {taus[t], shapes[s].axis, false};
-      check_op(apply_gumbel, in, 2, &c, 1e-6);
-      free_all(in, 2);
+      for (int scaled = 0; scaled < 2; scaled++) {
+        /* raw: logits in [-2, 2] and Gumbel noise, so a small tau gives a
+         * nearly one-hot sample; scaled: both multiplied by tau, so that
+         * (logits + noise) / tau is O(1) and the 1/tau-sized gradient is
+         * far from zero everywhere */
+        double sc = scaled ? taus[t] : 1;
+        sg_tensor *in[2] = {rand_leaf(&r, shapes[s].nd, shapes[s].shape, -2 * sc, 2 * sc),
+                            sg_rand_gumbel(NULL, &r, SG_F64, shapes[s].nd, shapes[s].shape)};
+        for (int64_t i = 0; i < in[1]->numel; i++) sg_set(in[1], i, sg_get(in[1], i) * sc);
+        sg_set_requires_grad(in[1], true); /* d/dnoise is checked too */
+        gs_ctx c = {taus[t], shapes[s].axis, false};
+        check_op(apply_gumbel, in, 2, &c, 1e-6);
+        assert_hard_grad_is_soft(in, c);
+        free_all(in, 2);
+      }
     }
   }
 }
