@@ -288,8 +288,19 @@ static int parse_grad(const char *text, bool *unrolled) {
   return 0;
 }
 
-/* Parses one option taking a value; returns 0, or -1 after a message. */
+/* Parses one option taking a value; returns 0, or -1 after a message.
+ * val NULL: only says whether opt is known (0) or not (-1, reported). */
 static int parse_option(const char *opt, const char *val, options *o) {
+  static const char *const names[] = {"--n",     "--steps",   "--batch",       "--test", "--seed",
+                                      "--iters", "--tol",     "--grad",        "--tau",  "--noise",
+                                      "--lr",    "--threads", "--min-accuracy"};
+  bool known = false;
+  for (size_t i = 0; i < sizeof names / sizeof *names; i++) known = known || !strcmp(opt, names[i]);
+  if (!known) {
+    fprintf(stderr, "sort_sinkhorn: unknown option %s (try --help)\n", opt);
+    return -1;
+  }
+  if (!val) return 0;
   if (!strcmp(opt, "--n")) return parse_int(opt, val, 2, MAX_N, &o->n);
   if (!strcmp(opt, "--steps")) return parse_int(opt, val, 0, 10000000, &o->steps);
   if (!strcmp(opt, "--batch")) return parse_int(opt, val, 1, 100000, &o->batch);
@@ -302,9 +313,7 @@ static int parse_option(const char *opt, const char *val, options *o) {
   if (!strcmp(opt, "--noise")) return parse_double(opt, val, 0, 1e3, &o->noise);
   if (!strcmp(opt, "--lr")) return parse_double(opt, val, 1e-8, 10, &o->lr);
   if (!strcmp(opt, "--threads")) return parse_int(opt, val, 1, 1024, &o->threads);
-  if (!strcmp(opt, "--min-accuracy")) return parse_double(opt, val, 0, 1, &o->min_accuracy);
-  fprintf(stderr, "sort_sinkhorn: unknown option %s (try --help)\n", opt);
-  return -1;
+  return parse_double(opt, val, 0, 1, &o->min_accuracy); /* --min-accuracy */
 }
 
 /* Returns 0, 1 after --help, or -1 on a bad argument. */
@@ -315,8 +324,9 @@ static int parse_args(int argc, char **argv, options *o) {
       o->quiet = true;
       continue;
     }
-    if (a + 1 >= argc) {
-      fprintf(stderr, "sort_sinkhorn: %s needs a value (try --help)\n", argv[a]);
+    if (a + 1 >= argc) { /* the last word: an option missing its value, or unknown */
+      if (parse_option(argv[a], NULL, o) == 0)
+        fprintf(stderr, "sort_sinkhorn: %s needs a value (try --help)\n", argv[a]);
       return -1;
     }
     if (parse_option(argv[a], argv[a + 1], o)) return -1;
