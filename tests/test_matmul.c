@@ -257,29 +257,37 @@ static sg_tensor *apply_matmul(sg_graph *g, sg_tensor *const *in, int n, void *c
   return sg_matmul(g, in[0], in[1], c->ta, c->tb);
 }
 
+/* Element offsets of batch t's matrices in a and b, broadcast against the
+ * batch dims of out (NumPy rules: missing or size-1 dims repeat). */
+static void batch_offsets(const sg_tensor *a, const sg_tensor *b, const sg_tensor *out, int64_t t,
+                          int64_t *aoff, int64_t *boff) {
+  int bnd = out->ndim - 2;
+  int64_t astr = a->shape[a->ndim - 1] * a->shape[a->ndim - 2],
+          bstr = b->shape[b->ndim - 1] * b->shape[b->ndim - 2];
+  *aoff = *boff = 0;
+  for (int d = bnd - 1; d >= 0; d--) {
+    int64_t idx = t % out->shape[d];
+    t /= out->shape[d];
+    int da = d - (bnd - (a->ndim - 2)), db = d - (bnd - (b->ndim - 2));
+    int64_t sa = da >= 0 ? a->shape[da] : 1, sb = db >= 0 ? b->shape[db] : 1;
+    if (sa > 1) *aoff += idx * astr;
+    if (sb > 1) *boff += idx * bstr;
+    astr *= sa;
+    bstr *= sb;
+  }
+}
+
 /* Checks out = op(a) op(b) with broadcast batches against the naive loop. */
 static void check_matmul_forward(const sg_tensor *a, const sg_tensor *b, bool ta, bool tb,
                                  const sg_tensor *out) {
   int64_t m = out->shape[out->ndim - 2], n = out->shape[out->ndim - 1];
   int64_t k = ta ? a->shape[a->ndim - 2] : a->shape[a->ndim - 1];
-  int bnd = out->ndim - 2;
   int64_t nb = out->numel / (m * n > 0 ? m * n : 1);
   double *want = malloc((size_t)(m * n) * sizeof *want),
          *abs = malloc((size_t)(m * n) * sizeof *abs);
   for (int64_t t = 0; t < nb; t++) {
-    /* Batch index t -> offsets of the (possibly broadcast) operands. */
-    int64_t rem = t, aoff = 0, boff = 0, astr = a->shape[a->ndim - 1] * a->shape[a->ndim - 2],
-            bstr = b->shape[b->ndim - 1] * b->shape[b->ndim - 2];
-    for (int d = bnd - 1; d >= 0; d--) {
-      int64_t idx = rem % out->shape[d];
-      rem /= out->shape[d];
-      int da = d - (bnd - (a->ndim - 2)), db = d - (bnd - (b->ndim - 2));
-      int64_t sa = da >= 0 ? a->shape[da] : 1, sb = db >= 0 ? b->shape[db] : 1;
-      if (sa > 1) aoff += idx * astr;
-      if (sb > 1) boff += idx * bstr;
-      astr *= sa;
-      bstr *= sb;
-    }
+    int64_t aoff, boff;
+    batch_offsets(a, b, out, t, &aoff, &boff);
     naive_gemm(a, aoff, a->shape[a->ndim - 1], ta, b, boff, b->shape[b->ndim - 1], tb, m, n, k,
                want, abs);
     for (int64_t i = 0; i < m * n; i++)
@@ -460,52 +468,94 @@ START_TEST(gradcheck_linear) {
 }
 END_TEST
 
-/* Gradients of a weight shared by many batches (summed over the broadcast
- * batch dim) against the naive sums, for every transpose combination:
- * y[t] = op(a[t]) op(b), dL/dy = w; a [T, ...] batched, b 2-D. */
+/* Naive gradients of sum(w * op(a) op(b)) with broadcast batches, summed
+ * into the (broadcast) operand blocks in long double, with |term| sums. */
+static void naive_matmul_grads(const sg_tensor *a, const sg_tensor *b, bool ta, bool tb,
+                               const sg_tensor *w, long double *ga, long double *ga_abs,
+                               long double *gb, long double *gb_abs) {
+  int64_t m = w->shape[w->ndim - 2], n = w->shape[w->ndim - 1];
+  int64_t k = ta ? a->shape[a->ndim - 2] : a->shape[a->ndim - 1], nb = w->numel / (m * n);
+  int64_t lda = a->shape[a->ndim - 1], ldb = b->shape[b->ndim - 1];
+  for (int64_t t = 0; t < nb; t++) {
+    int64_t aoff, boff;
+    batch_offsets(a, b, w, t, &aoff, &boff);
+    for (int64_t i = 0; i < m; i++)
+      for (int64_t j = 0; j < n; j++) {
+        long double wv = sg_get(w, (t * m + i) * n + j);
+        for (int64_t p = 0; p < k; p++) {
+          /* d/dop(a)(i,p) += w(i,j) op(b)(p,j);  d/dop(b)(p,j) += op(a)(i,p) w(i,j) */
+          long double da = wv * op_at(b, boff, ldb, tb, p, j),
+                      db = wv * op_at(a, aoff, lda, ta, i, p);
+          int64_t ia = aoff + (ta ? p * lda + i : i * lda + p);
+          int64_t ib = boff + (tb ? j * ldb + p : p * ldb + j);
+          ga[ia] += da;
+          ga_abs[ia] += fabsl(da);
+          gb[ib] += db;
+          gb_abs[ib] += fabsl(db);
+        }
+      }
+  }
+}
+
+static void assert_grad_near(const sg_tensor *grad, const long double *want, const long double *abs,
+                             const char *what) {
+  for (int64_t i = 0; i < grad->numel; i++) {
+    double tol = dot_tol(SG_F64, 3000, (double)abs[i]); /* >= terms in any sum here */
+    ck_assert_msg(fabs(sg_get(grad, i) - (double)want[i]) <= tol, "%s[%lld] = %.17g, want %.17g",
+                  what, (long long)i, sg_get(grad, i), (double)want[i]);
+  }
+}
+
+/* Gradients of operands broadcast over many batches, fully (a 2-D weight)
+ * or partly (summed over some batch dims only), against naive sums, in every
+ * transpose combination. Threads must never add into the same block at once
+ * and the sums must come out right. */
 START_TEST(matmul_broadcast_grad_many_batches) {
   sg_rng r;
   sg_rng_seed(&r, 67);
-  const int64_t nb = 300, m = 8, k = 6, n = 5;
-  for (int t = 0; t < 4; t++) {
-    bool ta = t & 1, tb = t >> 1;
-    sg_graph *g = sg_graph_new();
-    int64_t as[3] = {nb, ta ? k : m, ta ? m : k}, bs[2] = {tb ? n : k, tb ? k : n};
-    sg_tensor *a = sg_rand_uniform(NULL, &r, SG_F64, 3, as, -1, 1);
-    sg_tensor *b = sg_rand_uniform(NULL, &r, SG_F64, 2, bs, -1, 1);
-    sg_set_requires_grad(a, true);
-    sg_set_requires_grad(b, true);
-    sg_tensor *y = sg_matmul(g, a, b, ta, tb);
-    sg_tensor *w = sg_rand_uniform(g, &r, SG_F64, 3, (int64_t[]){nb, m, n}, -1, 1);
-    sg_backward_with(g, y, w);
-    /* dB(p, j) = sum_t sum_i op(a_t)(i, p) w_t(i, j), stored transposed if tb. */
-    for (int64_t p = 0; p < k; p++)
-      for (int64_t j = 0; j < n; j++) {
-        long double s = 0, sa = 0;
-        for (int64_t bt = 0; bt < nb; bt++)
-          for (int64_t i = 0; i < m; i++) {
-            long double v = (long double)op_at(a, bt * m * k, as[2], ta, i, p) *
-                            sg_get(w, (bt * m + i) * n + j);
-            s += v;
-            sa += fabsl(v);
-          }
-        double got = sg_get(b->grad, tb ? j * k + p : p * n + j);
-        ck_assert_double_eq_tol(got, (double)s, dot_tol(SG_F64, nb * m, (double)sa));
-      }
-    /* dA_t(i, p) = sum_j w_t(i, j) op(b)(p, j), stored transposed if ta. */
-    for (int64_t bt = 0; bt < nb; bt += 37)
-      for (int64_t i = 0; i < m; i++)
-        for (int64_t p = 0; p < k; p++) {
-          long double s = 0;
-          for (int64_t j = 0; j < n; j++)
-            s += (long double)sg_get(w, (bt * m + i) * n + j) * op_at(b, 0, bs[1], tb, p, j);
-          double got = sg_get(a->grad, bt * m * k + (ta ? p * m + i : i * k + p));
-          ck_assert_double_eq_tol(got, (double)s, 1e-14);
-        }
-    sg_free(a);
-    sg_free(b);
-    sg_graph_free(g);
-  }
+  const int64_t m = 8, k = 6, n = 5;
+  const struct {
+    int na, nb;
+    int64_t a[2], b[2]; /* batch dims */
+  } cases[] = {
+      {1, 0, {300}, {0}},       /* b shared by all 300 batches */
+      {2, 1, {2, 150}, {150}},  /* b summed over the leading 2 */
+      {2, 2, {150, 1}, {1, 2}}, /* a summed over 2, b over 150 */
+  };
+  for (int c = 0; c < 3; c++)
+    for (int t = 0; t < 4; t++) {
+      bool ta = t & 1, tb = t >> 1;
+      sg_graph *g = sg_graph_new();
+      int64_t as[4], bs[4];
+      memcpy(as, cases[c].a, sizeof cases[c].a);
+      memcpy(bs, cases[c].b, sizeof cases[c].b);
+      int na = cases[c].na, nbd = cases[c].nb;
+      as[na] = ta ? k : m;
+      as[na + 1] = ta ? m : k;
+      bs[nbd] = tb ? n : k;
+      bs[nbd + 1] = tb ? k : n;
+      sg_tensor *a = sg_rand_uniform(NULL, &r, SG_F64, na + 2, as, -1, 1);
+      sg_tensor *b = sg_rand_uniform(NULL, &r, SG_F64, nbd + 2, bs, -1, 1);
+      sg_set_requires_grad(a, true);
+      sg_set_requires_grad(b, true);
+      sg_tensor *y = sg_matmul(g, a, b, ta, tb);
+      sg_tensor *w = sg_rand_uniform(g, &r, SG_F64, y->ndim, y->shape, -1, 1);
+      sg_backward_with(g, y, w);
+      long double *ga = calloc((size_t)a->numel, sizeof *ga),
+                  *ga_abs = calloc((size_t)a->numel, sizeof *ga),
+                  *gb = calloc((size_t)b->numel, sizeof *gb),
+                  *gb_abs = calloc((size_t)b->numel, sizeof *gb);
+      naive_matmul_grads(a, b, ta, tb, w, ga, ga_abs, gb, gb_abs);
+      assert_grad_near(a->grad, ga, ga_abs, "grad a");
+      assert_grad_near(b->grad, gb, gb_abs, "grad b");
+      free(ga);
+      free(ga_abs);
+      free(gb);
+      free(gb_abs);
+      sg_free(a);
+      sg_free(b);
+      sg_graph_free(g);
+    }
 }
 END_TEST
 
