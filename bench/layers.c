@@ -4,8 +4,8 @@
  *
  * Per case and run: reset the graph, zero the leaf gradients, y = layer(x),
  * loss = sum(w * y) with a fixed w, backward. Float32, 2 threads by default.
- * After 5 warm-up runs, at least MIN_RUNS timed runs, more (up to MAX_RUNS)
- * while under TIME_BUDGET seconds; the median is reported.
+ * After 5 warm-up runs, at least --min-runs timed runs, more (up to
+ * MAX_RUNS) while under the time budget; the median is reported.
  *
  * Inputs are deterministic formulas that bench/torch_layers.py reproduces
  * (value i of input s: amp * sin(0.37 i + s) + offset, w_i = cos(0.11 i)), so
@@ -13,10 +13,13 @@
  * a checksum of the leaf gradients (sum over leaves and elements of
  * grad_i * cos(0.7 i), and of |grad_i|) for the runner to compare.
  *
- * Usage: bench_layers [--threads T] [--min-runs N] [--list] [CASE ...]
- * (CASE: exact case names, as --list prints; none: every case)
+ * Usage: bench_layers [--threads T] [--min-runs N] [--budget S] [--list] [CASE ...]
+ * (CASE: exact case names, as --list prints; none: every case; S: the time
+ * budget in seconds, default 0.5)
  * Output, one tab-separated line per case:
- *   case  median_us  runs  loss  grad_dot  grad_abs */
+ *   case  median_us  runs  loss  grad_dot  grad_abs  cpu_us
+ * cpu_us: the median process CPU time of a run (all threads, spinning
+ * included); with 1 thread it hardly depends on the machine's load. */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -27,7 +30,6 @@
 #include "sinkgrad.h"
 
 enum { WARMUP = 5, MAX_RUNS = 2001, MAX_LEAVES = 3 };
-static const double TIME_BUDGET = 0.5; /* seconds of timed runs per case, beyond MIN_RUNS */
 
 typedef enum layer_kind {
   SOFTMAX,
@@ -36,7 +38,8 @@ typedef enum layer_kind {
   LAYER_NORM,
   SINKHORN_UNROLLED,
   SINKHORN_IMPLICIT,
-  ATTENTION
+  ATTENTION,
+  LOSS_ONLY /* y = x: the cost of the loss sum(w * y) and its backward alone */
 } layer_kind;
 
 typedef struct bench_case {
@@ -65,16 +68,29 @@ static const bench_case CASES[] = {
     {"attention/d64", ATTENTION, 4, {256, 8, 1, 64}, 64},
     {"attention/d128", ATTENTION, 4, {256, 8, 1, 128}, 128},
     {"attention/d512", ATTENTION, 4, {256, 8, 1, 512}, 512},
+    {"loss_only/256x8x2", LOSS_ONLY, 3, {256, 8, 2}, 0},
+    {"loss_only/256x8x64", LOSS_ONLY, 3, {256, 8, 64}, 0},
+    {"loss_only/256x8x2x64", LOSS_ONLY, 4, {256, 8, 2, 64}, 0},
+    {"loss_only/256x8x512", LOSS_ONLY, 3, {256, 8, 512}, 0},
+    {"loss_only/256x8x2x512", LOSS_ONLY, 4, {256, 8, 2, 512}, 0},
 };
 
 /* Layer parameters shared with bench/torch_layers.py. */
 static const double GUMBEL_TAU = 0.5, LN_EPS = 1e-5, SK_CAP = 4.0;
 enum { SK_ITERS = 10 };
 
-static double now(void) {
+static double clock_s(clockid_t id) {
   struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
+  clock_gettime(id, &ts);
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double now(void) {
+  return clock_s(CLOCK_MONOTONIC);
+}
+
+static double cpu_now(void) {
+  return clock_s(CLOCK_PROCESS_CPUTIME_ID);
 }
 
 /* amp * sin(0.37 i + seed) + offset, a caller-owned float32 tensor. */
@@ -108,6 +124,7 @@ static case_inputs make_inputs(const bench_case *c) {
   case LOG_SOFTMAX:
   case SINKHORN_UNROLLED:
   case SINKHORN_IMPLICIT:
+  case LOSS_ONLY:
     add_leaf(&in, formula_tensor(c->ndim, c->shape, 0.0, 3.0, 0.0, true));
     break;
   case GUMBEL:
@@ -157,6 +174,8 @@ static sg_tensor *layer_forward(sg_graph *g, const bench_case *c, const case_inp
     return sg_sinkhorn(g, x[0], 1.0, SK_CAP, SK_ITERS, 0.0, SG_SINKHORN_IMPLICIT, NULL);
   case ATTENTION:
     return sg_attention(g, x[0], x[1], x[2]);
+  case LOSS_ONLY:
+    return x[0];
   }
   return NULL;
 }
@@ -189,31 +208,37 @@ static void grad_checksums(const case_inputs *in, double *dot, double *abs_sum) 
   }
 }
 
-static void bench(const bench_case *c, int min_runs) {
+static double median(double *v, int n) {
+  qsort(v, (size_t)n, sizeof v[0], cmp_double);
+  return v[n / 2];
+}
+
+static void bench(const bench_case *c, int min_runs, double budget) {
   case_inputs in = make_inputs(c);
   sg_graph *g = sg_graph_new();
-  static double times[MAX_RUNS];
+  static double times[MAX_RUNS], cpu_times[MAX_RUNS];
   double loss = 0;
   for (int i = 0; i < WARMUP; i++) loss = run_once(g, c, &in);
   int runs = 0;
   double start = now();
-  while (runs < MAX_RUNS && (runs < min_runs || now() - start < TIME_BUDGET)) {
-    double t0 = now();
+  while (runs < MAX_RUNS && (runs < min_runs || now() - start < budget)) {
+    double t0 = now(), c0 = cpu_now();
     run_once(g, c, &in);
+    cpu_times[runs] = cpu_now() - c0;
     times[runs++] = now() - t0;
   }
-  qsort(times, (size_t)runs, sizeof times[0], cmp_double);
   double dot, abs_sum;
   grad_checksums(&in, &dot, &abs_sum);
-  printf("%s\t%.3f\t%d\t%.9g\t%.9g\t%.9g\n", c->name, 1e6 * times[runs / 2], runs, loss, dot,
-         abs_sum);
+  printf("%s\t%.3f\t%d\t%.9g\t%.9g\t%.9g\t%.3f\n", c->name, 1e6 * median(times, runs), runs, loss,
+         dot, abs_sum, 1e6 * median(cpu_times, runs));
   fflush(stdout);
   sg_graph_free(g);
   free_inputs(&in);
 }
 
 static void usage(void) {
-  fprintf(stderr, "usage: bench_layers [--threads T] [--min-runs N] [--list] [CASE ...]\n");
+  fprintf(stderr,
+          "usage: bench_layers [--threads T] [--min-runs N] [--budget S] [--list] [CASE ...]\n");
   exit(2);
 }
 
@@ -228,6 +253,7 @@ static const bench_case *find_case(const char *name) {
 
 int main(int argc, char **argv) {
   int threads = 2, min_runs = 51;
+  double budget = 0.5;
   const bench_case *chosen[N_CASES];
   int n_chosen = 0;
   for (int i = 1; i < argc; i++) {
@@ -235,6 +261,8 @@ int main(int argc, char **argv) {
       threads = atoi(argv[++i]);
     else if (strcmp(argv[i], "--min-runs") == 0 && i + 1 < argc)
       min_runs = atoi(argv[++i]);
+    else if (strcmp(argv[i], "--budget") == 0 && i + 1 < argc)
+      budget = atof(argv[++i]);
     else if (strcmp(argv[i], "--list") == 0) {
       for (int c = 0; c < N_CASES; c++) puts(CASES[c].name);
       return 0;
@@ -243,10 +271,10 @@ int main(int argc, char **argv) {
     else
       usage();
   }
-  if (threads < 1 || min_runs < 1 || min_runs > MAX_RUNS) usage();
+  if (threads < 1 || min_runs < 1 || min_runs > MAX_RUNS || !(budget >= 0)) usage();
   omp_set_num_threads(threads);
   if (n_chosen == 0)
     for (int c = 0; c < N_CASES; c++) chosen[n_chosen++] = &CASES[c];
-  for (int c = 0; c < n_chosen; c++) bench(chosen[c], min_runs);
+  for (int c = 0; c < n_chosen; c++) bench(chosen[c], min_runs, budget);
   return 0;
 }

@@ -5,7 +5,8 @@ bench/layers.c, whose header describes the protocol).
 The same cases, shapes, inputs and loss as bench_layers: float32,
 torch.set_num_threads(2), per run: leaf gradients set to None, y = layer(x),
 loss = sum(w * y) with a fixed w, backward. 5 warm-up runs, then at least
---min-runs timed runs, more (up to 2001) while under 0.5 s; the median.
+--min-runs timed runs, more (up to 2001) while under --budget seconds
+(default 0.5); the median.
 Inputs come from the same formulas (value i of input s: amp * sin(0.37 i + s)
 + offset, computed in float64 and rounded to float32; w_i = cos(0.11 i)).
 
@@ -22,10 +23,13 @@ The layers in PyTorch:
   attention                 softmax(q k^T / sqrt(d)) v by torch.matmul, as
                             the models (bench/torch_gnn.py); torch 1.13 has no
                             fused scaled_dot_product_attention
+  loss_only                 y = x: the loss sum(w * y) and its backward alone,
+                            the part of every case that is not the layer
 
-Usage: torch_layers.py [--threads T] [--min-runs N] [CASE ...]
+Usage: torch_layers.py [--threads T] [--min-runs N] [--budget S] [CASE ...]
 Output, one tab-separated line per case, as bench_layers:
-  case  median_us  runs  loss  grad_dot  grad_abs
+  case  median_us  runs  loss  grad_dot  grad_abs  cpu_us
+(cpu_us: median process CPU time of a run, time.process_time)
 """
 import argparse
 import math
@@ -36,7 +40,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-WARMUP, MAX_RUNS, TIME_BUDGET = 5, 2001, 0.5
+WARMUP, MAX_RUNS = 5, 2001
 GUMBEL_TAU, LN_EPS, SK_CAP, SK_ITERS = 0.5, 1e-5, 4.0, 10
 
 # name -> (kind, x shape, d); the same list as CASES in bench/layers.c
@@ -58,6 +62,11 @@ CASES = {
     "attention/d64": ("attention", (256, 8, 1, 64), 64),
     "attention/d128": ("attention", (256, 8, 1, 128), 128),
     "attention/d512": ("attention", (256, 8, 1, 512), 512),
+    "loss_only/256x8x2": ("loss_only", (256, 8, 2), 0),
+    "loss_only/256x8x64": ("loss_only", (256, 8, 64), 0),
+    "loss_only/256x8x2x64": ("loss_only", (256, 8, 2, 64), 0),
+    "loss_only/256x8x512": ("loss_only", (256, 8, 512), 0),
+    "loss_only/256x8x2x512": ("loss_only", (256, 8, 2, 512), 0),
 }
 
 
@@ -69,7 +78,7 @@ def formula(shape, seed, amp, offset, grad):
 
 def make_case(kind, shape, d):
     """(leaves, constants, forward function of leaves and constants)."""
-    if kind in ("softmax", "log_softmax", "sinkhorn"):
+    if kind in ("softmax", "log_softmax", "sinkhorn", "loss_only"):
         leaves, consts = [formula(shape, 0.0, 3.0, 0.0, True)], []
     elif kind == "gumbel":
         leaves, consts = [formula(shape, 0.0, 3.0, 0.0, True)], [formula(shape, 1.0, 1.2, 0.5, False)]
@@ -107,6 +116,7 @@ FORWARD = {
     "layer_norm": lambda L, C: F.layer_norm(L[0], (L[0].shape[-1],), L[1], L[2], LN_EPS),
     "sinkhorn": lambda L, C: sinkhorn(L[0]),
     "attention": lambda L, C: attention(*L),
+    "loss_only": lambda L, C: L[0],
 }
 
 
@@ -127,7 +137,7 @@ def grad_checksums(leaves):
     return dot, abs_sum
 
 
-def bench(name, min_runs):
+def bench(name, min_runs, budget):
     kind, shape, d = CASES[name]
     leaves, consts, fwd = make_case(kind, shape, d)
     n = int(np.prod(shape))  # the output has x's (or q's) shape
@@ -135,30 +145,34 @@ def bench(name, min_runs):
                          .reshape(shape))
     for _ in range(WARMUP):
         loss = run_once(leaves, consts, fwd, w)
-    times, start = [], time.perf_counter()
-    while len(times) < MAX_RUNS and (len(times) < min_runs
-                                     or time.perf_counter() - start < TIME_BUDGET):
-        t0 = time.perf_counter()
+    times, cpu_times, start = [], [], time.perf_counter()
+    while len(times) < MAX_RUNS and (len(times) < min_runs or time.perf_counter() - start < budget):
+        t0, c0 = time.perf_counter(), time.process_time()
         run_once(leaves, consts, fwd, w)
+        cpu_times.append(time.process_time() - c0)
         times.append(time.perf_counter() - t0)
-    times.sort()
     dot, abs_sum = grad_checksums(leaves)
-    print(f"{name}\t{1e6 * times[len(times) // 2]:.3f}\t{len(times)}\t{loss.item():.9g}\t"
-          f"{dot:.9g}\t{abs_sum:.9g}", flush=True)
+    print(f"{name}\t{1e6 * median(times):.3f}\t{len(times)}\t{loss.item():.9g}\t"
+          f"{dot:.9g}\t{abs_sum:.9g}\t{1e6 * median(cpu_times):.3f}", flush=True)
+
+
+def median(v):
+    return sorted(v)[len(v) // 2]
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--min-runs", type=int, default=51)
+    ap.add_argument("--budget", type=float, default=0.5)
     ap.add_argument("cases", nargs="*")
     a = ap.parse_args()
     unknown = [c for c in a.cases if c not in CASES]
-    if unknown or a.threads < 1 or not 1 <= a.min_runs <= MAX_RUNS:
+    if unknown or a.threads < 1 or not 1 <= a.min_runs <= MAX_RUNS or not a.budget >= 0:
         sys.exit(f"torch_layers.py: bad arguments (unknown cases: {unknown})")
     torch.set_num_threads(a.threads)
     for name in a.cases or CASES:
-        bench(name, a.min_runs)
+        bench(name, a.min_runs, a.budget)
 
 
 if __name__ == "__main__":

@@ -17,52 +17,100 @@
 
 #include <math.h>
 
+/* Vector width of the row reductions: the widest the build targets (a
+ * wider GCC vector type would be split, and change the ABI of helpers). */
+#if defined(__AVX512F__)
+#define VEC_BYTES 64
+#elif defined(__AVX__)
+#define VEC_BYTES 32
+#else
+#define VEC_BYTES 16
+#endif
+
 enum {
-  LANES = 16,      /* independent accumulators in row reductions */
   BLOCK_ROWS = 32, /* rows per partial sum of the parameter gradients */
+  STAT_ROWS = 16,  /* rows per block of the forward */
   COL_CHUNK = 256  /* columns per work item when summing the partial sums */
 };
 
-/* Row reductions with LANES partial sums, vectorisable and in a fixed order. */
+/* Row reductions accumulate whole vectors (GCC vector extensions: VEC_BYTES
+ * of lanes), then add the lanes as a pairwise tree of half-vector additions.
+ * The order is fixed, so a row's sums depend on the row only; the tree
+ * replaces the chain of scalar additions that dominated short rows. */
+typedef float vec_f32 __attribute__((vector_size(VEC_BYTES)));
+typedef float quarter_f32 __attribute__((vector_size(16))); /* 4 lanes */
+typedef double vec_f64 __attribute__((vector_size(VEC_BYTES)));
+typedef double quarter_f64 __attribute__((vector_size(16))); /* 2 lanes */
+
+static float lane_total_f32(vec_f32 v) {
+#if VEC_BYTES == 64
+  typedef float half_f32 __attribute__((vector_size(32)));
+  half_f32 h = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7) +
+               __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
+  quarter_f32 q =
+      __builtin_shufflevector(h, h, 0, 1, 2, 3) + __builtin_shufflevector(h, h, 4, 5, 6, 7);
+#elif VEC_BYTES == 32
+  quarter_f32 q =
+      __builtin_shufflevector(v, v, 0, 1, 2, 3) + __builtin_shufflevector(v, v, 4, 5, 6, 7);
+#else
+  quarter_f32 q = v;
+#endif
+  return (q[0] + q[2]) + (q[1] + q[3]);
+}
+
+static double lane_total_f64(vec_f64 v) {
+#if VEC_BYTES == 64
+  typedef double half_f64 __attribute__((vector_size(32)));
+  half_f64 h =
+      __builtin_shufflevector(v, v, 0, 1, 2, 3) + __builtin_shufflevector(v, v, 4, 5, 6, 7);
+  quarter_f64 q = __builtin_shufflevector(h, h, 0, 1) + __builtin_shufflevector(h, h, 2, 3);
+#elif VEC_BYTES == 32
+  quarter_f64 q = __builtin_shufflevector(v, v, 0, 1) + __builtin_shufflevector(v, v, 2, 3);
+#else
+  quarter_f64 q = v;
+#endif
+  return q[0] + q[1];
+}
+
 #define DEFINE_ROW_HELPERS(T, S)                                                                   \
+  enum { NV_##S = VEC_BYTES / sizeof(T) };                                                         \
+  static vec_##S load_##S(const T *p) {                                                            \
+    vec_##S v;                                                                                     \
+    memcpy(&v, p, sizeof v);                                                                       \
+    return v;                                                                                      \
+  }                                                                                                \
   static T row_sum_##S(const T *x, int64_t n) {                                                    \
-    T acc[LANES] = {0}, s = 0;                                                                     \
+    vec_##S acc = {0};                                                                             \
     int64_t i = 0;                                                                                 \
-    for (; i + LANES <= n; i += LANES)                                                             \
-      for (int l = 0; l < LANES; l++) acc[l] += x[i + l];                                          \
-    for (int l = 0; l < LANES; l++) s += acc[l];                                                   \
+    for (; i + NV_##S <= n; i += NV_##S) acc += load_##S(x + i);                                   \
+    T s = lane_total_##S(acc);                                                                     \
     for (; i < n; i++) s += x[i];                                                                  \
     return s;                                                                                      \
   }                                                                                                \
   /* sum((x - c)^2) */                                                                             \
   static T row_sq_dev_##S(const T *x, T c, int64_t n) {                                            \
-    T acc[LANES] = {0}, s = 0;                                                                     \
+    vec_##S acc = {0};                                                                             \
     int64_t i = 0;                                                                                 \
-    for (; i + LANES <= n; i += LANES)                                                             \
-      for (int l = 0; l < LANES; l++) acc[l] += (x[i + l] - c) * (x[i + l] - c);                   \
-    for (int l = 0; l < LANES; l++) s += acc[l];                                                   \
+    for (; i + NV_##S <= n; i += NV_##S) {                                                         \
+      vec_##S d = load_##S(x + i) - c;                                                             \
+      acc += d * d;                                                                                \
+    }                                                                                              \
+    T s = lane_total_##S(acc);                                                                     \
     for (; i < n; i++) s += (x[i] - c) * (x[i] - c);                                               \
     return s;                                                                                      \
   }                                                                                                \
-  /* sums of gh = go * gain (go if gain is NULL) and of gh * (x - mean); two                       \
-   * lane accumulators per sum, each summed in a separate pass of its own */                       \
+  /* sums of gh = go * gain (go if gain is NULL) and of gh * (x - mean) */                         \
   static void row_grad_sums_##S(const T *restrict go, const T *restrict gain, const T *restrict x, \
                                 T mean, int64_t n, T *sum_gh, T *sum_ghxc) {                       \
-    T a[LANES] = {0}, b[LANES] = {0}, sa = 0, sb = 0;                                              \
-    int64_t m = n - n % LANES;                                                                     \
-    if (gain) {                                                                                    \
-      for (int64_t i = 0; i < m; i += LANES)                                                       \
-        for (int l = 0; l < LANES; l++) a[l] += go[i + l] * gain[i + l];                           \
-      for (int64_t i = 0; i < m; i += LANES)                                                       \
-        for (int l = 0; l < LANES; l++) b[l] += go[i + l] * gain[i + l] * (x[i + l] - mean);       \
-    } else {                                                                                       \
-      for (int64_t i = 0; i < m; i += LANES)                                                       \
-        for (int l = 0; l < LANES; l++) a[l] += go[i + l];                                         \
-      for (int64_t i = 0; i < m; i += LANES)                                                       \
-        for (int l = 0; l < LANES; l++) b[l] += go[i + l] * (x[i + l] - mean);                     \
+    vec_##S a = {0}, b = {0};                                                                      \
+    int64_t i = 0;                                                                                 \
+    for (; i + NV_##S <= n; i += NV_##S) {                                                         \
+      vec_##S gh = gain ? load_##S(go + i) * load_##S(gain + i) : load_##S(go + i);                \
+      a += gh;                                                                                     \
+      b += gh * (load_##S(x + i) - mean);                                                          \
     }                                                                                              \
-    for (int l = 0; l < LANES; l++) sa += a[l], sb += b[l];                                        \
-    for (int64_t i = m; i < n; i++) {                                                              \
+    T sa = lane_total_##S(a), sb = lane_total_##S(b);                                              \
+    for (; i < n; i++) {                                                                           \
       T gh = gain ? go[i] * gain[i] : go[i];                                                       \
       sa += gh;                                                                                    \
       sb += gh * (x[i] - mean);                                                                    \
@@ -115,29 +163,35 @@ typedef struct ln_saved {
   void *mean, *rstd;
 } ln_saved;
 
+/* Rows go by blocks of STAT_ROWS: each pass over a block (row sums, squared
+ * deviations, 1/sqrt, outputs) has independent iterations, so the latency
+ * of one row's reductions overlaps the next row's instead of adding up. */
 static void ln_forward(const sg_tensor *xt, const sg_tensor *gt, const sg_tensor *bt, sg_tensor *yt,
                        double eps, int64_t rows, int64_t D, ln_saved *sv) {
-  int64_t total = xt->numel;
+  int64_t total = xt->numel, n_blocks = (rows + STAT_ROWS - 1) / STAT_ROWS;
   SG_DISPATCH(xt->dtype, T, {
     const T *x = xt->data, *gain = gt ? gt->data : NULL, *bias = bt ? bt->data : NULL;
     T *y = yt->data, *means = sv->mean, *rstds = sv->rstd;
-    _Pragma("omp parallel for if (total > SG_PAR_MIN) schedule(static)") for (int64_t r = 0;
-                                                                              r < rows; r++) {
-      const T *xr = x + r * D;
-      T *yr = y + r * D;
-      T mean = ROW_SUM(xr, D) / (T)D;
-      T var = ROW_SQ_DEV(xr, mean, D) / (T)D;
-      T rstd = 1 / sqrt(var + (T)eps);
-      means[r] = mean;
-      rstds[r] = rstd;
-      if (gain && bias)
-        for (int64_t j = 0; j < D; j++) yr[j] = (xr[j] - mean) * rstd * gain[j] + bias[j];
-      else if (gain)
-        for (int64_t j = 0; j < D; j++) yr[j] = (xr[j] - mean) * rstd * gain[j];
-      else if (bias)
-        for (int64_t j = 0; j < D; j++) yr[j] = (xr[j] - mean) * rstd + bias[j];
-      else
-        for (int64_t j = 0; j < D; j++) yr[j] = (xr[j] - mean) * rstd;
+    _Pragma("omp parallel for if (total > SG_PAR_MIN) schedule(static)") for (int64_t blk = 0;
+                                                                              blk < n_blocks;
+                                                                              blk++) {
+      int64_t r0 = blk * STAT_ROWS, nr = min64(rows - r0, STAT_ROWS);
+      T *mean = means + r0, *rstd = rstds + r0;
+      for (int64_t i = 0; i < nr; i++) mean[i] = ROW_SUM(x + (r0 + i) * D, D) / (T)D;
+      for (int64_t i = 0; i < nr; i++) rstd[i] = ROW_SQ_DEV(x + (r0 + i) * D, mean[i], D) / (T)D;
+      for (int64_t i = 0; i < nr; i++) rstd[i] = 1 / sqrt(rstd[i] + (T)eps);
+      for (int64_t i = 0; i < nr; i++) {
+        const T *xr = x + (r0 + i) * D;
+        T *yr = y + (r0 + i) * D, m = mean[i], rs = rstd[i];
+        if (gain && bias)
+          for (int64_t j = 0; j < D; j++) yr[j] = (xr[j] - m) * rs * gain[j] + bias[j];
+        else if (gain)
+          for (int64_t j = 0; j < D; j++) yr[j] = (xr[j] - m) * rs * gain[j];
+        else if (bias)
+          for (int64_t j = 0; j < D; j++) yr[j] = (xr[j] - m) * rs + bias[j];
+        else
+          for (int64_t j = 0; j < D; j++) yr[j] = (xr[j] - m) * rs;
+      }
     }
   });
 }
@@ -160,17 +214,20 @@ static void ln_backward_blocks(const sg_tensor *xt, const sg_tensor *gt, const s
       T *pgb = pg ? pg + blk * D : NULL, *pbb = pb ? pb + blk * D : NULL;
       if (pgb) memset(pgb, 0, (size_t)D * sizeof *pgb);
       if (pbb) memset(pbb, 0, (size_t)D * sizeof *pbb);
-      for (int64_t r = blk * BLOCK_ROWS; r < min64(rows, (blk + 1) * BLOCK_ROWS); r++) {
-        const T *xr = x + r * D, *gr = go + r * D;
-        T mean = means[r], rstd = rstds[r];
-        T a = 0, b = 0;
-        if (gx) {
-          T sum_gh, sum_ghxc;
-          ROW_GRAD_SUMS(gr, gain, xr, mean, D, &sum_gh, &sum_ghxc);
-          /* mean(gh * xhat) = rstd * mean(gh * (x - mean)) */
-          a = sum_gh * inv_d, b = sum_ghxc * inv_d * rstd;
-        }
-        ROW_BACKWARD(gx ? gx + r * D : NULL, pgb, pbb, gr, xr, gain, mean, rstd, a, b, D);
+      int64_t r0 = blk * BLOCK_ROWS, nr = min64(rows - r0, BLOCK_ROWS);
+      /* the block's row sums first (independent rows overlap), then the rows */
+      T a[BLOCK_ROWS] = {0}, b[BLOCK_ROWS] = {0};
+      for (int64_t i = 0; gx && i < nr; i++) {
+        int64_t r = r0 + i;
+        T sum_gh, sum_ghxc;
+        ROW_GRAD_SUMS(go + r * D, gain, x + r * D, means[r], D, &sum_gh, &sum_ghxc);
+        /* mean(gh * xhat) = rstd * mean(gh * (x - mean)) */
+        a[i] = sum_gh * inv_d, b[i] = sum_ghxc * inv_d * rstds[r];
+      }
+      for (int64_t i = 0; i < nr; i++) {
+        int64_t r = r0 + i;
+        ROW_BACKWARD(gx ? gx + r * D : NULL, pgb, pbb, go + r * D, x + r * D, gain, means[r],
+                     rstds[r], a[i], b[i], D);
       }
     }
   });
