@@ -390,7 +390,7 @@ int main(int argc, char **argv) {
   if (!o.quiet)
     printf("sort_sinkhorn: n = %d, MLP 1-%d-%d per element, batch %d, tau %g, noise %g,\n"
            "  Sinkhorn <= %d iterations, tol %g, %s gradient; Adam lr %g; seed %llu; "
-           "%d threads\n",
+           "threads %d\n",
            o.n, HIDDEN, o.n, o.batch, o.tau, o.noise, o.sinkhorn_iters, o.tol,
            o.unrolled ? "unrolled" : "implicit", o.lr, o.seed, omp_get_max_threads());
 
