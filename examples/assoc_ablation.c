@@ -799,6 +799,7 @@ static int write_plots_gp(FILE *f, void *user) {
   fprintf(f, "set title 'Load violation ratio of the one-hot association against epoch "
              "(solid: training batches, dashed: validation set)'\n");
   fprintf(f, "set xlabel 'epoch'\nset ylabel 'violation ratio'\nset yrange [0:1]\n");
+  fprintf(f, "set key right center\n");
   plot_training(f, r, "violation_ratio", "test_violation_ratio");
   fprintf(f, "\n# Fig. 2b: regularised loss (left) and rates (right) against epoch\n");
   fprintf(f, "set output 'fig2b_loss.png'\nset multiplot layout 1,2\nset key bottom right\n");
@@ -806,8 +807,7 @@ static int write_plots_gp(FILE *f, void *user) {
   fprintf(f, "set ylabel 'loss = -R(soft A) + sum_m mu_m ReLU(load_m - (N - delta))'\nset "
              "autoscale y\n");
   plot_training(f, r, "loss", NULL);
-  fprintf(f,
-          "set title 'R(soft A) of training batches (solid), validation LB sum-rate (dashed)'\n");
+  fprintf(f, "set title 'R(soft A), training batches (solid); validation LB rate (dashed)'\n");
   fprintf(f, "set ylabel 'sum-rate (bps/Hz)'\n");
   plot_training(f, r, "train_rate", "test_lb_rate");
   fprintf(f, "unset multiplot\nset key top right\n");
