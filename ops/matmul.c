@@ -16,18 +16,16 @@
 #include "sg_kernel.h"
 #include "sg_ops.h"
 
-#if SG_HAVE_CBLAS
-/* BLIS's headers (blis.h for bli_thread_set_num_threads) are not -Wextra
- * clean. */
+#if SG_BLAS_BLIS
+/* BLIS's native API (see blis_gemm); blis.h is not -Wextra clean. */
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-parameter"
 #pragma GCC diagnostic ignored "-Wunused-function"
 #pragma GCC diagnostic ignored "-Wtype-limits"
-#include <cblas.h>
-#if SG_BLAS_BLIS
 #include <blis.h>
-#endif
 #pragma GCC diagnostic pop
+#elif SG_HAVE_CBLAS
+#include <cblas.h>
 #endif
 
 static int64_t ceil_div(int64_t a, int64_t b) {
@@ -289,89 +287,100 @@ static bool use_few_rows_nt(bool ta, bool tb, int64_t m, int64_t k) {
   return !ta && tb && m <= FEW_ROWS && k > 0;
 }
 
-/* ==== dispatch to CBLAS ================================================== */
+/* ==== dispatch to the BLAS provider ====================================== */
+/* Threads: the provider uses as many threads as OpenMP would
+ * (omp_set_num_threads included), never more. Measured on 2 cores, BLIS
+ * sgemm 512^3 runs at ~107 GFLOP/s on 1 thread and ~208 on 2 (256 x 1024
+ * x 512: 57 and 114), but Debian's BLIS defaults to 1 thread unless
+ * BLIS_NUM_THREADS or OMP_NUM_THREADS is set. BLIS-openmp forks from the
+ * same libgomp pool as our own loops: no oversubscription.
+ *
+ * Determinism: results must not depend on the thread count.
+ * - BLIS 0.9: its small-matrix ("sup") path computes A B^T (row-major, k
+ *   contiguous in both) with dot-product kernels whose edge variants, and
+ *   so the summation order of some elements, depend on how the threads
+ *   split C: 32% of random float shapes and some double ones (40x53x372)
+ *   changed with the thread count. The other transpose combinations (0 of
+ *   ~1500 shapes) and the conventional packed path (0 of 1600 shapes, all
+ *   combinations) never did. So A B^T runs with sup disabled, which is also
+ *   faster than copying B^T (32 x 512 x 512: 127 vs 70 GFLOP/s on 2 threads)
+ *   and than sup itself for most shapes (see blis_avoid_sup).
+ *   BLIS is called through its typed API (not CBLAS) so that the thread
+ *   count and the sup switch are per call (an rntm_t), not global state.
+ * - OpenBLAS 0.3.21 (Cooperlake kernels here) splits products so that
+ *   results change with its thread count (half of random float shapes, all
+ *   transpose combinations, and double ones such as 301x257x613): it runs on
+ *   one thread. That costs up to 2x on 2 cores; BLIS is the default. */
 
-#if SG_HAVE_CBLAS
-/* The provider uses as many threads as OpenMP would (omp_set_num_threads
- * included), never more: measured on 2 cores, BLIS sgemm 512^3 runs at ~100
- * GFLOP/s on 1 thread and ~175 on 2, but Debian's BLIS defaults to 1 thread
- * unless BLIS_NUM_THREADS or OMP_NUM_THREADS is set. BLIS-openmp forks
- * from the same libgomp pool as our loops, so there is no oversubscription.
- * OpenBLAS 0.3.21 (Cooperlake kernels here) splits products among its
- * threads so that results change with the thread count (half of random
- * float shapes, every transpose combination, and some double shapes such as
- * 301x257x613): it has to run on one thread for results that do not depend
- * on the thread count. That costs up to 2x on 2 cores; BLIS is the default. */
-static int blas_threads_for(sg_dtype dt) {
-  (void)dt;
-  return SG_BLAS_BLIS ? omp_get_max_threads() : 1;
-}
-
-static void blas_sync_threads(int want) {
-  static atomic_int current;
-  if (atomic_load_explicit(&current, memory_order_relaxed) == want) return;
 #if SG_BLAS_BLIS
-  bli_thread_set_num_threads(want);
-#else
-  openblas_set_num_threads(want);
-#endif
-  atomic_store_explicit(&current, want, memory_order_relaxed);
+/* When to bypass BLIS's sup path: always for A B^T (determinism, above),
+ * and for wide C (n >= 512) unless both operands are transposed, where the
+ * sup kernels are slow here: measured on a grid m in 16..512, n in 64..1024,
+ * k in 64..1024 (2 threads), packed was faster for 20 of 30 wide NN/TN
+ * shapes (f32 256 x 1024 x 512: 172 vs 94 GFLOP/s) and slower for 1, while
+ * sup won most narrow ones (f32 256^3: 192 vs 132). */
+static bool blis_avoid_sup(bool ta, bool tb, int64_t n) {
+  return (!ta && tb) || (!tb && n >= 512);
 }
 
+static void blis_gemm(sg_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
+                      const void *a, int64_t lda, const void *b, int64_t ldb, double beta, void *c,
+                      int64_t ldc) {
+  rntm_t rntm = BLIS_RNTM_INITIALIZER;
+  bli_rntm_set_num_threads(omp_get_max_threads(), &rntm);
+  if (blis_avoid_sup(ta, tb, n)) bli_rntm_disable_l3_sup(&rntm);
+  trans_t oa = ta ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
+          ob = tb ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE;
+  /* Row-major storage: row stride ld, column stride 1. BLIS does not write
+   * to A or B despite the non-const pointers. */
+  if (dt == SG_F32) {
+    float al = (float)alpha, be = (float)beta;
+    bli_sgemm_ex(oa, ob, m, n, k, &al, (float *)a, lda, 1, (float *)b, ldb, 1, &be, c, ldc, 1, NULL,
+                 &rntm);
+  } else {
+    bli_dgemm_ex(oa, ob, m, n, k, &alpha, (double *)a, lda, 1, (double *)b, ldb, 1, &beta, c, ldc,
+                 1, NULL, &rntm);
+  }
+}
+#elif SG_HAVE_CBLAS
 static bool fits_blas_int(int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, int64_t ldc) {
   return max64(max64(max64(m, n), max64(k, lda)), max64(ldb, ldc)) <= INT_MAX;
 }
 
-/* BLIS 0.9's small-matrix ("sup") path computes A B^T (row-major, both
- * with k contiguous) with dot-product kernels that sum k in vector lanes and
- * reduce them at the end; the edge kernels it picks, and so the summation
- * order of some elements, depend on how the threads split C. Measured: 32%
- * of random float shapes and some double shapes (40x53x372) change with the
- * thread count, while no other transpose combination did (0 of ~1500 random
- * shapes; they use broadcast-FMA kernels that add k in order). So that case
- * runs as A B' with B' = B^T copied into scratch: O(nk) extra work. */
-static bool blas_needs_bt_copy(sg_dtype dt, bool ta, bool tb) {
-  (void)dt;
-  return SG_BLAS_BLIS && !ta && tb;
+static void openblas_gemm(sg_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
+                          double alpha, const void *a, int64_t lda, const void *b, int64_t ldb,
+                          double beta, void *c, int64_t ldc) {
+  static atomic_bool single_threaded;
+  if (!atomic_exchange(&single_threaded, true)) openblas_set_num_threads(1);
+  enum CBLAS_TRANSPOSE oa = ta ? CblasTrans : CblasNoTrans, ob = tb ? CblasTrans : CblasNoTrans;
+  if (dt == SG_F32)
+    cblas_sgemm(CblasRowMajor, oa, ob, (int)m, (int)n, (int)k, (float)alpha, a, (int)lda, b,
+                (int)ldb, (float)beta, c, (int)ldc);
+  else
+    cblas_dgemm(CblasRowMajor, oa, ob, (int)m, (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb,
+                beta, c, (int)ldc);
 }
 #endif
+
+/* True if sg_gemm hands this product to the provider (which needs no
+ * scratch). */
+static bool provider_takes(int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, int64_t ldc) {
+#if SG_BLAS_BLIS
+  (void)lda, (void)ldb, (void)ldc;
+  return m > 0 && n > 0 && k > 0;
+#elif SG_HAVE_CBLAS
+  return m > 0 && n > 0 && k > 0 && fits_blas_int(m, n, k, lda, ldb, ldc);
+#else
+  (void)m, (void)n, (void)k, (void)lda, (void)ldb, (void)ldc;
+  return false;
+#endif
+}
 
 size_t sg_gemm_scratch_bytes(sg_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k) {
-  if (use_few_rows_nt(ta, tb, m, k)) return 0;
-#if SG_HAVE_CBLAS
-  if (m > 0 && n > 0 && k > 0 && fits_blas_int(m, n, k, max64(m, k), max64(n, k), n))
-    return blas_needs_bt_copy(dt, ta, tb) ? (size_t)(k * n) * sg_dtype_size(dt) : 0;
-#else
-  (void)ta;
-  (void)tb;
-#endif
+  /* Contiguous operands: leading dimensions are the stored row lengths. */
+  if (use_few_rows_nt(ta, tb, m, k) || provider_takes(m, n, k, ta ? m : k, tb ? k : n, n)) return 0;
   return sg_gemm_reference_scratch_bytes(dt, m, n, k);
 }
-
-#if SG_HAVE_CBLAS
-enum { TRANSPOSE_TILE = 32 };
-
-/* dst [cols x rows] = src [rows x cols]^T (src row stride lds), in square
- * tiles so both sides stay in cache; parallel over tile rows of src. */
-static void transpose(sg_dtype dt, const void *srcv, int64_t rows, int64_t cols, int64_t lds,
-                      void *dstv) {
-  int64_t tiles = ceil_div(rows, TRANSPOSE_TILE);
-  SG_DISPATCH(dt, T, {
-    const T *src = srcv;
-    T *dst = dstv;
-    _Pragma("omp parallel for if (rows * cols > SG_PAR_MIN) schedule(static)") for (int64_t t = 0;
-                                                                                    t < tiles;
-                                                                                    t++) {
-      int64_t i0 = t * TRANSPOSE_TILE, i1 = min64(i0 + TRANSPOSE_TILE, rows);
-      for (int64_t j0 = 0; j0 < cols; j0 += TRANSPOSE_TILE) {
-        int64_t j1 = min64(j0 + TRANSPOSE_TILE, cols);
-        for (int64_t i = i0; i < i1; i++)
-          for (int64_t j = j0; j < j1; j++) dst[j * rows + i] = src[i * lds + j];
-      }
-    }
-  });
-}
-#endif
 
 void sg_gemm(sg_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
              const void *a, int64_t lda, const void *b, int64_t ldb, double beta, void *c,
@@ -379,31 +388,15 @@ void sg_gemm(sg_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, dou
   if (m <= 0 || n <= 0) return;
   if (use_few_rows_nt(ta, tb, m, k)) {
     gemm_few_rows_nt(dt, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-    return;
-  }
-#if SG_HAVE_CBLAS
-  if (k > 0 && fits_blas_int(m, n, k, lda, ldb, ldc)) {
-    void *own = NULL;
-    if (blas_needs_bt_copy(dt, ta, tb)) {
-      if (!scratch) scratch = own = sg_malloc((size_t)(k * n) * sg_dtype_size(dt));
-      transpose(dt, b, n, k, ldb, scratch);
-      b = scratch;
-      ldb = n;
-      tb = false;
-    }
-    blas_sync_threads(blas_threads_for(dt));
-    enum CBLAS_TRANSPOSE oa = ta ? CblasTrans : CblasNoTrans, ob = tb ? CblasTrans : CblasNoTrans;
-    if (dt == SG_F32)
-      cblas_sgemm(CblasRowMajor, oa, ob, (int)m, (int)n, (int)k, (float)alpha, a, (int)lda, b,
-                  (int)ldb, (float)beta, c, (int)ldc);
-    else
-      cblas_dgemm(CblasRowMajor, oa, ob, (int)m, (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb,
-                  beta, c, (int)ldc);
-    sg_mfree(own);
-    return;
-  }
+  } else if (provider_takes(m, n, k, lda, ldb, ldc)) {
+#if SG_BLAS_BLIS
+    blis_gemm(dt, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+#elif SG_HAVE_CBLAS
+    openblas_gemm(dt, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 #endif
-  sg_gemm_reference(dt, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, scratch);
+  } else {
+    sg_gemm_reference(dt, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, scratch);
+  }
 }
 
 /* ==== batched products =================================================== */
