@@ -319,8 +319,13 @@ static bool use_few_rows_nt(bool ta, bool tb, int64_t m, int64_t k) {
  * k in 64..1024 (2 threads), packed was faster for 20 of 30 wide NN/TN
  * shapes (f32 256 x 1024 x 512: 172 vs 94 GFLOP/s) and slower for 1, while
  * sup won most narrow ones (f32 256^3: 192 vs 132). */
-static bool blis_avoid_sup(bool ta, bool tb, int64_t n) {
-  return (!ta && tb) || (!tb && n >= 512);
+static bool blis_avoid_sup(bool ta, bool tb, int64_t m, int64_t n) {
+  /* k is contiguous in A unless it is transposed, or a single column of
+   * A^T (m == 1); likewise in B when transposed or a single column (n == 1):
+   * both k-contiguous is the dot-product case (a 1-thread vs 2-thread sweep
+   * found TT products with m = 1 differing too). */
+  bool a_k_unit = !ta || m == 1, b_k_unit = tb || n == 1;
+  return (a_k_unit && b_k_unit) || (!tb && n >= 512);
 }
 
 static void blis_gemm(sg_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
@@ -328,7 +333,7 @@ static void blis_gemm(sg_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64
                       int64_t ldc) {
   rntm_t rntm = BLIS_RNTM_INITIALIZER;
   bli_rntm_set_num_threads(omp_get_max_threads(), &rntm);
-  if (blis_avoid_sup(ta, tb, n)) bli_rntm_disable_l3_sup(&rntm);
+  if (blis_avoid_sup(ta, tb, m, n)) bli_rntm_disable_l3_sup(&rntm);
   trans_t oa = ta ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
           ob = tb ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE;
   /* Row-major storage: row stride ld, column stride 1. BLIS does not write

@@ -180,11 +180,11 @@ START_TEST(gemm_deterministic_across_threads) {
   sg_rng_seed(&r, 29);
   int was = omp_get_max_threads();
   const gemm_fn fns[] = {sg_gemm, sg_gemm_reference};
-  const int64_t shapes[][3] = {
-      {301, 257, 613}, {89, 177, 171}, {40, 53, 372}, {210, 369, 20}, {3, 700, 500}};
+  const int64_t shapes[][3] = {{301, 257, 613}, {89, 177, 171}, {40, 53, 372}, {210, 369, 20},
+                               {3, 700, 500},   {1, 640, 224},  {1, 60, 504},  {300, 1, 200}};
   for (int f = 0; f < 2; f++)
     for (int dt = 0; dt < 2; dt++)
-      for (int s = 0; s < 5; s++)
+      for (int s = 0; s < 8; s++)
         for (int t = 0; t < 4; t++) {
           bool ta = t & 1, tb = t >> 1;
           int64_t m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
