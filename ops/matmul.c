@@ -1,4 +1,4 @@
-/* Matrix products: the GEMM kernels (CBLAS provider or the in-tree
+/* Matrix products: the GEMM kernels (BLAS provider or the in-tree
  * reference kernel), batched matmul with broadcast batch dims, and linear.
  *
  * Backward formulas (go = gradient of the output C = op(A) op(B)):
@@ -248,7 +248,7 @@ void sg_gemm_serial(sg_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t
 /* ==== a few rows times B^T ============================================== */
 
 /* A few rows of A (not transposed) times B^T, with k contiguous in both: one
- * dot product per element, in LANES partial sums combined in a fixed order,
+ * dot product per element, in DOT_LANES partial sums added in a fixed order,
  * parallel over blocks of columns. For m this small, B dominates the cost,
  * and repacking or transposing B (as the blocked kernels do) costs more
  * than the product itself (measured 10x for 1 x 512 x 512). */
@@ -291,7 +291,7 @@ static bool use_few_rows_nt(bool ta, bool tb, int64_t m, int64_t k) {
 /* Threads: the provider uses as many threads as OpenMP would
  * (omp_set_num_threads included), never more. Measured on 2 cores, BLIS
  * sgemm 512^3 runs at ~107 GFLOP/s on 1 thread and ~208 on 2 (256 x 1024
- * x 512: 57 and 114), but Debian's BLIS defaults to 1 thread unless
+ * x 512: 102 and 197), but Debian's BLIS defaults to 1 thread unless
  * BLIS_NUM_THREADS or OMP_NUM_THREADS is set. BLIS-openmp forks from the
  * same libgomp pool as our own loops: no oversubscription.
  *

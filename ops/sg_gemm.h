@@ -6,17 +6,17 @@
  * float (SG_F32) or double (SG_F64). beta == 0 never reads C, so C may hold
  * garbage (NaN) then.
  *
- * sg_gemm uses the build's CBLAS provider (BLIS or OpenBLAS) when there is
- * one, else the reference kernel. sg_gemm_reference is the in-tree,
- * cache-blocked kernel, compiled in every build (tests compare the two).
- * Both may use every OpenMP thread: never call them inside a parallel
- * region. The reference kernel's result does not depend on the number of
- * threads.
+ * sg_gemm uses the build's BLAS provider when there is one (BLIS through
+ * its native API, OpenBLAS through CBLAS), else the reference kernel; a few
+ * rows times B^T go through direct dot products in every build.
+ * sg_gemm_reference is the in-tree, cache-blocked kernel, compiled in every
+ * build (tests compare the two). Both may use every OpenMP thread: never
+ * call them inside a parallel region. Results never depend on the number of
+ * threads (matmul.c explains what that takes from each provider).
  *
- * scratch: sg_gemm_scratch_bytes(...) bytes of 64-byte aligned memory (the
- * reference kernel's packed panels, or a transposed copy of B for the one
- * case where the BLAS path needs it; ops pass arena memory), or NULL to let
- * the kernel allocate and free it itself. */
+ * scratch: sg_gemm_scratch_bytes(...) bytes for the reference kernel's
+ * packed panels (0 when the provider takes the product; ops pass arena
+ * memory), or NULL to let the kernel allocate and free it itself. */
 #ifndef SG_GEMM_H
 #define SG_GEMM_H
 
@@ -37,8 +37,7 @@ void sg_gemm_reference(sg_dtype dt, bool trans_a, bool trans_b, int64_t m, int64
                        double alpha, const void *a, int64_t lda, const void *b, int64_t ldb,
                        double beta, void *c, int64_t ldc, void *scratch);
 
-/* Bytes the reference kernel needs (sg_gemm_scratch_bytes may return 0 when
- * the BLAS path needs none). */
+/* Bytes the reference kernel needs for these sizes. */
 size_t sg_gemm_reference_scratch_bytes(sg_dtype dt, int64_t m, int64_t n, int64_t k);
 
 /* The reference kernel on the calling thread only (it never forks): safe
