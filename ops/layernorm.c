@@ -29,7 +29,8 @@
 
 enum {
   BLOCK_ROWS = 32, /* rows per partial sum of the parameter gradients */
-  STAT_ROWS = 16,  /* rows per block of the forward */
+  STAT_ROWS = 16,  /* most rows per group of the forward and backward passes */
+  L1_BYTES = 4096, /* bytes of one input per group: all a group touches stays in L1 */
   COL_CHUNK = 256  /* columns per work item when summing the partial sums */
 };
 
@@ -163,19 +164,26 @@ typedef struct ln_saved {
   void *mean, *rstd;
 } ln_saved;
 
-/* Rows go by blocks of STAT_ROWS: each pass over a block (row sums, squared
- * deviations, 1/sqrt, outputs) has independent iterations, so the latency
- * of one row's reductions overlaps the next row's instead of adding up. */
+/* Rows per group of the forward and backward passes: up to STAT_ROWS short
+ * rows, fewer long ones so that the group is still in L1 on the next pass. */
+static int64_t group_rows(int64_t D, size_t esz) {
+  int64_t r = L1_BYTES / (D * (int64_t)esz);
+  return r < 1 ? 1 : r > STAT_ROWS ? STAT_ROWS : r;
+}
+
+/* Rows go by groups: each pass over a group (row sums, squared deviations,
+ * 1/sqrt, outputs) has independent iterations, so the latency of one row's
+ * reductions overlaps the next row's instead of adding up. */
 static void ln_forward(const sg_tensor *xt, const sg_tensor *gt, const sg_tensor *bt, sg_tensor *yt,
                        double eps, int64_t rows, int64_t D, ln_saved *sv) {
-  int64_t total = xt->numel, n_blocks = (rows + STAT_ROWS - 1) / STAT_ROWS;
+  int64_t grp = group_rows(D, sg_dtype_size(xt->dtype));
+  int64_t total = xt->numel, n_groups = (rows + grp - 1) / grp;
   SG_DISPATCH(xt->dtype, T, {
     const T *x = xt->data, *gain = gt ? gt->data : NULL, *bias = bt ? bt->data : NULL;
     T *y = yt->data, *means = sv->mean, *rstds = sv->rstd;
-    _Pragma("omp parallel for if (total > SG_PAR_MIN) schedule(static)") for (int64_t blk = 0;
-                                                                              blk < n_blocks;
-                                                                              blk++) {
-      int64_t r0 = blk * STAT_ROWS, nr = min64(rows - r0, STAT_ROWS);
+    _Pragma("omp parallel for if (total > SG_PAR_MIN) schedule(static)") for (int64_t gi = 0;
+                                                                              gi < n_groups; gi++) {
+      int64_t r0 = gi * grp, nr = min64(rows - r0, grp);
       T *mean = means + r0, *rstd = rstds + r0;
       for (int64_t i = 0; i < nr; i++) mean[i] = ROW_SUM(x + (r0 + i) * D, D) / (T)D;
       for (int64_t i = 0; i < nr; i++) rstd[i] = ROW_SQ_DEV(x + (r0 + i) * D, mean[i], D) / (T)D;
@@ -203,6 +211,7 @@ static void ln_backward_blocks(const sg_tensor *xt, const sg_tensor *gt, const s
                                sg_tensor *gxt, const ln_saved *sv, int64_t rows, int64_t D,
                                void *pg_buf, void *pb_buf) {
   int64_t n_blocks = (rows + BLOCK_ROWS - 1) / BLOCK_ROWS, total = xt->numel;
+  int64_t grp = group_rows(2 * D, sg_dtype_size(xt->dtype)); /* reads go and x */
   SG_DISPATCH(xt->dtype, T, {
     const T *x = xt->data, *gain = gt ? gt->data : NULL, *go = got->data;
     const T *means = sv->mean, *rstds = sv->rstd;
@@ -214,20 +223,24 @@ static void ln_backward_blocks(const sg_tensor *xt, const sg_tensor *gt, const s
       T *pgb = pg ? pg + blk * D : NULL, *pbb = pb ? pb + blk * D : NULL;
       if (pgb) memset(pgb, 0, (size_t)D * sizeof *pgb);
       if (pbb) memset(pbb, 0, (size_t)D * sizeof *pbb);
-      int64_t r0 = blk * BLOCK_ROWS, nr = min64(rows - r0, BLOCK_ROWS);
-      /* the block's row sums first (independent rows overlap), then the rows */
-      T a[BLOCK_ROWS] = {0}, b[BLOCK_ROWS] = {0};
-      for (int64_t i = 0; gx && i < nr; i++) {
-        int64_t r = r0 + i;
-        T sum_gh, sum_ghxc;
-        ROW_GRAD_SUMS(go + r * D, gain, x + r * D, means[r], D, &sum_gh, &sum_ghxc);
-        /* mean(gh * xhat) = rstd * mean(gh * (x - mean)) */
-        a[i] = sum_gh * inv_d, b[i] = sum_ghxc * inv_d * rstds[r];
-      }
-      for (int64_t i = 0; i < nr; i++) {
-        int64_t r = r0 + i;
-        ROW_BACKWARD(gx ? gx + r * D : NULL, pgb, pbb, go + r * D, x + r * D, gain, means[r],
-                     rstds[r], a[i], b[i], D);
+      int64_t blk_end = min64(rows, (blk + 1) * BLOCK_ROWS);
+      /* by groups: the group's row sums first (independent rows overlap),
+       * then its rows, in order */
+      for (int64_t r0 = blk * BLOCK_ROWS; r0 < blk_end; r0 += grp) {
+        int64_t nr = min64(blk_end - r0, grp);
+        T a[STAT_ROWS] = {0}, b[STAT_ROWS] = {0};
+        for (int64_t i = 0; gx && i < nr; i++) {
+          int64_t r = r0 + i;
+          T sum_gh, sum_ghxc;
+          ROW_GRAD_SUMS(go + r * D, gain, x + r * D, means[r], D, &sum_gh, &sum_ghxc);
+          /* mean(gh * xhat) = rstd * mean(gh * (x - mean)) */
+          a[i] = sum_gh * inv_d, b[i] = sum_ghxc * inv_d * rstds[r];
+        }
+        for (int64_t i = 0; i < nr; i++) {
+          int64_t r = r0 + i;
+          ROW_BACKWARD(gx ? gx + r * D : NULL, pgb, pbb, go + r * D, x + r * D, gain, means[r],
+                       rstds[r], a[i], b[i], D);
+        }
       }
     }
   });
