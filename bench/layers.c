@@ -70,7 +70,9 @@ static const bench_case CASES[] = {
     {"attention/d512", ATTENTION, 4, {256, 8, 1, 512}, 512},
     {"loss_only/256x8x2", LOSS_ONLY, 3, {256, 8, 2}, 0},
     {"loss_only/256x8x64", LOSS_ONLY, 3, {256, 8, 64}, 0},
+    {"loss_only/256x8x128", LOSS_ONLY, 3, {256, 8, 128}, 0},
     {"loss_only/256x8x2x64", LOSS_ONLY, 4, {256, 8, 2, 64}, 0},
+    {"loss_only/256x8x2x128", LOSS_ONLY, 4, {256, 8, 2, 128}, 0},
     {"loss_only/256x8x512", LOSS_ONLY, 3, {256, 8, 512}, 0},
     {"loss_only/256x8x2x512", LOSS_ONLY, 4, {256, 8, 2, 512}, 0},
 };

@@ -64,7 +64,9 @@ CASES = {
     "attention/d512": ("attention", (256, 8, 1, 512), 512),
     "loss_only/256x8x2": ("loss_only", (256, 8, 2), 0),
     "loss_only/256x8x64": ("loss_only", (256, 8, 64), 0),
+    "loss_only/256x8x128": ("loss_only", (256, 8, 128), 0),
     "loss_only/256x8x2x64": ("loss_only", (256, 8, 2, 64), 0),
+    "loss_only/256x8x2x128": ("loss_only", (256, 8, 2, 128), 0),
     "loss_only/256x8x512": ("loss_only", (256, 8, 512), 0),
     "loss_only/256x8x2x512": ("loss_only", (256, 8, 2, 512), 0),
 }
