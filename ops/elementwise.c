@@ -16,32 +16,52 @@ typedef enum binop { BIN_ADD, BIN_SUB, BIN_MUL, BIN_DIV } binop;
 /* Columns per parallel work item: tiles let a single long row use both cores. */
 enum { TILE = 4096 };
 
-#define BINARY_INNER(EXPR)                                                                         \
+/* One tile of out (op)= EXPR(u, v), with the inner strides of the two
+ * operands (1 or 0) fixed per loop so each loop vectorises. */
+#define BINARY_INNER(OP, EXPR)                                                                     \
   do {                                                                                             \
     if (sa == 1 && sb == 1)                                                                        \
       for (int64_t j = j0; j < j1; j++) {                                                          \
         T u = xa[j], v = yb[j];                                                                    \
-        orow[j] = (EXPR);                                                                          \
+        orow[j] OP(EXPR);                                                                          \
       }                                                                                            \
     else if (sa == 1)                                                                              \
       for (int64_t j = j0; j < j1; j++) {                                                          \
         T u = xa[j], v = yb[0];                                                                    \
-        orow[j] = (EXPR);                                                                          \
+        orow[j] OP(EXPR);                                                                          \
       }                                                                                            \
     else if (sb == 1)                                                                              \
       for (int64_t j = j0; j < j1; j++) {                                                          \
         T u = xa[0], v = yb[j];                                                                    \
-        orow[j] = (EXPR);                                                                          \
+        orow[j] OP(EXPR);                                                                          \
       }                                                                                            \
     else                                                                                           \
       for (int64_t j = j0; j < j1; j++) {                                                          \
         T u = xa[0], v = yb[0];                                                                    \
-        orow[j] = (EXPR);                                                                          \
+        orow[j] OP(EXPR);                                                                          \
       }                                                                                            \
   } while (0)
 
+#define BINARY_SWITCH(OP)                                                                          \
+  switch (kind) {                                                                                  \
+  case BIN_ADD:                                                                                    \
+    BINARY_INNER(OP, u + v);                                                                       \
+    break;                                                                                         \
+  case BIN_SUB:                                                                                    \
+    BINARY_INNER(OP, u - v);                                                                       \
+    break;                                                                                         \
+  case BIN_MUL:                                                                                    \
+    BINARY_INNER(OP, u *v);                                                                        \
+    break;                                                                                         \
+  case BIN_DIV:                                                                                    \
+    BINARY_INNER(OP, u / v);                                                                       \
+    break;                                                                                         \
+  }
+
+/* out = a (op) b, or with accumulate out += a (op) b (backward passes use
+ * that to add a product into a gradient in one pass, without a temporary). */
 static void binary_kernel(binop kind, const sg_bcast *p, const sg_tensor *a, const sg_tensor *b,
-                          sg_tensor *out) {
+                          sg_tensor *out, bool accumulate) {
   int64_t tiles_per_row = (p->cols + TILE - 1) / TILE, n_tiles = p->rows * tiles_per_row;
   int64_t sa = p->stride[0][p->ndim - 1], sb = p->stride[1][p->ndim - 1];
   SG_DISPATCH(out->dtype, T, {
@@ -54,22 +74,32 @@ static void binary_kernel(binop kind, const sg_bcast *p, const sg_tensor *a, con
       int64_t j1 = j0 + TILE < p->cols ? j0 + TILE : p->cols;
       const T *xa = x + sg_bcast_row_offset(p, 0, r), *yb = y + sg_bcast_row_offset(p, 1, r);
       T *orow = o + r * p->cols;
-      switch (kind) {
-      case BIN_ADD:
-        BINARY_INNER(u + v);
-        break;
-      case BIN_SUB:
-        BINARY_INNER(u - v);
-        break;
-      case BIN_MUL:
-        BINARY_INNER(u * v);
-        break;
-      case BIN_DIV:
-        BINARY_INNER(u / v);
-        break;
+      if (accumulate) {
+        BINARY_SWITCH(+=)
+      } else {
+        BINARY_SWITCH(=)
       }
     }
   });
+}
+
+/* grad += x (op) y, where the result has grad's shape when grad was not
+ * broadcast in the forward (one fused pass); else through a temporary that
+ * is then summed over the broadcast axes. */
+static void accumulate_binary(sg_graph *g, binop kind, sg_tensor *grad, sg_tensor *x,
+                              sg_tensor *y) {
+  sg_tensor *in[2] = {x, y};
+  sg_bcast p;
+  sg_bcast_plan(g, "backward", 2, in, &p);
+  bool fits = p.out_ndim == grad->ndim;
+  for (int d = 0; fits && d < grad->ndim; d++) fits = p.out_shape[d] == grad->shape[d];
+  if (fits) {
+    binary_kernel(kind, &p, x, y, grad, true);
+    return;
+  }
+  sg_tensor *tmp = sg_empty(g, grad->dtype, p.out_ndim, p.out_shape);
+  binary_kernel(kind, &p, x, y, tmp, false);
+  sg_accumulate_reduced(grad, tmp);
 }
 
 static sg_tensor *binary(sg_graph *g, const sg_op *op, binop kind, sg_tensor *a, sg_tensor *b) {
@@ -79,7 +109,7 @@ static sg_tensor *binary(sg_graph *g, const sg_op *op, binop kind, sg_tensor *a,
     return NULL;
   sg_tensor *out = sg_empty(g, a->dtype, p.out_ndim, p.out_shape);
   if (!out) return NULL;
-  binary_kernel(kind, &p, a, b, out);
+  binary_kernel(kind, &p, a, b, out, false);
   sg_record(g, op, out, 2, in);
   return out;
 }
@@ -98,15 +128,17 @@ static void sub_backward(sg_graph *g, sg_node *n) {
 
 static void mul_backward(sg_graph *g, sg_node *n) {
   sg_tensor *ga = sg_grad_buf(g, n->in[0]), *gb = sg_grad_buf(g, n->in[1]);
-  if (ga) sg_accumulate_reduced(ga, (sg_mul)(g, n->out->grad, n->in[1]));
-  if (gb) sg_accumulate_reduced(gb, (sg_mul)(g, n->out->grad, n->in[0]));
+  if (ga) accumulate_binary(g, BIN_MUL, ga, n->out->grad, n->in[1]);
+  if (gb) accumulate_binary(g, BIN_MUL, gb, n->out->grad, n->in[0]);
 }
 
 static void div_backward(sg_graph *g, sg_node *n) {
   sg_tensor *ga = sg_grad_buf(g, n->in[0]), *gb = sg_grad_buf(g, n->in[1]);
-  sg_tensor *go_over_b = (sg_div)(g, n->out->grad, n->in[1]);
-  if (ga) sg_accumulate_reduced(ga, go_over_b);
-  if (gb) sg_accumulate_reduced(gb, (sg_neg)(g, (sg_mul)(g, go_over_b, n->out)));
+  if (ga) accumulate_binary(g, BIN_DIV, ga, n->out->grad, n->in[1]);
+  if (gb) {
+    sg_tensor *go_over_b = (sg_div)(g, n->out->grad, n->in[1]);
+    sg_accumulate_reduced(gb, (sg_neg)(g, (sg_mul)(g, go_over_b, n->out)));
+  }
 }
 
 static const sg_op add_op = {"sg_add", add_backward};
