@@ -33,6 +33,18 @@ Suite *suite_eval(void);
     ck_assert_msg(r_.checked > 0, "nothing was compared");                                         \
   } while (0)
 
+/* The last API-misuse report, recorded by a handler that returns (so the
+ * op returns NULL) instead of aborting. */
+typedef struct sg_test_error_log {
+  int count;
+  char op[64], msg[512], file[256];
+  int line;
+} sg_test_error_log;
+extern sg_test_error_log sg_test_errors;
+/* Clears sg_test_errors and installs the recording handler; restore the
+ * default with sg_set_error_handler(NULL, NULL). */
+void sg_test_capture_errors(void);
+
 /* Absolute directory of the test fixtures (tests/fixtures), set by meson. */
 #ifndef SG_FIXTURE_DIR
 #define SG_FIXTURE_DIR "tests/fixtures"

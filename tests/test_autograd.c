@@ -71,48 +71,36 @@ END_TEST
 
 /* ---- error reporting ---------------------------------------------------- */
 
-static struct {
-  int count;
-  char op[64], msg[512], file[256];
-  int line;
-} seen;
-
-static void record_error(const char *op, const char *msg, const char *file, int line, void *u) {
-  (void)u;
-  seen.count++;
-  snprintf(seen.op, sizeof seen.op, "%s", op);
-  snprintf(seen.msg, sizeof seen.msg, "%s", msg);
-  snprintf(seen.file, sizeof seen.file, "%s", file ? file : "");
-  seen.line = line;
-}
-
 START_TEST(misuse_names_op_shapes_and_call_site) {
   sg_graph *g = sg_graph_new();
   sg_tensor *a = sg_zeros(g, SG_F32, 2, (int64_t[]){2, 3});
   sg_tensor *b = sg_zeros(g, SG_F32, 1, (int64_t[]){4});
   sg_tensor *d = sg_zeros(g, SG_F64, 2, (int64_t[]){2, 3});
-  memset(&seen, 0, sizeof seen);
-  sg_set_error_handler(record_error, NULL);
+  sg_test_errors = (sg_test_error_log){0};
+  sg_test_capture_errors();
   int line = __LINE__ + 1;
   sg_tensor *bad = sg_add(g, a, b);
   ck_assert_ptr_null(bad);
-  ck_assert_int_eq(seen.count, 1);
-  ck_assert_str_eq(seen.op, "sg_add");
-  ck_assert_msg(strstr(seen.msg, "[2, 3]") && strstr(seen.msg, "[4]"), "message: %s", seen.msg);
-  ck_assert_msg(strstr(seen.file, "test_autograd.c") != NULL, "file: %s", seen.file);
-  ck_assert_int_eq(seen.line, line);
+  ck_assert_int_eq(sg_test_errors.count, 1);
+  ck_assert_str_eq(sg_test_errors.op, "sg_add");
+  ck_assert_msg(strstr(sg_test_errors.msg, "[2, 3]") && strstr(sg_test_errors.msg, "[4]"),
+                "message: %s", sg_test_errors.msg);
+  ck_assert_msg(strstr(sg_test_errors.file, "test_autograd.c") != NULL, "file: %s",
+                sg_test_errors.file);
+  ck_assert_int_eq(sg_test_errors.line, line);
   /* dtype mismatch names both dtypes. */
   ck_assert_ptr_null(sg_mul(g, a, d));
-  ck_assert_str_eq(seen.op, "sg_mul");
-  ck_assert_msg(strstr(seen.msg, "float32") && strstr(seen.msg, "float64"), "%s", seen.msg);
+  ck_assert_str_eq(sg_test_errors.op, "sg_mul");
+  ck_assert_msg(strstr(sg_test_errors.msg, "float32") && strstr(sg_test_errors.msg, "float64"),
+                "%s", sg_test_errors.msg);
   /* A NULL from a failed op propagates without a second report. */
   ck_assert_ptr_null(sg_exp(g, bad));
-  ck_assert_int_eq(seen.count, 2);
+  ck_assert_int_eq(sg_test_errors.count, 2);
   /* backward from a non-scalar is misuse too. */
   sg_tensor *x = sg_zeros(NULL, SG_F64, 1, (int64_t[]){3});
   sg_set_requires_grad(x, true);
   sg_backward(g, sg_exp(g, x));
-  ck_assert_str_eq(seen.op, "sg_backward");
+  ck_assert_str_eq(sg_test_errors.op, "sg_backward");
   sg_set_error_handler(NULL, NULL);
   sg_free(x);
   sg_graph_free(g);

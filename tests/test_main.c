@@ -4,11 +4,27 @@
 
 #include "sg_test.h"
 
+sg_test_error_log sg_test_errors;
+
+static void record_error(const char *op, const char *msg, const char *file, int line, void *u) {
+  (void)u;
+  sg_test_errors.count++;
+  snprintf(sg_test_errors.op, sizeof sg_test_errors.op, "%s", op);
+  snprintf(sg_test_errors.msg, sizeof sg_test_errors.msg, "%s", msg);
+  snprintf(sg_test_errors.file, sizeof sg_test_errors.file, "%s", file ? file : "");
+  sg_test_errors.line = line;
+}
+
+void sg_test_capture_errors(void) {
+  sg_test_errors = (sg_test_error_log){0};
+  sg_set_error_handler(record_error, NULL);
+}
+
 int main(void) {
   Suite *(*const suites[])(void) = {
-      suite_tensor, suite_npy,    suite_autograd, suite_elementwise, suite_reduce, suite_matmul,
-      suite_shape,  suite_select, suite_layers,   suite_sinkhorn,    suite_system, suite_baselines,
-      suite_gnn, suite_train, suite_eval,
+      suite_tensor, suite_npy,       suite_autograd, suite_elementwise, suite_reduce,
+      suite_matmul, suite_shape,     suite_select,   suite_layers,      suite_sinkhorn,
+      suite_system, suite_baselines, suite_gnn,      suite_train,       suite_eval,
   };
   SRunner *sr = srunner_create(NULL);
   for (size_t i = 0; i < sizeof suites / sizeof suites[0]; i++) srunner_add_suite(sr, suites[i]());

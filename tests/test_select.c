@@ -276,35 +276,21 @@ END_TEST
 
 /* ---- misuse ------------------------------------------------------------ */
 
-static struct {
-  int count;
-  char op[64], msg[512], file[256];
-  int line;
-} seen;
-
-static void record_error(const char *op, const char *msg, const char *file, int line, void *u) {
-  (void)u;
-  seen.count++;
-  snprintf(seen.op, sizeof seen.op, "%s", op);
-  snprintf(seen.msg, sizeof seen.msg, "%s", msg);
-  snprintf(seen.file, sizeof seen.file, "%s", file ? file : "");
-  seen.line = line;
-}
-
 static void expect_report(const char *op, int line, const char *const *fragments) {
-  ck_assert_int_eq(seen.count, 1);
-  ck_assert_str_eq(seen.op, op);
-  ck_assert_msg(strstr(seen.file, "test_select.c") != NULL, "file: %s", seen.file);
-  ck_assert_int_eq(seen.line, line);
+  ck_assert_int_eq(sg_test_errors.count, 1);
+  ck_assert_str_eq(sg_test_errors.op, op);
+  ck_assert_msg(strstr(sg_test_errors.file, "test_select.c") != NULL, "file: %s",
+                sg_test_errors.file);
+  ck_assert_int_eq(sg_test_errors.line, line);
   for (int i = 0; fragments[i]; i++)
-    ck_assert_msg(strstr(seen.msg, fragments[i]) != NULL, "'%s' not in message: %s", fragments[i],
-                  seen.msg);
+    ck_assert_msg(strstr(sg_test_errors.msg, fragments[i]) != NULL, "'%s' not in message: %s",
+                  fragments[i], sg_test_errors.msg);
 }
 
 /* As in test_shape.c: the op macro's __LINE__ and ours agree. */
 #define EXPECT_MISUSE(CALL, OP, ...)                                                               \
   do {                                                                                             \
-    memset(&seen, 0, sizeof seen);                                                                 \
+    sg_test_errors = (sg_test_error_log){0};                                                       \
     int line_ = __LINE__;                                                                          \
     ck_assert_ptr_null(CALL);                                                                      \
     expect_report(OP, line_, (const char *[]){__VA_ARGS__, NULL});                                 \
@@ -312,7 +298,7 @@ static void expect_report(const char *op, int line, const char *const *fragments
 
 START_TEST(misuse_is_reported) {
   sg_graph *g = sg_graph_new();
-  sg_set_error_handler(record_error, NULL);
+  sg_test_capture_errors();
   sg_tensor *a = sg_zeros(g, SG_F64, 2, (int64_t[]){2, 3});
   sg_tensor *b = sg_zeros(g, SG_F64, 1, (int64_t[]){4});
   sg_tensor *f = sg_zeros(g, SG_F32, 1, (int64_t[]){3});
@@ -333,13 +319,13 @@ START_TEST(misuse_is_reported) {
   }
   EXPECT_MISUSE(sg_one_hot(g, a, 0), "sg_one_hot", "[2, 3]", "0 classes");
   /* NULL inputs (earlier failures) propagate silently. */
-  memset(&seen, 0, sizeof seen);
+  sg_test_errors = (sg_test_error_log){0};
   ck_assert_ptr_null(sg_argmax(g, NULL, 0, false));
   ck_assert_ptr_null(sg_one_hot(g, NULL, 2));
   ck_assert_ptr_null(sg_compare(g, a, NULL, SG_EQ));
   ck_assert_ptr_null(sg_where(g, NULL, a, a));
   ck_assert_ptr_null(sg_detach(g, NULL));
-  ck_assert_int_eq(seen.count, 0);
+  ck_assert_int_eq(sg_test_errors.count, 0);
   sg_set_error_handler(NULL, NULL);
   sg_graph_free(g);
 }

@@ -405,46 +405,32 @@ END_TEST
 
 /* ---- misuse ------------------------------------------------------------ */
 
-static struct {
-  int count;
-  char op[64], msg[512], file[256];
-  int line;
-} seen;
-
-static void record_error(const char *op, const char *msg, const char *file, int line, void *u) {
-  (void)u;
-  seen.count++;
-  snprintf(seen.op, sizeof seen.op, "%s", op);
-  snprintf(seen.msg, sizeof seen.msg, "%s", msg);
-  snprintf(seen.file, sizeof seen.file, "%s", file ? file : "");
-  seen.line = line;
-}
-
 /* Runs CALL (an op through its macro) and asserts that it returned NULL
  * after exactly one report naming OP, this file and line, and every
  * fragment listed (shapes, values). __LINE__ here and the op macro's own
  * __LINE__ expand in the same macro invocation, so they agree. */
 #define EXPECT_MISUSE(CALL, OP, ...)                                                               \
   do {                                                                                             \
-    memset(&seen, 0, sizeof seen);                                                                 \
+    sg_test_errors = (sg_test_error_log){0};                                                       \
     int line_ = __LINE__;                                                                          \
     ck_assert_ptr_null(CALL);                                                                      \
     expect_report(OP, line_, (const char *[]){__VA_ARGS__, NULL});                                 \
   } while (0)
 
 static void expect_report(const char *op, int line, const char *const *fragments) {
-  ck_assert_int_eq(seen.count, 1);
-  ck_assert_str_eq(seen.op, op);
-  ck_assert_msg(strstr(seen.file, "test_shape.c") != NULL, "file: %s", seen.file);
-  ck_assert_int_eq(seen.line, line);
+  ck_assert_int_eq(sg_test_errors.count, 1);
+  ck_assert_str_eq(sg_test_errors.op, op);
+  ck_assert_msg(strstr(sg_test_errors.file, "test_shape.c") != NULL, "file: %s",
+                sg_test_errors.file);
+  ck_assert_int_eq(sg_test_errors.line, line);
   for (int i = 0; fragments[i]; i++)
-    ck_assert_msg(strstr(seen.msg, fragments[i]) != NULL, "'%s' not in message: %s", fragments[i],
-                  seen.msg);
+    ck_assert_msg(strstr(sg_test_errors.msg, fragments[i]) != NULL, "'%s' not in message: %s",
+                  fragments[i], sg_test_errors.msg);
 }
 
 START_TEST(misuse_is_reported) {
   sg_graph *g = sg_graph_new();
-  sg_set_error_handler(record_error, NULL);
+  sg_test_capture_errors();
   sg_tensor *a = sg_zeros(g, SG_F64, 2, (int64_t[]){2, 3});
   sg_tensor *b = sg_zeros(g, SG_F64, 2, (int64_t[]){3, 3});
   sg_tensor *f = sg_zeros(g, SG_F32, 2, (int64_t[]){2, 1});
@@ -464,14 +450,14 @@ START_TEST(misuse_is_reported) {
   EXPECT_MISUSE(sg_reshape(g, a, 2, (int64_t[]){4, -1}), "sg_reshape", "[2, 3]", "[4, -1]");
   EXPECT_MISUSE(sg_repeat(g, a, (int64_t[]){2, -1}), "sg_repeat", "[2, 3]", "[2, -1]");
   /* A NULL input (an earlier failure) returns NULL without a new report. */
-  memset(&seen, 0, sizeof seen);
+  sg_test_errors = (sg_test_error_log){0};
   ck_assert_ptr_null(sg_reshape(g, NULL, 1, (int64_t[]){6}));
   ck_assert_ptr_null(sg_permute(g, NULL, (int[]){0}));
   ck_assert_ptr_null(sg_concat(g, 2, (sg_tensor *[]){a, NULL}, 0));
   ck_assert_ptr_null(sg_slice(g, NULL, 0, 0, 1));
   ck_assert_ptr_null(sg_expand(g, NULL, 1, (int64_t[]){2}));
   ck_assert_ptr_null(sg_repeat(g, NULL, (int64_t[]){2}));
-  ck_assert_int_eq(seen.count, 0);
+  ck_assert_int_eq(sg_test_errors.count, 0);
   sg_set_error_handler(NULL, NULL);
   sg_graph_free(g);
 }
