@@ -891,8 +891,8 @@ static void warn_if_loaded(const abl_args *a) {
   if (getloadavg(load, 1) == 1 && load[0] > cores && omp_get_max_threads() > 1 &&
       !(wait && !strcasecmp(wait, "passive")))
     note(a,
-         "assoc ablation: note: load average %.1f on %d cores; OpenMP threads that spin "
-         "while waiting slow down a lot on a busy machine: consider OMP_WAIT_POLICY=passive\n",
+         "assoc ablation: note: load average %.1f on %d cores: other processes share the "
+         "cores, so the times reported here will be much longer than on an idle machine\n",
          load[0], cores);
 }
 
