@@ -46,8 +46,7 @@ void sg_adam_free(sg_adam *o) {
   do {                                                                                             \
     T *pd = p->data;                                                                               \
     const T *gd = p->grad->data;                                                                   \
-    _Pragma("omp parallel for if (n > 65536) schedule(static)")                                    \
-    for (int64_t j = 0; j < n; j++) {                                                              \
+    _Pragma("omp parallel for if (n > 65536) schedule(static)") for (int64_t j = 0; j < n; j++) {  \
       double gj = gd[j] + o->weight_decay * pd[j];                                                 \
       m[j] = o->beta1 * m[j] + (1 - o->beta1) * gj;                                                \
       v[j] = o->beta2 * v[j] + (1 - o->beta2) * gj * gj;                                           \

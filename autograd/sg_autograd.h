@@ -83,8 +83,7 @@ sg_tensor *sg_grad_buf(sg_graph *g, sg_tensor *t);
 
 /* A function of tensors to check. It builds its output with ops on g from
  * the given inputs and returns it (any shape). */
-typedef sg_tensor *(*sg_check_fn)(sg_graph *g, sg_tensor *const *inputs, int n_inputs,
-                                  void *ctx);
+typedef sg_tensor *(*sg_check_fn)(sg_graph *g, sg_tensor *const *inputs, int n_inputs, void *ctx);
 
 typedef struct sg_gradcheck_opts {
   double eps;      /* central-difference step (default 1e-6) */
@@ -96,8 +95,8 @@ typedef struct sg_gradcheck_opts {
 
 typedef struct sg_gradcheck_result {
   bool ok;
-  int input;       /* input holding the worst element (-1 if none) */
-  int64_t index;   /* its flat index (or projection number) */
+  int input;     /* input holding the worst element (-1 if none) */
+  int64_t index; /* its flat index (or projection number) */
   double analytic, numeric, abs_err, rel_err;
   double worst;    /* largest abs_err / (atol + rtol*|numeric|); ok iff <= 1 */
   int64_t checked; /* number of comparisons made */

@@ -14,8 +14,8 @@ extern "C" {
 typedef struct sg_adam {
   int n_params;
   sg_tensor **params;
-  sg_tensor **m, **v;  /* first and second moment estimates, float64 */
-  int64_t *steps;      /* per-parameter step counts (bias correction) */
+  sg_tensor **m, **v; /* first and second moment estimates, float64 */
+  int64_t *steps;     /* per-parameter step counts (bias correction) */
   double lr, beta1, beta2, eps, weight_decay;
 } sg_adam;
 

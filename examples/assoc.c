@@ -23,7 +23,8 @@ static const assoc_command commands[] = {
     {"info", "describe a data set", assoc_cmd_info},
     {"train", "train an association GNN on a data set (checkpoint .npz)", assoc_cmd_train},
     {"eval", "evaluate a trained model on a data set (Table 1 metrics)", assoc_cmd_eval},
-    {"ablation", "train the four GNNs and reproduce the paper's ablation study", assoc_cmd_ablation},
+    {"ablation", "train the four GNNs and reproduce the paper's ablation study",
+     assoc_cmd_ablation},
 };
 enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
 

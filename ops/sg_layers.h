@@ -28,8 +28,7 @@ sg_tensor *(sg_gumbel_softmax)(sg_graph *g, sg_tensor *logits, double tau, int a
 /* ---- ops/layernorm.c --------------------------------------------------- */
 /* Normalises over the last axis (width D): (x - mean) / sqrt(var + eps) *
  * gain + bias, biased variance as PyTorch. gain and bias: [D] or NULL. */
-sg_tensor *(sg_layer_norm)(sg_graph *g, sg_tensor *x, sg_tensor *gain, sg_tensor *bias,
-                           double eps);
+sg_tensor *(sg_layer_norm)(sg_graph *g, sg_tensor *x, sg_tensor *gain, sg_tensor *bias, double eps);
 #define sg_layer_norm(g, ...) (sg_layer_norm)(SG_AT(g), __VA_ARGS__)
 
 /* ---- ops/sinkhorn.c ---------------------------------------------------- */
@@ -39,9 +38,9 @@ typedef enum sg_sinkhorn_grad {
 } sg_sinkhorn_grad;
 
 typedef struct sg_sinkhorn_info {
-  int iters;          /* iterations run (largest over the batch) */
-  double col_excess;  /* largest remaining column excess over capacity (mass units) */
-  bool converged;     /* col_excess < tol for every sample */
+  int iters;         /* iterations run (largest over the batch) */
+  double col_excess; /* largest remaining column excess over capacity (mass units) */
+  bool converged;    /* col_excess < tol for every sample */
 } sg_sinkhorn_info;
 
 /* Capacity Sinkhorn-Knopp in the log domain over x [..., K, M] (K rows, M
@@ -49,9 +48,8 @@ typedef struct sg_sinkhorn_info {
  * column's mass at col_cap) then a row step (each row's mass = row_mass)
  * until max_iters or the largest column excess < tol; ends on a row step.
  * Returns the log of the balanced matrix (same shape). info may be NULL. */
-sg_tensor *(sg_sinkhorn)(sg_graph *g, sg_tensor *x, double row_mass, double col_cap,
-                         int max_iters, double tol, sg_sinkhorn_grad mode,
-                         sg_sinkhorn_info *info);
+sg_tensor *(sg_sinkhorn)(sg_graph *g, sg_tensor *x, double row_mass, double col_cap, int max_iters,
+                         double tol, sg_sinkhorn_grad mode, sg_sinkhorn_info *info);
 #define sg_sinkhorn(g, ...) (sg_sinkhorn)(SG_AT(g), __VA_ARGS__)
 
 /* ---- ops/attention.c --------------------------------------------------- */

@@ -31,9 +31,9 @@ typedef struct sg_tensor {
   struct sg_tensor *grad; /* same shape and dtype; NULL until a backward reaches it */
   sg_node *node;          /* the op that produced it; NULL for leaves */
   bool requires_grad;
-  bool grad_fresh;        /* a backward wrote into grad since the optimiser last looked */
-  bool owned;             /* caller-owned (heap); false: lives in a graph arena */
-  sg_graph *graph;        /* arena owner, NULL when owned */
+  bool grad_fresh; /* a backward wrote into grad since the optimiser last looked */
+  bool owned;      /* caller-owned (heap); false: lives in a graph arena */
+  sg_graph *graph; /* arena owner, NULL when owned */
 } sg_tensor;
 
 /* ---- memory and errors ------------------------------------------------- */
@@ -74,12 +74,11 @@ sg_tensor *sg_zeros(sg_graph *g, sg_dtype dt, int ndim, const int64_t *shape);
 sg_tensor *sg_ones(sg_graph *g, sg_dtype dt, int ndim, const int64_t *shape);
 sg_tensor *sg_full(sg_graph *g, sg_dtype dt, int ndim, const int64_t *shape, double value);
 /* Copies numel values of type float (SG_F32) or double (SG_F64) from data. */
-sg_tensor *sg_from_data(sg_graph *g, sg_dtype dt, int ndim, const int64_t *shape,
-                        const void *data);
+sg_tensor *sg_from_data(sg_graph *g, sg_dtype dt, int ndim, const int64_t *shape, const void *data);
 /* Copies values given as doubles, converting to dt. */
 sg_tensor *sg_from_f64(sg_graph *g, sg_dtype dt, int ndim, const int64_t *shape,
                        const double *data);
-sg_tensor *sg_clone(sg_graph *g, const sg_tensor *t);      /* data only, no grad/tape */
+sg_tensor *sg_clone(sg_graph *g, const sg_tensor *t);                 /* data only, no grad/tape */
 sg_tensor *sg_to_dtype(sg_graph *g, const sg_tensor *t, sg_dtype dt); /* no gradient */
 void sg_free(sg_tensor *t); /* owned tensors only; frees grad too; NULL ok */
 
@@ -105,9 +104,9 @@ typedef struct sg_rng {
 } sg_rng;
 void sg_rng_seed(sg_rng *r, uint64_t seed);
 uint64_t sg_rng_u64(sg_rng *r);
-double sg_rng_uniform(sg_rng *r); /* open interval (0, 1) */
-double sg_rng_normal(sg_rng *r);  /* standard normal */
-double sg_rng_gumbel(sg_rng *r);  /* -log(-log U), U in (0, 1) */
+double sg_rng_uniform(sg_rng *r);             /* open interval (0, 1) */
+double sg_rng_normal(sg_rng *r);              /* standard normal */
+double sg_rng_gumbel(sg_rng *r);              /* -log(-log U), U in (0, 1) */
 uint64_t sg_rng_below(sg_rng *r, uint64_t n); /* uniform integer in [0, n) */
 
 sg_tensor *sg_rand_uniform(sg_graph *g, sg_rng *r, sg_dtype dt, int ndim, const int64_t *shape,

@@ -120,11 +120,16 @@ START_TEST(gradcheck_layer_norm) {
     int64_t shape[3];
     bool gain, bias;
   } cases[] = {
-      {2, {3, 4}, true, true},  {3, {2, 3, 5}, false, false}, {2, {4, 7}, true, false},
-      {2, {3, 2}, false, true}, {2, {2, 2}, true, true},      {2, {40, 6}, true, true},
+      {2, {3, 4}, true, true},
+      {3, {2, 3, 5}, false, false},
+      {2, {4, 7}, true, false},
+      {2, {3, 2}, false, true},
+      {2, {2, 2}, true, true},
+      {2, {40, 6}, true, true},
       {1, {20}, true, true},
       /* Widths that take the vectorised row sums and row groups. */
-      {2, {3, 48}, true, true}, {3, {2, 2, 67}, true, false},
+      {2, {3, 48}, true, true},
+      {3, {2, 2, 67}, true, false},
   };
   sg_rng r;
   sg_rng_seed(&r, 33);
