@@ -120,10 +120,23 @@ static options parse_args(int argc, char **argv) {
 
 /* ---- small utilities ------------------------------------------------------------ */
 
+static void die(const char *what) {
+  fprintf(stderr, "bench_gnn: %s\n", what);
+  exit(1);
+}
+
 static double peak_rss_mib(void) {
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   return (double)ru.ru_maxrss / 1024.0; /* Linux: KiB */
+}
+
+/* Times the scheduler took the CPU away from this process (another process
+ * wanted it): a busy machine shows here. */
+static long involuntary_switches(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_nivcsw;
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -131,20 +144,21 @@ static int cmp_double(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
-static double median(double *v, int n) {
-  qsort(v, (size_t)n, sizeof *v, cmp_double);
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+/* Median of v[0..n) (v is left in its order). */
+static double median(const double *v, int n) {
+  double *s = malloc((size_t)n * sizeof *s);
+  if (!s) die("out of memory");
+  memcpy(s, v, (size_t)n * sizeof *s);
+  qsort(s, (size_t)n, sizeof *s, cmp_double);
+  double m = n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
+  free(s);
+  return m;
 }
 
 static void print_ms_array(const char *key, const double *v, int n) {
   printf("\"%s\": [", key);
   for (int i = 0; i < n; i++) printf("%s%.4f", i ? ", " : "", v[i]);
   printf("]");
-}
-
-static void die(const char *what) {
-  fprintf(stderr, "bench_gnn: %s\n", what);
-  exit(1);
 }
 
 /* ---- GEMM work of a step ------------------------------------------------------- */
@@ -392,7 +406,9 @@ static int run_train(const options *o) {
   sg_params *ps = pb.model->params;
   sg_adam *adam = sg_adam_new(sg_params_tensors(ps), sg_params_count(ps), LR);
   double *ms = malloc((size_t)o->steps * sizeof *ms), first_loss = 0;
+  long switches = 0;
   for (int i = 0; i < o->warmup + o->steps; i++) {
+    if (i == o->warmup) switches = involuntary_switches();
     double t0 = omp_get_wtime(), loss = train_step(g, &pb, adam);
     if (i == 0) first_loss = loss;
     if (!isfinite(loss)) die("non-finite loss");
@@ -404,8 +420,9 @@ static int run_train(const options *o) {
   print_ms_array("step_ms", ms, o->steps);
   double med = median(ms, o->steps);
   printf(", \"step_ms_median\": %.4f, \"gemm_gflop_per_step\": %.4f, \"arena_mib\": %.1f, "
-         "\"peak_rss_mib\": %.1f}\n",
-         med, (f.fwd + f.bwd) / 1e9, (double)sg_graph_arena_bytes(g) / 1048576.0, peak_rss_mib());
+         "\"peak_rss_mib\": %.1f, \"involuntary_switches\": %ld}\n",
+         med, (f.fwd + f.bwd) / 1e9, (double)sg_graph_arena_bytes(g) / 1048576.0, peak_rss_mib(),
+         involuntary_switches() - switches);
   free(ms);
   sg_adam_free(adam);
   sg_graph_free(g);
@@ -413,40 +430,47 @@ static int run_train(const options *o) {
   return 0;
 }
 
-/* Median latency (ms) of reps eval forwards of batch in. */
-static double time_infer(sg_graph *g, const problem *pb, const sg_gnn_batch *in, int reps,
-                         int warmup) {
+/* Latencies (ms, into ms[0..reps)) of eval forwards of batch in, after
+ * warmup untimed ones. */
+static void time_infer(sg_graph *g, const problem *pb, const sg_gnn_batch *in, int reps, int warmup,
+                       double *ms) {
   int assoc[INFER_BATCH * 64];
-  double *ms = malloc((size_t)reps * sizeof *ms);
   for (int i = 0; i < warmup + reps; i++) {
     double t0 = omp_get_wtime();
     infer(g, pb, in, assoc);
     if (i >= warmup) ms[i - warmup] = 1e3 * (omp_get_wtime() - t0);
   }
-  double med = median(ms, reps);
-  free(ms);
-  return med;
 }
 
 static int run_infer(const options *o) {
   problem pb = problem_new(o);
   sg_graph *g = sg_graph_new();
   sg_set_grad_enabled(g, false);
-  double single = time_infer(g, &pb, &pb.infer1, o->reps, 10);
-  double rss_single = peak_rss_mib();
   int batch_reps = o->steps;
-  double batch = time_infer(g, &pb, &pb.infer, batch_reps, 2);
+  double *single_ms = malloc((size_t)o->reps * sizeof(double));
+  double *batch_ms = malloc((size_t)batch_reps * sizeof(double));
+  if (!single_ms || !batch_ms) die("out of memory");
+  long switches = involuntary_switches();
+  time_infer(g, &pb, &pb.infer1, o->reps, 10, single_ms);
+  double rss_single = peak_rss_mib();
+  time_infer(g, &pb, &pb.infer, batch_reps, 2, batch_ms);
+  switches = involuntary_switches() - switches;
+  double single = median(single_ms, o->reps), batch = median(batch_ms, batch_reps);
   const sg_gnn_config *c = &pb.model->cfg;
   flop_count f1 = gemm_flops(c, 1, pb.ds.M, pb.ds.K),
              fb = gemm_flops(c, INFER_BATCH, pb.ds.M, pb.ds.K);
   print_header(o, &pb);
-  printf("\"single_reps\": %d, \"single_ms_median\": %.5f, \"batch\": %d, \"batch_reps\": %d, "
-         "\"batch_ms_median\": %.4f, \"batch_per_sample_ms\": %.5f, \"weight_bytes\": %lld, "
-         "\"gemm_gflop_single\": %.6f, \"gemm_gflop_batch\": %.4f, \"peak_rss_mib_single\": %.1f, "
-         "\"peak_rss_mib\": %.1f}\n",
+  print_ms_array("single_ms", single_ms, o->reps);
+  printf(", ");
+  print_ms_array("batch_ms", batch_ms, batch_reps);
+  printf(", \"single_reps\": %d, \"single_ms_median\": %.5f, \"infer_batch\": %d, "
+         "\"batch_reps\": %d, \"batch_ms_median\": %.4f, \"batch_per_sample_ms\": %.5f, "
+         "\"weight_bytes\": %lld, \"gemm_gflop_single\": %.6f, \"gemm_gflop_batch\": %.4f, "
+         "\"peak_rss_mib_single\": %.1f, \"peak_rss_mib\": %.1f, \"involuntary_switches\": %ld}\n",
          o->reps, single, INFER_BATCH, batch_reps, batch, batch / INFER_BATCH,
          (long long)(sg_gnn_param_count(pb.model) * 4), f1.fwd / 1e9, fb.fwd / 1e9, rss_single,
-         peak_rss_mib());
+         peak_rss_mib(), switches);
+  free(single_ms), free(batch_ms);
   sg_graph_free(g);
   problem_free(&pb);
   return 0;
@@ -531,16 +555,25 @@ static int run_gemm(const options *o) {
   printf("{\"side\": \"sinkgrad\", \"mode\": \"gemm\", \"blas\": \"%s\", \"threads\": %d, "
          "\"sgemm\": [",
          sg_blas_name(), o->threads);
+  /* Best over rounds that alternate the shapes and the two paths, so that a
+   * passing disturbance cannot decide one number alone. */
+  double prov[3] = {0}, lin[3] = {0};
+  for (int round = 0; round < 4; round++)
+    for (int i = 0; i < 3; i++) {
+      const int *s = shapes[i];
+      lin[i] = fmax(lin[i], linear_gflops(s[0], s[1], s[2], 3));
+#if SG_HAVE_CBLAS
+      set_provider_threads(o->threads);
+      prov[i] = fmax(prov[i], gemm_gflops(s[0], s[1], s[2], 3));
+#else
+      prov[i] = lin[i]; /* reference build: the in-tree kernel is the provider */
+#endif
+    }
   for (int i = 0; i < 3; i++) {
     const int *s = shapes[i];
-    double lin = linear_gflops(s[0], s[1], s[2], 8), prov = lin; /* reference build: the same */
-#if SG_HAVE_CBLAS
-    set_provider_threads(o->threads);
-    prov = gemm_gflops(s[0], s[1], s[2], 8);
-#endif
     printf("%s{\"m\": %d, \"n\": %d, \"k\": %d, \"provider_gflops\": %.2f, "
            "\"sg_linear_gflops\": %.2f}",
-           i ? ", " : "", s[0], s[1], s[2], prov, lin);
+           i ? ", " : "", s[0], s[1], s[2], prov[i], lin[i]);
   }
   printf("], \"read_gbps\": %.2f}\n", read_bandwidth(5));
   return 0;

@@ -40,6 +40,41 @@ def load(work, name):
         return json.load(f)
 
 
+def quantile(v, q):
+    v = sorted(v)
+    x = q * (len(v) - 1)
+    i = int(x)
+    return v[i] if i + 1 >= len(v) else v[i] + (x - i) * (v[i + 1] - v[i])
+
+
+def pooled(work, side, mode, tag):
+    """The rounds of one measurement (<side>_<mode>_<tag>_r<n>.json) pooled:
+    medians and quartiles over all their samples, the largest peak memory,
+    the summed involuntary context switches; None if absent."""
+    rounds = []
+    while True:
+        r = load(work, "%s_%s_%s_r%d" % (side, mode, tag, len(rounds) + 1))
+        if r is None:
+            break
+        rounds.append(r)
+    if not rounds:
+        return None
+    out = dict(rounds[0], rounds=len(rounds))
+    out["peak_rss_mib"] = max(r["peak_rss_mib"] for r in rounds)
+    out["involuntary_switches"] = sum(r.get("involuntary_switches", 0) for r in rounds)
+    keys = ["step_ms"] if mode == "train" else ["single_ms", "batch_ms"]
+    for k in keys:
+        v = [x for r in rounds for x in r[k]]
+        out[k] = v
+        out[k + "_median"] = quantile(v, 0.5)
+        out[k + "_quartiles"] = [quantile(v, 0.25), quantile(v, 0.75)]
+    if mode == "infer":
+        n = out["infer_batch"]
+        out["batch_per_sample_ms"] = out["batch_ms_median"] / n
+        out["batch_per_sample_quartiles"] = [x / n for x in out["batch_ms_quartiles"]]
+    return out
+
+
 def run(cmd):
     try:
         return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip()
@@ -56,7 +91,8 @@ def machine():
             info[key.strip()] = val.strip()
     info["avx512f"] = "avx512f" in run(["grep", "-m1", "-o", "avx512f", "/proc/cpuinfo"])
     with open("/proc/meminfo") as f:
-        info["MemTotal"] = f.readline().split(":")[1].strip()
+        kib = int(f.readline().split(":")[1].split()[0])
+        info["MemTotal"] = "%.1f GiB" % (kib / 1048576)
     info["kernel"] = platform.release()
     return info
 
@@ -78,7 +114,7 @@ def versions(torch_info):
     }
 
 
-def row(name, ours, torch, unit, higher_is_better=False, target=None, kind=None):
+def row(name, ours, torch, unit, higher_is_better=False, target=None, kind=None, spread=None):
     if ours is None or torch is None:
         ratio = None
     else:
@@ -86,6 +122,8 @@ def row(name, ours, torch, unit, higher_is_better=False, target=None, kind=None)
     r = {"name": name, "ours": ours, "torch": torch, "unit": unit, "ratio": ratio}
     if kind:
         r["kind"] = kind
+    if spread:  # quartiles of the timed samples, ours and torch
+        r["ours_quartiles"], r["torch_quartiles"] = spread
     if target is not None:
         r["target"] = target
         r["met"] = ratio is not None and ratio >= target
@@ -94,19 +132,21 @@ def row(name, ours, torch, unit, higher_is_better=False, target=None, kind=None)
 
 def config_rows(work, w, v):
     tag = "%s_%s" % (v, w)
-    ct, tt = load(work, "c_train_" + tag), load(work, "torch_train_" + tag)
-    ci, ti = load(work, "c_infer_" + tag), load(work, "torch_infer_" + tag)
+    ct, tt = pooled(work, "c", "train", tag), pooled(work, "torch", "train", tag)
+    ci, ti = pooled(work, "c", "infer", tag), pooled(work, "torch", "infer", tag)
     if not (ct and tt and ci and ti):
         return []
     label = "%s, %s" % (VARIANTS[v], WIDTHS[w])
     t = lambda kind: TARGETS.get((kind, w))
+    q = lambda key: (ci[key], ti[key])
     return [
         row("training step, " + label, ct["step_ms_median"], tt["step_ms_median"], "ms",
-            target=t("train"), kind="train"),
+            target=t("train"), kind="train",
+            spread=(ct["step_ms_quartiles"], tt["step_ms_quartiles"])),
         row("inference, 1 sample, " + label, ci["single_ms_median"], ti["single_ms_median"], "ms",
-            target=t("infer1"), kind="infer1"),
+            target=t("infer1"), kind="infer1", spread=q("single_ms_quartiles")),
         row("inference per sample, batch 256, " + label, ci["batch_per_sample_ms"],
-            ti["batch_per_sample_ms"], "ms", kind="inferB"),
+            ti["batch_per_sample_ms"], "ms", kind="inferB", spread=q("batch_per_sample_quartiles")),
         row("peak memory, training, " + label, ct["peak_rss_mib"], tt["peak_rss_mib"], "MiB",
             target=t("mem_train"), kind="mem_train"),
         row("peak memory, inference (1 then 256 samples), " + label, ci["peak_rss_mib"],
@@ -126,14 +166,16 @@ def gemm_section(work, widths):
     for w in widths:
         for v in VARIANTS:
             tag = "%s_%s" % (v, w)
-            ct, tt = load(work, "c_train_" + tag), load(work, "torch_train_" + tag)
+            ct, tt = pooled(work, "c", "train", tag), pooled(work, "torch", "train", tag)
             if not (ct and tt):
                 continue
             gf = ct["gemm_gflop_per_step"]
             ours, theirs = gf / (ct["step_ms_median"] / 1e3), gf / (tt["step_ms_median"] / 1e3)
+            floor_ms = gf / prov * 1e3  # every GEMM at the provider's best rate, nothing else
             out["training_step"][tag] = {
                 "gemm_gflop_per_step": gf, "ours_gflops": ours, "torch_gflops": theirs,
-                "ours_fraction_of_provider": ours / prov, "torch_fraction_of_its_linear": theirs / tpeak}
+                "ours_fraction_of_provider": ours / prov, "torch_fraction_of_its_linear": theirs / tpeak,
+                "gemm_floor_ms": floor_ms, "best_possible_ratio": tt["step_ms_median"] / floor_ms}
             if w == "paper":
                 rows.append(row("training step GEMM rate, %s, %s" % (VARIANTS[v], WIDTHS[w]), ours,
                                 theirs, "GFLOP/s", higher_is_better=True, kind="gemm_step"))
@@ -145,8 +187,8 @@ def limits(work, widths, read_gbps):
     out = {}
     for w in widths:
         for v in VARIANTS:
-            ci = load(work, "c_infer_%s_%s" % (v, w))
-            ti = load(work, "torch_infer_%s_%s" % (v, w))
+            ci = pooled(work, "c", "infer", "%s_%s" % (v, w))
+            ti = pooled(work, "torch", "infer", "%s_%s" % (v, w))
             if not ci:
                 continue
             bound = ci["weight_bytes"] / (read_gbps * 1e9) * 1e3
@@ -154,6 +196,18 @@ def limits(work, widths, read_gbps):
                 "weight_bytes": ci["weight_bytes"], "weight_read_bound_ms": bound,
                 "ours_ms": ci["single_ms_median"], "ours_over_bound": ci["single_ms_median"] / bound,
                 "torch_ms": ti["single_ms_median"] if ti else None}
+    return out
+
+
+def switches(work, widths):
+    out = {}
+    for w in widths:
+        for v in VARIANTS:
+            for side in ("c", "torch"):
+                for mode in ("train", "infer"):
+                    p = pooled(work, side, mode, "%s_%s" % (v, w))
+                    if p:
+                        out["%s %s %s_%s" % (side, mode, v, w)] = p["involuntary_switches"]
     return out
 
 
@@ -196,6 +250,11 @@ def markdown(res):
     if res["load_before"] is not None and float(res["load_before"]) >= 0.5:
         L += ["**The machine was busy when this run started (load average %s on 2 cores): "
               "timings are not reliable.**" % res["load_before"], ""]
+    sw = res.get("involuntary_switches", {})
+    if sw:
+        worst = max(sw.items(), key=lambda kv: kv[1])
+        L += ["Interference: at most %d involuntary context switches in one measurement (%s); a "
+              "busy machine shows hundreds to thousands." % (worst[1], worst[0]), ""]
     L += ["## Targets (issue 6)", "", "| target | row | ratio | met |", "|---|---|---|---|"]
     for r in res["rows"]:
         if "target" in r:
@@ -203,9 +262,11 @@ def markdown(res):
                                                      "yes" if r["met"] else "**no**"))
     L += ["", "## All rows", "",
           "Ratio above 1: sinkgrad is better (PyTorch / sinkgrad for times and memory, sinkgrad / "
-          "PyTorch for throughputs). Times are medians: %d training steps (after %s warm-up), "
-          "%d single-sample forwards, %d batch forwards." % (res["steps"], res["warmup"],
-                                                              res["reps"], res["steps"]), "",
+          "PyTorch for throughputs). Times are medians pooled over %d rounds (separate processes, "
+          "alternating which side runs first) of %d training steps (each after %s warm-up "
+          "steps), %d single-sample forwards and %d batch forwards; results.json also has the "
+          "quartiles." % (res["rounds"], res["steps"], res["warmup"], res["reps"], res["steps"]),
+          "",
           "| row | sinkgrad | PyTorch | unit | ratio |", "|---|---|---|---|---|"]
     for r in res["rows"]:
         L.append("| %s | %s | %s | %s | %s |" % (r["name"], fmt(r["ours"], r["unit"]),
@@ -220,15 +281,20 @@ def markdown(res):
           ", ".join("%dx%dx%d %.0f" % (s["m"], s["n"], s["k"], s["gflops"]) for s in g["torch_linear"])
           + " GFLOP/s. Memory read bandwidth (2 threads, 512 MiB): %.1f GB/s." % g["read_gbps"], "",
           "| training step | GEMM GFLOP per step | sinkgrad GFLOP/s | fraction of provider peak "
-          "| PyTorch GFLOP/s | fraction of its F.linear peak |", "|---|---|---|---|---|---|"]
+          "| PyTorch GFLOP/s | fraction of its F.linear peak | GEMM floor (ms) | best possible "
+          "ratio |", "|---|---|---|---|---|---|---|---|"]
     for tag, s in g["training_step"].items():
         v, w = tag.split("_")
-        L.append("| %s, %s | %.2f | %.1f | %.0f%% | %.1f | %.0f%% |" % (
+        L.append("| %s, %s | %.2f | %.1f | %.0f%% | %.1f | %.0f%% | %.1f | %.2f |" % (
             VARIANTS[v], w, s["gemm_gflop_per_step"], s["ours_gflops"],
             100 * s["ours_fraction_of_provider"], s["torch_gflops"],
-            100 * s["torch_fraction_of_its_linear"]))
+            100 * s["torch_fraction_of_its_linear"], s["gemm_floor_ms"], s["best_possible_ratio"]))
     L += ["", "GEMM GFLOP counts the Linear layers only (forward, weight gradients, input gradients "
-          "where needed); attention, Sinkhorn and element-wise work are excluded.", "",
+          "where needed; it equals the matrix-product FLOPs torch.profiler counts); attention, "
+          "Sinkhorn and element-wise work are excluded. GEMM floor: the step's GEMM work at the "
+          "provider's best measured rate with nothing else; best possible ratio: PyTorch's step "
+          "time over that floor, the most any GEMM-bound implementation on this provider could "
+          "reach.", "",
           "Single-sample inference reads every weight once, so it cannot beat weight bytes / "
           "read bandwidth (small widths fit in cache and are not bound by it):", "",
           "| model | weights (MB) | read bound (ms) | sinkgrad (ms) | x bound | PyTorch (ms) |",
@@ -278,11 +344,12 @@ def main():
     ap.add_argument("--load-before")
     ap.add_argument("--load-after")
     ap.add_argument("--seconds", type=int)
+    ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--steps", type=int)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--reps", type=int)
     a = ap.parse_args()
-    widths = [w for w in WIDTHS if load(a.work, "c_train_attskgs_" + w)]
+    widths = [w for w in WIDTHS if load(a.work, "c_train_attskgs_%s_r1" % w)]
     if not widths:
         sys.exit("compare.py: no results in " + a.work)
     rows = []
@@ -290,13 +357,14 @@ def main():
         for v in VARIANTS:
             rows += config_rows(a.work, w, v)
     gemm, gemm_rows = gemm_section(a.work, widths)
-    some_torch = load(a.work, "torch_train_attskgs_" + widths[0])
+    some_torch = load(a.work, "torch_train_attskgs_%s_r1" % widths[0])
     first_check = load(a.work, "torch_check_attskgs_" + widths[0])
     res = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(), "versions": versions(some_torch), "threads": 2,
         "load_before": a.load_before, "load_after": a.load_after, "seconds": a.seconds,
-        "steps": a.steps, "warmup": a.warmup, "reps": a.reps,
+        "rounds": a.rounds, "steps": a.steps, "warmup": a.warmup, "reps": a.reps,
+        "involuntary_switches": switches(a.work, widths),
         "torch_rss_after_import_mib": some_torch.get("rss_after_import_mib"),
         "rows": rows + gemm_rows, "gemm": gemm, "limits": limits(a.work, widths, gemm["read_gbps"]),
         "checks": checks(a.work, widths), "tolerances": first_check["tolerances"],
