@@ -109,7 +109,7 @@ def versions(torch_info):
         "numpy": run(["/usr/bin/python3", "-c", "import numpy; print(numpy.__version__)"]),
         "BLIS (libblis4-openmp, sinkgrad's provider)": dpkg("libblis4-openmp"),
         "OpenBLAS (libopenblas0-pthread, torch's BLAS)": dpkg("libopenblas0-pthread"),
-        "gcc": run(["gcc", "--version"]).splitlines()[0] if run(["gcc", "--version"]) else "unknown",
+        "gcc": run(["gcc", "--version"]).splitlines()[0].replace("gcc ", "", 1),
         "python": platform.python_version(),
     }
 
@@ -199,6 +199,20 @@ def limits(work, widths, read_gbps):
     return out
 
 
+def memory(work, widths):
+    out = {}
+    for w in widths:
+        for v in VARIANTS:
+            tag = "%s_%s" % (v, w)
+            ct, tt = pooled(work, "c", "train", tag), pooled(work, "torch", "train", tag)
+            if ct and tt:
+                n, mib = ct["params"], 1048576.0
+                out[tag] = {"params": n, "ours_state_mib": 24 * n / mib, "torch_state_mib": 16 * n / mib,
+                            "ours_peak_mib": ct["peak_rss_mib"], "ours_arena_mib": ct["arena_mib"],
+                            "torch_peak_mib": tt["peak_rss_mib"]}
+    return out
+
+
 def switches(work, widths):
     out = {}
     for w in widths:
@@ -247,14 +261,20 @@ def markdown(res):
              ", AVX-512" if m.get("avx512f") else "", m.get("MemTotal"), m.get("kernel"),
              res["load_before"], res["load_after"], res["seconds"]), "",
          "Versions: " + "; ".join("%s %s" % kv for kv in ver.items()) + ".", ""]
-    if res["load_before"] is not None and float(res["load_before"]) >= 0.5:
+    if res["load_before"] is not None and float(res["load_before"]) >= 1.0:
         L += ["**The machine was busy when this run started (load average %s on 2 cores): "
               "timings are not reliable.**" % res["load_before"], ""]
     sw = res.get("involuntary_switches", {})
     if sw:
-        worst = max(sw.items(), key=lambda kv: kv[1])
-        L += ["Interference: at most %d involuntary context switches in one measurement (%s); a "
-              "busy machine shows hundreds to thousands." % (worst[1], worst[0]), ""]
+        most = lambda side: max((kv for kv in sw.items() if kv[0].startswith(side + " ")),
+                                key=lambda kv: kv[1])
+        (c_name, c_n), (t_name, t_n) = most("c"), most("torch")
+        L += ["Involuntary context switches per measurement (other processes taking the CPU; "
+              "PyTorch's also count its own OpenMP and OpenBLAS thread pools competing for the 2 "
+              "cores): at most %d on the sinkgrad side (%s), %d on the PyTorch side (%s); all of "
+              "them are in results.json, with the quartiles of every timing. On a shared machine "
+              "repeated runs differ: compare runs before trusting a ratio near its target." % (
+                  c_n, c_name, t_n, t_name), ""]
     L += ["## Targets (issue 6)", "", "| target | row | ratio | met |", "|---|---|---|---|"]
     for r in res["rows"]:
         if "target" in r:
@@ -274,12 +294,12 @@ def markdown(res):
                                                  fmt(r["ratio"])))
     g = res["gemm"]
     L += ["", "## GEMM throughput and the memory limit", "",
-          "Provider (%s) sgemm, C = A B^T, 2 threads, best of 8: " % g["provider"] +
+          "Provider (%s) sgemm, C = A B^T, 2 threads, best of 12 calls (4 rounds over the shapes): " % g["provider"] +
           ", ".join("%dx%dx%d %.0f GFLOP/s (through sg_linear %.0f)" % (
               s["m"], s["n"], s["k"], s["provider_gflops"], s["sg_linear_gflops"])
               for s in g["provider_sgemm"]) + ". PyTorch F.linear: " +
           ", ".join("%dx%dx%d %.0f" % (s["m"], s["n"], s["k"], s["gflops"]) for s in g["torch_linear"])
-          + " GFLOP/s. Memory read bandwidth (2 threads, 512 MiB): %.1f GB/s." % g["read_gbps"], "",
+          + " GFLOP/s. Memory read bandwidth (2 threads, sum over 512 MiB, best of 5): %.1f GB/s." % g["read_gbps"], "",
           "| training step | GEMM GFLOP per step | sinkgrad GFLOP/s | fraction of provider peak "
           "| PyTorch GFLOP/s | fraction of its F.linear peak | GEMM floor (ms) | best possible "
           "ratio |", "|---|---|---|---|---|---|---|---|"]
@@ -304,6 +324,19 @@ def markdown(res):
         L.append("| %s, %s | %.1f | %.3f | %.3f | %.1f | %s |" % (
             VARIANTS[v], w, s["weight_bytes"] / 1e6, s["weight_read_bound_ms"], s["ours_ms"],
             s["ours_over_bound"], fmt(s["torch_ms"])))
+    L += ["", "## Memory", "",
+          "Training keeps the model state: weights and gradients (4 B per parameter each) and "
+          "Adam's two moments (sinkgrad float64: 16 B; PyTorch float32: 8 B). The sinkgrad arena "
+          "holds every tensor of a step until the next step (forward values kept for the "
+          "backward and the backward's temporaries; in inference too).", "",
+          "| config | parameters | PyTorch peak (MiB) | a quarter of it | model state, sinkgrad "
+          "(MiB) | model state, PyTorch (MiB) | sinkgrad peak | sinkgrad arena (MiB) |",
+          "|---|---|---|---|---|---|---|---|"]
+    for tag, m in res["memory"].items():
+        v, w = tag.split("_")
+        L.append("| %s, %s | %.2f M | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f |" % (
+            VARIANTS[v], w, m["params"] / 1e6, m["torch_peak_mib"], m["torch_peak_mib"] / 4,
+            m["ours_state_mib"], m["torch_state_mib"], m["ours_peak_mib"], m["ours_arena_mib"]))
     L += ["", "## Same function on both sides", "",
           "Before any timing, torch_gnn.py loads the C side's weights and inputs and must "
           "reproduce its float32 loss (relative %g), gradient (whole vector, relative L2, %g), "
@@ -364,7 +397,7 @@ def main():
         "machine": machine(), "versions": versions(some_torch), "threads": 2,
         "load_before": a.load_before, "load_after": a.load_after, "seconds": a.seconds,
         "rounds": a.rounds, "steps": a.steps, "warmup": a.warmup, "reps": a.reps,
-        "involuntary_switches": switches(a.work, widths),
+        "involuntary_switches": switches(a.work, widths), "memory": memory(a.work, widths),
         "torch_rss_after_import_mib": some_torch.get("rss_after_import_mib"),
         "rows": rows + gemm_rows, "gemm": gemm, "limits": limits(a.work, widths, gemm["read_gbps"]),
         "checks": checks(a.work, widths), "tolerances": first_check["tolerances"],
