@@ -25,6 +25,7 @@ static const assoc_command commands[] = {
     {"eval", "evaluate a trained model on a data set (Table 1 metrics)", assoc_cmd_eval},
     {"ablation", "train the four GNNs and reproduce the paper's ablation study",
      assoc_cmd_ablation},
+    {"params", "print the parameter counts of the four GNNs beside the paper's", assoc_cmd_params},
 };
 enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
 

@@ -28,6 +28,7 @@ int assoc_cmd_info(int argc, char **argv);
 int assoc_cmd_train(int argc, char **argv);
 int assoc_cmd_eval(int argc, char **argv);
 int assoc_cmd_ablation(int argc, char **argv);
+int assoc_cmd_params(int argc, char **argv);
 
 /* Strict number parsing for option `opt`: the whole text must be a number in
  * [lo, hi]; otherwise prints "assoc CMD: bad value ... for --opt" and

@@ -31,6 +31,9 @@ expect_fail() { # name, pattern the message must contain, command...
 "$assoc" baselines "$dir/d.npz" --out "$dir/res.npz" >/dev/null 2>&1 && [ -s "$dir/res.npz" ] &&
   ok "baselines --out" || bad "baselines --out"
 
+"$assoc" params --d 8 --h 16 >"$dir/params" 2>/dev/null && grep -q "AttSKGS-GNN" "$dir/params" &&
+  grep -q "45.67" "$dir/params" && ok "params" || bad "params"
+expect_fail "params with a bad width" "--d" "$assoc" params --d x
 expect_fail "unknown command" "unknown" "$assoc" frobnicate
 expect_fail "missing --samples" "samples" "$assoc" gen --out "$dir/x.npz"
 expect_fail "non-numeric --samples" "samples" "$assoc" gen --samples ten --out "$dir/x.npz"
