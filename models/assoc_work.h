@@ -11,12 +11,9 @@ typedef struct sg_keyed {
 
 struct sg_work {
   int M, N, K;
-  int n;          /* Hungarian size: max(K, M*N) */
-  double *rates;  /* K x M link rates log2(1 + SNR_km) */
-  sg_keyed *keys; /* K x M */
-  double *cost, *u, *v, *minv;
-  int *match, *way;
-  unsigned char *used;
+  double *rates;          /* K x M link rates log2(1 + SNR_km) */
+  sg_keyed *keys;         /* K x M */
+  sg_assign_work *assign; /* Hungarian solver scratch */
   double *mu;
   int *load, *caps;
   long double *egf, *egf_tmp; /* K + 1 each */

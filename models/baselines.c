@@ -52,17 +52,12 @@ sg_work *sg_work_new(int M, int N, int K) {
   sg_work *w = calloc(1, sizeof *w);
   if (!w) return NULL;
   int failed = 0;
-  size_t KM = (size_t)K * M, n = (size_t)M * N > (size_t)K ? (size_t)M * N : (size_t)K;
-  w->M = M, w->N = N, w->K = K, w->n = (int)n;
+  size_t KM = (size_t)K * M;
+  w->M = M, w->N = N, w->K = K;
   w->rates = alloc_n(KM, sizeof(double), &failed);
   w->keys = alloc_n(KM, sizeof(sg_keyed), &failed);
-  w->cost = alloc_n(n * n, sizeof(double), &failed);
-  w->u = alloc_n(n + 1, sizeof(double), &failed);
-  w->v = alloc_n(n + 1, sizeof(double), &failed);
-  w->minv = alloc_n(n + 1, sizeof(double), &failed);
-  w->match = alloc_n(n + 1, sizeof(int), &failed);
-  w->way = alloc_n(n + 1, sizeof(int), &failed);
-  w->used = alloc_n(n + 1, 1, &failed);
+  w->assign = sg_assign_work_new(M, N, K);
+  failed |= w->assign == NULL;
   w->mu = alloc_n(M, sizeof(double), &failed);
   w->load = alloc_n(M + 1, sizeof(int), &failed);
   w->caps = alloc_n(M + 1, sizeof(int), &failed);
@@ -87,10 +82,10 @@ sg_work *sg_work_new(int M, int N, int K) {
 
 void sg_work_free(sg_work *w) {
   if (!w) return;
-  void *blocks[] = {w->rates,  w->keys,     w->cost,        w->u,        w->v,       w->minv,
-                    w->match,  w->way,      w->used,        w->mu,       w->load,    w->caps,
-                    w->egf,    w->egf_tmp,  w->da_cur,      w->da_best,  w->ls_cur,  w->ls_try,
-                    w->starts, w->es_order, w->es_bs_order, w->es_assoc, w->es_best, w->es_interf};
+  sg_assign_work_free(w->assign);
+  void *blocks[] = {w->rates,    w->keys,        w->mu,       w->load,    w->caps,     w->egf,
+                    w->egf_tmp,  w->da_cur,      w->da_best,  w->ls_cur,  w->ls_try,   w->starts,
+                    w->es_order, w->es_bs_order, w->es_assoc, w->es_best, w->es_interf};
   for (size_t i = 0; i < sizeof blocks / sizeof blocks[0]; i++) free(blocks[i]);
   free(w);
 }
@@ -269,55 +264,109 @@ double sg_da(const sg_problem *p, int iters, double step0, sg_work *w, int *asso
 
 /* ---- Assign: Hungarian on N replicas of each BS ------------------------------------- */
 
-/* Minimum-cost perfect matching of the n x n matrix w->cost (row-major) by
- * the shortest-augmenting-path method with row/column potentials. On return
- * w->match[j] (1-based column j) holds its 1-based row. */
-static void hungarian(sg_work *w, int n) {
-  double *u = w->u, *v = w->v, *minv = w->minv;
-  int *match = w->match, *way = w->way;
-  for (int j = 0; j <= n; j++) u[j] = v[j] = 0.0, match[j] = 0, way[j] = 0;
-  for (int row = 1; row <= n; row++) {
-    match[0] = row; /* column 0 is the virtual start of the augmenting path */
-    int col = 0;
-    for (int j = 0; j <= n; j++) minv[j] = INFINITY, w->used[j] = 0;
-    do { /* grow the alternating tree until it reaches a free column */
-      w->used[col] = 1;
-      int r = match[col], next = 0;
-      double delta = INFINITY;
-      for (int j = 1; j <= n; j++) {
-        if (w->used[j]) continue;
-        double reduced = w->cost[(size_t)(r - 1) * n + (j - 1)] - u[r] - v[j];
-        if (reduced < minv[j]) minv[j] = reduced, way[j] = col;
-        if (minv[j] < delta) delta = minv[j], next = j;
-      }
-      for (int j = 0; j <= n; j++) {
-        if (w->used[j])
-          u[match[j]] += delta, v[j] -= delta;
-        else
-          minv[j] -= delta;
-      }
-      col = next;
-    } while (match[col] != 0);
-    do { /* flip the path back to the start */
-      int prev = way[col];
-      match[col] = match[prev];
-      col = prev;
-    } while (col != 0);
+/* ---- max-weight assignment -------------------------------------------------------------- */
+
+/* One Hungarian solver on any weights: Assign runs it on link rates, the
+ * no-violation rounding of a model's output (models/eval.c) on log A~. */
+struct sg_assign_work {
+  int M, N, K, n; /* n = max(K, M*N) */
+  double *cost;   /* n x n */
+  double *weight; /* K x M scratch for callers (sg_assign_work_weights) */
+  double *u, *v, *minv;
+  int *match, *way;
+  unsigned char *used;
+};
+
+sg_assign_work *sg_assign_work_new(int M, int N, int K) {
+  if (M < 1 || N < 1 || K < 1 || M > SG_MAX_BS || N > SG_MAX_ANTENNAS || K > SG_MAX_UES)
+    return NULL;
+  sg_assign_work *w = calloc(1, sizeof *w);
+  if (!w) return NULL;
+  size_t n = (size_t)M * N > (size_t)K ? (size_t)M * N : (size_t)K;
+  *w = (sg_assign_work){.M = M, .N = N, .K = K, .n = (int)n};
+  w->cost = malloc(n * n * sizeof *w->cost);
+  w->weight = malloc((size_t)K * M * sizeof *w->weight);
+  w->u = malloc((n + 1) * sizeof *w->u);
+  w->v = malloc((n + 1) * sizeof *w->v);
+  w->minv = malloc((n + 1) * sizeof *w->minv);
+  w->match = malloc((n + 1) * sizeof *w->match);
+  w->way = malloc((n + 1) * sizeof *w->way);
+  w->used = malloc(n + 1);
+  if (!w->cost || !w->weight || !w->u || !w->v || !w->minv || !w->match || !w->way || !w->used) {
+    sg_assign_work_free(w);
+    return NULL;
   }
+  return w;
 }
 
-double sg_assign(const sg_problem *p, sg_work *w, int *assoc) {
-  int M = p->M, N = p->N, K = p->K, n = w->n, slots = M * N;
-  fill_link_rates(p, w);
+double *sg_assign_work_weights(sg_assign_work *w) {
+  return w->weight;
+}
+
+void sg_assign_work_free(sg_assign_work *w) {
+  if (!w) return;
+  free(w->cost), free(w->weight), free(w->u), free(w->v), free(w->minv), free(w->match),
+      free(w->way);
+  free(w->used);
+  free(w);
+}
+
+/* One augmenting-path search of the Hungarian method with potentials u
+ * (rows) and v (columns), all 1-based with column 0 the virtual start: adds
+ * row `row` to the matching by the cheapest reduced-cost path. */
+static void augment_row(sg_assign_work *w, int row) {
+  int n = w->n, *match = w->match, *way = w->way;
+  double *u = w->u, *v = w->v, *minv = w->minv;
+  match[0] = row;
+  int col = 0;
+  for (int j = 0; j <= n; j++) minv[j] = INFINITY, w->used[j] = 0;
+  do {
+    w->used[col] = 1;
+    int r = match[col], next = 0;
+    double delta = INFINITY;
+    for (int j = 1; j <= n; j++) {
+      if (w->used[j]) continue;
+      double reduced = w->cost[(size_t)(r - 1) * n + (j - 1)] - u[r] - v[j];
+      if (reduced < minv[j]) minv[j] = reduced, way[j] = col;
+      if (minv[j] < delta) delta = minv[j], next = j;
+    }
+    for (int j = 0; j <= n; j++) {
+      if (w->used[j])
+        u[match[j]] += delta, v[j] -= delta;
+      else
+        minv[j] -= delta;
+    }
+    col = next;
+  } while (match[col] != 0);
+  do { /* flip the alternating path back to the start */
+    int prev = way[col];
+    match[col] = match[prev];
+    col = prev;
+  } while (col != 0);
+}
+
+double sg_assign_max_weight(const double *weight, int M, int N, int K, sg_assign_work *w,
+                            int *assoc) {
+  int n = w->n, slots = M * N;
+  /* Rows: UEs (then padding); columns: N replicas of each BS (then padding,
+   * where a UE left over when K > M*N is dropped). */
   for (int i = 0; i < n; i++)
     for (int j = 0; j < n; j++)
-      w->cost[(size_t)i * n + j] = (i < K && j < slots) ? -w->rates[i * M + j / N] : 0.0;
-  hungarian(w, n);
+      w->cost[(size_t)i * n + j] = (i < K && j < slots) ? -weight[i * M + j / N] : 0.0;
+  for (int j = 0; j <= n; j++) w->u[j] = w->v[j] = 0.0, w->match[j] = 0, w->way[j] = 0;
+  for (int row = 1; row <= n; row++) augment_row(w, row);
+  double total = 0.0;
   for (int k = 0; k < K; k++) assoc[k] = -1;
   for (int j = 1; j <= slots; j++) {
     int row = w->match[j] - 1;
-    if (row < K) assoc[row] = (j - 1) / N;
+    if (row < K) assoc[row] = (j - 1) / N, total += weight[row * M + (j - 1) / N];
   }
+  return total;
+}
+
+double sg_assign(const sg_problem *p, sg_work *w, int *assoc) {
+  fill_link_rates(p, w);
+  sg_assign_max_weight(w->rates, p->M, p->N, p->K, w->assign, assoc);
   return rate_of(p, assoc);
 }
 

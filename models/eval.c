@@ -13,108 +13,15 @@
 
 #include "sg_train.h"
 
-/* ---- max-weight assignment -------------------------------------------------------------- */
-
-/* The Hungarian solver of models/baselines.c is private to Assign and builds
- * its costs from link rates, so the rounding carries its own, on any weights. */
-struct sg_assign_work {
-  int M, N, K, n; /* n = max(K, M*N) */
-  double *cost;   /* n x n */
-  double *weight; /* K x M: log A~ of sg_round_no_violation */
-  double *u, *v, *minv;
-  int *match, *way;
-  unsigned char *used;
-};
-
-sg_assign_work *sg_assign_work_new(int M, int N, int K) {
-  if (M < 1 || N < 1 || K < 1 || M > SG_MAX_BS || N > SG_MAX_ANTENNAS || K > SG_MAX_UES)
-    return NULL;
-  sg_assign_work *w = calloc(1, sizeof *w);
-  if (!w) return NULL;
-  size_t n = (size_t)M * N > (size_t)K ? (size_t)M * N : (size_t)K;
-  *w = (sg_assign_work){.M = M, .N = N, .K = K, .n = (int)n};
-  w->cost = malloc(n * n * sizeof *w->cost);
-  w->weight = malloc((size_t)K * M * sizeof *w->weight);
-  w->u = malloc((n + 1) * sizeof *w->u);
-  w->v = malloc((n + 1) * sizeof *w->v);
-  w->minv = malloc((n + 1) * sizeof *w->minv);
-  w->match = malloc((n + 1) * sizeof *w->match);
-  w->way = malloc((n + 1) * sizeof *w->way);
-  w->used = malloc(n + 1);
-  if (!w->cost || !w->weight || !w->u || !w->v || !w->minv || !w->match || !w->way || !w->used) {
-    sg_assign_work_free(w);
-    return NULL;
-  }
-  return w;
-}
-
-void sg_assign_work_free(sg_assign_work *w) {
-  if (!w) return;
-  free(w->cost), free(w->weight), free(w->u), free(w->v), free(w->minv), free(w->match),
-      free(w->way);
-  free(w->used);
-  free(w);
-}
-
-/* One augmenting-path search of the Hungarian method with potentials u
- * (rows) and v (columns), all 1-based with column 0 the virtual start: adds
- * row `row` to the matching by the cheapest reduced-cost path. */
-static void augment_row(sg_assign_work *w, int row) {
-  int n = w->n, *match = w->match, *way = w->way;
-  double *u = w->u, *v = w->v, *minv = w->minv;
-  match[0] = row;
-  int col = 0;
-  for (int j = 0; j <= n; j++) minv[j] = INFINITY, w->used[j] = 0;
-  do {
-    w->used[col] = 1;
-    int r = match[col], next = 0;
-    double delta = INFINITY;
-    for (int j = 1; j <= n; j++) {
-      if (w->used[j]) continue;
-      double reduced = w->cost[(size_t)(r - 1) * n + (j - 1)] - u[r] - v[j];
-      if (reduced < minv[j]) minv[j] = reduced, way[j] = col;
-      if (minv[j] < delta) delta = minv[j], next = j;
-    }
-    for (int j = 0; j <= n; j++) {
-      if (w->used[j])
-        u[match[j]] += delta, v[j] -= delta;
-      else
-        minv[j] -= delta;
-    }
-    col = next;
-  } while (match[col] != 0);
-  do { /* flip the alternating path back to the start */
-    int prev = way[col];
-    match[col] = match[prev];
-    col = prev;
-  } while (col != 0);
-}
-
-double sg_assign_max_weight(const double *weight, int M, int N, int K, sg_assign_work *w,
-                            int *assoc) {
-  int n = w->n, slots = M * N;
-  /* Rows: UEs (then padding); columns: N replicas of each BS (then padding,
-   * where a UE left over when K > M*N is dropped). */
-  for (int i = 0; i < n; i++)
-    for (int j = 0; j < n; j++)
-      w->cost[(size_t)i * n + j] = (i < K && j < slots) ? -weight[i * M + j / N] : 0.0;
-  for (int j = 0; j <= n; j++) w->u[j] = w->v[j] = 0.0, w->match[j] = 0, w->way[j] = 0;
-  for (int row = 1; row <= n; row++) augment_row(w, row);
-  double total = 0.0;
-  for (int k = 0; k < K; k++) assoc[k] = -1;
-  for (int j = 1; j <= slots; j++) {
-    int row = w->match[j] - 1;
-    if (row < K) assoc[row] = (j - 1) / N, total += weight[row * M + (j - 1) / N];
-  }
-  return total;
-}
+/* ---- roundings ----------------------------------------------------------------------- */
 
 void sg_round_no_violation(const double *A, int M, int N, int K, sg_assign_work *w, int *assoc) {
+  double *weight = sg_assign_work_weights(w);
   for (int i = 0; i < K * M; i++) {
     double l = A[i] > 0 ? log(A[i]) : SG_LOG_FLOOR;
-    w->weight[i] = l > SG_LOG_FLOOR ? l : SG_LOG_FLOOR;
+    weight[i] = l > SG_LOG_FLOOR ? l : SG_LOG_FLOOR;
   }
-  sg_assign_max_weight(w->weight, M, N, K, w, assoc);
+  sg_assign_max_weight(weight, M, N, K, w, assoc);
 }
 
 /* ---- metrics ------------------------------------------------------------------------- */

@@ -22,18 +22,7 @@ extern "C" {
 
 /* ---- integer roundings ------------------------------------------------------------- */
 
-/* Scratch of the assignment rounding for one size; one thread at a time. */
-typedef struct sg_assign_work sg_assign_work;
-sg_assign_work *sg_assign_work_new(int M, int N, int K); /* NULL: bad size or no memory */
-void sg_assign_work_free(sg_assign_work *w);
-
-/* Max-weight assignment of K UEs to N replicas of each of M BSs (Hungarian
- * algorithm on the max(K, M*N) square cost matrix, zero-padded): maximises
- * sum_k weight[k*M + assoc[k]] over the associations with every load <= N
- * that serve min(K, M*N) UEs; the others get -1. Returns the total weight.
- * The weights must be finite. */
-double sg_assign_max_weight(const double *weight, int M, int N, int K, sg_assign_work *w,
-                            int *assoc);
+/* sg_assign_work and sg_assign_max_weight are declared in sg_system.h. */
 
 /* Smallest log a~ used by the rounding: entries below exp(SG_LOG_FLOOR)
  * (including exact zeros) count as that. */

@@ -129,6 +129,23 @@ int sg_loads(int M, int K, const int *assoc, int *load);
 
 /* ---- baselines ------------------------------------------------------------ */
 
+/* ---- max-weight assignment (models/baselines.c) ------------------------------- */
+
+/* Scratch of the max-weight assignment for one size; one thread at a time. */
+typedef struct sg_assign_work sg_assign_work;
+sg_assign_work *sg_assign_work_new(int M, int N, int K); /* NULL: bad size or no memory */
+void sg_assign_work_free(sg_assign_work *w);
+/* A K x M scratch array of w for the caller's weights. */
+double *sg_assign_work_weights(sg_assign_work *w);
+
+/* Max-weight assignment of K UEs to N replicas of each of M BSs (Hungarian
+ * algorithm on the max(K, M*N) square cost matrix, zero-padded): maximises
+ * sum_k weight[k*M + assoc[k]] over the associations with every load <= N
+ * that serve min(K, M*N) UEs; the others get -1. Returns the total weight.
+ * The weights must be finite. */
+double sg_assign_max_weight(const double *weight, int M, int N, int K, sg_assign_work *w,
+                            int *assoc);
+
 typedef enum sg_method {
   SG_ES,
   SG_MAXSINR,
