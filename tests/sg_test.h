@@ -45,6 +45,12 @@ extern sg_test_error_log sg_test_errors;
  * default with sg_set_error_handler(NULL, NULL). */
 void sg_test_capture_errors(void);
 
+/* Allocations made through the library's hooks since
+ * sg_test_count_allocations() installed the counting allocator (restore the
+ * default with sg_set_allocator(NULL)). */
+extern int64_t sg_test_allocations;
+void sg_test_count_allocations(void);
+
 /* Absolute directory of the test fixtures (tests/fixtures), set by meson. */
 #ifndef SG_FIXTURE_DIR
 #define SG_FIXTURE_DIR "tests/fixtures"

@@ -204,22 +204,6 @@ END_TEST
 
 /* ---- the arena: a steady-state training step allocates nothing ---------- */
 
-static size_t allocations;
-static void *counting_alloc(size_t n, void *u) {
-  (void)u;
-  allocations++;
-  return malloc(n);
-}
-static void *counting_realloc(void *p, size_t n, void *u) {
-  (void)u;
-  allocations++;
-  return realloc(p, n);
-}
-static void counting_free(void *p, void *u) {
-  (void)u;
-  free(p);
-}
-
 /* One step of a two-layer MLP regression with Adam, as a user writes it. */
 static double mlp_step(sg_graph *g, sg_rng *r, sg_tensor *const *p, sg_adam *opt) {
   sg_graph_reset(g);
@@ -246,13 +230,12 @@ START_TEST(steady_state_step_allocates_nothing) {
   sg_adam *opt = sg_adam_new(p, 4, 1e-3);
   sg_graph *g = sg_graph_new();
   for (int i = 0; i < 2; i++) mlp_step(g, &r, p, opt); /* warm-up: arena and grads grow */
-  sg_set_allocator(&(sg_allocator){counting_alloc, counting_realloc, counting_free, NULL});
-  allocations = 0;
+  sg_test_count_allocations();
   for (int i = 0; i < 5; i++) ck_assert(isfinite(mlp_step(g, &r, p, opt)));
-  size_t during_steps = allocations;
+  size_t during_steps = sg_test_allocations;
   /* The hook does see allocations: a new tensor outside the arena counts. */
   sg_tensor *probe = sg_zeros(NULL, SG_F32, 1, (int64_t[]){8});
-  size_t after_probe = allocations;
+  size_t after_probe = sg_test_allocations;
   sg_free(probe);
   sg_set_allocator(NULL);
   ck_assert_uint_eq(during_steps, 0);

@@ -920,22 +920,6 @@ END_TEST
 
 /* ---- training steps ------------------------------------------------------------ */
 
-static int64_t allocations;
-static void *count_alloc(size_t n, void *u) {
-  (void)u;
-  allocations++;
-  return malloc(n);
-}
-static void *count_realloc(void *p, size_t n, void *u) {
-  (void)u;
-  allocations++;
-  return realloc(p, n);
-}
-static void count_free(void *p, void *u) {
-  (void)u;
-  free(p);
-}
-
 typedef struct train_batch {
   gnn_inputs in;
   double *H_re, *H_im;
@@ -996,12 +980,10 @@ START_TEST(gnn_train_step_no_allocation) {
   sg_graph *g = sg_graph_new();
   const double mu[2] = {0.1, 0.2};
   for (int i = 0; i < 3; i++) train_step(g, m, opt, &tb, &r, mu);
-  sg_allocator counting = {count_alloc, count_realloc, count_free, NULL};
-  allocations = 0;
-  sg_set_allocator(&counting);
+  sg_test_count_allocations();
   for (int i = 0; i < 3; i++) train_step(g, m, opt, &tb, &r, mu);
   sg_set_allocator(NULL);
-  ck_assert_int_eq(allocations, 0);
+  ck_assert_int_eq(sg_test_allocations, 0);
   sg_graph_free(g);
   sg_adam_free(opt);
   free_batch(&tb);

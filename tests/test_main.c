@@ -20,6 +20,29 @@ void sg_test_capture_errors(void) {
   sg_set_error_handler(record_error, NULL);
 }
 
+int64_t sg_test_allocations;
+
+static void *count_alloc(size_t n, void *u) {
+  (void)u;
+  sg_test_allocations++;
+  return malloc(n);
+}
+static void *count_realloc(void *p, size_t n, void *u) {
+  (void)u;
+  sg_test_allocations++;
+  return realloc(p, n);
+}
+static void count_free(void *p, void *u) {
+  (void)u;
+  free(p);
+}
+
+void sg_test_count_allocations(void) {
+  static const sg_allocator counting = {count_alloc, count_realloc, count_free, NULL};
+  sg_test_allocations = 0;
+  sg_set_allocator(&counting);
+}
+
 int main(void) {
   Suite *(*const suites[])(void) = {
       suite_tensor, suite_npy,       suite_autograd, suite_elementwise, suite_reduce,

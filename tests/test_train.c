@@ -423,22 +423,6 @@ END_TEST
 
 /* ---- memory, stopping, logging, arguments ------------------------------------------- */
 
-static int64_t allocations;
-static void *count_alloc(size_t n, void *u) {
-  (void)u;
-  allocations++;
-  return malloc(n);
-}
-static void *count_realloc(void *p, size_t n, void *u) {
-  (void)u;
-  allocations++;
-  return realloc(p, n);
-}
-static void count_free(void *p, void *u) {
-  (void)u;
-  free(p);
-}
-
 /* After the first epoch, a whole training epoch allocates nothing. */
 START_TEST(train_epoch_no_allocation) {
   sg_dataset train = make_data(64, 61);
@@ -447,12 +431,10 @@ START_TEST(train_epoch_no_allocation) {
   sg_io_error err = {{0}};
   sg_trainer *t = sg_trainer_new(&c, &train, NULL, &err);
   run_epochs(t, 1, NULL);
-  sg_allocator counting = {count_alloc, count_realloc, count_free, NULL};
-  allocations = 0;
-  sg_set_allocator(&counting);
+  sg_test_count_allocations();
   run_epochs(t, 2, NULL);
   sg_set_allocator(NULL);
-  ck_assert_int_eq(allocations, 0);
+  ck_assert_int_eq(sg_test_allocations, 0);
   sg_trainer_free(t);
   sg_dataset_free(&train);
 }
