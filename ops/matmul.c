@@ -600,12 +600,18 @@ typedef struct mm_dims {
   batch_shape bs;
 } mm_dims;
 
+/* Formats the shapes of a and b; called on error paths only, since it
+ * costs more than a small product's bookkeeping. */
+static void shape_strs(const sg_tensor *a, char *sa, const sg_tensor *b, char *sb) {
+  sg_shape_str(a->ndim, a->shape, sa);
+  if (b) sg_shape_str(b->ndim, b->shape, sb);
+}
+
 static bool matmul_dims(sg_graph *g, const sg_tensor *a, const sg_tensor *b, bool ta, bool tb,
                         mm_dims *d) {
   char sa[96], sb[96];
-  sg_shape_str(a->ndim, a->shape, sa);
-  sg_shape_str(b->ndim, b->shape, sb);
   if (a->ndim < 2 || b->ndim < 2) {
+    shape_strs(a, sa, b, sb);
     sg_op_error(g, "sg_matmul", "operands must have at least 2 dims, got a %s and b %s", sa, sb);
     return false;
   }
@@ -615,6 +621,7 @@ static bool matmul_dims(sg_graph *g, const sg_tensor *a, const sg_tensor *b, boo
   d->n = tb ? bsh[0] : bsh[1];
   d->k = ka;
   if (ka != kb) {
+    shape_strs(a, sa, b, sb);
     sg_op_error(g, "sg_matmul", "inner dimensions do not match: a %s%s has %lld, b %s%s has %lld",
                 sa, ta ? " (transposed)" : "", (long long)ka, sb, tb ? " (transposed)" : "",
                 (long long)kb);
@@ -627,6 +634,7 @@ static bool matmul_dims(sg_graph *g, const sg_tensor *a, const sg_tensor *b, boo
     int ia = i - (d->bs.nd - na), ib = i - (d->bs.nd - nb);
     int64_t da = ia >= 0 ? a->shape[ia] : 1, db = ib >= 0 ? b->shape[ib] : 1;
     if (da != db && da != 1 && db != 1) {
+      shape_strs(a, sa, b, sb);
       sg_op_error(g, "sg_matmul", "batch dimensions of a %s and b %s do not broadcast", sa, sb);
       return false;
     }
@@ -741,16 +749,15 @@ static void linear_backward(sg_graph *g, sg_node *nd) {
 static const sg_op linear_op = {"sg_linear", linear_backward};
 
 static bool linear_check(sg_graph *g, const sg_tensor *x, const sg_tensor *w, const sg_tensor *b) {
-  char sx[96], sw[96], sb[96] = "NULL";
-  sg_shape_str(x->ndim, x->shape, sx);
-  sg_shape_str(w->ndim, w->shape, sw);
-  if (b) sg_shape_str(b->ndim, b->shape, sb);
+  char sx[96], sw[96], sb[96];
   if (x->ndim < 1 || w->ndim != 2 || x->shape[x->ndim - 1] != w->shape[1]) {
+    shape_strs(x, sx, w, sw);
     sg_op_error(g, "sg_linear", "x %s must be [..., in] and W %s [out, in] with the same in", sx,
                 sw);
     return false;
   }
   if (b && (b->ndim != 1 || b->shape[0] != w->shape[0])) {
+    shape_strs(b, sb, w, sw);
     sg_op_error(g, "sg_linear", "bias %s must be [out] for W %s", sb, sw);
     return false;
   }
