@@ -4,7 +4,6 @@
  * "Parameters". */
 #include <getopt.h>
 #include <stdio.h>
-#include <stdlib.h>
 
 #include "assoc_cli.h"
 #include "sg_gnn.h"
@@ -22,47 +21,35 @@ static void usage(FILE *f) {
              "  -h, --help    this help\n");
 }
 
-/* Parses a whole number in [lo, hi] or exits 2 with a message. */
-static int parse_int(const char *opt, const char *s, int lo, int hi) {
-  char *end;
-  long v = strtol(s, &end, 10);
-  if (*s == '\0' || *end != '\0' || v < lo || v > hi) {
-    fprintf(stderr, "assoc params: --%s takes a whole number from %d to %d, got '%s'\n", opt, lo,
-            hi, s);
-    exit(2);
-  }
-  return (int)v;
-}
-
 int assoc_cmd_params(int argc, char **argv) {
   static const struct option opts[] = {
       {"d", required_argument, NULL, 'd'},      {"h", required_argument, NULL, 'H'},
       {"layers", required_argument, NULL, 'L'}, {"antennas", required_argument, NULL, 'N'},
       {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
-  int d = 512, h = 1024, layers = 2, antennas = 4, c;
-  optind = 1;
-  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+  int d = 512, h = 1024, layers = 2, antennas = 4, c, bad = 0;
+  optind = 1, opterr = 0;
+  while (!bad && (c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
     switch (c) {
     case 'd':
-      d = parse_int("d", optarg, 1, 8192);
+      bad = assoc_parse_int("params", "d", optarg, 1, 8192, &d);
       break;
     case 'H':
-      h = parse_int("h", optarg, 1, 16384);
+      bad = assoc_parse_int("params", "h", optarg, 1, 16384, &h);
       break;
     case 'L':
-      layers = parse_int("layers", optarg, 1, 16);
+      bad = assoc_parse_int("params", "layers", optarg, 1, 16, &layers);
       break;
     case 'N':
-      antennas = parse_int("antennas", optarg, 1, 1024);
+      bad = assoc_parse_int("params", "antennas", optarg, 1, 1024, &antennas);
       break;
     case 'h':
       usage(stdout);
       return 0;
     default:
-      usage(stderr);
-      return 2;
+      bad = assoc_bad_option("params", argv);
     }
   }
+  if (bad) return 2;
   if (optind < argc) {
     fprintf(stderr, "assoc params: unexpected argument '%s'\n", argv[optind]);
     return 2;
