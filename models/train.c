@@ -29,14 +29,17 @@ static int fail(sg_io_error *err, const char *fmt, ...) {
 
 /* ---- configuration ------------------------------------------------------------- */
 
+/* The model part comes from the paper configuration of the model itself,
+ * so the two defaults cannot drift apart. */
 sg_train_config sg_train_config_default(sg_gnn_variant v) {
+  sg_gnn_config m = sg_gnn_config_paper(v);
   return (sg_train_config){.variant = v,
-                           .d = 512,
-                           .h = 1024,
-                           .L = 2,
-                           .tau = 1.0,
-                           .sk_iters = 10,
-                           .dtype = SG_F32,
+                           .d = m.d,
+                           .h = m.h,
+                           .L = m.L,
+                           .tau = m.tau,
+                           .sk_iters = m.sk_iters,
+                           .dtype = m.dtype,
                            .batch = 32,
                            .batches_per_epoch = 400,
                            .epochs = 1,
