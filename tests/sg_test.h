@@ -44,6 +44,20 @@ extern sg_test_error_log sg_test_errors;
 /* Clears sg_test_errors and installs the recording handler; restore the
  * default with sg_set_error_handler(NULL, NULL). */
 void sg_test_capture_errors(void);
+/* Asserts exactly one report since the log was cleared, from op, at file and
+ * line, whose message contains every fragment (NULL-terminated list). */
+void sg_test_expect_report(const char *op, const char *file, int line,
+                           const char *const *fragments);
+/* CALL (an op called with the recording handler installed) returns NULL and
+ * reports OP at this line with every fragment in its message; the op macro's
+ * __LINE__ and ours agree because CALL expands on the same line. */
+#define SG_EXPECT_MISUSE(CALL, OP, ...)                                                            \
+  do {                                                                                             \
+    sg_test_errors = (sg_test_error_log){0};                                                       \
+    int line_ = __LINE__;                                                                          \
+    ck_assert_ptr_null(CALL);                                                                      \
+    sg_test_expect_report(OP, __FILE__, line_, (const char *[]){__VA_ARGS__, NULL});               \
+  } while (0)
 
 /* Allocations made through the library's hooks since
  * sg_test_count_allocations() installed the counting allocator (restore the

@@ -1,6 +1,7 @@
 /* Runs every suite, or the one named by the CK_RUN_SUITE environment
  * variable (meson registers one test per suite that way). */
 #include <stdlib.h>
+#include <string.h>
 
 #include "sg_test.h"
 
@@ -18,6 +19,17 @@ static void record_error(const char *op, const char *msg, const char *file, int 
 void sg_test_capture_errors(void) {
   sg_test_errors = (sg_test_error_log){0};
   sg_set_error_handler(record_error, NULL);
+}
+
+void sg_test_expect_report(const char *op, const char *file, int line,
+                           const char *const *fragments) {
+  ck_assert_int_eq(sg_test_errors.count, 1);
+  ck_assert_str_eq(sg_test_errors.op, op);
+  ck_assert_str_eq(sg_test_errors.file, file);
+  ck_assert_int_eq(sg_test_errors.line, line);
+  for (int i = 0; fragments[i]; i++)
+    ck_assert_msg(strstr(sg_test_errors.msg, fragments[i]) != NULL, "'%s' not in message: %s",
+                  fragments[i], sg_test_errors.msg);
 }
 
 int64_t sg_test_allocations;

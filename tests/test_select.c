@@ -276,26 +276,6 @@ END_TEST
 
 /* ---- misuse ------------------------------------------------------------ */
 
-static void expect_report(const char *op, int line, const char *const *fragments) {
-  ck_assert_int_eq(sg_test_errors.count, 1);
-  ck_assert_str_eq(sg_test_errors.op, op);
-  ck_assert_msg(strstr(sg_test_errors.file, "test_select.c") != NULL, "file: %s",
-                sg_test_errors.file);
-  ck_assert_int_eq(sg_test_errors.line, line);
-  for (int i = 0; fragments[i]; i++)
-    ck_assert_msg(strstr(sg_test_errors.msg, fragments[i]) != NULL, "'%s' not in message: %s",
-                  fragments[i], sg_test_errors.msg);
-}
-
-/* As in test_shape.c: the op macro's __LINE__ and ours agree. */
-#define EXPECT_MISUSE(CALL, OP, ...)                                                               \
-  do {                                                                                             \
-    sg_test_errors = (sg_test_error_log){0};                                                       \
-    int line_ = __LINE__;                                                                          \
-    ck_assert_ptr_null(CALL);                                                                      \
-    expect_report(OP, line_, (const char *[]){__VA_ARGS__, NULL});                                 \
-  } while (0)
-
 START_TEST(misuse_is_reported) {
   sg_graph *g = sg_graph_new();
   sg_test_capture_errors();
@@ -303,21 +283,22 @@ START_TEST(misuse_is_reported) {
   sg_tensor *b = sg_zeros(g, SG_F64, 1, (int64_t[]){4});
   sg_tensor *f = sg_zeros(g, SG_F32, 1, (int64_t[]){3});
   sg_tensor *e = sg_zeros(g, SG_F64, 2, (int64_t[]){2, 0});
-  EXPECT_MISUSE(sg_argmax(g, a, 2, false), "sg_argmax", "[2, 3]", "axis 2");
-  EXPECT_MISUSE(sg_argmax(g, e, 1, false), "sg_argmax", "[2, 0]", "empty");
-  EXPECT_MISUSE(sg_compare(g, a, b, SG_LT), "sg_compare", "[2, 3]", "[4]");
-  EXPECT_MISUSE(sg_compare(g, a, f, SG_LT), "sg_compare", "float32", "float64");
-  EXPECT_MISUSE(sg_compare(g, a, a, (sg_cmp)17), "sg_compare", "17", "[2, 3]");
-  EXPECT_MISUSE(sg_where(g, a, a, b), "sg_where", "[2, 3]", "[4]");
-  EXPECT_MISUSE(sg_where(g, f, a, a), "sg_where", "float32", "float64");
+  SG_EXPECT_MISUSE(sg_argmax(g, a, 2, false), "sg_argmax", "[2, 3]", "axis 2");
+  SG_EXPECT_MISUSE(sg_argmax(g, e, 1, false), "sg_argmax", "[2, 0]", "empty");
+  SG_EXPECT_MISUSE(sg_compare(g, a, b, SG_LT), "sg_compare", "[2, 3]", "[4]");
+  SG_EXPECT_MISUSE(sg_compare(g, a, f, SG_LT), "sg_compare", "float32", "float64");
+  SG_EXPECT_MISUSE(sg_compare(g, a, a, (sg_cmp)17), "sg_compare", "17", "[2, 3]");
+  SG_EXPECT_MISUSE(sg_where(g, a, a, b), "sg_where", "[2, 3]", "[4]");
+  SG_EXPECT_MISUSE(sg_where(g, f, a, a), "sg_where", "float32", "float64");
   /* one_hot: out of range, negative, fractional and NaN indices. */
   const double bad[] = {3, -1, 1.5, NAN};
   const char *shown[] = {"index 3 ", "index -1 ", "index 1.5 ", "index nan "};
   for (int i = 0; i < 4; i++) {
     sg_tensor *idx = sg_from_f64(g, SG_F32, 2, (int64_t[]){1, 2}, (double[]){0, bad[i]});
-    EXPECT_MISUSE(sg_one_hot(g, idx, 3), "sg_one_hot", shown[i], "[1, 2]", "position 1", "[0, 3)");
+    SG_EXPECT_MISUSE(sg_one_hot(g, idx, 3), "sg_one_hot", shown[i], "[1, 2]", "position 1",
+                     "[0, 3)");
   }
-  EXPECT_MISUSE(sg_one_hot(g, a, 0), "sg_one_hot", "[2, 3]", "0 classes");
+  SG_EXPECT_MISUSE(sg_one_hot(g, a, 0), "sg_one_hot", "[2, 3]", "0 classes");
   /* NULL inputs (earlier failures) propagate silently. */
   sg_test_errors = (sg_test_error_log){0};
   ck_assert_ptr_null(sg_argmax(g, NULL, 0, false));
