@@ -177,10 +177,8 @@ sg_tensor *sg_mlp_forward_parts(sg_graph *g, const sg_mlp *m, int n, sg_tensor *
   offset = 0;
   for (int i = 0; i < n; i++) {
     int64_t width = parts[i]->shape[parts[i]->ndim - 1];
-    /* Column block of W for this part: a copy of out x width values per
-     * step, negligible next to the product over the rows. */
-    sg_tensor *w = sg_slice(g, first->weight, 1, offset, offset + width);
-    sg_tensor *y = sg_linear(g, parts[i], w, i == 0 ? first->bias : NULL);
+    /* This part's column block of W, read in place. */
+    sg_tensor *y = sg_linear_cols(g, parts[i], first->weight, offset, i == 0 ? first->bias : NULL);
     h1 = h1 ? sg_add(g, h1, y) : y;
     offset += width;
   }

@@ -867,47 +867,64 @@ static void bias_grad(sg_tensor *gb, const sg_tensor *go, int64_t rows, int64_t 
   });
 }
 
+/* Weights are W[:, col0 : col0 + width] of W [out, in]: row stride in. */
 static void linear_backward(sg_graph *g, sg_node *nd) {
   sg_tensor *x = nd->in[0], *w = nd->in[1], *go = nd->out->grad;
   sg_tensor *gx = sg_grad_buf(g, x), *gw = sg_grad_buf(g, w), *gbias = sg_grad_buf(g, nd->in[2]);
-  int64_t in = w->shape[1], out = w->shape[0], rows = nd->iarg[0];
+  int64_t in = w->shape[1], out = w->shape[0], rows = nd->iarg[0], col0 = nd->iarg[1];
+  int64_t width = x->shape[x->ndim - 1];
   sg_dtype dt = go->dtype;
-  if (gx) /* dx [rows, in] += go [rows, out] W [out, in] */
-    sg_gemm(dt, false, false, rows, in, out, 1, go->data, out, w->data, in, 1, gx->data, in,
-            gemm_scratch(g, dt, false, false, rows, in, out));
-  if (gw) /* dW [out, in] += go^T x */
-    sg_gemm(dt, true, false, out, in, rows, 1, go->data, out, x->data, in, 1, gw->data, in,
-            gemm_scratch(g, dt, true, false, out, in, rows));
+  size_t col_bytes = (size_t)col0 * sg_dtype_size(dt);
+  if (gx) /* dx [rows, width] += go [rows, out] W[:, block] [out, width] */
+    sg_gemm(dt, false, false, rows, width, out, 1, go->data, out, (char *)w->data + col_bytes, in,
+            1, gx->data, width, gemm_scratch(g, dt, false, false, rows, width, out));
+  if (gw) /* dW[:, block] [out, width] += go^T x */
+    sg_gemm(dt, true, false, out, width, rows, 1, go->data, out, x->data, width, 1,
+            (char *)gw->data + col_bytes, in, gemm_scratch(g, dt, true, false, out, width, rows));
   if (gbias) bias_grad(gbias, go, rows, out);
 }
 
 static const sg_op linear_op = {"sg_linear", linear_backward};
+static const sg_op linear_cols_op = {"sg_linear_cols", linear_backward};
 
-static bool linear_check(sg_graph *g, const sg_tensor *x, const sg_tensor *w, const sg_tensor *b) {
+/* x [..., width] against columns col0.. of W [out, in] (all of them for
+ * sg_linear: col0 0, width in); bias [out] or NULL. */
+static bool linear_check(sg_graph *g, const sg_op *kind, const sg_tensor *x, const sg_tensor *w,
+                         int64_t col0, const sg_tensor *b) {
   char sx[96], sw[96], sb[96];
-  if (x->ndim < 1 || w->ndim != 2 || x->shape[x->ndim - 1] != w->shape[1]) {
+  const char *op = kind->name;
+  bool whole = kind == &linear_op;
+  if (x->ndim < 1 || w->ndim != 2 ||
+      (whole ? x->shape[x->ndim - 1] != w->shape[1]
+             : col0 < 0 || col0 > w->shape[1] || x->shape[x->ndim - 1] > w->shape[1] - col0)) {
     shape_strs(x, sx, w, sw);
-    sg_op_error(g, "sg_linear", "x %s must be [..., in] and W %s [out, in] with the same in", sx,
-                sw);
+    if (whole)
+      sg_op_error(g, op, "x %s must be [..., in] and W %s [out, in] with the same in", sx, sw);
+    else
+      sg_op_error(g, op, "x %s must be [..., width] with columns %lld..%lld inside W %s [out, in]",
+                  sx, (long long)col0, (long long)(col0 + x->shape[x->ndim - 1]), sw);
     return false;
   }
   if (b && (b->ndim != 1 || b->shape[0] != w->shape[0])) {
     shape_strs(b, sb, w, sw);
-    sg_op_error(g, "sg_linear", "bias %s must be [out] for W %s", sb, sw);
+    sg_op_error(g, op, "bias %s must be [out] for W %s", sb, sw);
     return false;
   }
   return true;
 }
 
-sg_tensor *(sg_linear)(sg_graph *g, sg_tensor *x, sg_tensor *w, sg_tensor *b) {
+static sg_tensor *linear(sg_graph *g, const sg_op *op, sg_tensor *x, sg_tensor *w, int64_t col0,
+                         sg_tensor *b) {
   sg_tensor *in[3] = {x, w, b};
-  if (!sg_check_same_dtype(g, "sg_linear", b ? 3 : 2, in) || !linear_check(g, x, w, b)) return NULL;
-  int64_t n_in = w->shape[1], n_out = w->shape[0], shape[SG_MAX_DIMS];
+  if (!sg_check_same_dtype(g, op->name, b ? 3 : 2, in) || !linear_check(g, op, x, w, col0, b))
+    return NULL;
+  int64_t n_in = w->shape[1], width = x->shape[x->ndim - 1], n_out = w->shape[0];
+  int64_t shape[SG_MAX_DIMS];
   memcpy(shape, x->shape, sizeof shape);
   shape[x->ndim - 1] = n_out;
   sg_tensor *y = sg_empty(g, x->dtype, x->ndim, shape);
   if (!y) return NULL;
-  /* Leading dims fold into rows: one [rows, in] x [in, out] GEMM. */
+  /* Leading dims fold into rows: one [rows, width] x [width, out] GEMM. */
   int64_t rows = 1;
   for (int d = 0; d < x->ndim - 1; d++) rows *= x->shape[d];
   if (b) {
@@ -919,9 +936,21 @@ sg_tensor *(sg_linear)(sg_graph *g, sg_tensor *x, sg_tensor *w, sg_tensor *b) {
           memcpy(yd + r * n_out, bd, (size_t)n_out * sizeof(T));
     });
   }
-  sg_gemm(x->dtype, false, true, rows, n_out, n_in, 1, x->data, n_in, w->data, n_in, b ? 1 : 0,
-          y->data, n_out, gemm_scratch(g, x->dtype, false, true, rows, n_out, n_in));
-  sg_node *node = sg_record(g, &linear_op, y, 3, in);
-  if (node) node->iarg[0] = rows;
+  const char *w_block = (const char *)w->data + (size_t)col0 * sg_dtype_size(w->dtype);
+  sg_gemm(x->dtype, false, true, rows, n_out, width, 1, x->data, width, w_block, n_in, b ? 1 : 0,
+          y->data, n_out, gemm_scratch(g, x->dtype, false, true, rows, n_out, width));
+  sg_node *node = sg_record(g, op, y, 3, in);
+  if (node) {
+    node->iarg[0] = rows;
+    node->iarg[1] = col0;
+  }
   return y;
+}
+
+sg_tensor *(sg_linear)(sg_graph *g, sg_tensor *x, sg_tensor *w, sg_tensor *b) {
+  return linear(g, &linear_op, x, w, 0, b);
+}
+
+sg_tensor *(sg_linear_cols)(sg_graph *g, sg_tensor *x, sg_tensor *w, int64_t col0, sg_tensor *b) {
+  return linear(g, &linear_cols_op, x, w, col0, b);
 }

@@ -68,8 +68,14 @@ sg_tensor *(sg_mean_all)(sg_graph *g, sg_tensor *a);
 sg_tensor *(sg_matmul)(sg_graph *g, sg_tensor *a, sg_tensor *b, bool trans_a, bool trans_b);
 /* x [..., in] @ W^T + b: W [out, in], b [out] or NULL. */
 sg_tensor *(sg_linear)(sg_graph *g, sg_tensor *x, sg_tensor *w, sg_tensor *b);
+/* x [..., width] @ W[:, col0 : col0 + width]^T + b: a column block of W
+ * [out, in], read in place. The sum of sg_linear_cols over the blocks of
+ * [x1, x2, ...] is sg_linear of their concatenation, without the
+ * concatenation (and the parts may broadcast against each other). */
+sg_tensor *(sg_linear_cols)(sg_graph *g, sg_tensor *x, sg_tensor *w, int64_t col0, sg_tensor *b);
 #define sg_matmul(g, ...) (sg_matmul)(SG_AT(g), __VA_ARGS__)
 #define sg_linear(g, ...) (sg_linear)(SG_AT(g), __VA_ARGS__)
+#define sg_linear_cols(g, ...) (sg_linear_cols)(SG_AT(g), __VA_ARGS__)
 /* Which matrix-product backend this build uses: "blis", "openblas", "reference". */
 const char *sg_blas_name(void);
 

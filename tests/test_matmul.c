@@ -564,6 +564,74 @@ START_TEST(matmul_broadcast_grad_many_batches) {
 }
 END_TEST
 
+/* in[0] = x, in[1] = W, in[2] = bias (optional); ctx: the column offset. */
+static sg_tensor *apply_linear_cols(sg_graph *g, sg_tensor *const *in, int n, void *ctx) {
+  return sg_linear_cols(g, in[0], in[1], *(const int64_t *)ctx, n > 2 ? in[2] : NULL);
+}
+
+/* Blocks at the start, middle and end of W's columns (W [5, 7]), with
+ * broadcast leading dims and a single-row x. */
+START_TEST(gradcheck_linear_cols) {
+  sg_rng r;
+  sg_rng_seed(&r, 54);
+  const struct {
+    int nd;
+    int64_t x[3], col0;
+  } xs[] = {{2, {4, 3}, 0}, {3, {2, 3, 2}, 3}, {1, {2}, 5}, {3, {2, 1, 7}, 0}, {2, {1, 1}, 6}};
+  for (int i = 0; i < 5; i++)
+    for (int bias = 0; bias < 2; bias++) {
+      sg_tensor *in[3] = {sg_rand_uniform(NULL, &r, SG_F64, xs[i].nd, xs[i].x, -1, 1),
+                          sg_rand_uniform(NULL, &r, SG_F64, 2, (int64_t[]){5, 7}, -1, 1),
+                          sg_rand_uniform(NULL, &r, SG_F64, 1, (int64_t[]){5}, -1, 1)};
+      for (int j = 0; j < 3; j++) sg_set_requires_grad(in[j], true);
+      int n = bias ? 3 : 2;
+      int64_t col0 = xs[i].col0;
+      SG_ASSERT_CHECK(sg_gradcheck(apply_linear_cols, in, n, &col0, NULL));
+      SG_ASSERT_CHECK(sg_check_f32_forward(apply_linear_cols, in, n, &col0, 1e-6, 1e-6));
+      for (int j = 0; j < 3; j++) sg_free(in[j]);
+    }
+}
+END_TEST
+
+/* The sum of sg_linear_cols over the column blocks of [x1, x2] equals
+ * sg_linear of the concatenation, forward and gradients, in both dtypes and
+ * for row counts on both sides of the small-m GEMM path. */
+START_TEST(linear_cols_vs_concat) {
+  sg_rng r;
+  sg_rng_seed(&r, 60);
+  for (int dt = 0; dt < 2; dt++)
+    for (int64_t rows = 3; rows <= 300; rows *= 10) {
+      sg_graph *g = sg_graph_new();
+      sg_tensor *x1 = sg_rand_normal(NULL, &r, (sg_dtype)dt, 2, (int64_t[]){rows, 70}, 0, 1);
+      sg_tensor *x2 = sg_rand_normal(NULL, &r, (sg_dtype)dt, 2, (int64_t[]){rows, 90}, 0, 1);
+      sg_tensor *w = sg_rand_normal(NULL, &r, (sg_dtype)dt, 2, (int64_t[]){40, 160}, 0, 1);
+      sg_tensor *b = sg_rand_normal(NULL, &r, (sg_dtype)dt, 1, (int64_t[]){40}, 0, 1);
+      sg_tensor *leaves[4] = {x1, x2, w, b}, *grads[2][4];
+      for (int j = 0; j < 4; j++) sg_set_requires_grad(leaves[j], true);
+      sg_tensor *y[2];
+      for (int way = 0; way < 2; way++) {
+        for (int j = 0; j < 4; j++) sg_zero_grad(leaves[j]);
+        if (way == 0)
+          y[0] = sg_add(g, sg_linear_cols(g, x1, w, 0, b), sg_linear_cols(g, x2, w, 70, NULL));
+        else
+          y[1] = sg_linear(g, sg_concat(g, 2, (sg_tensor *[]){x1, x2}, -1), w, b);
+        sg_backward(g, sg_sum_all(g, sg_mul(g, y[way], y[way])));
+        for (int j = 0; j < 4; j++) grads[way][j] = sg_clone(g, leaves[j]->grad);
+      }
+      double tol = dt == SG_F32 ? 2e-4 : 1e-11;
+      for (int64_t i = 0; i < y[0]->numel; i++)
+        ck_assert_double_eq_tol(sg_get(y[0], i), sg_get(y[1], i), tol);
+      for (int j = 0; j < 4; j++)
+        for (int64_t i = 0; i < grads[0][j]->numel; i++) {
+          double want = sg_get(grads[1][j], i);
+          ck_assert_double_eq_tol(sg_get(grads[0][j], i), want, tol * (1 + fabs(want)));
+        }
+      for (int j = 0; j < 4; j++) sg_free(leaves[j]);
+      sg_graph_free(g);
+    }
+}
+END_TEST
+
 /* linear(x, W, b) equals matmul(x, W^T) + b, and the gradients accumulate
  * (+=) into existing leaf gradients over two backward passes. */
 START_TEST(linear_vs_matmul) {
@@ -704,10 +772,15 @@ START_TEST(errors_reported) {
             *bad_b = sg_zeros(g, SG_F64, 1, (int64_t[]){5});
   ck_assert_ptr_null(sg_linear(g, a, w2, bad_b));
   assert_reported(&log, 7, "sg_linear", "[5]", "[4, 3]");
+  /* linear_cols: the block must lie inside W's columns. */
+  ck_assert_ptr_null(sg_linear_cols(g, a, w, 3, NULL));
+  assert_reported(&log, 8, "sg_linear_cols", "[2, 3]", "[4, 5]");
+  ck_assert_ptr_null(sg_linear_cols(g, a, w, -1, NULL));
+  assert_reported(&log, 9, "sg_linear_cols", "[2, 3]", "[4, 5]");
   /* NULL in, NULL out, silently. */
   ck_assert_ptr_null(sg_matmul(g, NULL, b, false, false));
   ck_assert_ptr_null(sg_linear(g, NULL, w, NULL));
-  ck_assert_int_eq(log.count, 7);
+  ck_assert_int_eq(log.count, 9);
   sg_graph_free(g);
   sg_set_error_handler(NULL, NULL);
 }
@@ -733,6 +806,8 @@ Suite *suite_matmul(void) {
       {"gradcheck_matmul", gradcheck_matmul},
       {"gradcheck_matmul_large", gradcheck_matmul_large},
       {"gradcheck_linear", gradcheck_linear},
+      {"gradcheck_linear_cols", gradcheck_linear_cols},
+      {"linear_cols_vs_concat", linear_cols_vs_concat},
       {"matmul_broadcast_grad_many_batches", matmul_broadcast_grad_many_batches},
       {"linear_vs_matmul", linear_vs_matmul},
       {"matmul_deterministic_across_threads", matmul_deterministic_across_threads},
