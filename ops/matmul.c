@@ -262,7 +262,7 @@ void sg_gemm_serial(sg_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t
  * in order, the tail in a zero-padded vector, then the lanes in a fixed
  * tree, so its value depends on k alone: not on the tile it was computed in,
  * m, n or the thread count. */
-enum { SMALL_M = 32, DOT_ROWS = 4, DOT_COLS = 4, DOT_BLOCK_COLS = 64, SMALL_M_PAR_MIN = 1 << 18 };
+enum { SMALL_M = 32, DOT_ROWS = 4, DOT_COLS = 4, DOT_BLOCK_COLS = 64, SMALL_M_PAR_MIN = 1 << 17 };
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -299,7 +299,12 @@ static void dot_tile_avx512_f32(int64_t k, const float *a, int64_t lda, int rows
   do {                                                                                             \
     __m512 av[DOT_ROWS], bv[DOT_COLS];                                                             \
     for (int r = 0; r < DOT_ROWS; r++) av[r] = LOAD(ar[r] + p);                                    \
-    for (int q = 0; q < DOT_COLS; q++) bv[q] = LOAD(bc[q] + p);                                    \
+    for (int q = 0; q < DOT_COLS; q++) {                                                           \
+      bv[q] = LOAD(bc[q] + p);                                                                     \
+      /* Keep it in a register: GCC would fold the load into each of the   */                      \
+      /* four multiply-adds, and the loads, not the FMAs, would bound it.  */                      \
+      __asm__("" : "+v"(bv[q]));                                                                   \
+    }                                                                                              \
     for (int r = 0; r < DOT_ROWS; r++)                                                             \
       for (int q = 0; q < DOT_COLS; q++) acc[r][q] = _mm512_fmadd_ps(av[r], bv[q], acc[r][q]);     \
   } while (0)
@@ -417,14 +422,15 @@ static void gemm_small_m_nt(sg_dtype dt, int64_t m, int64_t n, int64_t k, double
     gemm_small_m_nt_f64(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
-/* Where the dot products beat the packed kernels (2 threads, f32, AVX-512,
- * us per call, dots vs before): 2 x 128 x 64 1.8 vs 3.7, 16 x 128 x 192 9.2
- * vs 17.9, 16 x 1024 x 1024 327 vs 824 (BLIS packed: ~600), 32 x 1024 x 1024
- * 726 vs 1191. With k < 128 and more than a few rows the k-loop is too short
- * to pay for the lane sums: 16 x 128 x 64 6.9 vs 5.9, 16 x 128 x 8 3.9 vs
- * 1.1. */
+/* Where the dot products beat the packed kernels (f32, AVX-512, us per call
+ * on 2 threads, dots vs the route taken before): 2 x 128 x 64 2.3 vs 3.7,
+ * 8 x 128 x 64 3.9 vs 4.8, 16 x 128 x 128 6.9 vs 11.4, 16 x 1024 x 1024 263
+ * vs 867 (BLIS packed: ~600), 32 x 1024 x 1024 669 vs 1300. With more rows
+ * and a short k the k-loop does not pay for the lane sums: 16 x 128 x 64
+ * 7.7 vs 5.9, 16 x 128 x 8 3.9 vs 1.1. */
 static bool use_small_m_nt(bool ta, bool tb, int64_t m, int64_t k) {
-  return !ta && tb && k > 0 && (m <= 4 || (m <= SMALL_M && k >= 128));
+  if (ta || !tb || k <= 0) return false;
+  return m <= 4 || (m <= 8 && k >= 32) || (m <= SMALL_M && k >= 128);
 }
 
 /* ==== dispatch to the BLAS provider ====================================== */
