@@ -262,7 +262,7 @@ void sg_gemm_serial(sg_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t
  * in order, the tail in a zero-padded vector, then the lanes in a fixed
  * tree, so its value depends on k alone: not on the tile it was computed in,
  * m, n or the thread count. */
-enum { SMALL_M = 32, DOT_ROWS = 4, DOT_COLS = 4, DOT_BLOCK_COLS = 64, SMALL_M_PAR_MIN = 1 << 17 };
+enum { SMALL_M = 32, DOT_ROWS = 4, DOT_COLS = 4, DOT_BLOCK_COLS = 64, SMALL_M_PAR_MIN = 1 << 16 };
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -298,11 +298,15 @@ static void dot_tile_avx512_f32(int64_t k, const float *a, int64_t lda, int rows
 #define DOT_STEP_AVX512(LOAD)                                                                      \
   do {                                                                                             \
     __m512 av[DOT_ROWS], bv[DOT_COLS];                                                             \
-    for (int r = 0; r < DOT_ROWS; r++) av[r] = LOAD(ar[r] + p);                                    \
+    /* Loaded once into registers (the empty asm): GCC would fold the     */                       \
+    /* loads into the multiply-adds, four times each, and the loads, not  */                       \
+    /* the FMAs, would bound the loop. */                                                          \
+    for (int r = 0; r < DOT_ROWS; r++) {                                                           \
+      av[r] = LOAD(ar[r] + p);                                                                     \
+      __asm__("" : "+v"(av[r]));                                                                   \
+    }                                                                                              \
     for (int q = 0; q < DOT_COLS; q++) {                                                           \
       bv[q] = LOAD(bc[q] + p);                                                                     \
-      /* Keep it in a register: GCC would fold the load into each of the   */                      \
-      /* four multiply-adds, and the loads, not the FMAs, would bound it.  */                      \
       __asm__("" : "+v"(bv[q]));                                                                   \
     }                                                                                              \
     for (int r = 0; r < DOT_ROWS; r++)                                                             \
@@ -423,14 +427,13 @@ static void gemm_small_m_nt(sg_dtype dt, int64_t m, int64_t n, int64_t k, double
 }
 
 /* Where the dot products beat the packed kernels (f32, AVX-512, us per call
- * on 2 threads, dots vs the route taken before): 2 x 128 x 64 2.3 vs 3.7,
- * 8 x 128 x 64 3.9 vs 4.8, 16 x 128 x 128 6.9 vs 11.4, 16 x 1024 x 1024 263
- * vs 867 (BLIS packed: ~600), 32 x 1024 x 1024 669 vs 1300. With more rows
- * and a short k the k-loop does not pay for the lane sums: 16 x 128 x 64
- * 7.7 vs 5.9, 16 x 128 x 8 3.9 vs 1.1. */
+ * on 2 threads, dots vs the route taken before): 2 x 128 x 64 1.3 vs 3.7,
+ * 16 x 128 x 64 4.2 vs 5.9, 16 x 128 x 128 4.8 vs 11.4, 16 x 1024 x 1024
+ * 173 vs 867 (BLIS packed: ~600). With more rows and a short k the k-loop
+ * does not pay for the lane sums: 16 x 128 x 8 3.9 vs 1.1. */
 static bool use_small_m_nt(bool ta, bool tb, int64_t m, int64_t k) {
   if (ta || !tb || k <= 0) return false;
-  return m <= 4 || (m <= 8 && k >= 32) || (m <= SMALL_M && k >= 128);
+  return m <= 4 || (m <= 8 && k >= 32) || (m <= SMALL_M && k >= 64);
 }
 
 /* ==== dispatch to the BLAS provider ====================================== */
