@@ -166,13 +166,46 @@ sg_node *sg_record(sg_graph *g, const sg_op *op, sg_tensor *out, int n_in, sg_te
   return n;
 }
 
+/* Gives t a gradient buffer, contents undefined: a leaf's kept buffer (see
+ * sg_zero_grad) or a new one. Leaves keep their gradient across steps (it
+ * accumulates until sg_zero_grad); intermediates' die with the arena. */
+static void grad_alloc(sg_graph *g, sg_tensor *t) {
+  if (t->grad_spare) {
+    t->grad = t->grad_spare;
+    t->grad_spare = NULL;
+  } else {
+    t->grad = sg_empty(t->owned ? NULL : g, t->dtype, t->ndim, t->shape);
+  }
+}
+
+enum { ZERO_BLOCK = 1 << 16 };
+
+static void zero_fill(sg_tensor *t) {
+  size_t bytes = (size_t)t->numel * sg_dtype_size(t->dtype);
+  int64_t blocks = (int64_t)((bytes + ZERO_BLOCK - 1) / ZERO_BLOCK);
+  unsigned char *p = t->data;
+#pragma omp parallel for if (blocks > 4) schedule(static)
+  for (int64_t b = 0; b < blocks; b++) {
+    size_t start = (size_t)b * ZERO_BLOCK,
+           len = bytes - start < ZERO_BLOCK ? bytes - start : ZERO_BLOCK;
+    memset(p + start, 0, len);
+  }
+}
+
 sg_tensor *sg_grad_buf(sg_graph *g, sg_tensor *t) {
   if (!t || !t->requires_grad) return NULL;
   if (!t->grad) {
-    /* Leaves keep their gradient across steps (it accumulates until
-     * sg_zero_grad); intermediates' die with the arena. */
-    t->grad = sg_zeros(t->owned ? NULL : g, t->dtype, t->ndim, t->shape);
+    grad_alloc(g, t);
+    zero_fill(t->grad);
   }
+  t->grad_fresh = true;
+  return t->grad;
+}
+
+sg_tensor *sg_grad_dest(sg_graph *g, sg_tensor *t, bool *accumulate) {
+  if (!t || !t->requires_grad) return NULL;
+  *accumulate = t->grad != NULL;
+  if (!t->grad) grad_alloc(g, t);
   t->grad_fresh = true;
   return t->grad;
 }

@@ -53,8 +53,9 @@ void sg_op_error(const sg_graph *g, const char *op, const char *fmt, ...)
 /* ---- defining ops ------------------------------------------------------ */
 
 /* An op's identity: its name and its backward. The backward reads
- * n->out->grad and accumulates into sg_grad_buf(g, n->in[i]) for each input
- * that needs a gradient (sg_grad_buf returns NULL for the others). */
+ * n->out->grad and adds its contribution into the gradient of each input
+ * that needs one, through sg_grad_dest or sg_grad_buf (both return NULL
+ * for the others). */
 typedef struct sg_op {
   const char *name;
   void (*backward)(sg_graph *g, sg_node *n);
@@ -75,9 +76,16 @@ struct sg_node {
  * returns NULL (nothing to save). */
 sg_node *sg_record(sg_graph *g, const sg_op *op, sg_tensor *out, int n_in, sg_tensor *const *in);
 
-/* The gradient buffer of t, created zeroed on first use (arena for
- * intermediates, heap for leaves), or NULL if t does not require a grad. */
+/* The gradient buffer of t to add into, zeroed when t has no gradient yet
+ * (arena for intermediates, heap for leaves), or NULL if t does not require
+ * a grad. */
 sg_tensor *sg_grad_buf(sg_graph *g, sg_tensor *t);
+/* The same buffer without zeroing it: *accumulate is false when t had no
+ * gradient yet, and then the caller must write every element (grad = x)
+ * instead of adding (grad += x), which saves a zero-fill and a read of the
+ * whole buffer. Call it just before writing: with the same tensor in two
+ * inputs, the second call sees the first write. */
+sg_tensor *sg_grad_dest(sg_graph *g, sg_tensor *t, bool *accumulate);
 
 /* ---- gradient checking (public API) ----------------------------------- */
 

@@ -122,7 +122,7 @@ bool sg_bcast_is_reduced(const sg_bcast *p, int i) {
   return false;
 }
 
-void sg_accumulate_reduced(sg_tensor *grad_in, const sg_tensor *grad_out) {
+void sg_accumulate_reduced(sg_tensor *grad_in, const sg_tensor *grad_out, bool accumulate) {
   int ndims[1] = {grad_in->ndim};
   int64_t shapes[1][SG_MAX_DIMS];
   for (int d = 0; d < grad_in->ndim; d++) shapes[0][d] = grad_in->shape[d];
@@ -138,8 +138,10 @@ void sg_accumulate_reduced(sg_tensor *grad_in, const sg_tensor *grad_out) {
       /* Same number of elements in the same order: a flat, parallel add. */
       int64_t n = grad_in->numel;
       _Pragma("omp parallel for if (n > SG_PAR_MIN) schedule(static)") for (int64_t i = 0; i < n;
-                                                                            i++) gi[i] += go[i];
+                                                                            i++) gi[i] =
+          (accumulate ? gi[i] : 0) + go[i];
     } else {
+      if (!accumulate) memset(gi, 0, (size_t)grad_in->numel * sizeof(T));
       /* Serial in output order: a fixed summation order for any thread count. */
       for (int64_t r = 0; r < rows; r++) {
         T *dst = gi + sg_bcast_row_offset(&p, 0, r);

@@ -86,20 +86,20 @@ static void binary_kernel(binop kind, const sg_bcast *p, const sg_tensor *a, con
 /* grad += x (op) y, where the result has grad's shape when grad was not
  * broadcast in the forward (one fused pass); else through a temporary that
  * is then summed over the broadcast axes. */
-static void accumulate_binary(sg_graph *g, binop kind, sg_tensor *grad, sg_tensor *x,
-                              sg_tensor *y) {
+static void accumulate_binary(sg_graph *g, binop kind, sg_tensor *grad, bool accumulate,
+                              sg_tensor *x, sg_tensor *y) {
   sg_tensor *in[2] = {x, y};
   sg_bcast p;
   sg_bcast_plan(g, "backward", 2, in, &p);
   bool fits = p.out_ndim == grad->ndim;
   for (int d = 0; fits && d < grad->ndim; d++) fits = p.out_shape[d] == grad->shape[d];
   if (fits) {
-    binary_kernel(kind, &p, x, y, grad, true);
+    binary_kernel(kind, &p, x, y, grad, accumulate);
     return;
   }
   sg_tensor *tmp = sg_empty(g, grad->dtype, p.out_ndim, p.out_shape);
   binary_kernel(kind, &p, x, y, tmp, false);
-  sg_accumulate_reduced(grad, tmp);
+  sg_accumulate_reduced(grad, tmp, accumulate);
 }
 
 static sg_tensor *binary(sg_graph *g, const sg_op *op, binop kind, sg_tensor *a, sg_tensor *b) {
@@ -114,30 +114,44 @@ static sg_tensor *binary(sg_graph *g, const sg_op *op, binop kind, sg_tensor *a,
   return out;
 }
 
+/* Each input's gradient is fetched (sg_grad_dest) just before it is
+ * written, so that a + a adds the second contribution to the first. */
 static void add_backward(sg_graph *g, sg_node *n) {
-  sg_tensor *ga = sg_grad_buf(g, n->in[0]), *gb = sg_grad_buf(g, n->in[1]);
-  if (ga) sg_accumulate_reduced(ga, n->out->grad);
-  if (gb) sg_accumulate_reduced(gb, n->out->grad);
+  bool acc;
+  sg_tensor *ga = sg_grad_dest(g, n->in[0], &acc);
+  if (ga) sg_accumulate_reduced(ga, n->out->grad, acc);
+  sg_tensor *gb = sg_grad_dest(g, n->in[1], &acc);
+  if (gb) sg_accumulate_reduced(gb, n->out->grad, acc);
 }
 
 static void sub_backward(sg_graph *g, sg_node *n) {
-  sg_tensor *ga = sg_grad_buf(g, n->in[0]), *gb = sg_grad_buf(g, n->in[1]);
-  if (ga) sg_accumulate_reduced(ga, n->out->grad);
-  if (gb) sg_accumulate_reduced(gb, (sg_neg)(g, n->out->grad));
+  bool acc;
+  sg_tensor *ga = sg_grad_dest(g, n->in[0], &acc);
+  if (ga) sg_accumulate_reduced(ga, n->out->grad, acc);
+  if (n->in[1]->requires_grad) {
+    sg_tensor *neg = (sg_neg)(g, n->out->grad);
+    sg_tensor *gb = sg_grad_dest(g, n->in[1], &acc);
+    sg_accumulate_reduced(gb, neg, acc);
+  }
 }
 
 static void mul_backward(sg_graph *g, sg_node *n) {
-  sg_tensor *ga = sg_grad_buf(g, n->in[0]), *gb = sg_grad_buf(g, n->in[1]);
-  if (ga) accumulate_binary(g, BIN_MUL, ga, n->out->grad, n->in[1]);
-  if (gb) accumulate_binary(g, BIN_MUL, gb, n->out->grad, n->in[0]);
+  bool acc;
+  sg_tensor *ga = sg_grad_dest(g, n->in[0], &acc);
+  if (ga) accumulate_binary(g, BIN_MUL, ga, acc, n->out->grad, n->in[1]);
+  sg_tensor *gb = sg_grad_dest(g, n->in[1], &acc);
+  if (gb) accumulate_binary(g, BIN_MUL, gb, acc, n->out->grad, n->in[0]);
 }
 
 static void div_backward(sg_graph *g, sg_node *n) {
-  sg_tensor *ga = sg_grad_buf(g, n->in[0]), *gb = sg_grad_buf(g, n->in[1]);
-  if (ga) accumulate_binary(g, BIN_DIV, ga, n->out->grad, n->in[1]);
-  if (gb) {
+  bool acc;
+  sg_tensor *ga = sg_grad_dest(g, n->in[0], &acc);
+  if (ga) accumulate_binary(g, BIN_DIV, ga, acc, n->out->grad, n->in[1]);
+  if (n->in[1]->requires_grad) {
     sg_tensor *go_over_b = (sg_div)(g, n->out->grad, n->in[1]);
-    sg_accumulate_reduced(gb, (sg_neg)(g, (sg_mul)(g, go_over_b, n->out)));
+    sg_tensor *contrib = (sg_neg)(g, (sg_mul)(g, go_over_b, n->out));
+    sg_tensor *gb = sg_grad_dest(g, n->in[1], &acc);
+    sg_accumulate_reduced(gb, contrib, acc);
   }
 }
 
@@ -192,7 +206,7 @@ typedef enum unop {
                                                                           i++) {                   \
     T xv = x[i], yv = y[i];                                                                        \
     (void)xv, (void)yv;                                                                            \
-    gx[i] += go[i] * (DERIV);                                                                      \
+    gx[i] = (acc ? gx[i] : 0) + go[i] * (DERIV);                                                   \
   }
 
 /* exp, log and tanh use SLEEF's vector functions, split into fixed chunks. */
@@ -255,7 +269,8 @@ static void unary_forward(unop kind, const sg_tensor *a, sg_tensor *out, double 
 }
 
 static void unary_backward(sg_graph *g, sg_node *n) {
-  sg_tensor *ga = sg_grad_buf(g, n->in[0]);
+  bool acc;
+  sg_tensor *ga = sg_grad_dest(g, n->in[0], &acc);
   if (!ga) return;
   unop kind = (unop)n->iarg[0];
   int64_t cnt = ga->numel;

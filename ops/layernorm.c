@@ -119,15 +119,15 @@ static double lane_total_f64(vec_f64 v) {
     *sum_gh = sa;                                                                                  \
     *sum_ghxc = sb;                                                                                \
   }                                                                                                \
-  /* One row of the backward: gx += rstd (gh - a - xhat b), pg += go xhat and                      \
-   * pb += go, each skipped when NULL (gain NULL: gh = go). */                                     \
-  static void row_backward_##S(T *restrict gx, T *restrict pg, T *restrict pb,                     \
+  /* One row of the backward: gx += rstd (gh - a - xhat b) (= if !acc),                            \
+   * pg += go xhat and pb += go, each skipped when NULL (gain NULL: gh = go). */                   \
+  static void row_backward_##S(T *restrict gx, bool acc, T *restrict pg, T *restrict pb,           \
                                const T *restrict go, const T *restrict x, const T *restrict gain,  \
                                T mean, T rstd, T a, T b, int64_t n) {                              \
     if (gx && gain && pg && pb) { /* the usual case, in one pass */                                \
       for (int64_t j = 0; j < n; j++) {                                                            \
         T xh = (x[j] - mean) * rstd;                                                               \
-        gx[j] += rstd * (go[j] * gain[j] - a - xh * b);                                            \
+        gx[j] = (acc ? gx[j] : 0) + rstd * (go[j] * gain[j] - a - xh * b);                         \
         pg[j] += go[j] * xh;                                                                       \
         pb[j] += go[j];                                                                            \
       }                                                                                            \
@@ -135,9 +135,10 @@ static double lane_total_f64(vec_f64 v) {
     }                                                                                              \
     if (gx && gain)                                                                                \
       for (int64_t j = 0; j < n; j++)                                                              \
-        gx[j] += rstd * (go[j] * gain[j] - a - (x[j] - mean) * rstd * b);                          \
+        gx[j] = (acc ? gx[j] : 0) + rstd * (go[j] * gain[j] - a - (x[j] - mean) * rstd * b);       \
     else if (gx)                                                                                   \
-      for (int64_t j = 0; j < n; j++) gx[j] += rstd * (go[j] - a - (x[j] - mean) * rstd * b);      \
+      for (int64_t j = 0; j < n; j++)                                                              \
+        gx[j] = (acc ? gx[j] : 0) + rstd * (go[j] - a - (x[j] - mean) * rstd * b);                 \
     if (pg)                                                                                        \
       for (int64_t j = 0; j < n; j++) pg[j] += go[j] * ((x[j] - mean) * rstd);                     \
     if (pb)                                                                                        \
@@ -152,8 +153,8 @@ DEFINE_ROW_HELPERS(double, f64)
 #define ROW_SUM(x, n) TYPED(row_sum, x)(x, n)
 #define ROW_SQ_DEV(x, c, n) TYPED(row_sq_dev, x)(x, c, n)
 #define ROW_GRAD_SUMS(go, gain, x, m, n, a, b) TYPED(row_grad_sums, go)(go, gain, x, m, n, a, b)
-#define ROW_BACKWARD(gx, pg, pb, go, x, gain, m, r, a, b, n)                                       \
-  TYPED(row_backward, go)(gx, pg, pb, go, x, gain, m, r, a, b, n)
+#define ROW_BACKWARD(gx, acc, pg, pb, go, x, gain, m, r, a, b, n)                                  \
+  TYPED(row_backward, go)(gx, acc, pg, pb, go, x, gain, m, r, a, b, n)
 
 static int64_t min64(int64_t a, int64_t b) {
   return a < b ? a : b;
@@ -208,8 +209,8 @@ static void ln_forward(const sg_tensor *xt, const sg_tensor *gt, const sg_tensor
  * and each block's partial sums of go * xhat (pg) and go (pb), either of
  * which may be NULL when not needed. */
 static void ln_backward_blocks(const sg_tensor *xt, const sg_tensor *gt, const sg_tensor *got,
-                               sg_tensor *gxt, const ln_saved *sv, int64_t rows, int64_t D,
-                               void *pg_buf, void *pb_buf) {
+                               sg_tensor *gxt, bool acc, const ln_saved *sv, int64_t rows,
+                               int64_t D, void *pg_buf, void *pb_buf) {
   int64_t n_blocks = (rows + BLOCK_ROWS - 1) / BLOCK_ROWS, total = xt->numel;
   int64_t grp = group_rows(2 * D, sg_dtype_size(xt->dtype)); /* reads go and x */
   SG_DISPATCH(xt->dtype, T, {
@@ -238,7 +239,7 @@ static void ln_backward_blocks(const sg_tensor *xt, const sg_tensor *gt, const s
         }
         for (int64_t i = 0; i < nr; i++) {
           int64_t r = r0 + i;
-          ROW_BACKWARD(gx ? gx + r * D : NULL, pgb, pbb, go + r * D, x + r * D, gain, means[r],
+          ROW_BACKWARD(gx ? gx + r * D : NULL, acc, pgb, pbb, go + r * D, x + r * D, gain, means[r],
                        rstds[r], a[i], b[i], D);
         }
       }
@@ -246,8 +247,10 @@ static void ln_backward_blocks(const sg_tensor *xt, const sg_tensor *gt, const s
   });
 }
 
-/* grad[j] += sum over blocks of partial[blk][j], blocks in order. */
-static void sum_blocks(sg_tensor *grad, const void *partial, int64_t n_blocks, int64_t D) {
+/* grad[j] += sum over blocks of partial[blk][j], blocks in order (= if
+ * !acc). */
+static void sum_blocks(sg_tensor *grad, bool acc, const void *partial, int64_t n_blocks,
+                       int64_t D) {
   int64_t n_chunks = (D + COL_CHUNK - 1) / COL_CHUNK, total = n_blocks * D;
   SG_DISPATCH(grad->dtype, T, {
     const T *p = partial;
@@ -255,6 +258,8 @@ static void sum_blocks(sg_tensor *grad, const void *partial, int64_t n_blocks, i
     _Pragma("omp parallel for if (total > SG_PAR_MIN) schedule(static)") for (int64_t c = 0;
                                                                               c < n_chunks; c++) {
       int64_t j0 = c * COL_CHUNK, j1 = min64(D, j0 + COL_CHUNK);
+      if (!acc)
+        for (int64_t j = j0; j < j1; j++) gd[j] = 0;
       for (int64_t blk = 0; blk < n_blocks; blk++)
         for (int64_t j = j0; j < j1; j++) gd[j] += p[blk * D + j];
     }
@@ -263,17 +268,20 @@ static void sum_blocks(sg_tensor *grad, const void *partial, int64_t n_blocks, i
 
 static void layer_norm_backward(sg_graph *g, sg_node *n) {
   sg_tensor *x = n->in[0], *gain = n->in[1];
-  sg_tensor *gx = sg_grad_buf(g, x), *ggain = sg_grad_buf(g, gain),
-            *gbias = sg_grad_buf(g, n->in[2]);
+  /* Fetched in the order they are written below (x, gain, bias): a tensor
+   * passed twice has its second contribution added to the first. */
+  bool acc_x, acc_gain, acc_bias;
+  sg_tensor *gx = sg_grad_dest(g, x, &acc_x), *ggain = sg_grad_dest(g, gain, &acc_gain),
+            *gbias = sg_grad_dest(g, n->in[2], &acc_bias);
   int64_t rows = n->iarg[0], D = n->iarg[1];
   if (rows * D == 0) return;
   int64_t n_blocks = (rows + BLOCK_ROWS - 1) / BLOCK_ROWS;
   size_t part_bytes = (size_t)(n_blocks * D) * sg_dtype_size(x->dtype);
   void *pg = ggain ? sg_arena_alloc(g, part_bytes) : NULL;
   void *pb = gbias ? sg_arena_alloc(g, part_bytes) : NULL;
-  ln_backward_blocks(x, gain, n->out->grad, gx, n->saved, rows, D, pg, pb);
-  if (ggain) sum_blocks(ggain, pg, n_blocks, D);
-  if (gbias) sum_blocks(gbias, pb, n_blocks, D);
+  ln_backward_blocks(x, gain, n->out->grad, gx, acc_x, n->saved, rows, D, pg, pb);
+  if (ggain) sum_blocks(ggain, acc_gain, pg, n_blocks, D);
+  if (gbias) sum_blocks(gbias, acc_bias, pb, n_blocks, D);
 }
 
 static const sg_op layer_norm_op = {"sg_layer_norm", layer_norm_backward};

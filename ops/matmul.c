@@ -859,9 +859,9 @@ sg_tensor *(sg_matmul)(sg_graph *g, sg_tensor *a, sg_tensor *b, bool trans_a, bo
 
 enum { BIAS_TILE = 256 };
 
-/* gb[j] += sum over rows of go[r, j], rows added in order; columns are
- * split among threads in fixed tiles. */
-static void bias_grad(sg_tensor *gb, const sg_tensor *go, int64_t rows, int64_t cols) {
+/* gb[j] += sum over rows of go[r, j] (= if !acc), rows added in order;
+ * columns are split among threads in fixed tiles. */
+static void bias_grad(sg_tensor *gb, bool acc, const sg_tensor *go, int64_t rows, int64_t cols) {
   int64_t tiles = ceil_div(cols, BIAS_TILE);
   SG_DISPATCH(gb->dtype, T, {
     T *gbd = gb->data;
@@ -870,27 +870,36 @@ static void bias_grad(sg_tensor *gb, const sg_tensor *go, int64_t rows, int64_t 
                                                                                     t < tiles;
                                                                                     t++) {
       int64_t j0 = t * BIAS_TILE, j1 = min64(j0 + BIAS_TILE, cols);
+      if (!acc)
+        for (int64_t j = j0; j < j1; j++) gbd[j] = 0;
       for (int64_t r = 0; r < rows; r++)
         for (int64_t j = j0; j < j1; j++) gbd[j] += g[r * cols + j];
     }
   });
 }
 
-/* Weights are W[:, col0 : col0 + width] of W [out, in]: row stride in. */
+/* Weights are W[:, col0 : col0 + width] of W [out, in]: row stride in.
+ * Each gradient is fetched just before it is written (a tensor passed
+ * twice gets its second contribution added); a block narrower than W
+ * writes only its columns, so W's gradient must then start from zeros. */
 static void linear_backward(sg_graph *g, sg_node *nd) {
   sg_tensor *x = nd->in[0], *w = nd->in[1], *go = nd->out->grad;
-  sg_tensor *gx = sg_grad_buf(g, x), *gw = sg_grad_buf(g, w), *gbias = sg_grad_buf(g, nd->in[2]);
   int64_t in = w->shape[1], out = w->shape[0], rows = nd->iarg[0], col0 = nd->iarg[1];
   int64_t width = x->shape[x->ndim - 1];
   sg_dtype dt = go->dtype;
   size_t col_bytes = (size_t)col0 * sg_dtype_size(dt);
+  bool acc = true;
+  sg_tensor *gx = sg_grad_dest(g, x, &acc);
   if (gx) /* dx [rows, width] += go [rows, out] W[:, block] [out, width] */
     sg_gemm(dt, false, false, rows, width, out, 1, go->data, out, (char *)w->data + col_bytes, in,
-            1, gx->data, width, gemm_scratch(g, dt, false, false, rows, width, out));
+            acc, gx->data, width, gemm_scratch(g, dt, false, false, rows, width, out));
+  acc = true;
+  sg_tensor *gw = width == in ? sg_grad_dest(g, w, &acc) : sg_grad_buf(g, w);
   if (gw) /* dW[:, block] [out, width] += go^T x */
-    sg_gemm(dt, true, false, out, width, rows, 1, go->data, out, x->data, width, 1,
+    sg_gemm(dt, true, false, out, width, rows, 1, go->data, out, x->data, width, acc,
             (char *)gw->data + col_bytes, in, gemm_scratch(g, dt, true, false, out, width, rows));
-  if (gbias) bias_grad(gbias, go, rows, out);
+  sg_tensor *gbias = sg_grad_dest(g, nd->in[2], &acc);
+  if (gbias) bias_grad(gbias, acc, go, rows, out);
 }
 
 static const sg_op linear_op = {"sg_linear", linear_backward};

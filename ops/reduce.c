@@ -135,10 +135,11 @@ static void sum_forward(sg_graph *g, sg_dtype dt, const void *xv, const rview *v
   }
 }
 
-/* ga[o,k,j] += scale * go[o,j]: the broadcast back along the reduced axis.
+/* ga[o,k,j] += scale * go[o,j] (= when !acc, see sg_grad_dest): the
+ * broadcast back along the reduced axis.
  * Parallel over fixed tiles of each contiguous run that shares one go value
  * (inner == 1) or one go row (inner > 1). */
-static void expand_add(sg_tensor *ga, const sg_tensor *go, const rview *v, double scale) {
+static void expand_add(sg_tensor *ga, bool acc, const sg_tensor *go, const rview *v, double scale) {
   int64_t n = v->n, inner = v->inner;
   /* A "run" is a contiguous stretch of ga: a whole slice [o, :] when inner
    * is 1 (one go value), else one row [o, k, :] (one go row). */
@@ -153,19 +154,20 @@ static void expand_add(sg_tensor *ga, const sg_tensor *go, const rview *v, doubl
       T *dst = gx + r * run;
       if (inner == 1) {
         T val = s * gy[r];
-        for (int64_t j = j0; j < j1; j++) dst[j] += val;
+        for (int64_t j = j0; j < j1; j++) dst[j] = (acc ? dst[j] : 0) + val;
       } else {
         const T *src = gy + (r / n) * inner;
-        for (int64_t j = j0; j < j1; j++) dst[j] += s * src[j];
+        for (int64_t j = j0; j < j1; j++) dst[j] = (acc ? dst[j] : 0) + s * src[j];
       }
     }
   });
 }
 
 static void sum_backward(sg_graph *g, sg_node *nd) {
-  sg_tensor *ga = sg_grad_buf(g, nd->in[0]);
+  bool acc;
+  sg_tensor *ga = sg_grad_dest(g, nd->in[0], &acc);
   rview v = {nd->iarg[0], nd->iarg[1], nd->iarg[2]};
-  if (ga) expand_add(ga, nd->out->grad, &v, nd->farg[0]);
+  if (ga) expand_add(ga, acc, nd->out->grad, &v, nd->farg[0]);
 }
 
 static const sg_op sum_op = {"sg_sum", sum_backward};
@@ -437,10 +439,11 @@ sg_tensor *(sg_logsumexp)(sg_graph *g, sg_tensor *a, int axis, bool keepdim) {
 /* ---- sum_all / mean_all ------------------------------------------------- */
 
 static void sum_all_backward(sg_graph *g, sg_node *nd) {
-  sg_tensor *ga = sg_grad_buf(g, nd->in[0]);
+  bool acc;
+  sg_tensor *ga = sg_grad_dest(g, nd->in[0], &acc);
   if (!ga) return;
   rview v = {1, ga->numel, 1};
-  expand_add(ga, nd->out->grad, &v, nd->farg[0]);
+  expand_add(ga, acc, nd->out->grad, &v, nd->farg[0]);
 }
 
 static const sg_op sum_all_op = {"sg_sum_all", sum_all_backward};

@@ -260,7 +260,7 @@ static void where_grad_to(sg_graph *g, const sg_bcast *p, const sg_tensor *cond,
   sg_tensor *masked = sg_empty(g, go->dtype, go->ndim, go->shape);
   where_kernel(p, go->dtype, cond->data, take_a ? go->data : NULL, take_a ? NULL : go->data,
                masked->data);
-  sg_accumulate_reduced(grad, masked);
+  sg_accumulate_reduced(grad, masked, true);
 }
 
 /* go is contiguous in the output shape, so it is read through a plan where

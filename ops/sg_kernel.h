@@ -68,8 +68,9 @@ static inline int64_t sg_bcast_row_offset(const sg_bcast *p, int i, int64_t r) {
 bool sg_bcast_is_reduced(const sg_bcast *p, int i);
 
 /* grad_in[...] += sum of grad_out over the dimensions where grad_in was
- * broadcast. Deterministic for every thread count. */
-void sg_accumulate_reduced(sg_tensor *grad_in, const sg_tensor *grad_out);
+ * broadcast (= instead of += when !accumulate; see sg_grad_dest).
+ * Deterministic for every thread count. */
+void sg_accumulate_reduced(sg_tensor *grad_in, const sg_tensor *grad_out, bool accumulate);
 
 /* Vector math on contiguous arrays (y may alias x). */
 void sg_vexp_f32(const float *x, float *y, int64_t n);

@@ -195,8 +195,9 @@ static void flat_copy(sg_dtype dt, void *dst, const void *src, int64_t numel, bo
 /* ---- reshape ----------------------------------------------------------- */
 
 static void reshape_backward(sg_graph *g, sg_node *n) {
-  sg_tensor *ga = sg_grad_buf(g, n->in[0]);
-  if (ga) flat_copy(ga->dtype, ga->data, n->out->grad->data, ga->numel, true);
+  bool acc;
+  sg_tensor *ga = sg_grad_dest(g, n->in[0], &acc);
+  if (ga) flat_copy(ga->dtype, ga->data, n->out->grad->data, ga->numel, acc);
 }
 static const sg_op reshape_op = {"sg_reshape", reshape_backward};
 
@@ -252,7 +253,8 @@ sg_tensor *(sg_reshape)(sg_graph *g, sg_tensor *a, int ndim, const int64_t *shap
 /* The gradient of out = permute(a, perm) walks ga contiguously: ga's axis
  * perm[d] is out's axis d. */
 static void permute_backward(sg_graph *g, sg_node *n) {
-  sg_tensor *ga = sg_grad_buf(g, n->in[0]);
+  bool acc;
+  sg_tensor *ga = sg_grad_dest(g, n->in[0], &acc);
   if (!ga) return;
   const sg_tensor *go = n->out->grad;
   int64_t go_stride[SG_MAX_DIMS], ga_stride[SG_MAX_DIMS], src_stride_for_ga[SG_MAX_DIMS];
@@ -262,7 +264,7 @@ static void permute_backward(sg_graph *g, sg_node *n) {
   copy_plan p = plan_new(0, 0);
   for (int d = 0; d < ga->ndim; d++)
     plan_push(&p, ga->shape[d], ga_stride[d], src_stride_for_ga[d]);
-  plan_run(&p, ga->dtype, ga->data, go->data, true);
+  plan_run(&p, ga->dtype, ga->data, go->data, acc);
 }
 static const sg_op permute_op = {"sg_permute", permute_backward};
 static const sg_op transpose_op = {"sg_transpose", permute_backward};
@@ -463,7 +465,7 @@ sg_tensor *(sg_slice)(sg_graph *g, sg_tensor *a, int axis, int64_t start, int64_
 
 static void expand_backward(sg_graph *g, sg_node *n) {
   sg_tensor *ga = sg_grad_buf(g, n->in[0]);
-  if (ga) sg_accumulate_reduced(ga, n->out->grad);
+  if (ga) sg_accumulate_reduced(ga, n->out->grad, true);
 }
 static const sg_op expand_op = {"sg_expand", expand_backward};
 

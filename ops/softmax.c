@@ -197,8 +197,8 @@ static void forward(const sg_tensor *x, sg_tensor *y, axis_layout L, bool log_mo
 /* ---- backward ------------------------------------------------------------ */
 
 /* gx += scale * y * (go - sum(go * y)), zero where y == 0. */
-static void softmax_grad(const sg_tensor *yt, const sg_tensor *got, sg_tensor *gxt, axis_layout L,
-                         double scale) {
+static void softmax_grad(const sg_tensor *yt, const sg_tensor *got, sg_tensor *gxt, bool accumulate,
+                         axis_layout L, double scale) {
   int64_t n = L.n, inner = L.inner, total = yt->numel;
   if (total == 0) return;
   SG_DISPATCH(yt->dtype, T, {
@@ -211,7 +211,8 @@ static void softmax_grad(const sg_tensor *yt, const sg_tensor *got, sg_tensor *g
         const T *yr = y + r * n, *gr = go + r * n;
         T *gxr = gx + r * n;
         T dot = ROW_DOT_LIVE(gr, yr, n);
-        for (int64_t j = 0; j < n; j++) gxr[j] += yr[j] != 0 ? sc * yr[j] * (gr[j] - dot) : 0;
+        for (int64_t j = 0; j < n; j++)
+          gxr[j] = (accumulate ? gxr[j] : 0) + (yr[j] != 0 ? sc * yr[j] * (gr[j] - dot) : 0);
       }
     } else {
       int64_t col_tiles = (inner + COL_TILE - 1) / COL_TILE, n_items = L.outer * col_tiles;
@@ -229,17 +230,17 @@ static void softmax_grad(const sg_tensor *yt, const sg_tensor *got, sg_tensor *g
         for (int64_t i = 0; i < n; i++)
           for (int64_t j = 0; j < w; j++) {
             int64_t e = base + i * inner + j;
-            gx[e] += y[e] != 0 ? sc * y[e] * (go[e] - dot[j]) : 0;
+            gx[e] = (accumulate ? gx[e] : 0) + (y[e] != 0 ? sc * y[e] * (go[e] - dot[j]) : 0);
           }
       }
     }
   });
 }
 
-/* gx += go - exp(y) * sum(go), zero where y == -inf. exp(y) is recomputed
+/* gx += go - exp(y) * sum(go) (= if !accumulate), zero where y == -inf. exp(y) is recomputed
  * with the vector exp into a per-thread stack buffer, a tile at a time. */
 static void log_softmax_grad_last_axis(const sg_tensor *yt, const sg_tensor *got, sg_tensor *gxt,
-                                       axis_layout L) {
+                                       bool accumulate, axis_layout L) {
   int64_t rows = L.outer, n = L.n, rpt = rows_per_tile(n), total = rows * n;
   int64_t n_tiles = (rows + rpt - 1) / rpt;
   SG_DISPATCH(yt->dtype, T, {
@@ -257,7 +258,8 @@ static void log_softmax_grad_last_axis(const sg_tensor *yt, const sg_tensor *got
         for (int64_t e = e0; e < e0 + len;) {
           int64_t r = e / n, end = min64((r + 1) * n, e0 + len);
           T s = gsum[r - r0];
-          for (; e < end; e++) gx[e] += y[e] != -INFINITY ? go[e] - ebuf[e - e0] * s : 0;
+          for (; e < end; e++)
+            gx[e] = (accumulate ? gx[e] : 0) + (y[e] != -INFINITY ? go[e] - ebuf[e - e0] * s : 0);
         }
       }
     }
@@ -265,7 +267,7 @@ static void log_softmax_grad_last_axis(const sg_tensor *yt, const sg_tensor *got
 }
 
 static void log_softmax_grad_strided(const sg_tensor *yt, const sg_tensor *got, sg_tensor *gxt,
-                                     axis_layout L) {
+                                     bool accumulate, axis_layout L) {
   int64_t n = L.n, inner = L.inner, col_tiles = (inner + COL_TILE - 1) / COL_TILE;
   int64_t n_items = L.outer * col_tiles, total = yt->numel;
   SG_DISPATCH(yt->dtype, T, {
@@ -285,26 +287,29 @@ static void log_softmax_grad_strided(const sg_tensor *yt, const sg_tensor *got, 
         int64_t e0 = base + i * inner;
         VEXP(y + e0, ebuf, w);
         for (int64_t j = 0; j < w; j++)
-          gx[e0 + j] += y[e0 + j] != -INFINITY ? go[e0 + j] - ebuf[j] * gsum[j] : 0;
+          gx[e0 + j] = (accumulate ? gx[e0 + j] : 0) +
+                       (y[e0 + j] != -INFINITY ? go[e0 + j] - ebuf[j] * gsum[j] : 0);
       }
     }
   });
 }
 
 static void softmax_backward(sg_graph *g, sg_node *n) {
-  sg_tensor *gx = sg_grad_buf(g, n->in[0]);
+  bool acc;
+  sg_tensor *gx = sg_grad_dest(g, n->in[0], &acc);
   axis_layout L = {n->iarg[0], n->iarg[1], n->iarg[2]};
-  if (gx) softmax_grad(n->out, n->out->grad, gx, L, 1.0);
+  if (gx) softmax_grad(n->out, n->out->grad, gx, acc, L, 1.0);
 }
 
 static void log_softmax_backward(sg_graph *g, sg_node *n) {
-  sg_tensor *gx = sg_grad_buf(g, n->in[0]);
+  bool acc;
+  sg_tensor *gx = sg_grad_dest(g, n->in[0], &acc);
   axis_layout L = {n->iarg[0], n->iarg[1], n->iarg[2]};
   if (!gx || n->out->numel == 0) return;
   if (L.inner == 1)
-    log_softmax_grad_last_axis(n->out, n->out->grad, gx, L);
+    log_softmax_grad_last_axis(n->out, n->out->grad, gx, acc, L);
   else
-    log_softmax_grad_strided(n->out, n->out->grad, gx, L);
+    log_softmax_grad_strided(n->out, n->out->grad, gx, acc, L);
 }
 
 static const sg_op softmax_op = {"sg_softmax", softmax_backward};
@@ -347,7 +352,7 @@ static void gumbel_backward(sg_graph *g, sg_node *n) {
   /* d/dlogits = d/dnoise: both enter as logits + noise. */
   for (int i = 0; i < n->n_in; i++) {
     sg_tensor *gi = sg_grad_buf(g, n->in[i]);
-    if (gi) softmax_grad(soft, n->out->grad, gi, L, inv_tau);
+    if (gi) softmax_grad(soft, n->out->grad, gi, true, L, inv_tau);
   }
 }
 

@@ -31,9 +31,10 @@ typedef struct sg_tensor {
   struct sg_tensor *grad; /* same shape and dtype; NULL until a backward reaches it */
   sg_node *node;          /* the op that produced it; NULL for leaves */
   bool requires_grad;
-  bool grad_fresh; /* a backward wrote into grad since the optimiser last looked */
-  bool owned;      /* caller-owned (heap); false: lives in a graph arena */
-  sg_graph *graph; /* arena owner, NULL when owned */
+  bool grad_fresh;              /* a backward wrote into grad since the optimiser last looked */
+  bool owned;                   /* caller-owned (heap); false: lives in a graph arena */
+  sg_graph *graph;              /* arena owner, NULL when owned */
+  struct sg_tensor *grad_spare; /* internal: a zeroed-out gradient's buffer, kept for reuse */
 } sg_tensor;
 
 /* ---- memory and errors ------------------------------------------------- */
@@ -84,7 +85,10 @@ void sg_free(sg_tensor *t); /* owned tensors only; frees grad too; NULL ok */
 
 /* Marks a leaf as a parameter whose gradient is accumulated by backward. */
 void sg_set_requires_grad(sg_tensor *t, bool on);
-void sg_zero_grad(sg_tensor *t); /* zero t->grad if present */
+/* Clears t's gradient, as PyTorch's zero_grad(set_to_none=True): t->grad
+ * becomes NULL (no gradient: zero) and its buffer is kept, so that the next
+ * backward reuses it and writes it instead of adding to zeros. */
+void sg_zero_grad(sg_tensor *t);
 
 /* Element access by flat row-major index, converting through double. */
 double sg_get(const sg_tensor *t, int64_t i);

@@ -177,6 +177,7 @@ sg_tensor *sg_to_dtype(sg_graph *g, const sg_tensor *t, sg_dtype dt) {
 void sg_free(sg_tensor *t) {
   if (!t || !t->owned) return;
   if (t->grad && t->grad->owned) sg_free(t->grad);
+  sg_free(t->grad_spare);
   sg_mfree(t->data);
   sg_mfree(t);
 }
@@ -186,7 +187,12 @@ void sg_set_requires_grad(sg_tensor *t, bool on) {
 }
 
 void sg_zero_grad(sg_tensor *t) {
-  if (t && t->grad) memset(t->grad->data, 0, (size_t)t->grad->numel * sg_dtype_size(t->dtype));
+  if (!t || !t->grad) return;
+  if (t->grad->owned) { /* a leaf's heap buffer: keep it for the next backward */
+    sg_free(t->grad_spare);
+    t->grad_spare = t->grad;
+  }
+  t->grad = NULL;
 }
 
 /* ---- access ------------------------------------------------------------ */

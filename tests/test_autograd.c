@@ -25,8 +25,15 @@ START_TEST(backward_accumulates_until_zeroed) {
     for (int i = 0; i < 5; i++)
       ck_assert_double_eq_tol(sg_get(x->grad, i), pass * (2 * sg_get(x, i) + 1), 1e-15);
   }
+  /* Zeroing sets the gradient to none; the next backward reuses the buffer
+   * and writes it (not += into stale values). */
+  sg_tensor *buffer = x->grad;
   sg_zero_grad(x);
-  for (int i = 0; i < 5; i++) ck_assert_double_eq(sg_get(x->grad, i), 0.0);
+  ck_assert_ptr_null(x->grad);
+  sg_zero_grad(x); /* twice is fine */
+  sg_backward_with(g, sg_mul(g, x, x), ones);
+  ck_assert_ptr_eq(x->grad, buffer);
+  for (int i = 0; i < 5; i++) ck_assert_double_eq_tol(sg_get(x->grad, i), 2 * sg_get(x, i), 1e-15);
   sg_graph_free(g);
   sg_free(x);
 }
@@ -66,6 +73,81 @@ START_TEST(shared_subexpression) {
   ck_assert_double_eq_tol(sg_get(x->grad, 0), 2 * exp(1.4), 1e-14);
   sg_graph_free(g);
   sg_free(x);
+}
+END_TEST
+
+/* ---- first write versus accumulation ------------------------------------ */
+
+/* A backward writes an input's gradient (=) when it is the first to reach
+ * it, and adds (+=) after that (sg_grad_dest). Each row applies an op to x
+ * twice, directly and through a scale, and to the same tensor in two
+ * operand slots, so that every converted backward runs in both modes; the
+ * float64 gradcheck must agree. Rows: one per op family. */
+typedef sg_tensor *(*twice_fn)(sg_graph *g, sg_tensor *x, sg_tensor *v);
+
+static sg_tensor *tw_add(sg_graph *g, sg_tensor *x, sg_tensor *v) {
+  return sg_add(g, sg_add(g, x, x), sg_mul(g, v, x)); /* v [1, 4] broadcast */
+}
+static sg_tensor *tw_sub(sg_graph *g, sg_tensor *x, sg_tensor *v) {
+  return sg_sub(g, sg_sub(g, v, x), sg_mul(g, x, x));
+}
+static sg_tensor *tw_div(sg_graph *g, sg_tensor *x, sg_tensor *v) {
+  sg_tensor *d = sg_add_scalar(g, sg_square(g, x), 1.5);
+  return sg_add(g, sg_div(g, d, d), sg_div(g, x, sg_add_scalar(g, sg_square(g, v), 1)));
+}
+static sg_tensor *tw_unary(sg_graph *g, sg_tensor *x, sg_tensor *v) {
+  (void)v;
+  return sg_add(g, sg_tanh(g, x), sg_exp(g, sg_scale(g, x, 0.5)));
+}
+static sg_tensor *tw_sum(sg_graph *g, sg_tensor *x, sg_tensor *v) {
+  return sg_add(g, sg_sum(g, x, 0, true), sg_mean(g, sg_mul(g, x, v), 1, true));
+}
+static sg_tensor *tw_sum_all(sg_graph *g, sg_tensor *x, sg_tensor *v) {
+  return sg_add(g, sg_mul(g, v, sg_sum_all(g, x)), sg_mean_all(g, sg_square(g, x)));
+}
+static sg_tensor *tw_shape(sg_graph *g, sg_tensor *x, sg_tensor *v) {
+  sg_tensor *r = sg_reshape(g, x, 2, (int64_t[]){4, 3});
+  return sg_add(g, sg_mul(g, sg_transpose(g, r, 0, 1), v), sg_scale(g, x, 2));
+}
+static sg_tensor *tw_softmax(sg_graph *g, sg_tensor *x, sg_tensor *v) {
+  sg_tensor *a = sg_softmax(g, x, 1), *b = sg_log_softmax(g, sg_scale(g, x, 0.5), 0);
+  return sg_add(g, sg_mul(g, a, v), sg_add(g, b, sg_softmax(g, x, 0)));
+}
+static sg_tensor *tw_layer_norm(sg_graph *g, sg_tensor *x, sg_tensor *v) {
+  sg_tensor *vv = sg_reshape(g, v, 1, (int64_t[]){4});
+  sg_tensor *y = sg_layer_norm(g, x, vv, vv, 1e-5); /* gain and bias: one tensor */
+  return sg_add(g, y, sg_layer_norm(g, sg_scale(g, x, 2), NULL, vv, 1e-5));
+}
+static sg_tensor *tw_linear(sg_graph *g, sg_tensor *x, sg_tensor *v) {
+  sg_tensor *w = sg_mul(g, x, v); /* W [3, 4] from x itself */
+  return sg_add(g, sg_linear(g, x, w, NULL), sg_linear(g, sg_scale(g, x, 0.5), x, NULL));
+}
+
+static const struct {
+  const char *name;
+  twice_fn f;
+} twice_rows[] = {
+    {"add", tw_add},       {"sub", tw_sub},         {"div", tw_div},
+    {"unary", tw_unary},   {"sum", tw_sum},         {"sum_all", tw_sum_all},
+    {"reshape", tw_shape}, {"softmax", tw_softmax}, {"layer_norm", tw_layer_norm},
+    {"linear", tw_linear},
+};
+
+static sg_tensor *apply_twice(sg_graph *g, sg_tensor *const *in, int n, void *ctx) {
+  (void)n;
+  return twice_rows[*(const int *)ctx].f(g, in[0], in[1]);
+}
+
+START_TEST(first_write_then_accumulate) {
+  sg_rng r;
+  sg_rng_seed(&r, 11);
+  for (int i = 0; i < (int)(sizeof twice_rows / sizeof twice_rows[0]); i++) {
+    sg_tensor *in[2] = {leaf(&r, 2, (int64_t[]){3, 4}), leaf(&r, 2, (int64_t[]){1, 4})};
+    sg_gradcheck_result res = sg_gradcheck(apply_twice, in, 2, &i, NULL);
+    ck_assert_msg(res.ok, "%s: %s", twice_rows[i].name, res.msg);
+    sg_free(in[0]);
+    sg_free(in[1]);
+  }
 }
 END_TEST
 
@@ -252,6 +334,7 @@ Suite *suite_autograd(void) {
   tcase_add_test(tc, backward_accumulates_until_zeroed);
   tcase_add_test(tc, no_grad_mode_records_nothing);
   tcase_add_test(tc, shared_subexpression);
+  tcase_add_test(tc, first_write_then_accumulate);
   tcase_add_test(tc, misuse_names_op_shapes_and_call_site);
   tcase_add_test(tc, gradcheck_catches_a_wrong_backward);
   tcase_add_test(tc, gradcheck_refuses_float32_inputs);
