@@ -202,6 +202,22 @@ sg_tensor *sg_grad_buf(sg_graph *g, sg_tensor *t) {
   return t->grad;
 }
 
+sg_tensor *sg_grad_dest_inplace(sg_graph *g, sg_node *n, sg_tensor *t, bool *accumulate) {
+  const sg_tensor *go = n->out->grad;
+  if (!t || !t->requires_grad || t->grad || t->owned || !go || go->numel != t->numel ||
+      go->dtype != t->dtype)
+    return sg_grad_dest(g, t, accumulate);
+  /* A header with t's shape on go's data (t may be a reshape of out). */
+  sg_tensor *h = sg_arena_alloc(g, sizeof *h);
+  *h = *go;
+  h->ndim = t->ndim;
+  memcpy(h->shape, t->shape, sizeof h->shape);
+  t->grad = h;
+  t->grad_fresh = true;
+  *accumulate = false;
+  return h;
+}
+
 sg_tensor *sg_grad_dest(sg_graph *g, sg_tensor *t, bool *accumulate) {
   if (!t || !t->requires_grad) return NULL;
   *accumulate = t->grad != NULL;
@@ -214,7 +230,12 @@ static void run_tape(sg_graph *g) {
   bool was = sg_set_grad_enabled(g, false); /* backward kernels record nothing */
   for (int64_t i = g->tape_len - 1; i >= 0; i--) {
     sg_node *n = g->tape[i];
-    if (n->out->grad) n->op->backward(g, n);
+    if (!n->out->grad) continue;
+    n->op->backward(g, n);
+    /* Used: an intermediate's gradient is released (its buffer may now be
+     * an input's, see sg_grad_dest_inplace), as PyTorch frees non-leaf
+     * gradients. */
+    if (!n->out->owned) n->out->grad = NULL;
   }
   /* The tape is consumed, as PyTorch frees a graph after backward: a second
    * backward must not push the same gradients through these nodes again.

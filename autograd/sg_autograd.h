@@ -86,6 +86,13 @@ sg_tensor *sg_grad_buf(sg_graph *g, sg_tensor *t);
  * whole buffer. Call it just before writing: with the same tensor in two
  * inputs, the second call sees the first write. */
 sg_tensor *sg_grad_dest(sg_graph *g, sg_tensor *t, bool *accumulate);
+/* As sg_grad_dest, for an input t of node n whose gradient is computed
+ * element by element from n->out->grad (same number of elements, element i
+ * from element i): when t is an intermediate with no gradient yet, it takes
+ * over n->out->grad's buffer (nothing reads it after n's backward), and the
+ * kernel then writes in place; no new buffer, one less array in cache.
+ * Only for the last gradient n's backward writes. */
+sg_tensor *sg_grad_dest_inplace(sg_graph *g, sg_node *n, sg_tensor *t, bool *accumulate);
 
 /* ---- gradient checking (public API) ----------------------------------- */
 

@@ -131,6 +131,7 @@ void sg_accumulate_reduced(sg_tensor *grad_in, const sg_tensor *grad_out, bool a
                        grad_out->shape, &p);
   int64_t rows = p.rows, cols = p.cols, s = p.stride[0][p.ndim - 1];
   bool reduced = sg_bcast_is_reduced(&p, 0);
+  if (!accumulate && !reduced && grad_in->data == grad_out->data) return; /* in place */
   SG_DISPATCH(grad_in->dtype, T, {
     T *gi = grad_in->data;
     const T *go = grad_out->data;

@@ -115,32 +115,42 @@ static sg_tensor *binary(sg_graph *g, const sg_op *op, binop kind, sg_tensor *a,
 }
 
 /* Each input's gradient is fetched (sg_grad_dest) just before it is
- * written, so that a + a adds the second contribution to the first. */
+ * written, so that a + a adds the second contribution to the first. The
+ * input written last may take over the output gradient's buffer
+ * (sg_grad_dest_inplace): that is in[1] when it has the output's size, else
+ * in[0]. */
+static int written_last(const sg_node *n) {
+  return n->in[1]->numel == n->out->numel ? 1 : 0;
+}
+
 static void add_backward(sg_graph *g, sg_node *n) {
   bool acc;
-  sg_tensor *ga = sg_grad_dest(g, n->in[0], &acc);
-  if (ga) sg_accumulate_reduced(ga, n->out->grad, acc);
-  sg_tensor *gb = sg_grad_dest(g, n->in[1], &acc);
-  if (gb) sg_accumulate_reduced(gb, n->out->grad, acc);
+  int last = written_last(n);
+  sg_tensor *gf = sg_grad_dest(g, n->in[1 - last], &acc);
+  if (gf) sg_accumulate_reduced(gf, n->out->grad, acc);
+  sg_tensor *gl = sg_grad_dest_inplace(g, n, n->in[last], &acc);
+  if (gl) sg_accumulate_reduced(gl, n->out->grad, acc);
 }
 
 static void sub_backward(sg_graph *g, sg_node *n) {
   bool acc;
-  sg_tensor *ga = sg_grad_dest(g, n->in[0], &acc);
-  if (ga) sg_accumulate_reduced(ga, n->out->grad, acc);
   if (n->in[1]->requires_grad) {
     sg_tensor *neg = (sg_neg)(g, n->out->grad);
     sg_tensor *gb = sg_grad_dest(g, n->in[1], &acc);
     sg_accumulate_reduced(gb, neg, acc);
   }
+  sg_tensor *ga = sg_grad_dest_inplace(g, n, n->in[0], &acc);
+  if (ga) sg_accumulate_reduced(ga, n->out->grad, acc);
 }
 
+/* d(a b)/da = go b, d(a b)/db = go a. */
 static void mul_backward(sg_graph *g, sg_node *n) {
   bool acc;
-  sg_tensor *ga = sg_grad_dest(g, n->in[0], &acc);
-  if (ga) accumulate_binary(g, BIN_MUL, ga, acc, n->out->grad, n->in[1]);
-  sg_tensor *gb = sg_grad_dest(g, n->in[1], &acc);
-  if (gb) accumulate_binary(g, BIN_MUL, gb, acc, n->out->grad, n->in[0]);
+  int last = written_last(n), first = 1 - last;
+  sg_tensor *gf = sg_grad_dest(g, n->in[first], &acc);
+  if (gf) accumulate_binary(g, BIN_MUL, gf, acc, n->out->grad, n->in[last]);
+  sg_tensor *gl = sg_grad_dest_inplace(g, n, n->in[last], &acc);
+  if (gl) accumulate_binary(g, BIN_MUL, gl, acc, n->out->grad, n->in[first]);
 }
 
 static void div_backward(sg_graph *g, sg_node *n) {
@@ -270,7 +280,7 @@ static void unary_forward(unop kind, const sg_tensor *a, sg_tensor *out, double 
 
 static void unary_backward(sg_graph *g, sg_node *n) {
   bool acc;
-  sg_tensor *ga = sg_grad_dest(g, n->in[0], &acc);
+  sg_tensor *ga = sg_grad_dest_inplace(g, n, n->in[0], &acc);
   if (!ga) return;
   unop kind = (unop)n->iarg[0];
   int64_t cnt = ga->numel;

@@ -196,8 +196,9 @@ static void flat_copy(sg_dtype dt, void *dst, const void *src, int64_t numel, bo
 
 static void reshape_backward(sg_graph *g, sg_node *n) {
   bool acc;
-  sg_tensor *ga = sg_grad_dest(g, n->in[0], &acc);
-  if (ga) flat_copy(ga->dtype, ga->data, n->out->grad->data, ga->numel, acc);
+  sg_tensor *ga = sg_grad_dest_inplace(g, n, n->in[0], &acc);
+  if (ga && ga->data != n->out->grad->data) /* else: taken over, nothing to copy */
+    flat_copy(ga->dtype, ga->data, n->out->grad->data, ga->numel, acc);
 }
 static const sg_op reshape_op = {"sg_reshape", reshape_backward};
 
