@@ -262,7 +262,14 @@ void sg_gemm_serial(sg_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t
  * in order, the tail in a zero-padded vector, then the lanes in a fixed
  * tree, so its value depends on k alone: not on the tile it was computed in,
  * m, n or the thread count. */
-enum { SMALL_M = 32, DOT_ROWS = 4, DOT_COLS = 4, DOT_BLOCK_COLS = 64, SMALL_M_PAR_MIN = 1 << 16 };
+enum { SMALL_M = 32, DOT_ROWS = 4, DOT_COLS = 4, DOT_BLOCK_COLS = 64 };
+/* Products below this many multiply-adds stay on the calling thread. A
+ * second thread halves 16 x 128 x 128 (4.8 vs 8.6 us) only while it is
+ * spinning; one that has gone to sleep between calls (libgomp's default
+ * wait policy) takes longer to wake: single-sample inference at d 64 took
+ * 0.27 ms for its first ~100 calls and 0.18 after with forks from 2^16
+ * multiply-adds, and a steady 0.19 ms with none. */
+enum { SMALL_M_PAR_MIN = 1 << 20 };
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
