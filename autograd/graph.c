@@ -18,10 +18,19 @@ typedef struct chunk {
   unsigned char *base; /* ARENA_ALIGN-aligned start of the usable bytes */
 } chunk;
 
+/* A released tensor's data, free for a later tensor of this step. */
+typedef struct free_block {
+  void *p;
+  size_t bytes;
+} free_block;
+
 struct sg_graph {
   chunk *first, *current;
   size_t reserved;
   int n_chunks;
+  free_block *free; /* released blocks (sg_release), cleared by reset */
+  int n_free, cap_free;
+  bool no_reuse; /* sg_set_memory_reuse(g, false) */
   sg_node **tape;
   int64_t tape_len, tape_cap;
   bool grad_enabled;
@@ -44,6 +53,7 @@ void sg_graph_free(sg_graph *g) {
     sg_mfree(c);
   }
   sg_mfree(g->tape);
+  sg_mfree(g->free);
   sg_mfree(g);
 }
 
@@ -51,6 +61,7 @@ void sg_graph_reset(sg_graph *g) {
   for (chunk *c = g->first; c; c = c->next) c->used = 0;
   g->current = g->first;
   g->tape_len = 0;
+  g->n_free = 0;
 }
 
 bool sg_set_grad_enabled(sg_graph *g, bool on) {
@@ -64,6 +75,14 @@ bool sg_grad_enabled(const sg_graph *g) {
 }
 size_t sg_graph_arena_bytes(const sg_graph *g) {
   return g->reserved;
+}
+size_t sg_graph_arena_used(const sg_graph *g) {
+  size_t used = 0;
+  for (const chunk *c = g->first; c; c = c->next) {
+    used += c->used;
+    if (c == g->current) break;
+  }
+  return used;
 }
 int64_t sg_graph_tape_len(const sg_graph *g) {
   return g->tape_len;
@@ -130,6 +149,59 @@ void *sg_arena_alloc(sg_graph *g, size_t bytes) {
   void *p = g->current->base + g->current->used;
   g->current->used += bytes;
   return p;
+}
+
+/* ---- reuse of released tensor data -------------------------------------- */
+
+/* Blocks below this size are not worth tracking: they stay in the arena. */
+enum { RELEASE_MIN_BYTES = 1 << 16 };
+
+static size_t block_bytes(const sg_tensor *t) {
+  size_t bytes = (size_t)t->numel * sg_dtype_size(t->dtype);
+  return (bytes + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+}
+
+/* Best fit among the released blocks (the smallest that holds bytes, and
+ * at most twice as large so that small tensors do not pin large blocks). */
+void *sg_arena_alloc_data(sg_graph *g, size_t bytes) {
+  bytes = (bytes + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+  if (bytes >= RELEASE_MIN_BYTES) {
+    int best = -1;
+    for (int i = 0; i < g->n_free; i++)
+      if (g->free[i].bytes >= bytes && g->free[i].bytes <= 2 * bytes &&
+          (best < 0 || g->free[i].bytes < g->free[best].bytes))
+        best = i;
+    if (best >= 0) {
+      void *p = g->free[best].p;
+      g->free[best] = g->free[--g->n_free];
+      return p;
+    }
+  }
+  return sg_arena_alloc(g, bytes);
+}
+
+static void release_block(sg_graph *g, void *p, size_t bytes) {
+  if (bytes < RELEASE_MIN_BYTES || g->no_reuse) return;
+  if (g->n_free == g->cap_free) {
+    int cap = g->cap_free ? 2 * g->cap_free : 64;
+    free_block *f = sg_realloc(g->free, (size_t)cap * sizeof *f);
+    if (!f) return; /* the block just stays unused until reset */
+    g->free = f;
+    g->cap_free = cap;
+  }
+  g->free[g->n_free++] = (free_block){p, bytes};
+}
+
+bool sg_set_memory_reuse(sg_graph *g, bool on) {
+  bool was = !g->no_reuse;
+  g->no_reuse = !on;
+  return was;
+}
+
+void sg_release(sg_graph *g, sg_tensor *t) {
+  if (!g || !t || t->graph != g || !t->data) return;
+  release_block(g, t->data, block_bytes(t));
+  t->data = NULL;
 }
 
 /* ---- tape -------------------------------------------------------------- */
@@ -226,16 +298,25 @@ sg_tensor *sg_grad_dest(sg_graph *g, sg_tensor *t, bool *accumulate) {
   return t->grad;
 }
 
+/* After n's backward nothing reads n->out's gradient: it is dropped, as
+ * PyTorch frees non-leaf gradients, and its buffer is reused by later
+ * tensors unless an input has taken it over (sg_grad_dest_inplace). */
+static void release_used_grad(sg_graph *g, sg_node *n) {
+  sg_tensor *go = n->out->grad;
+  if (n->out->owned) return;
+  n->out->grad = NULL;
+  for (int i = 0; i < n->n_in; i++)
+    if (n->in[i] && n->in[i]->grad && n->in[i]->grad->data == go->data) return;
+  if (go->graph == g) release_block(g, go->data, block_bytes(go));
+}
+
 static void run_tape(sg_graph *g) {
   bool was = sg_set_grad_enabled(g, false); /* backward kernels record nothing */
   for (int64_t i = g->tape_len - 1; i >= 0; i--) {
     sg_node *n = g->tape[i];
     if (!n->out->grad) continue;
     n->op->backward(g, n);
-    /* Used: an intermediate's gradient is released (its buffer may now be
-     * an input's, see sg_grad_dest_inplace), as PyTorch frees non-leaf
-     * gradients. */
-    if (!n->out->owned) n->out->grad = NULL;
+    release_used_grad(g, n);
   }
   /* The tape is consumed, as PyTorch frees a graph after backward: a second
    * backward must not push the same gradients through these nodes again.

@@ -23,6 +23,23 @@ void sg_graph_reset(sg_graph *g);
 bool sg_set_grad_enabled(sg_graph *g, bool on);
 bool sg_grad_enabled(const sg_graph *g);
 size_t sg_graph_arena_bytes(const sg_graph *g); /* bytes reserved by the arena */
+/* Bytes of the arena in use since the last reset, and the most in use at
+ * any point since then (released tensor data is reused, see
+ * sg_release). */
+size_t sg_graph_arena_used(const sg_graph *g);
+
+/* Declares that nothing will read t's values again: its data (NULL from
+ * now on) goes back to g for later tensors of this step. For memory
+ * planning in model code that knows a tensor is dead: a pre-activation
+ * once its ReLU has run (ReLU's backward reads its output), anything in
+ * no-grad mode once consumed. Its gradient, if any, still flows. Only
+ * for tensors of g's arena; others are left alone. */
+void sg_release(sg_graph *g, sg_tensor *t);
+/* Whether released data (sg_release, used gradients) is reused (default
+ * on). Off, every tensor of a step gets fresh arena memory: results are
+ * the same bit for bit, which tests check, so a suspected planning bug can
+ * be ruled out by turning it off. Returns the previous setting. */
+bool sg_set_memory_reuse(sg_graph *g, bool on);
 int64_t sg_graph_tape_len(const sg_graph *g);
 
 /* Reverse pass from a tensor with one element: d(loss)/d(loss) = 1. Leaf
@@ -37,6 +54,8 @@ void sg_backward_with(sg_graph *g, sg_tensor *out, const sg_tensor *grad_out);
 
 /* Arena allocation, 64-byte aligned, uninitialised; valid until reset. */
 void *sg_arena_alloc(sg_graph *g, size_t bytes);
+/* The same for a tensor's values: may reuse released data (sg_release). */
+void *sg_arena_alloc_data(sg_graph *g, size_t bytes);
 
 /* ---- call sites ------------------------------------------------------- */
 /* Each public op is a macro that records the caller's __FILE__/__LINE__ in

@@ -414,9 +414,17 @@ static int run_train(const options *o) {
     if (!isfinite(loss)) die("non-finite loss");
     if (i >= o->warmup) ms[i - o->warmup] = 1e3 * (omp_get_wtime() - t0);
   }
+  /* Where the arena's bytes go: the forward (values kept for the
+   * backward) and the whole step. */
+  sg_params_zero_grad(sg_params_tensors(ps), sg_params_count(ps));
+  sg_tensor *loss = train_loss(g, &pb);
+  double fwd_mib = (double)sg_graph_arena_used(g) / 1048576.0;
+  sg_backward(g, loss);
+  double step_mib = (double)sg_graph_arena_used(g) / 1048576.0;
   flop_count f = gemm_flops(&pb.model->cfg, (double)o->batch, pb.ds.M, pb.ds.K);
   print_header(o, &pb);
   printf("\"first_loss\": %.9g, \"warmup\": %d, \"steps\": %d, ", first_loss, o->warmup, o->steps);
+  printf("\"arena_forward_mib\": %.1f, \"arena_step_mib\": %.1f, ", fwd_mib, step_mib);
   print_ms_array("step_ms", ms, o->steps);
   double med = median(ms, o->steps);
   printf(", \"step_ms_median\": %.4f, \"gemm_gflop_per_step\": %.4f, \"arena_mib\": %.1f, "

@@ -151,10 +151,26 @@ int sg_mlp_init(sg_mlp *m, sg_params *p, const char *name, int in, int hidden, i
   return 0;
 }
 
+/* Memory planning: t, made in this file, has had its last consumer. Its
+ * values are released (sg_release) unless a pending backward reads them:
+ * read_by_backward and t is on the tape. Pre-activations are never read
+ * (ReLU's backward reads its output, Linear's its input); ReLU outputs are,
+ * as the next Linear's input, except in no-grad mode. */
+static void consumed(sg_graph *g, sg_tensor *t, bool read_by_backward) {
+  if (t && (!read_by_backward || !sg_grad_enabled(g) || !t->requires_grad)) sg_release(g, t);
+}
+
 /* ReLU -> Linear -> ReLU -> Linear after the first Linear. */
 static sg_tensor *mlp_tail(sg_graph *g, const sg_mlp *m, sg_tensor *h1) {
-  sg_tensor *h2 = sg_linear_layer_forward(g, &m->layer[1], sg_relu(g, h1));
-  return sg_linear_layer_forward(g, &m->layer[2], sg_relu(g, h2));
+  sg_tensor *r1 = sg_relu(g, h1);
+  consumed(g, h1, false);
+  sg_tensor *h2 = sg_linear_layer_forward(g, &m->layer[1], r1);
+  consumed(g, r1, true);
+  sg_tensor *r2 = sg_relu(g, h2);
+  consumed(g, h2, false);
+  sg_tensor *out = sg_linear_layer_forward(g, &m->layer[2], r2);
+  consumed(g, r2, true);
+  return out;
 }
 
 sg_tensor *sg_mlp_forward(sg_graph *g, const sg_mlp *m, sg_tensor *x) {
@@ -179,7 +195,14 @@ sg_tensor *sg_mlp_forward_parts(sg_graph *g, const sg_mlp *m, int n, sg_tensor *
     int64_t width = parts[i]->shape[parts[i]->ndim - 1];
     /* This part's column block of W, read in place. */
     sg_tensor *y = sg_linear_cols(g, parts[i], first->weight, offset, i == 0 ? first->bias : NULL);
-    h1 = h1 ? sg_add(g, h1, y) : y;
+    if (h1) { /* the partial sums and the parts' products are read once */
+      sg_tensor *sum = sg_add(g, h1, y);
+      consumed(g, h1, false);
+      consumed(g, y, false);
+      h1 = sum;
+    } else {
+      h1 = y;
+    }
     offset += width;
   }
   return mlp_tail(g, m, h1);

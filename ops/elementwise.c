@@ -214,8 +214,6 @@ typedef enum unop {
 #define UNARY_BACKWARD_LOOP(DERIV)                                                                 \
   _Pragma("omp parallel for if (cnt > SG_PAR_MIN) schedule(static)") for (int64_t i = 0; i < cnt;  \
                                                                           i++) {                   \
-    T xv = x[i], yv = y[i];                                                                        \
-    (void)xv, (void)yv;                                                                            \
     gx[i] = (acc ? gx[i] : 0) + go[i] * (DERIV);                                                   \
   }
 
@@ -299,31 +297,31 @@ static void unary_backward(sg_graph *g, sg_node *n) {
       UNARY_BACKWARD_LOOP(1);
       break;
     case UN_EXP:
-      UNARY_BACKWARD_LOOP(yv);
+      UNARY_BACKWARD_LOOP(y[i]);
       break;
     case UN_LOG:
-      UNARY_BACKWARD_LOOP(1 / xv);
+      UNARY_BACKWARD_LOOP(1 / x[i]);
       break;
     case UN_SQRT:
-      UNARY_BACKWARD_LOOP(1 / (2 * yv));
+      UNARY_BACKWARD_LOOP(1 / (2 * y[i]));
       break;
     case UN_SQUARE:
-      UNARY_BACKWARD_LOOP(2 * xv);
+      UNARY_BACKWARD_LOOP(2 * x[i]);
       break;
     case UN_POW:
-      UNARY_BACKWARD_LOOP(ts * pow(xv, ts - 1));
+      UNARY_BACKWARD_LOOP(ts * pow(x[i], ts - 1));
       break;
     case UN_ABS:
-      UNARY_BACKWARD_LOOP(xv > 0 ? 1 : (xv < 0 ? -1 : 0));
+      UNARY_BACKWARD_LOOP(x[i] > 0 ? 1 : (x[i] < 0 ? -1 : 0));
       break;
     case UN_RELU:
-      UNARY_BACKWARD_LOOP(xv > 0 ? 1 : 0);
+      UNARY_BACKWARD_LOOP(y[i] > 0 ? 1 : 0); /* y > 0 iff x > 0: x may be released */
       break;
     case UN_SIGMOID:
-      UNARY_BACKWARD_LOOP(yv * (1 - yv));
+      UNARY_BACKWARD_LOOP(y[i] * (1 - y[i]));
       break;
     case UN_TANH:
-      UNARY_BACKWARD_LOOP(1 - yv * yv);
+      UNARY_BACKWARD_LOOP(1 - y[i] * y[i]);
       break;
     }
   });

@@ -110,7 +110,7 @@ sg_tensor *sg_empty(sg_graph *g, sg_dtype dt, int ndim, const int64_t *shape) {
   if (g) {
     t = sg_arena_alloc(g, sizeof *t);
     memset(t, 0, sizeof *t);
-    t->data = sg_arena_alloc(g, bytes);
+    t->data = sg_arena_alloc_data(g, bytes);
     t->graph = g;
   } else {
     t = sg_malloc(sizeof *t);
