@@ -16,8 +16,8 @@ sg_adam *sg_adam_new(sg_tensor *const *params, int n_params, double lr) {
   o->steps = sg_malloc((size_t)n_params * sizeof *o->steps);
   for (int i = 0; i < n_params; i++) {
     o->params[i] = params[i];
-    o->m[i] = sg_zeros(NULL, SG_F64, params[i]->ndim, params[i]->shape);
-    o->v[i] = sg_zeros(NULL, SG_F64, params[i]->ndim, params[i]->shape);
+    o->m[i] = sg_zeros(NULL, params[i]->dtype, params[i]->ndim, params[i]->shape);
+    o->v[i] = sg_zeros(NULL, params[i]->dtype, params[i]->ndim, params[i]->shape);
     o->steps[i] = 0;
   }
   o->lr = lr;
@@ -40,24 +40,27 @@ void sg_adam_free(sg_adam *o) {
   sg_mfree(o);
 }
 
-/* One parameter's update, as torch.optim.Adam (non-amsgrad) computes it,
- * with the arithmetic in double for either parameter dtype. The settings are
- * copied to locals and the arrays marked restrict so that the loop
- * vectorises (through o-> the compiler must assume m and v alias them). */
+/* One parameter's update, as torch.optim.Adam (non-amsgrad) computes it:
+ * the moments are stored in the parameter's dtype (as PyTorch does: half
+ * the memory of float64 moments for float32 models), each element's update
+ * is computed in double. The settings are copied to locals and the arrays
+ * marked restrict so that the loop vectorises (through o-> the compiler
+ * must assume m and v alias them). */
 #define ADAM_LOOP(T)                                                                               \
   do {                                                                                             \
-    T *restrict pd = p->data;                                                                      \
+    T *restrict pd = p->data, *restrict m = mt->data, *restrict v = vt->data;                      \
     const T *restrict gd = p->grad->data;                                                          \
     _Pragma("omp parallel for simd if (n > 65536) schedule(static)") for (int64_t j = 0; j < n;    \
                                                                           j++) {                   \
       double gj = gd[j] + wd * pd[j];                                                              \
-      m[j] = b1 * m[j] + (1 - b1) * gj;                                                            \
-      v[j] = b2 * v[j] + (1 - b2) * gj * gj;                                                       \
-      pd[j] = (T)(pd[j] - step_size * m[j] / (sqrt(v[j]) / sqrt_bc2 + eps));                       \
+      double mj = b1 * m[j] + (1 - b1) * gj, vj = b2 * v[j] + (1 - b2) * gj * gj;                  \
+      m[j] = (T)mj;                                                                                \
+      v[j] = (T)vj;                                                                                \
+      pd[j] = (T)(pd[j] - step_size * mj / (sqrt(vj) / sqrt_bc2 + eps));                           \
     }                                                                                              \
   } while (0)
 
-static void adam_update(const sg_adam *o, sg_tensor *p, double *restrict m, double *restrict v,
+static void adam_update(const sg_adam *o, sg_tensor *p, sg_tensor *mt, sg_tensor *vt,
                         int64_t step) {
   const double b1 = o->beta1, b2 = o->beta2, eps = o->eps, wd = o->weight_decay;
   double bc1 = 1 - pow(b1, (double)step), bc2 = 1 - pow(b2, (double)step);
@@ -74,7 +77,7 @@ void sg_adam_step(sg_adam *o) {
     sg_tensor *p = o->params[i];
     if (!p->grad || !p->grad_fresh) continue;
     p->grad_fresh = false;
-    adam_update(o, p, o->m[i]->data, o->v[i]->data, ++o->steps[i]);
+    adam_update(o, p, o->m[i], o->v[i], ++o->steps[i]);
   }
 }
 

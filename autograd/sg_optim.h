@@ -14,7 +14,7 @@ extern "C" {
 typedef struct sg_adam {
   int n_params;
   sg_tensor **params;
-  sg_tensor **m, **v; /* first and second moment estimates, float64 */
+  sg_tensor **m, **v; /* first and second moment estimates, in each parameter's dtype */
   int64_t *steps;     /* per-parameter step counts (bias correction) */
   double lr, beta1, beta2, eps, weight_decay;
 } sg_adam;

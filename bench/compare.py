@@ -207,8 +207,10 @@ def memory(work, widths):
             ct, tt = pooled(work, "c", "train", tag), pooled(work, "torch", "train", tag)
             if ct and tt:
                 n, mib = ct["params"], 1048576.0
-                out[tag] = {"params": n, "ours_state_mib": 24 * n / mib, "torch_state_mib": 16 * n / mib,
+                out[tag] = {"params": n, "ours_state_mib": 16 * n / mib, "torch_state_mib": 16 * n / mib,
                             "ours_peak_mib": ct["peak_rss_mib"], "ours_arena_mib": ct["arena_mib"],
+                            "ours_forward_mib": ct.get("arena_forward_mib"),
+                            "ours_step_mib": ct.get("arena_step_mib"),
                             "torch_peak_mib": tt["peak_rss_mib"]}
     return out
 
@@ -325,18 +327,23 @@ def markdown(res):
             VARIANTS[v], w, s["weight_bytes"] / 1e6, s["weight_read_bound_ms"], s["ours_ms"],
             s["ours_over_bound"], fmt(s["torch_ms"])))
     L += ["", "## Memory", "",
-          "Training keeps the model state: weights and gradients (4 B per parameter each) and "
-          "Adam's two moments (sinkgrad float64: 16 B; PyTorch float32: 8 B). The sinkgrad arena "
-          "holds every tensor of a step until the next step (forward values kept for the "
-          "backward and the backward's temporaries; in inference too).", "",
+          "Training keeps the model state: weights, gradients and Adam's two moments, 4 B "
+          "per parameter each on both sides. A step's tensors live in sinkgrad's arena; what is "
+          "dead is released and its memory reused within the step: pre-activations once their "
+          "ReLU has run, gradients once used (or taken over in place by an element-wise "
+          "backward), everything consumed in inference. Arena columns: bytes in use after the "
+          "forward and loss (the values the backward reads) and after the backward, and bytes "
+          "reserved.", "",
           "| config | parameters | PyTorch peak (MiB) | a quarter of it | model state, sinkgrad "
-          "(MiB) | model state, PyTorch (MiB) | sinkgrad peak | sinkgrad arena (MiB) |",
+          "(MiB) | model state, PyTorch (MiB) | sinkgrad peak | arena: forward / step / "
+          "reserved (MiB) |",
           "|---|---|---|---|---|---|---|---|"]
     for tag, m in res["memory"].items():
         v, w = tag.split("_")
-        L.append("| %s, %s | %.2f M | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f |" % (
+        L.append("| %s, %s | %.2f M | %.0f | %.0f | %.0f | %.0f | %.0f | %s / %s / %.0f |" % (
             VARIANTS[v], w, m["params"] / 1e6, m["torch_peak_mib"], m["torch_peak_mib"] / 4,
-            m["ours_state_mib"], m["torch_state_mib"], m["ours_peak_mib"], m["ours_arena_mib"]))
+            m["ours_state_mib"], m["torch_state_mib"], m["ours_peak_mib"],
+            fmt(m["ours_forward_mib"]), fmt(m["ours_step_mib"]), m["ours_arena_mib"]))
     L += ["", "## Same function on both sides", "",
           "Before any timing, torch_gnn.py loads the C side's weights and inputs and must "
           "reproduce its float32 loss (relative %g), gradient (whole vector, relative L2, %g), "

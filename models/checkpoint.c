@@ -2,7 +2,8 @@
  * by sg_npz_writer: temp file + rename).
  *
  * Members:
- *   checkpoint_version           int64 scalar (1)
+ *   checkpoint_version           int64 scalar (2; version 1 stored float64
+ *                                moments for float32 models)
  *   config.<knob>                the sg_train_config, int64 or float64 scalars
  *                                (the seed as the int64 with the same bits)
  *   data.S/M/N/K/seed            the training set the run belongs to
@@ -10,7 +11,7 @@
  *   mu                           float64 [M]
  *   rng                          int64 [4]: the run generator's xoshiro state (bits)
  *   param.<name>                 every parameter, in the model's dtype (exact)
- *   adam.m.<name>, adam.v.<name> float64 Adam moments
+ *   adam.m.<name>, adam.v.<name> Adam moments, in the model's dtype
  *   adam.steps                   int64 [parameters]: per-parameter step counts
  *   adam.beta1/beta2/eps/weight_decay  float64 scalars
  *
@@ -26,7 +27,7 @@
 
 #include "sg_train.h"
 
-enum { CHECKPOINT_VERSION = 1, MEMBER_NAME_MAX = SG_PARAM_NAME_MAX + 16 };
+enum { CHECKPOINT_VERSION = 2, MEMBER_NAME_MAX = SG_PARAM_NAME_MAX + 16 };
 
 static int fail(sg_io_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int fail(sg_io_error *err, const char *fmt, ...) {
