@@ -194,6 +194,14 @@ static sg_tensor *edge_update_attention(sg_graph *g, const sg_gnn *m, const sg_g
   return mlp_cat(g, m, &ly->f5, 2, parts);
 }
 
+/* The mean over an axis of messages made here; the messages are dead once
+ * averaged (the mean's backward does not read them): released. */
+static sg_tensor *mean_of(sg_graph *g, sg_tensor *messages, int axis) {
+  sg_tensor *mean = sg_mean(g, messages, axis, false);
+  sg_release(g, messages);
+  return mean;
+}
+
 static embeddings update_layer(sg_graph *g, const sg_gnn *m, const sg_gnn_layer *ly,
                                const embeddings *x) {
   int64_t B = x->e->shape[0], K = x->e->shape[1], M = x->e->shape[2], d = m->cfg.d;
@@ -202,8 +210,8 @@ static embeddings update_layer(sg_graph *g, const sg_gnn *m, const sg_gnn_layer 
   embeddings y = {x->b, x->c, NULL};
   if (ly->node_update) {
     sg_tensor *to_bs[2] = {cv, x->e}, *to_ue[2] = {bv, x->e};
-    sg_tensor *bs_in[2] = {x->b, sg_mean(g, mlp_cat(g, m, &ly->f1, 2, to_bs), 1, false)};
-    sg_tensor *ue_in[2] = {x->c, sg_mean(g, mlp_cat(g, m, &ly->f3, 2, to_ue), 2, false)};
+    sg_tensor *bs_in[2] = {x->b, mean_of(g, mlp_cat(g, m, &ly->f1, 2, to_bs), 1)};
+    sg_tensor *ue_in[2] = {x->c, mean_of(g, mlp_cat(g, m, &ly->f3, 2, to_ue), 2)};
     y.b = mlp_cat(g, m, &ly->f2, 2, bs_in);
     y.c = mlp_cat(g, m, &ly->f4, 2, ue_in);
   }
