@@ -266,6 +266,7 @@ static void zero_fill(sg_tensor *t) {
 
 sg_tensor *sg_grad_buf(sg_graph *g, sg_tensor *t) {
   if (!t || !t->requires_grad) return NULL;
+  sg_grad_materialize(t->grad); /* to be added to */
   if (!t->grad) {
     grad_alloc(g, t);
     zero_fill(t->grad);
@@ -274,10 +275,26 @@ sg_tensor *sg_grad_buf(sg_graph *g, sg_tensor *t) {
   return t->grad;
 }
 
+void sg_grad_materialize(sg_tensor *grad) {
+  if (!grad || !grad->uniform) return;
+  int64_t n = grad->numel;
+  double v = grad->uniform_value;
+  if (grad->dtype == SG_F32) {
+    float *d = grad->data, f = (float)v;
+#pragma omp parallel for if (n > (1 << 15)) schedule(static)
+    for (int64_t i = 0; i < n; i++) d[i] = f;
+  } else {
+    double *d = grad->data;
+#pragma omp parallel for if (n > (1 << 15)) schedule(static)
+    for (int64_t i = 0; i < n; i++) d[i] = v;
+  }
+  grad->uniform = false;
+}
+
 sg_tensor *sg_grad_dest_inplace(sg_graph *g, sg_node *n, sg_tensor *t, bool *accumulate) {
   const sg_tensor *go = n->out->grad;
-  if (!t || !t->requires_grad || t->grad || t->owned || !go || go->numel != t->numel ||
-      go->dtype != t->dtype)
+  if (!t || !t->requires_grad || t->grad || t->owned || !go || go->uniform ||
+      go->numel != t->numel || go->dtype != t->dtype)
     return sg_grad_dest(g, t, accumulate);
   /* A header with t's shape on go's data (t may be a reshape of out). */
   sg_tensor *h = sg_arena_alloc(g, sizeof *h);
@@ -293,6 +310,7 @@ sg_tensor *sg_grad_dest_inplace(sg_graph *g, sg_node *n, sg_tensor *t, bool *acc
 sg_tensor *sg_grad_dest(sg_graph *g, sg_tensor *t, bool *accumulate) {
   if (!t || !t->requires_grad) return NULL;
   *accumulate = t->grad != NULL;
+  sg_grad_materialize(t->grad); /* to be added to */
   if (!t->grad) grad_alloc(g, t);
   t->grad_fresh = true;
   return t->grad;
@@ -315,6 +333,7 @@ static void run_tape(sg_graph *g) {
   for (int64_t i = g->tape_len - 1; i >= 0; i--) {
     sg_node *n = g->tape[i];
     if (!n->out->grad) continue;
+    if (!n->takes_uniform_grad) sg_grad_materialize(n->out->grad);
     n->op->backward(g, n);
     release_used_grad(g, n);
   }

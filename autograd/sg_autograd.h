@@ -88,6 +88,10 @@ struct sg_node {
   int64_t iarg[8]; /* op-specific integer attributes (axis, flags, ...) */
   double farg[4];  /* op-specific real attributes (scale, tau, ...) */
   void *saved;     /* op-specific arena data kept for the backward */
+  /* Set by the op when its backward handles a uniform n->out->grad
+   * (go->uniform: every element is go->uniform_value, data unwritten);
+   * otherwise the tape walk writes it out first (sg_grad_materialize). */
+  bool takes_uniform_grad;
 };
 
 /* Records op on the tape if grad mode is on and any input requires a
@@ -112,6 +116,11 @@ sg_tensor *sg_grad_dest(sg_graph *g, sg_tensor *t, bool *accumulate);
  * kernel then writes in place; no new buffer, one less array in cache.
  * Only for the last gradient n's backward writes. */
 sg_tensor *sg_grad_dest_inplace(sg_graph *g, sg_node *n, sg_tensor *t, bool *accumulate);
+/* Writes out a uniform gradient (see sg_node.takes_uniform_grad). A sum's
+ * backward gives its input a uniform gradient instead of filling it, as
+ * PyTorch's expand does; consumers that can use the value directly skip a
+ * write and a read of the whole tensor. No-op on other tensors. */
+void sg_grad_materialize(sg_tensor *grad);
 
 /* ---- gradient checking (public API) ----------------------------------- */
 

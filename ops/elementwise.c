@@ -143,9 +143,33 @@ static void sub_backward(sg_graph *g, sg_node *n) {
   if (ga) sg_accumulate_reduced(ga, n->out->grad, acc);
 }
 
+/* grad (=, or += when acc) s * x, all three of one size: the gradient of
+ * a * b for a uniform go = s (a loss sum(a * b)), read without a buffer. */
+static void scaled_into(sg_tensor *grad, bool acc, double s, const sg_tensor *x) {
+  int64_t n = grad->numel;
+  SG_DISPATCH(grad->dtype, T, {
+    T *gd = grad->data, sv = (T)s;
+    const T *xd = x->data;
+    _Pragma("omp parallel for if (n > SG_PAR_MIN) schedule(static)") for (int64_t i = 0; i < n; i++)
+        gd[i] = (acc ? gd[i] : 0) + sv * xd[i];
+  });
+}
+
 /* d(a b)/da = go b, d(a b)/db = go a. */
 static void mul_backward(sg_graph *g, sg_node *n) {
   bool acc;
+  sg_tensor *go = n->out->grad;
+  if (go->uniform) {
+    bool same = n->in[0]->numel == go->numel && n->in[1]->numel == go->numel;
+    if (same) { /* go's buffer is never written or read */
+      for (int i = 0; i < 2; i++) {
+        sg_tensor *gi = sg_grad_dest(g, n->in[i], &acc);
+        if (gi) scaled_into(gi, acc, go->uniform_value, n->in[1 - i]);
+      }
+      return;
+    }
+    sg_grad_materialize(go);
+  }
   int last = written_last(n), first = 1 - last;
   sg_tensor *gf = sg_grad_dest(g, n->in[first], &acc);
   if (gf) accumulate_binary(g, BIN_MUL, gf, acc, n->out->grad, n->in[last]);
@@ -177,7 +201,9 @@ sg_tensor *(sg_sub)(sg_graph *g, sg_tensor *a, sg_tensor *b) {
   return binary(g, &sub_op, BIN_SUB, a, b);
 }
 sg_tensor *(sg_mul)(sg_graph *g, sg_tensor *a, sg_tensor *b) {
-  return binary(g, &mul_op, BIN_MUL, a, b);
+  sg_tensor *out = binary(g, &mul_op, BIN_MUL, a, b);
+  if (out && out->node) out->node->takes_uniform_grad = true; /* mul_backward */
+  return out;
 }
 sg_tensor *(sg_div)(sg_graph *g, sg_tensor *a, sg_tensor *b) {
   return binary(g, &div_op, BIN_DIV, a, b);

@@ -442,6 +442,15 @@ static void sum_all_backward(sg_graph *g, sg_node *nd) {
   bool acc;
   sg_tensor *ga = sg_grad_dest(g, nd->in[0], &acc);
   if (!ga) return;
+  if (!acc && !nd->in[0]->owned) {
+    /* The same value everywhere: left unwritten (sg_node.takes_uniform_grad)
+     * for the consumer to use directly or write out. Leaves' gradients are
+     * the user's to read, so they are written. */
+    double go = sg_get(nd->out->grad, 0);
+    ga->uniform = true;
+    ga->uniform_value = go * nd->farg[0];
+    return;
+  }
   rview v = {1, ga->numel, 1};
   expand_add(ga, acc, nd->out->grad, &v, nd->farg[0]);
 }

@@ -35,6 +35,10 @@ typedef struct sg_tensor {
   bool owned;                   /* caller-owned (heap); false: lives in a graph arena */
   sg_graph *graph;              /* arena owner, NULL when owned */
   struct sg_tensor *grad_spare; /* internal: a zeroed-out gradient's buffer, kept for reuse */
+  /* internal, gradients only: every element is uniform_value and data is
+   * not written yet (a sum's backward; see sg_grad_materialize) */
+  bool uniform;
+  double uniform_value;
 } sg_tensor;
 
 /* ---- memory and errors ------------------------------------------------- */

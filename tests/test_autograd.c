@@ -105,6 +105,13 @@ static sg_tensor *tw_sum(sg_graph *g, sg_tensor *x, sg_tensor *v) {
 static sg_tensor *tw_sum_all(sg_graph *g, sg_tensor *x, sg_tensor *v) {
   return sg_add(g, sg_mul(g, v, sg_sum_all(g, x)), sg_mean_all(g, sg_square(g, x)));
 }
+/* Losses of products: sum_all gives the product a uniform gradient, which
+ * mul's backward uses directly (same shapes) or writes out (broadcast). */
+static sg_tensor *tw_sum_mul(sg_graph *g, sg_tensor *x, sg_tensor *v) {
+  sg_tensor *same = sg_sum_all(g, sg_mul(g, x, sg_tanh(g, x)));
+  sg_tensor *bcast = sg_mean_all(g, sg_mul(g, x, v));
+  return sg_mul(g, v, sg_add(g, same, bcast));
+}
 static sg_tensor *tw_shape(sg_graph *g, sg_tensor *x, sg_tensor *v) {
   sg_tensor *r = sg_reshape(g, x, 2, (int64_t[]){4, 3});
   return sg_add(g, sg_mul(g, sg_transpose(g, r, 0, 1), v), sg_scale(g, x, 2));
@@ -130,7 +137,7 @@ static const struct {
     {"add", tw_add},       {"sub", tw_sub},         {"div", tw_div},
     {"unary", tw_unary},   {"sum", tw_sum},         {"sum_all", tw_sum_all},
     {"reshape", tw_shape}, {"softmax", tw_softmax}, {"layer_norm", tw_layer_norm},
-    {"linear", tw_linear},
+    {"linear", tw_linear}, {"sum_mul", tw_sum_mul},
 };
 
 /* ctx: row * 2 + wrap; wrap applies the row to intermediates (scales of
