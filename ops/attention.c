@@ -82,28 +82,28 @@ static void attn_forward(const sg_tensor *qt, const sg_tensor *kt, const sg_tens
   SG_DISPATCH(qt->dtype, T, {
     const T *q = qt->data, *k = kt->data, *v = vt->data;
     T *out = ot->data, *P = pl->P, scale = (T)pl->scale;
-    _Pragma("omp parallel for if (work > SG_PAR_MIN) schedule(static)") for (int64_t b = 0;
-                                                                             b < batch; b++) {
-      const T *qb = q + op_batch_index(pl, 0, b) * Lq * d;
-      const T *kb = k + op_batch_index(pl, 1, b) * Lk * d;
-      const T *vb = v + op_batch_index(pl, 2, b) * Lk * dv;
-      for (int64_t i = 0; i < Lq; i++) {
-        T *p = P + (b * Lq + i) * Lk, *o = out + (b * Lq + i) * dv;
-        T mx = -INFINITY, sum = 0;
-        for (int64_t j = 0; j < Lk; j++) {
-          p[j] = DOT(qb + i * d, kb + j * d, d) * scale;
-          mx = p[j] > mx ? p[j] : mx;
-        }
-        for (int64_t j = 0; j < Lk; j++) {
-          p[j] = exp(p[j] - mx);
-          sum += p[j];
-        }
-        T inv = 1 / sum;
-        for (int64_t j = 0; j < Lk; j++) p[j] *= inv;
-        SCALE_COPY(o, p[0], vb, dv); /* o = p_0 v_0 + p_1 v_1 + ... */
-        for (int64_t j = 1; j < Lk; j++) AXPY(o, p[j], vb + j * dv, dv);
-      }
-    }
+    SG_PARALLEL_IF(
+        work > SG_PAR_MIN, for (int64_t b = 0; b < batch; b++) {
+          const T *qb = q + op_batch_index(pl, 0, b) * Lq * d;
+          const T *kb = k + op_batch_index(pl, 1, b) * Lk * d;
+          const T *vb = v + op_batch_index(pl, 2, b) * Lk * dv;
+          for (int64_t i = 0; i < Lq; i++) {
+            T *p = P + (b * Lq + i) * Lk, *o = out + (b * Lq + i) * dv;
+            T mx = -INFINITY, sum = 0;
+            for (int64_t j = 0; j < Lk; j++) {
+              p[j] = DOT(qb + i * d, kb + j * d, d) * scale;
+              mx = p[j] > mx ? p[j] : mx;
+            }
+            for (int64_t j = 0; j < Lk; j++) {
+              p[j] = exp(p[j] - mx);
+              sum += p[j];
+            }
+            T inv = 1 / sum;
+            for (int64_t j = 0; j < Lk; j++) p[j] *= inv;
+            SCALE_COPY(o, p[0], vb, dv); /* o = p_0 v_0 + p_1 v_1 + ... */
+            for (int64_t j = 1; j < Lk; j++) AXPY(o, p[j], vb + j * dv, dv);
+          }
+        });
   });
 }
 
@@ -127,38 +127,37 @@ static void attn_backward_batch(const sg_tensor *qt, const sg_tensor *kt, const 
   SG_DISPATCH(qt->dtype, T, {
     const T *q = qt->data, *k = kt->data, *v = vt->data, *go = got->data, *P = pl->P;
     T *gS_all = gs_buf, scale = (T)pl->scale;
-    _Pragma("omp parallel for if (work > SG_PAR_MIN) schedule(static)") for (int64_t grp = 0;
-                                                                             grp < n_groups;
-                                                                             grp++) {
-      for (int64_t b = grp * group; b < (grp + 1) * group; b++) {
-        int64_t iq = op_batch_index(pl, 0, b), ik = op_batch_index(pl, 1, b),
-                iv = op_batch_index(pl, 2, b);
-        const T *qb = q + iq * Lq * d, *kb = k + ik * Lk * d, *vb = v + iv * Lk * dv;
-        T *gq = TARGET_ROW(T, tg[0], tg[0].direct ? iq : b, Lq * d);
-        T *gk = TARGET_ROW(T, tg[1], tg[1].direct ? ik : b, Lk * d);
-        T *gv = TARGET_ROW(T, tg[2], tg[2].direct ? iv : b, Lk * dv);
-        /* scratch rows start from zero; direct rows accumulate */
-        if (gq && !tg[0].direct) memset(gq, 0, (size_t)(Lq * d) * sizeof *gq);
-        if (gk && !tg[1].direct) memset(gk, 0, (size_t)(Lk * d) * sizeof *gk);
-        if (gv && !tg[2].direct) memset(gv, 0, (size_t)(Lk * dv) * sizeof *gv);
-        for (int64_t i = 0; i < Lq; i++) {
-          const T *p = P + (b * Lq + i) * Lk, *goi = go + (b * Lq + i) * dv;
-          T *gS = gS_all + (b * Lq + i) * Lk, rowdot = 0;
-          if (gq || gk) {
-            for (int64_t j = 0; j < Lk; j++) {
-              gS[j] = DOT(goi, vb + j * dv, dv);
-              rowdot += p[j] * gS[j];
+    SG_PARALLEL_IF(
+        work > SG_PAR_MIN, for (int64_t grp = 0; grp < n_groups; grp++) {
+          for (int64_t b = grp * group; b < (grp + 1) * group; b++) {
+            int64_t iq = op_batch_index(pl, 0, b), ik = op_batch_index(pl, 1, b),
+                    iv = op_batch_index(pl, 2, b);
+            const T *qb = q + iq * Lq * d, *kb = k + ik * Lk * d, *vb = v + iv * Lk * dv;
+            T *gq = TARGET_ROW(T, tg[0], tg[0].direct ? iq : b, Lq * d);
+            T *gk = TARGET_ROW(T, tg[1], tg[1].direct ? ik : b, Lk * d);
+            T *gv = TARGET_ROW(T, tg[2], tg[2].direct ? iv : b, Lk * dv);
+            /* scratch rows start from zero; direct rows accumulate */
+            if (gq && !tg[0].direct) memset(gq, 0, (size_t)(Lq * d) * sizeof *gq);
+            if (gk && !tg[1].direct) memset(gk, 0, (size_t)(Lk * d) * sizeof *gk);
+            if (gv && !tg[2].direct) memset(gv, 0, (size_t)(Lk * dv) * sizeof *gv);
+            for (int64_t i = 0; i < Lq; i++) {
+              const T *p = P + (b * Lq + i) * Lk, *goi = go + (b * Lq + i) * dv;
+              T *gS = gS_all + (b * Lq + i) * Lk, rowdot = 0;
+              if (gq || gk) {
+                for (int64_t j = 0; j < Lk; j++) {
+                  gS[j] = DOT(goi, vb + j * dv, dv);
+                  rowdot += p[j] * gS[j];
+                }
+                for (int64_t j = 0; j < Lk; j++) gS[j] = p[j] * (gS[j] - rowdot) * scale;
+              }
+              for (int64_t j = 0; j < Lk; j++) {
+                if (gq) AXPY(gq + i * d, gS[j], kb + j * d, d);
+                if (gk) AXPY(gk + j * d, gS[j], qb + i * d, d);
+                if (gv) AXPY(gv + j * dv, p[j], goi, dv);
+              }
             }
-            for (int64_t j = 0; j < Lk; j++) gS[j] = p[j] * (gS[j] - rowdot) * scale;
           }
-          for (int64_t j = 0; j < Lk; j++) {
-            if (gq) AXPY(gq + i * d, gS[j], kb + j * d, d);
-            if (gk) AXPY(gk + j * d, gS[j], qb + i * d, d);
-            if (gv) AXPY(gv + j * dv, p[j], goi, dv);
-          }
-        }
-      }
-    }
+        });
   });
 }
 
@@ -198,26 +197,26 @@ static void reduce_batch(sg_tensor *grad, const void *scratch, const attn_plan *
   SG_DISPATCH(grad->dtype, T, {
     const T *src = scratch;
     T *gd = grad->data;
-    _Pragma("omp parallel for if (work > SG_PAR_MIN) schedule(static)") for (int64_t e = 0;
-                                                                             e < n_op; e++) {
-      /* output batch index of e's first image, from e's coordinates */
-      int64_t base = 0, rem = e;
-      for (int dd = nb - 1; dd >= 0; dd--) {
-        if (shape[dd] == out[dd]) base += (rem % shape[dd]) * ostride[dd];
-        rem /= shape[dd];
-      }
-      T *dst = gd + e * size;
-      for (int64_t r = 0; r < n_red; r++) {
-        int64_t off = 0, rr = r;
-        for (int dd = nb - 1; dd >= 0; dd--) {
-          if (shape[dd] == out[dd]) continue;
-          off += (rr % out[dd]) * ostride[dd];
-          rr /= out[dd];
-        }
-        const T *s = src + (base + off) * size;
-        for (int64_t j = 0; j < size; j++) dst[j] += s[j];
-      }
-    }
+    SG_PARALLEL_IF(
+        work > SG_PAR_MIN, for (int64_t e = 0; e < n_op; e++) {
+          /* output batch index of e's first image, from e's coordinates */
+          int64_t base = 0, rem = e;
+          for (int dd = nb - 1; dd >= 0; dd--) {
+            if (shape[dd] == out[dd]) base += (rem % shape[dd]) * ostride[dd];
+            rem /= shape[dd];
+          }
+          T *dst = gd + e * size;
+          for (int64_t r = 0; r < n_red; r++) {
+            int64_t off = 0, rr = r;
+            for (int dd = nb - 1; dd >= 0; dd--) {
+              if (shape[dd] == out[dd]) continue;
+              off += (rr % out[dd]) * ostride[dd];
+              rr /= out[dd];
+            }
+            const T *s = src + (base + off) * size;
+            for (int64_t j = 0; j < size; j++) dst[j] += s[j];
+          }
+        });
   });
 }
 

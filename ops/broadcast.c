@@ -138,9 +138,8 @@ void sg_accumulate_reduced(sg_tensor *grad_in, const sg_tensor *grad_out, bool a
     if (!reduced) {
       /* Same number of elements in the same order: a flat, parallel add. */
       int64_t n = grad_in->numel;
-      _Pragma("omp parallel for if (n > SG_PAR_MIN) schedule(static)") for (int64_t i = 0; i < n;
-                                                                            i++) gi[i] =
-          (accumulate ? gi[i] : 0) + go[i];
+      SG_PARALLEL_IF(n > SG_PAR_MIN,
+                     for (int64_t i = 0; i < n; i++) gi[i] = (accumulate ? gi[i] : 0) + go[i];);
     } else {
       if (!accumulate) memset(gi, 0, (size_t)grad_in->numel * sizeof(T));
       /* Serial in output order: a fixed summation order for any thread count. */

@@ -67,19 +67,18 @@ static void binary_kernel(binop kind, const sg_bcast *p, const sg_tensor *a, con
   SG_DISPATCH(out->dtype, T, {
     const T *x = a->data, *y = b->data;
     T *o = out->data;
-    _Pragma("omp parallel for if (out->numel > SG_PAR_MIN) schedule(static)") for (int64_t t = 0;
-                                                                                   t < n_tiles;
-                                                                                   t++) {
-      int64_t r = t / tiles_per_row, j0 = (t % tiles_per_row) * TILE;
-      int64_t j1 = j0 + TILE < p->cols ? j0 + TILE : p->cols;
-      const T *xa = x + sg_bcast_row_offset(p, 0, r), *yb = y + sg_bcast_row_offset(p, 1, r);
-      T *orow = o + r * p->cols;
-      if (accumulate) {
-        BINARY_SWITCH(+=)
-      } else {
-        BINARY_SWITCH(=)
-      }
-    }
+    SG_PARALLEL_IF(
+        out->numel > SG_PAR_MIN, for (int64_t t = 0; t < n_tiles; t++) {
+          int64_t r = t / tiles_per_row, j0 = (t % tiles_per_row) * TILE;
+          int64_t j1 = j0 + TILE < p->cols ? j0 + TILE : p->cols;
+          const T *xa = x + sg_bcast_row_offset(p, 0, r), *yb = y + sg_bcast_row_offset(p, 1, r);
+          T *orow = o + r * p->cols;
+          if (accumulate) {
+            BINARY_SWITCH(+=)
+          } else {
+            BINARY_SWITCH(=)
+          }
+        });
   });
 }
 
@@ -150,8 +149,8 @@ static void scaled_into(sg_tensor *grad, bool acc, double s, const sg_tensor *x)
   SG_DISPATCH(grad->dtype, T, {
     T *gd = grad->data, sv = (T)s;
     const T *xd = x->data;
-    _Pragma("omp parallel for if (n > SG_PAR_MIN) schedule(static)") for (int64_t i = 0; i < n; i++)
-        gd[i] = (acc ? gd[i] : 0) + sv * xd[i];
+    SG_PARALLEL_IF(n > SG_PAR_MIN,
+                   for (int64_t i = 0; i < n; i++) gd[i] = (acc ? gd[i] : 0) + sv * xd[i];);
   });
 }
 
@@ -231,28 +230,27 @@ typedef enum unop {
 #define SIGMOID(x) ((x) >= 0 ? 1 / (1 + exp(-(x))) : exp(x) / (1 + exp(x)))
 
 #define UNARY_FORWARD_LOOP(EXPR)                                                                   \
-  _Pragma("omp parallel for if (cnt > SG_PAR_MIN) schedule(static)") for (int64_t i = 0; i < cnt;  \
-                                                                          i++) {                   \
-    T xv = x[i];                                                                                   \
-    y[i] = (EXPR);                                                                                 \
-  }
+  SG_PARALLEL_IF(                                                                                  \
+      cnt > SG_PAR_MIN, for (int64_t i = 0; i < cnt; i++) {                                        \
+        T xv = x[i];                                                                               \
+        y[i] = (EXPR);                                                                             \
+      });
 
 #define UNARY_BACKWARD_LOOP(DERIV)                                                                 \
-  _Pragma("omp parallel for if (cnt > SG_PAR_MIN) schedule(static)") for (int64_t i = 0; i < cnt;  \
-                                                                          i++) {                   \
-    gx[i] = (acc ? gx[i] : 0) + go[i] * (DERIV);                                                   \
-  }
+  SG_PARALLEL_IF(                                                                                  \
+      cnt > SG_PAR_MIN,                                                                            \
+      for (int64_t i = 0; i < cnt; i++) { gx[i] = (acc ? gx[i] : 0) + go[i] * (DERIV); });
 
 /* exp, log and tanh use SLEEF's vector functions, split into fixed chunks. */
 #define VMATH_CHUNKED(FN32, FN64)                                                                  \
-  _Pragma("omp parallel for if (cnt > SG_PAR_MIN) schedule(static)") for (int64_t c = 0; c < cnt;  \
-                                                                          c += TILE) {             \
-    int64_t len = cnt - c < TILE ? cnt - c : TILE;                                                 \
-    if (sizeof(T) == sizeof(float))                                                                \
-      FN32((const float *)x + c, (float *)y + c, len);                                             \
-    else                                                                                           \
-      FN64((const double *)x + c, (double *)y + c, len);                                           \
-  }
+  SG_PARALLEL_IF(                                                                                  \
+      cnt > SG_PAR_MIN, for (int64_t c = 0; c < cnt; c += TILE) {                                  \
+        int64_t len = cnt - c < TILE ? cnt - c : TILE;                                             \
+        if (sizeof(T) == sizeof(float))                                                            \
+          FN32((const float *)x + c, (float *)y + c, len);                                         \
+        else                                                                                       \
+          FN64((const double *)x + c, (double *)y + c, len);                                       \
+      });
 
 static void unary_forward(unop kind, const sg_tensor *a, sg_tensor *out, double s) {
   int64_t cnt = a->numel;

@@ -182,26 +182,27 @@ static void ln_forward(const sg_tensor *xt, const sg_tensor *gt, const sg_tensor
   SG_DISPATCH(xt->dtype, T, {
     const T *x = xt->data, *gain = gt ? gt->data : NULL, *bias = bt ? bt->data : NULL;
     T *y = yt->data, *means = sv->mean, *rstds = sv->rstd;
-    _Pragma("omp parallel for if (total > SG_PAR_MIN) schedule(static)") for (int64_t gi = 0;
-                                                                              gi < n_groups; gi++) {
-      int64_t r0 = gi * grp, nr = min64(rows - r0, grp);
-      T *mean = means + r0, *rstd = rstds + r0;
-      for (int64_t i = 0; i < nr; i++) mean[i] = ROW_SUM(x + (r0 + i) * D, D) / (T)D;
-      for (int64_t i = 0; i < nr; i++) rstd[i] = ROW_SQ_DEV(x + (r0 + i) * D, mean[i], D) / (T)D;
-      for (int64_t i = 0; i < nr; i++) rstd[i] = 1 / sqrt(rstd[i] + (T)eps);
-      for (int64_t i = 0; i < nr; i++) {
-        const T *xr = x + (r0 + i) * D;
-        T *yr = y + (r0 + i) * D, m = mean[i], rs = rstd[i];
-        if (gain && bias)
-          for (int64_t j = 0; j < D; j++) yr[j] = (xr[j] - m) * rs * gain[j] + bias[j];
-        else if (gain)
-          for (int64_t j = 0; j < D; j++) yr[j] = (xr[j] - m) * rs * gain[j];
-        else if (bias)
-          for (int64_t j = 0; j < D; j++) yr[j] = (xr[j] - m) * rs + bias[j];
-        else
-          for (int64_t j = 0; j < D; j++) yr[j] = (xr[j] - m) * rs;
-      }
-    }
+    SG_PARALLEL_IF(
+        total > SG_PAR_MIN, for (int64_t gi = 0; gi < n_groups; gi++) {
+          int64_t r0 = gi * grp, nr = min64(rows - r0, grp);
+          T *mean = means + r0, *rstd = rstds + r0;
+          for (int64_t i = 0; i < nr; i++) mean[i] = ROW_SUM(x + (r0 + i) * D, D) / (T)D;
+          for (int64_t i = 0; i < nr; i++)
+            rstd[i] = ROW_SQ_DEV(x + (r0 + i) * D, mean[i], D) / (T)D;
+          for (int64_t i = 0; i < nr; i++) rstd[i] = 1 / sqrt(rstd[i] + (T)eps);
+          for (int64_t i = 0; i < nr; i++) {
+            const T *xr = x + (r0 + i) * D;
+            T *yr = y + (r0 + i) * D, m = mean[i], rs = rstd[i];
+            if (gain && bias)
+              for (int64_t j = 0; j < D; j++) yr[j] = (xr[j] - m) * rs * gain[j] + bias[j];
+            else if (gain)
+              for (int64_t j = 0; j < D; j++) yr[j] = (xr[j] - m) * rs * gain[j];
+            else if (bias)
+              for (int64_t j = 0; j < D; j++) yr[j] = (xr[j] - m) * rs + bias[j];
+            else
+              for (int64_t j = 0; j < D; j++) yr[j] = (xr[j] - m) * rs;
+          }
+        });
   });
 }
 
@@ -218,32 +219,31 @@ static void ln_backward_blocks(const sg_tensor *xt, const sg_tensor *gt, const s
     const T *means = sv->mean, *rstds = sv->rstd;
     T *gx = gxt ? gxt->data : NULL, *pg = pg_buf, *pb = pb_buf;
     T inv_d = 1 / (T)D;
-    _Pragma("omp parallel for if (total > SG_PAR_MIN) schedule(static)") for (int64_t blk = 0;
-                                                                              blk < n_blocks;
-                                                                              blk++) {
-      T *pgb = pg ? pg + blk * D : NULL, *pbb = pb ? pb + blk * D : NULL;
-      if (pgb) memset(pgb, 0, (size_t)D * sizeof *pgb);
-      if (pbb) memset(pbb, 0, (size_t)D * sizeof *pbb);
-      int64_t blk_end = min64(rows, (blk + 1) * BLOCK_ROWS);
-      /* by groups: the group's row sums first (independent rows overlap),
-       * then its rows, in order */
-      for (int64_t r0 = blk * BLOCK_ROWS; r0 < blk_end; r0 += grp) {
-        int64_t nr = min64(blk_end - r0, grp);
-        T a[STAT_ROWS] = {0}, b[STAT_ROWS] = {0};
-        for (int64_t i = 0; gx && i < nr; i++) {
-          int64_t r = r0 + i;
-          T sum_gh, sum_ghxc;
-          ROW_GRAD_SUMS(go + r * D, gain, x + r * D, means[r], D, &sum_gh, &sum_ghxc);
-          /* mean(gh * xhat) = rstd * mean(gh * (x - mean)) */
-          a[i] = sum_gh * inv_d, b[i] = sum_ghxc * inv_d * rstds[r];
-        }
-        for (int64_t i = 0; i < nr; i++) {
-          int64_t r = r0 + i;
-          ROW_BACKWARD(gx ? gx + r * D : NULL, acc, pgb, pbb, go + r * D, x + r * D, gain, means[r],
-                       rstds[r], a[i], b[i], D);
-        }
-      }
-    }
+    SG_PARALLEL_IF(
+        total > SG_PAR_MIN, for (int64_t blk = 0; blk < n_blocks; blk++) {
+          T *pgb = pg ? pg + blk * D : NULL, *pbb = pb ? pb + blk * D : NULL;
+          if (pgb) memset(pgb, 0, (size_t)D * sizeof *pgb);
+          if (pbb) memset(pbb, 0, (size_t)D * sizeof *pbb);
+          int64_t blk_end = min64(rows, (blk + 1) * BLOCK_ROWS);
+          /* by groups: the group's row sums first (independent rows overlap),
+           * then its rows, in order */
+          for (int64_t r0 = blk * BLOCK_ROWS; r0 < blk_end; r0 += grp) {
+            int64_t nr = min64(blk_end - r0, grp);
+            T a[STAT_ROWS] = {0}, b[STAT_ROWS] = {0};
+            for (int64_t i = 0; gx && i < nr; i++) {
+              int64_t r = r0 + i;
+              T sum_gh, sum_ghxc;
+              ROW_GRAD_SUMS(go + r * D, gain, x + r * D, means[r], D, &sum_gh, &sum_ghxc);
+              /* mean(gh * xhat) = rstd * mean(gh * (x - mean)) */
+              a[i] = sum_gh * inv_d, b[i] = sum_ghxc * inv_d * rstds[r];
+            }
+            for (int64_t i = 0; i < nr; i++) {
+              int64_t r = r0 + i;
+              ROW_BACKWARD(gx ? gx + r * D : NULL, acc, pgb, pbb, go + r * D, x + r * D, gain,
+                           means[r], rstds[r], a[i], b[i], D);
+            }
+          }
+        });
   });
 }
 
@@ -255,14 +255,14 @@ static void sum_blocks(sg_tensor *grad, bool acc, const void *partial, int64_t n
   SG_DISPATCH(grad->dtype, T, {
     const T *p = partial;
     T *gd = grad->data;
-    _Pragma("omp parallel for if (total > SG_PAR_MIN) schedule(static)") for (int64_t c = 0;
-                                                                              c < n_chunks; c++) {
-      int64_t j0 = c * COL_CHUNK, j1 = min64(D, j0 + COL_CHUNK);
-      if (!acc)
-        for (int64_t j = j0; j < j1; j++) gd[j] = 0;
-      for (int64_t blk = 0; blk < n_blocks; blk++)
-        for (int64_t j = j0; j < j1; j++) gd[j] += p[blk * D + j];
-    }
+    SG_PARALLEL_IF(
+        total > SG_PAR_MIN, for (int64_t c = 0; c < n_chunks; c++) {
+          int64_t j0 = c * COL_CHUNK, j1 = min64(D, j0 + COL_CHUNK);
+          if (!acc)
+            for (int64_t j = j0; j < j1; j++) gd[j] = 0;
+          for (int64_t blk = 0; blk < n_blocks; blk++)
+            for (int64_t j = j0; j < j1; j++) gd[j] += p[blk * D + j];
+        });
   });
 }
 

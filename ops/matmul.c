@@ -100,18 +100,11 @@ size_t sg_gemm_reference_scratch_bytes(sg_dtype dt, int64_t m, int64_t n, int64_
         c_[i * ldc + j] = beta == 0 ? (T)0 : (T)beta * c_[i * ldc + j];                            \
   } while (0)
 
-/* for (i = 0; i < count; i++) BODY, in parallel when par. Not an if(par)
- * clause: even a one-thread parallel region sets up a team (~1 us), which
- * dominated many tiny products run inside an outer parallel loop. */
+/* for (i = 0; i < count; i++) BODY, in parallel when par (SG_PARALLEL_IF:
+ * no one-thread team when par is false, which mattered for many tiny
+ * products run inside an outer parallel loop). */
 #define FOR_MAYBE_PARALLEL(par, i, count, ...)                                                     \
-  do {                                                                                             \
-    if (par) {                                                                                     \
-      _Pragma("omp parallel for schedule(static)") for (int64_t i = 0; i < (count); i++)           \
-          __VA_ARGS__                                                                              \
-    } else {                                                                                       \
-      for (int64_t i = 0; i < (count); i++) __VA_ARGS__                                            \
-    }                                                                                              \
-  } while (0)
+  SG_PARALLEL_IF(par, for (int64_t i = 0; i < (count); i++) __VA_ARGS__)
 
 /* Instantiates the packers, micro-kernel and driver for one element type. */
 #define DEFINE_REFERENCE_GEMM(SFX, T, NR)                                                          \
@@ -724,19 +717,17 @@ static void batched_gemm(sg_graph *g, sg_dtype dt, const batch_shape *bs, int64_
   if (m * n * k <= SMALL_GEMM_FLOPS) {
     size_t per_thread = (sg_gemm_reference_scratch_bytes(dt, m, n, k) + 63) / 64 * 64;
     char *scratch = sg_arena_alloc(g, per_thread * (size_t)omp_get_max_threads());
-    _Pragma("omp parallel for if (nb * m * n * k > SG_PAR_MIN) schedule(static)") for (int64_t u =
-                                                                                           0;
-                                                                                       u < n_blocks;
-                                                                                       u++) {
-      char *mine = scratch + per_thread * (size_t)omp_get_thread_num();
-      for (int64_t v = 0; v < n_red; v++) {
-        int64_t t = compose_batch(bs, cstride, u, v);
-        sg_gemm_serial(dt, x->trans, y->trans, m, n, k, 1,
-                       xp + batch_offset(bs, x->stride, t) * esz, x->ld,
-                       yp + batch_offset(bs, y->stride, t) * esz, y->ld, v == 0 ? beta : 1,
-                       cp + batch_offset(bs, cstride, t) * esz, n, mine);
-      }
-    }
+    SG_PARALLEL_IF(
+        nb * m * n * k > SG_PAR_MIN, for (int64_t u = 0; u < n_blocks; u++) {
+          char *mine = scratch + per_thread * (size_t)omp_get_thread_num();
+          for (int64_t v = 0; v < n_red; v++) {
+            int64_t t = compose_batch(bs, cstride, u, v);
+            sg_gemm_serial(dt, x->trans, y->trans, m, n, k, 1,
+                           xp + batch_offset(bs, x->stride, t) * esz, x->ld,
+                           yp + batch_offset(bs, y->stride, t) * esz, y->ld, v == 0 ? beta : 1,
+                           cp + batch_offset(bs, cstride, t) * esz, n, mine);
+          }
+        });
     return;
   }
   void *scratch = gemm_scratch(g, dt, x->trans, y->trans, m, n, k);
@@ -878,15 +869,14 @@ static void bias_grad(sg_tensor *gb, bool acc, const sg_tensor *go, int64_t rows
   SG_DISPATCH(gb->dtype, T, {
     T *gbd = gb->data;
     const T *g = go->data;
-    _Pragma("omp parallel for if (rows * cols > SG_PAR_MIN) schedule(static)") for (int64_t t = 0;
-                                                                                    t < tiles;
-                                                                                    t++) {
-      int64_t j0 = t * BIAS_TILE, j1 = min64(j0 + BIAS_TILE, cols);
-      if (!acc)
-        for (int64_t j = j0; j < j1; j++) gbd[j] = 0;
-      for (int64_t r = 0; r < rows; r++)
-        for (int64_t j = j0; j < j1; j++) gbd[j] += g[r * cols + j];
-    }
+    SG_PARALLEL_IF(
+        rows * cols > SG_PAR_MIN, for (int64_t t = 0; t < tiles; t++) {
+          int64_t j0 = t * BIAS_TILE, j1 = min64(j0 + BIAS_TILE, cols);
+          if (!acc)
+            for (int64_t j = j0; j < j1; j++) gbd[j] = 0;
+          for (int64_t r = 0; r < rows; r++)
+            for (int64_t j = j0; j < j1; j++) gbd[j] += g[r * cols + j];
+        });
   });
 }
 
@@ -961,9 +951,8 @@ static sg_tensor *linear(sg_graph *g, const sg_op *op, sg_tensor *x, sg_tensor *
     SG_DISPATCH(x->dtype, T, {
       T *yd = y->data;
       const T *bd = b->data;
-      _Pragma("omp parallel for if (y->numel > SG_PAR_MIN) schedule(static)") for (int64_t r = 0;
-                                                                                   r < rows; r++)
-          memcpy(yd + r * n_out, bd, (size_t)n_out * sizeof(T));
+      SG_PARALLEL_IF(y->numel > SG_PAR_MIN, for (int64_t r = 0; r < rows; r++) memcpy(
+                                                yd + r * n_out, bd, (size_t)n_out * sizeof(T)););
     });
   }
   const char *w_block = (const char *)w->data + (size_t)col0 * sg_dtype_size(w->dtype);

@@ -83,13 +83,13 @@ static void sum_rows(sg_graph *g, sg_dtype dt, const void *xv, void *outv, int64
     T *out = outv;
     /* With one chunk per row the partials are the results themselves. */
     T *part = n_chunks == 1 ? out : sg_arena_alloc(g, (size_t)items * sizeof(T));
-    _Pragma("omp parallel for if (outer * n > SG_PAR_MIN) schedule(static)") for (int64_t t = 0;
-                                                                                  t < items; t++) {
-      int64_t o = t / n_chunks, c0 = (t % n_chunks) * CHUNK, len = min64(CHUNK, n - c0);
-      T s = 0;
-      if (len > 0) CHUNK_SUM(T, x + o * n + c0, len, s);
-      part[t] = s;
-    }
+    SG_PARALLEL_IF(
+        outer * n > SG_PAR_MIN, for (int64_t t = 0; t < items; t++) {
+          int64_t o = t / n_chunks, c0 = (t % n_chunks) * CHUNK, len = min64(CHUNK, n - c0);
+          T s = 0;
+          if (len > 0) CHUNK_SUM(T, x + o * n + c0, len, s);
+          part[t] = s;
+        });
     if (part != out) {
       for (int64_t o = 0; o < outer; o++) {
         T s = 0;
@@ -114,17 +114,16 @@ static void sum_forward(sg_graph *g, sg_dtype dt, const void *xv, const rview *v
     SG_DISPATCH(dt, T, {
       const T *x = xv;
       T *y = yv;
-      _Pragma("omp parallel for if (n_out * n > SG_PAR_MIN) schedule(static)") for (int64_t t = 0;
-                                                                                    t < items;
-                                                                                    t++) {
-        int64_t o = t / tiles, j0 = (t % tiles) * TILE, j1 = min64(j0 + TILE, inner);
-        T *yr = y + o * inner;
-        for (int64_t j = j0; j < j1; j++) yr[j] = 0;
-        for (int64_t k = 0; k < n; k++) {
-          const T *xr = x + (o * n + k) * inner;
-          for (int64_t j = j0; j < j1; j++) yr[j] += xr[j];
-        }
-      }
+      SG_PARALLEL_IF(
+          n_out * n > SG_PAR_MIN, for (int64_t t = 0; t < items; t++) {
+            int64_t o = t / tiles, j0 = (t % tiles) * TILE, j1 = min64(j0 + TILE, inner);
+            T *yr = y + o * inner;
+            for (int64_t j = j0; j < j1; j++) yr[j] = 0;
+            for (int64_t k = 0; k < n; k++) {
+              const T *xr = x + (o * n + k) * inner;
+              for (int64_t j = j0; j < j1; j++) yr[j] += xr[j];
+            }
+          });
     });
   }
   if (divisor != 1) {
@@ -148,18 +147,18 @@ static void expand_add(sg_tensor *ga, bool acc, const sg_tensor *go, const rview
   SG_DISPATCH(ga->dtype, T, {
     T *gx = ga->data, s = (T)scale;
     const T *gy = go->data;
-    _Pragma("omp parallel for if (ga->numel > SG_PAR_MIN) schedule(static)") for (int64_t t = 0;
-                                                                                  t < items; t++) {
-      int64_t r = t / tiles, j0 = (t % tiles) * TILE, j1 = min64(j0 + TILE, run);
-      T *dst = gx + r * run;
-      if (inner == 1) {
-        T val = s * gy[r];
-        for (int64_t j = j0; j < j1; j++) dst[j] = (acc ? dst[j] : 0) + val;
-      } else {
-        const T *src = gy + (r / n) * inner;
-        for (int64_t j = j0; j < j1; j++) dst[j] = (acc ? dst[j] : 0) + s * src[j];
-      }
-    }
+    SG_PARALLEL_IF(
+        ga->numel > SG_PAR_MIN, for (int64_t t = 0; t < items; t++) {
+          int64_t r = t / tiles, j0 = (t % tiles) * TILE, j1 = min64(j0 + TILE, run);
+          T *dst = gx + r * run;
+          if (inner == 1) {
+            T val = s * gy[r];
+            for (int64_t j = j0; j < j1; j++) dst[j] = (acc ? dst[j] : 0) + val;
+          } else {
+            const T *src = gy + (r / n) * inner;
+            for (int64_t j = j0; j < j1; j++) dst[j] = (acc ? dst[j] : 0) + s * src[j];
+          }
+        });
   });
 }
 
@@ -234,21 +233,21 @@ static void max_rows(const sg_tensor *a, int64_t outer, int64_t n, sg_tensor *ou
   SG_DISPATCH(a->dtype, T, {
     const T *x = a->data;
     T *y = out->data;
-    _Pragma("omp parallel for if (a->numel > SG_PAR_MIN) schedule(static)") for (int64_t o = 0;
-                                                                                 o < outer; o++) {
-      const T *xr = x + o * n;
-      T m;
-      ROW_MAX(T, xr, n, m);
-      y[o] = m;
-      if (idx) {
-        int64_t k = 0;
-        if (m == m)
-          while (xr[k] != m) k++;
-        else /* the first NaN */
-          while (xr[k] == xr[k]) k++;
-        idx[o] = k;
-      }
-    }
+    SG_PARALLEL_IF(
+        a->numel > SG_PAR_MIN, for (int64_t o = 0; o < outer; o++) {
+          const T *xr = x + o * n;
+          T m;
+          ROW_MAX(T, xr, n, m);
+          y[o] = m;
+          if (idx) {
+            int64_t k = 0;
+            if (m == m)
+              while (xr[k] != m) k++;
+            else /* the first NaN */
+              while (xr[k] == xr[k]) k++;
+            idx[o] = k;
+          }
+        });
   });
 }
 
@@ -263,25 +262,25 @@ static void max_forward(const sg_tensor *a, const rview *v, sg_tensor *out, int6
   SG_DISPATCH(a->dtype, T, {
     const T *x = a->data;
     T *y = out->data;
-    _Pragma("omp parallel for if (a->numel > SG_PAR_MIN) schedule(static)") for (int64_t t = 0;
-                                                                                 t < items; t++) {
-      int64_t o = t / tiles, j0 = (t % tiles) * TILE, j1 = min64(j0 + TILE, inner);
-      T *yr = y + o * inner;
-      int64_t *ir = idx ? idx + o * inner : NULL;
-      const T *x0 = x + o * n * inner;
-      for (int64_t j = j0; j < j1; j++) yr[j] = x0[j];
-      if (ir)
-        for (int64_t j = j0; j < j1; j++) ir[j] = 0;
-      for (int64_t k = 1; k < n; k++) {
-        const T *xr = x0 + k * inner;
-        if (ir) {
-          for (int64_t j = j0; j < j1; j++)
-            if (MAX_TAKES(xr[j], yr[j])) yr[j] = xr[j], ir[j] = k;
-        } else {
-          for (int64_t j = j0; j < j1; j++) yr[j] = MAX_TAKES(xr[j], yr[j]) ? xr[j] : yr[j];
-        }
-      }
-    }
+    SG_PARALLEL_IF(
+        a->numel > SG_PAR_MIN, for (int64_t t = 0; t < items; t++) {
+          int64_t o = t / tiles, j0 = (t % tiles) * TILE, j1 = min64(j0 + TILE, inner);
+          T *yr = y + o * inner;
+          int64_t *ir = idx ? idx + o * inner : NULL;
+          const T *x0 = x + o * n * inner;
+          for (int64_t j = j0; j < j1; j++) yr[j] = x0[j];
+          if (ir)
+            for (int64_t j = j0; j < j1; j++) ir[j] = 0;
+          for (int64_t k = 1; k < n; k++) {
+            const T *xr = x0 + k * inner;
+            if (ir) {
+              for (int64_t j = j0; j < j1; j++)
+                if (MAX_TAKES(xr[j], yr[j])) yr[j] = xr[j], ir[j] = k;
+            } else {
+              for (int64_t j = j0; j < j1; j++) yr[j] = MAX_TAKES(xr[j], yr[j]) ? xr[j] : yr[j];
+            }
+          }
+        });
   });
 }
 
@@ -294,11 +293,11 @@ static void max_backward(sg_graph *g, sg_node *nd) {
   SG_DISPATCH(ga->dtype, T, {
     T *gx = ga->data;
     const T *gy = nd->out->grad->data;
-    _Pragma("omp parallel for if (cnt > SG_PAR_MIN) schedule(static)") for (int64_t p = 0; p < cnt;
-                                                                            p++) {
-      int64_t o = p / inner, j = p % inner;
-      gx[(o * n + idx[p]) * inner + j] += gy[p];
-    }
+    SG_PARALLEL_IF(
+        cnt > SG_PAR_MIN, for (int64_t p = 0; p < cnt; p++) {
+          int64_t o = p / inner, j = p % inner;
+          gx[(o * n + idx[p]) * inner + j] += gy[p];
+        });
   });
 }
 
@@ -351,23 +350,23 @@ static void lse_exponentials(const sg_tensor *a, const rview *v, const sg_tensor
   SG_DISPATCH(a->dtype, T, {
     const T *x = a->data, *mx = m->data;
     T *e = ev;
-    _Pragma("omp parallel for if (a->numel > SG_PAR_MIN) schedule(static)") for (int64_t t = 0;
-                                                                                 t < items; t++) {
-      int64_t r = t / tiles, j0 = (t % tiles) * TILE, j1 = min64(j0 + TILE, run);
-      const T *xr = x + r * run;
-      T *er = e + r * run;
-      if (inner == 1) {
-        T shift = isfinite(mx[r]) ? mx[r] : 0;
-        for (int64_t j = j0; j < j1; j++) er[j] = xr[j] - shift;
-      } else {
-        const T *mr = mx + (r / n) * inner;
-        for (int64_t j = j0; j < j1; j++) er[j] = xr[j] - (isfinite(mr[j]) ? mr[j] : 0);
-      }
-      if (sizeof(T) == sizeof(float))
-        sg_vexp_f32((const float *)er + j0, (float *)er + j0, j1 - j0);
-      else
-        sg_vexp_f64((const double *)er + j0, (double *)er + j0, j1 - j0);
-    }
+    SG_PARALLEL_IF(
+        a->numel > SG_PAR_MIN, for (int64_t t = 0; t < items; t++) {
+          int64_t r = t / tiles, j0 = (t % tiles) * TILE, j1 = min64(j0 + TILE, run);
+          const T *xr = x + r * run;
+          T *er = e + r * run;
+          if (inner == 1) {
+            T shift = isfinite(mx[r]) ? mx[r] : 0;
+            for (int64_t j = j0; j < j1; j++) er[j] = xr[j] - shift;
+          } else {
+            const T *mr = mx + (r / n) * inner;
+            for (int64_t j = j0; j < j1; j++) er[j] = xr[j] - (isfinite(mr[j]) ? mr[j] : 0);
+          }
+          if (sizeof(T) == sizeof(float))
+            sg_vexp_f32((const float *)er + j0, (float *)er + j0, j1 - j0);
+          else
+            sg_vexp_f64((const double *)er + j0, (double *)er + j0, j1 - j0);
+        });
   });
 }
 
@@ -381,19 +380,19 @@ static void lse_backward(sg_graph *g, sg_node *nd) {
   SG_DISPATCH(ga->dtype, T, {
     T *gx = ga->data;
     const T *gy = nd->out->grad->data, *e = sv->e, *inv = sv->inv_sum;
-    _Pragma("omp parallel for if (ga->numel > SG_PAR_MIN) schedule(static)") for (int64_t t = 0;
-                                                                                  t < items; t++) {
-      int64_t r = t / tiles, j0 = (t % tiles) * TILE, j1 = min64(j0 + TILE, run);
-      T *dst = gx + r * run;
-      const T *er = e + r * run;
-      if (inner == 1) {
-        T w = gy[r] * inv[r];
-        for (int64_t j = j0; j < j1; j++) dst[j] += w * er[j];
-      } else {
-        int64_t base = (r / n) * inner;
-        for (int64_t j = j0; j < j1; j++) dst[j] += gy[base + j] * inv[base + j] * er[j];
-      }
-    }
+    SG_PARALLEL_IF(
+        ga->numel > SG_PAR_MIN, for (int64_t t = 0; t < items; t++) {
+          int64_t r = t / tiles, j0 = (t % tiles) * TILE, j1 = min64(j0 + TILE, run);
+          T *dst = gx + r * run;
+          const T *er = e + r * run;
+          if (inner == 1) {
+            T w = gy[r] * inv[r];
+            for (int64_t j = j0; j < j1; j++) dst[j] += w * er[j];
+          } else {
+            int64_t base = (r / n) * inner;
+            for (int64_t j = j0; j < j1; j++) dst[j] += gy[base + j] * inv[base + j] * er[j];
+          }
+        });
   });
 }
 

@@ -82,19 +82,19 @@ static void argmax_kernel(const sg_tensor *a, sg_tensor *out, int64_t outer, int
   SG_DISPATCH(a->dtype, T, {
     const T *x = a->data;
     T *o = out->data;
-    _Pragma("omp parallel for if (a->numel > SG_PAR_MIN) schedule(static)") for (int64_t t = 0;
-                                                                                 t < n_items; t++) {
-      const T *blk = x + (t / chunks) * len * inner;
-      T *orow = o + (t / chunks) * inner;
-      if (inner == 1) {
-        orow[0] = sizeof(T) == sizeof(float) ? (T)argmax_row_f32((const float *)blk, len)
-                                             : (T)argmax_row_f64((const double *)blk, len);
-      } else {
-        int64_t i0 = (t % chunks) * ARGMAX_COLS;
-        int64_t i1 = i0 + ARGMAX_COLS < inner ? i0 + ARGMAX_COLS : inner;
-        ARGMAX_COLUMNS();
-      }
-    }
+    SG_PARALLEL_IF(
+        a->numel > SG_PAR_MIN, for (int64_t t = 0; t < n_items; t++) {
+          const T *blk = x + (t / chunks) * len * inner;
+          T *orow = o + (t / chunks) * inner;
+          if (inner == 1) {
+            orow[0] = sizeof(T) == sizeof(float) ? (T)argmax_row_f32((const float *)blk, len)
+                                                 : (T)argmax_row_f64((const double *)blk, len);
+          } else {
+            int64_t i0 = (t % chunks) * ARGMAX_COLS;
+            int64_t i1 = i0 + ARGMAX_COLS < inner ? i0 + ARGMAX_COLS : inner;
+            ARGMAX_COLUMNS();
+          }
+        });
   });
 }
 
@@ -155,12 +155,12 @@ sg_tensor *(sg_one_hot)(sg_graph *g, sg_tensor *idx, int64_t n_classes) {
   SG_DISPATCH(idx->dtype, T, {
     const T *x = idx->data;
     T *o = out->data;
-    _Pragma("omp parallel for if (out->numel > SG_PAR_MIN) schedule(static)") for (int64_t i = 0;
-                                                                                   i < n; i++) {
-      T *row = o + i * n_classes;
-      for (int64_t c = 0; c < n_classes; c++) row[c] = 0;
-      row[(int64_t)x[i]] = 1;
-    }
+    SG_PARALLEL_IF(
+        out->numel > SG_PAR_MIN, for (int64_t i = 0; i < n; i++) {
+          T *row = o + i * n_classes;
+          for (int64_t c = 0; c < n_classes; c++) row[c] = 0;
+          row[(int64_t)x[i]] = 1;
+        });
   });
   return out;
 }
@@ -193,34 +193,33 @@ sg_tensor *(sg_compare)(sg_graph *g, sg_tensor *a, sg_tensor *b, sg_cmp cmp) {
   SG_DISPATCH(a->dtype, T, {
     const T *x = a->data, *y = b->data;
     T *o = out->data;
-    _Pragma("omp parallel for if (out->numel > SG_PAR_MIN) schedule(static)") for (int64_t t = 0;
-                                                                                   t < n_items;
-                                                                                   t++) {
-      int64_t r = t / tiles_per_row, j0 = (t % tiles_per_row) * TILE;
-      int64_t j1 = j0 + TILE < p.cols ? j0 + TILE : p.cols;
-      const T *xa = x + sg_bcast_row_offset(&p, 0, r), *yb = y + sg_bcast_row_offset(&p, 1, r);
-      T *orow = o + r * p.cols;
-      switch (cmp) {
-      case SG_LT:
-        COMPARE_ROW(<);
-        break;
-      case SG_LE:
-        COMPARE_ROW(<=);
-        break;
-      case SG_GT:
-        COMPARE_ROW(>);
-        break;
-      case SG_GE:
-        COMPARE_ROW(>=);
-        break;
-      case SG_EQ:
-        COMPARE_ROW(==);
-        break;
-      case SG_NE:
-        COMPARE_ROW(!=);
-        break;
-      }
-    }
+    SG_PARALLEL_IF(
+        out->numel > SG_PAR_MIN, for (int64_t t = 0; t < n_items; t++) {
+          int64_t r = t / tiles_per_row, j0 = (t % tiles_per_row) * TILE;
+          int64_t j1 = j0 + TILE < p.cols ? j0 + TILE : p.cols;
+          const T *xa = x + sg_bcast_row_offset(&p, 0, r), *yb = y + sg_bcast_row_offset(&p, 1, r);
+          T *orow = o + r * p.cols;
+          switch (cmp) {
+          case SG_LT:
+            COMPARE_ROW(<);
+            break;
+          case SG_LE:
+            COMPARE_ROW(<=);
+            break;
+          case SG_GT:
+            COMPARE_ROW(>);
+            break;
+          case SG_GE:
+            COMPARE_ROW(>=);
+            break;
+          case SG_EQ:
+            COMPARE_ROW(==);
+            break;
+          case SG_NE:
+            COMPARE_ROW(!=);
+            break;
+          }
+        });
   });
   return out;
 }
@@ -237,19 +236,19 @@ static void where_kernel(const sg_bcast *p, sg_dtype dt, const void *cond, const
   SG_DISPATCH(dt, T, {
     const T *c = cond, *x = a, *y = b;
     T *o = out;
-    _Pragma("omp parallel for if (numel > SG_PAR_MIN) schedule(static)") for (int64_t t = 0;
-                                                                              t < n_items; t++) {
-      int64_t r = t / tiles_per_row, j0 = (t % tiles_per_row) * TILE;
-      int64_t j1 = j0 + TILE < p->cols ? j0 + TILE : p->cols;
-      const T *crow = c + sg_bcast_row_offset(p, 0, r);
-      const T *xa = x ? x + sg_bcast_row_offset(p, 1, r) : NULL;
-      const T *yb = y ? y + sg_bcast_row_offset(p, 2, r) : NULL;
-      T *orow = o + r * p->cols;
-      for (int64_t j = j0; j < j1; j++) {
-        T xv = xa ? xa[j * sa] : 0, yv = yb ? yb[j * sb] : 0;
-        orow[j] = crow[j * sc] != 0 ? xv : yv;
-      }
-    }
+    SG_PARALLEL_IF(
+        numel > SG_PAR_MIN, for (int64_t t = 0; t < n_items; t++) {
+          int64_t r = t / tiles_per_row, j0 = (t % tiles_per_row) * TILE;
+          int64_t j1 = j0 + TILE < p->cols ? j0 + TILE : p->cols;
+          const T *crow = c + sg_bcast_row_offset(p, 0, r);
+          const T *xa = x ? x + sg_bcast_row_offset(p, 1, r) : NULL;
+          const T *yb = y ? y + sg_bcast_row_offset(p, 2, r) : NULL;
+          T *orow = o + r * p->cols;
+          for (int64_t j = j0; j < j1; j++) {
+            T xv = xa ? xa[j * sa] : 0, yv = yb ? yb[j * sb] : 0;
+            orow[j] = crow[j * sc] != 0 ? xv : yv;
+          }
+        });
   });
 }
 

@@ -101,20 +101,20 @@ static void plan_run_rows(const copy_plan *p, sg_dtype dt, void *dst, const void
   SG_DISPATCH(dt, T, {
     T *d = dst;
     const T *s = src;
-    _Pragma("omp parallel for if (p->numel > SG_PAR_MIN) schedule(static)") for (int64_t t = 0;
-                                                                                 t < n_items; t++) {
-      int64_t r = t / tiles_per_row, j0 = (t % tiles_per_row) * TILE;
-      int64_t j1 = j0 + TILE < cols ? j0 + TILE : cols, d_off, s_off;
-      plan_row_offsets(p, r, &d_off, &s_off);
-      T *drow = d + d_off;
-      const T *srow = s + s_off;
-      if (!accumulate && ds == 1 && ss == 1)
-        memcpy(drow + j0, srow + j0, (size_t)(j1 - j0) * elem);
-      else if (accumulate)
-        COPY_RUN(+=);
-      else
-        COPY_RUN(=);
-    }
+    SG_PARALLEL_IF(
+        p->numel > SG_PAR_MIN, for (int64_t t = 0; t < n_items; t++) {
+          int64_t r = t / tiles_per_row, j0 = (t % tiles_per_row) * TILE;
+          int64_t j1 = j0 + TILE < cols ? j0 + TILE : cols, d_off, s_off;
+          plan_row_offsets(p, r, &d_off, &s_off);
+          T *drow = d + d_off;
+          const T *srow = s + s_off;
+          if (!accumulate && ds == 1 && ss == 1)
+            memcpy(drow + j0, srow + j0, (size_t)(j1 - j0) * elem);
+          else if (accumulate)
+            COPY_RUN(+=);
+          else
+            COPY_RUN(=);
+        });
   });
 }
 
@@ -161,17 +161,17 @@ static void plan_run_tiled(const copy_plan *p, int k, sg_dtype dt, void *dst, co
   SG_DISPATCH(dt, T, {
     T *d = dst;
     const T *s = src;
-    _Pragma("omp parallel for if (p->numel > SG_PAR_MIN) schedule(static)") for (int64_t t = 0;
-                                                                                 t < n_items; t++) {
-      int64_t j0 = (t % bl) * BLOCK, i0 = (t / bl % bk) * BLOCK, d_off, s_off;
-      int64_t j1 = j0 + BLOCK < nl ? j0 + BLOCK : nl, i1 = i0 + BLOCK < nk ? i0 + BLOCK : nk;
-      plan_batch_offsets(p, k, t / (bl * bk), &d_off, &s_off);
-      if (accumulate) {
-        TILE_RUN(+=)
-      } else {
-        TILE_RUN(=)
-      }
-    }
+    SG_PARALLEL_IF(
+        p->numel > SG_PAR_MIN, for (int64_t t = 0; t < n_items; t++) {
+          int64_t j0 = (t % bl) * BLOCK, i0 = (t / bl % bk) * BLOCK, d_off, s_off;
+          int64_t j1 = j0 + BLOCK < nl ? j0 + BLOCK : nl, i1 = i0 + BLOCK < nk ? i0 + BLOCK : nk;
+          plan_batch_offsets(p, k, t / (bl * bk), &d_off, &s_off);
+          if (accumulate) {
+            TILE_RUN(+=)
+          } else {
+            TILE_RUN(=)
+          }
+        });
   });
 }
 
@@ -527,24 +527,24 @@ static void repeat_backward(sg_graph *g, sg_node *n) {
   SG_DISPATCH(ga->dtype, T, {
     T *gi = ga->data;
     const T *gout = go->data;
-    _Pragma("omp parallel for if (go->numel > SG_PAR_MIN) schedule(static)") for (int64_t r = 0;
-                                                                                  r < rows; r++) {
-      int64_t base = 0, rem = r; /* offset of this row inside tile 0 of go */
-      for (int d = nd - 2; d >= 0; d--) {
-        base += (rem % ga->shape[d]) * go_stride[d];
-        rem /= ga->shape[d];
-      }
-      T *dst = gi + r * cols;
-      for (int64_t t = 0; t < n_tiles; t++) {
-        int64_t off = base, k = t;
-        for (int d = nd - 1; d >= 0; d--) {
-          off += (k % reps[d]) * ga->shape[d] * go_stride[d];
-          k /= reps[d];
-        }
-        const T *src = gout + off;
-        for (int64_t j = 0; j < cols; j++) dst[j] += src[j];
-      }
-    }
+    SG_PARALLEL_IF(
+        go->numel > SG_PAR_MIN, for (int64_t r = 0; r < rows; r++) {
+          int64_t base = 0, rem = r; /* offset of this row inside tile 0 of go */
+          for (int d = nd - 2; d >= 0; d--) {
+            base += (rem % ga->shape[d]) * go_stride[d];
+            rem /= ga->shape[d];
+          }
+          T *dst = gi + r * cols;
+          for (int64_t t = 0; t < n_tiles; t++) {
+            int64_t off = base, k = t;
+            for (int d = nd - 1; d >= 0; d--) {
+              off += (k % reps[d]) * ga->shape[d] * go_stride[d];
+              k /= reps[d];
+            }
+            const T *src = gout + off;
+            for (int64_t j = 0; j < cols; j++) dst[j] += src[j];
+          }
+        });
   });
 }
 static const sg_op repeat_op = {"sg_repeat", repeat_backward};

@@ -507,12 +507,12 @@ static void SK(forward)(sg_graph *g, sk_state *st, const SK_T *x0, SK_T *y, bool
   for (int64_t t0 = 0, n; t0 < st->p.max_iters && running > 0; t0 += n) {
     n = SK(block_len)(t0, &st->p);
     const sk_block *blk = save ? SK(new_block)(g, st, t0, n) : NULL;
-#pragma omp parallel for if (par_worth(S * KM * n)) schedule(static)
-    for (int64_t s = 0; s < S; s++) {
-      if (st->done[s]) continue;
-      SK_T *ws = (SK_T *)(scratch + per * (size_t)omp_get_thread_num());
-      SK(run_sample)(st, x0 + s * KM, y, s, n, blk, ws);
-    }
+    SG_PARALLEL_IF(
+        par_worth(S * KM * n), for (int64_t s = 0; s < S; s++) {
+          if (st->done[s]) continue;
+          SK_T *ws = (SK_T *)(scratch + per * (size_t)omp_get_thread_num());
+          SK(run_sample)(st, x0 + s * KM, y, s, n, blk, ws);
+        });
     running = 0;
     for (int64_t s = 0; s < S; s++) running += !st->done[s];
   }
@@ -620,13 +620,13 @@ static void SK(unrolled_backward)(sg_graph *g, const sk_state *st, const SK_T *x
   char *scratch = thread_scratch(g, &per);
   int64_t work = 0;
   for (int64_t s = 0; s < S; s++) work += st->iters[s] * KM;
-#pragma omp parallel for if (par_worth(work)) schedule(static)
-  for (int64_t s = 0; s < S; s++) {
-    SK_T *gs = (SK_T *)(scratch + per * (size_t)omp_get_thread_num());
-    memcpy(gs, gy + s * KM, (size_t)KM * sizeof *gs);
-    SK(sample_backward)(st, x0 + s * KM, s, gs, gs + KM);
-    for (int64_t i = 0; i < KM; i++) gx[s * KM + i] += gs[i];
-  }
+  SG_PARALLEL_IF(
+      par_worth(work), for (int64_t s = 0; s < S; s++) {
+        SK_T *gs = (SK_T *)(scratch + per * (size_t)omp_get_thread_num());
+        memcpy(gs, gy + s * KM, (size_t)KM * sizeof *gs);
+        SK(sample_backward)(st, x0 + s * KM, s, gs, gs + KM);
+        for (int64_t i = 0; i < KM; i++) gx[s * KM + i] += gs[i];
+      });
 }
 
 /* ---- implicit backward ------------------------------------------------- */
@@ -740,16 +740,16 @@ static void SK(implicit_backward)(sg_graph *g, const sk_state *st, const SK_T *x
   doubles = (doubles + 63) / 64 * 64;
   size_t per = doubles + (size_t)(KM + 4 * M) * sizeof(SK_T);
   char *scratch = thread_scratch(g, &per);
-#pragma omp parallel for if (par_worth(S * KM * (M + 4))) schedule(static)
-  for (int64_t s = 0; s < S; s++) {
-    char *ws = scratch + per * (size_t)omp_get_thread_num();
-    double *go = (double *)ws, *w = go + KM;
-    SK_T *tw = (SK_T *)(ws + doubles);
-    for (int64_t i = 0; i < KM; i++) go[i] = (double)gy[s * KM + i];
-    SK(fixed_point_backward)(y + s * KM, go, K, M, st->active + s * M, st->all_tight, w);
-    SK(first_col_step_backward)(x0 + s * KM, go, K, M, (SK_T)st->p.log_cap, tw);
-    for (int64_t i = 0; i < KM; i++) gx[s * KM + i] += (SK_T)go[i];
-  }
+  SG_PARALLEL_IF(
+      par_worth(S * KM * (M + 4)), for (int64_t s = 0; s < S; s++) {
+        char *ws = scratch + per * (size_t)omp_get_thread_num();
+        double *go = (double *)ws, *w = go + KM;
+        SK_T *tw = (SK_T *)(ws + doubles);
+        for (int64_t i = 0; i < KM; i++) go[i] = (double)gy[s * KM + i];
+        SK(fixed_point_backward)(y + s * KM, go, K, M, st->active + s * M, st->all_tight, w);
+        SK(first_col_step_backward)(x0 + s * KM, go, K, M, (SK_T)st->p.log_cap, tw);
+        for (int64_t i = 0; i < KM; i++) gx[s * KM + i] += (SK_T)go[i];
+      });
 }
 
 #endif /* SK_TEMPLATE */

@@ -121,31 +121,31 @@ static void forward_last_axis(const sg_tensor *xt, sg_tensor *yt, axis_layout L,
   SG_DISPATCH(xt->dtype, T, {
     const T *x = xt->data;
     T *y = yt->data;
-    _Pragma("omp parallel for if (total > SG_PAR_MIN) schedule(static)") for (int64_t t = 0;
-                                                                              t < n_tiles; t++) {
-      int64_t r0 = t * rpt, r1 = min64(rows, r0 + rpt);
-      T mx[MAX_TILE_ROWS];
-      for (int64_t r = r0; r < r1; r++) {
-        const T *xr = x + r * n;
-        T *yr = y + r * n;
-        T m = ROW_MAX(xr, n);
-        mx[r - r0] = m;
-        for (int64_t j = 0; j < n; j++) yr[j] = xr[j] - m;
-      }
-      VEXP(y + r0 * n, y + r0 * n, (r1 - r0) * n);
-      for (int64_t r = r0; r < r1; r++) {
-        const T *xr = x + r * n;
-        T *yr = y + r * n;
-        T s = ROW_SUM(yr, n);
-        if (log_mode) {
-          T shift = mx[r - r0] + log(s);
-          for (int64_t j = 0; j < n; j++) yr[j] = xr[j] - shift;
-        } else {
-          T inv = 1 / s;
-          for (int64_t j = 0; j < n; j++) yr[j] *= inv;
-        }
-      }
-    }
+    SG_PARALLEL_IF(
+        total > SG_PAR_MIN, for (int64_t t = 0; t < n_tiles; t++) {
+          int64_t r0 = t * rpt, r1 = min64(rows, r0 + rpt);
+          T mx[MAX_TILE_ROWS];
+          for (int64_t r = r0; r < r1; r++) {
+            const T *xr = x + r * n;
+            T *yr = y + r * n;
+            T m = ROW_MAX(xr, n);
+            mx[r - r0] = m;
+            for (int64_t j = 0; j < n; j++) yr[j] = xr[j] - m;
+          }
+          VEXP(y + r0 * n, y + r0 * n, (r1 - r0) * n);
+          for (int64_t r = r0; r < r1; r++) {
+            const T *xr = x + r * n;
+            T *yr = y + r * n;
+            T s = ROW_SUM(yr, n);
+            if (log_mode) {
+              T shift = mx[r - r0] + log(s);
+              for (int64_t j = 0; j < n; j++) yr[j] = xr[j] - shift;
+            } else {
+              T inv = 1 / s;
+              for (int64_t j = 0; j < n; j++) yr[j] *= inv;
+            }
+          }
+        });
   });
 }
 
@@ -157,32 +157,33 @@ static void forward_strided(const sg_tensor *xt, sg_tensor *yt, axis_layout L, b
   SG_DISPATCH(xt->dtype, T, {
     const T *x = xt->data;
     T *y = yt->data;
-    _Pragma("omp parallel for if (total > SG_PAR_MIN) schedule(static)") for (int64_t it = 0;
-                                                                              it < n_items; it++) {
-      int64_t o = it / col_tiles, j0 = (it % col_tiles) * COL_TILE, w = min64(COL_TILE, inner - j0);
-      const T *xs = x + o * n * inner + j0;
-      T *ys = y + o * n * inner + j0;
-      T mx[COL_TILE], s[COL_TILE];
-      for (int64_t j = 0; j < w; j++) mx[j] = xs[j], s[j] = 0;
-      for (int64_t i = 1; i < n; i++)
-        for (int64_t j = 0; j < w; j++)
-          mx[j] = xs[i * inner + j] > mx[j] ? xs[i * inner + j] : mx[j];
-      for (int64_t i = 0; i < n; i++) {
-        T *yi = ys + i * inner;
-        for (int64_t j = 0; j < w; j++) yi[j] = xs[i * inner + j] - mx[j];
-        VEXP(yi, yi, w);
-        for (int64_t j = 0; j < w; j++) s[j] += yi[j];
-      }
-      if (log_mode) {
-        for (int64_t j = 0; j < w; j++) s[j] = mx[j] + log(s[j]);
-        for (int64_t i = 0; i < n; i++)
-          for (int64_t j = 0; j < w; j++) ys[i * inner + j] = xs[i * inner + j] - s[j];
-      } else {
-        for (int64_t j = 0; j < w; j++) s[j] = 1 / s[j];
-        for (int64_t i = 0; i < n; i++)
-          for (int64_t j = 0; j < w; j++) ys[i * inner + j] *= s[j];
-      }
-    }
+    SG_PARALLEL_IF(
+        total > SG_PAR_MIN, for (int64_t it = 0; it < n_items; it++) {
+          int64_t o = it / col_tiles, j0 = (it % col_tiles) * COL_TILE,
+                  w = min64(COL_TILE, inner - j0);
+          const T *xs = x + o * n * inner + j0;
+          T *ys = y + o * n * inner + j0;
+          T mx[COL_TILE], s[COL_TILE];
+          for (int64_t j = 0; j < w; j++) mx[j] = xs[j], s[j] = 0;
+          for (int64_t i = 1; i < n; i++)
+            for (int64_t j = 0; j < w; j++)
+              mx[j] = xs[i * inner + j] > mx[j] ? xs[i * inner + j] : mx[j];
+          for (int64_t i = 0; i < n; i++) {
+            T *yi = ys + i * inner;
+            for (int64_t j = 0; j < w; j++) yi[j] = xs[i * inner + j] - mx[j];
+            VEXP(yi, yi, w);
+            for (int64_t j = 0; j < w; j++) s[j] += yi[j];
+          }
+          if (log_mode) {
+            for (int64_t j = 0; j < w; j++) s[j] = mx[j] + log(s[j]);
+            for (int64_t i = 0; i < n; i++)
+              for (int64_t j = 0; j < w; j++) ys[i * inner + j] = xs[i * inner + j] - s[j];
+          } else {
+            for (int64_t j = 0; j < w; j++) s[j] = 1 / s[j];
+            for (int64_t i = 0; i < n; i++)
+              for (int64_t j = 0; j < w; j++) ys[i * inner + j] *= s[j];
+          }
+        });
   });
 }
 
@@ -206,33 +207,32 @@ static void softmax_grad(const sg_tensor *yt, const sg_tensor *got, sg_tensor *g
     T *gx = gxt->data, sc = (T)scale;
     if (inner == 1) {
       int64_t rows = L.outer;
-      _Pragma("omp parallel for if (total > SG_PAR_MIN) schedule(static)") for (int64_t r = 0;
-                                                                                r < rows; r++) {
-        const T *yr = y + r * n, *gr = go + r * n;
-        T *gxr = gx + r * n;
-        T dot = ROW_DOT_LIVE(gr, yr, n);
-        for (int64_t j = 0; j < n; j++)
-          gxr[j] = (accumulate ? gxr[j] : 0) + (yr[j] != 0 ? sc * yr[j] * (gr[j] - dot) : 0);
-      }
+      SG_PARALLEL_IF(
+          total > SG_PAR_MIN, for (int64_t r = 0; r < rows; r++) {
+            const T *yr = y + r * n, *gr = go + r * n;
+            T *gxr = gx + r * n;
+            T dot = ROW_DOT_LIVE(gr, yr, n);
+            for (int64_t j = 0; j < n; j++)
+              gxr[j] = (accumulate ? gxr[j] : 0) + (yr[j] != 0 ? sc * yr[j] * (gr[j] - dot) : 0);
+          });
     } else {
       int64_t col_tiles = (inner + COL_TILE - 1) / COL_TILE, n_items = L.outer * col_tiles;
-      _Pragma("omp parallel for if (total > SG_PAR_MIN) schedule(static)") for (int64_t it = 0;
-                                                                                it < n_items;
-                                                                                it++) {
-        int64_t o = it / col_tiles, j0 = (it % col_tiles) * COL_TILE;
-        int64_t w = min64(COL_TILE, inner - j0), base = o * n * inner + j0;
-        T dot[COL_TILE] = {0};
-        for (int64_t i = 0; i < n; i++)
-          for (int64_t j = 0; j < w; j++) {
-            int64_t e = base + i * inner + j;
-            dot[j] += y[e] != 0 ? go[e] * y[e] : 0;
-          }
-        for (int64_t i = 0; i < n; i++)
-          for (int64_t j = 0; j < w; j++) {
-            int64_t e = base + i * inner + j;
-            gx[e] = (accumulate ? gx[e] : 0) + (y[e] != 0 ? sc * y[e] * (go[e] - dot[j]) : 0);
-          }
-      }
+      SG_PARALLEL_IF(
+          total > SG_PAR_MIN, for (int64_t it = 0; it < n_items; it++) {
+            int64_t o = it / col_tiles, j0 = (it % col_tiles) * COL_TILE;
+            int64_t w = min64(COL_TILE, inner - j0), base = o * n * inner + j0;
+            T dot[COL_TILE] = {0};
+            for (int64_t i = 0; i < n; i++)
+              for (int64_t j = 0; j < w; j++) {
+                int64_t e = base + i * inner + j;
+                dot[j] += y[e] != 0 ? go[e] * y[e] : 0;
+              }
+            for (int64_t i = 0; i < n; i++)
+              for (int64_t j = 0; j < w; j++) {
+                int64_t e = base + i * inner + j;
+                gx[e] = (accumulate ? gx[e] : 0) + (y[e] != 0 ? sc * y[e] * (go[e] - dot[j]) : 0);
+              }
+          });
     }
   });
 }
@@ -246,23 +246,24 @@ static void log_softmax_grad_last_axis(const sg_tensor *yt, const sg_tensor *got
   SG_DISPATCH(yt->dtype, T, {
     const T *y = yt->data, *go = got->data;
     T *gx = gxt->data;
-    _Pragma("omp parallel for if (total > SG_PAR_MIN) schedule(static)") for (int64_t t = 0;
-                                                                              t < n_tiles; t++) {
-      int64_t r0 = t * rpt, r1 = min64(rows, r0 + rpt);
-      T gsum[MAX_TILE_ROWS], ebuf[TILE_ELEMS];
-      for (int64_t r = r0; r < r1; r++) gsum[r - r0] = ROW_SUM_LIVE(go + r * n, y + r * n, n);
-      /* A tile is either whole short rows (one chunk) or one long row. */
-      for (int64_t e0 = r0 * n; e0 < r1 * n; e0 += TILE_ELEMS) {
-        int64_t len = min64(TILE_ELEMS, r1 * n - e0);
-        VEXP(y + e0, ebuf, len);
-        for (int64_t e = e0; e < e0 + len;) {
-          int64_t r = e / n, end = min64((r + 1) * n, e0 + len);
-          T s = gsum[r - r0];
-          for (; e < end; e++)
-            gx[e] = (accumulate ? gx[e] : 0) + (y[e] != -INFINITY ? go[e] - ebuf[e - e0] * s : 0);
-        }
-      }
-    }
+    SG_PARALLEL_IF(
+        total > SG_PAR_MIN, for (int64_t t = 0; t < n_tiles; t++) {
+          int64_t r0 = t * rpt, r1 = min64(rows, r0 + rpt);
+          T gsum[MAX_TILE_ROWS], ebuf[TILE_ELEMS];
+          for (int64_t r = r0; r < r1; r++) gsum[r - r0] = ROW_SUM_LIVE(go + r * n, y + r * n, n);
+          /* A tile is either whole short rows (one chunk) or one long row. */
+          for (int64_t e0 = r0 * n; e0 < r1 * n; e0 += TILE_ELEMS) {
+            int64_t len = min64(TILE_ELEMS, r1 * n - e0);
+            VEXP(y + e0, ebuf, len);
+            for (int64_t e = e0; e < e0 + len;) {
+              int64_t r = e / n, end = min64((r + 1) * n, e0 + len);
+              T s = gsum[r - r0];
+              for (; e < end; e++)
+                gx[e] =
+                    (accumulate ? gx[e] : 0) + (y[e] != -INFINITY ? go[e] - ebuf[e - e0] * s : 0);
+            }
+          }
+        });
   });
 }
 
@@ -273,24 +274,24 @@ static void log_softmax_grad_strided(const sg_tensor *yt, const sg_tensor *got, 
   SG_DISPATCH(yt->dtype, T, {
     const T *y = yt->data, *go = got->data;
     T *gx = gxt->data;
-    _Pragma("omp parallel for if (total > SG_PAR_MIN) schedule(static)") for (int64_t it = 0;
-                                                                              it < n_items; it++) {
-      int64_t o = it / col_tiles, j0 = (it % col_tiles) * COL_TILE;
-      int64_t w = min64(COL_TILE, inner - j0), base = o * n * inner + j0;
-      T gsum[COL_TILE] = {0}, ebuf[COL_TILE];
-      for (int64_t i = 0; i < n; i++)
-        for (int64_t j = 0; j < w; j++) {
-          int64_t e = base + i * inner + j;
-          gsum[j] += y[e] != -INFINITY ? go[e] : 0;
-        }
-      for (int64_t i = 0; i < n; i++) {
-        int64_t e0 = base + i * inner;
-        VEXP(y + e0, ebuf, w);
-        for (int64_t j = 0; j < w; j++)
-          gx[e0 + j] = (accumulate ? gx[e0 + j] : 0) +
-                       (y[e0 + j] != -INFINITY ? go[e0 + j] - ebuf[j] * gsum[j] : 0);
-      }
-    }
+    SG_PARALLEL_IF(
+        total > SG_PAR_MIN, for (int64_t it = 0; it < n_items; it++) {
+          int64_t o = it / col_tiles, j0 = (it % col_tiles) * COL_TILE;
+          int64_t w = min64(COL_TILE, inner - j0), base = o * n * inner + j0;
+          T gsum[COL_TILE] = {0}, ebuf[COL_TILE];
+          for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < w; j++) {
+              int64_t e = base + i * inner + j;
+              gsum[j] += y[e] != -INFINITY ? go[e] : 0;
+            }
+          for (int64_t i = 0; i < n; i++) {
+            int64_t e0 = base + i * inner;
+            VEXP(y + e0, ebuf, w);
+            for (int64_t j = 0; j < w; j++)
+              gx[e0 + j] = (accumulate ? gx[e0 + j] : 0) +
+                           (y[e0 + j] != -INFINITY ? go[e0 + j] - ebuf[j] * gsum[j] : 0);
+          }
+        });
   });
 }
 
@@ -367,9 +368,8 @@ static void perturb(const sg_tensor *lt, const sg_tensor *nt, sg_rng *rng, doubl
     T *z = zt->data, tt = (T)tau;
     if (nt) {
       const T *G = nt->data;
-      _Pragma("omp parallel for if (cnt > SG_PAR_MIN) schedule(static)") for (int64_t i = 0;
-                                                                              i < cnt; i++) z[i] =
-          (l[i] + G[i]) / tt;
+      SG_PARALLEL_IF(cnt > SG_PAR_MIN,
+                     for (int64_t i = 0; i < cnt; i++) z[i] = (l[i] + G[i]) / tt;);
     } else {
       for (int64_t i = 0; i < cnt; i++) z[i] = (l[i] + (T)sg_rng_gumbel(rng)) / tt;
     }
@@ -382,13 +382,13 @@ static void one_hot_argmax(const sg_tensor *st, sg_tensor *ot, axis_layout L) {
   SG_DISPATCH(st->dtype, T, {
     const T *s = st->data;
     T *o = ot->data;
-    _Pragma("omp parallel for if (total > SG_PAR_MIN) schedule(static)") for (int64_t c = 0;
-                                                                              c < cols; c++) {
-      int64_t base = (c / inner) * n * inner + c % inner, best = 0;
-      for (int64_t i = 1; i < n; i++)
-        if (s[base + i * inner] > s[base + best * inner]) best = i;
-      for (int64_t i = 0; i < n; i++) o[base + i * inner] = i == best ? 1 : 0;
-    }
+    SG_PARALLEL_IF(
+        total > SG_PAR_MIN, for (int64_t c = 0; c < cols; c++) {
+          int64_t base = (c / inner) * n * inner + c % inner, best = 0;
+          for (int64_t i = 1; i < n; i++)
+            if (s[base + i * inner] > s[base + best * inner]) best = i;
+          for (int64_t i = 0; i < n; i++) o[base + i * inner] = i == best ? 1 : 0;
+        });
   });
 }
 
