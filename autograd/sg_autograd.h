@@ -23,9 +23,9 @@ void sg_graph_reset(sg_graph *g);
 bool sg_set_grad_enabled(sg_graph *g, bool on);
 bool sg_grad_enabled(const sg_graph *g);
 size_t sg_graph_arena_bytes(const sg_graph *g); /* bytes reserved by the arena */
-/* Bytes of the arena in use since the last reset, and the most in use at
- * any point since then (released tensor data is reused, see
- * sg_release). */
+/* Bytes the arena has handed out since the last reset: its high-water mark
+ * for this step, since released data (sg_release) is reused before the
+ * arena grows. */
 size_t sg_graph_arena_used(const sg_graph *g);
 
 /* Declares that nothing will read t's values again: its data (NULL from
