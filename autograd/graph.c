@@ -192,6 +192,16 @@ static void release_block(sg_graph *g, void *p, size_t bytes) {
   g->free[g->n_free++] = (free_block){p, bytes};
 }
 
+void sg_release_after_backward(sg_graph *g, sg_tensor *t) {
+  if (!g || !t || t->graph != g) return;
+  if (t->node)
+    t->release_after_backward = true;
+  else if (!g->grad_enabled)
+    sg_release(g, t);
+  /* else a constant of a recorded op: its backward may read it (x of a
+   * Linear whose weight learns), so it stays */
+}
+
 bool sg_set_memory_reuse(sg_graph *g, bool on) {
   bool was = !g->no_reuse;
   g->no_reuse = !on;
@@ -340,6 +350,8 @@ static void run_tape(sg_graph *g) {
     if (!n->takes_uniform_grad) sg_grad_materialize(n->out->grad);
     n->op->backward(g, n);
     release_used_grad(g, n);
+    /* every consumer of n->out ran its backward before n */
+    if (n->out->release_after_backward) sg_release(g, n->out);
   }
   /* The tape is consumed, as PyTorch frees a graph after backward: a second
    * backward must not push the same gradients through these nodes again.

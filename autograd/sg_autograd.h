@@ -35,6 +35,12 @@ size_t sg_graph_arena_used(const sg_graph *g);
  * no-grad mode once consumed. Its gradient, if any, still flows. Only
  * for tensors of g's arena; others are left alone. */
 void sg_release(sg_graph *g, sg_tensor *t);
+/* Declares that after the forward only the backward reads t's values:
+ * they are released (as sg_release) once the node that made t has run its
+ * backward, when every reader has run. For model code: a ReLU output that
+ * the next Linear's backward reads, a layer's embeddings. Without a node
+ * (nothing to differentiate) and in no-grad mode they are released now. */
+void sg_release_after_backward(sg_graph *g, sg_tensor *t);
 /* Whether released data (sg_release, used gradients) is reused (default
  * on). Off, every tensor of a step gets fresh arena memory: results are
  * the same bit for bit, which tests check, so a suspected planning bug can

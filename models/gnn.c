@@ -191,7 +191,11 @@ static sg_tensor *edge_update_attention(sg_graph *g, const sg_gnn *m, const sg_g
   sg_tensor *value = sg_linear_layer_forward(g, &ly->wv, x->e); /* [B, K, M, d] */
   sg_tensor *att = sg_attention(g, query, key, value);          /* [B, K, 1, d] */
   sg_tensor *parts[2] = {x->e, sg_layernorm_layer_forward(g, &ly->ln, att)};
-  return mlp_cat(g, m, &ly->f5, 2, parts);
+  sg_tensor *e = mlp_cat(g, m, &ly->f5, 2, parts);
+  /* From here on only the backward reads these (memory planning). */
+  sg_tensor *dead[] = {query, key, value, att, parts[1]};
+  for (size_t i = 0; i < sizeof dead / sizeof dead[0]; i++) sg_release_after_backward(g, dead[i]);
+  return e;
 }
 
 /* The mean over an axis of messages made here; the messages are dead once
@@ -214,6 +218,8 @@ static embeddings update_layer(sg_graph *g, const sg_gnn *m, const sg_gnn_layer 
     sg_tensor *ue_in[2] = {x->c, mean_of(g, mlp_cat(g, m, &ly->f3, 2, to_ue), 2)};
     y.b = mlp_cat(g, m, &ly->f2, 2, bs_in);
     y.c = mlp_cat(g, m, &ly->f4, 2, ue_in);
+    sg_release_after_backward(g, bs_in[1]);
+    sg_release_after_backward(g, ue_in[1]);
   }
   if (m->cfg.variant == SG_GNN_ATTSKGS) {
     y.e = edge_update_attention(g, m, ly, x, bv, cv);
@@ -221,6 +227,13 @@ static embeddings update_layer(sg_graph *g, const sg_gnn *m, const sg_gnn_layer 
     sg_tensor *parts[3] = {x->e, bv, cv};
     y.e = mlp_cat(g, m, &ly->f5, 3, parts);
   }
+  /* The layer's inputs have had their last use in the forward (memory
+   * planning); b and c pass through unchanged without a node update. */
+  sg_release_after_backward(g, bv);
+  sg_release_after_backward(g, cv);
+  sg_release_after_backward(g, x->e);
+  if (y.b != x->b) sg_release_after_backward(g, x->b);
+  if (y.c != x->c) sg_release_after_backward(g, x->c);
   return y;
 }
 
@@ -294,8 +307,12 @@ sg_gnn_output(sg_gnn_forward)(sg_graph *g, const sg_gnn *m, sg_tensor *p, sg_ten
   /* Edge features to the UE-major layout once, while they are 2N wide. */
   x.e = sg_mlp_forward(g, &m->mlp_e, sg_permute(g, H, (const int[]){0, 2, 1, 3}));
   for (int l = 0; l < m->cfg.L; l++) x = update_layer(g, m, &m->layers[l], &x);
-  out.logits = sg_reshape(g, sg_mlp_forward(g, &m->mlp_out, x.e), 3, (int64_t[]){B, K, M});
+  sg_tensor *scores = sg_mlp_forward(g, &m->mlp_out, x.e); /* [B, K, M, 1] */
+  out.logits = sg_reshape(g, scores, 3, (int64_t[]){B, K, M});
   if (!out.logits) return out;
+  sg_release(g, scores); /* copied; the reshape's backward does not read it */
+  sg_tensor *last[] = {x.b, x.c, x.e};
+  for (int i = 0; i < 3; i++) sg_release_after_backward(g, last[i]);
   out.assoc = post_process(g, m, out.logits, mode, rng, noise, &out.sinkhorn);
   return out;
 }

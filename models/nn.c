@@ -151,13 +151,16 @@ int sg_mlp_init(sg_mlp *m, sg_params *p, const char *name, int in, int hidden, i
   return 0;
 }
 
-/* Memory planning: t, made in this file, has had its last consumer. Its
- * values are released (sg_release) unless a pending backward reads them:
- * read_by_backward and t is on the tape. Pre-activations are never read
- * (ReLU's backward reads its output, Linear's its input); ReLU outputs are,
- * as the next Linear's input, except in no-grad mode. */
+/* Memory planning: t, made in this file, has had its last consumer in the
+ * forward. Pre-activations are never read again (ReLU's backward reads its
+ * output, Linear's its input): released now. ReLU outputs are read by the
+ * next Linear's backward: released once that has run (at once in no-grad
+ * mode). */
 static void consumed(sg_graph *g, sg_tensor *t, bool read_by_backward) {
-  if (t && (!read_by_backward || !sg_grad_enabled(g) || !t->requires_grad)) sg_release(g, t);
+  if (read_by_backward)
+    sg_release_after_backward(g, t);
+  else
+    sg_release(g, t);
 }
 
 /* ReLU -> Linear -> ReLU -> Linear after the first Linear. */

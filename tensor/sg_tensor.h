@@ -39,6 +39,7 @@ typedef struct sg_tensor {
    * not written yet (a sum's backward; see sg_grad_materialize) */
   bool uniform;
   double uniform_value;
+  bool release_after_backward; /* internal: see sg_release_after_backward */
 } sg_tensor;
 
 /* ---- memory and errors ------------------------------------------------- */
