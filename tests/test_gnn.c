@@ -295,6 +295,30 @@ START_TEST(gradcheck_mlp_parts) {
 }
 END_TEST
 
+/* in[0..3]: the second and third layers' weights and biases; in[4]: x. */
+static sg_tensor *mlp_fn(sg_graph *g, sg_tensor *const *in, int n, void *ctx) {
+  return sg_mlp_forward(g, ctx, in[n - 1]);
+}
+
+/* A frozen first layer (no gradient): the ReLU after it is not on the tape,
+ * yet the next Linear's backward reads it for its weight gradient, so the
+ * MLP's memory planning must keep it (an early version released it). */
+START_TEST(gradcheck_mlp_frozen_first_layer) {
+  sg_params *p = sg_params_new(SG_F64);
+  sg_rng r;
+  sg_rng_seed(&r, 6);
+  sg_mlp m;
+  sg_mlp_init(&m, p, "f", 5, 6, 3, &r);
+  sg_set_requires_grad(m.layer[0].weight, false);
+  sg_set_requires_grad(m.layer[0].bias, false);
+  sg_tensor *in[5] = {m.layer[1].weight, m.layer[1].bias, m.layer[2].weight, m.layer[2].bias,
+                      sg_rand_normal(NULL, &r, SG_F64, 2, (int64_t[]){4, 5}, 0, 1)};
+  SG_ASSERT_CHECK(sg_gradcheck(mlp_fn, in, 5, &m, NULL));
+  sg_free(in[4]);
+  sg_params_free(p);
+}
+END_TEST
+
 START_TEST(layernorm_layer) {
   sg_params *p = sg_params_new(SG_F64);
   sg_layernorm_layer ln;
@@ -1084,6 +1108,7 @@ Suite *suite_gnn(void) {
       {"linear_layer_init_and_forward", linear_layer_init_and_forward},
       {"mlp_forward_and_parts", mlp_forward_and_parts},
       {"gradcheck_mlp_parts", gradcheck_mlp_parts},
+      {"gradcheck_mlp_frozen_first_layer", gradcheck_mlp_frozen_first_layer},
       {"layernorm_layer", layernorm_layer},
       {"cosine_warm_restarts", cosine_warm_restarts},
       {"sum_rate_matches_scalar", sum_rate_matches_scalar},
