@@ -8,15 +8,17 @@
  *
  * sg_gemm uses the build's BLAS provider when there is one (BLIS through
  * its native API, OpenBLAS through CBLAS), else the reference kernel; a few
- * rows times B^T go through direct dot products in every build.
+ * rows times B^T go through direct dot products in every build, and A^T B
+ * with a small C and a deep k through two provider calls on half of k each.
  * sg_gemm_reference is the in-tree, cache-blocked kernel, compiled in every
  * build (tests compare the two). Both may use every OpenMP thread: never
  * call them inside a parallel region. Results never depend on the number of
  * threads (matmul.c explains what that takes from each provider).
  *
  * scratch: sg_gemm_scratch_bytes(...) bytes for the reference kernel's
- * packed panels (0 when the provider takes the product; ops pass arena
- * memory), or NULL to let the kernel allocate and free it itself. */
+ * packed panels or the split-k partial product (0 when the provider takes
+ * the product alone; ops pass arena memory), or NULL to let the kernel
+ * allocate and free it itself. */
 #ifndef SG_GEMM_H
 #define SG_GEMM_H
 
