@@ -27,19 +27,18 @@ typedef struct sg_tensor {
   int ndim;
   int64_t shape[SG_MAX_DIMS];
   int64_t numel;
-  void *data;
+  void *data;             /* NULL once released (sg_release) */
   struct sg_tensor *grad; /* same shape and dtype; NULL until a backward reaches it */
   sg_node *node;          /* the op that produced it; NULL for leaves */
   bool requires_grad;
-  bool grad_fresh;              /* a backward wrote into grad since the optimiser last looked */
-  bool owned;                   /* caller-owned (heap); false: lives in a graph arena */
-  sg_graph *graph;              /* arena owner, NULL when owned */
-  struct sg_tensor *grad_spare; /* internal: a zeroed-out gradient's buffer, kept for reuse */
-  /* internal, gradients only: every element is uniform_value and data is
-   * not written yet (a sum's backward; see sg_grad_materialize) */
-  bool uniform;
-  double uniform_value;
-  bool release_after_backward; /* internal: see sg_release_after_backward */
+  bool grad_fresh; /* a backward wrote into grad since the optimiser last looked */
+  bool owned;      /* caller-owned (heap); false: lives in a graph arena */
+  sg_graph *graph; /* arena owner, NULL when owned */
+  /* Internal bookkeeping of autograd's memory planning; not for users. */
+  struct sg_tensor *grad_spare; /* a zeroed-out gradient's buffer, kept for reuse */
+  bool uniform;                 /* gradients only: data unwritten, every element */
+  double uniform_value;         /* is uniform_value (see sg_grad_materialize) */
+  bool release_after_backward;  /* see sg_release_after_backward */
 } sg_tensor;
 
 /* ---- memory and errors ------------------------------------------------- */
