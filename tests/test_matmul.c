@@ -128,6 +128,7 @@ START_TEST(gemm_alpha_beta) {
         check_gemm(fns[f], (sg_dtype)dt, t & 1, t >> 1, 33, 7, 130, -0.5, 1, &r);
         check_gemm(fns[f], (sg_dtype)dt, t & 1, t >> 1, 70, 40, 600, 2, 0.25, &r);
         check_gemm(fns[f], (sg_dtype)dt, t & 1, t >> 1, 3, 70, 45, 0.5, -2, &r); /* few rows */
+        check_gemm(fns[f], (sg_dtype)dt, t & 1, t >> 1, 2, 37, 70, 0.5, -2, &r); /* 2 x 8 tiles */
         /* small m, deep k: dot-product tiles with row, column and k tails */
         check_gemm(fns[f], (sg_dtype)dt, t & 1, t >> 1, 19, 38, 141, 0.5, -2, &r);
         /* small C, deep odd k: A^T B in two halves of k (split-k) */
