@@ -668,12 +668,17 @@ void sg_gemm(sg_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, dou
   case ROUTE_SERIAL:
     gemm_ref(dt, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, scratch, false);
     break;
+#if SG_HAVE_CBLAS
   case ROUTE_PROVIDER:
     provider_gemm(dt, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, omp_get_max_threads());
     break;
   case ROUTE_SPLIT_K:
     gemm_split_k(dt, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, scratch);
     break;
+#else
+  case ROUTE_PROVIDER: /* no provider in this build: never routed here */
+  case ROUTE_SPLIT_K:
+#endif
   case ROUTE_REFERENCE:
     gemm_ref(dt, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, scratch, true);
     break;
