@@ -1,7 +1,11 @@
 /* The graph: an arena for per-step memory and a tape of op nodes.
  *
- * The arena is a list of chunks with a bump pointer. Reset rewinds to the
- * first chunk but keeps every chunk, so a step that repeats the previous
+ * The arena is two lanes, each a list of chunks with a bump pointer: one for
+ * tensor data of RELEASE_MIN_BYTES or more, one for everything else (small
+ * tensors, tensor and node records). Keeping the small records out of the
+ * data lane lets released data merge with its neighbours and with the top
+ * of the lane, so the data lane behaves as a stack-like heap. Reset rewinds
+ * both lanes but keeps every chunk, so a step that repeats the previous
  * step's allocations (as a training step does) finds room in the chunks it
  * already has and never calls the allocator. */
 #include "sg_autograd.h"
@@ -24,10 +28,16 @@ typedef struct free_block {
   size_t bytes;
 } free_block;
 
-struct sg_graph {
+typedef struct lane {
   chunk *first, *current;
-  size_t reserved;
+  size_t used_below; /* bytes used in the chunks before current */
   int n_chunks;
+} lane;
+
+struct sg_graph {
+  lane small, data;
+  size_t reserved;
+  size_t peak_used; /* high-water mark of the bytes used in both lanes */
   free_block *free; /* released blocks (sg_release), cleared by reset */
   int n_free, cap_free;
   bool no_reuse; /* sg_set_memory_reuse(g, false) */
@@ -46,20 +56,32 @@ sg_graph *sg_graph_new(void) {
   return g;
 }
 
-void sg_graph_free(sg_graph *g) {
-  if (!g) return;
-  for (chunk *c = g->first, *next; c; c = next) {
+static void lane_free(lane *l) {
+  for (chunk *c = l->first, *next; c; c = next) {
     next = c->next;
     sg_mfree(c);
   }
+}
+
+static void lane_rewind(lane *l) {
+  for (chunk *c = l->first; c; c = c->next) c->used = 0;
+  l->current = l->first;
+  l->used_below = 0;
+}
+
+void sg_graph_free(sg_graph *g) {
+  if (!g) return;
+  lane_free(&g->small);
+  lane_free(&g->data);
   sg_mfree(g->tape);
   sg_mfree(g->free);
   sg_mfree(g);
 }
 
 void sg_graph_reset(sg_graph *g) {
-  for (chunk *c = g->first; c; c = c->next) c->used = 0;
-  g->current = g->first;
+  lane_rewind(&g->small);
+  lane_rewind(&g->data);
+  g->peak_used = 0;
   g->tape_len = 0;
   g->n_free = 0;
 }
@@ -77,12 +99,7 @@ size_t sg_graph_arena_bytes(const sg_graph *g) {
   return g->reserved;
 }
 size_t sg_graph_arena_used(const sg_graph *g) {
-  size_t used = 0;
-  for (const chunk *c = g->first; c; c = c->next) {
-    used += c->used;
-    if (c == g->current) break;
-  }
-  return used;
+  return g->peak_used;
 }
 int64_t sg_graph_tape_len(const sg_graph *g) {
   return g->tape_len;
@@ -119,16 +136,19 @@ static bool chunk_fits(const chunk *c, size_t bytes) {
   return c && c->size - c->used >= bytes;
 }
 
-void *sg_arena_alloc(sg_graph *g, size_t bytes) {
-  bytes = (bytes + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
-  if (!chunk_fits(g->current, bytes)) {
-    chunk *next = g->current ? g->current->next : g->first;
+static size_t lane_used(const lane *l) {
+  return l->current ? l->used_below + l->current->used : 0;
+}
+
+static void *lane_alloc(sg_graph *g, lane *l, size_t bytes) {
+  if (!chunk_fits(l->current, bytes)) {
+    chunk *next = l->current ? l->current->next : l->first;
     if (!chunk_fits(next, bytes)) {
       /* Insert a new chunk after the current one; it is reused next step. */
       /* Chunks grow geometrically with their number (1 MiB, 2 MiB, ... up to
        * 64 MiB) so a big graph needs few of them; a request larger than that
        * gets a chunk of its own size, which does not inflate later chunks. */
-      size_t grown = (size_t)ARENA_MIN_CHUNK << (g->n_chunks < 6 ? g->n_chunks : 6);
+      size_t grown = (size_t)ARENA_MIN_CHUNK << (l->n_chunks < 6 ? l->n_chunks : 6);
       size_t size = bytes > grown ? bytes : grown;
       chunk *c = chunk_new(size);
       if (!c) {
@@ -136,19 +156,27 @@ void *sg_arena_alloc(sg_graph *g, size_t bytes) {
         abort();
       }
       g->reserved += size;
-      g->n_chunks++;
+      l->n_chunks++;
       c->next = next;
-      if (g->current)
-        g->current->next = c;
+      if (l->current)
+        l->current->next = c;
       else
-        g->first = c;
+        l->first = c;
       next = c;
     }
-    g->current = next;
+    if (l->current) l->used_below += l->current->used;
+    l->current = next;
   }
-  void *p = g->current->base + g->current->used;
-  g->current->used += bytes;
+  void *p = l->current->base + l->current->used;
+  l->current->used += bytes;
+  size_t used = lane_used(&g->small) + lane_used(&g->data);
+  if (used > g->peak_used) g->peak_used = used;
   return p;
+}
+
+void *sg_arena_alloc(sg_graph *g, size_t bytes) {
+  bytes = (bytes + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
+  return lane_alloc(g, &g->small, bytes);
 }
 
 /* ---- reuse of released tensor data -------------------------------------- */
@@ -161,27 +189,59 @@ static size_t block_bytes(const sg_tensor *t) {
   return (bytes + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
 }
 
-/* Best fit among the released blocks (the smallest that holds bytes, and
- * at most twice as large so that small tensors do not pin large blocks). */
+/* Best fit among the released blocks: the smallest that holds bytes. A
+ * larger block is split, its tail staying free, so that small tensors do
+ * not pin large blocks. */
 void *sg_arena_alloc_data(sg_graph *g, size_t bytes) {
   bytes = (bytes + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
   if (bytes >= RELEASE_MIN_BYTES) {
     int best = -1;
     for (int i = 0; i < g->n_free; i++)
-      if (g->free[i].bytes >= bytes && g->free[i].bytes <= 2 * bytes &&
-          (best < 0 || g->free[i].bytes < g->free[best].bytes))
+      if (g->free[i].bytes >= bytes && (best < 0 || g->free[i].bytes < g->free[best].bytes))
         best = i;
     if (best >= 0) {
-      void *p = g->free[best].p;
-      g->free[best] = g->free[--g->n_free];
+      free_block *b = &g->free[best];
+      void *p = b->p;
+      if (b->bytes - bytes >= RELEASE_MIN_BYTES) {
+        b->p = (unsigned char *)b->p + bytes;
+        b->bytes -= bytes;
+      } else {
+        *b = g->free[--g->n_free]; /* the slack (< RELEASE_MIN_BYTES) waits for reset */
+      }
       return p;
     }
+    return lane_alloc(g, &g->data, bytes);
   }
-  return sg_arena_alloc(g, bytes);
+  return lane_alloc(g, &g->small, bytes);
 }
 
-static void release_block(sg_graph *g, void *p, size_t bytes) {
+/* Takes a free block adjacent to [*p, *p + *bytes) out of the list and
+ * merges it into the range; false when there is none. */
+static bool absorb_neighbour(sg_graph *g, unsigned char **p, size_t *bytes) {
+  for (int i = 0; i < g->n_free; i++) {
+    unsigned char *q = g->free[i].p;
+    size_t n = g->free[i].bytes;
+    if (q + n != *p && *p + *bytes != q) continue;
+    if (q < *p) *p = q;
+    *bytes += n;
+    g->free[i] = g->free[--g->n_free];
+    return true;
+  }
+  return false;
+}
+
+/* Returns a block to the free list, merged with its free neighbours; a
+ * block at the top of the data lane goes back to the lane instead. */
+static void release_block(sg_graph *g, void *ptr, size_t bytes) {
   if (bytes < RELEASE_MIN_BYTES || g->no_reuse) return;
+  unsigned char *p = ptr;
+  while (absorb_neighbour(g, &p, &bytes)) {
+  }
+  chunk *c = g->data.current;
+  if (c && p + bytes == c->base + c->used) {
+    c->used -= bytes;
+    return;
+  }
   if (g->n_free == g->cap_free) {
     int cap = g->cap_free ? 2 * g->cap_free : 64;
     free_block *f = sg_realloc(g->free, (size_t)cap * sizeof *f);

@@ -205,22 +205,40 @@ int sg_eval_check(const sg_gnn *m, const sg_dataset *ds, char *msg, size_t msg_l
   return 0;
 }
 
-/* Forward of samples [start, start+B) into dst (B x K x M); 0 or -1. */
-static int infer_batch(sg_graph *g, const sg_gnn *m, const sg_dataset *ds, int64_t start, int64_t B,
-                       double scale, double *dst) {
-  sg_graph_reset(g);
-  sg_gnn_batch in; /* the training inputs: p = Pt dBm / 30, q = 1, H over the training scale */
-  if (sg_gnn_batch_make(g, ds, NULL, start, B, scale, m->cfg.dtype, false, &in)) return -1;
-  sg_gnn_output out = sg_gnn_forward(g, m, in.p, in.q, in.H, SG_GNN_EVAL, NULL, NULL);
-  if (!out.assoc) return -1;
-  for (int64_t i = 0; i < out.assoc->numel; i++) dst[i] = sg_get(out.assoc, i);
-  return 0;
+/* The two graphs of an evaluation: the batch inputs, and the scratch graph
+ * of sg_gnn_predict (which resets it per chunk). */
+typedef struct eval_graphs {
+  sg_graph *inputs, *scratch;
+} eval_graphs;
+
+static void eval_graphs_free(eval_graphs *e) {
+  sg_graph_free(e->inputs);
+  sg_graph_free(e->scratch);
 }
 
-static sg_graph *eval_graph(void) {
-  sg_graph *g = sg_graph_new();
-  if (g) sg_set_grad_enabled(g, false);
-  return g;
+static int eval_graphs_new(eval_graphs *e) {
+  e->inputs = sg_graph_new();
+  e->scratch = sg_graph_new();
+  if (e->inputs && e->scratch) {
+    sg_set_grad_enabled(e->inputs, false);
+    return 0;
+  }
+  eval_graphs_free(e);
+  *e = (eval_graphs){NULL, NULL};
+  return -1;
+}
+
+/* Forward of samples [start, start+B) into dst (B x K x M); 0 or -1. */
+static int infer_batch(const eval_graphs *e, const sg_gnn *m, const sg_dataset *ds, int64_t start,
+                       int64_t B, double scale, double *dst) {
+  sg_graph_reset(e->inputs);
+  sg_gnn_batch in; /* the training inputs: p = Pt dBm / 30, q = 1, H over the training scale */
+  if (sg_gnn_batch_make(e->inputs, ds, NULL, start, B, scale, m->cfg.dtype, false, &in)) return -1;
+  sg_tensor *A = sg_gnn_predict(e->scratch, m, in.p, in.q, in.H, 0);
+  if (!A) return -1;
+  for (int64_t i = 0; i < A->numel; i++) dst[i] = sg_get(A, i);
+  sg_free(A);
+  return 0;
 }
 
 int sg_eval_infer(const sg_gnn *m, const sg_dataset *ds, const sg_eval_opts *o, double *A,
@@ -229,17 +247,17 @@ int sg_eval_infer(const sg_gnn *m, const sg_dataset *ds, const sg_eval_opts *o, 
   if (!(o->feature_scale > 0) || o->batch < 1)
     return failf(msg, msg_len, "feature scale %g must be > 0 and batch %d >= 1", o->feature_scale,
                  o->batch);
-  sg_graph *g = eval_graph();
-  if (!g) return failf(msg, msg_len, "out of memory");
+  eval_graphs eg;
+  if (eval_graphs_new(&eg)) return failf(msg, msg_len, "out of memory");
   double elapsed = 0.0;
   int rc = 0;
   for (int64_t start = 0; start < ds->S && !rc; start += o->batch) {
     int64_t B = ds->S - start < o->batch ? ds->S - start : o->batch;
     double t0 = omp_get_wtime();
-    rc = infer_batch(g, m, ds, start, B, o->feature_scale, A + start * ds->K * ds->M);
+    rc = infer_batch(&eg, m, ds, start, B, o->feature_scale, A + start * ds->K * ds->M);
     elapsed += omp_get_wtime() - t0;
   }
-  sg_graph_free(g);
+  eval_graphs_free(&eg);
   if (rc) return failf(msg, msg_len, "model forward failed (reported above)");
   if (seconds) *seconds = elapsed;
   return 0;
@@ -256,12 +274,12 @@ static double single_sample_latency(const sg_gnn *m, const sg_dataset *ds, doubl
   if (n > ds->S) n = (int)ds->S;
   if (n <= 0) return NAN;
   double *t = malloc((size_t)n * sizeof *t), *A = malloc((size_t)ds->K * ds->M * sizeof *A);
-  sg_graph *g = eval_graph();
+  eval_graphs eg = {NULL, NULL};
   double median = NAN;
-  int rc = t && A && g ? 0 : -1;
+  int rc = t && A && !eval_graphs_new(&eg) ? 0 : -1;
   for (int i = 0; i < n && !rc; i++) {
     double t0 = omp_get_wtime();
-    rc = infer_batch(g, m, ds, i, 1, scale, A);
+    rc = infer_batch(&eg, m, ds, i, 1, scale, A);
     t[i] = omp_get_wtime() - t0;
   }
   if (!rc) {
@@ -269,7 +287,7 @@ static double single_sample_latency(const sg_gnn *m, const sg_dataset *ds, doubl
     median = n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
   }
   free(t), free(A);
-  sg_graph_free(g);
+  eval_graphs_free(&eg);
   return median;
 }
 

@@ -163,14 +163,21 @@ static void consumed(sg_graph *g, sg_tensor *t, bool read_by_backward) {
     sg_release(g, t);
 }
 
+/* ReLU of a pre-activation that nothing else reads; without gradients in
+ * place, so a forward holds one fewer hidden activation. */
+static sg_tensor *relu_consuming(sg_graph *g, sg_tensor *h) {
+  if (!sg_grad_enabled(g)) return sg_relu_(g, h);
+  sg_tensor *r = sg_relu(g, h);
+  consumed(g, h, false);
+  return r;
+}
+
 /* ReLU -> Linear -> ReLU -> Linear after the first Linear. */
 static sg_tensor *mlp_tail(sg_graph *g, const sg_mlp *m, sg_tensor *h1) {
-  sg_tensor *r1 = sg_relu(g, h1);
-  consumed(g, h1, false);
+  sg_tensor *r1 = relu_consuming(g, h1);
   sg_tensor *h2 = sg_linear_layer_forward(g, &m->layer[1], r1);
   consumed(g, r1, true);
-  sg_tensor *r2 = sg_relu(g, h2);
-  consumed(g, h2, false);
+  sg_tensor *r2 = relu_consuming(g, h2);
   sg_tensor *out = sg_linear_layer_forward(g, &m->layer[2], r2);
   consumed(g, r2, true);
   return out;
@@ -178,6 +185,32 @@ static sg_tensor *mlp_tail(sg_graph *g, const sg_mlp *m, sg_tensor *h1) {
 
 sg_tensor *sg_mlp_forward(sg_graph *g, const sg_mlp *m, sg_tensor *x) {
   return mlp_tail(g, m, sg_linear_layer_forward(g, &m->layer[0], x));
+}
+
+/* True when b broadcasts to a's shape (NumPy rules), so a += b fits in a. */
+static bool broadcasts_into(const sg_tensor *b, const sg_tensor *a) {
+  if (b->ndim > a->ndim) return false;
+  for (int i = 1; i <= b->ndim; i++) {
+    int64_t nb = b->shape[b->ndim - i], na = a->shape[a->ndim - i];
+    if (nb != 1 && nb != na) return false;
+  }
+  return true;
+}
+
+/* a + b where nothing else reads a or b (partial sums of the first Linear);
+ * without gradients in place, in whichever has the full shape (a + b and
+ * b + a round alike). */
+static sg_tensor *sum_consuming(sg_graph *g, sg_tensor *a, sg_tensor *b) {
+  sg_tensor *full = a->numel >= b->numel ? a : b, *other = full == a ? b : a;
+  if (!sg_grad_enabled(g) && broadcasts_into(other, full)) {
+    sg_tensor *sum = sg_add_(g, full, other);
+    sg_release(g, other);
+    return sum;
+  }
+  sg_tensor *sum = sg_add(g, a, b);
+  consumed(g, a, false);
+  consumed(g, b, false);
+  return sum;
 }
 
 sg_tensor *sg_mlp_forward_parts(sg_graph *g, const sg_mlp *m, int n, sg_tensor *const *parts) {
@@ -198,11 +231,8 @@ sg_tensor *sg_mlp_forward_parts(sg_graph *g, const sg_mlp *m, int n, sg_tensor *
     int64_t width = parts[i]->shape[parts[i]->ndim - 1];
     /* This part's column block of W, read in place. */
     sg_tensor *y = sg_linear_cols(g, parts[i], first->weight, offset, i == 0 ? first->bias : NULL);
-    if (h1) { /* the partial sums and the parts' products are read once */
-      sg_tensor *sum = sg_add(g, h1, y);
-      consumed(g, h1, false);
-      consumed(g, y, false);
-      h1 = sum;
+    if (h1) {
+      h1 = sum_consuming(g, h1, y);
     } else {
       h1 = y;
     }

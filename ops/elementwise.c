@@ -208,6 +208,70 @@ sg_tensor *(sg_div)(sg_graph *g, sg_tensor *a, sg_tensor *b) {
   return binary(g, &div_op, BIN_DIV, a, b);
 }
 
+/* In-place forms (no gradient): see sg_ops.h. They have loops of their own
+ * with one written pointer: the general kernels' output may alias an input,
+ * and a compiler that cannot rule that out at run time falls back to
+ * scalar code exactly when it does. */
+
+/* a += b, b broadcast to a's shape by plan p. */
+static void add_in_place(const sg_bcast *p, sg_tensor *a, const sg_tensor *b) {
+  int64_t sb = p->stride[1][p->ndim - 1], cols = p->cols;
+  SG_DISPATCH(a->dtype, T, {
+    T *o = a->data;
+    const T *y = b->data;
+    SG_PARALLEL_IF(
+        a->numel > SG_PAR_MIN, for (int64_t r = 0; r < p->rows; r++) {
+          T *orow = o + r * cols;
+          const T *yb = y + sg_bcast_row_offset(p, 1, r);
+          if (sb == 1)
+            for (int64_t j = 0; j < cols; j++) orow[j] += yb[j];
+          else
+            for (int64_t j = 0; j < cols; j++) orow[j] += yb[0];
+        });
+  });
+}
+
+static void relu_in_place(sg_tensor *a) {
+  int64_t n = a->numel;
+  SG_DISPATCH(a->dtype, T, {
+    T *x = a->data;
+    SG_PARALLEL_IF(n > SG_PAR_MIN, for (int64_t i = 0; i < n; i++) x[i] = x[i] > 0 ? x[i] : 0;);
+  });
+}
+
+static bool inplace_allowed(sg_graph *g, const char *op, const sg_tensor *a) {
+  const char *why = NULL;
+  if (sg_grad_enabled(g))
+    why = "gradients are on (sg_set_grad_enabled(g, false) first)";
+  else if (a->node || a->requires_grad)
+    why = "the tensor is recorded on a tape or requires a gradient";
+  else if (!a->data)
+    why = "the tensor was released";
+  if (why) {
+    char s[96];
+    sg_op_error(g, op, "cannot overwrite %s: %s", sg_shape_str(a->ndim, a->shape, s), why);
+  }
+  return !why;
+}
+
+sg_tensor *(sg_add_)(sg_graph *g, sg_tensor *a, sg_tensor *b) {
+  sg_tensor *in[2] = {a, b};
+  sg_bcast p;
+  if (!a || !b || !inplace_allowed(g, "sg_add_", a) || !sg_check_same_dtype(g, "sg_add_", 2, in) ||
+      !sg_bcast_plan(g, "sg_add_", 2, in, &p))
+    return NULL;
+  bool fits = p.out_ndim == a->ndim;
+  for (int d = 0; fits && d < a->ndim; d++) fits = p.out_shape[d] == a->shape[d];
+  if (!fits) {
+    char sa[96], sb[96];
+    sg_op_error(g, "sg_add_", "b %s would broadcast a %s to a larger shape; a keeps its shape",
+                sg_shape_str(b->ndim, b->shape, sb), sg_shape_str(a->ndim, a->shape, sa));
+    return NULL;
+  }
+  add_in_place(&p, a, b);
+  return a;
+}
+
 /* ---- unary ------------------------------------------------------------- */
 /* Each unary op is one row of this table: its forward y = f(x, s) and its
  * derivative dy/dx written in terms of x, y and the scalar argument s. */
@@ -408,6 +472,11 @@ sg_tensor *(sg_abs)(sg_graph *g, sg_tensor *a) {
 }
 sg_tensor *(sg_relu)(sg_graph *g, sg_tensor *a) {
   return unary(g, UN_RELU, a, 0);
+}
+sg_tensor *(sg_relu_)(sg_graph *g, sg_tensor *a) {
+  if (!a || !inplace_allowed(g, "sg_relu_", a)) return NULL;
+  relu_in_place(a);
+  return a;
 }
 sg_tensor *(sg_sigmoid)(sg_graph *g, sg_tensor *a) {
   return unary(g, UN_SIGMOID, a, 0);

@@ -45,6 +45,16 @@ sg_tensor *(sg_tanh)(sg_graph *g, sg_tensor *a);
 #define sg_relu(g, ...) (sg_relu)(SG_AT(g), __VA_ARGS__)
 #define sg_sigmoid(g, ...) (sg_sigmoid)(SG_AT(g), __VA_ARGS__)
 #define sg_tanh(g, ...) (sg_tanh)(SG_AT(g), __VA_ARGS__)
+/* In-place forms for inference, as PyTorch's trailing underscore: a is
+ * overwritten and returned (a += b with b broadcasting to a's shape;
+ * a = max(a, 0)). Allowed only with gradients off (sg_set_grad_enabled) and
+ * on a tensor that no tape records; the caller must know that no recorded
+ * backward reads a. They save the output buffer: a forward without
+ * gradients then holds one fewer activation. */
+sg_tensor *(sg_add_)(sg_graph *g, sg_tensor *a, sg_tensor *b);
+sg_tensor *(sg_relu_)(sg_graph *g, sg_tensor *a);
+#define sg_add_(g, ...) (sg_add_)(SG_AT(g), __VA_ARGS__)
+#define sg_relu_(g, ...) (sg_relu_)(SG_AT(g), __VA_ARGS__)
 
 /* ---- reductions (ops/reduce.c) ----------------------------------------- */
 /* Over one axis; keepdim keeps it with size 1. max: the gradient goes to the

@@ -343,6 +343,34 @@ START_TEST(steady_state_step_allocates_nothing) {
 }
 END_TEST
 
+/* Released tensor data merges with its free neighbours and with the top of
+ * the arena, and a larger free block is split, so a sequence that never
+ * holds more than 2 MiB of data at once never takes much more arena. The
+ * written patterns show that no two live tensors share bytes. */
+START_TEST(released_blocks_merge_and_split) {
+  const int64_t n = 1 << 18, two_n = 2 * n; /* float32: 1 MiB, 2 MiB */
+  const size_t slack = 64 << 10;            /* tensor records in the other lane */
+  sg_graph *g = sg_graph_new();
+  /* A first 4 MiB chunk, so that everything below lies in one chunk
+   * (blocks of different chunks are never adjacent). */
+  sg_empty(g, SG_F32, 1, (int64_t[]){4 * n});
+  sg_graph_reset(g);
+  sg_tensor *a = sg_full(g, SG_F32, 1, &n, 1), *b = sg_full(g, SG_F32, 1, &n, 2);
+  sg_release(g, a); /* a is free below b */
+  sg_release(g, b); /* b merges with a and with the top */
+  sg_tensor *c = sg_full(g, SG_F32, 1, &two_n, 3);
+  ck_assert_uint_le(sg_graph_arena_used(g), (size_t)(2 << 20) + slack);
+  sg_tensor *pin = sg_full(g, SG_F32, 1, &n, 4); /* keeps c off the top */
+  sg_release(g, c);
+  sg_tensor *d = sg_full(g, SG_F32, 1, &n, 5), *e = sg_full(g, SG_F32, 1, &n, 6);
+  ck_assert_uint_le(sg_graph_arena_used(g), (size_t)(3 << 20) + slack);
+  const sg_tensor *live[3] = {pin, d, e};
+  for (int t = 0; t < 3; t++)
+    for (int64_t i = 0; i < n; i += 4099) ck_assert_float_eq(sg_f32(live[t])[i], 4 + t);
+  sg_graph_free(g);
+}
+END_TEST
+
 Suite *suite_autograd(void) {
   Suite *s = suite_create("autograd");
   TCase *tc = tcase_create("autograd");
@@ -355,6 +383,7 @@ Suite *suite_autograd(void) {
   tcase_add_test(tc, gradcheck_refuses_float32_inputs);
   tcase_add_test(tc, threads_give_bitwise_identical_results);
   tcase_add_test(tc, steady_state_step_allocates_nothing);
+  tcase_add_test(tc, released_blocks_merge_and_split);
   tcase_set_timeout(tc, 120);
   suite_add_tcase(s, tc);
   return s;

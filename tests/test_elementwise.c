@@ -203,6 +203,48 @@ START_TEST(forward_large_vector_math) {
 }
 END_TEST
 
+/* sg_add_ and sg_relu_ give sg_add's and sg_relu's values bitwise, in a's
+ * own buffer (short rows and the threaded long-vector path), and refuse to
+ * overwrite what a gradient may need. */
+START_TEST(inplace_forms) {
+  sg_rng r;
+  sg_rng_seed(&r, 9);
+  const struct {
+    int na, nb;
+    int64_t a[3], b[3];
+  } fits[] = {{2, 2, {3, 4}, {3, 4}},
+              {2, 1, {3, 4}, {4}},
+              {3, 2, {2, 3, 4}, {3, 1}},
+              {1, 1, {100003}, {100003}},
+              {2, 1, {2, 60000}, {60000}}};
+  sg_graph *g = sg_graph_new();
+  sg_set_grad_enabled(g, false);
+  for (size_t i = 0; i < sizeof fits / sizeof fits[0]; i++) {
+    sg_tensor *a = sg_rand_uniform(g, &r, SG_F32, fits[i].na, fits[i].a, -1, 1);
+    sg_tensor *b = sg_rand_uniform(g, &r, SG_F32, fits[i].nb, fits[i].b, -1, 1);
+    sg_tensor *sum = sg_add(g, a, b), *relu = sg_relu(g, sum);
+    void *buffer = a->data;
+    ck_assert_ptr_eq(sg_add_(g, a, b), a);
+    ck_assert_ptr_eq(a->data, buffer);
+    ck_assert_mem_eq(a->data, sum->data, (size_t)a->numel * sizeof(float));
+    ck_assert_ptr_eq(sg_relu_(g, a), a);
+    ck_assert_mem_eq(a->data, relu->data, (size_t)a->numel * sizeof(float));
+  }
+  sg_tensor *a = sg_rand_uniform(g, &r, SG_F64, 2, (int64_t[]){3, 1}, -1, 1);
+  sg_tensor *wide = sg_rand_uniform(g, &r, SG_F64, 2, (int64_t[]){1, 4}, -1, 1);
+  sg_tensor *leaf = sg_rand_uniform(NULL, &r, SG_F64, 1, (int64_t[]){4}, -1, 1);
+  sg_set_requires_grad(leaf, true);
+  sg_test_capture_errors();
+  SG_EXPECT_MISUSE(sg_add_(g, a, wide), "sg_add_", "[1, 4]", "[3, 1]", "larger shape");
+  SG_EXPECT_MISUSE(sg_relu_(g, leaf), "sg_relu_", "[4]", "requires a gradient");
+  sg_set_grad_enabled(g, true);
+  SG_EXPECT_MISUSE(sg_relu_(g, a), "sg_relu_", "gradients are on");
+  sg_set_error_handler(NULL, NULL);
+  sg_free(leaf);
+  sg_graph_free(g);
+}
+END_TEST
+
 Suite *suite_elementwise(void) {
   Suite *s = suite_create("elementwise");
   struct {
@@ -227,6 +269,7 @@ Suite *suite_elementwise(void) {
       {"gradcheck_tanh", gradcheck_tanh},
       {"forward_values", forward_values},
       {"forward_large_vector_math", forward_large_vector_math},
+      {"inplace_forms", inplace_forms},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     TCase *tc = tcase_create(cases[i].name);

@@ -1098,6 +1098,63 @@ START_TEST(gnn_training_reduces_loss) {
 }
 END_TEST
 
+/* sg_gnn_predict: chunks of any size give the whole-batch eval forward,
+ * the working memory follows the chunk, misuse is reported. */
+START_TEST(gnn_predict_in_chunks) {
+  sg_rng r;
+  sg_rng_seed(&r, 61);
+  for (int v = 0; v < SG_GNN_VARIANT_COUNT; v++) {
+    sg_gnn_config cfg = tiny_config(v);
+    sg_gnn *m = sg_gnn_new(&cfg, 60 + v);
+    gnn_inputs in = make_inputs(&r, SG_F64, 7, 2, 5, cfg.fe);
+    sg_graph *g = sg_graph_new(), *scratch = sg_graph_new();
+    sg_set_grad_enabled(g, false);
+    sg_tensor *ref = sg_gnn_forward(g, m, in.p, in.q, in.H, SG_GNN_EVAL, NULL, NULL).assoc;
+    const int64_t chunks[] = {1, 3, 7, 100, 0};
+    for (size_t c = 0; c < sizeof chunks / sizeof chunks[0]; c++) {
+      sg_tensor *A = sg_gnn_predict(scratch, m, in.p, in.q, in.H, chunks[c]);
+      ck_assert_ptr_nonnull(A);
+      ck_assert_int_eq(A->ndim, 3);
+      ck_assert_int_eq(A->numel, ref->numel);
+      for (int64_t i = 0; i < A->numel; i++)
+        ck_assert_double_eq_tol(sg_get(A, i), sg_get(ref, i), 1e-13);
+      sg_free(A);
+    }
+    ck_assert(sg_grad_enabled(scratch)); /* restored */
+    sg_graph_free(g);
+    sg_graph_free(scratch);
+    free_inputs(&in);
+    sg_gnn_free(m);
+  }
+  /* Working memory: a float32 model whose hidden activations take 16 KiB
+   * per sample; 8-sample chunks need far less arena than 64. */
+  sg_gnn_config cfg = sg_gnn_config_paper(SG_GNN_ATTSKGS);
+  cfg.d = 64, cfg.h = 256;
+  sg_gnn *m = sg_gnn_new(&cfg, 62);
+  gnn_inputs in = make_inputs(&r, SG_F32, 64, 2, 8, cfg.fe);
+  sg_graph *scratch = sg_graph_new();
+  size_t used[2];
+  const int64_t sizes[2] = {8, 64};
+  for (int i = 0; i < 2; i++) {
+    sg_free(sg_gnn_predict(scratch, m, in.p, in.q, in.H, sizes[i]));
+    used[i] = sg_graph_arena_used(scratch);
+  }
+  ck_assert_uint_lt(4 * used[0], used[1]);
+  ck_assert_int_eq(sg_gnn_predict_chunk(m, 8, 2), (2 << 20) / (8 * 2 * 256 * 4));
+  /* Misuse: inputs in the scratch graph (it is reset), a wrong shape. */
+  sg_set_error_handler(record_error, NULL);
+  errors_seen = 0;
+  sg_tensor *p_in_scratch = sg_clone(scratch, in.p);
+  ck_assert_ptr_null(sg_gnn_predict(scratch, m, p_in_scratch, in.q, in.H, 0));
+  ck_assert_ptr_null(sg_gnn_predict(scratch, m, in.q, in.p, in.H, 0));
+  sg_set_error_handler(NULL, NULL);
+  ck_assert_int_eq(errors_seen, 2);
+  sg_graph_free(scratch);
+  free_inputs(&in);
+  sg_gnn_free(m);
+}
+END_TEST
+
 Suite *suite_gnn(void) {
   Suite *s = suite_create("gnn");
   struct {
@@ -1122,6 +1179,7 @@ Suite *suite_gnn(void) {
       {"gnn_split_matches_concat", gnn_split_matches_concat},
       {"gnn_permutation_equivariance", gnn_permutation_equivariance},
       {"gnn_other_sizes", gnn_other_sizes},
+      {"gnn_predict_in_chunks", gnn_predict_in_chunks},
       {"gnn_noise_modes", gnn_noise_modes},
       {"gnn_post_processing", gnn_post_processing},
       {"gnn_forward_misuse", gnn_forward_misuse},
