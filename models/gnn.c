@@ -202,9 +202,14 @@ static sg_tensor *edge_update_attention(sg_graph *g, const sg_gnn *m, const sg_g
   return e;
 }
 
-/* The mean over an axis of messages made here; the messages are dead once
- * averaged (the mean's backward does not read them): released. */
-static sg_tensor *mean_of(sg_graph *g, sg_tensor *messages, int axis) {
+/* The mean over an axis of the messages MLP(parts). The split path takes
+ * the mean before the MLP's last Linear (sg_mlp_forward_parts_mean), the
+ * reference path after it; the messages are dead once averaged (the mean's
+ * backward does not read them): released. */
+static sg_tensor *mean_message(sg_graph *g, const sg_gnn *m, const sg_mlp *mlp, int n,
+                               sg_tensor *const *parts, int axis) {
+  if (!m->cfg.concat_inputs) return sg_mlp_forward_parts_mean(g, mlp, n, parts, axis);
+  sg_tensor *messages = mlp_cat(g, m, mlp, n, parts);
   sg_tensor *mean = sg_mean(g, messages, axis, false);
   sg_release(g, messages);
   return mean;
@@ -218,8 +223,8 @@ static embeddings update_layer(sg_graph *g, const sg_gnn *m, const sg_gnn_layer 
   embeddings y = {NULL, NULL, NULL}; /* b and c stay NULL in layer L: they feed nothing */
   if (ly->node_update) {
     sg_tensor *to_bs[2] = {cv, x->e}, *to_ue[2] = {bv, x->e};
-    sg_tensor *bs_in[2] = {x->b, mean_of(g, mlp_cat(g, m, &ly->f1, 2, to_bs), 1)};
-    sg_tensor *ue_in[2] = {x->c, mean_of(g, mlp_cat(g, m, &ly->f3, 2, to_ue), 2)};
+    sg_tensor *bs_in[2] = {x->b, mean_message(g, m, &ly->f1, 2, to_bs, 1)};
+    sg_tensor *ue_in[2] = {x->c, mean_message(g, m, &ly->f3, 2, to_ue, 2)};
     y.b = mlp_cat(g, m, &ly->f2, 2, bs_in);
     y.c = mlp_cat(g, m, &ly->f4, 2, ue_in);
     sg_release_after_backward(g, bs_in[1]);

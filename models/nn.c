@@ -172,19 +172,28 @@ static sg_tensor *relu_consuming(sg_graph *g, sg_tensor *h) {
   return r;
 }
 
-/* ReLU -> Linear -> ReLU -> Linear after the first Linear. */
-static sg_tensor *mlp_tail(sg_graph *g, const sg_mlp *m, sg_tensor *h1) {
-  sg_tensor *r1 = relu_consuming(g, h1);
-  sg_tensor *h2 = sg_linear_layer_forward(g, &m->layer[1], r1);
+/* ReLU(Linear(x)) of one layer, fused (sg_linear_relu). */
+static sg_tensor *linear_relu_layer(sg_graph *g, const sg_linear_layer *l, sg_tensor *x) {
+  return sg_linear_relu(g, x, l->weight, l->bias);
+}
+
+/* The second hidden layer from the first one's activations r1, which
+ * only backwards read from then on. */
+static sg_tensor *second_hidden(sg_graph *g, const sg_mlp *m, sg_tensor *r1) {
+  sg_tensor *r2 = linear_relu_layer(g, &m->layer[1], r1);
   consumed(g, r1, true);
-  sg_tensor *r2 = relu_consuming(g, h2);
-  sg_tensor *out = sg_linear_layer_forward(g, &m->layer[2], r2);
-  consumed(g, r2, true);
+  return r2;
+}
+
+/* The last Linear, on hidden activations r that only its backward reads. */
+static sg_tensor *mlp_out(sg_graph *g, const sg_mlp *m, sg_tensor *r) {
+  sg_tensor *out = sg_linear_layer_forward(g, &m->layer[2], r);
+  consumed(g, r, true);
   return out;
 }
 
 sg_tensor *sg_mlp_forward(sg_graph *g, const sg_mlp *m, sg_tensor *x) {
-  return mlp_tail(g, m, sg_linear_layer_forward(g, &m->layer[0], x));
+  return mlp_out(g, m, second_hidden(g, m, linear_relu_layer(g, &m->layer[0], x)));
 }
 
 /* True when b broadcasts to a's shape (NumPy rules), so a += b fits in a. */
@@ -213,7 +222,8 @@ static sg_tensor *sum_consuming(sg_graph *g, sg_tensor *a, sg_tensor *b) {
   return sum;
 }
 
-sg_tensor *sg_mlp_forward_parts(sg_graph *g, const sg_mlp *m, int n, sg_tensor *const *parts) {
+/* The first Linear over the parts (see sg_mlp_forward_parts). */
+static sg_tensor *first_layer_parts(sg_graph *g, const sg_mlp *m, int n, sg_tensor *const *parts) {
   const sg_linear_layer *first = &m->layer[0];
   int64_t offset = 0;
   for (int i = 0; i < n; i++) {
@@ -231,14 +241,25 @@ sg_tensor *sg_mlp_forward_parts(sg_graph *g, const sg_mlp *m, int n, sg_tensor *
     int64_t width = parts[i]->shape[parts[i]->ndim - 1];
     /* This part's column block of W, read in place. */
     sg_tensor *y = sg_linear_cols(g, parts[i], first->weight, offset, i == 0 ? first->bias : NULL);
-    if (h1) {
-      h1 = sum_consuming(g, h1, y);
-    } else {
-      h1 = y;
-    }
+    h1 = h1 ? sum_consuming(g, h1, y) : y;
     offset += width;
   }
-  return mlp_tail(g, m, h1);
+  return h1;
+}
+
+sg_tensor *sg_mlp_forward_parts(sg_graph *g, const sg_mlp *m, int n, sg_tensor *const *parts) {
+  sg_tensor *h1 = first_layer_parts(g, m, n, parts);
+  return h1 ? mlp_out(g, m, second_hidden(g, m, relu_consuming(g, h1))) : NULL;
+}
+
+sg_tensor *sg_mlp_forward_parts_mean(sg_graph *g, const sg_mlp *m, int n, sg_tensor *const *parts,
+                                     int axis) {
+  sg_tensor *h1 = first_layer_parts(g, m, n, parts);
+  if (!h1) return NULL;
+  sg_tensor *r2 = second_hidden(g, m, relu_consuming(g, h1));
+  sg_tensor *mean = sg_mean(g, r2, axis, false);
+  consumed(g, r2, true); /* ReLU's backward reads it, the mean's does not */
+  return mlp_out(g, m, mean);
 }
 
 int64_t sg_mlp_numel(int64_t in, int64_t hidden, int64_t out) {

@@ -85,6 +85,13 @@ sg_tensor *sg_mlp_forward(sg_graph *g, const sg_mlp *m, sg_tensor *x);
  * over M, at the cost of a Linear over B*K rows instead of B*K*M. The
  * widths of the parts must add up to the MLP's input width. */
 sg_tensor *sg_mlp_forward_parts(sg_graph *g, const sg_mlp *m, int n, sg_tensor *const *parts);
+/* The mean over `axis` (dropped) of sg_mlp_forward_parts: equal to
+ * sg_mean of it up to round-off, but the mean is taken before the last
+ * Linear (affine maps commute with means), which then runs on the averaged
+ * rows only: a GNN's messages averaged over K neighbours cost a K-th of
+ * that Linear. */
+sg_tensor *sg_mlp_forward_parts_mean(sg_graph *g, const sg_mlp *m, int n, sg_tensor *const *parts,
+                                     int axis);
 /* Number of parameters of an MLP(in, h, out). */
 int64_t sg_mlp_numel(int64_t in, int64_t hidden, int64_t out);
 

@@ -1013,7 +1013,7 @@ static bool linear_check(sg_graph *g, const sg_op *kind, const sg_tensor *x, con
                          int64_t col0, const sg_tensor *b) {
   char sx[96], sw[96], sb[96];
   const char *op = kind->name;
-  bool whole = kind == &linear_op;
+  bool whole = kind != &linear_cols_op;
   if (x->ndim < 1 || w->ndim != 2 ||
       (whole ? x->shape[x->ndim - 1] != w->shape[1]
              : col0 < 0 || col0 > w->shape[1] || x->shape[x->ndim - 1] > w->shape[1] - col0)) {
@@ -1033,6 +1033,44 @@ static bool linear_check(sg_graph *g, const sg_op *kind, const sg_tensor *x, con
   return true;
 }
 
+/* y = max(y + b, 0) over the rows of y [rows, cols] (b NULL: max(y, 0)):
+ * the epilogue of sg_linear_relu, one pass in place. */
+static void bias_relu(sg_tensor *y, const sg_tensor *b, int64_t rows, int64_t cols) {
+  SG_DISPATCH(y->dtype, T, {
+    T *yd = y->data;
+    const T *bd = b ? b->data : NULL;
+    SG_PARALLEL_IF(
+        y->numel > SG_PAR_MIN, for (int64_t r = 0; r < rows; r++) {
+          T *row = yd + r * cols;
+          if (bd)
+            for (int64_t j = 0; j < cols; j++) {
+              T v = row[j] + bd[j];
+              row[j] = v > 0 ? v : 0;
+            }
+          else
+            for (int64_t j = 0; j < cols; j++) row[j] = row[j] > 0 ? row[j] : 0;
+        });
+  });
+}
+
+/* go = 0 where the ReLU output y is not positive, in place: the gradient
+ * of the pre-activation (no one else reads this node's output gradient). */
+static void mask_inactive(sg_tensor *go, const sg_tensor *y) {
+  int64_t n = go->numel;
+  SG_DISPATCH(go->dtype, T, {
+    T *gd = go->data;
+    const T *yd = y->data;
+    SG_PARALLEL_IF(n > SG_PAR_MIN, for (int64_t i = 0; i < n; i++) gd[i] = yd[i] > 0 ? gd[i] : 0;);
+  });
+}
+
+static void linear_relu_backward(sg_graph *g, sg_node *nd) {
+  mask_inactive(nd->out->grad, nd->out);
+  linear_backward(g, nd);
+}
+
+static const sg_op linear_relu_op = {"sg_linear_relu", linear_relu_backward};
+
 static sg_tensor *linear(sg_graph *g, const sg_op *op, sg_tensor *x, sg_tensor *w, int64_t col0,
                          sg_tensor *b) {
   sg_tensor *in[3] = {x, w, b};
@@ -1047,7 +1085,8 @@ static sg_tensor *linear(sg_graph *g, const sg_op *op, sg_tensor *x, sg_tensor *
   /* Leading dims fold into rows: one [rows, width] x [width, out] GEMM. */
   int64_t rows = 1;
   for (int d = 0; d < x->ndim - 1; d++) rows *= x->shape[d];
-  if (b) {
+  bool relu = op == &linear_relu_op, bias_first = b && !relu;
+  if (bias_first) { /* the GEMM adds its product to the broadcast bias */
     SG_DISPATCH(x->dtype, T, {
       T *yd = y->data;
       const T *bd = b->data;
@@ -1056,8 +1095,10 @@ static sg_tensor *linear(sg_graph *g, const sg_op *op, sg_tensor *x, sg_tensor *
     });
   }
   const char *w_block = (const char *)w->data + (size_t)col0 * sg_dtype_size(w->dtype);
-  sg_gemm(x->dtype, false, true, rows, n_out, width, 1, x->data, width, w_block, n_in, b ? 1 : 0,
-          y->data, n_out, gemm_scratch(g, x->dtype, false, true, rows, n_out, width));
+  sg_gemm(x->dtype, false, true, rows, n_out, width, 1, x->data, width, w_block, n_in,
+          bias_first ? 1 : 0, y->data, n_out,
+          gemm_scratch(g, x->dtype, false, true, rows, n_out, width));
+  if (relu) bias_relu(y, b, rows, n_out);
   sg_node *node = sg_record(g, op, y, 3, in);
   if (node) {
     node->iarg[0] = rows;
@@ -1072,4 +1113,8 @@ sg_tensor *(sg_linear)(sg_graph *g, sg_tensor *x, sg_tensor *w, sg_tensor *b) {
 
 sg_tensor *(sg_linear_cols)(sg_graph *g, sg_tensor *x, sg_tensor *w, int64_t col0, sg_tensor *b) {
   return linear(g, &linear_cols_op, x, w, col0, b);
+}
+
+sg_tensor *(sg_linear_relu)(sg_graph *g, sg_tensor *x, sg_tensor *w, sg_tensor *b) {
+  return linear(g, &linear_relu_op, x, w, 0, b);
 }

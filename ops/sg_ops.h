@@ -83,8 +83,12 @@ sg_tensor *(sg_linear)(sg_graph *g, sg_tensor *x, sg_tensor *w, sg_tensor *b);
  * [x1, x2, ...] is sg_linear of their concatenation, without the
  * concatenation (and the parts may broadcast against each other). */
 sg_tensor *(sg_linear_cols)(sg_graph *g, sg_tensor *x, sg_tensor *w, int64_t col0, sg_tensor *b);
+/* ReLU(x @ W^T + b), fused: one GEMM and one pass over the output, and
+ * the pre-activation is never stored (the backward masks by the output). */
+sg_tensor *(sg_linear_relu)(sg_graph *g, sg_tensor *x, sg_tensor *w, sg_tensor *b);
 #define sg_matmul(g, ...) (sg_matmul)(SG_AT(g), __VA_ARGS__)
 #define sg_linear(g, ...) (sg_linear)(SG_AT(g), __VA_ARGS__)
+#define sg_linear_relu(g, ...) (sg_linear_relu)(SG_AT(g), __VA_ARGS__)
 #define sg_linear_cols(g, ...) (sg_linear_cols)(SG_AT(g), __VA_ARGS__)
 /* Which matrix-product backend this build uses: "blis", "openblas", "reference". */
 const char *sg_blas_name(void);

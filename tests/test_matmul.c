@@ -477,6 +477,77 @@ START_TEST(gradcheck_linear) {
 }
 END_TEST
 
+static sg_tensor *apply_linear_relu(sg_graph *g, sg_tensor *const *in, int n, void *ctx) {
+  (void)ctx;
+  return sg_linear_relu(g, in[0], in[1], n > 2 ? in[2] : NULL);
+}
+
+START_TEST(gradcheck_linear_relu) {
+  sg_rng r;
+  sg_rng_seed(&r, 54);
+  const struct {
+    int nd;
+    int64_t x[3];
+  } xs[] = {{2, {4, 3}}, {3, {2, 3, 3}}, {1, {3}}, {3, {2, 1, 3}}};
+  for (int i = 0; i < 4; i++)
+    for (int bias = 0; bias < 2; bias++) {
+      sg_tensor *in[3] = {sg_rand_uniform(NULL, &r, SG_F64, xs[i].nd, xs[i].x, -1, 1),
+                          sg_rand_uniform(NULL, &r, SG_F64, 2, (int64_t[]){5, 3}, -1, 1),
+                          sg_rand_uniform(NULL, &r, SG_F64, 1, (int64_t[]){5}, -1, 1)};
+      for (int j = 0; j < 3; j++) sg_set_requires_grad(in[j], true);
+      int n = bias ? 3 : 2;
+      SG_ASSERT_CHECK(sg_gradcheck(apply_linear_relu, in, n, NULL, NULL));
+      SG_ASSERT_CHECK(sg_check_f32_forward(apply_linear_relu, in, n, NULL, 1e-6, 1e-6));
+      for (int j = 0; j < 3; j++) sg_free(in[j]);
+    }
+}
+END_TEST
+
+/* sg_linear_relu equals sg_relu(sg_linear), forward and gradients (a
+ * squared loss and a uniform one), in both dtypes, with and without bias,
+ * for row counts on both sides of the small-m GEMM path; about half the
+ * outputs are clamped. */
+START_TEST(linear_relu_vs_unfused) {
+  sg_rng r;
+  sg_rng_seed(&r, 61);
+  for (int dt = 0; dt < 2; dt++)
+    for (int64_t rows = 3; rows <= 300; rows *= 10)
+      for (int bias = 0; bias < 2; bias++)
+        for (int squared = 0; squared < 2; squared++) {
+          sg_graph *g = sg_graph_new();
+          sg_tensor *x = sg_rand_normal(NULL, &r, (sg_dtype)dt, 2, (int64_t[]){rows, 70}, 0, 1);
+          sg_tensor *w = sg_rand_normal(NULL, &r, (sg_dtype)dt, 2, (int64_t[]){40, 70}, 0, 1);
+          sg_tensor *b = sg_rand_normal(NULL, &r, (sg_dtype)dt, 1, (int64_t[]){40}, 0, 1);
+          sg_tensor *leaves[3] = {x, w, b}, *grads[2][3], *y[2];
+          for (int j = 0; j < 3; j++) sg_set_requires_grad(leaves[j], true);
+          for (int way = 0; way < 2; way++) {
+            for (int j = 0; j < 3; j++) sg_zero_grad(leaves[j]);
+            sg_tensor *bb = bias ? b : NULL;
+            y[way] = way ? sg_relu(g, sg_linear(g, x, w, bb)) : sg_linear_relu(g, x, w, bb);
+            sg_tensor *loss =
+                squared ? sg_sum_all(g, sg_mul(g, y[way], y[way])) : sg_sum_all(g, y[way]);
+            sg_backward(g, loss);
+            for (int j = 0; j < 3; j++)
+              grads[way][j] = leaves[j]->grad ? sg_clone(g, leaves[j]->grad) : NULL;
+          }
+          double tol = dt == SG_F32 ? 2e-4 : 1e-11;
+          int64_t clamped = 0;
+          for (int64_t i = 0; i < y[0]->numel; i++) {
+            ck_assert_double_eq_tol(sg_get(y[0], i), sg_get(y[1], i), tol);
+            clamped += sg_get(y[0], i) == 0;
+          }
+          ck_assert(clamped > y[0]->numel / 4 && clamped < 3 * y[0]->numel / 4);
+          for (int j = 0; j < (bias ? 3 : 2); j++)
+            for (int64_t i = 0; i < grads[0][j]->numel; i++) {
+              double want = sg_get(grads[1][j], i);
+              ck_assert_double_eq_tol(sg_get(grads[0][j], i), want, tol * (1 + fabs(want)));
+            }
+          for (int j = 0; j < 3; j++) sg_free(leaves[j]);
+          sg_graph_free(g);
+        }
+}
+END_TEST
+
 /* Naive gradients of sum(w * op(a) op(b)) with broadcast batches, summed
  * into the (broadcast) operand blocks in long double, with |term| sums. */
 static void naive_matmul_grads(const sg_tensor *a, const sg_tensor *b, bool ta, bool tb,
@@ -781,10 +852,13 @@ START_TEST(errors_reported) {
   assert_reported(&log, 8, "sg_linear_cols", "[2, 3]", "[4, 5]");
   ck_assert_ptr_null(sg_linear_cols(g, a, w, -1, NULL));
   assert_reported(&log, 9, "sg_linear_cols", "[2, 3]", "[4, 5]");
+  /* linear_relu: the checks of linear, under its own name. */
+  ck_assert_ptr_null(sg_linear_relu(g, a, w, NULL));
+  assert_reported(&log, 10, "sg_linear_relu", "[2, 3]", "[4, 5]");
   /* NULL in, NULL out, silently. */
   ck_assert_ptr_null(sg_matmul(g, NULL, b, false, false));
   ck_assert_ptr_null(sg_linear(g, NULL, w, NULL));
-  ck_assert_int_eq(log.count, 9);
+  ck_assert_int_eq(log.count, 10);
   sg_graph_free(g);
   sg_set_error_handler(NULL, NULL);
 }
@@ -810,6 +884,8 @@ Suite *suite_matmul(void) {
       {"gradcheck_matmul", gradcheck_matmul},
       {"gradcheck_matmul_large", gradcheck_matmul_large},
       {"gradcheck_linear", gradcheck_linear},
+      {"gradcheck_linear_relu", gradcheck_linear_relu},
+      {"linear_relu_vs_unfused", linear_relu_vs_unfused},
       {"gradcheck_linear_cols", gradcheck_linear_cols},
       {"linear_cols_vs_concat", linear_cols_vs_concat},
       {"matmul_broadcast_grad_many_batches", matmul_broadcast_grad_many_batches},
