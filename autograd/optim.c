@@ -40,23 +40,38 @@ void sg_adam_free(sg_adam *o) {
   sg_mfree(o);
 }
 
-/* One parameter's update, as torch.optim.Adam (non-amsgrad) computes it:
- * the moments are stored in the parameter's dtype (as PyTorch does: half
- * the memory of float64 moments for float32 models), each element's update
- * is computed in double. The settings are copied to locals and the arrays
- * marked restrict so that the loop vectorises (through o-> the compiler
- * must assume m and v alias them). */
-#define ADAM_LOOP(T)                                                                               \
+/* One parameter's update, as torch.optim.Adam (non-amsgrad, the
+ * single-tensor form) computes it, in the parameter's dtype: the moments
+ * are stored in it (float32 moments for a float32 model, half the memory
+ * of float64 ones) and the arithmetic follows torch's order in it:
+ *   m = b1 m + (1 - b1) g,  v = b2 v + (1 - b2) g^2,
+ *   p -= (lr / bc1) (m / (sqrt(v) / sqrt(bc2) + eps)).
+ * Float32 arithmetic runs twice the lanes of double through the square
+ * root and the division, which bound the loop. The settings are copied to
+ * locals of type T and the arrays marked restrict so that the loop
+ * vectorises (through o-> the compiler must assume m and v alias them). */
+#define ADAM_ELEMENT(T, SQRT)                                                                      \
+  do {                                                                                             \
+    T gj = wd != 0 ? gd[j] + twd * pd[j] : gd[j];                                                  \
+    T mj = tb1 * m[j] + tc1 * gj, vj = tb2 * v[j] + tc2 * gj * gj;                                 \
+    m[j] = mj;                                                                                     \
+    v[j] = vj;                                                                                     \
+    pd[j] -= tstep * (mj / (SQRT(vj) / tsqrt_bc2 + teps));                                         \
+  } while (0)
+
+/* Threads only for large tensors: even an if(false) parallel region costs
+ * ~0.3 us, and a model has dozens of small parameters. */
+#define ADAM_LOOP(T, SQRT)                                                                         \
   do {                                                                                             \
     T *restrict pd = p->data, *restrict m = mt->data, *restrict v = vt->data;                      \
     const T *restrict gd = p->grad->data;                                                          \
-    _Pragma("omp parallel for simd if (n > 65536) schedule(static)") for (int64_t j = 0; j < n;    \
-                                                                          j++) {                   \
-      double gj = gd[j] + wd * pd[j];                                                              \
-      double mj = b1 * m[j] + (1 - b1) * gj, vj = b2 * v[j] + (1 - b2) * gj * gj;                  \
-      m[j] = (T)mj;                                                                                \
-      v[j] = (T)vj;                                                                                \
-      pd[j] = (T)(pd[j] - step_size * mj / (sqrt(vj) / sqrt_bc2 + eps));                           \
+    const T tb1 = (T)b1, tb2 = (T)b2, tc1 = (T)(1 - b1), tc2 = (T)(1 - b2), twd = (T)wd,           \
+            teps = (T)eps, tstep = (T)step_size, tsqrt_bc2 = (T)sqrt_bc2;                          \
+    if (n > 65536) {                                                                               \
+      _Pragma("omp parallel for simd schedule(static)") for (int64_t j = 0; j < n; j++)            \
+          ADAM_ELEMENT(T, SQRT);                                                                   \
+    } else {                                                                                       \
+      _Pragma("omp simd") for (int64_t j = 0; j < n; j++) ADAM_ELEMENT(T, SQRT);                   \
     }                                                                                              \
   } while (0)
 
@@ -67,9 +82,9 @@ static void adam_update(const sg_adam *o, sg_tensor *p, sg_tensor *mt, sg_tensor
   double step_size = o->lr / bc1, sqrt_bc2 = sqrt(bc2);
   int64_t n = p->numel;
   if (p->dtype == SG_F32)
-    ADAM_LOOP(float);
+    ADAM_LOOP(float, sqrtf);
   else
-    ADAM_LOOP(double);
+    ADAM_LOOP(double, sqrt);
 }
 
 void sg_adam_step(sg_adam *o) {

@@ -371,6 +371,52 @@ START_TEST(released_blocks_merge_and_split) {
 }
 END_TEST
 
+/* sg_adam_step against the formula of torch.optim.Adam, evaluated in
+ * double for six steps with changing gradients, with and without weight
+ * decay; float32 parameters agree to float32 round-off, float64 ones to
+ * double round-off. */
+START_TEST(adam_matches_formula) {
+  enum { N = 777, STEPS = 6 };
+  for (int dt = 0; dt < 2; dt++)
+    for (int decay = 0; decay < 2; decay++) {
+      sg_rng r;
+      sg_rng_seed(&r, 70 + dt);
+      int64_t n = N;
+      sg_tensor *p = sg_rand_uniform(NULL, &r, (sg_dtype)dt, 1, &n, -1, 1);
+      sg_set_requires_grad(p, true);
+      sg_adam *opt = sg_adam_new(&p, 1, 0.01);
+      opt->weight_decay = decay ? 0.05 : 0;
+      double ref[N], start[N], m[N] = {0}, v[N] = {0};
+      for (int i = 0; i < N; i++) ref[i] = start[i] = sg_get(p, i);
+      sg_graph *g = sg_graph_new();
+      for (int step = 1; step <= STEPS; step++) {
+        /* loss sum(w * p): gradient w, drawn anew each step */
+        sg_tensor *w = sg_rand_normal(g, &r, (sg_dtype)dt, 1, &n, 0, 1 + step);
+        sg_zero_grad(p);
+        sg_backward(g, sg_sum_all(g, sg_mul(g, w, p)));
+        sg_adam_step(opt);
+        double bc1 = 1 - pow(0.9, step), bc2 = 1 - pow(0.999, step);
+        for (int i = 0; i < N; i++) {
+          double gi = sg_get(w, i) + opt->weight_decay * ref[i];
+          m[i] = 0.9 * m[i] + 0.1 * gi;
+          v[i] = 0.999 * v[i] + 0.001 * gi * gi;
+          ref[i] -= 0.01 / bc1 * (m[i] / (sqrt(v[i]) / sqrt(bc2) + 1e-8));
+        }
+        sg_graph_reset(g);
+      }
+      double tol = dt == SG_F32 ? 1e-6 : 1e-14, moved = 0;
+      for (int i = 0; i < N; i++) {
+        ck_assert_double_eq_tol(sg_get(p, i), ref[i], tol);
+        moved += fabs(ref[i] - start[i]);
+      }
+      ck_assert_double_gt(moved, N * 1e-3); /* steps of about lr: not vacuous */
+      sg_graph_free(g);
+      sg_adam_free(opt);
+      sg_free(p);
+    }
+}
+END_TEST
+
 Suite *suite_autograd(void) {
   Suite *s = suite_create("autograd");
   TCase *tc = tcase_create("autograd");
@@ -384,6 +430,7 @@ Suite *suite_autograd(void) {
   tcase_add_test(tc, threads_give_bitwise_identical_results);
   tcase_add_test(tc, steady_state_step_allocates_nothing);
   tcase_add_test(tc, released_blocks_merge_and_split);
+  tcase_add_test(tc, adam_matches_formula);
   tcase_set_timeout(tc, 120);
   suite_add_tcase(s, tc);
   return s;
