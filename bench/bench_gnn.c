@@ -181,37 +181,38 @@ static void count_linear(flop_count *f, double rows, double in, double out, bool
 }
 
 /* An MLP whose first Linear is split over parts (rows[i] x width[i]), the
- * rest running at R rows (sg_mlp_forward_parts). */
+ * second running at R rows and the last at R_out (fewer when the messages
+ * are averaged before it: sg_mlp_forward_parts_mean). */
 static void count_mlp(flop_count *f, int n, const double *rows, const double *width, double R,
-                      double h, double out, bool dx) {
+                      double R_out, double h, double out, bool dx) {
   for (int i = 0; i < n; i++) count_linear(f, rows[i], width[i], h, dx);
   count_linear(f, R, h, h, true);
-  count_linear(f, R, h, out, true);
+  count_linear(f, R_out, h, out, true);
 }
 
 static flop_count gemm_flops(const sg_gnn_config *c, double B, double M, double K) {
   flop_count f = {0, 0};
   double d = c->d, h = c->h, E = B * K * M, NB = B * M, NU = B * K;
-  count_mlp(&f, 1, &NB, (double[]){c->fp}, NB, h, d, false);
-  count_mlp(&f, 1, &NU, (double[]){c->fq}, NU, h, d, false);
-  count_mlp(&f, 1, &E, (double[]){c->fe}, E, h, d, false);
+  count_mlp(&f, 1, &NB, (double[]){c->fp}, NB, NB, h, d, false);
+  count_mlp(&f, 1, &NU, (double[]){c->fq}, NU, NU, h, d, false);
+  count_mlp(&f, 1, &E, (double[]){c->fe}, E, E, h, d, false);
   for (int l = 0; l < c->L; l++) {
-    if (l < c->L - 1) { /* node updates f1..f4 */
-      count_mlp(&f, 2, (double[]){NU, E}, (double[]){d, d}, E, h, d, true);
-      count_mlp(&f, 2, (double[]){NB, E}, (double[]){d, d}, E, h, d, true);
-      count_mlp(&f, 2, (double[]){NB, NB}, (double[]){d, d}, NB, h, d, true);
-      count_mlp(&f, 2, (double[]){NU, NU}, (double[]){d, d}, NU, h, d, true);
+    if (l < c->L - 1) { /* node updates f1..f4; f1 and f3 averaged before their last Linear */
+      count_mlp(&f, 2, (double[]){NU, E}, (double[]){d, d}, E, NB, h, d, true);
+      count_mlp(&f, 2, (double[]){NB, E}, (double[]){d, d}, E, NU, h, d, true);
+      count_mlp(&f, 2, (double[]){NB, NB}, (double[]){d, d}, NB, NB, h, d, true);
+      count_mlp(&f, 2, (double[]){NU, NU}, (double[]){d, d}, NU, NU, h, d, true);
     }
     if (c->variant == SG_GNN_ATTSKGS) {
       count_linear(&f, NU, d, d, true); /* W_Q */
       count_linear(&f, NB, d, d, true); /* W_K */
       count_linear(&f, E, d, d, true);  /* W_V */
-      count_mlp(&f, 2, (double[]){E, NU}, (double[]){d, d}, E, h, d, true);
+      count_mlp(&f, 2, (double[]){E, NU}, (double[]){d, d}, E, E, h, d, true);
     } else {
-      count_mlp(&f, 3, (double[]){E, NB, NU}, (double[]){d, d, d}, E, h, d, true);
+      count_mlp(&f, 3, (double[]){E, NB, NU}, (double[]){d, d, d}, E, E, h, d, true);
     }
   }
-  count_mlp(&f, 1, &E, &d, E, h, 1, true);
+  count_mlp(&f, 1, &E, &d, E, E, h, 1, true);
   return f;
 }
 

@@ -6,7 +6,9 @@ layers in the same order, the same parameter names and shapes (loaded from
 the .npz that `bench_gnn export` writes), the same split first Linear of
 every MLP on concatenated inputs (a [x, y] input is applied as
 x W_x^T + y W_y^T + b with broadcasting over the leading axes, as
-sg_mlp_forward_parts does, so both sides do the same arithmetic work), the
+sg_mlp_forward_parts does), messages averaged before their MLP's last
+Linear (as sg_mlp_forward_parts_mean does; the Linear is affine, so this is
+the same function), so that both sides do the same arithmetic work; the
 same Gumbel noise, the same log-domain capacity Sinkhorn with exactly T
 iterations, the same sum-rate and loss.
 
@@ -56,19 +58,24 @@ class MLP(nn.Sequential):
         super().__init__(nn.Linear(fin, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
                          nn.Linear(hidden, fout))
 
-    def tail(self, h1):
-        return self[4](F.relu(self[2](F.relu(h1))))
-
-    def parts(self, *xs):
-        """The MLP on the concatenation of xs along the last axis, the parts
-        broadcasting over the leading axes (first Linear split by columns)."""
+    def hidden(self, *xs):
+        """The last hidden activations of the MLP on the concatenation of xs
+        along the last axis, the parts broadcasting over the leading axes
+        (first Linear split by columns)."""
         first, h1, off = self[0], None, 0
         for i, x in enumerate(xs):
             w = first.weight[:, off:off + x.shape[-1]]
             y = F.linear(x, w, first.bias if i == 0 else None)
             h1 = y if h1 is None else h1 + y
             off += x.shape[-1]
-        return self.tail(h1)
+        return F.relu(self[2](F.relu(h1)))
+
+    def parts(self, *xs):
+        return self[4](self.hidden(*xs))
+
+    def parts_mean(self, axis, *xs):
+        """parts(*xs).mean(axis), the mean taken before the last Linear."""
+        return self[4](self.hidden(*xs).mean(axis))
 
 
 class Layer(nn.Module):
@@ -92,8 +99,8 @@ class Layer(nn.Module):
         bv, cv = b.unsqueeze(1), c.unsqueeze(2)  # [B, 1, M, d], [B, K, 1, d]
         nb, nc = b, c
         if self.node_update:
-            nb = self.f2.parts(b, self.f1.parts(cv, e).mean(1))
-            nc = self.f4.parts(c, self.f3.parts(bv, e).mean(2))
+            nb = self.f2.parts(b, self.f1.parts_mean(1, cv, e))
+            nc = self.f4.parts(c, self.f3.parts_mean(2, bv, e))
         if self.attention:
             q, k, v = self.w_q(cv), self.w_k(bv), self.w_v(e)  # [B,K,1,d] [B,1,M,d] [B,K,M,d]
             scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(q.shape[-1])  # [B,K,1,M]
