@@ -243,35 +243,36 @@ static embeddings update_layer(sg_graph *g, const sg_gnn *m, const sg_gnn_layer 
   return y;
 }
 
-static bool check_input(sg_graph *g, const sg_gnn *m, const char *what, const sg_tensor *t,
-                        int ndim, const int64_t *shape) {
+static bool check_input(sg_graph *g, const char *op, const sg_gnn *m, const char *what,
+                        const sg_tensor *t, int ndim, const int64_t *shape) {
   char got[96], want[96];
   bool ok = t->ndim == ndim && t->dtype == m->cfg.dtype;
   for (int a = 0; ok && a < ndim; a++) ok = shape[a] < 0 || t->shape[a] == shape[a];
   if (!ok) {
     int64_t shown[SG_MAX_DIMS];
     for (int a = 0; a < ndim; a++) shown[a] = shape[a] < 0 ? 0 : shape[a];
-    sg_op_error(g, "sg_gnn_forward", "%s is %s %s, expected %s %s (0: any size) for a %s model",
-                what, sg_dtype_name(t->dtype), sg_shape_str(t->ndim, t->shape, got),
+    sg_op_error(g, op, "%s is %s %s, expected %s %s (0: any size) for a %s model", what,
+                sg_dtype_name(t->dtype), sg_shape_str(t->ndim, t->shape, got),
                 sg_dtype_name(m->cfg.dtype), sg_shape_str(ndim, shown, want),
                 sg_gnn_variant_name(m->cfg.variant));
   }
   return ok;
 }
 
-static bool inputs_valid(sg_graph *g, const sg_gnn *m, const sg_tensor *p, const sg_tensor *q,
-                         const sg_tensor *H, sg_gnn_mode mode, const sg_rng *rng,
-                         const sg_tensor *noise) {
+/* The inputs of op (sg_gnn_forward or sg_gnn_predict) against the model. */
+static bool inputs_valid(sg_graph *g, const char *op, const sg_gnn *m, const sg_tensor *p,
+                         const sg_tensor *q, const sg_tensor *H, sg_gnn_mode mode,
+                         const sg_rng *rng, const sg_tensor *noise) {
   const sg_gnn_config *c = &m->cfg;
-  if (!check_input(g, m, "p", p, 3, (int64_t[]){-1, -1, c->fp})) return false;
+  if (!check_input(g, op, m, "p", p, 3, (int64_t[]){-1, -1, c->fp})) return false;
   int64_t B = p->shape[0], M = p->shape[1];
-  if (!check_input(g, m, "q", q, 3, (int64_t[]){B, -1, c->fq})) return false;
+  if (!check_input(g, op, m, "q", q, 3, (int64_t[]){B, -1, c->fq})) return false;
   int64_t K = q->shape[1];
-  if (!check_input(g, m, "H", H, 4, (int64_t[]){B, M, K, c->fe})) return false;
+  if (!check_input(g, op, m, "H", H, 4, (int64_t[]){B, M, K, c->fe})) return false;
   if (mode == SG_GNN_TRAIN && c->variant != SG_GNN_SMA) {
-    if (noise) return check_input(g, m, "noise", noise, 3, (int64_t[]){B, K, M});
+    if (noise) return check_input(g, op, m, "noise", noise, 3, (int64_t[]){B, K, M});
     if (!rng) {
-      sg_op_error(g, "sg_gnn_forward", "train mode of %s needs Gumbel noise or an rng",
+      sg_op_error(g, op, "train mode of %s needs Gumbel noise or an rng",
                   sg_gnn_variant_name(c->variant));
       return false;
     }
@@ -305,7 +306,8 @@ static sg_tensor *post_process(sg_graph *g, const sg_gnn *m, sg_tensor *logits, 
 sg_gnn_output(sg_gnn_forward)(sg_graph *g, const sg_gnn *m, sg_tensor *p, sg_tensor *q,
                               sg_tensor *H, sg_gnn_mode mode, sg_rng *rng, sg_tensor *noise) {
   sg_gnn_output out = {0};
-  if (!m || !p || !q || !H || !inputs_valid(g, m, p, q, H, mode, rng, noise)) return out;
+  if (!m || !p || !q || !H || !inputs_valid(g, "sg_gnn_forward", m, p, q, H, mode, rng, noise))
+    return out;
   int64_t B = p->shape[0], M = p->shape[1], K = q->shape[1];
   embeddings x;
   x.b = sg_mlp_forward(g, &m->mlp_p, p);
@@ -349,7 +351,9 @@ static sg_tensor *samples_of(sg_graph *g, const sg_tensor *t, int64_t start, int
 
 sg_tensor *(sg_gnn_predict)(sg_graph *g, const sg_gnn *m, const sg_tensor *p, const sg_tensor *q,
                             const sg_tensor *H, int64_t chunk) {
-  if (!m || !p || !q || !H || !inputs_valid(g, m, p, q, H, SG_GNN_EVAL, NULL, NULL)) return NULL;
+  if (!m || !p || !q || !H ||
+      !inputs_valid(g, "sg_gnn_predict", m, p, q, H, SG_GNN_EVAL, NULL, NULL))
+    return NULL;
   if (p->graph == g || q->graph == g || H->graph == g) {
     sg_op_error(g, "sg_gnn_predict", "the inputs live in the scratch graph, which it resets");
     return NULL;
