@@ -133,6 +133,9 @@ START_TEST(gemm_alpha_beta) {
         check_gemm(fns[f], (sg_dtype)dt, t & 1, t >> 1, 19, 38, 141, 0.5, -2, &r);
         /* small C, deep odd k: A^T B in two halves of k (split-k) */
         check_gemm(fns[f], (sg_dtype)dt, t & 1, t >> 1, 150, 130, 2101, 0.5, -2, &r);
+        /* short k: threaded rows; columns in two chunks */
+        check_gemm(fns[f], (sg_dtype)dt, t & 1, t >> 1, 1100, 130, 8, 0.5, -2, &r);
+        check_gemm(fns[f], (sg_dtype)dt, t & 1, t >> 1, 33, 600, 1, 2, 0.25, &r);
         check_gemm(fns[f], (sg_dtype)dt, t & 1, t >> 1, 5, 9, 0, 1, 0.5, &r);
         check_gemm(fns[f], (sg_dtype)dt, t & 1, t >> 1, 5, 9, 0, 1, 0, &r);
       }
@@ -185,10 +188,11 @@ START_TEST(gemm_deterministic_across_threads) {
   sg_rng_seed(&r, 29);
   int was = omp_get_max_threads();
   const gemm_fn fns[] = {sg_gemm, sg_gemm_reference};
-  const int64_t shapes[][3] = {{301, 257, 613}, {89, 177, 171}, {40, 53, 372}, {210, 369, 20},
-                               {3, 700, 500},   {1, 640, 224},  {1, 60, 504},  {300, 1, 200},
-                               {30, 519, 301},    /* small m: threaded dot-product tiles */
-                               {150, 130, 2101}}; /* A^T B: split-k */
+  const int64_t shapes[][3] = {{301, 257, 613},  {89, 177, 171}, {40, 53, 372}, {210, 369, 20},
+                               {3, 700, 500},    {1, 640, 224},  {1, 60, 504},  {300, 1, 200},
+                               {30, 519, 301},   /* small m: threaded dot-product tiles */
+                               {150, 130, 2101}, /* A^T B: split-k */
+                               {1100, 600, 8}};  /* short k: threaded, two column chunks */
   for (int f = 0; f < 2; f++)
     for (int dt = 0; dt < 2; dt++)
       for (int s = 0; s < (int)(sizeof shapes / sizeof shapes[0]); s++)
