@@ -99,10 +99,10 @@ sg_gnn_output(sg_gnn_forward)(sg_graph *g, const sg_gnn *m, sg_tensor *p, sg_ten
 /* Eval-mode A~ [B, K, M] of a batch, computed a chunk of samples at a time
  * on the scratch graph g (reset before each chunk, gradients off during the
  * call), so that the working memory follows the chunk, not the batch: at
- * the paper's width a 256-sample batch in one forward holds ~130 MiB of
- * activations. The inputs are not tensors of g. chunk <= 0 picks
- * sg_gnn_predict_chunk. Each sample's result does not depend on the chunk
- * size up to float round-off (GEMM blocking). g keeps the last chunk's
+ * the paper's width a 256-sample batch in one forward holds ~95 MiB of
+ * activations, 32-sample chunks ~15 MiB. The inputs are not tensors of g.
+ * chunk <= 0 picks sg_gnn_predict_chunk. Each sample's result does not
+ * depend on the chunk size up to float round-off (GEMM blocking). g keeps the last chunk's
  * tensors (sg_graph_arena_used: one chunk's high-water mark) until reset.
  * Returns a caller-owned tensor (sg_free), or NULL after reporting a
  * misuse. */
@@ -110,7 +110,7 @@ sg_tensor *(sg_gnn_predict)(sg_graph *g, const sg_gnn *m, const sg_tensor *p, co
                             const sg_tensor *H, int64_t chunk);
 #define sg_gnn_predict(g, ...) (sg_gnn_predict)(SG_AT(g), __VA_ARGS__)
 /* The default chunk: as many samples as keep a chunk's widest activation
- * (K*M edges times h) within 4 MiB; at least 1. */
+ * (K*M edges times h) within 2 MiB; at least 1. */
 int64_t sg_gnn_predict_chunk(const sg_gnn *m, int64_t K, int64_t M);
 
 /* ---- evaluation helpers ------------------------------------------------------ */
