@@ -328,7 +328,7 @@ sg_gnn_output(sg_gnn_forward)(sg_graph *g, const sg_gnn *m, sg_tensor *p, sg_ten
 
 /* Bytes a chunk's widest activation may take (sg_gnn_predict_chunk). At
  * the paper's width (32 samples a chunk) a 256-sample batch then peaks at
- * ~15 MiB above the weights instead of ~130 MiB, for ~5% more time per
+ * ~15 MiB above the weights instead of ~95 MiB, for ~5% more time per
  * sample (the weights are packed for BLIS once per chunk); at d 128 (128
  * samples) ~5% too. Measured with bench_gnn infer --chunk. */
 enum { PREDICT_CHUNK_BYTES = 2 << 20 };

@@ -210,6 +210,7 @@ static bool broadcasts_into(const sg_tensor *b, const sg_tensor *a) {
  * without gradients in place, in whichever has the full shape (a + b and
  * b + a round alike). */
 static sg_tensor *sum_consuming(sg_graph *g, sg_tensor *a, sg_tensor *b) {
+  if (!a || !b) return NULL; /* an earlier op reported a misuse */
   sg_tensor *full = a->numel >= b->numel ? a : b, *other = full == a ? b : a;
   if (!sg_grad_enabled(g) && broadcasts_into(other, full)) {
     sg_tensor *sum = sg_add_(g, full, other);
@@ -258,7 +259,7 @@ sg_tensor *sg_mlp_forward_parts_mean(sg_graph *g, const sg_mlp *m, int n, sg_ten
   if (!h1) return NULL;
   sg_tensor *r2 = second_hidden(g, m, relu_consuming(g, h1));
   sg_tensor *mean = sg_mean(g, r2, axis, false);
-  consumed(g, r2, true); /* ReLU's backward reads it, the mean's does not */
+  consumed(g, r2, true); /* the Linear+ReLU backward reads it, the mean's does not */
   return mlp_out(g, m, mean);
 }
 
