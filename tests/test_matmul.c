@@ -497,6 +497,16 @@ START_TEST(gradcheck_linear_relu) {
 }
 END_TEST
 
+/* got[j] equals want[j] for j < n, element by element, within tol
+ * relative to 1 + |want|. */
+static void assert_close_all(sg_tensor *const *got, sg_tensor *const *want, int n, double tol) {
+  for (int j = 0; j < n; j++)
+    for (int64_t i = 0; i < want[j]->numel; i++) {
+      double w = sg_get(want[j], i);
+      ck_assert_double_eq_tol(sg_get(got[j], i), w, tol * (1 + fabs(w)));
+    }
+}
+
 /* sg_linear_relu equals sg_relu(sg_linear), forward and gradients (a
  * squared loss and a uniform one), in both dtypes, with and without bias,
  * for row counts on both sides of the small-m GEMM path; about half the
@@ -531,11 +541,7 @@ START_TEST(linear_relu_vs_unfused) {
             clamped += sg_get(y[0], i) == 0;
           }
           ck_assert(clamped > y[0]->numel / 4 && clamped < 3 * y[0]->numel / 4);
-          for (int j = 0; j < (bias ? 3 : 2); j++)
-            for (int64_t i = 0; i < grads[0][j]->numel; i++) {
-              double want = sg_get(grads[1][j], i);
-              ck_assert_double_eq_tol(sg_get(grads[0][j], i), want, tol * (1 + fabs(want)));
-            }
+          assert_close_all(grads[0], grads[1], bias ? 3 : 2, tol);
           for (int j = 0; j < 3; j++) sg_free(leaves[j]);
           sg_graph_free(g);
         }
@@ -690,11 +696,7 @@ START_TEST(linear_cols_vs_concat) {
       double tol = dt == SG_F32 ? 2e-4 : 1e-11;
       for (int64_t i = 0; i < y[0]->numel; i++)
         ck_assert_double_eq_tol(sg_get(y[0], i), sg_get(y[1], i), tol);
-      for (int j = 0; j < 4; j++)
-        for (int64_t i = 0; i < grads[0][j]->numel; i++) {
-          double want = sg_get(grads[1][j], i);
-          ck_assert_double_eq_tol(sg_get(grads[0][j], i), want, tol * (1 + fabs(want)));
-        }
+      assert_close_all(grads[0], grads[1], 4, tol);
       for (int j = 0; j < 4; j++) sg_free(leaves[j]);
       sg_graph_free(g);
     }
