@@ -80,7 +80,8 @@ int sg_eval_es_rates(const sg_dataset *ds, double max_leaves, double *rate);
  * feature_scale. */
 typedef struct sg_eval_opts {
   double feature_scale; /* the scale stored with the model (> 0) */
-  int batch;            /* samples per forward pass (>= 1; default 256) */
+  int batch;            /* samples per batch (>= 1; default 256); sg_gnn_predict runs a
+                         * batch in chunks of its default size */
   int latency_samples;  /* single-sample forwards timed for latency_us (default 32; 0: skip) */
 } sg_eval_opts;
 sg_eval_opts sg_eval_defaults(double feature_scale);
@@ -89,8 +90,10 @@ sg_eval_opts sg_eval_defaults(double feature_scale);
 int sg_eval_check(const sg_gnn *m, const sg_dataset *ds, char *msg, size_t msg_len);
 
 /* Runs m in eval mode (no noise, no gradient) on every sample of ds in
- * batches; A (S x K x M) receives A~ as double. *seconds (may be NULL): wall
- * time of inputs + forward. 0, or -1 with a message. */
+ * batches, each through sg_gnn_predict (chunked: the working memory stays
+ * a few MiB above the weights); A (S x K x M) receives A~ as double.
+ * *seconds (may be NULL): wall time of inputs + forward. 0, or -1 with a
+ * message. */
 int sg_eval_infer(const sg_gnn *m, const sg_dataset *ds, const sg_eval_opts *o, double *A,
                   double *seconds, char *msg, size_t msg_len);
 
