@@ -460,30 +460,39 @@ static sg_tensor *apply_linear(sg_graph *g, sg_tensor *const *in, int n, void *c
   return sg_linear(g, in[0], in[1], n > 2 ? in[2] : NULL);
 }
 
-/* Gradient and float32-forward checks of a Linear-like op f(x, W[, b]) over
- * x shapes of 1 to 3 dims (a size-1 axis among them), with and without bias. */
-static void check_linear_op(sg_check_fn f, uint64_t seed) {
+/* One input shape of a Linear-like op and the first column of W it uses. */
+typedef struct linear_case {
+  int nd;
+  int64_t x[3], col0;
+} linear_case;
+
+/* Gradient and float32-forward checks of a Linear-like op f(x, W[, b]),
+ * W [5, w_in], over the cases, with and without bias; f's ctx points to the
+ * case's col0 (ops on the whole W ignore it). */
+static void check_linear_op(sg_check_fn f, uint64_t seed, int64_t w_in, const linear_case *cases,
+                            int n_cases) {
   sg_rng r;
   sg_rng_seed(&r, seed);
-  const struct {
-    int nd;
-    int64_t x[3];
-  } xs[] = {{2, {4, 3}}, {3, {2, 3, 3}}, {1, {3}}, {3, {2, 1, 3}}};
-  for (int i = 0; i < 4; i++)
+  for (int i = 0; i < n_cases; i++)
     for (int bias = 0; bias < 2; bias++) {
-      sg_tensor *in[3] = {sg_rand_uniform(NULL, &r, SG_F64, xs[i].nd, xs[i].x, -1, 1),
-                          sg_rand_uniform(NULL, &r, SG_F64, 2, (int64_t[]){5, 3}, -1, 1),
+      sg_tensor *in[3] = {sg_rand_uniform(NULL, &r, SG_F64, cases[i].nd, cases[i].x, -1, 1),
+                          sg_rand_uniform(NULL, &r, SG_F64, 2, (int64_t[]){5, w_in}, -1, 1),
                           sg_rand_uniform(NULL, &r, SG_F64, 1, (int64_t[]){5}, -1, 1)};
       for (int j = 0; j < 3; j++) sg_set_requires_grad(in[j], true);
       int n = bias ? 3 : 2;
-      SG_ASSERT_CHECK(sg_gradcheck(f, in, n, NULL, NULL));
-      SG_ASSERT_CHECK(sg_check_f32_forward(f, in, n, NULL, 1e-6, 1e-6));
+      int64_t col0 = cases[i].col0;
+      SG_ASSERT_CHECK(sg_gradcheck(f, in, n, &col0, NULL));
+      SG_ASSERT_CHECK(sg_check_f32_forward(f, in, n, &col0, 1e-6, 1e-6));
       for (int j = 0; j < 3; j++) sg_free(in[j]);
     }
 }
 
+/* x shapes of 1 to 3 dims (a size-1 axis among them) against all of W [5, 3]. */
+static const linear_case whole_w_cases[] = {
+    {2, {4, 3}, 0}, {3, {2, 3, 3}, 0}, {1, {3}, 0}, {3, {2, 1, 3}, 0}};
+
 START_TEST(gradcheck_linear) {
-  check_linear_op(apply_linear, 53);
+  check_linear_op(apply_linear, 53, 3, whole_w_cases, 4);
 }
 END_TEST
 
@@ -493,7 +502,7 @@ static sg_tensor *apply_linear_relu(sg_graph *g, sg_tensor *const *in, int n, vo
 }
 
 START_TEST(gradcheck_linear_relu) {
-  check_linear_op(apply_linear_relu, 54);
+  check_linear_op(apply_linear_relu, 54, 3, whole_w_cases, 4);
 }
 END_TEST
 
@@ -647,24 +656,9 @@ static sg_tensor *apply_linear_cols(sg_graph *g, sg_tensor *const *in, int n, vo
 /* Blocks at the start, middle and end of W's columns (W [5, 7]), with
  * broadcast leading dims and a single-row x. */
 START_TEST(gradcheck_linear_cols) {
-  sg_rng r;
-  sg_rng_seed(&r, 54);
-  const struct {
-    int nd;
-    int64_t x[3], col0;
-  } xs[] = {{2, {4, 3}, 0}, {3, {2, 3, 2}, 3}, {1, {2}, 5}, {3, {2, 1, 7}, 0}, {2, {1, 1}, 6}};
-  for (int i = 0; i < 5; i++)
-    for (int bias = 0; bias < 2; bias++) {
-      sg_tensor *in[3] = {sg_rand_uniform(NULL, &r, SG_F64, xs[i].nd, xs[i].x, -1, 1),
-                          sg_rand_uniform(NULL, &r, SG_F64, 2, (int64_t[]){5, 7}, -1, 1),
-                          sg_rand_uniform(NULL, &r, SG_F64, 1, (int64_t[]){5}, -1, 1)};
-      for (int j = 0; j < 3; j++) sg_set_requires_grad(in[j], true);
-      int n = bias ? 3 : 2;
-      int64_t col0 = xs[i].col0;
-      SG_ASSERT_CHECK(sg_gradcheck(apply_linear_cols, in, n, &col0, NULL));
-      SG_ASSERT_CHECK(sg_check_f32_forward(apply_linear_cols, in, n, &col0, 1e-6, 1e-6));
-      for (int j = 0; j < 3; j++) sg_free(in[j]);
-    }
+  const linear_case cases[] = {
+      {2, {4, 3}, 0}, {3, {2, 3, 2}, 3}, {1, {2}, 5}, {3, {2, 1, 7}, 0}, {2, {1, 1}, 6}};
+  check_linear_op(apply_linear_cols, 54, 7, cases, 5);
 }
 END_TEST
 
