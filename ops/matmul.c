@@ -548,26 +548,28 @@ static void gemm_thin_k(sg_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int
  * k in 64..1024 (2 threads), packed was faster for 20 of 30 wide NN/TN
  * shapes (f32 256 x 1024 x 512: 172 vs 94 GFLOP/s) and slower for 1, while
  * sup won most narrow ones (f32 256^3: 192 vs 132). */
-static bool blis_avoid_sup(bool ta, bool tb, int64_t m, int64_t n) {
+static bool blis_avoid_sup(bool ta, bool tb, int64_t m, int64_t n, bool one_thread) {
   /* k is contiguous in A unless it is transposed, or a single column of
    * A^T (m == 1); likewise in B when transposed or a single column (n == 1):
    * both k-contiguous is the dot-product case (a 1-thread vs 2-thread sweep
    * found TT products with m = 1 differing too). */
   bool a_k_unit = !ta || m == 1, b_k_unit = tb || n == 1;
-  /* A^T B with a deep k and a square-ish C (weight gradients, go^T x):
-   * packed 172-179 vs sup 146-147 GFLOP/s for 256 x 128..256 x 4096, 156 vs
-   * 149 for 128 x 128 x 4096; sup stays ahead when C has 64 rows or
-   * columns (187 vs 138). */
-  bool weight_grad = ta && !tb && m >= 128 && n >= 128;
+  /* A^T B with a deep k and a square-ish C (weight gradients, go^T x) on
+   * both threads: packed 172-179 vs sup 146-147 GFLOP/s for 256 x 128..256
+   * x 4096, 156 vs 149 for 128 x 128 x 4096; sup stays ahead when C has 64
+   * rows or columns (187 vs 138). On one thread sup wins (cold caches,
+   * 128 x 128 x 4096: 97 vs 81). The choice follows the route (one thread
+   * by design), never the runtime thread count. */
+  bool weight_grad = ta && !tb && m >= 128 && n >= 128 && !one_thread;
   return (a_k_unit && b_k_unit) || (!tb && n >= 512) || weight_grad;
 }
 
 static void blis_gemm(sg_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
                       const void *a, int64_t lda, const void *b, int64_t ldb, double beta, void *c,
-                      int64_t ldc, int threads) {
+                      int64_t ldc, bool one_thread) {
   rntm_t rntm = BLIS_RNTM_INITIALIZER;
-  bli_rntm_set_num_threads(threads, &rntm);
-  if (blis_avoid_sup(ta, tb, m, n)) bli_rntm_disable_l3_sup(&rntm);
+  bli_rntm_set_num_threads(one_thread ? 1 : omp_get_max_threads(), &rntm);
+  if (blis_avoid_sup(ta, tb, m, n, one_thread)) bli_rntm_disable_l3_sup(&rntm);
   trans_t oa = ta ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
           ob = tb ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE;
   /* Row-major storage: row stride ld, column stride 1. BLIS does not write
@@ -602,14 +604,15 @@ static void openblas_gemm(sg_dtype dt, bool ta, bool tb, int64_t m, int64_t n, i
 #endif
 
 #if SG_HAVE_CBLAS
-/* The build's provider on `threads` threads (OpenBLAS: always one). */
+/* The build's provider on one thread, or on every OpenMP thread unless
+ * one_thread (OpenBLAS: always one). */
 static void provider_gemm(sg_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
                           double alpha, const void *a, int64_t lda, const void *b, int64_t ldb,
-                          double beta, void *c, int64_t ldc, int threads) {
+                          double beta, void *c, int64_t ldc, bool one_thread) {
 #if SG_BLAS_BLIS
-  blis_gemm(dt, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, threads);
+  blis_gemm(dt, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, one_thread);
 #else
-  (void)threads;
+  (void)one_thread;
   openblas_gemm(dt, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 #endif
 }
@@ -629,7 +632,10 @@ static bool fits_provider(int64_t m, int64_t n, int64_t k, int64_t lda, int64_t 
  * (f32, 2 threads, GFLOP/s, split vs one call: 128 x 128 x 4096 176 vs
  * 139-157, 128 x 192 x 4096 160 vs 127), and keeps its speed when the
  * machine is busy (125 vs 67-107 measured under load). At 256 x 256 BLIS's
- * own split is ahead (178 vs 170); with a 64-wide C it is a draw. */
+ * own split is ahead (178 vs 170); with a 64-wide C it is a draw. (Measured
+ * with packed halves; they now take sup, faster on one thread: see
+ * blis_avoid_sup. A Linear backward runs its dW as one half of a pair
+ * instead, see sg_gemm_pair.) */
 static bool use_split_k(bool ta, bool tb, int64_t m, int64_t n, int64_t k) {
   return ta && !tb && m >= 128 && n >= 128 && m * n <= 192 * 192 && k >= 2048;
 }
@@ -649,9 +655,10 @@ static void gemm_split_k(sg_dtype dt, int64_t m, int64_t n, int64_t k, double al
   SG_PARALLEL_IF(
       omp_get_max_threads() >= 2, for (int half = 0; half < 2; half++) {
         if (half == 0)
-          provider_gemm(dt, true, false, m, n, k1, alpha, a, lda, b, ldb, beta, c, ldc, 1);
+          provider_gemm(dt, true, false, m, n, k1, alpha, a, lda, b, ldb, beta, c, ldc, true);
         else
-          provider_gemm(dt, true, false, m, n, k - k1, alpha, a2, lda, b2, ldb, 0, scratch, n, 1);
+          provider_gemm(dt, true, false, m, n, k - k1, alpha, a2, lda, b2, ldb, 0, scratch, n,
+                        true);
       });
   SG_DISPATCH(dt, T, {
     T *cd = c;
@@ -727,7 +734,7 @@ void sg_gemm(sg_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, dou
     break;
 #if SG_HAVE_CBLAS
   case ROUTE_PROVIDER:
-    provider_gemm(dt, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, omp_get_max_threads());
+    provider_gemm(dt, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, false);
     break;
   case ROUTE_SPLIT_K:
     gemm_split_k(dt, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, scratch);
@@ -740,6 +747,60 @@ void sg_gemm(sg_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, dou
     gemm_ref(dt, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, scratch, true);
     break;
   }
+}
+
+/* ==== two independent products ========================================== */
+
+/* Per-product multiply-adds where a pair runs one product per thread.
+ * Below PAIR_MIN the products stay on the calling thread (sg_gemm's tiny
+ * route). Above PAIR_MAX each product fills both cores alone: BLIS
+ * sequential vs one product per thread, f32, cold caches, GFLOP/s for the
+ * two of a Linear backward (dX = go W, dW = go^T x; rows x in x out):
+ * 4096x128x128 153 vs 184, 4096x64x128 118 vs 152, 4096x128x256 172 vs 200,
+ * 4096x256x256 (2^28) 187 vs 201, 512x1024x1024 (2^29) 204 vs 207, 512 x
+ * 512 x 1024 201 vs 199. */
+enum { PAIR_MIN = TINY_GEMM_FLOPS, PAIR_MAX = 1 << 28 };
+
+/* One product on the calling thread, never forking: sg_gemm's route with
+ * the provider on one thread and a split k as one call. */
+static void gemm_one_thread(const sg_gemm_args *p) {
+  switch (route_gemm(p->ta, p->tb, p->m, p->n, p->k, p->lda, p->ldb, p->ldc)) {
+#if SG_HAVE_CBLAS
+  case ROUTE_PROVIDER:
+  case ROUTE_SPLIT_K:
+    provider_gemm(p->dt, p->ta, p->tb, p->m, p->n, p->k, p->alpha, p->a, p->lda, p->b, p->ldb,
+                  p->beta, p->c, p->ldc, true);
+    break;
+#endif
+  default:
+    gemm_ref(p->dt, p->ta, p->tb, p->m, p->n, p->k, p->alpha, p->a, p->lda, p->b, p->ldb, p->beta,
+             p->c, p->ldc, p->scratch, false);
+    break;
+  }
+}
+
+/* Whether a product of the pair runs on its own thread: it must take a
+ * route without forks of its own, and the choice depends on the shape
+ * alone, so that results never depend on the thread count. */
+static bool pairs_well(const sg_gemm_args *p) {
+  int64_t flops = p->m * p->n * p->k;
+  gemm_route r = route_gemm(p->ta, p->tb, p->m, p->n, p->k, p->lda, p->ldb, p->ldc);
+  return flops > PAIR_MIN && flops <= PAIR_MAX && r != ROUTE_SMALL_M && r != ROUTE_THIN_K;
+}
+
+static void gemm_args(const sg_gemm_args *p) {
+  sg_gemm(p->dt, p->ta, p->tb, p->m, p->n, p->k, p->alpha, p->a, p->lda, p->b, p->ldb, p->beta,
+          p->c, p->ldc, p->scratch);
+}
+
+void sg_gemm_pair(const sg_gemm_args *p, const sg_gemm_args *q) {
+  if (p->m <= 0 || p->n <= 0 || q->m <= 0 || q->n <= 0 || !pairs_well(p) || !pairs_well(q)) {
+    gemm_args(p);
+    gemm_args(q);
+    return;
+  }
+  SG_PARALLEL_IF(omp_get_max_threads() >= 2,
+                 for (int i = 0; i < 2; i++) gemm_one_thread(i == 0 ? p : q););
 }
 
 /* ==== batched products =================================================== */
@@ -1037,28 +1098,63 @@ static void bias_grad(sg_tensor *gb, bool acc, const sg_tensor *go, int64_t rows
   });
 }
 
+/* The gradient buffer of W's column block [col0, col0 + width): a block
+ * narrower than W writes only its columns, so W's gradient must then start
+ * from zeros and the block adds to it. */
+static sg_tensor *weight_grad_dest(sg_graph *g, sg_tensor *w, int64_t width, bool *acc) {
+  *acc = true;
+  return width == w->shape[1] ? sg_grad_dest(g, w, acc) : sg_grad_buf(g, w);
+}
+
 /* Weights are W[:, col0 : col0 + width] of W [out, in]: row stride in.
- * Each gradient is fetched just before it is written (a tensor passed
- * twice gets its second contribution added); a block narrower than W
- * writes only its columns, so W's gradient must then start from zeros. */
+ * The two products are independent (one pair) unless x is W itself: then
+ * its gradient is fetched again after dx is written, and gets the second
+ * contribution added. */
 static void linear_backward(sg_graph *g, sg_node *nd) {
   sg_tensor *x = nd->in[0], *w = nd->in[1], *go = nd->out->grad;
   int64_t in = w->shape[1], out = w->shape[0], rows = nd->iarg[0], col0 = nd->iarg[1];
   int64_t width = x->shape[x->ndim - 1];
   sg_dtype dt = go->dtype;
   size_t col_bytes = (size_t)col0 * sg_dtype_size(dt);
-  bool acc = true;
-  sg_tensor *gx = sg_grad_dest(g, x, &acc);
-  if (gx) /* dx [rows, width] += go [rows, out] W[:, block] [out, width] */
-    sg_gemm(dt, false, false, rows, width, out, 1, go->data, out, (char *)w->data + col_bytes, in,
-            acc, gx->data, width, gemm_scratch(g, dt, false, false, rows, width, out));
-  acc = true;
-  sg_tensor *gw = width == in ? sg_grad_dest(g, w, &acc) : sg_grad_buf(g, w);
-  if (gw) /* dW[:, block] [out, width] += go^T x */
-    sg_gemm(dt, true, false, out, width, rows, 1, go->data, out, x->data, width, acc,
-            (char *)gw->data + col_bytes, in, gemm_scratch(g, dt, true, false, out, width, rows));
-  sg_tensor *gbias = sg_grad_dest(g, nd->in[2], &acc);
-  if (gbias) bias_grad(gbias, acc, go, rows, out);
+  bool acc_x = true, acc_w = true;
+  sg_tensor *gx = sg_grad_dest(g, x, &acc_x);
+  sg_tensor *gw = x != w ? weight_grad_dest(g, w, width, &acc_w) : NULL;
+  /* dx [rows, width] += go [rows, out] W[:, block] [out, width] */
+  sg_gemm_args dx = {dt,
+                     false,
+                     false,
+                     rows,
+                     width,
+                     out,
+                     1,
+                     go->data,
+                     out,
+                     (char *)w->data + col_bytes,
+                     in,
+                     acc_x,
+                     gx ? gx->data : NULL,
+                     width,
+                     gx ? gemm_scratch(g, dt, false, false, rows, width, out) : NULL};
+  /* dW[:, block] [out, width] += go^T x */
+  sg_gemm_args dw = {dt,  true,    false, out,   width, rows, 1,   go->data,
+                     out, x->data, width, acc_w, NULL,  in,   NULL};
+  if (gx && gw) {
+    dw.c = (char *)gw->data + col_bytes;
+    dw.scratch = gemm_scratch(g, dt, true, false, out, width, rows);
+    sg_gemm_pair(&dx, &dw);
+  } else {
+    if (gx) gemm_args(&dx);
+    if (x == w) gw = weight_grad_dest(g, w, width, &acc_w);
+    if (gw) {
+      dw.beta = acc_w;
+      dw.c = (char *)gw->data + col_bytes;
+      dw.scratch = gemm_scratch(g, dt, true, false, out, width, rows);
+      gemm_args(&dw);
+    }
+  }
+  bool acc_b = true;
+  sg_tensor *gbias = sg_grad_dest(g, nd->in[2], &acc_b);
+  if (gbias) bias_grad(gbias, acc_b, go, rows, out);
 }
 
 static const sg_op linear_op = {"sg_linear", linear_backward};

@@ -39,6 +39,30 @@ void sg_gemm_reference(sg_dtype dt, bool trans_a, bool trans_b, int64_t m, int64
                        double alpha, const void *a, int64_t lda, const void *b, int64_t ldb,
                        double beta, void *c, int64_t ldc, void *scratch);
 
+/* The arguments of one sg_gemm call. */
+typedef struct sg_gemm_args {
+  sg_dtype dt;
+  bool ta, tb;
+  int64_t m, n, k;
+  double alpha;
+  const void *a;
+  int64_t lda;
+  const void *b;
+  int64_t ldb;
+  double beta;
+  void *c;
+  int64_t ldc;
+  void *scratch; /* as for sg_gemm */
+} sg_gemm_args;
+
+/* Two independent products (p's C must not overlap q's operands or C):
+ * mid-sized pairs run one product per thread, each on one thread (the two
+ * products of a Linear backward have equal work; one per core beats each
+ * split across both); others run one after the other through sg_gemm. The
+ * choice depends on the shapes alone, so results do not depend on the
+ * thread count. */
+void sg_gemm_pair(const sg_gemm_args *p, const sg_gemm_args *q);
+
 /* Bytes the reference kernel needs for these sizes. */
 size_t sg_gemm_reference_scratch_bytes(sg_dtype dt, int64_t m, int64_t n, int64_t k);
 

@@ -103,6 +103,24 @@ static void check_kernel_all_sizes(gemm_fn f) {
                        &r);
 }
 
+/* sg_gemm_pair on the same product twice, into C and a copy of it: the
+ * two must come out bitwise equal, and check_gemm checks C. */
+static void gemm_pair_twice(sg_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
+                            double alpha, const void *a, int64_t lda, const void *b, int64_t ldb,
+                            double beta, void *c, int64_t ldc, void *scratch) {
+  size_t bytes = (size_t)(m * ldc) * sg_dtype_size(dt);
+  void *c2 = malloc(bytes);
+  memcpy(c2, c, bytes);
+  sg_gemm_args p = {dt, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, scratch};
+  sg_gemm_args q = p;
+  q.c = c2;
+  q.scratch = NULL;
+  sg_gemm_pair(&p, &q);
+  ck_assert_msg(memcmp(c, c2, bytes) == 0, "the pair's products differ (%lldx%lldx%lld)",
+                (long long)m, (long long)n, (long long)k);
+  free(c2);
+}
+
 START_TEST(gemm_blas_vs_naive) {
   check_kernel_all_sizes(sg_gemm);
 }
@@ -115,14 +133,18 @@ START_TEST(gemm_serial_vs_naive) {
   check_kernel_all_sizes(sg_gemm_serial);
 }
 END_TEST
+START_TEST(gemm_pair_vs_naive) {
+  check_kernel_all_sizes(gemm_pair_twice);
+}
+END_TEST
 
 /* alpha and beta (accumulating into C), k deeper than one cache block, and
  * k = 0 (C := beta C). */
 START_TEST(gemm_alpha_beta) {
   sg_rng r;
   sg_rng_seed(&r, 19);
-  const gemm_fn fns[] = {sg_gemm, sg_gemm_reference, sg_gemm_serial};
-  for (int f = 0; f < 3; f++)
+  const gemm_fn fns[] = {sg_gemm, sg_gemm_reference, sg_gemm_serial, gemm_pair_twice};
+  for (int f = 0; f < 4; f++)
     for (int dt = 0; dt < 2; dt++)
       for (int t = 0; t < 4; t++) {
         check_gemm(fns[f], (sg_dtype)dt, t & 1, t >> 1, 33, 7, 130, -0.5, 1, &r);
@@ -131,6 +153,8 @@ START_TEST(gemm_alpha_beta) {
         check_gemm(fns[f], (sg_dtype)dt, t & 1, t >> 1, 2, 37, 70, 0.5, -2, &r); /* 2 x 8 tiles */
         /* small m, deep k: dot-product tiles with row, column and k tails */
         check_gemm(fns[f], (sg_dtype)dt, t & 1, t >> 1, 19, 38, 141, 0.5, -2, &r);
+        /* one product per thread in a pair */
+        check_gemm(fns[f], (sg_dtype)dt, t & 1, t >> 1, 300, 64, 96, 0.5, -2, &r);
         /* small C, deep odd k: A^T B in two halves of k (split-k) */
         check_gemm(fns[f], (sg_dtype)dt, t & 1, t >> 1, 150, 130, 2101, 0.5, -2, &r);
         /* short k: threaded rows; columns in two chunks */
@@ -180,20 +204,22 @@ static void with_threads(int n) {
   omp_set_num_threads(n);
 }
 
-/* Bitwise the same result on 1 and 2 threads, for the reference kernel and
- * for whatever sg_gemm uses, in every transpose combination. The shapes
- * include ones where BLIS's float kernels split differently per thread. */
+/* Bitwise the same result on 1 and 2 threads, for the reference kernel,
+ * for whatever sg_gemm uses and for a pair, in every transpose combination.
+ * The shapes include ones where BLIS's float kernels split differently per
+ * thread. */
 START_TEST(gemm_deterministic_across_threads) {
   sg_rng r;
   sg_rng_seed(&r, 29);
   int was = omp_get_max_threads();
-  const gemm_fn fns[] = {sg_gemm, sg_gemm_reference};
+  const gemm_fn fns[] = {sg_gemm, sg_gemm_reference, gemm_pair_twice};
   const int64_t shapes[][3] = {{301, 257, 613},  {89, 177, 171}, {40, 53, 372}, {210, 369, 20},
                                {3, 700, 500},    {1, 640, 224},  {1, 60, 504},  {300, 1, 200},
                                {30, 519, 301},   /* small m: threaded dot-product tiles */
                                {150, 130, 2101}, /* A^T B: split-k */
-                               {1100, 600, 8}};  /* short k: threaded, two column chunks */
-  for (int f = 0; f < 2; f++)
+                               {1100, 600, 8},   /* short k: threaded, two column chunks */
+                               {300, 64, 96}};   /* one thread each in a pair */
+  for (int f = 0; f < 3; f++)
     for (int dt = 0; dt < 2; dt++)
       for (int s = 0; s < (int)(sizeof shapes / sizeof shapes[0]); s++)
         for (int t = 0; t < 4; t++) {
@@ -467,17 +493,17 @@ typedef struct linear_case {
 } linear_case;
 
 /* Gradient and float32-forward checks of a Linear-like op f(x, W[, b]),
- * W [5, w_in], over the cases, with and without bias; f's ctx points to the
- * case's col0 (ops on the whole W ignore it). */
-static void check_linear_op(sg_check_fn f, uint64_t seed, int64_t w_in, const linear_case *cases,
-                            int n_cases) {
+ * W [w_out, w_in], over the cases, with and without bias; f's ctx points to
+ * the case's col0 (ops on the whole W ignore it). */
+static void check_linear_op(sg_check_fn f, uint64_t seed, int64_t w_out, int64_t w_in,
+                            const linear_case *cases, int n_cases) {
   sg_rng r;
   sg_rng_seed(&r, seed);
   for (int i = 0; i < n_cases; i++)
     for (int bias = 0; bias < 2; bias++) {
       sg_tensor *in[3] = {sg_rand_uniform(NULL, &r, SG_F64, cases[i].nd, cases[i].x, -1, 1),
-                          sg_rand_uniform(NULL, &r, SG_F64, 2, (int64_t[]){5, w_in}, -1, 1),
-                          sg_rand_uniform(NULL, &r, SG_F64, 1, (int64_t[]){5}, -1, 1)};
+                          sg_rand_uniform(NULL, &r, SG_F64, 2, (int64_t[]){w_out, w_in}, -1, 1),
+                          sg_rand_uniform(NULL, &r, SG_F64, 1, (int64_t[]){w_out}, -1, 1)};
       for (int j = 0; j < 3; j++) sg_set_requires_grad(in[j], true);
       int n = bias ? 3 : 2;
       int64_t col0 = cases[i].col0;
@@ -492,7 +518,35 @@ static const linear_case whole_w_cases[] = {
     {2, {4, 3}, 0}, {3, {2, 3, 3}, 0}, {1, {3}, 0}, {3, {2, 1, 3}, 0}};
 
 START_TEST(gradcheck_linear) {
-  check_linear_op(apply_linear, 53, 3, whole_w_cases, 4);
+  check_linear_op(apply_linear, 53, 5, 3, whole_w_cases, 4);
+}
+END_TEST
+
+/* Sizes where the backward's two products (dx = go W, dW = go^T x) run as
+ * a pair, one per thread. */
+START_TEST(gradcheck_linear_paired) {
+  const linear_case cases[] = {{2, {60, 40}, 0}};
+  check_linear_op(apply_linear, 57, 24, 40, cases, 1);
+}
+END_TEST
+
+static sg_tensor *apply_linear_self(sg_graph *g, sg_tensor *const *in, int n, void *ctx) {
+  (void)ctx;
+  return sg_linear(g, in[0], in[0], n > 1 ? in[1] : NULL);
+}
+
+/* x as its own weight: both products write x's gradient, the second adding
+ * to the first, at a size that would otherwise pair them. */
+START_TEST(gradcheck_linear_x_is_w) {
+  sg_rng r;
+  sg_rng_seed(&r, 58);
+  for (int64_t n = 4; n <= 40; n *= 10) {
+    sg_tensor *in[2] = {sg_rand_uniform(NULL, &r, SG_F64, 2, (int64_t[]){n, n}, -1, 1),
+                        sg_rand_uniform(NULL, &r, SG_F64, 1, (int64_t[]){n}, -1, 1)};
+    for (int j = 0; j < 2; j++) sg_set_requires_grad(in[j], true);
+    SG_ASSERT_CHECK(sg_gradcheck(apply_linear_self, in, 2, NULL, NULL));
+    for (int j = 0; j < 2; j++) sg_free(in[j]);
+  }
 }
 END_TEST
 
@@ -502,7 +556,7 @@ static sg_tensor *apply_linear_relu(sg_graph *g, sg_tensor *const *in, int n, vo
 }
 
 START_TEST(gradcheck_linear_relu) {
-  check_linear_op(apply_linear_relu, 54, 3, whole_w_cases, 4);
+  check_linear_op(apply_linear_relu, 54, 5, 3, whole_w_cases, 4);
 }
 END_TEST
 
@@ -658,7 +712,7 @@ static sg_tensor *apply_linear_cols(sg_graph *g, sg_tensor *const *in, int n, vo
 START_TEST(gradcheck_linear_cols) {
   const linear_case cases[] = {
       {2, {4, 3}, 0}, {3, {2, 3, 2}, 3}, {1, {2}, 5}, {3, {2, 1, 7}, 0}, {2, {1, 1}, 6}};
-  check_linear_op(apply_linear_cols, 54, 7, cases, 5);
+  check_linear_op(apply_linear_cols, 54, 5, 7, cases, 5);
 }
 END_TEST
 
@@ -863,6 +917,7 @@ Suite *suite_matmul(void) {
       {"gemm_blas_vs_naive", gemm_blas_vs_naive},
       {"gemm_reference_vs_naive", gemm_reference_vs_naive},
       {"gemm_serial_vs_naive", gemm_serial_vs_naive},
+      {"gemm_pair_vs_naive", gemm_pair_vs_naive},
       {"gemm_alpha_beta", gemm_alpha_beta},
       {"gemm_blas_vs_reference", gemm_blas_vs_reference},
       {"gemm_deterministic_across_threads", gemm_deterministic_across_threads},
@@ -874,6 +929,8 @@ Suite *suite_matmul(void) {
       {"gradcheck_matmul", gradcheck_matmul},
       {"gradcheck_matmul_large", gradcheck_matmul_large},
       {"gradcheck_linear", gradcheck_linear},
+      {"gradcheck_linear_paired", gradcheck_linear_paired},
+      {"gradcheck_linear_x_is_w", gradcheck_linear_x_is_w},
       {"gradcheck_linear_relu", gradcheck_linear_relu},
       {"linear_relu_vs_unfused", linear_relu_vs_unfused},
       {"gradcheck_linear_cols", gradcheck_linear_cols},
