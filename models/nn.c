@@ -163,15 +163,6 @@ static void consumed(sg_graph *g, sg_tensor *t, bool read_by_backward) {
     sg_release(g, t);
 }
 
-/* ReLU of a pre-activation that nothing else reads; without gradients in
- * place, so a forward holds one fewer hidden activation. */
-static sg_tensor *relu_consuming(sg_graph *g, sg_tensor *h) {
-  if (!sg_grad_enabled(g)) return sg_relu_(g, h);
-  sg_tensor *r = sg_relu(g, h);
-  consumed(g, h, false);
-  return r;
-}
-
 /* ReLU(Linear(x)) of one layer, fused (sg_linear_relu). */
 static sg_tensor *linear_relu_layer(sg_graph *g, const sg_linear_layer *l, sg_tensor *x) {
   return sg_linear_relu(g, x, l->weight, l->bias);
@@ -196,68 +187,34 @@ sg_tensor *sg_mlp_forward(sg_graph *g, const sg_mlp *m, sg_tensor *x) {
   return mlp_out(g, m, second_hidden(g, m, linear_relu_layer(g, &m->layer[0], x)));
 }
 
-/* True when b broadcasts to a's shape (NumPy rules), so a += b fits in a. */
-static bool broadcasts_into(const sg_tensor *b, const sg_tensor *a) {
-  if (b->ndim > a->ndim) return false;
-  for (int i = 1; i <= b->ndim; i++) {
-    int64_t nb = b->shape[b->ndim - i], na = a->shape[a->ndim - i];
-    if (nb != 1 && nb != na) return false;
-  }
-  return true;
-}
-
-/* a + b where nothing else reads a or b (partial sums of the first Linear);
- * without gradients in place, in whichever has the full shape (a + b and
- * b + a round alike). */
-static sg_tensor *sum_consuming(sg_graph *g, sg_tensor *a, sg_tensor *b) {
-  if (!a || !b) return NULL; /* an earlier op reported a misuse */
-  sg_tensor *full = a->numel >= b->numel ? a : b, *other = full == a ? b : a;
-  if (!sg_grad_enabled(g) && broadcasts_into(other, full)) {
-    sg_tensor *sum = sg_add_(g, full, other);
-    sg_release(g, other);
-    return sum;
-  }
-  sg_tensor *sum = sg_add(g, a, b);
-  consumed(g, a, false);
-  consumed(g, b, false);
-  return sum;
-}
-
-/* The first Linear over the parts (see sg_mlp_forward_parts). */
+/* The first Linear over the parts and its ReLU, one fused op
+ * (sg_linear_parts): each part times its column block of W, the broadcast
+ * sum, the bias and the ReLU, without storing the pre-activation. */
 static sg_tensor *first_layer_parts(sg_graph *g, const sg_mlp *m, int n, sg_tensor *const *parts) {
   const sg_linear_layer *first = &m->layer[0];
-  int64_t offset = 0;
+  int64_t width = 0;
   for (int i = 0; i < n; i++) {
     if (!parts[i]) return NULL;
-    offset += parts[i]->shape[parts[i]->ndim - 1];
+    width += parts[i]->shape[parts[i]->ndim - 1];
   }
-  if (offset != first->in) {
+  if (width != first->in) {
     sg_op_error(g, "sg_mlp_forward_parts", "part widths add up to %lld, the MLP takes %d",
-                (long long)offset, first->in);
+                (long long)width, first->in);
     return NULL;
   }
-  sg_tensor *h1 = NULL;
-  offset = 0;
-  for (int i = 0; i < n; i++) {
-    int64_t width = parts[i]->shape[parts[i]->ndim - 1];
-    /* This part's column block of W, read in place. */
-    sg_tensor *y = sg_linear_cols(g, parts[i], first->weight, offset, i == 0 ? first->bias : NULL);
-    h1 = h1 ? sum_consuming(g, h1, y) : y;
-    offset += width;
-  }
-  return h1;
+  return sg_linear_parts(g, n, parts, first->weight, first->bias, true);
 }
 
 sg_tensor *sg_mlp_forward_parts(sg_graph *g, const sg_mlp *m, int n, sg_tensor *const *parts) {
-  sg_tensor *h1 = first_layer_parts(g, m, n, parts);
-  return h1 ? mlp_out(g, m, second_hidden(g, m, relu_consuming(g, h1))) : NULL;
+  sg_tensor *r1 = first_layer_parts(g, m, n, parts);
+  return r1 ? mlp_out(g, m, second_hidden(g, m, r1)) : NULL;
 }
 
 sg_tensor *sg_mlp_forward_parts_mean(sg_graph *g, const sg_mlp *m, int n, sg_tensor *const *parts,
                                      int axis) {
-  sg_tensor *h1 = first_layer_parts(g, m, n, parts);
-  if (!h1) return NULL;
-  sg_tensor *r2 = second_hidden(g, m, relu_consuming(g, h1));
+  sg_tensor *r1 = first_layer_parts(g, m, n, parts);
+  if (!r1) return NULL;
+  sg_tensor *r2 = second_hidden(g, m, r1);
   sg_tensor *mean = sg_mean(g, r2, axis, false);
   consumed(g, r2, true); /* the Linear+ReLU backward reads it, the mean's does not */
   return mlp_out(g, m, mean);

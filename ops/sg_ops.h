@@ -86,10 +86,19 @@ sg_tensor *(sg_linear_cols)(sg_graph *g, sg_tensor *x, sg_tensor *w, int64_t col
 /* ReLU(x @ W^T + b), fused: one GEMM and one pass over the output, and
  * the pre-activation is never stored (the backward masks by the output). */
 sg_tensor *(sg_linear_relu)(sg_graph *g, sg_tensor *x, sg_tensor *w, sg_tensor *b);
+/* The first Linear of an MLP on the concatenation [x_0, ..., x_{n-1}] along
+ * the last axis, without building it: sum_i x_i W[:, block_i]^T + b, where
+ * block i is x_i's columns of W [out, in] (the widths add up to in), then
+ * ReLU if relu. The parts' leading axes broadcast against each other
+ * (NumPy rules): a part repeated along an axis is multiplied once, at its
+ * own size, not once per repeat. 1 to 3 parts; b [out] or NULL. */
+sg_tensor *(sg_linear_parts)(sg_graph *g, int n, sg_tensor *const *x, sg_tensor *w, sg_tensor *b,
+                             bool relu);
 #define sg_matmul(g, ...) (sg_matmul)(SG_AT(g), __VA_ARGS__)
 #define sg_linear(g, ...) (sg_linear)(SG_AT(g), __VA_ARGS__)
 #define sg_linear_relu(g, ...) (sg_linear_relu)(SG_AT(g), __VA_ARGS__)
 #define sg_linear_cols(g, ...) (sg_linear_cols)(SG_AT(g), __VA_ARGS__)
+#define sg_linear_parts(g, ...) (sg_linear_parts)(SG_AT(g), __VA_ARGS__)
 /* Which matrix-product backend this build uses: "blis", "openblas", "reference". */
 const char *sg_blas_name(void);
 

@@ -17,7 +17,8 @@ extern "C" {
 
 typedef enum sg_dtype { SG_F32 = 0, SG_F64 = 1 } sg_dtype;
 
-enum { SG_MAX_DIMS = 6, SG_MAX_INPUTS = 4 };
+/* SG_MAX_INPUTS: an op's inputs (sg_linear_parts: three parts, W and b). */
+enum { SG_MAX_DIMS = 6, SG_MAX_INPUTS = 5 };
 
 typedef struct sg_graph sg_graph;
 typedef struct sg_node sg_node;

@@ -790,44 +790,201 @@ START_TEST(linear_vs_matmul) {
 }
 END_TEST
 
+/* f(in) and the gradients of sum(f^2) are bitwise the same on 1 and 2
+ * threads. */
+static void assert_same_on_1_and_2_threads(sg_check_fn f, sg_tensor *const *in, int n_in,
+                                           void *ctx) {
+  int was = omp_get_max_threads();
+  sg_tensor *got[2][SG_MAX_INPUTS + 1];
+  for (int th = 0; th < 2; th++) {
+    with_threads(th + 1);
+    sg_graph *g = sg_graph_new();
+    for (int j = 0; j < n_in; j++) sg_zero_grad(in[j]);
+    sg_tensor *y = f(g, in, n_in, ctx);
+    sg_backward(g, sg_sum_all(g, sg_square(g, y)));
+    got[th][0] = sg_clone(NULL, y);
+    for (int j = 0; j < n_in; j++) got[th][j + 1] = sg_clone(NULL, in[j]->grad);
+    sg_graph_free(g);
+  }
+  with_threads(was);
+  for (int j = 0; j <= n_in; j++) {
+    size_t bytes = (size_t)got[0][j]->numel * sg_dtype_size(got[0][j]->dtype);
+    ck_assert_msg(memcmp(got[0][j]->data, got[1][j]->data, bytes) == 0,
+                  "%s %s differs between 1 and 2 threads", sg_dtype_name(got[0][j]->dtype),
+                  j ? "a gradient" : "the output");
+    sg_free(got[0][j]);
+    sg_free(got[1][j]);
+  }
+}
+
+static sg_tensor *apply_matmul_nn(sg_graph *g, sg_tensor *const *in, int n, void *ctx) {
+  (void)n, (void)ctx;
+  return sg_matmul(g, in[0], in[1], false, false);
+}
+
 /* The whole op (forward and backward) is bitwise the same on 1 and 2 threads. */
 START_TEST(matmul_deterministic_across_threads) {
   sg_rng r;
   sg_rng_seed(&r, 61);
-  int was = omp_get_max_threads();
   for (int dt = 0; dt < 2; dt++) {
-    sg_tensor *a = sg_rand_normal(NULL, &r, (sg_dtype)dt, 3, (int64_t[]){3, 130, 200}, 0, 1);
-    sg_tensor *b = sg_rand_normal(NULL, &r, (sg_dtype)dt, 2, (int64_t[]){200, 150}, 0, 1);
-    sg_set_requires_grad(a, true);
-    sg_set_requires_grad(b, true);
-    void *out[2], *ga[2], *gb[2];
-    size_t esz = sg_dtype_size((sg_dtype)dt);
-    for (int th = 0; th < 2; th++) {
-      with_threads(th + 1);
-      sg_graph *g = sg_graph_new();
-      sg_zero_grad(a);
-      sg_zero_grad(b);
-      sg_tensor *y = sg_matmul(g, a, b, false, false);
-      sg_backward(g, sg_sum_all(g, sg_square(g, y)));
-      out[th] = malloc((size_t)y->numel * esz);
-      ga[th] = malloc((size_t)a->numel * esz);
-      gb[th] = malloc((size_t)b->numel * esz);
-      memcpy(out[th], y->data, (size_t)y->numel * esz);
-      memcpy(ga[th], a->grad->data, (size_t)a->numel * esz);
-      memcpy(gb[th], b->grad->data, (size_t)b->numel * esz);
-      sg_graph_free(g);
+    sg_tensor *in[2] = {sg_rand_normal(NULL, &r, (sg_dtype)dt, 3, (int64_t[]){3, 130, 200}, 0, 1),
+                        sg_rand_normal(NULL, &r, (sg_dtype)dt, 2, (int64_t[]){200, 150}, 0, 1)};
+    for (int j = 0; j < 2; j++) sg_set_requires_grad(in[j], true);
+    assert_same_on_1_and_2_threads(apply_matmul_nn, in, 2, NULL);
+    for (int j = 0; j < 2; j++) sg_free(in[j]);
+  }
+}
+END_TEST
+
+/* ---- the first Linear on concatenated parts ------------------------------ */
+
+typedef struct parts_case {
+  int n, nd[3];
+  int64_t x[3][4], out;
+} parts_case;
+
+static const parts_case parts_cases[] = {
+    {2, {4, 4}, {{2, 3, 1, 4}, {2, 3, 5, 3}}, 6}, /* a node part repeated over edges */
+    {2, {3, 3}, {{3, 5, 2}, {3, 1, 4}}, 5},       /* the full part first */
+    {2, {3, 3}, {{3, 1, 2}, {1, 4, 3}}, 4},       /* no part is full */
+    {2, {3, 1}, {{2, 3, 2}, {3}}, 4},             /* a 1-D part repeated over every row */
+    {2, {2, 2}, {{4, 2}, {4, 3}}, 3},             /* both full */
+    {1, {2, 0}, {{4, 3}, {0}}, 5},                /* one part: a Linear */
+    /* three: a BS part, a UE part and the edges (an edge update) */
+    {3, {4, 4, 4}, {{2, 1, 3, 2}, {2, 4, 1, 3}, {2, 4, 3, 2}}, 5},
+};
+
+/* The full part's backward runs as a pair (and the fill is still serial):
+ * as large as a gradient check stays exact to its tolerances (the central
+ * difference's rounding grows with the number of outputs summed). */
+static const parts_case parts_paired = {2, {3, 3}, {{6, 1, 20}, {6, 10, 24}}, 24};
+/* Big enough that the fill runs threaded too; checked against the
+ * definition instead. */
+static const parts_case parts_large = {2, {3, 3}, {{30, 1, 20}, {30, 8, 24}}, 40};
+
+typedef struct parts_ctx {
+  int n;
+  bool relu;
+} parts_ctx;
+
+/* in: the parts, W, then b if there is one more input. */
+static sg_tensor *apply_linear_parts(sg_graph *g, sg_tensor *const *in, int n_in, void *ctx) {
+  const parts_ctx *c = ctx;
+  return sg_linear_parts(g, c->n, in, in[c->n], n_in > c->n + 1 ? in[c->n + 1] : NULL, c->relu);
+}
+
+/* The definition: every part expanded to the common leading shape, the
+ * concatenation through sg_linear (and sg_relu). */
+static sg_tensor *apply_parts_by_concat(sg_graph *g, sg_tensor *const *in, int n_in, void *ctx) {
+  const parts_ctx *c = ctx;
+  int nd = 0;
+  for (int i = 0; i < c->n; i++) nd = in[i]->ndim > nd ? in[i]->ndim : nd;
+  int64_t lead[SG_MAX_DIMS];
+  for (int d = 0; d < nd - 1; d++) lead[d] = 1;
+  for (int i = 0; i < c->n; i++)
+    for (int d = 0; d < in[i]->ndim - 1; d++)
+      if (in[i]->shape[d] != 1) lead[nd - in[i]->ndim + d] = in[i]->shape[d];
+  sg_tensor *full[3];
+  for (int i = 0; i < c->n; i++) {
+    lead[nd - 1] = in[i]->shape[in[i]->ndim - 1];
+    full[i] = sg_expand(g, in[i], nd, lead);
+  }
+  sg_tensor *x = c->n == 1 ? full[0] : sg_concat(g, c->n, full, -1);
+  sg_tensor *y = sg_linear(g, x, in[c->n], n_in > c->n + 1 ? in[c->n + 1] : NULL);
+  return c->relu ? sg_relu(g, y) : y;
+}
+
+/* Parts, W [out, sum of widths] and b [out], float64, requiring gradients. */
+static int make_parts_inputs(const parts_case *pc, sg_rng *r, sg_tensor **in) {
+  int64_t width = 0;
+  for (int i = 0; i < pc->n; i++) {
+    in[i] = sg_rand_uniform(NULL, r, SG_F64, pc->nd[i], pc->x[i], -1, 1);
+    width += pc->x[i][pc->nd[i] - 1];
+  }
+  in[pc->n] = sg_rand_uniform(NULL, r, SG_F64, 2, (int64_t[]){pc->out, width}, -1, 1);
+  in[pc->n + 1] = sg_rand_uniform(NULL, r, SG_F64, 1, (int64_t[]){pc->out}, -1, 1);
+  for (int j = 0; j < pc->n + 2; j++) sg_set_requires_grad(in[j], true);
+  return pc->n + 2;
+}
+
+static void free_all(sg_tensor **t, int n) {
+  for (int j = 0; j < n; j++) sg_free(t[j]);
+}
+
+/* Gradients (float64) and the float32 forward, with and without bias and
+ * ReLU, for every way the parts can broadcast. */
+START_TEST(gradcheck_linear_parts) {
+  sg_rng r;
+  sg_rng_seed(&r, 71);
+  int n_cases = (int)(sizeof parts_cases / sizeof parts_cases[0]);
+  for (int c = 0; c <= n_cases; c++)
+    for (int variant = 0; variant < 4; variant++) {
+      const parts_case *pc = c < n_cases ? &parts_cases[c] : &parts_paired;
+      sg_tensor *in[5];
+      int n_in = make_parts_inputs(pc, &r, in);
+      parts_ctx ctx = {pc->n, variant & 1};
+      int used = variant & 2 ? n_in : n_in - 1; /* without bias: b is not passed */
+      SG_ASSERT_CHECK(sg_gradcheck(apply_linear_parts, in, used, &ctx, NULL));
+      SG_ASSERT_CHECK(sg_check_f32_forward(apply_linear_parts, in, used, &ctx, 1e-6, 1e-6));
+      free_all(in, n_in);
     }
-    with_threads(was);
-    ck_assert(memcmp(out[0], out[1], (size_t)(3 * 130 * 150) * esz) == 0);
-    ck_assert(memcmp(ga[0], ga[1], (size_t)a->numel * esz) == 0);
-    ck_assert(memcmp(gb[0], gb[1], (size_t)b->numel * esz) == 0);
-    for (int th = 0; th < 2; th++) {
-      free(out[th]);
-      free(ga[th]);
-      free(gb[th]);
+}
+END_TEST
+
+/* The value and the gradients of a random weighting equal those of the
+ * definition (concatenation, sg_linear, sg_relu), in both dtypes. */
+START_TEST(linear_parts_vs_concat) {
+  sg_rng r;
+  sg_rng_seed(&r, 73);
+  int n_cases = (int)(sizeof parts_cases / sizeof parts_cases[0]);
+  for (int c = 0; c <= n_cases; c++)
+    for (int dt = 0; dt < 2; dt++)
+      for (int relu = 0; relu < 2; relu++) {
+        const parts_case *pc = c < n_cases ? &parts_cases[c] : &parts_large;
+        sg_graph *g = sg_graph_new();
+        sg_tensor *in64[5], *in[5], *y[2], *grads[2][5];
+        int n_in = make_parts_inputs(pc, &r, in64);
+        for (int j = 0; j < n_in; j++) {
+          in[j] = sg_to_dtype(NULL, in64[j], (sg_dtype)dt);
+          sg_set_requires_grad(in[j], true);
+        }
+        parts_ctx ctx = {pc->n, relu};
+        sg_tensor *weights = NULL;
+        for (int way = 0; way < 2; way++) {
+          for (int j = 0; j < n_in; j++) sg_zero_grad(in[j]);
+          y[way] = (way ? apply_parts_by_concat : apply_linear_parts)(g, in, n_in, &ctx);
+          if (!weights)
+            weights = sg_rand_uniform(g, &r, (sg_dtype)dt, y[0]->ndim, y[0]->shape, -1, 1);
+          sg_backward_with(g, y[way], weights);
+          for (int j = 0; j < n_in; j++) grads[way][j] = sg_clone(g, in[j]->grad);
+        }
+        ck_assert_int_eq(y[0]->ndim, y[1]->ndim);
+        for (int d = 0; d < y[0]->ndim; d++) ck_assert_int_eq(y[0]->shape[d], y[1]->shape[d]);
+        double tol = dt == SG_F32 ? 2e-5 : 1e-13;
+        assert_close_all(y, y + 1, 1, tol);
+        assert_close_all(grads[0], grads[1], n_in, tol);
+        free_all(in64, n_in);
+        free_all(in, n_in);
+        sg_graph_free(g);
+      }
+}
+END_TEST
+
+/* Forward and gradients bitwise the same on 1 and 2 threads. */
+START_TEST(linear_parts_deterministic_across_threads) {
+  sg_rng r;
+  sg_rng_seed(&r, 79);
+  for (int dt = 0; dt < 2; dt++) {
+    sg_tensor *in64[5], *in[5];
+    int n_in = make_parts_inputs(&parts_large, &r, in64);
+    for (int j = 0; j < n_in; j++) {
+      in[j] = sg_to_dtype(NULL, in64[j], (sg_dtype)dt);
+      sg_set_requires_grad(in[j], true);
     }
-    sg_free(a);
-    sg_free(b);
+    parts_ctx ctx = {parts_large.n, true};
+    assert_same_on_1_and_2_threads(apply_linear_parts, in, n_in, &ctx);
+    free_all(in64, n_in);
+    free_all(in, n_in);
   }
 }
 END_TEST
@@ -899,10 +1056,26 @@ START_TEST(errors_reported) {
   /* linear_relu: the checks of linear, under its own name. */
   ck_assert_ptr_null(sg_linear_relu(g, a, w, NULL));
   assert_reported(&log, 10, "sg_linear_relu", "[2, 3]", "[4, 5]");
+  /* linear_parts: widths must add up to W's in, leading axes broadcast,
+   * 1 or 2 parts, bias [out]. */
+  sg_tensor *pa = sg_zeros(g, SG_F64, 3, (int64_t[]){2, 1, 2}),
+            *pb = sg_zeros(g, SG_F64, 3, (int64_t[]){2, 4, 2}),
+            *pc = sg_zeros(g, SG_F64, 3, (int64_t[]){3, 4, 3});
+  ck_assert_ptr_null(sg_linear_parts(g, 2, (sg_tensor *[]){pa, pb}, w, NULL, true));
+  assert_reported(&log, 11, "sg_linear_parts", "[2, 1, 2]", "[4, 5]");
+  ck_assert_ptr_null(sg_linear_parts(g, 2, (sg_tensor *[]){pa, pc}, w, NULL, true));
+  assert_reported(&log, 12, "sg_linear_parts", "[2, 1, 2]", "[4, 5]");
+  ck_assert_ptr_null(sg_linear_parts(g, 4, (sg_tensor *[]){pa, pa, pa, pa}, w, NULL, false));
+  assert_reported(&log, 13, "sg_linear_parts", "1 to 3 parts", "got 4");
+  ck_assert_ptr_null(sg_linear_parts(g, 2, (sg_tensor *[]){pa, pc}, w, bad_b, false));
+  assert_reported(&log, 14, "sg_linear_parts", "[5]", "[4, 5]");
+  ck_assert_ptr_null(sg_linear_parts(g, 2, (sg_tensor *[]){pa, f}, w, NULL, false));
+  assert_reported(&log, 15, "sg_linear_parts", "dtype mismatch", "[3, 5]");
   /* NULL in, NULL out, silently. */
   ck_assert_ptr_null(sg_matmul(g, NULL, b, false, false));
   ck_assert_ptr_null(sg_linear(g, NULL, w, NULL));
-  ck_assert_int_eq(log.count, 10);
+  ck_assert_ptr_null(sg_linear_parts(g, 2, (sg_tensor *[]){pa, NULL}, w, NULL, false));
+  ck_assert_int_eq(log.count, 15);
   sg_graph_free(g);
   sg_set_error_handler(NULL, NULL);
 }
@@ -931,6 +1104,9 @@ Suite *suite_matmul(void) {
       {"gradcheck_linear", gradcheck_linear},
       {"gradcheck_linear_paired", gradcheck_linear_paired},
       {"gradcheck_linear_x_is_w", gradcheck_linear_x_is_w},
+      {"gradcheck_linear_parts", gradcheck_linear_parts},
+      {"linear_parts_vs_concat", linear_parts_vs_concat},
+      {"linear_parts_deterministic_across_threads", linear_parts_deterministic_across_threads},
       {"gradcheck_linear_relu", gradcheck_linear_relu},
       {"linear_relu_vs_unfused", linear_relu_vs_unfused},
       {"gradcheck_linear_cols", gradcheck_linear_cols},
