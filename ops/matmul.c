@@ -668,6 +668,34 @@ static void gemm_split_k(sg_dtype dt, int64_t m, int64_t n, int64_t k, double al
   });
   sg_mfree(own);
 }
+
+/* A B^T with many rows and a small B (a Linear's forward, x W^T): B^T
+ * copied into scratch, the product taken as A (B^T), where BLIS's sup path
+ * (not allowed for A B^T, see above; its other cases never changed with the
+ * thread count) reads A unpacked. In a small-width training step (f32, 2
+ * threads, calls of both routes interleaved in one run, GFLOP/s, packed A
+ * B^T vs this): 2048 x 128 x 64 147-159 vs 167-175, 4096 x 128 x 64 155-169
+ * vs 166-172, 4096 x 64 x 128 166-180 vs 181-198, 4096 x 128 x 128 a draw.
+ * At 256 columns it lost (4096 x 256 x 128: 170 vs 138-157 in-step), and
+ * for fewer rows the copy does not pay. */
+static bool use_b_copied(bool ta, bool tb, int64_t m, int64_t n, int64_t k) {
+  return SG_BLAS_BLIS && !ta && tb && m >= 1024 && n >= 16 && n * k <= 128 * 128;
+}
+
+static void gemm_b_copied(sg_dtype dt, int64_t m, int64_t n, int64_t k, double alpha, const void *a,
+                          int64_t lda, const void *b, int64_t ldb, double beta, void *c,
+                          int64_t ldc, void *scratch, bool one_thread) {
+  void *own = NULL;
+  if (!scratch) scratch = own = sg_malloc((size_t)(n * k) * sg_dtype_size(dt));
+  SG_DISPATCH(dt, T, {
+    const T *bd = b;
+    T *bt = scratch;
+    for (int64_t j = 0; j < n; j++)
+      for (int64_t p = 0; p < k; p++) bt[p * n + j] = bd[j * ldb + p];
+  });
+  provider_gemm(dt, false, false, m, n, k, alpha, a, lda, scratch, n, beta, c, ldc, one_thread);
+  sg_mfree(own);
+}
 #endif
 
 /* Products up to these many multiply-adds run in the reference kernel on the
@@ -684,6 +712,7 @@ typedef enum gemm_route {
   ROUTE_SERIAL,   /* reference kernel, calling thread only */
   ROUTE_PROVIDER, /* BLIS / OpenBLAS: needs no scratch */
   ROUTE_SPLIT_K,  /* two provider products on one thread each (gemm_split_k) */
+  ROUTE_B_COPIED, /* A B^T as A (B^T): a small B transposed into scratch (gemm_b_copied) */
   ROUTE_REFERENCE /* reference kernel, threaded */
 } gemm_route;
 
@@ -693,6 +722,7 @@ static gemm_route route_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, 
   if (k <= THIN_K && m * n >= THIN_MIN_OUTPUTS) return ROUTE_THIN_K;
 #if SG_HAVE_CBLAS
   if (use_split_k(ta, tb, m, n, k) && fits_provider(m, n, k, lda, ldb, ldc)) return ROUTE_SPLIT_K;
+  if (use_b_copied(ta, tb, m, n, k)) return ROUTE_B_COPIED;
 #endif
   int64_t flops = m * n * k;
 #if SG_BLAS_BLIS
@@ -715,6 +745,7 @@ size_t sg_gemm_scratch_bytes(sg_dtype dt, bool ta, bool tb, int64_t m, int64_t n
   if (m <= 0 || n <= 0 || k <= 0 || r == ROUTE_SMALL_M || r == ROUTE_THIN_K || r == ROUTE_PROVIDER)
     return 0;
   if (r == ROUTE_SPLIT_K) return (size_t)(m * n) * sg_dtype_size(dt);
+  if (r == ROUTE_B_COPIED) return (size_t)(n * k) * sg_dtype_size(dt);
   return sg_gemm_reference_scratch_bytes(dt, m, n, k);
 }
 
@@ -739,9 +770,13 @@ void sg_gemm(sg_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, dou
   case ROUTE_SPLIT_K:
     gemm_split_k(dt, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, scratch);
     break;
+  case ROUTE_B_COPIED:
+    gemm_b_copied(dt, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, scratch, false);
+    break;
 #else
   case ROUTE_PROVIDER: /* no provider in this build: never routed here */
   case ROUTE_SPLIT_K:
+  case ROUTE_B_COPIED:
 #endif
   case ROUTE_REFERENCE:
     gemm_ref(dt, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, scratch, true);
@@ -770,6 +805,10 @@ static void gemm_one_thread(const sg_gemm_args *p) {
   case ROUTE_SPLIT_K:
     provider_gemm(p->dt, p->ta, p->tb, p->m, p->n, p->k, p->alpha, p->a, p->lda, p->b, p->ldb,
                   p->beta, p->c, p->ldc, true);
+    break;
+  case ROUTE_B_COPIED:
+    gemm_b_copied(p->dt, p->m, p->n, p->k, p->alpha, p->a, p->lda, p->b, p->ldb, p->beta, p->c,
+                  p->ldc, p->scratch, true);
     break;
 #endif
   default:

@@ -47,45 +47,49 @@ static double dot_tol(sg_dtype dt, int64_t k, double abs_sum) {
 typedef void (*gemm_fn)(sg_dtype, bool, bool, int64_t, int64_t, int64_t, double, const void *,
                         int64_t, const void *, int64_t, double, void *, int64_t, void *);
 
-/* Runs f on C := alpha op(A) op(B) + beta C with C starting as c0 (NaN when
- * beta is 0: it must not be read) and checks every element against the
- * naive loop. C has a padded leading dimension to catch stride mistakes. */
-static void check_gemm(gemm_fn f, sg_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
-                       double alpha, double beta, sg_rng *r) {
+/* Runs each of the nf kernels on C := alpha op(A) op(B) + beta C with C
+ * starting as c0 (NaN when beta is 0: it must not be read) and checks every
+ * element against the naive loop (computed once for all). C has a padded
+ * leading dimension to catch stride mistakes. */
+static void check_gemm_fns(const gemm_fn *fns, int nf, sg_dtype dt, bool ta, bool tb, int64_t m,
+                           int64_t n, int64_t k, double alpha, double beta, sg_rng *r) {
   int64_t as[2] = {ta ? k : m, ta ? m : k}, bs[2] = {tb ? n : k, tb ? k : n};
   int64_t ldc = n + 3, cs[2] = {m, ldc};
   sg_tensor *a = sg_rand_uniform(NULL, r, dt, 2, as, -1, 1);
   sg_tensor *b = sg_rand_uniform(NULL, r, dt, 2, bs, -1, 1);
-  sg_tensor *c = sg_rand_uniform(NULL, r, dt, 2, cs, -1, 1);
-  sg_tensor *c0 = sg_clone(NULL, c);
-  if (beta == 0)
-    for (int64_t i = 0; i < c->numel; i++) sg_set(c, i, NAN);
+  sg_tensor *c0 = sg_rand_uniform(NULL, r, dt, 2, cs, -1, 1);
   double *want = malloc((size_t)(m * n) * sizeof *want),
          *abs = malloc((size_t)(m * n) * sizeof *abs);
   naive_gemm(a, 0, as[1], ta, b, 0, bs[1], tb, m, n, k, want, abs);
-  f(dt, ta, tb, m, n, k, alpha, a->data, as[1], b->data, bs[1], beta, c->data, ldc, NULL);
-  for (int64_t i = 0; i < m; i++) {
-    for (int64_t j = 0; j < ldc; j++) {
-      double got = sg_get(c, i * ldc + j);
-      if (j >= n) { /* padding untouched */
-        ck_assert_msg(beta == 0 ? isnan(got) : got == sg_get(c0, i * ldc + j),
-                      "padding written at (%lld, %lld)", (long long)i, (long long)j);
-        continue;
+  for (int f = 0; f < nf; f++) {
+    sg_tensor *c = sg_clone(NULL, c0);
+    if (beta == 0)
+      for (int64_t i = 0; i < c->numel; i++) sg_set(c, i, NAN);
+    fns[f](dt, ta, tb, m, n, k, alpha, a->data, as[1], b->data, bs[1], beta, c->data, ldc, NULL);
+    for (int64_t i = 0; i < m; i++) {
+      for (int64_t j = 0; j < ldc; j++) {
+        double got = sg_get(c, i * ldc + j);
+        if (j >= n) { /* padding untouched */
+          if (!(beta == 0 ? isnan(got) : got == sg_get(c0, i * ldc + j)))
+            ck_abort_msg("padding written at (%lld, %lld)", (long long)i, (long long)j);
+          continue;
+        }
+        double exp = alpha * want[i * n + j] + (beta == 0 ? 0 : beta * sg_get(c0, i * ldc + j));
+        double tol = dot_tol(dt, k, fabs(alpha) * abs[i * n + j] + fabs(beta)) * 2;
+        if (!(fabs(got - exp) <= tol)) /* Check logs every assert it runs: slow per element */
+          ck_abort_msg(
+              "kernel %d %s ta=%d tb=%d m=%lld n=%lld k=%lld alpha=%g beta=%g: C(%lld,%lld) "
+              "= %.17g, want %.17g (tol %.3g)",
+              f, sg_dtype_name(dt), ta, tb, (long long)m, (long long)n, (long long)k, alpha, beta,
+              (long long)i, (long long)j, got, exp, tol);
       }
-      double exp = alpha * want[i * n + j] + (beta == 0 ? 0 : beta * sg_get(c0, i * ldc + j));
-      double tol = dot_tol(dt, k, fabs(alpha) * abs[i * n + j] + fabs(beta)) * 2;
-      ck_assert_msg(fabs(got - exp) <= tol,
-                    "%s ta=%d tb=%d m=%lld n=%lld k=%lld alpha=%g beta=%g: C(%lld,%lld) = %.17g, "
-                    "want %.17g (tol %.3g)",
-                    sg_dtype_name(dt), ta, tb, (long long)m, (long long)n, (long long)k, alpha,
-                    beta, (long long)i, (long long)j, got, exp, tol);
     }
+    sg_free(c);
   }
   free(want);
   free(abs);
   sg_free(a);
   sg_free(b);
-  sg_free(c);
   sg_free(c0);
 }
 
@@ -99,8 +103,8 @@ static void check_kernel_all_sizes(gemm_fn f) {
       for (int im = 0; im < 4; im++)
         for (int in = 0; in < 4; in++)
           for (int ik = 0; ik < 4; ik++)
-            check_gemm(f, (sg_dtype)dt, t & 1, t >> 1, awkward[im], awkward[in], awkward[ik], 1, 0,
-                       &r);
+            check_gemm_fns(&f, 1, (sg_dtype)dt, t & 1, t >> 1, awkward[im], awkward[in],
+                           awkward[ik], 1, 0, &r);
 }
 
 /* sg_gemm_pair on the same product twice, into C and a copy of it: the
@@ -144,25 +148,26 @@ START_TEST(gemm_alpha_beta) {
   sg_rng r;
   sg_rng_seed(&r, 19);
   const gemm_fn fns[] = {sg_gemm, sg_gemm_reference, sg_gemm_serial, gemm_pair_twice};
-  for (int f = 0; f < 4; f++)
-    for (int dt = 0; dt < 2; dt++)
-      for (int t = 0; t < 4; t++) {
-        check_gemm(fns[f], (sg_dtype)dt, t & 1, t >> 1, 33, 7, 130, -0.5, 1, &r);
-        check_gemm(fns[f], (sg_dtype)dt, t & 1, t >> 1, 70, 40, 600, 2, 0.25, &r);
-        check_gemm(fns[f], (sg_dtype)dt, t & 1, t >> 1, 3, 70, 45, 0.5, -2, &r); /* few rows */
-        check_gemm(fns[f], (sg_dtype)dt, t & 1, t >> 1, 2, 37, 70, 0.5, -2, &r); /* 2 x 8 tiles */
-        /* small m, deep k: dot-product tiles with row, column and k tails */
-        check_gemm(fns[f], (sg_dtype)dt, t & 1, t >> 1, 19, 38, 141, 0.5, -2, &r);
-        /* one product per thread in a pair */
-        check_gemm(fns[f], (sg_dtype)dt, t & 1, t >> 1, 300, 64, 96, 0.5, -2, &r);
-        /* small C, deep odd k: A^T B in two halves of k (split-k) */
-        check_gemm(fns[f], (sg_dtype)dt, t & 1, t >> 1, 150, 130, 2101, 0.5, -2, &r);
-        /* short k: threaded rows; columns in two chunks */
-        check_gemm(fns[f], (sg_dtype)dt, t & 1, t >> 1, 1100, 130, 8, 0.5, -2, &r);
-        check_gemm(fns[f], (sg_dtype)dt, t & 1, t >> 1, 33, 600, 1, 2, 0.25, &r);
-        check_gemm(fns[f], (sg_dtype)dt, t & 1, t >> 1, 5, 9, 0, 1, 0.5, &r);
-        check_gemm(fns[f], (sg_dtype)dt, t & 1, t >> 1, 5, 9, 0, 1, 0, &r);
-      }
+  for (int dt = 0; dt < 2; dt++)
+    for (int t = 0; t < 4; t++) {
+      check_gemm_fns(fns, 4, (sg_dtype)dt, t & 1, t >> 1, 33, 7, 130, -0.5, 1, &r);
+      check_gemm_fns(fns, 4, (sg_dtype)dt, t & 1, t >> 1, 70, 40, 600, 2, 0.25, &r);
+      check_gemm_fns(fns, 4, (sg_dtype)dt, t & 1, t >> 1, 3, 70, 45, 0.5, -2, &r); /* few rows */
+      check_gemm_fns(fns, 4, (sg_dtype)dt, t & 1, t >> 1, 2, 37, 70, 0.5, -2, &r); /* 2 x 8 tiles */
+      /* small m, deep k: dot-product tiles with row, column and k tails */
+      check_gemm_fns(fns, 4, (sg_dtype)dt, t & 1, t >> 1, 19, 38, 141, 0.5, -2, &r);
+      /* one product per thread in a pair */
+      check_gemm_fns(fns, 4, (sg_dtype)dt, t & 1, t >> 1, 300, 64, 96, 0.5, -2, &r);
+      /* many rows times a small B^T: B^T copied (A B^T only) */
+      check_gemm_fns(fns, 4, (sg_dtype)dt, t & 1, t >> 1, 1100, 96, 64, 0.5, -2, &r);
+      /* small C, deep odd k: A^T B in two halves of k (split-k) */
+      check_gemm_fns(fns, 4, (sg_dtype)dt, t & 1, t >> 1, 150, 130, 2101, 0.5, -2, &r);
+      /* short k: threaded rows; columns in two chunks */
+      check_gemm_fns(fns, 4, (sg_dtype)dt, t & 1, t >> 1, 1100, 130, 8, 0.5, -2, &r);
+      check_gemm_fns(fns, 4, (sg_dtype)dt, t & 1, t >> 1, 33, 600, 1, 2, 0.25, &r);
+      check_gemm_fns(fns, 4, (sg_dtype)dt, t & 1, t >> 1, 5, 9, 0, 1, 0.5, &r);
+      check_gemm_fns(fns, 4, (sg_dtype)dt, t & 1, t >> 1, 5, 9, 0, 1, 0, &r);
+    }
 }
 END_TEST
 
@@ -218,7 +223,8 @@ START_TEST(gemm_deterministic_across_threads) {
                                {30, 519, 301},   /* small m: threaded dot-product tiles */
                                {150, 130, 2101}, /* A^T B: split-k */
                                {1100, 600, 8},   /* short k: threaded, two column chunks */
-                               {300, 64, 96}};   /* one thread each in a pair */
+                               {300, 64, 96},    /* one thread each in a pair */
+                               {1100, 96, 64}};  /* A B^T: B^T copied */
   for (int f = 0; f < 3; f++)
     for (int dt = 0; dt < 2; dt++)
       for (int s = 0; s < (int)(sizeof shapes / sizeof shapes[0]); s++)
