@@ -181,8 +181,12 @@ void *sg_arena_alloc(sg_graph *g, size_t bytes) {
 
 /* ---- reuse of released tensor data -------------------------------------- */
 
-/* Blocks below this size are not worth tracking: they stay in the arena. */
-enum { RELEASE_MIN_BYTES = 1 << 16 };
+/* Blocks below this size are not worth tracking: they stay in the arena
+ * until reset. At 64 KiB, chunked inference of 8 samples (d 64, h 256) kept
+ * 577 KiB of dead [128, 64]-sized tensors in the small lane, 57% of its
+ * peak; at 16 KiB the peak fell from 1007 to 548 KiB (64 samples: 4028 to
+ * 3897 KiB), with no measurable cost to single-sample or batch inference. */
+enum { RELEASE_MIN_BYTES = 1 << 14 };
 
 static size_t block_bytes(const sg_tensor *t) {
   size_t bytes = (size_t)t->numel * sg_dtype_size(t->dtype);
@@ -250,6 +254,10 @@ static void release_block(sg_graph *g, void *ptr, size_t bytes) {
     g->cap_free = cap;
   }
   g->free[g->n_free++] = (free_block){p, bytes};
+}
+
+void sg_arena_release_data(sg_graph *g, void *p, size_t bytes) {
+  if (g && p) release_block(g, p, (bytes + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1));
 }
 
 void sg_release_after_backward(sg_graph *g, sg_tensor *t) {

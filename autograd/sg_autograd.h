@@ -62,6 +62,9 @@ void sg_backward_with(sg_graph *g, sg_tensor *out, const sg_tensor *grad_out);
 void *sg_arena_alloc(sg_graph *g, size_t bytes);
 /* The same for a tensor's values: may reuse released data (sg_release). */
 void *sg_arena_alloc_data(sg_graph *g, size_t bytes);
+/* Gives back a block of sg_arena_alloc_data (the size asked for) that
+ * nothing reads any more: later allocations of the step may reuse it. */
+void sg_arena_release_data(sg_graph *g, void *p, size_t bytes);
 
 /* ---- call sites ------------------------------------------------------- */
 /* Each public op is a macro that records the caller's __FILE__/__LINE__ in

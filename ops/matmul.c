@@ -912,7 +912,23 @@ static bool is_stacked(const batch_shape *bs, const bmat *x, int64_t mat_elems) 
 static void *gemm_scratch(sg_graph *g, sg_dtype dt, bool ta, bool tb, int64_t m, int64_t n,
                           int64_t k) {
   size_t bytes = sg_gemm_scratch_bytes(dt, ta, tb, m, n, k);
-  return bytes ? sg_arena_alloc(g, bytes) : NULL;
+  return bytes ? sg_arena_alloc_data(g, bytes) : NULL;
+}
+
+/* Gives a product's scratch back once the product is done (the reference
+ * kernel's packed panels are a fixed size per call: kept, they would add up
+ * over a forward's many products). */
+static void gemm_scratch_done(sg_graph *g, void *scratch, sg_dtype dt, bool ta, bool tb, int64_t m,
+                              int64_t n, int64_t k) {
+  if (scratch) sg_arena_release_data(g, scratch, sg_gemm_scratch_bytes(dt, ta, tb, m, n, k));
+}
+
+static void *args_scratch(sg_graph *g, const sg_gemm_args *p) {
+  return gemm_scratch(g, p->dt, p->ta, p->tb, p->m, p->n, p->k);
+}
+
+static void args_scratch_done(sg_graph *g, const sg_gemm_args *p) {
+  gemm_scratch_done(g, p->scratch, p->dt, p->ta, p->tb, p->m, p->n, p->k);
 }
 
 /* The batch index whose C block is u (counting over the dims where C is not
@@ -1182,21 +1198,28 @@ static void block_backward(sg_graph *g, const sg_tensor *go, sg_tensor *x, sg_te
                      .b = x->data,
                      .ldb = width,
                      .ldc = in};
-  if (gx) dx.scratch = gemm_scratch(g, dt, false, false, rows, width, out);
   if (gx && gw) {
     dw.beta = acc_w;
     dw.c = (char *)gw->data + col_bytes;
-    dw.scratch = gemm_scratch(g, dt, true, false, out, width, rows);
+    dx.scratch = args_scratch(g, &dx);
+    dw.scratch = args_scratch(g, &dw);
     sg_gemm_pair(&dx, &dw);
+    args_scratch_done(g, &dw);
+    args_scratch_done(g, &dx);
     return;
   }
-  if (gx) gemm_args(&dx);
+  if (gx) {
+    dx.scratch = args_scratch(g, &dx);
+    gemm_args(&dx);
+    args_scratch_done(g, &dx);
+  }
   if (w_late) gw = weight_grad_dest(g, w, width, &acc_w);
   if (gw) {
     dw.beta = acc_w;
     dw.c = (char *)gw->data + col_bytes;
-    dw.scratch = gemm_scratch(g, dt, true, false, out, width, rows);
+    dw.scratch = args_scratch(g, &dw);
     gemm_args(&dw);
+    args_scratch_done(g, &dw);
   }
 }
 
@@ -1303,9 +1326,10 @@ static sg_tensor *linear(sg_graph *g, const sg_op *op, sg_tensor *x, sg_tensor *
     });
   }
   const char *w_block = (const char *)w->data + (size_t)col0 * sg_dtype_size(w->dtype);
+  void *scratch = gemm_scratch(g, x->dtype, false, true, rows, n_out, width);
   sg_gemm(x->dtype, false, true, rows, n_out, width, 1, x->data, width, w_block, n_in,
-          bias_first ? 1 : 0, y->data, n_out,
-          gemm_scratch(g, x->dtype, false, true, rows, n_out, width));
+          bias_first ? 1 : 0, y->data, n_out, scratch);
+  gemm_scratch_done(g, scratch, x->dtype, false, true, rows, n_out, width);
   if (relu) bias_relu(y, b, rows, n_out);
   sg_node *node = sg_record(g, op, y, 3, in);
   if (node) {
@@ -1340,13 +1364,31 @@ typedef struct parts_layout {
   int64_t part_rows[SG_MAX_INPUTS], col0[SG_MAX_INPUTS], width[SG_MAX_INPUTS];
 } parts_layout;
 
-static bool parts_shapes_fit(const parts_layout *pl, sg_tensor *const *x) {
-  for (int i = 0; i < pl->n; i++) {
-    int off = pl->nd - (x[i]->ndim - 1);
-    for (int d = 0; d < x[i]->ndim - 1; d++)
-      if (x[i]->shape[d] != 1 && x[i]->shape[d] != pl->lead[off + d]) return false;
+/* Whether the leading axes (all but the last, right-aligned) of a and b
+ * broadcast against each other. */
+static bool leading_axes_broadcast(const sg_tensor *a, const sg_tensor *b) {
+  for (int k = 2; k <= a->ndim && k <= b->ndim; k++) {
+    int64_t sa = a->shape[a->ndim - k], sb = b->shape[b->ndim - k];
+    if (sa != 1 && sb != 1 && sa != sb) return false;
   }
   return true;
+}
+
+/* The output's rows, and each part's rows and row strides along the
+ * output's leading axes (0 where it repeats). */
+static void parts_rows(parts_layout *pl, sg_tensor *const *x) {
+  pl->rows = 1;
+  for (int d = 0; d < pl->nd; d++) pl->rows *= pl->lead[d];
+  for (int i = 0; i < pl->n; i++) {
+    int off = pl->nd - (x[i]->ndim - 1);
+    int64_t s = 1;
+    for (int d = pl->nd - 1; d >= 0; d--) {
+      int64_t size = d >= off ? x[i]->shape[d - off] : 1;
+      pl->stride[i][d] = size == 1 ? 0 : s;
+      s *= size;
+    }
+    pl->part_rows[i] = s;
+  }
 }
 
 /* Fills pl from the parts' shapes, or reports why they do not fit W. */
@@ -1364,27 +1406,24 @@ static bool parts_layout_make(sg_graph *g, int n, sg_tensor *const *x, const sg_
   for (int i = 0; i < n; i++) /* the output takes each axis's non-1 size */
     for (int d = 0; d < x[i]->ndim - 1; d++)
       if (x[i]->shape[d] != 1) pl->lead[pl->nd - (x[i]->ndim - 1) + d] = x[i]->shape[d];
-  char sx[96], sw[96];
-  if (in != w->shape[1] || !parts_shapes_fit(pl, x)) {
-    shape_strs(x[0], sx, w, sw);
+  char s1[96], s2[96];
+  if (in != w->shape[1]) {
+    shape_strs(x[0], s1, w, s2);
     sg_op_error(g, "sg_linear_parts",
-                "parts (first %s) must have widths adding up to W %s's in (%lld) and leading "
-                "axes that broadcast",
-                sx, sw, (long long)in);
+                "the parts' widths (first part %s) add up to %lld, W %s has %lld columns", s1,
+                (long long)in, s2, (long long)w->shape[1]);
     return false;
   }
-  pl->rows = 1;
-  for (int d = 0; d < pl->nd; d++) pl->rows *= pl->lead[d];
-  for (int i = 0; i < n; i++) {
-    int off = pl->nd - (x[i]->ndim - 1);
-    int64_t s = 1;
-    for (int d = pl->nd - 1; d >= 0; d--) {
-      int64_t size = d >= off ? x[i]->shape[d - off] : 1;
-      pl->stride[i][d] = size == 1 ? 0 : s;
-      s *= size;
-    }
-    pl->part_rows[i] = s;
-  }
+  for (int i = 0; i < n; i++)
+    for (int j = i + 1; j < n; j++)
+      if (!leading_axes_broadcast(x[i], x[j])) {
+        shape_strs(x[i], s1, x[j], s2);
+        sg_op_error(g, "sg_linear_parts",
+                    "part %d %s and part %d %s do not broadcast over their leading axes", i, s1, j,
+                    s2);
+        return false;
+      }
+  parts_rows(pl, x);
   return true;
 }
 
@@ -1486,16 +1525,25 @@ static bool parts_check(sg_graph *g, int n, sg_tensor *const *x, const sg_tensor
 
 /* Part i's product x_i W[:, block_i]^T, [part_rows_i, out] (beta 1: added
  * to what c holds). */
-static void part_product(const parts_layout *pl, int i, const sg_tensor *x, const sg_tensor *w,
-                         void *c, double beta, void *scratch) {
+static void part_product(sg_graph *g, const parts_layout *pl, int i, const sg_tensor *x,
+                         const sg_tensor *w, void *c, double beta) {
   size_t col_bytes = (size_t)pl->col0[i] * sg_dtype_size(w->dtype);
-  sg_gemm(w->dtype, false, true, pl->part_rows[i], w->shape[0], pl->width[i], 1, x->data,
-          pl->width[i], (const char *)w->data + col_bytes, w->shape[1], beta, c, w->shape[0],
-          scratch);
-}
-
-static void *part_scratch(sg_graph *g, const parts_layout *pl, int i, const sg_tensor *w) {
-  return gemm_scratch(g, w->dtype, false, true, pl->part_rows[i], w->shape[0], pl->width[i]);
+  sg_gemm_args p = {.dt = w->dtype,
+                    .tb = true,
+                    .m = pl->part_rows[i],
+                    .n = w->shape[0],
+                    .k = pl->width[i],
+                    .alpha = 1,
+                    .a = x->data,
+                    .lda = pl->width[i],
+                    .b = (const char *)w->data + col_bytes,
+                    .ldb = w->shape[1],
+                    .beta = beta,
+                    .c = c,
+                    .ldc = w->shape[0]};
+  p.scratch = args_scratch(g, &p);
+  gemm_args(&p);
+  args_scratch_done(g, &p);
 }
 
 /* The broadcast parts' products go to scratch and are summed with the
@@ -1528,12 +1576,12 @@ sg_tensor *(sg_linear_parts)(sg_graph *g, int n, sg_tensor *const *x, sg_tensor 
   for (int i = 0; i < n; i++) {
     if (i == full) continue;
     prod[i] = sg_empty(g, w->dtype, 2, (int64_t[]){pl.part_rows[i], out});
-    part_product(&pl, i, x[i], w, prod[i]->data, 0, part_scratch(g, &pl, i, w));
+    part_product(g, &pl, i, x[i], w, prod[i]->data, 0);
   }
   fill_broadcast_sum(y, b, prod, &pl, full);
   for (int i = n - 1; i >= 0; i--)
     if (prod[i]) sg_release(g, prod[i]);
-  if (full >= 0) part_product(&pl, full, x[full], w, y->data, 1, part_scratch(g, &pl, full, w));
+  if (full >= 0) part_product(g, &pl, full, x[full], w, y->data, 1);
   if (relu) bias_relu(y, NULL, pl.rows, out);
   sg_node *node = sg_record(g, &linear_parts_op, y, n + 2, in);
   if (node) {

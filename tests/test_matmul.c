@@ -1070,7 +1070,7 @@ START_TEST(errors_reported) {
   ck_assert_ptr_null(sg_linear_parts(g, 2, (sg_tensor *[]){pa, pb}, w, NULL, true));
   assert_reported(&log, 11, "sg_linear_parts", "[2, 1, 2]", "[4, 5]");
   ck_assert_ptr_null(sg_linear_parts(g, 2, (sg_tensor *[]){pa, pc}, w, NULL, true));
-  assert_reported(&log, 12, "sg_linear_parts", "[2, 1, 2]", "[4, 5]");
+  assert_reported(&log, 12, "sg_linear_parts", "part 0 [2, 1, 2]", "part 1 [3, 4, 3]");
   ck_assert_ptr_null(sg_linear_parts(g, 4, (sg_tensor *[]){pa, pa, pa, pa}, w, NULL, false));
   assert_reported(&log, 13, "sg_linear_parts", "1 to 3 parts", "got 4");
   ck_assert_ptr_null(sg_linear_parts(g, 2, (sg_tensor *[]){pa, pc}, w, bad_b, false));
