@@ -83,7 +83,8 @@ sg_tensor *sg_mlp_forward(sg_graph *g, const sg_mlp *m, sg_tensor *x);
  * results are added with broadcasting over the leading axes. So parts
  * [B,K,1,d] and [B,K,M,d] act as the concatenation of the first expanded
  * over M, at the cost of a Linear over B*K rows instead of B*K*M. The
- * widths of the parts must add up to the MLP's input width. */
+ * widths of the parts (1 to 3 of them) must add up to the MLP's input
+ * width. The first Linear and its ReLU are one op, sg_linear_parts. */
 sg_tensor *sg_mlp_forward_parts(sg_graph *g, const sg_mlp *m, int n, sg_tensor *const *parts);
 /* The mean over `axis` (dropped) of sg_mlp_forward_parts: equal to
  * sg_mean of it up to round-off, but the mean is taken before the last
