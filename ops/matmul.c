@@ -749,29 +749,41 @@ size_t sg_gemm_scratch_bytes(sg_dtype dt, bool ta, bool tb, int64_t m, int64_t n
   return sg_gemm_reference_scratch_bytes(dt, m, n, k);
 }
 
-void sg_gemm(sg_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
-             const void *a, int64_t lda, const void *b, int64_t ldb, double beta, void *c,
-             int64_t ldc, void *scratch) {
-  if (m <= 0 || n <= 0) return;
-  switch (route_gemm(ta, tb, m, n, k, lda, ldb, ldc)) {
+/* p by its route; one_thread: on the calling thread alone, never forking
+ * (the provider on one thread, a split k as one call). The small-m and
+ * short-k routes fork by size whatever one_thread says; pairs never send
+ * them here. */
+static void gemm_run(const sg_gemm_args *p, bool one_thread) {
+  if (p->m <= 0 || p->n <= 0) return;
+  switch (route_gemm(p->ta, p->tb, p->m, p->n, p->k, p->lda, p->ldb, p->ldc)) {
   case ROUTE_SMALL_M:
-    gemm_small_m_nt(dt, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    gemm_small_m_nt(p->dt, p->m, p->n, p->k, p->alpha, p->a, p->lda, p->b, p->ldb, p->beta, p->c,
+                    p->ldc);
     break;
   case ROUTE_THIN_K:
-    gemm_thin_k(dt, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    gemm_thin_k(p->dt, p->ta, p->tb, p->m, p->n, p->k, p->alpha, p->a, p->lda, p->b, p->ldb,
+                p->beta, p->c, p->ldc);
     break;
   case ROUTE_SERIAL:
-    gemm_ref(dt, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, scratch, false);
+    gemm_ref(p->dt, p->ta, p->tb, p->m, p->n, p->k, p->alpha, p->a, p->lda, p->b, p->ldb, p->beta,
+             p->c, p->ldc, p->scratch, false);
     break;
 #if SG_HAVE_CBLAS
-  case ROUTE_PROVIDER:
-    provider_gemm(dt, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, false);
+  case ROUTE_SPLIT_K: /* on one thread: one call with the whole k */
+    if (one_thread)
+      provider_gemm(p->dt, p->ta, p->tb, p->m, p->n, p->k, p->alpha, p->a, p->lda, p->b, p->ldb,
+                    p->beta, p->c, p->ldc, true);
+    else
+      gemm_split_k(p->dt, p->m, p->n, p->k, p->alpha, p->a, p->lda, p->b, p->ldb, p->beta, p->c,
+                   p->ldc, p->scratch);
     break;
-  case ROUTE_SPLIT_K:
-    gemm_split_k(dt, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, scratch);
+  case ROUTE_PROVIDER:
+    provider_gemm(p->dt, p->ta, p->tb, p->m, p->n, p->k, p->alpha, p->a, p->lda, p->b, p->ldb,
+                  p->beta, p->c, p->ldc, one_thread);
     break;
   case ROUTE_B_COPIED:
-    gemm_b_copied(dt, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, scratch, false);
+    gemm_b_copied(p->dt, p->m, p->n, p->k, p->alpha, p->a, p->lda, p->b, p->ldb, p->beta, p->c,
+                  p->ldc, p->scratch, one_thread);
     break;
 #else
   case ROUTE_PROVIDER: /* no provider in this build: never routed here */
@@ -779,9 +791,17 @@ void sg_gemm(sg_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, dou
   case ROUTE_B_COPIED:
 #endif
   case ROUTE_REFERENCE:
-    gemm_ref(dt, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, scratch, true);
+    gemm_ref(p->dt, p->ta, p->tb, p->m, p->n, p->k, p->alpha, p->a, p->lda, p->b, p->ldb, p->beta,
+             p->c, p->ldc, p->scratch, !one_thread);
     break;
   }
+}
+
+void sg_gemm(sg_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
+             const void *a, int64_t lda, const void *b, int64_t ldb, double beta, void *c,
+             int64_t ldc, void *scratch) {
+  sg_gemm_args p = {dt, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, scratch};
+  gemm_run(&p, false);
 }
 
 /* ==== two independent products ========================================== */
@@ -796,28 +816,6 @@ void sg_gemm(sg_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, dou
  * 512 x 1024 201 vs 199. */
 enum { PAIR_MIN = TINY_GEMM_FLOPS, PAIR_MAX = 1 << 28 };
 
-/* One product on the calling thread, never forking: sg_gemm's route with
- * the provider on one thread and a split k as one call. */
-static void gemm_one_thread(const sg_gemm_args *p) {
-  switch (route_gemm(p->ta, p->tb, p->m, p->n, p->k, p->lda, p->ldb, p->ldc)) {
-#if SG_HAVE_CBLAS
-  case ROUTE_PROVIDER:
-  case ROUTE_SPLIT_K:
-    provider_gemm(p->dt, p->ta, p->tb, p->m, p->n, p->k, p->alpha, p->a, p->lda, p->b, p->ldb,
-                  p->beta, p->c, p->ldc, true);
-    break;
-  case ROUTE_B_COPIED:
-    gemm_b_copied(p->dt, p->m, p->n, p->k, p->alpha, p->a, p->lda, p->b, p->ldb, p->beta, p->c,
-                  p->ldc, p->scratch, true);
-    break;
-#endif
-  default:
-    gemm_ref(p->dt, p->ta, p->tb, p->m, p->n, p->k, p->alpha, p->a, p->lda, p->b, p->ldb, p->beta,
-             p->c, p->ldc, p->scratch, false);
-    break;
-  }
-}
-
 /* Whether a product of the pair runs on its own thread: it must take a
  * route without forks of its own, and the choice depends on the shape
  * alone, so that results never depend on the thread count. */
@@ -828,8 +826,7 @@ static bool pairs_well(const sg_gemm_args *p) {
 }
 
 static void gemm_args(const sg_gemm_args *p) {
-  sg_gemm(p->dt, p->ta, p->tb, p->m, p->n, p->k, p->alpha, p->a, p->lda, p->b, p->ldb, p->beta,
-          p->c, p->ldc, p->scratch);
+  gemm_run(p, false);
 }
 
 void sg_gemm_pair(const sg_gemm_args *p, const sg_gemm_args *q) {
@@ -839,7 +836,7 @@ void sg_gemm_pair(const sg_gemm_args *p, const sg_gemm_args *q) {
     return;
   }
   SG_PARALLEL_IF(omp_get_max_threads() >= 2,
-                 for (int i = 0; i < 2; i++) gemm_one_thread(i == 0 ? p : q););
+                 for (int i = 0; i < 2; i++) gemm_run(i == 0 ? p : q, true););
 }
 
 /* ==== batched products =================================================== */
@@ -968,13 +965,15 @@ static void batched_gemm(sg_graph *g, sg_dtype dt, const batch_shape *bs, int64_
   if (nb == 1 ||
       (!x->trans && is_shared(bs, y) && is_stacked(bs, x, m * k) && is_stacked(bs, &cm, m * n))) {
     int64_t rows = nb == 1 ? m : nb * m;
-    sg_gemm(dt, x->trans, y->trans, rows, n, k, 1, x->p, x->ld, y->p, y->ld, beta, c, n,
-            gemm_scratch(g, dt, x->trans, y->trans, rows, n, k));
+    void *scratch = gemm_scratch(g, dt, x->trans, y->trans, rows, n, k);
+    sg_gemm(dt, x->trans, y->trans, rows, n, k, 1, x->p, x->ld, y->p, y->ld, beta, c, n, scratch);
+    gemm_scratch_done(g, scratch, dt, x->trans, y->trans, rows, n, k);
     return;
   }
   if (c_shared && x->trans && !y->trans && is_stacked(bs, x, m * k) && is_stacked(bs, y, k * n)) {
-    sg_gemm(dt, true, false, m, n, nb * k, 1, x->p, x->ld, y->p, y->ld, beta, c, n,
-            gemm_scratch(g, dt, true, false, m, n, nb * k));
+    void *scratch = gemm_scratch(g, dt, true, false, m, n, nb * k);
+    sg_gemm(dt, true, false, m, n, nb * k, 1, x->p, x->ld, y->p, y->ld, beta, c, n, scratch);
+    gemm_scratch_done(g, scratch, dt, true, false, m, n, nb * k);
     return;
   }
   /* The general case: C blocks (u) in parallel when the products are small,
@@ -989,7 +988,8 @@ static void batched_gemm(sg_graph *g, sg_dtype dt, const batch_shape *bs, int64_
   char *cp = c;
   if (m * n * k <= SMALL_GEMM_FLOPS) {
     size_t per_thread = (sg_gemm_reference_scratch_bytes(dt, m, n, k) + 63) / 64 * 64;
-    char *scratch = sg_arena_alloc(g, per_thread * (size_t)omp_get_max_threads());
+    size_t scratch_bytes = per_thread * (size_t)omp_get_max_threads();
+    char *scratch = sg_arena_alloc_data(g, scratch_bytes);
     SG_PARALLEL_IF(
         nb * m * n * k > SG_PAR_MIN, for (int64_t u = 0; u < n_blocks; u++) {
           char *mine = scratch + per_thread * (size_t)omp_get_thread_num();
@@ -1001,6 +1001,7 @@ static void batched_gemm(sg_graph *g, sg_dtype dt, const batch_shape *bs, int64_
                            cp + batch_offset(bs, cstride, t) * esz, n, mine);
           }
         });
+    sg_arena_release_data(g, scratch, scratch_bytes);
     return;
   }
   void *scratch = gemm_scratch(g, dt, x->trans, y->trans, m, n, k);
@@ -1011,6 +1012,7 @@ static void batched_gemm(sg_graph *g, sg_dtype dt, const batch_shape *bs, int64_
               yp + batch_offset(bs, y->stride, t) * esz, y->ld, v == 0 ? beta : 1,
               cp + batch_offset(bs, cstride, t) * esz, n, scratch);
     }
+  gemm_scratch_done(g, scratch, dt, x->trans, y->trans, m, n, k);
 }
 
 /* ==== matmul ============================================================= */
