@@ -1240,11 +1240,20 @@ static void linear_backward(sg_graph *g, sg_node *nd) {
 static const sg_op linear_op = {"sg_linear", linear_backward};
 static const sg_op linear_cols_op = {"sg_linear_cols", linear_backward};
 
+/* b [out] for W [out, in], or NULL; else reported under op's name. */
+static bool bias_fits(sg_graph *g, const char *op, const sg_tensor *b, const sg_tensor *w) {
+  if (!b || (b->ndim == 1 && b->shape[0] == w->shape[0])) return true;
+  char sb[96], sw[96];
+  shape_strs(b, sb, w, sw);
+  sg_op_error(g, op, "bias %s must be [out] for W %s", sb, sw);
+  return false;
+}
+
 /* x [..., width] against columns col0.. of W [out, in] (all of them for
  * sg_linear: col0 0, width in); bias [out] or NULL. */
 static bool linear_check(sg_graph *g, const sg_op *kind, const sg_tensor *x, const sg_tensor *w,
                          int64_t col0, const sg_tensor *b) {
-  char sx[96], sw[96], sb[96];
+  char sx[96], sw[96];
   const char *op = kind->name;
   bool whole = kind != &linear_cols_op;
   if (x->ndim < 1 || w->ndim != 2 ||
@@ -1258,12 +1267,7 @@ static bool linear_check(sg_graph *g, const sg_op *kind, const sg_tensor *x, con
                   sx, (long long)col0, (long long)(col0 + x->shape[x->ndim - 1]), sw);
     return false;
   }
-  if (b && (b->ndim != 1 || b->shape[0] != w->shape[0])) {
-    shape_strs(b, sb, w, sw);
-    sg_op_error(g, op, "bias %s must be [out] for W %s", sb, sw);
-    return false;
-  }
-  return true;
+  return bias_fits(g, op, b, w);
 }
 
 /* y = max(y + b, 0) over the rows of y [rows, cols] (b NULL: max(y, 0)):
@@ -1517,12 +1521,7 @@ static bool parts_check(sg_graph *g, int n, sg_tensor *const *x, const sg_tensor
       sg_op_error(g, op, "part %d %s must be [..., width] and W %s [out, in]", i, s1, s2);
       return false;
     }
-  if (b && (b->ndim != 1 || b->shape[0] != w->shape[0])) {
-    shape_strs(b, s1, w, s2);
-    sg_op_error(g, op, "bias %s must be [out] for W %s", s1, s2);
-    return false;
-  }
-  return true;
+  return bias_fits(g, op, b, w);
 }
 
 /* Part i's product x_i W[:, block_i]^T, [part_rows_i, out] (beta 1: added
