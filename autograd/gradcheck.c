@@ -173,3 +173,72 @@ sg_gradcheck_result sg_check_f32_forward(sg_check_fn f, sg_tensor *const *inputs
   sg_graph_free(g);
   return r;
 }
+
+/* ---- float32 forward and gradient against float64 ------------------------ */
+
+/* ||a - b|| / ||b|| over n elements (a float32 tensor against float64). */
+static double rel_l2(const sg_tensor *a32, const sg_tensor *b64) {
+  const float *a = sg_f32(a32);
+  const double *b = sg_f64(b64);
+  double num = 0, den = 0;
+  for (int64_t j = 0; j < b64->numel; j++) {
+    double d = (double)a[j] - b[j];
+    num += d * d, den += b[j] * b[j];
+  }
+  return den > 0 ? sqrt(num / den) : (num > 0 ? INFINITY : 0);
+}
+
+/* Output y and the gradients of sum(w * y) of f on inputs (grads zeroed
+ * first); y lives in g. */
+static sg_tensor *run_weighted(sg_graph *g, sg_check_fn f, sg_tensor *const *inputs, int n,
+                               void *ctx, sg_rng *rng, sg_tensor **w) {
+  for (int i = 0; i < n; i++) sg_zero_grad(inputs[i]);
+  sg_tensor *y = f(g, inputs, n, ctx);
+  if (!y || !y->requires_grad) return NULL;
+  if (!*w) *w = sg_rand_normal(NULL, rng, SG_F64, y->ndim, y->shape, 0, 1);
+  sg_tensor *wy = sg_to_dtype(g, *w, y->dtype);
+  sg_backward_with(g, y, wy);
+  return y;
+}
+
+sg_gradcheck_result sg_check_f32_grad(sg_check_fn f, sg_tensor *const *inputs, int n, void *ctx,
+                                      double rtol) {
+  sg_gradcheck_result r = {.input = -1};
+  if (!inputs_valid(inputs, n, &r) || n > 16) return r;
+  sg_tensor *in32[16], *in64[16], *w = NULL;
+  for (int i = 0; i < n; i++) {
+    /* Both precisions see the same values: the float32 roundings. */
+    in32[i] = sg_to_dtype(NULL, inputs[i], SG_F32);
+    in64[i] = sg_to_dtype(NULL, in32[i], SG_F64);
+    sg_set_requires_grad(in32[i], inputs[i]->requires_grad);
+    sg_set_requires_grad(in64[i], inputs[i]->requires_grad);
+  }
+  sg_rng rng;
+  sg_rng_seed(&rng, sg_gradcheck_defaults().seed);
+  sg_graph *g64 = sg_graph_new(), *g32 = sg_graph_new();
+  sg_tensor *y64 = run_weighted(g64, f, in64, n, ctx, &rng, &w);
+  sg_tensor *y32 = y64 ? run_weighted(g32, f, in32, n, ctx, &rng, &w) : NULL;
+  if (!y64 || !y32 || y32->dtype != SG_F32 || y64->dtype != SG_F64 || y32->numel != y64->numel) {
+    snprintf(r.msg, sizeof r.msg, "f32 gradient check: f failed, changed shape or has no gradient");
+  } else {
+    /* input -1 is the output, i >= 0 input i's gradient */
+    for (int i = -1; i < n; i++) {
+      if (i >= 0 && (!in64[i]->requires_grad || !in64[i]->grad)) continue;
+      double e = i < 0 ? rel_l2(y32, y64) : rel_l2(in32[i]->grad, in64[i]->grad);
+      if (r.checked == 0 || !(e / rtol <= r.worst))
+        r.worst = isnan(e) ? INFINITY : e / rtol, r.input = i, r.rel_err = e;
+      r.checked++;
+    }
+    r.ok = r.worst <= 1;
+    snprintf(r.msg, sizeof r.msg,
+             "float32 against float64 %s: worst %s %d: relative L2 error %.3g (tolerance %.3g, "
+             "%lld compared)",
+             r.ok ? "passed" : "FAILED", r.input < 0 ? "output" : "gradient of input", r.input,
+             r.rel_err, rtol, (long long)r.checked);
+  }
+  for (int i = 0; i < n; i++) sg_free(in32[i]), sg_free(in64[i]);
+  sg_free(w);
+  sg_graph_free(g64);
+  sg_graph_free(g32);
+  return r;
+}

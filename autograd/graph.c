@@ -46,6 +46,8 @@ struct sg_graph {
   bool grad_enabled;
   const char *file; /* call site of the op being run (see SG_AT) */
   int line;
+  sg_observer observer; /* sg_graph_set_observer */
+  void *observer_ctx;
 };
 
 sg_graph *sg_graph_new(void) {
@@ -103,6 +105,11 @@ size_t sg_graph_arena_used(const sg_graph *g) {
 }
 int64_t sg_graph_tape_len(const sg_graph *g) {
   return g->tape_len;
+}
+
+void sg_graph_set_observer(sg_graph *g, sg_observer fn, void *ctx) {
+  g->observer = fn;
+  g->observer_ctx = fn ? ctx : NULL;
 }
 
 sg_graph *sg_graph_at(sg_graph *g, const char *file, int line) {
@@ -313,6 +320,7 @@ sg_node *sg_record(sg_graph *g, const sg_op *op, sg_tensor *out, int n_in, sg_te
   out->node = n;
   out->grad = NULL;
   tape_push(g, n);
+  if (g->observer) g->observer(g->observer_ctx, g, n, SG_OBSERVE_FORWARD);
   return n;
 }
 
@@ -413,6 +421,7 @@ static void run_tape(sg_graph *g) {
     if (!n->out->grad) continue;
     if (!n->takes_uniform_grad) sg_grad_materialize(n->out->grad);
     n->op->backward(g, n);
+    if (g->observer) g->observer(g->observer_ctx, g, n, SG_OBSERVE_BACKWARD);
     release_used_grad(g, n);
     /* every consumer of n->out ran its backward before n */
     if (n->out->release_after_backward) sg_release(g, n->out);

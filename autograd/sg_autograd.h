@@ -48,6 +48,21 @@ void sg_release_after_backward(sg_graph *g, sg_tensor *t);
 bool sg_set_memory_reuse(sg_graph *g, bool on);
 int64_t sg_graph_tape_len(const sg_graph *g);
 
+/* ---- observing a graph ------------------------------------------------- */
+/* An observer sees every recorded node twice: in the forward, as soon as
+ * the op has recorded it (n->out holds its values, sg_graph_file/line its
+ * call site), and in the backward, just after n's backward has added into
+ * its inputs' gradients (n->out and n->out->grad are still valid). For
+ * tools that inspect a computation without changing it: the kink
+ * decisions of a ReLU compared between float32 and float64
+ * (tests/test_f32_accuracy.c), non-finite values traced to the op that
+ * made them. Ops run without grad mode, or with no input that requires a
+ * gradient, record no node and are not seen. */
+typedef enum sg_observe_phase { SG_OBSERVE_FORWARD, SG_OBSERVE_BACKWARD } sg_observe_phase;
+typedef void (*sg_observer)(void *ctx, sg_graph *g, const sg_node *n, sg_observe_phase phase);
+/* Sets (fn NULL: removes) g's observer; one per graph. */
+void sg_graph_set_observer(sg_graph *g, sg_observer fn, void *ctx);
+
 /* Reverse pass from a tensor with one element: d(loss)/d(loss) = 1. Leaf
  * gradients accumulate into t->grad (allocated once, on the heap) until
  * sg_zero_grad; intermediate gradients live in the arena. Backward
@@ -168,6 +183,18 @@ sg_gradcheck_result sg_gradcheck(sg_check_fn f, sg_tensor *const *inputs, int n_
  * |y32 - y64| / (atol + rtol*|y64|) in result.worst (ok iff <= 1). */
 sg_gradcheck_result sg_check_f32_forward(sg_check_fn f, sg_tensor *const *inputs, int n_inputs,
                                          void *ctx, double atol, double rtol);
+
+/* The float32 forward and gradient against float64 on the same values:
+ * the inputs (caller-owned float64; those with requires_grad get a
+ * gradient) are rounded to float32 and both precisions run on the rounded
+ * values, so the comparison measures the arithmetic alone. The output and
+ * each input's gradient of sum(w * y) (fixed random w) are compared by
+ * relative L2 error ||a32 - a64|| / ||a64|| <= rtol; result.worst is the
+ * largest error / rtol, result.input the tensor holding it (-1: the
+ * output), result.rel_err its error. For hostile inputs (large means,
+ * huge logits, long reductions) at the sizes a model uses. */
+sg_gradcheck_result sg_check_f32_grad(sg_check_fn f, sg_tensor *const *inputs, int n_inputs,
+                                      void *ctx, double rtol);
 
 #ifdef __cplusplus
 }

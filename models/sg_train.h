@@ -97,6 +97,42 @@ int sg_gnn_batch_make(sg_graph *g, const sg_dataset *ds, const int64_t *idx, int
 int sg_gnn_evaluate(const sg_gnn *m, const sg_dataset *ds, double feature_scale, int64_t eval_batch,
                     int64_t limit, sg_metrics *out, sg_io_error *err);
 
+/* ---- float32 against float64 ------------------------------------------------ */
+
+/* The float32 training gradient of a model against the float64 gradient of
+ * the same weights and inputs: the loss of sg_assoc_loss (mu [M], delta)
+ * on the sum-rate of the train-mode forward with the Gumbel sample noise32.
+ * Kinks decide such a comparison: a ReLU pre-activation within float32
+ * round-off of zero may be cut in one precision and passed in the other,
+ * and the gradients then differ by far more than round-off in these
+ * models (models/precision.c says why). The float64 run therefore replays
+ * the float32 run's ReLU decisions (relu_flips counts them; the first is
+ * named in first_flip) and is the gradient of the same piece. A Sinkhorn
+ * column decision within round-off of its cap cannot be replayed
+ * (sinkhorn_near_kink), nor a zero in an output float32 had none in;
+ * comparable is false then. */
+typedef struct sg_precision_report {
+  double loss32, loss64;
+  double grad_rel;             /* ||g32 - g64|| / ||g64|| over every parameter */
+  int n_params;                /* entries of param_rel, in registration order */
+  double *param_rel;           /* the same per parameter tensor (owned) */
+  int worst_param;             /* index of the largest param_rel */
+  int64_t relu_flips;          /* ReLU decisions replayed */
+  int64_t unreplayable;        /* differing zeros that could not be replayed */
+  int64_t sinkhorn_near_kink;  /* samples (float32 run) */
+  double sinkhorn_kink_margin; /* float32 run; infinite without Sinkhorn */
+  bool comparable;
+  char first_flip[160];
+} sg_precision_report;
+
+/* m32 (float32) and m64 (float64, same configuration otherwise): m64's
+ * weights are set to m32's; afterwards each model's parameters hold its
+ * gradient. in32 must carry couplings. 0, or -1 with a message. */
+int sg_gnn_precision_check(sg_gnn *m32, sg_gnn *m64, const sg_gnn_batch *in32, sg_tensor *noise32,
+                           const double *mu, double delta, sg_precision_report *r,
+                           sg_io_error *err);
+void sg_precision_report_free(sg_precision_report *r);
+
 /* ---- the trainer ------------------------------------------------------------------ */
 
 typedef struct sg_trainer sg_trainer;
@@ -115,10 +151,14 @@ typedef struct sg_epoch_stats {
   const double *excess;   /* that mean per BS [M]: the dual-update term */
   const double *mu;       /* [M] after the dual update (if any) of this epoch */
   bool dual_updated;      /* whether this epoch ended with a dual update */
-  double lr;              /* learning rate of the epoch's last step */
-  double seconds;         /* wall time of the epoch's training steps */
-  bool has_test;          /* test metrics below are valid */
-  sg_metrics test;        /* on the test set (sg_gnn_evaluate) */
+  /* Fraction of the epoch's samples whose Sinkhorn column decision came
+   * within round-off of the cap (sg_sinkhorn_info.near_kink): there the
+   * unrolled gradient depends on which side round-off lands. */
+  double sinkhorn_near_kink;
+  double lr;       /* learning rate of the epoch's last step */
+  double seconds;  /* wall time of the epoch's training steps */
+  bool has_test;   /* test metrics below are valid */
+  sg_metrics test; /* on the test set (sg_gnn_evaluate) */
 } sg_epoch_stats;
 
 /* Called between steps from sg_trainer_run_epoch (progress display). */

@@ -1,10 +1,11 @@
 /* Layer normalisation over the last axis, with optional gain and bias.
  *
- * Forward, per row of width D (two-pass statistics, biased variance as
- * PyTorch):
- *   mean = sum(x) / D, var = sum((x - mean)^2) / D, rstd = 1 / sqrt(var + eps)
+ * Forward, per row of width D (two-pass statistics around a pivot, biased
+ * variance as PyTorch):
+ *   p = x_0, o = sum(x - p) / D, x - mean = (x - p) - o (see CENTER),
+ *   var = sum((x - mean)^2) / D, rstd = 1 / sqrt(var + eps)
  *   xhat = (x - mean) * rstd, y = xhat * gain + bias
- * mean and rstd are saved per row in the arena for the backward:
+ * p, o and rstd are saved per row in the arena for the backward:
  *   gh = go * gain (go if no gain)
  *   gx    += rstd * (gh - mean(gh) - xhat * mean(gh * xhat))
  *   ggain += sum over rows of go * xhat,  gbias += sum over rows of go
@@ -73,6 +74,12 @@ static double lane_total_f64(vec_f64 v) {
   return q[0] + q[1];
 }
 
+/* x - mean, computed as (x - p) - o with p the row's first element and o
+ * = mean(x - p): x - p is exact when x and p are within a factor 2, so a
+ * row with a large mean and a small spread keeps the digits of its spread
+ * (a float32 mean of 1e4 alone is rounded to 1e-3). */
+#define CENTER(x, p, o) (((x) - (p)) - (o))
+
 #define DEFINE_ROW_HELPERS(T, S)                                                                   \
   enum { NV_##S = VEC_BYTES / sizeof(T) };                                                         \
   static vec_##S load_##S(const T *p) {                                                            \
@@ -80,41 +87,42 @@ static double lane_total_f64(vec_f64 v) {
     memcpy(&v, p, sizeof v);                                                                       \
     return v;                                                                                      \
   }                                                                                                \
-  static T row_sum_##S(const T *x, int64_t n) {                                                    \
+  /* sum(x - p) */                                                                                 \
+  static T row_sum_dev_##S(const T *x, T p, int64_t n) {                                           \
     vec_##S acc = {0};                                                                             \
     int64_t i = 0;                                                                                 \
-    for (; i + NV_##S <= n; i += NV_##S) acc += load_##S(x + i);                                   \
+    for (; i + NV_##S <= n; i += NV_##S) acc += load_##S(x + i) - p;                               \
     T s = lane_total_##S(acc);                                                                     \
-    for (; i < n; i++) s += x[i];                                                                  \
+    for (; i < n; i++) s += x[i] - p;                                                              \
     return s;                                                                                      \
   }                                                                                                \
-  /* sum((x - c)^2) */                                                                             \
-  static T row_sq_dev_##S(const T *x, T c, int64_t n) {                                            \
+  /* sum(((x - p) - o)^2) */                                                                       \
+  static T row_sq_dev_##S(const T *x, T p, T o, int64_t n) {                                       \
     vec_##S acc = {0};                                                                             \
     int64_t i = 0;                                                                                 \
     for (; i + NV_##S <= n; i += NV_##S) {                                                         \
-      vec_##S d = load_##S(x + i) - c;                                                             \
+      vec_##S d = (load_##S(x + i) - p) - o;                                                       \
       acc += d * d;                                                                                \
     }                                                                                              \
     T s = lane_total_##S(acc);                                                                     \
-    for (; i < n; i++) s += (x[i] - c) * (x[i] - c);                                               \
+    for (; i < n; i++) s += CENTER(x[i], p, o) * CENTER(x[i], p, o);                               \
     return s;                                                                                      \
   }                                                                                                \
   /* sums of gh = go * gain (go if gain is NULL) and of gh * (x - mean) */                         \
   static void row_grad_sums_##S(const T *restrict go, const T *restrict gain, const T *restrict x, \
-                                T mean, int64_t n, T *sum_gh, T *sum_ghxc) {                       \
+                                T p, T o, int64_t n, T *sum_gh, T *sum_ghxc) {                     \
     vec_##S a = {0}, b = {0};                                                                      \
     int64_t i = 0;                                                                                 \
     for (; i + NV_##S <= n; i += NV_##S) {                                                         \
       vec_##S gh = gain ? load_##S(go + i) * load_##S(gain + i) : load_##S(go + i);                \
       a += gh;                                                                                     \
-      b += gh * (load_##S(x + i) - mean);                                                          \
+      b += gh * ((load_##S(x + i) - p) - o);                                                       \
     }                                                                                              \
     T sa = lane_total_##S(a), sb = lane_total_##S(b);                                              \
     for (; i < n; i++) {                                                                           \
       T gh = gain ? go[i] * gain[i] : go[i];                                                       \
       sa += gh;                                                                                    \
-      sb += gh * (x[i] - mean);                                                                    \
+      sb += gh * CENTER(x[i], p, o);                                                               \
     }                                                                                              \
     *sum_gh = sa;                                                                                  \
     *sum_ghxc = sb;                                                                                \
@@ -123,10 +131,10 @@ static double lane_total_f64(vec_f64 v) {
    * pg += go xhat and pb += go, each skipped when NULL (gain NULL: gh = go). */                   \
   static void row_backward_##S(T *restrict gx, bool acc, T *restrict pg, T *restrict pb,           \
                                const T *restrict go, const T *restrict x, const T *restrict gain,  \
-                               T mean, T rstd, T a, T b, int64_t n) {                              \
+                               T p, T o, T rstd, T a, T b, int64_t n) {                            \
     if (gx && gain && pg && pb) { /* the usual case, in one pass */                                \
       for (int64_t j = 0; j < n; j++) {                                                            \
-        T xh = (x[j] - mean) * rstd;                                                               \
+        T xh = CENTER(x[j], p, o) * rstd;                                                          \
         gx[j] = (acc ? gx[j] : 0) + rstd * (go[j] * gain[j] - a - xh * b);                         \
         pg[j] += go[j] * xh;                                                                       \
         pb[j] += go[j];                                                                            \
@@ -135,12 +143,12 @@ static double lane_total_f64(vec_f64 v) {
     }                                                                                              \
     if (gx && gain)                                                                                \
       for (int64_t j = 0; j < n; j++)                                                              \
-        gx[j] = (acc ? gx[j] : 0) + rstd * (go[j] * gain[j] - a - (x[j] - mean) * rstd * b);       \
+        gx[j] = (acc ? gx[j] : 0) + rstd * (go[j] * gain[j] - a - CENTER(x[j], p, o) * rstd * b);  \
     else if (gx)                                                                                   \
       for (int64_t j = 0; j < n; j++)                                                              \
-        gx[j] = (acc ? gx[j] : 0) + rstd * (go[j] - a - (x[j] - mean) * rstd * b);                 \
+        gx[j] = (acc ? gx[j] : 0) + rstd * (go[j] - a - CENTER(x[j], p, o) * rstd * b);            \
     if (pg)                                                                                        \
-      for (int64_t j = 0; j < n; j++) pg[j] += go[j] * ((x[j] - mean) * rstd);                     \
+      for (int64_t j = 0; j < n; j++) pg[j] += go[j] * (CENTER(x[j], p, o) * rstd);                \
     if (pb)                                                                                        \
       for (int64_t j = 0; j < n; j++) pb[j] += go[j];                                              \
   }
@@ -150,19 +158,21 @@ DEFINE_ROW_HELPERS(double, f64)
 
 #define TYPED(name, p)                                                                             \
   _Generic((p), float * : name##_f32, const float * : name##_f32, default : name##_f64)
-#define ROW_SUM(x, n) TYPED(row_sum, x)(x, n)
-#define ROW_SQ_DEV(x, c, n) TYPED(row_sq_dev, x)(x, c, n)
-#define ROW_GRAD_SUMS(go, gain, x, m, n, a, b) TYPED(row_grad_sums, go)(go, gain, x, m, n, a, b)
-#define ROW_BACKWARD(gx, acc, pg, pb, go, x, gain, m, r, a, b, n)                                  \
-  TYPED(row_backward, go)(gx, acc, pg, pb, go, x, gain, m, r, a, b, n)
+#define ROW_SUM_DEV(x, p, n) TYPED(row_sum_dev, x)(x, p, n)
+#define ROW_SQ_DEV(x, p, o, n) TYPED(row_sq_dev, x)(x, p, o, n)
+#define ROW_GRAD_SUMS(go, gain, x, p, o, n, a, b)                                                  \
+  TYPED(row_grad_sums, go)(go, gain, x, p, o, n, a, b)
+#define ROW_BACKWARD(gx, acc, pg, pb, go, x, gain, p, o, r, a, b, n)                               \
+  TYPED(row_backward, go)(gx, acc, pg, pb, go, x, gain, p, o, r, a, b, n)
 
 static int64_t min64(int64_t a, int64_t b) {
   return a < b ? a : b;
 }
 
-/* Saved per row: mean and rstd, in the tensor's dtype. */
+/* Saved per row, in the tensor's dtype: the pivot (the row's first
+ * element), the mean's offset from it, and rstd (see CENTER). */
 typedef struct ln_saved {
-  void *mean, *rstd;
+  void *pivot, *offset, *rstd;
 } ln_saved;
 
 /* Rows per group of the forward and backward passes: up to STAT_ROWS short
@@ -181,26 +191,27 @@ static void ln_forward(const sg_tensor *xt, const sg_tensor *gt, const sg_tensor
   int64_t total = xt->numel, n_groups = (rows + grp - 1) / grp;
   SG_DISPATCH(xt->dtype, T, {
     const T *x = xt->data, *gain = gt ? gt->data : NULL, *bias = bt ? bt->data : NULL;
-    T *y = yt->data, *means = sv->mean, *rstds = sv->rstd;
+    T *y = yt->data, *pivots = sv->pivot, *offsets = sv->offset, *rstds = sv->rstd;
     SG_PARALLEL_IF(
         total > SG_PAR_MIN, for (int64_t gi = 0; gi < n_groups; gi++) {
           int64_t r0 = gi * grp, nr = min64(rows - r0, grp);
-          T *mean = means + r0, *rstd = rstds + r0;
-          for (int64_t i = 0; i < nr; i++) mean[i] = ROW_SUM(x + (r0 + i) * D, D) / (T)D;
+          T *piv = pivots + r0, *off = offsets + r0, *rstd = rstds + r0;
+          for (int64_t i = 0; i < nr; i++) piv[i] = x[(r0 + i) * D];
+          for (int64_t i = 0; i < nr; i++) off[i] = ROW_SUM_DEV(x + (r0 + i) * D, piv[i], D) / (T)D;
           for (int64_t i = 0; i < nr; i++)
-            rstd[i] = ROW_SQ_DEV(x + (r0 + i) * D, mean[i], D) / (T)D;
+            rstd[i] = ROW_SQ_DEV(x + (r0 + i) * D, piv[i], off[i], D) / (T)D;
           for (int64_t i = 0; i < nr; i++) rstd[i] = 1 / sqrt(rstd[i] + (T)eps);
           for (int64_t i = 0; i < nr; i++) {
             const T *xr = x + (r0 + i) * D;
-            T *yr = y + (r0 + i) * D, m = mean[i], rs = rstd[i];
+            T *yr = y + (r0 + i) * D, p = piv[i], o = off[i], rs = rstd[i];
             if (gain && bias)
-              for (int64_t j = 0; j < D; j++) yr[j] = (xr[j] - m) * rs * gain[j] + bias[j];
+              for (int64_t j = 0; j < D; j++) yr[j] = CENTER(xr[j], p, o) * rs * gain[j] + bias[j];
             else if (gain)
-              for (int64_t j = 0; j < D; j++) yr[j] = (xr[j] - m) * rs * gain[j];
+              for (int64_t j = 0; j < D; j++) yr[j] = CENTER(xr[j], p, o) * rs * gain[j];
             else if (bias)
-              for (int64_t j = 0; j < D; j++) yr[j] = (xr[j] - m) * rs + bias[j];
+              for (int64_t j = 0; j < D; j++) yr[j] = CENTER(xr[j], p, o) * rs + bias[j];
             else
-              for (int64_t j = 0; j < D; j++) yr[j] = (xr[j] - m) * rs;
+              for (int64_t j = 0; j < D; j++) yr[j] = CENTER(xr[j], p, o) * rs;
           }
         });
   });
@@ -216,7 +227,7 @@ static void ln_backward_blocks(const sg_tensor *xt, const sg_tensor *gt, const s
   int64_t grp = group_rows(2 * D, sg_dtype_size(xt->dtype)); /* reads go and x */
   SG_DISPATCH(xt->dtype, T, {
     const T *x = xt->data, *gain = gt ? gt->data : NULL, *go = got->data;
-    const T *means = sv->mean, *rstds = sv->rstd;
+    const T *pivots = sv->pivot, *offsets = sv->offset, *rstds = sv->rstd;
     T *gx = gxt ? gxt->data : NULL, *pg = pg_buf, *pb = pb_buf;
     T inv_d = 1 / (T)D;
     SG_PARALLEL_IF(
@@ -233,14 +244,15 @@ static void ln_backward_blocks(const sg_tensor *xt, const sg_tensor *gt, const s
             for (int64_t i = 0; gx && i < nr; i++) {
               int64_t r = r0 + i;
               T sum_gh, sum_ghxc;
-              ROW_GRAD_SUMS(go + r * D, gain, x + r * D, means[r], D, &sum_gh, &sum_ghxc);
+              ROW_GRAD_SUMS(go + r * D, gain, x + r * D, pivots[r], offsets[r], D, &sum_gh,
+                            &sum_ghxc);
               /* mean(gh * xhat) = rstd * mean(gh * (x - mean)) */
               a[i] = sum_gh * inv_d, b[i] = sum_ghxc * inv_d * rstds[r];
             }
             for (int64_t i = 0; i < nr; i++) {
               int64_t r = r0 + i;
               ROW_BACKWARD(gx ? gx + r * D : NULL, acc, pgb, pbb, go + r * D, x + r * D, gain,
-                           means[r], rstds[r], a[i], b[i], D);
+                           pivots[r], offsets[r], rstds[r], a[i], b[i], D);
             }
           }
         });
@@ -320,7 +332,8 @@ sg_tensor *(sg_layer_norm)(sg_graph *g, sg_tensor *x, sg_tensor *gain, sg_tensor
   int64_t D = x->shape[x->ndim - 1], rows = D ? x->numel / D : 0;
   size_t stat_bytes = (size_t)rows * sg_dtype_size(x->dtype);
   ln_saved *sv = sg_arena_alloc(g, sizeof *sv);
-  sv->mean = sg_arena_alloc(g, stat_bytes);
+  sv->pivot = sg_arena_alloc(g, stat_bytes);
+  sv->offset = sg_arena_alloc(g, stat_bytes);
   sv->rstd = sg_arena_alloc(g, stat_bytes);
   if (rows * D > 0) ln_forward(x, gain, bias, y, eps, rows, D, sv);
   sg_tensor *in[3] = {x, gain, bias};

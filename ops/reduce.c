@@ -61,9 +61,12 @@ static bool reduce_setup(sg_graph *g, const char *op, const sg_tensor *a, int ax
 
 /* ---- contiguous chunked sums ------------------------------------------- */
 
-#define CHUNK_SUM(T, x, len, result)                                                               \
+/* Sums accumulate in double whatever the element type: a float32 running
+ * sum of a million terms of mean 1 loses 1e-4 of it (measured in
+ * tests/test_precision.c), and a sum is bound by memory, not arithmetic. */
+#define CHUNK_SUM(x, len, result)                                                                  \
   do {                                                                                             \
-    T lane_[LANES] = {0};                                                                          \
+    double lane_[LANES] = {0};                                                                     \
     int64_t i_ = 0;                                                                                \
     for (; i_ + LANES <= (len); i_ += LANES)                                                       \
       for (int l_ = 0; l_ < LANES; l_++) lane_[l_] += (x)[i_ + l_];                                \
@@ -73,29 +76,27 @@ static bool reduce_setup(sg_graph *g, const char *op, const sg_tensor *a, int ax
     (result) = lane_[0];                                                                           \
   } while (0)
 
-/* out[o] = sum of the contiguous row x[o*n .. o*n+n), for o < outer, with
- * CHUNK-sized partial sums added in order. Parallel over (row, chunk). */
-static void sum_rows(sg_graph *g, sg_dtype dt, const void *xv, void *outv, int64_t outer,
-                     int64_t n) {
+/* out[o] = (sum of the contiguous row x[o*n .. o*n+n)) / divisor, for o <
+ * outer, with CHUNK-sized partial sums added in order. Parallel over (row,
+ * chunk). */
+static void sum_rows(sg_graph *g, sg_dtype dt, const void *xv, void *outv, int64_t outer, int64_t n,
+                     double divisor) {
   int64_t n_chunks = n > 0 ? ceil_div(n, CHUNK) : 1, items = outer * n_chunks;
+  double *part = sg_arena_alloc(g, (size_t)items * sizeof *part);
   SG_DISPATCH(dt, T, {
     const T *x = xv;
     T *out = outv;
-    /* With one chunk per row the partials are the results themselves. */
-    T *part = n_chunks == 1 ? out : sg_arena_alloc(g, (size_t)items * sizeof(T));
     SG_PARALLEL_IF(
         outer * n > SG_PAR_MIN, for (int64_t t = 0; t < items; t++) {
           int64_t o = t / n_chunks, c0 = (t % n_chunks) * CHUNK, len = min64(CHUNK, n - c0);
-          T s = 0;
-          if (len > 0) CHUNK_SUM(T, x + o * n + c0, len, s);
+          double s = 0;
+          if (len > 0) CHUNK_SUM(x + o * n + c0, len, s);
           part[t] = s;
         });
-    if (part != out) {
-      for (int64_t o = 0; o < outer; o++) {
-        T s = 0;
-        for (int64_t c = 0; c < n_chunks; c++) s += part[o * n_chunks + c];
-        out[o] = s;
-      }
+    for (int64_t o = 0; o < outer; o++) {
+      double s = 0;
+      for (int64_t c = 0; c < n_chunks; c++) s += part[o * n_chunks + c];
+      out[o] = (T)(s / divisor);
     }
   });
 }
@@ -108,30 +109,26 @@ static void sum_forward(sg_graph *g, sg_dtype dt, const void *xv, const rview *v
                         double divisor) {
   int64_t n = v->n, inner = v->inner, n_out = v->outer * inner;
   if (inner == 1) {
-    sum_rows(g, dt, xv, yv, v->outer, n);
-  } else {
-    int64_t tiles = ceil_div(inner, TILE), items = v->outer * tiles;
-    SG_DISPATCH(dt, T, {
-      const T *x = xv;
-      T *y = yv;
-      SG_PARALLEL_IF(
-          n_out * n > SG_PAR_MIN, for (int64_t t = 0; t < items; t++) {
-            int64_t o = t / tiles, j0 = (t % tiles) * TILE, j1 = min64(j0 + TILE, inner);
-            T *yr = y + o * inner;
-            for (int64_t j = j0; j < j1; j++) yr[j] = 0;
-            for (int64_t k = 0; k < n; k++) {
-              const T *xr = x + (o * n + k) * inner;
-              for (int64_t j = j0; j < j1; j++) yr[j] += xr[j];
-            }
-          });
-    });
+    sum_rows(g, dt, xv, yv, v->outer, n, divisor);
+    return;
   }
-  if (divisor != 1) {
-    SG_DISPATCH(dt, T, {
-      T *y = yv, d = (T)divisor;
-      for (int64_t i = 0; i < n_out; i++) y[i] /= d;
-    });
-  }
+  int64_t tiles = ceil_div(inner, TILE), items = v->outer * tiles;
+  SG_DISPATCH(dt, T, {
+    const T *x = xv;
+    T *y = yv;
+    SG_PARALLEL_IF(
+        n_out * n > SG_PAR_MIN, for (int64_t t = 0; t < items; t++) {
+          int64_t o = t / tiles, j0 = (t % tiles) * TILE, j1 = min64(j0 + TILE, inner);
+          double acc[TILE]; /* in double: see CHUNK_SUM */
+          for (int64_t j = j0; j < j1; j++) acc[j - j0] = 0;
+          for (int64_t k = 0; k < n; k++) {
+            const T *xr = x + (o * n + k) * inner;
+            for (int64_t j = j0; j < j1; j++) acc[j - j0] += xr[j];
+          }
+          T *yr = y + o * inner;
+          for (int64_t j = j0; j < j1; j++) yr[j] = (T)(acc[j - j0] / divisor);
+        });
+  });
 }
 
 /* ga[o,k,j] += scale * go[o,j] (= when !acc, see sg_grad_dest): the

@@ -41,7 +41,17 @@ typedef struct sg_sinkhorn_info {
   int iters;         /* iterations run (largest over the batch) */
   double col_excess; /* largest remaining column excess over capacity (mass units) */
   bool converged;    /* col_excess < tol for every sample */
+  /* The column step caps a column when its mass exceeds col_cap: a kink.
+   * kink_margin is the smallest |mass / col_cap - 1| any column step after
+   * the first decided on (over the batch; infinite after one iteration);
+   * near_kink counts the samples whose margin is below
+   * SG_SINKHORN_NEAR_KINK_ULPS units of the dtype's round-off, where the
+   * decision, and so the unrolled gradient, may differ between float32 and
+   * float64 or between two summation orders. */
+  double kink_margin;
+  int64_t near_kink;
 } sg_sinkhorn_info;
+#define SG_SINKHORN_NEAR_KINK_ULPS 16
 
 /* Capacity Sinkhorn-Knopp in the log domain over x [..., K, M] (K rows, M
  * columns, batched over leading axes). Repeats a column step (cap each

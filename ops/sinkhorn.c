@@ -63,6 +63,7 @@
  * backward differentiates as if the current iterate were the fixed point:
  * it uses the current P and active set, i.e. it returns the gradient of the
  * balancing that keeps rows at r and active columns at their current sums. */
+#include <float.h>
 #include <omp.h>
 #include <stdint.h>
 
@@ -96,6 +97,7 @@ typedef struct sk_state {
   double *excess;  /* [S] column excess after the last iteration */
   bool *done;      /* [S] stopped (tolerance met) */
   uint8_t *active; /* [S*M] column capped at an iteration after the first */
+  double *margin;  /* [S] smallest |colsum / cap - 1| a column step decided on */
   /* K r >= M c: no column can end below its capacity, so the fixed point
    * has every column tight (K r = M c) or over (K r > M c) and the implicit
    * backward treats every column as active, capped or not. */
@@ -216,6 +218,8 @@ static sk_state *state_new(sg_graph *g, const sg_tensor *x, const sk_params *p) 
   st->done = zeroed(g, S * sizeof *st->done);
   st->new_epoch = zeroed(g, S * sizeof *st->new_epoch);
   st->active = zeroed(g, S * M);
+  st->margin = sg_arena_alloc(g, S * sizeof *st->margin);
+  for (size_t i = 0; i < S; i++) st->margin[i] = INFINITY;
   st->a = zeroed(g, S * K * es);
   st->U0 = zeroed(g, S * K * es);
   st->b = zeroed(g, S * M * es);
@@ -225,20 +229,26 @@ static sk_state *state_new(sg_graph *g, const sg_tensor *x, const sk_params *p) 
 }
 
 /* info: iterations (largest over samples), largest final excess (NaN if any
- * sample's is NaN), converged iff every sample met the tolerance. */
-static void fill_info(const sk_state *st, sg_sinkhorn_info *info) {
-  sg_sinkhorn_info r = {.iters = 0, .col_excess = 0, .converged = true};
+ * sample's is NaN), converged iff every sample met the tolerance, and how
+ * close the column steps' decisions came to the kink. */
+static void fill_info(const sk_state *st, sg_dtype dt, sg_sinkhorn_info *info) {
+  sg_sinkhorn_info r = {.iters = 0, .col_excess = 0, .converged = true, .kink_margin = INFINITY};
+  double near = SG_SINKHORN_NEAR_KINK_ULPS * (dt == SG_F32 ? FLT_EPSILON : DBL_EPSILON);
   for (int64_t s = 0; s < st->samples; s++) {
     if (st->iters[s] > r.iters) r.iters = st->iters[s];
     if (st->excess[s] > r.col_excess || isnan(st->excess[s])) r.col_excess = st->excess[s];
     r.converged = r.converged && st->done[s];
+    if (st->margin[s] < r.kink_margin) r.kink_margin = st->margin[s];
+    r.near_kink += st->margin[s] < near;
   }
   *info = r;
 }
 
 sg_tensor *(sg_sinkhorn)(sg_graph *g, sg_tensor *x, double row_mass, double col_cap, int max_iters,
                          double tol, sg_sinkhorn_grad mode, sg_sinkhorn_info *info) {
-  if (info) *info = (sg_sinkhorn_info){.iters = 0, .col_excess = NAN, .converged = false};
+  if (info)
+    *info =
+        (sg_sinkhorn_info){.iters = 0, .col_excess = NAN, .converged = false, .kink_margin = NAN};
   if (!x || !check_args(g, x, row_mass, col_cap, max_iters, tol, mode)) return NULL;
   sg_tensor *y = sg_empty(g, x->dtype, x->ndim, x->shape);
   if (!y) return NULL;
@@ -254,7 +264,7 @@ sg_tensor *(sg_sinkhorn)(sg_graph *g, sg_tensor *x, double row_mass, double col_
     forward_f32(g, st, x->data, y->data, save);
   else
     forward_f64(g, st, x->data, y->data, save);
-  if (info) fill_info(st, info);
+  if (info) fill_info(st, x->dtype, info);
   sg_node *n = sg_record(g, &sinkhorn_op, y, 1, &x);
   if (n) {
     n->iarg[0] = mode;
@@ -342,6 +352,14 @@ static void SK(first_epoch)(const SK_T *x0, int64_t K, int64_t M, SK_T log_cap, 
 
 /* Column step: b_m *= cap / colsum_m on the columns over capacity; marks
  * them in active (may be NULL). */
+/* The smallest |colsum_m / cap - 1| of a column step: how far its capped /
+ * uncapped decisions are from the kink of max(0, LSE - log cap). */
+static double SK(kink_distance)(const SK_T *colsum, int64_t M, double cap) {
+  double d = INFINITY;
+  for (int64_t m = 0; m < M; m++) d = fmin(d, fabs((double)colsum[m] / cap - 1));
+  return d;
+}
+
 static void SK(col_step)(const SK_T *colsum, int64_t M, SK_T cap, SK_T *b, uint8_t *active) {
   for (int64_t m = 0; m < M; m++)
     if (colsum[m] > cap) {
@@ -463,6 +481,7 @@ static void SK(run_sample)(sk_state *st, const SK_T *x0s, SK_T *G, int64_t s, in
     /* Active set: columns capped after the first iteration (see the top).
      * Without a tolerance only the last excess is needed (for info). */
     bool want_excess = st->p.tol > 0 || t == st->p.max_iters - 1, absorbed;
+    if (t >= 1) st->margin[s] = fmin(st->margin[s], SK(kink_distance)(q.colsum, M, st->p.col_cap));
     st->excess[s] =
         SK(iterate)(&q, x0s, K, M, &st->p, t, t >= 1 ? active : NULL, want_excess, &absorbed, ws);
     st->new_epoch[s] |= absorbed;

@@ -138,8 +138,10 @@ static void forward_last_axis(const sg_tensor *xt, sg_tensor *yt, axis_layout L,
             T *yr = y + r * n;
             T s = ROW_SUM(yr, n);
             if (log_mode) {
-              T shift = mx[r - r0] + log(s);
-              for (int64_t j = 0; j < n; j++) yr[j] = xr[j] - shift;
+              /* (x - max) - log s, not x - (max + log s): the latter rounds
+               * max + log s to the ulp of max (1e-3 at logits of 1e4) */
+              T m = mx[r - r0], log_s = log(s);
+              for (int64_t j = 0; j < n; j++) yr[j] = (xr[j] - m) - log_s;
             } else {
               T inv = 1 / s;
               for (int64_t j = 0; j < n; j++) yr[j] *= inv;
@@ -175,9 +177,10 @@ static void forward_strided(const sg_tensor *xt, sg_tensor *yt, axis_layout L, b
             for (int64_t j = 0; j < w; j++) s[j] += yi[j];
           }
           if (log_mode) {
-            for (int64_t j = 0; j < w; j++) s[j] = mx[j] + log(s[j]);
+            for (int64_t j = 0; j < w; j++) s[j] = log(s[j]); /* as in forward_last_axis */
             for (int64_t i = 0; i < n; i++)
-              for (int64_t j = 0; j < w; j++) ys[i * inner + j] = xs[i * inner + j] - s[j];
+              for (int64_t j = 0; j < w; j++)
+                ys[i * inner + j] = (xs[i * inner + j] - mx[j]) - s[j];
           } else {
             for (int64_t j = 0; j < w; j++) s[j] = 1 / s[j];
             for (int64_t i = 0; i < n; i++)

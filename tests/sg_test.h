@@ -24,6 +24,7 @@ Suite *suite_baselines(void);
 Suite *suite_gnn(void);
 Suite *suite_train(void);
 Suite *suite_eval(void);
+Suite *suite_precision(void);
 
 /* Asserts that a gradcheck/f32 check passed, printing its summary if not. */
 #define SG_ASSERT_CHECK(res)                                                                       \

@@ -496,7 +496,7 @@ START_TEST(train_run_log) {
   ck_assert(res.last.has_test && res.last.test.mean_rate > 0);
   ck_assert_int_eq(count_lines(log, header, sizeof header), 4);
   ck_assert_str_eq(header, "epoch,step,loss,train_rate,test_rate,violation_ratio,mu_0,mu_1,lr,"
-                           "seconds,test_violation_ratio,test_lb_rate,excess\n");
+                           "seconds,test_violation_ratio,test_lb_rate,excess,sinkhorn_near_kink\n");
   c.epochs = 5;
   io.resume = ck;
   ck_assert_msg(sg_train_run(&c, &train, &test, &io, &res, &err) == 0, "%s", err.msg);
