@@ -368,6 +368,53 @@ static void export_inputs(sg_npz_writer *w, const problem *pb) {
   add_scalar(w, "cfg/lr", LR);
 }
 
+/* A float64 copy of the model (same weights) and of the training batch. */
+static sg_gnn *model_f64(const problem *pb) {
+  sg_gnn_config c = pb->model->cfg;
+  c.dtype = SG_F64;
+  sg_gnn *m = sg_gnn_new(&c, 0);
+  if (!m || sg_params_copy(m->params, pb->model->params)) die("could not build the float64 model");
+  return m;
+}
+
+/* The float64 loss and gradients of the same weights and inputs
+ * ("ref64/..."), and the float32 gradient against the float64 one of the
+ * same ReLU decisions (sg_gnn_precision_check, "prec/..."): the torch side
+ * checks the former against its float64 (the same function), the latter
+ * is float32's own accuracy. Both at the initial weights. */
+static void export_f64(sg_npz_writer *w, const problem *pb, sg_precision_report *rep) {
+  sg_gnn *m64 = model_f64(pb);
+  sg_io_error err;
+  const sg_gnn_batch *in = &pb->train;
+  if (sg_gnn_precision_check(pb->model, m64, in, pb->noise, MU, DELTA, rep, &err)) die(err.msg);
+  sg_tensor *rel = sg_from_f64(NULL, SG_F64, 1, (int64_t[]){rep->n_params}, rep->param_rel);
+  add_tensor(w, "prec/param_rel", rel);
+  sg_free(rel);
+  add_scalar(w, "prec/grad_rel", rep->grad_rel);
+  add_scalar(w, "prec/relu_flips", (double)rep->relu_flips);
+  add_scalar(w, "prec/comparable", rep->comparable);
+  /* The pure float64 gradient (no replayed decision). */
+  sg_tensor *t[6] = {in->p, in->q, in->H, in->c_re, in->c_im, pb->noise};
+  for (int i = 0; i < 6; i++) t[i] = sg_to_dtype(NULL, t[i], SG_F64);
+  sg_params *ps = m64->params;
+  sg_params_zero_grad(sg_params_tensors(ps), sg_params_count(ps));
+  sg_graph *g = sg_graph_new();
+  sg_gnn_output o = sg_gnn_forward(g, m64, t[0], t[1], t[2], SG_GNN_TRAIN, NULL, t[5]);
+  sg_tensor *rate = sg_sum_rate(g, o.assoc, t[3], t[4], 1.0);
+  sg_tensor *loss = sg_assoc_loss(g, rate, o.assoc, MU, m64->cfg.capacity, DELTA, NULL);
+  if (!loss) die("the float64 forward failed");
+  add_scalar(w, "ref64/loss", sg_get(loss, 0));
+  sg_backward(g, loss);
+  for (int i = 0; i < sg_params_count(ps); i++) {
+    char name[SG_PARAM_NAME_MAX + 16];
+    snprintf(name, sizeof name, "ref64/grad/%s", sg_params_name(ps, i));
+    if (sg_params_at(ps, i)->grad) add_tensor(w, name, sg_params_at(ps, i)->grad);
+  }
+  sg_graph_free(g);
+  for (int i = 0; i < 6; i++) sg_free(t[i]);
+  sg_gnn_free(m64);
+}
+
 /* The reference results: loss and gradients at the initial weights, the
  * loss after one Adam step, and A~ of the eval forward on the inference
  * batch (at the initial weights, computed first). */
@@ -398,10 +445,16 @@ static int run_export(const options *o) {
   sg_npz_writer *w = sg_npz_writer_open(o->out, false, &err);
   if (!w) die(err.msg);
   export_inputs(w, &pb);
+  sg_precision_report rep;
+  export_f64(w, &pb, &rep);
   export_results(w, &pb);
   if (sg_npz_writer_close(w, &err)) die(err.msg);
   print_header(o, &pb);
+  printf("\"f32_vs_f64\": {\"grad_rel\": %.4g, \"relu_decisions_replayed\": %lld, "
+         "\"comparable\": %s}, ",
+         rep.grad_rel, (long long)rep.relu_flips, rep.comparable ? "true" : "false");
   printf("\"out\": \"%s\"}\n", o->out);
+  sg_precision_report_free(&rep);
   problem_free(&pb);
   return 0;
 }

@@ -234,7 +234,8 @@ def checks(work, widths):
             c = load(work, "torch_check_%s_%s" % (v, w))
             if c:
                 keep = {k: c[k] for k in c if "rel" in k or "assoc" in k or k in ("ok", "loss_c",
-                        "loss_torch32", "loss_torch64", "grad_params_compared", "tolerances")}
+                        "loss_torch32", "loss_torch64", "grad_params_compared", "tolerances",
+                        "cpu", "relu_decisions_replayed", "f32_comparable")}
                 out.append(dict(config="%s, %s" % (VARIANTS[v], WIDTHS[w]), **keep))
     return out
 
@@ -344,19 +345,28 @@ def markdown(res):
             VARIANTS[v], w, m["params"] / 1e6, m["torch_peak_mib"], m["torch_peak_mib"] / 4,
             m["ours_state_mib"], m["torch_state_mib"], m["ours_peak_mib"],
             fmt(m["ours_forward_mib"]), fmt(m["ours_step_mib"]), m["ours_arena_mib"]))
+    tol = res["tolerances"]
     L += ["", "## Same function on both sides", "",
-          "Before any timing, torch_gnn.py loads the C side's weights and inputs and must "
-          "reproduce its float32 loss (relative %g), gradient (whole vector, relative L2, %g), "
-          "loss after one Adam step (%g) and eval-mode output A~ (absolute %g); the float64 "
-          "columns show each side's distance from a float64 evaluation of the same function, "
-          "for information." % tuple(res["tolerances"][k] for k in ("loss", "grad", "loss", "assoc")),
-          "", "| config | loss C vs torch32 | loss C vs torch64 | loss torch32 vs 64 | grad C vs "
-          "torch32 | grad C vs 64 | grad torch32 vs 64 | loss after step | A~ max abs | ok |",
-          "|---|---|---|---|---|---|---|---|---|---|"]
+          "Before any timing, torch_gnn.py loads the C side's weights and inputs. The same "
+          "function: the C side's float64 loss and gradient must match torch's float64 to "
+          "%g (relative). Float32 accuracy: the C float32 gradient must be within %g (relative "
+          "L2) of its float64 gradient taken with the same ReLU decisions (a pre-activation "
+          "within float32 round-off of zero, about one in a million, is cut in one precision "
+          "and passed in the other; these models' gradients then move by up to 6%%, torch's "
+          "float32 as much as ours: the 'vs 64' columns), and the float32 loss (%g), loss after "
+          "one Adam step (%g) and eval-mode output A~ (absolute %g) must match torch's float32. "
+          "The float32 gradients of the two sides are shown, not checked. CPU: %s." % (
+              tol["f64_same_function"], tol["grad_f32_vs_f64"], tol["loss"], tol["loss"],
+              tol["assoc"], res["checks"][0].get("cpu", "?") if res["checks"] else "?"),
+          "", "| config | f64 loss C vs torch | f64 grad C vs torch | grad C32 vs C64, same "
+          "ReLU decisions (replayed) | loss C vs torch32 | grad C vs torch32 | grad C32 vs 64 | "
+          "grad torch32 vs 64 | loss after step | A~ max abs | ok |",
+          "|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in res["checks"]:
-        L.append("| %s | %.1e | %.1e | %.1e | %.1e | %.1e | %.1e | %.1e | %.1e | %s |" % (
-            c["config"], c["loss_rel_c_vs_torch32"], c["loss_rel_c_vs_torch64"],
-            c["loss_rel_torch32_vs_torch64"], c["grad_rel_c_vs_torch32"], c["grad_rel_c_vs_torch64"],
+        L.append("| %s | %.1e | %.1e | %.1e (%d) | %.1e | %.1e | %.1e | %.1e | %.1e | %.1e | %s |" % (
+            c["config"], c["loss_rel_c64_vs_torch64"], c["grad_rel_c64_vs_torch64"],
+            c["grad_rel_c32_vs_c64_same_kinks"], c["relu_decisions_replayed"],
+            c["loss_rel_c_vs_torch32"], c["grad_rel_c_vs_torch32"], c["grad_rel_c_vs_torch64"],
             c["grad_rel_torch32_vs_torch64"], c["loss_after_step_rel_c_vs_torch32"],
             c["assoc_eval_max_abs_c_vs_torch32"], "yes" if c["ok"] else "**no**"))
     L += ["", "## What is measured", "",
