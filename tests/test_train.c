@@ -466,13 +466,24 @@ START_TEST(train_stop_flag) {
 }
 END_TEST
 
+static int count_char(const char *s, char c) {
+  int n = 0;
+  for (; *s; s++) n += *s == c;
+  return n;
+}
+
+/* Lines of a CSV log (the first copied to first); every row must have the
+ * header's number of fields. */
 static int count_lines(const char *path, char *first, size_t n) {
   FILE *f = fopen(path, "r");
   ck_assert_ptr_nonnull(f);
   char line[1024];
-  int lines = 0;
-  while (fgets(line, sizeof line, f))
-    if (lines++ == 0) snprintf(first, n, "%s", line);
+  int lines = 0, commas = 0;
+  while (fgets(line, sizeof line, f)) {
+    if (lines++ == 0) snprintf(first, n, "%s", line), commas = count_char(line, ',');
+    ck_assert_msg(count_char(line, ',') == commas, "row %d has %d fields, the header %d: %s", lines,
+                  count_char(line, ',') + 1, commas + 1, line);
+  }
   fclose(f);
   return lines;
 }
@@ -503,11 +514,15 @@ START_TEST(train_run_log) {
   ck_assert_int_eq(res.epochs_done, 5);
   ck_assert_int_eq(res.epochs_this_call, 2);
   ck_assert_int_eq(count_lines(log, header, sizeof header), 6);
+  /* without a test set the test columns are empty, not missing */
+  c.epochs = 6;
+  ck_assert_msg(sg_train_run(&c, &train, NULL, &io, &res, &err) == 0, "%s", err.msg);
+  ck_assert_int_eq(count_lines(log, header, sizeof header), 7);
   double scale;
   sg_train_config saved;
   sg_gnn *m = sg_checkpoint_load_model(ck, &scale, &saved, &err);
   ck_assert_ptr_nonnull(m);
-  ck_assert_int_eq(saved.epochs, 5);
+  ck_assert_int_eq(saved.epochs, 6);
   sg_gnn_free(m);
   remove(ck), remove(log);
   sg_dataset_free(&train), sg_dataset_free(&test);
