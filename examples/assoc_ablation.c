@@ -50,6 +50,7 @@ static const char ablation_help[] =
     "  --t0 E, --t-mult m      warm-restart period (epochs) and multiplier\n"
     "  --t-mu E                dual update of mu every E epochs\n"
     "  --delta X, --tau X      load margin and Gumbel temperature\n"
+    "  --sk-balanced           balanced Sinkhorn (no kink at the cap; see assoc train)\n"
     "  --train-samples S, --val-samples S, --test-samples S, --curve-samples S\n"
     "  --k-max K               largest K of the sum-rate-against-K curve\n"
     "  --seed X                seed of data and models (default 1)\n"
@@ -118,6 +119,7 @@ enum abl_option {
   AB_THREADS,
   AB_NO_PLOTS,
   AB_QUIET,
+  AB_SK_BALANCED,
 };
 
 static const struct option abl_options[] = {
@@ -145,6 +147,7 @@ static const struct option abl_options[] = {
     {"seed", required_argument, NULL, AB_SEED},
     {"threads", required_argument, NULL, AB_THREADS},
     {"no-plots", no_argument, NULL, AB_NO_PLOTS},
+    {"sk-balanced", no_argument, NULL, AB_SK_BALANCED},
     {"quiet", no_argument, NULL, AB_QUIET},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -226,6 +229,8 @@ static int abl_option(abl_args *a, int opt, char *v) {
     return assoc_parse_double(c, "tau", v, 1e-3, 1e3, &t->tau);
   case AB_NO_PLOTS:
     return a->no_plots = true, 0;
+  case AB_SK_BALANCED:
+    return a->train.sk_balanced = 1, 0;
   case AB_QUIET:
     return a->quiet = true, 0;
   case 'h':
@@ -619,6 +624,7 @@ static int write_config_json(FILE *f, const abl_run *r, const char *plots) {
           a->quick ? "true" : "false");
   fprintf(f, "\"d\": %d, \"h\": %d, \"L\": %d, \"tau\": %g, \"sk_iters\": %d, ", c->d, c->h, c->L,
           c->tau, c->sk_iters);
+  fprintf(f, "\"sk_balanced\": %s, ", c->sk_balanced ? "true" : "false");
   fprintf(f, "\"batch\": %lld, \"batches_per_epoch\": %lld, \"epochs\": %d, ", (long long)c->batch,
           (long long)c->batches_per_epoch, c->epochs);
   fprintf(f, "\"lr_min\": %g, \"lr_max\": %g, \"t0\": %g, \"t_mult\": %d, \"t_mu\": %d, ",
@@ -875,13 +881,14 @@ static void free_run(abl_run *r) {
 
 static void print_header(const abl_args *a) {
   const sg_train_config *c = &a->train;
-  printf("ablation (%s): M 2, N 4, K 8, 30 dBm; d %d, h %d, L %d, tau %g, T %d; %d epochs x %lld "
+  printf("ablation (%s): M 2, N 4, K 8, 30 dBm; d %d, h %d, L %d, tau %g, T %d%s; %d epochs x %lld "
          "mini-batches of %lld; lr %g..%g, T0 %g, T_mult %d, T_mu %d, delta %g; samples: train "
          "%lld, val %lld, test %lld; seed %llu; %d threads\n\n",
-         a->quick ? "--quick" : "default", c->d, c->h, c->L, c->tau, c->sk_iters, c->epochs,
-         (long long)c->batches_per_epoch, (long long)c->batch, c->lr_min, c->lr_max, c->t0,
-         c->t_mult, c->t_mu, c->delta, (long long)a->train_samples, (long long)a->val_samples,
-         (long long)a->test_samples, (unsigned long long)a->seed, omp_get_max_threads());
+         a->quick ? "--quick" : "default", c->d, c->h, c->L, c->tau, c->sk_iters,
+         c->sk_balanced ? " (balanced)" : "", c->epochs, (long long)c->batches_per_epoch,
+         (long long)c->batch, c->lr_min, c->lr_max, c->t0, c->t_mult, c->t_mu, c->delta,
+         (long long)a->train_samples, (long long)a->val_samples, (long long)a->test_samples,
+         (unsigned long long)a->seed, omp_get_max_threads());
 }
 
 static void warn_if_loaded(const abl_args *a) {

@@ -42,6 +42,8 @@ static const char train_help[] =
     "  --L L                    update layers (default 2)\n"
     "  --tau T                  Gumbel-softmax temperature (default 1)\n"
     "  --sk-iters T             Sinkhorn iterations (default 10)\n"
+    "  --sk-balanced            balanced Sinkhorn: loads scaled to N at every column\n"
+    "                           step, no kink at the cap (default: capacity, models.md)\n"
     "  --batch B                mini-batch size (default 32)\n"
     "  --batches-per-epoch N    mini-batches per epoch, 0 = one full pass (default 400)\n"
     "  --lr-max X, --lr-min X   learning-rate range (default 5e-5, 1e-8)\n"
@@ -71,6 +73,7 @@ enum train_option {
   TR_L,
   TR_TAU,
   TR_SK_ITERS,
+  TR_SK_BALANCED,
   TR_BATCH,
   TR_BPE,
   TR_LR_MAX,
@@ -102,6 +105,7 @@ static const struct option train_options[] = {
     {"L", required_argument, NULL, TR_L},
     {"tau", required_argument, NULL, TR_TAU},
     {"sk-iters", required_argument, NULL, TR_SK_ITERS},
+    {"sk-balanced", no_argument, NULL, TR_SK_BALANCED},
     {"batch", required_argument, NULL, TR_BATCH},
     {"batches-per-epoch", required_argument, NULL, TR_BPE},
     {"lr-max", required_argument, NULL, TR_LR_MAX},
@@ -162,6 +166,9 @@ static int knob_option(train_args *a, int opt, const char *v) {
     return assoc_parse_double(c, "tau", v, 1e-6, 1e6, &k->tau);
   case TR_SK_ITERS:
     return assoc_parse_int(c, "sk-iters", v, 1, 100000, &k->sk_iters);
+  case TR_SK_BALANCED:
+    k->sk_balanced = 1;
+    return 0;
   case TR_BATCH:
     return assoc_parse_i64(c, "batch", v, 1, INT64_C(1) << 24, &k->batch);
   case TR_BPE:
@@ -271,6 +278,7 @@ static int check_resume_options(const train_args *a, const sg_train_config *s) {
       {TR_L, "L", g->L, s->L},
       {TR_TAU, "tau", g->tau, s->tau},
       {TR_SK_ITERS, "sk-iters", g->sk_iters, s->sk_iters},
+      {TR_SK_BALANCED, "sk-balanced", g->sk_balanced, s->sk_balanced},
       {TR_BATCH, "batch", (double)g->batch, (double)s->batch},
       {TR_BPE, "batches-per-epoch", (double)g->batches_per_epoch, (double)s->batches_per_epoch},
       {TR_LR_MAX, "lr-max", g->lr_max, s->lr_max},

@@ -27,7 +27,9 @@
 
 #include "sg_train.h"
 
-enum { CHECKPOINT_VERSION = 2, MEMBER_NAME_MAX = SG_PARAM_NAME_MAX + 16 };
+/* Version 3 added config.sk_balanced; version 2 files (without it) are read
+ * as the capacity Sinkhorn. */
+enum { CHECKPOINT_VERSION = 3, OLDEST_VERSION = 2, MEMBER_NAME_MAX = SG_PARAM_NAME_MAX + 16 };
 
 static int fail(sg_io_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int fail(sg_io_error *err, const char *fmt, ...) {
@@ -72,6 +74,8 @@ static const field config_fields[] = {
     {"config.feature_scale", FIELD_F64, CFG(feature_scale), 0, 0},
     {"config.eval_batch", FIELD_I64, CFG(eval_batch), 1, INT64_MAX},
 };
+/* Since version 3. */
+static const field balanced_field = {"config.sk_balanced", FIELD_INT, CFG(sk_balanced), 0, 1};
 #undef CFG
 enum { N_CONFIG_FIELDS = sizeof config_fields / sizeof config_fields[0] };
 
@@ -100,6 +104,7 @@ static int write_scalars(sg_npz_writer *w, const sg_checkpoint_state *st, sg_io_
   int rc = sg_npz_add_scalar_i64(w, "checkpoint_version", CHECKPOINT_VERSION, err);
   for (int i = 0; i < N_CONFIG_FIELDS && !rc; i++)
     rc = write_field(w, &config_fields[i], &st->cfg, err);
+  if (!rc) rc = write_field(w, &balanced_field, &st->cfg, err);
   if (!rc) rc = sg_npz_add_scalar_i64(w, "config.variant", st->cfg.variant, err);
   if (!rc) rc = sg_npz_add_scalar_i64(w, "config.dtype", st->cfg.dtype, err);
   if (!rc) rc = sg_npz_add_scalar_i64(w, "data.S", st->data_S, err);
@@ -179,6 +184,7 @@ typedef struct reader {
   const sg_npz *z;
   const char *path;
   sg_io_error *err;
+  int64_t version; /* set by read_config */
 } reader;
 
 static const sg_array *member(const reader *r, const char *name) {
@@ -245,15 +251,17 @@ static int read_field(const reader *r, const field *f, sg_train_config *c) {
   }
 }
 
-static int read_config(const reader *r, sg_train_config *c) {
+static int read_config(reader *r, sg_train_config *c) {
   int64_t version, variant, dtype;
   if (read_i64(r, "checkpoint_version", INT64_MIN, INT64_MAX, &version)) return -1;
-  if (version != CHECKPOINT_VERSION)
-    return fail(r->err, "%s: checkpoint version %lld, this program reads version %d", r->path,
-                (long long)version, CHECKPOINT_VERSION);
+  if (version < OLDEST_VERSION || version > CHECKPOINT_VERSION)
+    return fail(r->err, "%s: checkpoint version %lld, this program reads versions %d to %d",
+                r->path, (long long)version, OLDEST_VERSION, CHECKPOINT_VERSION);
+  r->version = version;
   *c = (sg_train_config){0};
   for (int i = 0; i < N_CONFIG_FIELDS; i++)
     if (read_field(r, &config_fields[i], c)) return -1;
+  if (version >= 3 && read_field(r, &balanced_field, c)) return -1;
   if (read_i64(r, "config.variant", 0, SG_GNN_VARIANT_COUNT - 1, &variant) ||
       read_i64(r, "config.dtype", SG_F32, SG_F64, &dtype))
     return -1;
@@ -359,8 +367,8 @@ static int read_adam(const reader *r, const sg_params *p, sg_adam *a) {
 /* Every member must be one this reader knows: no extra parameters. */
 static int check_member_count(const reader *r, int n_params) {
   bool has_adam = sg_npz_get(r->z, "adam.steps") != NULL;
-  int expected =
-      N_CONFIG_FIELDS + N_OTHER_MEMBERS + n_params + (has_adam ? 2 * n_params + N_ADAM_SCALARS : 0);
+  int expected = N_CONFIG_FIELDS + (r->version >= 3) + N_OTHER_MEMBERS + n_params +
+                 (has_adam ? 2 * n_params + N_ADAM_SCALARS : 0);
   int count = sg_npz_count(r->z);
   if (count != expected)
     return fail(r->err,
@@ -399,7 +407,7 @@ int sg_checkpoint_read(const char *path, bool with_adam, sg_checkpoint_state *st
   if (!path) return fail(err, "(null): no checkpoint file given");
   sg_npz *z = sg_npz_open(path, err);
   if (!z) return -1;
-  reader r = {z, path, err};
+  reader r = {.z = z, .path = path, .err = err};
   int rc = read_config(&r, &st->cfg);
   if (!rc) rc = read_run_state(&r, st);
   if (!rc) rc = read_mu_rng(&r, st);
@@ -426,7 +434,7 @@ int sg_checkpoint_read_config(const char *path, sg_train_config *cfg, int *epoch
   if (!path) return fail(err, "(null): no checkpoint file given");
   sg_npz *z = sg_npz_open(path, err);
   if (!z) return -1;
-  reader r = {z, path, err};
+  reader r = {.z = z, .path = path, .err = err};
   sg_checkpoint_state st = {0};
   int rc = read_config(&r, &st.cfg);
   if (!rc) rc = read_run_state(&r, &st);

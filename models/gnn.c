@@ -7,6 +7,7 @@
  * one UE and the output [B, K, M] need no permutation of d-wide data). */
 #include "sg_gnn.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -280,6 +281,25 @@ static bool inputs_valid(sg_graph *g, const char *op, const sg_gnn *m, const sg_
   return true;
 }
 
+/* The balanced Sinkhorn on log A_GS [B, K, M] (sg_gnn_config.sk_balanced):
+ * M N - K slack rows of mass 1, uniform over the BSs, fill the capacity
+ * when there are fewer UEs, and are dropped again. */
+static sg_tensor *balanced_sinkhorn(sg_graph *g, const sg_gnn_config *c, sg_tensor *x,
+                                    sg_sinkhorn_info *info) {
+  int64_t B = x->shape[0], K = x->shape[1], M = x->shape[2];
+  double slack = (double)M * c->capacity - (double)K;
+  if (slack < 0 || slack != floor(slack)) /* over capacity: every column is capped anyway */
+    return sg_sinkhorn(g, x, 1.0, c->capacity, c->sk_iters, 0.0, SG_SINKHORN_UNROLLED, info);
+  if (slack == 0)
+    return sg_sinkhorn_balanced(g, x, 1.0, c->capacity, c->sk_iters, 0.0, SG_SINKHORN_UNROLLED,
+                                info);
+  sg_tensor *pad = sg_full(g, x->dtype, 3, (int64_t[]){B, (int64_t)slack, M}, -log((double)M));
+  sg_tensor *parts[2] = {x, pad};
+  sg_tensor *y = sg_sinkhorn_balanced(g, sg_concat(g, 2, parts, 1), 1.0, c->capacity, c->sk_iters,
+                                      0.0, SG_SINKHORN_UNROLLED, info);
+  return sg_slice(g, y, 1, 0, K);
+}
+
 /* Ahat -> A~ (models.md post-processing). */
 static sg_tensor *post_process(sg_graph *g, const sg_gnn *m, sg_tensor *logits, sg_gnn_mode mode,
                                sg_rng *rng, sg_tensor *noise, sg_sinkhorn_info *info) {
@@ -297,7 +317,9 @@ static sg_tensor *post_process(sg_graph *g, const sg_gnn *m, sg_tensor *logits, 
     sg_tensor *x = noisy ? sg_add(g, logits, noise) : logits;
     x = sg_log_softmax(g, sg_scale(g, x, 1.0 / c->tau), -1); /* log A_GS */
     /* tol 0: never stop early, so exactly T iterations run (models.md). */
-    x = sg_sinkhorn(g, x, 1.0, c->capacity, c->sk_iters, 0.0, SG_SINKHORN_UNROLLED, info);
+    x = c->sk_balanced
+            ? balanced_sinkhorn(g, c, x, info)
+            : sg_sinkhorn(g, x, 1.0, c->capacity, c->sk_iters, 0.0, SG_SINKHORN_UNROLLED, info);
     return sg_exp(g, x);
   }
   }

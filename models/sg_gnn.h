@@ -35,11 +35,17 @@ int sg_gnn_variant_parse(const char *name);
 
 typedef struct sg_gnn_config {
   sg_gnn_variant variant;
-  int d, h, L;        /* embedding width, MLP hidden width, update layers (>= 1) */
-  int fp, fq, fe;     /* input widths: BS, UE, edge (2N) features */
-  sg_dtype dtype;     /* of the parameters and of every input */
-  double tau;         /* Gumbel-softmax temperature */
-  int sk_iters;       /* Sinkhorn iterations T (exactly T are run) */
+  int d, h, L;    /* embedding width, MLP hidden width, update layers (>= 1) */
+  int fp, fq, fe; /* input widths: BS, UE, edge (2N) features */
+  sg_dtype dtype; /* of the parameters and of every input */
+  double tau;     /* Gumbel-softmax temperature */
+  int sk_iters;   /* Sinkhorn iterations T (exactly T are run) */
+  /* Balanced Sinkhorn (sg_sinkhorn_balanced) instead of the capacity one:
+   * every column step scales each BS's load to N, so the map has no kink
+   * where a load meets its cap; K < M N UEs get M N - K slack rows (uniform
+   * over the BSs, dropped afterwards), K > M N keeps the capacity step
+   * (every column is over its cap there). Off by default (models.md). */
+  bool sk_balanced;
   double capacity;    /* Sinkhorn column cap: the N of the load constraint */
   bool concat_inputs; /* materialise every feature concatenation (reference path);
                          default false: split first Linear, same parameters */

@@ -39,8 +39,9 @@ typedef struct sg_train_config {
   /* model (Fp = Fq = 1, Fe = 2N and capacity N come from the data set) */
   sg_gnn_variant variant;
   int d, h, L;
-  double tau;   /* Gumbel-softmax temperature */
-  int sk_iters; /* Sinkhorn iterations T */
+  double tau;      /* Gumbel-softmax temperature */
+  int sk_iters;    /* Sinkhorn iterations T */
+  int sk_balanced; /* 1: balanced Sinkhorn (sg_gnn_config.sk_balanced), 0: capacity */
   sg_dtype dtype;
   /* data */
   int64_t batch;             /* mini-batch size */

@@ -94,6 +94,7 @@ sg_gnn_config sg_train_gnn_config(const sg_train_config *c, int N) {
                          .dtype = c->dtype,
                          .tau = c->tau,
                          .sk_iters = c->sk_iters,
+                         .sk_balanced = c->sk_balanced != 0,
                          .capacity = N,
                          .concat_inputs = false};
 }

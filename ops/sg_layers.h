@@ -62,6 +62,20 @@ sg_tensor *(sg_sinkhorn)(sg_graph *g, sg_tensor *x, double row_mass, double col_
                          double tol, sg_sinkhorn_grad mode, sg_sinkhorn_info *info);
 #define sg_sinkhorn(g, ...) (sg_sinkhorn)(SG_AT(g), __VA_ARGS__)
 
+/* Balanced Sinkhorn-Knopp: the same, but every column step scales each
+ * column to col_cap exactly (x_km <- x_km - (LSE_k x_km - log c)) instead
+ * of capping the columns above it, so the map has no kink. Needs K row_mass
+ * = M col_cap: the capacity problem then has every column at its cap, and
+ * both converge to the same fixed point; sg_sinkhorn decides near that
+ * point, column by column, on which side of the cap round-off lands (see
+ * sg_sinkhorn_info.near_kink), this one does not. For fewer rows than
+ * capacity, append rows of slack mass. The tolerance measures the largest
+ * |column mass - col_cap|. */
+sg_tensor *(sg_sinkhorn_balanced)(sg_graph *g, sg_tensor *x, double row_mass, double col_cap,
+                                  int max_iters, double tol, sg_sinkhorn_grad mode,
+                                  sg_sinkhorn_info *info);
+#define sg_sinkhorn_balanced(g, ...) (sg_sinkhorn_balanced)(SG_AT(g), __VA_ARGS__)
+
 /* ---- ops/attention.c --------------------------------------------------- */
 /* softmax(q k^T / sqrt(d)) v over q [..., Lq, d], k [..., Lk, d],
  * v [..., Lk, dv] -> [..., Lq, dv]; leading (batch) axes broadcast. */

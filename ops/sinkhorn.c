@@ -79,6 +79,7 @@ enum { FIRST_BLOCK = 16 };
 typedef struct sk_params {
   double row_mass, col_cap, log_cap, tol;
   int max_iters;
+  bool balanced; /* sg_sinkhorn_balanced: every column step scales to the cap */
 } sk_params;
 
 /* Saved records of iterations [first_t, first_t + n_slots), laid out
@@ -170,11 +171,11 @@ static void sinkhorn_backward(sg_graph *g, sg_node *n) {
 }
 
 static const sg_op sinkhorn_op = {"sg_sinkhorn", sinkhorn_backward};
+static const sg_op sinkhorn_balanced_op = {"sg_sinkhorn_balanced", sinkhorn_backward};
 
-static bool check_args(sg_graph *g, const sg_tensor *x, double row_mass, double col_cap,
-                       int max_iters, double tol, sg_sinkhorn_grad mode) {
+static bool check_args(sg_graph *g, const char *op, const sg_tensor *x, double row_mass,
+                       double col_cap, int max_iters, double tol, sg_sinkhorn_grad mode) {
   char b[96];
-  const char *op = "sg_sinkhorn";
   if (x->ndim < 2 || x->shape[x->ndim - 1] < 1 || x->shape[x->ndim - 2] < 1) {
     sg_op_error(g, op, "x must be [..., K, M] with K, M >= 1, got shape %s",
                 sg_shape_str(x->ndim, x->shape, b));
@@ -198,6 +199,18 @@ static bool check_args(sg_graph *g, const sg_tensor *x, double row_mass, double 
   return true;
 }
 
+/* Balanced: the row masses must fill the columns exactly, K r = M c. */
+static bool check_balanced(sg_graph *g, const sg_tensor *x, double row_mass, double col_cap) {
+  double K = (double)x->shape[x->ndim - 2], M = (double)x->shape[x->ndim - 1];
+  if (fabs(K * row_mass - M * col_cap) <= 1e-12 * M * col_cap) return true;
+  char b[96];
+  sg_op_error(g, "sg_sinkhorn_balanced",
+              "needs K row_mass = M col_cap, got K %g x %g against M %g x %g (x %s): add rows "
+              "of slack mass, or use sg_sinkhorn",
+              K, row_mass, M, col_cap, sg_shape_str(x->ndim, x->shape, b));
+  return false;
+}
+
 static void *zeroed(sg_graph *g, size_t bytes) {
   void *p = sg_arena_alloc(g, bytes + 1);
   memset(p, 0, bytes);
@@ -210,7 +223,8 @@ static sk_state *state_new(sg_graph *g, const sg_tensor *x, const sk_params *p) 
   st->cols = x->shape[x->ndim - 1];
   st->samples = x->numel / (st->rows * st->cols);
   st->p = *p;
-  st->all_tight = (double)st->rows * p->row_mass >= (double)st->cols * p->col_cap * (1 - 1e-12);
+  st->all_tight =
+      p->balanced || (double)st->rows * p->row_mass >= (double)st->cols * p->col_cap * (1 - 1e-12);
   size_t S = (size_t)st->samples, K = (size_t)st->rows, M = (size_t)st->cols;
   size_t es = sg_dtype_size(x->dtype);
   st->iters = zeroed(g, S * sizeof *st->iters);
@@ -244,19 +258,24 @@ static void fill_info(const sk_state *st, sg_dtype dt, sg_sinkhorn_info *info) {
   *info = r;
 }
 
-sg_tensor *(sg_sinkhorn)(sg_graph *g, sg_tensor *x, double row_mass, double col_cap, int max_iters,
-                         double tol, sg_sinkhorn_grad mode, sg_sinkhorn_info *info) {
+static sg_tensor *sinkhorn(sg_graph *g, const sg_op *op, sg_tensor *x, double row_mass,
+                           double col_cap, int max_iters, double tol, sg_sinkhorn_grad mode,
+                           sg_sinkhorn_info *info) {
+  bool balanced = op == &sinkhorn_balanced_op;
   if (info)
     *info =
         (sg_sinkhorn_info){.iters = 0, .col_excess = NAN, .converged = false, .kink_margin = NAN};
-  if (!x || !check_args(g, x, row_mass, col_cap, max_iters, tol, mode)) return NULL;
+  if (!x || !check_args(g, op->name, x, row_mass, col_cap, max_iters, tol, mode) ||
+      (balanced && !check_balanced(g, x, row_mass, col_cap)))
+    return NULL;
   sg_tensor *y = sg_empty(g, x->dtype, x->ndim, x->shape);
   if (!y) return NULL;
   sk_params p = {.row_mass = row_mass,
                  .col_cap = col_cap,
                  .log_cap = log(col_cap),
                  .tol = tol,
-                 .max_iters = max_iters};
+                 .max_iters = max_iters,
+                 .balanced = balanced};
   sk_state *st = state_new(g, x, &p);
   /* Save records only if this op will be recorded (sg_record's condition). */
   bool save = sg_grad_enabled(g) && x->requires_grad && mode == SG_SINKHORN_UNROLLED;
@@ -265,12 +284,23 @@ sg_tensor *(sg_sinkhorn)(sg_graph *g, sg_tensor *x, double row_mass, double col_
   else
     forward_f64(g, st, x->data, y->data, save);
   if (info) fill_info(st, x->dtype, info);
-  sg_node *n = sg_record(g, &sinkhorn_op, y, 1, &x);
+  sg_node *n = sg_record(g, op, y, 1, &x);
   if (n) {
     n->iarg[0] = mode;
     n->saved = st;
   }
   return y;
+}
+
+sg_tensor *(sg_sinkhorn)(sg_graph *g, sg_tensor *x, double row_mass, double col_cap, int max_iters,
+                         double tol, sg_sinkhorn_grad mode, sg_sinkhorn_info *info) {
+  return sinkhorn(g, &sinkhorn_op, x, row_mass, col_cap, max_iters, tol, mode, info);
+}
+
+sg_tensor *(sg_sinkhorn_balanced)(sg_graph *g, sg_tensor *x, double row_mass, double col_cap,
+                                  int max_iters, double tol, sg_sinkhorn_grad mode,
+                                  sg_sinkhorn_info *info) {
+  return sinkhorn(g, &sinkhorn_balanced_op, x, row_mass, col_cap, max_iters, tol, mode, info);
 }
 
 #else /* SK_TEMPLATE: kernels for one element type SK_T ------------------- */
@@ -297,12 +327,13 @@ static void SK(col_lse)(const SK_T *x, int64_t K, int64_t M, SK_T *c, SK_T *e, S
   for (int64_t m = 0; m < M; m++) c[m] += log(sum[m]);
 }
 
-/* The first column step's shifts max(0, c_m - log cap); at equality a
- * column is not capped. Shared by forward and backward so both decide alike. */
-static void SK(col_shifts)(const SK_T *c, int64_t M, SK_T log_cap, SK_T *shift) {
+/* The first column step's shifts max(0, c_m - log cap) (balanced: c_m -
+ * log cap); at equality a column is not capped. Shared by forward and
+ * backward so both decide alike. */
+static void SK(col_shifts)(const SK_T *c, int64_t M, SK_T log_cap, bool balanced, SK_T *shift) {
   for (int64_t m = 0; m < M; m++) {
     SK_T s = c[m] - log_cap;
-    shift[m] = s > 0 ? s : 0;
+    shift[m] = s > 0 || balanced ? s : 0;
   }
 }
 
@@ -335,11 +366,11 @@ static void SK(kernel)(const SK_T *x0, int64_t K, int64_t M, const SK_T *U0, con
  * z0 = x0 - shift, kept as the reference V0 = shift, U0_k = max_m z0_km
  * (0 for a row without a finite entry), G = exp(z0 - U0), b = 1.
  * ws: K*M + 2M elements. */
-static void SK(first_epoch)(const SK_T *x0, int64_t K, int64_t M, SK_T log_cap, SK_T *U0, SK_T *V0,
-                            SK_T *G, SK_T *b, SK_T *ws) {
+static void SK(first_epoch)(const SK_T *x0, int64_t K, int64_t M, const sk_params *p, SK_T *U0,
+                            SK_T *V0, SK_T *G, SK_T *b, SK_T *ws) {
   SK_T *c = ws, *sum = c + M, *e = sum + M;
   SK(col_lse)(x0, K, M, c, e, sum);
-  SK(col_shifts)(c, M, log_cap, V0);
+  SK(col_shifts)(c, M, (SK_T)p->log_cap, p->balanced, V0);
   for (int64_t k = 0; k < K; k++) {
     SK_T mx = -INFINITY;
     for (int64_t m = 0; m < M; m++)
@@ -350,8 +381,8 @@ static void SK(first_epoch)(const SK_T *x0, int64_t K, int64_t M, SK_T log_cap, 
   for (int64_t m = 0; m < M; m++) b[m] = 1;
 }
 
-/* Column step: b_m *= cap / colsum_m on the columns over capacity; marks
- * them in active (may be NULL). */
+/* Column step: b_m *= cap / colsum_m on the columns over capacity (every
+ * column when balanced); marks them in active (may be NULL). */
 /* The smallest |colsum_m / cap - 1| of a column step: how far its capped /
  * uncapped decisions are from the kink of max(0, LSE - log cap). */
 static double SK(kink_distance)(const SK_T *colsum, int64_t M, double cap) {
@@ -360,9 +391,10 @@ static double SK(kink_distance)(const SK_T *colsum, int64_t M, double cap) {
   return d;
 }
 
-static void SK(col_step)(const SK_T *colsum, int64_t M, SK_T cap, SK_T *b, uint8_t *active) {
+static void SK(col_step)(const SK_T *colsum, int64_t M, SK_T cap, bool balanced, SK_T *b,
+                         uint8_t *active) {
   for (int64_t m = 0; m < M; m++)
-    if (colsum[m] > cap) {
+    if (colsum[m] > cap || balanced) {
       b[m] *= cap / colsum[m];
       if (active) active[m] = 1;
     }
@@ -420,9 +452,9 @@ static bool SK(maybe_absorb)(const SK_T *x0, int64_t K, int64_t M, SK(sample) * 
 static double SK(iterate)(SK(sample) * q, const SK_T *x0, int64_t K, int64_t M, const sk_params *p,
                           int64_t t, uint8_t *active, bool want_excess, bool *absorbed, SK_T *ws) {
   if (t == 0)
-    SK(first_epoch)(x0, K, M, (SK_T)p->log_cap, q->U0, q->V0, q->G, q->b, ws);
+    SK(first_epoch)(x0, K, M, p, q->U0, q->V0, q->G, q->b, ws);
   else
-    SK(col_step)(q->colsum, M, (SK_T)p->col_cap, q->b, active);
+    SK(col_step)(q->colsum, M, (SK_T)p->col_cap, p->balanced, q->b, active);
   SK(row_step)(q->G, K, M, q->b, (SK_T)p->row_mass, q->a);
   *absorbed = SK(maybe_absorb)(x0, K, M, q);
   SK(col_sums)(q->G, K, M, q->a, q->b, q->colsum);
@@ -430,6 +462,7 @@ static double SK(iterate)(SK(sample) * q, const SK_T *x0, int64_t K, int64_t M, 
   double excess = 0;
   for (int64_t m = 0; m < M; m++) {
     double ex = (double)q->colsum[m] - p->col_cap;
+    if (p->balanced) ex = fabs(ex); /* a column below its cap is off too */
     if (ex > excess || isnan(ex)) excess = ex;
   }
   return excess;
@@ -481,7 +514,8 @@ static void SK(run_sample)(sk_state *st, const SK_T *x0s, SK_T *G, int64_t s, in
     /* Active set: columns capped after the first iteration (see the top).
      * Without a tolerance only the last excess is needed (for info). */
     bool want_excess = st->p.tol > 0 || t == st->p.max_iters - 1, absorbed;
-    if (t >= 1) st->margin[s] = fmin(st->margin[s], SK(kink_distance)(q.colsum, M, st->p.col_cap));
+    if (t >= 1 && !st->p.balanced) /* balanced: no decision, no kink */
+      st->margin[s] = fmin(st->margin[s], SK(kink_distance)(q.colsum, M, st->p.col_cap));
     st->excess[s] =
         SK(iterate)(&q, x0s, K, M, &st->p, t, t >= 1 ? active : NULL, want_excess, &absorbed, ws);
     st->new_epoch[s] |= absorbed;
@@ -554,7 +588,7 @@ static int64_t SK(load_epoch)(const sk_state *st, const SK_T *x0, int64_t s, int
     }
   }
   SK_T *b = ws; /* first_epoch sets b = 1, unused here */
-  SK(first_epoch)(x0, K, M, (SK_T)st->p.log_cap, U0, V0, G, b, ws + M);
+  SK(first_epoch)(x0, K, M, &st->p, U0, V0, G, b, ws + M);
   return 0;
 }
 
@@ -563,11 +597,11 @@ static int64_t SK(load_epoch)(const sk_state *st, const SK_T *x0, int64_t s, int
  * ws: 2M elements. */
 static void SK(iteration_backward)(const SK_T *restrict G, int64_t K, int64_t M,
                                    const SK_T *restrict a, const SK_T *restrict b, SK_T cap,
-                                   SK_T *restrict g, SK_T *restrict ws) {
+                                   bool balanced, SK_T *restrict g, SK_T *restrict ws) {
   SK_T *colsum = ws, *bc = colsum + M;
   SK(col_sums)(G, K, M, a, b, colsum);
   memcpy(bc, b, (size_t)M * sizeof *bc);
-  SK(col_step)(colsum, M, cap, bc, NULL);
+  SK(col_step)(colsum, M, cap, balanced, bc, NULL);
   /* Row step: g -= p * (row sum of g), p_km = G_km bc_m / sum_m G_km bc_m. */
   for (int64_t k = 0; k < K; k++) {
     SK_T s = 0, gsum = 0;
@@ -581,7 +615,7 @@ static void SK(iteration_backward)(const SK_T *restrict G, int64_t K, int64_t M,
   /* Column step on capped columns: g -= sigma * (column sum of g), with
    * sigma_km = G_km a_k b_m / colsum_m. */
   for (int64_t m = 0; m < M; m++) {
-    if (!(colsum[m] > cap)) continue;
+    if (!(colsum[m] > cap) && !balanced) continue;
     SK_T h = 0;
     for (int64_t k = 0; k < K; k++) h += g[k * M + m];
     h *= b[m] / colsum[m];
@@ -592,7 +626,7 @@ static void SK(iteration_backward)(const SK_T *restrict G, int64_t K, int64_t M,
 /* The same for iteration 0: its row step on the first epoch's G (b = 1),
  * then its log-domain column step recomputed from the input. ws: K*M + 3M. */
 static void SK(first_iteration_backward)(const SK_T *x0, const SK_T *G, int64_t K, int64_t M,
-                                         SK_T log_cap, SK_T *g, SK_T *ws) {
+                                         const sk_params *p, SK_T *g, SK_T *ws) {
   for (int64_t k = 0; k < K; k++) {
     SK_T s = 0, gsum = 0;
     for (int64_t m = 0; m < M; m++) {
@@ -604,9 +638,9 @@ static void SK(first_iteration_backward)(const SK_T *x0, const SK_T *G, int64_t 
   }
   SK_T *c = ws, *sum = c + M, *shift = sum + M, *e = shift + M;
   SK(col_lse)(x0, K, M, c, e, sum);
-  SK(col_shifts)(c, M, log_cap, shift);
+  SK(col_shifts)(c, M, (SK_T)p->log_cap, p->balanced, shift);
   for (int64_t m = 0; m < M; m++) {
-    if (!(shift[m] > 0)) continue;
+    if (!(shift[m] > 0) && !p->balanced) continue;
     SK_T h = 0;
     for (int64_t k = 0; k < K; k++) h += g[k * M + m];
     h /= sum[m];
@@ -625,10 +659,10 @@ static void SK(sample_backward)(const sk_state *st, const SK_T *x0, int64_t s, S
     const SK_T *rec = SK(record)(st->last, s, t, K, M);
     for (int64_t k = 0; k < K; k++) a[k] = rec[0] != 0 ? 1 : rec[1 + k];
     for (int64_t m = 0; m < M; m++) b[m] = rec[0] != 0 ? 1 : rec[1 + K + m];
-    SK(iteration_backward)(G, K, M, a, b, cap, g, tmp);
+    SK(iteration_backward)(G, K, M, a, b, cap, st->p.balanced, g, tmp);
     if (t == epoch) epoch = SK(load_epoch)(st, x0, s, t - 1, G, U0, V0, tmp);
   }
-  SK(first_iteration_backward)(x0, G, K, M, (SK_T)st->p.log_cap, g, tmp);
+  SK(first_iteration_backward)(x0, G, K, M, &st->p, g, tmp);
 }
 
 static void SK(unrolled_backward)(sg_graph *g, const sk_state *st, const SK_T *x0, const SK_T *gy,
@@ -737,12 +771,12 @@ static void SK(fixed_point_backward)(const SK_T *y, double *go, int64_t K, int64
  * with the forward's code: go -= softmax_k(x0) * (column sum of go) on the
  * columns it capped. tw: scratch of K*M + 3M elements of SK_T. */
 static void SK(first_col_step_backward)(const SK_T *x0, double *go, int64_t K, int64_t M,
-                                        SK_T log_cap, SK_T *tw) {
+                                        const sk_params *p, SK_T *tw) {
   SK_T *e = tw, *c = e + K * M, *sum = c + M, *shift = sum + M;
   SK(col_lse)(x0, K, M, c, e, sum);
-  SK(col_shifts)(c, M, log_cap, shift);
+  SK(col_shifts)(c, M, (SK_T)p->log_cap, p->balanced, shift);
   for (int64_t m = 0; m < M; m++) {
-    if (!(shift[m] > 0)) continue;
+    if (!(shift[m] > 0) && !p->balanced) continue;
     double h = 0;
     for (int64_t k = 0; k < K; k++) h += go[k * M + m];
     h /= (double)sum[m];
@@ -766,7 +800,7 @@ static void SK(implicit_backward)(sg_graph *g, const sk_state *st, const SK_T *x
         SK_T *tw = (SK_T *)(ws + doubles);
         for (int64_t i = 0; i < KM; i++) go[i] = (double)gy[s * KM + i];
         SK(fixed_point_backward)(y + s * KM, go, K, M, st->active + s * M, st->all_tight, w);
-        SK(first_col_step_backward)(x0 + s * KM, go, K, M, (SK_T)st->p.log_cap, tw);
+        SK(first_col_step_backward)(x0 + s * KM, go, K, M, &st->p, tw);
         for (int64_t i = 0; i < KM; i++) gx[s * KM + i] += (SK_T)go[i];
       });
 }

@@ -11,14 +11,17 @@ It writes tests/fixtures/sinkhorn_<case>_{x,w,y,gx,meta}.npy:
           implicit: the fixed-point gradient, computed independently below)
     meta  [row_mass, col_cap, max_iters, tol, mode (0 unrolled, 1 implicit),
            iterations run (largest over samples), largest column excess,
-           converged (1/0)]
+           converged (1/0), balanced (1: sg_sinkhorn_balanced)]
 
 The iteration is the one of docs/models.md in the log domain:
     column step  x <- x - relu(logsumexp_k x - log col_cap)
     row step     x <- x - logsumexp_m x + log row_mass
 with per-sample stopping: a sample is frozen after the first iteration that
 leaves its column excess max(0, max_m sum_k exp(x_km) - col_cap) below tol
-(tol <= 0: never), exactly as ops/sinkhorn.c documents.
+(tol <= 0: never), exactly as ops/sinkhorn.c documents. The balanced
+variant (sg_sinkhorn_balanced, K row_mass = M col_cap) scales every column:
+    column step  x <- x - (logsumexp_k x - log col_cap)
+and its excess is max_m |sum_k exp(x_km) - col_cap|.
 """
 import os
 
@@ -29,19 +32,22 @@ torch.set_default_dtype(torch.float64)
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 
 
-def col_step(x, log_cap):
-    return x - torch.relu(torch.logsumexp(x, dim=-2, keepdim=True) - log_cap)
+def col_step(x, log_cap, balanced=False):
+    shift = torch.logsumexp(x, dim=-2, keepdim=True) - log_cap
+    return x - (shift if balanced else torch.relu(shift))
 
 
 def row_step(x, log_row):
     return x - torch.logsumexp(x, dim=-1, keepdim=True) + log_row
 
 
-def col_excess(x, col_cap):
+def col_excess(x, col_cap, balanced=False):
+    if balanced:
+        return (torch.exp(x).sum(-2) - col_cap).abs().amax(-1)
     return torch.clamp((torch.exp(x).sum(-2) - col_cap).amax(-1), min=0)
 
 
-def sinkhorn(x, row_mass, col_cap, max_iters, tol):
+def sinkhorn(x, row_mass, col_cap, max_iters, tol, balanced=False):
     """Returns y, per-sample iterations, per-sample excess, per-sample
     active set (columns capped at an iteration after the first), and the
     smallest |LSE_k - log cap| met by a column step of a column not yet in
@@ -61,12 +67,12 @@ def sinkhorn(x, row_mass, col_cap, max_iters, tol):
             break
         lse = torch.logsumexp(x, dim=-2).detach()
         free = running[:, None] & ~active
-        if free.any():
+        if free.any() and not balanced:  # balanced: no kink
             kink = min(kink, (lse - log_cap)[free].abs().min().item())
         if t >= 1:
             active |= (lse > log_cap) & running[:, None]
-        new = row_step(col_step(x, log_cap), log_row)
-        ex = col_excess(new, col_cap).detach()
+        new = row_step(col_step(x, log_cap, balanced), log_row)
+        ex = col_excess(new, col_cap, balanced).detach()
         x = torch.where(running[:, None, None], new, x)
         iters += running
         excess = torch.where(running, ex, excess)
@@ -76,7 +82,7 @@ def sinkhorn(x, row_mass, col_cap, max_iters, tol):
     return x, iters, excess, active, kink
 
 
-def implicit_grad(x, y, active, w, row_mass, col_cap):
+def implicit_grad(x, y, active, w, row_mass, col_cap, balanced=False):
     """Fixed-point gradient: solve the linearised optimality conditions with
     a pseudo-inverse (minimum-norm, so no gauge choice is shared with the C
     code), then backpropagate through the first column step by autograd."""
@@ -102,7 +108,7 @@ def implicit_grad(x, y, active, w, row_mass, col_cap):
         beta[A] = sol[K:]
         gz[s] = w[s] - P[s] * (sol[:K, None] + beta[None, :])
     xl = x.detach().clone().requires_grad_(True)
-    (gx,) = torch.autograd.grad(col_step(xl, np.log(col_cap)), xl, gz)
+    (gx,) = torch.autograd.grad(col_step(xl, np.log(col_cap), balanced), xl, gz)
     return gx
 
 
@@ -119,9 +125,9 @@ def save(name, x, w, y, gx, meta):
                                      dtype=np.float64))
 
 
-def make(name, rng, x, row_mass, col_cap, max_iters, tol, mode, min_kink=1e-5):
+def make(name, rng, x, row_mass, col_cap, max_iters, tol, mode, min_kink=1e-5, balanced=False):
     x = x.detach().clone().requires_grad_(True)
-    y, iters, excess, active, kink = sinkhorn(x, row_mass, col_cap, max_iters, tol)
+    y, iters, excess, active, kink = sinkhorn(x, row_mass, col_cap, max_iters, tol, balanced)
     w = torch.tensor(rng.normal(0, 1, tuple(x.shape)))
     if mode == 0:
         (gx,) = torch.autograd.grad((w * y).sum(), x)
@@ -129,10 +135,10 @@ def make(name, rng, x, row_mass, col_cap, max_iters, tol, mode, min_kink=1e-5):
         # must not straddle the max(0, .) kink.
         assert kink > min_kink, f"{name}: a column step is {kink:.2e} from its kink"
     else:
-        gx = implicit_grad(x, y, active, w, row_mass, col_cap)
+        gx = implicit_grad(x, y, active, w, row_mass, col_cap, balanced)
     converged = bool((tol > 0) and (excess < tol).all())
     meta = [row_mass, col_cap, max_iters, tol, mode, iters.max().item(), excess.max().item(),
-            float(converged)]
+            float(converged), float(balanced)]
     save(name, x, w, y, gx, np.array(meta))
     print(f"{name:22s} shape {list(x.shape)} cap {col_cap} iters {iters.tolist()} "
           f"excess {excess.max().item():.3e} kink {kink:.2e} active {active.sum().item()}")
@@ -169,6 +175,19 @@ def main():
     make("conv_implicit_eq3", rng, inputs(rng, (3, 6, 3), 1.5, [0.8, 0.0, -0.3]), 1.0, 2.0, 2000,
          1e-13, 1)
     make("noconv_implicit", rng, inputs(rng, (3, 6, 3), 2.0, [1.5, 0.0, 0.0]), 1.0, 2.0, 3, 0.0, 1)
+    # Balanced (K row_mass = M col_cap): unrolled at 3 and 20 iterations,
+    # unnormalised rows, per-sample stopping, implicit at convergence.
+    xb = inputs(rng, (2, 8, 2), 1.5, [0.8, 0.0])
+    for t in (3, 20):
+        make(f"bal_eq2_t{t}", rng, xb, 1.0, 4.0, t, 0.0, 0, balanced=True)
+    make("bal_eq3_t20", rng, inputs(rng, (4, 6, 3), 1.5, [0.9, 0.3, 0.0]), 1.0, 2.0, 20, 0.0, 0,
+         balanced=True)
+    make("bal_unnorm", rng, inputs(rng, (3, 6, 3), 1.0, [0.5, 0.0, 0.0], normalise=False), 1.5,
+         3.0, 5, 0.0, 0, balanced=True)
+    make("bal_tol_unrolled", rng, inputs(rng, (3, 8, 2), 1.5, [1.0, 0.0]), 1.0, 4.0, 400, 1e-6, 0,
+         balanced=True)
+    make("bal_conv_implicit", rng, inputs(rng, (3, 8, 2), 1.5, [0.8, 0.0]), 1.0, 4.0, 2000, 1e-13,
+         1, balanced=True)
 
 
 if __name__ == "__main__":

@@ -134,6 +134,42 @@ static void gradcheck_variant(sg_gnn_variant v, bool concat_inputs) {
   sg_gnn_free(m);
 }
 
+/* The balanced Sinkhorn option (sg_gnn_config.sk_balanced) at K = 3 < M N
+ * = 4 (one slack row) and K = M N = 4, through the whole model; at K = 4
+ * every BS ends with its N = 2 UEs' worth of load (the columns of A~ sum to
+ * N once converged), at K = 3 none exceeds N. */
+START_TEST(gradcheck_gnn_balanced) {
+  for (int64_t K = 3; K <= 4; K++) {
+    sg_gnn_config cfg = tiny_config(SG_GNN_SKGS);
+    cfg.sk_balanced = true;
+    sg_gnn *m = sg_gnn_new(&cfg, 21);
+    sg_rng r;
+    sg_rng_seed(&r, 200 + K);
+    gnn_ctx ctx = {m, make_inputs(&r, SG_F64, 2, 2, K, cfg.fe), SG_GNN_TRAIN};
+    int n;
+    sg_tensor **list = check_inputs(m, &ctx.in, &n);
+    SG_ASSERT_CHECK(sg_gradcheck(gnn_fn, list, n, &ctx, NULL));
+    cfg.sk_iters = 300;
+    sg_gnn *conv = sg_gnn_new(&cfg, 21);
+    sg_graph *g = sg_graph_new();
+    sg_gnn_output o =
+        sg_gnn_forward(g, conv, ctx.in.p, ctx.in.q, ctx.in.H, SG_GNN_TRAIN, NULL, ctx.in.noise);
+    for (int64_t b = 0; b < 2; b++)
+      for (int64_t mm = 0; mm < 2; mm++) {
+        double load = 0;
+        for (int64_t k = 0; k < K; k++) load += sg_get(o.assoc, (b * K + k) * 2 + mm);
+        if (K == 4) ck_assert_double_eq_tol(load, 2.0, 1e-9);
+        ck_assert_double_le(load, 2.0 + 1e-9);
+      }
+    sg_graph_free(g);
+    free(list);
+    free_inputs(&ctx.in);
+    sg_gnn_free(m);
+    sg_gnn_free(conv);
+  }
+}
+END_TEST
+
 /* ---- parameter registry and layers ----------------------------------------------- */
 
 START_TEST(params_registry) {
@@ -1176,6 +1212,7 @@ Suite *suite_gnn(void) {
       {"gradcheck_gnn_gs", gradcheck_gnn_gs},
       {"gradcheck_gnn_sma", gradcheck_gnn_sma},
       {"gradcheck_gnn_concat_path", gradcheck_gnn_concat_path},
+      {"gradcheck_gnn_balanced", gradcheck_gnn_balanced},
       {"gnn_split_matches_concat", gnn_split_matches_concat},
       {"gnn_permutation_equivariance", gnn_permutation_equivariance},
       {"gnn_other_sizes", gnn_other_sizes},

@@ -57,10 +57,9 @@ void sg_test_count_allocations(void) {
 
 int main(void) {
   Suite *(*const suites[])(void) = {
-      suite_tensor, suite_npy,       suite_autograd, suite_elementwise, suite_reduce,
-      suite_matmul, suite_shape,     suite_select,   suite_layers,      suite_sinkhorn,
-      suite_system, suite_baselines, suite_gnn,      suite_train,       suite_eval,
-      suite_precision,
+      suite_tensor, suite_npy,    suite_autograd, suite_elementwise, suite_reduce, suite_matmul,
+      suite_shape,  suite_select, suite_layers,   suite_sinkhorn,    suite_system, suite_baselines,
+      suite_gnn,    suite_train,  suite_eval,     suite_precision,
   };
   SRunner *sr = srunner_create(NULL);
   for (size_t i = 0; i < sizeof suites / sizeof suites[0]; i++) srunner_add_suite(sr, suites[i]());

@@ -32,9 +32,9 @@ static double grad_norm(const sg_tensor *t) {
   return sqrt(s);
 }
 
-static void check_model(sg_gnn_variant v, const width *w) {
+static void check_model(sg_gnn_variant v, const width *w, bool balanced) {
   sg_gnn_config cfg = sg_gnn_config_paper(v);
-  cfg.d = w->d, cfg.h = w->h;
+  cfg.d = w->d, cfg.h = w->h, cfg.sk_balanced = balanced;
   sg_gnn *m32 = sg_gnn_new(&cfg, 1);
   cfg.dtype = SG_F64;
   sg_gnn *m64 = sg_gnn_new(&cfg, 1);
@@ -86,17 +86,24 @@ static void check_model(sg_gnn_variant v, const width *w) {
 }
 
 START_TEST(model_gradients_small) {
-  for (int v = 0; v < SG_GNN_VARIANT_COUNT; v++) check_model(v, &WIDTHS[0]);
+  for (int v = 0; v < SG_GNN_VARIANT_COUNT; v++) check_model(v, &WIDTHS[0], false);
 }
 END_TEST
 
 START_TEST(model_gradients_medium) {
-  for (int v = 0; v < SG_GNN_VARIANT_COUNT; v++) check_model(v, &WIDTHS[1]);
+  for (int v = 0; v < SG_GNN_VARIANT_COUNT; v++) check_model(v, &WIDTHS[1], false);
 }
 END_TEST
 
 START_TEST(model_gradients_paper) {
-  for (int v = 0; v < SG_GNN_VARIANT_COUNT; v++) check_model(v, &WIDTHS[2]);
+  for (int v = 0; v < SG_GNN_VARIANT_COUNT; v++) check_model(v, &WIDTHS[2], false);
+}
+END_TEST
+
+/* The balanced Sinkhorn option of the two Sinkhorn variants (medium). */
+START_TEST(model_gradients_balanced) {
+  check_model(SG_GNN_ATTSKGS, &WIDTHS[1], true);
+  check_model(SG_GNN_SKGS, &WIDTHS[1], true);
 }
 END_TEST
 
@@ -256,6 +263,7 @@ Suite *suite_precision(void) {
   tcase_add_test(models, model_gradients_small);
   tcase_add_test(models, model_gradients_medium);
   tcase_add_test(models, model_gradients_paper);
+  tcase_add_test(models, model_gradients_balanced);
   suite_add_tcase(s, models);
   return s;
 }

@@ -91,11 +91,14 @@ typedef struct sk_case {
   int iters;
   double tol;
   sg_sinkhorn_grad mode;
+  bool balanced; /* sg_sinkhorn_balanced */
 } sk_case;
 
 static sg_tensor *apply_sinkhorn(sg_graph *g, sg_tensor *const *in, int n, void *ctx) {
   (void)n;
   const sk_case *c = ctx;
+  if (c->balanced)
+    return sg_sinkhorn_balanced(g, in[0], c->row_mass, c->cap, c->iters, c->tol, c->mode, NULL);
   return sg_sinkhorn(g, in[0], c->row_mass, c->cap, c->iters, c->tol, c->mode, NULL);
 }
 
@@ -118,7 +121,7 @@ START_TEST(gradcheck_sinkhorn) {
   for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
     sg_tensor *x = make_input(&r, shapes[i].S, shapes[i].K, shapes[i].M, 1.5, shapes[i].bias, true);
     for (int j = 0; j < 3; j++) {
-      sk_case c = {1.0, shapes[i].cap, iters[j], 0.0, SG_SINKHORN_UNROLLED};
+      sk_case c = {1.0, shapes[i].cap, iters[j], 0.0, SG_SINKHORN_UNROLLED, false};
       ref_stats st = ref_run(x, c.row_mass, c.cap, c.iters, NULL);
       /* The input exercises capping, and differences of step 1e-6 (which
        * move an LSE by at most 1e-6) cannot cross the kink. */
@@ -142,13 +145,13 @@ START_TEST(gradcheck_sinkhorn_variants) {
   sg_rng r;
   sg_rng_seed(&r, 102);
   sg_tensor *xu = make_input(&r, 3, 4, 3, 1.0, (double[]){0.5, 0, 0}, false);
-  sk_case cu = {2.0, 3.0, 5, 0.0, SG_SINKHORN_UNROLLED};
+  sk_case cu = {2.0, 3.0, 5, 0.0, SG_SINKHORN_UNROLLED, false};
   ck_assert(ref_run(xu, 2.0, 3.0, 5, NULL).kink > 1e-5);
   SG_ASSERT_CHECK(sg_gradcheck(apply_sinkhorn, &xu, 1, &cu, NULL));
 
   /* Stopping at tol: the samples stop after different iteration counts. */
   sg_tensor *xt = make_input(&r, 4, 6, 3, 1.5, (double[]){1.0, 0.2, 0}, true);
-  sk_case ct = {1.0, 2.5, 400, 1e-5, SG_SINKHORN_UNROLLED};
+  sk_case ct = {1.0, 2.5, 400, 1e-5, SG_SINKHORN_UNROLLED, false};
   sg_graph *g = sg_graph_new();
   sg_sinkhorn_info info;
   sg_sinkhorn(g, xt, 1.0, 2.5, 400, 1e-5, SG_SINKHORN_UNROLLED, &info);
@@ -156,12 +159,12 @@ START_TEST(gradcheck_sinkhorn_variants) {
   SG_ASSERT_CHECK(sg_gradcheck(apply_sinkhorn, &xt, 1, &ct, NULL));
 
   sg_tensor *xi = make_input(&r, 2, 10, 2, 1.5, (double[]){0.5, 0, 0}, true);
-  sk_case ci = {1.0, 4.0, 20, 0.0, SG_SINKHORN_UNROLLED};
+  sk_case ci = {1.0, 4.0, 20, 0.0, SG_SINKHORN_UNROLLED, false};
   ck_assert(ref_run(xi, 1.0, 4.0, 20, NULL).kink > 1e-5);
   SG_ASSERT_CHECK(sg_gradcheck(apply_sinkhorn, &xi, 1, &ci, NULL));
   /* Strongly infeasible (K r / M c = 2.5): the column scalings shrink 2.5x
    * per iteration, so 60 iterations cross several absorptions (epochs). */
-  sk_case ca = {1.0, 2.0, 60, 0.0, SG_SINKHORN_UNROLLED};
+  sk_case ca = {1.0, 2.0, 60, 0.0, SG_SINKHORN_UNROLLED, false};
   ck_assert(ref_run(xi, 1.0, 2.0, 60, NULL).kink > 1e-5);
   SG_ASSERT_CHECK(sg_gradcheck(apply_sinkhorn, &xi, 1, &ca, NULL));
   sg_graph_free(g);
@@ -175,7 +178,7 @@ END_TEST
  * match finite differences of a forward converged to round-off (tol 0 and
  * enough iterations: a fixed iteration count keeps the map smooth). */
 static void check_implicit_fd(sg_tensor *x, double row_mass, double cap, int iters) {
-  sk_case c = {row_mass, cap, iters, 0.0, SG_SINKHORN_IMPLICIT};
+  sk_case c = {row_mass, cap, iters, 0.0, SG_SINKHORN_IMPLICIT, false};
   sg_graph *g = sg_graph_new();
   sg_sinkhorn_info info;
   sg_set_grad_enabled(g, false);
@@ -226,8 +229,8 @@ static double max_abs_diff(const sg_tensor *a, const sg_tensor *b) {
 static double implicit_vs_unrolled(sg_rng *r, sg_tensor *x, double row_mass, double cap, int iters,
                                    double tol) {
   sg_tensor *w = sg_rand_normal(NULL, r, SG_F64, x->ndim, x->shape, 0, 1);
-  sk_case cu = {row_mass, cap, iters, tol, SG_SINKHORN_UNROLLED};
-  sk_case ci = {row_mass, cap, iters, tol, SG_SINKHORN_IMPLICIT};
+  sk_case cu = {row_mass, cap, iters, tol, SG_SINKHORN_UNROLLED, false};
+  sk_case ci = {row_mass, cap, iters, tol, SG_SINKHORN_IMPLICIT, false};
   sg_sinkhorn_info iu, ii;
   sg_tensor *gu = grad_of(x, &cu, w, &iu), *gi = grad_of(x, &ci, w, &ii);
   ck_assert_int_eq(iu.iters, ii.iters);
@@ -303,6 +306,12 @@ static const char *const fixture_cases[] = {
     "conv_implicit_eq",
     "conv_implicit_eq3",
     "noconv_implicit",
+    "bal_eq2_t3",
+    "bal_eq2_t20",
+    "bal_eq3_t20",
+    "bal_unnorm",
+    "bal_tol_unrolled",
+    "bal_conv_implicit",
 };
 
 static sg_tensor *load_fixture(const char *name, const char *part) {
@@ -322,8 +331,10 @@ static void run_fixture(sg_tensor *const *f, sg_dtype dt, sg_tensor **y_out, sg_
   sg_tensor *x = sg_to_dtype(NULL, f[0], dt), *w = sg_to_dtype(NULL, f[1], dt);
   sg_set_requires_grad(x, true);
   sg_graph *g = sg_graph_new();
-  sg_tensor *y =
-      sg_sinkhorn(g, x, meta[0], meta[1], (int)meta[2], meta[3], (sg_sinkhorn_grad)meta[4], info);
+  sk_case c = {meta[0], meta[1], (int)meta[2], meta[3], (sg_sinkhorn_grad)meta[4], meta[8] != 0};
+  sg_tensor *y = c.balanced
+                     ? sg_sinkhorn_balanced(g, x, c.row_mass, c.cap, c.iters, c.tol, c.mode, info)
+                     : sg_sinkhorn(g, x, c.row_mass, c.cap, c.iters, c.tol, c.mode, info);
   ck_assert_ptr_nonnull(y);
   sg_backward_with(g, y, w);
   *y_out = sg_to_dtype(NULL, y, SG_F64);
@@ -543,8 +554,8 @@ START_TEST(masked_blocks_implicit) {
   sg_tensor *w = sg_rand_normal(NULL, &r, SG_F64, 3, x->shape, 0, 1);
   for (int i = 0; i < 16; i++)
     if (isinf(sg_get(x, i))) sg_set(w, i, 0);
-  sk_case cu = {1, 1.0, 3000, 1e-13, SG_SINKHORN_UNROLLED};
-  sk_case ci = {1, 1.0, 3000, 1e-13, SG_SINKHORN_IMPLICIT};
+  sk_case cu = {1, 1.0, 3000, 1e-13, SG_SINKHORN_UNROLLED, false};
+  sk_case ci = {1, 1.0, 3000, 1e-13, SG_SINKHORN_IMPLICIT, false};
   sg_sinkhorn_info info;
   sg_tensor *gu = grad_of(x, &cu, w, &info), *gi = grad_of(x, &ci, w, &info);
   ck_assert(info.converged);
@@ -566,7 +577,7 @@ START_TEST(thread_independent) {
   sg_tensor *w = sg_rand_normal(NULL, &r, SG_F64, 3, x->shape, 0, 1);
   int saved = omp_get_max_threads();
   for (int mode = 0; mode < 2; mode++) {
-    sk_case c = {1, 4.0, 50, 1e-6, (sg_sinkhorn_grad)mode};
+    sk_case c = {1, 4.0, 50, 1e-6, (sg_sinkhorn_grad)mode, false};
     omp_set_num_threads(1);
     sg_sinkhorn_info i1, i2;
     sg_tensor *g1 = grad_of(x, &c, w, &i1);
@@ -641,8 +652,62 @@ START_TEST(misuse_reports) {
   ck_assert_ptr_null(sg_sinkhorn(g, x, 1, 2, 10, 0, (sg_sinkhorn_grad)7, NULL));
   ck_assert_ptr_nonnull(strstr(last_error, "sg_sinkhorn"));
   ck_assert_int_eq(n_errors, 7);
+  /* balanced: K row_mass must equal M col_cap (here 4 x 1 against 3 x 2) */
+  ck_assert_ptr_null(sg_sinkhorn_balanced(g, x, 1, 2, 10, 0, SG_SINKHORN_UNROLLED, NULL));
+  ck_assert_ptr_nonnull(strstr(last_error, "sg_sinkhorn_balanced"));
+  ck_assert_ptr_nonnull(strstr(last_error, "slack"));
+  ck_assert_int_eq(n_errors, 8);
   sg_graph_free(g);
   sg_set_error_handler(NULL, NULL);
+}
+END_TEST
+
+/* ---- balanced ------------------------------------------------------------------ */
+
+/* Balanced Sinkhorn at K = M N (the paper's 8 UEs on 2 BSs of 4, and 6 on 3
+ * of 2), unrolled at 1, 3 and 20 iterations and implicit at convergence,
+ * and row_mass 1.5 on unnormalised rows. */
+START_TEST(gradcheck_balanced) {
+  sg_rng r;
+  sg_rng_seed(&r, 111);
+  for (size_t i = 1; i <= 2; i++) { /* the K = M*N shapes */
+    sg_tensor *x = make_input(&r, shapes[i].S, shapes[i].K, shapes[i].M, 1.5, shapes[i].bias, true);
+    for (int j = 0; j < 3; j++) {
+      sk_case c = {1.0, shapes[i].cap, (const int[]){1, 3, 20}[j], 0.0, SG_SINKHORN_UNROLLED, true};
+      SG_ASSERT_CHECK(sg_gradcheck(apply_sinkhorn, &x, 1, &c, NULL));
+      SG_ASSERT_CHECK(sg_check_f32_grad(apply_sinkhorn, &x, 1, &c, 1e-5));
+    }
+    sk_case ci = {1.0, shapes[i].cap, 400, 0.0, SG_SINKHORN_IMPLICIT, true};
+    SG_ASSERT_CHECK(sg_gradcheck(apply_sinkhorn, &x, 1, &ci, NULL));
+    sg_free(x);
+  }
+  sg_tensor *xu = make_input(&r, 3, 6, 3, 1.0, (double[]){0.5, 0, 0}, false);
+  sk_case cu = {1.5, 3.0, 5, 0.0, SG_SINKHORN_UNROLLED, true};
+  SG_ASSERT_CHECK(sg_gradcheck(apply_sinkhorn, &xu, 1, &cu, NULL));
+  sg_free(xu);
+}
+END_TEST
+
+/* Near convergence at K = M N the capacity version's columns sit within
+ * round-off of their caps, where its unrolled float32 gradient takes
+ * either branch; the balanced one has no branch: its float32 gradient
+ * stays at round-off from float64 at 50 iterations, and it converges to
+ * the capacity version's fixed point. */
+START_TEST(balanced_no_kink) {
+  sg_rng r;
+  sg_rng_seed(&r, 112);
+  sg_tensor *x = make_input(&r, 256, 8, 2, 2.0, (double[]){0.5, 0, 0}, true);
+  sk_case bal = {1.0, 4.0, 50, 0.0, SG_SINKHORN_UNROLLED, true};
+  SG_ASSERT_CHECK(sg_check_f32_grad(apply_sinkhorn, &x, 1, &bal, 1e-5));
+  sg_graph *g = sg_graph_new();
+  sg_sinkhorn_info ib, ic;
+  sg_tensor *yb = sg_sinkhorn_balanced(g, x, 1.0, 4.0, 400, 0.0, SG_SINKHORN_UNROLLED, &ib);
+  sg_tensor *yc = sg_sinkhorn(g, x, 1.0, 4.0, 400, 0.0, SG_SINKHORN_UNROLLED, &ic);
+  ck_assert(isinf(ib.kink_margin) && ib.near_kink == 0);
+  ck_assert_msg(ic.near_kink > 0, "the capacity version decided no column near its cap");
+  ck_assert_msg(max_abs_diff(yb, yc) < 1e-9, "fixed points differ by %g", max_abs_diff(yb, yc));
+  sg_graph_free(g);
+  sg_free(x);
 }
 END_TEST
 
@@ -667,6 +732,8 @@ Suite *suite_sinkhorn(void) {
       {"thread_independent", thread_independent},
       {"memory_implicit_flat", memory_implicit_flat},
       {"misuse_reports", misuse_reports},
+      {"gradcheck_balanced", gradcheck_balanced},
+      {"balanced_no_kink", balanced_no_kink},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     TCase *tc = tcase_create(cases[i].name);

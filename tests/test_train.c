@@ -384,6 +384,56 @@ START_TEST(train_checkpoint_load_model) {
 }
 END_TEST
 
+/* Copies checkpoint src to dst as a version-2 file: without
+ * config.sk_balanced, which version 3 added. */
+static void rewrite_as_version2(const char *src, const char *dst) {
+  sg_io_error err;
+  sg_npz *z = sg_npz_open(src, &err);
+  ck_assert_msg(z, "%s", err.msg);
+  sg_npz_writer *w = sg_npz_writer_open(dst, false, &err);
+  ck_assert_msg(w, "%s", err.msg);
+  for (int i = 0; i < sg_npz_count(z); i++) {
+    const char *name = sg_npz_name(z, i);
+    if (!strcmp(name, "config.sk_balanced")) continue;
+    if (!strcmp(name, "checkpoint_version"))
+      ck_assert_int_eq(sg_npz_add_scalar_i64(w, name, 2, &err), 0);
+    else
+      ck_assert_int_eq(sg_npz_add_array(w, name, sg_npz_get(z, name), &err), 0);
+  }
+  ck_assert_int_eq(sg_npz_writer_close(w, &err), 0);
+  sg_npz_close(z);
+}
+
+/* The balanced-Sinkhorn setting is kept in the checkpoint; a version-2
+ * checkpoint (before the setting existed) reads as the capacity Sinkhorn. */
+START_TEST(train_checkpoint_sk_balanced) {
+  sg_dataset train = make_data(64, 43);
+  sg_train_config c = tiny_train_config(SG_GNN_SKGS);
+  c.batches_per_epoch = 1, c.sk_balanced = 1;
+  char ck[128], v2[128];
+  tmp_path(ck, sizeof ck, "balanced.npz");
+  tmp_path(v2, sizeof v2, "balanced_v2.npz");
+  sg_io_error err = {{0}};
+  sg_trainer *t = sg_trainer_new(&c, &train, NULL, &err);
+  ck_assert(sg_trainer_model(t)->cfg.sk_balanced);
+  run_epochs(t, 1, NULL);
+  ck_assert(sg_trainer_save(t, ck, &err) == 0);
+  sg_train_config cfg;
+  sg_gnn *m = sg_checkpoint_load_model(ck, NULL, &cfg, &err);
+  ck_assert_msg(m, "%s", err.msg);
+  ck_assert(cfg.sk_balanced == 1 && m->cfg.sk_balanced);
+  sg_gnn_free(m);
+  rewrite_as_version2(ck, v2);
+  m = sg_checkpoint_load_model(v2, NULL, &cfg, &err);
+  ck_assert_msg(m, "%s", err.msg);
+  ck_assert(cfg.sk_balanced == 0 && !m->cfg.sk_balanced);
+  sg_gnn_free(m);
+  sg_trainer_free(t);
+  remove(ck), remove(v2);
+  sg_dataset_free(&train);
+}
+END_TEST
+
 /* ---- dual update ----------------------------------------------------------------- */
 
 /* delta = N puts the threshold at 0, so ReLU(load) = load and the excess
@@ -569,6 +619,7 @@ Suite *suite_train(void) {
       {"train_checkpoint_damaged_refused", train_checkpoint_damaged_refused},
       {"train_checkpoint_validation", train_checkpoint_validation},
       {"train_checkpoint_load_model", train_checkpoint_load_model},
+      {"train_checkpoint_sk_balanced", train_checkpoint_sk_balanced},
       {"train_dual_update", train_dual_update},
       {"train_epoch_no_allocation", train_epoch_no_allocation},
       {"train_stop_flag", train_stop_flag},
