@@ -1,4 +1,5 @@
-/* sinkgrad tensors: dtype, shape, creation, seeded random draws, .npy/.npz I/O.
+/* sinkgrad tensors: dtype, shape, creation, seeded random draws, and (through
+ * sg_io.h, included at the end) .npy/.npz I/O.
  *
  * A tensor is row-major and contiguous, float32 or float64, with up to
  * SG_MAX_DIMS dimensions. Tensors made with a NULL graph are owned by the
@@ -124,69 +125,10 @@ sg_tensor *sg_rand_normal(sg_graph *g, sg_rng *r, sg_dtype dt, int ndim, const i
                           double mean, double std);
 sg_tensor *sg_rand_gumbel(sg_graph *g, sg_rng *r, sg_dtype dt, int ndim, const int64_t *shape);
 
-/* ---- .npy / .npz ------------------------------------------------------- */
-
-/* Errors from file I/O are returned, never fatal: functions return 0 on
- * success and -1 on failure with a message in err (may be NULL). Writers
- * write a temporary file in the same directory and rename it into place, so
- * a failed write never leaves a half-written file. */
-typedef struct sg_io_error {
-  char msg[512];
-} sg_io_error;
-
-/* Array types a file may hold; tensors are float32/float64, other arrays
- * (integer associations, scalars) are read and written through sg_array. */
-typedef enum sg_npy_type {
-  SG_NPY_F32,
-  SG_NPY_F64,
-  SG_NPY_I32,
-  SG_NPY_I64,
-  SG_NPY_U8,
-  SG_NPY_BOOL
-} sg_npy_type;
-
-typedef struct sg_array {
-  sg_npy_type type;
-  int ndim; /* 0 for a scalar */
-  int64_t shape[SG_MAX_DIMS];
-  int64_t numel;
-  void *data; /* little-endian, row-major, owned by the array */
-} sg_array;
-
-void sg_array_free(sg_array *a); /* frees data, keeps the struct */
-
-int sg_npy_save(const char *path, const sg_tensor *t, sg_io_error *err);
-sg_tensor *sg_npy_load(const char *path, sg_io_error *err); /* owned; f32/f64 files (f4/f8) */
-int sg_npy_save_array(const char *path, const sg_array *a, sg_io_error *err);
-int sg_npy_load_array(const char *path, sg_array *out, sg_io_error *err);
-
-/* Writing an .npz archive: open, add members, close (commits by rename).
- * compress: deflate through zlib (numpy.savez_compressed) or stored
- * (numpy.savez). sg_npz_writer_abort discards everything. */
-typedef struct sg_npz_writer sg_npz_writer;
-sg_npz_writer *sg_npz_writer_open(const char *path, bool compress, sg_io_error *err);
-int sg_npz_add_tensor(sg_npz_writer *w, const char *name, const sg_tensor *t, sg_io_error *err);
-int sg_npz_add_array(sg_npz_writer *w, const char *name, const sg_array *a, sg_io_error *err);
-int sg_npz_add_scalar_f64(sg_npz_writer *w, const char *name, double v, sg_io_error *err);
-int sg_npz_add_scalar_i64(sg_npz_writer *w, const char *name, int64_t v, sg_io_error *err);
-int sg_npz_writer_close(sg_npz_writer *w, sg_io_error *err); /* frees w */
-void sg_npz_writer_abort(sg_npz_writer *w);                  /* frees w */
-
-/* Reading: the whole archive is read and checked (CRC, sizes) on open. */
-typedef struct sg_npz sg_npz;
-sg_npz *sg_npz_open(const char *path, sg_io_error *err);
-void sg_npz_close(sg_npz *z);
-int sg_npz_count(const sg_npz *z);
-const char *sg_npz_name(const sg_npz *z, int i); /* member name without ".npy" */
-/* Returns a borrowed view (valid until sg_npz_close), NULL if missing. */
-const sg_array *sg_npz_get(const sg_npz *z, const char *name);
-/* New owned tensor of dtype dt converted from a float or integer member;
- * NULL with a message if missing or not numeric. */
-sg_tensor *sg_npz_tensor(const sg_npz *z, const char *name, sg_dtype dt, sg_io_error *err);
-/* Scalar (or 1-element) numeric member as double; -1 if missing. */
-int sg_npz_scalar(const sg_npz *z, const char *name, double *out, sg_io_error *err);
-
 #ifdef __cplusplus
 }
 #endif
+
+/* .npy / .npz I/O */
+#include "sg_io.h"
 #endif
