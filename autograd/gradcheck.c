@@ -1,7 +1,7 @@
 /* Gradient checking: autograd against central finite differences in float64,
  * and float32 forwards against float64 forwards. Public API, so users can
  * check their own ops the same way the test suite checks ours. */
-#include "sg_ops.h"
+#include "sg_autograd.h"
 
 #include <math.h>
 #include <stdio.h>

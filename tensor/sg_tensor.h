@@ -72,6 +72,48 @@ void sg_report_error(const char *op, const char *file, int line, const char *fmt
 /* Formats a shape as "[2, 3, 4]" into buf (size >= 96); returns buf. */
 const char *sg_shape_str(int ndim, const int64_t *shape, char *buf);
 
+/* ---- the memory of a graph --------------------------------------------- */
+/* A graph (sg_graph_new, autograd/) owns an arena: every tensor, node and
+ * scratch buffer of a step comes from it, and sg_graph_reset rewinds it. */
+size_t sg_graph_arena_bytes(const sg_graph *g); /* bytes reserved by the arena */
+/* Bytes the arena has handed out since the last reset: its high-water mark
+ * for this step, since released data (sg_release) is reused before the
+ * arena grows. */
+size_t sg_graph_arena_used(const sg_graph *g);
+
+/* Arena allocation, 64-byte aligned, uninitialised; valid until reset. */
+void *sg_arena_alloc(sg_graph *g, size_t bytes);
+/* The same for a tensor's values: may reuse released data (sg_release). */
+void *sg_arena_alloc_data(sg_graph *g, size_t bytes);
+/* Gives back a block of sg_arena_alloc_data (the size asked for) that
+ * nothing reads any more: later allocations of the step may reuse it. */
+void sg_arena_release_data(sg_graph *g, void *p, size_t bytes);
+
+/* Declares that nothing will read t's values again: its data (NULL from
+ * now on) goes back to g for later tensors of this step. For memory
+ * planning in model code that knows a tensor is dead: a pre-activation
+ * once its ReLU has run (ReLU's backward reads its output), anything in
+ * no-grad mode once consumed. Its gradient, if any, still flows. Only
+ * for tensors of g's arena; others are left alone. */
+void sg_release(sg_graph *g, sg_tensor *t);
+/* Whether released data (sg_release, used gradients) is reused (default
+ * on). Off, every tensor of a step gets fresh arena memory: results are
+ * the same bit for bit, which tests check, so a suspected planning bug can
+ * be ruled out by turning it off. Returns the previous setting. */
+bool sg_set_memory_reuse(sg_graph *g, bool on);
+
+/* ---- call sites ------------------------------------------------------- */
+/* Each public op is a macro that records the caller's __FILE__/__LINE__ in
+ * the graph before calling the function of the same name, so misuse errors
+ * name the call site: sg_add(g, a, b) expands to (sg_add)(SG_AT(g), a, b). */
+sg_graph *sg_graph_at(sg_graph *g, const char *file, int line);
+#define SG_AT(g) sg_graph_at((g), __FILE__, __LINE__)
+const char *sg_graph_file(const sg_graph *g);
+int sg_graph_line(const sg_graph *g);
+/* Reports an API misuse in op `op` at the graph's current call site. */
+void sg_op_error(const sg_graph *g, const char *op, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* ---- creation ---------------------------------------------------------- */
 
 /* g NULL: heap tensor owned by the caller; else allocated in g's arena.

@@ -1,5 +1,5 @@
 /* Tensors: allocation hooks, error reporting, creation and element access. */
-#include "sg_autograd.h"
+#include "sg_tensor.h"
 
 #include <stdarg.h>
 #include <stdio.h>
