@@ -4,6 +4,7 @@
 #ifndef SINKGRAD_H
 #define SINKGRAD_H
 #include "sg_tensor.h"
+#include "sg_io.h"
 #include "sg_autograd.h"
 #include "sg_ops.h"
 #include "sg_layers.h"

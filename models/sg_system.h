@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sg_io.h"
 #include "sg_tensor.h"
 
 #ifdef __cplusplus

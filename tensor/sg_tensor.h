@@ -171,6 +171,4 @@ sg_tensor *sg_rand_gumbel(sg_graph *g, sg_rng *r, sg_dtype dt, int ndim, const i
 }
 #endif
 
-/* .npy / .npz I/O */
-#include "sg_io.h"
 #endif

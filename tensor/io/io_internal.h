@@ -31,7 +31,7 @@
 #define ZLIB_CONST
 #include <zlib.h>
 
-#include "sg_tensor.h"
+#include "sg_io.h"
 
 enum {
   IO_CHUNK = 1 << 16,    /* compressed-data buffer size */
