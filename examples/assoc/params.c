@@ -2,10 +2,9 @@
  * configuration (default: the paper's, d 512, h 1024, L 2, N 4), per part,
  * next to the counts the paper reports. Why they differ: docs/ablation.md,
  * "Parameters". */
-#include <getopt.h>
 #include <stdio.h>
 
-#include "assoc_cli.h"
+#include "cli.h"
 #include "sg_gnn.h"
 
 static void usage(FILE *f) {
@@ -21,43 +20,51 @@ static void usage(FILE *f) {
              "  -h, --help    this help\n");
 }
 
-int assoc_cmd_params(int argc, char **argv) {
-  static const struct option opts[] = {
-      {"d", required_argument, NULL, 'd'},      {"h", required_argument, NULL, 'H'},
-      {"layers", required_argument, NULL, 'L'}, {"antennas", required_argument, NULL, 'N'},
-      {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
-  int d = 512, h = 1024, layers = 2, antennas = 4, c, bad = 0;
-  optind = 1, opterr = 0;
-  while (!bad && (c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-    switch (c) {
-    case 'd':
-      bad = assoc_parse_int("params", "d", optarg, 1, 8192, &d);
-      break;
-    case 'H':
-      bad = assoc_parse_int("params", "h", optarg, 1, 16384, &h);
-      break;
-    case 'L':
-      bad = assoc_parse_int("params", "layers", optarg, 1, 16, &layers);
-      break;
-    case 'N':
-      bad = assoc_parse_int("params", "antennas", optarg, 1, 1024, &antennas);
-      break;
-    case 'h':
-      usage(stdout);
-      return 0;
-    default:
-      bad = assoc_bad_option("params", argv);
-    }
+typedef struct params_args {
+  int d, h, layers, antennas;
+  bool help;
+} params_args;
+
+static const struct option params_options[] = {
+    {"d", required_argument, NULL, 'd'},      {"h", required_argument, NULL, 'H'},
+    {"layers", required_argument, NULL, 'L'}, {"antennas", required_argument, NULL, 'N'},
+    {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
+
+/* --help stops reading: it wins over whatever follows it. */
+static int params_option(void *args, int opt, char *v) {
+  params_args *a = args;
+  switch (opt) {
+  case 'd':
+    return assoc_parse_int("params", "d", v, 1, 8192, &a->d);
+  case 'H':
+    return assoc_parse_int("params", "h", v, 1, 16384, &a->h);
+  case 'L':
+    return assoc_parse_int("params", "layers", v, 1, 16, &a->layers);
+  case 'N':
+    return assoc_parse_int("params", "antennas", v, 1, 1024, &a->antennas);
+  case 'h':
+    return a->help = true, ASSOC_OPTIONS_STOP;
+  default:
+    return -1;
   }
-  if (bad) return 2;
-  if (optind < argc) {
-    fprintf(stderr, "assoc params: unexpected argument '%s'\n", argv[optind]);
+}
+
+int assoc_cmd_params(int argc, char **argv) {
+  params_args a = {.d = 512, .h = 1024, .layers = 2, .antennas = 4};
+  int first = assoc_parse_options("params", argc, argv, params_options, params_option, &a);
+  if (first < 0) return 2;
+  if (a.help) {
+    usage(stdout);
+    return 0;
+  }
+  if (first < argc) {
+    fprintf(stderr, "assoc params: unexpected argument '%s'\n", argv[first]);
     return 2;
   }
   static const double paper_m[SG_GNN_VARIANT_COUNT] = {45.67, 53.01, 53.01, 53.01};
   for (int v = 0; v < SG_GNN_VARIANT_COUNT; v++) {
     sg_gnn_config cfg = sg_gnn_config_paper((sg_gnn_variant)v);
-    cfg.d = d, cfg.h = h, cfg.L = layers, cfg.fe = 2 * antennas, cfg.capacity = antennas;
+    cfg.d = a.d, cfg.h = a.h, cfg.L = a.layers, cfg.fe = 2 * a.antennas, cfg.capacity = a.antennas;
     sg_gnn *m = sg_gnn_new(&cfg, 1);
     if (!m) {
       fprintf(stderr, "assoc params: cannot build %s (out of memory?)\n",

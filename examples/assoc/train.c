@@ -8,7 +8,6 @@
  * --quiet or --json; --json prints a final summary object. Ctrl-C stops
  * after the current mini-batch, leaving the last epoch's checkpoint as the
  * resume point. */
-#include <getopt.h>
 #include <math.h>
 #include <omp.h>
 #include <signal.h>
@@ -17,7 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "assoc_cli.h"
+#include "cli.h"
 #include "sg_train.h"
 
 static const char train_help[] =
@@ -196,7 +195,8 @@ static int knob_option(train_args *a, int opt, const char *v) {
   }
 }
 
-static int train_option(train_args *a, int opt, const char *v) {
+static int train_option(void *args, int opt, char *v) {
+  train_args *a = args;
   const char *c = "train";
   if (opt >= TR_MODEL && opt < TR_LAST) a->given[opt - TR_MODEL] = true;
   switch (opt) {
@@ -235,17 +235,14 @@ static bool given(const train_args *a, int opt) {
 
 static int train_parse(int argc, char **argv, train_args *a) {
   *a = (train_args){.cfg = sg_train_config_default(SG_GNN_ATTSKGS)};
-  optind = 1, opterr = 0;
-  for (int opt; (opt = getopt_long(argc, argv, "h", train_options, NULL)) != -1;) {
-    if (opt == '?') return assoc_bad_option("train", argv);
-    if (train_option(a, opt, optarg)) return -1;
-  }
+  int first = assoc_parse_options("train", argc, argv, train_options, train_option, a);
+  if (first < 0) return -1;
   if (a->help) return 0;
-  if (optind + 1 != argc) {
+  if (first + 1 != argc) {
     fprintf(stderr, "assoc train: expected one training data set (see assoc train --help)\n");
     return -1;
   }
-  a->data = argv[optind];
+  a->data = argv[first];
   if (!given(a, TR_EPOCHS) || !a->out || (!given(a, TR_MODEL) && !a->resume)) {
     fprintf(stderr, "assoc train: --epochs, --out and --model (or --resume) are required "
                     "(see assoc train --help)\n");
@@ -368,55 +365,31 @@ static void print_epoch(void *user, const sg_epoch_stats *st) {
 
 /* ---- output ------------------------------------------------------------------------ */
 
-static void json_number(const char *name, double v, const char *sep) {
-  if (isfinite(v))
-    printf("\"%s\": %.10g%s", name, v, sep);
-  else
-    printf("\"%s\": null%s", name, sep);
-}
-
-static void json_path(const char *name, const char *path) {
-  printf("\"%s\": ", name);
-  if (!path) {
-    printf("null, ");
-    return;
-  }
-  putchar('"');
-  for (const char *s = path; *s; s++) {
-    unsigned char c = (unsigned char)*s;
-    if (c == '"' || c == '\\')
-      printf("\\%c", c);
-    else if (c < 0x20)
-      printf("\\u%04x", c);
-    else
-      putchar(c);
-  }
-  printf("\", ");
-}
-
 static void print_json(const train_args *a, const sg_train_config *c, const sg_train_result *r) {
   const sg_epoch_stats *st = &r->last;
-  bool have = r->epochs_this_call > 0;
-  printf("{\"model\": \"%s\", ", sg_gnn_variant_name(c->variant));
-  json_path("data", a->data);
-  json_path("test", a->test);
-  json_path("checkpoint", a->out);
+  bool have = r->epochs_this_call > 0, have_test = have && st->has_test;
+  printf("{");
+  assoc_json_string(stdout, "model", sg_gnn_variant_name(c->variant), ", ");
+  assoc_json_string(stdout, "data", a->data, ", ");
+  assoc_json_string(stdout, "test", a->test, ", ");
+  assoc_json_string(stdout, "checkpoint", a->out, ", ");
   printf("\"d\": %d, \"h\": %d, \"L\": %d, \"params\": %lld, \"epochs\": %d, "
          "\"epochs_this_run\": %d, \"steps\": %lld, \"interrupted\": %s, ",
          c->d, c->h, c->L, (long long)r->params, r->epochs_done, r->epochs_this_call,
          (long long)r->steps, r->interrupted ? "true" : "false");
-  json_number("loss", have ? st->loss : NAN, ", ");
-  json_number("train_rate", have ? st->train_rate : NAN, ", ");
-  json_number("violation_ratio", have ? st->violation_ratio : NAN, ", ");
-  json_number("test_rate", have && st->has_test ? st->test.mean_rate : NAN, ", ");
-  json_number("test_violation_ratio", have && st->has_test ? st->test.violation_ratio : NAN, ", ");
-  json_number("test_lb_rate", have && st->has_test ? st->test.mean_lb_rate : NAN, ", ");
+  assoc_json_number(stdout, "loss", have ? st->loss : NAN, ", ");
+  assoc_json_number(stdout, "train_rate", have ? st->train_rate : NAN, ", ");
+  assoc_json_number(stdout, "violation_ratio", have ? st->violation_ratio : NAN, ", ");
+  assoc_json_number(stdout, "test_rate", have_test ? st->test.mean_rate : NAN, ", ");
+  assoc_json_number(stdout, "test_violation_ratio", have_test ? st->test.violation_ratio : NAN,
+                    ", ");
+  assoc_json_number(stdout, "test_lb_rate", have_test ? st->test.mean_lb_rate : NAN, ", ");
   printf("\"mu\": [");
   for (int m = 0; have && m < r->M; m++) printf("%s%.10g", m ? ", " : "", r->last_mu[m]);
   printf("], ");
-  json_number("lr", have ? st->lr : NAN, ", ");
-  json_number("seconds", r->seconds, ", ");
-  json_number("ms_per_step", have ? r->ms_per_step : NAN, ", ");
+  assoc_json_number(stdout, "lr", have ? st->lr : NAN, ", ");
+  assoc_json_number(stdout, "seconds", r->seconds, ", ");
+  assoc_json_number(stdout, "ms_per_step", have ? r->ms_per_step : NAN, ", ");
   printf("\"threads\": %d}\n", omp_get_max_threads());
 }
 

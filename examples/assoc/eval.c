@@ -1,13 +1,12 @@
 /* assoc eval CKPT DATA: the metrics of docs/models.md for a trained model on
  * any data set (other sizes and powers than the training ones included). */
-#include <getopt.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "assoc_cli.h"
+#include "cli.h"
 #include "sg_eval.h"
 #include "sg_train.h"
 
@@ -61,7 +60,8 @@ typedef struct eval_args {
   double es_max;
 } eval_args;
 
-static int eval_option(eval_args *a, int opt, const char *v) {
+static int eval_option(void *args, int opt, char *v) {
+  eval_args *a = args;
   const char *c = "eval";
   switch (opt) {
   case EV_JSON:
@@ -90,17 +90,14 @@ static int eval_option(eval_args *a, int opt, const char *v) {
 
 static int eval_parse(int argc, char **argv, eval_args *a) {
   *a = (eval_args){.batch = 256, .latency = 32, .es_max = 1e7};
-  optind = 1, opterr = 0;
-  for (int opt; (opt = getopt_long(argc, argv, "h", eval_options, NULL)) != -1;) {
-    if (opt == '?') return assoc_bad_option("eval", argv);
-    if (eval_option(a, opt, optarg)) return -1;
-  }
+  int first = assoc_parse_options("eval", argc, argv, eval_options, eval_option, a);
+  if (first < 0) return -1;
   if (a->help) return 0;
-  if (optind + 2 != argc) {
+  if (first + 2 != argc) {
     fprintf(stderr, "assoc eval: expected a checkpoint and a data set (see assoc eval --help)\n");
     return -1;
   }
-  a->ckpt = argv[optind], a->data = argv[optind + 1];
+  a->ckpt = argv[first], a->data = argv[first + 1];
   return 0;
 }
 
@@ -131,15 +128,13 @@ static void print_table(const eval_args *a, const sg_gnn *m, double scale, const
 static void print_json(const eval_args *a, const sg_gnn *m, double scale,
                        const sg_eval_metrics *x) {
   const sg_gnn_config *c = &m->cfg;
-  printf("{\"checkpoint\": ");
-  sg_json_string(stdout, a->ckpt);
-  printf(", \"data\": ");
-  sg_json_string(stdout, a->data);
-  printf(", \"model\": ");
-  sg_json_string(stdout, sg_gnn_variant_name(c->variant));
-  printf(", \"d\": %d, \"h\": %d, \"L\": %d, \"feature_scale\": ", c->d, c->h, c->L);
-  sg_json_number(stdout, scale);
-  printf(", \"metrics\": ");
+  printf("{");
+  assoc_json_string(stdout, "checkpoint", a->ckpt, ", ");
+  assoc_json_string(stdout, "data", a->data, ", ");
+  assoc_json_string(stdout, "model", sg_gnn_variant_name(c->variant), ", ");
+  printf("\"d\": %d, \"h\": %d, \"L\": %d, ", c->d, c->h, c->L);
+  assoc_json_number(stdout, "feature_scale", scale, ", ");
+  printf("\"metrics\": ");
   sg_eval_metrics_json(stdout, x);
   printf("}\n");
 }

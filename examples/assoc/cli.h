@@ -1,16 +1,18 @@
 /* The `assoc` command-line program: subcommands and shared helpers.
  *
- * To add a subcommand from another file: define
+ * To add a subcommand: define
  *   int assoc_cmd_NAME(int argc, char **argv)   (argv[0] is "NAME")
- * declare it below, add a row to the table in assoc.c and the file to the
- * executable's sources in examples/meson.build. A subcommand prints its
- * usage for --help (exit 0), and for bad arguments prints a message to
- * stderr and returns ASSOC_EXIT_USAGE. */
+ * in examples/assoc/NAME.c, declare it below, add a row to the table in
+ * main.c and the file to the executable's sources in examples/meson.build.
+ * A subcommand prints its usage for --help (exit 0), and for bad arguments
+ * prints a message to stderr and returns ASSOC_EXIT_USAGE. */
 #ifndef ASSOC_CLI_H
 #define ASSOC_CLI_H
 
+#include <getopt.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "sg_system.h"
 
@@ -30,6 +32,25 @@ int assoc_cmd_eval(int argc, char **argv);
 int assoc_cmd_ablation(int argc, char **argv);
 int assoc_cmd_params(int argc, char **argv);
 
+/* ---- options ------------------------------------------------------------------------ */
+
+/* Applies one option of a subcommand to its argument struct `args`: `opt`
+ * is the option's value in its struct option table ('h' for -h/--help),
+ * `value` its argument (NULL for a flag; writable, so lists may be split in
+ * place). Returns 0 to go on, ASSOC_OPTIONS_STOP to stop reading options,
+ * or -1 after printing a message. */
+enum { ASSOC_OPTIONS_STOP = 1 };
+typedef int (*assoc_option_fn)(void *args, int opt, char *value);
+
+/* Reads the options of subcommand `cmd` (argv[0] is its name) with
+ * getopt_long and `options` (which should map "help" to 'h'; -h is always
+ * accepted), calling `apply` for each. Options and operands may be mixed:
+ * the operands end up at the end of argv. Returns the index of the first
+ * operand, or -1 after printing a message (an unknown option, a missing
+ * value, or -1 from `apply`). */
+int assoc_parse_options(const char *cmd, int argc, char **argv, const struct option *options,
+                        assoc_option_fn apply, void *args);
+
 /* Strict number parsing for option `opt`: the whole text must be a number in
  * [lo, hi]; otherwise prints "assoc CMD: bad value ... for --opt" and
  * returns -1. */
@@ -39,10 +60,18 @@ int assoc_parse_i64(const char *cmd, const char *opt, const char *text, int64_t 
 int assoc_parse_u64(const char *cmd, const char *opt, const char *text, uint64_t hi, uint64_t *out);
 int assoc_parse_double(const char *cmd, const char *opt, const char *text, double lo, double hi,
                        double *out);
-/* Reports the option getopt_long rejected ('?' with opterr = 0); returns -1. */
-int assoc_bad_option(const char *cmd, char **argv);
 /* Sets the OpenMP thread count (T >= 1). */
 void assoc_set_threads(int threads);
+
+/* ---- JSON output -------------------------------------------------------------------- */
+
+/* `"key": value` and then `sep` (e.g. ", " or "}"). Numbers are written
+ * with sg_json_number (10 significant digits, null when not finite),
+ * strings with sg_json_string (escaped); a NULL string is null. */
+void assoc_json_number(FILE *f, const char *key, double v, const char *sep);
+void assoc_json_string(FILE *f, const char *key, const char *s, const char *sep);
+
+/* ---- progress ----------------------------------------------------------------------- */
 
 /* Progress reporting on stderr, only when stderr is a terminal, `enabled`,
  * and the run has lasted over half a second. Use assoc_progress as an

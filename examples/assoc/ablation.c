@@ -1,0 +1,334 @@
+/* assoc ablation: the ablation study of the paper (Table 1, Figures 2b, 3a,
+ * 3b, 4a) at a CPU-sized configuration. Trains the four GNN variants on one
+ * training set, evaluates them and the baselines on a test set, prints a
+ * Table-1-like table beside the paper's numbers, writes ablation.json,
+ * table.md, the CSV logs and curves, and plots them with gnuplot. See
+ * docs/ablation.md. */
+#include <errno.h>
+#include <omp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ablation.h"
+
+/* Exit status when every result was written but the plots were skipped
+ * because gnuplot is missing or failed (never silently). */
+enum { ABLATION_EXIT_NO_PLOTS = 3 };
+
+static const char ablation_help[] =
+    "usage: assoc ablation [--quick] [--out DIR] [options]\n"
+    "\n"
+    "Trains AttSKGS-, SKGS-, GS- and SMA-GNN on one generated training set of\n"
+    "the paper scenario (M 2, N 4, K 8, 30 dBm), evaluates them and the\n"
+    "baselines on a test set, prints a Table-1-like table beside the paper's\n"
+    "numbers and writes to DIR: ablation.json, table.md, test.npz, one\n"
+    "checkpoint and training log (CSV) per model, curve_k.csv (sum-rate\n"
+    "against K, trained on K 8, no retraining), onehot.dat, plots.gp and the\n"
+    "PNG plots (gnuplot). Exit status 3: results written, plots skipped.\n"
+    "\n"
+    "The default run takes about 30 minutes on 2 cores; --quick a few minutes.\n"
+    "\n"
+    "  --quick                 the small configuration (see docs/ablation.md)\n"
+    "  --out DIR               output directory (default ablation-out; created)\n"
+    "  --models LIST           comma-separated subset of AttSKGS,SKGS,GS,SMA\n"
+    "  --epochs E              training epochs\n"
+    "  --batches-per-epoch n   mini-batches per epoch\n"
+    "  --batch B               mini-batch size\n"
+    "  --d D, --h H, --layers L   model widths and depth\n"
+    "  --lr-max X, --lr-min X  cosine-annealing range\n"
+    "  --t0 E, --t-mult m      warm-restart period (epochs) and multiplier\n"
+    "  --t-mu E                dual update of mu every E epochs\n"
+    "  --delta X, --tau X      load margin and Gumbel temperature\n"
+    "  --sk-balanced           balanced Sinkhorn (no kink at the cap; see assoc train)\n"
+    "  --train-samples S, --val-samples S, --test-samples S, --curve-samples S\n"
+    "  --k-max K               largest K of the sum-rate-against-K curve\n"
+    "  --seed X                seed of data and models (default 1)\n"
+    "  --threads T             OpenMP threads (default: OMP_NUM_THREADS or all)\n"
+    "  --no-plots              do not run gnuplot\n"
+    "  --quiet                 no progress on stderr\n"
+    "  -h, --help              this help\n";
+
+/* The default (about 30 minutes on 2 cores) and --quick configurations. */
+static void set_defaults(abl_args *a, bool quick) {
+  sg_train_config *c = &a->train;
+  *c = sg_train_config_default(SG_GNN_ATTSKGS);
+  c->d = quick ? 32 : 64;
+  c->h = quick ? 64 : 128;
+  c->L = 2;
+  c->batch = 64;
+  c->batches_per_epoch = quick ? 20 : 50;
+  c->epochs = quick ? 30 : 120;
+  c->lr_min = 1e-6, c->lr_max = 1e-3;
+  c->t0 = quick ? 10 : 40, c->t_mult = 2; /* periods t0 + 2 t0 = all epochs */
+  c->t_mu = quick ? 5 : 20;
+  c->eval_batch = 256;
+  a->train_samples = quick ? 4000 : 20000;
+  a->val_samples = quick ? 200 : 500;
+  a->test_samples = quick ? 1000 : 2000;
+  a->curve_samples = quick ? 300 : 1000;
+  a->k_min = 4, a->k_max = 12, a->k_step = quick ? 2 : 1;
+}
+
+enum abl_option {
+  AB_QUICK = 1000,
+  AB_OUT,
+  AB_MODELS,
+  AB_EPOCHS,
+  AB_BPE,
+  AB_BATCH,
+  AB_D,
+  AB_H,
+  AB_LAYERS,
+  AB_LR_MAX,
+  AB_LR_MIN,
+  AB_T0,
+  AB_T_MULT,
+  AB_T_MU,
+  AB_DELTA,
+  AB_TAU,
+  AB_TRAIN_S,
+  AB_VAL_S,
+  AB_TEST_S,
+  AB_CURVE_S,
+  AB_K_MAX,
+  AB_SEED,
+  AB_THREADS,
+  AB_NO_PLOTS,
+  AB_QUIET,
+  AB_SK_BALANCED,
+};
+
+static const struct option abl_options[] = {
+    {"quick", no_argument, NULL, AB_QUICK},
+    {"out", required_argument, NULL, AB_OUT},
+    {"models", required_argument, NULL, AB_MODELS},
+    {"epochs", required_argument, NULL, AB_EPOCHS},
+    {"batches-per-epoch", required_argument, NULL, AB_BPE},
+    {"batch", required_argument, NULL, AB_BATCH},
+    {"d", required_argument, NULL, AB_D},
+    {"h", required_argument, NULL, AB_H},
+    {"layers", required_argument, NULL, AB_LAYERS},
+    {"lr-max", required_argument, NULL, AB_LR_MAX},
+    {"lr-min", required_argument, NULL, AB_LR_MIN},
+    {"t0", required_argument, NULL, AB_T0},
+    {"t-mult", required_argument, NULL, AB_T_MULT},
+    {"t-mu", required_argument, NULL, AB_T_MU},
+    {"delta", required_argument, NULL, AB_DELTA},
+    {"tau", required_argument, NULL, AB_TAU},
+    {"train-samples", required_argument, NULL, AB_TRAIN_S},
+    {"val-samples", required_argument, NULL, AB_VAL_S},
+    {"test-samples", required_argument, NULL, AB_TEST_S},
+    {"curve-samples", required_argument, NULL, AB_CURVE_S},
+    {"k-max", required_argument, NULL, AB_K_MAX},
+    {"seed", required_argument, NULL, AB_SEED},
+    {"threads", required_argument, NULL, AB_THREADS},
+    {"no-plots", no_argument, NULL, AB_NO_PLOTS},
+    {"sk-balanced", no_argument, NULL, AB_SK_BALANCED},
+    {"quiet", no_argument, NULL, AB_QUIET},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+static int parse_models(char *list, bool *use) {
+  for (int v = 0; v < SG_GNN_VARIANT_COUNT; v++) use[v] = false;
+  for (char *save, *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    int v = sg_gnn_variant_parse(tok);
+    if (v < 0) {
+      fprintf(stderr, "assoc ablation: unknown model '%s' (AttSKGS, SKGS, GS, SMA)\n", tok);
+      return -1;
+    }
+    use[v] = true;
+  }
+  return 0;
+}
+
+static int abl_option_int(abl_args *a, int opt, const char *v) {
+  const char *c = "ablation";
+  sg_train_config *t = &a->train;
+  int k;
+  switch (opt) {
+  case AB_EPOCHS:
+    return assoc_parse_int(c, "epochs", v, 1, 1000000, &t->epochs);
+  case AB_BPE:
+    return assoc_parse_i64(c, "batches-per-epoch", v, 1, 1 << 30, &t->batches_per_epoch);
+  case AB_BATCH:
+    return assoc_parse_i64(c, "batch", v, 1, 1 << 20, &t->batch);
+  case AB_D:
+    return assoc_parse_int(c, "d", v, 1, 1 << 16, &t->d);
+  case AB_H:
+    return assoc_parse_int(c, "h", v, 1, 1 << 16, &t->h);
+  case AB_LAYERS:
+    return assoc_parse_int(c, "layers", v, 1, 64, &t->L);
+  case AB_T_MULT:
+    return assoc_parse_int(c, "t-mult", v, 1, 64, &t->t_mult);
+  case AB_T_MU:
+    return assoc_parse_int(c, "t-mu", v, 1, 1000000, &t->t_mu);
+  case AB_TRAIN_S:
+    return assoc_parse_i64(c, "train-samples", v, 1, 100000000, &a->train_samples);
+  case AB_VAL_S:
+    return assoc_parse_i64(c, "val-samples", v, 1, 100000000, &a->val_samples);
+  case AB_TEST_S:
+    return assoc_parse_i64(c, "test-samples", v, ONEHOT_SAMPLES, 100000000, &a->test_samples);
+  case AB_CURVE_S:
+    return assoc_parse_i64(c, "curve-samples", v, 1, 100000000, &a->curve_samples);
+  case AB_K_MAX:
+    if (assoc_parse_int(c, "k-max", v, a->k_min, 16, &k)) return -1;
+    return a->k_max = k, 0;
+  case AB_SEED:
+    return assoc_parse_u64(c, "seed", v, (UINT64_C(1) << 62), &a->seed);
+  case AB_THREADS:
+    return assoc_parse_int(c, "threads", v, 1, 4096, &a->threads);
+  default:
+    return 1; /* not an integer option */
+  }
+}
+
+static int abl_option(void *args, int opt, char *v) {
+  abl_args *a = args;
+  const char *c = "ablation";
+  sg_train_config *t = &a->train;
+  int rc = abl_option_int(a, opt, v);
+  if (rc <= 0) return rc;
+  switch (opt) {
+  case AB_QUICK: /* already applied by abl_parse, before the other options */
+    return 0;
+  case AB_OUT:
+    return a->out = v, 0;
+  case AB_MODELS:
+    return parse_models(v, a->use);
+  case AB_LR_MAX:
+    return assoc_parse_double(c, "lr-max", v, 0, 10, &t->lr_max);
+  case AB_LR_MIN:
+    return assoc_parse_double(c, "lr-min", v, 0, 10, &t->lr_min);
+  case AB_T0:
+    return assoc_parse_double(c, "t0", v, 1e-3, 1e9, &t->t0);
+  case AB_DELTA:
+    return assoc_parse_double(c, "delta", v, 0, 1e6, &t->delta);
+  case AB_TAU:
+    return assoc_parse_double(c, "tau", v, 1e-3, 1e3, &t->tau);
+  case AB_NO_PLOTS:
+    return a->no_plots = true, 0;
+  case AB_SK_BALANCED:
+    return a->train.sk_balanced = 1, 0;
+  case AB_QUIET:
+    return a->quiet = true, 0;
+  case 'h':
+    return a->help = true, 0;
+  default:
+    return -1;
+  }
+}
+
+static int abl_parse(int argc, char **argv, abl_args *a) {
+  *a = (abl_args){.out = "ablation-out", .seed = 1};
+  for (int v = 0; v < SG_GNN_VARIANT_COUNT; v++) a->use[v] = true;
+  /* --quick sets the defaults that later options then override. */
+  for (int i = 1; i < argc; i++) a->quick |= !strcmp(argv[i], "--quick");
+  set_defaults(a, a->quick);
+  int first = assoc_parse_options("ablation", argc, argv, abl_options, abl_option, a);
+  if (first < 0) return -1;
+  if (first != argc) {
+    fprintf(stderr, "assoc ablation: unexpected argument '%s' (see --help)\n", argv[first]);
+    return -1;
+  }
+  a->train.seed = a->seed;
+  a->train.threads = a->threads;
+  char msg[256];
+  if (sg_train_config_check(&a->train, msg, sizeof msg)) {
+    fprintf(stderr, "assoc ablation: %s\n", msg);
+    return -1;
+  }
+  return 0;
+}
+
+/* ---- shared by the parts ---------------------------------------------------------------- */
+
+void abl_note(const abl_args *a, const char *fmt, ...) {
+  if (a->quiet) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fflush(stderr);
+}
+
+void abl_path_in(char *buf, size_t len, const char *dir, const char *name) {
+  snprintf(buf, len, "%s/%s", dir, name);
+}
+
+static int make_dir(const char *dir) {
+  if (mkdir(dir, 0777) == 0 || errno == EEXIST) {
+    struct stat st;
+    if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode)) return 0;
+  }
+  fprintf(stderr, "assoc ablation: cannot create the directory %s: %s\n", dir,
+          errno ? strerror(errno) : "not a directory");
+  return -1;
+}
+
+/* ---- the command ---------------------------------------------------------------------- */
+
+static void free_run(abl_run *r) {
+  for (int i = 0; i < r->n_models; i++) sg_gnn_free(r->models[i].model);
+  sg_dataset_free(&r->train), sg_dataset_free(&r->val), sg_dataset_free(&r->test);
+  free(r->es_assoc), free(r->es_rate), free(r->curve.lb), free(r->curve.nv);
+}
+
+static void print_header(const abl_args *a) {
+  const sg_train_config *c = &a->train;
+  printf("ablation (%s): M 2, N 4, K 8, 30 dBm; d %d, h %d, L %d, tau %g, T %d%s; %d epochs x %lld "
+         "mini-batches of %lld; lr %g..%g, T0 %g, T_mult %d, T_mu %d, delta %g; samples: train "
+         "%lld, val %lld, test %lld; seed %llu; %d threads\n\n",
+         a->quick ? "--quick" : "default", c->d, c->h, c->L, c->tau, c->sk_iters,
+         c->sk_balanced ? " (balanced)" : "", c->epochs, (long long)c->batches_per_epoch,
+         (long long)c->batch, c->lr_min, c->lr_max, c->t0, c->t_mult, c->t_mu, c->delta,
+         (long long)a->train_samples, (long long)a->val_samples, (long long)a->test_samples,
+         (unsigned long long)a->seed, omp_get_max_threads());
+}
+
+static void warn_if_loaded(const abl_args *a) {
+  double load[1];
+  int cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
+  const char *wait = getenv("OMP_WAIT_POLICY");
+  if (getloadavg(load, 1) == 1 && load[0] > cores && omp_get_max_threads() > 1 &&
+      !(wait && !strcasecmp(wait, "passive")))
+    abl_note(a,
+             "assoc ablation: note: load average %.1f on %d cores: other processes share the "
+             "cores, so the times reported here will be much longer than on an idle machine\n",
+             load[0], cores);
+}
+
+static int run_ablation(abl_run *r) {
+  const abl_args *a = r->a;
+  double t0 = omp_get_wtime();
+  if (make_dir(a->out) || abl_train(r) || abl_evaluate(r) || abl_write_results(r)) return -1;
+  const char *plots = abl_make_plots(r);
+  r->seconds_total = omp_get_wtime() - t0;
+  if (abl_write_json(r, plots)) return -1;
+  print_header(a);
+  abl_write_table(stdout, r);
+  printf("\nviolations: one-hot (row argmax) overloads some BS; LB: overloaded BSs keep the N UEs "
+         "of largest a~ (baselines: strongest links); no-violation rounding: max-weight "
+         "assignment on log A~; paper columns: Table 1 (MRT rows; A100 times). Total %.1f min. "
+         "Results in %s/ (plots: %s).\n",
+         r->seconds_total / 60, a->out, plots);
+  return strncmp(plots, "skipped", 7) ? 0 : ABLATION_EXIT_NO_PLOTS;
+}
+
+int assoc_cmd_ablation(int argc, char **argv) {
+  abl_args a;
+  if (abl_parse(argc, argv, &a)) return ASSOC_EXIT_USAGE;
+  if (a.help) return fputs(ablation_help, stdout), ASSOC_EXIT_OK;
+  if (a.threads) assoc_set_threads(a.threads);
+  warn_if_loaded(&a);
+  abl_run r = {.a = &a};
+  int rc = run_ablation(&r);
+  free_run(&r);
+  if (rc < 0) return ASSOC_EXIT_FAIL;
+  return rc;
+}

@@ -1,0 +1,118 @@
+/* Helpers shared by the subcommands of `assoc`: option parsing, strict
+ * number parsing, JSON fields and progress display (see cli.h). */
+#include "cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "sg_eval.h"
+
+static int bad_value(const char *cmd, const char *opt, const char *text, const char *range) {
+  fprintf(stderr, "assoc %s: bad value '%s' for --%s (expected %s)\n", cmd, text, opt, range);
+  return -1;
+}
+
+int assoc_parse_i64(const char *cmd, const char *opt, const char *text, int64_t lo, int64_t hi,
+                    int64_t *out) {
+  char *end, range[96];
+  errno = 0;
+  long long v = strtoll(text, &end, 10);
+  snprintf(range, sizeof range, "an integer in %lld..%lld", (long long)lo, (long long)hi);
+  if (errno || end == text || *end || v < lo || v > hi) return bad_value(cmd, opt, text, range);
+  *out = v;
+  return 0;
+}
+
+int assoc_parse_int(const char *cmd, const char *opt, const char *text, long lo, long hi,
+                    int *out) {
+  int64_t v;
+  if (assoc_parse_i64(cmd, opt, text, lo, hi, &v)) return -1;
+  *out = (int)v;
+  return 0;
+}
+
+int assoc_parse_u64(const char *cmd, const char *opt, const char *text, uint64_t hi,
+                    uint64_t *out) {
+  char *end, range[96];
+  errno = 0;
+  unsigned long long v = strtoull(text, &end, 10);
+  snprintf(range, sizeof range, "an integer in 0..%llu", (unsigned long long)hi);
+  if (errno || end == text || *end || text[0] == '-' || v > hi)
+    return bad_value(cmd, opt, text, range);
+  *out = v;
+  return 0;
+}
+
+int assoc_parse_double(const char *cmd, const char *opt, const char *text, double lo, double hi,
+                       double *out) {
+  char *end, range[96];
+  errno = 0;
+  double v = strtod(text, &end);
+  snprintf(range, sizeof range, "a number in [%g, %g]", lo, hi);
+  if (errno || end == text || *end || !isfinite(v) || v < lo || v > hi)
+    return bad_value(cmd, opt, text, range);
+  *out = v;
+  return 0;
+}
+
+void assoc_set_threads(int threads) {
+  omp_set_num_threads(threads);
+}
+
+/* getopt_long returned '?' (opterr 0): an unknown option or a missing value. */
+static int bad_option(const char *cmd, char **argv) {
+  fprintf(stderr, "assoc %s: unknown option or missing value: '%s' (see assoc %s --help)\n", cmd,
+          optind > 0 ? argv[optind - 1] : "?", cmd);
+  return -1;
+}
+
+int assoc_parse_options(const char *cmd, int argc, char **argv, const struct option *options,
+                        assoc_option_fn apply, void *args) {
+  optind = 1, opterr = 0; /* every subcommand starts afresh; messages are ours */
+  for (int opt; (opt = getopt_long(argc, argv, "h", options, NULL)) != -1;) {
+    if (opt == '?') return bad_option(cmd, argv);
+    int rc = apply(args, opt, optarg);
+    if (rc < 0) return -1;
+    if (rc == ASSOC_OPTIONS_STOP) break;
+  }
+  return optind;
+}
+
+void assoc_json_number(FILE *f, const char *key, double v, const char *sep) {
+  fprintf(f, "\"%s\": ", key);
+  sg_json_number(f, v);
+  fputs(sep, f);
+}
+
+void assoc_json_string(FILE *f, const char *key, const char *s, const char *sep) {
+  fprintf(f, "\"%s\": ", key);
+  if (s)
+    sg_json_string(f, s);
+  else
+    fputs("null", f);
+  fputs(sep, f);
+}
+
+void assoc_progress_init(assoc_progress_state *st, bool enabled) {
+  st->enabled = enabled && isatty(STDERR_FILENO);
+  st->shown = false;
+  st->start = omp_get_wtime();
+}
+
+void assoc_progress(void *state, const char *what, int64_t done, int64_t total) {
+  assoc_progress_state *st = state;
+  if (!st || !st->enabled || omp_get_wtime() - st->start < 0.5) return;
+  fprintf(stderr, "\r  %-16s %lld/%lld samples (%.0f%%)   ", what, (long long)done,
+          (long long)total, 100.0 * (double)done / (double)total);
+  st->shown = true;
+}
+
+void assoc_progress_clear(assoc_progress_state *st) {
+  if (st->shown) fprintf(stderr, "\r%60s\r", "");
+  st->shown = false;
+}

@@ -1,0 +1,185 @@
+/* assoc gen: generates a data set of the wireless scenario (docs/system.md). */
+#include <omp.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+static const char gen_help[] =
+    "usage: assoc gen --samples S --out FILE [options]\n"
+    "\n"
+    "Generates S samples of the wireless scenario of docs/system.md and writes\n"
+    "them as a zlib-compressed .npz (schema in docs/system.md). Sample s depends\n"
+    "only on (seed, s): the same for every thread count and every S > s.\n"
+    "\n"
+    "  --samples S          number of samples (required)\n"
+    "  --out FILE           output .npz (required)\n"
+    "  --seed X             seed, 0..2^63-1 (default 1)\n"
+    "  --bs M               base stations (default 2)\n"
+    "  --antennas N         antennas per BS, also the BS load limit (default 4)\n"
+    "  --ues K              users (default 8)\n"
+    "  --pt-dbm P           transmit power per BS in dBm (default 30)\n"
+    "  --area A             side of the square area in m (default 200)\n"
+    "  --bs-height H        BS height in m (default 10)\n"
+    "  --ue-height H        UE height in m (default 1.5)\n"
+    "  --noise-dbm-hz D     noise density in dBm/Hz (default -174)\n"
+    "  --bandwidth-hz B     bandwidth in Hz (default 1e9)\n"
+    "  --noise-figure-db F  noise figure in dB (default 0)\n"
+    "  --path-mean L        Poisson mean of the path count (default 1.8)\n"
+    "  --outage             add the outage link state (h = 0)\n"
+    "  --threads T          OpenMP threads (default: OMP_NUM_THREADS or all)\n"
+    "  --quiet              no progress or summary\n"
+    "  -h, --help           this help\n";
+
+enum gen_option {
+  GEN_SAMPLES = 1000,
+  GEN_OUT,
+  GEN_SEED,
+  GEN_BS,
+  GEN_ANTENNAS,
+  GEN_UES,
+  GEN_PT,
+  GEN_AREA,
+  GEN_BS_HEIGHT,
+  GEN_UE_HEIGHT,
+  GEN_NOISE_HZ,
+  GEN_BANDWIDTH,
+  GEN_NOISE_FIGURE,
+  GEN_PATH_MEAN,
+  GEN_OUTAGE,
+  GEN_THREADS,
+  GEN_QUIET,
+};
+
+static const struct option gen_options[] = {
+    {"samples", required_argument, NULL, GEN_SAMPLES},
+    {"out", required_argument, NULL, GEN_OUT},
+    {"seed", required_argument, NULL, GEN_SEED},
+    {"bs", required_argument, NULL, GEN_BS},
+    {"antennas", required_argument, NULL, GEN_ANTENNAS},
+    {"ues", required_argument, NULL, GEN_UES},
+    {"pt-dbm", required_argument, NULL, GEN_PT},
+    {"area", required_argument, NULL, GEN_AREA},
+    {"bs-height", required_argument, NULL, GEN_BS_HEIGHT},
+    {"ue-height", required_argument, NULL, GEN_UE_HEIGHT},
+    {"noise-dbm-hz", required_argument, NULL, GEN_NOISE_HZ},
+    {"bandwidth-hz", required_argument, NULL, GEN_BANDWIDTH},
+    {"noise-figure-db", required_argument, NULL, GEN_NOISE_FIGURE},
+    {"path-mean", required_argument, NULL, GEN_PATH_MEAN},
+    {"outage", no_argument, NULL, GEN_OUTAGE},
+    {"threads", required_argument, NULL, GEN_THREADS},
+    {"quiet", no_argument, NULL, GEN_QUIET},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+typedef struct gen_args {
+  sg_scenario sc;
+  int64_t samples;
+  const char *out;
+  int threads;
+  bool quiet, help;
+} gen_args;
+
+/* Applies one option (an assoc_option_fn); 0 or -1 (message printed). */
+static int gen_option(void *args, int opt, char *v) {
+  gen_args *a = args;
+  const char *c = "gen";
+  sg_scenario *sc = &a->sc;
+  switch (opt) {
+  case GEN_SAMPLES:
+    return assoc_parse_i64(c, "samples", v, 1, INT64_C(1) << 40, &a->samples);
+  case GEN_OUT:
+    a->out = v;
+    return 0;
+  case GEN_SEED:
+    return assoc_parse_u64(c, "seed", v, (UINT64_C(1) << 63) - 1, &sc->seed);
+  case GEN_BS:
+    return assoc_parse_int(c, "bs", v, 1, SG_MAX_BS, &sc->M);
+  case GEN_ANTENNAS:
+    return assoc_parse_int(c, "antennas", v, 1, SG_MAX_ANTENNAS, &sc->N);
+  case GEN_UES:
+    return assoc_parse_int(c, "ues", v, 1, SG_MAX_UES, &sc->K);
+  case GEN_PT:
+    return assoc_parse_double(c, "pt-dbm", v, -100, 100, &sc->pt_dbm);
+  case GEN_AREA:
+    return assoc_parse_double(c, "area", v, 1, 1e6, &sc->area_m);
+  case GEN_BS_HEIGHT:
+    return assoc_parse_double(c, "bs-height", v, 0, 1e4, &sc->bs_height_m);
+  case GEN_UE_HEIGHT:
+    return assoc_parse_double(c, "ue-height", v, 0, 1e4, &sc->ue_height_m);
+  case GEN_NOISE_HZ:
+    return assoc_parse_double(c, "noise-dbm-hz", v, -250, 0, &sc->noise_dbm_hz);
+  case GEN_BANDWIDTH:
+    return assoc_parse_double(c, "bandwidth-hz", v, 1, 1e12, &sc->bandwidth_hz);
+  case GEN_NOISE_FIGURE:
+    return assoc_parse_double(c, "noise-figure-db", v, 0, 100, &sc->noise_figure_db);
+  case GEN_PATH_MEAN:
+    return assoc_parse_double(c, "path-mean", v, 1e-6, 50, &sc->path_mean);
+  case GEN_OUTAGE:
+    sc->outage = true;
+    return 0;
+  case GEN_THREADS:
+    return assoc_parse_int(c, "threads", v, 1, 4096, &a->threads);
+  case GEN_QUIET:
+    a->quiet = true;
+    return 0;
+  case 'h':
+    a->help = true;
+    return 0;
+  default:
+    return -1;
+  }
+}
+
+static int gen_parse(int argc, char **argv, gen_args *a) {
+  *a = (gen_args){.sc = sg_scenario_default()};
+  int first = assoc_parse_options("gen", argc, argv, gen_options, gen_option, a);
+  if (first < 0) return -1;
+  if (a->help) return 0;
+  if (first < argc) {
+    fprintf(stderr, "assoc gen: unexpected argument '%s'\n", argv[first]);
+    return -1;
+  }
+  if (!a->samples || !a->out) {
+    fprintf(stderr, "assoc gen: --samples and --out are required (see assoc gen --help)\n");
+    return -1;
+  }
+  char msg[256];
+  if (sg_scenario_check(&a->sc, msg, sizeof msg)) {
+    fprintf(stderr, "assoc gen: %s\n", msg);
+    return -1;
+  }
+  return 0;
+}
+
+int assoc_cmd_gen(int argc, char **argv) {
+  gen_args a;
+  if (gen_parse(argc, argv, &a)) return ASSOC_EXIT_USAGE;
+  if (a.help) return fputs(gen_help, stdout), ASSOC_EXIT_OK;
+  if (a.threads) assoc_set_threads(a.threads);
+  bool tty = !a.quiet && isatty(STDERR_FILENO);
+  double t0 = omp_get_wtime();
+  sg_dataset ds;
+  char msg[256];
+  if (sg_generate(&a.sc, a.samples, &ds, msg, sizeof msg)) {
+    fprintf(stderr, "assoc gen: %s\n", msg);
+    return ASSOC_EXIT_FAIL;
+  }
+  double t1 = omp_get_wtime();
+  if (tty) fprintf(stderr, "  writing %s ...", a.out);
+  sg_io_error err;
+  int rc = sg_dataset_save(&ds, a.out, &err);
+  if (tty) fprintf(stderr, "\r%60s\r", "");
+  double t2 = omp_get_wtime();
+  sg_dataset_free(&ds);
+  if (rc) {
+    fprintf(stderr, "assoc gen: %s\n", err.msg);
+    return ASSOC_EXIT_FAIL;
+  }
+  if (!a.quiet)
+    printf("wrote %s: %lld samples, M=%d N=%d K=%d, seed %llu (generate %.2f s, write %.2f s)\n",
+           a.out, (long long)a.samples, a.sc.M, a.sc.N, a.sc.K, (unsigned long long)a.sc.seed,
+           t1 - t0, t2 - t1);
+  return ASSOC_EXIT_OK;
+}
