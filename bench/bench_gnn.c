@@ -575,7 +575,7 @@ static void set_provider_threads(int threads) {
 #endif
 
 /* The library's own path for the same product: sg_linear (which for BLIS
- * copies W^T first; see ops/matmul.c). */
+ * copies W^T first; see ops/gemm/route.c). */
 static double linear_gflops(int m, int n, int k, int reps) {
   sg_graph *g = sg_graph_new();
   sg_set_grad_enabled(g, false);

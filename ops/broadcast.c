@@ -29,6 +29,11 @@ bool sg_check_same_dtype(const sg_graph *g, const char *op, int n, sg_tensor *co
   return true;
 }
 
+void sg_shape_strs(const sg_tensor *a, char *sa, const sg_tensor *b, char *sb) {
+  sg_shape_str(a->ndim, a->shape, sa);
+  if (b) sg_shape_str(b->ndim, b->shape, sb);
+}
+
 /* Drops size-1 output dims, then merges neighbours that every operand walks
  * contiguously, so that the inner loop is as long as possible. */
 static void merge_dims(sg_bcast *p, int out_ndim, const int64_t *out_shape,

@@ -50,6 +50,11 @@ int sg_norm_axis(const sg_graph *g, const char *op, const sg_tensor *t, int axis
  * error was reported) and all share a dtype (reported). */
 bool sg_check_same_dtype(const sg_graph *g, const char *op, int n, sg_tensor *const *ts);
 
+/* Formats the shapes of a and b (b may be NULL) into sa and sb as
+ * sg_shape_str does; for error paths only, since it costs more than a small
+ * op's bookkeeping. */
+void sg_shape_strs(const sg_tensor *a, char *sa, const sg_tensor *b, char *sb);
+
 /* The broadcast of n operands against a common output shape, with
  * dimensions merged where possible. Operand i's element for output position
  * (row r, column j) is at row_offset(i, r) + j * inner_stride[i]. */

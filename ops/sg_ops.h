@@ -72,7 +72,7 @@ sg_tensor *(sg_mean_all)(sg_graph *g, sg_tensor *a);
 #define sg_sum_all(g, ...) (sg_sum_all)(SG_AT(g), __VA_ARGS__)
 #define sg_mean_all(g, ...) (sg_mean_all)(SG_AT(g), __VA_ARGS__)
 
-/* ---- matrix products (ops/matmul.c) ------------------------------------ */
+/* ---- matrix products (ops/matmul.c, ops/linear.c) ---------------------- */
 /* a [..., m, k] @ b [..., k, n] -> [..., m, n] (with trans_a, a is
  * [..., k, m]; with trans_b, b is [..., n, k]). Batch dims broadcast. */
 sg_tensor *(sg_matmul)(sg_graph *g, sg_tensor *a, sg_tensor *b, bool trans_a, bool trans_b);

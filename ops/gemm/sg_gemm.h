@@ -1,4 +1,5 @@
-/* Internal matrix-product kernels (not installed).
+/* Internal matrix-product kernels (not installed), for the ops that take
+ * matrix products (ops/matmul.c, ops/linear.c) and the tests.
  *
  * C = alpha * op(A) op(B) + beta * C on row-major matrices, where op(A) is
  * m x k (A itself is k x m when trans_a) and op(B) is k x n (B is n x k when
@@ -13,7 +14,7 @@
  * sg_gemm_reference is the in-tree, cache-blocked kernel, compiled in every
  * build (tests compare the two). Both may use every OpenMP thread: never
  * call them inside a parallel region. Results never depend on the number of
- * threads (matmul.c explains what that takes from each provider).
+ * threads (route.c explains what that takes from each provider).
  *
  * scratch: sg_gemm_scratch_bytes(...) bytes for the reference kernel's
  * packed panels or the split-k partial product (0 when the provider takes
@@ -55,6 +56,9 @@ typedef struct sg_gemm_args {
   void *scratch; /* as for sg_gemm */
 } sg_gemm_args;
 
+/* sg_gemm with its arguments in one struct. */
+void sg_gemm_run(const sg_gemm_args *p);
+
 /* Two independent products (p's C must not overlap q's operands or C):
  * mid-sized pairs run one product per thread, each on one thread (the two
  * products of a Linear backward have equal work; one per core beats each
@@ -72,5 +76,17 @@ size_t sg_gemm_reference_scratch_bytes(sg_dtype dt, int64_t m, int64_t n, int64_
 void sg_gemm_serial(sg_dtype dt, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
                     double alpha, const void *a, int64_t lda, const void *b, int64_t ldb,
                     double beta, void *c, int64_t ldc, void *scratch);
+
+/* Scratch for one sg_gemm call from g's arena (sg_gemm_scratch_bytes; NULL
+ * when the product takes none), and its release once the product is done:
+ * the reference kernel's packed panels are a fixed size per call, so kept
+ * they would add up over a forward's many products. The _args forms take
+ * the sizes from p; sg_gemm_args_scratch_done releases p->scratch. */
+void *sg_gemm_scratch(sg_graph *g, sg_dtype dt, bool trans_a, bool trans_b, int64_t m, int64_t n,
+                      int64_t k);
+void sg_gemm_scratch_done(sg_graph *g, void *scratch, sg_dtype dt, bool trans_a, bool trans_b,
+                          int64_t m, int64_t n, int64_t k);
+void *sg_gemm_args_scratch(sg_graph *g, const sg_gemm_args *p);
+void sg_gemm_args_scratch_done(sg_graph *g, const sg_gemm_args *p);
 
 #endif
