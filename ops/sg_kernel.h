@@ -1,7 +1,6 @@
 /* Internal helpers shared by the op implementations (not installed).
  *
- * - SG_DISPATCH instantiates a block once for float and once for double;
- *   inside it, T is the element type and <tgmath.h> picks expf or exp.
+ * - SG_DISPATCH and SG_PARALLEL_IF (tensor/sg_dispatch.h).
  * - Broadcast plans walk NumPy-broadcast operands row by row.
  * - Vector math (exp, log, tanh) through SLEEF.
  * - Threading: loops run in parallel above SG_PAR_MIN elements; every output
@@ -14,34 +13,7 @@
 #include <tgmath.h>
 
 #include "sg_autograd.h"
-
-#define SG_DISPATCH(dt, T, ...)                                                                    \
-  do {                                                                                             \
-    if ((dt) == SG_F32) {                                                                          \
-      typedef float T;                                                                             \
-      __VA_ARGS__                                                                                  \
-    } else {                                                                                       \
-      typedef double T;                                                                            \
-      __VA_ARGS__                                                                                  \
-    }                                                                                              \
-  } while (0)
-
-/* Below this many elements a loop runs on one thread: forking costs more. */
-enum { SG_PAR_MIN = 1 << 15 };
-
-/* `loop` (a for statement) across the OpenMP threads when cond holds, else
- * on the calling thread alone. Not an if clause: a parallel region with
- * if(false) still sets up a one-thread team, ~0.3 us (measured: ReLU of
- * 2048 floats 0.40 vs 0.08 us), which added up over the ~100 small ops of
- * a single-sample forward. */
-#define SG_PARALLEL_IF(cond, ...)                                                                  \
-  do {                                                                                             \
-    if (cond) {                                                                                    \
-      _Pragma("omp parallel for schedule(static)") __VA_ARGS__                                     \
-    } else {                                                                                       \
-      __VA_ARGS__                                                                                  \
-    }                                                                                              \
-  } while (0)
+#include "sg_dispatch.h"
 
 /* Normalises a possibly negative axis; reports and returns -1 if out of range. */
 int sg_norm_axis(const sg_graph *g, const char *op, const sg_tensor *t, int axis);
