@@ -1,17 +1,32 @@
-/* Elementwise ops: broadcasting binary arithmetic and unary functions, each
- * with its forward and backward side by side.
+/* Elementwise ops: broadcasting binary arithmetic and unary functions.
  *
- * Backward formulas (go = gradient of the output, y = output):
- *   add: ga += go, gb += go          sub: ga += go, gb -= go
- *   mul: ga += go*b, gb += go*a      div: ga += go/b, gb -= go*y/b
- * summed over the axes where an operand was broadcast. Backward passes run
- * with grad mode off, so they may call the ops themselves for temporaries. */
+ * Each op is one row of a table (BINARY_OPS, UNARY_OPS) holding its forward
+ * and its derivative side by side; the enum, the kernels' switch cases, the
+ * sg_op records and the public functions are generated from the rows, so an
+ * op is added or changed in one place. Backward passes run with grad mode
+ * off, so they may call the ops themselves for temporaries. */
 #include "sg_ops.h"
 #include "sg_kernel.h"
 
 /* ---- binary ------------------------------------------------------------ */
 
-typedef enum binop { BIN_ADD, BIN_SUB, BIN_MUL, BIN_DIV } binop;
+/* One row per binary op: name, forward (u, v: elements of a and b), its
+ * backward function (written out below: each picks the order in which the
+ * two gradients are written and which buffer it reuses), and whether that
+ * backward reads a uniform output gradient (the loss sum(a * b)) without
+ * writing it out. Each gradient is summed over the axes where its operand
+ * was broadcast; go is the output's gradient and y the output. */
+// clang-format off
+#define BINARY_OPS(X)                                                                           \
+  /* name  forward  backward      uniform go    d/da     d/db        */                         \
+  X(add,   u + v,   add_backward, false)     /* go,      go          */                         \
+  X(sub,   u - v,   sub_backward, false)     /* go,      -go         */                         \
+  X(mul,   u * v,   mul_backward, true)      /* go * b,  go * a      */                         \
+  X(div,   u / v,   div_backward, false)     /* go / b,  -go * y / b */
+// clang-format on
+
+#define BINARY_ENUM(name, ...) BIN_##name,
+typedef enum binop { BINARY_OPS(BINARY_ENUM) } binop;
 
 /* Columns per parallel work item: tiles let a single long row use both cores. */
 enum { TILE = 4096 };
@@ -42,21 +57,16 @@ enum { TILE = 4096 };
       }                                                                                            \
   } while (0)
 
-#define BINARY_SWITCH(OP)                                                                          \
-  switch (kind) {                                                                                  \
-  case BIN_ADD:                                                                                    \
-    BINARY_INNER(OP, u + v);                                                                       \
-    break;                                                                                         \
-  case BIN_SUB:                                                                                    \
-    BINARY_INNER(OP, u - v);                                                                       \
-    break;                                                                                         \
-  case BIN_MUL:                                                                                    \
-    BINARY_INNER(OP, u *v);                                                                        \
-    break;                                                                                         \
-  case BIN_DIV:                                                                                    \
-    BINARY_INNER(OP, u / v);                                                                       \
-    break;                                                                                         \
-  }
+/* The kernel's cases: out = EXPR, or out += EXPR when accumulating (two
+ * lists, since a nested macro cannot pass the operator down). */
+#define BINARY_CASE_SET(name, EXPR, ...)                                                           \
+  case BIN_##name:                                                                                 \
+    BINARY_INNER(=, EXPR);                                                                         \
+    break;
+#define BINARY_CASE_ADD(name, EXPR, ...)                                                           \
+  case BIN_##name:                                                                                 \
+    BINARY_INNER(+=, EXPR);                                                                        \
+    break;
 
 /* out = a (op) b, or with accumulate out += a (op) b (backward passes use
  * that to add a product into a gradient in one pass, without a temporary). */
@@ -74,9 +84,9 @@ static void binary_kernel(binop kind, const sg_bcast *p, const sg_tensor *a, con
           const T *xa = x + sg_bcast_row_offset(p, 0, r), *yb = y + sg_bcast_row_offset(p, 1, r);
           T *orow = o + r * p->cols;
           if (accumulate) {
-            BINARY_SWITCH(+=)
+            switch (kind) { BINARY_OPS(BINARY_CASE_ADD) }
           } else {
-            BINARY_SWITCH(=)
+            switch (kind) { BINARY_OPS(BINARY_CASE_SET) }
           }
         });
   });
@@ -99,18 +109,6 @@ static void accumulate_binary(sg_graph *g, binop kind, sg_tensor *grad, bool acc
   sg_tensor *tmp = sg_empty(g, grad->dtype, p.out_ndim, p.out_shape);
   binary_kernel(kind, &p, x, y, tmp, false);
   sg_accumulate_reduced(grad, tmp, accumulate);
-}
-
-static sg_tensor *binary(sg_graph *g, const sg_op *op, binop kind, sg_tensor *a, sg_tensor *b) {
-  sg_tensor *in[2] = {a, b};
-  sg_bcast p;
-  if (!sg_check_same_dtype(g, op->name, 2, in) || !sg_bcast_plan(g, op->name, 2, in, &p))
-    return NULL;
-  sg_tensor *out = sg_empty(g, a->dtype, p.out_ndim, p.out_shape);
-  if (!out) return NULL;
-  binary_kernel(kind, &p, a, b, out, false);
-  sg_record(g, op, out, 2, in);
-  return out;
 }
 
 /* Each input's gradient is fetched (sg_grad_dest) just before it is
@@ -154,7 +152,6 @@ static void scaled_into(sg_tensor *grad, bool acc, double s, const sg_tensor *x)
   });
 }
 
-/* d(a b)/da = go b, d(a b)/db = go a. */
 static void mul_backward(sg_graph *g, sg_node *n) {
   bool acc;
   sg_tensor *go = n->out->grad;
@@ -171,15 +168,15 @@ static void mul_backward(sg_graph *g, sg_node *n) {
   }
   int last = written_last(n), first = 1 - last;
   sg_tensor *gf = sg_grad_dest(g, n->in[first], &acc);
-  if (gf) accumulate_binary(g, BIN_MUL, gf, acc, n->out->grad, n->in[last]);
+  if (gf) accumulate_binary(g, BIN_mul, gf, acc, n->out->grad, n->in[last]);
   sg_tensor *gl = sg_grad_dest_inplace(g, n, n->in[last], &acc);
-  if (gl) accumulate_binary(g, BIN_MUL, gl, acc, n->out->grad, n->in[first]);
+  if (gl) accumulate_binary(g, BIN_mul, gl, acc, n->out->grad, n->in[first]);
 }
 
 static void div_backward(sg_graph *g, sg_node *n) {
   bool acc;
   sg_tensor *ga = sg_grad_dest(g, n->in[0], &acc);
-  if (ga) accumulate_binary(g, BIN_DIV, ga, acc, n->out->grad, n->in[1]);
+  if (ga) accumulate_binary(g, BIN_div, ga, acc, n->out->grad, n->in[1]);
   if (n->in[1]->requires_grad) {
     sg_tensor *go_over_b = (sg_div)(g, n->out->grad, n->in[1]);
     sg_tensor *contrib = (sg_neg)(g, (sg_mul)(g, go_over_b, n->out));
@@ -188,25 +185,31 @@ static void div_backward(sg_graph *g, sg_node *n) {
   }
 }
 
-static const sg_op add_op = {"sg_add", add_backward};
-static const sg_op sub_op = {"sg_sub", sub_backward};
-static const sg_op mul_op = {"sg_mul", mul_backward};
-static const sg_op div_op = {"sg_div", div_backward};
+#define BINARY_RECORD(name, expr, backward, ...) [BIN_##name] = {"sg_" #name, backward},
+static const sg_op binary_ops[] = {BINARY_OPS(BINARY_RECORD)};
 
-sg_tensor *(sg_add)(sg_graph *g, sg_tensor *a, sg_tensor *b) {
-  return binary(g, &add_op, BIN_ADD, a, b);
-}
-sg_tensor *(sg_sub)(sg_graph *g, sg_tensor *a, sg_tensor *b) {
-  return binary(g, &sub_op, BIN_SUB, a, b);
-}
-sg_tensor *(sg_mul)(sg_graph *g, sg_tensor *a, sg_tensor *b) {
-  sg_tensor *out = binary(g, &mul_op, BIN_MUL, a, b);
-  if (out && out->node) out->node->takes_uniform_grad = true; /* mul_backward */
+static sg_tensor *binary(sg_graph *g, binop kind, bool uniform_go, sg_tensor *a, sg_tensor *b) {
+  const sg_op *op = &binary_ops[kind];
+  sg_tensor *in[2] = {a, b};
+  sg_bcast p;
+  if (!sg_check_same_dtype(g, op->name, 2, in) || !sg_bcast_plan(g, op->name, 2, in, &p))
+    return NULL;
+  sg_tensor *out = sg_empty(g, a->dtype, p.out_ndim, p.out_shape);
+  if (!out) return NULL;
+  binary_kernel(kind, &p, a, b, out, false);
+  sg_node *n = sg_record(g, op, out, 2, in);
+  if (n) n->takes_uniform_grad = uniform_go;
   return out;
 }
-sg_tensor *(sg_div)(sg_graph *g, sg_tensor *a, sg_tensor *b) {
-  return binary(g, &div_op, BIN_DIV, a, b);
-}
+
+/* sg_add, sg_sub, sg_mul, sg_div. */
+// clang-format off
+#define BINARY_PUBLIC(name, expr, backward, uniform_go)                                            \
+  sg_tensor *(sg_##name)(sg_graph *g, sg_tensor *a, sg_tensor *b) {                                \
+    return binary(g, BIN_##name, uniform_go, a, b);                                                \
+  }
+// clang-format on
+BINARY_OPS(BINARY_PUBLIC)
 
 /* In-place forms (no gradient): see sg_ops.h. They have loops of their own
  * with one written pointer: the general kernels' output may alias an input,
@@ -272,97 +275,100 @@ sg_tensor *(sg_add_)(sg_graph *g, sg_tensor *a, sg_tensor *b) {
   return a;
 }
 
+sg_tensor *(sg_relu_)(sg_graph *g, sg_tensor *a) {
+  if (!a || !inplace_allowed(g, "sg_relu_", a)) return NULL;
+  relu_in_place(a);
+  return a;
+}
+
 /* ---- unary ------------------------------------------------------------- */
-/* Each unary op is one row of this table: its forward y = f(x, s) and its
- * derivative dy/dx written in terms of x, y and the scalar argument s. */
 
-typedef enum unop {
-  UN_NEG,
-  UN_SCALE,
-  UN_ADD_SCALAR,
-  UN_EXP,
-  UN_LOG,
-  UN_SQRT,
-  UN_SQUARE,
-  UN_POW,
-  UN_ABS,
-  UN_RELU,
-  UN_SIGMOID,
-  UN_TANH
-} unop;
+/* One row per unary op: name, whether the public function takes a scalar s
+ * (ARG) or not (NO_ARG), the forward y and the derivative dy/dx. Both are
+ * expressions in an input element x, its output element y and s, all of
+ * the tensor's element type T (<tgmath.h> makes exp(x) expf for float).
+ * - MAP(e): y = e, element by element. SLEEF(f): y from the SLEEF vector
+ *   routines f_f32 and f_f64 (ops/vmath.c), a whole chunk per call.
+ * - OF_X(e), OF_Y(e): dy/dx = e, which reads only x, or only y: the other
+ *   may be released before the backward runs (models release a ReLU's
+ *   input once the ReLU has run). CONST(e): e reads neither. */
+// clang-format off
+#define UNARY_OPS(X)                                                                               \
+  /* name       scalar  forward y              derivative dy/dx                   */               \
+  X(neg,        NO_ARG, MAP(-x),               CONST(-1))                                          \
+  X(scale,      ARG,    MAP(s * x),            CONST(s))                                           \
+  X(add_scalar, ARG,    MAP(x + s),            CONST(1))                                           \
+  X(exp,        NO_ARG, SLEEF(sg_vexp),        OF_Y(y))                                            \
+  X(log,        NO_ARG, SLEEF(sg_vlog),        OF_X(1 / x))                                        \
+  X(sqrt,       NO_ARG, MAP(sqrt(x)),          OF_Y(1 / (2 * y)))                                  \
+  X(square,     NO_ARG, MAP(x * x),            OF_X(2 * x))                                        \
+  X(pow,        ARG,    MAP(pow(x, s)),        OF_X(s * pow(x, s - 1)))                            \
+  X(abs,        NO_ARG, MAP(fabs(x)),          OF_X(x > 0 ? 1 : (x < 0 ? -1 : 0)))                 \
+  X(relu,       NO_ARG, MAP(x > 0 ? x : 0),    OF_Y(y > 0 ? 1 : 0))                                \
+  X(sigmoid,    NO_ARG, MAP(SIGMOID(x)),       OF_Y(y * (1 - y)))                                  \
+  X(tanh,       NO_ARG, SLEEF(sg_vtanh),       OF_Y(1 - y * y))
+// clang-format on
 
+/* exp of a non-positive argument only: exp(-x) would overflow for a large
+ * negative x. */
 #define SIGMOID(x) ((x) >= 0 ? 1 / (1 + exp(-(x))) : exp(x) / (1 + exp(x)))
 
-#define UNARY_FORWARD_LOOP(EXPR)                                                                   \
+#define UNARY_ENUM(name, ...) UN_##name,
+typedef enum unop { UNARY_OPS(UNARY_ENUM) } unop;
+
+/* The forward cases, in unary_forward's scope: xd, yd (input and output
+ * data), cnt elements, s the scalar. */
+#define MAP(EXPR)                                                                                  \
   SG_PARALLEL_IF(                                                                                  \
       cnt > SG_PAR_MIN, for (int64_t i = 0; i < cnt; i++) {                                        \
-        T xv = x[i];                                                                               \
-        y[i] = (EXPR);                                                                             \
+        const T x = xd[i];                                                                         \
+        yd[i] = (EXPR);                                                                            \
       });
 
-#define UNARY_BACKWARD_LOOP(DERIV)                                                                 \
-  SG_PARALLEL_IF(                                                                                  \
-      cnt > SG_PAR_MIN,                                                                            \
-      for (int64_t i = 0; i < cnt; i++) { gx[i] = (acc ? gx[i] : 0) + go[i] * (DERIV); });
-
-/* exp, log and tanh use SLEEF's vector functions, split into fixed chunks. */
-#define VMATH_CHUNKED(FN32, FN64)                                                                  \
+/* SLEEF's vector routines, split into fixed chunks for the threads. */
+#define SLEEF(FN)                                                                                  \
   SG_PARALLEL_IF(                                                                                  \
       cnt > SG_PAR_MIN, for (int64_t c = 0; c < cnt; c += TILE) {                                  \
         int64_t len = cnt - c < TILE ? cnt - c : TILE;                                             \
         if (sizeof(T) == sizeof(float))                                                            \
-          FN32((const float *)x + c, (float *)y + c, len);                                         \
+          FN##_f32((const float *)xd + c, (float *)yd + c, len);                                   \
         else                                                                                       \
-          FN64((const double *)x + c, (double *)y + c, len);                                       \
+          FN##_f64((const double *)xd + c, (double *)yd + c, len);                                 \
       });
 
-static void unary_forward(unop kind, const sg_tensor *a, sg_tensor *out, double s) {
+#define UNARY_FORWARD_CASE(name, arg, FORWARD, ...)                                                \
+  case UN_##name:                                                                                  \
+    FORWARD                                                                                        \
+    break;
+
+static void unary_forward(unop kind, const sg_tensor *a, sg_tensor *out, double arg) {
   int64_t cnt = a->numel;
   SG_DISPATCH(a->dtype, T, {
-    const T *x = a->data;
-    T *y = out->data;
-    T ts = (T)s;
-    (void)ts;
-    switch (kind) {
-    case UN_NEG:
-      UNARY_FORWARD_LOOP(-xv);
-      break;
-    case UN_SCALE:
-      UNARY_FORWARD_LOOP(ts * xv);
-      break;
-    case UN_ADD_SCALAR:
-      UNARY_FORWARD_LOOP(xv + ts);
-      break;
-    case UN_EXP:
-      VMATH_CHUNKED(sg_vexp_f32, sg_vexp_f64);
-      break;
-    case UN_LOG:
-      VMATH_CHUNKED(sg_vlog_f32, sg_vlog_f64);
-      break;
-    case UN_SQRT:
-      UNARY_FORWARD_LOOP(sqrt(xv));
-      break;
-    case UN_SQUARE:
-      UNARY_FORWARD_LOOP(xv * xv);
-      break;
-    case UN_POW:
-      UNARY_FORWARD_LOOP(pow(xv, ts));
-      break;
-    case UN_ABS:
-      UNARY_FORWARD_LOOP(fabs(xv));
-      break;
-    case UN_RELU:
-      UNARY_FORWARD_LOOP(xv > 0 ? xv : 0);
-      break;
-    case UN_SIGMOID:
-      UNARY_FORWARD_LOOP(SIGMOID(xv));
-      break;
-    case UN_TANH:
-      VMATH_CHUNKED(sg_vtanh_f32, sg_vtanh_f64);
-      break;
-    }
+    const T *xd = a->data;
+    T *yd = out->data;
+    const T s = (T)arg;
+    (void)s;
+    switch (kind) { UNARY_OPS(UNARY_FORWARD_CASE) }
   });
 }
+
+/* The backward cases, in unary_backward's scope: gx (=, or += when acc)
+ * go * dy/dx, with LOAD reading the one operand the derivative names (the
+ * other may have been released). */
+#define BACKWARD_LOOP(LOAD, DERIV)                                                                 \
+  SG_PARALLEL_IF(                                                                                  \
+      cnt > SG_PAR_MIN, for (int64_t i = 0; i < cnt; i++) {                                        \
+        LOAD;                                                                                      \
+        gx[i] = (acc ? gx[i] : 0) + go[i] * (DERIV);                                               \
+      });
+#define OF_X(DERIV) BACKWARD_LOOP(const T x = xd[i], DERIV)
+#define OF_Y(DERIV) BACKWARD_LOOP(const T y = yd[i], DERIV)
+#define CONST(DERIV) BACKWARD_LOOP((void)0, DERIV)
+
+#define UNARY_BACKWARD_CASE(name, arg, forward, DERIVATIVE)                                        \
+  case UN_##name:                                                                                  \
+    DERIVATIVE                                                                                     \
+    break;
 
 static void unary_backward(sg_graph *g, sg_node *n) {
   bool acc;
@@ -371,64 +377,16 @@ static void unary_backward(sg_graph *g, sg_node *n) {
   unop kind = (unop)n->iarg[0];
   int64_t cnt = ga->numel;
   SG_DISPATCH(ga->dtype, T, {
-    const T *x = n->in[0]->data, *y = n->out->data, *go = n->out->grad->data;
+    const T *xd = n->in[0]->data, *yd = n->out->data, *go = n->out->grad->data;
     T *gx = ga->data;
-    T ts = (T)n->farg[0];
-    switch (kind) {
-    case UN_NEG:
-      UNARY_BACKWARD_LOOP(-1);
-      break;
-    case UN_SCALE:
-      UNARY_BACKWARD_LOOP(ts);
-      break;
-    case UN_ADD_SCALAR:
-      UNARY_BACKWARD_LOOP(1);
-      break;
-    case UN_EXP:
-      UNARY_BACKWARD_LOOP(y[i]);
-      break;
-    case UN_LOG:
-      UNARY_BACKWARD_LOOP(1 / x[i]);
-      break;
-    case UN_SQRT:
-      UNARY_BACKWARD_LOOP(1 / (2 * y[i]));
-      break;
-    case UN_SQUARE:
-      UNARY_BACKWARD_LOOP(2 * x[i]);
-      break;
-    case UN_POW:
-      UNARY_BACKWARD_LOOP(ts * pow(x[i], ts - 1));
-      break;
-    case UN_ABS:
-      UNARY_BACKWARD_LOOP(x[i] > 0 ? 1 : (x[i] < 0 ? -1 : 0));
-      break;
-    case UN_RELU:
-      UNARY_BACKWARD_LOOP(y[i] > 0 ? 1 : 0); /* y > 0 iff x > 0: x may be released */
-      break;
-    case UN_SIGMOID:
-      UNARY_BACKWARD_LOOP(y[i] * (1 - y[i]));
-      break;
-    case UN_TANH:
-      UNARY_BACKWARD_LOOP(1 - y[i] * y[i]);
-      break;
-    }
+    const T s = (T)n->farg[0];
+    (void)s;
+    switch (kind) { UNARY_OPS(UNARY_BACKWARD_CASE) }
   });
 }
 
-static const sg_op unary_ops[] = {
-    [UN_NEG] = {"sg_neg", unary_backward},
-    [UN_SCALE] = {"sg_scale", unary_backward},
-    [UN_ADD_SCALAR] = {"sg_add_scalar", unary_backward},
-    [UN_EXP] = {"sg_exp", unary_backward},
-    [UN_LOG] = {"sg_log", unary_backward},
-    [UN_SQRT] = {"sg_sqrt", unary_backward},
-    [UN_SQUARE] = {"sg_square", unary_backward},
-    [UN_POW] = {"sg_pow", unary_backward},
-    [UN_ABS] = {"sg_abs", unary_backward},
-    [UN_RELU] = {"sg_relu", unary_backward},
-    [UN_SIGMOID] = {"sg_sigmoid", unary_backward},
-    [UN_TANH] = {"sg_tanh", unary_backward},
-};
+#define UNARY_RECORD(name, ...) [UN_##name] = {"sg_" #name, unary_backward},
+static const sg_op unary_ops[] = {UNARY_OPS(UNARY_RECORD)};
 
 static sg_tensor *unary(sg_graph *g, unop kind, sg_tensor *a, double s) {
   if (!a) return NULL;
@@ -443,44 +401,16 @@ static sg_tensor *unary(sg_graph *g, unop kind, sg_tensor *a, double s) {
   return out;
 }
 
-sg_tensor *(sg_neg)(sg_graph *g, sg_tensor *a) {
-  return unary(g, UN_NEG, a, 0);
-}
-sg_tensor *(sg_scale)(sg_graph *g, sg_tensor *a, double s) {
-  return unary(g, UN_SCALE, a, s);
-}
-sg_tensor *(sg_add_scalar)(sg_graph *g, sg_tensor *a, double s) {
-  return unary(g, UN_ADD_SCALAR, a, s);
-}
-sg_tensor *(sg_exp)(sg_graph *g, sg_tensor *a) {
-  return unary(g, UN_EXP, a, 0);
-}
-sg_tensor *(sg_log)(sg_graph *g, sg_tensor *a) {
-  return unary(g, UN_LOG, a, 0);
-}
-sg_tensor *(sg_sqrt)(sg_graph *g, sg_tensor *a) {
-  return unary(g, UN_SQRT, a, 0);
-}
-sg_tensor *(sg_square)(sg_graph *g, sg_tensor *a) {
-  return unary(g, UN_SQUARE, a, 0);
-}
-sg_tensor *(sg_pow)(sg_graph *g, sg_tensor *a, double p) {
-  return unary(g, UN_POW, a, p);
-}
-sg_tensor *(sg_abs)(sg_graph *g, sg_tensor *a) {
-  return unary(g, UN_ABS, a, 0);
-}
-sg_tensor *(sg_relu)(sg_graph *g, sg_tensor *a) {
-  return unary(g, UN_RELU, a, 0);
-}
-sg_tensor *(sg_relu_)(sg_graph *g, sg_tensor *a) {
-  if (!a || !inplace_allowed(g, "sg_relu_", a)) return NULL;
-  relu_in_place(a);
-  return a;
-}
-sg_tensor *(sg_sigmoid)(sg_graph *g, sg_tensor *a) {
-  return unary(g, UN_SIGMOID, a, 0);
-}
-sg_tensor *(sg_tanh)(sg_graph *g, sg_tensor *a) {
-  return unary(g, UN_TANH, a, 0);
-}
+/* sg_neg(g, a), sg_exp(g, a), ...; sg_scale(g, a, s), sg_pow(g, a, s), ... */
+// clang-format off
+#define UNARY_PUBLIC(name, arg, ...) UNARY_PUBLIC_##arg(name)
+#define UNARY_PUBLIC_NO_ARG(name)                                                                  \
+  sg_tensor *(sg_##name)(sg_graph *g, sg_tensor *a) {                                              \
+    return unary(g, UN_##name, a, 0);                                                              \
+  }
+#define UNARY_PUBLIC_ARG(name)                                                                     \
+  sg_tensor *(sg_##name)(sg_graph *g, sg_tensor *a, double s) {                                    \
+    return unary(g, UN_##name, a, s);                                                              \
+  }
+// clang-format on
+UNARY_OPS(UNARY_PUBLIC)

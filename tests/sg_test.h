@@ -1,5 +1,5 @@
-/* Shared helpers for the Check test suite. Each tests/test_*.c file defines
- * one Suite constructor listed in test_main.c. */
+/* Shared helpers for the Check test suite. Each tests/test_<name>.c file
+ * defines one Suite constructor, suite_<name>, listed in suites.def. */
 #ifndef SG_TEST_H
 #define SG_TEST_H
 
@@ -9,22 +9,10 @@
 
 #include "sinkgrad.h"
 
-Suite *suite_tensor(void);
-Suite *suite_npy(void);
-Suite *suite_autograd(void);
-Suite *suite_elementwise(void);
-Suite *suite_reduce(void);
-Suite *suite_matmul(void);
-Suite *suite_shape(void);
-Suite *suite_select(void);
-Suite *suite_layers(void);
-Suite *suite_sinkhorn(void);
-Suite *suite_system(void);
-Suite *suite_baselines(void);
-Suite *suite_gnn(void);
-Suite *suite_train(void);
-Suite *suite_eval(void);
-Suite *suite_precision(void);
+/* Suite *suite_tensor(void); ... one per line of suites.def. */
+#define SUITE(name) Suite *suite_##name(void);
+#include "suites.def"
+#undef SUITE
 
 /* Asserts that a gradcheck/f32 check passed, printing its summary if not. */
 #define SG_ASSERT_CHECK(res)                                                                       \
