@@ -28,7 +28,7 @@ layer_of() {
 }
 
 files=$(find sinkgrad.h tensor autograd ops models examples bench tests \
-  -name '*.[ch]' -not -path '*/fixtures/*' | sort)
+  \( -name '*.[ch]' -o -name '*.def' \) -not -path '*/fixtures/*' | sort)
 edges=$(mktemp)
 trap 'rm -f "$edges"' EXIT
 status=0
