@@ -96,15 +96,6 @@ void sg_adam_step(sg_adam *o) {
   }
 }
 
-void sg_sgd_step(sg_tensor *const *params, int n_params, double lr) {
-  for (int i = 0; i < n_params; i++) {
-    sg_tensor *p = params[i];
-    if (!p->grad || !p->grad_fresh) continue;
-    p->grad_fresh = false;
-    for (int64_t j = 0; j < p->numel; j++) sg_set(p, j, sg_get(p, j) - lr * sg_get(p->grad, j));
-  }
-}
-
 void sg_params_zero_grad(sg_tensor *const *params, int n_params) {
   for (int i = 0; i < n_params; i++) sg_zero_grad(params[i]);
 }

@@ -1,4 +1,4 @@
-/* Optimisers: SGD and Adam over a list of parameter tensors (caller-owned
+/* Optimisers: Adam over a list of parameter tensors (caller-owned
  * leaves with requires_grad). A step updates only the parameters that
  * received a gradient since the previous step (as PyTorch skips parameters
  * whose .grad is None), so a parameter no loss reaches is never touched. */
@@ -23,9 +23,6 @@ typedef struct sg_adam {
 sg_adam *sg_adam_new(sg_tensor *const *params, int n_params, double lr);
 void sg_adam_step(sg_adam *opt);
 void sg_adam_free(sg_adam *opt);
-
-/* Plain SGD: p -= lr * grad for each parameter that received a gradient. */
-void sg_sgd_step(sg_tensor *const *params, int n_params, double lr);
 
 /* Zeroes the gradients of all parameters. */
 void sg_params_zero_grad(sg_tensor *const *params, int n_params);

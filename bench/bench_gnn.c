@@ -6,19 +6,19 @@
  *       couplings, mu, and the reference results (loss, gradients, loss after
  *       one Adam step, eval-mode A~) for the torch side to check against
  *   bench_gnn train [config]  median time of a training step: forward,
- *       sg_sum_rate, sg_assoc_loss, backward, Adam
+ *       assoc_sum_rate, assoc_loss, backward, Adam
  *   bench_gnn infer [config]  eval-mode forward + row argmax, one sample and
  *       a batch of 256
  *   bench_gnn gemm            the BLAS provider's sgemm GFLOP/s and the
  *       memory read bandwidth
  * [config]: --variant attskgs|skgs --d D --h H --batch B [--L 2] [--steps N]
  * [--warmup N] [--reps N] [--threads 2] [--seed S] [--chunk C] (samples per
- * forward in sg_gnn_predict; default: its own choice). Every mode prints one
+ * forward in assoc_gnn_predict; default: its own choice). Every mode prints one
  * JSON object on stdout.
  *
  * The inputs are the paper scenario (M = 2 BSs, N = 4 antennas, K = 8 UEs)
- * from sg_generate, prepared as the trainer prepares them
- * (sg_gnn_batch_make); the Gumbel noise is drawn once and given to the
+ * from assoc_generate, prepared as the trainer prepares them
+ * (assoc_gnn_batch_make); the Gumbel noise is drawn once and given to the
  * forward, so both sides compute exactly the same function. */
 #include <math.h>
 #include <omp.h>
@@ -28,7 +28,7 @@
 #include <sys/resource.h>
 
 #include "sg_config.h"
-#include "sg_train.h"
+#include "assoc_train.h"
 
 #if SG_HAVE_CBLAS
 /* BLIS's headers are not -Wextra clean. */
@@ -50,7 +50,7 @@ static const double LR = 1e-3;              /* Adam step of the export check */
 
 typedef struct options {
   const char *mode, *out;
-  sg_gnn_variant variant;
+  assoc_gnn_variant variant;
   int d, h, L, threads, steps, warmup, reps;
   int64_t batch, chunk;
   uint64_t seed;
@@ -74,7 +74,7 @@ static long parse_int(const char *s, long lo, long hi) {
 }
 
 static options parse_args(int argc, char **argv) {
-  options o = {.variant = SG_GNN_ATTSKGS,
+  options o = {.variant = ASSOC_GNN_ATTSKGS,
                .d = 64,
                .h = 128,
                .L = 2,
@@ -90,9 +90,9 @@ static options parse_args(int argc, char **argv) {
     if (i + 1 >= argc) usage();
     const char *k = argv[i], *v = argv[i + 1];
     if (!strcmp(k, "--variant")) {
-      int var = sg_gnn_variant_parse(v);
-      if (var != SG_GNN_ATTSKGS && var != SG_GNN_SKGS) usage();
-      o.variant = (sg_gnn_variant)var;
+      int var = assoc_gnn_variant_parse(v);
+      if (var != ASSOC_GNN_ATTSKGS && var != ASSOC_GNN_SKGS) usage();
+      o.variant = (assoc_gnn_variant)var;
     } else if (!strcmp(k, "--d"))
       o.d = (int)parse_int(v, 1, 1 << 14);
     else if (!strcmp(k, "--h"))
@@ -190,7 +190,7 @@ static void count_mlp(flop_count *f, int n, const double *rows, const double *wi
   count_linear(f, R_out, h, out, true);
 }
 
-static flop_count gemm_flops(const sg_gnn_config *c, double B, double M, double K) {
+static flop_count gemm_flops(const assoc_gnn_config *c, double B, double M, double K) {
   flop_count f = {0, 0};
   double d = c->d, h = c->h, E = B * K * M, NB = B * M, NU = B * K;
   count_mlp(&f, 1, &NB, (double[]){c->fp}, NB, NB, h, d, false);
@@ -203,7 +203,7 @@ static flop_count gemm_flops(const sg_gnn_config *c, double B, double M, double 
       count_mlp(&f, 2, (double[]){NB, NB}, (double[]){d, d}, NB, NB, h, d, true);
       count_mlp(&f, 2, (double[]){NU, NU}, (double[]){d, d}, NU, NU, h, d, true);
     }
-    if (c->variant == SG_GNN_ATTSKGS) {
+    if (c->variant == ASSOC_GNN_ATTSKGS) {
       count_linear(&f, NU, d, d, true); /* W_Q */
       count_linear(&f, NB, d, d, true); /* W_K */
       count_linear(&f, E, d, d, true);  /* W_V */
@@ -219,18 +219,18 @@ static flop_count gemm_flops(const sg_gnn_config *c, double B, double M, double 
 /* ---- the problem ------------------------------------------------------------------ */
 
 typedef struct problem {
-  sg_gnn *model;
-  sg_dataset ds;
+  assoc_gnn *model;
+  assoc_dataset ds;
   double feature_scale;
-  sg_gnn_batch train;  /* batch of opt.batch samples with couplings (owned tensors) */
-  sg_tensor *noise;    /* Gumbel sample [B, K, M] */
-  sg_gnn_batch infer;  /* INFER_BATCH samples, no couplings */
-  sg_gnn_batch infer1; /* the first sample alone */
-  int64_t chunk;       /* of sg_gnn_predict; 0: its default */
+  assoc_gnn_batch train;  /* batch of opt.batch samples with couplings (owned tensors) */
+  sg_tensor *noise;       /* Gumbel sample [B, K, M] */
+  assoc_gnn_batch infer;  /* INFER_BATCH samples, no couplings */
+  assoc_gnn_batch infer1; /* the first sample alone */
+  int64_t chunk;          /* of assoc_gnn_predict; 0: its default */
 } problem;
 
-static sg_gnn_config model_config(const options *o) {
-  sg_gnn_config c = sg_gnn_config_paper(o->variant);
+static assoc_gnn_config model_config(const options *o) {
+  assoc_gnn_config c = assoc_gnn_config_paper(o->variant);
   c.d = o->d;
   c.h = o->h;
   c.L = o->L;
@@ -238,8 +238,8 @@ static sg_gnn_config model_config(const options *o) {
 }
 
 /* Copies the arena tensors of a batch into caller-owned ones. */
-static sg_gnn_batch own_batch(const sg_gnn_batch *b) {
-  sg_gnn_batch o = {.B = b->B};
+static assoc_gnn_batch own_batch(const assoc_gnn_batch *b) {
+  assoc_gnn_batch o = {.B = b->B};
   o.p = sg_clone(NULL, b->p);
   o.q = sg_clone(NULL, b->q);
   o.H = sg_clone(NULL, b->H);
@@ -247,31 +247,31 @@ static sg_gnn_batch own_batch(const sg_gnn_batch *b) {
   return o;
 }
 
-static sg_gnn_batch make_batch(const problem *pb, int64_t B, bool couplings) {
+static assoc_gnn_batch make_batch(const problem *pb, int64_t B, bool couplings) {
   sg_graph *g = sg_graph_new();
-  sg_gnn_batch in, owned;
-  if (!g || sg_gnn_batch_make(g, &pb->ds, NULL, 0, B, pb->feature_scale, SG_F32, couplings, &in))
+  assoc_gnn_batch in, owned;
+  if (!g || assoc_gnn_batch_make(g, &pb->ds, NULL, 0, B, pb->feature_scale, SG_F32, couplings, &in))
     die("could not build the batch inputs");
   owned = own_batch(&in);
   sg_graph_free(g);
   return owned;
 }
 
-static void free_batch(sg_gnn_batch *b) {
+static void free_batch(assoc_gnn_batch *b) {
   sg_free(b->p), sg_free(b->q), sg_free(b->H), sg_free(b->c_re), sg_free(b->c_im);
 }
 
 static problem problem_new(const options *o) {
   problem pb = {0};
-  sg_gnn_config cfg = model_config(o);
-  pb.model = sg_gnn_new(&cfg, o->seed);
+  assoc_gnn_config cfg = model_config(o);
+  pb.model = assoc_gnn_new(&cfg, o->seed);
   if (!pb.model) die("could not build the model");
-  sg_scenario sc = sg_scenario_default();
+  assoc_scenario sc = assoc_scenario_default();
   int64_t S = o->batch > INFER_BATCH ? o->batch : INFER_BATCH;
-  char msg[256];
-  if (sg_generate(&sc, S, &pb.ds, msg, sizeof msg)) die(msg);
+  sg_io_error err;
+  if (assoc_generate(&sc, S, &pb.ds, &err)) die(err.msg);
   if (pb.ds.M != M_BS || 2 * pb.ds.N != cfg.fe) die("unexpected scenario sizes");
-  pb.feature_scale = sg_feature_scale(&pb.ds);
+  pb.feature_scale = assoc_feature_scale(&pb.ds);
   pb.chunk = o->chunk;
   pb.train = make_batch(&pb, o->batch, true);
   pb.infer = make_batch(&pb, INFER_BATCH, false);
@@ -285,8 +285,8 @@ static problem problem_new(const options *o) {
 static void problem_free(problem *pb) {
   free_batch(&pb->train), free_batch(&pb->infer), free_batch(&pb->infer1);
   sg_free(pb->noise);
-  sg_dataset_free(&pb->ds);
-  sg_gnn_free(pb->model);
+  assoc_dataset_free(&pb->ds);
+  assoc_gnn_free(pb->model);
 }
 
 /* ---- the measured work -------------------------------------------------------------- */
@@ -294,11 +294,11 @@ static void problem_free(problem *pb) {
 /* The training loss of the fixed batch, recorded on g (reset first). */
 static sg_tensor *train_loss(sg_graph *g, const problem *pb) {
   sg_graph_reset(g);
-  const sg_gnn_batch *in = &pb->train;
-  sg_gnn_output o =
-      sg_gnn_forward(g, pb->model, in->p, in->q, in->H, SG_GNN_TRAIN, NULL, pb->noise);
-  sg_tensor *rate = sg_sum_rate(g, o.assoc, in->c_re, in->c_im, 1.0);
-  sg_tensor *loss = sg_assoc_loss(g, rate, o.assoc, MU, pb->model->cfg.capacity, DELTA, NULL);
+  const assoc_gnn_batch *in = &pb->train;
+  assoc_gnn_output o =
+      assoc_gnn_forward(g, pb->model, in->p, in->q, in->H, ASSOC_GNN_TRAIN, NULL, pb->noise);
+  sg_tensor *rate = assoc_sum_rate(g, o.assoc, in->c_re, in->c_im, 1.0);
+  sg_tensor *loss = assoc_loss(g, rate, o.assoc, MU, pb->model->cfg.capacity, DELTA, NULL);
   if (!loss) die("the training forward failed");
   return loss;
 }
@@ -316,23 +316,23 @@ static double train_step(sg_graph *g, const problem *pb, sg_adam *adam) {
 
 /* Eval-mode forward (no noise) through the library's chunked inference,
  * and the row argmax: the association. Returns A~ (caller-owned). */
-static sg_tensor *infer(sg_graph *g, const problem *pb, const sg_gnn_batch *in, int *assoc) {
-  sg_tensor *A = sg_gnn_predict(g, pb->model, in->p, in->q, in->H, pb->chunk);
+static sg_tensor *infer(sg_graph *g, const problem *pb, const assoc_gnn_batch *in, int *assoc) {
+  sg_tensor *A = assoc_gnn_predict(g, pb->model, in->p, in->q, in->H, pb->chunk);
   if (!A) die("the eval forward failed");
-  sg_assoc_argmax(A, assoc);
+  assoc_argmax(A, assoc);
   return A;
 }
 
 /* ---- modes ---------------------------------------------------------------------------- */
 
 static void print_header(const options *o, const problem *pb) {
-  const sg_gnn_config *c = &pb->model->cfg;
+  const assoc_gnn_config *c = &pb->model->cfg;
   printf("{\"side\": \"sinkgrad\", \"mode\": \"%s\", \"variant\": \"%s\", \"d\": %d, \"h\": %d, "
          "\"L\": %d, \"batch\": %lld, \"M\": %d, \"K\": %d, \"N\": %d, \"threads\": %d, "
          "\"blas\": \"%s\", \"params\": %lld, ",
-         o->mode, sg_gnn_variant_name(c->variant), c->d, c->h, c->L, (long long)o->batch, pb->ds.M,
-         pb->ds.K, pb->ds.N, omp_get_max_threads(), sg_blas_name(),
-         (long long)sg_gnn_param_count(pb->model));
+         o->mode, assoc_gnn_variant_name(c->variant), c->d, c->h, c->L, (long long)o->batch,
+         pb->ds.M, pb->ds.K, pb->ds.N, omp_get_max_threads(), sg_blas_name(),
+         (long long)assoc_gnn_param_count(pb->model));
 }
 
 static void add_tensor(sg_npz_writer *w, const char *name, const sg_tensor *t) {
@@ -346,7 +346,7 @@ static void add_scalar(sg_npz_writer *w, const char *name, double v) {
 }
 
 static void export_inputs(sg_npz_writer *w, const problem *pb) {
-  const sg_gnn_config *c = &pb->model->cfg;
+  const assoc_gnn_config *c = &pb->model->cfg;
   sg_params *ps = pb->model->params;
   for (int i = 0; i < sg_params_count(ps); i++) {
     char name[SG_PARAM_NAME_MAX + 8];
@@ -361,7 +361,7 @@ static void export_inputs(sg_npz_writer *w, const problem *pb) {
   sg_tensor *mu = sg_from_f64(NULL, SG_F64, 1, (int64_t[]){M_BS}, MU);
   add_tensor(w, "cfg/mu", mu);
   sg_free(mu);
-  add_scalar(w, "cfg/variant", c->variant == SG_GNN_ATTSKGS ? 0 : 1);
+  add_scalar(w, "cfg/variant", c->variant == ASSOC_GNN_ATTSKGS ? 0 : 1);
   add_scalar(w, "cfg/d", c->d), add_scalar(w, "cfg/h", c->h), add_scalar(w, "cfg/L", c->L);
   add_scalar(w, "cfg/tau", c->tau), add_scalar(w, "cfg/sk_iters", c->sk_iters);
   add_scalar(w, "cfg/capacity", c->capacity), add_scalar(w, "cfg/delta", DELTA);
@@ -369,24 +369,24 @@ static void export_inputs(sg_npz_writer *w, const problem *pb) {
 }
 
 /* A float64 copy of the model (same weights) and of the training batch. */
-static sg_gnn *model_f64(const problem *pb) {
-  sg_gnn_config c = pb->model->cfg;
+static assoc_gnn *model_f64(const problem *pb) {
+  assoc_gnn_config c = pb->model->cfg;
   c.dtype = SG_F64;
-  sg_gnn *m = sg_gnn_new(&c, 0);
+  assoc_gnn *m = assoc_gnn_new(&c, 0);
   if (!m || sg_params_copy(m->params, pb->model->params)) die("could not build the float64 model");
   return m;
 }
 
 /* The float64 loss and gradients of the same weights and inputs
  * ("ref64/..."), and the float32 gradient against the float64 one of the
- * same ReLU decisions (sg_gnn_precision_check, "prec/..."): the torch side
+ * same ReLU decisions (assoc_gnn_precision_check, "prec/..."): the torch side
  * checks the former against its float64 (the same function), the latter
  * is float32's own accuracy. Both at the initial weights. */
-static void export_f64(sg_npz_writer *w, const problem *pb, sg_precision_report *rep) {
-  sg_gnn *m64 = model_f64(pb);
+static void export_f64(sg_npz_writer *w, const problem *pb, assoc_precision_report *rep) {
+  assoc_gnn *m64 = model_f64(pb);
   sg_io_error err;
-  const sg_gnn_batch *in = &pb->train;
-  if (sg_gnn_precision_check(pb->model, m64, in, pb->noise, MU, DELTA, rep, &err)) die(err.msg);
+  const assoc_gnn_batch *in = &pb->train;
+  if (assoc_gnn_precision_check(pb->model, m64, in, pb->noise, MU, DELTA, rep, &err)) die(err.msg);
   sg_tensor *rel = sg_from_f64(NULL, SG_F64, 1, (int64_t[]){rep->n_params}, rep->param_rel);
   add_tensor(w, "prec/param_rel", rel);
   sg_free(rel);
@@ -399,9 +399,9 @@ static void export_f64(sg_npz_writer *w, const problem *pb, sg_precision_report 
   sg_params *ps = m64->params;
   sg_params_zero_grad(sg_params_tensors(ps), sg_params_count(ps));
   sg_graph *g = sg_graph_new();
-  sg_gnn_output o = sg_gnn_forward(g, m64, t[0], t[1], t[2], SG_GNN_TRAIN, NULL, t[5]);
-  sg_tensor *rate = sg_sum_rate(g, o.assoc, t[3], t[4], 1.0);
-  sg_tensor *loss = sg_assoc_loss(g, rate, o.assoc, MU, m64->cfg.capacity, DELTA, NULL);
+  assoc_gnn_output o = assoc_gnn_forward(g, m64, t[0], t[1], t[2], ASSOC_GNN_TRAIN, NULL, t[5]);
+  sg_tensor *rate = assoc_sum_rate(g, o.assoc, t[3], t[4], 1.0);
+  sg_tensor *loss = assoc_loss(g, rate, o.assoc, MU, m64->cfg.capacity, DELTA, NULL);
   if (!loss) die("the float64 forward failed");
   add_scalar(w, "ref64/loss", sg_get(loss, 0));
   sg_backward(g, loss);
@@ -412,7 +412,7 @@ static void export_f64(sg_npz_writer *w, const problem *pb, sg_precision_report 
   }
   sg_graph_free(g);
   for (int i = 0; i < 6; i++) sg_free(t[i]);
-  sg_gnn_free(m64);
+  assoc_gnn_free(m64);
 }
 
 /* The reference results: loss and gradients at the initial weights, the
@@ -445,7 +445,7 @@ static int run_export(const options *o) {
   sg_npz_writer *w = sg_npz_writer_open(o->out, false, &err);
   if (!w) die(err.msg);
   export_inputs(w, &pb);
-  sg_precision_report rep;
+  assoc_precision_report rep;
   export_f64(w, &pb, &rep);
   export_results(w, &pb);
   if (sg_npz_writer_close(w, &err)) die(err.msg);
@@ -454,7 +454,7 @@ static int run_export(const options *o) {
          "\"comparable\": %s}, ",
          rep.grad_rel, (long long)rep.relu_flips, rep.comparable ? "true" : "false");
   printf("\"out\": \"%s\"}\n", o->out);
-  sg_precision_report_free(&rep);
+  assoc_precision_report_free(&rep);
   problem_free(&pb);
   return 0;
 }
@@ -499,8 +499,8 @@ static int run_train(const options *o) {
 
 /* Latencies (ms, into ms[0..reps)) of eval forwards of batch in, after
  * warmup untimed ones. */
-static void time_infer(sg_graph *g, const problem *pb, const sg_gnn_batch *in, int reps, int warmup,
-                       double *ms) {
+static void time_infer(sg_graph *g, const problem *pb, const assoc_gnn_batch *in, int reps,
+                       int warmup, double *ms) {
   int assoc[INFER_BATCH * 64];
   for (int i = 0; i < warmup + reps; i++) {
     double t0 = omp_get_wtime();
@@ -523,7 +523,7 @@ static int run_infer(const options *o) {
   time_infer(g, &pb, &pb.infer, batch_reps, 2, batch_ms);
   switches = involuntary_switches() - switches;
   double single = median(single_ms, o->reps), batch = median(batch_ms, batch_reps);
-  const sg_gnn_config *c = &pb.model->cfg;
+  const assoc_gnn_config *c = &pb.model->cfg;
   flop_count f1 = gemm_flops(c, 1, pb.ds.M, pb.ds.K),
              fb = gemm_flops(c, INFER_BATCH, pb.ds.M, pb.ds.K);
   print_header(o, &pb);
@@ -535,7 +535,7 @@ static int run_infer(const options *o) {
          "\"weight_bytes\": %lld, \"gemm_gflop_single\": %.6f, \"gemm_gflop_batch\": %.4f, "
          "\"peak_rss_mib_single\": %.1f, \"peak_rss_mib\": %.1f, \"involuntary_switches\": %ld}\n",
          o->reps, single, INFER_BATCH, batch_reps, batch, batch / INFER_BATCH,
-         (long long)(sg_gnn_param_count(pb.model) * 4), f1.fwd / 1e9, fb.fwd / 1e9, rss_single,
+         (long long)(assoc_gnn_param_count(pb.model) * 4), f1.fwd / 1e9, fb.fwd / 1e9, rss_single,
          peak_rss_mib(), switches);
   free(single_ms), free(batch_ms);
   sg_graph_free(g);

@@ -379,7 +379,7 @@ def markdown(res):
           "- peak memory: ru_maxrss of a process that does only that measurement (the PyTorch "
           "figure includes the interpreter and libtorch: %s MiB right after `import torch`)."
           % res.get("torch_rss_after_import_mib", "?"),
-          "- inference on the sinkgrad side goes through `sg_gnn_predict`, which evaluates a "
+          "- inference on the sinkgrad side goes through `assoc_gnn_predict`, which evaluates a "
           "batch in chunks whose widest activation stays within 2 MiB: 32 samples at the paper's "
           "width, 128 at d 128, the whole batch at d 64. PyTorch evaluates the batch in one call. "
           "At the paper's width the chunks are what keeps the batch's activations near 15 MiB "

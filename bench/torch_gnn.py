@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """The PyTorch side of the comparison (bench/run; the C side is bench_gnn.c).
 
-The same AttSKGS-GNN / SKGS-GNN as models/gnn.c (docs/models.md): the same
+The same AttSKGS-GNN / SKGS-GNN as models/gnn/gnn.c (docs/models.md): the same
 layers in the same order, the same parameter names and shapes (loaded from
 the .npz that `bench_gnn export` writes), the same split first Linear of
 every MLP on concatenated inputs (a [x, y] input is applied as
@@ -141,7 +141,7 @@ class GNN(nn.Module):
 
 
 def sum_rate(A, c_re, c_im, noise=1.0):
-    """R [B] of A [B, K, M] from couplings [B, M, K, K] (models/sumrate.c)."""
+    """R [B] of A [B, K, M] from couplings [B, M, K, K] (models/gnn/sumrate.c)."""
     B, K, M = A.shape
     a = A.transpose(1, 2).reshape(B, M, 1, K)
     z_re, z_im = (c_re * a).sum(1), (c_im * a).sum(1)  # [B, K, K]
@@ -307,7 +307,7 @@ def worst_c32_params(z, top=3):
 # gradient against torch's float64 (both sides sum in different orders;
 # float64 round-off leaves 1e-10 of room many times over). Float32 accuracy:
 # the C float32 gradient against its float64 gradient with the same ReLU
-# decisions (models/precision.c: a pre-activation within float32 round-off
+# decisions (models/train/precision.c: a pre-activation within float32 round-off
 # of zero is cut in one precision and passed in the other about once per
 # million, and the models' gradients then differ by up to 6% on either
 # side, torch's included: bench/RESULTS.md), 1e-4 relative; the float32

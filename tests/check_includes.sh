@@ -4,7 +4,8 @@
 # of includes may come back to where it started. Run from anywhere; exits 1
 # listing every offending include.
 #
-#   layer (lowest first): tensor, autograd, ops, models/nn, models/wireless,
+#   layer (lowest first): tensor, autograd, ops, models/nn (and the models'
+#   shared internal helpers), models/wireless,
 #   models/assoc and models/gnn, models/train and models/eval,
 #   then examples, bench and tests (which may include anything below them).
 set -eu
@@ -15,7 +16,7 @@ layer_of() {
   tensor/*) echo 0 ;;
   autograd/*) echo 1 ;;
   ops/*) echo 2 ;;
-  models/nn/*) echo 3 ;;
+  models/nn/* | models/models_internal.*) echo 3 ;;
   models/wireless/*) echo 4 ;;
   models/assoc/* | models/gnn/*) echo 5 ;;
   models/train/* | models/eval/*) echo 6 ;;

@@ -1,4 +1,4 @@
-/* Evaluation (models/sg_eval.h): metrics on hand-made associations
+/* Evaluation (models/eval/assoc_eval.h): metrics on hand-made associations
  * (violation ratio, load balancing by dropping, the no-violation rounding),
  * the max-weight assignment against enumeration, models evaluated on
  * networks larger than their training size, and the ablation JSON report. */
@@ -7,21 +7,21 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "sg_eval.h"
+#include "assoc_eval.h"
 #include "sg_test.h"
 
-static sg_dataset make_data(int M, int N, int K, int64_t S, uint64_t seed, double pt_dbm) {
-  sg_scenario sc = sg_scenario_default();
+static assoc_dataset make_data(int M, int N, int K, int64_t S, uint64_t seed, double pt_dbm) {
+  assoc_scenario sc = assoc_scenario_default();
   sc.M = M, sc.N = N, sc.K = K, sc.seed = seed, sc.pt_dbm = pt_dbm;
-  sg_dataset ds;
-  char msg[256];
-  ck_assert_msg(sg_generate(&sc, S, &ds, msg, sizeof msg) == 0, "%s", msg);
+  assoc_dataset ds;
+  sg_io_error err;
+  ck_assert_msg(assoc_generate(&sc, S, &ds, &err) == 0, "%s", err.msg);
   return ds;
 }
 
 /* Loads <= N and exactly min(K, M*N) UEs served. */
 static void assert_feasible(int M, int N, int K, const int *assoc, const char *who) {
-  int load[SG_MAX_BS] = {0}, served = 0;
+  int load[ASSOC_MAX_BS] = {0}, served = 0;
   for (int k = 0; k < K; k++) {
     ck_assert_msg(assoc[k] >= -1 && assoc[k] < M, "%s: bad BS %d", who, assoc[k]);
     if (assoc[k] >= 0) load[assoc[k]]++, served++;
@@ -45,10 +45,10 @@ static const double hand_A[3 * 4 * 2] = {
 };
 
 START_TEST(test_hand_metrics) {
-  sg_dataset ds = make_data(2, 2, 4, 3, 11, 30.0);
-  sg_eval_metrics x;
+  assoc_dataset ds = make_data(2, 2, 4, 3, 11, 30.0);
+  assoc_eval_metrics x;
   int one_hot[12], lb[12], nv[12];
-  ck_assert_int_eq(sg_eval_assoc_metrics(&ds, hand_A, NULL, &x, one_hot, lb, nv), 0);
+  ck_assert_int_eq(assoc_eval_assoc_metrics(&ds, hand_A, NULL, &x, one_hot, lb, nv), 0);
   const int want_1hot[12] = {0, 0, 0, 0, 0, 1, 0, 1, 1, 1, 0, 1};
   for (int i = 0; i < 12; i++) ck_assert_int_eq(one_hot[i], want_1hot[i]);
   ck_assert_double_eq_tol(x.violation_ratio, 2.0 / 3.0, 1e-15);
@@ -65,16 +65,16 @@ START_TEST(test_hand_metrics) {
   /* Means of the rates of these associations, computed independently. */
   double gain[2 * 4 * 4], r = 0, r_lb = 0, r_nv = 0;
   for (int s = 0; s < 3; s++) {
-    sg_coupling_gain(&ds, s, gain);
-    r += sg_rate_int(gain, 2, 4, want_1hot + 4 * s, NULL) / 3;
-    r_lb += sg_rate_int(gain, 2, 4, want_lb + 4 * s, NULL) / 3;
-    r_nv += sg_rate_int(gain, 2, 4, want_nv + 4 * s, NULL) / 3;
+    assoc_coupling_gain(&ds, s, gain);
+    r += assoc_rate_int(gain, 2, 4, want_1hot + 4 * s, NULL) / 3;
+    r_lb += assoc_rate_int(gain, 2, 4, want_lb + 4 * s, NULL) / 3;
+    r_nv += assoc_rate_int(gain, 2, 4, want_nv + 4 * s, NULL) / 3;
   }
   ck_assert_double_eq_tol(x.rate, r, 1e-12);
   ck_assert_double_eq_tol(x.rate_lb, r_lb, 1e-12);
   ck_assert_double_eq_tol(x.rate_no_violation, r_nv, 1e-12);
   ck_assert(isnan(x.ratio_to_es));
-  sg_dataset_free(&ds);
+  assoc_dataset_free(&ds);
 }
 END_TEST
 
@@ -82,12 +82,12 @@ END_TEST
  * rounding still respects the limit. */
 START_TEST(test_rounding_zero_entries) {
   const double A[4 * 2] = {1, 0, 1, 0, 1, 0, 0, 1};
-  sg_assign_work *w = sg_assign_work_new(2, 2, 4);
+  assoc_assign_work *w = assoc_assign_work_new(2, 2, 4);
   int assoc[4];
-  sg_round_no_violation(A, 2, 2, 4, w, assoc);
+  assoc_round_no_violation(A, 2, 2, 4, w, assoc);
   assert_feasible(2, 2, 4, assoc, "rounding");
   ck_assert_int_eq(assoc[3], 1);
-  sg_assign_work_free(w);
+  assoc_assign_work_free(w);
 }
 END_TEST
 
@@ -122,7 +122,7 @@ START_TEST(test_assignment_optimal) {
   sg_rng_seed(&rng, 5);
   for (size_t c = 0; c < sizeof sizes / sizeof sizes[0]; c++) {
     int M = sizes[c][0], N = sizes[c][1], K = sizes[c][2];
-    sg_assign_work *w = sg_assign_work_new(M, N, K);
+    assoc_assign_work *w = assoc_assign_work_new(M, N, K);
     ck_assert_ptr_nonnull(w);
     for (int trial = 0; trial < 40; trial++) {
       double wt[64];
@@ -130,7 +130,7 @@ START_TEST(test_assignment_optimal) {
       /* log-probability-like weights (<= 0), half the trials with ties */
       for (int i = 0; i < K * M; i++)
         wt[i] = trial % 2 ? -(double)sg_rng_below(&rng, 4) : log(sg_rng_uniform(&rng));
-      double got = sg_assign_max_weight(wt, M, N, K, w, assoc);
+      double got = assoc_assign_max_weight(wt, M, N, K, w, assoc);
       assert_feasible(M, N, K, assoc, "assignment");
       double check = 0;
       for (int k = 0; k < K; k++)
@@ -140,7 +140,7 @@ START_TEST(test_assignment_optimal) {
       ck_assert_msg(fabs(got - best) <= 1e-12 * (1 + fabs(best)),
                     "size %zu trial %d: assignment %.15g, enumeration %.15g", c, trial, got, best);
     }
-    sg_assign_work_free(w);
+    assoc_assign_work_free(w);
   }
 }
 END_TEST
@@ -149,7 +149,7 @@ END_TEST
  * beats ES (both serve min(K, M*N) UEs), and the metrics are bitwise the
  * same for 1 and 2 threads. */
 START_TEST(test_rounding_feasible_and_threads) {
-  sg_dataset ds = make_data(2, 4, 10, 50, 21, 30.0);
+  assoc_dataset ds = make_data(2, 4, 10, 50, 21, 30.0);
   sg_rng rng;
   sg_rng_seed(&rng, 9);
   size_t n = (size_t)ds.S * ds.K * ds.M;
@@ -160,13 +160,13 @@ START_TEST(test_rounding_feasible_and_threads) {
     for (int m = 0; m < ds.M; m++) sum += A[r * ds.M + m] = pow(sg_rng_uniform(&rng), 4);
     for (int m = 0; m < ds.M; m++) A[r * ds.M + m] /= sum;
   }
-  ck_assert_int_eq(sg_eval_es_rates(&ds, 1e9, es), 0);
-  sg_eval_metrics x1, x2;
+  ck_assert_int_eq(assoc_eval_es_rates(&ds, 1e9, es), 0);
+  assoc_eval_metrics x1, x2;
   int threads = omp_get_max_threads();
   omp_set_num_threads(1);
-  ck_assert_int_eq(sg_eval_assoc_metrics(&ds, A, es, &x1, NULL, NULL, nv), 0);
+  ck_assert_int_eq(assoc_eval_assoc_metrics(&ds, A, es, &x1, NULL, NULL, nv), 0);
   omp_set_num_threads(2);
-  ck_assert_int_eq(sg_eval_assoc_metrics(&ds, A, es, &x2, NULL, NULL, NULL), 0);
+  ck_assert_int_eq(assoc_eval_assoc_metrics(&ds, A, es, &x2, NULL, NULL, NULL), 0);
   omp_set_num_threads(threads);
   ck_assert_int_eq(memcmp(&x1, &x2, sizeof x1), 0);
   for (int64_t s = 0; s < ds.S; s++) assert_feasible(ds.M, ds.N, ds.K, nv + s * ds.K, "rounding");
@@ -174,22 +174,23 @@ START_TEST(test_rounding_feasible_and_threads) {
   ck_assert(x1.rate_no_violation <= x1.es_rate + 1e-12);
   ck_assert(x1.ratio_nv_to_es <= 1.0 + 1e-12 && x1.ratio_nv_to_es > 0);
   free(A), free(es), free(nv);
-  sg_dataset_free(&ds);
+  assoc_dataset_free(&ds);
 }
 END_TEST
 
-/* Baseline metrics agree with sg_metrics_compute. */
+/* Baseline metrics agree with assoc_metrics_compute. */
 START_TEST(test_baseline_metrics) {
-  sg_dataset ds = make_data(2, 2, 5, 30, 3, 30.0);
+  assoc_dataset ds = make_data(2, 2, 5, 30, 3, 30.0);
   int *assoc = malloc((size_t)ds.S * ds.K * sizeof *assoc);
   double *rate = malloc((size_t)ds.S * sizeof *rate), *es = malloc((size_t)ds.S * sizeof *es);
-  sg_baseline_opts o = sg_baseline_defaults();
-  ck_assert_int_eq(sg_run_method(&ds, SG_MAXSINR, &o, assoc, rate, NULL, NULL, NULL, NULL, 0), 0);
-  ck_assert_int_eq(sg_eval_es_rates(&ds, 1e9, es), 0);
-  sg_eval_metrics x;
-  sg_metrics ref;
-  ck_assert_int_eq(sg_eval_baseline_metrics(&ds, assoc, es, 0.5, &x), 0);
-  ck_assert_int_eq(sg_metrics_compute(&ds, assoc, NULL, es, 0.5, &ref, NULL, NULL), 0);
+  assoc_baseline_opts o = assoc_baseline_defaults();
+  ck_assert_int_eq(assoc_run_method(&ds, ASSOC_MAXSINR, &o, assoc, rate, NULL, NULL, NULL, NULL),
+                   0);
+  ck_assert_int_eq(assoc_eval_es_rates(&ds, 1e9, es), 0);
+  assoc_eval_metrics x;
+  assoc_metrics ref;
+  ck_assert_int_eq(assoc_eval_baseline_metrics(&ds, assoc, es, 0.5, &x), 0);
+  ck_assert_int_eq(assoc_metrics_compute(&ds, assoc, NULL, es, 0.5, &ref, NULL, NULL), 0);
   ck_assert_double_eq(x.rate, ref.mean_rate);
   ck_assert_double_eq(x.violation_ratio, ref.violation_ratio);
   ck_assert_double_eq(x.rate_lb, ref.mean_lb_rate);
@@ -197,14 +198,14 @@ START_TEST(test_baseline_metrics) {
   ck_assert_double_eq_tol(x.infer_us, 500.0, 1e-9);
   ck_assert_int_eq(x.violation_ratio > 0, 1); /* K 5 > M*N 4 */
   free(assoc), free(rate), free(es);
-  sg_dataset_free(&ds);
+  assoc_dataset_free(&ds);
 }
 END_TEST
 
 /* ---- models on other network sizes ----------------------------------------------------- */
 
-static sg_gnn_config small_config(sg_gnn_variant v, sg_dtype dt) {
-  sg_gnn_config c = sg_gnn_config_paper(v);
+static assoc_gnn_config small_config(assoc_gnn_variant v, sg_dtype dt) {
+  assoc_gnn_config c = assoc_gnn_config_paper(v);
   c.d = 8, c.h = 16, c.L = 2, c.dtype = dt;
   return c;
 }
@@ -216,35 +217,35 @@ START_TEST(test_model_larger_networks) {
     int M, K;
     double pt;
   } nets[] = {{2, 12, 30.0}, {3, 12, 30.0}, {4, 16, 40.0}, {2, 4, 20.0}};
-  for (int v = 0; v < SG_GNN_VARIANT_COUNT; v++) {
-    sg_gnn_config c = small_config((sg_gnn_variant)v, SG_F32);
-    sg_gnn *m = sg_gnn_new(&c, 40 + v);
+  for (int v = 0; v < ASSOC_GNN_VARIANT_COUNT; v++) {
+    assoc_gnn_config c = small_config((assoc_gnn_variant)v, SG_F32);
+    assoc_gnn *m = assoc_gnn_new(&c, 40 + v);
     ck_assert_ptr_nonnull(m);
     for (size_t i = 0; i < sizeof nets / sizeof nets[0]; i++) {
-      sg_dataset ds = make_data(nets[i].M, 4, nets[i].K, 24, 70 + i, nets[i].pt);
-      sg_eval_opts o = sg_eval_defaults(3.0);
+      assoc_dataset ds = make_data(nets[i].M, 4, nets[i].K, 24, 70 + i, nets[i].pt);
+      assoc_eval_opts o = assoc_eval_defaults(3.0);
       o.batch = 10, o.latency_samples = 3;
       double *es = NULL;
       if (nets[i].M * nets[i].K <= 36) {
         es = malloc((size_t)ds.S * sizeof *es);
-        ck_assert_int_eq(sg_eval_es_rates(&ds, 1e9, es), 0);
+        ck_assert_int_eq(assoc_eval_es_rates(&ds, 1e9, es), 0);
       }
-      sg_eval_metrics x;
-      char msg[256] = "";
-      ck_assert_msg(sg_eval_model(m, &ds, &o, es, &x, NULL, msg, sizeof msg) == 0, "%s", msg);
+      assoc_eval_metrics x;
+      sg_io_error err;
+      ck_assert_msg(assoc_eval_model(m, &ds, &o, es, &x, NULL, &err) == 0, "%s", err.msg);
       ck_assert_int_eq(x.samples, 24);
       ck_assert_int_eq(x.K, nets[i].K);
       ck_assert(x.violation_ratio >= 0 && x.violation_ratio <= 1);
       ck_assert(isfinite(x.rate) && x.rate >= 0 && isfinite(x.rate_lb) && x.rate_lb >= 0);
       ck_assert(isfinite(x.rate_no_violation) && x.rate_no_violation > 0);
       ck_assert(isfinite(x.infer_us) && x.infer_us > 0 && isfinite(x.latency_us));
-      ck_assert_int_eq(x.params, sg_gnn_param_count(m));
+      ck_assert_int_eq(x.params, assoc_gnn_param_count(m));
       if (es) ck_assert(x.rate_no_violation <= x.es_rate + 1e-9);
       if (nets[i].K > nets[i].M * 4) ck_assert_double_eq(x.violation_ratio, 1.0);
       free(es);
-      sg_dataset_free(&ds);
+      assoc_dataset_free(&ds);
     }
-    sg_gnn_free(m);
+    assoc_gnn_free(m);
   }
 }
 END_TEST
@@ -252,30 +253,30 @@ END_TEST
 /* Batched inference equals single-sample inference (float64), and a data
  * set with another N is refused with a message. */
 START_TEST(test_infer_batch_invariant) {
-  sg_gnn_config c = small_config(SG_GNN_ATTSKGS, SG_F64);
-  sg_gnn *m = sg_gnn_new(&c, 3);
-  sg_dataset ds = make_data(3, 4, 9, 13, 8, 30.0);
+  assoc_gnn_config c = small_config(ASSOC_GNN_ATTSKGS, SG_F64);
+  assoc_gnn *m = assoc_gnn_new(&c, 3);
+  assoc_dataset ds = make_data(3, 4, 9, 13, 8, 30.0);
   size_t n = (size_t)ds.S * ds.K * ds.M;
   double *A1 = malloc(n * sizeof *A1), *A5 = malloc(n * sizeof *A5);
-  sg_eval_opts o = sg_eval_defaults(2.5);
-  char msg[256];
+  assoc_eval_opts o = assoc_eval_defaults(2.5);
+  sg_io_error err;
   o.batch = 1;
-  ck_assert_int_eq(sg_eval_infer(m, &ds, &o, A1, NULL, msg, sizeof msg), 0);
+  ck_assert_int_eq(assoc_eval_infer(m, &ds, &o, A1, NULL, &err), 0);
   o.batch = 5;
-  ck_assert_int_eq(sg_eval_infer(m, &ds, &o, A5, NULL, msg, sizeof msg), 0);
+  ck_assert_int_eq(assoc_eval_infer(m, &ds, &o, A5, NULL, &err), 0);
   for (size_t i = 0; i < n; i++) ck_assert_double_eq_tol(A1[i], A5[i], 1e-12);
   for (int64_t r = 0; r < ds.S * ds.K; r++) { /* rows of A~ sum to 1 */
     double sum = 0;
     for (int j = 0; j < ds.M; j++) sum += A5[r * ds.M + j];
     ck_assert_double_eq_tol(sum, 1.0, 1e-12);
   }
-  sg_dataset other = make_data(2, 2, 4, 2, 1, 30.0);
-  ck_assert_int_eq(sg_eval_infer(m, &other, &o, A5, NULL, msg, sizeof msg), -1);
-  ck_assert_msg(strstr(msg, "N = 2") != NULL, "%s", msg);
-  sg_dataset_free(&other);
+  assoc_dataset other = make_data(2, 2, 4, 2, 1, 30.0);
+  ck_assert_int_eq(assoc_eval_infer(m, &other, &o, A5, NULL, &err), -1);
+  ck_assert_msg(strstr(err.msg, "N = 2") != NULL, "%s", err.msg);
+  assoc_dataset_free(&other);
   free(A1), free(A5);
-  sg_dataset_free(&ds);
-  sg_gnn_free(m);
+  assoc_dataset_free(&ds);
+  assoc_gnn_free(m);
 }
 END_TEST
 
@@ -351,7 +352,7 @@ START_TEST(test_ablation_json) {
   char dir[] = "/tmp/sg_eval_XXXXXX", path[256], bad[256];
   ck_assert_ptr_nonnull(mkdtemp(dir));
   snprintf(path, sizeof path, "%s/ablation.json", dir);
-  sg_ablation_entry e[2] = {
+  assoc_ablation_entry e[2] = {
       {"AttSKGS-GNN",
        "model",
        {.samples = 10,
@@ -367,10 +368,10 @@ START_TEST(test_ablation_json) {
       {"MaxSINR \"uncapped\"", "baseline", {.samples = 10, .ratio_to_es = NAN}, NAN, 0}};
   const double x[3] = {4, 8, 12}, lb[6] = {1, 2, 3, 4, 5, 6};
   const char *names[2] = {"AttSKGS-GNN", "ES"};
-  sg_ablation_curve curve = {"K", 3, 2, x, names, lb, NULL};
-  sg_ablation_report rep = {"{\"M\": 2, \"N\": 4}", e, 2, &curve, 1};
+  assoc_ablation_curve curve = {"K", 3, 2, x, names, lb, NULL};
+  assoc_ablation_report rep = {"{\"M\": 2, \"N\": 4}", e, 2, &curve, 1};
   sg_io_error err;
-  ck_assert_msg(sg_ablation_write_json(path, &rep, &err) == 0, "%s", err.msg);
+  ck_assert_msg(assoc_ablation_write_json(path, &rep, &err) == 0, "%s", err.msg);
   char *text = read_file(path);
   json_reader r = {text};
   ck_assert_msg(json_value(&r), "invalid JSON near offset %ld:\n%s", (long)(r.p - text), text);
@@ -393,7 +394,7 @@ START_TEST(test_ablation_json) {
   free(text);
   /* A missing directory fails with a message and leaves nothing behind. */
   snprintf(bad, sizeof bad, "%s/missing/ablation.json", dir);
-  ck_assert_int_eq(sg_ablation_write_json(bad, &rep, &err), -1);
+  ck_assert_int_eq(assoc_ablation_write_json(bad, &rep, &err), -1);
   ck_assert(strstr(err.msg, "missing") != NULL);
   ck_assert_int_eq(unlink(path), 0);
   ck_assert_int_eq(rmdir(dir), 0); /* empty: no temporary file left */

@@ -1,11 +1,11 @@
-/* Neural-network building blocks (models/sg_nn.h), the four association GNNs,
- * the differentiable sum-rate and the training loss (models/sg_gnn.h). */
+/* Neural-network building blocks (models/nn/sg_nn.h), the four association GNNs,
+ * the differentiable sum-rate and the training loss (models/gnn/assoc_gnn.h). */
 #include <complex.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "sg_gnn.h"
-#include "sg_system.h"
+#include "assoc_gnn.h"
+#include "assoc_wireless.h"
 #include "sg_test.h"
 
 /* ---- helpers ----------------------------------------------------------------- */
@@ -18,18 +18,18 @@ static void record_error(const char *op, const char *msg, const char *file, int 
 
 /* The tiny float64 configuration of the gradient checks: d 4, h 6, L 2,
  * N 2 (Fe = 4 edge features, capacity 2). */
-static sg_gnn_config tiny_config(sg_gnn_variant v) {
-  return (sg_gnn_config){.variant = v,
-                         .d = 4,
-                         .h = 6,
-                         .L = 2,
-                         .fp = 1,
-                         .fq = 1,
-                         .fe = 4,
-                         .dtype = SG_F64,
-                         .tau = 0.8,
-                         .sk_iters = 10,
-                         .capacity = 2.0};
+static assoc_gnn_config tiny_config(assoc_gnn_variant v) {
+  return (assoc_gnn_config){.variant = v,
+                            .d = 4,
+                            .h = 6,
+                            .L = 2,
+                            .fp = 1,
+                            .fq = 1,
+                            .fe = 4,
+                            .dtype = SG_F64,
+                            .tau = 0.8,
+                            .sk_iters = 10,
+                            .capacity = 2.0};
 }
 
 typedef struct gnn_inputs {
@@ -68,7 +68,7 @@ static sg_tensor *permute_axis(const sg_tensor *t, int axis, const int *perm) {
 }
 
 /* Flattened logits followed by flattened A~: one output checks both. */
-static sg_tensor *both_outputs(sg_graph *g, sg_gnn_output o) {
+static sg_tensor *both_outputs(sg_graph *g, assoc_gnn_output o) {
   if (!o.logits || !o.assoc) return NULL;
   sg_tensor *parts[2] = {sg_reshape(g, o.logits, 1, (int64_t[]){-1}),
                          sg_reshape(g, o.assoc, 1, (int64_t[]){-1})};
@@ -76,9 +76,9 @@ static sg_tensor *both_outputs(sg_graph *g, sg_gnn_output o) {
 }
 
 typedef struct gnn_ctx {
-  const sg_gnn *model;
+  const assoc_gnn *model;
   gnn_inputs in;
-  sg_gnn_mode mode;
+  assoc_gnn_mode mode;
 } gnn_ctx;
 
 /* The check function ignores its inputs array: it holds the model's own
@@ -88,11 +88,11 @@ static sg_tensor *gnn_fn(sg_graph *g, sg_tensor *const *inputs, int n, void *ctx
   (void)inputs, (void)n;
   gnn_ctx *c = ctx;
   return both_outputs(
-      g, sg_gnn_forward(g, c->model, c->in.p, c->in.q, c->in.H, c->mode, NULL, c->in.noise));
+      g, assoc_gnn_forward(g, c->model, c->in.p, c->in.q, c->in.H, c->mode, NULL, c->in.noise));
 }
 
 /* Every parameter plus the three feature tensors, all requiring a gradient. */
-static sg_tensor **check_inputs(const sg_gnn *m, gnn_inputs *in, int *n) {
+static sg_tensor **check_inputs(const assoc_gnn *m, gnn_inputs *in, int *n) {
   int np = sg_params_count(m->params);
   sg_tensor **list = malloc((size_t)(np + 3) * sizeof *list);
   for (int i = 0; i < np; i++) list[i] = sg_params_at(m->params, i);
@@ -107,20 +107,20 @@ static sg_tensor **check_inputs(const sg_gnn *m, gnn_inputs *in, int *n) {
  * projection mode is not needed) at the tiny width, with the default
  * tolerances (atol 1e-7, rtol 1e-6) and eps 1e-6. The output checked is
  * Ahat and A~ together (A~ alone is blind to a shift of a logit row). */
-static void gradcheck_variant(sg_gnn_variant v, bool concat_inputs) {
-  sg_gnn_config cfg = tiny_config(v);
+static void gradcheck_variant(assoc_gnn_variant v, bool concat_inputs) {
+  assoc_gnn_config cfg = tiny_config(v);
   cfg.concat_inputs = concat_inputs;
-  sg_gnn *m = sg_gnn_new(&cfg, 11 + v);
+  assoc_gnn *m = assoc_gnn_new(&cfg, 11 + v);
   ck_assert_ptr_nonnull(m);
   sg_rng r;
   sg_rng_seed(&r, 100 + v);
-  gnn_ctx ctx = {m, make_inputs(&r, SG_F64, 2, 2, 3, cfg.fe), SG_GNN_TRAIN};
-  if (v == SG_GNN_ATTSKGS || v == SG_GNN_SKGS) {
+  gnn_ctx ctx = {m, make_inputs(&r, SG_F64, 2, 2, 3, cfg.fe), ASSOC_GNN_TRAIN};
+  if (v == ASSOC_GNN_ATTSKGS || v == ASSOC_GNN_SKGS) {
     /* The inputs make the capacity bind (a column above N after T
      * iterations), so the check goes through the capped branch. */
     sg_graph *g = sg_graph_new();
-    sg_gnn_output o =
-        sg_gnn_forward(g, m, ctx.in.p, ctx.in.q, ctx.in.H, SG_GNN_TRAIN, NULL, ctx.in.noise);
+    assoc_gnn_output o =
+        assoc_gnn_forward(g, m, ctx.in.p, ctx.in.q, ctx.in.H, ASSOC_GNN_TRAIN, NULL, ctx.in.noise);
     ck_assert_msg(o.sinkhorn.col_excess > 1e-3, "cap not binding: %g", o.sinkhorn.col_excess);
     sg_graph_free(g);
   }
@@ -128,32 +128,32 @@ static void gradcheck_variant(sg_gnn_variant v, bool concat_inputs) {
   sg_tensor **list = check_inputs(m, &ctx.in, &n);
   sg_gradcheck_result res = sg_gradcheck(gnn_fn, list, n, &ctx, NULL);
   SG_ASSERT_CHECK(res);
-  ck_assert_int_eq(res.checked, sg_gnn_param_count(m) + 2 * 2 + 2 * 3 + 2 * 2 * 3 * cfg.fe);
+  ck_assert_int_eq(res.checked, assoc_gnn_param_count(m) + 2 * 2 + 2 * 3 + 2 * 2 * 3 * cfg.fe);
   free(list);
   free_inputs(&ctx.in);
-  sg_gnn_free(m);
+  assoc_gnn_free(m);
 }
 
-/* The balanced Sinkhorn option (sg_gnn_config.sk_balanced) at K = 3 < M N
+/* The balanced Sinkhorn option (assoc_gnn_config.sk_balanced) at K = 3 < M N
  * = 4 (one slack row) and K = M N = 4, through the whole model; at K = 4
  * every BS ends with its N = 2 UEs' worth of load (the columns of A~ sum to
  * N once converged), at K = 3 none exceeds N. */
 START_TEST(gradcheck_gnn_balanced) {
   for (int64_t K = 3; K <= 4; K++) {
-    sg_gnn_config cfg = tiny_config(SG_GNN_SKGS);
+    assoc_gnn_config cfg = tiny_config(ASSOC_GNN_SKGS);
     cfg.sk_balanced = true;
-    sg_gnn *m = sg_gnn_new(&cfg, 21);
+    assoc_gnn *m = assoc_gnn_new(&cfg, 21);
     sg_rng r;
     sg_rng_seed(&r, 200 + K);
-    gnn_ctx ctx = {m, make_inputs(&r, SG_F64, 2, 2, K, cfg.fe), SG_GNN_TRAIN};
+    gnn_ctx ctx = {m, make_inputs(&r, SG_F64, 2, 2, K, cfg.fe), ASSOC_GNN_TRAIN};
     int n;
     sg_tensor **list = check_inputs(m, &ctx.in, &n);
     SG_ASSERT_CHECK(sg_gradcheck(gnn_fn, list, n, &ctx, NULL));
     cfg.sk_iters = 300;
-    sg_gnn *conv = sg_gnn_new(&cfg, 21);
+    assoc_gnn *conv = assoc_gnn_new(&cfg, 21);
     sg_graph *g = sg_graph_new();
-    sg_gnn_output o =
-        sg_gnn_forward(g, conv, ctx.in.p, ctx.in.q, ctx.in.H, SG_GNN_TRAIN, NULL, ctx.in.noise);
+    assoc_gnn_output o = assoc_gnn_forward(g, conv, ctx.in.p, ctx.in.q, ctx.in.H, ASSOC_GNN_TRAIN,
+                                           NULL, ctx.in.noise);
     for (int64_t b = 0; b < 2; b++)
       for (int64_t mm = 0; mm < 2; mm++) {
         double load = 0;
@@ -164,8 +164,8 @@ START_TEST(gradcheck_gnn_balanced) {
     sg_graph_free(g);
     free(list);
     free_inputs(&ctx.in);
-    sg_gnn_free(m);
-    sg_gnn_free(conv);
+    assoc_gnn_free(m);
+    assoc_gnn_free(conv);
   }
 }
 END_TEST
@@ -481,7 +481,8 @@ START_TEST(sum_rate_matches_scalar) {
 
   sg_graph *g = sg_graph_new();
   sg_tensor *c_re, *c_im;
-  ck_assert_int_eq(sg_mrt_couplings(g, H_re, H_im, B, M, K, N, pt, noise, SG_F64, &c_re, &c_im), 0);
+  ck_assert_int_eq(assoc_mrt_couplings(g, H_re, H_im, B, M, K, N, pt, noise, SG_F64, &c_re, &c_im),
+                   0);
   ck_assert_int_eq(c_re->ndim, 4);
   ck_assert_int_eq(c_re->shape[1], M);
   ck_assert_int_eq(c_re->shape[3], K);
@@ -501,7 +502,7 @@ START_TEST(sum_rate_matches_scalar) {
   for (int k = 0; k < K; k++) ck_assert(sg_get(c_re, ((1 * M + 2) * K + k) * K + 3) == 0.0);
 
   sg_tensor *At = sg_from_f64(g, SG_F64, 3, (int64_t[]){B, K, M}, A);
-  sg_tensor *R = sg_sum_rate(g, At, c_re, c_im, 1.0);
+  sg_tensor *R = assoc_sum_rate(g, At, c_re, c_im, 1.0);
   ck_assert_int_eq(R->ndim, 1);
   ck_assert_int_eq(R->shape[0], B);
   for (int b = 0; b < B; b++) {
@@ -513,19 +514,19 @@ START_TEST(sum_rate_matches_scalar) {
      * couplings agrees too. */
     double cr[M * K * K], ci[M * K * K];
     for (int i = 0; i < M * K * K; i++) cr[i] = creal(c[b][i]), ci[i] = cimag(c[b][i]);
-    ck_assert_double_eq_tol(sg_rate_frac(cr, ci, M, K, A + b * K * M, NULL), want,
+    ck_assert_double_eq_tol(assoc_rate_frac(cr, ci, M, K, A + b * K * M, NULL), want,
                             1e-12 * fmax(1, want));
   }
   /* Another noise level through the noise argument. */
-  sg_tensor *R2 = sg_sum_rate(g, At, c_re, c_im, 3.5);
+  sg_tensor *R2 = assoc_sum_rate(g, At, c_re, c_im, 3.5);
   for (int b = 0; b < B; b++)
     ck_assert_double_eq_tol(sg_get(R2, b), ref_rate(c[b], A + b * K * M, M, K, 3.5), 1e-12);
 
   /* Float32 couplings and rate agree with float64 to float precision. */
   sg_tensor *f_re, *f_im;
-  sg_mrt_couplings(g, H_re, H_im, B, M, K, N, pt, noise, SG_F32, &f_re, &f_im);
+  assoc_mrt_couplings(g, H_re, H_im, B, M, K, N, pt, noise, SG_F32, &f_re, &f_im);
   ck_assert(f_re->dtype == SG_F32);
-  sg_tensor *R32 = sg_sum_rate(g, sg_to_dtype(g, At, SG_F32), f_re, f_im, 1.0);
+  sg_tensor *R32 = assoc_sum_rate(g, sg_to_dtype(g, At, SG_F32), f_re, f_im, 1.0);
   for (int b = 0; b < B; b++)
     ck_assert_double_eq_tol(sg_get(R32, b), sg_get(R, b), 1e-5 * fmax(1, sg_get(R, b)));
   sg_graph_free(g);
@@ -538,7 +539,7 @@ typedef struct rate_ctx {
 
 static sg_tensor *rate_fn(sg_graph *g, sg_tensor *const *in, int n, void *ctx) {
   (void)n;
-  return sg_sum_rate(g, in[0], in[1], in[2], ((rate_ctx *)ctx)->noise);
+  return assoc_sum_rate(g, in[0], in[1], in[2], ((rate_ctx *)ctx)->noise);
 }
 
 START_TEST(gradcheck_sum_rate) {
@@ -567,7 +568,7 @@ typedef struct loss_ctx {
 static sg_tensor *loss_fn(sg_graph *g, sg_tensor *const *in, int n, void *ctx) {
   (void)n;
   loss_ctx *c = ctx;
-  return sg_assoc_loss(g, in[0], in[1], c->mu, c->capacity, c->delta, NULL);
+  return assoc_loss(g, in[0], in[1], c->mu, c->capacity, c->delta, NULL);
 }
 
 START_TEST(assoc_loss_value_and_gradient) {
@@ -581,12 +582,12 @@ START_TEST(assoc_loss_value_and_gradient) {
   sg_tensor *At = sg_from_f64(g, SG_F64, 3, (int64_t[]){B, K, M}, A);
   sg_tensor *Rt = sg_from_f64(g, SG_F64, 1, (int64_t[]){B}, rate);
   double viol[M];
-  sg_tensor *loss = sg_assoc_loss(g, Rt, At, mu, 2.0, 0.5, viol);
+  sg_tensor *loss = assoc_loss(g, Rt, At, mu, 2.0, 0.5, viol);
   ck_assert_int_eq(loss->ndim, 0);
   ck_assert_double_eq_tol(viol[0], (1.5 + 0.1) / 2, 1e-15);
   ck_assert_double_eq_tol(viol[1], (0.0 + 0.9) / 2, 1e-15);
   ck_assert_double_eq_tol(sg_get(loss, 0), -4.0 + 0.25 * 0.8 + 2.0 * 0.45, 1e-15);
-  ck_assert(sg_get(sg_assoc_loss(g, Rt, At, NULL, 2.0, 0.5, NULL), 0) == -4.0);
+  ck_assert(sg_get(assoc_loss(g, Rt, At, NULL, 2.0, 0.5, NULL), 0) == -4.0);
   sg_graph_free(g);
 
   /* Gradient in rate and A, on random inputs away from the ReLU kink. */
@@ -606,44 +607,46 @@ END_TEST
 /* ---- the GNN ------------------------------------------------------------------- */
 
 START_TEST(gradcheck_gnn_attskgs) {
-  gradcheck_variant(SG_GNN_ATTSKGS, false);
+  gradcheck_variant(ASSOC_GNN_ATTSKGS, false);
 }
 END_TEST
 START_TEST(gradcheck_gnn_skgs) {
-  gradcheck_variant(SG_GNN_SKGS, false);
+  gradcheck_variant(ASSOC_GNN_SKGS, false);
 }
 END_TEST
 START_TEST(gradcheck_gnn_gs) {
-  gradcheck_variant(SG_GNN_GS, false);
+  gradcheck_variant(ASSOC_GNN_GS, false);
 }
 END_TEST
 START_TEST(gradcheck_gnn_sma) {
-  gradcheck_variant(SG_GNN_SMA, false);
+  gradcheck_variant(ASSOC_GNN_SMA, false);
 }
 END_TEST
 /* The reference path that materialises every concatenation. */
 START_TEST(gradcheck_gnn_concat_path) {
-  gradcheck_variant(SG_GNN_ATTSKGS, true);
-  gradcheck_variant(SG_GNN_SKGS, true);
+  gradcheck_variant(ASSOC_GNN_ATTSKGS, true);
+  gradcheck_variant(ASSOC_GNN_SKGS, true);
 }
 END_TEST
 
 /* Split first Linear and materialised concatenation: same parameters, same
  * outputs and gradients up to rounding. */
 START_TEST(gnn_split_matches_concat) {
-  for (int v = 0; v < SG_GNN_VARIANT_COUNT; v++) {
-    sg_gnn_config cfg = tiny_config(v);
-    sg_gnn *a = sg_gnn_new(&cfg, 7);
+  for (int v = 0; v < ASSOC_GNN_VARIANT_COUNT; v++) {
+    assoc_gnn_config cfg = tiny_config(v);
+    assoc_gnn *a = assoc_gnn_new(&cfg, 7);
     cfg.concat_inputs = true;
-    sg_gnn *b = sg_gnn_new(&cfg, 7);
-    ck_assert_int_eq(sg_gnn_param_count(a), sg_gnn_param_count(b));
+    assoc_gnn *b = assoc_gnn_new(&cfg, 7);
+    ck_assert_int_eq(assoc_gnn_param_count(a), assoc_gnn_param_count(b));
     sg_rng r;
     sg_rng_seed(&r, 8);
     gnn_inputs in = make_inputs(&r, SG_F64, 3, 3, 5, cfg.fe);
     /* Backward consumes the tape: one graph per model. */
     sg_graph *g = sg_graph_new(), *h = sg_graph_new();
-    sg_gnn_output oa = sg_gnn_forward(g, a, in.p, in.q, in.H, SG_GNN_TRAIN, NULL, in.noise);
-    sg_gnn_output ob = sg_gnn_forward(h, b, in.p, in.q, in.H, SG_GNN_TRAIN, NULL, in.noise);
+    assoc_gnn_output oa =
+        assoc_gnn_forward(g, a, in.p, in.q, in.H, ASSOC_GNN_TRAIN, NULL, in.noise);
+    assoc_gnn_output ob =
+        assoc_gnn_forward(h, b, in.p, in.q, in.H, ASSOC_GNN_TRAIN, NULL, in.noise);
     for (int64_t i = 0; i < oa.assoc->numel; i++) {
       ck_assert_double_eq_tol(sg_get(oa.logits, i), sg_get(ob.logits, i), 1e-12);
       ck_assert_double_eq_tol(sg_get(oa.assoc, i), sg_get(ob.assoc, i), 1e-12);
@@ -660,8 +663,8 @@ START_TEST(gnn_split_matches_concat) {
     sg_graph_free(g);
     sg_graph_free(h);
     free_inputs(&in);
-    sg_gnn_free(a);
-    sg_gnn_free(b);
+    assoc_gnn_free(a);
+    assoc_gnn_free(b);
   }
 }
 END_TEST
@@ -682,9 +685,9 @@ static void assert_permuted(const sg_tensor *out, const sg_tensor *ref, int axis
 START_TEST(gnn_permutation_equivariance) {
   enum { B = 2, M = 3, K = 5 };
   const int ue_perm[K] = {3, 0, 4, 2, 1}, bs_perm[M] = {2, 0, 1};
-  for (int v = 0; v < SG_GNN_VARIANT_COUNT; v++) {
-    sg_gnn_config cfg = tiny_config(v);
-    sg_gnn *m = sg_gnn_new(&cfg, 30 + v);
+  for (int v = 0; v < ASSOC_GNN_VARIANT_COUNT; v++) {
+    assoc_gnn_config cfg = tiny_config(v);
+    assoc_gnn *m = assoc_gnn_new(&cfg, 30 + v);
     sg_rng r;
     sg_rng_seed(&r, 31);
     gnn_inputs in = make_inputs(&r, SG_F64, B, M, K, cfg.fe);
@@ -693,10 +696,10 @@ START_TEST(gnn_permutation_equivariance) {
     gnn_inputs bs = {permute_axis(in.p, 1, bs_perm), in.q, permute_axis(in.H, 1, bs_perm),
                      permute_axis(in.noise, 2, bs_perm)};
     sg_graph *g = sg_graph_new();
-    for (int mode = SG_GNN_TRAIN; mode <= SG_GNN_EVAL; mode++) {
-      sg_gnn_output o = sg_gnn_forward(g, m, in.p, in.q, in.H, mode, NULL, in.noise);
-      sg_gnn_output ou = sg_gnn_forward(g, m, ue.p, ue.q, ue.H, mode, NULL, ue.noise);
-      sg_gnn_output ob = sg_gnn_forward(g, m, bs.p, bs.q, bs.H, mode, NULL, bs.noise);
+    for (int mode = ASSOC_GNN_TRAIN; mode <= ASSOC_GNN_EVAL; mode++) {
+      assoc_gnn_output o = assoc_gnn_forward(g, m, in.p, in.q, in.H, mode, NULL, in.noise);
+      assoc_gnn_output ou = assoc_gnn_forward(g, m, ue.p, ue.q, ue.H, mode, NULL, ue.noise);
+      assoc_gnn_output ob = assoc_gnn_forward(g, m, bs.p, bs.q, bs.H, mode, NULL, bs.noise);
       assert_permuted(ou.logits, o.logits, 1, ue_perm, "UE-permuted logits");
       assert_permuted(ou.assoc, o.assoc, 1, ue_perm, "UE-permuted A~");
       assert_permuted(ob.logits, o.logits, 2, bs_perm, "BS-permuted logits");
@@ -708,7 +711,7 @@ START_TEST(gnn_permutation_equivariance) {
     sg_free(ue.q), sg_free(ue.H), sg_free(ue.noise);
     sg_free(bs.p), sg_free(bs.H), sg_free(bs.noise);
     free_inputs(&in);
-    sg_gnn_free(m);
+    assoc_gnn_free(m);
   }
 }
 END_TEST
@@ -717,16 +720,16 @@ END_TEST
  * not depend on the rest of its batch; A~ has unit row sums. */
 START_TEST(gnn_other_sizes) {
   const int sizes[][2] = {{2, 3}, {3, 8}, {1, 4}, {5, 2}, {4, 16}}; /* M, K */
-  for (int v = 0; v < SG_GNN_VARIANT_COUNT; v++) {
-    sg_gnn_config cfg = tiny_config(v);
-    sg_gnn *m = sg_gnn_new(&cfg, 40 + v);
+  for (int v = 0; v < ASSOC_GNN_VARIANT_COUNT; v++) {
+    assoc_gnn_config cfg = tiny_config(v);
+    assoc_gnn *m = assoc_gnn_new(&cfg, 40 + v);
     sg_rng r;
     sg_rng_seed(&r, 41);
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
       int M = sizes[s][0], K = sizes[s][1];
       gnn_inputs in = make_inputs(&r, SG_F64, 3, M, K, cfg.fe);
       sg_graph *g = sg_graph_new();
-      sg_gnn_output o = sg_gnn_forward(g, m, in.p, in.q, in.H, SG_GNN_EVAL, NULL, NULL);
+      assoc_gnn_output o = assoc_gnn_forward(g, m, in.p, in.q, in.H, ASSOC_GNN_EVAL, NULL, NULL);
       ck_assert(o.logits && o.assoc);
       ck_assert_int_eq(o.assoc->shape[0], 3);
       ck_assert_int_eq(o.assoc->shape[1], K);
@@ -744,14 +747,15 @@ START_TEST(gnn_other_sizes) {
       sg_tensor *p1 = sg_slice(g, in.p, 0, 0, 1), *q1 = sg_slice(g, in.q, 0, 0, 1),
                 *H1 = sg_slice(g, in.H, 0, 0, 1);
       sg_tensor *keep[3] = {sg_clone(NULL, p1), sg_clone(NULL, q1), sg_clone(NULL, H1)};
-      sg_gnn_output o1 = sg_gnn_forward(g, m, keep[0], keep[1], keep[2], SG_GNN_EVAL, NULL, NULL);
+      assoc_gnn_output o1 =
+          assoc_gnn_forward(g, m, keep[0], keep[1], keep[2], ASSOC_GNN_EVAL, NULL, NULL);
       for (int64_t i = 0; i < o1.assoc->numel; i++)
         ck_assert_double_eq_tol(sg_get(o1.assoc, i), sg_get(o.assoc, i), 1e-12);
       for (int i = 0; i < 3; i++) sg_free(keep[i]);
       sg_graph_free(g);
       free_inputs(&in);
     }
-    sg_gnn_free(m);
+    assoc_gnn_free(m);
   }
 }
 END_TEST
@@ -759,9 +763,9 @@ END_TEST
 /* Train mode: noise drawn from the rng is reproducible, and a given noise
  * sample is used as given; eval mode ignores noise. */
 START_TEST(gnn_noise_modes) {
-  for (int v = 0; v < SG_GNN_VARIANT_COUNT; v++) {
-    sg_gnn_config cfg = tiny_config(v);
-    sg_gnn *m = sg_gnn_new(&cfg, 50);
+  for (int v = 0; v < ASSOC_GNN_VARIANT_COUNT; v++) {
+    assoc_gnn_config cfg = tiny_config(v);
+    assoc_gnn *m = assoc_gnn_new(&cfg, 50);
     sg_rng r;
     sg_rng_seed(&r, 51);
     gnn_inputs in = make_inputs(&r, SG_F64, 2, 2, 4, cfg.fe);
@@ -770,10 +774,10 @@ START_TEST(gnn_noise_modes) {
     sg_rng_seed(&r1, 9);
     sg_rng_seed(&r2, 9);
     sg_tensor *drawn = sg_rand_gumbel(g, &r2, SG_F64, 3, (int64_t[]){2, 4, 2});
-    sg_gnn_output a = sg_gnn_forward(g, m, in.p, in.q, in.H, SG_GNN_TRAIN, &r1, NULL);
-    sg_gnn_output b = sg_gnn_forward(g, m, in.p, in.q, in.H, SG_GNN_TRAIN, NULL, drawn);
-    sg_gnn_output e = sg_gnn_forward(g, m, in.p, in.q, in.H, SG_GNN_EVAL, NULL, in.noise);
-    sg_gnn_output e0 = sg_gnn_forward(g, m, in.p, in.q, in.H, SG_GNN_EVAL, NULL, NULL);
+    assoc_gnn_output a = assoc_gnn_forward(g, m, in.p, in.q, in.H, ASSOC_GNN_TRAIN, &r1, NULL);
+    assoc_gnn_output b = assoc_gnn_forward(g, m, in.p, in.q, in.H, ASSOC_GNN_TRAIN, NULL, drawn);
+    assoc_gnn_output e = assoc_gnn_forward(g, m, in.p, in.q, in.H, ASSOC_GNN_EVAL, NULL, in.noise);
+    assoc_gnn_output e0 = assoc_gnn_forward(g, m, in.p, in.q, in.H, ASSOC_GNN_EVAL, NULL, NULL);
     double noisy_diff = 0;
     for (int64_t i = 0; i < a.assoc->numel; i++) {
       ck_assert(sg_get(a.assoc, i) == sg_get(b.assoc, i));
@@ -781,14 +785,15 @@ START_TEST(gnn_noise_modes) {
       ck_assert(sg_get(a.logits, i) == sg_get(e.logits, i)); /* noise acts after the logits */
       noisy_diff = fmax(noisy_diff, fabs(sg_get(a.assoc, i) - sg_get(e.assoc, i)));
     }
-    if (v == SG_GNN_SMA)
+    if (v == ASSOC_GNN_SMA)
       ck_assert(noisy_diff == 0);
     else
       ck_assert(noisy_diff > 1e-3);
-    if (v == SG_GNN_ATTSKGS || v == SG_GNN_SKGS) ck_assert_int_eq(a.sinkhorn.iters, cfg.sk_iters);
+    if (v == ASSOC_GNN_ATTSKGS || v == ASSOC_GNN_SKGS)
+      ck_assert_int_eq(a.sinkhorn.iters, cfg.sk_iters);
     sg_graph_free(g);
     free_inputs(&in);
-    sg_gnn_free(m);
+    assoc_gnn_free(m);
   }
 }
 END_TEST
@@ -797,13 +802,13 @@ END_TEST
 START_TEST(gnn_post_processing) {
   sg_rng r;
   sg_rng_seed(&r, 61);
-  for (int v = 0; v < SG_GNN_VARIANT_COUNT; v++) {
-    sg_gnn_config cfg = tiny_config(v);
+  for (int v = 0; v < ASSOC_GNN_VARIANT_COUNT; v++) {
+    assoc_gnn_config cfg = tiny_config(v);
     cfg.sk_iters = 3;
-    sg_gnn *m = sg_gnn_new(&cfg, 60);
+    assoc_gnn *m = assoc_gnn_new(&cfg, 60);
     gnn_inputs in = make_inputs(&r, SG_F64, 2, 2, 5, cfg.fe);
     sg_graph *g = sg_graph_new();
-    sg_gnn_output o = sg_gnn_forward(g, m, in.p, in.q, in.H, SG_GNN_TRAIN, NULL, in.noise);
+    assoc_gnn_output o = assoc_gnn_forward(g, m, in.p, in.q, in.H, ASSOC_GNN_TRAIN, NULL, in.noise);
     enum { K = 5, M = 2 };
     for (int b = 0; b < 2; b++) {
       /* A_GS (or the softmax) row by row. */
@@ -813,14 +818,14 @@ START_TEST(gnn_post_processing) {
         for (int j = 0; j < M; j++) {
           int64_t i = (b * K + k) * M + j;
           x[j] = sg_get(o.logits, i);
-          if (v != SG_GNN_SMA) x[j] = (x[j] + sg_get(in.noise, i)) / cfg.tau;
+          if (v != ASSOC_GNN_SMA) x[j] = (x[j] + sg_get(in.noise, i)) / cfg.tau;
           mx = fmax(mx, x[j]);
         }
         for (int j = 0; j < M; j++) s += exp(x[j] - mx);
         for (int j = 0; j < M; j++) a[k][j] = exp(x[j] - mx) / s;
       }
       /* Capacity Sinkhorn in the linear domain, T column then row steps. */
-      if (v == SG_GNN_ATTSKGS || v == SG_GNN_SKGS)
+      if (v == ASSOC_GNN_ATTSKGS || v == ASSOC_GNN_SKGS)
         for (int t = 0; t < cfg.sk_iters; t++) {
           for (int j = 0; j < M; j++) {
             double col = 0;
@@ -838,14 +843,14 @@ START_TEST(gnn_post_processing) {
     }
     sg_graph_free(g);
     free_inputs(&in);
-    sg_gnn_free(m);
+    assoc_gnn_free(m);
   }
 }
 END_TEST
 
 START_TEST(gnn_forward_misuse) {
-  sg_gnn_config cfg = tiny_config(SG_GNN_SKGS);
-  sg_gnn *m = sg_gnn_new(&cfg, 1);
+  assoc_gnn_config cfg = tiny_config(ASSOC_GNN_SKGS);
+  assoc_gnn *m = assoc_gnn_new(&cfg, 1);
   sg_rng r;
   sg_rng_seed(&r, 2);
   gnn_inputs in = make_inputs(&r, SG_F64, 2, 2, 3, cfg.fe);
@@ -854,20 +859,20 @@ START_TEST(gnn_forward_misuse) {
   sg_graph *g = sg_graph_new();
   errors_seen = 0;
   sg_set_error_handler(record_error, NULL);
-  ck_assert_ptr_null(sg_gnn_forward(g, m, in.p, in.q, bad.H, SG_GNN_EVAL, NULL, NULL).assoc);
-  ck_assert_ptr_null(sg_gnn_forward(g, m, p32, in.q, in.H, SG_GNN_EVAL, NULL, NULL).assoc);
-  ck_assert_ptr_null(sg_gnn_forward(g, m, in.p, in.q, in.H, SG_GNN_TRAIN, NULL, NULL).assoc);
-  ck_assert_ptr_null(sg_gnn_forward(g, m, in.q, in.p, in.H, SG_GNN_EVAL, NULL, NULL).assoc);
-  sg_gnn_config wrong = cfg;
+  ck_assert_ptr_null(assoc_gnn_forward(g, m, in.p, in.q, bad.H, ASSOC_GNN_EVAL, NULL, NULL).assoc);
+  ck_assert_ptr_null(assoc_gnn_forward(g, m, p32, in.q, in.H, ASSOC_GNN_EVAL, NULL, NULL).assoc);
+  ck_assert_ptr_null(assoc_gnn_forward(g, m, in.p, in.q, in.H, ASSOC_GNN_TRAIN, NULL, NULL).assoc);
+  ck_assert_ptr_null(assoc_gnn_forward(g, m, in.q, in.p, in.H, ASSOC_GNN_EVAL, NULL, NULL).assoc);
+  assoc_gnn_config wrong = cfg;
   wrong.tau = 0;
-  ck_assert_ptr_null(sg_gnn_new(&wrong, 1));
+  ck_assert_ptr_null(assoc_gnn_new(&wrong, 1));
   sg_set_error_handler(NULL, NULL);
   ck_assert_int_eq(errors_seen, 5);
   sg_free(p32);
   free_inputs(&in);
   free_inputs(&bad);
   sg_graph_free(g);
-  sg_gnn_free(m);
+  assoc_gnn_free(m);
 }
 END_TEST
 
@@ -879,19 +884,19 @@ START_TEST(assoc_eval_helpers) {
   for (int dt = SG_F32; dt <= SG_F64; dt++) {
     sg_tensor *t = sg_from_f64(g, dt, 3, (int64_t[]){2, 3, 3}, A);
     int assoc[6];
-    sg_assoc_argmax(t, assoc);
-    sg_tensor *oh = sg_assoc_one_hot(g, t);
+    assoc_argmax(t, assoc);
+    sg_tensor *oh = assoc_one_hot(g, t);
     ck_assert(sg_same_shape(oh, t));
     for (int k = 0; k < 6; k++) {
       ck_assert_int_eq(assoc[k], want[k]);
       for (int m = 0; m < 3; m++) ck_assert(sg_get(oh, k * 3 + m) == (m == want[k] ? 1.0 : 0.0));
     }
   }
-  ck_assert_int_eq(sg_gnn_variant_parse("attskgs-gnn"), SG_GNN_ATTSKGS);
-  ck_assert_int_eq(sg_gnn_variant_parse("SMA"), SG_GNN_SMA);
-  ck_assert_int_eq(sg_gnn_variant_parse("GS-GNN"), SG_GNN_GS);
-  ck_assert_int_eq(sg_gnn_variant_parse("SK"), -1);
-  ck_assert_str_eq(sg_gnn_variant_name(SG_GNN_SKGS), "SKGS-GNN");
+  ck_assert_int_eq(assoc_gnn_variant_parse("attskgs-gnn"), ASSOC_GNN_ATTSKGS);
+  ck_assert_int_eq(assoc_gnn_variant_parse("SMA"), ASSOC_GNN_SMA);
+  ck_assert_int_eq(assoc_gnn_variant_parse("GS-GNN"), ASSOC_GNN_GS);
+  ck_assert_int_eq(assoc_gnn_variant_parse("SK"), -1);
+  ck_assert_str_eq(assoc_gnn_variant_name(ASSOC_GNN_SKGS), "SKGS-GNN");
   sg_graph_free(g);
 }
 END_TEST
@@ -901,45 +906,45 @@ static int64_t count_mlp(int64_t in, int64_t h, int64_t out) {
   return in * h + h + h * h + h + h * out + out;
 }
 
-static int64_t expected_count(const sg_gnn_config *c, bool dead_node_updates) {
+static int64_t expected_count(const assoc_gnn_config *c, bool dead_node_updates) {
   int64_t d = c->d, h = c->h;
   int64_t pre = count_mlp(c->fp, h, d) + count_mlp(c->fq, h, d) + count_mlp(c->fe, h, d);
   int64_t nodes = 4 * count_mlp(2 * d, h, d);
-  int64_t edge = c->variant == SG_GNN_ATTSKGS ? 3 * d * d + 2 * d + count_mlp(2 * d, h, d)
-                                              : count_mlp(3 * d, h, d);
+  int64_t edge = c->variant == ASSOC_GNN_ATTSKGS ? 3 * d * d + 2 * d + count_mlp(2 * d, h, d)
+                                                 : count_mlp(3 * d, h, d);
   int64_t node_layers = dead_node_updates ? c->L : c->L - 1;
   return pre + node_layers * nodes + c->L * edge + count_mlp(d, h, 1);
 }
 
 START_TEST(gnn_param_count_paper) {
-  for (int v = 0; v < SG_GNN_VARIANT_COUNT; v++) {
-    sg_gnn_config cfg = sg_gnn_config_paper(v);
-    sg_gnn *m = sg_gnn_new(&cfg, 1);
+  for (int v = 0; v < ASSOC_GNN_VARIANT_COUNT; v++) {
+    assoc_gnn_config cfg = assoc_gnn_config_paper(v);
+    assoc_gnn *m = assoc_gnn_new(&cfg, 1);
     ck_assert_ptr_nonnull(m);
-    int64_t n = sg_gnn_param_count(m);
+    int64_t n = assoc_gnn_param_count(m);
     ck_assert_int_eq(n, expected_count(&cfg, false));
-    sg_gnn_print_params(m, stdout);
+    assoc_gnn_print_params(m, stdout);
     /* models.md's PyTorch rendering (layer L's node updates built):
      * 34.13 M (attention) and 33.60 M (MLP edge), about 10.5 M more. */
     double torch_m = expected_count(&cfg, true) / 1e6;
-    ck_assert_double_eq_tol(torch_m, v == SG_GNN_ATTSKGS ? 34.13 : 33.60, 0.005);
+    ck_assert_double_eq_tol(torch_m, v == ASSOC_GNN_ATTSKGS ? 34.13 : 33.60, 0.005);
     ck_assert_double_eq_tol(torch_m - n / 1e6, 10.5, 0.05);
     printf("  models.md PyTorch rendering: %.2f M; paper: %s\n", torch_m,
-           v == SG_GNN_ATTSKGS ? "45.67 M" : "53.01 M");
-    sg_gnn_free(m);
+           v == ASSOC_GNN_ATTSKGS ? "45.67 M" : "53.01 M");
+    assoc_gnn_free(m);
   }
   /* Small configurations too, including L = 1 (no node update at all). */
   for (int L = 1; L <= 3; L++) {
-    sg_gnn_config cfg = tiny_config(SG_GNN_ATTSKGS);
+    assoc_gnn_config cfg = tiny_config(ASSOC_GNN_ATTSKGS);
     cfg.L = L;
-    sg_gnn *m = sg_gnn_new(&cfg, 1);
-    ck_assert_int_eq(sg_gnn_param_count(m), expected_count(&cfg, false));
+    assoc_gnn *m = assoc_gnn_new(&cfg, 1);
+    ck_assert_int_eq(assoc_gnn_param_count(m), expected_count(&cfg, false));
     char last[64];
     snprintf(last, sizeof last, "layers.%d.f1.0.weight", L - 1);
     ck_assert_ptr_null(sg_params_get(m->params, last)); /* layer L: no node update */
     if (L > 1) ck_assert_ptr_nonnull(sg_params_get(m->params, "layers.0.f4.4.bias"));
     ck_assert_ptr_nonnull(sg_params_get(m->params, "layers.0.w_q.weight"));
-    sg_gnn_free(m);
+    assoc_gnn_free(m);
   }
 }
 END_TEST
@@ -947,12 +952,12 @@ END_TEST
 /* float32 forward of a model against the float64 forward of the same
  * weights. */
 START_TEST(gnn_f32_forward) {
-  for (int v = 0; v < SG_GNN_VARIANT_COUNT; v++) {
-    sg_gnn_config cfg = tiny_config(v);
+  for (int v = 0; v < ASSOC_GNN_VARIANT_COUNT; v++) {
+    assoc_gnn_config cfg = tiny_config(v);
     cfg.d = 16, cfg.h = 32;
-    sg_gnn *m64 = sg_gnn_new(&cfg, 70);
+    assoc_gnn *m64 = assoc_gnn_new(&cfg, 70);
     cfg.dtype = SG_F32;
-    sg_gnn *m32 = sg_gnn_new(&cfg, 71);
+    assoc_gnn *m32 = assoc_gnn_new(&cfg, 71);
     ck_assert_int_eq(sg_params_copy(m32->params, m64->params), 0);
     sg_rng r;
     sg_rng_seed(&r, 72);
@@ -960,9 +965,10 @@ START_TEST(gnn_f32_forward) {
     gnn_inputs in32 = {sg_to_dtype(NULL, in.p, SG_F32), sg_to_dtype(NULL, in.q, SG_F32),
                        sg_to_dtype(NULL, in.H, SG_F32), sg_to_dtype(NULL, in.noise, SG_F32)};
     sg_graph *g = sg_graph_new();
-    sg_gnn_output a = sg_gnn_forward(g, m64, in.p, in.q, in.H, SG_GNN_TRAIN, NULL, in.noise);
-    sg_gnn_output b =
-        sg_gnn_forward(g, m32, in32.p, in32.q, in32.H, SG_GNN_TRAIN, NULL, in32.noise);
+    assoc_gnn_output a =
+        assoc_gnn_forward(g, m64, in.p, in.q, in.H, ASSOC_GNN_TRAIN, NULL, in.noise);
+    assoc_gnn_output b =
+        assoc_gnn_forward(g, m32, in32.p, in32.q, in32.H, ASSOC_GNN_TRAIN, NULL, in32.noise);
     ck_assert(b.assoc->dtype == SG_F32);
     for (int64_t i = 0; i < a.assoc->numel; i++) {
       ck_assert_double_eq_tol(sg_get(b.logits, i), sg_get(a.logits, i),
@@ -972,8 +978,8 @@ START_TEST(gnn_f32_forward) {
     sg_graph_free(g);
     free_inputs(&in);
     free_inputs(&in32);
-    sg_gnn_free(m64);
-    sg_gnn_free(m32);
+    assoc_gnn_free(m64);
+    assoc_gnn_free(m32);
   }
 }
 END_TEST
@@ -1011,16 +1017,17 @@ static void free_batch(train_batch *tb) {
 }
 
 /* One training step: forward with drawn noise, rate, loss, backward, Adam. */
-static double train_step(sg_graph *g, const sg_gnn *m, sg_adam *opt, const train_batch *tb,
+static double train_step(sg_graph *g, const assoc_gnn *m, sg_adam *opt, const train_batch *tb,
                          sg_rng *rng, const double *mu) {
   sg_graph_reset(g);
   sg_params_zero_grad(sg_params_tensors(m->params), sg_params_count(m->params));
-  sg_gnn_output o = sg_gnn_forward(g, m, tb->in.p, tb->in.q, tb->in.H, SG_GNN_TRAIN, rng, NULL);
+  assoc_gnn_output o =
+      assoc_gnn_forward(g, m, tb->in.p, tb->in.q, tb->in.H, ASSOC_GNN_TRAIN, rng, NULL);
   sg_tensor *c_re, *c_im;
-  sg_mrt_couplings(g, tb->H_re, tb->H_im, tb->B, tb->M, tb->K, tb->N, 10.0, 1.0, m->cfg.dtype,
-                   &c_re, &c_im);
-  sg_tensor *rate = sg_sum_rate(g, o.assoc, c_re, c_im, 1.0);
-  sg_tensor *loss = sg_assoc_loss(g, rate, o.assoc, mu, m->cfg.capacity, 0.5, NULL);
+  assoc_mrt_couplings(g, tb->H_re, tb->H_im, tb->B, tb->M, tb->K, tb->N, 10.0, 1.0, m->cfg.dtype,
+                      &c_re, &c_im);
+  sg_tensor *rate = assoc_sum_rate(g, o.assoc, c_re, c_im, 1.0);
+  sg_tensor *loss = assoc_loss(g, rate, o.assoc, mu, m->cfg.capacity, 0.5, NULL);
   double value = sg_get(loss, 0);
   sg_backward(g, loss);
   sg_adam_step(opt);
@@ -1030,9 +1037,9 @@ static double train_step(sg_graph *g, const sg_gnn *m, sg_adam *opt, const train
 /* After warm-up, a float32 training step allocates nothing outside the
  * graph arena's retained memory. */
 START_TEST(gnn_train_step_no_allocation) {
-  sg_gnn_config cfg = tiny_config(SG_GNN_ATTSKGS);
+  assoc_gnn_config cfg = tiny_config(ASSOC_GNN_ATTSKGS);
   cfg.dtype = SG_F32, cfg.d = 16, cfg.h = 32;
-  sg_gnn *m = sg_gnn_new(&cfg, 80);
+  assoc_gnn *m = assoc_gnn_new(&cfg, 80);
   sg_rng r;
   sg_rng_seed(&r, 81);
   train_batch tb = make_batch(&r, SG_F32, 8, 2, 4, 2);
@@ -1047,7 +1054,7 @@ START_TEST(gnn_train_step_no_allocation) {
   sg_graph_free(g);
   sg_adam_free(opt);
   free_batch(&tb);
-  sg_gnn_free(m);
+  assoc_gnn_free(m);
 }
 END_TEST
 
@@ -1057,10 +1064,10 @@ END_TEST
  * give the same losses, weights and outputs bit for bit as with reuse off,
  * and reuse does shrink the arena. */
 START_TEST(gnn_memory_reuse_is_exact) {
-  for (int v = 0; v < SG_GNN_VARIANT_COUNT; v++) {
-    sg_gnn_config cfg = tiny_config(v);
+  for (int v = 0; v < ASSOC_GNN_VARIANT_COUNT; v++) {
+    assoc_gnn_config cfg = tiny_config(v);
     cfg.dtype = SG_F32, cfg.d = 16, cfg.h = 32;
-    sg_gnn *m[2] = {sg_gnn_new(&cfg, 60), sg_gnn_new(&cfg, 60)};
+    assoc_gnn *m[2] = {assoc_gnn_new(&cfg, 60), assoc_gnn_new(&cfg, 60)};
     sg_rng r;
     sg_rng_seed(&r, 61);
     train_batch tb = make_batch(&r, SG_F32, 256, 2, 4, 2); /* 2048 edges: 256 KiB per h-wide */
@@ -1081,12 +1088,12 @@ START_TEST(gnn_memory_reuse_is_exact) {
       used[reuse] = sg_graph_arena_used(g[reuse]);
       sg_graph_reset(g[reuse]);
       sg_set_grad_enabled(g[reuse], false);
-      eval[reuse] =
-          sg_gnn_forward(g[reuse], m[reuse], tb.in.p, tb.in.q, tb.in.H, SG_GNN_EVAL, NULL, NULL)
-              .assoc;
+      eval[reuse] = assoc_gnn_forward(g[reuse], m[reuse], tb.in.p, tb.in.q, tb.in.H, ASSOC_GNN_EVAL,
+                                      NULL, NULL)
+                        .assoc;
       sg_adam_free(opt);
     }
-    const char *name = sg_gnn_variant_name((sg_gnn_variant)v);
+    const char *name = assoc_gnn_variant_name((assoc_gnn_variant)v);
     ck_assert_msg(used[1] < used[0], "%s: reuse did not shrink the arena (%zu vs %zu)", name,
                   used[1], used[0]);
     for (int step = 0; step < 2; step++)
@@ -1100,7 +1107,7 @@ START_TEST(gnn_memory_reuse_is_exact) {
     ck_assert(memcmp(eval[0]->data, eval[1]->data, (size_t)eval[0]->numel * sizeof(float)) == 0);
     for (int reuse = 0; reuse < 2; reuse++) {
       sg_graph_free(g[reuse]);
-      sg_gnn_free(m[reuse]);
+      assoc_gnn_free(m[reuse]);
     }
     free_batch(&tb);
   }
@@ -1110,10 +1117,10 @@ END_TEST
 /* Every variant learns on a fixed batch: the loss after 150 Adam steps is
  * clearly below the first. */
 START_TEST(gnn_training_reduces_loss) {
-  for (int v = 0; v < SG_GNN_VARIANT_COUNT; v++) {
-    sg_gnn_config cfg = tiny_config(v);
+  for (int v = 0; v < ASSOC_GNN_VARIANT_COUNT; v++) {
+    assoc_gnn_config cfg = tiny_config(v);
     cfg.dtype = SG_F32, cfg.d = 16, cfg.h = 32;
-    sg_gnn *m = sg_gnn_new(&cfg, 90);
+    assoc_gnn *m = assoc_gnn_new(&cfg, 90);
     sg_rng r;
     sg_rng_seed(&r, 91);
     train_batch tb = make_batch(&r, SG_F32, 16, 2, 4, 2);
@@ -1125,30 +1132,30 @@ START_TEST(gnn_training_reduces_loss) {
       if (i < 10) first += l / 10;
       if (i >= 140) last += l / 10;
     }
-    ck_assert_msg(last < first - 0.1, "%s: loss %g -> %g", sg_gnn_variant_name(v), first, last);
+    ck_assert_msg(last < first - 0.1, "%s: loss %g -> %g", assoc_gnn_variant_name(v), first, last);
     sg_graph_free(g);
     sg_adam_free(opt);
     free_batch(&tb);
-    sg_gnn_free(m);
+    assoc_gnn_free(m);
   }
 }
 END_TEST
 
-/* sg_gnn_predict: chunks of any size give the whole-batch eval forward,
+/* assoc_gnn_predict: chunks of any size give the whole-batch eval forward,
  * the working memory follows the chunk, misuse is reported. */
 START_TEST(gnn_predict_in_chunks) {
   sg_rng r;
   sg_rng_seed(&r, 61);
-  for (int v = 0; v < SG_GNN_VARIANT_COUNT; v++) {
-    sg_gnn_config cfg = tiny_config(v);
-    sg_gnn *m = sg_gnn_new(&cfg, 60 + v);
+  for (int v = 0; v < ASSOC_GNN_VARIANT_COUNT; v++) {
+    assoc_gnn_config cfg = tiny_config(v);
+    assoc_gnn *m = assoc_gnn_new(&cfg, 60 + v);
     gnn_inputs in = make_inputs(&r, SG_F64, 7, 2, 5, cfg.fe);
     sg_graph *g = sg_graph_new(), *scratch = sg_graph_new();
     sg_set_grad_enabled(g, false);
-    sg_tensor *ref = sg_gnn_forward(g, m, in.p, in.q, in.H, SG_GNN_EVAL, NULL, NULL).assoc;
+    sg_tensor *ref = assoc_gnn_forward(g, m, in.p, in.q, in.H, ASSOC_GNN_EVAL, NULL, NULL).assoc;
     const int64_t chunks[] = {1, 3, 7, 100, 0};
     for (size_t c = 0; c < sizeof chunks / sizeof chunks[0]; c++) {
-      sg_tensor *A = sg_gnn_predict(scratch, m, in.p, in.q, in.H, chunks[c]);
+      sg_tensor *A = assoc_gnn_predict(scratch, m, in.p, in.q, in.H, chunks[c]);
       ck_assert_ptr_nonnull(A);
       ck_assert_int_eq(A->ndim, 3);
       ck_assert_int_eq(A->numel, ref->numel);
@@ -1160,34 +1167,34 @@ START_TEST(gnn_predict_in_chunks) {
     sg_graph_free(g);
     sg_graph_free(scratch);
     free_inputs(&in);
-    sg_gnn_free(m);
+    assoc_gnn_free(m);
   }
   /* Working memory: a float32 model whose hidden activations take 16 KiB
    * per sample; 8-sample chunks need far less arena than 64. */
-  sg_gnn_config cfg = sg_gnn_config_paper(SG_GNN_ATTSKGS);
+  assoc_gnn_config cfg = assoc_gnn_config_paper(ASSOC_GNN_ATTSKGS);
   cfg.d = 64, cfg.h = 256;
-  sg_gnn *m = sg_gnn_new(&cfg, 62);
+  assoc_gnn *m = assoc_gnn_new(&cfg, 62);
   gnn_inputs in = make_inputs(&r, SG_F32, 64, 2, 8, cfg.fe);
   sg_graph *scratch = sg_graph_new();
   size_t used[2];
   const int64_t sizes[2] = {8, 64};
   for (int i = 0; i < 2; i++) {
-    sg_free(sg_gnn_predict(scratch, m, in.p, in.q, in.H, sizes[i]));
+    sg_free(assoc_gnn_predict(scratch, m, in.p, in.q, in.H, sizes[i]));
     used[i] = sg_graph_arena_used(scratch);
   }
   ck_assert_uint_lt(4 * used[0], used[1]);
-  ck_assert_int_eq(sg_gnn_predict_chunk(m, 8, 2), (2 << 20) / (8 * 2 * 256 * 4));
+  ck_assert_int_eq(assoc_gnn_predict_chunk(m, 8, 2), (2 << 20) / (8 * 2 * 256 * 4));
   /* Misuse: inputs in the scratch graph (it is reset), a wrong shape. */
   sg_test_capture_errors();
   sg_tensor *p_in_scratch = sg_clone(scratch, in.p);
-  SG_EXPECT_MISUSE(sg_gnn_predict(scratch, m, p_in_scratch, in.q, in.H, 0), "sg_gnn_predict",
+  SG_EXPECT_MISUSE(assoc_gnn_predict(scratch, m, p_in_scratch, in.q, in.H, 0), "assoc_gnn_predict",
                    "scratch graph");
-  SG_EXPECT_MISUSE(sg_gnn_predict(scratch, m, in.q, in.p, in.H, 0), "sg_gnn_predict", "H is",
+  SG_EXPECT_MISUSE(assoc_gnn_predict(scratch, m, in.q, in.p, in.H, 0), "assoc_gnn_predict", "H is",
                    "[64, 2, 8, 8]");
   sg_set_error_handler(NULL, NULL);
   sg_graph_free(scratch);
   free_inputs(&in);
-  sg_gnn_free(m);
+  assoc_gnn_free(m);
 }
 END_TEST
 

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 
 #include "sg_test.h"
-#include "sg_train.h"
+#include "assoc_train.h"
 
 /* ---- the models' training gradients ------------------------------------------- */
 
@@ -32,29 +32,29 @@ static double grad_norm(const sg_tensor *t) {
   return sqrt(s);
 }
 
-static void check_model(sg_gnn_variant v, const width *w, bool balanced) {
-  sg_gnn_config cfg = sg_gnn_config_paper(v);
+static void check_model(assoc_gnn_variant v, const width *w, bool balanced) {
+  assoc_gnn_config cfg = assoc_gnn_config_paper(v);
   cfg.d = w->d, cfg.h = w->h, cfg.sk_balanced = balanced;
-  sg_gnn *m32 = sg_gnn_new(&cfg, 1);
+  assoc_gnn *m32 = assoc_gnn_new(&cfg, 1);
   cfg.dtype = SG_F64;
-  sg_gnn *m64 = sg_gnn_new(&cfg, 1);
+  assoc_gnn *m64 = assoc_gnn_new(&cfg, 1);
   ck_assert(m32 && m64);
-  sg_scenario sc = sg_scenario_default();
-  sg_dataset ds;
-  char msg[256];
-  ck_assert_msg(sg_generate(&sc, w->batch, &ds, msg, sizeof msg) == 0, "%s", msg);
+  assoc_scenario sc = assoc_scenario_default();
+  assoc_dataset ds;
+  sg_io_error err;
+  ck_assert_msg(assoc_generate(&sc, w->batch, &ds, &err) == 0, "%s", err.msg);
   sg_graph *g = sg_graph_new();
-  sg_gnn_batch in;
+  assoc_gnn_batch in;
   ck_assert_int_eq(
-      sg_gnn_batch_make(g, &ds, NULL, 0, w->batch, sg_feature_scale(&ds), SG_F32, true, &in), 0);
+      assoc_gnn_batch_make(g, &ds, NULL, 0, w->batch, assoc_feature_scale(&ds), SG_F32, true, &in),
+      0);
   sg_rng rng;
   sg_rng_seed(&rng, 1001);
   sg_tensor *noise = sg_rand_gumbel(NULL, &rng, SG_F32, 3, (int64_t[]){w->batch, ds.K, ds.M});
-  sg_precision_report r;
-  sg_io_error err;
-  ck_assert_msg(sg_gnn_precision_check(m32, m64, &in, noise, MU, 2.0, &r, &err) == 0, "%s",
+  assoc_precision_report r;
+  ck_assert_msg(assoc_gnn_precision_check(m32, m64, &in, noise, MU, 2.0, &r, &err) == 0, "%s",
                 err.msg);
-  const char *name = sg_gnn_variant_name(v);
+  const char *name = assoc_gnn_variant_name(v);
   ck_assert_msg(r.comparable,
                 "%s d %d: not comparable (%lld unreplayable zeros, %lld samples "
                 "with a Sinkhorn decision near its kink, margin %.3g)",
@@ -77,33 +77,33 @@ static void check_model(sg_gnn_variant v, const width *w, bool balanced) {
                   "%s d %d: %s gradient off by %.3g relative (%.3g of the whole vector)", name,
                   w->d, sg_params_name(m32->params, i), r.param_rel[i], err_norm / whole);
   }
-  sg_precision_report_free(&r);
+  assoc_precision_report_free(&r);
   sg_free(noise);
   sg_graph_free(g);
-  sg_dataset_free(&ds);
-  sg_gnn_free(m32);
-  sg_gnn_free(m64);
+  assoc_dataset_free(&ds);
+  assoc_gnn_free(m32);
+  assoc_gnn_free(m64);
 }
 
 START_TEST(model_gradients_small) {
-  for (int v = 0; v < SG_GNN_VARIANT_COUNT; v++) check_model(v, &WIDTHS[0], false);
+  for (int v = 0; v < ASSOC_GNN_VARIANT_COUNT; v++) check_model(v, &WIDTHS[0], false);
 }
 END_TEST
 
 START_TEST(model_gradients_medium) {
-  for (int v = 0; v < SG_GNN_VARIANT_COUNT; v++) check_model(v, &WIDTHS[1], false);
+  for (int v = 0; v < ASSOC_GNN_VARIANT_COUNT; v++) check_model(v, &WIDTHS[1], false);
 }
 END_TEST
 
 START_TEST(model_gradients_paper) {
-  for (int v = 0; v < SG_GNN_VARIANT_COUNT; v++) check_model(v, &WIDTHS[2], false);
+  for (int v = 0; v < ASSOC_GNN_VARIANT_COUNT; v++) check_model(v, &WIDTHS[2], false);
 }
 END_TEST
 
 /* The balanced Sinkhorn option of the two Sinkhorn variants (medium). */
 START_TEST(model_gradients_balanced) {
-  check_model(SG_GNN_ATTSKGS, &WIDTHS[1], true);
-  check_model(SG_GNN_SKGS, &WIDTHS[1], true);
+  check_model(ASSOC_GNN_ATTSKGS, &WIDTHS[1], true);
+  check_model(ASSOC_GNN_SKGS, &WIDTHS[1], true);
 }
 END_TEST
 

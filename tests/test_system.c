@@ -5,7 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "sg_system.h"
+#include "assoc_wireless.h"
 #include "sg_test.h"
 
 /* ---- the hand-computed 2-BS 2-UE case ----------------------------------------------------
@@ -14,8 +14,8 @@
  *   h_21 = [0, 1]  h_22 = [0, 3j]     (BS 2)
  * |c|^2 by (m, k, l):  BS1: (1,1)=4 (1,2)=2 (2,1)=1 (2,2)=2
  *                      BS2: (1,1)=1 (1,2)=1 (2,1)=9 (2,2)=9,  c[2,1,2] = -j, c[2,2,1] = 3j. */
-static void hand_case(sg_dataset *ds) {
-  ck_assert_int_eq(sg_dataset_alloc(ds, 1, 2, 2, 2), 0);
+static void hand_case(assoc_dataset *ds) {
+  ck_assert_int_eq(assoc_dataset_alloc(ds, 1, 2, 2, 2), 0);
   ds->pt_dbm = 30.0 + 10.0 * log10(2.0);
   ds->noise_dbm = 30.0;
   const double re[8] = {2, 0, 1, 1, 0, 1, 0, 0}, im[8] = {0, 0, 0, 0, 0, 0, 0, 3};
@@ -24,39 +24,39 @@ static void hand_case(sg_dataset *ds) {
 }
 
 START_TEST(test_hand_gain_and_rate) {
-  sg_dataset ds;
+  assoc_dataset ds;
   hand_case(&ds);
   double gain[8], sinr[2];
-  sg_coupling_gain(&ds, 0, gain);
+  assoc_coupling_gain(&ds, 0, gain);
   const double want[8] = {4, 2, 1, 2, 1, 1, 9, 9};
   for (int i = 0; i < 8; i++) ck_assert_double_eq_tol(gain[i], want[i], 1e-12);
   int split[2] = {0, 1}, both1[2] = {0, 0}, swapped[2] = {1, 0}, drop2[2] = {0, -1};
   /* UE1: 4 / (|c[2,1,2]|^2 + 1) = 2; UE2: 9 / (|c[1,2,1]|^2 + 1) = 4.5 */
-  ck_assert_double_eq_tol(sg_rate_int(gain, 2, 2, split, sinr), log2(3.0 * 5.5), 1e-12);
+  ck_assert_double_eq_tol(assoc_rate_int(gain, 2, 2, split, sinr), log2(3.0 * 5.5), 1e-12);
   ck_assert_double_eq_tol(sinr[0], 2.0, 1e-12);
   ck_assert_double_eq_tol(sinr[1], 4.5, 1e-12);
   /* both on BS 1: 4 / (2 + 1) and 2 / (1 + 1) */
-  ck_assert_double_eq_tol(sg_rate_int(gain, 2, 2, both1, sinr), log2(7.0 / 3.0 * 2.0), 1e-12);
+  ck_assert_double_eq_tol(assoc_rate_int(gain, 2, 2, both1, sinr), log2(7.0 / 3.0 * 2.0), 1e-12);
   /* swapped: 1 / (2 + 1) and 2 / (9 + 1) */
-  ck_assert_double_eq_tol(sg_rate_int(gain, 2, 2, swapped, sinr), log2(4.0 / 3.0 * 1.2), 1e-12);
+  ck_assert_double_eq_tol(assoc_rate_int(gain, 2, 2, swapped, sinr), log2(4.0 / 3.0 * 1.2), 1e-12);
   /* a dropped UE gets nothing and interferes with nobody */
-  ck_assert_double_eq_tol(sg_rate_int(gain, 2, 2, drop2, sinr), log2(5.0), 1e-12);
+  ck_assert_double_eq_tol(assoc_rate_int(gain, 2, 2, drop2, sinr), log2(5.0), 1e-12);
   ck_assert_double_eq(sinr[1], 0.0);
-  sg_dataset_free(&ds);
+  assoc_dataset_free(&ds);
 }
 END_TEST
 
 START_TEST(test_hand_fractional) {
-  sg_dataset ds;
+  assoc_dataset ds;
   hand_case(&ds);
   double c[16], sinr[2];
-  sg_coupling(&ds, 0, c, c + 8);
+  assoc_coupling(&ds, 0, c, c + 8);
   ck_assert_double_eq_tol(c[8 + 5], -1.0, 1e-12); /* c[2,1,2] = -j */
   ck_assert_double_eq_tol(c[8 + 6], 3.0, 1e-12);  /* c[2,2,1] = 3j */
   /* UE1 half on each BS, UE2 on BS 2: s_1 = 0.5*2 + 0.5*1, z_12 = -j;
    * s_2 = 3, z_21 = 0.5*1 + 0.5*3j. */
   const double A[4] = {0.5, 0.5, 0.0, 1.0};
-  double r = sg_rate_frac(c, c + 8, 2, 2, A, sinr);
+  double r = assoc_rate_frac(c, c + 8, 2, 2, A, sinr);
   ck_assert_double_eq_tol(sinr[0], 2.25 / 2.0, 1e-12);
   ck_assert_double_eq_tol(sinr[1], 9.0 / 3.5, 1e-12);
   ck_assert_double_eq_tol(r, log2(1 + 2.25 / 2.0) + log2(1 + 9.0 / 3.5), 1e-12);
@@ -64,36 +64,36 @@ START_TEST(test_hand_fractional) {
   const double onehot[4] = {1, 0, 0, 0};
   int assoc[2] = {0, -1};
   double gain[8];
-  sg_coupling_gain(&ds, 0, gain);
-  ck_assert_double_eq_tol(sg_rate_frac(c, c + 8, 2, 2, onehot, NULL),
-                          sg_rate_int(gain, 2, 2, assoc, NULL), 1e-12);
-  sg_dataset_free(&ds);
+  assoc_coupling_gain(&ds, 0, gain);
+  ck_assert_double_eq_tol(assoc_rate_frac(c, c + 8, 2, 2, onehot, NULL),
+                          assoc_rate_int(gain, 2, 2, assoc, NULL), 1e-12);
+  assoc_dataset_free(&ds);
 }
 END_TEST
 
 START_TEST(test_zero_channel_zero_beam) {
-  sg_dataset ds;
+  assoc_dataset ds;
   hand_case(&ds);
   for (int n = 0; n < 2; n++) ds.H_re[2 + n] = ds.H_im[2 + n] = 0; /* h_12 = 0 */
   double gain[8];
-  sg_coupling_gain(&ds, 0, gain);
+  assoc_coupling_gain(&ds, 0, gain);
   for (int i = 0; i < 8; i++) ck_assert(isfinite(gain[i]));
   ck_assert_double_eq(gain[1], 0.0); /* BS 1's beam for UE 2 is zero */
   ck_assert_double_eq(gain[3], 0.0);
-  sg_dataset_free(&ds);
+  assoc_dataset_free(&ds);
 }
 END_TEST
 
 /* ---- generator ------------------------------------------------------------------------ */
 
-static sg_dataset generate(sg_scenario sc, int64_t S) {
-  sg_dataset ds;
-  char msg[256];
-  ck_assert_msg(sg_generate(&sc, S, &ds, msg, sizeof msg) == 0, "%s", msg);
+static assoc_dataset generate(assoc_scenario sc, int64_t S) {
+  assoc_dataset ds;
+  sg_io_error err;
+  ck_assert_msg(assoc_generate(&sc, S, &ds, &err) == 0, "%s", err.msg);
   return ds;
 }
 
-static int same_data(const sg_dataset *a, const sg_dataset *b, int64_t S) {
+static int same_data(const assoc_dataset *a, const assoc_dataset *b, int64_t S) {
   size_t h = (size_t)S * a->M * a->K * a->N * sizeof(double);
   size_t l = (size_t)S * a->M * a->K;
   return !memcmp(a->H_re, b->H_re, h) && !memcmp(a->H_im, b->H_im, h) &&
@@ -102,34 +102,34 @@ static int same_data(const sg_dataset *a, const sg_dataset *b, int64_t S) {
 }
 
 START_TEST(test_generator_deterministic) {
-  sg_scenario sc = sg_scenario_default();
+  assoc_scenario sc = assoc_scenario_default();
   sc.seed = 42;
   omp_set_num_threads(1);
-  sg_dataset one = generate(sc, 300);
+  assoc_dataset one = generate(sc, 300);
   omp_set_num_threads(2);
-  sg_dataset two = generate(sc, 300), prefix = generate(sc, 100);
+  assoc_dataset two = generate(sc, 300), prefix = generate(sc, 100);
   ck_assert_msg(same_data(&one, &two, 300), "thread count changed the data");
   ck_assert_msg(same_data(&one, &prefix, 100), "sample s depends on S");
   sc.seed = 43;
-  sg_dataset other = generate(sc, 100);
+  assoc_dataset other = generate(sc, 100);
   ck_assert_msg(!same_data(&one, &other, 100), "the seed changed nothing");
-  sg_dataset_free(&one), sg_dataset_free(&two), sg_dataset_free(&prefix);
-  sg_dataset_free(&other);
+  assoc_dataset_free(&one), assoc_dataset_free(&two), assoc_dataset_free(&prefix);
+  assoc_dataset_free(&other);
 }
 END_TEST
 
 START_TEST(test_bs_grid) {
   double xy[10];
-  sg_bs_positions(2, 200, xy);
+  assoc_bs_positions(2, 200, xy);
   ck_assert(xy[0] == 50 && xy[1] == 100 && xy[2] == 150 && xy[3] == 100);
-  sg_bs_positions(5, 300, xy); /* 3 columns, 2 rows, row-major */
+  assoc_bs_positions(5, 300, xy); /* 3 columns, 2 rows, row-major */
   ck_assert(xy[0] == 50 && xy[1] == 75 && xy[4] == 250 && xy[6] == 50 && xy[7] == 225);
-  sg_bs_positions(1, 200, xy);
+  assoc_bs_positions(1, 200, xy);
   ck_assert(xy[0] == 100 && xy[1] == 100);
 }
 END_TEST
 
-static double link_dist(const sg_dataset *ds, int64_t s, int m, int k) {
+static double link_dist(const assoc_dataset *ds, int64_t s, int m, int k) {
   const double *bs = ds->bs_pos + 2 * m, *ue = ds->ue_pos + (s * ds->K + k) * 2;
   double dz = ds->scenario.bs_height_m - ds->scenario.ue_height_m;
   return sqrt(pow(ue[0] - bs[0], 2) + pow(ue[1] - bs[1], 2) + dz * dz);
@@ -137,7 +137,7 @@ static double link_dist(const sg_dataset *ds, int64_t s, int m, int k) {
 
 /* LOS frequency, path-loss residuals, path counts and E|h|^2 = N 10^(-PL/10). */
 START_TEST(test_generator_statistics) {
-  sg_dataset ds = generate(sg_scenario_default(), 2000);
+  assoc_dataset ds = generate(assoc_scenario_default(), 2000);
   double los = 0, p_los = 0, paths = 0, power = 0, resid = 0, resid2 = 0, n_los = 0;
   int64_t links = 0;
   for (int64_t s = 0; s < ds.S; s++)
@@ -161,13 +161,13 @@ START_TEST(test_generator_statistics) {
   ck_assert_double_eq_tol(resid / n_los, 0.0, 0.3);
   ck_assert_double_eq_tol(sqrt(resid2 / n_los), 5.8, 0.3);
   ck_assert_double_eq_tol(ds.noise_dbm, -84.0, 1e-9);
-  sg_dataset_free(&ds);
+  assoc_dataset_free(&ds);
 }
 END_TEST
 
 /* A single-path LOS link is g a(theta) with theta the geometric angle. */
 START_TEST(test_los_path_angle) {
-  sg_dataset ds = generate(sg_scenario_default(), 300);
+  assoc_dataset ds = generate(assoc_scenario_default(), 300);
   int checked = 0;
   for (int64_t i = 0; i < ds.S * ds.M * ds.K; i++) {
     if (!ds.los[i] || ds.n_paths[i] != 1) continue;
@@ -183,15 +183,15 @@ START_TEST(test_los_path_angle) {
     checked++;
   }
   ck_assert_int_gt(checked, 20);
-  sg_dataset_free(&ds);
+  assoc_dataset_free(&ds);
 }
 END_TEST
 
 START_TEST(test_outage_option) {
-  sg_scenario sc = sg_scenario_default();
+  assoc_scenario sc = assoc_scenario_default();
   sc.outage = true;
   sc.area_m = 1000; /* far links are mostly in outage */
-  sg_dataset ds = generate(sc, 200);
+  assoc_dataset ds = generate(sc, 200);
   int outages = 0;
   for (int64_t i = 0; i < ds.S * ds.M * ds.K; i++) {
     if (!ds.outage[i]) continue;
@@ -200,33 +200,33 @@ START_TEST(test_outage_option) {
     for (int n = 0; n < ds.N; n++) ck_assert(ds.H_re[i * ds.N + n] == 0);
   }
   ck_assert_int_gt(outages, 100);
-  sg_dataset_free(&ds);
+  assoc_dataset_free(&ds);
 }
 END_TEST
 
 START_TEST(test_scenario_check) {
-  char msg[256];
-  sg_scenario sc = sg_scenario_default();
-  ck_assert_int_eq(sg_scenario_check(&sc, msg, sizeof msg), 0);
+  sg_io_error err;
+  assoc_scenario sc = assoc_scenario_default();
+  ck_assert_int_eq(assoc_scenario_check(&sc, &err), 0);
   sc.K = 0;
-  ck_assert_int_eq(sg_scenario_check(&sc, msg, sizeof msg), -1);
-  ck_assert_ptr_nonnull(strstr(msg, "UEs"));
-  sc = sg_scenario_default();
+  ck_assert_int_eq(assoc_scenario_check(&sc, &err), -1);
+  ck_assert_ptr_nonnull(strstr(err.msg, "UEs"));
+  sc = assoc_scenario_default();
   sc.pt_dbm = NAN;
-  ck_assert_int_eq(sg_scenario_check(&sc, msg, sizeof msg), -1);
-  sg_dataset ds;
-  ck_assert_int_eq(sg_generate(&sc, 10, &ds, msg, sizeof msg), -1);
+  ck_assert_int_eq(assoc_scenario_check(&sc, &err), -1);
+  assoc_dataset ds;
+  ck_assert_int_eq(assoc_generate(&sc, 10, &ds, &err), -1);
 }
 END_TEST
 
 /* ---- features and batched rates -------------------------------------------------------- */
 
 START_TEST(test_features) {
-  sg_dataset ds = generate(sg_scenario_default(), 50);
-  double scale = sg_feature_scale(&ds), amp = sg_snr_amplitude(&ds);
+  assoc_dataset ds = generate(assoc_scenario_default(), 50);
+  double scale = assoc_feature_scale(&ds), amp = assoc_snr_amplitude(&ds);
   ck_assert(scale > 0 && isfinite(scale));
   ck_assert_double_eq_tol(amp, sqrt(1.0 / 4 / pow(10, -11.4)), 1e-6 * amp);
-  sg_tensor *t = sg_features(NULL, &ds, 10, 5, scale, SG_F64);
+  sg_tensor *t = assoc_features(NULL, &ds, 10, 5, scale, SG_F64);
   ck_assert_ptr_nonnull(t);
   ck_assert(t->ndim == 4 && t->shape[0] == 5 && t->shape[1] == 2 && t->shape[2] == 8 &&
             t->shape[3] == 8);
@@ -238,17 +238,17 @@ START_TEST(test_features) {
     ck_assert_double_eq_tol(f[at + ds.N + n], ds.H_im[link * ds.N + n] * amp / scale, 1e-12);
   }
   double sum2 = 0; /* the scale makes the features unit-RMS over the data set */
-  sg_tensor *all = sg_features(NULL, &ds, 0, ds.S, scale, SG_F32);
+  sg_tensor *all = assoc_features(NULL, &ds, 0, ds.S, scale, SG_F32);
   for (int64_t i = 0; i < all->numel; i++) sum2 += sg_get(all, i) * sg_get(all, i);
   ck_assert_double_eq_tol(sum2 / all->numel, 1.0, 1e-4);
-  ck_assert_ptr_null(sg_features(NULL, &ds, 48, 5, scale, SG_F32));
+  ck_assert_ptr_null(assoc_features(NULL, &ds, 48, 5, scale, SG_F32));
   sg_free(t), sg_free(all);
-  sg_dataset_free(&ds);
+  assoc_dataset_free(&ds);
 }
 END_TEST
 
 START_TEST(test_batched_rates) {
-  sg_dataset ds = generate(sg_scenario_default(), 40);
+  assoc_dataset ds = generate(assoc_scenario_default(), 40);
   int *assoc = malloc(sizeof(int) * ds.S * ds.K);
   double *A = calloc((size_t)(ds.S * ds.K * ds.M), sizeof(double));
   double rate[40], frac[40], gain[2 * 8 * 8];
@@ -256,15 +256,16 @@ START_TEST(test_batched_rates) {
     assoc[i] = (int)(i % 3) - 1; /* -1, 0, 1 */
     if (assoc[i] >= 0) A[i * ds.M + assoc[i]] = 1.0;
   }
-  ck_assert_int_eq(sg_dataset_rates(&ds, assoc, rate), 0);
-  ck_assert_int_eq(sg_dataset_rates_frac(&ds, A, frac), 0);
+  ck_assert_int_eq(assoc_dataset_rates(&ds, assoc, rate), 0);
+  ck_assert_int_eq(assoc_dataset_rates_frac(&ds, A, frac), 0);
   for (int64_t s = 0; s < ds.S; s++) {
-    sg_coupling_gain(&ds, s, gain);
-    ck_assert_double_eq_tol(rate[s], sg_rate_int(gain, ds.M, ds.K, assoc + s * ds.K, NULL), 1e-12);
+    assoc_coupling_gain(&ds, s, gain);
+    ck_assert_double_eq_tol(rate[s], assoc_rate_int(gain, ds.M, ds.K, assoc + s * ds.K, NULL),
+                            1e-12);
     ck_assert_double_eq_tol(frac[s], rate[s], 1e-9 * (1 + rate[s]));
   }
   free(assoc), free(A);
-  sg_dataset_free(&ds);
+  assoc_dataset_free(&ds);
 }
 END_TEST
 
@@ -275,21 +276,21 @@ static void temp_path(char *buf, size_t n, const char *tag) {
 }
 
 START_TEST(test_save_load_roundtrip) {
-  sg_scenario sc = sg_scenario_default();
+  assoc_scenario sc = assoc_scenario_default();
   sc.M = 3, sc.K = 5, sc.N = 2, sc.seed = 9, sc.pt_dbm = 27, sc.outage = true;
-  sg_dataset ds = generate(sc, 30), back;
+  assoc_dataset ds = generate(sc, 30), back;
   char path[256];
   temp_path(path, sizeof path, "rt");
   sg_io_error err;
-  ck_assert_msg(sg_dataset_save(&ds, path, &err) == 0, "%s", err.msg);
-  ck_assert_msg(sg_dataset_load(path, &back, &err) == 0, "%s", err.msg);
+  ck_assert_msg(assoc_dataset_save(&ds, path, &err) == 0, "%s", err.msg);
+  ck_assert_msg(assoc_dataset_load(path, &back, &err) == 0, "%s", err.msg);
   ck_assert(back.S == 30 && back.M == 3 && back.K == 5 && back.N == 2 && back.seed == 9);
   ck_assert(back.pt_dbm == 27 && back.noise_dbm == ds.noise_dbm && back.scenario.outage);
   ck_assert(same_data(&ds, &back, 30));
   ck_assert(!memcmp(ds.outage, back.outage, 30 * 15) && !memcmp(ds.n_paths, back.n_paths, 30 * 15));
   ck_assert(!memcmp(ds.bs_pos, back.bs_pos, 6 * sizeof(double)));
   unlink(path);
-  sg_dataset_free(&ds), sg_dataset_free(&back);
+  assoc_dataset_free(&ds), assoc_dataset_free(&back);
 }
 END_TEST
 
@@ -328,22 +329,22 @@ START_TEST(test_load_rejects_bad_files) {
   for (int mode = 0; mode < 6; mode++) {
     temp_path(path, sizeof path, "bad");
     write_broken(path, mode);
-    sg_dataset ds;
+    assoc_dataset ds;
     sg_io_error err = {{0}};
-    int rc = sg_dataset_load(path, &ds, &err);
+    int rc = assoc_dataset_load(path, &ds, &err);
     if (mode == 0) {
       ck_assert_msg(rc == 0, "%s", err.msg);
       ck_assert(ds.S == 2 && ds.K == 2 && ds.n_paths[0] == 0); /* optional members absent */
-      sg_dataset_free(&ds);
+      assoc_dataset_free(&ds);
     } else {
       ck_assert_msg(rc == -1, "mode %d accepted", mode);
       ck_assert_msg(strstr(err.msg, expect[mode]), "mode %d: '%s'", mode, err.msg);
     }
     unlink(path);
   }
-  sg_dataset ds;
+  assoc_dataset ds;
   sg_io_error err;
-  ck_assert_int_eq(sg_dataset_load("/nonexistent/x.npz", &ds, &err), -1);
+  ck_assert_int_eq(assoc_dataset_load("/nonexistent/x.npz", &ds, &err), -1);
 }
 END_TEST
 

@@ -1,4 +1,4 @@
-/* Training of the association GNNs and checkpoints (models/sg_train.h):
+/* Training of the association GNNs and checkpoints (models/train/assoc_train.h):
  * learning beats RandInt, bitwise resume, refusal of damaged checkpoints,
  * the dual update, the per-step allocation count, the CSV log and argument
  * checks. Everything runs on tiny generated data sets (M 2, N 2, K 4). */
@@ -8,22 +8,22 @@
 #include <unistd.h>
 
 #include "sg_test.h"
-#include "sg_train.h"
+#include "assoc_train.h"
 
 /* ---- helpers ----------------------------------------------------------------- */
 
-static sg_dataset make_data(int64_t S, uint64_t seed) {
-  sg_scenario sc = sg_scenario_default();
+static assoc_dataset make_data(int64_t S, uint64_t seed) {
+  assoc_scenario sc = assoc_scenario_default();
   sc.M = 2, sc.N = 2, sc.K = 4, sc.seed = seed;
-  sg_dataset ds;
-  char msg[256];
-  ck_assert_msg(sg_generate(&sc, S, &ds, msg, sizeof msg) == 0, "%s", msg);
+  assoc_dataset ds;
+  sg_io_error err;
+  ck_assert_msg(assoc_generate(&sc, S, &ds, &err) == 0, "%s", err.msg);
   return ds;
 }
 
 /* A small, fast configuration. */
-static sg_train_config tiny_train_config(sg_gnn_variant v) {
-  sg_train_config c = sg_train_config_default(v);
+static assoc_train_config tiny_train_config(assoc_gnn_variant v) {
+  assoc_train_config c = assoc_train_config_default(v);
   c.d = 16, c.h = 32, c.L = 2;
   c.batch = 32, c.batches_per_epoch = 0;
   c.lr_max = 3e-3, c.lr_min = 1e-5, c.t0 = 4, c.t_mult = 2;
@@ -58,21 +58,20 @@ static void write_bytes(const char *path, const unsigned char *buf, long size) {
   fclose(f);
 }
 
-static void run_epochs(sg_trainer *t, int epochs, sg_epoch_stats *last) {
+static void run_epochs(assoc_trainer *t, int epochs, assoc_epoch_stats *last) {
   sg_io_error err = {{0}};
   for (int e = 0; e < epochs; e++)
-    ck_assert_msg(sg_trainer_run_epoch(t, last, NULL, NULL, NULL, &err) == 0, "%s", err.msg);
+    ck_assert_msg(assoc_trainer_run_epoch(t, last, NULL, NULL, NULL, &err) == 0, "%s", err.msg);
 }
 
-static double randint_rate(const sg_dataset *ds) {
-  sg_baseline_opts o = sg_baseline_defaults();
+static double randint_rate(const assoc_dataset *ds) {
+  assoc_baseline_opts o = assoc_baseline_defaults();
   o.seed = 99;
   int *assoc = malloc((size_t)(ds->S * ds->K) * sizeof *assoc);
   double *rate = malloc((size_t)ds->S * sizeof *rate), ms, sum = 0;
-  char msg[256];
-  ck_assert_msg(sg_run_method(ds, SG_RANDINT, &o, assoc, rate, &ms, NULL, NULL, msg, sizeof msg) ==
-                    0,
-                "%s", msg);
+  sg_io_error err;
+  ck_assert_msg(assoc_run_method(ds, ASSOC_RANDINT, &o, assoc, rate, &ms, NULL, NULL, &err) == 0,
+                "%s", err.msg);
   for (int64_t s = 0; s < ds->S; s++) sum += rate[s];
   free(assoc), free(rate);
   return sum / (double)ds->S;
@@ -84,16 +83,16 @@ static double randint_rate(const sg_dataset *ds) {
  * sum-rate of its one-hot association well above the untrained model's and
  * above RandInt's. */
 START_TEST(train_beats_randint) {
-  sg_dataset train = make_data(256, 11), test = make_data(256, 12);
-  sg_train_config c = tiny_train_config(SG_GNN_SMA);
+  assoc_dataset train = make_data(256, 11), test = make_data(256, 12);
+  assoc_train_config c = tiny_train_config(ASSOC_GNN_SMA);
   c.t0 = 10;
   sg_io_error err = {{0}};
-  sg_trainer *t = sg_trainer_new(&c, &train, &test, &err);
+  assoc_trainer *t = assoc_trainer_new(&c, &train, &test, &err);
   ck_assert_msg(t, "%s", err.msg);
-  sg_metrics before;
-  ck_assert(sg_gnn_evaluate(sg_trainer_model(t), &test, sg_trainer_feature_scale(t), 128, 0,
-                            &before, &err) == 0);
-  sg_epoch_stats st;
+  assoc_metrics before;
+  ck_assert(assoc_gnn_evaluate(assoc_trainer_model(t), &test, assoc_trainer_feature_scale(t), 128,
+                               0, &before, &err) == 0);
+  assoc_epoch_stats st;
   run_epochs(t, 10, &st);
   double randint = randint_rate(&test);
   ck_assert(st.has_test);
@@ -103,8 +102,8 @@ START_TEST(train_beats_randint) {
                 before.mean_rate, randint);
   ck_assert_int_eq(st.samples, 8 * 32);
   ck_assert_int_eq(st.step, 80);
-  sg_trainer_free(t);
-  sg_dataset_free(&train), sg_dataset_free(&test);
+  assoc_trainer_free(t);
+  assoc_dataset_free(&train), assoc_dataset_free(&test);
 }
 END_TEST
 
@@ -133,37 +132,38 @@ static void assert_same_checkpoints(const char *a_path, const char *b_path) {
  * epochs (2 threads): every parameter bit, the Adam state, mu and the
  * generator. AttSKGS-GNN draws Gumbel noise, so the generator matters. */
 START_TEST(train_resume_bitwise) {
-  sg_dataset train = make_data(96, 21);
-  sg_train_config c = tiny_train_config(SG_GNN_ATTSKGS);
+  assoc_dataset train = make_data(96, 21);
+  assoc_train_config c = tiny_train_config(ASSOC_GNN_ATTSKGS);
   c.batch = 16, c.batches_per_epoch = 3, c.t0 = 1.5, c.t_mu = 1, c.delta = 1.0;
   char p_full[128], p_half[128], p_resumed[128];
   tmp_path(p_full, sizeof p_full, "full.npz");
   tmp_path(p_half, sizeof p_half, "half.npz");
   tmp_path(p_resumed, sizeof p_resumed, "resumed.npz");
   sg_io_error err = {{0}};
-  sg_epoch_stats st;
+  assoc_epoch_stats st;
 
-  sg_trainer *full = sg_trainer_new(&c, &train, NULL, &err);
+  assoc_trainer *full = assoc_trainer_new(&c, &train, NULL, &err);
   ck_assert_msg(full, "%s", err.msg);
   run_epochs(full, 4, &st);
-  ck_assert_msg(sg_trainer_save(full, p_full, &err) == 0, "%s", err.msg);
+  ck_assert_msg(assoc_trainer_save(full, p_full, &err) == 0, "%s", err.msg);
 
-  sg_trainer *half = sg_trainer_new(&c, &train, NULL, &err);
+  assoc_trainer *half = assoc_trainer_new(&c, &train, NULL, &err);
   run_epochs(half, 2, &st);
-  ck_assert_msg(sg_trainer_save(half, p_half, &err) == 0, "%s", err.msg);
-  sg_trainer_free(half);
+  ck_assert_msg(assoc_trainer_save(half, p_half, &err) == 0, "%s", err.msg);
+  assoc_trainer_free(half);
 
-  sg_train_config override = c;
+  assoc_train_config override = c;
   override.threads = 2;
-  sg_trainer *resumed = sg_trainer_resume(p_half, &override, &train, NULL, &err);
+  assoc_trainer *resumed = assoc_trainer_resume(p_half, &override, &train, NULL, &err);
   ck_assert_msg(resumed, "%s", err.msg);
-  ck_assert_int_eq(sg_trainer_epoch(resumed), 2);
-  ck_assert_int_eq(sg_trainer_step(resumed), 6);
+  ck_assert_int_eq(assoc_trainer_epoch(resumed), 2);
+  ck_assert_int_eq(assoc_trainer_step(resumed), 6);
   run_epochs(resumed, 2, &st);
   ck_assert_int_eq(st.epoch, 4);
-  ck_assert_msg(sg_trainer_save(resumed, p_resumed, &err) == 0, "%s", err.msg);
+  ck_assert_msg(assoc_trainer_save(resumed, p_resumed, &err) == 0, "%s", err.msg);
 
-  const sg_params *pf = sg_trainer_model(full)->params, *pr = sg_trainer_model(resumed)->params;
+  const sg_params *pf = assoc_trainer_model(full)->params,
+                  *pr = assoc_trainer_model(resumed)->params;
   ck_assert_int_eq(sg_params_count(pf), sg_params_count(pr));
   for (int i = 0; i < sg_params_count(pf); i++) {
     const sg_tensor *a = sg_params_at(pf, i), *b = sg_params_at(pr, i);
@@ -171,13 +171,13 @@ START_TEST(train_resume_bitwise) {
     ck_assert_msg(memcmp(a->data, b->data, (size_t)a->numel * sizeof(float)) == 0,
                   "parameter %s differs after resume", sg_params_name(pf, i));
   }
-  ck_assert_mem_eq(sg_trainer_mu(full), sg_trainer_mu(resumed), 2 * sizeof(double));
-  ck_assert(sg_trainer_mu(full)[0] > 0); /* the dual update took part */
+  ck_assert_mem_eq(assoc_trainer_mu(full), assoc_trainer_mu(resumed), 2 * sizeof(double));
+  ck_assert(assoc_trainer_mu(full)[0] > 0); /* the dual update took part */
   assert_same_checkpoints(p_full, p_resumed);
 
-  sg_trainer_free(full), sg_trainer_free(resumed);
+  assoc_trainer_free(full), assoc_trainer_free(resumed);
   remove(p_full), remove(p_half), remove(p_resumed);
-  sg_dataset_free(&train);
+  assoc_dataset_free(&train);
   omp_set_num_threads(omp_get_num_procs());
 }
 END_TEST
@@ -186,15 +186,15 @@ END_TEST
 
 /* Resuming from a damaged checkpoint fails with a message naming it, and
  * neither the existing output checkpoint nor the log is touched. */
-static void assert_resume_refused(const char *bad, const sg_dataset *train, const char *out,
+static void assert_resume_refused(const char *bad, const assoc_dataset *train, const char *out,
                                   const char *log, const char *what) {
   long before_size, after_size;
   unsigned char *before = read_bytes(out, &before_size);
-  sg_train_config c = tiny_train_config(SG_GNN_GS);
+  assoc_train_config c = tiny_train_config(ASSOC_GNN_GS);
   c.epochs = 3;
-  sg_train_io io = {.out = out, .log = log, .resume = bad};
+  assoc_train_io io = {.out = out, .log = log, .resume = bad};
   sg_io_error err = {{0}};
-  ck_assert_msg(sg_train_run(&c, train, NULL, &io, NULL, &err) == -1, "%s was accepted", what);
+  ck_assert_msg(assoc_train_run(&c, train, NULL, &io, NULL, &err) == -1, "%s was accepted", what);
   ck_assert_msg(strstr(err.msg, bad) != NULL, "%s: message '%s' does not name the file", what,
                 err.msg);
   unsigned char *after = read_bytes(out, &after_size);
@@ -202,13 +202,13 @@ static void assert_resume_refused(const char *bad, const sg_dataset *train, cons
   ck_assert_msg(memcmp(before, after, (size_t)before_size) == 0, "%s: output overwritten", what);
   ck_assert_msg(access(log, F_OK) != 0, "%s: the log was created", what);
   double scale;
-  ck_assert_ptr_null(sg_checkpoint_load_model(bad, &scale, NULL, &err));
+  ck_assert_ptr_null(assoc_checkpoint_load_model(bad, &scale, NULL, &err));
   free(before), free(after);
 }
 
 START_TEST(train_checkpoint_damaged_refused) {
-  sg_dataset train = make_data(64, 31);
-  sg_train_config c = tiny_train_config(SG_GNN_GS);
+  assoc_dataset train = make_data(64, 31);
+  assoc_train_config c = tiny_train_config(ASSOC_GNN_GS);
   c.batches_per_epoch = 1;
   char ck[128], out[128], bad[128], log[128];
   tmp_path(ck, sizeof ck, "good.npz");
@@ -216,12 +216,12 @@ START_TEST(train_checkpoint_damaged_refused) {
   tmp_path(bad, sizeof bad, "bad.npz");
   tmp_path(log, sizeof log, "log.csv");
   sg_io_error err = {{0}};
-  sg_trainer *t = sg_trainer_new(&c, &train, NULL, &err);
+  assoc_trainer *t = assoc_trainer_new(&c, &train, NULL, &err);
   run_epochs(t, 1, NULL);
-  ck_assert_msg(sg_trainer_save(t, ck, &err) == 0, "%s", err.msg);
+  ck_assert_msg(assoc_trainer_save(t, ck, &err) == 0, "%s", err.msg);
   run_epochs(t, 1, NULL);
-  ck_assert_msg(sg_trainer_save(t, out, &err) == 0, "%s", err.msg); /* the existing output */
-  sg_trainer_free(t);
+  ck_assert_msg(assoc_trainer_save(t, out, &err) == 0, "%s", err.msg); /* the existing output */
+  assoc_trainer_free(t);
   long size;
   unsigned char *bytes = read_bytes(ck, &size);
   ck_assert_int_gt(size, 1000);
@@ -240,12 +240,12 @@ START_TEST(train_checkpoint_damaged_refused) {
   remove(bad);
   assert_resume_refused(bad, &train, out, log, "a missing file");
   /* the intact one still resumes */
-  sg_trainer *ok = sg_trainer_resume(ck, NULL, &train, NULL, &err);
+  assoc_trainer *ok = assoc_trainer_resume(ck, NULL, &train, NULL, &err);
   ck_assert_msg(ok, "%s", err.msg);
-  sg_trainer_free(ok);
+  assoc_trainer_free(ok);
   free(bytes);
   remove(ck), remove(out);
-  sg_dataset_free(&train);
+  assoc_dataset_free(&train);
 }
 END_TEST
 
@@ -296,17 +296,17 @@ static void rewrite(const char *src, const char *dst, const char *target, mutati
 /* Well-formed archives with a wrong member are refused with a message
  * naming the member. */
 START_TEST(train_checkpoint_validation) {
-  sg_dataset train = make_data(64, 32);
-  sg_train_config c = tiny_train_config(SG_GNN_SKGS);
+  assoc_dataset train = make_data(64, 32);
+  assoc_train_config c = tiny_train_config(ASSOC_GNN_SKGS);
   c.batches_per_epoch = 1;
   char ck[128], bad[128];
   tmp_path(ck, sizeof ck, "valid.npz");
   tmp_path(bad, sizeof bad, "mutated.npz");
   sg_io_error err = {{0}};
-  sg_trainer *t = sg_trainer_new(&c, &train, NULL, &err);
+  assoc_trainer *t = assoc_trainer_new(&c, &train, NULL, &err);
   run_epochs(t, 1, NULL);
-  ck_assert_msg(sg_trainer_save(t, ck, &err) == 0, "%s", err.msg);
-  sg_trainer_free(t);
+  ck_assert_msg(assoc_trainer_save(t, ck, &err) == 0, "%s", err.msg);
+  assoc_trainer_free(t);
   const struct {
     const char *member;
     mutation how;
@@ -327,60 +327,60 @@ START_TEST(train_checkpoint_validation) {
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     const char *target = cases[i].how == EXTRA ? "param.mlp_p.0.bias" : cases[i].member;
     rewrite(ck, bad, target, cases[i].how);
-    sg_trainer *r = sg_trainer_resume(bad, NULL, &train, NULL, &err);
+    assoc_trainer *r = assoc_trainer_resume(bad, NULL, &train, NULL, &err);
     ck_assert_msg(!r, "mutation %zu of %s accepted", i, cases[i].member);
     ck_assert_msg(strstr(err.msg, cases[i].expect), "message '%s' lacks '%s'", err.msg,
                   cases[i].expect);
   }
   /* the same archive rewritten unchanged is accepted */
   rewrite(ck, bad, "none", DROP);
-  sg_trainer *r = sg_trainer_resume(bad, NULL, &train, NULL, &err);
+  assoc_trainer *r = assoc_trainer_resume(bad, NULL, &train, NULL, &err);
   ck_assert_msg(r, "%s", err.msg);
-  sg_trainer_free(r);
+  assoc_trainer_free(r);
   /* a different data set is refused */
-  sg_dataset other = make_data(64, 33);
-  ck_assert_ptr_null(sg_trainer_resume(ck, NULL, &other, NULL, &err));
+  assoc_dataset other = make_data(64, 33);
+  ck_assert_ptr_null(assoc_trainer_resume(ck, NULL, &other, NULL, &err));
   ck_assert_ptr_nonnull(strstr(err.msg, "data set"));
-  sg_dataset_free(&other);
+  assoc_dataset_free(&other);
   remove(ck), remove(bad);
-  sg_dataset_free(&train);
+  assoc_dataset_free(&train);
 }
 END_TEST
 
 /* The model of a checkpoint loads for evaluation with its feature scale and
  * configuration, bit for bit. */
 START_TEST(train_checkpoint_load_model) {
-  sg_dataset train = make_data(64, 41), test = make_data(32, 42);
-  sg_train_config c = tiny_train_config(SG_GNN_ATTSKGS);
+  assoc_dataset train = make_data(64, 41), test = make_data(32, 42);
+  assoc_train_config c = tiny_train_config(ASSOC_GNN_ATTSKGS);
   c.batches_per_epoch = 2, c.feature_scale = 0;
   char ck[128];
   tmp_path(ck, sizeof ck, "model.npz");
   sg_io_error err = {{0}};
-  sg_trainer *t = sg_trainer_new(&c, &train, NULL, &err);
+  assoc_trainer *t = assoc_trainer_new(&c, &train, NULL, &err);
   run_epochs(t, 1, NULL);
-  ck_assert(sg_trainer_save(t, ck, &err) == 0);
+  ck_assert(assoc_trainer_save(t, ck, &err) == 0);
   double scale = 0;
-  sg_train_config cfg;
-  sg_gnn *m = sg_checkpoint_load_model(ck, &scale, &cfg, &err);
+  assoc_train_config cfg;
+  assoc_gnn *m = assoc_checkpoint_load_model(ck, &scale, &cfg, &err);
   ck_assert_msg(m, "%s", err.msg);
-  ck_assert(scale == sg_feature_scale(&train));
-  ck_assert(scale == sg_trainer_feature_scale(t));
-  ck_assert_int_eq(cfg.variant, SG_GNN_ATTSKGS);
+  ck_assert(scale == assoc_feature_scale(&train));
+  ck_assert(scale == assoc_trainer_feature_scale(t));
+  ck_assert_int_eq(cfg.variant, ASSOC_GNN_ATTSKGS);
   ck_assert_int_eq(cfg.d, 16);
   ck_assert_int_eq(m->cfg.fe, 4);
   ck_assert(m->cfg.capacity == 2.0);
-  const sg_params *a = sg_trainer_model(t)->params;
+  const sg_params *a = assoc_trainer_model(t)->params;
   for (int i = 0; i < sg_params_count(a); i++)
     ck_assert_mem_eq(sg_params_at(a, i)->data, sg_params_at(m->params, i)->data,
                      (size_t)sg_params_at(a, i)->numel * sizeof(float));
-  sg_metrics x, y;
-  ck_assert(sg_gnn_evaluate(sg_trainer_model(t), &test, scale, 16, 0, &x, &err) == 0);
-  ck_assert(sg_gnn_evaluate(m, &test, scale, 32, 0, &y, &err) == 0);
+  assoc_metrics x, y;
+  ck_assert(assoc_gnn_evaluate(assoc_trainer_model(t), &test, scale, 16, 0, &x, &err) == 0);
+  ck_assert(assoc_gnn_evaluate(m, &test, scale, 32, 0, &y, &err) == 0);
   ck_assert(x.mean_rate == y.mean_rate && x.mean_lb_rate == y.mean_lb_rate);
-  sg_gnn_free(m);
-  sg_trainer_free(t);
+  assoc_gnn_free(m);
+  assoc_trainer_free(t);
   remove(ck);
-  sg_dataset_free(&train), sg_dataset_free(&test);
+  assoc_dataset_free(&train), assoc_dataset_free(&test);
 }
 END_TEST
 
@@ -407,30 +407,30 @@ static void rewrite_as_version2(const char *src, const char *dst) {
 /* The balanced-Sinkhorn setting is kept in the checkpoint; a version-2
  * checkpoint (before the setting existed) reads as the capacity Sinkhorn. */
 START_TEST(train_checkpoint_sk_balanced) {
-  sg_dataset train = make_data(64, 43);
-  sg_train_config c = tiny_train_config(SG_GNN_SKGS);
+  assoc_dataset train = make_data(64, 43);
+  assoc_train_config c = tiny_train_config(ASSOC_GNN_SKGS);
   c.batches_per_epoch = 1, c.sk_balanced = 1;
   char ck[128], v2[128];
   tmp_path(ck, sizeof ck, "balanced.npz");
   tmp_path(v2, sizeof v2, "balanced_v2.npz");
   sg_io_error err = {{0}};
-  sg_trainer *t = sg_trainer_new(&c, &train, NULL, &err);
-  ck_assert(sg_trainer_model(t)->cfg.sk_balanced);
+  assoc_trainer *t = assoc_trainer_new(&c, &train, NULL, &err);
+  ck_assert(assoc_trainer_model(t)->cfg.sk_balanced);
   run_epochs(t, 1, NULL);
-  ck_assert(sg_trainer_save(t, ck, &err) == 0);
-  sg_train_config cfg;
-  sg_gnn *m = sg_checkpoint_load_model(ck, NULL, &cfg, &err);
+  ck_assert(assoc_trainer_save(t, ck, &err) == 0);
+  assoc_train_config cfg;
+  assoc_gnn *m = assoc_checkpoint_load_model(ck, NULL, &cfg, &err);
   ck_assert_msg(m, "%s", err.msg);
   ck_assert(cfg.sk_balanced == 1 && m->cfg.sk_balanced);
-  sg_gnn_free(m);
+  assoc_gnn_free(m);
   rewrite_as_version2(ck, v2);
-  m = sg_checkpoint_load_model(v2, NULL, &cfg, &err);
+  m = assoc_checkpoint_load_model(v2, NULL, &cfg, &err);
   ck_assert_msg(m, "%s", err.msg);
   ck_assert(cfg.sk_balanced == 0 && !m->cfg.sk_balanced);
-  sg_gnn_free(m);
-  sg_trainer_free(t);
+  assoc_gnn_free(m);
+  assoc_trainer_free(t);
   remove(ck), remove(v2);
-  sg_dataset_free(&train);
+  assoc_dataset_free(&train);
 }
 END_TEST
 
@@ -441,12 +441,12 @@ END_TEST
  * exactly the epoch's excess every t_mu epochs and stays put otherwise;
  * without violations it stays 0. */
 START_TEST(train_dual_update) {
-  sg_dataset train = make_data(64, 51);
-  sg_train_config c = tiny_train_config(SG_GNN_GS);
+  assoc_dataset train = make_data(64, 51);
+  assoc_train_config c = tiny_train_config(ASSOC_GNN_GS);
   c.batches_per_epoch = 2, c.delta = 2.0, c.t_mu = 2;
   sg_io_error err = {{0}};
-  sg_trainer *t = sg_trainer_new(&c, &train, NULL, &err);
-  sg_epoch_stats st;
+  assoc_trainer *t = assoc_trainer_new(&c, &train, NULL, &err);
+  assoc_epoch_stats st;
   run_epochs(t, 1, &st);
   ck_assert(!st.dual_updated);
   ck_assert(st.mu[0] == 0 && st.mu[1] == 0);
@@ -459,15 +459,15 @@ START_TEST(train_dual_update) {
   run_epochs(t, 2, &st);
   ck_assert(st.mu[0] == mu0[0] + st.excess[0] && st.mu[1] == mu0[1] + st.excess[1]);
   ck_assert(st.mu[0] > mu0[0]);
-  sg_trainer_free(t);
+  assoc_trainer_free(t);
 
   c.delta = -10.0, c.t_mu = 1; /* threshold N + 10 > K: never violated */
-  t = sg_trainer_new(&c, &train, NULL, &err);
+  t = assoc_trainer_new(&c, &train, NULL, &err);
   run_epochs(t, 2, &st);
   ck_assert(st.dual_updated);
   ck_assert(st.mu[0] == 0 && st.mu[1] == 0 && st.excess_mean == 0);
-  sg_trainer_free(t);
-  sg_dataset_free(&train);
+  assoc_trainer_free(t);
+  assoc_dataset_free(&train);
 }
 END_TEST
 
@@ -475,44 +475,44 @@ END_TEST
 
 /* After the first epoch, a whole training epoch allocates nothing. */
 START_TEST(train_epoch_no_allocation) {
-  sg_dataset train = make_data(64, 61);
-  sg_train_config c = tiny_train_config(SG_GNN_ATTSKGS);
+  assoc_dataset train = make_data(64, 61);
+  assoc_train_config c = tiny_train_config(ASSOC_GNN_ATTSKGS);
   c.batch = 16, c.batches_per_epoch = 3;
   sg_io_error err = {{0}};
-  sg_trainer *t = sg_trainer_new(&c, &train, NULL, &err);
+  assoc_trainer *t = assoc_trainer_new(&c, &train, NULL, &err);
   run_epochs(t, 1, NULL);
   sg_test_count_allocations();
   run_epochs(t, 2, NULL);
   sg_set_allocator(NULL);
   ck_assert_int_eq(sg_test_allocations, 0);
-  sg_trainer_free(t);
-  sg_dataset_free(&train);
+  assoc_trainer_free(t);
+  assoc_dataset_free(&train);
 }
 END_TEST
 
-static void stop_after_two(void *user, const sg_step_info *info) {
+static void stop_after_two(void *user, const assoc_step_info *info) {
   if (info->batch == 2) *(volatile sig_atomic_t *)user = 1;
 }
 
 /* A raised stop flag abandons the epoch; the half-trained state cannot be
  * saved or trained on. */
 START_TEST(train_stop_flag) {
-  sg_dataset train = make_data(128, 71);
-  sg_train_config c = tiny_train_config(SG_GNN_SMA);
+  assoc_dataset train = make_data(128, 71);
+  assoc_train_config c = tiny_train_config(ASSOC_GNN_SMA);
   char ck[128];
   tmp_path(ck, sizeof ck, "stopped.npz");
   sg_io_error err = {{0}};
-  sg_trainer *t = sg_trainer_new(&c, &train, NULL, &err);
+  assoc_trainer *t = assoc_trainer_new(&c, &train, NULL, &err);
   volatile sig_atomic_t stop = 0;
-  ck_assert_int_eq(sg_trainer_run_epoch(t, NULL, stop_after_two, (void *)&stop, &stop, &err), 1);
-  ck_assert_int_eq(sg_trainer_step(t), 2);
-  ck_assert_int_eq(sg_trainer_epoch(t), 0);
-  ck_assert_int_eq(sg_trainer_save(t, ck, &err), -1);
+  ck_assert_int_eq(assoc_trainer_run_epoch(t, NULL, stop_after_two, (void *)&stop, &stop, &err), 1);
+  ck_assert_int_eq(assoc_trainer_step(t), 2);
+  ck_assert_int_eq(assoc_trainer_epoch(t), 0);
+  ck_assert_int_eq(assoc_trainer_save(t, ck, &err), -1);
   ck_assert_int_ne(access(ck, F_OK), 0);
   stop = 0;
-  ck_assert_int_eq(sg_trainer_run_epoch(t, NULL, NULL, NULL, NULL, &err), -1);
-  sg_trainer_free(t);
-  sg_dataset_free(&train);
+  ck_assert_int_eq(assoc_trainer_run_epoch(t, NULL, NULL, NULL, NULL, &err), -1);
+  assoc_trainer_free(t);
+  assoc_dataset_free(&train);
 }
 END_TEST
 
@@ -538,19 +538,19 @@ static int count_lines(const char *path, char *first, size_t n) {
   return lines;
 }
 
-/* sg_train_run: a row per epoch, appended to when resuming, and the
+/* assoc_train_run: a row per epoch, appended to when resuming, and the
  * checkpoint of the last epoch. */
 START_TEST(train_run_log) {
-  sg_dataset train = make_data(64, 81), test = make_data(32, 82);
-  sg_train_config c = tiny_train_config(SG_GNN_GS);
+  assoc_dataset train = make_data(64, 81), test = make_data(32, 82);
+  assoc_train_config c = tiny_train_config(ASSOC_GNN_GS);
   c.batches_per_epoch = 1, c.epochs = 3;
   char ck[128], log[128], header[1024];
   tmp_path(ck, sizeof ck, "run.npz");
   tmp_path(log, sizeof log, "run.csv");
-  sg_train_io io = {.out = ck, .log = log};
-  sg_train_result res;
+  assoc_train_io io = {.out = ck, .log = log};
+  assoc_train_result res;
   sg_io_error err = {{0}};
-  ck_assert_msg(sg_train_run(&c, &train, &test, &io, &res, &err) == 0, "%s", err.msg);
+  ck_assert_msg(assoc_train_run(&c, &train, &test, &io, &res, &err) == 0, "%s", err.msg);
   ck_assert_int_eq(res.epochs_done, 3);
   ck_assert_int_eq(res.epochs_this_call, 3);
   ck_assert_int_eq(res.steps, 3);
@@ -560,49 +560,49 @@ START_TEST(train_run_log) {
                            "seconds,test_violation_ratio,test_lb_rate,excess,sinkhorn_near_kink\n");
   c.epochs = 5;
   io.resume = ck;
-  ck_assert_msg(sg_train_run(&c, &train, &test, &io, &res, &err) == 0, "%s", err.msg);
+  ck_assert_msg(assoc_train_run(&c, &train, &test, &io, &res, &err) == 0, "%s", err.msg);
   ck_assert_int_eq(res.epochs_done, 5);
   ck_assert_int_eq(res.epochs_this_call, 2);
   ck_assert_int_eq(count_lines(log, header, sizeof header), 6);
   /* without a test set the test columns are empty, not missing */
   c.epochs = 6;
-  ck_assert_msg(sg_train_run(&c, &train, NULL, &io, &res, &err) == 0, "%s", err.msg);
+  ck_assert_msg(assoc_train_run(&c, &train, NULL, &io, &res, &err) == 0, "%s", err.msg);
   ck_assert_int_eq(count_lines(log, header, sizeof header), 7);
   double scale;
-  sg_train_config saved;
-  sg_gnn *m = sg_checkpoint_load_model(ck, &scale, &saved, &err);
+  assoc_train_config saved;
+  assoc_gnn *m = assoc_checkpoint_load_model(ck, &scale, &saved, &err);
   ck_assert_ptr_nonnull(m);
   ck_assert_int_eq(saved.epochs, 6);
-  sg_gnn_free(m);
+  assoc_gnn_free(m);
   remove(ck), remove(log);
-  sg_dataset_free(&train), sg_dataset_free(&test);
+  assoc_dataset_free(&train), assoc_dataset_free(&test);
 }
 END_TEST
 
 /* Bad configurations and data are refused with a message. */
 START_TEST(train_refusals) {
-  sg_dataset train = make_data(40, 91);
+  assoc_dataset train = make_data(40, 91);
   sg_io_error err = {{0}};
-  sg_train_config c = tiny_train_config(SG_GNN_GS);
+  assoc_train_config c = tiny_train_config(ASSOC_GNN_GS);
   c.d = 0;
-  ck_assert_ptr_null(sg_trainer_new(&c, &train, NULL, &err));
+  ck_assert_ptr_null(assoc_trainer_new(&c, &train, NULL, &err));
   ck_assert_ptr_nonnull(strstr(err.msg, "d, h and L"));
-  c = tiny_train_config(SG_GNN_GS);
+  c = tiny_train_config(ASSOC_GNN_GS);
   c.batch = 41;
-  ck_assert_ptr_null(sg_trainer_new(&c, &train, NULL, &err));
+  ck_assert_ptr_null(assoc_trainer_new(&c, &train, NULL, &err));
   ck_assert_ptr_nonnull(strstr(err.msg, "fewer than one mini-batch"));
-  c = tiny_train_config(SG_GNN_GS);
+  c = tiny_train_config(ASSOC_GNN_GS);
   c.lr_min = 1.0, c.lr_max = 0.1;
-  ck_assert_int_eq(sg_train_config_check(&c, err.msg, sizeof err.msg), -1);
-  c = tiny_train_config(SG_GNN_GS);
-  sg_scenario sc = sg_scenario_default();
+  ck_assert_int_eq(assoc_train_config_check(&c, &err), -1);
+  c = tiny_train_config(ASSOC_GNN_GS);
+  assoc_scenario sc = assoc_scenario_default();
   sc.N = 3, sc.K = 4;
-  sg_dataset other_n;
-  ck_assert(sg_generate(&sc, 8, &other_n, err.msg, sizeof err.msg) == 0);
-  ck_assert_ptr_null(sg_trainer_new(&c, &train, &other_n, &err));
+  assoc_dataset other_n;
+  ck_assert(assoc_generate(&sc, 8, &other_n, &err) == 0);
+  ck_assert_ptr_null(assoc_trainer_new(&c, &train, &other_n, &err));
   ck_assert_ptr_nonnull(strstr(err.msg, "antennas"));
-  sg_dataset_free(&other_n);
-  sg_dataset_free(&train);
+  assoc_dataset_free(&other_n);
+  assoc_dataset_free(&train);
 }
 END_TEST
 

@@ -55,8 +55,8 @@ static const char ablation_help[] =
 
 /* The default (about 30 minutes on 2 cores) and --quick configurations. */
 static void set_defaults(abl_args *a, bool quick) {
-  sg_train_config *c = &a->train;
-  *c = sg_train_config_default(SG_GNN_ATTSKGS);
+  assoc_train_config *c = &a->train;
+  *c = assoc_train_config_default(ASSOC_GNN_ATTSKGS);
   c->d = quick ? 32 : 64;
   c->h = quick ? 64 : 128;
   c->L = 2;
@@ -135,9 +135,9 @@ static const struct option abl_options[] = {
 };
 
 static int parse_models(char *list, bool *use) {
-  for (int v = 0; v < SG_GNN_VARIANT_COUNT; v++) use[v] = false;
+  for (int v = 0; v < ASSOC_GNN_VARIANT_COUNT; v++) use[v] = false;
   for (char *save, *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-    int v = sg_gnn_variant_parse(tok);
+    int v = assoc_gnn_variant_parse(tok);
     if (v < 0) {
       fprintf(stderr, "assoc ablation: unknown model '%s' (AttSKGS, SKGS, GS, SMA)\n", tok);
       return -1;
@@ -149,7 +149,7 @@ static int parse_models(char *list, bool *use) {
 
 static int abl_option_int(abl_args *a, int opt, const char *v) {
   const char *c = "ablation";
-  sg_train_config *t = &a->train;
+  assoc_train_config *t = &a->train;
   int k;
   switch (opt) {
   case AB_EPOCHS:
@@ -191,7 +191,7 @@ static int abl_option_int(abl_args *a, int opt, const char *v) {
 static int abl_option(void *args, int opt, char *v) {
   abl_args *a = args;
   const char *c = "ablation";
-  sg_train_config *t = &a->train;
+  assoc_train_config *t = &a->train;
   int rc = abl_option_int(a, opt, v);
   if (rc <= 0) return rc;
   switch (opt) {
@@ -226,7 +226,7 @@ static int abl_option(void *args, int opt, char *v) {
 
 static int abl_parse(int argc, char **argv, abl_args *a) {
   *a = (abl_args){.out = "ablation-out", .seed = 1};
-  for (int v = 0; v < SG_GNN_VARIANT_COUNT; v++) a->use[v] = true;
+  for (int v = 0; v < ASSOC_GNN_VARIANT_COUNT; v++) a->use[v] = true;
   /* --quick sets the defaults that later options then override. */
   for (int i = 1; i < argc; i++) a->quick |= !strcmp(argv[i], "--quick");
   set_defaults(a, a->quick);
@@ -238,9 +238,9 @@ static int abl_parse(int argc, char **argv, abl_args *a) {
   }
   a->train.seed = a->seed;
   a->train.threads = a->threads;
-  char msg[256];
-  if (sg_train_config_check(&a->train, msg, sizeof msg)) {
-    fprintf(stderr, "assoc ablation: %s\n", msg);
+  sg_io_error err;
+  if (assoc_train_config_check(&a->train, &err)) {
+    fprintf(stderr, "assoc ablation: %s\n", err.msg);
     return -1;
   }
   return 0;
@@ -274,13 +274,13 @@ static int make_dir(const char *dir) {
 /* ---- the command ---------------------------------------------------------------------- */
 
 static void free_run(abl_run *r) {
-  for (int i = 0; i < r->n_models; i++) sg_gnn_free(r->models[i].model);
-  sg_dataset_free(&r->train), sg_dataset_free(&r->val), sg_dataset_free(&r->test);
+  for (int i = 0; i < r->n_models; i++) assoc_gnn_free(r->models[i].model);
+  assoc_dataset_free(&r->train), assoc_dataset_free(&r->val), assoc_dataset_free(&r->test);
   free(r->es_assoc), free(r->es_rate), free(r->curve.lb), free(r->curve.nv);
 }
 
 static void print_header(const abl_args *a) {
-  const sg_train_config *c = &a->train;
+  const assoc_train_config *c = &a->train;
   printf("ablation (%s): M 2, N 4, K 8, 30 dBm; d %d, h %d, L %d, tau %g, T %d%s; %d epochs x %lld "
          "mini-batches of %lld; lr %g..%g, T0 %g, T_mult %d, T_mu %d, delta %g; samples: train "
          "%lld, val %lld, test %lld; seed %llu; %d threads\n\n",

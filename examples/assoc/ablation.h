@@ -11,8 +11,8 @@
 #include <stdio.h>
 
 #include "cli.h"
-#include "sg_eval.h"
-#include "sg_train.h"
+#include "assoc_eval.h"
+#include "assoc_train.h"
 
 enum { ONEHOT_SAMPLES = 4, MAX_CURVE_POINTS = 64 };
 
@@ -20,15 +20,15 @@ enum { ONEHOT_SAMPLES = 4, MAX_CURVE_POINTS = 64 };
  * first N_CURVE_BASELINES methods, in this order, before the models. The
  * plots style and label them by position. */
 enum { N_CURVE_BASELINES = 5 };
-extern const sg_method abl_curve_baselines[N_CURVE_BASELINES];
+extern const assoc_method abl_curve_baselines[N_CURVE_BASELINES];
 
 /* ---- configuration ------------------------------------------------------------------ */
 
 typedef struct abl_args {
   const char *out;
   bool quick, no_plots, quiet, help;
-  bool use[SG_GNN_VARIANT_COUNT];
-  sg_train_config train; /* variant set per model */
+  bool use[ASSOC_GNN_VARIANT_COUNT];
+  assoc_train_config train; /* variant set per model */
   int64_t train_samples, val_samples, test_samples, curve_samples;
   int k_min, k_max, k_step;
   uint64_t seed;
@@ -38,15 +38,15 @@ typedef struct abl_args {
 /* ---- state of a run ------------------------------------------------------------------- */
 
 typedef struct model_run {
-  sg_gnn_variant variant;
+  assoc_gnn_variant variant;
   char key[32]; /* file stem, e.g. "attskgs-gnn" */
   char ckpt[1024], log[1024];
-  sg_gnn *model; /* loaded back from the checkpoint */
+  assoc_gnn *model; /* loaded back from the checkpoint */
   double feature_scale;
   double train_seconds, wall_seconds;
   int epochs;
-  sg_eval_metrics test;
-  double onehot[ONEHOT_SAMPLES][SG_MAX_UES]; /* row argmax of A~ of the first test samples */
+  assoc_eval_metrics test;
+  double onehot[ONEHOT_SAMPLES][ASSOC_MAX_UES]; /* row argmax of A~ of the first test samples */
 } model_run;
 
 typedef struct curve_data {
@@ -58,11 +58,11 @@ typedef struct curve_data {
 
 typedef struct abl_run {
   const abl_args *a;
-  sg_dataset train, val, test;
-  model_run models[SG_GNN_VARIANT_COUNT];
+  assoc_dataset train, val, test;
+  model_run models[ASSOC_GNN_VARIANT_COUNT];
   int n_models;
-  sg_eval_metrics base[SG_METHOD_COUNT];
-  bool base_done[SG_METHOD_COUNT];
+  assoc_eval_metrics base[ASSOC_METHOD_COUNT];
+  bool base_done[ASSOC_METHOD_COUNT];
   int *es_assoc; /* test set, S x K */
   double *es_rate;
   curve_data curve;

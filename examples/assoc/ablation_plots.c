@@ -19,7 +19,7 @@ static void plot_training(FILE *f, const abl_run *r, const char *column, const c
   for (int i = 0; i < r->n_models; i++) {
     const model_run *mr = &r->models[i];
     fprintf(f, "%s'train_%s.csv' using \"epoch\":\"%s\" with lines lw 2 lc %d title '%s'",
-            i ? ", \\\n     " : "", mr->key, column, i + 1, sg_gnn_variant_name(mr->variant));
+            i ? ", \\\n     " : "", mr->key, column, i + 1, assoc_gnn_variant_name(mr->variant));
     if (dashed)
       fprintf(f, ", \\\n     '' using \"epoch\":\"%s\" with lines lw 1 dt 2 lc %d notitle", dashed,
               i + 1);
@@ -44,7 +44,7 @@ static void plot_onehot(FILE *f, const abl_run *r) {
           rows, ONEHOT_SAMPLES, ONEHOT_SAMPLES);
   for (int i = 0; i < rows; i++)
     for (int s = 0; s < ONEHOT_SAMPLES; s++) {
-      const char *name = i < r->n_models ? sg_gnn_variant_name(r->models[i].variant) : "ES";
+      const char *name = i < r->n_models ? assoc_gnn_variant_name(r->models[i].variant) : "ES";
       fprintf(f, "set title '%s, sample %d' font ',9'\n", name, s);
       fprintf(f, "plot 'onehot.dat' index %d matrix with image pixels\n", i * ONEHOT_SAMPLES + s);
     }

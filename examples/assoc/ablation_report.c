@@ -35,8 +35,8 @@ static void fmt_time(char *buf, size_t len, double seconds) {
 }
 
 /* One table row: ours and the paper's (paper NULL for baselines). */
-static void table_row(FILE *f, const char *name, const sg_eval_metrics *x, double train_s,
-                      const sg_paper_row *paper) {
+static void table_row(FILE *f, const char *name, const assoc_eval_metrics *x, double train_s,
+                      const assoc_paper_row *paper) {
   char c[16][32];
   fmt_num(c[0], 32, "%.1f%%", 100 * x->violation_ratio);
   fmt_num(c[1], 32, "%.1f%%", paper ? 100 * paper->violation : NAN);
@@ -68,11 +68,11 @@ int abl_write_table(FILE *f, void *user) {
   fputc('\n', f);
   for (int i = 0; i < r->n_models; i++) {
     const model_run *mr = &r->models[i];
-    sg_paper_row p = sg_paper_table1(mr->variant);
-    table_row(f, sg_gnn_variant_name(mr->variant), &mr->test, mr->train_seconds, &p);
+    assoc_paper_row p = assoc_paper_table1(mr->variant);
+    table_row(f, assoc_gnn_variant_name(mr->variant), &mr->test, mr->train_seconds, &p);
   }
-  for (int m = 0; m < SG_METHOD_COUNT; m++)
-    if (r->base_done[m]) table_row(f, sg_method_name(m), &r->base[m], NAN, NULL);
+  for (int m = 0; m < ASSOC_METHOD_COUNT; m++)
+    if (r->base_done[m]) table_row(f, assoc_method_name(m), &r->base[m], NAN, NULL);
   return ferror(f) ? -1 : 0;
 }
 
@@ -80,7 +80,7 @@ int abl_write_table(FILE *f, void *user) {
 
 static int write_config_json(FILE *f, const abl_run *r, const char *plots) {
   const abl_args *a = r->a;
-  const sg_train_config *c = &a->train;
+  const assoc_train_config *c = &a->train;
   fprintf(f, "{\"M\": 2, \"N\": 4, \"K\": 8, \"pt_dbm\": 30, \"quick\": %s, ",
           a->quick ? "true" : "false");
   fprintf(f, "\"d\": %d, \"h\": %d, \"L\": %d, \"tau\": %g, \"sk_iters\": %d, ", c->d, c->h, c->L,
@@ -100,16 +100,16 @@ static int write_config_json(FILE *f, const abl_run *r, const char *plots) {
 }
 
 int abl_write_json(abl_run *r, const char *plots) {
-  sg_ablation_entry e[SG_GNN_VARIANT_COUNT + SG_METHOD_COUNT];
+  assoc_ablation_entry e[ASSOC_GNN_VARIANT_COUNT + ASSOC_METHOD_COUNT];
   int n = 0;
   for (int i = 0; i < r->n_models; i++) {
     model_run *mr = &r->models[i];
-    e[n++] = (sg_ablation_entry){sg_gnn_variant_name(mr->variant), "model", mr->test,
-                                 mr->train_seconds, mr->epochs};
+    e[n++] = (assoc_ablation_entry){assoc_gnn_variant_name(mr->variant), "model", mr->test,
+                                    mr->train_seconds, mr->epochs};
   }
-  for (int m = 0; m < SG_METHOD_COUNT; m++)
+  for (int m = 0; m < ASSOC_METHOD_COUNT; m++)
     if (r->base_done[m])
-      e[n++] = (sg_ablation_entry){sg_method_name(m), "baseline", r->base[m], NAN, 0};
+      e[n++] = (assoc_ablation_entry){assoc_method_name(m), "baseline", r->base[m], NAN, 0};
   char *config = NULL;
   size_t config_len = 0;
   FILE *mem = open_memstream(&config, &config_len);
@@ -117,12 +117,12 @@ int abl_write_json(abl_run *r, const char *plots) {
   write_config_json(mem, r, plots);
   fclose(mem);
   const curve_data *c = &r->curve;
-  sg_ablation_curve curve = {"K", c->points, c->methods, c->x, c->names, c->lb, c->nv};
-  sg_ablation_report rep = {config, e, n, &curve, 1};
+  assoc_ablation_curve curve = {"K", c->points, c->methods, c->x, c->names, c->lb, c->nv};
+  assoc_ablation_report rep = {config, e, n, &curve, 1};
   char path[1024];
   sg_io_error err;
   abl_path_in(path, sizeof path, r->a->out, "ablation.json");
-  int rc = sg_ablation_write_json(path, &rep, &err);
+  int rc = assoc_ablation_write_json(path, &rep, &err);
   if (rc) fprintf(stderr, "assoc ablation: %s\n", err.msg);
   free(config);
   return rc;
@@ -151,7 +151,7 @@ static int write_onehot(FILE *f, void *user) {
   for (int i = 0; i <= r->n_models; i++)
     for (int s = 0; s < ONEHOT_SAMPLES; s++) {
       fprintf(f, "# %s, test sample %d (rows: BSs, columns: UEs)\n",
-              i < r->n_models ? sg_gnn_variant_name(r->models[i].variant) : "ES", s);
+              i < r->n_models ? assoc_gnn_variant_name(r->models[i].variant) : "ES", s);
       for (int m = 0; m < M; m++) {
         for (int k = 0; k < K; k++) {
           int bs = i < r->n_models ? (int)r->models[i].onehot[s][k] : r->es_assoc[s * K + k];
@@ -168,7 +168,7 @@ int abl_write_in_dir(const abl_run *r, const char *name, int (*fn)(FILE *, void 
   char path[1024];
   sg_io_error err;
   abl_path_in(path, sizeof path, r->a->out, name);
-  if (sg_write_atomic(path, fn, user, &err)) {
+  if (assoc_write_atomic(path, fn, user, &err)) {
     fprintf(stderr, "assoc ablation: %s\n", err.msg);
     return -1;
   }

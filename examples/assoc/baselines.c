@@ -64,16 +64,16 @@ static const struct option base_options[] = {
 typedef struct base_args {
   const char *data, *out;
   bool json, quiet, help, seed_given;
-  bool use[SG_METHOD_COUNT];
+  bool use[ASSOC_METHOD_COUNT];
   int64_t limit;
   int threads;
-  sg_baseline_opts opts;
+  assoc_baseline_opts opts;
 } base_args;
 
 static int parse_methods(char *list, bool *use) {
-  for (int m = 0; m < SG_METHOD_COUNT; m++) use[m] = false;
+  for (int m = 0; m < ASSOC_METHOD_COUNT; m++) use[m] = false;
   for (char *save, *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-    int m = sg_method_parse(tok);
+    int m = assoc_method_parse(tok);
     if (m < 0) {
       fprintf(stderr, "assoc baselines: unknown method '%s' (see assoc baselines --help)\n", tok);
       return -1;
@@ -86,7 +86,7 @@ static int parse_methods(char *list, bool *use) {
 static int base_option(void *args, int opt, char *v) {
   base_args *a = args;
   const char *c = "baselines";
-  sg_baseline_opts *o = &a->opts;
+  assoc_baseline_opts *o = &a->opts;
   switch (opt) {
   case BASE_JSON:
     a->json = true;
@@ -121,8 +121,8 @@ static int base_option(void *args, int opt, char *v) {
 }
 
 static int base_parse(int argc, char **argv, base_args *a) {
-  *a = (base_args){.opts = sg_baseline_defaults()};
-  for (int m = 0; m < SG_METHOD_COUNT; m++) a->use[m] = true;
+  *a = (base_args){.opts = assoc_baseline_defaults()};
+  for (int m = 0; m < ASSOC_METHOD_COUNT; m++) a->use[m] = true;
   int first = assoc_parse_options("baselines", argc, argv, base_options, base_option, a);
   if (first < 0) return -1;
   if (a->help) return 0;
@@ -138,18 +138,18 @@ typedef struct method_run {
   bool done;
   int *assoc, *lb_assoc;
   double *rate, *lb_rate;
-  sg_metrics metrics;
+  assoc_metrics metrics;
 } method_run;
 
 static void free_runs(method_run *runs) {
-  for (int m = 0; m < SG_METHOD_COUNT; m++) {
+  for (int m = 0; m < ASSOC_METHOD_COUNT; m++) {
     free(runs[m].assoc), free(runs[m].lb_assoc), free(runs[m].rate), free(runs[m].lb_rate);
   }
 }
 
 /* Runs method m; 0, 1 (ES skipped: too large, warned) or -1 (failure, printed). */
-static int run_one(const sg_dataset *ds, sg_method m, const base_args *a, const double *es_rate,
-                   assoc_progress_state *progress, method_run *r) {
+static int run_one(const assoc_dataset *ds, assoc_method m, const base_args *a,
+                   const double *es_rate, assoc_progress_state *progress, method_run *r) {
   size_t SK = (size_t)ds->S * ds->K;
   r->assoc = malloc(SK * sizeof *r->assoc), r->lb_assoc = malloc(SK * sizeof *r->lb_assoc);
   r->rate = malloc((size_t)ds->S * sizeof *r->rate);
@@ -159,16 +159,16 @@ static int run_one(const sg_dataset *ds, sg_method m, const base_args *a, const 
     return -1;
   }
   double ms;
-  char msg[256];
-  if (sg_run_method(ds, m, &a->opts, r->assoc, r->rate, &ms, assoc_progress, progress, msg,
-                    sizeof msg)) {
+  sg_io_error err;
+  if (assoc_run_method(ds, m, &a->opts, r->assoc, r->rate, &ms, assoc_progress, progress, &err)) {
     assoc_progress_clear(progress);
-    fprintf(stderr, "assoc baselines: %s: %s%s\n", sg_method_name(m), msg,
-            m == SG_ES ? "; skipped (raise --es-max-leaves to force)" : "");
-    return m == SG_ES ? 1 : -1;
+    fprintf(stderr, "assoc baselines: %s: %s%s\n", assoc_method_name(m), err.msg,
+            m == ASSOC_ES ? "; skipped (raise --es-max-leaves to force)" : "");
+    return m == ASSOC_ES ? 1 : -1;
   }
-  const double *reference = m == SG_ES ? r->rate : es_rate;
-  if (sg_metrics_compute(ds, r->assoc, NULL, reference, ms, &r->metrics, r->lb_assoc, r->lb_rate)) {
+  const double *reference = m == ASSOC_ES ? r->rate : es_rate;
+  if (assoc_metrics_compute(ds, r->assoc, NULL, reference, ms, &r->metrics, r->lb_assoc,
+                            r->lb_rate)) {
     fprintf(stderr, "assoc baselines: out of memory\n");
     return -1;
   }
@@ -176,38 +176,38 @@ static int run_one(const sg_dataset *ds, sg_method m, const base_args *a, const 
   return 0;
 }
 
-static int run_all(const sg_dataset *ds, const base_args *a, method_run *runs) {
+static int run_all(const assoc_dataset *ds, const base_args *a, method_run *runs) {
   assoc_progress_state progress;
   assoc_progress_init(&progress, !a->quiet);
   const double *es_rate = NULL;
-  for (int m = 0; m < SG_METHOD_COUNT; m++) {
+  for (int m = 0; m < ASSOC_METHOD_COUNT; m++) {
     if (!a->use[m]) continue;
-    int rc = run_one(ds, (sg_method)m, a, es_rate, &progress, &runs[m]);
+    int rc = run_one(ds, (assoc_method)m, a, es_rate, &progress, &runs[m]);
     if (rc < 0) return -1;
-    if (m == SG_ES && rc == 0) es_rate = runs[m].rate;
+    if (m == ASSOC_ES && rc == 0) es_rate = runs[m].rate;
   }
   assoc_progress_clear(&progress);
   return 0;
 }
 
-static void print_table(const sg_dataset *ds, const base_args *a, const method_run *runs) {
+static void print_table(const assoc_dataset *ds, const base_args *a, const method_run *runs) {
   printf("data %s: S=%lld M=%d N=%d K=%d, Pt %.1f dBm, noise %.1f dBm, %d threads\n\n", a->data,
          (long long)ds->S, ds->M, ds->N, ds->K, ds->pt_dbm, ds->noise_dbm, omp_get_max_threads());
   printf("%-15s %9s %11s %12s %10s %12s %11s\n", "method", "sum-rate", "violations", "LB sum-rate",
          "dropped", "ratio to ES", "ms/sample");
-  for (int m = 0; m < SG_METHOD_COUNT; m++) {
+  for (int m = 0; m < ASSOC_METHOD_COUNT; m++) {
     if (!runs[m].done) continue;
-    const sg_metrics *x = &runs[m].metrics;
+    const assoc_metrics *x = &runs[m].metrics;
     char ratio[32] = "-";
     if (isfinite(x->ratio_to_es)) snprintf(ratio, sizeof ratio, "%.3f", x->ratio_to_es);
-    printf("%-15s %9.3f %10.1f%% %12.3f %10.2f %12s %11.4f\n", sg_method_name(m), x->mean_rate,
+    printf("%-15s %9.3f %10.1f%% %12.3f %10.2f %12s %11.4f\n", assoc_method_name(m), x->mean_rate,
            100.0 * x->violation_ratio, x->mean_lb_rate, x->mean_dropped, ratio, x->ms_per_sample);
   }
   printf("\nsum-rate: mean R (bps/Hz) of the association as produced; LB: after dropping the\n"
          "UEs over the load limit N (weakest links first); dropped: UEs per sample.\n");
 }
 
-static void print_json(const sg_dataset *ds, const base_args *a, const method_run *runs) {
+static void print_json(const assoc_dataset *ds, const base_args *a, const method_run *runs) {
   printf("{");
   assoc_json_string(stdout, "data", a->data, ", ");
   printf("\"samples\": %lld, \"M\": %d, \"N\": %d, \"K\": %d, ", (long long)ds->S, ds->M, ds->N,
@@ -216,12 +216,12 @@ static void print_json(const sg_dataset *ds, const base_args *a, const method_ru
   assoc_json_number(stdout, "noise_dbm", ds->noise_dbm, ", ");
   printf("\"threads\": %d, \"methods\": [", omp_get_max_threads());
   const char *sep = "";
-  for (int m = 0; m < SG_METHOD_COUNT; m++) {
+  for (int m = 0; m < ASSOC_METHOD_COUNT; m++) {
     if (!runs[m].done) continue;
-    const sg_metrics *x = &runs[m].metrics;
+    const assoc_metrics *x = &runs[m].metrics;
     printf("%s\n  {", sep);
-    assoc_json_string(stdout, "name", sg_method_name(m), ", ");
-    assoc_json_string(stdout, "key", sg_method_key(m), ", ");
+    assoc_json_string(stdout, "name", assoc_method_name(m), ", ");
+    assoc_json_string(stdout, "key", assoc_method_key(m), ", ");
     assoc_json_number(stdout, "mean_rate", x->mean_rate, ", ");
     assoc_json_number(stdout, "violation_ratio", x->violation_ratio, ", ");
     assoc_json_number(stdout, "mean_lb_rate", x->mean_lb_rate, ", ");
@@ -233,10 +233,10 @@ static void print_json(const sg_dataset *ds, const base_args *a, const method_ru
   printf("\n]}\n");
 }
 
-static int add_method(sg_npz_writer *w, const sg_dataset *ds, sg_method m, const method_run *r,
-                      sg_io_error *err) {
+static int add_method(sg_npz_writer *w, const assoc_dataset *ds, assoc_method m,
+                      const method_run *r, sg_io_error *err) {
   char name[64];
-  const char *key = sg_method_key(m);
+  const char *key = assoc_method_key(m);
   sg_array assoc = {.type = SG_NPY_I32, .ndim = 2, .shape = {ds->S, ds->K}, .numel = ds->S * ds->K};
   sg_array rate = {.type = SG_NPY_F64, .ndim = 1, .shape = {ds->S}, .numel = ds->S};
   struct {
@@ -247,7 +247,7 @@ static int add_method(sg_npz_writer *w, const sg_dataset *ds, sg_method m, const
                {"rate", rate, r->rate},
                {"lb_assoc", assoc, r->lb_assoc},
                {"lb_rate", rate, r->lb_rate}};
-  int n_parts = m == SG_MAXSINR ? 4 : 2;
+  int n_parts = m == ASSOC_MAXSINR ? 4 : 2;
   for (int i = 0; i < n_parts; i++) {
     snprintf(name, sizeof name, "%s_%s", key, parts[i].suffix);
     parts[i].a.data = parts[i].data;
@@ -257,12 +257,12 @@ static int add_method(sg_npz_writer *w, const sg_dataset *ds, sg_method m, const
   return sg_npz_add_scalar_f64(w, name, r->metrics.ms_per_sample, err);
 }
 
-static int write_results(const sg_dataset *ds, const base_args *a, const method_run *runs) {
+static int write_results(const assoc_dataset *ds, const base_args *a, const method_run *runs) {
   sg_io_error err;
   sg_npz_writer *w = sg_npz_writer_open(a->out, true, &err);
   int rc = w ? 0 : -1;
-  for (int m = 0; m < SG_METHOD_COUNT && !rc; m++)
-    if (runs[m].done) rc = add_method(w, ds, (sg_method)m, &runs[m], &err);
+  for (int m = 0; m < ASSOC_METHOD_COUNT && !rc; m++)
+    if (runs[m].done) rc = add_method(w, ds, (assoc_method)m, &runs[m], &err);
   if (!rc) rc = sg_npz_add_scalar_i64(w, "samples", ds->S, &err);
   if (!rc) rc = sg_npz_add_scalar_i64(w, "randint_seed", (int64_t)a->opts.seed, &err);
   if (!rc)
@@ -278,21 +278,21 @@ int assoc_cmd_baselines(int argc, char **argv) {
   if (base_parse(argc, argv, &a)) return ASSOC_EXIT_USAGE;
   if (a.help) return fputs(baselines_help, stdout), ASSOC_EXIT_OK;
   if (a.threads) assoc_set_threads(a.threads);
-  sg_dataset ds;
+  assoc_dataset ds;
   sg_io_error err;
-  if (sg_dataset_load(a.data, &ds, &err)) {
+  if (assoc_dataset_load(a.data, &ds, &err)) {
     fprintf(stderr, "assoc baselines: %s\n", err.msg);
     return ASSOC_EXIT_FAIL;
   }
   int64_t all_samples = ds.S;
   if (a.limit && a.limit < ds.S) ds.S = a.limit; /* samples are contiguous: a prefix view */
   if (!a.seed_given) a.opts.seed = ds.seed;
-  method_run runs[SG_METHOD_COUNT] = {0};
+  method_run runs[ASSOC_METHOD_COUNT] = {0};
   int rc = run_all(&ds, &a, runs);
   if (!rc) (a.json ? print_json : print_table)(&ds, &a, runs);
   if (!rc && a.out) rc = write_results(&ds, &a, runs);
   free_runs(runs);
   ds.S = all_samples;
-  sg_dataset_free(&ds);
+  assoc_dataset_free(&ds);
   return rc ? ASSOC_EXIT_FAIL : ASSOC_EXIT_OK;
 }

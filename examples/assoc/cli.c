@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "sg_eval.h"
+#include "assoc_eval.h"
 
 static int bad_value(const char *cmd, const char *opt, const char *text, const char *range) {
   fprintf(stderr, "assoc %s: bad value '%s' for --%s (expected %s)\n", cmd, text, opt, range);
@@ -85,14 +85,14 @@ int assoc_parse_options(const char *cmd, int argc, char **argv, const struct opt
 
 void assoc_json_number(FILE *f, const char *key, double v, const char *sep) {
   fprintf(f, "\"%s\": ", key);
-  sg_json_number(f, v);
+  assoc_json_write_number(f, v);
   fputs(sep, f);
 }
 
 void assoc_json_string(FILE *f, const char *key, const char *s, const char *sep) {
   fprintf(f, "\"%s\": ", key);
   if (s)
-    sg_json_string(f, s);
+    assoc_json_write_string(f, s);
   else
     fputs("null", f);
   fputs(sep, f);

@@ -14,7 +14,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "sg_system.h"
+#include "assoc_solvers.h"
 
 enum { ASSOC_EXIT_OK = 0, ASSOC_EXIT_FAIL = 1, ASSOC_EXIT_USAGE = 2 };
 
@@ -66,8 +66,8 @@ void assoc_set_threads(int threads);
 /* ---- JSON output -------------------------------------------------------------------- */
 
 /* `"key": value` and then `sep` (e.g. ", " or "}"). Numbers are written
- * with sg_json_number (10 significant digits, null when not finite),
- * strings with sg_json_string (escaped); a NULL string is null. */
+ * with assoc_json_write_number (10 significant digits, null when not finite),
+ * strings with assoc_json_write_string (escaped); a NULL string is null. */
 void assoc_json_number(FILE *f, const char *key, double v, const char *sep);
 void assoc_json_string(FILE *f, const char *key, const char *s, const char *sep);
 
@@ -75,7 +75,7 @@ void assoc_json_string(FILE *f, const char *key, const char *s, const char *sep)
 
 /* Progress reporting on stderr, only when stderr is a terminal, `enabled`,
  * and the run has lasted over half a second. Use assoc_progress as an
- * sg_progress_fn with a pointer to an assoc_progress_state. */
+ * assoc_progress_fn with a pointer to an assoc_progress_state. */
 typedef struct assoc_progress_state {
   bool enabled;
   bool shown;

@@ -7,8 +7,8 @@
 #include <string.h>
 
 #include "cli.h"
-#include "sg_eval.h"
-#include "sg_train.h"
+#include "assoc_eval.h"
+#include "assoc_train.h"
 
 static const char eval_help[] =
     "usage: assoc eval CHECKPOINT DATA [options]\n"
@@ -101,11 +101,11 @@ static int eval_parse(int argc, char **argv, eval_args *a) {
   return 0;
 }
 
-static void print_table(const eval_args *a, const sg_gnn *m, double scale, const sg_dataset *ds,
-                        const sg_eval_metrics *x) {
-  const sg_gnn_config *c = &m->cfg;
+static void print_table(const eval_args *a, const assoc_gnn *m, double scale,
+                        const assoc_dataset *ds, const assoc_eval_metrics *x) {
+  const assoc_gnn_config *c = &m->cfg;
   printf("model %s: %s, d %d, h %d, L %d, tau %g, T %d, %lld parameters, feature scale %.6g\n",
-         a->ckpt, sg_gnn_variant_name(c->variant), c->d, c->h, c->L, c->tau, c->sk_iters,
+         a->ckpt, assoc_gnn_variant_name(c->variant), c->d, c->h, c->L, c->tau, c->sk_iters,
          (long long)x->params, scale);
   printf("data  %s: S=%lld M=%d N=%d K=%d, Pt %.1f dBm\n\n", a->data, (long long)ds->S, ds->M,
          ds->N, ds->K, ds->pt_dbm);
@@ -125,53 +125,53 @@ static void print_table(const eval_args *a, const sg_gnn *m, double scale, const
   printf("  single-sample latency          %8.1f us (median)\n", x->latency_us);
 }
 
-static void print_json(const eval_args *a, const sg_gnn *m, double scale,
-                       const sg_eval_metrics *x) {
-  const sg_gnn_config *c = &m->cfg;
+static void print_json(const eval_args *a, const assoc_gnn *m, double scale,
+                       const assoc_eval_metrics *x) {
+  const assoc_gnn_config *c = &m->cfg;
   printf("{");
   assoc_json_string(stdout, "checkpoint", a->ckpt, ", ");
   assoc_json_string(stdout, "data", a->data, ", ");
-  assoc_json_string(stdout, "model", sg_gnn_variant_name(c->variant), ", ");
+  assoc_json_string(stdout, "model", assoc_gnn_variant_name(c->variant), ", ");
   printf("\"d\": %d, \"h\": %d, \"L\": %d, ", c->d, c->h, c->L);
   assoc_json_number(stdout, "feature_scale", scale, ", ");
   printf("\"metrics\": ");
-  sg_eval_metrics_json(stdout, x);
+  assoc_eval_metrics_json(stdout, x);
   printf("}\n");
 }
 
 /* ES rates of ds into *es (NULL when skipped, with a note). 0 or -1. */
-static int es_reference(const eval_args *a, const sg_dataset *ds, double **es) {
+static int es_reference(const eval_args *a, const assoc_dataset *ds, double **es) {
   *es = NULL;
   if (a->no_es) return 0;
-  if (sg_feasible_count(ds->M, ds->N, ds->K) > a->es_max) {
+  if (assoc_feasible_count(ds->M, ds->N, ds->K) > a->es_max) {
     fprintf(stderr,
             "assoc eval: note: ES skipped (%.3g feasible associations per sample > "
             "--es-max-leaves %.3g)\n",
-            sg_feasible_count(ds->M, ds->N, ds->K), a->es_max);
+            assoc_feasible_count(ds->M, ds->N, ds->K), a->es_max);
     return 0;
   }
   *es = malloc((ds->S > 0 ? (size_t)ds->S : 1) * sizeof **es);
-  if (!*es || sg_eval_es_rates(ds, a->es_max, *es)) {
+  if (!*es || assoc_eval_es_rates(ds, a->es_max, *es)) {
     fprintf(stderr, "assoc eval: ES failed (out of memory)\n");
     return -1;
   }
   return 0;
 }
 
-static int run_eval(const eval_args *a, const sg_gnn *m, double scale, const sg_dataset *ds) {
-  char msg[512];
-  if (sg_eval_check(m, ds, msg, sizeof msg)) {
-    fprintf(stderr, "assoc eval: %s: %s\n", a->data, msg);
+static int run_eval(const eval_args *a, const assoc_gnn *m, double scale, const assoc_dataset *ds) {
+  sg_io_error err;
+  if (assoc_eval_check(m, ds, &err)) {
+    fprintf(stderr, "assoc eval: %s: %s\n", a->data, err.msg);
     return ASSOC_EXIT_FAIL;
   }
   double *es;
   if (es_reference(a, ds, &es)) return ASSOC_EXIT_FAIL;
-  sg_eval_opts o = sg_eval_defaults(scale);
+  assoc_eval_opts o = assoc_eval_defaults(scale);
   o.batch = a->batch, o.latency_samples = a->latency;
-  sg_eval_metrics x;
-  int rc = sg_eval_model(m, ds, &o, es, &x, NULL, msg, sizeof msg);
+  assoc_eval_metrics x;
+  int rc = assoc_eval_model(m, ds, &o, es, &x, NULL, &err);
   if (rc)
-    fprintf(stderr, "assoc eval: %s\n", msg);
+    fprintf(stderr, "assoc eval: %s\n", err.msg);
   else if (a->json)
     print_json(a, m, scale, &x);
   else
@@ -187,22 +187,22 @@ int assoc_cmd_eval(int argc, char **argv) {
   if (a.threads) assoc_set_threads(a.threads);
   sg_io_error err;
   double scale;
-  sg_gnn *m = sg_checkpoint_load_model(a.ckpt, &scale, NULL, &err);
+  assoc_gnn *m = assoc_checkpoint_load_model(a.ckpt, &scale, NULL, &err);
   if (!m) {
     fprintf(stderr, "assoc eval: %s\n", err.msg);
     return ASSOC_EXIT_FAIL;
   }
-  sg_dataset ds;
-  if (sg_dataset_load(a.data, &ds, &err)) {
+  assoc_dataset ds;
+  if (assoc_dataset_load(a.data, &ds, &err)) {
     fprintf(stderr, "assoc eval: %s\n", err.msg);
-    sg_gnn_free(m);
+    assoc_gnn_free(m);
     return ASSOC_EXIT_FAIL;
   }
   int64_t all = ds.S;
   if (a.limit && a.limit < ds.S) ds.S = a.limit; /* samples are contiguous: a prefix view */
   int rc = run_eval(&a, m, scale, &ds);
   ds.S = all;
-  sg_dataset_free(&ds);
-  sg_gnn_free(m);
+  assoc_dataset_free(&ds);
+  assoc_gnn_free(m);
   return rc;
 }

@@ -74,7 +74,7 @@ static const struct option gen_options[] = {
 };
 
 typedef struct gen_args {
-  sg_scenario sc;
+  assoc_scenario sc;
   int64_t samples;
   const char *out;
   int threads;
@@ -85,7 +85,7 @@ typedef struct gen_args {
 static int gen_option(void *args, int opt, char *v) {
   gen_args *a = args;
   const char *c = "gen";
-  sg_scenario *sc = &a->sc;
+  assoc_scenario *sc = &a->sc;
   switch (opt) {
   case GEN_SAMPLES:
     return assoc_parse_i64(c, "samples", v, 1, INT64_C(1) << 40, &a->samples);
@@ -95,11 +95,11 @@ static int gen_option(void *args, int opt, char *v) {
   case GEN_SEED:
     return assoc_parse_u64(c, "seed", v, (UINT64_C(1) << 63) - 1, &sc->seed);
   case GEN_BS:
-    return assoc_parse_int(c, "bs", v, 1, SG_MAX_BS, &sc->M);
+    return assoc_parse_int(c, "bs", v, 1, ASSOC_MAX_BS, &sc->M);
   case GEN_ANTENNAS:
-    return assoc_parse_int(c, "antennas", v, 1, SG_MAX_ANTENNAS, &sc->N);
+    return assoc_parse_int(c, "antennas", v, 1, ASSOC_MAX_ANTENNAS, &sc->N);
   case GEN_UES:
-    return assoc_parse_int(c, "ues", v, 1, SG_MAX_UES, &sc->K);
+    return assoc_parse_int(c, "ues", v, 1, ASSOC_MAX_UES, &sc->K);
   case GEN_PT:
     return assoc_parse_double(c, "pt-dbm", v, -100, 100, &sc->pt_dbm);
   case GEN_AREA:
@@ -133,7 +133,7 @@ static int gen_option(void *args, int opt, char *v) {
 }
 
 static int gen_parse(int argc, char **argv, gen_args *a) {
-  *a = (gen_args){.sc = sg_scenario_default()};
+  *a = (gen_args){.sc = assoc_scenario_default()};
   int first = assoc_parse_options("gen", argc, argv, gen_options, gen_option, a);
   if (first < 0) return -1;
   if (a->help) return 0;
@@ -145,9 +145,9 @@ static int gen_parse(int argc, char **argv, gen_args *a) {
     fprintf(stderr, "assoc gen: --samples and --out are required (see assoc gen --help)\n");
     return -1;
   }
-  char msg[256];
-  if (sg_scenario_check(&a->sc, msg, sizeof msg)) {
-    fprintf(stderr, "assoc gen: %s\n", msg);
+  sg_io_error err;
+  if (assoc_scenario_check(&a->sc, &err)) {
+    fprintf(stderr, "assoc gen: %s\n", err.msg);
     return -1;
   }
   return 0;
@@ -160,19 +160,18 @@ int assoc_cmd_gen(int argc, char **argv) {
   if (a.threads) assoc_set_threads(a.threads);
   bool tty = !a.quiet && isatty(STDERR_FILENO);
   double t0 = omp_get_wtime();
-  sg_dataset ds;
-  char msg[256];
-  if (sg_generate(&a.sc, a.samples, &ds, msg, sizeof msg)) {
-    fprintf(stderr, "assoc gen: %s\n", msg);
+  assoc_dataset ds;
+  sg_io_error err;
+  if (assoc_generate(&a.sc, a.samples, &ds, &err)) {
+    fprintf(stderr, "assoc gen: %s\n", err.msg);
     return ASSOC_EXIT_FAIL;
   }
   double t1 = omp_get_wtime();
   if (tty) fprintf(stderr, "  writing %s ...", a.out);
-  sg_io_error err;
-  int rc = sg_dataset_save(&ds, a.out, &err);
+  int rc = assoc_dataset_save(&ds, a.out, &err);
   if (tty) fprintf(stderr, "\r%60s\r", "");
   double t2 = omp_get_wtime();
-  sg_dataset_free(&ds);
+  assoc_dataset_free(&ds);
   if (rc) {
     fprintf(stderr, "assoc gen: %s\n", err.msg);
     return ASSOC_EXIT_FAIL;

@@ -12,10 +12,10 @@ static const char info_help[] =
     "\n"
     "Prints a data set's sizes, scenario parameters and link statistics.\n";
 
-static void print_info(const char *path, const sg_dataset *ds) {
-  const sg_scenario *sc = &ds->scenario;
+static void print_info(const char *path, const assoc_dataset *ds) {
+  const assoc_scenario *sc = &ds->scenario;
   int64_t links = ds->S * ds->M * ds->K;
-  double los = 0, paths = 0, snr_db = 0, amp = sg_snr_amplitude(ds);
+  double los = 0, paths = 0, snr_db = 0, amp = assoc_snr_amplitude(ds);
   for (int64_t i = 0; i < links; i++) {
     double h2 = 0;
     for (int n = 0; n < ds->N; n++)
@@ -41,13 +41,13 @@ int assoc_cmd_info(int argc, char **argv) {
     fprintf(stderr, "assoc info: expected one data set (see assoc info --help)\n");
     return ASSOC_EXIT_USAGE;
   }
-  sg_dataset ds;
+  assoc_dataset ds;
   sg_io_error err;
-  if (sg_dataset_load(argv[1], &ds, &err)) {
+  if (assoc_dataset_load(argv[1], &ds, &err)) {
     fprintf(stderr, "assoc info: %s\n", err.msg);
     return ASSOC_EXIT_FAIL;
   }
   print_info(argv[1], &ds);
-  sg_dataset_free(&ds);
+  assoc_dataset_free(&ds);
   return ASSOC_EXIT_OK;
 }

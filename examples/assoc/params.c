@@ -5,7 +5,7 @@
 #include <stdio.h>
 
 #include "cli.h"
-#include "sg_gnn.h"
+#include "assoc_gnn.h"
 
 static void usage(FILE *f) {
   fprintf(f, "usage: assoc params [--d D] [--h H] [--layers L] [--antennas N]\n\n"
@@ -61,19 +61,19 @@ int assoc_cmd_params(int argc, char **argv) {
     fprintf(stderr, "assoc params: unexpected argument '%s'\n", argv[first]);
     return 2;
   }
-  static const double paper_m[SG_GNN_VARIANT_COUNT] = {45.67, 53.01, 53.01, 53.01};
-  for (int v = 0; v < SG_GNN_VARIANT_COUNT; v++) {
-    sg_gnn_config cfg = sg_gnn_config_paper((sg_gnn_variant)v);
+  static const double paper_m[ASSOC_GNN_VARIANT_COUNT] = {45.67, 53.01, 53.01, 53.01};
+  for (int v = 0; v < ASSOC_GNN_VARIANT_COUNT; v++) {
+    assoc_gnn_config cfg = assoc_gnn_config_paper((assoc_gnn_variant)v);
     cfg.d = a.d, cfg.h = a.h, cfg.L = a.layers, cfg.fe = 2 * a.antennas, cfg.capacity = a.antennas;
-    sg_gnn *m = sg_gnn_new(&cfg, 1);
+    assoc_gnn *m = assoc_gnn_new(&cfg, 1);
     if (!m) {
       fprintf(stderr, "assoc params: cannot build %s (out of memory?)\n",
-              sg_gnn_variant_name((sg_gnn_variant)v));
+              assoc_gnn_variant_name((assoc_gnn_variant)v));
       return 1;
     }
-    sg_gnn_print_params(m, stdout);
+    assoc_gnn_print_params(m, stdout);
     printf("  paper (Table 1, its own layers): %.2f M\n\n", paper_m[v]);
-    sg_gnn_free(m);
+    assoc_gnn_free(m);
   }
   printf("Layer L's node updates feed nothing and are not built (docs/models.md);\n"
          "with them this definition counts 10.5 M more at the paper widths. See\n"

@@ -1,4 +1,4 @@
-/* assoc train: trains an association GNN on a data set (models/sg_train.h).
+/* assoc train: trains an association GNN on a data set (models/train/assoc_train.h).
  *
  *   assoc train DATA --model attskgs|skgs|gs|sma --epochs E --out CKPT
  *               [--test DATA2] [--log CSV] [--resume CKPT] [knobs] [--json]
@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "sg_train.h"
+#include "assoc_train.h"
 
 static const char train_help[] =
     "usage: assoc train DATA --model NAME --epochs E --out CKPT [options]\n"
@@ -126,7 +126,7 @@ static const struct option train_options[] = {
 };
 
 typedef struct train_args {
-  sg_train_config cfg;
+  assoc_train_config cfg;
   const char *data, *test, *out, *log, *resume;
   int checkpoint_every;
   bool json, quiet, help, model_given, epochs_given;
@@ -140,20 +140,20 @@ static int parse_dtype(const char *v, sg_dtype *out) {
   return -1;
 }
 
-static int parse_model(const char *v, sg_gnn_variant *out) {
-  int m = sg_gnn_variant_parse(v);
+static int parse_model(const char *v, assoc_gnn_variant *out) {
+  int m = assoc_gnn_variant_parse(v);
   if (m < 0) {
     fprintf(stderr, "assoc train: unknown model '%s' (expected attskgs, skgs, gs or sma)\n", v);
     return -1;
   }
-  *out = (sg_gnn_variant)m;
+  *out = (assoc_gnn_variant)m;
   return 0;
 }
 
 /* Options of the model and the schedule. */
 static int knob_option(train_args *a, int opt, const char *v) {
   const char *c = "train";
-  sg_train_config *k = &a->cfg;
+  assoc_train_config *k = &a->cfg;
   switch (opt) {
   case TR_D:
     return assoc_parse_int(c, "d", v, 1, 1 << 16, &k->d);
@@ -234,7 +234,7 @@ static bool given(const train_args *a, int opt) {
 }
 
 static int train_parse(int argc, char **argv, train_args *a) {
-  *a = (train_args){.cfg = sg_train_config_default(SG_GNN_ATTSKGS)};
+  *a = (train_args){.cfg = assoc_train_config_default(ASSOC_GNN_ATTSKGS)};
   int first = assoc_parse_options("train", argc, argv, train_options, train_option, a);
   if (first < 0) return -1;
   if (a->help) return 0;
@@ -248,9 +248,9 @@ static int train_parse(int argc, char **argv, train_args *a) {
                     "(see assoc train --help)\n");
     return -1;
   }
-  char msg[256];
-  if (sg_train_config_check(&a->cfg, msg, sizeof msg)) {
-    fprintf(stderr, "assoc train: %s\n", msg);
+  sg_io_error err;
+  if (assoc_train_config_check(&a->cfg, &err)) {
+    fprintf(stderr, "assoc train: %s\n", err.msg);
     return -1;
   }
   return 0;
@@ -266,8 +266,8 @@ typedef struct knob_view {
 
 /* A resumed run keeps the checkpoint's configuration; an option that asks
  * for something else is an error rather than silently ignored. */
-static int check_resume_options(const train_args *a, const sg_train_config *s) {
-  const sg_train_config *g = &a->cfg;
+static int check_resume_options(const train_args *a, const assoc_train_config *s) {
+  const assoc_train_config *g = &a->cfg;
   const knob_view knobs[] = {
       {TR_MODEL, "model", g->variant, s->variant},
       {TR_D, "d", g->d, s->d},
@@ -325,7 +325,7 @@ static void format_eta(double seconds, char *buf, size_t n) {
   snprintf(buf, n, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
 }
 
-static void draw_bar(void *user, const sg_step_info *i) {
+static void draw_bar(void *user, const assoc_step_info *i) {
   train_progress *p = user;
   double now = omp_get_wtime();
   if (!p->bar || now - p->last_draw < 0.1) return;
@@ -348,7 +348,7 @@ static void clear_bar(train_progress *p) {
   p->drawn = false;
 }
 
-static void print_epoch(void *user, const sg_epoch_stats *st) {
+static void print_epoch(void *user, const assoc_epoch_stats *st) {
   train_progress *p = user;
   clear_bar(p);
   if (!p->lines) return;
@@ -365,11 +365,12 @@ static void print_epoch(void *user, const sg_epoch_stats *st) {
 
 /* ---- output ------------------------------------------------------------------------ */
 
-static void print_json(const train_args *a, const sg_train_config *c, const sg_train_result *r) {
-  const sg_epoch_stats *st = &r->last;
+static void print_json(const train_args *a, const assoc_train_config *c,
+                       const assoc_train_result *r) {
+  const assoc_epoch_stats *st = &r->last;
   bool have = r->epochs_this_call > 0, have_test = have && st->has_test;
   printf("{");
-  assoc_json_string(stdout, "model", sg_gnn_variant_name(c->variant), ", ");
+  assoc_json_string(stdout, "model", assoc_gnn_variant_name(c->variant), ", ");
   assoc_json_string(stdout, "data", a->data, ", ");
   assoc_json_string(stdout, "test", a->test, ", ");
   assoc_json_string(stdout, "checkpoint", a->out, ", ");
@@ -395,20 +396,20 @@ static void print_json(const train_args *a, const sg_train_config *c, const sg_t
 
 /* ---- the command ------------------------------------------------------------------- */
 
-static int load(const char *path, sg_dataset *ds) {
+static int load(const char *path, assoc_dataset *ds) {
   sg_io_error err;
-  if (!sg_dataset_load(path, ds, &err)) return 0;
+  if (!assoc_dataset_load(path, ds, &err)) return 0;
   fprintf(stderr, "assoc train: %s\n", err.msg);
   return -1;
 }
 
 /* Everything after argument parsing; 0, or an exit status. */
-static int run(train_args *a, sg_dataset *train, sg_dataset *test) {
+static int run(train_args *a, assoc_dataset *train, assoc_dataset *test) {
   sg_io_error err;
-  sg_train_config saved;
+  assoc_train_config saved;
   int done = 0;
   if (a->resume) {
-    if (sg_checkpoint_read_config(a->resume, &saved, &done, &err)) {
+    if (assoc_checkpoint_read_config(a->resume, &saved, &done, &err)) {
       fprintf(stderr, "assoc train: %s\n", err.msg);
       return ASSOC_EXIT_FAIL;
     }
@@ -418,23 +419,23 @@ static int run(train_args *a, sg_dataset *train, sg_dataset *test) {
   bool tty = !a->quiet && isatty(STDERR_FILENO);
   train_progress prog = {.bar = tty, .lines = !a->quiet && !a->json};
   prog.target_epochs = a->cfg.epochs, prog.M = train->M;
-  sg_train_io io = {.out = a->out,
-                    .checkpoint_every = a->checkpoint_every,
-                    .log = a->log,
-                    .resume = a->resume,
-                    .step_fn = draw_bar,
-                    .epoch_fn = print_epoch,
-                    .user = &prog,
-                    .stop = &stop_requested};
+  assoc_train_io io = {.out = a->out,
+                       .checkpoint_every = a->checkpoint_every,
+                       .log = a->log,
+                       .resume = a->resume,
+                       .step_fn = draw_bar,
+                       .epoch_fn = print_epoch,
+                       .user = &prog,
+                       .stop = &stop_requested};
   /* steps left for the ETA: the epochs still to do times the batches per epoch */
-  const sg_train_config *c = a->resume ? &saved : &a->cfg;
+  const assoc_train_config *c = a->resume ? &saved : &a->cfg;
   int64_t per_epoch = c->batches_per_epoch ? c->batches_per_epoch : train->S / c->batch;
   prog.steps_left0 = (int64_t)(a->cfg.epochs > done ? a->cfg.epochs - done : 0) * per_epoch;
   prog.step0 = (int64_t)done * per_epoch;
   prog.start = prog.last_draw = omp_get_wtime();
   signal(SIGINT, on_interrupt);
-  sg_train_result res;
-  int rc = sg_train_run(&a->cfg, train, test, &io, &res, &err);
+  assoc_train_result res;
+  int rc = assoc_train_run(&a->cfg, train, test, &io, &res, &err);
   signal(SIGINT, SIG_DFL);
   clear_bar(&prog);
   if (rc) {
@@ -451,7 +452,7 @@ static int run(train_args *a, sg_dataset *train, sg_dataset *test) {
   }
   if (!a->quiet && !a->json)
     printf("%s: %d epochs, %lld steps, %lld parameters, %.1f ms per step; wrote %s\n",
-           sg_gnn_variant_name(c->variant), res.epochs_done, (long long)res.steps,
+           assoc_gnn_variant_name(c->variant), res.epochs_done, (long long)res.steps,
            (long long)res.params, res.ms_per_step, a->out);
   return ASSOC_EXIT_OK;
 }
@@ -460,14 +461,14 @@ int assoc_cmd_train(int argc, char **argv) {
   train_args a;
   if (train_parse(argc, argv, &a)) return ASSOC_EXIT_USAGE;
   if (a.help) return fputs(train_help, stdout), ASSOC_EXIT_OK;
-  sg_dataset train = {0}, test = {0};
+  assoc_dataset train = {0}, test = {0};
   if (load(a.data, &train)) return ASSOC_EXIT_FAIL;
   if (a.test && load(a.test, &test)) {
-    sg_dataset_free(&train);
+    assoc_dataset_free(&train);
     return ASSOC_EXIT_FAIL;
   }
   int rc = run(&a, &train, a.test ? &test : NULL);
-  sg_dataset_free(&train);
-  if (a.test) sg_dataset_free(&test);
+  assoc_dataset_free(&train);
+  if (a.test) assoc_dataset_free(&test);
   return rc;
 }

@@ -10,24 +10,24 @@
  * exactly (float32 as float32), Adam moments as float64.
  *
  * Typical use:
- *   sg_train_config c = sg_train_config_default(SG_GNN_ATTSKGS);
- *   sg_trainer *t = sg_trainer_new(&c, &train, &test, &err);  // or _resume
- *   while (sg_trainer_epoch(t) < c.epochs) {
- *     sg_epoch_stats st;
- *     if (sg_trainer_run_epoch(t, &st, &err)) ...;
- *     sg_trainer_save(t, "model.npz", &err);
+ *   assoc_train_config c = assoc_train_config_default(ASSOC_GNN_ATTSKGS);
+ *   assoc_trainer *t = assoc_trainer_new(&c, &train, &test, &err);  // or _resume
+ *   while (assoc_trainer_epoch(t) < c.epochs) {
+ *     assoc_epoch_stats st;
+ *     if (assoc_trainer_run_epoch(t, &st, NULL, NULL, NULL, &err)) ...;
+ *     assoc_trainer_save(t, "model.npz", &err);
  *   }
- *   sg_trainer_free(t);
- * or the whole loop with logging and checkpointing: sg_train_run. */
-#ifndef SG_TRAIN_H
-#define SG_TRAIN_H
+ *   assoc_trainer_free(t);
+ * or the whole loop with logging and checkpointing: assoc_train_run. */
+#ifndef ASSOC_TRAIN_H
+#define ASSOC_TRAIN_H
 
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "sg_gnn.h"
-#include "sg_system.h"
+#include "assoc_gnn.h"
+#include "assoc_solvers.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -35,13 +35,13 @@ extern "C" {
 
 /* ---- configuration ------------------------------------------------------------- */
 
-typedef struct sg_train_config {
+typedef struct assoc_train_config {
   /* model (Fp = Fq = 1, Fe = 2N and capacity N come from the data set) */
-  sg_gnn_variant variant;
+  assoc_gnn_variant variant;
   int d, h, L;
   double tau;      /* Gumbel-softmax temperature */
   int sk_iters;    /* Sinkhorn iterations T */
-  int sk_balanced; /* 1: balanced Sinkhorn (sg_gnn_config.sk_balanced), 0: capacity */
+  int sk_balanced; /* 1: balanced Sinkhorn (assoc_gnn_config.sk_balanced), 0: capacity */
   sg_dtype dtype;
   /* data */
   int64_t batch;             /* mini-batch size */
@@ -55,64 +55,49 @@ typedef struct sg_train_config {
   double delta;          /* load margin: penalise sum_k a_km > N - delta */
   uint64_t seed;         /* model initialisation and the run's generator */
   int threads;           /* OpenMP threads; 0: leave the current setting */
-  /* features: 0 computes sg_feature_scale on the training set; the value
+  /* features: 0 computes assoc_feature_scale on the training set; the value
    * used is stored in the checkpoint and used again at evaluation */
   double feature_scale;
   int64_t eval_batch; /* mini-batch size of the per-epoch test evaluation */
-} sg_train_config;
+} assoc_train_config;
 
 /* Paper schedule (lr 1e-8..5e-5, T0 50, T_mult 2, T_mu 100, delta 2, tau 1,
  * T 10, 400 batches per epoch) at the paper widths d 512, h 1024, L 2;
  * batch 32, 1 epoch, seed 1, float32, eval_batch 256. */
-sg_train_config sg_train_config_default(sg_gnn_variant v);
-/* 0 when every knob is in range, else -1 with a message. */
-int sg_train_config_check(const sg_train_config *c, char *msg, size_t msg_len);
+assoc_train_config assoc_train_config_default(assoc_gnn_variant v);
+/* 0 when every knob is in range, else -1 with a message. The one
+ * validation of a configuration: new runs and checkpoints go through it. */
+int assoc_train_config_check(const assoc_train_config *c, sg_io_error *err);
 /* The model configuration a training configuration gives on a data set of
  * N antennas (fe = 2N, capacity N). */
-sg_gnn_config sg_train_gnn_config(const sg_train_config *c, int N);
+assoc_gnn_config assoc_train_gnn_config(const assoc_train_config *c, int N);
 
-/* ---- model inputs ------------------------------------------------------------- */
-
-/* The inputs of a mini-batch, all in g's arena (no heap allocation):
- * p [B, M, 1] = Pt in dBm / 30, q [B, K, 1] = 1, H [B, M, K, 2N] the scaled
- * channel features (sg_features_fill with feature_scale), and, when
- * couplings is set, the MRT couplings c_re/c_im [B, M, K, K] (divided by the
- * noise amplitude: use sg_sum_rate with noise 1). The samples are idx[0..B)
- * or, with idx NULL, start..start+B-1. 0, or -1 after reporting. */
-typedef struct sg_gnn_batch {
-  int64_t B;
-  sg_tensor *p, *q, *H;
-  sg_tensor *c_re, *c_im; /* NULL unless requested */
-} sg_gnn_batch;
-
-int sg_gnn_batch_make(sg_graph *g, const sg_dataset *ds, const int64_t *idx, int64_t start,
-                      int64_t B, double feature_scale, sg_dtype dt, bool couplings,
-                      sg_gnn_batch *out);
+/* ---- test metrics ------------------------------------------------------------ */
 
 /* Evaluation of a model on a data set (eval mode: no noise; one-hot of the
  * row argmax), in mini-batches of eval_batch with grad mode off: the metrics
- * of sg_metrics_compute (rate with violations, violation ratio,
+ * of assoc_metrics_compute (rate with violations, violation ratio,
  * load-balanced rate with A~ as the score), ms_per_sample the model's mean
  * forward time per sample. limit > 0 uses only the first limit samples.
  * 0, or -1 with a message. */
-int sg_gnn_evaluate(const sg_gnn *m, const sg_dataset *ds, double feature_scale, int64_t eval_batch,
-                    int64_t limit, sg_metrics *out, sg_io_error *err);
+int assoc_gnn_evaluate(const assoc_gnn *m, const assoc_dataset *ds, double feature_scale,
+                       int64_t eval_batch, int64_t limit, assoc_metrics *out, sg_io_error *err);
 
 /* ---- float32 against float64 ------------------------------------------------ */
 
 /* The float32 training gradient of a model against the float64 gradient of
- * the same weights and inputs: the loss of sg_assoc_loss (mu [M], delta)
+ * the same weights and inputs: the loss of assoc_loss (mu [M], delta)
  * on the sum-rate of the train-mode forward with the Gumbel sample noise32.
  * Kinks decide such a comparison: a ReLU pre-activation within float32
  * round-off of zero may be cut in one precision and passed in the other,
  * and the gradients then differ by far more than round-off in these
- * models (models/precision.c says why). The float64 run therefore replays
+ * models (models/train/precision.c says why). The float64 run therefore replays
  * the float32 run's ReLU decisions (relu_flips counts them; the first is
  * named in first_flip) and is the gradient of the same piece. A Sinkhorn
  * column decision within round-off of its cap cannot be replayed
  * (sinkhorn_near_kink), nor a zero in an output float32 had none in;
  * comparable is false then. */
-typedef struct sg_precision_report {
+typedef struct assoc_precision_report {
   double loss32, loss64;
   double grad_rel;             /* ||g32 - g64|| / ||g64|| over every parameter */
   int n_params;                /* entries of param_rel, in registration order */
@@ -124,24 +109,24 @@ typedef struct sg_precision_report {
   double sinkhorn_kink_margin; /* float32 run; infinite without Sinkhorn */
   bool comparable;
   char first_flip[160];
-} sg_precision_report;
+} assoc_precision_report;
 
 /* m32 (float32) and m64 (float64, same configuration otherwise): m64's
  * weights are set to m32's; afterwards each model's parameters hold its
  * gradient. in32 must carry couplings. 0, or -1 with a message. */
-int sg_gnn_precision_check(sg_gnn *m32, sg_gnn *m64, const sg_gnn_batch *in32, sg_tensor *noise32,
-                           const double *mu, double delta, sg_precision_report *r,
-                           sg_io_error *err);
-void sg_precision_report_free(sg_precision_report *r);
+int assoc_gnn_precision_check(assoc_gnn *m32, assoc_gnn *m64, const assoc_gnn_batch *in32,
+                              sg_tensor *noise32, const double *mu, double delta,
+                              assoc_precision_report *r, sg_io_error *err);
+void assoc_precision_report_free(assoc_precision_report *r);
 
 /* ---- the trainer ------------------------------------------------------------------ */
 
-typedef struct sg_trainer sg_trainer;
+typedef struct assoc_trainer assoc_trainer;
 
 /* Statistics of one epoch. mu has M entries (the value after this epoch's
  * dual update); the arrays are owned by the trainer and valid until the
- * next epoch or sg_trainer_free. */
-typedef struct sg_epoch_stats {
+ * next epoch or assoc_trainer_free. */
+typedef struct assoc_epoch_stats {
   int epoch;              /* 1-based number of the epoch just finished */
   int64_t step;           /* optimiser steps since the start of the run */
   int64_t samples;        /* training samples seen in this epoch */
@@ -156,14 +141,14 @@ typedef struct sg_epoch_stats {
    * within round-off of the cap (sg_sinkhorn_info.near_kink): there the
    * unrolled gradient depends on which side round-off lands. */
   double sinkhorn_near_kink;
-  double lr;       /* learning rate of the epoch's last step */
-  double seconds;  /* wall time of the epoch's training steps */
-  bool has_test;   /* test metrics below are valid */
-  sg_metrics test; /* on the test set (sg_gnn_evaluate) */
-} sg_epoch_stats;
+  double lr;          /* learning rate of the epoch's last step */
+  double seconds;     /* wall time of the epoch's training steps */
+  bool has_test;      /* test metrics below are valid */
+  assoc_metrics test; /* on the test set (assoc_gnn_evaluate) */
+} assoc_epoch_stats;
 
-/* Called between steps from sg_trainer_run_epoch (progress display). */
-typedef struct sg_step_info {
+/* Called between steps from assoc_trainer_run_epoch (progress display). */
+typedef struct assoc_step_info {
   int epoch;              /* 1-based epoch being trained */
   int64_t batch, batches; /* mini-batch number in the epoch (1-based), total */
   int64_t step;           /* global optimiser step */
@@ -171,24 +156,25 @@ typedef struct sg_step_info {
   double violation;       /* fraction of this batch's samples overloading a BS */
   double lr;
   double epoch_seconds; /* elapsed in this epoch */
-} sg_step_info;
-typedef void (*sg_step_fn)(void *user, const sg_step_info *info);
+} assoc_step_info;
+typedef void (*assoc_step_fn)(void *user, const assoc_step_info *info);
 
 /* A new run: builds the model (seeded from cfg->seed), Adam, mu = 0, and the
  * generator. train must outlive the trainer; test (may be NULL) likewise,
  * and must have the training set's N. NULL with a message on a bad
  * configuration, a data set too small for one mini-batch, or out of memory. */
-sg_trainer *sg_trainer_new(const sg_train_config *cfg, const sg_dataset *train,
-                           const sg_dataset *test, sg_io_error *err);
+assoc_trainer *assoc_trainer_new(const assoc_train_config *cfg, const assoc_dataset *train,
+                                 const assoc_dataset *test, sg_io_error *err);
 /* Continues a run from a checkpoint: configuration, parameters, Adam state,
  * mu, generator and epoch all come from it; only epochs, threads and
  * eval_batch are taken from override (NULL: from the checkpoint). The data
  * set must have the checkpoint's sizes (S, M, N, K) and seed. NULL with a
  * message when the checkpoint is missing, corrupted, truncated or
  * inconsistent. */
-sg_trainer *sg_trainer_resume(const char *checkpoint, const sg_train_config *override,
-                              const sg_dataset *train, const sg_dataset *test, sg_io_error *err);
-void sg_trainer_free(sg_trainer *t);
+assoc_trainer *assoc_trainer_resume(const char *checkpoint, const assoc_train_config *override,
+                                    const assoc_dataset *train, const assoc_dataset *test,
+                                    sg_io_error *err);
+void assoc_trainer_free(assoc_trainer *t);
 
 /* Trains one epoch (then the dual update when the epoch number is a
  * multiple of t_mu, then the test evaluation when a test set was given).
@@ -197,94 +183,67 @@ void sg_trainer_free(sg_trainer *t);
  * is abandoned, the model is left mid-epoch (do not save it; the last
  * checkpoint stays the resume point) and 1 is returned. 0 when the epoch
  * completed, -1 with a message on failure (e.g. a non-finite loss). */
-int sg_trainer_run_epoch(sg_trainer *t, sg_epoch_stats *out, sg_step_fn step_fn, void *user,
-                         volatile sig_atomic_t *stop, sg_io_error *err);
+int assoc_trainer_run_epoch(assoc_trainer *t, assoc_epoch_stats *out, assoc_step_fn step_fn,
+                            void *user, volatile sig_atomic_t *stop, sg_io_error *err);
 
 /* Writes a checkpoint of the state after the last completed epoch (atomic:
  * temp file + rename). 0 or -1 with a message; refuses after an abandoned
  * epoch. */
-int sg_trainer_save(const sg_trainer *t, const char *path, sg_io_error *err);
+int assoc_trainer_save(const assoc_trainer *t, const char *path, sg_io_error *err);
 
-int sg_trainer_epoch(const sg_trainer *t);    /* completed epochs */
-int64_t sg_trainer_step(const sg_trainer *t); /* optimiser steps so far */
-const sg_gnn *sg_trainer_model(const sg_trainer *t);
-const sg_train_config *sg_trainer_config(const sg_trainer *t);
-double sg_trainer_feature_scale(const sg_trainer *t);
-const double *sg_trainer_mu(const sg_trainer *t); /* [M] */
-/* Mutable mu (tests and experiments). */
-double *sg_trainer_mu_mut(sg_trainer *t);
-int sg_trainer_batches_per_epoch(const sg_trainer *t);
+int assoc_trainer_epoch(const assoc_trainer *t);    /* completed epochs */
+int64_t assoc_trainer_step(const assoc_trainer *t); /* optimiser steps so far */
+const assoc_gnn *assoc_trainer_model(const assoc_trainer *t);
+double assoc_trainer_feature_scale(const assoc_trainer *t);
+const double *assoc_trainer_mu(const assoc_trainer *t); /* [M] */
 
 /* ---- the whole loop ------------------------------------------------------------ */
 
-typedef struct sg_train_io {
-  const char *out;      /* checkpoint written after every checkpoint_every epochs and at the end */
-  int checkpoint_every; /* 0: 1 */
-  const char *log;      /* CSV log, one row per epoch (appended to when resuming), or NULL */
-  const char *resume;   /* checkpoint to continue from, or NULL */
-  sg_step_fn step_fn;   /* progress, or NULL */
-  void (*epoch_fn)(void *user, const sg_epoch_stats *st); /* after each epoch, or NULL */
+typedef struct assoc_train_io {
+  const char *out;       /* checkpoint written after every checkpoint_every epochs and at the end */
+  int checkpoint_every;  /* 0: 1 */
+  const char *log;       /* CSV log, one row per epoch (appended to when resuming), or NULL */
+  const char *resume;    /* checkpoint to continue from, or NULL */
+  assoc_step_fn step_fn; /* progress, or NULL */
+  void (*epoch_fn)(void *user, const assoc_epoch_stats *st); /* after each epoch, or NULL */
   void *user;
-  volatile sig_atomic_t *stop; /* see sg_trainer_run_epoch */
-} sg_train_io;
+  volatile sig_atomic_t *stop; /* see assoc_trainer_run_epoch */
+} assoc_train_io;
 
-typedef struct sg_train_result {
-  int epochs_done;      /* completed epochs (from the start of the run) */
-  int epochs_this_call; /* epochs trained by this call */
-  int64_t steps;        /* optimiser steps (from the start of the run) */
-  bool interrupted;     /* stop was raised */
-  double seconds;       /* wall time of this call's training steps */
-  double ms_per_step;   /* mean over this call */
-  sg_epoch_stats last;  /* of the last completed epoch (valid if epochs_this_call > 0) */
-  double last_mu[SG_MAX_BS];
+typedef struct assoc_train_result {
+  int epochs_done;        /* completed epochs (from the start of the run) */
+  int epochs_this_call;   /* epochs trained by this call */
+  int64_t steps;          /* optimiser steps (from the start of the run) */
+  bool interrupted;       /* stop was raised */
+  double seconds;         /* wall time of this call's training steps */
+  double ms_per_step;     /* mean over this call */
+  assoc_epoch_stats last; /* of the last completed epoch (valid if epochs_this_call > 0) */
+  double last_mu[ASSOC_MAX_BS];
   int M;
   int64_t params; /* trainable parameter count */
-} sg_train_result;
+} assoc_train_result;
 
 /* Trains (or resumes) up to cfg->epochs epochs. On resume cfg supplies
  * only epochs, threads and eval_batch. 0, or -1 with a message. Nothing is
  * written before the data and any checkpoint have been validated. */
-int sg_train_run(const sg_train_config *cfg, const sg_dataset *train, const sg_dataset *test,
-                 const sg_train_io *io, sg_train_result *res, sg_io_error *err);
+int assoc_train_run(const assoc_train_config *cfg, const assoc_dataset *train,
+                    const assoc_dataset *test, const assoc_train_io *io, assoc_train_result *res,
+                    sg_io_error *err);
 
-/* ---- checkpoints (models/checkpoint.c) --------------------------------------- */
+/* ---- checkpoints (models/train/checkpoint.c) --------------------------------- */
 
 /* Loads the trained model of a checkpoint for evaluation: the model (its
  * configuration from the file), the feature scale it was trained with and,
  * when cfg_out is not NULL, the training configuration. NULL with a
  * message when the file is missing, corrupted, truncated or inconsistent
  * (names, shapes, dtypes, non-finite values). */
-sg_gnn *sg_checkpoint_load_model(const char *path, double *feature_scale, sg_train_config *cfg_out,
-                                 sg_io_error *err);
-
-/* ---- checkpoint internals (shared by train.c and checkpoint.c) --------------- */
-
-/* Everything a checkpoint holds. Writing borrows every pointer; reading
- * allocates model, adam (when requested) and mu, owned by the caller
- * (sg_checkpoint_state_free). */
-typedef struct sg_checkpoint_state {
-  sg_train_config cfg;
-  sg_gnn_config gnn;
-  int64_t data_S; /* training set the run belongs to */
-  int data_M, data_N, data_K;
-  uint64_t data_seed;
-  double feature_scale;
-  int epoch;    /* completed epochs */
-  int64_t step; /* optimiser steps */
-  double *mu;   /* [data_M] */
-  sg_rng rng;
-  sg_gnn *model;
-  sg_adam *adam; /* NULL: not written / not read */
-} sg_checkpoint_state;
-
-int sg_checkpoint_write(const char *path, const sg_checkpoint_state *st, sg_io_error *err);
-/* Reads and validates every member; on failure nothing is allocated. */
-int sg_checkpoint_read(const char *path, bool with_adam, sg_checkpoint_state *st, sg_io_error *err);
-void sg_checkpoint_state_free(sg_checkpoint_state *st);
+assoc_gnn *assoc_checkpoint_load_model(const char *path, double *feature_scale,
+                                       assoc_train_config *cfg_out, sg_io_error *err);
 
 /* The training configuration and completed epochs of a checkpoint, without
  * building the model (the archive is still read and checked whole). */
-int sg_checkpoint_read_config(const char *path, sg_train_config *cfg, int *epoch, sg_io_error *err);
+int assoc_checkpoint_read_config(const char *path, assoc_train_config *cfg, int *epoch,
+                                 sg_io_error *err);
 
 #ifdef __cplusplus
 }

@@ -5,22 +5,22 @@
  * Internal layouts: BS embeddings b [B, M, d], UE embeddings c [B, K, d],
  * edge embeddings e [B, K, M, d] (UE-major, so the attention over the BSs of
  * one UE and the output [B, K, M] need no permutation of d-wide data). */
-#include "sg_gnn.h"
+#include "assoc_gnn.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-static const char *const variant_names[SG_GNN_VARIANT_COUNT] = {"AttSKGS-GNN", "SKGS-GNN", "GS-GNN",
-                                                                "SMA-GNN"};
+static const char *const variant_names[ASSOC_GNN_VARIANT_COUNT] = {"AttSKGS-GNN", "SKGS-GNN",
+                                                                   "GS-GNN", "SMA-GNN"};
 
-const char *sg_gnn_variant_name(sg_gnn_variant v) {
-  return v >= 0 && v < SG_GNN_VARIANT_COUNT ? variant_names[v] : "unknown";
+const char *assoc_gnn_variant_name(assoc_gnn_variant v) {
+  return v >= 0 && v < ASSOC_GNN_VARIANT_COUNT ? variant_names[v] : "unknown";
 }
 
-int sg_gnn_variant_parse(const char *name) {
-  for (int v = 0; v < SG_GNN_VARIANT_COUNT; v++) {
+int assoc_gnn_variant_parse(const char *name) {
+  for (int v = 0; v < ASSOC_GNN_VARIANT_COUNT; v++) {
     size_t short_len = strlen(variant_names[v]) - strlen("-GNN");
     if (strcasecmp(name, variant_names[v]) == 0 ||
         (strlen(name) == short_len && strncasecmp(name, variant_names[v], short_len) == 0))
@@ -29,29 +29,29 @@ int sg_gnn_variant_parse(const char *name) {
   return -1;
 }
 
-sg_gnn_config sg_gnn_config_paper(sg_gnn_variant v) {
-  return (sg_gnn_config){.variant = v,
-                         .d = 512,
-                         .h = 1024,
-                         .L = 2,
-                         .fp = 1,
-                         .fq = 1,
-                         .fe = 8,
-                         .dtype = SG_F32,
-                         .tau = 1.0,
-                         .sk_iters = 10,
-                         .capacity = 4.0};
+assoc_gnn_config assoc_gnn_config_paper(assoc_gnn_variant v) {
+  return (assoc_gnn_config){.variant = v,
+                            .d = 512,
+                            .h = 1024,
+                            .L = 2,
+                            .fp = 1,
+                            .fq = 1,
+                            .fe = 8,
+                            .dtype = SG_F32,
+                            .tau = 1.0,
+                            .sk_iters = 10,
+                            .capacity = 4.0};
 }
 
-static bool uses_sinkhorn(sg_gnn_variant v) {
-  return v == SG_GNN_ATTSKGS || v == SG_GNN_SKGS;
+static bool uses_sinkhorn(assoc_gnn_variant v) {
+  return v == ASSOC_GNN_ATTSKGS || v == ASSOC_GNN_SKGS;
 }
 
 /* ---- construction ------------------------------------------------------------- */
 
-static bool config_valid(const sg_gnn_config *c) {
+static bool config_valid(const assoc_gnn_config *c) {
   const char *why = NULL;
-  if (c->variant < 0 || c->variant >= SG_GNN_VARIANT_COUNT)
+  if (c->variant < 0 || c->variant >= ASSOC_GNN_VARIANT_COUNT)
     why = "unknown variant";
   else if (c->d < 1 || c->h < 1 || c->L < 1)
     why = "d, h and L must be >= 1";
@@ -62,13 +62,14 @@ static bool config_valid(const sg_gnn_config *c) {
   else if (uses_sinkhorn(c->variant) && (c->sk_iters < 1 || !(c->capacity > 0)))
     why = "Sinkhorn needs sk_iters >= 1 and capacity > 0";
   if (why)
-    sg_report_error("sg_gnn_new", __FILE__, __LINE__, "%s (d %d h %d L %d tau %g T %d N %g)", why,
-                    c->d, c->h, c->L, c->tau, c->sk_iters, c->capacity);
+    sg_report_error("assoc_gnn_new", __FILE__, __LINE__, "%s (d %d h %d L %d tau %g T %d N %g)",
+                    why, c->d, c->h, c->L, c->tau, c->sk_iters, c->capacity);
   return !why;
 }
 
 /* Registers "layers.<l>.<part>..." for one update layer; 0 or -1. */
-static int layer_init(sg_gnn_layer *ly, sg_params *p, const sg_gnn_config *c, int l, sg_rng *rng) {
+static int layer_init(assoc_gnn_layer *ly, sg_params *p, const assoc_gnn_config *c, int l,
+                      sg_rng *rng) {
   char name[SG_PARAM_NAME_MAX];
   int d = c->d, h = c->h, err = 0;
 #define NAME(part) (snprintf(name, sizeof name, "layers.%d.%s", l, part), name)
@@ -79,7 +80,7 @@ static int layer_init(sg_gnn_layer *ly, sg_params *p, const sg_gnn_config *c, in
     err |= sg_mlp_init(&ly->f3, p, NAME("f3"), 2 * d, h, d, rng);
     err |= sg_mlp_init(&ly->f4, p, NAME("f4"), 2 * d, h, d, rng);
   }
-  if (c->variant == SG_GNN_ATTSKGS) {
+  if (c->variant == ASSOC_GNN_ATTSKGS) {
     err |= sg_linear_layer_init(&ly->wq, p, NAME("w_q"), d, d, false, rng);
     err |= sg_linear_layer_init(&ly->wk, p, NAME("w_k"), d, d, false, rng);
     err |= sg_linear_layer_init(&ly->wv, p, NAME("w_v"), d, d, false, rng);
@@ -92,8 +93,8 @@ static int layer_init(sg_gnn_layer *ly, sg_params *p, const sg_gnn_config *c, in
   return err ? -1 : 0;
 }
 
-static int model_init(sg_gnn *m, sg_rng *rng) {
-  const sg_gnn_config *c = &m->cfg;
+static int model_init(assoc_gnn *m, sg_rng *rng) {
+  const assoc_gnn_config *c = &m->cfg;
   int err = 0;
   err |= sg_mlp_init(&m->mlp_p, m->params, "mlp_p", c->fp, c->h, c->d, rng);
   err |= sg_mlp_init(&m->mlp_q, m->params, "mlp_q", c->fq, c->h, c->d, rng);
@@ -103,38 +104,38 @@ static int model_init(sg_gnn *m, sg_rng *rng) {
   return err ? -1 : 0;
 }
 
-sg_gnn *sg_gnn_new(const sg_gnn_config *cfg, uint64_t seed) {
+assoc_gnn *assoc_gnn_new(const assoc_gnn_config *cfg, uint64_t seed) {
   if (!cfg || !config_valid(cfg)) return NULL;
-  sg_gnn *m = sg_malloc(sizeof *m);
+  assoc_gnn *m = sg_malloc(sizeof *m);
   if (!m) return NULL;
-  *m = (sg_gnn){.cfg = *cfg};
+  *m = (assoc_gnn){.cfg = *cfg};
   m->params = sg_params_new(cfg->dtype);
   m->layers = sg_malloc((size_t)cfg->L * sizeof *m->layers);
   if (m->layers) memset(m->layers, 0, (size_t)cfg->L * sizeof *m->layers);
   sg_rng rng;
   sg_rng_seed(&rng, seed);
   if (!m->params || !m->layers || model_init(m, &rng)) {
-    sg_gnn_free(m);
+    assoc_gnn_free(m);
     return NULL;
   }
   return m;
 }
 
-void sg_gnn_free(sg_gnn *m) {
+void assoc_gnn_free(assoc_gnn *m) {
   if (!m) return;
   sg_params_free(m->params);
   sg_mfree(m->layers);
   sg_mfree(m);
 }
 
-int64_t sg_gnn_param_count(const sg_gnn *m) {
+int64_t assoc_gnn_param_count(const assoc_gnn *m) {
   return sg_params_numel(m->params);
 }
 
-void sg_gnn_print_params(const sg_gnn *m, FILE *f) {
-  const sg_gnn_config *c = &m->cfg;
-  fprintf(f, "%s: d %d, h %d, L %d, Fp %d, Fq %d, Fe %d\n", sg_gnn_variant_name(c->variant), c->d,
-          c->h, c->L, c->fp, c->fq, c->fe);
+void assoc_gnn_print_params(const assoc_gnn *m, FILE *f) {
+  const assoc_gnn_config *c = &m->cfg;
+  fprintf(f, "%s: d %d, h %d, L %d, Fp %d, Fq %d, Fe %d\n", assoc_gnn_variant_name(c->variant),
+          c->d, c->h, c->L, c->fp, c->fq, c->fe);
   int64_t pre = sg_params_numel_prefix(m->params, "mlp_p.") +
                 sg_params_numel_prefix(m->params, "mlp_q.") +
                 sg_params_numel_prefix(m->params, "mlp_e.");
@@ -148,7 +149,7 @@ void sg_gnn_print_params(const sg_gnn *m, FILE *f) {
   }
   fprintf(f, "  post-processing (mlp_out): %lld\n",
           (long long)sg_params_numel_prefix(m->params, "mlp_out."));
-  int64_t total = sg_gnn_param_count(m);
+  int64_t total = assoc_gnn_param_count(m);
   fprintf(f, "  trainable parameters: %lld (%.2f M)\n", (long long)total, total / 1e6);
 }
 
@@ -156,7 +157,7 @@ void sg_gnn_print_params(const sg_gnn *m, FILE *f) {
 
 /* MLP on the concatenation of parts along the last axis, the parts
  * broadcasting against each other over the leading axes. */
-static sg_tensor *mlp_cat(sg_graph *g, const sg_gnn *m, const sg_mlp *mlp, int n,
+static sg_tensor *mlp_cat(sg_graph *g, const assoc_gnn *m, const sg_mlp *mlp, int n,
                           sg_tensor *const *parts) {
   if (!m->cfg.concat_inputs) return sg_mlp_forward_parts(g, mlp, n, parts);
   /* Reference path: expand every part to the common leading shape, concat. */
@@ -185,7 +186,7 @@ static sg_tensor *reshape4(sg_graph *g, sg_tensor *t, int64_t a, int64_t b, int6
 
 /* Attention edge update, paper eq. (6)-(8): g_k = LN(sum_m alpha_km V_mk),
  * alpha_k = softmax_m(Q_k . K_m / sqrt(d)), then e_mk <- f5([e_mk, g_k]). */
-static sg_tensor *edge_update_attention(sg_graph *g, const sg_gnn *m, const sg_gnn_layer *ly,
+static sg_tensor *edge_update_attention(sg_graph *g, const assoc_gnn *m, const assoc_gnn_layer *ly,
                                         const embeddings *x, sg_tensor *bv, sg_tensor *cv) {
   sg_tensor *query = sg_linear_layer_forward(g, &ly->wq, cv);   /* [B, K, 1, d] */
   sg_tensor *key = sg_linear_layer_forward(g, &ly->wk, bv);     /* [B, 1, M, d] */
@@ -207,7 +208,7 @@ static sg_tensor *edge_update_attention(sg_graph *g, const sg_gnn *m, const sg_g
  * the mean before the MLP's last Linear (sg_mlp_forward_parts_mean), the
  * reference path after it; the messages are dead once averaged (the mean's
  * backward does not read them): released. */
-static sg_tensor *mean_message(sg_graph *g, const sg_gnn *m, const sg_mlp *mlp, int n,
+static sg_tensor *mean_message(sg_graph *g, const assoc_gnn *m, const sg_mlp *mlp, int n,
                                sg_tensor *const *parts, int axis) {
   if (!m->cfg.concat_inputs) return sg_mlp_forward_parts_mean(g, mlp, n, parts, axis);
   sg_tensor *messages = mlp_cat(g, m, mlp, n, parts);
@@ -216,7 +217,7 @@ static sg_tensor *mean_message(sg_graph *g, const sg_gnn *m, const sg_mlp *mlp, 
   return mean;
 }
 
-static embeddings update_layer(sg_graph *g, const sg_gnn *m, const sg_gnn_layer *ly,
+static embeddings update_layer(sg_graph *g, const assoc_gnn *m, const assoc_gnn_layer *ly,
                                const embeddings *x) {
   int64_t B = x->e->shape[0], K = x->e->shape[1], M = x->e->shape[2], d = m->cfg.d;
   sg_tensor *bv = reshape4(g, x->b, B, 1, M, d); /* b_m seen from every UE */
@@ -231,7 +232,7 @@ static embeddings update_layer(sg_graph *g, const sg_gnn *m, const sg_gnn_layer 
     sg_release_after_backward(g, bs_in[1]);
     sg_release_after_backward(g, ue_in[1]);
   }
-  if (m->cfg.variant == SG_GNN_ATTSKGS) {
+  if (m->cfg.variant == ASSOC_GNN_ATTSKGS) {
     y.e = edge_update_attention(g, m, ly, x, bv, cv);
   } else {
     sg_tensor *parts[3] = {x->e, bv, cv};
@@ -244,7 +245,7 @@ static embeddings update_layer(sg_graph *g, const sg_gnn *m, const sg_gnn_layer 
   return y;
 }
 
-static bool check_input(sg_graph *g, const char *op, const sg_gnn *m, const char *what,
+static bool check_input(sg_graph *g, const char *op, const assoc_gnn *m, const char *what,
                         const sg_tensor *t, int ndim, const int64_t *shape) {
   char got[96], want[96];
   bool ok = t->ndim == ndim && t->dtype == m->cfg.dtype;
@@ -255,36 +256,36 @@ static bool check_input(sg_graph *g, const char *op, const sg_gnn *m, const char
     sg_op_error(g, op, "%s is %s %s, expected %s %s (0: any size) for a %s model", what,
                 sg_dtype_name(t->dtype), sg_shape_str(t->ndim, t->shape, got),
                 sg_dtype_name(m->cfg.dtype), sg_shape_str(ndim, shown, want),
-                sg_gnn_variant_name(m->cfg.variant));
+                assoc_gnn_variant_name(m->cfg.variant));
   }
   return ok;
 }
 
-/* The inputs of op (sg_gnn_forward or sg_gnn_predict) against the model. */
-static bool inputs_valid(sg_graph *g, const char *op, const sg_gnn *m, const sg_tensor *p,
-                         const sg_tensor *q, const sg_tensor *H, sg_gnn_mode mode,
+/* The inputs of op (assoc_gnn_forward or assoc_gnn_predict) against the model. */
+static bool inputs_valid(sg_graph *g, const char *op, const assoc_gnn *m, const sg_tensor *p,
+                         const sg_tensor *q, const sg_tensor *H, assoc_gnn_mode mode,
                          const sg_rng *rng, const sg_tensor *noise) {
-  const sg_gnn_config *c = &m->cfg;
+  const assoc_gnn_config *c = &m->cfg;
   if (!check_input(g, op, m, "p", p, 3, (int64_t[]){-1, -1, c->fp})) return false;
   int64_t B = p->shape[0], M = p->shape[1];
   if (!check_input(g, op, m, "q", q, 3, (int64_t[]){B, -1, c->fq})) return false;
   int64_t K = q->shape[1];
   if (!check_input(g, op, m, "H", H, 4, (int64_t[]){B, M, K, c->fe})) return false;
-  if (mode == SG_GNN_TRAIN && c->variant != SG_GNN_SMA) {
+  if (mode == ASSOC_GNN_TRAIN && c->variant != ASSOC_GNN_SMA) {
     if (noise) return check_input(g, op, m, "noise", noise, 3, (int64_t[]){B, K, M});
     if (!rng) {
       sg_op_error(g, op, "train mode of %s needs Gumbel noise or an rng",
-                  sg_gnn_variant_name(c->variant));
+                  assoc_gnn_variant_name(c->variant));
       return false;
     }
   }
   return true;
 }
 
-/* The balanced Sinkhorn on log A_GS [B, K, M] (sg_gnn_config.sk_balanced):
+/* The balanced Sinkhorn on log A_GS [B, K, M] (assoc_gnn_config.sk_balanced):
  * M N - K slack rows of mass 1, uniform over the BSs, fill the capacity
  * when there are fewer UEs, and are dropped again. */
-static sg_tensor *balanced_sinkhorn(sg_graph *g, const sg_gnn_config *c, sg_tensor *x,
+static sg_tensor *balanced_sinkhorn(sg_graph *g, const assoc_gnn_config *c, sg_tensor *x,
                                     sg_sinkhorn_info *info) {
   int64_t B = x->shape[0], K = x->shape[1], M = x->shape[2];
   double slack = (double)M * c->capacity - (double)K;
@@ -301,16 +302,17 @@ static sg_tensor *balanced_sinkhorn(sg_graph *g, const sg_gnn_config *c, sg_tens
 }
 
 /* Ahat -> A~ (models.md post-processing). */
-static sg_tensor *post_process(sg_graph *g, const sg_gnn *m, sg_tensor *logits, sg_gnn_mode mode,
-                               sg_rng *rng, sg_tensor *noise, sg_sinkhorn_info *info) {
-  const sg_gnn_config *c = &m->cfg;
-  if (c->variant == SG_GNN_SMA) return sg_softmax(g, logits, -1);
-  bool noisy = mode == SG_GNN_TRAIN;
+static sg_tensor *post_process(sg_graph *g, const assoc_gnn *m, sg_tensor *logits,
+                               assoc_gnn_mode mode, sg_rng *rng, sg_tensor *noise,
+                               sg_sinkhorn_info *info) {
+  const assoc_gnn_config *c = &m->cfg;
+  if (c->variant == ASSOC_GNN_SMA) return sg_softmax(g, logits, -1);
+  bool noisy = mode == ASSOC_GNN_TRAIN;
   /* Drawn here rather than inside the op, so that every variant consumes
    * the generator in the same way. */
   if (noisy && !noise) noise = sg_rand_gumbel(g, rng, c->dtype, 3, logits->shape);
   switch (c->variant) {
-  case SG_GNN_GS:
+  case ASSOC_GNN_GS:
     if (noisy) return sg_gumbel_softmax(g, logits, c->tau, -1, false, noise, NULL);
     return sg_softmax(g, sg_scale(g, logits, 1.0 / c->tau), -1);
   default: {
@@ -325,10 +327,11 @@ static sg_tensor *post_process(sg_graph *g, const sg_gnn *m, sg_tensor *logits, 
   }
 }
 
-sg_gnn_output(sg_gnn_forward)(sg_graph *g, const sg_gnn *m, sg_tensor *p, sg_tensor *q,
-                              sg_tensor *H, sg_gnn_mode mode, sg_rng *rng, sg_tensor *noise) {
-  sg_gnn_output out = {0};
-  if (!m || !p || !q || !H || !inputs_valid(g, "sg_gnn_forward", m, p, q, H, mode, rng, noise))
+assoc_gnn_output(assoc_gnn_forward)(sg_graph *g, const assoc_gnn *m, sg_tensor *p, sg_tensor *q,
+                                    sg_tensor *H, assoc_gnn_mode mode, sg_rng *rng,
+                                    sg_tensor *noise) {
+  assoc_gnn_output out = {0};
+  if (!m || !p || !q || !H || !inputs_valid(g, "assoc_gnn_forward", m, p, q, H, mode, rng, noise))
     return out;
   int64_t B = p->shape[0], M = p->shape[1], K = q->shape[1];
   embeddings x;
@@ -348,14 +351,14 @@ sg_gnn_output(sg_gnn_forward)(sg_graph *g, const sg_gnn *m, sg_tensor *p, sg_ten
 
 /* ---- chunked inference ------------------------------------------------------- */
 
-/* Bytes a chunk's widest activation may take (sg_gnn_predict_chunk). At
+/* Bytes a chunk's widest activation may take (assoc_gnn_predict_chunk). At
  * the paper's width (32 samples a chunk) a 256-sample batch then peaks at
  * ~15 MiB above the weights instead of ~95 MiB, for ~5% more time per
  * sample (the weights are packed for BLIS once per chunk); at d 128 (128
  * samples) ~5% too. Measured with bench_gnn infer --chunk. */
 enum { PREDICT_CHUNK_BYTES = 2 << 20 };
 
-int64_t sg_gnn_predict_chunk(const sg_gnn *m, int64_t K, int64_t M) {
+int64_t assoc_gnn_predict_chunk(const assoc_gnn *m, int64_t K, int64_t M) {
   int64_t per_sample = K * M * m->cfg.h * (int64_t)sg_dtype_size(m->cfg.dtype);
   int64_t chunk = per_sample > 0 ? PREDICT_CHUNK_BYTES / per_sample : 1;
   return chunk < 1 ? 1 : chunk;
@@ -371,17 +374,17 @@ static sg_tensor *samples_of(sg_graph *g, const sg_tensor *t, int64_t start, int
                       (const unsigned char *)t->data + (size_t)start * sample_bytes);
 }
 
-sg_tensor *(sg_gnn_predict)(sg_graph *g, const sg_gnn *m, const sg_tensor *p, const sg_tensor *q,
-                            const sg_tensor *H, int64_t chunk) {
+sg_tensor *(assoc_gnn_predict)(sg_graph *g, const assoc_gnn *m, const sg_tensor *p,
+                               const sg_tensor *q, const sg_tensor *H, int64_t chunk) {
   if (!m || !p || !q || !H ||
-      !inputs_valid(g, "sg_gnn_predict", m, p, q, H, SG_GNN_EVAL, NULL, NULL))
+      !inputs_valid(g, "assoc_gnn_predict", m, p, q, H, ASSOC_GNN_EVAL, NULL, NULL))
     return NULL;
   if (p->graph == g || q->graph == g || H->graph == g) {
-    sg_op_error(g, "sg_gnn_predict", "the inputs live in the scratch graph, which it resets");
+    sg_op_error(g, "assoc_gnn_predict", "the inputs live in the scratch graph, which it resets");
     return NULL;
   }
   int64_t B = p->shape[0], M = p->shape[1], K = q->shape[1];
-  if (chunk <= 0) chunk = sg_gnn_predict_chunk(m, K, M);
+  if (chunk <= 0) chunk = assoc_gnn_predict_chunk(m, K, M);
   sg_tensor *out = sg_empty(NULL, m->cfg.dtype, 3, (int64_t[]){B, K, M});
   if (!out) return NULL;
   size_t sample_bytes = (size_t)(K * M) * sg_dtype_size(m->cfg.dtype);
@@ -389,8 +392,9 @@ sg_tensor *(sg_gnn_predict)(sg_graph *g, const sg_gnn *m, const sg_tensor *p, co
   for (int64_t start = 0; start < B; start += chunk) {
     int64_t n = B - start < chunk ? B - start : chunk;
     sg_graph_reset(g);
-    sg_gnn_output o = sg_gnn_forward(g, m, samples_of(g, p, start, n), samples_of(g, q, start, n),
-                                     samples_of(g, H, start, n), SG_GNN_EVAL, NULL, NULL);
+    assoc_gnn_output o =
+        assoc_gnn_forward(g, m, samples_of(g, p, start, n), samples_of(g, q, start, n),
+                          samples_of(g, H, start, n), ASSOC_GNN_EVAL, NULL, NULL);
     if (!o.assoc) {
       sg_free(out);
       out = NULL;
@@ -405,12 +409,12 @@ sg_tensor *(sg_gnn_predict)(sg_graph *g, const sg_gnn *m, const sg_tensor *p, co
 
 /* ---- evaluation helpers ------------------------------------------------------ */
 
-sg_tensor *(sg_assoc_one_hot)(sg_graph *g, sg_tensor *A) {
+sg_tensor *(assoc_one_hot)(sg_graph *g, sg_tensor *A) {
   if (!A) return NULL;
   return sg_one_hot(g, sg_argmax(g, A, -1, false), A->shape[A->ndim - 1]);
 }
 
-void sg_assoc_argmax(const sg_tensor *A, int *assoc) {
+void assoc_argmax(const sg_tensor *A, int *assoc) {
   int64_t M = A->shape[A->ndim - 1], rows = A->numel / M;
   for (int64_t r = 0; r < rows; r++) {
     int best = 0;
@@ -419,6 +423,16 @@ void sg_assoc_argmax(const sg_tensor *A, int *assoc) {
       double v = sg_get(A, r * M + j);
       if (v > best_v) best = (int)j, best_v = v; /* strict: ties keep the lowest m */
     }
+    assoc[r] = best;
+  }
+}
+
+void assoc_argmax_rows(const double *A, int64_t rows, int M, int *assoc) {
+  for (int64_t r = 0; r < rows; r++) {
+    const double *row = A + r * M;
+    int best = 0;
+    for (int m = 1; m < M; m++)
+      if (row[m] > row[best]) best = m; /* strict: ties keep the lowest m */
     assoc[r] = best;
   }
 }

@@ -1,10 +1,9 @@
 /* MRT couplings, SINR and sum-rate for integer and fractional associations
  * (docs/system.md "Beamforming and rate"). Everything is normalised by the
  * noise: c[m,k,l]/sigma, so SINR_k = |s_k|^2 / (sum_{l != k} |z_kl|^2 + 1). */
-#include "sg_system.h"
+#include "assoc_wireless.h"
 
 #include <math.h>
-#include <stdlib.h>
 
 static double norm2(const double *re, const double *im, int N) {
   double s = 0.0;
@@ -25,9 +24,10 @@ static void inner(const double *a_re, const double *a_im, const double *b_re, co
 
 /* c[m,k,l]/sigma for every (m, k, l) of sample s: the complex values into
  * c_re/c_im, or (gain not NULL) their squared magnitudes into gain. */
-static void couplings(const sg_dataset *ds, int64_t s, double *c_re, double *c_im, double *gain) {
+static void couplings(const assoc_dataset *ds, int64_t s, double *c_re, double *c_im,
+                      double *gain) {
   int M = ds->M, K = ds->K, N = ds->N;
-  double amp = sg_snr_amplitude(ds);
+  double amp = assoc_snr_amplitude(ds);
   const double *H_re = ds->H_re + s * M * K * N, *H_im = ds->H_im + s * M * K * N;
   for (int m = 0; m < M; m++)
     for (int l = 0; l < K; l++) {
@@ -46,15 +46,15 @@ static void couplings(const sg_dataset *ds, int64_t s, double *c_re, double *c_i
     }
 }
 
-void sg_coupling(const sg_dataset *ds, int64_t s, double *c_re, double *c_im) {
+void assoc_coupling(const assoc_dataset *ds, int64_t s, double *c_re, double *c_im) {
   couplings(ds, s, c_re, c_im, NULL);
 }
 
-void sg_coupling_gain(const sg_dataset *ds, int64_t s, double *gain) {
+void assoc_coupling_gain(const assoc_dataset *ds, int64_t s, double *gain) {
   couplings(ds, s, NULL, NULL, gain);
 }
 
-double sg_rate_int(const double *gain, int M, int K, const int *assoc, double *sinr) {
+double assoc_rate_int(const double *gain, int M, int K, const int *assoc, double *sinr) {
   (void)M;
   double rate = 0.0;
   for (int k = 0; k < K; k++) {
@@ -82,8 +82,8 @@ static void mixed_coupling(const double *c_re, const double *c_im, int M, int K,
   }
 }
 
-double sg_rate_frac(const double *c_re, const double *c_im, int M, int K, const double *A,
-                    double *sinr) {
+double assoc_rate_frac(const double *c_re, const double *c_im, int M, int K, const double *A,
+                       double *sinr) {
   double rate = 0.0;
   for (int k = 0; k < K; k++) {
     double interference = 0.0, re, im;
@@ -100,7 +100,7 @@ double sg_rate_frac(const double *c_re, const double *c_im, int M, int K, const 
   return rate;
 }
 
-int sg_loads(int M, int K, const int *assoc, int *load) {
+int assoc_loads(int M, int K, const int *assoc, int *load) {
   int worst = 0;
   for (int m = 0; m < M; m++) load[m] = 0;
   for (int k = 0; k < K; k++)
@@ -112,12 +112,12 @@ int sg_loads(int M, int K, const int *assoc, int *load) {
 
 /* ---- batched ------------------------------------------------------------------ */
 
-int sg_dataset_rates(const sg_dataset *ds, const int *assoc, double *rate) {
+int assoc_dataset_rates(const assoc_dataset *ds, const int *assoc, double *rate) {
   int M = ds->M, K = ds->K, failed = 0;
   size_t n = (size_t)M * K * K;
 #pragma omp parallel
   {
-    double *gain = malloc(n * sizeof *gain);
+    double *gain = sg_malloc(n * sizeof *gain);
     if (!gain) {
 #pragma omp atomic write
       failed = 1;
@@ -125,20 +125,20 @@ int sg_dataset_rates(const sg_dataset *ds, const int *assoc, double *rate) {
 #pragma omp for schedule(static)
     for (int64_t s = 0; s < ds->S; s++) {
       if (!gain) continue;
-      sg_coupling_gain(ds, s, gain);
-      rate[s] = sg_rate_int(gain, M, K, assoc + s * K, NULL);
+      assoc_coupling_gain(ds, s, gain);
+      rate[s] = assoc_rate_int(gain, M, K, assoc + s * K, NULL);
     }
-    free(gain);
+    sg_mfree(gain);
   }
   return failed ? -1 : 0;
 }
 
-int sg_dataset_rates_frac(const sg_dataset *ds, const double *A, double *rate) {
+int assoc_dataset_rates_frac(const assoc_dataset *ds, const double *A, double *rate) {
   int M = ds->M, K = ds->K, failed = 0;
   size_t n = (size_t)M * K * K;
 #pragma omp parallel
   {
-    double *c = malloc(2 * n * sizeof *c);
+    double *c = sg_malloc(2 * n * sizeof *c);
     if (!c) {
 #pragma omp atomic write
       failed = 1;
@@ -146,10 +146,10 @@ int sg_dataset_rates_frac(const sg_dataset *ds, const double *A, double *rate) {
 #pragma omp for schedule(static)
     for (int64_t s = 0; s < ds->S; s++) {
       if (!c) continue;
-      sg_coupling(ds, s, c, c + n);
-      rate[s] = sg_rate_frac(c, c + n, M, K, A + s * K * M, NULL);
+      assoc_coupling(ds, s, c, c + n);
+      rate[s] = assoc_rate_frac(c, c + n, M, K, A + s * K * M, NULL);
     }
-    free(c);
+    sg_mfree(c);
   }
   return failed ? -1 : 0;
 }

@@ -1,5 +1,5 @@
 /* The float32 training gradient of a GNN against the float64 gradient of
- * the same weights and inputs (sg_gnn_precision_check in sg_train.h).
+ * the same weights and inputs (assoc_gnn_precision_check in assoc_train.h).
  *
  * A float32 and a float64 run of the same ReLU network agree only while
  * every ReLU decides alike. A pre-activation within float32 round-off of
@@ -16,11 +16,12 @@
  * float32 value, before anything reads it). The float64 gradient is then
  * that of the float32 run's piece of the piecewise-smooth function, and
  * the two differ by round-off alone. */
+#include "assoc_train.h"
+
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
-#include "sg_train.h"
+#include "models_internal.h"
 
 /* The float32 run's outputs, kept for the nodes with exact zeros (the
  * ReLU outputs), and what replaying them in the float64 run did. */
@@ -40,9 +41,9 @@ typedef struct kink_log {
 static bool log_grow(kink_log *z) {
   if (z->nodes < z->cap) return true;
   int64_t cap = z->cap ? 2 * z->cap : 256;
-  float **values = realloc(z->values, (size_t)cap * sizeof *values);
+  float **values = sg_realloc(z->values, (size_t)cap * sizeof *values);
   if (values) z->values = values;
-  int64_t *numel = realloc(z->numel, (size_t)cap * sizeof *numel);
+  int64_t *numel = sg_realloc(z->numel, (size_t)cap * sizeof *numel);
   if (numel) z->numel = numel;
   if (!values || !numel) return false;
   z->cap = cap;
@@ -55,7 +56,7 @@ static float *values_if_zero(const sg_tensor *t, bool *oom) {
   int64_t n = t->numel, j = 0;
   while (j < n && v[j] != 0) j++;
   if (j == n) return NULL;
-  float *copy = malloc((size_t)n * sizeof *copy);
+  float *copy = sg_malloc((size_t)n * sizeof *copy);
   if (!copy) return *oom = true, NULL;
   memcpy(copy, v, (size_t)n * sizeof *copy);
   return copy;
@@ -111,22 +112,22 @@ static void observe(void *ctx, sg_graph *g, const sg_node *n, sg_observe_phase p
 }
 
 static void log_free(kink_log *z) {
-  for (int64_t i = 0; i < z->recorded; i++) free(z->values[i]);
-  free(z->values);
-  free(z->numel);
+  for (int64_t i = 0; i < z->recorded; i++) sg_mfree(z->values[i]);
+  sg_mfree(z->values);
+  sg_mfree(z->numel);
 }
 
 /* Loss and gradients of m on the batch, observed by z. */
-static double loss_and_grad(sg_gnn *m, const sg_gnn_batch *in, sg_tensor *noise, const double *mu,
-                            double delta, kink_log *z, sg_sinkhorn_info *info) {
+static double loss_and_grad(assoc_gnn *m, const assoc_gnn_batch *in, sg_tensor *noise,
+                            const double *mu, double delta, kink_log *z, sg_sinkhorn_info *info) {
   sg_graph *g = sg_graph_new();
   if (!g) return NAN;
   sg_params *ps = m->params;
   sg_params_zero_grad(sg_params_tensors(ps), sg_params_count(ps));
   sg_graph_set_observer(g, observe, z);
-  sg_gnn_output o = sg_gnn_forward(g, m, in->p, in->q, in->H, SG_GNN_TRAIN, NULL, noise);
-  sg_tensor *rate = o.assoc ? sg_sum_rate(g, o.assoc, in->c_re, in->c_im, 1.0) : NULL;
-  sg_tensor *loss = rate ? sg_assoc_loss(g, rate, o.assoc, mu, m->cfg.capacity, delta, NULL) : NULL;
+  assoc_gnn_output o = assoc_gnn_forward(g, m, in->p, in->q, in->H, ASSOC_GNN_TRAIN, NULL, noise);
+  sg_tensor *rate = o.assoc ? assoc_sum_rate(g, o.assoc, in->c_re, in->c_im, 1.0) : NULL;
+  sg_tensor *loss = rate ? assoc_loss(g, rate, o.assoc, mu, m->cfg.capacity, delta, NULL) : NULL;
   double v = loss ? sg_get(loss, 0) : NAN;
   if (loss) sg_backward(g, loss);
   *info = o.sinkhorn;
@@ -134,8 +135,8 @@ static double loss_and_grad(sg_gnn *m, const sg_gnn_batch *in, sg_tensor *noise,
   return v;
 }
 
-static sg_gnn_batch batch_to_f64(const sg_gnn_batch *b) {
-  sg_gnn_batch o = {.B = b->B};
+static assoc_gnn_batch batch_to_f64(const assoc_gnn_batch *b) {
+  assoc_gnn_batch o = {.B = b->B};
   o.p = sg_to_dtype(NULL, b->p, SG_F64);
   o.q = sg_to_dtype(NULL, b->q, SG_F64);
   o.H = sg_to_dtype(NULL, b->H, SG_F64);
@@ -144,12 +145,12 @@ static sg_gnn_batch batch_to_f64(const sg_gnn_batch *b) {
   return o;
 }
 
-static void batch_free(sg_gnn_batch *b) {
+static void batch_free(assoc_gnn_batch *b) {
   sg_free(b->p), sg_free(b->q), sg_free(b->H), sg_free(b->c_re), sg_free(b->c_im);
 }
 
 /* Relative L2 distances per parameter tensor and over the whole vector. */
-static void compare_grads(const sg_params *p32, const sg_params *p64, sg_precision_report *r) {
+static void compare_grads(const sg_params *p32, const sg_params *p64, assoc_precision_report *r) {
   double num = 0, den = 0;
   r->worst_param = -1;
   for (int i = 0; i < r->n_params; i++) {
@@ -166,21 +167,18 @@ static void compare_grads(const sg_params *p32, const sg_params *p64, sg_precisi
   r->grad_rel = den > 0 ? sqrt(num / den) : (num > 0 ? INFINITY : 0);
 }
 
-static int fail(sg_io_error *err, const char *msg) {
-  if (err) snprintf(err->msg, sizeof err->msg, "sg_gnn_precision_check: %s", msg);
-  return -1;
-}
-
-int sg_gnn_precision_check(sg_gnn *m32, sg_gnn *m64, const sg_gnn_batch *in32, sg_tensor *noise32,
-                           const double *mu, double delta, sg_precision_report *r,
-                           sg_io_error *err) {
-  *r = (sg_precision_report){0};
+int assoc_gnn_precision_check(assoc_gnn *m32, assoc_gnn *m64, const assoc_gnn_batch *in32,
+                              sg_tensor *noise32, const double *mu, double delta,
+                              assoc_precision_report *r, sg_io_error *err) {
+  *r = (assoc_precision_report){0};
   if (m32->cfg.dtype != SG_F32 || m64->cfg.dtype != SG_F64 || !in32->c_re || !noise32)
-    return fail(err, "needs a float32 and a float64 model, couplings and a Gumbel sample");
-  if (sg_params_copy(m64->params, m32->params)) return fail(err, "the two models differ in shape");
+    return assoc_fail(err, "assoc_gnn_precision_check: needs a float32 and a float64 model, "
+                           "couplings and a Gumbel sample");
+  if (sg_params_copy(m64->params, m32->params))
+    return assoc_fail(err, "assoc_gnn_precision_check: the two models differ in shape");
   r->n_params = sg_params_count(m32->params);
-  r->param_rel = calloc((size_t)r->n_params, sizeof *r->param_rel);
-  sg_gnn_batch in64 = batch_to_f64(in32);
+  r->param_rel = assoc_zalloc((size_t)r->n_params, sizeof *r->param_rel);
+  assoc_gnn_batch in64 = batch_to_f64(in32);
   sg_tensor *noise64 = sg_to_dtype(NULL, noise32, SG_F64);
   kink_log z = {0};
   sg_sinkhorn_info i64, i32;
@@ -191,7 +189,7 @@ int sg_gnn_precision_check(sg_gnn *m32, sg_gnn *m64, const sg_gnn_batch *in32, s
   bool ok = r->param_rel && isfinite(r->loss64) && isfinite(r->loss32) && !z.mismatch &&
             z.nodes == nodes32;
   if (ok) compare_grads(m32->params, m64->params, r);
-  bool sinkhorn = m32->cfg.variant == SG_GNN_ATTSKGS || m32->cfg.variant == SG_GNN_SKGS;
+  bool sinkhorn = m32->cfg.variant == ASSOC_GNN_ATTSKGS || m32->cfg.variant == ASSOC_GNN_SKGS;
   r->relu_flips = z.flips;
   r->unreplayable = z.unreplayable;
   r->sinkhorn_near_kink = sinkhorn ? i32.near_kink : 0;
@@ -202,13 +200,14 @@ int sg_gnn_precision_check(sg_gnn *m32, sg_gnn *m64, const sg_gnn_batch *in32, s
   batch_free(&in64);
   sg_free(noise64);
   if (!ok) {
-    sg_precision_report_free(r);
-    return fail(err, "the float32 and float64 runs did not record the same ops");
+    assoc_precision_report_free(r);
+    return assoc_fail(
+        err, "assoc_gnn_precision_check: the float32 and float64 runs did not record the same ops");
   }
   return 0;
 }
 
-void sg_precision_report_free(sg_precision_report *r) {
-  free(r->param_rel);
+void assoc_precision_report_free(assoc_precision_report *r) {
+  sg_mfree(r->param_rel);
   r->param_rel = NULL;
 }

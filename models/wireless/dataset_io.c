@@ -2,26 +2,15 @@
  * The loader accepts any numeric dtype for each member (numpy may have
  * rewritten a file), checks shapes against M, N, K and that every value is
  * finite, and reports the first problem by member name. */
-#include "sg_system.h"
+#include "assoc_wireless.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
-enum { SCHEMA_VERSION = 1 };
+#include "models_internal.h"
 
-static int io_fail(sg_io_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int io_fail(sg_io_error *err, const char *fmt, ...) {
-  if (err) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-    va_end(ap);
-  }
-  return -1;
-}
+enum { SCHEMA_VERSION = 1 };
 
 /* ---- saving -------------------------------------------------------------------------- */
 
@@ -31,7 +20,7 @@ static sg_array view(sg_npy_type type, int ndim, const int64_t *shape, const voi
   return a;
 }
 
-static int add_arrays(sg_npz_writer *w, const sg_dataset *ds, sg_io_error *err) {
+static int add_arrays(sg_npz_writer *w, const assoc_dataset *ds, sg_io_error *err) {
   int64_t S = ds->S, M = ds->M, K = ds->K, N = ds->N;
   const int64_t h_shape[4] = {S, M, K, N}, link_shape[3] = {S, M, K};
   const int64_t bs_shape[2] = {M, 2}, ue_shape[3] = {S, K, 2};
@@ -53,8 +42,8 @@ static int add_arrays(sg_npz_writer *w, const sg_dataset *ds, sg_io_error *err) 
   return 0;
 }
 
-static int add_scalars(sg_npz_writer *w, const sg_dataset *ds, sg_io_error *err) {
-  const sg_scenario *sc = &ds->scenario;
+static int add_scalars(sg_npz_writer *w, const assoc_dataset *ds, sg_io_error *err) {
+  const assoc_scenario *sc = &ds->scenario;
   struct {
     const char *name;
     int64_t v;
@@ -83,8 +72,8 @@ static int add_scalars(sg_npz_writer *w, const sg_dataset *ds, sg_io_error *err)
   return 0;
 }
 
-int sg_dataset_save(const sg_dataset *ds, const char *path, sg_io_error *err) {
-  if (sg_dataset_check(ds, err)) return -1;
+int assoc_dataset_save(const assoc_dataset *ds, const char *path, sg_io_error *err) {
+  if (assoc_dataset_check(ds, err)) return -1;
   sg_npz_writer *w = sg_npz_writer_open(path, true, err);
   if (!w) return -1;
   if (add_arrays(w, ds, err) || add_scalars(w, ds, err)) {
@@ -129,18 +118,18 @@ static const sg_array *member(const sg_npz *z, const char *name, int ndim, int64
                               sg_io_error *err) {
   const sg_array *a = sg_npz_get(z, name);
   if (!a) {
-    io_fail(err, "data set has no member '%s'", name);
+    assoc_fail(err, "data set has no member '%s'", name);
     return NULL;
   }
   if (a->ndim != ndim) {
-    io_fail(err, "member '%s' has %d dimensions, expected %d", name, a->ndim, ndim);
+    assoc_fail(err, "member '%s' has %d dimensions, expected %d", name, a->ndim, ndim);
     return NULL;
   }
   for (int i = 0; i < ndim; i++)
     if (shape[i] >= 0 && shape[i] != a->shape[i]) {
       char want[96], got[96];
-      io_fail(err, "member '%s' has shape %s, expected %s", name,
-              sg_shape_str(a->ndim, a->shape, got), sg_shape_str(ndim, shape, want));
+      assoc_fail(err, "member '%s' has shape %s, expected %s", name,
+                 sg_shape_str(a->ndim, a->shape, got), sg_shape_str(ndim, shape, want));
       return NULL;
     }
   for (int i = 0; i < ndim; i++) shape[i] = a->shape[i];
@@ -156,8 +145,8 @@ static int read_f64(const sg_npz *z, const char *name, int ndim, const int64_t *
   for (int64_t i = 0; i < a->numel; i++) {
     dst[i] = element(a, i);
     if (!isfinite(dst[i]))
-      return io_fail(err, "member '%s' has a non-finite value at flat index %lld", name,
-                     (long long)i);
+      return assoc_fail(err, "member '%s' has a non-finite value at flat index %lld", name,
+                        (long long)i);
   }
   return 0;
 }
@@ -173,8 +162,8 @@ static int read_u8(const sg_npz *z, const char *name, int ndim, const int64_t *s
   for (int64_t i = 0; i < a->numel; i++) {
     double v = element(a, i);
     if (!(v >= 0 && v <= max_value && v == floor(v)))
-      return io_fail(err, "member '%s' has value %g at flat index %lld (expected 0..%d)", name, v,
-                     (long long)i, max_value);
+      return assoc_fail(err, "member '%s' has value %g at flat index %lld (expected 0..%d)", name,
+                        v, (long long)i, max_value);
     dst[i] = (uint8_t)v;
   }
   return 0;
@@ -183,8 +172,8 @@ static int read_u8(const sg_npz *z, const char *name, int ndim, const int64_t *s
 static int read_scalar(const sg_npz *z, const char *name, bool required, double *out,
                        sg_io_error *err) {
   if (!required && !sg_npz_get(z, name)) return 0;
-  if (sg_npz_scalar(z, name, out, err)) return io_fail(err, "data set has no scalar '%s'", name);
-  if (!isfinite(*out)) return io_fail(err, "scalar '%s' is not finite", name);
+  if (sg_npz_scalar(z, name, out, err)) return assoc_fail(err, "data set has no scalar '%s'", name);
+  if (!isfinite(*out)) return assoc_fail(err, "scalar '%s' is not finite", name);
   return 0;
 }
 
@@ -192,19 +181,19 @@ static int read_size(const sg_npz *z, const char *name, int max, int *out, sg_io
   double v;
   if (read_scalar(z, name, true, &v, err)) return -1;
   if (!(v >= 1 && v <= max && v == floor(v)))
-    return io_fail(err, "scalar '%s' = %g is not an integer in 1..%d", name, v, max);
+    return assoc_fail(err, "scalar '%s' = %g is not an integer in 1..%d", name, v, max);
   *out = (int)v;
   return 0;
 }
 
-static int read_header(const sg_npz *z, sg_dataset *hdr, sg_io_error *err) {
+static int read_header(const sg_npz *z, assoc_dataset *hdr, sg_io_error *err) {
   double seed;
-  sg_scenario *sc = &hdr->scenario;
-  *sc = sg_scenario_default();
+  assoc_scenario *sc = &hdr->scenario;
+  *sc = assoc_scenario_default();
   double outage = 0;
-  if (read_size(z, "M", SG_MAX_BS, &hdr->M, err) ||
-      read_size(z, "N", SG_MAX_ANTENNAS, &hdr->N, err) ||
-      read_size(z, "K", SG_MAX_UES, &hdr->K, err) ||
+  if (read_size(z, "M", ASSOC_MAX_BS, &hdr->M, err) ||
+      read_size(z, "N", ASSOC_MAX_ANTENNAS, &hdr->N, err) ||
+      read_size(z, "K", ASSOC_MAX_UES, &hdr->K, err) ||
       read_scalar(z, "pt_dbm", true, &hdr->pt_dbm, err) ||
       read_scalar(z, "noise_dbm", true, &hdr->noise_dbm, err) ||
       read_scalar(z, "seed", true, &seed, err) ||
@@ -217,14 +206,14 @@ static int read_header(const sg_npz *z, sg_dataset *hdr, sg_io_error *err) {
       read_scalar(z, "path_mean", false, &sc->path_mean, err) ||
       read_scalar(z, "outage_state", false, &outage, err))
     return -1;
-  if (!(seed >= 0 && seed < 0x1p63)) return io_fail(err, "scalar 'seed' is out of range");
+  if (!(seed >= 0 && seed < 0x1p63)) return assoc_fail(err, "scalar 'seed' is out of range");
   hdr->seed = (uint64_t)seed;
   sc->M = hdr->M, sc->N = hdr->N, sc->K = hdr->K;
   sc->pt_dbm = hdr->pt_dbm, sc->seed = hdr->seed, sc->outage = outage != 0;
   return 0;
 }
 
-static int read_body(const sg_npz *z, sg_dataset *ds, sg_io_error *err) {
+static int read_body(const sg_npz *z, assoc_dataset *ds, sg_io_error *err) {
   int64_t S = ds->S, M = ds->M, K = ds->K, N = ds->N;
   const int64_t h_shape[4] = {S, M, K, N}, link_shape[3] = {S, M, K};
   const int64_t bs_shape[2] = {M, 2}, ue_shape[3] = {S, K, 2};
@@ -240,21 +229,21 @@ static int read_body(const sg_npz *z, sg_dataset *ds, sg_io_error *err) {
   return 0;
 }
 
-int sg_dataset_load(const char *path, sg_dataset *ds, sg_io_error *err) {
+int assoc_dataset_load(const char *path, assoc_dataset *ds, sg_io_error *err) {
   memset(ds, 0, sizeof *ds);
   sg_npz *z = sg_npz_open(path, err);
   if (!z) return -1;
-  sg_dataset hdr = {0};
+  assoc_dataset hdr = {0};
   int64_t h_shape[4] = {-1, -1, -1, -1};
   int rc = read_header(z, &hdr, err);
   if (!rc && !member(z, "H_re", 4, h_shape, err)) rc = -1;
   if (!rc && (h_shape[0] < 1 || h_shape[1] != hdr.M || h_shape[2] != hdr.K || h_shape[3] != hdr.N))
-    rc = io_fail(err,
-                 "member 'H_re' has shape [%lld, %lld, %lld, %lld], expected [S, M=%d, K=%d, N=%d]",
-                 (long long)h_shape[0], (long long)h_shape[1], (long long)h_shape[2],
-                 (long long)h_shape[3], hdr.M, hdr.K, hdr.N);
-  if (!rc && sg_dataset_alloc(ds, h_shape[0], hdr.M, hdr.N, hdr.K))
-    rc = io_fail(err, "out of memory for %lld samples", (long long)h_shape[0]);
+    rc = assoc_fail(
+        err, "member 'H_re' has shape [%lld, %lld, %lld, %lld], expected [S, M=%d, K=%d, N=%d]",
+        (long long)h_shape[0], (long long)h_shape[1], (long long)h_shape[2], (long long)h_shape[3],
+        hdr.M, hdr.K, hdr.N);
+  if (!rc && assoc_dataset_alloc(ds, h_shape[0], hdr.M, hdr.N, hdr.K))
+    rc = assoc_fail(err, "out of memory for %lld samples", (long long)h_shape[0]);
   if (!rc) {
     ds->pt_dbm = hdr.pt_dbm, ds->noise_dbm = hdr.noise_dbm, ds->seed = hdr.seed;
     ds->scenario = hdr.scenario;
@@ -267,7 +256,7 @@ int sg_dataset_load(const char *path, sg_dataset *ds, sg_io_error *err) {
       snprintf(msg, sizeof msg, "%.200s: %.300s", path, err->msg);
       memcpy(err->msg, msg, sizeof msg);
     }
-    sg_dataset_free(ds);
+    assoc_dataset_free(ds);
   }
   return rc;
 }
@@ -280,18 +269,18 @@ static int all_finite(const double *x, int64_t n) {
   return 1;
 }
 
-int sg_dataset_check(const sg_dataset *ds, sg_io_error *err) {
-  if (ds->S < 1 || ds->M < 1 || ds->M > SG_MAX_BS || ds->N < 1 || ds->N > SG_MAX_ANTENNAS ||
-      ds->K < 1 || ds->K > SG_MAX_UES)
-    return io_fail(err, "bad data-set sizes S=%lld M=%d N=%d K=%d", (long long)ds->S, ds->M, ds->N,
-                   ds->K);
+int assoc_dataset_check(const assoc_dataset *ds, sg_io_error *err) {
+  if (ds->S < 1 || ds->M < 1 || ds->M > ASSOC_MAX_BS || ds->N < 1 || ds->N > ASSOC_MAX_ANTENNAS ||
+      ds->K < 1 || ds->K > ASSOC_MAX_UES)
+    return assoc_fail(err, "bad data-set sizes S=%lld M=%d N=%d K=%d", (long long)ds->S, ds->M,
+                      ds->N, ds->K);
   if (!isfinite(ds->pt_dbm) || !isfinite(ds->noise_dbm))
-    return io_fail(err, "transmit power and noise must be finite");
+    return assoc_fail(err, "transmit power and noise must be finite");
   int64_t links = ds->S * ds->M * ds->K;
   if (!all_finite(ds->H_re, links * ds->N) || !all_finite(ds->H_im, links * ds->N))
-    return io_fail(err, "channel has non-finite values");
+    return assoc_fail(err, "channel has non-finite values");
   if (!all_finite(ds->bs_pos, 2 * ds->M) || !all_finite(ds->ue_pos, 2 * ds->S * ds->K) ||
       !all_finite(ds->pl_db, links))
-    return io_fail(err, "positions or path losses have non-finite values");
+    return assoc_fail(err, "positions or path losses have non-finite values");
   return 0;
 }

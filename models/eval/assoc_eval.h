@@ -4,17 +4,17 @@
  * set of any size (M, K, Pt) with the training feature scale, and the JSON
  * report of the ablation study.
  *
- * Layouts as in sg_system.h: A~ of sample s is A[(s*K + k)*M + m]; integer
+ * Layouts as in assoc_wireless.h: A~ of sample s is A[(s*K + k)*M + m]; integer
  * associations assoc[s*K + k] in 0..M-1 or -1 (dropped). */
-#ifndef SG_EVAL_H
-#define SG_EVAL_H
+#ifndef ASSOC_EVAL_H
+#define ASSOC_EVAL_H
 
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
-#include "sg_gnn.h"
-#include "sg_system.h"
+#include "assoc_gnn.h"
+#include "assoc_solvers.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -22,26 +22,25 @@ extern "C" {
 
 /* ---- integer roundings ------------------------------------------------------------- */
 
-/* sg_assign_work and sg_assign_max_weight are declared in sg_system.h. */
-
-/* Smallest log a~ used by the rounding: entries below exp(SG_LOG_FLOOR)
+/* Smallest log a~ used by the rounding: entries below exp(ASSOC_LOG_FLOOR)
  * (including exact zeros) count as that. */
-#define SG_LOG_FLOOR (-1000.0)
+#define ASSOC_LOG_FLOOR (-1000.0)
 
 /* The load-feasible rounding of a fractional association A (K x M): the
- * max-weight assignment on log A (floored at SG_LOG_FLOOR), i.e. the most
+ * max-weight assignment on log A (floored at ASSOC_LOG_FLOOR), i.e. the most
  * probable association under A among those that respect the limit N. */
-void sg_round_no_violation(const double *A, int M, int N, int K, sg_assign_work *w, int *assoc);
+void assoc_round_no_violation(const double *A, int M, int N, int K, assoc_assign_work *w,
+                              int *assoc);
 
 /* ---- metrics --------------------------------------------------------------------------- */
 
-typedef struct sg_eval_metrics {
+typedef struct assoc_eval_metrics {
   int64_t samples;
   int M, N, K;
   double violation_ratio;   /* samples whose one-hot (row argmax) overloads some BS */
   double rate;              /* mean R(A_1hot), with violations */
   double rate_lb;           /* mean R after load balancing by dropping (keep largest a~_km) */
-  double rate_no_violation; /* mean R of sg_round_no_violation (never overloads) */
+  double rate_no_violation; /* mean R of assoc_round_no_violation (never overloads) */
   double mean_dropped;      /* UEs dropped per sample by the load balancing */
   double es_rate;           /* mean ES rate (NaN without ES) */
   double ratio_to_es;       /* rate_lb / es_rate (ratio of means; NaN without ES) */
@@ -51,79 +50,79 @@ typedef struct sg_eval_metrics {
   int batch;                /* the batch of infer_us */
   int threads;              /* OpenMP threads during the timing */
   int64_t params;           /* trainable parameters (0 for baselines) */
-} sg_eval_metrics;
+} assoc_eval_metrics;
 
 /* Fills the metrics of fractional associations A (S x K x M) on ds (the
  * timing and parameter members are left zero). es_rate: S, or NULL. assoc_1hot,
  * assoc_lb, assoc_nv (S x K each, may be NULL) receive the row-argmax
  * association, its load-balanced version and the no-violation rounding.
  * Deterministic and independent of the thread count. 0 or -1 (no memory). */
-int sg_eval_assoc_metrics(const sg_dataset *ds, const double *A, const double *es_rate,
-                          sg_eval_metrics *out, int *assoc_1hot, int *assoc_lb, int *assoc_nv);
+int assoc_eval_assoc_metrics(const assoc_dataset *ds, const double *A, const double *es_rate,
+                             assoc_eval_metrics *out, int *assoc_1hot, int *assoc_lb,
+                             int *assoc_nv);
 
 /* Metrics of an integer baseline association (S x K) in the same struct:
- * rate and violations as produced, rate_lb after sg_load_balance (weakest
+ * rate and violations as produced, rate_lb after assoc_load_balance (weakest
  * links dropped), rate_no_violation equal to rate_lb (a baseline has no
  * A~ to round again). 0 or -1 (no memory). */
-int sg_eval_baseline_metrics(const sg_dataset *ds, const int *assoc, const double *es_rate,
-                             double ms_per_sample, sg_eval_metrics *out);
+int assoc_eval_baseline_metrics(const assoc_dataset *ds, const int *assoc, const double *es_rate,
+                                double ms_per_sample, assoc_eval_metrics *out);
 
 /* Runs ES on every sample of ds: rate (S) receives the optimal rates. 0, or
  * -1 when ES would search more than max_leaves associations per sample or
  * when out of memory. */
-int sg_eval_es_rates(const sg_dataset *ds, double max_leaves, double *rate);
+int assoc_eval_es_rates(const assoc_dataset *ds, double max_leaves, double *rate);
 
 /* ---- model inference ------------------------------------------------------------------ */
 
 /* How a data set becomes model inputs (models.md, system.md "Model inputs"):
  * p = P_t dBm / 30 per BS, q = 1 per UE, H features divided by the training
  * feature_scale. */
-typedef struct sg_eval_opts {
+typedef struct assoc_eval_opts {
   double feature_scale; /* the scale stored with the model (> 0) */
-  int batch;            /* samples per batch (>= 1; default 256); sg_gnn_predict runs a
+  int batch;            /* samples per batch (>= 1; default 256); assoc_gnn_predict runs a
                          * batch in chunks of its default size */
   int latency_samples;  /* single-sample forwards timed for latency_us (default 32; 0: skip) */
-} sg_eval_opts;
-sg_eval_opts sg_eval_defaults(double feature_scale);
+} assoc_eval_opts;
+assoc_eval_opts assoc_eval_defaults(double feature_scale);
 
 /* 0 when model m can run on ds (2N = fe, fp = fq = 1), else -1 with a message. */
-int sg_eval_check(const sg_gnn *m, const sg_dataset *ds, char *msg, size_t msg_len);
+int assoc_eval_check(const assoc_gnn *m, const assoc_dataset *ds, sg_io_error *err);
 
 /* Runs m in eval mode (no noise, no gradient) on every sample of ds in
- * batches, each through sg_gnn_predict (chunked: the working memory stays
+ * batches, each through assoc_gnn_predict (chunked: the working memory stays
  * a few MiB above the weights); A (S x K x M) receives A~ as double.
  * *seconds (may be NULL): wall time of inputs + forward. 0, or -1 with a
  * message. */
-int sg_eval_infer(const sg_gnn *m, const sg_dataset *ds, const sg_eval_opts *o, double *A,
-                  double *seconds, char *msg, size_t msg_len);
+int assoc_eval_infer(const assoc_gnn *m, const assoc_dataset *ds, const assoc_eval_opts *o,
+                     double *A, double *seconds, sg_io_error *err);
 
-/* sg_eval_infer + sg_eval_assoc_metrics + timings (batched per sample and
+/* assoc_eval_infer + assoc_eval_assoc_metrics + timings (batched per sample and
  * single-sample median) + parameter count. A (may be NULL) receives A~.
  * 0, or -1 with a message. */
-int sg_eval_model(const sg_gnn *m, const sg_dataset *ds, const sg_eval_opts *o,
-                  const double *es_rate, sg_eval_metrics *out, double *A, char *msg,
-                  size_t msg_len);
+int assoc_eval_model(const assoc_gnn *m, const assoc_dataset *ds, const assoc_eval_opts *o,
+                     const double *es_rate, assoc_eval_metrics *out, double *A, sg_io_error *err);
 
 /* ---- reports ------------------------------------------------------------------------ */
 
 /* Writes a JSON number (null when not finite). */
-void sg_json_number(FILE *f, double v);
+void assoc_json_write_number(FILE *f, double v);
 /* Writes a JSON string literal with escapes. */
-void sg_json_string(FILE *f, const char *s);
+void assoc_json_write_string(FILE *f, const char *s);
 /* The metrics as one JSON object: {"violation_ratio": ..., "rate": ...,
  * "rate_load_balanced": ..., "rate_no_violation": ..., "ratio_to_es": ...,
  * "infer_us": ..., "params": ..., ...}. */
-void sg_eval_metrics_json(FILE *f, const sg_eval_metrics *x);
+void assoc_eval_metrics_json(FILE *f, const assoc_eval_metrics *x);
 
 /* Writes a file atomically: write(f, user) fills a temporary file beside
  * path, which is renamed over path only when write returned 0 and every
  * write succeeded. 0, or -1 with a message in err (path untouched). */
-int sg_write_atomic(const char *path, int (*write)(FILE *f, void *user), void *user,
-                    sg_io_error *err);
+int assoc_write_atomic(const char *path, int (*write)(FILE *f, void *user), void *user,
+                       sg_io_error *err);
 
 /* The paper's Table 1 (MRT rows plus times and counts) for one model;
  * NaN where the paper gives no number. */
-typedef struct sg_paper_row {
+typedef struct assoc_paper_row {
   const char *name;   /* "AttSKGS-GNN", ... */
   double violation;   /* fraction */
   double rate;        /* sum-rate with violations (MRT) */
@@ -131,42 +130,42 @@ typedef struct sg_paper_row {
   double train_hours; /* A100 */
   double infer_ms;
   double params_m; /* millions */
-} sg_paper_row;
+} assoc_paper_row;
 /* The paper's row for variant v. */
-sg_paper_row sg_paper_table1(sg_gnn_variant v);
+assoc_paper_row assoc_paper_table1(assoc_gnn_variant v);
 
 /* One method of an ablation: a model or a baseline. */
-typedef struct sg_ablation_entry {
+typedef struct assoc_ablation_entry {
   const char *name; /* "AttSKGS-GNN", "ES", ... */
   const char *kind; /* "model" or "baseline" */
-  sg_eval_metrics metrics;
+  assoc_eval_metrics metrics;
   double train_seconds; /* NaN for baselines */
   int epochs;           /* 0 for baselines */
-} sg_ablation_entry;
+} assoc_ablation_entry;
 
 /* A generalisation curve (paper Fig. 4): the load-balanced rate (and the
  * no-violation rate) of each method against a varied parameter. */
-typedef struct sg_ablation_curve {
+typedef struct assoc_ablation_curve {
   const char *parameter; /* "K", "pt_dbm", ... */
   int points, methods;
   const double *x;          /* points */
   const char *const *names; /* methods */
   const double *rate_lb;    /* methods x points */
   const double *rate_nv;    /* methods x points (may be NULL) */
-} sg_ablation_curve;
+} assoc_ablation_curve;
 
-typedef struct sg_ablation_report {
+typedef struct assoc_ablation_report {
   const char *config_json; /* a JSON object describing the run (inserted verbatim), or NULL */
-  const sg_ablation_entry *entries;
+  const assoc_ablation_entry *entries;
   int n_entries;
-  const sg_ablation_curve *curves;
+  const assoc_ablation_curve *curves;
   int n_curves;
-} sg_ablation_report;
+} assoc_ablation_report;
 
 /* Writes the report as JSON to f (0, or -1 on a write error). */
-int sg_ablation_json(FILE *f, const sg_ablation_report *r);
+int assoc_ablation_json(FILE *f, const assoc_ablation_report *r);
 /* The same, atomically to path. */
-int sg_ablation_write_json(const char *path, const sg_ablation_report *r, sg_io_error *err);
+int assoc_ablation_write_json(const char *path, const assoc_ablation_report *r, sg_io_error *err);
 
 #ifdef __cplusplus
 }

@@ -8,7 +8,7 @@
  *   |z|^2 split by a diagonal mask into the signal |s_k|^2 and, with the
  *   complementary mask, the interference sum_{l != k} |z_kl|^2 (summed
  *   directly rather than as total - signal, which would cancel). */
-#include "sg_gnn.h"
+#include "assoc_gnn.h"
 
 #include <math.h>
 
@@ -48,12 +48,12 @@ static void sample_couplings(const double *H_re, const double *H_im, int M, int 
     }
 }
 
-int sg_mrt_couplings(sg_graph *g, const double *H_re, const double *H_im, int64_t B, int M, int K,
-                     int N, double pt, double noise, sg_dtype dt, sg_tensor **c_re,
-                     sg_tensor **c_im) {
+int assoc_mrt_couplings(sg_graph *g, const double *H_re, const double *H_im, int64_t B, int M,
+                        int K, int N, double pt, double noise, sg_dtype dt, sg_tensor **c_re,
+                        sg_tensor **c_im) {
   if (!H_re || !H_im || !c_re || !c_im || B < 1 || M < 1 || K < 1 || N < 1 || !(pt >= 0) ||
       !(noise > 0)) {
-    sg_report_error("sg_mrt_couplings", __FILE__, __LINE__,
+    sg_report_error("assoc_mrt_couplings", __FILE__, __LINE__,
                     "bad arguments: B %lld M %d K %d N %d pt %g noise %g (need sizes >= 1, "
                     "pt >= 0, noise > 0, non-NULL arrays)",
                     (long long)B, M, K, N, pt, noise);
@@ -95,7 +95,7 @@ static bool rate_inputs_valid(sg_graph *g, const sg_tensor *A, const sg_tensor *
       A->dtype == c_im->dtype && c_re->shape[0] == A->shape[0] && c_re->shape[1] == A->shape[2] &&
       c_re->shape[2] == A->shape[1] && c_re->shape[3] == A->shape[1] && noise > 0)
     return true;
-  sg_op_error(g, "sg_sum_rate",
+  sg_op_error(g, "assoc_sum_rate",
               "A %s %s and couplings %s %s / %s %s with noise %g: need A [B, K, M], couplings "
               "[B, M, K, K] of one dtype and noise > 0",
               sg_dtype_name(A->dtype), sg_shape_str(A->ndim, A->shape, sa),
@@ -104,8 +104,8 @@ static bool rate_inputs_valid(sg_graph *g, const sg_tensor *A, const sg_tensor *
   return false;
 }
 
-sg_tensor *(sg_sum_rate)(sg_graph *g, sg_tensor *A, sg_tensor *c_re, sg_tensor *c_im,
-                         double noise) {
+sg_tensor *(assoc_sum_rate)(sg_graph *g, sg_tensor *A, sg_tensor *c_re, sg_tensor *c_im,
+                            double noise) {
   if (!A || !c_re || !c_im || !rate_inputs_valid(g, A, c_re, c_im, noise)) return NULL;
   int64_t B = A->shape[0], K = A->shape[1], M = A->shape[2];
   /* a[b,l,m] placed at [b, m, 1, l]: broadcast over the receiving UE k. */
@@ -123,12 +123,12 @@ sg_tensor *(sg_sum_rate)(sg_graph *g, sg_tensor *A, sg_tensor *c_re, sg_tensor *
 
 /* ---- loss ------------------------------------------------------------------------ */
 
-sg_tensor *(sg_assoc_loss)(sg_graph *g, sg_tensor *rate, sg_tensor *A, const double *mu,
-                           double capacity, double delta, double *violation) {
+sg_tensor *(assoc_loss)(sg_graph *g, sg_tensor *rate, sg_tensor *A, const double *mu,
+                        double capacity, double delta, double *violation) {
   if (!rate || !A) return NULL;
   if (rate->ndim != 1 || A->ndim != 3 || rate->shape[0] != A->shape[0] || rate->dtype != A->dtype) {
     char sr[96], sa[96];
-    sg_op_error(g, "sg_assoc_loss", "rate %s %s and A %s %s: need rate [B] and A [B, K, M]",
+    sg_op_error(g, "assoc_loss", "rate %s %s and A %s %s: need rate [B] and A [B, K, M]",
                 sg_dtype_name(rate->dtype), sg_shape_str(rate->ndim, rate->shape, sr),
                 sg_dtype_name(A->dtype), sg_shape_str(A->ndim, A->shape, sa));
     return NULL;

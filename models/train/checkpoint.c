@@ -4,7 +4,7 @@
  * Members:
  *   checkpoint_version           int64 scalar (2; version 1 stored float64
  *                                moments for float32 models)
- *   config.<knob>                the sg_train_config, int64 or float64 scalars
+ *   config.<knob>                the assoc_train_config, int64 or float64 scalars
  *                                (the seed as the int64 with the same bits)
  *   data.S/M/N/K/seed            the training set the run belongs to
  *   feature_scale, epoch, step   scalars
@@ -18,64 +18,57 @@
  * Reading checks every member's presence, dtype, shape and finiteness and
  * that no unknown member is present; a CRC or size error of the archive
  * (corruption, truncation) is caught by the .npz reader. */
+#include "assoc_train.h"
+
 #include <limits.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "sg_train.h"
+#include "models_internal.h"
+#include "train_internal.h"
 
 /* Version 3 added config.sk_balanced; version 2 files (without it) are read
  * as the capacity Sinkhorn. */
 enum { CHECKPOINT_VERSION = 3, OLDEST_VERSION = 2, MEMBER_NAME_MAX = SG_PARAM_NAME_MAX + 16 };
 
-static int fail(sg_io_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int fail(sg_io_error *err, const char *fmt, ...) {
-  if (err) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-    va_end(ap);
-  }
-  return -1;
-}
-
 /* ---- the configuration as a table of scalar members ------------------------ */
 
 typedef enum field_kind { FIELD_INT, FIELD_I64, FIELD_U64, FIELD_F64 } field_kind;
 
+/* A knob's member. Reading checks only that the value fits the knob's C
+ * type; whether it is in range is for the one validation of a
+ * configuration (assoc_train_config_problem). */
 typedef struct field {
   const char *name;
   field_kind kind;
   size_t offset;
-  int64_t lo, hi; /* integer range checked on reading (floats: sg_train_config_check) */
 } field;
 
-#define CFG(member) offsetof(sg_train_config, member)
+#define CFG(member) offsetof(assoc_train_config, member)
 static const field config_fields[] = {
-    {"config.d", FIELD_INT, CFG(d), 1, INT_MAX},
-    {"config.h", FIELD_INT, CFG(h), 1, INT_MAX},
-    {"config.L", FIELD_INT, CFG(L), 1, INT_MAX},
-    {"config.tau", FIELD_F64, CFG(tau), 0, 0},
-    {"config.sk_iters", FIELD_INT, CFG(sk_iters), 1, INT_MAX},
-    {"config.batch", FIELD_I64, CFG(batch), 1, INT64_MAX},
-    {"config.batches_per_epoch", FIELD_I64, CFG(batches_per_epoch), 0, INT64_MAX},
-    {"config.epochs", FIELD_INT, CFG(epochs), 0, INT_MAX},
-    {"config.lr_min", FIELD_F64, CFG(lr_min), 0, 0},
-    {"config.lr_max", FIELD_F64, CFG(lr_max), 0, 0},
-    {"config.t0", FIELD_F64, CFG(t0), 0, 0},
-    {"config.t_mult", FIELD_INT, CFG(t_mult), 1, INT_MAX},
-    {"config.t_mu", FIELD_INT, CFG(t_mu), 1, INT_MAX},
-    {"config.delta", FIELD_F64, CFG(delta), 0, 0},
-    {"config.seed", FIELD_U64, CFG(seed), INT64_MIN, INT64_MAX},
-    {"config.threads", FIELD_INT, CFG(threads), 0, INT_MAX},
-    {"config.feature_scale", FIELD_F64, CFG(feature_scale), 0, 0},
-    {"config.eval_batch", FIELD_I64, CFG(eval_batch), 1, INT64_MAX},
+    {"config.d", FIELD_INT, CFG(d)},
+    {"config.h", FIELD_INT, CFG(h)},
+    {"config.L", FIELD_INT, CFG(L)},
+    {"config.tau", FIELD_F64, CFG(tau)},
+    {"config.sk_iters", FIELD_INT, CFG(sk_iters)},
+    {"config.batch", FIELD_I64, CFG(batch)},
+    {"config.batches_per_epoch", FIELD_I64, CFG(batches_per_epoch)},
+    {"config.epochs", FIELD_INT, CFG(epochs)},
+    {"config.lr_min", FIELD_F64, CFG(lr_min)},
+    {"config.lr_max", FIELD_F64, CFG(lr_max)},
+    {"config.t0", FIELD_F64, CFG(t0)},
+    {"config.t_mult", FIELD_INT, CFG(t_mult)},
+    {"config.t_mu", FIELD_INT, CFG(t_mu)},
+    {"config.delta", FIELD_F64, CFG(delta)},
+    {"config.seed", FIELD_U64, CFG(seed)},
+    {"config.threads", FIELD_INT, CFG(threads)},
+    {"config.feature_scale", FIELD_F64, CFG(feature_scale)},
+    {"config.eval_batch", FIELD_I64, CFG(eval_batch)},
 };
 /* Since version 3. */
-static const field balanced_field = {"config.sk_balanced", FIELD_INT, CFG(sk_balanced), 0, 1};
+static const field balanced_field = {"config.sk_balanced", FIELD_INT, CFG(sk_balanced)};
 #undef CFG
 enum { N_CONFIG_FIELDS = sizeof config_fields / sizeof config_fields[0] };
 
@@ -83,7 +76,7 @@ enum { N_CONFIG_FIELDS = sizeof config_fields / sizeof config_fields[0] };
  * feature_scale, epoch, step; and the arrays mu and rng. */
 enum { N_OTHER_MEMBERS = 3 + 5 + 3 + 2, N_ADAM_SCALARS = 5 /* steps + 4 hyper-parameters */ };
 
-static int write_field(sg_npz_writer *w, const field *f, const sg_train_config *c,
+static int write_field(sg_npz_writer *w, const field *f, const assoc_train_config *c,
                        sg_io_error *err) {
   const char *p = (const char *)c + f->offset;
   switch (f->kind) {
@@ -100,7 +93,7 @@ static int write_field(sg_npz_writer *w, const field *f, const sg_train_config *
 
 /* ---- writing ---------------------------------------------------------------- */
 
-static int write_scalars(sg_npz_writer *w, const sg_checkpoint_state *st, sg_io_error *err) {
+static int write_scalars(sg_npz_writer *w, const assoc_checkpoint_state *st, sg_io_error *err) {
   int rc = sg_npz_add_scalar_i64(w, "checkpoint_version", CHECKPOINT_VERSION, err);
   for (int i = 0; i < N_CONFIG_FIELDS && !rc; i++)
     rc = write_field(w, &config_fields[i], &st->cfg, err);
@@ -118,7 +111,8 @@ static int write_scalars(sg_npz_writer *w, const sg_checkpoint_state *st, sg_io_
   return rc;
 }
 
-static int write_state_arrays(sg_npz_writer *w, const sg_checkpoint_state *st, sg_io_error *err) {
+static int write_state_arrays(sg_npz_writer *w, const assoc_checkpoint_state *st,
+                              sg_io_error *err) {
   sg_array mu = {
       .type = SG_NPY_F64, .ndim = 1, .shape = {st->data_M}, .numel = st->data_M, .data = st->mu};
   int64_t rng_bits[4];
@@ -159,11 +153,11 @@ static int write_adam_scalars(sg_npz_writer *w, const sg_adam *a, sg_io_error *e
   return rc;
 }
 
-int sg_checkpoint_write(const char *path, const sg_checkpoint_state *st, sg_io_error *err) {
+int assoc_checkpoint_write(const char *path, const assoc_checkpoint_state *st, sg_io_error *err) {
   if (!st || !st->model || !st->mu)
-    return fail(err, "%s: nothing to write", path ? path : "(null)");
+    return assoc_fail(err, "%s: nothing to write", path ? path : "(null)");
   if (st->adam && st->adam->n_params != sg_params_count(st->model->params))
-    return fail(err, "%s: the optimiser does not match the model", path);
+    return assoc_fail(err, "%s: the optimiser does not match the model", path);
   sg_npz_writer *w = sg_npz_writer_open(path, false, err);
   if (!w) return -1;
   int rc = write_scalars(w, st, err);
@@ -190,7 +184,8 @@ typedef struct reader {
 static const sg_array *member(const reader *r, const char *name) {
   const sg_array *a = sg_npz_get(r->z, name);
   if (!a)
-    fail(r->err, "%s: not a complete training checkpoint: member '%s' is missing", r->path, name);
+    assoc_fail(r->err, "%s: not a complete training checkpoint: member '%s' is missing", r->path,
+               name);
   return a;
 }
 
@@ -202,8 +197,8 @@ static const char *npy_type_name(sg_npy_type t) {
 static const sg_array *scalar_member(const reader *r, const char *name, sg_npy_type type) {
   const sg_array *a = member(r, name);
   if (a && (a->type != type || a->numel != 1 || a->ndim != 0)) {
-    fail(r->err, "%s: member '%s' is a %s array of %lld elements, expected a %s scalar", r->path,
-         name, npy_type_name(a->type), (long long)a->numel, npy_type_name(type));
+    assoc_fail(r->err, "%s: member '%s' is a %s array of %lld elements, expected a %s scalar",
+               r->path, name, npy_type_name(a->type), (long long)a->numel, npy_type_name(type));
     return NULL;
   }
   return a;
@@ -214,8 +209,8 @@ static int read_i64(const reader *r, const char *name, int64_t lo, int64_t hi, i
   if (!a) return -1;
   memcpy(out, a->data, sizeof *out);
   if (*out < lo || *out > hi)
-    return fail(r->err, "%s: member '%s' = %lld is out of range [%lld, %lld]", r->path, name,
-                (long long)*out, (long long)lo, (long long)hi);
+    return assoc_fail(r->err, "%s: member '%s' = %lld is out of range [%lld, %lld]", r->path, name,
+                      (long long)*out, (long long)lo, (long long)hi);
   return 0;
 }
 
@@ -230,20 +225,20 @@ static int read_f64(const reader *r, const char *name, double *out) {
   const sg_array *a = scalar_member(r, name, SG_NPY_F64);
   if (!a) return -1;
   memcpy(out, a->data, sizeof *out);
-  if (!isfinite(*out)) return fail(r->err, "%s: member '%s' is not finite", r->path, name);
+  if (!isfinite(*out)) return assoc_fail(r->err, "%s: member '%s' is not finite", r->path, name);
   return 0;
 }
 
-static int read_field(const reader *r, const field *f, sg_train_config *c) {
+static int read_field(const reader *r, const field *f, assoc_train_config *c) {
   char *p = (char *)c + f->offset;
   int64_t v;
   switch (f->kind) {
   case FIELD_INT:
-    return read_int(r, f->name, f->lo, f->hi, (int *)p);
+    return read_int(r, f->name, INT_MIN, INT_MAX, (int *)p);
   case FIELD_I64:
-    return read_i64(r, f->name, f->lo, f->hi, (int64_t *)p);
+    return read_i64(r, f->name, INT64_MIN, INT64_MAX, (int64_t *)p);
   case FIELD_U64:
-    if (read_i64(r, f->name, f->lo, f->hi, &v)) return -1;
+    if (read_i64(r, f->name, INT64_MIN, INT64_MAX, &v)) return -1;
     *(uint64_t *)p = (uint64_t)v;
     return 0;
   default:
@@ -251,40 +246,41 @@ static int read_field(const reader *r, const field *f, sg_train_config *c) {
   }
 }
 
-static int read_config(reader *r, sg_train_config *c) {
-  int64_t version, variant, dtype;
+static int read_config(reader *r, assoc_train_config *c) {
+  int64_t version;
+  int variant, dtype;
   if (read_i64(r, "checkpoint_version", INT64_MIN, INT64_MAX, &version)) return -1;
   if (version < OLDEST_VERSION || version > CHECKPOINT_VERSION)
-    return fail(r->err, "%s: checkpoint version %lld, this program reads versions %d to %d",
-                r->path, (long long)version, OLDEST_VERSION, CHECKPOINT_VERSION);
+    return assoc_fail(r->err, "%s: checkpoint version %lld, this program reads versions %d to %d",
+                      r->path, (long long)version, OLDEST_VERSION, CHECKPOINT_VERSION);
   r->version = version;
-  *c = (sg_train_config){0};
+  *c = (assoc_train_config){0};
   for (int i = 0; i < N_CONFIG_FIELDS; i++)
     if (read_field(r, &config_fields[i], c)) return -1;
   if (version >= 3 && read_field(r, &balanced_field, c)) return -1;
-  if (read_i64(r, "config.variant", 0, SG_GNN_VARIANT_COUNT - 1, &variant) ||
-      read_i64(r, "config.dtype", SG_F32, SG_F64, &dtype))
+  if (read_int(r, "config.variant", INT_MIN, INT_MAX, &variant) ||
+      read_int(r, "config.dtype", INT_MIN, INT_MAX, &dtype))
     return -1;
-  c->variant = (sg_gnn_variant)variant, c->dtype = (sg_dtype)dtype;
-  char msg[256];
-  if (sg_train_config_check(c, msg, sizeof msg))
-    return fail(r->err, "%s: bad configuration in the checkpoint: %s", r->path, msg);
+  c->variant = (assoc_gnn_variant)variant, c->dtype = (sg_dtype)dtype;
+  const char *knob, *why = assoc_train_config_problem(c, &knob);
+  if (why)
+    return assoc_fail(r->err, "%s: member 'config.%s' is out of range: %s", r->path, knob, why);
   return 0;
 }
 
-static int read_run_state(const reader *r, sg_checkpoint_state *st) {
+static int read_run_state(const reader *r, assoc_checkpoint_state *st) {
   int64_t seed;
   if (read_i64(r, "data.S", 1, INT64_MAX, &st->data_S) ||
-      read_int(r, "data.M", 1, SG_MAX_BS, &st->data_M) ||
-      read_int(r, "data.N", 1, SG_MAX_ANTENNAS, &st->data_N) ||
-      read_int(r, "data.K", 1, SG_MAX_UES, &st->data_K) ||
+      read_int(r, "data.M", 1, ASSOC_MAX_BS, &st->data_M) ||
+      read_int(r, "data.N", 1, ASSOC_MAX_ANTENNAS, &st->data_N) ||
+      read_int(r, "data.K", 1, ASSOC_MAX_UES, &st->data_K) ||
       read_i64(r, "data.seed", INT64_MIN, INT64_MAX, &seed) ||
       read_f64(r, "feature_scale", &st->feature_scale) ||
       read_int(r, "epoch", 0, INT_MAX, &st->epoch) || read_i64(r, "step", 0, INT64_MAX, &st->step))
     return -1;
   st->data_seed = (uint64_t)seed;
   if (!(st->feature_scale > 0))
-    return fail(r->err, "%s: feature_scale %g is not positive", r->path, st->feature_scale);
+    return assoc_fail(r->err, "%s: feature_scale %g is not positive", r->path, st->feature_scale);
   return 0;
 }
 
@@ -297,28 +293,28 @@ static const sg_array *shaped_member(const reader *r, const char *name, sg_npy_t
   for (int i = 0; ok && i < ndim; i++) ok = a->shape[i] == shape[i];
   if (!ok) {
     char got[96], want[96];
-    fail(r->err, "%s: member '%s' is %s %s, expected %s %s", r->path, name, npy_type_name(a->type),
-         sg_shape_str(a->ndim, a->shape, got), npy_type_name(type),
-         sg_shape_str(ndim, shape, want));
+    assoc_fail(r->err, "%s: member '%s' is %s %s, expected %s %s", r->path, name,
+               npy_type_name(a->type), sg_shape_str(a->ndim, a->shape, got), npy_type_name(type),
+               sg_shape_str(ndim, shape, want));
     return NULL;
   }
   return a;
 }
 
-static int read_mu_rng(const reader *r, sg_checkpoint_state *st) {
+static int read_mu_rng(const reader *r, assoc_checkpoint_state *st) {
   int64_t M = st->data_M, four = 4;
   const sg_array *mu = shaped_member(r, "mu", SG_NPY_F64, 1, &M);
   const sg_array *rng = mu ? shaped_member(r, "rng", SG_NPY_I64, 1, &four) : NULL;
   if (!rng) return -1;
   st->mu = sg_malloc((size_t)M * sizeof *st->mu);
-  if (!st->mu) return fail(r->err, "out of memory");
+  if (!st->mu) return assoc_fail(r->err, "out of memory");
   memcpy(st->mu, mu->data, (size_t)M * sizeof *st->mu);
   for (int64_t m = 0; m < M; m++)
     if (!isfinite(st->mu[m]))
-      return fail(r->err, "%s: mu[%lld] is not finite", r->path, (long long)m);
+      return assoc_fail(r->err, "%s: mu[%lld] is not finite", r->path, (long long)m);
   memcpy(st->rng.s, rng->data, sizeof st->rng.s);
   if (!(st->rng.s[0] | st->rng.s[1] | st->rng.s[2] | st->rng.s[3]))
-    return fail(r->err, "%s: the generator state is all zero", r->path);
+    return assoc_fail(r->err, "%s: the generator state is all zero", r->path);
   return 0;
 }
 
@@ -332,7 +328,8 @@ static int read_tensor(const reader *r, const char *name, sg_tensor *t, bool non
   for (int64_t i = 0; i < t->numel; i++) {
     double v = sg_get(t, i);
     if (!isfinite(v) || (nonneg && v < 0))
-      return fail(r->err, "%s: member '%s' holds %g at index %lld", r->path, name, v, (long long)i);
+      return assoc_fail(r->err, "%s: member '%s' holds %g at index %lld", r->path, name, v,
+                        (long long)i);
   }
   return 0;
 }
@@ -355,7 +352,7 @@ static int read_adam(const reader *r, const sg_params *p, sg_adam *a) {
     return -1;
   memcpy(a->steps, steps->data, (size_t)n * sizeof *a->steps);
   for (int i = 0; i < a->n_params; i++) {
-    if (a->steps[i] < 0) return fail(r->err, "%s: negative Adam step count", r->path);
+    if (a->steps[i] < 0) return assoc_fail(r->err, "%s: negative Adam step count", r->path);
     snprintf(name, sizeof name, "adam.m.%s", sg_params_name(p, i));
     if (read_tensor(r, name, a->m[i], false)) return -1;
     snprintf(name, sizeof name, "adam.v.%s", sg_params_name(p, i));
@@ -371,40 +368,41 @@ static int check_member_count(const reader *r, int n_params) {
                  (has_adam ? 2 * n_params + N_ADAM_SCALARS : 0);
   int count = sg_npz_count(r->z);
   if (count != expected)
-    return fail(r->err,
-                "%s: %d members, expected %d for this model (%d parameters%s): an unknown member "
-                "or a checkpoint of a different model",
-                r->path, count, expected, n_params, has_adam ? " with Adam state" : "");
+    return assoc_fail(
+        r->err,
+        "%s: %d members, expected %d for this model (%d parameters%s): an unknown member "
+        "or a checkpoint of a different model",
+        r->path, count, expected, n_params, has_adam ? " with Adam state" : "");
   return 0;
 }
 
-static int read_model(const reader *r, bool with_adam, sg_checkpoint_state *st) {
-  st->gnn = sg_train_gnn_config(&st->cfg, st->data_N);
-  st->model = sg_gnn_new(&st->gnn, 0); /* initialised, then overwritten */
-  if (!st->model) return fail(r->err, "out of memory");
+static int read_model(const reader *r, bool with_adam, assoc_checkpoint_state *st) {
+  st->gnn = assoc_train_gnn_config(&st->cfg, st->data_N);
+  st->model = assoc_gnn_new(&st->gnn, 0); /* initialised, then overwritten */
+  if (!st->model) return assoc_fail(r->err, "out of memory");
   sg_params *p = st->model->params;
   if (read_params(r, p)) return -1;
   if (with_adam) {
     st->adam = sg_adam_new(sg_params_tensors(p), sg_params_count(p), st->cfg.lr_max);
-    if (!st->adam) return fail(r->err, "out of memory");
+    if (!st->adam) return assoc_fail(r->err, "out of memory");
     if (read_adam(r, p, st->adam)) return -1;
   }
   /* last, so that a missing or malformed member is named above */
   return check_member_count(r, sg_params_count(p));
 }
 
-void sg_checkpoint_state_free(sg_checkpoint_state *st) {
+void assoc_checkpoint_state_free(assoc_checkpoint_state *st) {
   if (!st) return;
   sg_adam_free(st->adam);
-  sg_gnn_free(st->model);
+  assoc_gnn_free(st->model);
   sg_mfree(st->mu);
   st->adam = NULL, st->model = NULL, st->mu = NULL;
 }
 
-int sg_checkpoint_read(const char *path, bool with_adam, sg_checkpoint_state *st,
-                       sg_io_error *err) {
-  *st = (sg_checkpoint_state){0};
-  if (!path) return fail(err, "(null): no checkpoint file given");
+int assoc_checkpoint_read(const char *path, bool with_adam, assoc_checkpoint_state *st,
+                          sg_io_error *err) {
+  *st = (assoc_checkpoint_state){0};
+  if (!path) return assoc_fail(err, "(null): no checkpoint file given");
   sg_npz *z = sg_npz_open(path, err);
   if (!z) return -1;
   reader r = {.z = z, .path = path, .err = err};
@@ -413,29 +411,29 @@ int sg_checkpoint_read(const char *path, bool with_adam, sg_checkpoint_state *st
   if (!rc) rc = read_mu_rng(&r, st);
   if (!rc) rc = read_model(&r, with_adam, st);
   sg_npz_close(z);
-  if (rc) sg_checkpoint_state_free(st);
+  if (rc) assoc_checkpoint_state_free(st);
   return rc;
 }
 
-sg_gnn *sg_checkpoint_load_model(const char *path, double *feature_scale, sg_train_config *cfg_out,
-                                 sg_io_error *err) {
-  sg_checkpoint_state st;
-  if (sg_checkpoint_read(path, false, &st, err)) return NULL;
+assoc_gnn *assoc_checkpoint_load_model(const char *path, double *feature_scale,
+                                       assoc_train_config *cfg_out, sg_io_error *err) {
+  assoc_checkpoint_state st;
+  if (assoc_checkpoint_read(path, false, &st, err)) return NULL;
   if (feature_scale) *feature_scale = st.feature_scale;
   if (cfg_out) *cfg_out = st.cfg;
-  sg_gnn *m = st.model;
+  assoc_gnn *m = st.model;
   st.model = NULL;
-  sg_checkpoint_state_free(&st);
+  assoc_checkpoint_state_free(&st);
   return m;
 }
 
-int sg_checkpoint_read_config(const char *path, sg_train_config *cfg, int *epoch,
-                              sg_io_error *err) {
-  if (!path) return fail(err, "(null): no checkpoint file given");
+int assoc_checkpoint_read_config(const char *path, assoc_train_config *cfg, int *epoch,
+                                 sg_io_error *err) {
+  if (!path) return assoc_fail(err, "(null): no checkpoint file given");
   sg_npz *z = sg_npz_open(path, err);
   if (!z) return -1;
   reader r = {.z = z, .path = path, .err = err};
-  sg_checkpoint_state st = {0};
+  assoc_checkpoint_state st = {0};
   int rc = read_config(&r, &st.cfg);
   if (!rc) rc = read_run_state(&r, &st);
   sg_npz_close(z);

@@ -1,12 +1,12 @@
 /* Scenario generator of docs/system.md: geometry, LOS/NLOS(/outage) link
  * state, 28 GHz path loss with shadowing, multipath ULA channels. Also the
  * data-set container and the model-input features. */
-#include "sg_system.h"
+#include "assoc_wireless.h"
 
 #include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
+
+#include "models_internal.h"
 
 /* Akdeniz et al. 2014, 28 GHz. */
 #define LOS_DECAY_M 67.1
@@ -18,8 +18,8 @@ static const double pl_sigma[2] = {8.7, 5.8};
 
 enum { MAX_PATHS = 255 };
 
-sg_scenario sg_scenario_default(void) {
-  sg_scenario sc = {
+assoc_scenario assoc_scenario_default(void) {
+  assoc_scenario sc = {
       .M = 2,
       .N = 4,
       .K = 8,
@@ -37,42 +37,37 @@ sg_scenario sg_scenario_default(void) {
   return sc;
 }
 
-double sg_scenario_noise_dbm(const sg_scenario *sc) {
+double assoc_scenario_noise_dbm(const assoc_scenario *sc) {
   return sc->noise_dbm_hz + 10.0 * log10(sc->bandwidth_hz) + sc->noise_figure_db;
-}
-
-static int fail(char *msg, size_t len, const char *text) {
-  if (msg && len) snprintf(msg, len, "%s", text);
-  return -1;
 }
 
 static bool in_range(double x, double lo, double hi) {
   return isfinite(x) && x >= lo && x <= hi;
 }
 
-int sg_scenario_check(const sg_scenario *sc, char *msg, size_t len) {
-  if (sc->M < 1 || sc->M > SG_MAX_BS) return fail(msg, len, "number of BSs must be in 1..64");
-  if (sc->N < 1 || sc->N > SG_MAX_ANTENNAS)
-    return fail(msg, len, "antennas per BS must be in 1..1024");
-  if (sc->K < 1 || sc->K > SG_MAX_UES) return fail(msg, len, "number of UEs must be in 1..512");
-  if (!in_range(sc->area_m, 1.0, 1e6)) return fail(msg, len, "area side must be in [1, 1e6] m");
+int assoc_scenario_check(const assoc_scenario *sc, sg_io_error *err) {
+  if (sc->M < 1 || sc->M > ASSOC_MAX_BS) return assoc_fail(err, "number of BSs must be in 1..64");
+  if (sc->N < 1 || sc->N > ASSOC_MAX_ANTENNAS)
+    return assoc_fail(err, "antennas per BS must be in 1..1024");
+  if (sc->K < 1 || sc->K > ASSOC_MAX_UES) return assoc_fail(err, "number of UEs must be in 1..512");
+  if (!in_range(sc->area_m, 1.0, 1e6)) return assoc_fail(err, "area side must be in [1, 1e6] m");
   if (!in_range(sc->bs_height_m, 0.0, 1e4) || !in_range(sc->ue_height_m, 0.0, 1e4))
-    return fail(msg, len, "heights must be in [0, 1e4] m");
+    return assoc_fail(err, "heights must be in [0, 1e4] m");
   if (!in_range(sc->pt_dbm, -100.0, 100.0))
-    return fail(msg, len, "transmit power must be in [-100, 100] dBm");
+    return assoc_fail(err, "transmit power must be in [-100, 100] dBm");
   if (!in_range(sc->noise_dbm_hz, -250.0, 0.0))
-    return fail(msg, len, "noise density must be in [-250, 0] dBm/Hz");
+    return assoc_fail(err, "noise density must be in [-250, 0] dBm/Hz");
   if (!in_range(sc->bandwidth_hz, 1.0, 1e12))
-    return fail(msg, len, "bandwidth must be in [1, 1e12] Hz");
+    return assoc_fail(err, "bandwidth must be in [1, 1e12] Hz");
   if (!in_range(sc->noise_figure_db, 0.0, 100.0))
-    return fail(msg, len, "noise figure must be in [0, 100] dB");
+    return assoc_fail(err, "noise figure must be in [0, 100] dB");
   if (!in_range(sc->path_mean, 1e-6, 50.0))
-    return fail(msg, len, "path-count mean must be in (0, 50]");
-  if (sc->seed >= (UINT64_C(1) << 63)) return fail(msg, len, "seed must be below 2^63");
+    return assoc_fail(err, "path-count mean must be in (0, 50]");
+  if (sc->seed >= (UINT64_C(1) << 63)) return assoc_fail(err, "seed must be below 2^63");
   return 0;
 }
 
-void sg_bs_positions(int M, double area_m, double *xy) {
+void assoc_bs_positions(int M, double area_m, double *xy) {
   int cols = 1;
   while (cols * cols < M) cols++;
   int rows = (M + cols - 1) / cols;
@@ -91,7 +86,7 @@ static uint64_t mix64(uint64_t z) {
   return z ^ (z >> 31);
 }
 
-uint64_t sg_stream_seed(uint64_t seed, uint64_t stream, uint64_t index) {
+uint64_t assoc_stream_seed(uint64_t seed, uint64_t stream, uint64_t index) {
   uint64_t h = mix64(seed + 0x9e3779b97f4a7c15ULL);
   h = mix64(h ^ (stream * 0xd1b54a32d192ed03ULL + 0x632be59bd9b4e019ULL));
   return mix64(h ^ (index + 0x8cb92ba72f3d8dd7ULL));
@@ -99,44 +94,39 @@ uint64_t sg_stream_seed(uint64_t seed, uint64_t stream, uint64_t index) {
 
 /* ---- data-set container -------------------------------------------------------- */
 
-static void *zalloc(int64_t count, size_t size) {
-  if (count <= 0 || (uint64_t)count > SIZE_MAX / size) return NULL;
-  return calloc((size_t)count, size);
-}
-
-int sg_dataset_alloc(sg_dataset *ds, int64_t S, int M, int N, int K) {
+int assoc_dataset_alloc(assoc_dataset *ds, int64_t S, int M, int N, int K) {
   memset(ds, 0, sizeof *ds);
   if (S < 1 || M < 1 || N < 1 || K < 1) return -1;
   int64_t links = S * M * K;
   if (links / S != (int64_t)M * K || links > INT64_MAX / N) return -1;
   ds->S = S, ds->M = M, ds->N = N, ds->K = K;
-  ds->scenario = sg_scenario_default();
-  ds->H_re = zalloc(links * N, sizeof(double));
-  ds->H_im = zalloc(links * N, sizeof(double));
-  ds->bs_pos = zalloc(2 * (int64_t)M, sizeof(double));
-  ds->ue_pos = zalloc(2 * S * K, sizeof(double));
-  ds->pl_db = zalloc(links, sizeof(double));
-  ds->los = zalloc(links, 1);
-  ds->outage = zalloc(links, 1);
-  ds->n_paths = zalloc(links, 1);
+  ds->scenario = assoc_scenario_default();
+  ds->H_re = assoc_zalloc((size_t)(links * N), sizeof(double));
+  ds->H_im = assoc_zalloc((size_t)(links * N), sizeof(double));
+  ds->bs_pos = assoc_zalloc((size_t)(2 * (int64_t)M), sizeof(double));
+  ds->ue_pos = assoc_zalloc((size_t)(2 * S * K), sizeof(double));
+  ds->pl_db = assoc_zalloc((size_t)links, sizeof(double));
+  ds->los = assoc_zalloc((size_t)links, 1);
+  ds->outage = assoc_zalloc((size_t)links, 1);
+  ds->n_paths = assoc_zalloc((size_t)links, 1);
   if (!ds->H_re || !ds->H_im || !ds->bs_pos || !ds->ue_pos || !ds->pl_db || !ds->los ||
       !ds->outage || !ds->n_paths) {
-    sg_dataset_free(ds);
+    assoc_dataset_free(ds);
     return -1;
   }
   return 0;
 }
 
-void sg_dataset_free(sg_dataset *ds) {
+void assoc_dataset_free(assoc_dataset *ds) {
   if (!ds) return;
-  free(ds->H_re);
-  free(ds->H_im);
-  free(ds->bs_pos);
-  free(ds->ue_pos);
-  free(ds->pl_db);
-  free(ds->los);
-  free(ds->outage);
-  free(ds->n_paths);
+  sg_mfree(ds->H_re);
+  sg_mfree(ds->H_im);
+  sg_mfree(ds->bs_pos);
+  sg_mfree(ds->ue_pos);
+  sg_mfree(ds->pl_db);
+  sg_mfree(ds->los);
+  sg_mfree(ds->outage);
+  sg_mfree(ds->n_paths);
   memset(ds, 0, sizeof *ds);
 }
 
@@ -157,7 +147,7 @@ typedef struct link_geometry {
   double angle_rad; /* atan2(y_ue - y_bs, x_ue - x_bs) */
 } link_geometry;
 
-static link_geometry geometry(const sg_scenario *sc, const double *bs, const double *ue) {
+static link_geometry geometry(const assoc_scenario *sc, const double *bs, const double *ue) {
   double dx = ue[0] - bs[0], dy = ue[1] - bs[1], dz = sc->bs_height_m - sc->ue_height_m;
   link_geometry g = {sqrt(dx * dx + dy * dy + dz * dz), atan2(dy, dx)};
   return g;
@@ -177,8 +167,8 @@ static void add_path(int N, double g_re, double g_im, double theta, double *h_re
 }
 
 /* Draws link (m, k): state, path loss, paths; writes h and the record. */
-static void draw_link(const sg_scenario *sc, sg_rng *r, link_geometry g, int64_t link,
-                      sg_dataset *ds) {
+static void draw_link(const assoc_scenario *sc, sg_rng *r, link_geometry g, int64_t link,
+                      assoc_dataset *ds) {
   int N = ds->N;
   double *h_re = ds->H_re + link * N, *h_im = ds->H_im + link * N;
   double p_out = sc->outage ? fmax(0.0, 1.0 - exp(-g.dist_m / OUTAGE_DECAY_M + OUTAGE_OFFSET)) : 0;
@@ -205,9 +195,10 @@ static void draw_link(const sg_scenario *sc, sg_rng *r, link_geometry g, int64_t
   }
 }
 
-void sg_generate_sample(const sg_scenario *sc, int64_t s, sg_dataset *ds) {
+/* One sample into slot s of an allocated ds whose bs_pos is filled. */
+static void generate_sample(const assoc_scenario *sc, int64_t s, assoc_dataset *ds) {
   sg_rng r;
-  sg_rng_seed(&r, sg_stream_seed(sc->seed, 0, (uint64_t)s));
+  sg_rng_seed(&r, assoc_stream_seed(sc->seed, 0, (uint64_t)s));
   int M = ds->M, K = ds->K;
   double *ue = ds->ue_pos + s * K * 2;
   for (int k = 0; k < 2 * K; k++) ue[k] = sc->area_m * sg_rng_uniform(&r);
@@ -218,25 +209,25 @@ void sg_generate_sample(const sg_scenario *sc, int64_t s, sg_dataset *ds) {
     }
 }
 
-int sg_generate(const sg_scenario *sc, int64_t S, sg_dataset *ds, char *msg, size_t len) {
+int assoc_generate(const assoc_scenario *sc, int64_t S, assoc_dataset *ds, sg_io_error *err) {
   memset(ds, 0, sizeof *ds);
-  if (sg_scenario_check(sc, msg, len)) return -1;
-  if (S < 1) return fail(msg, len, "number of samples must be at least 1");
-  if (sg_dataset_alloc(ds, S, sc->M, sc->N, sc->K))
-    return fail(msg, len, "out of memory for the data set");
+  if (assoc_scenario_check(sc, err)) return -1;
+  if (S < 1) return assoc_fail(err, "number of samples must be at least 1");
+  if (assoc_dataset_alloc(ds, S, sc->M, sc->N, sc->K))
+    return assoc_fail(err, "out of memory for the data set");
   ds->pt_dbm = sc->pt_dbm;
-  ds->noise_dbm = sg_scenario_noise_dbm(sc);
+  ds->noise_dbm = assoc_scenario_noise_dbm(sc);
   ds->seed = sc->seed;
   ds->scenario = *sc;
-  sg_bs_positions(sc->M, sc->area_m, ds->bs_pos);
+  assoc_bs_positions(sc->M, sc->area_m, ds->bs_pos);
 #pragma omp parallel for schedule(static)
-  for (int64_t s = 0; s < S; s++) sg_generate_sample(sc, s, ds);
+  for (int64_t s = 0; s < S; s++) generate_sample(sc, s, ds);
   return 0;
 }
 
 /* ---- model-input features -------------------------------------------------------- */
 
-double sg_snr_amplitude(const sg_dataset *ds) {
+double assoc_snr_amplitude(const assoc_dataset *ds) {
   double pt_w = pow(10.0, (ds->pt_dbm - 30.0) / 10.0);
   double noise_w = pow(10.0, (ds->noise_dbm - 30.0) / 10.0);
   return sqrt(pt_w / ds->N / noise_w);
@@ -244,10 +235,10 @@ double sg_snr_amplitude(const sg_dataset *ds) {
 
 /* Fixed blocks summed in parallel, then the block sums added in order: the
  * same value for every thread count (an OpenMP reduction is not). */
-double sg_feature_scale(const sg_dataset *ds) {
+double assoc_feature_scale(const assoc_dataset *ds) {
   enum { BLOCK = 4096 };
   int64_t n = ds->S * ds->M * ds->K * ds->N, n_blocks = (n + BLOCK - 1) / BLOCK;
-  double *partial = malloc((size_t)(n_blocks > 0 ? n_blocks : 1) * sizeof *partial);
+  double *partial = sg_malloc((size_t)(n_blocks > 0 ? n_blocks : 1) * sizeof *partial);
   if (!partial) return 1.0;
 #pragma omp parallel for schedule(static)
   for (int64_t b = 0; b < n_blocks; b++) {
@@ -259,17 +250,17 @@ double sg_feature_scale(const sg_dataset *ds) {
   }
   double sum = 0.0;
   for (int64_t b = 0; b < n_blocks; b++) sum += partial[b];
-  free(partial);
-  double rms = sqrt(sum / (2.0 * (double)n)) * sg_snr_amplitude(ds);
+  sg_mfree(partial);
+  double rms = sqrt(sum / (2.0 * (double)n)) * assoc_snr_amplitude(ds);
   return rms > 0 ? rms : 1.0;
 }
 
 /* Writes the features into f32 or f64 (whichever is not NULL). */
-static void fill_features(const sg_dataset *ds, int64_t start, int64_t count, double scale,
+static void fill_features(const assoc_dataset *ds, int64_t start, int64_t count, double scale,
                           float *f32, double *f64) {
   int N = ds->N;
   int64_t links = count * ds->M * ds->K;
-  double f = sg_snr_amplitude(ds) / scale;
+  double f = assoc_snr_amplitude(ds) / scale;
   const double *re = ds->H_re + start * ds->M * ds->K * N;
   const double *im = ds->H_im + start * ds->M * ds->K * N;
   for (int64_t l = 0; l < links; l++)
@@ -283,13 +274,13 @@ static void fill_features(const sg_dataset *ds, int64_t start, int64_t count, do
     }
 }
 
-void sg_features_fill(const sg_dataset *ds, int64_t start, int64_t count, double scale,
-                      float *out) {
+void assoc_features_fill(const assoc_dataset *ds, int64_t start, int64_t count, double scale,
+                         float *out) {
   fill_features(ds, start, count, scale, out, NULL);
 }
 
-sg_tensor *sg_features(sg_graph *g, const sg_dataset *ds, int64_t start, int64_t count,
-                       double scale, sg_dtype dt) {
+sg_tensor *assoc_features(sg_graph *g, const assoc_dataset *ds, int64_t start, int64_t count,
+                          double scale, sg_dtype dt) {
   if (start < 0 || count < 1 || start + count > ds->S || !(scale > 0)) return NULL;
   int64_t shape[4] = {count, ds->M, ds->K, 2 * ds->N};
   sg_tensor *t = sg_empty(g, dt, 4, shape);

@@ -1,0 +1,177 @@
+/* The reports of an evaluation: JSON values and metrics, atomic file
+ * writes, the paper's Table 1 and the ablation report (docs/ablation.md). */
+#include "assoc_eval.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "models_internal.h"
+
+void assoc_json_write_number(FILE *f, double v) {
+  if (isfinite(v))
+    fprintf(f, "%.10g", v);
+  else
+    fputs("null", f);
+}
+
+void assoc_json_write_string(FILE *f, const char *s) {
+  fputc('"', f);
+  for (; s && *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\')
+      fprintf(f, "\\%c", c);
+    else if (c < 0x20)
+      fprintf(f, "\\u%04x", c);
+    else
+      fputc(c, f);
+  }
+  fputc('"', f);
+}
+
+static void json_field(FILE *f, const char *name, double v, bool last) {
+  fprintf(f, "\"%s\": ", name);
+  assoc_json_write_number(f, v);
+  if (!last) fputs(", ", f);
+}
+
+void assoc_eval_metrics_json(FILE *f, const assoc_eval_metrics *x) {
+  fprintf(f, "{\"samples\": %lld, \"M\": %d, \"N\": %d, \"K\": %d, ", (long long)x->samples, x->M,
+          x->N, x->K);
+  json_field(f, "violation_ratio", x->violation_ratio, false);
+  json_field(f, "rate", x->rate, false);
+  json_field(f, "rate_load_balanced", x->rate_lb, false);
+  json_field(f, "rate_no_violation", x->rate_no_violation, false);
+  json_field(f, "mean_dropped", x->mean_dropped, false);
+  json_field(f, "es_rate", x->es_rate, false);
+  json_field(f, "ratio_to_es", x->ratio_to_es, false);
+  json_field(f, "ratio_no_violation_to_es", x->ratio_nv_to_es, false);
+  json_field(f, "infer_us", x->infer_us, false);
+  json_field(f, "latency_us", x->latency_us, false);
+  fprintf(f, "\"batch\": %d, \"threads\": %d, \"params\": %lld}", x->batch, x->threads,
+          (long long)x->params);
+}
+
+int assoc_write_atomic(const char *path, int (*write)(FILE *f, void *user), void *user,
+                       sg_io_error *err) {
+  size_t len = strlen(path) + sizeof ".tmpXXXXXX";
+  char *tmp = sg_malloc(len);
+  if (!tmp) return assoc_fail(err, "%s: out of memory", path);
+  snprintf(tmp, len, "%s.tmpXXXXXX", path);
+  int fd = mkstemp(tmp);
+  FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+  int rc = f ? write(f, user) : -1;
+  if (f) {
+    if (fflush(f) || ferror(f) || fsync(fileno(f))) rc = -1;
+    if (fclose(f)) rc = -1;
+  } else if (fd >= 0) {
+    close(fd);
+  }
+  int saved = errno;
+  if (!rc && rename(tmp, path)) rc = -1, saved = errno;
+  if (rc && fd >= 0) unlink(tmp);
+  if (rc) assoc_fail(err, "%s: cannot write: %s", path, saved ? strerror(saved) : "write failed");
+  sg_mfree(tmp);
+  return rc;
+}
+
+assoc_paper_row assoc_paper_table1(assoc_gnn_variant v) {
+  /* Paper Table 1 (MRT rows; times on an A100; parameter counts in millions). */
+  static const assoc_paper_row rows[ASSOC_GNN_VARIANT_COUNT] = {
+      [ASSOC_GNN_ATTSKGS] = {"AttSKGS-GNN", 0.162, 6.54, 6.24, 36.98, 70, 45.67},
+      [ASSOC_GNN_SKGS] = {"SKGS-GNN", 0.185, 6.49, 6.01, 31.79, 72, 53.01},
+      [ASSOC_GNN_GS] = {"GS-GNN", 0.942, 9.32, 5.92, 28.92, 71, 53.01},
+      [ASSOC_GNN_SMA] = {"SMA-GNN", 0.723, 5.92, 6.12, 36.41, 84, 53.01},
+  };
+  if ((unsigned)v >= ASSOC_GNN_VARIANT_COUNT)
+    return (assoc_paper_row){"?", NAN, NAN, NAN, NAN, NAN, NAN};
+  return rows[v];
+}
+
+static void json_array(FILE *f, const double *x, int n) {
+  fputc('[', f);
+  for (int i = 0; i < n; i++) {
+    if (i) fputs(", ", f);
+    assoc_json_write_number(f, x[i]);
+  }
+  fputc(']', f);
+}
+
+static void paper_json(FILE *f) {
+  fputs("\"paper_table1\": [", f);
+  for (int v = 0; v < ASSOC_GNN_VARIANT_COUNT; v++) {
+    assoc_paper_row r = assoc_paper_table1((assoc_gnn_variant)v);
+    fprintf(f, "%s\n    {\"name\": ", v ? "," : "");
+    assoc_json_write_string(f, r.name);
+    fputs(", ", f);
+    json_field(f, "violation_ratio", r.violation, false);
+    json_field(f, "rate", r.rate, false);
+    json_field(f, "rate_load_balanced", r.rate_lb, false);
+    json_field(f, "train_hours", r.train_hours, false);
+    json_field(f, "infer_ms", r.infer_ms, false);
+    json_field(f, "params_millions", r.params_m, true);
+    fputc('}', f);
+  }
+  fputs("]", f);
+}
+
+static void entry_json(FILE *f, const assoc_ablation_entry *e) {
+  fputs("{\"name\": ", f);
+  assoc_json_write_string(f, e->name);
+  fputs(", \"kind\": ", f);
+  assoc_json_write_string(f, e->kind);
+  fputs(", ", f);
+  json_field(f, "train_seconds", e->train_seconds, false);
+  fprintf(f, "\"epochs\": %d, \"metrics\": ", e->epochs);
+  assoc_eval_metrics_json(f, &e->metrics);
+  fputc('}', f);
+}
+
+static void curve_json(FILE *f, const assoc_ablation_curve *c) {
+  fputs("{\"parameter\": ", f);
+  assoc_json_write_string(f, c->parameter);
+  fputs(", \"x\": ", f);
+  json_array(f, c->x, c->points);
+  fputs(", \"methods\": [", f);
+  for (int i = 0; i < c->methods; i++) {
+    fprintf(f, "%s\n      {\"name\": ", i ? "," : "");
+    assoc_json_write_string(f, c->names[i]);
+    fputs(", \"rate_load_balanced\": ", f);
+    json_array(f, c->rate_lb + (size_t)i * c->points, c->points);
+    if (c->rate_nv) {
+      fputs(", \"rate_no_violation\": ", f);
+      json_array(f, c->rate_nv + (size_t)i * c->points, c->points);
+    }
+    fputc('}', f);
+  }
+  fputs("]}", f);
+}
+
+int assoc_ablation_json(FILE *f, const assoc_ablation_report *r) {
+  fputs("{\"schema\": \"sinkgrad-ablation-1\",\n  \"config\": ", f);
+  fputs(r->config_json ? r->config_json : "{}", f);
+  fputs(",\n  ", f);
+  paper_json(f);
+  fputs(",\n  \"methods\": [", f);
+  for (int i = 0; i < r->n_entries; i++) {
+    fputs(i ? ",\n    " : "\n    ", f);
+    entry_json(f, &r->entries[i]);
+  }
+  fputs("],\n  \"curves\": [", f);
+  for (int i = 0; i < r->n_curves; i++) {
+    fputs(i ? ",\n    " : "\n    ", f);
+    curve_json(f, &r->curves[i]);
+  }
+  fputs("]}\n", f);
+  return ferror(f) ? -1 : 0;
+}
+
+static int ablation_json_cb(FILE *f, void *user) {
+  return assoc_ablation_json(f, user);
+}
+
+int assoc_ablation_write_json(const char *path, const assoc_ablation_report *r, sg_io_error *err) {
+  return assoc_write_atomic(path, ablation_json_cb, (void *)r, err);
+}

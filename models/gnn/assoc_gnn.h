@@ -1,0 +1,203 @@
+/* The four association GNNs of docs/models.md (AttSKGS-GNN, SKGS-GNN,
+ * GS-GNN, SMA-GNN), their inputs from a data set and batched inference
+ * over one, their evaluation helpers, and the differentiable sum-rate and
+ * loss they train on.
+ *
+ * Layouts: p [B, M, Fp] BS features, q [B, K, Fq] UE features, H [B, M, K, Fe]
+ * edge features (Fe = 2N: real parts then imaginary parts of h_mk). Outputs
+ * are [B, K, M] (UE rows, BS columns). The weights fix d, h, L, Fp, Fq and
+ * Fe only: the same model runs on any M and K. */
+#ifndef ASSOC_GNN_H
+#define ASSOC_GNN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "assoc_wireless.h"
+#include "sg_nn.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- the model ------------------------------------------------------------ */
+
+typedef enum assoc_gnn_variant {
+  ASSOC_GNN_ATTSKGS, /* attention edge update, Gumbel-softmax, capacity Sinkhorn */
+  ASSOC_GNN_SKGS,    /* MLP edge update, Gumbel-softmax, capacity Sinkhorn */
+  ASSOC_GNN_GS,      /* MLP edge update, Gumbel-softmax */
+  ASSOC_GNN_SMA,     /* MLP edge update, softmax */
+  ASSOC_GNN_VARIANT_COUNT
+} assoc_gnn_variant;
+
+const char *assoc_gnn_variant_name(assoc_gnn_variant v); /* "AttSKGS-GNN", ... */
+/* "AttSKGS-GNN" or "AttSKGS" (any case); -1 if unknown. */
+int assoc_gnn_variant_parse(const char *name);
+
+typedef struct assoc_gnn_config {
+  assoc_gnn_variant variant;
+  int d, h, L;    /* embedding width, MLP hidden width, update layers (>= 1) */
+  int fp, fq, fe; /* input widths: BS, UE, edge (2N) features */
+  sg_dtype dtype; /* of the parameters and of every input */
+  double tau;     /* Gumbel-softmax temperature */
+  int sk_iters;   /* Sinkhorn iterations T (exactly T are run) */
+  /* Balanced Sinkhorn (sg_sinkhorn_balanced) instead of the capacity one:
+   * every column step scales each BS's load to N, so the map has no kink
+   * where a load meets its cap; K < M N UEs get M N - K slack rows (uniform
+   * over the BSs, dropped afterwards), K > M N keeps the capacity step
+   * (every column is over its cap there). Off by default (models.md). */
+  bool sk_balanced;
+  double capacity;    /* Sinkhorn column cap: the N of the load constraint */
+  bool concat_inputs; /* materialise every feature concatenation (reference path);
+                         default false: split first Linear, same parameters */
+} assoc_gnn_config;
+
+/* The paper configuration: d 512, h 1024, L 2, Fp = Fq = 1, Fe = 8 (N = 4),
+ * float32, tau 1, T 10, capacity 4. */
+assoc_gnn_config assoc_gnn_config_paper(assoc_gnn_variant v);
+
+typedef struct assoc_gnn_layer {
+  bool node_update; /* false in layer L: its f1..f4 would feed nothing */
+  sg_mlp f1, f2, f3,
+      f4;    /* BS update f2([b, mean_k f1([c, e])]), UE update f4([c, mean_m f3([b, e])]) */
+  sg_mlp f5; /* edge update: MLP(3d, d) on [e, b, c] or MLP(2d, d) on [e, g] */
+  sg_linear_layer wq, wk, wv; /* attention projections (AttSKGS only), no bias */
+  sg_layernorm_layer ln;      /* on the attention output (AttSKGS only) */
+} assoc_gnn_layer;
+
+typedef struct assoc_gnn {
+  assoc_gnn_config cfg;
+  sg_params *params; /* owned; names "mlp_p.0.weight", "layers.1.f5.4.bias", ... */
+  sg_mlp mlp_p, mlp_q, mlp_e, mlp_out;
+  assoc_gnn_layer *layers; /* cfg.L entries */
+} assoc_gnn;
+
+/* Builds and initialises a model (PyTorch's default Linear initialisation,
+ * LayerNorm gain 1 bias 0) from one generator seeded with seed. NULL (after
+ * reporting) on a bad configuration or when out of memory. */
+assoc_gnn *assoc_gnn_new(const assoc_gnn_config *cfg, uint64_t seed);
+void assoc_gnn_free(assoc_gnn *m);
+
+/* Trainable parameter count (every registered scalar). */
+int64_t assoc_gnn_param_count(const assoc_gnn *m);
+/* Prints the count per part (pre-processing, each layer, post-processing)
+ * and the total to f. */
+void assoc_gnn_print_params(const assoc_gnn *m, FILE *f);
+
+typedef enum assoc_gnn_mode {
+  ASSOC_GNN_TRAIN, /* Gumbel noise on (GS, SKGS, AttSKGS) */
+  ASSOC_GNN_EVAL   /* noise off (G = 0) */
+} assoc_gnn_mode;
+
+typedef struct assoc_gnn_output {
+  sg_tensor *logits; /* Ahat [B, K, M] */
+  sg_tensor *assoc;  /* A~ [B, K, M]: softmax, Gumbel-softmax, or Gumbel-softmax + Sinkhorn */
+  sg_sinkhorn_info sinkhorn; /* of the Sinkhorn variants; zeroed otherwise */
+} assoc_gnn_output;
+
+/* The forward pass. In train mode the Gumbel sample is noise [B, K, M] when
+ * given (no gradient; makes the function deterministic), else drawn from
+ * rng; eval mode ignores both. Returns NULL members after reporting a
+ * misuse (shapes, dtypes). */
+assoc_gnn_output(assoc_gnn_forward)(sg_graph *g, const assoc_gnn *m, sg_tensor *p, sg_tensor *q,
+                                    sg_tensor *H, assoc_gnn_mode mode, sg_rng *rng,
+                                    sg_tensor *noise);
+#define assoc_gnn_forward(g, ...) (assoc_gnn_forward)(SG_AT(g), __VA_ARGS__)
+
+/* Eval-mode A~ [B, K, M] of a batch, computed a chunk of samples at a time
+ * on the scratch graph g (reset before each chunk, gradients off during the
+ * call), so that the working memory follows the chunk, not the batch: at
+ * the paper's width a 256-sample batch in one forward holds ~95 MiB of
+ * activations, 32-sample chunks ~15 MiB. The inputs are not tensors of g.
+ * chunk <= 0 picks assoc_gnn_predict_chunk. Each sample's result does not
+ * depend on the chunk size up to float round-off (GEMM blocking). g keeps the last chunk's
+ * tensors (sg_graph_arena_used: one chunk's high-water mark) until reset.
+ * Returns a caller-owned tensor (sg_free), or NULL after reporting a
+ * misuse. */
+sg_tensor *(assoc_gnn_predict)(sg_graph *g, const assoc_gnn *m, const sg_tensor *p,
+                               const sg_tensor *q, const sg_tensor *H, int64_t chunk);
+#define assoc_gnn_predict(g, ...) (assoc_gnn_predict)(SG_AT(g), __VA_ARGS__)
+/* The default chunk: as many samples as keep a chunk's widest activation
+ * (K*M edges times h) within 2 MiB; at least 1. */
+int64_t assoc_gnn_predict_chunk(const assoc_gnn *m, int64_t K, int64_t M);
+
+/* ---- model inputs (models/gnn/inputs.c) ------------------------------------------ */
+
+/* The inputs of a mini-batch, all in g's arena (no heap allocation):
+ * p [B, M, 1] = Pt in dBm / 30, q [B, K, 1] = 1, H [B, M, K, 2N] the scaled
+ * channel features (assoc_features_fill with feature_scale), and, when
+ * couplings is set, the MRT couplings c_re/c_im [B, M, K, K] (divided by the
+ * noise amplitude: use assoc_sum_rate with noise 1). The samples are idx[0..B)
+ * or, with idx NULL, start..start+B-1. 0, or -1 after reporting. */
+typedef struct assoc_gnn_batch {
+  int64_t B;
+  sg_tensor *p, *q, *H;
+  sg_tensor *c_re, *c_im; /* NULL unless requested */
+} assoc_gnn_batch;
+
+int assoc_gnn_batch_make(sg_graph *g, const assoc_dataset *ds, const int64_t *idx, int64_t start,
+                         int64_t B, double feature_scale, sg_dtype dt, bool couplings,
+                         assoc_gnn_batch *out);
+
+/* Eval-mode A~ of the first count samples of ds, as doubles into A
+ * (count x K x M): the inputs of `batch` samples at a time (features over
+ * feature_scale), each batch through assoc_gnn_predict in chunks of `chunk`
+ * samples (0: assoc_gnn_predict_chunk). The wall time of each batch (inputs,
+ * forward and copy) goes to batch_seconds (one entry per batch) and their
+ * sum to *seconds, either may be NULL. 0, or -1 with a message. */
+typedef struct assoc_gnn_infer_opts {
+  double feature_scale; /* the scale the model was trained with (> 0) */
+  int64_t batch;        /* samples per batch of inputs (>= 1) */
+  int64_t chunk;        /* samples per forward within a batch; 0: the default */
+} assoc_gnn_infer_opts;
+
+int assoc_gnn_infer(const assoc_gnn *m, const assoc_dataset *ds, int64_t count,
+                    const assoc_gnn_infer_opts *o, double *A, double *batch_seconds,
+                    double *seconds, sg_io_error *err);
+
+/* ---- evaluation helpers ------------------------------------------------------ */
+
+/* One-hot of each row's argmax (ties: lowest m) of A [B, K, M]; no gradient. */
+sg_tensor *(assoc_one_hot)(sg_graph *g, sg_tensor *A);
+#define assoc_one_hot(g, ...) (assoc_one_hot)(SG_AT(g), __VA_ARGS__)
+/* The integer association: assoc[b*K + k] = argmax_m A[b, k, m] (ties:
+ * lowest m), for a [B, K, M] tensor of any dtype. */
+void assoc_argmax(const sg_tensor *A, int *assoc);
+/* The same for A~ as doubles: `rows` rows of M entries (a [B, K, M] array
+ * has B*K rows). */
+void assoc_argmax_rows(const double *A, int64_t rows, int M, int *assoc);
+
+/* ---- differentiable sum-rate (models/gnn/sumrate.c) -------------------------------- */
+
+/* MRT couplings c[m,k,l] = h_mk^T v_ml with v_ml = sqrt(pt/N) conj(h_ml)/|h_ml|
+ * (a zero channel gives a zero beam), divided by sqrt(noise) so that the
+ * sum-rate is then evaluated with noise power 1. H_re/H_im: [B, M, K, N]
+ * row-major float64; pt: per-BS transmit power, noise: noise power (same
+ * linear unit). Writes c_re, c_im [B, M, K, K] of dtype dt (in g's arena, or
+ * caller-owned when g is NULL), without gradient. 0, or -1 after reporting. */
+int assoc_mrt_couplings(sg_graph *g, const double *H_re, const double *H_im, int64_t B, int M,
+                        int K, int N, double pt, double noise, sg_dtype dt, sg_tensor **c_re,
+                        sg_tensor **c_im);
+
+/* R [B] = sum_k log2(1 + SINR_k) of a fractional association A [B, K, M]:
+ * s_k = sum_m a_km c[m,k,k], z_kl = sum_m a_lm c[m,k,l],
+ * SINR_k = |s_k|^2 / (sum_{l != k} |z_kl|^2 + noise). Differentiable in A
+ * (and in the couplings); built from library ops. */
+sg_tensor *(assoc_sum_rate)(sg_graph *g, sg_tensor *A, sg_tensor *c_re, sg_tensor *c_im,
+                            double noise);
+#define assoc_sum_rate(g, ...) (assoc_sum_rate)(SG_AT(g), __VA_ARGS__)
+
+/* The training loss of models.md (paper eq. (3)), a scalar:
+ *   -mean_b rate_b + sum_m mu_m mean_b ReLU(sum_k a_km - (capacity - delta)).
+ * rate [B] (from assoc_sum_rate), A [B, K, M], mu [M] (NULL: all zero).
+ * violation (M, may be NULL) receives mean_b ReLU(...) per BS, the term of
+ * the dual update (paper eq. (9)). */
+sg_tensor *(assoc_loss)(sg_graph *g, sg_tensor *rate, sg_tensor *A, const double *mu,
+                        double capacity, double delta, double *violation);
+#define assoc_loss(g, ...) (assoc_loss)(SG_AT(g), __VA_ARGS__)
+
+#ifdef __cplusplus
+}
+#endif
+#endif

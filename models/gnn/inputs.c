@@ -1,0 +1,149 @@
+/* The model inputs of a batch of data-set samples, and batched eval-mode
+ * inference over a data set (assoc_gnn.h). Both training (mini-batches and
+ * the per-epoch test metrics) and evaluation build their inputs here. */
+#include "assoc_gnn.h"
+
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#include "models_internal.h"
+
+/* ---- batch inputs ------------------------------------------------------------------- */
+
+static bool batch_args_valid(const sg_graph *g, const assoc_dataset *ds, const int64_t *idx,
+                             int64_t start, int64_t B, double scale) {
+  bool ok = g && ds && B >= 1 && scale > 0 && isfinite(scale);
+  if (ok && !idx) ok = start >= 0 && start + B <= ds->S;
+  for (int64_t b = 0; ok && idx && b < B; b++) ok = idx[b] >= 0 && idx[b] < ds->S;
+  if (!ok)
+    sg_report_error("assoc_gnn_batch_make", __FILE__, __LINE__,
+                    "bad arguments: B %lld, start %lld, scale %g, data set of %lld samples "
+                    "(need B >= 1, samples in range, scale > 0, non-NULL graph and data set)",
+                    (long long)B, (long long)start, scale, ds ? (long long)ds->S : 0LL);
+  return ok;
+}
+
+/* H features of the batch, one sample at a time (samples are contiguous in
+ * the data set, batches need not be). */
+static void fill_features(const assoc_dataset *ds, const int64_t *idx, int64_t start, int64_t B,
+                          double scale, sg_tensor *H) {
+  int64_t per = (int64_t)ds->M * ds->K * 2 * ds->N;
+  if (H->dtype == SG_F32) {
+    float *out = sg_f32(H);
+#pragma omp parallel for if (B * per > 65536) schedule(static)
+    for (int64_t b = 0; b < B; b++)
+      assoc_features_fill(ds, idx ? idx[b] : start + b, 1, scale, out + b * per);
+    return;
+  }
+  /* float64: through a float64 tensor per sample (reference / gradcheck path) */
+  double *out = sg_f64(H);
+  for (int64_t b = 0; b < B; b++) {
+    sg_tensor *one = assoc_features(H->graph, ds, idx ? idx[b] : start + b, 1, scale, SG_F64);
+    memcpy(out + b * per, sg_f64(one), (size_t)per * sizeof(double));
+  }
+}
+
+/* MRT couplings of the batch; non-contiguous samples are gathered into
+ * arena scratch first. */
+static int batch_couplings(sg_graph *g, const assoc_dataset *ds, const int64_t *idx, int64_t start,
+                           int64_t B, sg_dtype dt, assoc_gnn_batch *out) {
+  int64_t per = (int64_t)ds->M * ds->K * ds->N;
+  const double *re = ds->H_re + start * per, *im = ds->H_im + start * per;
+  if (idx) {
+    double *gre = sg_arena_alloc(g, (size_t)(B * per) * sizeof(double));
+    double *gim = sg_arena_alloc(g, (size_t)(B * per) * sizeof(double));
+    if (!gre || !gim) return -1;
+    for (int64_t b = 0; b < B; b++) {
+      memcpy(gre + b * per, ds->H_re + idx[b] * per, (size_t)per * sizeof(double));
+      memcpy(gim + b * per, ds->H_im + idx[b] * per, (size_t)per * sizeof(double));
+    }
+    re = gre, im = gim;
+  }
+  /* powers in mW: only their ratio matters */
+  double pt = pow(10.0, ds->pt_dbm / 10.0), noise = pow(10.0, ds->noise_dbm / 10.0);
+  return assoc_mrt_couplings(g, re, im, B, ds->M, ds->K, ds->N, pt, noise, dt, &out->c_re,
+                             &out->c_im);
+}
+
+int assoc_gnn_batch_make(sg_graph *g, const assoc_dataset *ds, const int64_t *idx, int64_t start,
+                         int64_t B, double feature_scale, sg_dtype dt, bool couplings,
+                         assoc_gnn_batch *out) {
+  *out = (assoc_gnn_batch){.B = B};
+  if (!batch_args_valid(g, ds, idx, start, B, feature_scale)) return -1;
+  int64_t M = ds->M, K = ds->K;
+  out->p = sg_full(g, dt, 3, (int64_t[]){B, M, 1}, ds->pt_dbm / 30.0);
+  out->q = sg_ones(g, dt, 3, (int64_t[]){B, K, 1});
+  out->H = sg_empty(g, dt, 4, (int64_t[]){B, M, K, 2 * ds->N});
+  if (!out->p || !out->q || !out->H) return -1;
+  fill_features(ds, idx, start, B, feature_scale, out->H);
+  if (couplings && batch_couplings(g, ds, idx, start, B, dt, out)) return -1;
+  return 0;
+}
+
+/* ---- batched inference ---------------------------------------------------------------- */
+
+/* The two graphs of an inference: the batch inputs, and the scratch graph
+ * of assoc_gnn_predict (which resets it per chunk). */
+typedef struct infer_graphs {
+  sg_graph *inputs, *scratch;
+} infer_graphs;
+
+static void infer_graphs_free(infer_graphs *e) {
+  sg_graph_free(e->inputs);
+  sg_graph_free(e->scratch);
+}
+
+static int infer_graphs_new(infer_graphs *e) {
+  e->inputs = sg_graph_new();
+  e->scratch = sg_graph_new();
+  if (e->inputs && e->scratch) {
+    sg_set_grad_enabled(e->inputs, false);
+    return 0;
+  }
+  infer_graphs_free(e);
+  *e = (infer_graphs){NULL, NULL};
+  return -1;
+}
+
+/* A~ of samples [start, start+B) into dst (B x K x M); 0 or -1. */
+static int infer_batch(const infer_graphs *e, const assoc_gnn *m, const assoc_dataset *ds,
+                       int64_t start, int64_t B, const assoc_gnn_infer_opts *o, double *dst) {
+  sg_graph_reset(e->inputs);
+  assoc_gnn_batch in;
+  if (assoc_gnn_batch_make(e->inputs, ds, NULL, start, B, o->feature_scale, m->cfg.dtype, false,
+                           &in))
+    return -1;
+  sg_tensor *A = assoc_gnn_predict(e->scratch, m, in.p, in.q, in.H, o->chunk);
+  if (!A) return -1;
+  for (int64_t i = 0; i < A->numel; i++) dst[i] = sg_get(A, i);
+  sg_free(A);
+  return 0;
+}
+
+int assoc_gnn_infer(const assoc_gnn *m, const assoc_dataset *ds, int64_t count,
+                    const assoc_gnn_infer_opts *o, double *A, double *batch_seconds,
+                    double *seconds, sg_io_error *err) {
+  if (!(o->feature_scale > 0) || o->batch < 1)
+    return assoc_fail(err, "feature scale %g must be > 0 and batch %lld >= 1", o->feature_scale,
+                      (long long)o->batch);
+  infer_graphs e;
+  if (infer_graphs_new(&e)) return assoc_fail(err, "out of memory");
+  int64_t KM = (int64_t)ds->K * ds->M;
+  double total = 0.0;
+  int rc = 0;
+  for (int64_t start = 0, b = 0; start < count && !rc; start += o->batch, b++) {
+    int64_t B = count - start < o->batch ? count - start : o->batch;
+    double t0 = omp_get_wtime();
+    rc = infer_batch(&e, m, ds, start, B, o, A + start * KM);
+    double dt = omp_get_wtime() - t0;
+    total += dt;
+    if (batch_seconds) batch_seconds[b] = dt;
+    if (rc)
+      assoc_fail(err, "model forward failed on samples %lld..%lld (reported above)",
+                 (long long)start, (long long)(start + B - 1));
+  }
+  infer_graphs_free(&e);
+  if (seconds) *seconds = total;
+  return rc;
+}

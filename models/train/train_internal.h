@@ -1,0 +1,64 @@
+/* Private to models/train: what its files share and users do not need. */
+#ifndef ASSOC_TRAIN_INTERNAL_H
+#define ASSOC_TRAIN_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "assoc_train.h"
+
+/* ---- configuration (config.c) ----------------------------------------------------- */
+
+/* Why c fails assoc_train_config_check, or NULL when it passes; *knob (when
+ * knob is not NULL) receives the name of the first knob out of range, as in
+ * the checkpoint's "config.<knob>" members. */
+const char *assoc_train_config_problem(const assoc_train_config *c, const char **knob);
+
+/* ---- checkpoints (checkpoint.c) ------------------------------------------------- */
+
+/* Everything a checkpoint holds. Writing borrows every pointer; reading
+ * allocates model, adam (when requested) and mu, owned by the caller
+ * (assoc_checkpoint_state_free). */
+typedef struct assoc_checkpoint_state {
+  assoc_train_config cfg;
+  assoc_gnn_config gnn;
+  int64_t data_S; /* training set the run belongs to */
+  int data_M, data_N, data_K;
+  uint64_t data_seed;
+  double feature_scale;
+  int epoch;    /* completed epochs */
+  int64_t step; /* optimiser steps */
+  double *mu;   /* [data_M] */
+  sg_rng rng;
+  assoc_gnn *model;
+  sg_adam *adam; /* NULL: not written / not read */
+} assoc_checkpoint_state;
+
+int assoc_checkpoint_write(const char *path, const assoc_checkpoint_state *st, sg_io_error *err);
+/* Reads and validates every member; on failure nothing is allocated. */
+int assoc_checkpoint_read(const char *path, bool with_adam, assoc_checkpoint_state *st,
+                          sg_io_error *err);
+void assoc_checkpoint_state_free(assoc_checkpoint_state *st);
+
+/* ---- the trainer's state (trainer.c, used by the loop in run.c) ------------------ */
+
+struct assoc_trainer {
+  assoc_train_config cfg;
+  const assoc_dataset *train, *test;
+  assoc_gnn *model;
+  sg_adam *adam;
+  sg_graph *graph;
+  sg_rng rng;
+  double feature_scale;
+  int M;
+  double *mu, *excess, *excess_sum, *batch_excess; /* [M] each */
+  int64_t *perm;                                   /* [S]: the data order of the epoch */
+  int64_t cursor;                                  /* next unused position in perm */
+  int *assoc;                                      /* [batch * K] scratch */
+  int64_t batches;                                 /* per epoch */
+  int epoch;
+  int64_t step;
+  bool abandoned; /* an epoch was stopped half-way: the state is not an epoch boundary */
+};
+
+#endif

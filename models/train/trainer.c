@@ -1,0 +1,347 @@
+/* The trainer of the association GNNs: the loss of models.md with the dual
+ * update of mu, Adam, the warm-restart cosine schedule stepped per
+ * mini-batch, checkpoints, and the per-epoch test metrics.
+ *
+ * Determinism: a run's only random source is t->rng (data order and Gumbel
+ * noise, drawn sequentially on the calling thread); the ops are bitwise
+ * reproducible for any thread count; so the state after an epoch is a
+ * function of the checkpointed state alone, and a resumed run reproduces an
+ * uninterrupted one bit for bit. */
+#include "assoc_train.h"
+
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#include "models_internal.h"
+#include "train_internal.h"
+
+/* The run's generator is seeded apart from the model's initialisation. */
+static void seed_run_rng(sg_rng *r, uint64_t seed) {
+  sg_rng_seed(r, assoc_stream_seed(seed, UINT64_C(0x747261696e), 0));
+}
+
+static int check_data(const assoc_train_config *c, const assoc_dataset *train,
+                      const assoc_dataset *test, sg_io_error *err) {
+  sg_io_error why;
+  if (assoc_train_config_check(c, &why)) return assoc_fail(err, "bad configuration: %s", why.msg);
+  if (!train || train->S < 1) return assoc_fail(err, "no training data");
+  if (train->M > ASSOC_MAX_BS) return assoc_fail(err, "too many BSs (%d)", train->M);
+  if (train->S < c->batch)
+    return assoc_fail(err, "the training set has %lld samples, fewer than one mini-batch of %lld",
+                      (long long)train->S, (long long)c->batch);
+  if (test && test->N != train->N)
+    return assoc_fail(err, "the test set has N = %d antennas, the training set N = %d", test->N,
+                      train->N);
+  return 0;
+}
+
+/* Graph, scratch arrays, and the sizes derived from the data (model, adam,
+ * mu and rng are set by the caller). */
+static int trainer_setup(assoc_trainer *t, sg_io_error *err) {
+  int64_t S = t->train->S;
+  t->M = t->train->M;
+  t->batches = t->cfg.batches_per_epoch ? t->cfg.batches_per_epoch : S / t->cfg.batch;
+  t->graph = sg_graph_new();
+  size_t m_bytes = (size_t)t->M * sizeof(double);
+  t->excess = sg_malloc(m_bytes), t->excess_sum = sg_malloc(m_bytes);
+  t->batch_excess = sg_malloc(m_bytes);
+  t->perm = sg_malloc((size_t)S * sizeof *t->perm);
+  t->assoc = sg_malloc((size_t)(t->cfg.batch * t->train->K) * sizeof *t->assoc);
+  if (!t->graph || !t->excess || !t->excess_sum || !t->batch_excess || !t->perm || !t->assoc)
+    return assoc_fail(err, "out of memory");
+  memset(t->excess, 0, m_bytes);
+  if (t->cfg.threads > 0) omp_set_num_threads(t->cfg.threads);
+  return 0;
+}
+
+static assoc_trainer *trainer_alloc(const assoc_train_config *c, const assoc_dataset *train,
+                                    const assoc_dataset *test) {
+  assoc_trainer *t = sg_malloc(sizeof *t);
+  if (t) *t = (assoc_trainer){.cfg = *c, .train = train, .test = test};
+  return t;
+}
+
+assoc_trainer *assoc_trainer_new(const assoc_train_config *cfg, const assoc_dataset *train,
+                                 const assoc_dataset *test, sg_io_error *err) {
+  if (check_data(cfg, train, test, err)) return NULL;
+  assoc_trainer *t = trainer_alloc(cfg, train, test);
+  if (!t) return assoc_fail(err, "out of memory"), NULL;
+  if (cfg->threads > 0) omp_set_num_threads(cfg->threads); /* before any parallel work */
+  t->feature_scale = cfg->feature_scale > 0 ? cfg->feature_scale : assoc_feature_scale(train);
+  t->cfg.feature_scale = t->feature_scale;
+  assoc_gnn_config gc = assoc_train_gnn_config(cfg, train->N);
+  t->model = assoc_gnn_new(&gc, cfg->seed);
+  if (t->model)
+    t->adam = sg_adam_new(sg_params_tensors(t->model->params), sg_params_count(t->model->params),
+                          cfg->lr_max);
+  t->mu = sg_malloc((size_t)train->M * sizeof *t->mu);
+  seed_run_rng(&t->rng, cfg->seed);
+  if (!t->model || !t->adam || !t->mu) {
+    assoc_fail(err, "out of memory (model of %s, d %d, h %d)", assoc_gnn_variant_name(cfg->variant),
+               cfg->d, cfg->h);
+    assoc_trainer_free(t);
+    return NULL;
+  }
+  for (int m = 0; m < train->M; m++) t->mu[m] = 0.0;
+  if (trainer_setup(t, err)) {
+    assoc_trainer_free(t);
+    return NULL;
+  }
+  return t;
+}
+
+/* The data set must be the one the checkpoint was trained on. */
+static int check_resume_data(const assoc_checkpoint_state *st, const assoc_dataset *train,
+                             const char *path, sg_io_error *err) {
+  if (train->S != st->data_S || train->M != st->data_M || train->N != st->data_N ||
+      train->K != st->data_K || train->seed != st->data_seed)
+    return assoc_fail(
+        err,
+        "%s: the checkpoint was trained on a data set of S=%lld M=%d N=%d K=%d seed %llu, "
+        "this one has S=%lld M=%d N=%d K=%d seed %llu",
+        path, (long long)st->data_S, st->data_M, st->data_N, st->data_K,
+        (unsigned long long)st->data_seed, (long long)train->S, train->M, train->N, train->K,
+        (unsigned long long)train->seed);
+  return 0;
+}
+
+assoc_trainer *assoc_trainer_resume(const char *checkpoint, const assoc_train_config *override,
+                                    const assoc_dataset *train, const assoc_dataset *test,
+                                    sg_io_error *err) {
+  if (!train) return assoc_fail(err, "no training data"), NULL;
+  assoc_checkpoint_state st;
+  if (assoc_checkpoint_read(checkpoint, true, &st, err)) return NULL;
+  assoc_train_config c = st.cfg;
+  if (override) c.epochs = override->epochs, c.threads = override->threads;
+  if (override) c.eval_batch = override->eval_batch;
+  if (check_resume_data(&st, train, checkpoint, err) || check_data(&c, train, test, err)) {
+    assoc_checkpoint_state_free(&st);
+    return NULL;
+  }
+  assoc_trainer *t = trainer_alloc(&c, train, test);
+  if (!t) {
+    assoc_checkpoint_state_free(&st);
+    return assoc_fail(err, "out of memory"), NULL;
+  }
+  t->model = st.model, t->adam = st.adam, t->mu = st.mu;
+  t->rng = st.rng, t->epoch = st.epoch, t->step = st.step;
+  t->feature_scale = st.feature_scale;
+  if (trainer_setup(t, err)) {
+    assoc_trainer_free(t);
+    return NULL;
+  }
+  return t;
+}
+
+void assoc_trainer_free(assoc_trainer *t) {
+  if (!t) return;
+  sg_adam_free(t->adam);
+  assoc_gnn_free(t->model);
+  sg_graph_free(t->graph);
+  sg_mfree(t->mu), sg_mfree(t->excess), sg_mfree(t->excess_sum), sg_mfree(t->batch_excess);
+  sg_mfree(t->perm), sg_mfree(t->assoc);
+  sg_mfree(t);
+}
+
+int assoc_trainer_epoch(const assoc_trainer *t) {
+  return t->epoch;
+}
+int64_t assoc_trainer_step(const assoc_trainer *t) {
+  return t->step;
+}
+const assoc_gnn *assoc_trainer_model(const assoc_trainer *t) {
+  return t->model;
+}
+double assoc_trainer_feature_scale(const assoc_trainer *t) {
+  return t->feature_scale;
+}
+const double *assoc_trainer_mu(const assoc_trainer *t) {
+  return t->mu;
+}
+
+/* ---- one epoch ------------------------------------------------------------------ */
+
+static void reset_order(assoc_trainer *t) {
+  for (int64_t i = 0; i < t->train->S; i++) t->perm[i] = i;
+  t->cursor = 0;
+}
+
+/* The next mini-batch: the next B positions of a Fisher-Yates shuffle drawn
+ * lazily from the run's generator; a new pass starts when fewer than B
+ * samples are left. */
+static const int64_t *next_batch(assoc_trainer *t) {
+  int64_t S = t->train->S, B = t->cfg.batch;
+  if (t->cursor + B > S) reset_order(t);
+  for (int64_t i = t->cursor; i < t->cursor + B; i++) {
+    int64_t j = i + (int64_t)sg_rng_below(&t->rng, (uint64_t)(S - i));
+    int64_t tmp = t->perm[i];
+    t->perm[i] = t->perm[j], t->perm[j] = tmp;
+  }
+  t->cursor += B;
+  return t->perm + t->cursor - B;
+}
+
+/* Samples of A [B, K, M] whose row argmax puts more than N UEs on some BS. */
+static int64_t count_violations(const sg_tensor *A, int N, int *assoc) {
+  int64_t B = A->shape[0], K = A->shape[1], count = 0;
+  assoc_argmax(A, assoc);
+  for (int64_t b = 0; b < B; b++) {
+    int load[ASSOC_MAX_BS] = {0};
+    bool over = false;
+    for (int64_t k = 0; k < K; k++) over |= ++load[assoc[b * K + k]] > N;
+    count += over;
+  }
+  return count;
+}
+
+typedef struct step_result {
+  double loss, rate_sum;
+  int64_t violations;
+  int64_t near_kink; /* samples whose Sinkhorn decisions came within round-off of the kink */
+} step_result;
+
+/* One optimiser step on the next mini-batch at learning rate lr. */
+static int train_step(assoc_trainer *t, double lr, step_result *r, sg_io_error *err) {
+  const assoc_train_config *c = &t->cfg;
+  sg_graph *g = t->graph;
+  const int64_t *idx = next_batch(t);
+  sg_graph_reset(g);
+  sg_params_zero_grad(sg_params_tensors(t->model->params), sg_params_count(t->model->params));
+  assoc_gnn_batch in;
+  if (assoc_gnn_batch_make(g, t->train, idx, 0, c->batch, t->feature_scale, c->dtype, true, &in))
+    return assoc_fail(err, "could not build mini-batch inputs");
+  assoc_gnn_output o =
+      assoc_gnn_forward(g, t->model, in.p, in.q, in.H, ASSOC_GNN_TRAIN, &t->rng, NULL);
+  sg_tensor *rate = assoc_sum_rate(g, o.assoc, in.c_re, in.c_im, 1.0);
+  sg_tensor *loss =
+      assoc_loss(g, rate, o.assoc, t->mu, t->model->cfg.capacity, c->delta, t->batch_excess);
+  if (!loss) return assoc_fail(err, "the forward pass failed at step %lld", (long long)t->step + 1);
+  r->loss = sg_get(loss, 0);
+  if (!isfinite(r->loss))
+    return assoc_fail(err, "non-finite loss (%g) at epoch %d, step %lld: lower --lr-max?", r->loss,
+                      t->epoch + 1, (long long)t->step + 1);
+  r->rate_sum = 0;
+  for (int64_t b = 0; b < c->batch; b++) r->rate_sum += sg_get(rate, b);
+  r->violations = count_violations(o.assoc, t->train->N, t->assoc);
+  r->near_kink = o.sinkhorn.near_kink;
+  sg_backward(g, loss);
+  t->adam->lr = lr;
+  sg_adam_step(t->adam);
+  t->step++;
+  return 0;
+}
+
+static void finish_epoch(assoc_trainer *t, assoc_epoch_stats *out, int64_t samples) {
+  t->epoch++;
+  out->excess_mean = 0;
+  for (int m = 0; m < t->M; m++) {
+    t->excess[m] = t->excess_sum[m] / (double)samples;
+    out->excess_mean += t->excess[m];
+  }
+  out->dual_updated = t->epoch % t->cfg.t_mu == 0; /* paper eq. (9) */
+  if (out->dual_updated)
+    for (int m = 0; m < t->M; m++) t->mu[m] += t->excess[m];
+  out->epoch = t->epoch, out->step = t->step, out->samples = samples;
+  out->excess = t->excess, out->mu = t->mu;
+}
+
+int assoc_trainer_run_epoch(assoc_trainer *t, assoc_epoch_stats *out, assoc_step_fn step_fn,
+                            void *user, volatile sig_atomic_t *stop, sg_io_error *err) {
+  if (t->abandoned)
+    return assoc_fail(err,
+                      "the trainer's last epoch was stopped half-way; resume from a checkpoint");
+  const assoc_train_config *c = &t->cfg;
+  sg_cosine_restarts sched = {c->t0, c->t_mult, c->lr_min, c->lr_max};
+  assoc_epoch_stats st = {0};
+  double loss_sum = 0, rate_sum = 0, start = omp_get_wtime();
+  int64_t violations = 0, near_kink = 0;
+  for (int m = 0; m < t->M; m++) t->excess_sum[m] = 0;
+  reset_order(t);
+  for (int64_t b = 0; b < t->batches; b++) {
+    if (stop && *stop) return t->abandoned = true, 1;
+    st.lr = sg_cosine_restarts_lr(&sched, t->epoch + (double)b / (double)t->batches);
+    step_result r = {0};
+    if (train_step(t, st.lr, &r, err)) return t->abandoned = true, -1;
+    loss_sum += r.loss, rate_sum += r.rate_sum, violations += r.violations;
+    near_kink += r.near_kink;
+    for (int m = 0; m < t->M; m++) t->excess_sum[m] += t->batch_excess[m] * (double)c->batch;
+    if (step_fn) {
+      assoc_step_info info = {t->epoch + 1,
+                              b + 1,
+                              t->batches,
+                              t->step,
+                              r.loss,
+                              r.rate_sum / (double)c->batch,
+                              (double)r.violations / (double)c->batch,
+                              st.lr,
+                              omp_get_wtime() - start};
+      step_fn(user, &info);
+    }
+  }
+  int64_t samples = t->batches * c->batch;
+  st.seconds = omp_get_wtime() - start;
+  st.loss = loss_sum / (double)t->batches;
+  st.train_rate = rate_sum / (double)samples;
+  st.violation_ratio = (double)violations / (double)samples;
+  st.sinkhorn_near_kink = (double)near_kink / (double)samples;
+  finish_epoch(t, &st, samples);
+  if (t->test) {
+    if (assoc_gnn_evaluate(t->model, t->test, t->feature_scale, c->eval_batch, 0, &st.test, err))
+      return -1;
+    st.has_test = true;
+  }
+  if (out) *out = st;
+  return 0;
+}
+
+int assoc_trainer_save(const assoc_trainer *t, const char *path, sg_io_error *err) {
+  if (t->abandoned)
+    return assoc_fail(err, "%s: not written: the trainer stopped in the middle of an epoch", path);
+  assoc_checkpoint_state st = {.cfg = t->cfg,
+                               .gnn = t->model->cfg,
+                               .data_S = t->train->S,
+                               .data_M = t->train->M,
+                               .data_N = t->train->N,
+                               .data_K = t->train->K,
+                               .data_seed = t->train->seed,
+                               .feature_scale = t->feature_scale,
+                               .epoch = t->epoch,
+                               .step = t->step,
+                               .mu = t->mu,
+                               .rng = t->rng,
+                               .model = t->model,
+                               .adam = t->adam};
+  return assoc_checkpoint_write(path, &st, err);
+}
+
+/* ---- test metrics ------------------------------------------------------------------ */
+
+int assoc_gnn_evaluate(const assoc_gnn *m, const assoc_dataset *ds, double feature_scale,
+                       int64_t eval_batch, int64_t limit, assoc_metrics *out, sg_io_error *err) {
+  if (!m || !ds || !out || eval_batch < 1 || !(feature_scale > 0))
+    return assoc_fail(err, "assoc_gnn_evaluate: bad arguments (need a model, a data set, "
+                           "eval_batch >= 1, feature scale > 0)");
+  if (2 * ds->N != m->cfg.fe)
+    return assoc_fail(err, "the data set has N = %d antennas but the model was built for N = %d",
+                      ds->N, m->cfg.fe / 2);
+  int64_t S = limit > 0 && limit < ds->S ? limit : ds->S;
+  int *assoc = sg_malloc((size_t)(S * ds->K) * sizeof *assoc);
+  double *score = sg_malloc((size_t)(S * ds->K * ds->M) * sizeof *score);
+  /* One forward per mini-batch (chunk = batch), as the test metrics of
+   * every run so far were computed. */
+  assoc_gnn_infer_opts o = {
+      .feature_scale = feature_scale, .batch = eval_batch, .chunk = eval_batch};
+  double seconds = 0;
+  int rc = assoc && score ? 0 : assoc_fail(err, "out of memory");
+  if (!rc) rc = assoc_gnn_infer(m, ds, S, &o, score, NULL, &seconds, err);
+  if (!rc) assoc_argmax_rows(score, S * ds->K, ds->M, assoc);
+  assoc_dataset view = *ds;
+  view.S = S; /* samples are contiguous: a prefix view */
+  if (!rc &&
+      assoc_metrics_compute(&view, assoc, score, NULL, 1e3 * seconds / (double)S, out, NULL, NULL))
+    rc = assoc_fail(err, "out of memory");
+  sg_mfree(assoc);
+  sg_mfree(score);
+  return rc;
+}
