@@ -4,7 +4,7 @@ bench/run collects in a work directory into results.json and RESULTS.md.
 
 Every row: name, ours, torch, unit, ratio (above 1: sinkgrad is better;
 torch/ours for times and memory, ours/torch for throughputs) and, where
-issue 6 sets one, the target ratio and whether it is met.
+a target exists, the target ratio and whether it is met.
 
 Usage: compare.py WORKDIR --out DIR [--load-before X --load-after Y
        --seconds S --steps N --reps N]
@@ -23,7 +23,7 @@ WIDTHS = {
     "paper": "paper (d 512, h 1024, batch 32)",
 }
 VARIANTS = {"attskgs": "AttSKGS-GNN", "skgs": "SKGS-GNN"}
-# issue 6 targets: (kind, width) -> minimum ratio
+# the targets: (kind, width) -> minimum ratio
 TARGETS = {
     ("train", "small"): 2.0, ("train", "medium"): 2.0, ("train", "paper"): 1.2,
     ("infer1", "small"): 5.0, ("infer1", "paper"): 1.5,
@@ -278,7 +278,7 @@ def markdown(res):
               "them are in results.json, with the quartiles of every timing. On a shared machine "
               "repeated runs differ: compare runs before trusting a ratio near its target." % (
                   c_n, c_name, t_n, t_name), ""]
-    L += ["## Targets (issue 6)", "", "| target | row | ratio | met |", "|---|---|---|---|"]
+    L += ["## Targets", "", "| target | row | ratio | met |", "|---|---|---|---|"]
     for r in res["rows"]:
         if "target" in r:
             L.append("| >= %gx | %s | %s | %s |" % (r["target"], r["name"], fmt(r["ratio"]),
