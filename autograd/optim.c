@@ -1,8 +1,7 @@
-/* Optimisers. Moments are kept in float64 whatever the parameter dtype, so
- * a float32 model's optimiser state loses nothing to round-off. */
+/* Optimisers: Adam, in the parameter's dtype as torch.optim.Adam. */
+#include "sg_dispatch.h"
 #include "sg_optim.h"
 
-#include <math.h>
 #include <string.h>
 
 sg_adam *sg_adam_new(sg_tensor *const *params, int n_params, double lr) {
@@ -50,29 +49,13 @@ void sg_adam_free(sg_adam *o) {
  * root and the division, which bound the loop. The settings are copied to
  * locals of type T and the arrays marked restrict so that the loop
  * vectorises (through o-> the compiler must assume m and v alias them). */
-#define ADAM_ELEMENT(T, SQRT)                                                                      \
+#define ADAM_ELEMENT(T)                                                                            \
   do {                                                                                             \
     T gj = wd != 0 ? gd[j] + twd * pd[j] : gd[j];                                                  \
     T mj = tb1 * m[j] + tc1 * gj, vj = tb2 * v[j] + tc2 * gj * gj;                                 \
     m[j] = mj;                                                                                     \
     v[j] = vj;                                                                                     \
-    pd[j] -= tstep * (mj / (SQRT(vj) / tsqrt_bc2 + teps));                                         \
-  } while (0)
-
-/* Threads only for large tensors: even an if(false) parallel region costs
- * ~0.3 us, and a model has dozens of small parameters. */
-#define ADAM_LOOP(T, SQRT)                                                                         \
-  do {                                                                                             \
-    T *restrict pd = p->data, *restrict m = mt->data, *restrict v = vt->data;                      \
-    const T *restrict gd = p->grad->data;                                                          \
-    const T tb1 = (T)b1, tb2 = (T)b2, tc1 = (T)(1 - b1), tc2 = (T)(1 - b2), twd = (T)wd,           \
-            teps = (T)eps, tstep = (T)step_size, tsqrt_bc2 = (T)sqrt_bc2;                          \
-    if (n > 65536) {                                                                               \
-      _Pragma("omp parallel for simd schedule(static)") for (int64_t j = 0; j < n; j++)            \
-          ADAM_ELEMENT(T, SQRT);                                                                   \
-    } else {                                                                                       \
-      _Pragma("omp simd") for (int64_t j = 0; j < n; j++) ADAM_ELEMENT(T, SQRT);                   \
-    }                                                                                              \
+    pd[j] -= tstep * (mj / (sqrt(vj) / tsqrt_bc2 + teps));                                         \
   } while (0)
 
 static void adam_update(const sg_adam *o, sg_tensor *p, sg_tensor *mt, sg_tensor *vt,
@@ -81,10 +64,20 @@ static void adam_update(const sg_adam *o, sg_tensor *p, sg_tensor *mt, sg_tensor
   double bc1 = 1 - pow(b1, (double)step), bc2 = 1 - pow(b2, (double)step);
   double step_size = o->lr / bc1, sqrt_bc2 = sqrt(bc2);
   int64_t n = p->numel;
-  if (p->dtype == SG_F32)
-    ADAM_LOOP(float, sqrtf);
-  else
-    ADAM_LOOP(double, sqrt);
+  SG_DISPATCH(p->dtype, T, {
+    T *restrict pd = p->data, *restrict m = mt->data, *restrict v = vt->data;
+    const T *restrict gd = p->grad->data;
+    const T tb1 = (T)b1, tb2 = (T)b2, tc1 = (T)(1 - b1), tc2 = (T)(1 - b2), twd = (T)wd,
+            teps = (T)eps, tstep = (T)step_size, tsqrt_bc2 = (T)sqrt_bc2;
+    /* Threads only for large tensors: even an if(false) parallel region
+     * costs ~0.3 us, and a model has dozens of small parameters. */
+    if (n > 65536) {
+      _Pragma("omp parallel for simd schedule(static)") for (int64_t j = 0; j < n; j++)
+          ADAM_ELEMENT(T);
+    } else {
+      _Pragma("omp simd") for (int64_t j = 0; j < n; j++) ADAM_ELEMENT(T);
+    }
+  });
 }
 
 void sg_adam_step(sg_adam *o) {
