@@ -29,19 +29,9 @@ static bool batch_args_valid(const sg_graph *g, const assoc_dataset *ds, const i
 static void fill_features(const assoc_dataset *ds, const int64_t *idx, int64_t start, int64_t B,
                           double scale, sg_tensor *H) {
   int64_t per = (int64_t)ds->M * ds->K * 2 * ds->N;
-  if (H->dtype == SG_F32) {
-    float *out = sg_f32(H);
 #pragma omp parallel for if (B * per > 65536) schedule(static)
-    for (int64_t b = 0; b < B; b++)
-      assoc_features_fill(ds, idx ? idx[b] : start + b, 1, scale, out + b * per);
-    return;
-  }
-  /* float64: through a float64 tensor per sample (reference / gradcheck path) */
-  double *out = sg_f64(H);
-  for (int64_t b = 0; b < B; b++) {
-    sg_tensor *one = assoc_features(H->graph, ds, idx ? idx[b] : start + b, 1, scale, SG_F64);
-    memcpy(out + b * per, sg_f64(one), (size_t)per * sizeof(double));
-  }
+  for (int64_t b = 0; b < B; b++)
+    assoc_features_fill(ds, idx ? idx[b] : start + b, 1, scale, H, b * per);
 }
 
 /* MRT couplings of the batch; non-contiguous samples are gathered into

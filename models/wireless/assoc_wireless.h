@@ -98,9 +98,11 @@ double assoc_snr_amplitude(const assoc_dataset *ds);
  * imaginary parts): the default normalisation scale of the H features. */
 double assoc_feature_scale(const assoc_dataset *ds);
 /* H features of samples [start, start+count): count x M x K x 2N, real parts
- * then imaginary parts of h_mk sqrt(P_t/N) / sigma / scale. */
+ * then imaginary parts of h_mk sqrt(P_t/N) / sigma / scale, written from
+ * element `at` of out (float32 or float64: the same arithmetic in double,
+ * rounded once to out's dtype). */
 void assoc_features_fill(const assoc_dataset *ds, int64_t start, int64_t count, double scale,
-                         float *out);
+                         sg_tensor *out, int64_t at);
 /* The same as a new tensor (g NULL: caller-owned) of dtype dt. */
 sg_tensor *assoc_features(sg_graph *g, const assoc_dataset *ds, int64_t start, int64_t count,
                           double scale, sg_dtype dt);

@@ -275,8 +275,10 @@ static void fill_features(const assoc_dataset *ds, int64_t start, int64_t count,
 }
 
 void assoc_features_fill(const assoc_dataset *ds, int64_t start, int64_t count, double scale,
-                         float *out) {
-  fill_features(ds, start, count, scale, out, NULL);
+                         sg_tensor *out, int64_t at) {
+  float *f32 = sg_f32(out);
+  double *f64 = sg_f64(out);
+  fill_features(ds, start, count, scale, f32 ? f32 + at : NULL, f64 ? f64 + at : NULL);
 }
 
 sg_tensor *assoc_features(sg_graph *g, const assoc_dataset *ds, int64_t start, int64_t count,
@@ -284,6 +286,6 @@ sg_tensor *assoc_features(sg_graph *g, const assoc_dataset *ds, int64_t start, i
   if (start < 0 || count < 1 || start + count > ds->S || !(scale > 0)) return NULL;
   int64_t shape[4] = {count, ds->M, ds->K, 2 * ds->N};
   sg_tensor *t = sg_empty(g, dt, 4, shape);
-  if (t) fill_features(ds, start, count, scale, sg_f32(t), sg_f64(t));
+  if (t) assoc_features_fill(ds, start, count, scale, t, 0);
   return t;
 }
