@@ -47,14 +47,11 @@ enum {
     for (int64_t i = 0; i < n; i++) y[i] = a * x[i];                                               \
   }
 
-DEFINE_HELPERS(float, f32)
-DEFINE_HELPERS(double, f64)
+SG_FOR_BOTH_TYPES(DEFINE_HELPERS)
 
-#define TYPED(name, p)                                                                             \
-  _Generic((p), float * : name##_f32, const float * : name##_f32, default : name##_f64)
-#define DOT(a, b, n) TYPED(dot, a)(a, b, n)
-#define AXPY(y, a, x, n) TYPED(axpy, y)(y, a, x, n)
-#define SCALE_COPY(y, a, x, n) TYPED(scale_copy, y)(y, a, x, n)
+#define DOT(a, b, n) SG_TYPED(dot, a)(a, b, n)
+#define AXPY(y, a, x, n) SG_TYPED(axpy, y)(y, a, x, n)
+#define SCALE_COPY(y, a, x, n) SG_TYPED(scale_copy, y)(y, a, x, n)
 
 /* Sizes and the batch broadcast, saved for the backward with P. */
 typedef struct attn_plan {

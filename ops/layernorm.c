@@ -153,17 +153,14 @@ static double lane_total_f64(vec_f64 v) {
       for (int64_t j = 0; j < n; j++) pb[j] += go[j];                                              \
   }
 
-DEFINE_ROW_HELPERS(float, f32)
-DEFINE_ROW_HELPERS(double, f64)
+SG_FOR_BOTH_TYPES(DEFINE_ROW_HELPERS)
 
-#define TYPED(name, p)                                                                             \
-  _Generic((p), float * : name##_f32, const float * : name##_f32, default : name##_f64)
-#define ROW_SUM_DEV(x, p, n) TYPED(row_sum_dev, x)(x, p, n)
-#define ROW_SQ_DEV(x, p, o, n) TYPED(row_sq_dev, x)(x, p, o, n)
+#define ROW_SUM_DEV(x, p, n) SG_TYPED(row_sum_dev, x)(x, p, n)
+#define ROW_SQ_DEV(x, p, o, n) SG_TYPED(row_sq_dev, x)(x, p, o, n)
 #define ROW_GRAD_SUMS(go, gain, x, p, o, n, a, b)                                                  \
-  TYPED(row_grad_sums, go)(go, gain, x, p, o, n, a, b)
+  SG_TYPED(row_grad_sums, go)(go, gain, x, p, o, n, a, b)
 #define ROW_BACKWARD(gx, acc, pg, pb, go, x, gain, p, o, r, a, b, n)                               \
-  TYPED(row_backward, go)(gx, acc, pg, pb, go, x, gain, p, o, r, a, b, n)
+  SG_TYPED(row_backward, go)(gx, acc, pg, pb, go, x, gain, p, o, r, a, b, n)
 
 static int64_t min64(int64_t a, int64_t b) {
   return a < b ? a : b;

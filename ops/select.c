@@ -32,8 +32,8 @@ enum { ARGMAX_COLS = 256, ARGMAX_BLOCK = 256 };
 /* A contiguous row: the maximum of each block comes from a branch-free
  * loop, and the row is searched only in a block whose maximum beats the
  * best so far. */
-#define DEFINE_ARGMAX_ROW(T, NAME)                                                                 \
-  static int64_t NAME(const T *x, int64_t len) {                                                   \
+#define DEFINE_ARGMAX_ROW(T, S)                                                                    \
+  static int64_t argmax_row_##S(const T *x, int64_t len) {                                         \
     int64_t best = 0;                                                                              \
     T best_v = x[0];                                                                               \
     for (int64_t k0 = 0; k0 < len; k0 += ARGMAX_BLOCK) {                                           \
@@ -54,8 +54,7 @@ enum { ARGMAX_COLS = 256, ARGMAX_BLOCK = 256 };
     }                                                                                              \
     return best;                                                                                   \
   }
-DEFINE_ARGMAX_ROW(float, argmax_row_f32)
-DEFINE_ARGMAX_ROW(double, argmax_row_f64)
+SG_FOR_BOTH_TYPES(DEFINE_ARGMAX_ROW)
 
 /* Columns [i0, i1) of a [len, inner] block: a running best per column,
  * walking the rows in order so the reads are contiguous. */

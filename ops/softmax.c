@@ -76,16 +76,13 @@ enum {
     return s;                                                                                      \
   }
 
-DEFINE_ROW_HELPERS(float, f32)
-DEFINE_ROW_HELPERS(double, f64)
+SG_FOR_BOTH_TYPES(DEFINE_ROW_HELPERS)
 
-#define TYPED(name, p)                                                                             \
-  _Generic((p), float * : name##_f32, const float * : name##_f32, default : name##_f64)
-#define ROW_MAX(x, n) TYPED(row_max, x)(x, n)
-#define ROW_SUM(x, n) TYPED(row_sum, x)(x, n)
-#define ROW_DOT_LIVE(go, y, n) TYPED(row_dot_live, go)(go, y, n)
-#define ROW_SUM_LIVE(go, y, n) TYPED(row_sum_live, go)(go, y, n)
-#define VEXP(x, y, n) _Generic((y), float * : sg_vexp_f32, default : sg_vexp_f64)(x, y, n)
+#define ROW_MAX(x, n) SG_TYPED(row_max, x)(x, n)
+#define ROW_SUM(x, n) SG_TYPED(row_sum, x)(x, n)
+#define ROW_DOT_LIVE(go, y, n) SG_TYPED(row_dot_live, go)(go, y, n)
+#define ROW_SUM_LIVE(go, y, n) SG_TYPED(row_sum_live, go)(go, y, n)
+#define VEXP(x, y, n) SG_TYPED(sg_vexp, y)(x, y, n)
 
 /* ---- layout -------------------------------------------------------------- */
 

@@ -4,6 +4,8 @@
  * - SG_DISPATCH(dt, T, {...}) instantiates the block once for float and
  *   once for double; inside it, T is the element type and <tgmath.h> makes
  *   exp(x) mean expf for float.
+ * - SG_FOR_BOTH_TYPES and SG_TYPED: helper functions written once per type
+ *   family (see below).
  * - SG_PARALLEL_IF(cond, for (...) {...}) runs the loop across the OpenMP
  *   threads when cond holds. Every output element is written by exactly one
  *   thread in a fixed order, so results do not depend on the thread count. */
@@ -41,5 +43,14 @@ enum { SG_PAR_MIN = 1 << 15 };
       __VA_ARGS__                                                                                  \
     }                                                                                              \
   } while (0)
+
+/* Helper families that must exist as separate functions per type (vector
+ * extensions, SLEEF calls): DEFINE(T, S) written once, instantiated for
+ * float (suffix f32) and double (f64) by SG_FOR_BOTH_TYPES(DEFINE); a call
+ * SG_TYPED(name, p)(...) picks name_f32 or name_f64 by the element type of
+ * the pointer p. */
+#define SG_FOR_BOTH_TYPES(DEFINE) DEFINE(float, f32) DEFINE(double, f64)
+#define SG_TYPED(name, p)                                                                          \
+  _Generic((p), float * : name##_f32, const float * : name##_f32, default : name##_f64)
 
 #endif
