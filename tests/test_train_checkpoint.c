@@ -9,6 +9,25 @@
 #include "assoc_train.h"
 #include "train_helpers.h"
 
+static unsigned char *read_bytes(const char *path, long *size) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  fseek(f, 0, SEEK_END);
+  *size = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  unsigned char *buf = malloc((size_t)*size + 1);
+  ck_assert_int_eq(fread(buf, 1, (size_t)*size, f), (size_t)*size);
+  fclose(f);
+  return buf;
+}
+
+static void write_bytes(const char *path, const unsigned char *buf, long size) {
+  FILE *f = fopen(path, "wb");
+  ck_assert_ptr_nonnull(f);
+  ck_assert_int_eq(fwrite(buf, 1, (size_t)size, f), (size_t)size);
+  fclose(f);
+}
+
 /* ---- damaged checkpoints -------------------------------------------------------- */
 
 /* Resuming from a damaged checkpoint fails with a message naming it, and

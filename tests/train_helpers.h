@@ -1,6 +1,6 @@
 /* Helpers shared by the trainer test files (test_train.c,
  * test_train_checkpoint.c): tiny data sets and configurations, scratch paths,
- * whole-file reads and writes, and running epochs. */
+ * and running epochs. */
 #ifndef TRAIN_HELPERS_H
 #define TRAIN_HELPERS_H
 
@@ -35,25 +35,6 @@ static inline const char *tmp_path(char *buf, size_t n, const char *name) {
   snprintf(buf, n, "test_train_%ld_%s", (long)getpid(), name);
   remove(buf);
   return buf;
-}
-
-static inline unsigned char *read_bytes(const char *path, long *size) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  *size = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  unsigned char *buf = malloc((size_t)*size + 1);
-  ck_assert_int_eq(fread(buf, 1, (size_t)*size, f), (size_t)*size);
-  fclose(f);
-  return buf;
-}
-
-static inline void write_bytes(const char *path, const unsigned char *buf, long size) {
-  FILE *f = fopen(path, "wb");
-  ck_assert_ptr_nonnull(f);
-  ck_assert_int_eq(fwrite(buf, 1, (size_t)size, f), (size_t)size);
-  fclose(f);
 }
 
 static inline void run_epochs(assoc_trainer *t, int epochs, assoc_epoch_stats *last) {
