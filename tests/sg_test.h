@@ -14,6 +14,14 @@
 #include "suites.def"
 #undef SUITE
 
+/* A suite of one TCase per test case, named as the case, each with the
+ * given timeout in seconds (0: Check's default). */
+typedef struct sg_test_case {
+  const char *name;
+  const TTest *test;
+} sg_test_case;
+Suite *sg_test_suite(const char *name, const sg_test_case *cases, size_t n, double timeout);
+
 /* Asserts that a gradcheck/f32 check passed, printing its summary if not. */
 #define SG_ASSERT_CHECK(res)                                                                       \
   do {                                                                                             \

@@ -246,11 +246,7 @@ START_TEST(inplace_forms) {
 END_TEST
 
 Suite *suite_elementwise(void) {
-  Suite *s = suite_create("elementwise");
-  struct {
-    const char *name;
-    const TTest *test;
-  } cases[] = {
+  const sg_test_case cases[] = {
       {"gradcheck_add", gradcheck_add},
       {"gradcheck_sub", gradcheck_sub},
       {"gradcheck_mul", gradcheck_mul},
@@ -271,10 +267,5 @@ Suite *suite_elementwise(void) {
       {"forward_large_vector_math", forward_large_vector_math},
       {"inplace_forms", inplace_forms},
   };
-  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    TCase *tc = tcase_create(cases[i].name);
-    tcase_add_test(tc, cases[i].test);
-    suite_add_tcase(s, tc);
-  }
-  return s;
+  return sg_test_suite("elementwise", cases, sizeof cases / sizeof cases[0], 0);
 }

@@ -227,11 +227,7 @@ START_TEST(blas_name) {
 END_TEST
 
 Suite *suite_gemm(void) {
-  Suite *s = suite_create("gemm");
-  struct {
-    const char *name;
-    const TTest *test;
-  } tcs[] = {
+  const sg_test_case cases[] = {
       {"gemm_blas_vs_naive", gemm_blas_vs_naive},
       {"gemm_reference_vs_naive", gemm_reference_vs_naive},
       {"gemm_serial_vs_naive", gemm_serial_vs_naive},
@@ -241,11 +237,5 @@ Suite *suite_gemm(void) {
       {"gemm_deterministic_across_threads", gemm_deterministic_across_threads},
       {"blas_name", blas_name},
   };
-  for (size_t i = 0; i < sizeof tcs / sizeof tcs[0]; i++) {
-    TCase *tc = tcase_create(tcs[i].name);
-    tcase_add_test(tc, tcs[i].test);
-    tcase_set_timeout(tc, 120);
-    suite_add_tcase(s, tc);
-  }
-  return s;
+  return sg_test_suite("gemm", cases, sizeof cases / sizeof cases[0], 120);
 }

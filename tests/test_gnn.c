@@ -509,11 +509,7 @@ START_TEST(gnn_f32_forward) {
 END_TEST
 
 Suite *suite_gnn(void) {
-  Suite *s = suite_create("gnn");
-  struct {
-    const char *name;
-    const TTest *test;
-  } cases[] = {
+  const sg_test_case cases[] = {
       {"gradcheck_gnn_attskgs", gradcheck_gnn_attskgs},
       {"gradcheck_gnn_skgs", gradcheck_gnn_skgs},
       {"gradcheck_gnn_gs", gradcheck_gnn_gs},
@@ -530,11 +526,5 @@ Suite *suite_gnn(void) {
       {"gnn_param_count_paper", gnn_param_count_paper},
       {"gnn_f32_forward", gnn_f32_forward},
   };
-  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    TCase *tc = tcase_create(cases[i].name);
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, cases[i].test);
-    suite_add_tcase(s, tc);
-  }
-  return s;
+  return sg_test_suite("gnn", cases, sizeof cases / sizeof cases[0], 60);
 }

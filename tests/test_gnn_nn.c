@@ -445,11 +445,7 @@ START_TEST(assoc_loss_value_and_gradient) {
 END_TEST
 
 Suite *suite_gnn_nn(void) {
-  Suite *s = suite_create("gnn_nn");
-  struct {
-    const char *name;
-    const TTest *test;
-  } cases[] = {
+  const sg_test_case cases[] = {
       {"params_registry", params_registry},
       {"linear_layer_init_and_forward", linear_layer_init_and_forward},
       {"mlp_forward_and_parts", mlp_forward_and_parts},
@@ -461,11 +457,5 @@ Suite *suite_gnn_nn(void) {
       {"gradcheck_sum_rate", gradcheck_sum_rate},
       {"assoc_loss_value_and_gradient", assoc_loss_value_and_gradient},
   };
-  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    TCase *tc = tcase_create(cases[i].name);
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, cases[i].test);
-    suite_add_tcase(s, tc);
-  }
-  return s;
+  return sg_test_suite("gnn_nn", cases, sizeof cases / sizeof cases[0], 60);
 }

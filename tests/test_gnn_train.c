@@ -220,21 +220,11 @@ START_TEST(gnn_predict_in_chunks) {
   assoc_gnn_free(m);
 }
 Suite *suite_gnn_train(void) {
-  Suite *s = suite_create("gnn_train");
-  struct {
-    const char *name;
-    const TTest *test;
-  } cases[] = {
+  const sg_test_case cases[] = {
       {"gnn_predict_in_chunks", gnn_predict_in_chunks},
       {"gnn_train_step_no_allocation", gnn_train_step_no_allocation},
       {"gnn_memory_reuse_is_exact", gnn_memory_reuse_is_exact},
       {"gnn_training_reduces_loss", gnn_training_reduces_loss},
   };
-  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    TCase *tc = tcase_create(cases[i].name);
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, cases[i].test);
-    suite_add_tcase(s, tc);
-  }
-  return s;
+  return sg_test_suite("gnn_train", cases, sizeof cases / sizeof cases[0], 60);
 }

@@ -394,11 +394,7 @@ START_TEST(misuse_errors) {
 END_TEST
 
 Suite *suite_layers(void) {
-  Suite *s = suite_create("layers");
-  struct {
-    const char *name;
-    const TTest *test;
-  } cases[] = {
+  const sg_test_case cases[] = {
       {"gradcheck_softmax", gradcheck_softmax},
       {"gradcheck_log_softmax", gradcheck_log_softmax},
       {"gradcheck_layer_norm", gradcheck_layer_norm},
@@ -411,11 +407,5 @@ Suite *suite_layers(void) {
       {"thread_determinism", thread_determinism},
       {"misuse_errors", misuse_errors},
   };
-  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    TCase *tc = tcase_create(cases[i].name);
-    tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, cases[i].test);
-    suite_add_tcase(s, tc);
-  }
-  return s;
+  return sg_test_suite("layers", cases, sizeof cases / sizeof cases[0], 120);
 }

@@ -287,11 +287,7 @@ START_TEST(fixtures_attention) {
 END_TEST
 
 Suite *suite_layers_numerics(void) {
-  Suite *s = suite_create("layers_numerics");
-  struct {
-    const char *name;
-    const TTest *test;
-  } cases[] = {
+  const sg_test_case cases[] = {
       {"stability_large_logits", stability_large_logits},
       {"stability_masked", stability_masked},
       {"stability_small_tau", stability_small_tau},
@@ -300,11 +296,5 @@ Suite *suite_layers_numerics(void) {
       {"fixtures_gumbel_softmax", fixtures_gumbel_softmax},
       {"fixtures_attention", fixtures_attention},
   };
-  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    TCase *tc = tcase_create(cases[i].name);
-    tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, cases[i].test);
-    suite_add_tcase(s, tc);
-  }
-  return s;
+  return sg_test_suite("layers_numerics", cases, sizeof cases / sizeof cases[0], 120);
 }

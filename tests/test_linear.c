@@ -385,11 +385,7 @@ START_TEST(linear_parts_deterministic_across_threads) {
 END_TEST
 
 Suite *suite_linear(void) {
-  Suite *s = suite_create("linear");
-  struct {
-    const char *name;
-    const TTest *test;
-  } tcs[] = {
+  const sg_test_case cases[] = {
       {"gradcheck_linear", gradcheck_linear},
       {"gradcheck_linear_paired", gradcheck_linear_paired},
       {"gradcheck_linear_x_is_w", gradcheck_linear_x_is_w},
@@ -402,11 +398,5 @@ Suite *suite_linear(void) {
       {"linear_cols_vs_concat", linear_cols_vs_concat},
       {"linear_vs_matmul", linear_vs_matmul},
   };
-  for (size_t i = 0; i < sizeof tcs / sizeof tcs[0]; i++) {
-    TCase *tc = tcase_create(tcs[i].name);
-    tcase_add_test(tc, tcs[i].test);
-    tcase_set_timeout(tc, 120);
-    suite_add_tcase(s, tc);
-  }
-  return s;
+  return sg_test_suite("linear", cases, sizeof cases / sizeof cases[0], 120);
 }

@@ -32,6 +32,17 @@ void sg_test_expect_report(const char *op, const char *file, int line,
                   fragments[i], sg_test_errors.msg);
 }
 
+Suite *sg_test_suite(const char *name, const sg_test_case *cases, size_t n, double timeout) {
+  Suite *s = suite_create(name);
+  for (size_t i = 0; i < n; i++) {
+    TCase *tc = tcase_create(cases[i].name);
+    if (timeout > 0) tcase_set_timeout(tc, timeout);
+    tcase_add_test(tc, cases[i].test);
+    suite_add_tcase(s, tc);
+  }
+  return s;
+}
+
 int64_t sg_test_allocations;
 
 static void *count_alloc(size_t n, void *u) {

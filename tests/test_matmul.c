@@ -436,11 +436,7 @@ START_TEST(errors_reported) {
 END_TEST
 
 Suite *suite_matmul(void) {
-  Suite *s = suite_create("matmul");
-  struct {
-    const char *name;
-    const TTest *test;
-  } tcs[] = {
+  const sg_test_case cases[] = {
       {"matmul_forward_vs_naive", matmul_forward_vs_naive},
       {"matmul_forward_large_batches", matmul_forward_large_batches},
       {"matmul_shapes", matmul_shapes},
@@ -451,11 +447,5 @@ Suite *suite_matmul(void) {
       {"matmul_deterministic_across_threads", matmul_deterministic_across_threads},
       {"errors_reported", errors_reported},
   };
-  for (size_t i = 0; i < sizeof tcs / sizeof tcs[0]; i++) {
-    TCase *tc = tcase_create(tcs[i].name);
-    tcase_add_test(tc, tcs[i].test);
-    tcase_set_timeout(tc, 120);
-    suite_add_tcase(s, tc);
-  }
-  return s;
+  return sg_test_suite("matmul", cases, sizeof cases / sizeof cases[0], 120);
 }

@@ -419,11 +419,7 @@ START_TEST(errors_reported) {
 END_TEST
 
 Suite *suite_reduce(void) {
-  Suite *s = suite_create("reduce");
-  struct {
-    const char *name;
-    const TTest *test;
-  } tcs[] = {
+  const sg_test_case cases[] = {
       {"gradcheck_sum", gradcheck_sum},
       {"gradcheck_mean", gradcheck_mean},
       {"gradcheck_max", gradcheck_max},
@@ -440,10 +436,5 @@ Suite *suite_reduce(void) {
       {"sum_all_f32_accuracy", sum_all_f32_accuracy},
       {"errors_reported", errors_reported},
   };
-  for (size_t i = 0; i < sizeof tcs / sizeof tcs[0]; i++) {
-    TCase *tc = tcase_create(tcs[i].name);
-    tcase_add_test(tc, tcs[i].test);
-    suite_add_tcase(s, tc);
-  }
-  return s;
+  return sg_test_suite("reduce", cases, sizeof cases / sizeof cases[0], 0);
 }

@@ -313,11 +313,7 @@ START_TEST(misuse_is_reported) {
 END_TEST
 
 Suite *suite_select(void) {
-  Suite *s = suite_create("select");
-  struct {
-    const char *name;
-    const TTest *test;
-  } cases[] = {
+  const sg_test_case cases[] = {
       {"forward_argmax", forward_argmax},
       {"argmax_matches_a_plain_scan", argmax_matches_a_plain_scan},
       {"forward_one_hot", forward_one_hot},
@@ -330,10 +326,5 @@ Suite *suite_select(void) {
        non_differentiable_outputs_carry_no_gradient},
       {"misuse_is_reported", misuse_is_reported},
   };
-  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    TCase *tc = tcase_create(cases[i].name);
-    tcase_add_test(tc, cases[i].test);
-    suite_add_tcase(s, tc);
-  }
-  return s;
+  return sg_test_suite("select", cases, sizeof cases / sizeof cases[0], 0);
 }

@@ -445,11 +445,7 @@ START_TEST(misuse_is_reported) {
 END_TEST
 
 Suite *suite_shape(void) {
-  Suite *s = suite_create("shape");
-  struct {
-    const char *name;
-    const TTest *test;
-  } cases[] = {
+  const sg_test_case cases[] = {
       {"gradcheck_reshape", gradcheck_reshape},
       {"gradcheck_permute", gradcheck_permute},
       {"gradcheck_transpose", gradcheck_transpose},
@@ -463,10 +459,5 @@ Suite *suite_shape(void) {
       {"threads_give_bitwise_identical_results", threads_give_bitwise_identical_results},
       {"misuse_is_reported", misuse_is_reported},
   };
-  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    TCase *tc = tcase_create(cases[i].name);
-    tcase_add_test(tc, cases[i].test);
-    suite_add_tcase(s, tc);
-  }
-  return s;
+  return sg_test_suite("shape", cases, sizeof cases / sizeof cases[0], 0);
 }

@@ -370,11 +370,7 @@ START_TEST(balanced_no_kink) {
 END_TEST
 
 Suite *suite_sinkhorn(void) {
-  Suite *s = suite_create("sinkhorn");
-  struct {
-    const char *name;
-    const TTest *test;
-  } cases[] = {
+  const sg_test_case cases[] = {
       {"gradcheck_sinkhorn", gradcheck_sinkhorn},
       {"gradcheck_sinkhorn_variants", gradcheck_sinkhorn_variants},
       {"gradcheck_sinkhorn_implicit", gradcheck_sinkhorn_implicit},
@@ -385,11 +381,5 @@ Suite *suite_sinkhorn(void) {
       {"gradcheck_balanced", gradcheck_balanced},
       {"balanced_no_kink", balanced_no_kink},
   };
-  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    TCase *tc = tcase_create(cases[i].name);
-    tcase_set_timeout(tc, 300);
-    tcase_add_test(tc, cases[i].test);
-    suite_add_tcase(s, tc);
-  }
-  return s;
+  return sg_test_suite("sinkhorn", cases, sizeof cases / sizeof cases[0], 300);
 }

@@ -241,11 +241,7 @@ START_TEST(memory_implicit_flat) {
 END_TEST
 
 Suite *suite_sinkhorn_forward(void) {
-  Suite *s = suite_create("sinkhorn_forward");
-  struct {
-    const char *name;
-    const TTest *test;
-  } cases[] = {
+  const sg_test_case cases[] = {
       {"forward_values", forward_values},
       {"per_sample_stopping", per_sample_stopping},
       {"infeasible_capacity", infeasible_capacity},
@@ -255,11 +251,5 @@ Suite *suite_sinkhorn_forward(void) {
       {"thread_independent", thread_independent},
       {"memory_implicit_flat", memory_implicit_flat},
   };
-  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    TCase *tc = tcase_create(cases[i].name);
-    tcase_set_timeout(tc, 300);
-    tcase_add_test(tc, cases[i].test);
-    suite_add_tcase(s, tc);
-  }
-  return s;
+  return sg_test_suite("sinkhorn_forward", cases, sizeof cases / sizeof cases[0], 300);
 }
