@@ -305,11 +305,7 @@ END_TEST
 /* ---- suite ----------------------------------------------------------------------- */
 
 Suite *suite_train(void) {
-  Suite *s = suite_create("train");
-  const struct {
-    const char *name;
-    const TTest *test;
-  } cases[] = {
+  const sg_test_case cases[] = {
       {"train_beats_randint", train_beats_randint},
       {"train_resume_bitwise", train_resume_bitwise},
       {"train_dual_update", train_dual_update},
@@ -318,11 +314,5 @@ Suite *suite_train(void) {
       {"train_run_log", train_run_log},
       {"train_refusals", train_refusals},
   };
-  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    TCase *tc = tcase_create(cases[i].name);
-    tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, cases[i].test);
-    suite_add_tcase(s, tc);
-  }
-  return s;
+  return sg_test_suite("train", cases, sizeof cases / sizeof cases[0], 120);
 }

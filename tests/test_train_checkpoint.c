@@ -281,21 +281,11 @@ START_TEST(train_checkpoint_sk_balanced) {
 END_TEST
 
 Suite *suite_train_checkpoint(void) {
-  Suite *s = suite_create("train_checkpoint");
-  const struct {
-    const char *name;
-    const TTest *test;
-  } cases[] = {
+  const sg_test_case cases[] = {
       {"train_checkpoint_damaged_refused", train_checkpoint_damaged_refused},
       {"train_checkpoint_validation", train_checkpoint_validation},
       {"train_checkpoint_load_model", train_checkpoint_load_model},
       {"train_checkpoint_sk_balanced", train_checkpoint_sk_balanced},
   };
-  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    TCase *tc = tcase_create(cases[i].name);
-    tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, cases[i].test);
-    suite_add_tcase(s, tc);
-  }
-  return s;
+  return sg_test_suite("train_checkpoint", cases, sizeof cases / sizeof cases[0], 120);
 }
