@@ -382,24 +382,15 @@ static void export_f64(sg_npz_writer *w, const problem *pb, assoc_precision_repo
   add_scalar(w, "prec/relu_flips", (double)rep->relu_flips);
   add_scalar(w, "prec/comparable", rep->comparable);
   /* The pure float64 gradient (no replayed decision). */
-  sg_tensor *t[6] = {in->p, in->q, in->H, in->c_re, in->c_im, pb->noise};
-  for (int i = 0; i < 6; i++) t[i] = sg_to_dtype(NULL, t[i], SG_F64);
+  double loss = assoc_gnn_loss_grad(m64, in, pb->noise, MU, DELTA, NULL, NULL, NULL);
+  if (!isfinite(loss)) die("the float64 forward failed");
+  add_scalar(w, "ref64/loss", loss);
   sg_params *ps = m64->params;
-  sg_params_zero_grad(sg_params_tensors(ps), sg_params_count(ps));
-  sg_graph *g = sg_graph_new();
-  assoc_gnn_output o = assoc_gnn_forward(g, m64, t[0], t[1], t[2], ASSOC_GNN_TRAIN, NULL, t[5]);
-  sg_tensor *rate = assoc_sum_rate(g, o.assoc, t[3], t[4], 1.0);
-  sg_tensor *loss = assoc_loss(g, rate, o.assoc, MU, m64->cfg.capacity, DELTA, NULL);
-  if (!loss) die("the float64 forward failed");
-  add_scalar(w, "ref64/loss", sg_get(loss, 0));
-  sg_backward(g, loss);
   for (int i = 0; i < sg_params_count(ps); i++) {
     char name[SG_PARAM_NAME_MAX + 16];
     snprintf(name, sizeof name, "ref64/grad/%s", sg_params_name(ps, i));
     if (sg_params_at(ps, i)->grad) add_tensor(w, name, sg_params_at(ps, i)->grad);
   }
-  sg_graph_free(g);
-  for (int i = 0; i < 6; i++) sg_free(t[i]);
   assoc_gnn_free(m64);
 }
 

@@ -111,6 +111,16 @@ typedef struct assoc_precision_report {
   char first_flip[160];
 } assoc_precision_report;
 
+/* The training loss of m on the batch (assoc_loss with mu [M] and delta on
+ * the sum-rate of the train-mode forward with the Gumbel sample noise), its
+ * gradient left in m's parameters (zeroed first). Inputs of another dtype
+ * are converted to m's. observer (may be NULL) watches the graph
+ * (sg_graph_set_observer); info (may be NULL) receives the Sinkhorn's. NaN
+ * after a failure. */
+double assoc_gnn_loss_grad(assoc_gnn *m, const assoc_gnn_batch *in, const sg_tensor *noise,
+                           const double *mu, double delta, sg_observer observer, void *ctx,
+                           sg_sinkhorn_info *info);
+
 /* m32 (float32) and m64 (float64, same configuration otherwise): m64's
  * weights are set to m32's; afterwards each model's parameters hold its
  * gradient. in32 must carry couplings. 0, or -1 with a message. */

@@ -117,36 +117,34 @@ static void log_free(kink_log *z) {
   sg_mfree(z->numel);
 }
 
-/* Loss and gradients of m on the batch, observed by z. */
-static double loss_and_grad(assoc_gnn *m, const assoc_gnn_batch *in, sg_tensor *noise,
-                            const double *mu, double delta, kink_log *z, sg_sinkhorn_info *info) {
+/* A tensor in dtype dt: t itself, or a caller-owned copy (*owned set). */
+static sg_tensor *in_dtype(const sg_tensor *t, sg_dtype dt, sg_tensor **owned) {
+  if (!t || t->dtype == dt) return (sg_tensor *)t;
+  return *owned = sg_to_dtype(NULL, t, dt);
+}
+
+double assoc_gnn_loss_grad(assoc_gnn *m, const assoc_gnn_batch *in, const sg_tensor *noise,
+                           const double *mu, double delta, sg_observer observer, void *ctx,
+                           sg_sinkhorn_info *info) {
+  sg_dtype dt = m->cfg.dtype;
+  sg_tensor *own[6] = {NULL}, *t[6];
+  const sg_tensor *src[6] = {in->p, in->q, in->H, in->c_re, in->c_im, noise};
+  for (int i = 0; i < 6; i++) t[i] = in_dtype(src[i], dt, &own[i]);
+  double v = NAN;
   sg_graph *g = sg_graph_new();
-  if (!g) return NAN;
-  sg_params *ps = m->params;
-  sg_params_zero_grad(sg_params_tensors(ps), sg_params_count(ps));
-  sg_graph_set_observer(g, observe, z);
-  assoc_gnn_output o = assoc_gnn_forward(g, m, in->p, in->q, in->H, ASSOC_GNN_TRAIN, NULL, noise);
-  sg_tensor *rate = o.assoc ? assoc_sum_rate(g, o.assoc, in->c_re, in->c_im, 1.0) : NULL;
-  sg_tensor *loss = rate ? assoc_loss(g, rate, o.assoc, mu, m->cfg.capacity, delta, NULL) : NULL;
-  double v = loss ? sg_get(loss, 0) : NAN;
-  if (loss) sg_backward(g, loss);
-  *info = o.sinkhorn;
-  sg_graph_free(g);
+  if (g) {
+    sg_params *ps = m->params;
+    sg_params_zero_grad(sg_params_tensors(ps), sg_params_count(ps));
+    sg_graph_set_observer(g, observer, ctx);
+    assoc_gnn_output o = assoc_gnn_forward(g, m, t[0], t[1], t[2], ASSOC_GNN_TRAIN, NULL, t[5]);
+    sg_tensor *rate = o.assoc ? assoc_sum_rate(g, o.assoc, t[3], t[4], 1.0) : NULL;
+    sg_tensor *loss = rate ? assoc_loss(g, rate, o.assoc, mu, m->cfg.capacity, delta, NULL) : NULL;
+    if (loss) v = sg_get(loss, 0), sg_backward(g, loss);
+    if (info) *info = o.sinkhorn;
+    sg_graph_free(g);
+  }
+  for (int i = 0; i < 6; i++) sg_free(own[i]);
   return v;
-}
-
-static assoc_gnn_batch batch_to_f64(const assoc_gnn_batch *b) {
-  assoc_gnn_batch o = {.B = b->B};
-  o.p = sg_to_dtype(NULL, b->p, SG_F64);
-  o.q = sg_to_dtype(NULL, b->q, SG_F64);
-  o.H = sg_to_dtype(NULL, b->H, SG_F64);
-  o.c_re = sg_to_dtype(NULL, b->c_re, SG_F64);
-  o.c_im = sg_to_dtype(NULL, b->c_im, SG_F64);
-  return o;
-}
-
-static void batch_free(assoc_gnn_batch *b) {
-  sg_free(b->p), sg_free(b->q), sg_free(b->H), sg_free(b->c_re), sg_free(b->c_im);
 }
 
 /* Relative L2 distances per parameter tensor and over the whole vector. */
@@ -178,14 +176,12 @@ int assoc_gnn_precision_check(assoc_gnn *m32, assoc_gnn *m64, const assoc_gnn_ba
     return assoc_fail(err, "assoc_gnn_precision_check: the two models differ in shape");
   r->n_params = sg_params_count(m32->params);
   r->param_rel = assoc_zalloc((size_t)r->n_params, sizeof *r->param_rel);
-  assoc_gnn_batch in64 = batch_to_f64(in32);
-  sg_tensor *noise64 = sg_to_dtype(NULL, noise32, SG_F64);
   kink_log z = {0};
   sg_sinkhorn_info i64, i32;
-  r->loss32 = loss_and_grad(m32, in32, noise32, mu, delta, &z, &i32);
+  r->loss32 = assoc_gnn_loss_grad(m32, in32, noise32, mu, delta, observe, &z, &i32);
   int64_t nodes32 = z.nodes;
   z.replay = true, z.nodes = 0;
-  r->loss64 = loss_and_grad(m64, &in64, noise64, mu, delta, &z, &i64);
+  r->loss64 = assoc_gnn_loss_grad(m64, in32, noise32, mu, delta, observe, &z, &i64);
   bool ok = r->param_rel && isfinite(r->loss64) && isfinite(r->loss32) && !z.mismatch &&
             z.nodes == nodes32;
   if (ok) compare_grads(m32->params, m64->params, r);
@@ -197,8 +193,6 @@ int assoc_gnn_precision_check(assoc_gnn *m32, assoc_gnn *m64, const assoc_gnn_ba
   r->comparable = ok && z.unreplayable == 0 && r->sinkhorn_near_kink == 0;
   snprintf(r->first_flip, sizeof r->first_flip, "%s", z.first);
   log_free(&z);
-  batch_free(&in64);
-  sg_free(noise64);
   if (!ok) {
     assoc_precision_report_free(r);
     return assoc_fail(
