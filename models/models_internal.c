@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 int assoc_fail(sg_io_error *err, const char *fmt, ...) {
   if (err) {
@@ -13,6 +14,16 @@ int assoc_fail(sg_io_error *err, const char *fmt, ...) {
     vsnprintf(err->msg, sizeof err->msg, fmt, ap);
     va_end(ap);
   }
+  return -1;
+}
+
+const char *assoc_enum_name(const char *const *names, int n, int value) {
+  return value >= 0 && value < n ? names[value] : "unknown";
+}
+
+int assoc_enum_parse(const char *const *names, int n, const char *name) {
+  for (int i = 0; name && i < n; i++)
+    if (!strcasecmp(name, names[i])) return i;
   return -1;
 }
 

@@ -18,4 +18,9 @@ int assoc_fail(sg_io_error *err, const char *fmt, ...) __attribute__((format(pri
  * tests. NULL when out of memory or when the size overflows. */
 void *assoc_zalloc(size_t count, size_t size);
 
+/* The names of an enum's values: names[i] for 0 <= i < n, else "unknown";
+ * and the value of a name (any case), -1 when none matches. */
+const char *assoc_enum_name(const char *const *names, int n, int value);
+int assoc_enum_parse(const char *const *names, int n, const char *name);
+
 #endif

@@ -46,7 +46,7 @@ static void check_model(assoc_gnn_variant v, const width *w, bool balanced) {
   sg_graph *g = sg_graph_new();
   assoc_gnn_batch in;
   ck_assert_int_eq(
-      assoc_gnn_batch_make(g, &ds, NULL, 0, w->batch, assoc_feature_scale(&ds), SG_F32, true, &in),
+      assoc_gnn_batch_make(g, &ds, NULL, 0, w->batch, assoc_feature_scale(&ds), cfg.features, SG_F32, true, &in),
       0);
   sg_rng rng;
   sg_rng_seed(&rng, 1001);

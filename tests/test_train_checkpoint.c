@@ -232,7 +232,9 @@ END_TEST
 
 /* Copies checkpoint src to dst as a version-2 file: without
  * config.sk_balanced, which version 3 added. */
-static void rewrite_as_version2(const char *src, const char *dst) {
+/* src rewritten as a checkpoint of an older version: without the members
+ * added since (config.sk_balanced in 3, config.features and config.loss in 4). */
+static void rewrite_as_version(const char *src, const char *dst, int version) {
   sg_io_error err;
   sg_npz *z = sg_npz_open(src, &err);
   ck_assert_msg(z, "%s", err.msg);
@@ -240,9 +242,11 @@ static void rewrite_as_version2(const char *src, const char *dst) {
   ck_assert_msg(w, "%s", err.msg);
   for (int i = 0; i < sg_npz_count(z); i++) {
     const char *name = sg_npz_name(z, i);
-    if (!strcmp(name, "config.sk_balanced")) continue;
+    if ((version < 3 && !strcmp(name, "config.sk_balanced")) ||
+        (version < 4 && (!strcmp(name, "config.features") || !strcmp(name, "config.loss"))))
+      continue;
     if (!strcmp(name, "checkpoint_version"))
-      ck_assert_int_eq(sg_npz_add_scalar_i64(w, name, 2, &err), 0);
+      ck_assert_int_eq(sg_npz_add_scalar_i64(w, name, version, &err), 0);
     else
       ck_assert_int_eq(sg_npz_add_array(w, name, sg_npz_get(z, name), &err), 0);
   }
@@ -269,10 +273,16 @@ START_TEST(train_checkpoint_sk_balanced) {
   ck_assert_msg(m, "%s", err.msg);
   ck_assert(cfg.sk_balanced == 1 && m->cfg.sk_balanced);
   assoc_gnn_free(m);
-  rewrite_as_version2(ck, v2);
+  rewrite_as_version(ck, v2, 2);
   m = assoc_checkpoint_load_model(v2, NULL, &cfg, &err);
   ck_assert_msg(m, "%s", err.msg);
   ck_assert(cfg.sk_balanced == 0 && !m->cfg.sk_balanced);
+  assoc_gnn_free(m);
+  rewrite_as_version(ck, v2, 3); /* keeps the setting; reads as channel features, rate loss */
+  m = assoc_checkpoint_load_model(v2, NULL, &cfg, &err);
+  ck_assert_msg(m, "%s", err.msg);
+  ck_assert(cfg.sk_balanced == 1 && cfg.features == ASSOC_FEATURES_CHANNEL);
+  ck_assert(cfg.loss == ASSOC_LOSS_RATE);
   assoc_gnn_free(m);
   assoc_trainer_free(t);
   remove(ck), remove(v2);

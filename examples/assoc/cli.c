@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "assoc_eval.h"
+#include "assoc_train.h"
 
 static int bad_value(const char *cmd, const char *opt, const char *text, const char *range) {
   fprintf(stderr, "assoc %s: bad value '%s' for --%s (expected %s)\n", cmd, text, opt, range);
@@ -58,6 +59,16 @@ int assoc_parse_double(const char *cmd, const char *opt, const char *text, doubl
     return bad_value(cmd, opt, text, range);
   *out = v;
   return 0;
+}
+
+int assoc_parse_features(const char *cmd, const char *text, int *out) {
+  int k = assoc_feature_kind_parse(text);
+  return k < 0 ? bad_value(cmd, "features", text, "channel or link") : (*out = k, 0);
+}
+
+int assoc_parse_loss(const char *cmd, const char *text, int *out) {
+  int l = assoc_train_loss_parse(text);
+  return l < 0 ? bad_value(cmd, "loss", text, "rate or es") : (*out = l, 0);
 }
 
 void assoc_set_threads(int threads) {

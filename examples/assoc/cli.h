@@ -31,6 +31,7 @@ int assoc_cmd_train(int argc, char **argv);
 int assoc_cmd_eval(int argc, char **argv);
 int assoc_cmd_ablation(int argc, char **argv);
 int assoc_cmd_params(int argc, char **argv);
+int assoc_cmd_diagnose(int argc, char **argv);
 
 /* ---- options ------------------------------------------------------------------------ */
 
@@ -60,6 +61,9 @@ int assoc_parse_i64(const char *cmd, const char *opt, const char *text, int64_t 
 int assoc_parse_u64(const char *cmd, const char *opt, const char *text, uint64_t hi, uint64_t *out);
 int assoc_parse_double(const char *cmd, const char *opt, const char *text, double lo, double hi,
                        double *out);
+/* --features channel|link and --loss rate|es of train and ablation. */
+int assoc_parse_features(const char *cmd, const char *text, int *out);
+int assoc_parse_loss(const char *cmd, const char *text, int *out);
 /* Sets the OpenMP thread count (T >= 1). */
 void assoc_set_threads(int threads);
 

@@ -21,6 +21,8 @@ static const assoc_command commands[] = {
     {"ablation", "train the four GNNs and reproduce the paper's ablation study",
      assoc_cmd_ablation},
     {"params", "print the parameter counts of the four GNNs beside the paper's", assoc_cmd_params},
+    {"diagnose", "what a trained model does with its inputs, where its gradient goes",
+     assoc_cmd_diagnose},
 };
 enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
 

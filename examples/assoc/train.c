@@ -43,6 +43,10 @@ static const char train_help[] =
     "  --sk-iters T             Sinkhorn iterations (default 10)\n"
     "  --sk-balanced            balanced Sinkhorn: loads scaled to N at every column\n"
     "                           step, no kink at the cap (default: capacity, models.md)\n"
+    "  --features F             edge inputs: channel (the paper's re/im of h_mk, default)\n"
+    "                           or link (SNR dB, direction, MRT interference; system.md)\n"
+    "  --loss L                 rate (the paper's unsupervised loss, default) or es\n"
+    "                           (cross-entropy to the ES association of each sample)\n"
     "  --batch B                mini-batch size (default 32)\n"
     "  --batches-per-epoch N    mini-batches per epoch, 0 = one full pass (default 400)\n"
     "  --lr-max X, --lr-min X   learning-rate range (default 5e-5, 1e-8)\n"
@@ -73,6 +77,8 @@ enum train_option {
   TR_TAU,
   TR_SK_ITERS,
   TR_SK_BALANCED,
+  TR_FEATURES,
+  TR_LOSS,
   TR_BATCH,
   TR_BPE,
   TR_LR_MAX,
@@ -105,6 +111,8 @@ static const struct option train_options[] = {
     {"tau", required_argument, NULL, TR_TAU},
     {"sk-iters", required_argument, NULL, TR_SK_ITERS},
     {"sk-balanced", no_argument, NULL, TR_SK_BALANCED},
+    {"features", required_argument, NULL, TR_FEATURES},
+    {"loss", required_argument, NULL, TR_LOSS},
     {"batch", required_argument, NULL, TR_BATCH},
     {"batches-per-epoch", required_argument, NULL, TR_BPE},
     {"lr-max", required_argument, NULL, TR_LR_MAX},
@@ -168,6 +176,10 @@ static int knob_option(train_args *a, int opt, const char *v) {
   case TR_SK_BALANCED:
     k->sk_balanced = 1;
     return 0;
+  case TR_FEATURES:
+    return assoc_parse_features(c, v, &k->features);
+  case TR_LOSS:
+    return assoc_parse_loss(c, v, &k->loss);
   case TR_BATCH:
     return assoc_parse_i64(c, "batch", v, 1, INT64_C(1) << 24, &k->batch);
   case TR_BPE:
@@ -276,6 +288,8 @@ static int check_resume_options(const train_args *a, const assoc_train_config *s
       {TR_TAU, "tau", g->tau, s->tau},
       {TR_SK_ITERS, "sk-iters", g->sk_iters, s->sk_iters},
       {TR_SK_BALANCED, "sk-balanced", g->sk_balanced, s->sk_balanced},
+      {TR_FEATURES, "features", g->features, s->features},
+      {TR_LOSS, "loss", g->loss, s->loss},
       {TR_BATCH, "batch", (double)g->batch, (double)s->batch},
       {TR_BPE, "batches-per-epoch", (double)g->batches_per_epoch, (double)s->batches_per_epoch},
       {TR_LR_MAX, "lr-max", g->lr_max, s->lr_max},

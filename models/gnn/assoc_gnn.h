@@ -38,7 +38,8 @@ int assoc_gnn_variant_parse(const char *name);
 typedef struct assoc_gnn_config {
   assoc_gnn_variant variant;
   int d, h, L;    /* embedding width, MLP hidden width, update layers (>= 1) */
-  int fp, fq, fe; /* input widths: BS, UE, edge (2N) features */
+  int fp, fq, fe; /* input widths: BS, UE, edge features (assoc_feature_width) */
+  assoc_feature_kind features; /* what H holds (the paper's: ASSOC_FEATURES_CHANNEL) */
   sg_dtype dtype; /* of the parameters and of every input */
   double tau;     /* Gumbel-softmax temperature */
   int sk_iters;   /* Sinkhorn iterations T (exactly T are run) */
@@ -125,8 +126,10 @@ int64_t assoc_gnn_predict_chunk(const assoc_gnn *m, int64_t K, int64_t M);
 /* ---- model inputs (models/gnn/inputs.c) ------------------------------------------ */
 
 /* The inputs of a mini-batch, all in g's arena (no heap allocation):
- * p [B, M, 1] = Pt in dBm / 30, q [B, K, 1] = 1, H [B, M, K, 2N] the scaled
- * channel features (assoc_features_fill with feature_scale), and, when
+ * p [B, M, 1] = Pt in dBm / 30, q [B, K, 1] = 1, H [B, M, K, Fe] the edge
+ * features of kind `features`: the scaled channel (assoc_features_fill with
+ * feature_scale; Fe = 2N) or the link features (assoc_link_features_fill;
+ * Fe = 2N + 3; feature_scale unused), and, when
  * couplings is set, the MRT couplings c_re/c_im [B, M, K, K] (divided by the
  * noise amplitude: use assoc_sum_rate with noise 1). The samples are idx[0..B)
  * or, with idx NULL, start..start+B-1. 0, or -1 after reporting. */
@@ -137,8 +140,12 @@ typedef struct assoc_gnn_batch {
 } assoc_gnn_batch;
 
 int assoc_gnn_batch_make(sg_graph *g, const assoc_dataset *ds, const int64_t *idx, int64_t start,
-                         int64_t B, double feature_scale, sg_dtype dt, bool couplings,
-                         assoc_gnn_batch *out);
+                         int64_t B, double feature_scale, assoc_feature_kind features, sg_dtype dt,
+                         bool couplings, assoc_gnn_batch *out);
+
+/* 0 when the data set's links give the model's edge-feature width (the
+ * model's feature kind on N antennas), else -1 with a message. */
+int assoc_gnn_check_data(const assoc_gnn *m, const assoc_dataset *ds, sg_io_error *err);
 
 /* Eval-mode A~ of the first count samples of ds, as doubles into A
  * (count x K x M): the inputs of `batch` samples at a time (features over

@@ -27,11 +27,17 @@ static bool batch_args_valid(const sg_graph *g, const assoc_dataset *ds, const i
 /* H features of the batch, one sample at a time (samples are contiguous in
  * the data set, batches need not be). */
 static void fill_features(const assoc_dataset *ds, const int64_t *idx, int64_t start, int64_t B,
-                          double scale, sg_tensor *H) {
-  int64_t per = (int64_t)ds->M * ds->K * 2 * ds->N;
-#pragma omp parallel for if (B * per > 65536) schedule(static)
-  for (int64_t b = 0; b < B; b++)
-    assoc_features_fill(ds, idx ? idx[b] : start + b, 1, scale, H, b * per);
+                          double scale, assoc_feature_kind kind, sg_tensor *H) {
+  int64_t per = (int64_t)ds->M * ds->K * assoc_feature_width(kind, ds->N);
+  int64_t work = kind == ASSOC_FEATURES_LINK ? B * per * ds->K : B * per; /* link: K per feature */
+#pragma omp parallel for if (work > 65536) schedule(static)
+  for (int64_t b = 0; b < B; b++) {
+    int64_t s = idx ? idx[b] : start + b;
+    if (kind == ASSOC_FEATURES_LINK)
+      assoc_link_features_fill(ds, s, 1, H, b * per);
+    else
+      assoc_features_fill(ds, s, 1, scale, H, b * per);
+  }
 }
 
 /* MRT couplings of the batch; non-contiguous samples are gathered into
@@ -57,17 +63,28 @@ static int batch_couplings(sg_graph *g, const assoc_dataset *ds, const int64_t *
 }
 
 int assoc_gnn_batch_make(sg_graph *g, const assoc_dataset *ds, const int64_t *idx, int64_t start,
-                         int64_t B, double feature_scale, sg_dtype dt, bool couplings,
-                         assoc_gnn_batch *out) {
+                         int64_t B, double feature_scale, assoc_feature_kind features, sg_dtype dt,
+                         bool couplings, assoc_gnn_batch *out) {
   *out = (assoc_gnn_batch){.B = B};
   if (!batch_args_valid(g, ds, idx, start, B, feature_scale)) return -1;
   int64_t M = ds->M, K = ds->K;
   out->p = sg_full(g, dt, 3, (int64_t[]){B, M, 1}, ds->pt_dbm / 30.0);
   out->q = sg_ones(g, dt, 3, (int64_t[]){B, K, 1});
-  out->H = sg_empty(g, dt, 4, (int64_t[]){B, M, K, 2 * ds->N});
+  out->H = sg_empty(g, dt, 4, (int64_t[]){B, M, K, assoc_feature_width(features, ds->N)});
   if (!out->p || !out->q || !out->H) return -1;
-  fill_features(ds, idx, start, B, feature_scale, out->H);
+  fill_features(ds, idx, start, B, feature_scale, features, out->H);
   if (couplings && batch_couplings(g, ds, idx, start, B, dt, out)) return -1;
+  return 0;
+}
+
+int assoc_gnn_check_data(const assoc_gnn *m, const assoc_dataset *ds, sg_io_error *err) {
+  const assoc_gnn_config *c = &m->cfg;
+  int width = assoc_feature_width(c->features, ds->N);
+  if (c->fe != width)
+    return assoc_fail(err,
+                      "the model takes %d %s features per link, the data set's N = %d antennas "
+                      "give %d",
+                      c->fe, assoc_feature_kind_name(c->features), ds->N, width);
   return 0;
 }
 
@@ -101,8 +118,8 @@ static int infer_batch(const infer_graphs *e, const assoc_gnn *m, const assoc_da
                        int64_t start, int64_t B, const assoc_gnn_infer_opts *o, double *dst) {
   sg_graph_reset(e->inputs);
   assoc_gnn_batch in;
-  if (assoc_gnn_batch_make(e->inputs, ds, NULL, start, B, o->feature_scale, m->cfg.dtype, false,
-                           &in))
+  if (assoc_gnn_batch_make(e->inputs, ds, NULL, start, B, o->feature_scale, m->cfg.features,
+                           m->cfg.dtype, false, &in))
     return -1;
   sg_tensor *A = assoc_gnn_predict(e->scratch, m, in.p, in.q, in.H, o->chunk);
   if (!A) return -1;

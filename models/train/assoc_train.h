@@ -35,6 +35,17 @@ extern "C" {
 
 /* ---- configuration ------------------------------------------------------------- */
 
+/* What a run minimises. */
+typedef enum assoc_train_loss {
+  ASSOC_LOSS_RATE, /* the paper's (unsupervised): -mean R(A~) + sum_m mu_m mean ReLU(load excess) */
+  ASSOC_LOSS_ES,   /* supervised: the cross-entropy -mean_{b,k} log a~_{k, ES(k)} of A~ against
+                      the ES association of each training sample (solved once, at the start) */
+  ASSOC_LOSS_COUNT
+} assoc_train_loss;
+
+const char *assoc_train_loss_name(assoc_train_loss l); /* "rate", "es" */
+int assoc_train_loss_parse(const char *name);          /* any case; -1 if unknown */
+
 typedef struct assoc_train_config {
   /* model (Fp = Fq = 1, Fe = 2N and capacity N come from the data set) */
   assoc_gnn_variant variant;
@@ -42,6 +53,8 @@ typedef struct assoc_train_config {
   double tau;      /* Gumbel-softmax temperature */
   int sk_iters;    /* Sinkhorn iterations T */
   int sk_balanced; /* 1: balanced Sinkhorn (assoc_gnn_config.sk_balanced), 0: capacity */
+  int features;    /* assoc_feature_kind of the edge inputs (default: channel, the paper's) */
+  int loss;        /* assoc_train_loss (default: rate, the paper's) */
   sg_dtype dtype;
   /* data */
   int64_t batch;             /* mini-batch size */
@@ -128,6 +141,45 @@ int assoc_gnn_precision_check(assoc_gnn *m32, assoc_gnn *m64, const assoc_gnn_ba
                               sg_tensor *noise32, const double *mu, double delta,
                               assoc_precision_report *r, sg_io_error *err);
 void assoc_precision_report_free(assoc_precision_report *r);
+
+/* ---- diagnosis (models/train/diagnose.c) ------------------------------------------ */
+
+/* What a checkpoint's model does on a data set and where its training
+ * gradient goes. Eval mode on the first `samples` samples: the mean of each
+ * UE's largest a~_km (1: one-hot), the fraction of UEs whose largest entry
+ * exceeds 0.99, the mean over entries (k, m) of the standard deviation of
+ * a~_km across samples (0: the same A~ for every input), and the fraction
+ * of UEs whose argmax is their strongest link (largest per-stream SNR).
+ * Train mode on the first `batch` samples with Gumbel noise drawn from
+ * seed: the L2 norm of the gradient of the rate term (-mean R) and of the
+ * load penalty (with the checkpoint's mu and delta), per group of
+ * parameters (mlp_e, layers.0.f5, layers.1.wv, mlp_out, ...). */
+enum { ASSOC_DIAGNOSIS_MAX_GROUPS = 64 };
+
+typedef struct assoc_diagnosis_opts {
+  int64_t samples; /* eval-mode statistics over this many samples (2000) */
+  int64_t batch;   /* gradient on this many samples (256) */
+  uint64_t seed;   /* of the Gumbel noise (1) */
+} assoc_diagnosis_opts;
+assoc_diagnosis_opts assoc_diagnosis_defaults(void);
+
+typedef struct assoc_diagnosis {
+  int epoch; /* completed epochs of the checkpoint */
+  int64_t samples;
+  double row_max_mean, row_saturated, assoc_sd, agree_strongest;
+  double loss_rate, loss_total; /* mu = 0 and the checkpoint's mu */
+  int M;
+  double mu[ASSOC_MAX_BS];
+  int n_groups;
+  struct {
+    char name[32];
+    double grad_rate, grad_penalty;
+  } groups[ASSOC_DIAGNOSIS_MAX_GROUPS];
+} assoc_diagnosis;
+
+/* 0, or -1 with a message (unreadable checkpoint, data of another N or M). */
+int assoc_diagnose(const char *checkpoint, const assoc_dataset *ds, const assoc_diagnosis_opts *o,
+                   assoc_diagnosis *d, sg_io_error *err);
 
 /* ---- the trainer ------------------------------------------------------------------ */
 

@@ -2,7 +2,7 @@
  * by sg_npz_writer: temp file + rename).
  *
  * Members:
- *   checkpoint_version           int64 scalar (2; version 1 stored float64
+ *   checkpoint_version           int64 scalar (4; version 1 stored float64
  *                                moments for float32 models)
  *   config.<knob>                the assoc_train_config, int64 or float64 scalars
  *                                (the seed as the int64 with the same bits)
@@ -29,9 +29,10 @@
 #include "models_internal.h"
 #include "train_internal.h"
 
-/* Version 3 added config.sk_balanced; version 2 files (without it) are read
- * as the capacity Sinkhorn. */
-enum { CHECKPOINT_VERSION = 3, OLDEST_VERSION = 2, MEMBER_NAME_MAX = SG_PARAM_NAME_MAX + 16 };
+/* Version 3 added config.sk_balanced, version 4 config.features and
+ * config.loss; older files (without them) are read with the paper's
+ * choices: the capacity Sinkhorn, channel features, the rate loss. */
+enum { CHECKPOINT_VERSION = 4, OLDEST_VERSION = 2, MEMBER_NAME_MAX = SG_PARAM_NAME_MAX + 16 };
 
 /* ---- the configuration as a table of scalar members ------------------------ */
 
@@ -67,8 +68,23 @@ static const field config_fields[] = {
     {"config.feature_scale", FIELD_F64, CFG(feature_scale)},
     {"config.eval_batch", FIELD_I64, CFG(eval_batch)},
 };
-/* Since version 3. */
-static const field balanced_field = {"config.sk_balanced", FIELD_INT, CFG(sk_balanced)};
+/* Knobs added after version 2, with the version that added them. */
+static const struct {
+  field f;
+  int64_t since;
+} later_fields[] = {
+    {{"config.sk_balanced", FIELD_INT, CFG(sk_balanced)}, 3},
+    {{"config.features", FIELD_INT, CFG(features)}, 4},
+    {{"config.loss", FIELD_INT, CFG(loss)}, 4},
+};
+enum { N_LATER_FIELDS = sizeof later_fields / sizeof later_fields[0] };
+
+/* The knobs of later_fields a file of this version holds. */
+static int later_fields_in(int64_t version) {
+  int n = 0;
+  for (int i = 0; i < N_LATER_FIELDS; i++) n += version >= later_fields[i].since;
+  return n;
+}
 #undef CFG
 enum { N_CONFIG_FIELDS = sizeof config_fields / sizeof config_fields[0] };
 
@@ -97,7 +113,8 @@ static int write_scalars(sg_npz_writer *w, const assoc_checkpoint_state *st, sg_
   int rc = sg_npz_add_scalar_i64(w, "checkpoint_version", CHECKPOINT_VERSION, err);
   for (int i = 0; i < N_CONFIG_FIELDS && !rc; i++)
     rc = write_field(w, &config_fields[i], &st->cfg, err);
-  if (!rc) rc = write_field(w, &balanced_field, &st->cfg, err);
+  for (int i = 0; i < N_LATER_FIELDS && !rc; i++)
+    rc = write_field(w, &later_fields[i].f, &st->cfg, err);
   if (!rc) rc = sg_npz_add_scalar_i64(w, "config.variant", st->cfg.variant, err);
   if (!rc) rc = sg_npz_add_scalar_i64(w, "config.dtype", st->cfg.dtype, err);
   if (!rc) rc = sg_npz_add_scalar_i64(w, "data.S", st->data_S, err);
@@ -257,7 +274,8 @@ static int read_config(reader *r, assoc_train_config *c) {
   *c = (assoc_train_config){0};
   for (int i = 0; i < N_CONFIG_FIELDS; i++)
     if (read_field(r, &config_fields[i], c)) return -1;
-  if (version >= 3 && read_field(r, &balanced_field, c)) return -1;
+  for (int i = 0; i < N_LATER_FIELDS; i++)
+    if (version >= later_fields[i].since && read_field(r, &later_fields[i].f, c)) return -1;
   if (read_int(r, "config.variant", INT_MIN, INT_MAX, &variant) ||
       read_int(r, "config.dtype", INT_MIN, INT_MAX, &dtype))
     return -1;
@@ -364,7 +382,7 @@ static int read_adam(const reader *r, const sg_params *p, sg_adam *a) {
 /* Every member must be one this reader knows: no extra parameters. */
 static int check_member_count(const reader *r, int n_params) {
   bool has_adam = sg_npz_get(r->z, "adam.steps") != NULL;
-  int expected = N_CONFIG_FIELDS + (r->version >= 3) + N_OTHER_MEMBERS + n_params +
+  int expected = N_CONFIG_FIELDS + later_fields_in(r->version) + N_OTHER_MEMBERS + n_params +
                  (has_adam ? 2 * n_params + N_ADAM_SCALARS : 0);
   int count = sg_npz_count(r->z);
   if (count != expected)

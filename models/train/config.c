@@ -8,6 +8,16 @@
 #include "models_internal.h"
 #include "train_internal.h"
 
+static const char *const loss_names[ASSOC_LOSS_COUNT] = {"rate", "es"};
+
+const char *assoc_train_loss_name(assoc_train_loss l) {
+  return assoc_enum_name(loss_names, ASSOC_LOSS_COUNT, (int)l);
+}
+
+int assoc_train_loss_parse(const char *name) {
+  return assoc_enum_parse(loss_names, ASSOC_LOSS_COUNT, name);
+}
+
 /* The model part comes from the paper configuration of the model itself,
  * so the two defaults cannot drift apart. */
 assoc_train_config assoc_train_config_default(assoc_gnn_variant v) {
@@ -67,6 +77,9 @@ const char *assoc_train_config_problem(const assoc_train_config *c, const char *
        "the feature scale must be finite and >= 0 (0: computed)"},
       {"eval_batch", c->eval_batch < 1, "the evaluation batch size must be >= 1"},
       {"sk_balanced", c->sk_balanced != 0 && c->sk_balanced != 1, "sk_balanced must be 0 or 1"},
+      {"features", c->features < 0 || c->features >= ASSOC_FEATURE_KIND_COUNT,
+       "unknown feature kind (channel or link)"},
+      {"loss", c->loss < 0 || c->loss >= ASSOC_LOSS_COUNT, "unknown loss (rate or es)"},
   };
   for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++)
     if (checks[i].bad) {
@@ -88,7 +101,8 @@ assoc_gnn_config assoc_train_gnn_config(const assoc_train_config *c, int N) {
                             .L = c->L,
                             .fp = 1,
                             .fq = 1,
-                            .fe = 2 * N,
+                            .fe = assoc_feature_width((assoc_feature_kind)c->features, N),
+                            .features = (assoc_feature_kind)c->features,
                             .dtype = c->dtype,
                             .tau = c->tau,
                             .sk_iters = c->sk_iters,

@@ -55,6 +55,7 @@ struct assoc_trainer {
   int64_t *perm;                                   /* [S]: the data order of the epoch */
   int64_t cursor;                                  /* next unused position in perm */
   int *assoc;                                      /* [batch * K] scratch */
+  int *labels; /* [S * K] the ES association of each training sample (loss es), else NULL */
   int64_t batches;                                 /* per epoch */
   int epoch;
   int64_t step;

@@ -36,6 +36,18 @@ static int check_data(const assoc_train_config *c, const assoc_dataset *train,
   return 0;
 }
 
+/* The supervised loss's targets: ES on every training sample. */
+static int solve_labels(assoc_trainer *t, sg_io_error *err) {
+  const assoc_dataset *ds = t->train;
+  t->labels = sg_malloc((size_t)(ds->S * ds->K) * sizeof *t->labels);
+  double *rate = sg_malloc((size_t)ds->S * sizeof *rate), ms;
+  int rc = !t->labels || !rate ? assoc_fail(err, "out of memory for the ES targets") : 0;
+  assoc_baseline_opts o = assoc_baseline_defaults();
+  if (!rc) rc = assoc_run_method(ds, ASSOC_ES, &o, t->labels, rate, &ms, NULL, NULL, err);
+  sg_mfree(rate);
+  return rc;
+}
+
 /* Graph, scratch arrays, and the sizes derived from the data (model, adam,
  * mu and rng are set by the caller). */
 static int trainer_setup(assoc_trainer *t, sg_io_error *err) {
@@ -52,7 +64,7 @@ static int trainer_setup(assoc_trainer *t, sg_io_error *err) {
     return assoc_fail(err, "out of memory");
   memset(t->excess, 0, m_bytes);
   if (t->cfg.threads > 0) omp_set_num_threads(t->cfg.threads);
-  return 0;
+  return t->cfg.loss == ASSOC_LOSS_ES ? solve_labels(t, err) : 0;
 }
 
 static assoc_trainer *trainer_alloc(const assoc_train_config *c, const assoc_dataset *train,
@@ -140,7 +152,7 @@ void assoc_trainer_free(assoc_trainer *t) {
   assoc_gnn_free(t->model);
   sg_graph_free(t->graph);
   sg_mfree(t->mu), sg_mfree(t->excess), sg_mfree(t->excess_sum), sg_mfree(t->batch_excess);
-  sg_mfree(t->perm), sg_mfree(t->assoc);
+  sg_mfree(t->perm), sg_mfree(t->assoc), sg_mfree(t->labels);
   sg_mfree(t);
 }
 
@@ -201,6 +213,29 @@ typedef struct step_result {
   int64_t near_kink; /* samples whose Sinkhorn decisions came within round-off of the kink */
 } step_result;
 
+/* -mean over the batch's UEs of log a~_{k, ES(k)}; a UE that ES drops
+ * (K > M N) adds nothing. The 1e-12 keeps log finite where the Sinkhorn or
+ * the softmax underflows. */
+static sg_tensor *es_cross_entropy(assoc_trainer *t, const int64_t *idx, sg_tensor *A) {
+  sg_graph *g = t->graph;
+  int64_t B = A->shape[0], K = A->shape[1], M = A->shape[2];
+  sg_tensor *target = sg_zeros(g, A->dtype, 3, A->shape);
+  if (!target) return NULL;
+  float *t32 = sg_f32(target);
+  double *t64 = sg_f64(target);
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t k = 0; k < K; k++) {
+      int m = t->labels[idx[b] * K + k];
+      if (m < 0) continue;
+      if (t32)
+        t32[(b * K + k) * M + m] = 1.0f;
+      else
+        t64[(b * K + k) * M + m] = 1.0;
+    }
+  sg_tensor *log_a = sg_log(g, sg_add_scalar(g, A, 1e-12));
+  return sg_scale(g, sg_sum_all(g, sg_mul(g, target, log_a)), -1.0 / (double)(B * K));
+}
+
 /* One optimiser step on the next mini-batch at learning rate lr. */
 static int train_step(assoc_trainer *t, double lr, step_result *r, sg_io_error *err) {
   const assoc_train_config *c = &t->cfg;
@@ -209,13 +244,15 @@ static int train_step(assoc_trainer *t, double lr, step_result *r, sg_io_error *
   sg_graph_reset(g);
   sg_params_zero_grad(sg_params_tensors(t->model->params), sg_params_count(t->model->params));
   assoc_gnn_batch in;
-  if (assoc_gnn_batch_make(g, t->train, idx, 0, c->batch, t->feature_scale, c->dtype, true, &in))
+  if (assoc_gnn_batch_make(g, t->train, idx, 0, c->batch, t->feature_scale, t->model->cfg.features,
+                           c->dtype, true, &in))
     return assoc_fail(err, "could not build mini-batch inputs");
   assoc_gnn_output o =
       assoc_gnn_forward(g, t->model, in.p, in.q, in.H, ASSOC_GNN_TRAIN, &t->rng, NULL);
   sg_tensor *rate = assoc_sum_rate(g, o.assoc, in.c_re, in.c_im, 1.0);
   sg_tensor *loss =
       assoc_loss(g, rate, o.assoc, t->mu, t->model->cfg.capacity, c->delta, t->batch_excess);
+  if (loss && c->loss == ASSOC_LOSS_ES) loss = es_cross_entropy(t, idx, o.assoc);
   if (!loss) return assoc_fail(err, "the forward pass failed at step %lld", (long long)t->step + 1);
   r->loss = sg_get(loss, 0);
   if (!isfinite(r->loss))
@@ -322,9 +359,7 @@ int assoc_gnn_evaluate(const assoc_gnn *m, const assoc_dataset *ds, double featu
   if (!m || !ds || !out || eval_batch < 1 || !(feature_scale > 0))
     return assoc_fail(err, "assoc_gnn_evaluate: bad arguments (need a model, a data set, "
                            "eval_batch >= 1, feature scale > 0)");
-  if (2 * ds->N != m->cfg.fe)
-    return assoc_fail(err, "the data set has N = %d antennas but the model was built for N = %d",
-                      ds->N, m->cfg.fe / 2);
+  if (assoc_gnn_check_data(m, ds, err)) return -1;
   int64_t S = limit > 0 && limit < ds->S ? limit : ds->S;
   int *assoc = sg_malloc((size_t)(S * ds->K) * sizeof *assoc);
   double *score = sg_malloc((size_t)(S * ds->K * ds->M) * sizeof *score);

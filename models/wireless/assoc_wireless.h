@@ -107,6 +107,25 @@ void assoc_features_fill(const assoc_dataset *ds, int64_t start, int64_t count, 
 sg_tensor *assoc_features(sg_graph *g, const assoc_dataset *ds, int64_t start, int64_t count,
                           double scale, sg_dtype dt);
 
+/* What the GNNs see of each link (m, k) (docs/system.md, "Model inputs"). */
+typedef enum assoc_feature_kind {
+  ASSOC_FEATURES_CHANNEL, /* the paper's: real then imaginary parts of the scaled h_mk (2N) */
+  ASSOC_FEATURES_LINK,    /* SNR in dB, direction h_mk/|h_mk| (common phase removed, 2N),
+                             log10(1 + MRT interference) received and caused: 2N + 3 */
+  ASSOC_FEATURE_KIND_COUNT
+} assoc_feature_kind;
+
+const char *assoc_feature_kind_name(assoc_feature_kind k); /* "channel", "link" */
+int assoc_feature_kind_parse(const char *name);            /* any case; -1 if unknown */
+int assoc_feature_width(assoc_feature_kind k, int N);      /* features per link */
+/* Link features of samples [start, start+count): count x M x K x (2N+3),
+ * computed in double and rounded once to out's dtype, written from element
+ * `at` of out. Fixed affine maps (no data-set statistics) bring each to
+ * about unit scale: (SNR dB + 5) / 20, direction as is, log10(1 + I) - 0.7
+ * for the interference received and - 1.4 for the interference caused. */
+void assoc_link_features_fill(const assoc_dataset *ds, int64_t start, int64_t count,
+                              sg_tensor *out, int64_t at);
+
 /* ---- rate and SINR ------------------------------------------------------- */
 
 /* Couplings c[m,k,l]/sigma of sample s (each array M x K x K). */

@@ -1,6 +1,6 @@
 /* Scenario generator of docs/system.md: geometry, LOS/NLOS(/outage) link
- * state, 28 GHz path loss with shadowing, multipath ULA channels. Also the
- * data-set container and the model-input features. */
+ * state, 28 GHz path loss with shadowing, multipath ULA channels, and the
+ * data-set container. The model-input features are in features.c. */
 #include "assoc_wireless.h"
 
 #include <math.h>
@@ -223,69 +223,4 @@ int assoc_generate(const assoc_scenario *sc, int64_t S, assoc_dataset *ds, sg_io
 #pragma omp parallel for schedule(static)
   for (int64_t s = 0; s < S; s++) generate_sample(sc, s, ds);
   return 0;
-}
-
-/* ---- model-input features -------------------------------------------------------- */
-
-double assoc_snr_amplitude(const assoc_dataset *ds) {
-  double pt_w = pow(10.0, (ds->pt_dbm - 30.0) / 10.0);
-  double noise_w = pow(10.0, (ds->noise_dbm - 30.0) / 10.0);
-  return sqrt(pt_w / ds->N / noise_w);
-}
-
-/* Fixed blocks summed in parallel, then the block sums added in order: the
- * same value for every thread count (an OpenMP reduction is not). */
-double assoc_feature_scale(const assoc_dataset *ds) {
-  enum { BLOCK = 4096 };
-  int64_t n = ds->S * ds->M * ds->K * ds->N, n_blocks = (n + BLOCK - 1) / BLOCK;
-  double *partial = sg_malloc((size_t)(n_blocks > 0 ? n_blocks : 1) * sizeof *partial);
-  if (!partial) return 1.0;
-#pragma omp parallel for schedule(static)
-  for (int64_t b = 0; b < n_blocks; b++) {
-    int64_t end = (b + 1) * BLOCK < n ? (b + 1) * BLOCK : n;
-    double s = 0.0;
-    for (int64_t i = b * BLOCK; i < end; i++)
-      s += ds->H_re[i] * ds->H_re[i] + ds->H_im[i] * ds->H_im[i];
-    partial[b] = s;
-  }
-  double sum = 0.0;
-  for (int64_t b = 0; b < n_blocks; b++) sum += partial[b];
-  sg_mfree(partial);
-  double rms = sqrt(sum / (2.0 * (double)n)) * assoc_snr_amplitude(ds);
-  return rms > 0 ? rms : 1.0;
-}
-
-/* Writes the features into f32 or f64 (whichever is not NULL). */
-static void fill_features(const assoc_dataset *ds, int64_t start, int64_t count, double scale,
-                          float *f32, double *f64) {
-  int N = ds->N;
-  int64_t links = count * ds->M * ds->K;
-  double f = assoc_snr_amplitude(ds) / scale;
-  const double *re = ds->H_re + start * ds->M * ds->K * N;
-  const double *im = ds->H_im + start * ds->M * ds->K * N;
-  for (int64_t l = 0; l < links; l++)
-    for (int n = 0; n < N; n++) {
-      double x_re = re[l * N + n] * f, x_im = im[l * N + n] * f;
-      int64_t o = l * 2 * N + n;
-      if (f32)
-        f32[o] = (float)x_re, f32[o + N] = (float)x_im;
-      else
-        f64[o] = x_re, f64[o + N] = x_im;
-    }
-}
-
-void assoc_features_fill(const assoc_dataset *ds, int64_t start, int64_t count, double scale,
-                         sg_tensor *out, int64_t at) {
-  float *f32 = sg_f32(out);
-  double *f64 = sg_f64(out);
-  fill_features(ds, start, count, scale, f32 ? f32 + at : NULL, f64 ? f64 + at : NULL);
-}
-
-sg_tensor *assoc_features(sg_graph *g, const assoc_dataset *ds, int64_t start, int64_t count,
-                          double scale, sg_dtype dt) {
-  if (start < 0 || count < 1 || start + count > ds->S || !(scale > 0)) return NULL;
-  int64_t shape[4] = {count, ds->M, ds->K, 2 * ds->N};
-  sg_tensor *t = sg_empty(g, dt, 4, shape);
-  if (t) assoc_features_fill(ds, start, count, scale, t, 0);
-  return t;
 }
