@@ -1,9 +1,12 @@
 #!/bin/sh
 # End-to-end checks of the assoc command line: a small data set, the
-# baselines table and JSON, the per-method .npz, and the refusals of bad
-# arguments and bad files (clear message, non-zero status, no crash).
+# baselines table and JSON, the per-method .npz, a small model's evaluation
+# and its associations .npz, and the refusals of bad arguments and bad files
+# (clear message, non-zero status, no crash).
+#   cli_test.sh ASSOC NPZ_LIST   (the assoc program, tests/npz_list.c)
 set -u
 assoc="$1"
+npz_list="$2"
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 passed=0
@@ -21,6 +24,28 @@ expect_fail() { # name, pattern the message must contain, command...
     bad "$name (status $status, stderr: $(head -c 300 "$dir/err"))"
   fi
 }
+expect_members() { # name, .npz, file of its expected members as npz_list prints them
+  name=$1
+  if ! "$npz_list" "$2" >"$dir/listed" 2>"$dir/err"; then
+    bad "$name (unreadable: $(head -c 300 "$dir/err"))"
+    return
+  fi
+  sort "$dir/listed" >"$dir/members"
+  if sort "$3" | cmp -s - "$dir/members"; then
+    ok "$name"
+  else
+    bad "$name (expected: $(sort "$3" | tr '\n' ';') got: $(tr '\n' ';' <"$dir/members"))"
+  fi
+}
+# The members "NAME DTYPE SHAPE" of assoc eval --out for a model of key $1
+# on $2 samples of $3 UEs, with ES_* when $4 is "es".
+eval_members() {
+  for r in onehot lb nv; do
+    printf '%s\n' "$1_${r}_assoc int32 ($2, $3)" "$1_${r}_rate float64 ($2,)"
+  done
+  [ "$4" = es ] && printf '%s\n' "ES_assoc int32 ($2, $3)" "ES_rate float64 ($2,)"
+  echo "samples int64 ()"
+}
 
 "$assoc" gen --samples 40 --seed 3 --out "$dir/d.npz" --quiet && [ -s "$dir/d.npz" ] &&
   ok "gen writes a data set" || bad "gen writes a data set"
@@ -30,6 +55,28 @@ expect_fail() { # name, pattern the message must contain, command...
   ok "baselines --json" || bad "baselines --json"
 "$assoc" baselines "$dir/d.npz" --out "$dir/res.npz" >/dev/null 2>&1 && [ -s "$dir/res.npz" ] &&
   ok "baselines --out" || bad "baselines --out"
+
+# A freshly trained small model (one short epoch) evaluated with --out: the
+# associations load with sinkgrad's reader, as int32 S x K and float64 S.
+"$assoc" train "$dir/d.npz" --model attskgs --epochs 1 --d 8 --h 16 --batch 8 \
+  --batches-per-epoch 2 --out "$dir/ck.npz" --quiet >/dev/null 2>&1 && [ -s "$dir/ck.npz" ] &&
+  ok "train a small model" || bad "train a small model"
+"$assoc" eval "$dir/ck.npz" "$dir/d.npz" --latency-samples 2 --out "$dir/ev.npz" \
+  >"$dir/ev.table" 2>/dev/null && grep -q "no-violation" "$dir/ev.table" &&
+  ok "eval --out" || bad "eval --out"
+eval_members AttSKGS_GNN 40 8 es >"$dir/want"
+expect_members "eval --out members" "$dir/ev.npz" "$dir/want"
+"$assoc" eval "$dir/ck.npz" "$dir/d.npz" --latency-samples 0 --limit 12 --no-es \
+  --out "$dir/ev12.npz" >/dev/null 2>&1 && ok "eval --limit --no-es --out" ||
+  bad "eval --limit --no-es --out"
+eval_members AttSKGS_GNN 12 8 - >"$dir/want"
+expect_members "eval --limit 12 --no-es members" "$dir/ev12.npz" "$dir/want"
+expect_fail "eval --out into a missing directory" "no-such-dir" \
+  "$assoc" eval "$dir/ck.npz" "$dir/d.npz" --no-es --out "$dir/no-such-dir/x.npz"
+mkdir "$dir/outdir"
+expect_fail "eval --out onto a directory" "outdir" \
+  "$assoc" eval "$dir/ck.npz" "$dir/d.npz" --no-es --latency-samples 0 --out "$dir/outdir"
+ls -a "$dir" | grep -q '\.tmp' && bad "no temporary file left" || ok "no temporary file left"
 
 "$assoc" params --d 8 --h 16 >"$dir/params" 2>/dev/null && grep -q "AttSKGS-GNN" "$dir/params" &&
   grep -q "45.67" "$dir/params" && ok "params" || bad "params"

@@ -1,7 +1,8 @@
 /* Evaluation (models/eval/assoc_eval.h): metrics on hand-made associations
  * (violation ratio, load balancing by dropping, the no-violation rounding),
  * the max-weight assignment against enumeration, models evaluated on
- * networks larger than their training size, and the ablation JSON report. */
+ * networks larger than their training size, a model's associations written
+ * as .npz, and the ablation JSON report. */
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,7 +49,10 @@ START_TEST(test_hand_metrics) {
   assoc_dataset ds = make_data(2, 2, 4, 3, 11, 30.0);
   assoc_eval_metrics x;
   int one_hot[12], lb[12], nv[12];
-  ck_assert_int_eq(assoc_eval_assoc_metrics(&ds, hand_A, NULL, &x, one_hot, lb, nv), 0);
+  ck_assert_int_eq(
+      assoc_eval_assoc_metrics(&ds, hand_A, NULL, &x,
+                               &(assoc_eval_assocs){.one_hot = one_hot, .lb = lb, .nv = nv}),
+      0);
   const int want_1hot[12] = {0, 0, 0, 0, 0, 1, 0, 1, 1, 1, 0, 1};
   for (int i = 0; i < 12; i++) ck_assert_int_eq(one_hot[i], want_1hot[i]);
   ck_assert_double_eq_tol(x.violation_ratio, 2.0 / 3.0, 1e-15);
@@ -160,13 +164,13 @@ START_TEST(test_rounding_feasible_and_threads) {
     for (int m = 0; m < ds.M; m++) sum += A[r * ds.M + m] = pow(sg_rng_uniform(&rng), 4);
     for (int m = 0; m < ds.M; m++) A[r * ds.M + m] /= sum;
   }
-  ck_assert_int_eq(assoc_eval_es_rates(&ds, 1e9, es), 0);
+  ck_assert_int_eq(assoc_eval_es_rates(&ds, 1e9, es, NULL), 0);
   assoc_eval_metrics x1, x2;
   int threads = omp_get_max_threads();
   omp_set_num_threads(1);
-  ck_assert_int_eq(assoc_eval_assoc_metrics(&ds, A, es, &x1, NULL, NULL, nv), 0);
+  ck_assert_int_eq(assoc_eval_assoc_metrics(&ds, A, es, &x1, &(assoc_eval_assocs){.nv = nv}), 0);
   omp_set_num_threads(2);
-  ck_assert_int_eq(assoc_eval_assoc_metrics(&ds, A, es, &x2, NULL, NULL, NULL), 0);
+  ck_assert_int_eq(assoc_eval_assoc_metrics(&ds, A, es, &x2, NULL), 0);
   omp_set_num_threads(threads);
   ck_assert_int_eq(memcmp(&x1, &x2, sizeof x1), 0);
   for (int64_t s = 0; s < ds.S; s++) assert_feasible(ds.M, ds.N, ds.K, nv + s * ds.K, "rounding");
@@ -186,7 +190,7 @@ START_TEST(test_baseline_metrics) {
   assoc_baseline_opts o = assoc_baseline_defaults();
   ck_assert_int_eq(assoc_run_method(&ds, ASSOC_MAXSINR, &o, assoc, rate, NULL, NULL, NULL, NULL),
                    0);
-  ck_assert_int_eq(assoc_eval_es_rates(&ds, 1e9, es), 0);
+  ck_assert_int_eq(assoc_eval_es_rates(&ds, 1e9, es, NULL), 0);
   assoc_eval_metrics x;
   assoc_metrics ref;
   ck_assert_int_eq(assoc_eval_baseline_metrics(&ds, assoc, es, 0.5, &x), 0);
@@ -228,11 +232,11 @@ START_TEST(test_model_larger_networks) {
       double *es = NULL;
       if (nets[i].M * nets[i].K <= 36) {
         es = malloc((size_t)ds.S * sizeof *es);
-        ck_assert_int_eq(assoc_eval_es_rates(&ds, 1e9, es), 0);
+        ck_assert_int_eq(assoc_eval_es_rates(&ds, 1e9, es, NULL), 0);
       }
       assoc_eval_metrics x;
       sg_io_error err;
-      ck_assert_msg(assoc_eval_model(m, &ds, &o, es, &x, NULL, &err) == 0, "%s", err.msg);
+      ck_assert_msg(assoc_eval_model(m, &ds, &o, es, &x, NULL, NULL, &err) == 0, "%s", err.msg);
       ck_assert_int_eq(x.samples, 24);
       ck_assert_int_eq(x.K, nets[i].K);
       ck_assert(x.violation_ratio >= 0 && x.violation_ratio <= 1);
@@ -276,6 +280,113 @@ START_TEST(test_infer_batch_invariant) {
   assoc_dataset_free(&other);
   free(A1), free(A5);
   assoc_dataset_free(&ds);
+  assoc_gnn_free(m);
+}
+END_TEST
+
+/* ---- a model's associations as .npz (assoc eval --out) ------------------------------- */
+
+/* Member <prefix><suffix> of z: type t, shape (S, K) or (S) when K = 0. */
+static const void *npz_member(const sg_npz *z, const char *prefix, const char *suffix,
+                              sg_npy_type t, int64_t S, int64_t K) {
+  char name[96];
+  snprintf(name, sizeof name, "%s%s", prefix, suffix);
+  const sg_array *a = sg_npz_get(z, name);
+  ck_assert_msg(a != NULL, "missing %s", name);
+  ck_assert_msg(a->type == t && a->ndim == (K ? 2 : 1) && a->shape[0] == S &&
+                    (!K || a->shape[1] == K),
+                "%s: wrong type or shape", name);
+  return a->data;
+}
+
+/* Every rate equals R of its association recomputed from ds (1e-12
+ * relative); returns their mean. Loads never exceed N where nv_like is 0 or
+ * 1; nv_like 1 also asks for exactly min(K, M*N) UEs served. */
+static double check_rates(const assoc_dataset *ds, const int *assoc, const double *rate,
+                          int nv_like, const char *who) {
+  int M = ds->M, K = ds->K, load[ASSOC_MAX_BS];
+  double *gain = malloc((size_t)M * K * K * sizeof *gain), mean = 0;
+  for (int64_t s = 0; s < ds->S; s++) {
+    assoc_coupling_gain(ds, s, gain);
+    double want = assoc_rate_int(gain, M, K, assoc + s * K, NULL);
+    ck_assert_msg(fabs(rate[s] - want) <= 1e-12 * fabs(want), "%s sample %lld: %.17g vs %.17g", who,
+                  (long long)s, rate[s], want);
+    if (nv_like == 1) assert_feasible(M, ds->N, K, assoc + s * K, who);
+    if (nv_like == 0) ck_assert_msg(assoc_loads(M, K, assoc + s * K, load) <= ds->N, "%s", who);
+    mean += rate[s] / (double)ds->S;
+  }
+  free(gain);
+  return mean;
+}
+
+/* The associations of one evaluation, written and read back. */
+static void check_written(const assoc_dataset *ds, const char *path, const double *A,
+                          const assoc_eval_metrics *x) {
+  sg_io_error err;
+  sg_npz *z = sg_npz_open(path, &err);
+  ck_assert_msg(z != NULL, "%s", err.msg);
+  int64_t S = ds->S, K = ds->K;
+  const char *key = assoc_gnn_variant_key(ASSOC_GNN_ATTSKGS);
+  char p[64];
+  const int *oh = npz_member(z, key, "_onehot_assoc", SG_NPY_I32, S, K);
+  snprintf(p, sizeof p, "%s_onehot", key);
+  double r = check_rates(ds, oh, npz_member(z, p, "_rate", SG_NPY_F64, S, 0), -1, p);
+  ck_assert_double_eq_tol(r, x->rate, 1e-12 * r);
+  int *argmax = malloc((size_t)S * K * sizeof *argmax);
+  assoc_argmax_rows(A, S * K, ds->M, argmax);
+  ck_assert_int_eq(memcmp(oh, argmax, (size_t)S * K * sizeof *oh), 0);
+  const int *lb = npz_member(z, key, "_lb_assoc", SG_NPY_I32, S, K);
+  snprintf(p, sizeof p, "%s_lb", key);
+  r = check_rates(ds, lb, npz_member(z, p, "_rate", SG_NPY_F64, S, 0), 0, p);
+  ck_assert_double_eq_tol(r, x->rate_lb, 1e-12 * r);
+  for (int64_t i = 0; i < S * K; i++) ck_assert(lb[i] == -1 || lb[i] == oh[i]);
+  const int *nv = npz_member(z, key, "_nv_assoc", SG_NPY_I32, S, K);
+  snprintf(p, sizeof p, "%s_nv", key);
+  const double *nv_rate = npz_member(z, p, "_rate", SG_NPY_F64, S, 0);
+  r = check_rates(ds, nv, nv_rate, 1, p);
+  ck_assert_double_eq_tol(r, x->rate_no_violation, 1e-12 * r);
+  const int *es = npz_member(z, "ES", "_assoc", SG_NPY_I32, S, K);
+  const double *es_rate = npz_member(z, "ES", "_rate", SG_NPY_F64, S, 0);
+  check_rates(ds, es, es_rate, 1, "ES");
+  for (int64_t s = 0; s < S; s++) ck_assert(nv_rate[s] <= es_rate[s] * (1 + 1e-12));
+  free(argmax);
+  sg_npz_close(z);
+}
+
+/* A fresh small model on networks with drops (K > M*N) and without: the
+ * associations assoc_eval_model returns, written with assoc_eval_npz_add and
+ * read back, respect the loads and carry their recomputed rates. */
+START_TEST(test_model_assocs_npz) {
+  const int nets[][2] = {{2, 10}, {3, 7}}; /* M, K; N 4 */
+  assoc_gnn_config c = small_config(ASSOC_GNN_ATTSKGS, SG_F32);
+  assoc_gnn *m = assoc_gnn_new(&c, 17);
+  char dir[] = "/tmp/sg_eval_XXXXXX", path[256];
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  snprintf(path, sizeof path, "%s/assoc.npz", dir);
+  for (size_t i = 0; i < sizeof nets / sizeof nets[0]; i++) {
+    assoc_dataset ds = make_data(nets[i][0], 4, nets[i][1], 16, 90 + i, 30.0);
+    size_t S = (size_t)ds.S, SK = S * ds.K;
+    int *ints = malloc(4 * SK * sizeof *ints);
+    double *rates = malloc(4 * S * sizeof *rates), *A = malloc(SK * ds.M * sizeof *A);
+    assoc_eval_assocs got = {ints, ints + SK, ints + 2 * SK, rates, rates + S, rates + 2 * S};
+    ck_assert_int_eq(assoc_eval_es_rates(&ds, 1e9, rates + 3 * S, ints + 3 * SK), 0);
+    assoc_eval_opts o = assoc_eval_defaults(3.0);
+    o.batch = 5, o.latency_samples = 0;
+    assoc_eval_metrics x;
+    sg_io_error err;
+    ck_assert_msg(assoc_eval_model(m, &ds, &o, rates + 3 * S, &x, A, &got, &err) == 0, "%s",
+                  err.msg);
+    sg_npz_writer *w = sg_npz_writer_open(path, true, &err);
+    ck_assert_msg(w && !assoc_eval_npz_add(w, assoc_gnn_variant_key(c.variant), &ds, &got, &err),
+                  "%s", err.msg);
+    ck_assert_int_eq(assoc_npz_add_assoc(w, "ES", &ds, ints + 3 * SK, rates + 3 * S, &err), 0);
+    ck_assert_msg(sg_npz_writer_close(w, &err) == 0, "%s", err.msg);
+    check_written(&ds, path, A, &x);
+    free(ints), free(rates), free(A);
+    assoc_dataset_free(&ds);
+  }
+  ck_assert_int_eq(unlink(path), 0);
+  ck_assert_int_eq(rmdir(dir), 0); /* nothing else left: no temporary file */
   assoc_gnn_free(m);
 }
 END_TEST
@@ -412,6 +523,7 @@ Suite *suite_eval(void) {
   tcase_add_test(tc, test_baseline_metrics);
   tcase_add_test(tc, test_model_larger_networks);
   tcase_add_test(tc, test_infer_batch_invariant);
+  tcase_add_test(tc, test_model_assocs_npz);
   tcase_add_test(tc, test_ablation_json);
   suite_add_tcase(s, tc);
   return s;

@@ -2,6 +2,7 @@
  * permutation equivariance, sizes, noise modes, post-processing, misuse,
  * parameter counts and the float32 forward. */
 #include <complex.h>
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -421,6 +422,12 @@ START_TEST(assoc_eval_helpers) {
   ck_assert_int_eq(assoc_gnn_variant_parse("GS-GNN"), ASSOC_GNN_GS);
   ck_assert_int_eq(assoc_gnn_variant_parse("SK"), -1);
   ck_assert_str_eq(assoc_gnn_variant_name(ASSOC_GNN_SKGS), "SKGS-GNN");
+  for (int v = 0; v < ASSOC_GNN_VARIANT_COUNT; v++) { /* keys: identifiers that parse back */
+    const char *key = assoc_gnn_variant_key((assoc_gnn_variant)v);
+    ck_assert_int_eq(assoc_gnn_variant_parse(key), v);
+    for (const char *p = key; *p; p++)
+      ck_assert_msg(isalnum((unsigned char)*p) || *p == '_', "%s", key);
+  }
   sg_graph_free(g);
 }
 END_TEST

@@ -140,7 +140,7 @@ static int evaluate_models(abl_run *r) {
   for (int i = 0; i < r->n_models; i++) {
     model_run *mr = &r->models[i];
     assoc_eval_opts o = assoc_eval_defaults(mr->feature_scale);
-    if (assoc_eval_model(mr->model, ds, &o, r->es_rate, &mr->test, A, &err)) {
+    if (assoc_eval_model(mr->model, ds, &o, r->es_rate, &mr->test, A, NULL, &err)) {
       fprintf(stderr, "assoc ablation: evaluating %s: %s\n", mr->key, err.msg);
       free(A);
       return -1;
@@ -198,7 +198,7 @@ static int curve_point(abl_run *r, int K, int p) {
     assoc_eval_opts o = assoc_eval_defaults(mr->feature_scale);
     o.latency_samples = 0;
     assoc_eval_metrics x;
-    rc = assoc_eval_model(mr->model, &ds, &o, es, &x, NULL, &err);
+    rc = assoc_eval_model(mr->model, &ds, &o, es, &x, NULL, NULL, &err);
     if (rc) fprintf(stderr, "assoc ablation: %s at K = %d: %s\n", mr->key, K, err.msg);
     int row = N_CURVE_BASELINES + i;
     if (!rc)

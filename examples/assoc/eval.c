@@ -1,5 +1,6 @@
 /* assoc eval CKPT DATA: the metrics of docs/models.md for a trained model on
- * any data set (other sizes and powers than the training ones included). */
+ * any data set (other sizes and powers than the training ones included),
+ * optionally with the associations behind them as .npz (--out). */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -21,6 +22,14 @@ static const char eval_help[] =
     "ratio to ES, inference time per sample and parameter count.\n"
     "\n"
     "  --json               print JSON instead of a table\n"
+    "  --out FILE           also write the associations as .npz, in the schema of\n"
+    "                       'assoc baselines --out' (docs/system.md). With KEY the\n"
+    "                       model's key (AttSKGS_GNN, SKGS_GNN, GS_GNN, SMA_GNN):\n"
+    "                       KEY_onehot_assoc (row argmax), KEY_lb_assoc (load-\n"
+    "                       balanced) and KEY_nv_assoc (no-violation rounding),\n"
+    "                       S x K int32 (BS per UE, -1 dropped), each with its\n"
+    "                       sum-rates KEY_onehot_rate, ... (float64, S); ES_assoc\n"
+    "                       and ES_rate unless ES is skipped; samples\n"
     "  --batch B            samples per batch (default 256; wide models run it\n"
     "                       in smaller chunks to bound memory)\n"
     "  --limit S            use only the first S samples\n"
@@ -32,6 +41,7 @@ static const char eval_help[] =
 
 enum eval_option {
   EV_JSON = 1000,
+  EV_OUT,
   EV_BATCH,
   EV_LIMIT,
   EV_LATENCY,
@@ -42,6 +52,7 @@ enum eval_option {
 
 static const struct option eval_options[] = {
     {"json", no_argument, NULL, EV_JSON},
+    {"out", required_argument, NULL, EV_OUT},
     {"batch", required_argument, NULL, EV_BATCH},
     {"limit", required_argument, NULL, EV_LIMIT},
     {"latency-samples", required_argument, NULL, EV_LATENCY},
@@ -53,7 +64,7 @@ static const struct option eval_options[] = {
 };
 
 typedef struct eval_args {
-  const char *ckpt, *data;
+  const char *ckpt, *data, *out;
   bool json, no_es, help;
   int batch, latency, threads;
   int64_t limit;
@@ -66,6 +77,9 @@ static int eval_option(void *args, int opt, char *v) {
   switch (opt) {
   case EV_JSON:
     a->json = true;
+    return 0;
+  case EV_OUT:
+    a->out = v;
     return 0;
   case EV_BATCH:
     return assoc_parse_int(c, "batch", v, 1, 1 << 20, &a->batch);
@@ -139,9 +153,50 @@ static void print_json(const eval_args *a, const assoc_gnn *m, double scale,
   printf("}\n");
 }
 
-/* ES rates of ds into *es (NULL when skipped, with a note). 0 or -1. */
-static int es_reference(const eval_args *a, const assoc_dataset *ds, double **es) {
-  *es = NULL;
+/* ---- the associations (--out) ------------------------------------------------------ */
+
+/* What --out writes: the model's three roundings and the ES optimum (NULL
+ * when ES is skipped), each with its per-sample rates. */
+typedef struct eval_results {
+  assoc_eval_assocs model;
+  int *es_assoc;
+  double *es_rate;
+} eval_results;
+
+static void results_free(eval_results *r) {
+  assoc_eval_assocs *x = &r->model;
+  free(x->one_hot), free(x->lb), free(x->nv), free(x->rate), free(x->rate_lb), free(x->rate_nv);
+  free(r->es_assoc), free(r->es_rate);
+}
+
+/* Allocates the model's associations and rates (S x K, S). 0 or -1. */
+static int results_alloc_model(const assoc_dataset *ds, eval_results *r) {
+  size_t S = ds->S > 0 ? (size_t)ds->S : 1, SK = S * (size_t)ds->K;
+  r->model = (assoc_eval_assocs){malloc(SK * sizeof(int)),   malloc(SK * sizeof(int)),
+                                 malloc(SK * sizeof(int)),   malloc(S * sizeof(double)),
+                                 malloc(S * sizeof(double)), malloc(S * sizeof(double))};
+  const assoc_eval_assocs *x = &r->model;
+  return x->one_hot && x->lb && x->nv && x->rate && x->rate_lb && x->rate_nv ? 0 : -1;
+}
+
+/* Adds every result to w and commits it (or discards it on a failure). */
+static int write_results(sg_npz_writer *w, const assoc_gnn *m, const assoc_dataset *ds,
+                         const eval_results *r, sg_io_error *err) {
+  const char *key = assoc_gnn_variant_key(m->cfg.variant);
+  int rc = assoc_eval_npz_add(w, key, ds, &r->model, err);
+  if (!rc && r->es_assoc)
+    rc = assoc_npz_add_assoc(w, assoc_method_key(ASSOC_ES), ds, r->es_assoc, r->es_rate, err);
+  if (!rc) rc = sg_npz_add_scalar_i64(w, "samples", ds->S, err);
+  if (!rc) return sg_npz_writer_close(w, err);
+  sg_npz_writer_abort(w);
+  return -1;
+}
+
+/* ---- the evaluation --------------------------------------------------------------- */
+
+/* ES rates (and, when assoc is true, associations) of ds into r (NULL when
+ * skipped, with a note). 0 or -1. */
+static int es_reference(const eval_args *a, const assoc_dataset *ds, bool assoc, eval_results *r) {
   if (a->no_es) return 0;
   if (assoc_feasible_count(ds->M, ds->N, ds->K) > a->es_max) {
     fprintf(stderr,
@@ -150,12 +205,43 @@ static int es_reference(const eval_args *a, const assoc_dataset *ds, double **es
             assoc_feasible_count(ds->M, ds->N, ds->K), a->es_max);
     return 0;
   }
-  *es = malloc((ds->S > 0 ? (size_t)ds->S : 1) * sizeof **es);
-  if (!*es || assoc_eval_es_rates(ds, a->es_max, *es)) {
+  size_t S = ds->S > 0 ? (size_t)ds->S : 1;
+  r->es_rate = malloc(S * sizeof *r->es_rate);
+  if (assoc) r->es_assoc = malloc(S * ds->K * sizeof *r->es_assoc);
+  if (!r->es_rate || (assoc && !r->es_assoc) ||
+      assoc_eval_es_rates(ds, a->es_max, r->es_rate, r->es_assoc)) {
     fprintf(stderr, "assoc eval: ES failed (out of memory)\n");
     return -1;
   }
   return 0;
+}
+
+/* Opens --out before the evaluation (a bad path fails at once), or sets *w
+ * to NULL without --out. 0 or -1 (printed). */
+static int open_out(const eval_args *a, sg_npz_writer **w) {
+  sg_io_error err;
+  *w = NULL;
+  if (!a->out) return 0;
+  *w = sg_npz_writer_open(a->out, true, &err);
+  if (*w) return 0;
+  fprintf(stderr, "assoc eval: --out %s\n", err.msg);
+  return -1;
+}
+
+/* ES, the model's metrics and (with w) the associations into r. 0 or -1 (printed). */
+static int evaluate(const eval_args *a, const assoc_gnn *m, double scale, const assoc_dataset *ds,
+                    sg_npz_writer *w, eval_results *r, assoc_eval_metrics *x) {
+  if (es_reference(a, ds, w != NULL, r)) return -1;
+  if (w && results_alloc_model(ds, r)) {
+    fprintf(stderr, "assoc eval: out of memory\n");
+    return -1;
+  }
+  assoc_eval_opts o = assoc_eval_defaults(scale);
+  o.batch = a->batch, o.latency_samples = a->latency;
+  sg_io_error err;
+  if (!assoc_eval_model(m, ds, &o, r->es_rate, x, NULL, w ? &r->model : NULL, &err)) return 0;
+  fprintf(stderr, "assoc eval: %s\n", err.msg);
+  return -1;
 }
 
 static int run_eval(const eval_args *a, const assoc_gnn *m, double scale, const assoc_dataset *ds) {
@@ -164,19 +250,22 @@ static int run_eval(const eval_args *a, const assoc_gnn *m, double scale, const 
     fprintf(stderr, "assoc eval: %s: %s\n", a->data, err.msg);
     return ASSOC_EXIT_FAIL;
   }
-  double *es;
-  if (es_reference(a, ds, &es)) return ASSOC_EXIT_FAIL;
-  assoc_eval_opts o = assoc_eval_defaults(scale);
-  o.batch = a->batch, o.latency_samples = a->latency;
+  sg_npz_writer *w;
+  if (open_out(a, &w)) return ASSOC_EXIT_FAIL;
+  eval_results r = {0};
   assoc_eval_metrics x;
-  int rc = assoc_eval_model(m, ds, &o, es, &x, NULL, &err);
-  if (rc)
-    fprintf(stderr, "assoc eval: %s\n", err.msg);
-  else if (a->json)
+  int rc = evaluate(a, m, scale, ds, w, &r, &x);
+  if (!rc && a->json)
     print_json(a, m, scale, &x);
-  else
+  else if (!rc)
     print_table(a, m, scale, ds, &x);
-  free(es);
+  if (w && !rc && write_results(w, m, ds, &r, &err)) {
+    fprintf(stderr, "assoc eval: --out %s\n", err.msg);
+    rc = -1;
+  } else if (w && rc) {
+    sg_npz_writer_abort(w);
+  }
+  results_free(&r);
   return rc ? ASSOC_EXIT_FAIL : ASSOC_EXIT_OK;
 }
 

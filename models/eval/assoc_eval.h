@@ -52,14 +52,22 @@ typedef struct assoc_eval_metrics {
   int64_t params;           /* trainable parameters (0 for baselines) */
 } assoc_eval_metrics;
 
+/* The integer associations behind the metrics, per sample: where the caller
+ * wants them (every member may be NULL; S x K associations as in
+ * assoc_wireless.h, S rates). */
+typedef struct assoc_eval_assocs {
+  int *one_hot; /* row argmax of A~ (may overload a BS) */
+  int *lb;      /* one_hot load-balanced: an overloaded BS keeps its N largest a~, -1 dropped */
+  int *nv;      /* assoc_round_no_violation (loads <= N, min(K, M*N) UEs served) */
+  double *rate, *rate_lb, *rate_nv; /* assoc_rate_int of each */
+} assoc_eval_assocs;
+
 /* Fills the metrics of fractional associations A (S x K x M) on ds (the
- * timing and parameter members are left zero). es_rate: S, or NULL. assoc_1hot,
- * assoc_lb, assoc_nv (S x K each, may be NULL) receive the row-argmax
- * association, its load-balanced version and the no-violation rounding.
- * Deterministic and independent of the thread count. 0 or -1 (no memory). */
+ * timing and parameter members are left zero). es_rate: S, or NULL. assocs
+ * (may be NULL) receives the associations and their rates. Deterministic and
+ * independent of the thread count. 0 or -1 (no memory). */
 int assoc_eval_assoc_metrics(const assoc_dataset *ds, const double *A, const double *es_rate,
-                             assoc_eval_metrics *out, int *assoc_1hot, int *assoc_lb,
-                             int *assoc_nv);
+                             assoc_eval_metrics *out, const assoc_eval_assocs *assocs);
 
 /* Metrics of an integer baseline association (S x K) in the same struct:
  * rate and violations as produced, rate_lb after assoc_load_balance (weakest
@@ -68,10 +76,11 @@ int assoc_eval_assoc_metrics(const assoc_dataset *ds, const double *A, const dou
 int assoc_eval_baseline_metrics(const assoc_dataset *ds, const int *assoc, const double *es_rate,
                                 double ms_per_sample, assoc_eval_metrics *out);
 
-/* Runs ES on every sample of ds: rate (S) receives the optimal rates. 0, or
- * -1 when ES would search more than max_leaves associations per sample or
- * when out of memory. */
-int assoc_eval_es_rates(const assoc_dataset *ds, double max_leaves, double *rate);
+/* Runs ES on every sample of ds: rate (S) receives the optimal rates and
+ * assoc (S x K, may be NULL) the optimal associations. 0, or -1 when ES would
+ * search more than max_leaves associations per sample or when out of
+ * memory. */
+int assoc_eval_es_rates(const assoc_dataset *ds, double max_leaves, double *rate, int *assoc);
 
 /* ---- model inference ------------------------------------------------------------------ */
 
@@ -98,10 +107,12 @@ int assoc_eval_infer(const assoc_gnn *m, const assoc_dataset *ds, const assoc_ev
                      double *A, double *seconds, sg_io_error *err);
 
 /* assoc_eval_infer + assoc_eval_assoc_metrics + timings (batched per sample and
- * single-sample median) + parameter count. A (may be NULL) receives A~.
+ * single-sample median) + parameter count. A (may be NULL) receives A~,
+ * assocs (may be NULL) the associations and rates behind the metrics.
  * 0, or -1 with a message. */
 int assoc_eval_model(const assoc_gnn *m, const assoc_dataset *ds, const assoc_eval_opts *o,
-                     const double *es_rate, assoc_eval_metrics *out, double *A, sg_io_error *err);
+                     const double *es_rate, assoc_eval_metrics *out, double *A,
+                     const assoc_eval_assocs *assocs, sg_io_error *err);
 
 /* ---- reports ------------------------------------------------------------------------ */
 
@@ -113,6 +124,19 @@ void assoc_json_write_string(FILE *f, const char *s);
  * "rate_load_balanced": ..., "rate_no_violation": ..., "ratio_to_es": ...,
  * "infer_us": ..., "params": ..., ...}. */
 void assoc_eval_metrics_json(FILE *f, const assoc_eval_metrics *x);
+
+/* Adds <prefix>_assoc (int32 S x K: the BS of each UE, -1 dropped) and
+ * <prefix>_rate (float64 S) to w, as 'assoc baselines --out' writes a
+ * method (docs/system.md). 0, or -1 with a message. */
+int assoc_npz_add_assoc(sg_npz_writer *w, const char *prefix, const assoc_dataset *ds,
+                        const int *assoc, const double *rate, sg_io_error *err);
+
+/* Adds the associations of a model's evaluation (every member of x set) to
+ * w: <key>_onehot_assoc/_rate (row argmax), <key>_lb_assoc/_rate (load
+ * balanced) and <key>_nv_assoc/_rate (no-violation rounding), key e.g.
+ * assoc_gnn_variant_key. 0, or -1 with a message. */
+int assoc_eval_npz_add(sg_npz_writer *w, const char *key, const assoc_dataset *ds,
+                       const assoc_eval_assocs *x, sg_io_error *err);
 
 /* Writes a file atomically: write(f, user) fills a temporary file beside
  * path, which is renamed over path only when write returned 0 and every

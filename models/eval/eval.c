@@ -73,7 +73,7 @@ static int scratch_alloc(sample_scratch *s, int M, int N, int K) {
 
 /* Evaluates sample s of A~ into ps and the optional association outputs. */
 static void eval_sample(const assoc_dataset *ds, int64_t s, const double *A, sample_scratch *w,
-                        per_sample *ps, int *out_1hot, int *out_lb, int *out_nv) {
+                        per_sample *ps, const assoc_eval_assocs *out) {
   int M = ds->M, N = ds->N, K = ds->K;
   const double *As = A + s * K * M;
   assoc_coupling_gain(ds, s, w->gain);
@@ -87,10 +87,20 @@ static void eval_sample(const assoc_dataset *ds, int64_t s, const double *A, sam
   for (int k = 0; k < K; k++) ps->dropped[s] += w->lb[k] < 0;
   assoc_round_no_violation(As, M, N, K, w->assign, w->nv);
   ps->rate_nv[s] = assoc_rate_int(w->gain, M, K, w->nv, NULL);
+  if (!out) return;
   size_t bytes = (size_t)K * sizeof(int);
-  if (out_1hot) memcpy(out_1hot + s * K, w->one_hot, bytes);
-  if (out_lb) memcpy(out_lb + s * K, w->lb, bytes);
-  if (out_nv) memcpy(out_nv + s * K, w->nv, bytes);
+  if (out->one_hot) memcpy(out->one_hot + s * K, w->one_hot, bytes);
+  if (out->lb) memcpy(out->lb + s * K, w->lb, bytes);
+  if (out->nv) memcpy(out->nv + s * K, w->nv, bytes);
+}
+
+/* The per-sample rates of ps into the requested members of out. */
+static void copy_rates(const per_sample *ps, int64_t S, const assoc_eval_assocs *out) {
+  size_t bytes = (size_t)S * sizeof(double);
+  if (!out || S <= 0) return;
+  if (out->rate) memcpy(out->rate, ps->rate, bytes);
+  if (out->rate_lb) memcpy(out->rate_lb, ps->rate_lb, bytes);
+  if (out->rate_nv) memcpy(out->rate_nv, ps->rate_nv, bytes);
 }
 
 static double mean_of(const double *x, int64_t S) {
@@ -116,8 +126,7 @@ static void summarise(const assoc_dataset *ds, const per_sample *ps, const doubl
 }
 
 int assoc_eval_assoc_metrics(const assoc_dataset *ds, const double *A, const double *es_rate,
-                             assoc_eval_metrics *out, int *assoc_1hot, int *assoc_lb,
-                             int *assoc_nv) {
+                             assoc_eval_metrics *out, const assoc_eval_assocs *assocs) {
   per_sample ps;
   if (per_sample_alloc(&ps, ds->S)) return -1;
   int failed = 0;
@@ -131,10 +140,13 @@ int assoc_eval_assoc_metrics(const assoc_dataset *ds, const double *A, const dou
     }
 #pragma omp for schedule(static)
     for (int64_t s = 0; s < ds->S; s++)
-      if (ok) eval_sample(ds, s, A, &w, &ps, assoc_1hot, assoc_lb, assoc_nv);
+      if (ok) eval_sample(ds, s, A, &w, &ps, assocs);
     if (ok) scratch_free(&w);
   }
-  if (!failed) summarise(ds, &ps, es_rate, out);
+  if (!failed) {
+    summarise(ds, &ps, es_rate, out);
+    copy_rates(&ps, ds->S, assocs);
+  }
   per_sample_free(&ps);
   return failed ? -1 : 0;
 }
@@ -158,14 +170,14 @@ int assoc_eval_baseline_metrics(const assoc_dataset *ds, const int *assoc, const
   return 0;
 }
 
-int assoc_eval_es_rates(const assoc_dataset *ds, double max_leaves, double *rate) {
+int assoc_eval_es_rates(const assoc_dataset *ds, double max_leaves, double *rate, int *assoc_out) {
   if (assoc_feasible_count(ds->M, ds->N, ds->K) > max_leaves) return -1;
   size_t SK = (size_t)ds->S * ds->K;
-  int *assoc = sg_malloc(SK * sizeof *assoc);
+  int *assoc = assoc_out ? assoc_out : sg_malloc((SK > 0 ? SK : 1) * sizeof *assoc);
   assoc_baseline_opts o = assoc_baseline_defaults();
   o.es_max_leaves = max_leaves;
   int rc = assoc ? assoc_run_method(ds, ASSOC_ES, &o, assoc, rate, NULL, NULL, NULL, NULL) : -1;
-  sg_mfree(assoc);
+  if (assoc != assoc_out) sg_mfree(assoc);
   return rc;
 }
 
@@ -217,14 +229,14 @@ static double single_sample_latency(const assoc_gnn *m, const assoc_dataset *ds,
 
 int assoc_eval_model(const assoc_gnn *m, const assoc_dataset *ds, const assoc_eval_opts *o,
                      const double *es_rate, assoc_eval_metrics *out, double *A_out,
-                     sg_io_error *err) {
+                     const assoc_eval_assocs *assocs, sg_io_error *err) {
   size_t SKM = (size_t)ds->S * ds->K * ds->M;
   double *A = A_out ? A_out : sg_malloc(SKM * sizeof *A);
   if (!A) return assoc_fail(err, "out of memory");
   double seconds = 0.0;
   int rc = assoc_eval_infer(m, ds, o, A, &seconds, err);
   double latency = rc ? NAN : single_sample_latency(m, ds, o->feature_scale, o->latency_samples);
-  if (!rc && assoc_eval_assoc_metrics(ds, A, es_rate, out, NULL, NULL, NULL))
+  if (!rc && assoc_eval_assoc_metrics(ds, A, es_rate, out, assocs))
     rc = assoc_fail(err, "out of memory");
   if (!rc) {
     out->infer_us = ds->S > 0 ? 1e6 * seconds / (double)ds->S : NAN;

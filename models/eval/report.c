@@ -1,5 +1,6 @@
-/* The reports of an evaluation: JSON values and metrics, atomic file
- * writes, the paper's Table 1 and the ablation report (docs/ablation.md). */
+/* The reports of an evaluation: associations as .npz members, JSON values
+ * and metrics, atomic file writes, the paper's Table 1 and the ablation
+ * report (docs/ablation.md). */
 #include "assoc_eval.h"
 
 #include <errno.h>
@@ -30,6 +31,39 @@ void assoc_json_write_string(FILE *f, const char *s) {
   }
   fputc('"', f);
 }
+
+/* ---- associations as .npz ----------------------------------------------------------- */
+
+int assoc_npz_add_assoc(sg_npz_writer *w, const char *prefix, const assoc_dataset *ds,
+                        const int *assoc, const double *rate, sg_io_error *err) {
+  char name[128];
+  sg_array a = {.type = SG_NPY_I32, .ndim = 2, .shape = {ds->S, ds->K}, .numel = ds->S * ds->K};
+  sg_array r = {.type = SG_NPY_F64, .ndim = 1, .shape = {ds->S}, .numel = ds->S};
+  a.data = (void *)assoc, r.data = (void *)rate; /* only read */
+  if (snprintf(name, sizeof name, "%s_assoc", prefix) >= (int)sizeof name)
+    return assoc_fail(err, "member name too long: %s_assoc", prefix);
+  if (sg_npz_add_array(w, name, &a, err)) return -1;
+  snprintf(name, sizeof name, "%s_rate", prefix);
+  return sg_npz_add_array(w, name, &r, err);
+}
+
+int assoc_eval_npz_add(sg_npz_writer *w, const char *key, const assoc_dataset *ds,
+                       const assoc_eval_assocs *x, sg_io_error *err) {
+  const struct {
+    const char *rounding;
+    const int *assoc;
+    const double *rate;
+  } parts[] = {
+      {"onehot", x->one_hot, x->rate}, {"lb", x->lb, x->rate_lb}, {"nv", x->nv, x->rate_nv}};
+  char prefix[96];
+  for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+    snprintf(prefix, sizeof prefix, "%s_%s", key, parts[i].rounding);
+    if (assoc_npz_add_assoc(w, prefix, ds, parts[i].assoc, parts[i].rate, err)) return -1;
+  }
+  return 0;
+}
+
+/* ---- JSON ---------------------------------------------------------------------------- */
 
 static void json_field(FILE *f, const char *name, double v, bool last) {
   fprintf(f, "\"%s\": ", name);

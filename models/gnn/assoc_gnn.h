@@ -32,7 +32,10 @@ typedef enum assoc_gnn_variant {
 } assoc_gnn_variant;
 
 const char *assoc_gnn_variant_name(assoc_gnn_variant v); /* "AttSKGS-GNN", ... */
-/* "AttSKGS-GNN" or "AttSKGS" (any case); -1 if unknown. */
+/* "AttSKGS_GNN", ...: the name as an identifier, for .npz/JSON keys (as
+ * assoc_method_key spells the baselines). */
+const char *assoc_gnn_variant_key(assoc_gnn_variant v);
+/* "AttSKGS-GNN", "AttSKGS_GNN" or "AttSKGS" (any case); -1 if unknown. */
 int assoc_gnn_variant_parse(const char *name);
 
 typedef struct assoc_gnn_config {

@@ -14,15 +14,21 @@
 
 static const char *const variant_names[ASSOC_GNN_VARIANT_COUNT] = {"AttSKGS-GNN", "SKGS-GNN",
                                                                    "GS-GNN", "SMA-GNN"};
+static const char *const variant_keys[ASSOC_GNN_VARIANT_COUNT] = {"AttSKGS_GNN", "SKGS_GNN",
+                                                                  "GS_GNN", "SMA_GNN"};
 
 const char *assoc_gnn_variant_name(assoc_gnn_variant v) {
   return v >= 0 && v < ASSOC_GNN_VARIANT_COUNT ? variant_names[v] : "unknown";
 }
 
+const char *assoc_gnn_variant_key(assoc_gnn_variant v) {
+  return v >= 0 && v < ASSOC_GNN_VARIANT_COUNT ? variant_keys[v] : "unknown";
+}
+
 int assoc_gnn_variant_parse(const char *name) {
   for (int v = 0; v < ASSOC_GNN_VARIANT_COUNT; v++) {
     size_t short_len = strlen(variant_names[v]) - strlen("-GNN");
-    if (strcasecmp(name, variant_names[v]) == 0 ||
+    if (strcasecmp(name, variant_names[v]) == 0 || strcasecmp(name, variant_keys[v]) == 0 ||
         (strlen(name) == short_len && strncasecmp(name, variant_names[v], short_len) == 0))
       return v;
   }
