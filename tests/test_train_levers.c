@@ -72,6 +72,44 @@ START_TEST(link_features_phase_invariant) {
 }
 END_TEST
 
+/* The batch inputs of every feature kind hold what the fill functions
+ * compute for the chosen samples; the link-nodes demands count every UE
+ * once and the SNR margins are >= 0. */
+START_TEST(batch_inputs_per_kind) {
+  assoc_dataset ds = make_data(8, 29);
+  int M = ds.M, K = ds.K, N = ds.N;
+  int64_t idx[2] = {6, 2};
+  for (int kind = 0; kind < ASSOC_FEATURE_KIND_COUNT; kind++) {
+    sg_graph *g = sg_graph_new();
+    assoc_gnn_batch in;
+    ck_assert_int_eq(assoc_gnn_batch_make(g, &ds, idx, 0, 2, 0.5, kind, SG_F64, false, &in), 0);
+    int W = assoc_feature_width(kind, N), fp, fq;
+    assoc_node_feature_widths(kind, &fp, &fq);
+    ck_assert_int_eq(in.H->shape[3], W);
+    ck_assert(in.p->shape[2] == fp && in.q->shape[2] == fq);
+    for (int b = 0; b < 2; b++) {
+      sg_tensor *one = sg_empty(NULL, SG_F64, 4, (int64_t[]){1, M, K, W});
+      if (kind == ASSOC_FEATURES_CHANNEL)
+        assoc_features_fill(&ds, idx[b], 1, 0.5, one, 0);
+      else
+        assoc_link_features_fill(&ds, idx[b], 1, one, 0);
+      ck_assert_mem_eq(sg_f64(in.H) + b * one->numel, sg_f64(one), (size_t)one->numel * 8);
+      sg_free(one);
+      double p[2 * 2], q[2 * 4], demand = 0;
+      assoc_node_features(&ds, idx[b], kind, p, q);
+      ck_assert_mem_eq(sg_f64(in.p) + b * M * fp, p, (size_t)(M * fp) * 8);
+      ck_assert_mem_eq(sg_f64(in.q) + b * K * fq, q, (size_t)(K * fq) * 8);
+      for (int m = 0; kind == ASSOC_FEATURES_LINK_NODES && m < M; m++) demand += p[m * fp + 1];
+      for (int k = 0; kind == ASSOC_FEATURES_LINK_NODES && k < K; k++) ck_assert(q[k * fq] >= 0);
+      if (kind == ASSOC_FEATURES_LINK_NODES)
+        ck_assert_double_eq_tol(demand * N + M * N, K, 1e-12);
+    }
+    sg_graph_free(g);
+  }
+  assoc_dataset_free(&ds);
+}
+END_TEST
+
 /* ---- training with the levers ------------------------------------------------------- */
 
 static double nv_rate(const assoc_trainer *t, const assoc_dataset *test) {
@@ -227,6 +265,7 @@ Suite *suite_train_levers(void) {
       {"link_features_match_gains", link_features_match_gains},
       {"link_features_phase_invariant", link_features_phase_invariant},
       {"link_features_other_n_refused", link_features_other_n_refused},
+      {"batch_inputs_per_kind", batch_inputs_per_kind},
       {"train_link_features_learn", train_link_features_learn},
       {"train_es_loss_learns", train_es_loss_learns},
       {"train_levers_resume_bitwise", train_levers_resume_bitwise},

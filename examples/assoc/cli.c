@@ -63,7 +63,7 @@ int assoc_parse_double(const char *cmd, const char *opt, const char *text, doubl
 
 int assoc_parse_features(const char *cmd, const char *text, int *out) {
   int k = assoc_feature_kind_parse(text);
-  return k < 0 ? bad_value(cmd, "features", text, "channel or link") : (*out = k, 0);
+  return k < 0 ? bad_value(cmd, "features", text, "channel, link or link-nodes") : (*out = k, 0);
 }
 
 int assoc_parse_loss(const char *cmd, const char *text, int *out) {

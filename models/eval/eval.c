@@ -188,11 +188,7 @@ assoc_eval_opts assoc_eval_defaults(double feature_scale) {
 }
 
 int assoc_eval_check(const assoc_gnn *m, const assoc_dataset *ds, sg_io_error *err) {
-  const assoc_gnn_config *c = &m->cfg;
   if (assoc_gnn_check_data(m, ds, err)) return -1;
-  if (c->fp != 1 || c->fq != 1)
-    return assoc_fail(err, "the model takes node features of widths %d and %d (expected 1, 1)",
-                      c->fp, c->fq);
   return 0;
 }
 

@@ -29,14 +29,26 @@ static bool batch_args_valid(const sg_graph *g, const assoc_dataset *ds, const i
 static void fill_features(const assoc_dataset *ds, const int64_t *idx, int64_t start, int64_t B,
                           double scale, assoc_feature_kind kind, sg_tensor *H) {
   int64_t per = (int64_t)ds->M * ds->K * assoc_feature_width(kind, ds->N);
-  int64_t work = kind == ASSOC_FEATURES_LINK ? B * per * ds->K : B * per; /* link: K per feature */
+  int64_t work = kind != ASSOC_FEATURES_CHANNEL ? B * per * ds->K : B * per; /* link: K per feature */
 #pragma omp parallel for if (work > 65536) schedule(static)
   for (int64_t b = 0; b < B; b++) {
     int64_t s = idx ? idx[b] : start + b;
-    if (kind == ASSOC_FEATURES_LINK)
+    if (kind != ASSOC_FEATURES_CHANNEL)
       assoc_link_features_fill(ds, s, 1, H, b * per);
     else
       assoc_features_fill(ds, s, 1, scale, H, b * per);
+  }
+}
+
+/* p and q of the batch, a sample at a time through a small double buffer. */
+static void fill_node_features(const assoc_dataset *ds, const int64_t *idx, int64_t start,
+                               assoc_feature_kind kind, sg_tensor *p, sg_tensor *q) {
+  int64_t B = p->shape[0], per_p = p->shape[1] * p->shape[2], per_q = q->shape[1] * q->shape[2];
+  double bp[2 * ASSOC_MAX_BS], bq[2 * ASSOC_MAX_UES];
+  for (int64_t b = 0; b < B; b++) {
+    assoc_node_features(ds, idx ? idx[b] : start + b, kind, bp, bq);
+    for (int64_t i = 0; i < per_p; i++) sg_set(p, b * per_p + i, bp[i]);
+    for (int64_t i = 0; i < per_q; i++) sg_set(q, b * per_q + i, bq[i]);
   }
 }
 
@@ -68,10 +80,13 @@ int assoc_gnn_batch_make(sg_graph *g, const assoc_dataset *ds, const int64_t *id
   *out = (assoc_gnn_batch){.B = B};
   if (!batch_args_valid(g, ds, idx, start, B, feature_scale)) return -1;
   int64_t M = ds->M, K = ds->K;
-  out->p = sg_full(g, dt, 3, (int64_t[]){B, M, 1}, ds->pt_dbm / 30.0);
-  out->q = sg_ones(g, dt, 3, (int64_t[]){B, K, 1});
+  int fp, fq;
+  assoc_node_feature_widths(features, &fp, &fq);
+  out->p = sg_empty(g, dt, 3, (int64_t[]){B, M, fp});
+  out->q = sg_empty(g, dt, 3, (int64_t[]){B, K, fq});
   out->H = sg_empty(g, dt, 4, (int64_t[]){B, M, K, assoc_feature_width(features, ds->N)});
   if (!out->p || !out->q || !out->H) return -1;
+  fill_node_features(ds, idx, start, features, out->p, out->q);
   fill_features(ds, idx, start, B, feature_scale, features, out->H);
   if (couplings && batch_couplings(g, ds, idx, start, B, dt, out)) return -1;
   return 0;
@@ -79,7 +94,11 @@ int assoc_gnn_batch_make(sg_graph *g, const assoc_dataset *ds, const int64_t *id
 
 int assoc_gnn_check_data(const assoc_gnn *m, const assoc_dataset *ds, sg_io_error *err) {
   const assoc_gnn_config *c = &m->cfg;
-  int width = assoc_feature_width(c->features, ds->N);
+  int width = assoc_feature_width(c->features, ds->N), fp, fq;
+  assoc_node_feature_widths(c->features, &fp, &fq);
+  if (c->fp != fp || c->fq != fq)
+    return assoc_fail(err, "the model takes node features of widths %d and %d (%s features: %d, %d)",
+                      c->fp, c->fq, assoc_feature_kind_name(c->features), fp, fq);
   if (c->fe != width)
     return assoc_fail(err,
                       "the model takes %d %s features per link, the data set's N = %d antennas "

@@ -78,7 +78,7 @@ const char *assoc_train_config_problem(const assoc_train_config *c, const char *
       {"eval_batch", c->eval_batch < 1, "the evaluation batch size must be >= 1"},
       {"sk_balanced", c->sk_balanced != 0 && c->sk_balanced != 1, "sk_balanced must be 0 or 1"},
       {"features", c->features < 0 || c->features >= ASSOC_FEATURE_KIND_COUNT,
-       "unknown feature kind (channel or link)"},
+       "unknown feature kind (channel, link or link-nodes)"},
       {"loss", c->loss < 0 || c->loss >= ASSOC_LOSS_COUNT, "unknown loss (rate or es)"},
   };
   for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++)
@@ -94,13 +94,19 @@ int assoc_train_config_check(const assoc_train_config *c, sg_io_error *err) {
   return why ? assoc_fail(err, "%s", why) : 0;
 }
 
+static int node_width(int features, bool bs) {
+  int fp, fq;
+  assoc_node_feature_widths((assoc_feature_kind)features, &fp, &fq);
+  return bs ? fp : fq;
+}
+
 assoc_gnn_config assoc_train_gnn_config(const assoc_train_config *c, int N) {
   return (assoc_gnn_config){.variant = c->variant,
                             .d = c->d,
                             .h = c->h,
                             .L = c->L,
-                            .fp = 1,
-                            .fq = 1,
+                            .fp = node_width(c->features, true),
+                            .fq = node_width(c->features, false),
                             .fe = assoc_feature_width((assoc_feature_kind)c->features, N),
                             .features = (assoc_feature_kind)c->features,
                             .dtype = c->dtype,

@@ -112,12 +112,25 @@ typedef enum assoc_feature_kind {
   ASSOC_FEATURES_CHANNEL, /* the paper's: real then imaginary parts of the scaled h_mk (2N) */
   ASSOC_FEATURES_LINK,    /* SNR in dB, direction h_mk/|h_mk| (common phase removed, 2N),
                              log10(1 + MRT interference) received and caused: 2N + 3 */
+  ASSOC_FEATURES_LINK_NODES, /* the link features, and node features: per BS its demand (UEs
+                                whose strongest link it is), per UE the SNR margin of its best BS
+                                over its second best (assoc_node_features_fill) */
   ASSOC_FEATURE_KIND_COUNT
 } assoc_feature_kind;
 
 const char *assoc_feature_kind_name(assoc_feature_kind k); /* "channel", "link" */
 int assoc_feature_kind_parse(const char *name);            /* any case; -1 if unknown */
 int assoc_feature_width(assoc_feature_kind k, int N);      /* features per link */
+/* Features per BS (fp) and per UE (fq): 1 and 1 (the paper's constants
+ * P_t in dBm / 30 and 1), 2 and 2 for ASSOC_FEATURES_LINK_NODES. */
+void assoc_node_feature_widths(assoc_feature_kind k, int *fp, int *fq);
+/* The node features of sample s into p (M x fp) and q (K x fq), doubles.
+ * Every kind: p[m][0] = P_t in dBm / 30, q[k][0] = 1. LINK_NODES adds
+ * p[m][1] = (demand_m - N) / N, demand_m the UEs whose largest |h_mk| is
+ * at m (ties: lower m), and replaces q[k][0] by (best - second-best link
+ * SNR in dB) / 20 and q[k][1] = (best link SNR dB + 5) / 20. */
+void assoc_node_features(const assoc_dataset *ds, int64_t s, assoc_feature_kind k, double *p,
+                         double *q);
 /* Link features of samples [start, start+count): count x M x K x (2N+3),
  * computed in double and rounded once to out's dtype, written from element
  * `at` of out. Fixed affine maps (no data-set statistics) bring each to

@@ -88,7 +88,8 @@ sg_tensor *assoc_features(sg_graph *g, const assoc_dataset *ds, int64_t start, i
 #define I_IN_CENTER 0.7
 #define I_OUT_CENTER 1.4
 
-static const char *const kind_names[ASSOC_FEATURE_KIND_COUNT] = {"channel", "link"};
+static const char *const kind_names[ASSOC_FEATURE_KIND_COUNT] = {"channel", "link",
+                                                                  "link-nodes"};
 
 const char *assoc_feature_kind_name(assoc_feature_kind k) {
   return assoc_enum_name(kind_names, ASSOC_FEATURE_KIND_COUNT, (int)k);
@@ -99,7 +100,11 @@ int assoc_feature_kind_parse(const char *name) {
 }
 
 int assoc_feature_width(assoc_feature_kind k, int N) {
-  return k == ASSOC_FEATURES_LINK ? 2 * N + 3 : 2 * N;
+  return k == ASSOC_FEATURES_CHANNEL ? 2 * N : 2 * N + 3;
+}
+
+void assoc_node_feature_widths(assoc_feature_kind k, int *fp, int *fq) {
+  *fp = *fq = k == ASSOC_FEATURES_LINK_NODES ? 2 : 1;
 }
 
 /* h^T conj(g) of two length-N channels split into real and imaginary parts. */
@@ -179,4 +184,40 @@ void assoc_link_features_fill(const assoc_dataset *ds, int64_t start, int64_t co
           else
             f32[o + i] = (float)f[i];
       }
+}
+
+/* ---- node features ------------------------------------------------------------------ */
+
+static double link_snr_db(const assoc_dataset *ds, int64_t s, int m, int k) {
+  int N = ds->N;
+  const double *re = ds->H_re + ((s * ds->M + m) * ds->K + k) * N;
+  const double *im = ds->H_im + ((s * ds->M + m) * ds->K + k) * N;
+  double norm2, unused, amp = assoc_snr_amplitude(ds);
+  inner(re, im, re, im, N, &norm2, &unused);
+  double snr = amp * amp * norm2;
+  return snr > 0 ? fmax(10.0 * log10(snr), SNR_DB_FLOOR) : SNR_DB_FLOOR;
+}
+
+void assoc_node_features(const assoc_dataset *ds, int64_t s, assoc_feature_kind k, double *p,
+                         double *q) {
+  int M = ds->M, K = ds->K, fp, fq;
+  assoc_node_feature_widths(k, &fp, &fq);
+  for (int m = 0; m < M; m++) p[m * fp] = ds->pt_dbm / 30.0;
+  for (int u = 0; u < K; u++) q[u * fq] = 1.0;
+  if (k != ASSOC_FEATURES_LINK_NODES) return;
+  for (int m = 0; m < M; m++) p[m * fp + 1] = -1.0; /* (0 - N) / N, raised below */
+  for (int u = 0; u < K; u++) {
+    int best = 0;
+    double first = link_snr_db(ds, s, 0, u), second = SNR_DB_FLOOR;
+    for (int m = 1; m < M; m++) {
+      double x = link_snr_db(ds, s, m, u);
+      if (x > first)
+        second = first, first = x, best = m;
+      else if (x > second)
+        second = x;
+    }
+    p[best * fp + 1] += 1.0 / ds->N;
+    q[u * fq] = M > 1 ? (first - second) / SNR_DB_SPREAD : 0.0;
+    q[u * fq + 1] = (first - SNR_DB_CENTER) / SNR_DB_SPREAD;
+  }
 }
