@@ -38,11 +38,12 @@ expect_members() { # name, .npz, file of its expected members as npz_list prints
   fi
 }
 # The members "NAME DTYPE SHAPE" of assoc eval --out for a model of key $1
-# on $2 samples of $3 UEs, with ES_* when $4 is "es".
+# on $2 samples of $3 UEs (2 BSs), with ES_* when $4 is "es".
 eval_members() {
   for r in onehot lb nv; do
     printf '%s\n' "$1_${r}_assoc int32 ($2, $3)" "$1_${r}_rate float64 ($2,)"
   done
+  echo "$1_A float64 ($2, $3, 2)"
   [ "$4" = es ] && printf '%s\n' "ES_assoc int32 ($2, $3)" "ES_rate float64 ($2,)"
   echo "samples int64 ()"
 }

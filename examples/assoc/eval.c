@@ -28,8 +28,13 @@ static const char eval_help[] =
     "                       KEY_onehot_assoc (row argmax), KEY_lb_assoc (load-\n"
     "                       balanced) and KEY_nv_assoc (no-violation rounding),\n"
     "                       S x K int32 (BS per UE, -1 dropped), each with its\n"
-    "                       sum-rates KEY_onehot_rate, ... (float64, S); ES_assoc\n"
-    "                       and ES_rate unless ES is skipped; samples\n"
+    "                       sum-rates KEY_onehot_rate, ... (float64, S); KEY_A,\n"
+    "                       the model's A~ (float64, S x K x M); ES_assoc and\n"
+    "                       ES_rate unless ES is skipped; samples\n"
+    "  --draws D            also the sampled decoding: per sample the best, by\n"
+    "                       sum-rate, of the no-violation rounding and D - 1\n"
+    "                       roundings of log A~ + Gumbel noise (default 1: off)\n"
+    "  --draw-seed X        seed of that noise (default 1)\n"
     "  --batch B            samples per batch (default 256; wide models run it\n"
     "                       in smaller chunks to bound memory)\n"
     "  --limit S            use only the first S samples\n"
@@ -48,6 +53,8 @@ enum eval_option {
   EV_NO_ES,
   EV_ES_MAX,
   EV_THREADS,
+  EV_DRAWS,
+  EV_DRAW_SEED,
 };
 
 static const struct option eval_options[] = {
@@ -59,6 +66,8 @@ static const struct option eval_options[] = {
     {"no-es", no_argument, NULL, EV_NO_ES},
     {"es-max-leaves", required_argument, NULL, EV_ES_MAX},
     {"threads", required_argument, NULL, EV_THREADS},
+    {"draws", required_argument, NULL, EV_DRAWS},
+    {"draw-seed", required_argument, NULL, EV_DRAW_SEED},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -66,7 +75,8 @@ static const struct option eval_options[] = {
 typedef struct eval_args {
   const char *ckpt, *data, *out;
   bool json, no_es, help;
-  int batch, latency, threads;
+  int batch, latency, threads, draws;
+  uint64_t draw_seed;
   int64_t limit;
   double es_max;
 } eval_args;
@@ -94,6 +104,10 @@ static int eval_option(void *args, int opt, char *v) {
     return assoc_parse_double(c, "es-max-leaves", v, 1, 1e18, &a->es_max);
   case EV_THREADS:
     return assoc_parse_int(c, "threads", v, 1, 4096, &a->threads);
+  case EV_DRAWS:
+    return assoc_parse_int(c, "draws", v, 1, 1 << 20, &a->draws);
+  case EV_DRAW_SEED:
+    return assoc_parse_u64(c, "draw-seed", v, UINT64_MAX, &a->draw_seed);
   case 'h':
     a->help = true;
     return 0;
@@ -103,7 +117,7 @@ static int eval_option(void *args, int opt, char *v) {
 }
 
 static int eval_parse(int argc, char **argv, eval_args *a) {
-  *a = (eval_args){.batch = 256, .latency = 32, .es_max = 1e7};
+  *a = (eval_args){.batch = 256, .latency = 32, .es_max = 1e7, .draws = 1, .draw_seed = 1};
   int first = assoc_parse_options("eval", argc, argv, eval_options, eval_option, a);
   if (first < 0) return -1;
   if (a->help) return 0;
@@ -134,6 +148,9 @@ static void print_table(const eval_args *a, const assoc_gnn *m, double scale,
            x->es_rate, x->ratio_to_es, x->ratio_nv_to_es);
   else
     printf("  ES                                    -  (skipped)\n");
+  if (x->draws > 1)
+    printf("  sampled decoding, %4d draws    %8.3f  ratio to ES %.3f; %.1f us/sample, 1 thread\n",
+           x->draws, x->rate_sampled, x->ratio_sampled_to_es, x->decode_us);
   printf("  inference                      %8.1f us/sample (batch %d, %d threads)\n", x->infer_us,
          x->batch, x->threads);
   printf("  single-sample latency          %8.1f us (median)\n", x->latency_us);
@@ -159,6 +176,7 @@ static void print_json(const eval_args *a, const assoc_gnn *m, double scale,
  * when ES is skipped), each with its per-sample rates. */
 typedef struct eval_results {
   assoc_eval_assocs model;
+  double *A; /* A~ (S x K x M) */
   int *es_assoc;
   double *es_rate;
 } eval_results;
@@ -166,7 +184,7 @@ typedef struct eval_results {
 static void results_free(eval_results *r) {
   assoc_eval_assocs *x = &r->model;
   free(x->one_hot), free(x->lb), free(x->nv), free(x->rate), free(x->rate_lb), free(x->rate_nv);
-  free(r->es_assoc), free(r->es_rate);
+  free(r->es_assoc), free(r->es_rate), free(r->A);
 }
 
 /* Allocates the model's associations and rates (S x K, S). 0 or -1. */
@@ -175,8 +193,9 @@ static int results_alloc_model(const assoc_dataset *ds, eval_results *r) {
   r->model = (assoc_eval_assocs){malloc(SK * sizeof(int)),   malloc(SK * sizeof(int)),
                                  malloc(SK * sizeof(int)),   malloc(S * sizeof(double)),
                                  malloc(S * sizeof(double)), malloc(S * sizeof(double))};
+  r->A = malloc(SK * (size_t)ds->M * sizeof(double));
   const assoc_eval_assocs *x = &r->model;
-  return x->one_hot && x->lb && x->nv && x->rate && x->rate_lb && x->rate_nv ? 0 : -1;
+  return x->one_hot && x->lb && x->nv && x->rate && x->rate_lb && x->rate_nv && r->A ? 0 : -1;
 }
 
 /* Adds every result to w and commits it (or discards it on a failure). */
@@ -184,6 +203,14 @@ static int write_results(sg_npz_writer *w, const assoc_gnn *m, const assoc_datas
                          const eval_results *r, sg_io_error *err) {
   const char *key = assoc_gnn_variant_key(m->cfg.variant);
   int rc = assoc_eval_npz_add(w, key, ds, &r->model, err);
+  char name[64];
+  snprintf(name, sizeof name, "%s_A", key);
+  sg_array A = {.type = SG_NPY_F64,
+                .ndim = 3,
+                .shape = {ds->S, ds->K, ds->M},
+                .numel = ds->S * ds->K * ds->M,
+                .data = r->A};
+  if (!rc) rc = sg_npz_add_array(w, name, &A, err);
   if (!rc && r->es_assoc)
     rc = assoc_npz_add_assoc(w, assoc_method_key(ASSOC_ES), ds, r->es_assoc, r->es_rate, err);
   if (!rc) rc = sg_npz_add_scalar_i64(w, "samples", ds->S, err);
@@ -238,8 +265,9 @@ static int evaluate(const eval_args *a, const assoc_gnn *m, double scale, const 
   }
   assoc_eval_opts o = assoc_eval_defaults(scale);
   o.batch = a->batch, o.latency_samples = a->latency;
+  o.draws = a->draws, o.draw_seed = a->draw_seed;
   sg_io_error err;
-  if (!assoc_eval_model(m, ds, &o, r->es_rate, x, NULL, w ? &r->model : NULL, &err)) return 0;
+  if (!assoc_eval_model(m, ds, &o, r->es_rate, x, r->A, w ? &r->model : NULL, &err)) return 0;
   fprintf(stderr, "assoc eval: %s\n", err.msg);
   return -1;
 }

@@ -32,6 +32,18 @@ extern "C" {
 void assoc_round_no_violation(const double *A, int M, int N, int K, assoc_assign_work *w,
                               int *assoc);
 
+/* Sampled decoding: per sample, the association of the largest sum-rate
+ * among `draws` candidates: the no-violation rounding of A~ and draws - 1
+ * no-violation roundings of log a~ + Gumbel noise (the most probable
+ * feasible association under a draw from A~; sample s's noise comes from
+ * assoc_stream_seed(seed, 2, s)). draws 1 is the plain rounding. rate (S)
+ * receives the chosen rates, assoc (S x K, may be NULL) the associations,
+ * *us_per_sample (may be NULL) the mean time of one sample's decoding on
+ * one thread (the rates' gains included). Deterministic, independent of the
+ * thread count. 0, or -1 (draws < 1, no memory). */
+int assoc_eval_sampled(const assoc_dataset *ds, const double *A, int draws, uint64_t seed,
+                       double *rate, int *assoc, double *us_per_sample);
+
 /* ---- metrics --------------------------------------------------------------------------- */
 
 typedef struct assoc_eval_metrics {
@@ -50,6 +62,11 @@ typedef struct assoc_eval_metrics {
   int batch;                /* the batch of infer_us */
   int threads;              /* OpenMP threads during the timing */
   int64_t params;           /* trainable parameters (0 for baselines) */
+  /* sampled decoding (assoc_eval_sampled; draws 0: not run) */
+  int draws;
+  double rate_sampled;         /* mean R of the best of the draws */
+  double ratio_sampled_to_es;  /* rate_sampled / es_rate */
+  double decode_us;            /* its time per sample on one thread, beside infer_us */
 } assoc_eval_metrics;
 
 /* The integer associations behind the metrics, per sample: where the caller
@@ -92,6 +109,8 @@ typedef struct assoc_eval_opts {
   int batch;            /* samples per batch (>= 1; default 256); assoc_gnn_predict runs a
                          * batch in chunks of its default size */
   int latency_samples;  /* single-sample forwards timed for latency_us (default 32; 0: skip) */
+  int draws;            /* > 1: also the sampled decoding with this many draws (default 0) */
+  uint64_t draw_seed;   /* its seed (default 1) */
 } assoc_eval_opts;
 assoc_eval_opts assoc_eval_defaults(double feature_scale);
 

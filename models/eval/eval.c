@@ -184,7 +184,8 @@ int assoc_eval_es_rates(const assoc_dataset *ds, double max_leaves, double *rate
 /* ---- model inference -------------------------------------------------------------------- */
 
 assoc_eval_opts assoc_eval_defaults(double feature_scale) {
-  return (assoc_eval_opts){.feature_scale = feature_scale, .batch = 256, .latency_samples = 32};
+  return (assoc_eval_opts){
+      .feature_scale = feature_scale, .batch = 256, .latency_samples = 32, .draw_seed = 1};
 }
 
 int assoc_eval_check(const assoc_gnn *m, const assoc_dataset *ds, sg_io_error *err) {
@@ -223,6 +224,21 @@ static double single_sample_latency(const assoc_gnn *m, const assoc_dataset *ds,
   return median;
 }
 
+/* The sampled decoding's members of out. 0 or -1 (memory). */
+static int sampled_metrics(const assoc_dataset *ds, const double *A, const assoc_eval_opts *o,
+                           assoc_eval_metrics *out) {
+  double *rate = sg_malloc((size_t)(ds->S > 0 ? ds->S : 1) * sizeof *rate);
+  int rc =
+      rate ? assoc_eval_sampled(ds, A, o->draws, o->draw_seed, rate, NULL, &out->decode_us) : -1;
+  if (!rc) {
+    out->draws = o->draws;
+    out->rate_sampled = mean_of(rate, ds->S);
+    out->ratio_sampled_to_es = out->rate_sampled / out->es_rate;
+  }
+  sg_mfree(rate);
+  return rc;
+}
+
 int assoc_eval_model(const assoc_gnn *m, const assoc_dataset *ds, const assoc_eval_opts *o,
                      const double *es_rate, assoc_eval_metrics *out, double *A_out,
                      const assoc_eval_assocs *assocs, sg_io_error *err) {
@@ -234,6 +250,7 @@ int assoc_eval_model(const assoc_gnn *m, const assoc_dataset *ds, const assoc_ev
   double latency = rc ? NAN : single_sample_latency(m, ds, o->feature_scale, o->latency_samples);
   if (!rc && assoc_eval_assoc_metrics(ds, A, es_rate, out, assocs))
     rc = assoc_fail(err, "out of memory");
+  if (!rc && o->draws > 1 && sampled_metrics(ds, A, o, out)) rc = assoc_fail(err, "out of memory");
   if (!rc) {
     out->infer_us = ds->S > 0 ? 1e6 * seconds / (double)ds->S : NAN;
     out->latency_us = 1e6 * latency;

@@ -84,6 +84,12 @@ void assoc_eval_metrics_json(FILE *f, const assoc_eval_metrics *x) {
   json_field(f, "ratio_no_violation_to_es", x->ratio_nv_to_es, false);
   json_field(f, "infer_us", x->infer_us, false);
   json_field(f, "latency_us", x->latency_us, false);
+  if (x->draws > 1) {
+    fprintf(f, "\"draws\": %d, ", x->draws);
+    json_field(f, "rate_sampled", x->rate_sampled, false);
+    json_field(f, "ratio_sampled_to_es", x->ratio_sampled_to_es, false);
+    json_field(f, "decode_us", x->decode_us, false);
+  }
   fprintf(f, "\"batch\": %d, \"threads\": %d, \"params\": %lld}", x->batch, x->threads,
           (long long)x->params);
 }
