@@ -463,23 +463,26 @@ START_TEST(test_ablation_json) {
   char dir[] = "/tmp/sg_eval_XXXXXX", path[256], bad[256];
   ck_assert_ptr_nonnull(mkdtemp(dir));
   snprintf(path, sizeof path, "%s/ablation.json", dir);
-  assoc_ablation_entry e[2] = {
-      {"AttSKGS-GNN",
-       "model",
-       {.samples = 10,
-        .violation_ratio = 0.25,
-        .rate = 6.5,
-        .rate_lb = 6.2,
-        .rate_no_violation = 6.3,
-        .ratio_to_es = 0.93,
-        .infer_us = 12.5,
-        .params = 1234},
-       61.0,
-       5},
-      {"MaxSINR \"uncapped\"", "baseline", {.samples = 10, .ratio_to_es = NAN}, NAN, 0}};
+  assoc_ablation_entry e[2] = {{.name = "AttSKGS-GNN",
+                                .kind = "model",
+                                .metrics = {.samples = 10,
+                                            .violation_ratio = 0.25,
+                                            .rate = 6.5,
+                                            .rate_lb = 6.2,
+                                            .rate_no_violation = 6.3,
+                                            .ratio_to_es = 0.93,
+                                            .infer_us = 12.5,
+                                            .params = 1234},
+                                .train_seconds = 61.0,
+                                .epochs = 5},
+                               {.name = "MaxSINR \"uncapped\"",
+                                .kind = "baseline",
+                                .metrics = {.samples = 10, .ratio_to_es = NAN},
+                                .train_seconds = NAN}};
   const double x[3] = {4, 8, 12}, lb[6] = {1, 2, 3, 4, 5, 6};
   const char *names[2] = {"AttSKGS-GNN", "ES"};
-  assoc_ablation_curve curve = {"K", 3, 2, x, names, lb, NULL};
+  assoc_ablation_curve curve = {
+      .parameter = "K", .points = 3, .methods = 2, .x = x, .names = names, .rate_lb = lb};
   assoc_ablation_report rep = {"{\"M\": 2, \"N\": 4}", e, 2, &curve, 1};
   sg_io_error err;
   ck_assert_msg(assoc_ablation_write_json(path, &rep, &err) == 0, "%s", err.msg);
@@ -512,6 +515,88 @@ START_TEST(test_ablation_json) {
 }
 END_TEST
 
+/* Mean and sample standard deviation; one value is its own mean. */
+START_TEST(test_mean_sd) {
+  const double x[6] = {1, -5, 2, -5, 4, -5};
+  double mean, sd;
+  assoc_mean_sd(x, 3, 2, &mean, &sd); /* 1, 2, 4 */
+  ck_assert_double_eq_tol(mean, 7.0 / 3, 1e-15);
+  ck_assert_double_eq_tol(sd, sqrt(7.0 / 3), 1e-15);
+  assoc_mean_sd(x + 1, 3, 2, &mean, &sd);
+  ck_assert(mean == -5 && sd == 0);
+  const double one = 0.1 + 0.2;
+  assoc_mean_sd(&one, 1, 1, &mean, &sd);
+  ck_assert(mean == one && isnan(sd));
+  assoc_eval_metrics runs[3] = {{.K = 8, .rate = 1, .latency_us = 3, .params = 7},
+                                {.K = 8, .rate = 2, .latency_us = 3, .params = 7},
+                                {.K = 8, .rate = 4, .latency_us = 3, .params = 7}},
+                     m, d;
+  assoc_eval_metrics_mean_sd(runs, 3, &m, &d);
+  ck_assert_double_eq_tol(m.rate, 7.0 / 3, 1e-15);
+  ck_assert_double_eq_tol(d.rate, sqrt(7.0 / 3), 1e-15);
+  ck_assert(m.latency_us == 3 && d.latency_us == 0 && m.violation_ratio == 0);
+  ck_assert(m.K == 8 && m.params == 7);
+}
+END_TEST
+
+static int count_str(const char *text, const char *s) {
+  int n = 0;
+  for (const char *p = text; (p = strstr(p, s)); p += strlen(s)) n++;
+  return n;
+}
+
+/* A model with three runs: "metrics" holds the means, "per_seed" the runs
+ * and "sd" the sample standard deviations; a baseline gets neither, and
+ * only the model's curve gets sd arrays. */
+START_TEST(test_ablation_json_runs) {
+  char dir[] = "/tmp/sg_eval_XXXXXX", path[256], want[128];
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  snprintf(path, sizeof path, "%s/ablation.json", dir);
+  const uint64_t seeds[3] = {3, 4, 5};
+  const assoc_eval_metrics runs[3] = {{.samples = 10, .violation_ratio = 0.25, .rate = 6},
+                                      {.samples = 10, .violation_ratio = 0.5, .rate = 6},
+                                      {.samples = 10, .violation_ratio = 1.0, .rate = 6}};
+  const double train[3] = {10, 20, 60};
+  assoc_ablation_entry e[2] = {
+      {.name = "GS-GNN",
+       .kind = "model",
+       .epochs = 2,
+       .n_runs = 3,
+       .seeds = seeds,
+       .per_seed = runs,
+       .per_seed_train_seconds = train},
+      {.name = "ES", .kind = "baseline", .metrics = {.samples = 10}, .train_seconds = NAN}};
+  const double x[2] = {4, 8}, lb[4] = {1, 2, 3, 4}, sd[4] = {NAN, NAN, 0.5, 0.25};
+  const char *names[2] = {"ES", "GS-GNN"};
+  const int curve_runs[2] = {0, 3};
+  assoc_ablation_curve curve = {"K", 2, 2, x, names, lb, lb, sd, sd, curve_runs};
+  assoc_ablation_report rep = {NULL, e, 2, &curve, 1};
+  sg_io_error err;
+  ck_assert_msg(assoc_ablation_write_json(path, &rep, &err) == 0, "%s", err.msg);
+  char *text = read_file(path);
+  json_reader r = {text};
+  ck_assert_msg(json_value(&r), "invalid JSON near offset %ld:\n%s", (long)(r.p - text), text);
+  double v_sd = sqrt((pow(0.25 - 1.75 / 3, 2) + pow(0.5 - 1.75 / 3, 2) + pow(1 - 1.75 / 3, 2)) / 2);
+  snprintf(want, sizeof want, "\"sd\": {\"violation_ratio\": %.10g, \"rate\": 0,", v_sd);
+  const char *keys[] = {
+      "\"train_seconds\": 30, \"epochs\": 2",
+      "\"violation_ratio\": 0.5833333333, \"rate\": 6,",
+      "\"seeds\": [3, 4, 5]",
+      "\"per_seed\": {\"violation_ratio\": [0.25, 0.5, 1], \"rate\": [6, 6, 6]",
+      "\"train_seconds\": [10, 20, 60]}",
+      want,
+      "\"train_seconds\": 26.45751311}",
+      "\"rate_load_balanced_sd\": [0.5, 0.25], \"rate_no_violation_sd\": [0.5, 0.25]"};
+  for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+    ck_assert_msg(strstr(text, keys[i]) != NULL, "missing %s in\n%s", keys[i], text);
+  ck_assert_int_eq(count_str(text, "\"per_seed\""), 1);
+  ck_assert_int_eq(count_str(text, "\"rate_load_balanced_sd\""), 1);
+  free(text);
+  ck_assert_int_eq(unlink(path), 0);
+  ck_assert_int_eq(rmdir(dir), 0);
+}
+END_TEST
+
 Suite *suite_eval(void) {
   Suite *s = suite_create("eval");
   TCase *tc = tcase_create("eval");
@@ -525,6 +610,8 @@ Suite *suite_eval(void) {
   tcase_add_test(tc, test_infer_batch_invariant);
   tcase_add_test(tc, test_model_assocs_npz);
   tcase_add_test(tc, test_ablation_json);
+  tcase_add_test(tc, test_mean_sd);
+  tcase_add_test(tc, test_ablation_json_runs);
   suite_add_tcase(s, tc);
   return s;
 }

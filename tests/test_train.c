@@ -1,6 +1,7 @@
 /* Training of the association GNNs and checkpoints (models/train/assoc_train.h):
- * learning beats RandInt, bitwise resume, the dual update, the per-step allocation count, the CSV
- * log and argument checks. Everything runs on tiny generated data sets (M 2, N 2, K 4). */
+ * learning beats RandInt, bitwise resume, the seed deciding a run, the dual
+ * update, the per-step allocation count, the CSV log and argument checks.
+ * Everything runs on tiny generated data sets (M 2, N 2, K 4). */
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,6 +128,49 @@ START_TEST(train_resume_bitwise) {
   remove(p_full), remove(p_half), remove(p_resumed);
   assoc_dataset_free(&train);
   omp_set_num_threads(omp_get_num_procs());
+}
+END_TEST
+
+/* ---- seeds ----------------------------------------------------------------------- */
+
+/* The parameters after 2 epochs of AttSKGS-GNN (Gumbel noise, shuffled
+ * mini-batches) from seed `seed`, as one array of *numel floats (malloc). */
+static float *train_with_seed(const assoc_dataset *train, uint64_t seed, int64_t *numel) {
+  assoc_train_config c = tiny_train_config(ASSOC_GNN_ATTSKGS);
+  c.batch = 16, c.batches_per_epoch = 2, c.seed = seed;
+  sg_io_error err = {{0}};
+  assoc_trainer *t = assoc_trainer_new(&c, train, NULL, &err);
+  ck_assert_msg(t, "%s", err.msg);
+  run_epochs(t, 2, NULL);
+  const sg_params *p = assoc_trainer_model(t)->params;
+  *numel = 0;
+  for (int i = 0; i < sg_params_count(p); i++) *numel += sg_params_at(p, i)->numel;
+  float *out = malloc((size_t)*numel * sizeof *out), *at = out;
+  for (int i = 0; i < sg_params_count(p); i++) {
+    const sg_tensor *x = sg_params_at(p, i);
+    memcpy(at, x->data, (size_t)x->numel * sizeof *out);
+    at += x->numel;
+  }
+  assoc_trainer_free(t);
+  return out;
+}
+
+/* The seed decides a run: two runs with the same seed end with the same
+ * parameter bits, runs with different seeds with different parameters. */
+START_TEST(train_seed_determines_run) {
+  assoc_dataset train = make_data(64, 41);
+  int64_t n1, n2, n3;
+  float *a = train_with_seed(&train, 5, &n1), *b = train_with_seed(&train, 5, &n2),
+        *c = train_with_seed(&train, 6, &n3);
+  ck_assert_int_eq(n1, n2);
+  ck_assert_int_eq(n1, n3);
+  ck_assert_msg(memcmp(a, b, (size_t)n1 * sizeof *a) == 0, "equal seeds, different parameters");
+  int64_t differ = 0;
+  for (int64_t i = 0; i < n1; i++) differ += a[i] != c[i];
+  ck_assert_msg(differ > n1 / 2, "seeds 5 and 6: only %lld of %lld parameters differ",
+                (long long)differ, (long long)n1);
+  free(a), free(b), free(c);
+  assoc_dataset_free(&train);
 }
 END_TEST
 
@@ -308,6 +352,7 @@ Suite *suite_train(void) {
   const sg_test_case cases[] = {
       {"train_beats_randint", train_beats_randint},
       {"train_resume_bitwise", train_resume_bitwise},
+      {"train_seed_determines_run", train_seed_determines_run},
       {"train_dual_update", train_dual_update},
       {"train_epoch_no_allocation", train_epoch_no_allocation},
       {"train_stop_flag", train_stop_flag},

@@ -1,9 +1,9 @@
 /* assoc ablation: the ablation study of the paper (Table 1, Figures 2b, 3a,
- * 3b, 4a) at a CPU-sized configuration. Trains the four GNN variants on one
- * training set, evaluates them and the baselines on a test set, prints a
- * Table-1-like table beside the paper's numbers, writes ablation.json,
- * table.md, the CSV logs and curves, and plots them with gnuplot. See
- * docs/ablation.md. */
+ * 3b, 4a) at a CPU-sized configuration. Trains the four GNN variants once
+ * per seed, evaluates them and the baselines on one test set, prints a
+ * Table-1-like table beside the paper's numbers (means and standard
+ * deviations over the seeds), writes ablation.json, table.md, the CSV logs
+ * and curves, and plots them with gnuplot. See docs/ablation.md. */
 #include <errno.h>
 #include <omp.h>
 #include <stdarg.h>
@@ -23,15 +23,26 @@ enum { ABLATION_EXIT_NO_PLOTS = 3 };
 static const char ablation_help[] =
     "usage: assoc ablation [--quick] [--out DIR] [options]\n"
     "\n"
-    "Trains AttSKGS-, SKGS-, GS- and SMA-GNN on one generated training set of\n"
-    "the paper scenario (M 2, N 4, K 8, 30 dBm), evaluates them and the\n"
-    "baselines on a test set, prints a Table-1-like table beside the paper's\n"
-    "numbers and writes to DIR: ablation.json, table.md, test.npz, one\n"
-    "checkpoint and training log (CSV) per model, curve_k.csv (sum-rate\n"
-    "against K, trained on K 8, no retraining), onehot.dat, plots.gp and the\n"
-    "PNG plots (gnuplot). Exit status 3: results written, plots skipped.\n"
+    "Trains AttSKGS-, SKGS-, GS- and SMA-GNN on a generated training set of the\n"
+    "paper scenario (M 2, N 4, K 8, 30 dBm), evaluates them and the baselines\n"
+    "on a test set, prints a Table-1-like table beside the paper's numbers and\n"
+    "writes to DIR: ablation.json, table.md, test.npz, one checkpoint and\n"
+    "training log (CSV) per model and seed, curve_k.csv (sum-rate against K,\n"
+    "trained on K 8, no retraining), onehot.dat, plots.gp and the PNG plots\n"
+    "(gnuplot). Exit status 3: results written, plots skipped.\n"
     "\n"
-    "The default run takes about 30 minutes on 2 cores; --quick a few minutes.\n"
+    "With --seeds N every model is trained N times, with seeds S .. S+N-1 (S from\n"
+    "--seed): each run's training set (generated from seed S for the first run,\n"
+    "from 2^62 + s for seed s of the others), initialisation, data order and\n"
+    "Gumbel noise follow its seed; the validation, test and curve sets stay those\n"
+    "of S, so the baselines are computed once. Model results are the mean and sample\n"
+    "standard deviation over the seeds (table: mean ± sd; ablation.json also\n"
+    "per seed; plots: mean curves with a mean ± sd band); checkpoints and logs\n"
+    "are <model>-seed<s>.npz and train_<model>-seed<s>.csv; onehot.dat comes\n"
+    "from the first seed's models.\n"
+    "\n"
+    "On an idle 2-core machine the default run takes about 6 minutes per seed,\n"
+    "--quick about 10 seconds per seed.\n"
     "\n"
     "  --quick                 the small configuration (see docs/ablation.md)\n"
     "  --out DIR               output directory (default ablation-out; created)\n"
@@ -47,13 +58,16 @@ static const char ablation_help[] =
     "  --sk-balanced           balanced Sinkhorn (no kink at the cap; see assoc train)\n"
     "  --train-samples S, --val-samples S, --test-samples S, --curve-samples S\n"
     "  --k-max K               largest K of the sum-rate-against-K curve\n"
-    "  --seed X                seed of data and models (default 1)\n"
+    "  --seed S                base seed: fixed data sets and the first run (default 1)\n"
+    "  --seeds N               train every model N times, seeds S .. S+N-1 (1..100;\n"
+    "                          default 1)\n"
     "  --threads T             OpenMP threads (default: OMP_NUM_THREADS or all)\n"
     "  --no-plots              do not run gnuplot\n"
     "  --quiet                 no progress on stderr\n"
     "  -h, --help              this help\n";
 
-/* The default (about 30 minutes on 2 cores) and --quick configurations. */
+/* The default (about 6 minutes per seed on an idle 2-core machine) and
+ * --quick configurations. */
 static void set_defaults(abl_args *a, bool quick) {
   assoc_train_config *c = &a->train;
   *c = assoc_train_config_default(ASSOC_GNN_ATTSKGS);
@@ -97,6 +111,7 @@ enum abl_option {
   AB_CURVE_S,
   AB_K_MAX,
   AB_SEED,
+  AB_SEEDS,
   AB_THREADS,
   AB_NO_PLOTS,
   AB_QUIET,
@@ -126,6 +141,7 @@ static const struct option abl_options[] = {
     {"curve-samples", required_argument, NULL, AB_CURVE_S},
     {"k-max", required_argument, NULL, AB_K_MAX},
     {"seed", required_argument, NULL, AB_SEED},
+    {"seeds", required_argument, NULL, AB_SEEDS},
     {"threads", required_argument, NULL, AB_THREADS},
     {"no-plots", no_argument, NULL, AB_NO_PLOTS},
     {"sk-balanced", no_argument, NULL, AB_SK_BALANCED},
@@ -181,6 +197,8 @@ static int abl_option_int(abl_args *a, int opt, const char *v) {
     return a->k_max = k, 0;
   case AB_SEED:
     return assoc_parse_u64(c, "seed", v, (UINT64_C(1) << 62), &a->seed);
+  case AB_SEEDS:
+    return assoc_parse_int(c, "seeds", v, 1, ABL_MAX_SEEDS, &a->seeds);
   case AB_THREADS:
     return assoc_parse_int(c, "threads", v, 1, 4096, &a->threads);
   default:
@@ -225,7 +243,7 @@ static int abl_option(void *args, int opt, char *v) {
 }
 
 static int abl_parse(int argc, char **argv, abl_args *a) {
-  *a = (abl_args){.out = "ablation-out", .seed = 1};
+  *a = (abl_args){.out = "ablation-out", .seed = 1, .seeds = 1};
   for (int v = 0; v < ASSOC_GNN_VARIANT_COUNT; v++) a->use[v] = true;
   /* --quick sets the defaults that later options then override. */
   for (int i = 1; i < argc; i++) a->quick |= !strcmp(argv[i], "--quick");
@@ -234,6 +252,10 @@ static int abl_parse(int argc, char **argv, abl_args *a) {
   if (first < 0) return -1;
   if (first != argc) {
     fprintf(stderr, "assoc ablation: unexpected argument '%s' (see --help)\n", argv[first]);
+    return -1;
+  }
+  if (a->seeds > 1 && a->seed + (uint64_t)a->seeds - 1 >= ABL_TRAIN_SEED_OFFSET) {
+    fprintf(stderr, "assoc ablation: --seed + --seeds - 1 must be below 2^62\n");
     return -1;
   }
   a->train.seed = a->seed;
@@ -247,6 +269,14 @@ static int abl_parse(int argc, char **argv, abl_args *a) {
 }
 
 /* ---- shared by the parts ---------------------------------------------------------------- */
+
+uint64_t abl_run_seed(const abl_args *a, int r) {
+  return a->seed + (uint64_t)r;
+}
+
+uint64_t abl_train_data_seed(const abl_args *a, int r) {
+  return r == 0 ? a->seed : ABL_TRAIN_SEED_OFFSET + abl_run_seed(a, r);
+}
 
 void abl_note(const abl_args *a, const char *fmt, ...) {
   if (a->quiet) return;
@@ -274,21 +304,24 @@ static int make_dir(const char *dir) {
 /* ---- the command ---------------------------------------------------------------------- */
 
 static void free_run(abl_run *r) {
-  for (int i = 0; i < r->n_models; i++) assoc_gnn_free(r->models[i].model);
-  assoc_dataset_free(&r->train), assoc_dataset_free(&r->val), assoc_dataset_free(&r->test);
-  free(r->es_assoc), free(r->es_rate), free(r->curve.lb), free(r->curve.nv);
+  abl_free_models(r);
+  abl_free_data(r);
 }
 
 static void print_header(const abl_args *a) {
   const assoc_train_config *c = &a->train;
+  char seeds[96] = "";
+  if (a->seeds > 1)
+    snprintf(seeds, sizeof seeds, " .. %llu (%d runs per model; table: mean ± sd)",
+             (unsigned long long)abl_run_seed(a, a->seeds - 1), a->seeds);
   printf("ablation (%s): M 2, N 4, K 8, 30 dBm; d %d, h %d, L %d, tau %g, T %d%s; %d epochs x %lld "
          "mini-batches of %lld; lr %g..%g, T0 %g, T_mult %d, T_mu %d, delta %g; samples: train "
-         "%lld, val %lld, test %lld; seed %llu; %d threads\n\n",
+         "%lld, val %lld, test %lld; seed %llu%s; %d threads\n\n",
          a->quick ? "--quick" : "default", c->d, c->h, c->L, c->tau, c->sk_iters,
          c->sk_balanced ? " (balanced)" : "", c->epochs, (long long)c->batches_per_epoch,
          (long long)c->batch, c->lr_min, c->lr_max, c->t0, c->t_mult, c->t_mu, c->delta,
          (long long)a->train_samples, (long long)a->val_samples, (long long)a->test_samples,
-         (unsigned long long)a->seed, omp_get_max_threads());
+         (unsigned long long)a->seed, seeds, omp_get_max_threads());
 }
 
 static void warn_if_loaded(const abl_args *a) {
@@ -306,7 +339,7 @@ static void warn_if_loaded(const abl_args *a) {
 static int run_ablation(abl_run *r) {
   const abl_args *a = r->a;
   double t0 = omp_get_wtime();
-  if (make_dir(a->out) || abl_train(r) || abl_evaluate(r) || abl_write_results(r)) return -1;
+  if (make_dir(a->out) || abl_prepare(r) || abl_train_models(r) || abl_write_results(r)) return -1;
   const char *plots = abl_make_plots(r);
   r->seconds_total = omp_get_wtime() - t0;
   if (abl_write_json(r, plots)) return -1;

@@ -1,6 +1,8 @@
 /* assoc ablation, the plots: writes plots.gp (Figures 2b, 3a, 3b and 4a of
  * the paper from the CSV logs, curve_k.csv and onehot.dat) and runs gnuplot
- * on it. */
+ * on it. With several seeds the training and curve plots draw each model's
+ * mean with a band of mean ± sd (train_<model>-seeds.csv, the sd columns
+ * of curve_k.csv). */
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -14,15 +16,55 @@ typedef struct plot_ctx {
   const char *terminal; /* "pngcairo" or "png" */
 } plot_ctx;
 
+/* ", \\\n     " between the plot elements after the first. */
+static const char *next(bool *first) {
+  const char *sep = *first ? "" : ", \\\n     ";
+  *first = false;
+  return sep;
+}
+
+/* One model's training series from its log (one seed). */
+static void plot_log(FILE *f, const model_run *mr, int lc, const char *column, const char *dashed,
+                     bool *first) {
+  fprintf(f, "%s'train_%s.csv' using \"epoch\":\"%s\" with lines lw 2 lc %d title '%s'",
+          next(first), mr->key, column, lc, assoc_gnn_variant_name(mr->variant));
+  if (dashed)
+    fprintf(f, "%s'' using \"epoch\":\"%s\" with lines lw 1 dt 2 lc %d notitle", next(first),
+            dashed, lc);
+}
+
+/* A band of mean ± sd of `series` from train_<model>-seeds.csv. */
+static void seeds_band(FILE *f, const model_run *mr, int lc, const char *series, double alpha,
+                       bool *first) {
+  fprintf(f,
+          "%s'train_%s-seeds.csv' using \"epoch\":(column(\"%s_mean\")-column(\"%s_sd\")):"
+          "(column(\"%s_mean\")+column(\"%s_sd\")) with filledcurves fs transparent solid %.2f "
+          "noborder lc %d notitle",
+          next(first), mr->key, series, series, series, series, alpha, lc);
+}
+
+/* One model's mean training series over the seeds, each with its band. */
+static void plot_seeds(FILE *f, const model_run *mr, int lc, const char *column, const char *dashed,
+                       bool *first) {
+  seeds_band(f, mr, lc, column, 0.25, first);
+  if (dashed) seeds_band(f, mr, lc, dashed, 0.12, first);
+  fprintf(f,
+          "%s'train_%s-seeds.csv' using \"epoch\":\"%s_mean\" with lines lw 2 lc %d title '%s "
+          "(mean of %d seeds)'",
+          next(first), mr->key, column, lc, assoc_gnn_variant_name(mr->variant), mr->n_runs);
+  if (dashed)
+    fprintf(f, "%s'' using \"epoch\":\"%s_mean\" with lines lw 1 dt 2 lc %d notitle", next(first),
+            dashed, lc);
+}
+
 static void plot_training(FILE *f, const abl_run *r, const char *column, const char *dashed) {
+  bool first = true;
   fputs("plot ", f);
   for (int i = 0; i < r->n_models; i++) {
-    const model_run *mr = &r->models[i];
-    fprintf(f, "%s'train_%s.csv' using \"epoch\":\"%s\" with lines lw 2 lc %d title '%s'",
-            i ? ", \\\n     " : "", mr->key, column, i + 1, assoc_gnn_variant_name(mr->variant));
-    if (dashed)
-      fprintf(f, ", \\\n     '' using \"epoch\":\"%s\" with lines lw 1 dt 2 lc %d notitle", dashed,
-              i + 1);
+    if (r->a->seeds > 1)
+      plot_seeds(f, &r->models[i], i + 1, column, dashed, &first);
+    else
+      plot_log(f, &r->models[i], i + 1, column, dashed, &first);
   }
   fputc('\n', f);
 }
@@ -53,14 +95,29 @@ static void plot_onehot(FILE *f, const abl_run *r) {
              "font ''\nset key\nset grid\n");
 }
 
+/* Bands of mean ± sd of model i's LB and NV curves (curve_k.csv columns:
+ * K, the methods' LB, their NV, the models' LB sd, the models' NV sd). */
+static void curve_bands(FILE *f, const curve_data *c, int i, bool *first) {
+  int models = c->methods - N_CURVE_BASELINES, lc = i - N_CURVE_BASELINES + 1;
+  int lb = i + 2, nv = c->methods + i + 2;
+  int lb_sd = 2 * c->methods + lc + 1, nv_sd = lb_sd + models;
+  const int cols[2][2] = {{lb, lb_sd}, {nv, nv_sd}};
+  for (int b = 0; b < 2; b++)
+    fprintf(f,
+            "%s'curve_k.csv' using 1:(column(%d)-column(%d)):(column(%d)+column(%d)) with "
+            "filledcurves fs transparent solid %.2f noborder lc %d notitle",
+            next(first), cols[b][0], cols[b][1], cols[b][0], cols[b][1], b ? 0.12 : 0.25, lc);
+}
+
 static void plot_curve(FILE *f, const abl_run *r) {
   const curve_data *c = &r->curve;
+  bool seeds = r->a->seeds > 1, first = true;
   fprintf(f, "\n# Fig. 4a: sum-rate against the number of UEs (trained on K = 8)\n");
   fprintf(f, "set output 'fig4a_rate_vs_k.png'\nset key outside right\n");
   fprintf(f,
           "set title 'Load-balanced sum-rate against K (M 2, N 4; models trained on K 8, "
-          "%lld samples per point)'\n",
-          (long long)r->a->curve_samples);
+          "%lld samples per point%s)'\n",
+          (long long)r->a->curve_samples, seeds ? "; models: mean +/- sd over the seeds" : "");
   fprintf(f, "set xlabel 'number of UEs K'\nset ylabel 'sum-rate (bps/Hz)'\nset xtics 1\n");
   const char *base_style[N_CURVE_BASELINES] = {
       "lc rgb 'black' lw 2 pt 7", "lc rgb 'gray40' lw 1 pt 6 dt 2",
@@ -71,15 +128,15 @@ static void plot_curve(FILE *f, const abl_run *r) {
     bool model = i >= N_CURVE_BASELINES;
     char style[64];
     if (model) snprintf(style, sizeof style, "lc %d lw 2 pt %d", i - N_CURVE_BASELINES + 1, 7);
+    if (model && seeds) curve_bands(f, c, i, &first);
     const char *label = i == 2 ? "MaxSINR (overloads dropped)" : c->names[i];
-    fprintf(f, "%s'curve_k.csv' using 1:%d with linespoints %s title '%s%s'",
-            i ? ", \\\n     " : "", i + 2, model ? style : base_style[i], label,
-            model ? " (LB)" : "");
+    fprintf(f, "%s'curve_k.csv' using 1:%d with linespoints %s title '%s%s'", next(&first), i + 2,
+            model ? style : base_style[i], label, model ? " (LB)" : "");
     if (model)
       fprintf(f,
-              ", \\\n     '' using 1:%d with linespoints lc %d lw 1 dt 2 pt 6 title '%s "
+              "%s'' using 1:%d with linespoints lc %d lw 1 dt 2 pt 6 title '%s "
               "(no-violation rounding)'",
-              c->methods + i + 2, i - N_CURVE_BASELINES + 1, c->names[i]);
+              next(&first), c->methods + i + 2, i - N_CURVE_BASELINES + 1, c->names[i]);
   }
   fprintf(f, "\nset xtics autofreq\nset key default\n");
 }
@@ -93,8 +150,10 @@ static int write_plots_gp(FILE *f, void *user) {
           strcmp(p->terminal, "pngcairo") ? "" : " font ',11'");
   fprintf(f, "set datafile separator comma\nset grid\nset key top right\n");
   fprintf(f, "\n# Fig. 3a: violation ratio against epoch\nset output 'fig3a_violation.png'\n");
-  fprintf(f, "set title 'Load violation ratio of the one-hot association against epoch "
-             "(solid: training batches, dashed: validation set)'\n");
+  fprintf(f,
+          "set title 'Load violation ratio of the one-hot association against epoch "
+          "(solid: training batches, dashed: validation set%s)'\n",
+          r->a->seeds > 1 ? "; bands: mean +/- sd over the seeds" : "");
   fprintf(f, "set xlabel 'epoch'\nset ylabel 'violation ratio'\nset yrange [0:1]\n");
   fprintf(f, "set key right center\n");
   plot_training(f, r, "violation_ratio", "test_violation_ratio");

@@ -2,6 +2,7 @@
  * ablation.json, curve_k.csv and onehot.dat. */
 #include <math.h>
 #include <omp.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -34,25 +35,66 @@ static void fmt_time(char *buf, size_t len, double seconds) {
     snprintf(buf, len, "%.1f min", seconds / 60);
 }
 
+/* A table cell, and each of the two numbers of a "mean ± sd" cell. */
+enum { CELL = 64, PART = 28 };
+
+static void fmt_pm(char *buf, const char *mean, const char *sd) {
+  snprintf(buf, CELL, "%s ± %s", mean, sd);
+}
+
+/* The values of a table row: one evaluation (sd NULL) or the mean and sd
+ * over the seeds. */
+typedef struct row_stats {
+  const assoc_eval_metrics *x, *sd;
+  double train, train_sd;
+} row_stats;
+
+static double metric(const assoc_eval_metrics *x, size_t offset) {
+  return *(const double *)((const char *)x + offset);
+}
+
+#define AT(member) offsetof(assoc_eval_metrics, member)
+
+static void metric_cell(char *buf, const row_stats *s, size_t at, const char *fmt, double scale) {
+  char m[PART], sd[PART];
+  fmt_num(m, PART, fmt, scale * metric(s->x, at));
+  if (!s->sd) {
+    snprintf(buf, CELL, "%s", m);
+    return;
+  }
+  fmt_num(sd, PART, fmt, scale * metric(s->sd, at));
+  fmt_pm(buf, m, sd);
+}
+
+static void time_cell(char *buf, const row_stats *s) {
+  char m[PART], sd[PART];
+  fmt_time(m, PART, s->train);
+  if (!s->sd || !isfinite(s->train)) {
+    snprintf(buf, CELL, "%s", m);
+    return;
+  }
+  fmt_time(sd, PART, s->train_sd);
+  fmt_pm(buf, m, sd);
+}
+
 /* One table row: ours and the paper's (paper NULL for baselines). */
-static void table_row(FILE *f, const char *name, const assoc_eval_metrics *x, double train_s,
-                      const assoc_paper_row *paper) {
-  char c[16][32];
-  fmt_num(c[0], 32, "%.1f%%", 100 * x->violation_ratio);
-  fmt_num(c[1], 32, "%.1f%%", paper ? 100 * paper->violation : NAN);
-  fmt_num(c[2], 32, "%.3f", x->rate);
-  fmt_num(c[3], 32, "%.2f", paper ? paper->rate : NAN);
-  fmt_num(c[4], 32, "%.3f", x->rate_lb);
-  fmt_num(c[5], 32, "%.2f", paper ? paper->rate_lb : NAN);
-  fmt_num(c[6], 32, "%.3f", x->rate_no_violation);
-  fmt_num(c[7], 32, "%.3f", x->ratio_to_es);
-  fmt_num(c[8], 32, "%.3f", x->ratio_nv_to_es);
-  fmt_num(c[9], 32, "%.1f", x->infer_us);
-  fmt_num(c[10], 32, "%.0f", x->latency_us);
-  fmt_params(c[11], 32, (double)x->params);
-  fmt_params(c[12], 32, paper ? 1e6 * paper->params_m : NAN);
-  fmt_time(c[13], 32, train_s);
-  fmt_num(c[14], 32, "%.2f h", paper ? paper->train_hours : NAN);
+static void table_row(FILE *f, const char *name, const row_stats *s, const assoc_paper_row *paper) {
+  char c[15][CELL];
+  metric_cell(c[0], s, AT(violation_ratio), "%.1f%%", 100);
+  fmt_num(c[1], CELL, "%.1f%%", paper ? 100 * paper->violation : NAN);
+  metric_cell(c[2], s, AT(rate), "%.3f", 1);
+  fmt_num(c[3], CELL, "%.2f", paper ? paper->rate : NAN);
+  metric_cell(c[4], s, AT(rate_lb), "%.3f", 1);
+  fmt_num(c[5], CELL, "%.2f", paper ? paper->rate_lb : NAN);
+  metric_cell(c[6], s, AT(rate_no_violation), "%.3f", 1);
+  metric_cell(c[7], s, AT(ratio_to_es), "%.3f", 1);
+  metric_cell(c[8], s, AT(ratio_nv_to_es), "%.3f", 1);
+  metric_cell(c[9], s, AT(infer_us), "%.1f", 1);
+  metric_cell(c[10], s, AT(latency_us), "%.0f", 1);
+  fmt_params(c[11], CELL, (double)s->x->params);
+  fmt_params(c[12], CELL, paper ? 1e6 * paper->params_m : NAN);
+  time_cell(c[13], s);
+  fmt_num(c[14], CELL, "%.2f h", paper ? paper->train_hours : NAN);
   fprintf(f, "| %s |", name);
   for (int i = 0; i < 15; i++) fprintf(f, " %s |", c[i]);
   fputc('\n', f);
@@ -60,6 +102,14 @@ static void table_row(FILE *f, const char *name, const assoc_eval_metrics *x, do
 
 int abl_write_table(FILE *f, void *user) {
   const abl_run *r = user;
+  const abl_args *a = r->a;
+  if (a->seeds > 1)
+    fprintf(f,
+            "Models: mean ± sample standard deviation over %d seeds (%llu .. %llu), each with "
+            "its own training set; baselines: one evaluation; all on the same %lld test "
+            "samples.\n\n",
+            a->seeds, (unsigned long long)abl_run_seed(a, 0),
+            (unsigned long long)abl_run_seed(a, a->seeds - 1), (long long)r->test.S);
   fprintf(f, "| method | violations | paper | sum-rate (with violations) | paper | "
              "load-balanced sum-rate | paper | no-violation rounding | LB / ES | NV / ES | "
              "us / sample (batched) | latency us | params | paper | training | paper (A100) |\n");
@@ -69,10 +119,13 @@ int abl_write_table(FILE *f, void *user) {
   for (int i = 0; i < r->n_models; i++) {
     const model_run *mr = &r->models[i];
     assoc_paper_row p = assoc_paper_table1(mr->variant);
-    table_row(f, assoc_gnn_variant_name(mr->variant), &mr->test, mr->train_seconds, &p);
+    row_stats s = {&mr->mean, a->seeds > 1 ? &mr->sd : NULL, mr->train_seconds,
+                   mr->train_seconds_sd};
+    table_row(f, assoc_gnn_variant_name(mr->variant), &s, &p);
   }
   for (int m = 0; m < ASSOC_METHOD_COUNT; m++)
-    if (r->base_done[m]) table_row(f, assoc_method_name(m), &r->base[m], NAN, NULL);
+    if (r->base_done[m])
+      table_row(f, assoc_method_name(m), &(row_stats){&r->base[m], NULL, NAN, NAN}, NULL);
   return ferror(f) ? -1 : 0;
 }
 
@@ -94,22 +147,40 @@ static int write_config_json(FILE *f, const abl_run *r, const char *plots) {
           (long long)a->train_samples, (long long)a->val_samples);
   fprintf(f, "\"test_samples\": %lld, \"curve_samples\": %lld, \"seed\": %llu, ",
           (long long)a->test_samples, (long long)a->curve_samples, (unsigned long long)a->seed);
+  fprintf(f, "\"seeds\": %d, \"train_data_seeds\": [", a->seeds);
+  for (int j = 0; j < a->seeds; j++)
+    fprintf(f, "%s%llu", j ? ", " : "", (unsigned long long)abl_train_data_seed(a, j));
+  fputs("], ", f);
   fprintf(f, "\"threads\": %d, \"seconds_total\": %.1f, ", omp_get_max_threads(), r->seconds_total);
   assoc_json_string(f, "plots", plots, "}");
   return ferror(f) ? -1 : 0;
 }
 
-int abl_write_json(abl_run *r, const char *plots) {
-  assoc_ablation_entry e[ASSOC_GNN_VARIANT_COUNT + ASSOC_METHOD_COUNT];
-  int n = 0;
-  for (int i = 0; i < r->n_models; i++) {
-    model_run *mr = &r->models[i];
-    e[n++] = (assoc_ablation_entry){assoc_gnn_variant_name(mr->variant), "model", mr->test,
-                                    mr->train_seconds, mr->epochs};
+/* A model's runs, contiguous as assoc_ablation_entry wants them. */
+typedef struct entry_runs {
+  uint64_t seeds[ABL_MAX_SEEDS];
+  assoc_eval_metrics test[ABL_MAX_SEEDS];
+  double train_seconds[ABL_MAX_SEEDS];
+} entry_runs;
+
+static assoc_ablation_entry model_entry(const model_run *mr, entry_runs *er) {
+  for (int j = 0; j < mr->n_runs; j++) {
+    er->seeds[j] = mr->runs[j].seed;
+    er->test[j] = mr->runs[j].test;
+    er->train_seconds[j] = mr->runs[j].train_seconds;
   }
-  for (int m = 0; m < ASSOC_METHOD_COUNT; m++)
-    if (r->base_done[m])
-      e[n++] = (assoc_ablation_entry){assoc_method_name(m), "baseline", r->base[m], NAN, 0};
+  return (assoc_ablation_entry){.name = assoc_gnn_variant_name(mr->variant),
+                                .kind = "model",
+                                .metrics = mr->mean,
+                                .train_seconds = mr->train_seconds,
+                                .epochs = mr->runs[0].epochs,
+                                .n_runs = mr->n_runs,
+                                .seeds = er->seeds,
+                                .per_seed = er->test,
+                                .per_seed_train_seconds = er->train_seconds};
+}
+
+static int write_report(const abl_run *r, const assoc_ablation_entry *e, int n, const char *plots) {
   char *config = NULL;
   size_t config_len = 0;
   FILE *mem = open_memstream(&config, &config_len);
@@ -117,7 +188,8 @@ int abl_write_json(abl_run *r, const char *plots) {
   write_config_json(mem, r, plots);
   fclose(mem);
   const curve_data *c = &r->curve;
-  assoc_ablation_curve curve = {"K", c->points, c->methods, c->x, c->names, c->lb, c->nv};
+  assoc_ablation_curve curve = {"K",   c->points, c->methods, c->x,     c->names,
+                                c->lb, c->nv,     c->lb_sd,   c->nv_sd, c->runs};
   assoc_ablation_report rep = {config, e, n, &curve, 1};
   char path[1024];
   sg_io_error err;
@@ -128,16 +200,68 @@ int abl_write_json(abl_run *r, const char *plots) {
   return rc;
 }
 
+int abl_write_json(abl_run *r, const char *plots) {
+  assoc_ablation_entry e[ASSOC_GNN_VARIANT_COUNT + ASSOC_METHOD_COUNT];
+  entry_runs *er = malloc(ASSOC_GNN_VARIANT_COUNT * sizeof *er);
+  if (!er) return -1;
+  int n = 0;
+  for (int i = 0; i < r->n_models; i++) e[n++] = model_entry(&r->models[i], &er[i]);
+  for (int m = 0; m < ASSOC_METHOD_COUNT; m++)
+    if (r->base_done[m])
+      e[n++] = (assoc_ablation_entry){.name = assoc_method_name(m),
+                                      .kind = "baseline",
+                                      .metrics = r->base[m],
+                                      .train_seconds = NAN};
+  int rc = write_report(r, e, n, plots);
+  free(er);
+  return rc;
+}
+
+/* K, the LB rate (mean over the seeds for a model) per method, the NV rate
+ * per method; with several seeds then the models' sds of both. */
 static int write_curve_csv(FILE *f, void *user) {
-  const curve_data *c = user;
+  const abl_run *r = user;
+  const curve_data *c = &r->curve;
+  bool sd = r->a->seeds > 1;
   fprintf(f, "K");
   for (int i = 0; i < c->methods; i++) fprintf(f, ",%s", c->names[i]);
   for (int i = 0; i < c->methods; i++) fprintf(f, ",%s no-violation", c->names[i]);
+  for (int i = N_CURVE_BASELINES; sd && i < c->methods; i++) fprintf(f, ",%s sd", c->names[i]);
+  for (int i = N_CURVE_BASELINES; sd && i < c->methods; i++)
+    fprintf(f, ",%s no-violation sd", c->names[i]);
   fputc('\n', f);
   for (int p = 0; p < c->points; p++) {
     fprintf(f, "%g", c->x[p]);
     for (int i = 0; i < c->methods; i++) fprintf(f, ",%.6f", c->lb[i * c->points + p]);
     for (int i = 0; i < c->methods; i++) fprintf(f, ",%.6f", c->nv[i * c->points + p]);
+    for (int i = N_CURVE_BASELINES; sd && i < c->methods; i++)
+      fprintf(f, ",%.6f", c->lb_sd[i * c->points + p]);
+    for (int i = N_CURVE_BASELINES; sd && i < c->methods; i++)
+      fprintf(f, ",%.6f", c->nv_sd[i * c->points + p]);
+    fputc('\n', f);
+  }
+  return ferror(f) ? -1 : 0;
+}
+
+/* A CSV number; empty when not finite (as in the training logs). */
+static void csv_number(FILE *f, double v) {
+  if (isfinite(v)) fprintf(f, "%.9g", v);
+}
+
+/* The per-epoch mean and sd over the seeds of a model's training series. */
+static int write_epochs_csv(FILE *f, void *user) {
+  const model_run *mr = user;
+  fprintf(f, "epoch,seeds");
+  for (int k = 0; k < EPOCH_SERIES; k++)
+    fprintf(f, ",%s_mean,%s_sd", abl_epoch_series_names[k], abl_epoch_series_names[k]);
+  fputc('\n', f);
+  for (int e = 0; e < mr->runs[0].epochs; e++) {
+    fprintf(f, "%d,%d", e + 1, mr->n_runs);
+    for (int k = 0; k < EPOCH_SERIES; k++) {
+      size_t at = (size_t)e * EPOCH_SERIES + k;
+      fputc(',', f), csv_number(f, mr->epoch_mean[at]);
+      fputc(',', f), csv_number(f, mr->epoch_sd[at]);
+    }
     fputc('\n', f);
   }
   return ferror(f) ? -1 : 0;
@@ -177,8 +301,13 @@ int abl_write_in_dir(const abl_run *r, const char *name, int (*fn)(FILE *, void 
 
 int abl_write_results(abl_run *r) {
   if (abl_write_in_dir(r, "table.md", abl_write_table, r) ||
-      abl_write_in_dir(r, "curve_k.csv", write_curve_csv, &r->curve) ||
+      abl_write_in_dir(r, "curve_k.csv", write_curve_csv, r) ||
       abl_write_in_dir(r, "onehot.dat", write_onehot, r))
     return -1;
+  for (int i = 0; i < r->n_models && r->a->seeds > 1; i++) {
+    char name[64];
+    snprintf(name, sizeof name, "train_%s-seeds.csv", r->models[i].key);
+    if (abl_write_in_dir(r, name, write_epochs_csv, &r->models[i])) return -1;
+  }
   return 0;
 }

@@ -1,5 +1,8 @@
-/* assoc ablation, the run: the data sets, training the models, evaluating
- * them and the baselines on the test set, and the sum-rate against K. */
+/* assoc ablation, the models: trains every model once per seed (the
+ * training set, the initialisation and the Gumbel noise and data order
+ * follow the run's seed), evaluates each trained model on the fixed test
+ * and curve sets, and summarises a model's runs as means and sample
+ * standard deviations. */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -7,45 +10,31 @@
 
 #include "ablation.h"
 
-static int generate(const abl_args *a, int K, int64_t S, uint64_t seed, assoc_dataset *ds) {
-  assoc_scenario sc = assoc_scenario_default();
-  sc.K = K, sc.seed = seed;
-  sg_io_error err;
-  if (assoc_generate(&sc, S, ds, &err)) {
-    fprintf(stderr, "assoc ablation: generating data: %s\n", err.msg);
-    return -1;
-  }
-  (void)a;
-  return 0;
-}
+const char *const abl_epoch_series_names[EPOCH_SERIES] = {"loss", "train_rate", "violation_ratio",
+                                                          "test_lb_rate", "test_violation_ratio"};
 
-/* Training, validation (per-epoch metrics) and test sets: independent seeds. */
-static int make_data(abl_run *r) {
-  const abl_args *a = r->a;
-  if (generate(a, 8, a->train_samples, a->seed, &r->train) ||
-      generate(a, 8, a->val_samples, a->seed + 1, &r->val) ||
-      generate(a, 8, a->test_samples, a->seed + 2, &r->test))
-    return -1;
-  char path[1024];
-  sg_io_error err;
-  abl_path_in(path, sizeof path, a->out, "test.npz");
-  if (assoc_dataset_save(&r->test, path, &err)) {
-    fprintf(stderr, "assoc ablation: %s\n", err.msg);
-    return -1;
-  }
-  return 0;
-}
-
-/* ---- training ----------------------------------------------------------------------- */
+/* ---- training --------------------------------------------------------------------------- */
 
 typedef struct epoch_ctx {
   const abl_args *a;
-  const char *name;
+  char name[64];
   int every;
+  seed_run *run;
 } epoch_ctx;
+
+static void record_epoch(seed_run *sr, int epochs, const assoc_epoch_stats *st) {
+  if (st->epoch < 1 || st->epoch > epochs) return;
+  double *row = sr->epoch_series + (size_t)(st->epoch - 1) * EPOCH_SERIES;
+  row[EPOCH_LOSS] = st->loss;
+  row[EPOCH_TRAIN_RATE] = st->train_rate;
+  row[EPOCH_VIOLATION] = st->violation_ratio;
+  row[EPOCH_VAL_LB_RATE] = st->has_test ? st->test.mean_lb_rate : NAN;
+  row[EPOCH_VAL_VIOLATION] = st->has_test ? st->test.violation_ratio : NAN;
+}
 
 static void on_epoch(void *user, const assoc_epoch_stats *st) {
   epoch_ctx *c = user;
+  record_epoch(c->run, c->a->train.epochs, st);
   if (st->epoch % c->every && st->epoch != c->a->train.epochs) return;
   abl_note(c->a,
            "  %-12s epoch %4d/%d  loss %8.4f  train rate %6.3f  violations %5.1f%%  "
@@ -55,186 +44,208 @@ static void on_epoch(void *user, const assoc_epoch_stats *st) {
            st->has_test ? 100 * st->test.violation_ratio : NAN, st->mu[0], st->seconds);
 }
 
-static void model_key(assoc_gnn_variant v, char *key, size_t len) {
-  snprintf(key, len, "%s", assoc_gnn_variant_name(v));
-  for (char *p = key; *p; p++)
-    if (*p >= 'A' && *p <= 'Z') *p = (char)(*p - 'A' + 'a');
+/* The run's name in the progress: the model, and its seed when there are several. */
+static void run_name(const abl_args *a, const model_run *mr, const seed_run *sr, char *buf,
+                     size_t len) {
+  const char *name = assoc_gnn_variant_name(mr->variant);
+  if (a->seeds > 1)
+    snprintf(buf, len, "%s seed %llu", name, (unsigned long long)sr->seed);
+  else
+    snprintf(buf, len, "%s", name);
 }
 
-static int train_one(abl_run *r, model_run *mr) {
+static int train_one(abl_run *r, const model_run *mr, seed_run *sr, const assoc_dataset *train) {
   const abl_args *a = r->a;
   assoc_train_config c = a->train;
-  c.variant = mr->variant;
-  epoch_ctx ctx = {a, assoc_gnn_variant_name(mr->variant), c.epochs >= 10 ? c.epochs / 10 : 1};
-  assoc_train_io io = {.out = mr->ckpt, .checkpoint_every = c.epochs, .log = mr->log};
+  c.variant = mr->variant, c.seed = sr->seed;
+  epoch_ctx ctx = {.a = a, .every = c.epochs >= 10 ? c.epochs / 10 : 1, .run = sr};
+  run_name(a, mr, sr, ctx.name, sizeof ctx.name);
+  assoc_train_io io = {.out = sr->ckpt, .checkpoint_every = c.epochs, .log = sr->log};
   io.epoch_fn = on_epoch, io.user = &ctx;
   assoc_train_result res;
   sg_io_error err;
   double t0 = omp_get_wtime();
   abl_note(a, "training %s (%d epochs of %lld mini-batches of %lld)\n", ctx.name, c.epochs,
            (long long)c.batches_per_epoch, (long long)c.batch);
-  if (assoc_train_run(&c, &r->train, &r->val, &io, &res, &err)) {
+  if (assoc_train_run(&c, train, &r->val, &io, &res, &err)) {
     fprintf(stderr, "assoc ablation: training %s: %s\n", ctx.name, err.msg);
     return -1;
   }
-  mr->wall_seconds = omp_get_wtime() - t0;
-  mr->train_seconds = res.seconds;
-  mr->epochs = res.epochs_done;
-  /* Evaluate what was written: the checkpoint, through the loader. */
-  mr->model = assoc_checkpoint_load_model(mr->ckpt, &mr->feature_scale, NULL, &err);
-  if (!mr->model) {
+  sr->wall_seconds = omp_get_wtime() - t0;
+  sr->train_seconds = res.seconds;
+  sr->epochs = res.epochs_done;
+  return 0;
+}
+
+/* ---- evaluation ------------------------------------------------------------------------- */
+
+/* The row argmax of A~ of the first test samples. */
+static void onehot_of(const assoc_dataset *ds, const double *A, model_run *mr) {
+  for (int s = 0; s < ONEHOT_SAMPLES; s++)
+    for (int k = 0; k < ds->K; k++) {
+      const double *row = A + ((size_t)s * ds->K + k) * ds->M;
+      int best = 0;
+      for (int m = 1; m < ds->M; m++)
+        if (row[m] > row[best]) best = m;
+      mr->onehot[s][k] = best;
+    }
+}
+
+/* Test metrics of a run; the first run's one-hot associations too. */
+static int evaluate_test(abl_run *r, model_run *mr, seed_run *sr, const assoc_gnn *m, double scale,
+                         bool first) {
+  const assoc_dataset *ds = &r->test;
+  double *A = first ? malloc((size_t)ds->S * ds->K * ds->M * sizeof *A) : NULL;
+  if (first && !A) return -1;
+  assoc_eval_opts o = assoc_eval_defaults(scale);
+  sg_io_error err;
+  int rc = assoc_eval_model(m, ds, &o, r->es_rate, &sr->test, A, NULL, &err);
+  if (rc) fprintf(stderr, "assoc ablation: evaluating %s: %s\n", mr->key, err.msg);
+  if (!rc && A) onehot_of(ds, A, mr);
+  free(A);
+  return rc;
+}
+
+/* Rates of a run on every curve set. */
+static int evaluate_curve(abl_run *r, const model_run *mr, seed_run *sr, const assoc_gnn *m,
+                          double scale) {
+  const curve_data *c = &r->curve;
+  sg_io_error err;
+  for (int p = 0; p < c->points; p++) {
+    assoc_eval_opts o = assoc_eval_defaults(scale);
+    o.latency_samples = 0;
+    assoc_eval_metrics x;
+    if (assoc_eval_model(m, &c->sets[p], &o, c->es_rate[p], &x, NULL, NULL, &err)) {
+      fprintf(stderr, "assoc ablation: %s at K = %g: %s\n", mr->key, c->x[p], err.msg);
+      return -1;
+    }
+    sr->curve_lb[p] = x.rate_lb, sr->curve_nv[p] = x.rate_no_violation;
+  }
+  return 0;
+}
+
+/* Evaluates what was written: the checkpoint, through the loader. */
+static int evaluate_run(abl_run *r, model_run *mr, seed_run *sr, bool first) {
+  double scale;
+  sg_io_error err;
+  assoc_gnn *m = assoc_checkpoint_load_model(sr->ckpt, &scale, NULL, &err);
+  if (!m) {
     fprintf(stderr, "assoc ablation: %s\n", err.msg);
     return -1;
   }
-  return 0;
+  int rc = evaluate_test(r, mr, sr, m, scale, first) || evaluate_curve(r, mr, sr, m, scale);
+  assoc_gnn_free(m);
+  return rc ? -1 : 0;
 }
 
-static int train_all(abl_run *r) {
-  for (int v = 0; v < ASSOC_GNN_VARIANT_COUNT; v++) {
-    if (!r->a->use[v]) continue;
-    model_run *mr = &r->models[r->n_models++];
-    mr->variant = (assoc_gnn_variant)v;
-    model_key(mr->variant, mr->key, sizeof mr->key);
-    char name[64];
-    snprintf(name, sizeof name, "%s.npz", mr->key);
-    abl_path_in(mr->ckpt, sizeof mr->ckpt, r->a->out, name);
-    snprintf(name, sizeof name, "train_%s.csv", mr->key);
-    abl_path_in(mr->log, sizeof mr->log, r->a->out, name);
-    if (train_one(r, mr)) return -1;
+/* ---- the runs ------------------------------------------------------------------------------ */
+
+static void model_key(assoc_gnn_variant v, char *key, size_t len) {
+  snprintf(key, len, "%s", assoc_gnn_variant_name(v));
+  for (char *p = key; *p; p++)
+    if (*p >= 'A' && *p <= 'Z') *p = (char)(*p - 'A' + 'a');
+}
+
+/* <model>.npz and train_<model>.csv with one seed, <model>-seed<s>.npz and
+ * train_<model>-seed<s>.csv with several. */
+static void run_paths(const abl_args *a, const model_run *mr, seed_run *sr) {
+  char tag[40] = "", name[96];
+  if (a->seeds > 1) snprintf(tag, sizeof tag, "-seed%llu", (unsigned long long)sr->seed);
+  snprintf(name, sizeof name, "%s%s.npz", mr->key, tag);
+  abl_path_in(sr->ckpt, sizeof sr->ckpt, a->out, name);
+  snprintf(name, sizeof name, "train_%s%s.csv", mr->key, tag);
+  abl_path_in(sr->log, sizeof sr->log, a->out, name);
+}
+
+static int init_model(const abl_args *a, model_run *mr, assoc_gnn_variant v) {
+  size_t cells = (size_t)a->train.epochs * EPOCH_SERIES;
+  mr->variant = v;
+  model_key(v, mr->key, sizeof mr->key);
+  mr->runs = calloc((size_t)a->seeds, sizeof *mr->runs);
+  mr->epoch_mean = malloc(cells * sizeof *mr->epoch_mean);
+  mr->epoch_sd = malloc(cells * sizeof *mr->epoch_sd);
+  if (!mr->runs || !mr->epoch_mean || !mr->epoch_sd) return -1;
+  for (int j = 0; j < a->seeds; j++) {
+    seed_run *sr = &mr->runs[j];
+    sr->seed = abl_run_seed(a, j);
+    run_paths(a, mr, sr);
+    if (!(sr->epoch_series = malloc(cells * sizeof *sr->epoch_series))) return -1;
+    for (size_t i = 0; i < cells; i++) sr->epoch_series[i] = NAN;
   }
   return 0;
 }
 
-/* ---- evaluation on the test set -------------------------------------------------------- */
-
-static int run_baselines(abl_run *r) {
-  assoc_dataset *ds = &r->test;
-  size_t SK = (size_t)ds->S * ds->K;
-  int *assoc = malloc(SK * sizeof *assoc);
-  double *rate = malloc((size_t)ds->S * sizeof *rate);
-  r->es_assoc = malloc(SK * sizeof *r->es_assoc);
-  r->es_rate = malloc((size_t)ds->S * sizeof *r->es_rate);
-  if (!assoc || !rate || !r->es_assoc || !r->es_rate) return free(assoc), free(rate), -1;
-  assoc_baseline_opts o = assoc_baseline_defaults();
-  o.seed = ds->seed;
-  sg_io_error err;
-  int rc = 0;
-  for (int m = 0; m < ASSOC_METHOD_COUNT && !rc; m++) { /* ES first: the reference */
-    double ms;
-    int *dst = m == ASSOC_ES ? r->es_assoc : assoc;
-    double *rdst = m == ASSOC_ES ? r->es_rate : rate;
-    rc = assoc_run_method(ds, (assoc_method)m, &o, dst, rdst, &ms, NULL, NULL, &err);
-    if (!rc) rc = assoc_eval_baseline_metrics(ds, dst, r->es_rate, ms, &r->base[m]);
-    r->base_done[m] = rc == 0;
-  }
-  if (rc) fprintf(stderr, "assoc ablation: baselines: %s\n", err.msg);
-  free(assoc), free(rate);
-  return rc;
-}
-
-static int evaluate_models(abl_run *r) {
-  assoc_dataset *ds = &r->test;
-  double *A = malloc((size_t)ds->S * ds->K * ds->M * sizeof *A);
-  if (!A) return -1;
-  sg_io_error err;
-  for (int i = 0; i < r->n_models; i++) {
-    model_run *mr = &r->models[i];
-    assoc_eval_opts o = assoc_eval_defaults(mr->feature_scale);
-    if (assoc_eval_model(mr->model, ds, &o, r->es_rate, &mr->test, A, NULL, &err)) {
-      fprintf(stderr, "assoc ablation: evaluating %s: %s\n", mr->key, err.msg);
-      free(A);
+static int init_models(abl_run *r) {
+  for (int v = 0; v < ASSOC_GNN_VARIANT_COUNT; v++)
+    if (r->a->use[v] && init_model(r->a, &r->models[r->n_models++], (assoc_gnn_variant)v)) {
+      fprintf(stderr, "assoc ablation: out of memory\n");
       return -1;
     }
-    for (int s = 0; s < ONEHOT_SAMPLES; s++)
-      for (int k = 0; k < ds->K; k++) {
-        const double *row = A + ((size_t)s * ds->K + k) * ds->M;
-        int best = 0;
-        for (int m = 1; m < ds->M; m++)
-          if (row[m] > row[best]) best = m;
-        mr->onehot[s][k] = best;
-      }
-  }
-  free(A);
   return 0;
 }
 
-/* ---- generalisation to other K (Fig. 4a) ---------------------------------------------- */
-
-const assoc_method abl_curve_baselines[N_CURVE_BASELINES] = {
-    ASSOC_ES, ASSOC_LOCALSEARCH, ASSOC_MAXSINR, ASSOC_DA, ASSOC_RANDINT};
-
-/* Baseline rates of one curve point into column p. */
-static int curve_point_baselines(abl_run *r, const assoc_dataset *ds, int p, double *es_rate) {
-  curve_data *c = &r->curve;
-  size_t SK = (size_t)ds->S * ds->K;
-  int *assoc = malloc(SK * sizeof *assoc);
-  double *rate = malloc((size_t)ds->S * sizeof *rate);
-  assoc_baseline_opts o = assoc_baseline_defaults();
-  o.seed = ds->seed;
-  sg_io_error err;
-  int rc = assoc && rate ? 0 : -1;
-  for (int i = 0; i < N_CURVE_BASELINES && !rc; i++) {
-    assoc_method m = abl_curve_baselines[i];
-    assoc_eval_metrics x;
-    rc = assoc_run_method(ds, m, &o, assoc, m == ASSOC_ES ? es_rate : rate, NULL, NULL, NULL, &err);
-    if (!rc) rc = assoc_eval_baseline_metrics(ds, assoc, es_rate, 0, &x);
-    if (!rc) c->lb[i * c->points + p] = c->nv[i * c->points + p] = x.rate_lb;
-  }
-  if (rc) fprintf(stderr, "assoc ablation: curve baselines: %s\n", err.msg);
-  free(assoc), free(rate);
-  return rc;
-}
-
-static int curve_point(abl_run *r, int K, int p) {
+/* Run j of every model, on its own training set. */
+static int train_seed(abl_run *r, int j) {
   const abl_args *a = r->a;
-  curve_data *c = &r->curve;
-  assoc_dataset ds;
-  if (generate(a, K, a->curve_samples, a->seed + 100 + (uint64_t)K, &ds)) return -1;
-  double *es = malloc((size_t)ds.S * sizeof *es);
-  int rc = es ? curve_point_baselines(r, &ds, p, es) : -1;
-  sg_io_error err;
+  assoc_dataset train;
+  if (abl_generate(8, a->train_samples, abl_train_data_seed(a, j), &train)) return -1;
+  int rc = 0;
   for (int i = 0; i < r->n_models && !rc; i++) {
     model_run *mr = &r->models[i];
-    assoc_eval_opts o = assoc_eval_defaults(mr->feature_scale);
-    o.latency_samples = 0;
-    assoc_eval_metrics x;
-    rc = assoc_eval_model(mr->model, &ds, &o, es, &x, NULL, NULL, &err);
-    if (rc) fprintf(stderr, "assoc ablation: %s at K = %d: %s\n", mr->key, K, err.msg);
-    int row = N_CURVE_BASELINES + i;
-    if (!rc)
-      c->lb[row * c->points + p] = x.rate_lb, c->nv[row * c->points + p] = x.rate_no_violation;
+    rc = train_one(r, mr, &mr->runs[j], &train) || evaluate_run(r, mr, &mr->runs[j], j == 0);
+    if (!rc) mr->n_runs = j + 1;
   }
-  free(es);
-  assoc_dataset_free(&ds);
-  return rc;
+  assoc_dataset_free(&train);
+  return rc ? -1 : 0;
 }
 
-static int run_curve(abl_run *r) {
-  const abl_args *a = r->a;
+/* ---- means and standard deviations over the seeds -------------------------------------- */
+
+static void summarise_curve(abl_run *r, int i) {
+  const model_run *mr = &r->models[i];
   curve_data *c = &r->curve;
-  c->points = 0;
-  for (int K = a->k_min; K <= a->k_max && c->points < MAX_CURVE_POINTS; K += a->k_step)
-    c->x[c->points++] = K;
-  c->methods = N_CURVE_BASELINES + r->n_models;
-  for (int i = 0; i < N_CURVE_BASELINES; i++)
-    c->names[i] = assoc_method_name(abl_curve_baselines[i]);
-  for (int i = 0; i < r->n_models; i++)
-    c->names[N_CURVE_BASELINES + i] = assoc_gnn_variant_name(r->models[i].variant);
-  c->lb = calloc((size_t)c->methods * c->points, sizeof *c->lb);
-  c->nv = calloc((size_t)c->methods * c->points, sizeof *c->nv);
-  if (!c->lb || !c->nv) return -1;
+  double lb[ABL_MAX_SEEDS], nv[ABL_MAX_SEEDS];
   for (int p = 0; p < c->points; p++) {
-    abl_note(a, "sum-rate against K: K = %d\n", (int)c->x[p]);
-    if (curve_point(r, (int)c->x[p], p)) return -1;
+    for (int j = 0; j < mr->n_runs; j++) lb[j] = mr->runs[j].curve_lb[p];
+    for (int j = 0; j < mr->n_runs; j++) nv[j] = mr->runs[j].curve_nv[p];
+    size_t at = (size_t)(N_CURVE_BASELINES + i) * c->points + p;
+    assoc_mean_sd(lb, mr->n_runs, 1, &c->lb[at], &c->lb_sd[at]);
+    assoc_mean_sd(nv, mr->n_runs, 1, &c->nv[at], &c->nv_sd[at]);
   }
+}
+
+static void summarise_epochs(const abl_args *a, model_run *mr) {
+  double x[ABL_MAX_SEEDS];
+  for (size_t i = 0; i < (size_t)a->train.epochs * EPOCH_SERIES; i++) {
+    for (int j = 0; j < mr->n_runs; j++) x[j] = mr->runs[j].epoch_series[i];
+    assoc_mean_sd(x, mr->n_runs, 1, &mr->epoch_mean[i], &mr->epoch_sd[i]);
+  }
+}
+
+static void summarise(abl_run *r, int i) {
+  model_run *mr = &r->models[i];
+  assoc_eval_metrics test[ABL_MAX_SEEDS];
+  double train[ABL_MAX_SEEDS];
+  for (int j = 0; j < mr->n_runs; j++) test[j] = mr->runs[j].test;
+  for (int j = 0; j < mr->n_runs; j++) train[j] = mr->runs[j].train_seconds;
+  assoc_eval_metrics_mean_sd(test, mr->n_runs, &mr->mean, &mr->sd);
+  assoc_mean_sd(train, mr->n_runs, 1, &mr->train_seconds, &mr->train_seconds_sd);
+  summarise_curve(r, i);
+  summarise_epochs(r->a, mr);
+}
+
+int abl_train_models(abl_run *r) {
+  if (init_models(r)) return -1;
+  for (int j = 0; j < r->a->seeds; j++)
+    if (train_seed(r, j)) return -1;
+  for (int i = 0; i < r->n_models; i++) summarise(r, i);
   return 0;
 }
 
-int abl_train(abl_run *r) {
-  return make_data(r) || train_all(r) ? -1 : 0;
-}
-
-int abl_evaluate(abl_run *r) {
-  abl_note(r->a, "evaluating on %lld test samples\n", (long long)r->test.S);
-  return run_baselines(r) || evaluate_models(r) || run_curve(r) ? -1 : 0;
+void abl_free_models(abl_run *r) {
+  for (int i = 0; i < r->n_models; i++) {
+    model_run *mr = &r->models[i];
+    for (int j = 0; mr->runs && j < r->a->seeds; j++) free(mr->runs[j].epoch_series);
+    free(mr->runs), free(mr->epoch_mean), free(mr->epoch_sd);
+  }
 }

@@ -157,6 +157,28 @@ int assoc_npz_add_assoc(sg_npz_writer *w, const char *prefix, const assoc_datase
 int assoc_eval_npz_add(sg_npz_writer *w, const char *key, const assoc_dataset *ds,
                        const assoc_eval_assocs *x, sg_io_error *err);
 
+/* ---- statistics over runs ---------------------------------------------------------- */
+
+/* Mean and sample standard deviation (divisor n - 1) of x[0], x[stride],
+ * ..., x[(n-1) stride], summed in that order; sd is NaN for n < 2, both are
+ * NaN for n < 1 and the mean of one value is that value. */
+void assoc_mean_sd(const double *x, int n, size_t stride, double *mean, double *sd);
+
+/* The real-valued members of assoc_eval_metrics (violation_ratio .. latency_us),
+ * by their JSON names, e.g. for per-run tables. */
+enum { ASSOC_EVAL_REAL_METRICS = 10 };
+typedef struct assoc_eval_real_metric {
+  const char *name; /* JSON key, as in assoc_eval_metrics_json */
+  size_t offset;    /* of the double in assoc_eval_metrics */
+} assoc_eval_real_metric;
+extern const assoc_eval_real_metric assoc_eval_real_metrics[ASSOC_EVAL_REAL_METRICS];
+
+/* Every real-valued metric of n runs (n >= 1) as its mean (into mean) and
+ * sample standard deviation (into sd, may be NULL) with assoc_mean_sd; the
+ * other members (sizes, batch, threads, params) are copied from runs[0]. */
+void assoc_eval_metrics_mean_sd(const assoc_eval_metrics *runs, int n, assoc_eval_metrics *mean,
+                                assoc_eval_metrics *sd);
+
 /* Writes a file atomically: write(f, user) fills a temporary file beside
  * path, which is renamed over path only when write returned 0 and every
  * write succeeded. 0, or -1 with a message in err (path untouched). */
@@ -177,13 +199,23 @@ typedef struct assoc_paper_row {
 /* The paper's row for variant v. */
 assoc_paper_row assoc_paper_table1(assoc_gnn_variant v);
 
-/* One method of an ablation: a model or a baseline. */
+/* One method of an ablation: a model or a baseline. A model trained n_runs
+ * times (n_runs >= 1, e.g. with several seeds) is written with its runs:
+ * "metrics" and "train_seconds" are then the means over per_seed and
+ * per_seed_train_seconds (assoc_eval_metrics_mean_sd; the members metrics
+ * and train_seconds are not used), and "seeds", "per_seed" (every real
+ * metric and train_seconds, one value per run) and "sd" (their sample
+ * standard deviations) are added. n_runs 0: one evaluation as given. */
 typedef struct assoc_ablation_entry {
   const char *name; /* "AttSKGS-GNN", "ES", ... */
   const char *kind; /* "model" or "baseline" */
   assoc_eval_metrics metrics;
   double train_seconds; /* NaN for baselines */
   int epochs;           /* 0 for baselines */
+  int n_runs;
+  const uint64_t *seeds;                /* n_runs */
+  const assoc_eval_metrics *per_seed;   /* n_runs */
+  const double *per_seed_train_seconds; /* n_runs */
 } assoc_ablation_entry;
 
 /* A generalisation curve (paper Fig. 4): the load-balanced rate (and the
@@ -195,6 +227,11 @@ typedef struct assoc_ablation_curve {
   const char *const *names; /* methods */
   const double *rate_lb;    /* methods x points */
   const double *rate_nv;    /* methods x points (may be NULL) */
+  /* Standard deviations over runs, methods x points (may be NULL), written
+   * as rate_load_balanced_sd and rate_no_violation_sd for the methods i
+   * with runs[i] >= 1 (runs may be NULL: none). */
+  const double *rate_lb_sd, *rate_nv_sd;
+  const int *runs;
 } assoc_ablation_curve;
 
 typedef struct assoc_ablation_report {

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -94,6 +95,57 @@ void assoc_eval_metrics_json(FILE *f, const assoc_eval_metrics *x) {
           (long long)x->params);
 }
 
+/* ---- statistics over runs ---------------------------------------------------------- */
+
+/* Mean and sample sd of n doubles at base, base + stride, ... (bytes). */
+static void mean_sd_bytes(const char *base, size_t stride, int n, double *mean, double *sd) {
+  double sum = 0, sq = 0, v;
+  for (int i = 0; i < n; i++) memcpy(&v, base + (size_t)i * stride, sizeof v), sum += v;
+  double m = n > 0 ? sum / n : NAN;
+  for (int i = 0; i < n; i++)
+    memcpy(&v, base + (size_t)i * stride, sizeof v), sq += (v - m) * (v - m);
+  *mean = m;
+  if (sd) *sd = n > 1 ? sqrt(sq / (n - 1)) : NAN;
+}
+
+void assoc_mean_sd(const double *x, int n, size_t stride, double *mean, double *sd) {
+  mean_sd_bytes((const char *)x, stride * sizeof *x, n, mean, sd);
+}
+
+#define REAL_METRIC(json, member)                                                                  \
+  { json, offsetof(assoc_eval_metrics, member) }
+const assoc_eval_real_metric assoc_eval_real_metrics[ASSOC_EVAL_REAL_METRICS] = {
+    REAL_METRIC("violation_ratio", violation_ratio),
+    REAL_METRIC("rate", rate),
+    REAL_METRIC("rate_load_balanced", rate_lb),
+    REAL_METRIC("rate_no_violation", rate_no_violation),
+    REAL_METRIC("mean_dropped", mean_dropped),
+    REAL_METRIC("es_rate", es_rate),
+    REAL_METRIC("ratio_to_es", ratio_to_es),
+    REAL_METRIC("ratio_no_violation_to_es", ratio_nv_to_es),
+    REAL_METRIC("infer_us", infer_us),
+    REAL_METRIC("latency_us", latency_us),
+};
+#undef REAL_METRIC
+
+static double *metric_at(assoc_eval_metrics *x, int i) {
+  return (double *)((char *)x + assoc_eval_real_metrics[i].offset);
+}
+
+static double metric_of(const assoc_eval_metrics *x, int i) {
+  return *(const double *)((const char *)x + assoc_eval_real_metrics[i].offset);
+}
+
+void assoc_eval_metrics_mean_sd(const assoc_eval_metrics *runs, int n, assoc_eval_metrics *mean,
+                                assoc_eval_metrics *sd) {
+  assoc_eval_metrics m = runs[0], s = runs[0];
+  for (int i = 0; i < ASSOC_EVAL_REAL_METRICS; i++)
+    mean_sd_bytes((const char *)runs + assoc_eval_real_metrics[i].offset, sizeof *runs, n,
+                  metric_at(&m, i), metric_at(&s, i));
+  *mean = m;
+  if (sd) *sd = s;
+}
+
 int assoc_write_atomic(const char *path, int (*write)(FILE *f, void *user), void *user,
                        sg_io_error *err) {
   size_t len = strlen(path) + sizeof ".tmpXXXXXX";
@@ -157,16 +209,60 @@ static void paper_json(FILE *f) {
   fputs("]", f);
 }
 
+/* "per_seed": {metric: [run values], ..., "train_seconds": [...]}, "sd":
+ * {metric: sd, ...} of an entry with runs. */
+static void runs_json(FILE *f, const assoc_ablation_entry *e, const assoc_eval_metrics *sd,
+                      double train_sd) {
+  fputs(", \"seeds\": [", f);
+  for (int r = 0; r < e->n_runs; r++)
+    fprintf(f, "%s%llu", r ? ", " : "", (unsigned long long)e->seeds[r]);
+  fputs("], \"per_seed\": {", f);
+  for (int i = 0; i < ASSOC_EVAL_REAL_METRICS; i++) {
+    fprintf(f, "\"%s\": [", assoc_eval_real_metrics[i].name);
+    for (int r = 0; r < e->n_runs; r++) {
+      if (r) fputs(", ", f);
+      assoc_json_write_number(f, metric_of(&e->per_seed[r], i));
+    }
+    fputs("], ", f);
+  }
+  fputs("\"train_seconds\": ", f);
+  json_array(f, e->per_seed_train_seconds, e->n_runs);
+  fputs("}, \"sd\": {", f);
+  for (int i = 0; i < ASSOC_EVAL_REAL_METRICS; i++)
+    json_field(f, assoc_eval_real_metrics[i].name, metric_of(sd, i), false);
+  json_field(f, "train_seconds", train_sd, true);
+  fputc('}', f);
+}
+
 static void entry_json(FILE *f, const assoc_ablation_entry *e) {
+  assoc_eval_metrics mean = e->metrics, sd;
+  double train_mean = e->train_seconds, train_sd = NAN;
+  if (e->n_runs > 0) {
+    assoc_eval_metrics_mean_sd(e->per_seed, e->n_runs, &mean, &sd);
+    assoc_mean_sd(e->per_seed_train_seconds, e->n_runs, 1, &train_mean, &train_sd);
+  }
   fputs("{\"name\": ", f);
   assoc_json_write_string(f, e->name);
   fputs(", \"kind\": ", f);
   assoc_json_write_string(f, e->kind);
   fputs(", ", f);
-  json_field(f, "train_seconds", e->train_seconds, false);
+  json_field(f, "train_seconds", train_mean, false);
   fprintf(f, "\"epochs\": %d, \"metrics\": ", e->epochs);
-  assoc_eval_metrics_json(f, &e->metrics);
+  assoc_eval_metrics_json(f, &mean);
+  if (e->n_runs > 0) runs_json(f, e, &sd, train_sd);
   fputc('}', f);
+}
+
+static void curve_sd_json(FILE *f, const assoc_ablation_curve *c, int i) {
+  if (!c->runs || c->runs[i] < 1) return;
+  if (c->rate_lb_sd) {
+    fputs(", \"rate_load_balanced_sd\": ", f);
+    json_array(f, c->rate_lb_sd + (size_t)i * c->points, c->points);
+  }
+  if (c->rate_nv_sd) {
+    fputs(", \"rate_no_violation_sd\": ", f);
+    json_array(f, c->rate_nv_sd + (size_t)i * c->points, c->points);
+  }
 }
 
 static void curve_json(FILE *f, const assoc_ablation_curve *c) {
@@ -184,6 +280,7 @@ static void curve_json(FILE *f, const assoc_ablation_curve *c) {
       fputs(", \"rate_no_violation\": ", f);
       json_array(f, c->rate_nv + (size_t)i * c->points, c->points);
     }
+    curve_sd_json(f, c, i);
     fputc('}', f);
   }
   fputs("]}", f);
