@@ -24,7 +24,9 @@ static const char ablation_help[] =
     "usage: assoc ablation [--quick] [--out DIR] [options]\n"
     "\n"
     "Trains AttSKGS-, SKGS-, GS- and SMA-GNN on a generated training set of the\n"
-    "paper scenario (M 2, N 4, K 8, 30 dBm), evaluates them and the baselines\n"
+    "paper scenario (M 2, N 4, K 8, 30 dBm), and SKGS-GNN+ (SKGS-GNN on the\n"
+    "link-nodes features, trained on the ES associations: assoc train --features\n"
+    "link-nodes --loss es), evaluates them and the baselines\n"
     "on a test set, prints a Table-1-like table beside the paper's numbers and\n"
     "writes to DIR: ablation.json, table.md, test.npz, one checkpoint and\n"
     "training log (CSV) per model and seed, curve_k.csv (sum-rate against K,\n"
@@ -46,7 +48,7 @@ static const char ablation_help[] =
     "\n"
     "  --quick                 the small configuration (see docs/ablation.md)\n"
     "  --out DIR               output directory (default ablation-out; created)\n"
-    "  --models LIST           comma-separated subset of AttSKGS,SKGS,GS,SMA\n"
+    "  --models LIST           comma-separated subset of AttSKGS,SKGS,GS,SMA,SKGS+\n"
     "  --epochs E              training epochs\n"
     "  --batches-per-epoch n   mini-batches per epoch\n"
     "  --batch B               mini-batch size\n"
@@ -61,6 +63,8 @@ static const char ablation_help[] =
     "  --seed S                base seed: fixed data sets and the first run (default 1)\n"
     "  --seeds N               train every model N times, seeds S .. S+N-1 (1..100;\n"
     "                          default 1)\n"
+    "  --draws D               also the models' sampled decoding: best of D draws\n"
+    "                          (assoc eval --draws; default 4, 1: off)\n"
     "  --threads T             OpenMP threads (default: OMP_NUM_THREADS or all)\n"
     "  --no-plots              do not run gnuplot\n"
     "  --quiet                 no progress on stderr\n"
@@ -112,6 +116,7 @@ enum abl_option {
   AB_K_MAX,
   AB_SEED,
   AB_SEEDS,
+  AB_DRAWS,
   AB_THREADS,
   AB_NO_PLOTS,
   AB_QUIET,
@@ -142,6 +147,7 @@ static const struct option abl_options[] = {
     {"k-max", required_argument, NULL, AB_K_MAX},
     {"seed", required_argument, NULL, AB_SEED},
     {"seeds", required_argument, NULL, AB_SEEDS},
+    {"draws", required_argument, NULL, AB_DRAWS},
     {"threads", required_argument, NULL, AB_THREADS},
     {"no-plots", no_argument, NULL, AB_NO_PLOTS},
     {"sk-balanced", no_argument, NULL, AB_SK_BALANCED},
@@ -150,12 +156,25 @@ static const struct option abl_options[] = {
     {NULL, 0, NULL, 0},
 };
 
+const char *const abl_improved_name = "SKGS-GNN+";
+
+void abl_improved_config(assoc_train_config *c) {
+  c->variant = ASSOC_GNN_SKGS;
+  c->features = ASSOC_FEATURES_LINK_NODES;
+  c->loss = ASSOC_LOSS_ES;
+}
+
+const char *abl_model_name(int index) {
+  return index == ABL_IMPROVED ? abl_improved_name : assoc_gnn_variant_name(index);
+}
+
 static int parse_models(char *list, bool *use) {
-  for (int v = 0; v < ASSOC_GNN_VARIANT_COUNT; v++) use[v] = false;
+  for (int v = 0; v < ABL_MAX_MODELS; v++) use[v] = false;
   for (char *save, *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-    int v = assoc_gnn_variant_parse(tok);
+    bool plus = !strcasecmp(tok, "SKGS+") || !strcasecmp(tok, abl_improved_name);
+    int v = plus ? ABL_IMPROVED : assoc_gnn_variant_parse(tok);
     if (v < 0) {
-      fprintf(stderr, "assoc ablation: unknown model '%s' (AttSKGS, SKGS, GS, SMA)\n", tok);
+      fprintf(stderr, "assoc ablation: unknown model '%s' (AttSKGS, SKGS, GS, SMA, SKGS+)\n", tok);
       return -1;
     }
     use[v] = true;
@@ -199,6 +218,8 @@ static int abl_option_int(abl_args *a, int opt, const char *v) {
     return assoc_parse_u64(c, "seed", v, (UINT64_C(1) << 62), &a->seed);
   case AB_SEEDS:
     return assoc_parse_int(c, "seeds", v, 1, ABL_MAX_SEEDS, &a->seeds);
+  case AB_DRAWS:
+    return assoc_parse_int(c, "draws", v, 1, 1 << 16, &a->draws);
   case AB_THREADS:
     return assoc_parse_int(c, "threads", v, 1, 4096, &a->threads);
   default:
@@ -243,8 +264,8 @@ static int abl_option(void *args, int opt, char *v) {
 }
 
 static int abl_parse(int argc, char **argv, abl_args *a) {
-  *a = (abl_args){.out = "ablation-out", .seed = 1, .seeds = 1};
-  for (int v = 0; v < ASSOC_GNN_VARIANT_COUNT; v++) a->use[v] = true;
+  *a = (abl_args){.out = "ablation-out", .seed = 1, .seeds = 1, .draws = 4};
+  for (int v = 0; v < ABL_MAX_MODELS; v++) a->use[v] = true;
   /* --quick sets the defaults that later options then override. */
   for (int i = 1; i < argc; i++) a->quick |= !strcmp(argv[i], "--quick");
   set_defaults(a, a->quick);

@@ -18,6 +18,16 @@
 
 enum { ONEHOT_SAMPLES = 4, MAX_CURVE_POINTS = 64, ABL_MAX_SEEDS = 100 };
 
+/* The models: the paper's four (index = assoc_gnn_variant) and, at index
+ * ABL_IMPROVED, SKGS-GNN+: SKGS-GNN on the link-nodes features trained on
+ * the ES associations of its training set (abl_improved_config). */
+enum { ABL_IMPROVED = ASSOC_GNN_VARIANT_COUNT, ABL_MAX_MODELS };
+extern const char *const abl_improved_name; /* "SKGS-GNN+" */
+/* Turns a run's configuration into SKGS-GNN+'s. */
+void abl_improved_config(assoc_train_config *c);
+/* A model's display name, by index. */
+const char *abl_model_name(int index);
+
 /* The training set of run seed s is generated with seed s for the base
  * seed and with ABL_TRAIN_SEED_OFFSET + s for every other seed: a range the
  * fixed sets of the run (base seed + 1, + 2, + 100 + K) never reach. */
@@ -34,12 +44,13 @@ extern const assoc_method abl_curve_baselines[N_CURVE_BASELINES];
 typedef struct abl_args {
   const char *out;
   bool quick, no_plots, quiet, help;
-  bool use[ASSOC_GNN_VARIANT_COUNT];
+  bool use[ABL_MAX_MODELS];
   assoc_train_config train; /* variant and seed set per run */
   int64_t train_samples, val_samples, test_samples, curve_samples;
   int k_min, k_max, k_step;
   uint64_t seed; /* the base seed: fixed data sets, first run */
   int seeds;     /* runs per model, seeds seed .. seed + seeds - 1 */
+  int draws;     /* sampled decoding of the models' test results (assoc eval --draws) */
   int threads;
 } abl_args;
 
@@ -71,6 +82,8 @@ typedef struct seed_run {
 /* One model over its seeds. */
 typedef struct model_run {
   assoc_gnn_variant variant;
+  int index;                   /* in abl_args.use: the variant, or ABL_IMPROVED */
+  const char *name;            /* abl_model_name(index) */
   char key[32];                /* file stem, e.g. "attskgs-gnn" */
   seed_run *runs;              /* abl_args.seeds */
   int n_runs;                  /* completed runs */
@@ -94,7 +107,7 @@ typedef struct curve_data {
 typedef struct abl_run {
   const abl_args *a;
   assoc_dataset val, test;
-  model_run models[ASSOC_GNN_VARIANT_COUNT];
+  model_run models[ABL_MAX_MODELS];
   int n_models;
   assoc_eval_metrics base[ASSOC_METHOD_COUNT];
   bool base_done[ASSOC_METHOD_COUNT];

@@ -98,8 +98,8 @@ static int curve_alloc(abl_run *r) {
   for (int K = a->k_min; K <= a->k_max && c->points < MAX_CURVE_POINTS; K += a->k_step)
     c->x[c->points++] = K;
   int n_models = 0;
-  for (int v = 0; v < ASSOC_GNN_VARIANT_COUNT; v++)
-    if (a->use[v]) c->names[N_CURVE_BASELINES + n_models++] = assoc_gnn_variant_name(v);
+  for (int v = 0; v < ABL_MAX_MODELS; v++)
+    if (a->use[v]) c->names[N_CURVE_BASELINES + n_models++] = abl_model_name(v);
   c->methods = N_CURVE_BASELINES + n_models;
   for (int i = 0; i < N_CURVE_BASELINES; i++)
     c->names[i] = assoc_method_name(abl_curve_baselines[i]);

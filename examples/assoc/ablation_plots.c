@@ -27,7 +27,7 @@ static const char *next(bool *first) {
 static void plot_log(FILE *f, const model_run *mr, int lc, const char *column, const char *dashed,
                      bool *first) {
   fprintf(f, "%s'train_%s.csv' using \"epoch\":\"%s\" with lines lw 2 lc %d title '%s'",
-          next(first), mr->key, column, lc, assoc_gnn_variant_name(mr->variant));
+          next(first), mr->key, column, lc, mr->name);
   if (dashed)
     fprintf(f, "%s'' using \"epoch\":\"%s\" with lines lw 1 dt 2 lc %d notitle", next(first),
             dashed, lc);
@@ -51,7 +51,7 @@ static void plot_seeds(FILE *f, const model_run *mr, int lc, const char *column,
   fprintf(f,
           "%s'train_%s-seeds.csv' using \"epoch\":\"%s_mean\" with lines lw 2 lc %d title '%s "
           "(mean of %d seeds)'",
-          next(first), mr->key, column, lc, assoc_gnn_variant_name(mr->variant), mr->n_runs);
+          next(first), mr->key, column, lc, mr->name, mr->n_runs);
   if (dashed)
     fprintf(f, "%s'' using \"epoch\":\"%s_mean\" with lines lw 1 dt 2 lc %d notitle", next(first),
             dashed, lc);
@@ -86,7 +86,7 @@ static void plot_onehot(FILE *f, const abl_run *r) {
           rows, ONEHOT_SAMPLES, ONEHOT_SAMPLES);
   for (int i = 0; i < rows; i++)
     for (int s = 0; s < ONEHOT_SAMPLES; s++) {
-      const char *name = i < r->n_models ? assoc_gnn_variant_name(r->models[i].variant) : "ES";
+      const char *name = i < r->n_models ? r->models[i].name : "ES";
       fprintf(f, "set title '%s, sample %d' font ',9'\n", name, s);
       fprintf(f, "plot 'onehot.dat' index %d matrix with image pixels\n", i * ONEHOT_SAMPLES + s);
     }

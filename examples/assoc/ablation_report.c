@@ -79,7 +79,7 @@ static void time_cell(char *buf, const row_stats *s) {
 
 /* One table row: ours and the paper's (paper NULL for baselines). */
 static void table_row(FILE *f, const char *name, const row_stats *s, const assoc_paper_row *paper) {
-  char c[15][CELL];
+  char c[16][CELL];
   metric_cell(c[0], s, AT(violation_ratio), "%.1f%%", 100);
   fmt_num(c[1], CELL, "%.1f%%", paper ? 100 * paper->violation : NAN);
   metric_cell(c[2], s, AT(rate), "%.3f", 1);
@@ -89,14 +89,18 @@ static void table_row(FILE *f, const char *name, const row_stats *s, const assoc
   metric_cell(c[6], s, AT(rate_no_violation), "%.3f", 1);
   metric_cell(c[7], s, AT(ratio_to_es), "%.3f", 1);
   metric_cell(c[8], s, AT(ratio_nv_to_es), "%.3f", 1);
-  metric_cell(c[9], s, AT(infer_us), "%.1f", 1);
-  metric_cell(c[10], s, AT(latency_us), "%.0f", 1);
-  fmt_params(c[11], CELL, (double)s->x->params);
-  fmt_params(c[12], CELL, paper ? 1e6 * paper->params_m : NAN);
-  time_cell(c[13], s);
-  fmt_num(c[14], CELL, "%.2f h", paper ? paper->train_hours : NAN);
+  if (s->x->draws > 1)
+    metric_cell(c[9], s, AT(ratio_sampled_to_es), "%.3f", 1);
+  else
+    fmt_num(c[9], CELL, "%.3f", NAN);
+  metric_cell(c[10], s, AT(infer_us), "%.1f", 1);
+  metric_cell(c[11], s, AT(latency_us), "%.0f", 1);
+  fmt_params(c[12], CELL, (double)s->x->params);
+  fmt_params(c[13], CELL, paper ? 1e6 * paper->params_m : NAN);
+  time_cell(c[14], s);
+  fmt_num(c[15], CELL, "%.2f h", paper ? paper->train_hours : NAN);
   fprintf(f, "| %s |", name);
-  for (int i = 0; i < 15; i++) fprintf(f, " %s |", c[i]);
+  for (int i = 0; i < 16; i++) fprintf(f, " %s |", c[i]);
   fputc('\n', f);
 }
 
@@ -110,18 +114,21 @@ int abl_write_table(FILE *f, void *user) {
             "samples.\n\n",
             a->seeds, (unsigned long long)abl_run_seed(a, 0),
             (unsigned long long)abl_run_seed(a, a->seeds - 1), (long long)r->test.S);
-  fprintf(f, "| method | violations | paper | sum-rate (with violations) | paper | "
-             "load-balanced sum-rate | paper | no-violation rounding | LB / ES | NV / ES | "
-             "us / sample (batched) | latency us | params | paper | training | paper (A100) |\n");
+  fprintf(f,
+          "| method | violations | paper | sum-rate (with violations) | paper | "
+          "load-balanced sum-rate | paper | no-violation rounding | LB / ES | NV / ES | "
+          "best of %d draws / ES | "
+          "us / sample (batched) | latency us | params | paper | training | paper (A100) |\n",
+          a->draws);
   fprintf(f, "|---|");
-  for (int i = 0; i < 15; i++) fprintf(f, "---:|");
+  for (int i = 0; i < 16; i++) fprintf(f, "---:|");
   fputc('\n', f);
   for (int i = 0; i < r->n_models; i++) {
     const model_run *mr = &r->models[i];
     assoc_paper_row p = assoc_paper_table1(mr->variant);
     row_stats s = {&mr->mean, a->seeds > 1 ? &mr->sd : NULL, mr->train_seconds,
                    mr->train_seconds_sd};
-    table_row(f, assoc_gnn_variant_name(mr->variant), &s, &p);
+    table_row(f, mr->name, &s, mr->index == ABL_IMPROVED ? NULL : &p);
   }
   for (int m = 0; m < ASSOC_METHOD_COUNT; m++)
     if (r->base_done[m])
@@ -169,7 +176,7 @@ static assoc_ablation_entry model_entry(const model_run *mr, entry_runs *er) {
     er->test[j] = mr->runs[j].test;
     er->train_seconds[j] = mr->runs[j].train_seconds;
   }
-  return (assoc_ablation_entry){.name = assoc_gnn_variant_name(mr->variant),
+  return (assoc_ablation_entry){.name = mr->name,
                                 .kind = "model",
                                 .metrics = mr->mean,
                                 .train_seconds = mr->train_seconds,
@@ -201,8 +208,8 @@ static int write_report(const abl_run *r, const assoc_ablation_entry *e, int n, 
 }
 
 int abl_write_json(abl_run *r, const char *plots) {
-  assoc_ablation_entry e[ASSOC_GNN_VARIANT_COUNT + ASSOC_METHOD_COUNT];
-  entry_runs *er = malloc(ASSOC_GNN_VARIANT_COUNT * sizeof *er);
+  assoc_ablation_entry e[ABL_MAX_MODELS + ASSOC_METHOD_COUNT];
+  entry_runs *er = malloc(ABL_MAX_MODELS * sizeof *er);
   if (!er) return -1;
   int n = 0;
   for (int i = 0; i < r->n_models; i++) e[n++] = model_entry(&r->models[i], &er[i]);
@@ -275,7 +282,7 @@ static int write_onehot(FILE *f, void *user) {
   for (int i = 0; i <= r->n_models; i++)
     for (int s = 0; s < ONEHOT_SAMPLES; s++) {
       fprintf(f, "# %s, test sample %d (rows: BSs, columns: UEs)\n",
-              i < r->n_models ? assoc_gnn_variant_name(r->models[i].variant) : "ES", s);
+              i < r->n_models ? r->models[i].name : "ES", s);
       for (int m = 0; m < M; m++) {
         for (int k = 0; k < K; k++) {
           int bs = i < r->n_models ? (int)r->models[i].onehot[s][k] : r->es_assoc[s * K + k];

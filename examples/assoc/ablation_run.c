@@ -47,7 +47,7 @@ static void on_epoch(void *user, const assoc_epoch_stats *st) {
 /* The run's name in the progress: the model, and its seed when there are several. */
 static void run_name(const abl_args *a, const model_run *mr, const seed_run *sr, char *buf,
                      size_t len) {
-  const char *name = assoc_gnn_variant_name(mr->variant);
+  const char *name = mr->name;
   if (a->seeds > 1)
     snprintf(buf, len, "%s seed %llu", name, (unsigned long long)sr->seed);
   else
@@ -58,6 +58,7 @@ static int train_one(abl_run *r, const model_run *mr, seed_run *sr, const assoc_
   const abl_args *a = r->a;
   assoc_train_config c = a->train;
   c.variant = mr->variant, c.seed = sr->seed;
+  if (mr->index == ABL_IMPROVED) abl_improved_config(&c);
   epoch_ctx ctx = {.a = a, .every = c.epochs >= 10 ? c.epochs / 10 : 1, .run = sr};
   run_name(a, mr, sr, ctx.name, sizeof ctx.name);
   assoc_train_io io = {.out = sr->ckpt, .checkpoint_every = c.epochs, .log = sr->log};
@@ -98,6 +99,7 @@ static int evaluate_test(abl_run *r, model_run *mr, seed_run *sr, const assoc_gn
   double *A = first ? malloc((size_t)ds->S * ds->K * ds->M * sizeof *A) : NULL;
   if (first && !A) return -1;
   assoc_eval_opts o = assoc_eval_defaults(scale);
+  o.draws = r->a->draws, o.draw_seed = r->a->seed;
   sg_io_error err;
   int rc = assoc_eval_model(m, ds, &o, r->es_rate, &sr->test, A, NULL, &err);
   if (rc) fprintf(stderr, "assoc ablation: evaluating %s: %s\n", mr->key, err.msg);
@@ -140,10 +142,15 @@ static int evaluate_run(abl_run *r, model_run *mr, seed_run *sr, bool first) {
 
 /* ---- the runs ------------------------------------------------------------------------------ */
 
-static void model_key(assoc_gnn_variant v, char *key, size_t len) {
-  snprintf(key, len, "%s", assoc_gnn_variant_name(v));
-  for (char *p = key; *p; p++)
-    if (*p >= 'A' && *p <= 'Z') *p = (char)(*p - 'A' + 'a');
+/* "attskgs-gnn", ..., "skgs-gnn-plus". */
+static void model_key(const char *name, char *key, size_t len) {
+  size_t n = 0;
+  for (const char *p = name; *p && n + 6 < len; p++)
+    if (*p == '+')
+      n += (size_t)snprintf(key + n, len - n, "-plus");
+    else
+      key[n++] = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
+  key[n] = '\0';
 }
 
 /* <model>.npz and train_<model>.csv with one seed, <model>-seed<s>.npz and
@@ -157,10 +164,13 @@ static void run_paths(const abl_args *a, const model_run *mr, seed_run *sr) {
   abl_path_in(sr->log, sizeof sr->log, a->out, name);
 }
 
-static int init_model(const abl_args *a, model_run *mr, assoc_gnn_variant v) {
+static int init_model(const abl_args *a, model_run *mr, int index) {
   size_t cells = (size_t)a->train.epochs * EPOCH_SERIES;
-  mr->variant = v;
-  model_key(v, mr->key, sizeof mr->key);
+  assoc_train_config c = a->train;
+  if (index == ABL_IMPROVED) abl_improved_config(&c);
+  mr->variant = index == ABL_IMPROVED ? c.variant : (assoc_gnn_variant)index;
+  mr->index = index, mr->name = abl_model_name(index);
+  model_key(mr->name, mr->key, sizeof mr->key);
   mr->runs = calloc((size_t)a->seeds, sizeof *mr->runs);
   mr->epoch_mean = malloc(cells * sizeof *mr->epoch_mean);
   mr->epoch_sd = malloc(cells * sizeof *mr->epoch_sd);
@@ -176,8 +186,8 @@ static int init_model(const abl_args *a, model_run *mr, assoc_gnn_variant v) {
 }
 
 static int init_models(abl_run *r) {
-  for (int v = 0; v < ASSOC_GNN_VARIANT_COUNT; v++)
-    if (r->a->use[v] && init_model(r->a, &r->models[r->n_models++], (assoc_gnn_variant)v)) {
+  for (int v = 0; v < ABL_MAX_MODELS; v++)
+    if (r->a->use[v] && init_model(r->a, &r->models[r->n_models++], v)) {
       fprintf(stderr, "assoc ablation: out of memory\n");
       return -1;
     }

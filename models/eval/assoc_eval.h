@@ -164,9 +164,10 @@ int assoc_eval_npz_add(sg_npz_writer *w, const char *key, const assoc_dataset *d
  * NaN for n < 1 and the mean of one value is that value. */
 void assoc_mean_sd(const double *x, int n, size_t stride, double *mean, double *sd);
 
-/* The real-valued members of assoc_eval_metrics (violation_ratio .. latency_us),
+/* The real-valued members of assoc_eval_metrics (violation_ratio .. latency_us,
+ * then the sampled decoding's rate_sampled, ratio_sampled_to_es and decode_us),
  * by their JSON names, e.g. for per-run tables. */
-enum { ASSOC_EVAL_REAL_METRICS = 10 };
+enum { ASSOC_EVAL_REAL_METRICS = 13, ASSOC_EVAL_SAMPLED_METRICS = 3 /* the last three */ };
 typedef struct assoc_eval_real_metric {
   const char *name; /* JSON key, as in assoc_eval_metrics_json */
   size_t offset;    /* of the double in assoc_eval_metrics */

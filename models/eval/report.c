@@ -125,7 +125,16 @@ const assoc_eval_real_metric assoc_eval_real_metrics[ASSOC_EVAL_REAL_METRICS] = 
     REAL_METRIC("ratio_no_violation_to_es", ratio_nv_to_es),
     REAL_METRIC("infer_us", infer_us),
     REAL_METRIC("latency_us", latency_us),
+    REAL_METRIC("rate_sampled", rate_sampled),
+    REAL_METRIC("ratio_sampled_to_es", ratio_sampled_to_es),
+    REAL_METRIC("decode_us", decode_us),
 };
+
+/* The metrics a run reports: the sampled decoding's only when it ran. */
+static int metrics_reported(const assoc_eval_metrics *x) {
+  return x->draws > 1 ? ASSOC_EVAL_REAL_METRICS
+                      : ASSOC_EVAL_REAL_METRICS - ASSOC_EVAL_SAMPLED_METRICS;
+}
 #undef REAL_METRIC
 
 static double *metric_at(assoc_eval_metrics *x, int i) {
@@ -217,7 +226,8 @@ static void runs_json(FILE *f, const assoc_ablation_entry *e, const assoc_eval_m
   for (int r = 0; r < e->n_runs; r++)
     fprintf(f, "%s%llu", r ? ", " : "", (unsigned long long)e->seeds[r]);
   fputs("], \"per_seed\": {", f);
-  for (int i = 0; i < ASSOC_EVAL_REAL_METRICS; i++) {
+  int n = metrics_reported(&e->per_seed[0]);
+  for (int i = 0; i < n; i++) {
     fprintf(f, "\"%s\": [", assoc_eval_real_metrics[i].name);
     for (int r = 0; r < e->n_runs; r++) {
       if (r) fputs(", ", f);
@@ -228,7 +238,7 @@ static void runs_json(FILE *f, const assoc_ablation_entry *e, const assoc_eval_m
   fputs("\"train_seconds\": ", f);
   json_array(f, e->per_seed_train_seconds, e->n_runs);
   fputs("}, \"sd\": {", f);
-  for (int i = 0; i < ASSOC_EVAL_REAL_METRICS; i++)
+  for (int i = 0; i < n; i++)
     json_field(f, assoc_eval_real_metrics[i].name, metric_of(sd, i), false);
   json_field(f, "train_seconds", train_sd, true);
   fputc('}', f);
