@@ -79,6 +79,25 @@ expect_fail "eval --out onto a directory" "outdir" \
   "$assoc" eval "$dir/ck.npz" "$dir/d.npz" --no-es --latency-samples 0 --out "$dir/outdir"
 ls -a "$dir" | grep -q '\.tmp' && bad "no temporary file left" || ok "no temporary file left"
 
+# The training levers, the sampled decoding and the diagnosis on the command line.
+"$assoc" train "$dir/d.npz" --model skgs --features link-nodes --loss es --epochs 1 --d 8 \
+  --h 16 --batch 8 --batches-per-epoch 2 --out "$dir/plus.npz" --quiet --json >"$dir/plus.json" \
+  2>&1 && [ -s "$dir/plus.npz" ] && ok "train --features link-nodes --loss es" ||
+  bad "train --features link-nodes --loss es ($(head -c 300 "$dir/plus.json"))"
+"$assoc" eval "$dir/plus.npz" "$dir/d.npz" --latency-samples 0 --draws 4 --json >"$dir/draws.json" \
+  2>/dev/null && grep -q '"draws": 4, "rate_sampled": [0-9]' "$dir/draws.json" &&
+  ok "eval --draws" || bad "eval --draws"
+"$assoc" diagnose "$dir/plus.npz" "$dir/d.npz" --samples 20 --batch 8 >"$dir/diag" 2>&1 &&
+  grep -q "layers.0.f5" "$dir/diag" && grep -q "argmax = strongest link" "$dir/diag" &&
+  ok "diagnose" || bad "diagnose ($(head -c 300 "$dir/diag"))"
+expect_fail "train with an unknown feature kind" "features" \
+  "$assoc" train "$dir/d.npz" --model skgs --features raw --epochs 1 --out "$dir/x.npz"
+expect_fail "train with an unknown loss" "loss" \
+  "$assoc" train "$dir/d.npz" --model skgs --loss mse --epochs 1 --out "$dir/x.npz"
+expect_fail "diagnose without a data set" "expected a checkpoint" "$assoc" diagnose "$dir/plus.npz"
+"$assoc" gen --samples 4 --antennas 3 --out "$dir/n3.npz" --quiet
+expect_fail "diagnose on data of another N" "N = 3" "$assoc" diagnose "$dir/plus.npz" "$dir/n3.npz"
+
 "$assoc" params --d 8 --h 16 >"$dir/params" 2>/dev/null && grep -q "AttSKGS-GNN" "$dir/params" &&
   grep -q "45.67" "$dir/params" && ok "params" || bad "params"
 expect_fail "params with a bad width" "--d" "$assoc" params --d x
