@@ -238,8 +238,8 @@ static assoc_gnn_batch own_batch(const assoc_gnn_batch *b) {
 static assoc_gnn_batch make_batch(const problem *pb, int64_t B, bool couplings) {
   sg_graph *g = sg_graph_new();
   assoc_gnn_batch in, owned;
-  if (!g || assoc_gnn_batch_make(g, &pb->ds, NULL, 0, B, pb->feature_scale, ASSOC_FEATURES_CHANNEL, SG_F32,
-                                couplings, &in))
+  if (!g || assoc_gnn_batch_make(g, &pb->ds, NULL, 0, B, pb->feature_scale, ASSOC_FEATURES_CHANNEL,
+                                 SG_F32, couplings, &in))
     die("could not build the batch inputs");
   owned = own_batch(&in);
   sg_graph_free(g);

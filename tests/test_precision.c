@@ -45,9 +45,9 @@ static void check_model(assoc_gnn_variant v, const width *w, bool balanced) {
   ck_assert_msg(assoc_generate(&sc, w->batch, &ds, &err) == 0, "%s", err.msg);
   sg_graph *g = sg_graph_new();
   assoc_gnn_batch in;
-  ck_assert_int_eq(
-      assoc_gnn_batch_make(g, &ds, NULL, 0, w->batch, assoc_feature_scale(&ds), cfg.features, SG_F32, true, &in),
-      0);
+  ck_assert_int_eq(assoc_gnn_batch_make(g, &ds, NULL, 0, w->batch, assoc_feature_scale(&ds),
+                                        cfg.features, SG_F32, true, &in),
+                   0);
   sg_rng rng;
   sg_rng_seed(&rng, 1001);
   sg_tensor *noise = sg_rand_gumbel(NULL, &rng, SG_F32, 3, (int64_t[]){w->batch, ds.K, ds.M});

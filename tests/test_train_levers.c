@@ -101,8 +101,7 @@ START_TEST(batch_inputs_per_kind) {
       ck_assert_mem_eq(sg_f64(in.q) + b * K * fq, q, (size_t)(K * fq) * 8);
       for (int m = 0; kind == ASSOC_FEATURES_LINK_NODES && m < M; m++) demand += p[m * fp + 1];
       for (int k = 0; kind == ASSOC_FEATURES_LINK_NODES && k < K; k++) ck_assert(q[k * fq] >= 0);
-      if (kind == ASSOC_FEATURES_LINK_NODES)
-        ck_assert_double_eq_tol(demand * N + M * N, K, 1e-12);
+      if (kind == ASSOC_FEATURES_LINK_NODES) ck_assert_double_eq_tol(demand * N + M * N, K, 1e-12);
     }
     sg_graph_free(g);
   }

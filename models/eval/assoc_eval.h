@@ -64,9 +64,9 @@ typedef struct assoc_eval_metrics {
   int64_t params;           /* trainable parameters (0 for baselines) */
   /* sampled decoding (assoc_eval_sampled; draws 0: not run) */
   int draws;
-  double rate_sampled;         /* mean R of the best of the draws */
-  double ratio_sampled_to_es;  /* rate_sampled / es_rate */
-  double decode_us;            /* its time per sample on one thread, beside infer_us */
+  double rate_sampled;        /* mean R of the best of the draws */
+  double ratio_sampled_to_es; /* rate_sampled / es_rate */
+  double decode_us;           /* its time per sample on one thread, beside infer_us */
 } assoc_eval_metrics;
 
 /* The integer associations behind the metrics, per sample: where the caller

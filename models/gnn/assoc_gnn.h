@@ -40,12 +40,12 @@ int assoc_gnn_variant_parse(const char *name);
 
 typedef struct assoc_gnn_config {
   assoc_gnn_variant variant;
-  int d, h, L;    /* embedding width, MLP hidden width, update layers (>= 1) */
-  int fp, fq, fe; /* input widths: BS, UE, edge features (assoc_feature_width) */
+  int d, h, L;                 /* embedding width, MLP hidden width, update layers (>= 1) */
+  int fp, fq, fe;              /* input widths: BS, UE, edge features (assoc_feature_width) */
   assoc_feature_kind features; /* what H holds (the paper's: ASSOC_FEATURES_CHANNEL) */
-  sg_dtype dtype; /* of the parameters and of every input */
-  double tau;     /* Gumbel-softmax temperature */
-  int sk_iters;   /* Sinkhorn iterations T (exactly T are run) */
+  sg_dtype dtype;              /* of the parameters and of every input */
+  double tau;                  /* Gumbel-softmax temperature */
+  int sk_iters;                /* Sinkhorn iterations T (exactly T are run) */
   /* Balanced Sinkhorn (sg_sinkhorn_balanced) instead of the capacity one:
    * every column step scales each BS's load to N, so the map has no kink
    * where a load meets its cap; K < M N UEs get M N - K slack rows (uniform

@@ -29,7 +29,8 @@ static bool batch_args_valid(const sg_graph *g, const assoc_dataset *ds, const i
 static void fill_features(const assoc_dataset *ds, const int64_t *idx, int64_t start, int64_t B,
                           double scale, assoc_feature_kind kind, sg_tensor *H) {
   int64_t per = (int64_t)ds->M * ds->K * assoc_feature_width(kind, ds->N);
-  int64_t work = kind != ASSOC_FEATURES_CHANNEL ? B * per * ds->K : B * per; /* link: K per feature */
+  int64_t work =
+      kind != ASSOC_FEATURES_CHANNEL ? B * per * ds->K : B * per; /* link: K per feature */
 #pragma omp parallel for if (work > 65536) schedule(static)
   for (int64_t b = 0; b < B; b++) {
     int64_t s = idx ? idx[b] : start + b;
@@ -97,7 +98,8 @@ int assoc_gnn_check_data(const assoc_gnn *m, const assoc_dataset *ds, sg_io_erro
   int width = assoc_feature_width(c->features, ds->N), fp, fq;
   assoc_node_feature_widths(c->features, &fp, &fq);
   if (c->fp != fp || c->fq != fq)
-    return assoc_fail(err, "the model takes node features of widths %d and %d (%s features: %d, %d)",
+    return assoc_fail(err,
+                      "the model takes node features of widths %d and %d (%s features: %d, %d)",
                       c->fp, c->fq, assoc_feature_kind_name(c->features), fp, fq);
   if (c->fe != width)
     return assoc_fail(err,

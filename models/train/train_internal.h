@@ -55,8 +55,8 @@ struct assoc_trainer {
   int64_t *perm;                                   /* [S]: the data order of the epoch */
   int64_t cursor;                                  /* next unused position in perm */
   int *assoc;                                      /* [batch * K] scratch */
-  int *labels; /* [S * K] the ES association of each training sample (loss es), else NULL */
-  int64_t batches;                                 /* per epoch */
+  int *labels;     /* [S * K] the ES association of each training sample (loss es), else NULL */
+  int64_t batches; /* per epoch */
   int epoch;
   int64_t step;
   bool abandoned; /* an epoch was stopped half-way: the state is not an epoch boundary */

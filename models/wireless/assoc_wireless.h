@@ -109,9 +109,9 @@ sg_tensor *assoc_features(sg_graph *g, const assoc_dataset *ds, int64_t start, i
 
 /* What the GNNs see of each link (m, k) (docs/system.md, "Model inputs"). */
 typedef enum assoc_feature_kind {
-  ASSOC_FEATURES_CHANNEL, /* the paper's: real then imaginary parts of the scaled h_mk (2N) */
-  ASSOC_FEATURES_LINK,    /* SNR in dB, direction h_mk/|h_mk| (common phase removed, 2N),
-                             log10(1 + MRT interference) received and caused: 2N + 3 */
+  ASSOC_FEATURES_CHANNEL,    /* the paper's: real then imaginary parts of the scaled h_mk (2N) */
+  ASSOC_FEATURES_LINK,       /* SNR in dB, direction h_mk/|h_mk| (common phase removed, 2N),
+                                log10(1 + MRT interference) received and caused: 2N + 3 */
   ASSOC_FEATURES_LINK_NODES, /* the link features, and node features: per BS its demand (UEs
                                 whose strongest link it is), per UE the SNR margin of its best BS
                                 over its second best (assoc_node_features_fill) */
@@ -136,8 +136,8 @@ void assoc_node_features(const assoc_dataset *ds, int64_t s, assoc_feature_kind 
  * `at` of out. Fixed affine maps (no data-set statistics) bring each to
  * about unit scale: (SNR dB + 5) / 20, direction as is, log10(1 + I) - 0.7
  * for the interference received and - 1.4 for the interference caused. */
-void assoc_link_features_fill(const assoc_dataset *ds, int64_t start, int64_t count,
-                              sg_tensor *out, int64_t at);
+void assoc_link_features_fill(const assoc_dataset *ds, int64_t start, int64_t count, sg_tensor *out,
+                              int64_t at);
 
 /* ---- rate and SINR ------------------------------------------------------- */
 

@@ -88,8 +88,7 @@ sg_tensor *assoc_features(sg_graph *g, const assoc_dataset *ds, int64_t start, i
 #define I_IN_CENTER 0.7
 #define I_OUT_CENTER 1.4
 
-static const char *const kind_names[ASSOC_FEATURE_KIND_COUNT] = {"channel", "link",
-                                                                  "link-nodes"};
+static const char *const kind_names[ASSOC_FEATURE_KIND_COUNT] = {"channel", "link", "link-nodes"};
 
 const char *assoc_feature_kind_name(assoc_feature_kind k) {
   return assoc_enum_name(kind_names, ASSOC_FEATURE_KIND_COUNT, (int)k);
