@@ -207,6 +207,47 @@ sg_tensor *(assoc_loss)(sg_graph *g, sg_tensor *rate, sg_tensor *A, const double
                         double capacity, double delta, double *violation);
 #define assoc_loss(g, ...) (assoc_loss)(SG_AT(g), __VA_ARGS__)
 
+/* ---- differentiable sum-rate with beams (models/gnn/beamrate.c) -------------------- */
+
+/* A complex tensor as two real tensors of one shape and dtype. Beams V and
+ * channels H are [B, M, K, N] (v_mk, h_mk: BS m, UE k, antenna n), as the
+ * data set's H_re/H_im; couplings are [B, M, K, K]. An op that fails
+ * returns both members NULL (after reporting). */
+typedef struct assoc_complex {
+  sg_tensor *re, *im;
+} assoc_complex;
+
+/* The beams of a beam head's 2N-real output o [..., 2N]: re = o[..., 0:N],
+ * im = o[..., N:2N] (the ordering of the H features). Differentiable. */
+assoc_complex(assoc_beams_split)(sg_graph *g, sg_tensor *o);
+#define assoc_beams_split(g, ...) (assoc_beams_split)(SG_AT(g), __VA_ARGS__)
+
+/* Couplings of arbitrary beams: c[b,m,k,l] = h_mk^T v_ml = sum_n
+ * h[b,m,k,n] v[b,m,l,n] (no conjugate), [B, M, K, K]: what UE k receives
+ * from BS m's beam for UE l. H (usually without gradient) and V of one
+ * shape [B, M, K, N] and dtype. Differentiable in V (and in H). The rate of
+ * an association A [B, K, M] with these beams is
+ * assoc_sum_rate(g, A, c.re, c.im, noise): that function takes any couplings
+ * (s_k = sum_m a_km c[m,k,k], z_kl = sum_m a_lm c[m,k,l]). */
+assoc_complex(assoc_beam_couplings)(sg_graph *g, sg_tensor *H_re, sg_tensor *H_im, sg_tensor *V_re,
+                                    sg_tensor *V_im);
+#define assoc_beam_couplings(g, ...) (assoc_beam_couplings)(SG_AT(g), __VA_ARGS__)
+
+/* The per-BS power normalisation of docs/models.md, with the norm
+ *   ||V_m||_F^2 = sum_k a_km^2 ||v_mk||^2 + ASSOC_BEAM_NORM_EPS
+ * (A [B, K, M], fractional or integer):
+ *   ASSOC_BEAM_PROJECT:    V_m <- V_m min(1, sqrt(P_m) / ||V_m||_F)  (onto the ball)
+ *   ASSOC_BEAM_FULL_POWER: V_m <- V_m sqrt(P_m) / ||V_m||_F          (onto the sphere)
+ * power: P_m for each of the M BSs (> 0, in the beams' squared unit).
+ * Differentiable in V and in A. At the kink of the projection (||V_m||_F =
+ * sqrt(P_m) exactly) the gradient is that of the inside branch: the factor
+ * counts as the constant 1, as sg_relu's gradient is 0 at 0. */
+#define ASSOC_BEAM_NORM_EPS 1e-12
+typedef enum assoc_beam_norm { ASSOC_BEAM_PROJECT, ASSOC_BEAM_FULL_POWER } assoc_beam_norm;
+assoc_complex(assoc_beam_normalize)(sg_graph *g, sg_tensor *A, sg_tensor *V_re, sg_tensor *V_im,
+                                    const double *power, assoc_beam_norm mode);
+#define assoc_beam_normalize(g, ...) (assoc_beam_normalize)(SG_AT(g), __VA_ARGS__)
+
 #ifdef __cplusplus
 }
 #endif
