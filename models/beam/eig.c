@@ -47,11 +47,18 @@ int beam_herm_eig(int n, double complex *A, double *lambda, double complex *D) {
       diag += abs2(A[i * n + i]);
       for (int j = i + 1; j < n; j++) off += abs2(A[i * n + j]);
     }
-    /* converged to round-off (or an all-zero matrix) */
-    if (off <= 1e-30 * diag || off == 0.0) break;
+    if (off == 0.0) break;
+    /* Entries at round-off level of the diagonal are set to zero rather than
+     * rotated: rotations leave round-off of that size behind, so a test on
+     * their sum alone may never be met. */
+    double negligible = 1e-34 * diag;
     for (int p = 0; p < n; p++)
-      for (int q = p + 1; q < n; q++)
-        if (A[p * n + q] != 0.0) rotate(n, A, D, p, q);
+      for (int q = p + 1; q < n; q++) {
+        if (abs2(A[p * n + q]) > negligible)
+          rotate(n, A, D, p, q);
+        else
+          A[p * n + q] = A[q * n + p] = 0.0;
+      }
   }
   for (int i = 0; i < n; i++) lambda[i] = creal(A[i * n + i]);
   return sweep;
