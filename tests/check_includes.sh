@@ -6,7 +6,7 @@
 #
 #   layer (lowest first): tensor, autograd, ops, models/nn (and the models'
 #   shared internal helpers), models/wireless,
-#   models/assoc and models/gnn, models/train and models/eval,
+#   models/assoc, models/beam and models/gnn, models/train and models/eval,
 #   then examples, bench and tests (which may include anything below them).
 set -eu
 cd "$(dirname "$0")/.."
@@ -18,7 +18,7 @@ layer_of() {
   ops/*) echo 2 ;;
   models/nn/* | models/models_internal.*) echo 3 ;;
   models/wireless/*) echo 4 ;;
-  models/assoc/* | models/gnn/*) echo 5 ;;
+  models/assoc/* | models/beam/* | models/gnn/*) echo 5 ;;
   models/train/* | models/eval/*) echo 6 ;;
   models/*) echo 6 ;;
   examples/* | bench/*) echo 7 ;;

@@ -32,6 +32,7 @@ int assoc_cmd_eval(int argc, char **argv);
 int assoc_cmd_ablation(int argc, char **argv);
 int assoc_cmd_params(int argc, char **argv);
 int assoc_cmd_diagnose(int argc, char **argv);
+int assoc_cmd_beams(int argc, char **argv);
 
 /* ---- options ------------------------------------------------------------------------ */
 

@@ -2,6 +2,7 @@
  *
  *   assoc gen --samples S --seed X --out FILE [scenario flags]
  *   assoc baselines DATA [--json] [--out FILE] [--methods LIST] ...
+ *   assoc beams DATA ASSOC.npz --assoc-key KEY --method mrt|zf|wmmse --out FILE
  *   assoc info DATA
  *   assoc train | eval | ablation | params ...
  *
@@ -15,6 +16,7 @@ static const assoc_command commands[] = {
     {"gen", "generate a data set of the wireless scenario (.npz)", assoc_cmd_gen},
     {"baselines", "run the association baselines on a data set and print their metrics",
      assoc_cmd_baselines},
+    {"beams", "MRT, ZF or WMMSE beams for the associations of an .npz", assoc_cmd_beams},
     {"info", "describe a data set", assoc_cmd_info},
     {"train", "train an association GNN on a data set (checkpoint .npz)", assoc_cmd_train},
     {"eval", "evaluate a trained model on a data set (Table 1 metrics)", assoc_cmd_eval},
