@@ -342,6 +342,64 @@ START_TEST(bfgnn_batch_and_mrt_units) {
 }
 END_TEST
 
+/* ---- training ------------------------------------------------------------------------ */
+
+/* A load-feasible association of every sample: UE k (in order) goes to
+ * its strongest BS (shift 0) or the next one after it (shift 1), else to
+ * any BS with room (load < N), else is dropped. */
+static int *greedy_assoc(const assoc_dataset *ds, int shift) {
+  int M = ds->M, K = ds->K;
+  int *assoc = malloc((size_t)(ds->S * K) * sizeof *assoc);
+  double *gain = malloc((size_t)(M * K * K) * sizeof *gain);
+  for (int64_t s = 0; s < ds->S; s++) {
+    assoc_coupling_gain(ds, s, gain);
+    int load[ASSOC_MAX_BS] = {0};
+    for (int k = 0; k < K; k++) {
+      int best = 0;
+      for (int m = 1; m < M; m++)
+        if (gain[(m * K + k) * K + k] > gain[(best * K + k) * K + k]) best = m;
+      int a = -1;
+      for (int i = 0; i < M && a < 0; i++)
+        if (load[(best + shift + i) % M] < ds->N) a = (best + shift + i) % M;
+      assoc[s * K + k] = a;
+      if (a >= 0) load[a]++;
+    }
+  }
+  free(gain);
+  return assoc;
+}
+
+/* A short run (d 16, h 32, 512 samples, 6 epochs) raises the held-out rate
+ * of the model's beams well above the untrained model's, and compares it
+ * with MRT's on the same associations (printed). */
+START_TEST(bfgnn_training_raises_rate) {
+  assoc_dataset train = make_data(512, 11), test = make_data(128, 12);
+  double scale = assoc_feature_scale(&train);
+  int *mix[2] = {greedy_assoc(&train, 0), greedy_assoc(&train, 1)};
+  int *held = greedy_assoc(&test, 0);
+  assoc_bfgnn_config cfg = tiny_bf_config(2, ASSOC_BEAM_PROJECT, 1.0);
+  cfg.d = 16, cfg.h = 32;
+  assoc_bfgnn *m = assoc_bfgnn_new(&cfg, 5);
+  double before = assoc_bfgnn_mean_rate(m, &test, held, 0, test.S, scale);
+  assoc_bfgnn_train_opts o = assoc_bfgnn_train_defaults(scale);
+  o.batch = 32, o.epochs = 6, o.lr_min = 1e-4, o.lr_max = 3e-3, o.t0 = 6;
+  double train_rate = 0;
+  ck_assert_int_eq(assoc_bfgnn_train(m, &train, (const int *const *)mix, 2, &o, &train_rate), 0);
+  double after = assoc_bfgnn_mean_rate(m, &test, held, 0, test.S, scale);
+  double *gain = malloc((size_t)(test.M * test.K * test.K) * sizeof *gain), mrt = 0;
+  for (int64_t s = 0; s < test.S; s++) {
+    assoc_coupling_gain(&test, s, gain);
+    mrt += assoc_rate_int(gain, test.M, test.K, held + s * test.K, NULL) / (double)test.S;
+  }
+  printf("BFGNN held-out rate: untrained %.3f, trained %.3f (training %.3f), MRT %.3f bps/Hz\n",
+         before, after, train_rate, mrt);
+  ck_assert(isfinite(after) && after > 1.5 * before && after > before + 0.5);
+  free(gain), free(mix[0]), free(mix[1]), free(held);
+  assoc_bfgnn_free(m);
+  assoc_dataset_free(&train), assoc_dataset_free(&test);
+}
+END_TEST
+
 Suite *suite_bfgnn(void) {
   const sg_test_case cases[] = {
       {"gradcheck_bfgnn", gradcheck_bfgnn},
@@ -350,6 +408,7 @@ Suite *suite_bfgnn(void) {
       {"bfgnn_param_count", bfgnn_param_count},
       {"bfgnn_misuse", bfgnn_misuse},
       {"bfgnn_batch_and_mrt_units", bfgnn_batch_and_mrt_units},
+      {"bfgnn_training_raises_rate", bfgnn_training_raises_rate},
   };
   return sg_test_suite("bfgnn", cases, sizeof cases / sizeof *cases, 300);
 }

@@ -320,6 +320,32 @@ int assoc_bfgnn_batch_make(sg_graph *g, const assoc_dataset *ds, const int *asso
                            const int64_t *idx, int64_t start, int64_t B, double feature_scale,
                            sg_dtype dt, assoc_bfgnn_batch *out);
 
+/* Training (models/gnn/bfgnn_train.c): epochs of shuffled mini-batches of
+ * ds's samples, Adam on -mean R(A, V), the learning rate on cosine warm
+ * restarts (sg_cosine_restarts, stepped per mini-batch). Sample s trains
+ * with assocs[w_s] (each an S x K array as assoc_bfgnn_batch_make's), w_s
+ * drawn once from seed: a fixed per-sample mix of, e.g., RandInt,
+ * MaxSINR-capped and ES associations. last_rate (may be NULL) receives the
+ * last epoch's mean training rate. 0, or -1 after reporting. */
+typedef struct assoc_bfgnn_train_opts {
+  double feature_scale;  /* s of the X features (> 0) */
+  int64_t batch;         /* samples per mini-batch (<= S) */
+  int epochs;            /* each of S / batch mini-batches */
+  double lr_min, lr_max; /* the schedule's range */
+  double t0;             /* first period, epochs */
+  int t_mult;            /* period multiplier */
+  uint64_t seed;         /* the mix and the shuffles */
+} assoc_bfgnn_train_opts;
+
+/* Batch 64, 1 epoch, the paper's schedule (1e-8 to 5e-5, t0 50, x2), seed 1. */
+assoc_bfgnn_train_opts assoc_bfgnn_train_defaults(double feature_scale);
+int assoc_bfgnn_train(assoc_bfgnn *m, const assoc_dataset *ds, const int *const *assocs,
+                      int n_assoc, const assoc_bfgnn_train_opts *o, double *last_rate);
+/* Mean over samples [start, start+count) of the rate (bps/Hz) of the
+ * model's beams for the association assoc (S x K); NAN after reporting. */
+double assoc_bfgnn_mean_rate(const assoc_bfgnn *m, const assoc_dataset *ds, const int *assoc,
+                             int64_t start, int64_t count, double feature_scale);
+
 #ifdef __cplusplus
 }
 #endif
