@@ -248,6 +248,104 @@ assoc_complex(assoc_beam_normalize)(sg_graph *g, sg_tensor *A, sg_tensor *V_re, 
                                     const double *power, assoc_beam_norm mode);
 #define assoc_beam_normalize(g, ...) (assoc_beam_normalize)(SG_AT(g), __VA_ARGS__)
 
+/* ---- BFGNN: beams for a given association (models/gnn/bfgnn.c) -------------------- */
+
+/* The beamforming GNN of docs/models.md ("BFGNN"): the MLP-edge trunk of
+ * SMA-GNN on the edge input [Re h_mk/s, Im h_mk/s, a_km] (Fe = 2N + 1),
+ * p = Pt dBm / 30, q = 1, and the beam head mlp_v (d -> 2N) on the final
+ * edge embeddings. The beams of an association A [B, K, M] (0/1 rows; a
+ * dropped UE's row is zero; no gradient):
+ *   o = mlp_v(e) [B, M, K, 2N] -> v_mk = o[0:N] + j o[N:2N] -> a_km v_mk
+ *   -> per-BS normalisation (assoc_beam_normalize, P_m = power) -> V.
+ * Units: beams are in units of sqrt(P_t) (power 1 is the BS's full budget
+ * P_t), the rate channels G = h sqrt(P_t) / sigma (assoc_bfgnn_batch), so
+ * that assoc_bfgnn_rate is in bps/Hz with noise power 1. MRT beams
+ * sqrt(1/N) conj(g)/|g| then give assoc_mrt_couplings' couplings. */
+typedef struct assoc_bfgnn_config {
+  int d, h, L;          /* embedding width, MLP hidden width, update layers (>= 1) */
+  int n_antennas;       /* N: the head's 2N outputs, the edge input's 2N + 1 */
+  sg_dtype dtype;       /* of the parameters and of every input */
+  assoc_beam_norm norm; /* ASSOC_BEAM_PROJECT (default) or ASSOC_BEAM_FULL_POWER */
+  double power;         /* P_m of every BS, in units of P_t (default 1) */
+  bool concat_inputs;   /* as assoc_gnn_config.concat_inputs */
+} assoc_bfgnn_config;
+
+/* The paper widths (d 512, h 1024, L 2), N = 4, float32, projection, power 1. */
+assoc_bfgnn_config assoc_bfgnn_config_paper(void);
+
+typedef struct assoc_bfgnn {
+  assoc_bfgnn_config cfg;
+  /* The SMA-GNN trunk (variant SMA, fp = fq = 1, fe = 2N + 1). It owns the
+   * parameters (trunk.params: "mlp_p...", "layers...", "mlp_v..."); its
+   * mlp_out is not built. */
+  assoc_gnn trunk;
+  sg_mlp mlp_v; /* "mlp_v": MLP(d, 2N) */
+} assoc_bfgnn;
+
+/* Builds and initialises a model (as assoc_gnn_new) from seed; NULL after
+ * reporting a bad configuration or when out of memory. */
+assoc_bfgnn *assoc_bfgnn_new(const assoc_bfgnn_config *cfg, uint64_t seed);
+void assoc_bfgnn_free(assoc_bfgnn *m);
+int64_t assoc_bfgnn_param_count(const assoc_bfgnn *m);
+
+/* The beams V [B, M, K, N] of p [B, M, 1], q [B, K, 1], the scaled channel
+ * features X [B, M, K, 2N] and the association A [B, K, M] (all of the
+ * model's dtype). Differentiable in the parameters and in p, q, X. Both
+ * members NULL after reporting a misuse. */
+assoc_complex(assoc_bfgnn_forward)(sg_graph *g, const assoc_bfgnn *m, sg_tensor *p, sg_tensor *q,
+                                   sg_tensor *X, sg_tensor *A);
+#define assoc_bfgnn_forward(g, ...) (assoc_bfgnn_forward)(SG_AT(g), __VA_ARGS__)
+
+/* R [B] (bps/Hz) of A with beams V on the rate channels G [B, M, K, N]:
+ * assoc_sum_rate(A, assoc_beam_couplings(G, V), noise 1). */
+sg_tensor *(assoc_bfgnn_rate)(sg_graph *g, sg_tensor *A, sg_tensor *G_re, sg_tensor *G_im,
+                              assoc_complex V);
+#define assoc_bfgnn_rate(g, ...) (assoc_bfgnn_rate)(SG_AT(g), __VA_ARGS__)
+
+/* The inputs of a mini-batch with a given integer association, in g's
+ * arena: p, q and X as assoc_gnn_batch_make's channel features (X = h
+ * sqrt(P_t/N) / sigma / feature_scale), A [B, K, M] the one-hot rows of
+ * assoc (a zero row for -1), and the rate channels G = h sqrt(P_t) / sigma.
+ * assoc holds ds->S x K entries (assoc[s*K + k] in -1..M-1, each BS
+ * serving at most N UEs); sample b of the batch is idx[b] or start + b.
+ * 0, or -1 after reporting. */
+typedef struct assoc_bfgnn_batch {
+  int64_t B;
+  sg_tensor *p, *q, *X;   /* [B, M, 1], [B, K, 1], [B, M, K, 2N] */
+  sg_tensor *A;           /* [B, K, M] */
+  sg_tensor *G_re, *G_im; /* [B, M, K, N] */
+} assoc_bfgnn_batch;
+
+int assoc_bfgnn_batch_make(sg_graph *g, const assoc_dataset *ds, const int *assoc,
+                           const int64_t *idx, int64_t start, int64_t B, double feature_scale,
+                           sg_dtype dt, assoc_bfgnn_batch *out);
+
+/* Training (models/gnn/bfgnn_train.c): epochs of shuffled mini-batches of
+ * ds's samples, Adam on -mean R(A, V), the learning rate on cosine warm
+ * restarts (sg_cosine_restarts, stepped per mini-batch). Sample s trains
+ * with assocs[w_s] (each an S x K array as assoc_bfgnn_batch_make's), w_s
+ * drawn once from seed: a fixed per-sample mix of, e.g., RandInt,
+ * MaxSINR-capped and ES associations. last_rate (may be NULL) receives the
+ * last epoch's mean training rate. 0, or -1 after reporting. */
+typedef struct assoc_bfgnn_train_opts {
+  double feature_scale;  /* s of the X features (> 0) */
+  int64_t batch;         /* samples per mini-batch (<= S) */
+  int epochs;            /* each of S / batch mini-batches */
+  double lr_min, lr_max; /* the schedule's range */
+  double t0;             /* first period, epochs */
+  int t_mult;            /* period multiplier */
+  uint64_t seed;         /* the mix and the shuffles */
+} assoc_bfgnn_train_opts;
+
+/* Batch 64, 1 epoch, the paper's schedule (1e-8 to 5e-5, t0 50, x2), seed 1. */
+assoc_bfgnn_train_opts assoc_bfgnn_train_defaults(double feature_scale);
+int assoc_bfgnn_train(assoc_bfgnn *m, const assoc_dataset *ds, const int *const *assocs,
+                      int n_assoc, const assoc_bfgnn_train_opts *o, double *last_rate);
+/* Mean over samples [start, start+count) of the rate (bps/Hz) of the
+ * model's beams for the association assoc (S x K); NAN after reporting. */
+double assoc_bfgnn_mean_rate(const assoc_bfgnn *m, const assoc_dataset *ds, const int *assoc,
+                             int64_t start, int64_t count, double feature_scale);
+
 #ifdef __cplusplus
 }
 #endif

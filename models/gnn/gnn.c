@@ -6,6 +6,7 @@
  * edge embeddings e [B, K, M, d] (UE-major, so the attention over the BSs of
  * one UE and the output [B, K, M] need no permutation of d-wide data). */
 #include "assoc_gnn.h"
+#include "gnn_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -99,28 +100,44 @@ static int layer_init(assoc_gnn_layer *ly, sg_params *p, const assoc_gnn_config 
   return err ? -1 : 0;
 }
 
-static int model_init(assoc_gnn *m, sg_rng *rng) {
+/* The pre-processing MLPs and the update layers, in this order. */
+static int trunk_init(assoc_gnn *m, sg_rng *rng) {
   const assoc_gnn_config *c = &m->cfg;
   int err = 0;
   err |= sg_mlp_init(&m->mlp_p, m->params, "mlp_p", c->fp, c->h, c->d, rng);
   err |= sg_mlp_init(&m->mlp_q, m->params, "mlp_q", c->fq, c->h, c->d, rng);
   err |= sg_mlp_init(&m->mlp_e, m->params, "mlp_e", c->fe, c->h, c->d, rng);
   for (int l = 0; l < c->L && !err; l++) err |= layer_init(&m->layers[l], m->params, c, l, rng);
-  err |= sg_mlp_init(&m->mlp_out, m->params, "mlp_out", c->d, c->h, 1, rng);
   return err ? -1 : 0;
+}
+
+int assoc_gnn_trunk_new(assoc_gnn *m, const assoc_gnn_config *cfg, sg_rng *rng) {
+  *m = (assoc_gnn){.cfg = *cfg};
+  if (!config_valid(cfg)) return -1;
+  m->params = sg_params_new(cfg->dtype);
+  m->layers = sg_malloc((size_t)cfg->L * sizeof *m->layers);
+  if (m->layers) memset(m->layers, 0, (size_t)cfg->L * sizeof *m->layers);
+  if (!m->params || !m->layers || trunk_init(m, rng)) {
+    assoc_gnn_trunk_free(m);
+    return -1;
+  }
+  return 0;
+}
+
+void assoc_gnn_trunk_free(assoc_gnn *m) {
+  sg_params_free(m->params);
+  sg_mfree(m->layers);
+  m->params = NULL, m->layers = NULL;
 }
 
 assoc_gnn *assoc_gnn_new(const assoc_gnn_config *cfg, uint64_t seed) {
   if (!cfg || !config_valid(cfg)) return NULL;
   assoc_gnn *m = sg_malloc(sizeof *m);
   if (!m) return NULL;
-  *m = (assoc_gnn){.cfg = *cfg};
-  m->params = sg_params_new(cfg->dtype);
-  m->layers = sg_malloc((size_t)cfg->L * sizeof *m->layers);
-  if (m->layers) memset(m->layers, 0, (size_t)cfg->L * sizeof *m->layers);
   sg_rng rng;
   sg_rng_seed(&rng, seed);
-  if (!m->params || !m->layers || model_init(m, &rng)) {
+  if (assoc_gnn_trunk_new(m, cfg, &rng) ||
+      sg_mlp_init(&m->mlp_out, m->params, "mlp_out", cfg->d, cfg->h, 1, &rng)) {
     assoc_gnn_free(m);
     return NULL;
   }
@@ -129,8 +146,7 @@ assoc_gnn *assoc_gnn_new(const assoc_gnn_config *cfg, uint64_t seed) {
 
 void assoc_gnn_free(assoc_gnn *m) {
   if (!m) return;
-  sg_params_free(m->params);
-  sg_mfree(m->layers);
+  assoc_gnn_trunk_free(m);
   sg_mfree(m);
 }
 
@@ -333,6 +349,17 @@ static sg_tensor *post_process(sg_graph *g, const assoc_gnn *m, sg_tensor *logit
   }
 }
 
+sg_tensor *assoc_gnn_trunk_forward(sg_graph *g, const assoc_gnn *m, sg_tensor *p, sg_tensor *q,
+                                   sg_tensor *H) {
+  embeddings x;
+  x.b = sg_mlp_forward(g, &m->mlp_p, p);
+  x.c = sg_mlp_forward(g, &m->mlp_q, q);
+  /* Edge features to the UE-major layout once, while they are 2N wide. */
+  x.e = sg_mlp_forward(g, &m->mlp_e, sg_permute(g, H, (const int[]){0, 2, 1, 3}));
+  for (int l = 0; l < m->cfg.L; l++) x = update_layer(g, m, &m->layers[l], &x);
+  return x.e;
+}
+
 assoc_gnn_output(assoc_gnn_forward)(sg_graph *g, const assoc_gnn *m, sg_tensor *p, sg_tensor *q,
                                     sg_tensor *H, assoc_gnn_mode mode, sg_rng *rng,
                                     sg_tensor *noise) {
@@ -340,17 +367,12 @@ assoc_gnn_output(assoc_gnn_forward)(sg_graph *g, const assoc_gnn *m, sg_tensor *
   if (!m || !p || !q || !H || !inputs_valid(g, "assoc_gnn_forward", m, p, q, H, mode, rng, noise))
     return out;
   int64_t B = p->shape[0], M = p->shape[1], K = q->shape[1];
-  embeddings x;
-  x.b = sg_mlp_forward(g, &m->mlp_p, p);
-  x.c = sg_mlp_forward(g, &m->mlp_q, q);
-  /* Edge features to the UE-major layout once, while they are 2N wide. */
-  x.e = sg_mlp_forward(g, &m->mlp_e, sg_permute(g, H, (const int[]){0, 2, 1, 3}));
-  for (int l = 0; l < m->cfg.L; l++) x = update_layer(g, m, &m->layers[l], &x);
-  sg_tensor *scores = sg_mlp_forward(g, &m->mlp_out, x.e); /* [B, K, M, 1] */
+  sg_tensor *e = assoc_gnn_trunk_forward(g, m, p, q, H);
+  sg_tensor *scores = sg_mlp_forward(g, &m->mlp_out, e); /* [B, K, M, 1] */
   out.logits = sg_reshape(g, scores, 3, (int64_t[]){B, K, M});
   if (!out.logits) return out;
-  sg_release(g, scores);             /* copied; the reshape's backward does not read it */
-  sg_release_after_backward(g, x.e); /* x.b and x.c are NULL after layer L */
+  sg_release(g, scores);           /* copied; the reshape's backward does not read it */
+  sg_release_after_backward(g, e); /* the node embeddings are NULL after layer L */
   out.assoc = post_process(g, m, out.logits, mode, rng, noise, &out.sinkhorn);
   return out;
 }
