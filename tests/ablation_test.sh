@@ -7,17 +7,7 @@
 #   ablation_test.sh ASSOC
 set -u
 assoc="$1"
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok: $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL: $1"; }
-check() { # name, command...
-  name=$1
-  shift
-  if "$@"; then ok "$name"; else bad "$name"; fi
-}
+. "$(dirname "$0")/test_lib.sh"
 models="attskgs-gnn skgs-gnn gs-gnn sma-gnn skgs-gnn-plus"
 tiny="--epochs 2 --batches-per-epoch 2 --batch 8 --d 8 --h 16 --train-samples 64
       --val-samples 16 --test-samples 16 --curve-samples 8 --k-max 6 --quiet --no-plots"
@@ -130,5 +120,4 @@ for args in "--seeds 0" "--seeds 101" "--seeds x" "--seed 4611686018427387904 --
   if [ $status -eq 2 ] && grep -q seed "$dir/err"; then ok "refused: $args"; else bad "refused: $args"; fi
 done
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

@@ -7,23 +7,7 @@
 set -u
 assoc="$1"
 npz_list="$2"
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok: $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL: $1"; }
-expect_fail() { # name, pattern the message must contain, command...
-  name=$1 pattern=$2
-  shift 2
-  "$@" >"$dir/out" 2>"$dir/err"
-  status=$?
-  if [ $status -ne 0 ] && [ $status -lt 128 ] && grep -qi -- "$pattern" "$dir/err"; then
-    ok "$name"
-  else
-    bad "$name (status $status, stderr: $(head -c 300 "$dir/err"))"
-  fi
-}
+. "$(dirname "$0")/test_lib.sh"
 expect_members() { # name, .npz, file of its expected members as npz_list prints them
   name=$1
   if ! "$npz_list" "$2" >"$dir/listed" 2>"$dir/err"; then
@@ -116,5 +100,4 @@ expect_fail "write into a missing directory" "no-such-dir" \
   "$assoc" gen --samples 3 --out "$dir/no-such-dir/x.npz" --quiet
 cmp -s "$dir/res.npz" "$dir/keep.npz" && ok "existing file untouched" || bad "existing file untouched"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish
