@@ -59,6 +59,17 @@ static int infer_batch(sg_graph *g, const assoc_bfgnn *m, double scale, const as
   return 0;
 }
 
+/* Every association in range with every load <= N, or a message naming
+ * the first sample that is not. */
+static int check_assoc(const assoc_dataset *ds, const int *assoc, sg_io_error *err) {
+  sg_io_error e;
+  for (int64_t s = 0; s < ds->S; s++) {
+    assoc_beam_problem p = assoc_beam_problem_at(ds, s, assoc + s * ds->K);
+    if (assoc_beam_check(&p, 1, &e)) return assoc_fail(err, "sample %lld: %s", (long long)s, e.msg);
+  }
+  return 0;
+}
+
 int assoc_bfgnn_beams_run(const assoc_bfgnn *m, double feature_scale, const assoc_dataset *ds,
                           const int *assoc, int64_t batch, double *V_re, double *V_im, double *rate,
                           double *us_per_sample, sg_io_error *err) {
@@ -67,6 +78,7 @@ int assoc_bfgnn_beams_run(const assoc_bfgnn *m, double feature_scale, const asso
   if (ds->N != m->cfg.n_antennas)
     return assoc_fail(err, "the model has N = %d antennas, the data set N = %d", m->cfg.n_antennas,
                       ds->N);
+  if (check_assoc(ds, assoc, err)) return -1;
   sg_graph *g = sg_graph_new();
   if (!g) return assoc_fail(err, "out of memory");
   sg_set_grad_enabled(g, false);
