@@ -1,15 +1,18 @@
-/* assoc beams: classical beamformers (MRT, ZF, WMMSE) for the associations
- * stored in an .npz of assoc baselines --out or assoc eval --out. */
+/* assoc beams: classical beamformers (MRT, ZF, WMMSE) or a trained BFGNN
+ * for the associations stored in an .npz of assoc baselines --out or assoc
+ * eval --out. */
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "assoc_beam.h"
+#include "assoc_train.h"
 #include "cli.h"
 
 static const char beams_help[] =
-    "usage: assoc beams DATA ASSOC.npz --assoc-key KEY --method mrt|zf|wmmse --out FILE.npz\n"
+    "usage: assoc beams DATA ASSOC.npz --assoc-key KEY --method mrt|zf|wmmse|bfgnn=CKPT\n"
+    "                   --out FILE.npz\n"
     "                   [--threads T] [--json]\n"
     "\n"
     "Designs the beams of every BS for the UEs it serves under the association\n"
@@ -20,13 +23,18 @@ static const char beams_help[] =
     "\n"
     "  --assoc-key KEY      which association: ES, Assign, AttSKGS_GNN_lb, ...\n"
     "  --method M           mrt (per-stream power P_t/N), zf (intra-cell\n"
-    "                       zero-forcing) or wmmse; zf and wmmse need every load <= N\n"
+    "                       zero-forcing), wmmse, or bfgnn=CKPT (the BFGNN of the\n"
+    "                       checkpoint CKPT of assoc train --model bfgnn, batched,\n"
+    "                       no gradients); zf, wmmse and bfgnn need every load <= N\n"
     "  --out FILE           write V_re, V_im (float64 S x M x K x N), rate (S),\n"
     "                       iters (int32 S, WMMSE updates), assoc (int32 S x K),\n"
     "                       method (its name as uint8 ASCII) and us_per_sample\n"
     "  --threads T          OpenMP threads (default: OMP_NUM_THREADS or all)\n"
     "  --json               print JSON instead of text\n"
     "  -h, --help           this help\n";
+
+/* --method bfgnn=CKPT, after the classical methods. */
+enum { BEAMS_BFGNN = ASSOC_BEAM_METHOD_COUNT };
 
 enum beams_option { BEAMS_KEY = 1000, BEAMS_METHOD, BEAMS_OUT, BEAMS_THREADS, BEAMS_JSON };
 
@@ -41,7 +49,7 @@ static const struct option beams_options[] = {
 };
 
 typedef struct beams_args {
-  const char *data, *assoc_file, *key, *out;
+  const char *data, *assoc_file, *key, *out, *bfgnn; /* bfgnn: its checkpoint */
   int method, threads;
   bool json, help;
 } beams_args;
@@ -53,9 +61,10 @@ static int beams_option(void *args, int opt, char *v) {
     a->key = v;
     return 0;
   case BEAMS_METHOD:
+    if (!strncmp(v, "bfgnn=", 6) && v[6]) return a->bfgnn = v + 6, a->method = BEAMS_BFGNN, 0;
     a->method = assoc_beam_method_parse(v);
     if (a->method >= 0) return 0;
-    fprintf(stderr, "assoc beams: unknown method '%s' (mrt, zf or wmmse)\n", v);
+    fprintf(stderr, "assoc beams: unknown method '%s' (mrt, zf, wmmse or bfgnn=CKPT)\n", v);
     return -1;
   case BEAMS_OUT:
     a->out = v;
@@ -133,6 +142,10 @@ static int *read_assoc(const beams_args *a, const assoc_dataset *ds) {
   return assoc;
 }
 
+static const char *method_name(int method) {
+  return method == BEAMS_BFGNN ? "bfgnn" : assoc_beam_method_name(method);
+}
+
 typedef struct beams_result {
   double *V_re, *V_im, *rate, us_per_sample, mean_rate, mean_iters;
   int *iters;
@@ -141,7 +154,7 @@ typedef struct beams_result {
 static int write_out(const beams_args *a, const assoc_dataset *ds, const int *assoc,
                      const beams_result *r) {
   sg_io_error err;
-  const char *method = assoc_beam_method_name(a->method);
+  const char *method = method_name(a->method);
   int64_t S = ds->S;
   sg_array V = {.type = SG_NPY_F64, .ndim = 4, .shape = {S, ds->M, ds->K, ds->N}};
   V.numel = S * ds->M * ds->K * ds->N;
@@ -176,7 +189,7 @@ static int write_out(const beams_args *a, const assoc_dataset *ds, const int *as
 }
 
 static void print_result(const beams_args *a, const assoc_dataset *ds, const beams_result *r) {
-  const char *method = assoc_beam_method_name(a->method);
+  const char *method = method_name(a->method);
   if (!a->json) {
     printf("%s beams for %s on %s: S=%lld M=%d N=%d K=%d, %d threads\n", method, a->key, a->data,
            (long long)ds->S, ds->M, ds->N, ds->K, omp_get_max_threads());
@@ -197,6 +210,19 @@ static void print_result(const beams_args *a, const assoc_dataset *ds, const bea
   assoc_json_number(stdout, "us_per_sample", r->us_per_sample, "}\n");
 }
 
+/* The beams of the BFGNN of a->bfgnn (iterations 0). */
+static int bfgnn_run(const beams_args *a, const assoc_dataset *ds, const int *assoc,
+                     beams_result *r, sg_io_error *err) {
+  double scale;
+  assoc_bfgnn *m = assoc_bfgnn_checkpoint_read(a->bfgnn, &scale, err);
+  if (!m) return -1;
+  int rc = assoc_bfgnn_beams_run(m, scale, ds, assoc, 256, r->V_re, r->V_im, r->rate,
+                                 &r->us_per_sample, err);
+  for (int64_t s = 0; s < ds->S; s++) r->iters[s] = 0;
+  assoc_bfgnn_free(m);
+  return rc;
+}
+
 static int run(const beams_args *a, const assoc_dataset *ds, const int *assoc) {
   size_t n = (size_t)ds->S * ds->M * ds->K * ds->N;
   beams_result r = {.V_re = malloc(n * sizeof(double)), .V_im = malloc(n * sizeof(double))};
@@ -205,8 +231,9 @@ static int run(const beams_args *a, const assoc_dataset *ds, const int *assoc) {
   int rc = -1;
   if (!r.V_re || !r.V_im || !r.rate || !r.iters) {
     fprintf(stderr, "assoc beams: out of memory\n");
-  } else if (assoc_beams_run(ds, assoc, a->method, r.V_re, r.V_im, r.rate, r.iters,
-                             &r.us_per_sample, &err)) {
+  } else if (a->method == BEAMS_BFGNN ? bfgnn_run(a, ds, assoc, &r, &err)
+                                      : assoc_beams_run(ds, assoc, a->method, r.V_re, r.V_im,
+                                                        r.rate, r.iters, &r.us_per_sample, &err)) {
     fprintf(stderr, "assoc beams: %s association %s: %s\n", a->key, a->assoc_file, err.msg);
   } else {
     for (int64_t s = 0; s < ds->S; s++) r.mean_rate += r.rate[s], r.mean_iters += r.iters[s];

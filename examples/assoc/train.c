@@ -2,6 +2,7 @@
  *
  *   assoc train DATA --model attskgs|skgs|gs|sma --epochs E --out CKPT
  *               [--test DATA2] [--log CSV] [--resume CKPT] [knobs] [--json]
+ *   assoc train DATA --model bfgnn --epochs E --out CKPT [knobs] [--norm project|full]
  *
  * Progress (a bar with epoch, step, loss, rate, violations, lr and ETA) goes
  * to stderr when it is a terminal; one line per epoch to stdout unless
@@ -14,10 +15,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "cli.h"
 #include "assoc_train.h"
+#include "train_bfgnn.h"
 
 static const char train_help[] =
     "usage: assoc train DATA --model NAME --epochs E --out CKPT [options]\n"
@@ -29,7 +32,13 @@ static const char train_help[] =
     "every epoch (atomically) and holds the model, the feature scale, the Adam\n"
     "state, mu and the generator: --resume continues a run bit for bit.\n"
     "\n"
-    "  --model NAME             attskgs, skgs, gs or sma (required unless --resume)\n"
+    "  --model NAME             attskgs, skgs, gs or sma (required unless --resume),\n"
+    "                           or bfgnn: beams for a given association, trained on\n"
+    "                           RandInt, MaxSINR-capped and ES associations of DATA\n"
+    "                           (-mean R; knobs d, h, L, batch, batches-per-epoch,\n"
+    "                           lr, t0, t-mult, seed, dtype, feature-scale, threads)\n"
+    "  --norm project|full      bfgnn only: per-BS power onto the ball (default) or\n"
+    "                           the sphere\n"
     "  --epochs E               train until E epochs are complete (required)\n"
     "  --out CKPT               checkpoint to write (required)\n"
     "  --test DATA2             data set for the per-epoch test metrics\n"
@@ -96,6 +105,7 @@ enum train_option {
   TR_THREADS,
   TR_JSON,
   TR_QUIET,
+  TR_NORM,
   TR_LAST
 };
 
@@ -130,6 +140,7 @@ static const struct option train_options[] = {
     {"threads", required_argument, NULL, TR_THREADS},
     {"json", no_argument, NULL, TR_JSON},
     {"quiet", no_argument, NULL, TR_QUIET},
+    {"norm", required_argument, NULL, TR_NORM},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -138,7 +149,8 @@ typedef struct train_args {
   assoc_train_config cfg;
   const char *data, *test, *out, *log, *resume;
   int checkpoint_every;
-  bool json, quiet, help, model_given, epochs_given;
+  bool json, quiet, help, model_given, epochs_given, bfgnn;
+  assoc_beam_norm norm;
   bool given[TR_LAST - TR_MODEL]; /* which options appeared */
 } train_args;
 
@@ -149,14 +161,25 @@ static int parse_dtype(const char *v, sg_dtype *out) {
   return -1;
 }
 
-static int parse_model(const char *v, assoc_gnn_variant *out) {
+static int parse_model(const char *v, train_args *a) {
+  a->bfgnn = !strcasecmp(v, "bfgnn");
+  if (a->bfgnn) return 0;
   int m = assoc_gnn_variant_parse(v);
+  assoc_gnn_variant *out = &a->cfg.variant;
   if (m < 0) {
-    fprintf(stderr, "assoc train: unknown model '%s' (expected attskgs, skgs, gs or sma)\n", v);
+    fprintf(stderr, "assoc train: unknown model '%s' (expected attskgs, skgs, gs, sma or bfgnn)\n",
+            v);
     return -1;
   }
   *out = (assoc_gnn_variant)m;
   return 0;
+}
+
+static int parse_norm(const char *v, assoc_beam_norm *out) {
+  if (!strcmp(v, "project")) return *out = ASSOC_BEAM_PROJECT, 0;
+  if (!strcmp(v, "full")) return *out = ASSOC_BEAM_FULL_POWER, 0;
+  fprintf(stderr, "assoc train: bad value '%s' for --norm (expected project or full)\n", v);
+  return -1;
 }
 
 /* Options of the model and the schedule. */
@@ -214,7 +237,7 @@ static int train_option(void *args, int opt, char *v) {
   if (opt >= TR_MODEL && opt < TR_LAST) a->given[opt - TR_MODEL] = true;
   switch (opt) {
   case TR_MODEL:
-    return parse_model(v, &a->cfg.variant);
+    return parse_model(v, a);
   case TR_EPOCHS:
     return assoc_parse_int(c, "epochs", v, 0, 1 << 30, &a->cfg.epochs);
   case TR_OUT:
@@ -235,6 +258,8 @@ static int train_option(void *args, int opt, char *v) {
     return a->json = true, 0;
   case TR_QUIET:
     return a->quiet = true, 0;
+  case TR_NORM:
+    return parse_norm(v, &a->norm);
   case 'h':
     return a->help = true, 0;
   default:
@@ -244,6 +269,30 @@ static int train_option(void *args, int opt, char *v) {
 
 static bool given(const train_args *a, int opt) {
   return a->given[opt - TR_MODEL];
+}
+
+static const char *option_name(int opt) {
+  for (const struct option *o = train_options; o->name; o++)
+    if (o->val == opt) return o->name;
+  return "?";
+}
+
+/* --model bfgnn takes only the knobs it uses; --norm is for bfgnn only. */
+static int check_model_options(const train_args *a) {
+  static const int not_bfgnn[] = {TR_TEST,        TR_LOG,      TR_RESUME, TR_TAU,  TR_SK_ITERS,
+                                  TR_SK_BALANCED, TR_FEATURES, TR_LOSS,   TR_T_MU, TR_DELTA,
+                                  TR_EVAL_BATCH,  TR_EVERY,    TR_JSON};
+  if (!a->bfgnn && given(a, TR_NORM)) {
+    fprintf(stderr, "assoc train: --norm applies to --model bfgnn only\n");
+    return -1;
+  }
+  for (size_t i = 0; a->bfgnn && i < sizeof not_bfgnn / sizeof *not_bfgnn; i++) {
+    if (!given(a, not_bfgnn[i])) continue;
+    fprintf(stderr, "assoc train: --%s does not apply to --model bfgnn\n",
+            option_name(not_bfgnn[i]));
+    return -1;
+  }
+  return 0;
 }
 
 static int train_parse(int argc, char **argv, train_args *a) {
@@ -261,6 +310,7 @@ static int train_parse(int argc, char **argv, train_args *a) {
                     "(see assoc train --help)\n");
     return -1;
   }
+  if (check_model_options(a)) return -1;
   sg_io_error err;
   if (assoc_train_config_check(&a->cfg, &err)) {
     fprintf(stderr, "assoc train: %s\n", err.msg);
@@ -478,6 +528,11 @@ int assoc_cmd_train(int argc, char **argv) {
   if (a.help) return fputs(train_help, stdout), ASSOC_EXIT_OK;
   assoc_dataset train = {0}, test = {0};
   if (load(a.data, &train)) return ASSOC_EXIT_FAIL;
+  if (a.bfgnn) {
+    int status = assoc_train_bfgnn(&a.cfg, &train, a.norm, a.out, a.quiet);
+    assoc_dataset_free(&train);
+    return status;
+  }
   if (a.test && load(a.test, &test)) {
     assoc_dataset_free(&train);
     return ASSOC_EXIT_FAIL;

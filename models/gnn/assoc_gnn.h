@@ -335,9 +335,18 @@ typedef struct assoc_bfgnn_train_opts {
   double t0;             /* first period, epochs */
   int t_mult;            /* period multiplier */
   uint64_t seed;         /* the mix and the shuffles */
+  /* mini-batches per epoch; 0: S / batch, one pass. The batches walk
+   * through a shuffle of the samples, reshuffled when fewer than batch
+   * samples are left. */
+  int64_t batches_per_epoch;
+  /* called after each epoch (1-based) with its mean training rate and the
+   * last learning rate; may be NULL */
+  void (*epoch_fn)(void *user, int epoch, double rate, double lr);
+  void *user;
 } assoc_bfgnn_train_opts;
 
-/* Batch 64, 1 epoch, the paper's schedule (1e-8 to 5e-5, t0 50, x2), seed 1. */
+/* Batch 64, 1 epoch of one pass, the paper's schedule (1e-8 to 5e-5, t0 50,
+ * x2), seed 1, no callback. */
 assoc_bfgnn_train_opts assoc_bfgnn_train_defaults(double feature_scale);
 int assoc_bfgnn_train(assoc_bfgnn *m, const assoc_dataset *ds, const int *const *assocs,
                       int n_assoc, const assoc_bfgnn_train_opts *o, double *last_rate);

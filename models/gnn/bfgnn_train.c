@@ -57,17 +57,30 @@ static void shuffle(int64_t *a, int64_t n, sg_rng *r) {
   }
 }
 
-/* Epochs of shuffled mini-batches (a last partial batch is skipped). */
+/* The next mini-batch of the shuffled order (reshuffled when fewer than
+ * batch samples are left). */
+static const int64_t *next_batch(int64_t *order, int64_t S, int64_t batch, int64_t *cursor,
+                                 sg_rng *r) {
+  if (*cursor + batch > S) {
+    shuffle(order, S, r);
+    *cursor = 0;
+  }
+  const int64_t *idx = order + *cursor;
+  *cursor += batch;
+  return idx;
+}
+
+/* Epochs of mini-batches from shuffles of the samples. */
 static int train_epochs(sg_graph *g, assoc_bfgnn *m, sg_adam *opt, const assoc_dataset *ds,
                         const assoc_mix *mix, const assoc_bfgnn_train_opts *o, sg_rng *r,
                         int64_t *order, int *assoc, double *last_rate) {
-  int64_t batches = ds->S / o->batch;
+  int64_t batches = o->batches_per_epoch ? o->batches_per_epoch : ds->S / o->batch;
+  int64_t cursor = ds->S; /* shuffle first */
   sg_cosine_restarts sched = {o->t0, o->t_mult, o->lr_min, o->lr_max};
   for (int e = 0; e < o->epochs; e++) {
-    shuffle(order, ds->S, r);
     double sum = 0;
     for (int64_t i = 0; i < batches; i++) {
-      const int64_t *idx = order + i * o->batch;
+      const int64_t *idx = next_batch(order, ds->S, o->batch, &cursor, r);
       opt->lr = sg_cosine_restarts_lr(&sched, e + (double)i / (double)batches);
       gather_assoc(mix, idx, o->batch, assoc);
       double rate = train_step(g, m, opt, ds, assoc, idx, o->batch, o->feature_scale);
@@ -75,6 +88,7 @@ static int train_epochs(sg_graph *g, assoc_bfgnn *m, sg_adam *opt, const assoc_d
       sum += rate;
     }
     if (last_rate) *last_rate = sum / (double)batches;
+    if (o->epoch_fn) o->epoch_fn(o->user, e + 1, sum / (double)batches, opt->lr);
   }
   return 0;
 }
@@ -82,10 +96,11 @@ static int train_epochs(sg_graph *g, assoc_bfgnn *m, sg_adam *opt, const assoc_d
 int assoc_bfgnn_train(assoc_bfgnn *m, const assoc_dataset *ds, const int *const *assocs,
                       int n_assoc, const assoc_bfgnn_train_opts *o, double *last_rate) {
   if (!m || !ds || !assocs || n_assoc < 1 || !o || o->batch < 1 || o->batch > ds->S ||
-      o->epochs < 0 || !(o->feature_scale > 0)) {
+      o->epochs < 0 || o->batches_per_epoch < 0 || !(o->feature_scale > 0)) {
     sg_report_error("assoc_bfgnn_train", __FILE__, __LINE__,
                     "bad arguments (need a model, a data set of >= batch samples, >= 1 "
-                    "association arrays, batch >= 1, epochs >= 0, feature scale > 0)");
+                    "association arrays, batch >= 1, epochs >= 0, batches per epoch >= 0, "
+                    "feature scale > 0)");
     return -1;
   }
   sg_rng r;

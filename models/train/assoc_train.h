@@ -307,6 +307,41 @@ assoc_gnn *assoc_checkpoint_load_model(const char *path, double *feature_scale,
 int assoc_checkpoint_read_config(const char *path, assoc_train_config *cfg, int *epoch,
                                  sg_io_error *err);
 
+/* ---- BFGNN (models/train/bfgnn_checkpoint.c, bfgnn_run.c) --------------------- */
+
+/* Writes the model's configuration, the feature scale and every parameter
+ * (exact dtype) to path (.npz, atomically). 0, or -1 with a message. */
+int assoc_bfgnn_checkpoint_write(const char *path, const assoc_bfgnn *m, double feature_scale,
+                                 sg_io_error *err);
+/* The model of a checkpoint and (feature_scale may be NULL) its feature
+ * scale. NULL with a message when the file is missing, corrupted,
+ * truncated or inconsistent (missing or unknown members, shapes, dtypes,
+ * out-of-range or non-finite values). */
+assoc_bfgnn *assoc_bfgnn_checkpoint_read(const char *path, double *feature_scale, sg_io_error *err);
+
+/* The training associations of docs/models.md ("BFGNN"): RandInt (with
+ * seed), MaxSINR-capped and ES of every sample of ds (S x K arrays), ES only
+ * when assoc_feasible_count <= es_max_feasible (else es_skipped). */
+typedef struct assoc_bfgnn_mix {
+  int *assocs[3];
+  const char *names[3];
+  int n;
+  bool es_skipped;
+} assoc_bfgnn_mix;
+int assoc_bfgnn_training_mix(const assoc_dataset *ds, uint64_t seed, double es_max_feasible,
+                             assoc_bfgnn_mix *x, sg_io_error *err);
+void assoc_bfgnn_mix_free(assoc_bfgnn_mix *x);
+
+/* The model's beams for the association assoc (S x K) on every sample of
+ * ds, in batches of `batch` without gradients: V_re/V_im (S x M x K x N,
+ * the layout and W^(1/2) units of assoc_beam.h, float64 from the model's
+ * dtype), rate (S) = assoc_rate_beams of those beams, and the mean time per
+ * sample in microseconds (may be NULL). 0, or -1 with a message (N of the
+ * data differs from the model's, an association out of range or over N). */
+int assoc_bfgnn_beams_run(const assoc_bfgnn *m, double feature_scale, const assoc_dataset *ds,
+                          const int *assoc, int64_t batch, double *V_re, double *V_im, double *rate,
+                          double *us_per_sample, sg_io_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,91 @@
+#!/bin/sh
+# End-to-end checks of assoc train --model bfgnn and assoc beams
+# --method bfgnn=CKPT: a tiny model trained on a small data set, its beams
+# for the ES association (members and shapes through npz_list, the same
+# beams on one and two threads), and the refusals (options that do not
+# apply, a damaged or missing checkpoint, a data set of another N, an
+# overloaded association): message, non-zero status, no crash.
+#   bfgnn_cli_test.sh ASSOC NPZ_LIST
+set -u
+assoc="$1"
+npz_list="$2"
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+passed=0
+failed=0
+ok() { passed=$((passed + 1)); echo "ok: $1"; }
+bad() { failed=$((failed + 1)); echo "FAIL: $1"; }
+expect_fail() { # name, pattern the message must contain, command...
+  name=$1 pattern=$2
+  shift 2
+  "$@" >"$dir/out" 2>"$dir/err"
+  status=$?
+  if [ $status -ne 0 ] && [ $status -lt 128 ] && grep -qi -- "$pattern" "$dir/err"; then
+    ok "$name"
+  else
+    bad "$name (status $status, stderr: $(head -c 300 "$dir/err"))"
+  fi
+}
+
+"$assoc" gen --samples 64 --seed 4 --out "$dir/d.npz" --quiet &&
+  "$assoc" gen --samples 16 --seed 5 --antennas 2 --out "$dir/n2.npz" --quiet &&
+  "$assoc" baselines "$dir/d.npz" --methods ES,MaxSINR --quiet --out "$dir/b.npz" >/dev/null &&
+  "$assoc" baselines "$dir/n2.npz" --methods ES --quiet --out "$dir/b2.npz" >/dev/null &&
+  ok "data sets and baselines" || bad "data sets and baselines"
+
+if "$assoc" train "$dir/d.npz" --model bfgnn --epochs 2 --d 8 --h 16 --batch 16 \
+  --batches-per-epoch 3 --lr-max 1e-3 --lr-min 1e-5 --t0 2 --seed 3 --threads 1 \
+  --out "$dir/ck.npz" >"$dir/train.out" 2>"$dir/err" && grep -q "^epoch 2/2" "$dir/train.out" &&
+  grep -q "training mix: RandInt MaxSINR-capped ES" "$dir/train.out"
+then ok "train --model bfgnn"; else bad "train --model bfgnn ($(head -c 300 "$dir/err"))"; fi
+"$npz_list" "$dir/ck.npz" 2>/dev/null | grep -q "^param.mlp_v.0.weight float32 (16, 8)$" &&
+  ok "checkpoint members" || bad "checkpoint members: $("$npz_list" "$dir/ck.npz" | tr '\n' ';')"
+"$assoc" train "$dir/d.npz" --model bfgnn --epochs 1 --d 8 --h 16 --batch 16 --quiet \
+  --out "$dir/q.npz" >"$dir/q.out" 2>&1 && [ ! -s "$dir/q.out" ] && ok "--quiet is quiet" ||
+  bad "--quiet: $(head -c 200 "$dir/q.out")"
+
+for t in 1 2; do
+  "$assoc" beams "$dir/d.npz" "$dir/b.npz" --assoc-key ES --method "bfgnn=$dir/ck.npz" \
+    --out "$dir/v$t.npz" --threads $t --json >"$dir/v$t.json" 2>"$dir/err" &&
+    grep -q '"method": "bfgnn"' "$dir/v$t.json" && ok "beams bfgnn, $t threads" ||
+    bad "beams bfgnn, $t threads ($(head -c 300 "$dir/err"))"
+done
+printf '%s\n' "V_re float64 (64, 2, 8, 4)" "V_im float64 (64, 2, 8, 4)" "rate float64 (64,)" \
+  "iters int32 (64,)" "assoc int32 (64, 8)" "method uint8 (5,)" "us_per_sample float64 ()" |
+  sort >"$dir/want"
+"$npz_list" "$dir/v1.npz" 2>/dev/null | sort >"$dir/got"
+cmp -s "$dir/want" "$dir/got" && ok "bfgnn beams members" ||
+  bad "bfgnn beams members: $(tr '\n' ';' <"$dir/got")"
+r1=$(sed -n 's/.*"mean_rate": \([^,]*\).*/\1/p' "$dir/v1.json")
+r2=$(sed -n 's/.*"mean_rate": \([^,]*\).*/\1/p' "$dir/v2.json")
+[ -n "$r1" ] && [ "$r1" = "$r2" ] && ok "same mean rate $r1 on 1 and 2 threads" ||
+  bad "mean rate $r1 vs $r2"
+
+expect_fail "--loss refused for bfgnn" "does not apply to --model bfgnn" \
+  "$assoc" train "$dir/d.npz" --model bfgnn --epochs 1 --loss es --out "$dir/x.npz"
+expect_fail "--resume refused for bfgnn" "does not apply to --model bfgnn" \
+  "$assoc" train "$dir/d.npz" --model bfgnn --epochs 1 --resume "$dir/ck.npz" --out "$dir/x.npz"
+expect_fail "--norm refused for gs" "bfgnn only" \
+  "$assoc" train "$dir/d.npz" --model gs --epochs 1 --norm full --out "$dir/x.npz"
+expect_fail "bad --norm" "project or full" \
+  "$assoc" train "$dir/d.npz" --model bfgnn --epochs 1 --norm half --out "$dir/x.npz"
+head -c 2000 "$dir/ck.npz" >"$dir/trunc.npz"
+expect_fail "truncated checkpoint" "trunc.npz" \
+  "$assoc" beams "$dir/d.npz" "$dir/b.npz" --assoc-key ES --method "bfgnn=$dir/trunc.npz" \
+  --out "$dir/x.npz"
+expect_fail "a GNN data set as checkpoint" "not a BFGNN checkpoint" \
+  "$assoc" beams "$dir/d.npz" "$dir/b.npz" --assoc-key ES --method "bfgnn=$dir/b.npz" \
+  --out "$dir/x.npz"
+expect_fail "missing checkpoint" "no-such" \
+  "$assoc" beams "$dir/d.npz" "$dir/b.npz" --assoc-key ES --method "bfgnn=$dir/no-such.npz" \
+  --out "$dir/x.npz"
+expect_fail "data of another N" "N = 4 antennas, the data set N = 2" \
+  "$assoc" beams "$dir/n2.npz" "$dir/b2.npz" --assoc-key ES --method "bfgnn=$dir/ck.npz" \
+  --out "$dir/x.npz"
+expect_fail "overloaded association" "sample [0-9]*: BS [0-9] serves" \
+  "$assoc" beams "$dir/d.npz" "$dir/b.npz" --assoc-key MaxSINR --method "bfgnn=$dir/ck.npz" \
+  --out "$dir/x.npz"
+[ -e "$dir/x.npz" ] && bad "no output after a refusal" || ok "no output after a refusal"
+
+echo "$passed passed, $failed failed"
+[ $failed -eq 0 ]

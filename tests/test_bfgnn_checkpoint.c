@@ -1,0 +1,218 @@
+/* BFGNN on data sets (models/train/bfgnn_checkpoint.c, bfgnn_run.c): the
+ * checkpoint round trip (bitwise-identical beams), refusal of damaged and
+ * inconsistent checkpoints, the training association mix, training with
+ * batches per epoch and a progress callback, and the units of the beams of
+ * assoc_bfgnn_beams_run (their rates against the model's own). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "assoc_beam.h"
+#include "assoc_train.h"
+#include "sg_test.h"
+#include "train_helpers.h"
+
+static assoc_bfgnn *tiny_model(uint64_t seed) {
+  assoc_bfgnn_config c = assoc_bfgnn_config_paper();
+  c.d = 8, c.h = 16, c.n_antennas = 2;
+  assoc_bfgnn *m = assoc_bfgnn_new(&c, seed);
+  ck_assert_ptr_nonnull(m);
+  return m;
+}
+
+typedef struct beams {
+  double *V_re, *V_im, *rate;
+} beams;
+
+static beams run_beams(const assoc_bfgnn *m, double scale, const assoc_dataset *ds,
+                       const int *assoc) {
+  size_t n = (size_t)(ds->S * ds->M * ds->K * ds->N);
+  beams b = {malloc(n * sizeof(double)), malloc(n * sizeof(double)),
+             malloc((size_t)ds->S * sizeof(double))};
+  sg_io_error err = {{0}};
+  double us;
+  ck_assert_msg(assoc_bfgnn_beams_run(m, scale, ds, assoc, 7, b.V_re, b.V_im, b.rate, &us, &err) ==
+                    0,
+                "%s", err.msg);
+  ck_assert(us > 0);
+  return b;
+}
+
+static void beams_free(beams *b) {
+  free(b->V_re), free(b->V_im), free(b->rate);
+}
+
+START_TEST(bfgnn_checkpoint_round_trip) {
+  assoc_dataset ds = make_data(20, 41);
+  sg_io_error err = {{0}};
+  assoc_bfgnn_mix mix;
+  ck_assert_msg(assoc_bfgnn_training_mix(&ds, 3, 1e6, &mix, &err) == 0, "%s", err.msg);
+  ck_assert_int_eq(mix.n, 3);
+  ck_assert(!mix.es_skipped);
+  ck_assert_str_eq(mix.names[2], "ES");
+  assoc_bfgnn *m = tiny_model(9);
+  char path[128];
+  tmp_path(path, sizeof path, "bfgnn.npz");
+  double scale = assoc_feature_scale(&ds), scale2 = 0;
+  ck_assert_msg(assoc_bfgnn_checkpoint_write(path, m, scale, &err) == 0, "%s", err.msg);
+  assoc_bfgnn *m2 = assoc_bfgnn_checkpoint_read(path, &scale2, &err);
+  ck_assert_msg(m2, "%s", err.msg);
+  ck_assert(scale2 == scale);
+  ck_assert(m2->cfg.d == 8 && m2->cfg.h == 16 && m2->cfg.n_antennas == 2 &&
+            m2->cfg.dtype == SG_F32);
+  beams a = run_beams(m, scale, &ds, mix.assocs[2]), b = run_beams(m2, scale2, &ds, mix.assocs[2]);
+  size_t n = (size_t)(ds.S * ds.M * ds.K * ds.N);
+  ck_assert(memcmp(a.V_re, b.V_re, n * sizeof(double)) == 0);
+  ck_assert(memcmp(a.V_im, b.V_im, n * sizeof(double)) == 0);
+  double mean = 0;
+  for (int64_t s = 0; s < ds.S; s++) {
+    assoc_beam_problem p = assoc_beam_problem_at(&ds, s, mix.assocs[2] + s * ds.K);
+    int64_t off = s * ds.M * ds.K * ds.N;
+    double r = assoc_rate_beams(&p, a.V_re + off, a.V_im + off, NULL);
+    ck_assert(fabs(r - a.rate[s]) <= 1e-12 * fabs(r));
+    mean += a.rate[s] / (double)ds.S;
+  }
+  /* the same units as the model's own (float32) rate */
+  double own = assoc_bfgnn_mean_rate(m, &ds, mix.assocs[2], 0, ds.S, scale);
+  ck_assert_msg(fabs(own - mean) <= 1e-4 * mean, "%g vs %g", own, mean);
+  beams_free(&a), beams_free(&b);
+  assoc_bfgnn_free(m), assoc_bfgnn_free(m2);
+  assoc_bfgnn_mix_free(&mix);
+  remove(path);
+  assoc_dataset_free(&ds);
+}
+END_TEST
+
+/* Rewrites src into dst dropping member target, widening it to float64,
+ * setting its first value to NaN, or adding a copy named "param.extra". */
+typedef enum mutation { DROP, TO_F64, NAN_VALUE, EXTRA } mutation;
+
+static void rewrite(const char *src, const char *dst, const char *target, mutation how) {
+  sg_io_error err = {{0}};
+  sg_npz *z = sg_npz_open(src, &err);
+  ck_assert_msg(z, "%s", err.msg);
+  sg_npz_writer *w = sg_npz_writer_open(dst, false, &err);
+  double *wide = NULL;
+  for (int i = 0; i < sg_npz_count(z); i++) {
+    const char *name = sg_npz_name(z, i);
+    sg_array a = *sg_npz_get(z, name);
+    if (!strcmp(name, target) && how == DROP) continue;
+    if (!strcmp(name, target) && how == TO_F64) {
+      wide = malloc((size_t)a.numel * sizeof *wide);
+      for (int64_t j = 0; j < a.numel; j++) wide[j] = ((const float *)a.data)[j];
+      a.type = SG_NPY_F64, a.data = wide;
+    }
+    if (!strcmp(name, target) && how == NAN_VALUE) ((float *)a.data)[0] = NAN;
+    if (!strcmp(name, target) && how == EXTRA)
+      ck_assert(sg_npz_add_array(w, "param.extra", &a, &err) == 0);
+    ck_assert_msg(sg_npz_add_array(w, name, &a, &err) == 0, "%s", err.msg);
+  }
+  ck_assert_msg(sg_npz_writer_close(w, &err) == 0, "%s", err.msg);
+  free(wide);
+  sg_npz_close(z);
+}
+
+static void assert_refused(const char *path, const char *what, const char *needle) {
+  sg_io_error err = {{0}};
+  double scale = 0;
+  ck_assert_msg(!assoc_bfgnn_checkpoint_read(path, &scale, &err), "%s was accepted", what);
+  ck_assert_msg(strstr(err.msg, needle), "%s: message '%s' lacks '%s'", what, err.msg, needle);
+}
+
+static void write_bytes(const char *path, const unsigned char *buf, long size) {
+  FILE *f = fopen(path, "wb");
+  ck_assert_ptr_nonnull(f);
+  ck_assert_int_eq(fwrite(buf, 1, (size_t)size, f), (size_t)size);
+  fclose(f);
+}
+
+START_TEST(bfgnn_checkpoint_damaged_refused) {
+  assoc_bfgnn *m = tiny_model(2);
+  char ck[128], bad[128];
+  tmp_path(ck, sizeof ck, "bf_good.npz");
+  tmp_path(bad, sizeof bad, "bf_bad.npz");
+  sg_io_error err = {{0}};
+  ck_assert_msg(assoc_bfgnn_checkpoint_write(ck, m, 0.5, &err) == 0, "%s", err.msg);
+  FILE *f = fopen(ck, "rb");
+  fseek(f, 0, SEEK_END);
+  long size = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  unsigned char *bytes = malloc((size_t)size);
+  ck_assert_int_eq(fread(bytes, 1, (size_t)size, f), (size_t)size);
+  fclose(f);
+  bytes[size / 2] ^= 0x5a;
+  write_bytes(bad, bytes, size);
+  assert_refused(bad, "a flipped byte", bad);
+  bytes[size / 2] ^= 0x5a;
+  write_bytes(bad, bytes, size / 2);
+  assert_refused(bad, "a truncated file", bad);
+  remove(bad);
+  assert_refused(bad, "a missing file", bad);
+  rewrite(ck, bad, "feature_scale", DROP);
+  assert_refused(bad, "a missing member", "'feature_scale' is missing");
+  sg_npz *z = sg_npz_open(ck, &err);
+  const char *param = NULL;
+  for (int i = 0; i < sg_npz_count(z) && !param; i++)
+    if (!strncmp(sg_npz_name(z, i), "param.mlp_v", 11)) param = strdup(sg_npz_name(z, i));
+  sg_npz_close(z);
+  ck_assert_ptr_nonnull(param);
+  rewrite(ck, bad, param, DROP);
+  assert_refused(bad, "a missing parameter", "is missing");
+  rewrite(ck, bad, param, TO_F64);
+  assert_refused(bad, "a float64 parameter", "expected float32");
+  rewrite(ck, bad, param, NAN_VALUE);
+  assert_refused(bad, "a NaN parameter", "not finite");
+  rewrite(ck, bad, param, EXTRA);
+  assert_refused(bad, "an extra member", "unknown member");
+  /* the intact one still loads */
+  assoc_bfgnn *ok = assoc_bfgnn_checkpoint_read(ck, NULL, &err);
+  ck_assert_msg(ok, "%s", err.msg);
+  assoc_bfgnn_free(ok), assoc_bfgnn_free(m);
+  free((void *)param), free(bytes);
+  remove(ck), remove(bad);
+}
+END_TEST
+
+static void count_epochs(void *user, int epoch, double rate, double lr) {
+  int *n = user;
+  ck_assert_int_eq(epoch, *n + 1);
+  ck_assert(isfinite(rate) && rate > 0 && lr > 0);
+  (*n)++;
+}
+
+/* Training on the mix with batches per epoch and the callback; the data's
+ * N must match the model's for inference; ES is skipped above the limit. */
+START_TEST(bfgnn_train_mix_and_n_check) {
+  assoc_dataset ds = make_data(40, 43);
+  sg_io_error err = {{0}};
+  assoc_bfgnn_mix mix;
+  ck_assert_msg(assoc_bfgnn_training_mix(&ds, 3, 0.5, &mix, &err) == 0, "%s", err.msg);
+  ck_assert(mix.n == 2 && mix.es_skipped);
+  assoc_bfgnn *m = tiny_model(4);
+  double scale = assoc_feature_scale(&ds);
+  assoc_bfgnn_train_opts o = assoc_bfgnn_train_defaults(scale);
+  int epochs = 0;
+  o.batch = 16, o.epochs = 2, o.batches_per_epoch = 5, o.epoch_fn = count_epochs, o.user = &epochs;
+  ck_assert(assoc_bfgnn_train(m, &ds, (const int *const *)mix.assocs, mix.n, &o, NULL) == 0);
+  ck_assert_int_eq(epochs, 2);
+  assoc_bfgnn_config c = m->cfg;
+  c.n_antennas = 3;
+  assoc_bfgnn *m3 = assoc_bfgnn_new(&c, 1);
+  double v[4096], r[64];
+  ck_assert(assoc_bfgnn_beams_run(m3, scale, &ds, mix.assocs[0], 8, v, v, r, NULL, &err) == -1);
+  ck_assert_msg(strstr(err.msg, "N = 3"), "%s", err.msg);
+  assoc_bfgnn_free(m), assoc_bfgnn_free(m3);
+  assoc_bfgnn_mix_free(&mix);
+  assoc_dataset_free(&ds);
+}
+END_TEST
+
+Suite *suite_bfgnn_checkpoint(void) {
+  const sg_test_case cases[] = {
+      {"bfgnn_checkpoint_round_trip", bfgnn_checkpoint_round_trip},
+      {"bfgnn_checkpoint_damaged_refused", bfgnn_checkpoint_damaged_refused},
+      {"bfgnn_train_mix_and_n_check", bfgnn_train_mix_and_n_check},
+  };
+  return sg_test_suite("bfgnn_checkpoint", cases, sizeof cases / sizeof *cases, 300);
+}
