@@ -9,23 +9,7 @@
 set -u
 assoc="$1"
 npz_list="$2"
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok: $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL: $1"; }
-expect_fail() { # name, pattern the message must contain, command...
-  name=$1 pattern=$2
-  shift 2
-  "$@" >"$dir/out" 2>"$dir/err"
-  status=$?
-  if [ $status -ne 0 ] && [ $status -lt 128 ] && grep -qi -- "$pattern" "$dir/err"; then
-    ok "$name"
-  else
-    bad "$name (status $status, stderr: $(head -c 300 "$dir/err"))"
-  fi
-}
+. "$(dirname "$0")/test_lib.sh"
 # A JSON number field of a one-line object.
 field() { sed -n "s/.*\"$1\": \([^,}]*\).*/\1/p" "$2" | head -n 1; }
 
@@ -85,5 +69,4 @@ expect_fail "no --out" "--out is required" \
 ls -a "$dir" "$dir/outdir" | grep -q '\.tmp' && bad "no temporary file left" ||
   ok "no temporary file left"
 
-echo "$passed passed, $failed failed"
-[ $failed -eq 0 ]
+finish

@@ -9,23 +9,7 @@
 set -u
 assoc="$1"
 npz_list="$2"
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok: $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL: $1"; }
-expect_fail() { # name, pattern the message must contain, command...
-  name=$1 pattern=$2
-  shift 2
-  "$@" >"$dir/out" 2>"$dir/err"
-  status=$?
-  if [ $status -ne 0 ] && [ $status -lt 128 ] && grep -qi -- "$pattern" "$dir/err"; then
-    ok "$name"
-  else
-    bad "$name (status $status, stderr: $(head -c 300 "$dir/err"))"
-  fi
-}
+. "$(dirname "$0")/test_lib.sh"
 
 "$assoc" gen --samples 64 --seed 4 --out "$dir/d.npz" --quiet &&
   "$assoc" gen --samples 16 --seed 5 --antennas 2 --out "$dir/n2.npz" --quiet &&
@@ -87,5 +71,4 @@ expect_fail "overloaded association" "sample [0-9]*: BS [0-9] serves" \
   --out "$dir/x.npz"
 [ -e "$dir/x.npz" ] && bad "no output after a refusal" || ok "no output after a refusal"
 
-echo "$passed passed, $failed failed"
-[ $failed -eq 0 ]
+finish
