@@ -355,6 +355,88 @@ int assoc_bfgnn_train(assoc_bfgnn *m, const assoc_dataset *ds, const int *const 
 double assoc_bfgnn_mean_rate(const assoc_bfgnn *m, const assoc_dataset *ds, const int *assoc,
                              int64_t start, int64_t count, double feature_scale);
 
+/* ---- JointGNN: association and beams together (models/gnn/jointgnn.c) ------------- */
+
+/* The joint association and beamforming GNN of docs/models.md ("JointGNN",
+ * SM-GNN): the MLP-edge trunk of SMA-GNN on the channel features only
+ * (Fe = 2N, no a_km), p = Pt dBm / 30, q = 1, and two heads on the final
+ * edge embeddings e_mk: mlp_a (d -> 1) gives Ahat and mlp_v (d -> 2N) the
+ * raw beams. Then
+ *   A~ = softmax_m(Ahat)            (SM; gumbel off, or gumbel on in eval mode
+ *                                    with softmax_m(Ahat / tau))
+ *   A~ = softmax_m((Ahat + G)/tau)  (gumbel on, train mode)
+ *   v_mk = o_mk[0:N] + j o_mk[N:2N] -> assoc_beam_normalize(A~, v, P_m = power)
+ * The beams are not multiplied by a_km: the per-BS norm weighs them by
+ * a~_km^2 and the rate by A~ (assoc_jointgnn_rate). Units as BFGNN's. */
+typedef struct assoc_jointgnn_config {
+  int d, h, L;          /* embedding width, MLP hidden width, update layers (>= 1) */
+  int n_antennas;       /* N: the edge input's and the beam head's 2N */
+  sg_dtype dtype;       /* of the parameters and of every input */
+  assoc_beam_norm norm; /* ASSOC_BEAM_PROJECT (default) or ASSOC_BEAM_FULL_POWER */
+  double power;         /* P_m of every BS, in units of P_t (default 1) */
+  bool gumbel;          /* Gumbel-softmax association (GS variant); default softmax */
+  double tau;           /* Gumbel-softmax temperature (> 0; used when gumbel is on) */
+  bool concat_inputs;   /* as assoc_gnn_config.concat_inputs */
+} assoc_jointgnn_config;
+
+/* The paper widths (d 512, h 1024, L 2), N = 4, float32, projection, power
+ * 1, softmax (gumbel off, tau 1). */
+assoc_jointgnn_config assoc_jointgnn_config_paper(void);
+
+typedef struct assoc_jointgnn {
+  assoc_jointgnn_config cfg;
+  /* The SMA-GNN trunk (fp = fq = 1, fe = 2N). It owns the parameters
+   * ("mlp_p...", "layers...", "mlp_a...", "mlp_v..."); its mlp_out is not
+   * built. */
+  assoc_gnn trunk;
+  sg_mlp mlp_a; /* "mlp_a": MLP(d, 1), the association head */
+  sg_mlp mlp_v; /* "mlp_v": MLP(d, 2N), the beam head */
+} assoc_jointgnn;
+
+assoc_jointgnn *assoc_jointgnn_new(const assoc_jointgnn_config *cfg, uint64_t seed);
+void assoc_jointgnn_free(assoc_jointgnn *m);
+int64_t assoc_jointgnn_param_count(const assoc_jointgnn *m);
+
+typedef struct assoc_jointgnn_output {
+  sg_tensor *logits; /* Ahat [B, K, M] */
+  sg_tensor *assoc;  /* A~ [B, K, M], rows summing to 1 */
+  assoc_complex V;   /* beams [B, M, K, N], normalised per BS with A~ */
+} assoc_jointgnn_output;
+
+/* The forward pass on p [B, M, 1], q [B, K, 1] and the channel features X
+ * [B, M, K, 2N] (all of the model's dtype). With gumbel on, train mode
+ * uses the Gumbel sample noise [B, K, M] when given (no gradient), else
+ * draws it from rng; eval mode and gumbel off ignore both. Differentiable
+ * in the parameters and in p, q, X. NULL members after reporting a misuse. */
+assoc_jointgnn_output(assoc_jointgnn_forward)(sg_graph *g, const assoc_jointgnn *m, sg_tensor *p,
+                                              sg_tensor *q, sg_tensor *X, assoc_gnn_mode mode,
+                                              sg_rng *rng, sg_tensor *noise);
+#define assoc_jointgnn_forward(g, ...) (assoc_jointgnn_forward)(SG_AT(g), __VA_ARGS__)
+
+/* R [B] (bps/Hz) of the output on the rate channels G [B, M, K, N]:
+ * assoc_sum_rate(A~, assoc_beam_couplings(G, V), noise 1). */
+sg_tensor *(assoc_jointgnn_rate)(sg_graph *g, const assoc_jointgnn_output *out, sg_tensor *G_re,
+                                 sg_tensor *G_im);
+#define assoc_jointgnn_rate(g, ...) (assoc_jointgnn_rate)(SG_AT(g), __VA_ARGS__)
+
+/* The optional load penalty of paper eq. (3) (off by default): from epoch
+ * start_epoch on (1-based), sum_m mu_m mean_b ReLU(sum_k a~_km - (capacity
+ * - delta)) is added to the loss. */
+typedef struct assoc_jointgnn_penalty {
+  const double *mu; /* M multipliers; NULL: no penalty */
+  double capacity;  /* N of the load constraint */
+  double delta;     /* the margin */
+  int start_epoch;  /* the epoch T from which the term is on */
+} assoc_jointgnn_penalty;
+
+/* The loss -mean_b R_b (rate from assoc_jointgnn_rate), plus the penalty
+ * when pen is given, pen->mu is set and epoch >= pen->start_epoch (through
+ * assoc_loss). violation (M, may be NULL) receives mean_b ReLU(...) per BS
+ * whenever pen is given. NULL after reporting a misuse. */
+sg_tensor *(assoc_jointgnn_loss)(sg_graph *g, sg_tensor *rate, const assoc_jointgnn_output *out,
+                                 const assoc_jointgnn_penalty *pen, int epoch, double *violation);
+#define assoc_jointgnn_loss(g, ...) (assoc_jointgnn_loss)(SG_AT(g), __VA_ARGS__)
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,176 @@
+/* JointGNN (docs/models.md "JointGNN"): association and beams together from
+ * the SMA-GNN trunk (gnn_internal.h) with two edge heads, the association
+ * head mlp_a (softmax or Gumbel-softmax over the BSs) and the beam head
+ * mlp_v, the per-BS power normalisation weighted by a~_km^2 and the
+ * sum-rate with beams of beamrate.c. */
+#include <math.h>
+
+#include "assoc_gnn.h"
+#include "gnn_internal.h"
+
+/* ---- construction ------------------------------------------------------------- */
+
+assoc_jointgnn_config assoc_jointgnn_config_paper(void) {
+  return (assoc_jointgnn_config){.d = 512,
+                                 .h = 1024,
+                                 .L = 2,
+                                 .n_antennas = 4,
+                                 .dtype = SG_F32,
+                                 .norm = ASSOC_BEAM_PROJECT,
+                                 .power = 1.0,
+                                 .gumbel = false,
+                                 .tau = 1.0};
+}
+
+static bool joint_config_valid(const assoc_jointgnn_config *c) {
+  bool ok = c->n_antennas >= 1 && c->n_antennas <= ASSOC_MAX_ANTENNAS && c->power > 0 &&
+            isfinite(c->power) && c->tau > 0 && isfinite(c->tau) &&
+            (c->norm == ASSOC_BEAM_PROJECT || c->norm == ASSOC_BEAM_FULL_POWER);
+  if (!ok)
+    sg_report_error("assoc_jointgnn_new", __FILE__, __LINE__,
+                    "N %d, power %g, tau %g, norm %d: need 1 <= N <= %d, a finite power > 0, "
+                    "a finite tau > 0 and a mode of assoc_beam_norm",
+                    c->n_antennas, c->power, c->tau, (int)c->norm, ASSOC_MAX_ANTENNAS);
+  return ok;
+}
+
+/* The trunk's configuration: SMA-GNN's MLP edge update on the 2N channel
+ * features and one BS and one UE feature. */
+static assoc_gnn_config trunk_config(const assoc_jointgnn_config *c) {
+  return (assoc_gnn_config){.variant = ASSOC_GNN_SMA,
+                            .d = c->d,
+                            .h = c->h,
+                            .L = c->L,
+                            .fp = 1,
+                            .fq = 1,
+                            .fe = 2 * c->n_antennas,
+                            .features = ASSOC_FEATURES_CHANNEL,
+                            .dtype = c->dtype,
+                            .tau = c->tau,
+                            .concat_inputs = c->concat_inputs};
+}
+
+assoc_jointgnn *assoc_jointgnn_new(const assoc_jointgnn_config *cfg, uint64_t seed) {
+  if (!cfg || !joint_config_valid(cfg)) return NULL;
+  assoc_jointgnn *m = sg_malloc(sizeof *m);
+  if (!m) return NULL;
+  *m = (assoc_jointgnn){.cfg = *cfg};
+  assoc_gnn_config tc = trunk_config(cfg);
+  sg_rng rng;
+  sg_rng_seed(&rng, seed);
+  if (assoc_gnn_trunk_new(&m->trunk, &tc, &rng)) {
+    sg_mfree(m);
+    return NULL;
+  }
+  sg_params *ps = m->trunk.params;
+  if (sg_mlp_init(&m->mlp_a, ps, "mlp_a", cfg->d, cfg->h, 1, &rng) ||
+      sg_mlp_init(&m->mlp_v, ps, "mlp_v", cfg->d, cfg->h, 2 * cfg->n_antennas, &rng)) {
+    assoc_jointgnn_free(m);
+    return NULL;
+  }
+  return m;
+}
+
+void assoc_jointgnn_free(assoc_jointgnn *m) {
+  if (!m) return;
+  assoc_gnn_trunk_free(&m->trunk);
+  sg_mfree(m);
+}
+
+int64_t assoc_jointgnn_param_count(const assoc_jointgnn *m) {
+  return sg_params_numel(m->trunk.params);
+}
+
+/* ---- forward ------------------------------------------------------------------ */
+
+static bool shape_is(const sg_tensor *t, sg_dtype dt, int ndim, const int64_t *shape) {
+  bool ok = t->ndim == ndim && t->dtype == dt;
+  for (int a = 0; ok && a < ndim; a++) ok = t->shape[a] == shape[a];
+  return ok;
+}
+
+static bool uses_noise(const assoc_jointgnn *m, assoc_gnn_mode mode) {
+  return m->cfg.gumbel && mode == ASSOC_GNN_TRAIN;
+}
+
+static bool joint_inputs_valid(sg_graph *g, const assoc_jointgnn *m, const sg_tensor *p,
+                               const sg_tensor *q, const sg_tensor *X, assoc_gnn_mode mode,
+                               const sg_rng *rng, const sg_tensor *noise) {
+  int64_t B = p->ndim == 3 ? p->shape[0] : 0, M = p->ndim == 3 ? p->shape[1] : 0;
+  int64_t K = q->ndim == 3 ? q->shape[1] : 0, N = m->cfg.n_antennas;
+  sg_dtype dt = m->cfg.dtype;
+  bool ok = B >= 1 && M >= 1 && M <= ASSOC_MAX_BS && K >= 1 &&
+            shape_is(p, dt, 3, (int64_t[]){B, M, 1}) && shape_is(q, dt, 3, (int64_t[]){B, K, 1}) &&
+            shape_is(X, dt, 4, (int64_t[]){B, M, K, 2 * N});
+  if (!ok) {
+    char s[3][96];
+    sg_op_error(g, "assoc_jointgnn_forward",
+                "p %s %s, q %s, X %s: need p [B, M, 1], q [B, K, 1], X [B, M, K, %lld] "
+                "(M <= %d), all %s",
+                sg_dtype_name(p->dtype), sg_shape_str(p->ndim, p->shape, s[0]),
+                sg_shape_str(q->ndim, q->shape, s[1]), sg_shape_str(X->ndim, X->shape, s[2]),
+                (long long)(2 * N), ASSOC_MAX_BS, sg_dtype_name(dt));
+    return false;
+  }
+  if (!uses_noise(m, mode)) return true;
+  if (noise ? shape_is(noise, dt, 3, (int64_t[]){B, K, M}) : rng != NULL) return true;
+  char sn[96];
+  sg_op_error(g, "assoc_jointgnn_forward",
+              "train mode with Gumbel-softmax: noise %s, rng %s: need noise [B, K, M] = "
+              "[%lld, %lld, %lld] of %s or an rng",
+              noise ? sg_shape_str(noise->ndim, noise->shape, sn) : "NULL", rng ? "set" : "NULL",
+              (long long)B, (long long)K, (long long)M, sg_dtype_name(dt));
+  return false;
+}
+
+/* Ahat -> A~: softmax, or Gumbel-softmax (noise in train mode, softmax of
+ * Ahat / tau in eval mode). */
+static sg_tensor *association(sg_graph *g, const assoc_jointgnn *m, sg_tensor *logits,
+                              assoc_gnn_mode mode, sg_rng *rng, sg_tensor *noise) {
+  const assoc_jointgnn_config *c = &m->cfg;
+  if (!c->gumbel) return sg_softmax(g, logits, -1);
+  if (!uses_noise(m, mode)) return sg_softmax(g, sg_scale(g, logits, 1.0 / c->tau), -1);
+  if (!noise) noise = sg_rand_gumbel(g, rng, c->dtype, 3, logits->shape);
+  return sg_gumbel_softmax(g, logits, c->tau, -1, false, noise, NULL);
+}
+
+assoc_jointgnn_output(assoc_jointgnn_forward)(sg_graph *g, const assoc_jointgnn *m, sg_tensor *p,
+                                              sg_tensor *q, sg_tensor *X, assoc_gnn_mode mode,
+                                              sg_rng *rng, sg_tensor *noise) {
+  assoc_jointgnn_output out = {0};
+  if (!m || !p || !q || !X || !joint_inputs_valid(g, m, p, q, X, mode, rng, noise)) return out;
+  int64_t B = p->shape[0], M = p->shape[1], K = q->shape[1];
+  sg_tensor *e = assoc_gnn_trunk_forward(g, &m->trunk, p, q, X); /* [B, K, M, d] */
+  sg_tensor *scores = sg_mlp_forward(g, &m->mlp_a, e);           /* [B, K, M, 1] */
+  sg_tensor *o = sg_mlp_forward(g, &m->mlp_v, e);                /* [B, K, M, 2N] */
+  sg_release_after_backward(g, e);
+  out.logits = sg_reshape(g, scores, 3, (int64_t[]){B, K, M});
+  if (!out.logits || !o) return (assoc_jointgnn_output){0};
+  sg_release(g, scores); /* copied; the reshape's backward does not read it */
+  out.assoc = association(g, m, out.logits, mode, rng, noise);
+  assoc_complex v = assoc_beams_split(g, sg_permute(g, o, (const int[]){0, 2, 1, 3}));
+  if (!out.assoc || !v.re) return (assoc_jointgnn_output){0};
+  double power[ASSOC_MAX_BS];
+  for (int64_t i = 0; i < M; i++) power[i] = m->cfg.power;
+  out.V = assoc_beam_normalize(g, out.assoc, v.re, v.im, power, m->cfg.norm);
+  if (!out.V.re) return (assoc_jointgnn_output){0};
+  return out;
+}
+
+/* ---- rate and loss ------------------------------------------------------------ */
+
+sg_tensor *(assoc_jointgnn_rate)(sg_graph *g, const assoc_jointgnn_output *out, sg_tensor *G_re,
+                                 sg_tensor *G_im) {
+  if (!out || !out->assoc || !out->V.re || !out->V.im || !G_re || !G_im) return NULL;
+  assoc_complex c = assoc_beam_couplings(g, G_re, G_im, out->V.re, out->V.im);
+  if (!c.re) return NULL;
+  return assoc_sum_rate(g, out->assoc, c.re, c.im, 1.0);
+}
+
+sg_tensor *(assoc_jointgnn_loss)(sg_graph *g, sg_tensor *rate, const assoc_jointgnn_output *out,
+                                 const assoc_jointgnn_penalty *pen, int epoch, double *violation) {
+  if (!rate || !out || !out->assoc) return NULL;
+  if (!pen) return assoc_loss(g, rate, out->assoc, NULL, 1.0, 0.0, NULL);
+  const double *mu = epoch >= pen->start_epoch ? pen->mu : NULL;
+  return assoc_loss(g, rate, out->assoc, mu, pen->capacity, pen->delta, violation);
+}
