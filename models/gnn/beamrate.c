@@ -8,6 +8,7 @@
  * [B, M, K, K]. assoc_beams_split reads the 2N-real layout of a beam head
  * (real parts then imaginary parts along the last axis). */
 #include "assoc_gnn.h"
+#include "gnn_internal.h"
 
 #include <math.h>
 
@@ -120,4 +121,23 @@ assoc_complex(assoc_beam_normalize)(sg_graph *g, sg_tensor *A, sg_tensor *V_re, 
   v.im = sg_mul(g, V_im, factor);
   if (!v.re || !v.im) v.re = v.im = NULL;
   return v;
+}
+
+/* ---- shared by the beam models (gnn_internal.h) ---------------------------------- */
+
+assoc_complex assoc_gnn_beam_head(sg_graph *g, const sg_mlp *mlp_v, sg_tensor *e, sg_tensor *mask,
+                                  sg_tensor *A, double power, assoc_beam_norm norm) {
+  sg_tensor *o = sg_mlp_forward(g, mlp_v, e); /* [B, K, M, 2N] */
+  assoc_complex v = assoc_beams_split(g, sg_permute(g, o, (const int[]){0, 2, 1, 3}));
+  if (!v.re) return v;
+  if (mask) v.re = sg_mul(g, v.re, mask), v.im = sg_mul(g, v.im, mask);
+  double budget[ASSOC_MAX_BS];
+  for (int64_t i = 0; i < e->shape[2] && i < ASSOC_MAX_BS; i++) budget[i] = power;
+  return assoc_beam_normalize(g, A, v.re, v.im, budget, norm);
+}
+
+sg_tensor *assoc_gnn_beam_rate(sg_graph *g, sg_tensor *A, sg_tensor *G_re, sg_tensor *G_im,
+                               assoc_complex V) {
+  assoc_complex c = assoc_beam_couplings(g, G_re, G_im, V.re, V.im);
+  return c.re ? assoc_sum_rate(g, A, c.re, c.im, 1.0) : NULL;
 }

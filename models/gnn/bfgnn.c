@@ -79,20 +79,16 @@ int64_t assoc_bfgnn_param_count(const assoc_bfgnn *m) {
 
 /* ---- forward ------------------------------------------------------------------ */
 
-static bool shape_is(const sg_tensor *t, sg_dtype dt, int ndim, const int64_t *shape) {
-  bool ok = t->ndim == ndim && t->dtype == dt;
-  for (int a = 0; ok && a < ndim; a++) ok = t->shape[a] == shape[a];
-  return ok;
-}
-
 static bool bfgnn_inputs_valid(sg_graph *g, const assoc_bfgnn *m, const sg_tensor *p,
                                const sg_tensor *q, const sg_tensor *X, const sg_tensor *A) {
   int64_t B = p->ndim == 3 ? p->shape[0] : 0, M = p->ndim == 3 ? p->shape[1] : 0;
   int64_t K = q->ndim == 3 ? q->shape[1] : 0, N = m->cfg.n_antennas;
   sg_dtype dt = m->cfg.dtype;
-  if (B >= 1 && M >= 1 && M <= ASSOC_MAX_BS && K >= 1 && shape_is(p, dt, 3, (int64_t[]){B, M, 1}) &&
-      shape_is(q, dt, 3, (int64_t[]){B, K, 1}) && shape_is(X, dt, 4, (int64_t[]){B, M, K, 2 * N}) &&
-      shape_is(A, dt, 3, (int64_t[]){B, K, M}))
+  if (B >= 1 && M >= 1 && M <= ASSOC_MAX_BS && K >= 1 &&
+      assoc_gnn_shape_is(p, dt, 3, (int64_t[]){B, M, 1}) &&
+      assoc_gnn_shape_is(q, dt, 3, (int64_t[]){B, K, 1}) &&
+      assoc_gnn_shape_is(X, dt, 4, (int64_t[]){B, M, K, 2 * N}) &&
+      assoc_gnn_shape_is(A, dt, 3, (int64_t[]){B, K, M}))
     return true;
   char s[4][96];
   sg_op_error(g, "assoc_bfgnn_forward",
@@ -115,27 +111,19 @@ assoc_complex(assoc_bfgnn_forward)(sg_graph *g, const assoc_bfgnn *m, sg_tensor 
                                    sg_tensor *X, sg_tensor *A) {
   assoc_complex v = {NULL, NULL};
   if (!m || !p || !q || !X || !A || !bfgnn_inputs_valid(g, m, p, q, X, A)) return v;
-  int64_t M = p->shape[1];
   sg_tensor *a = assoc_edges(g, A);
   sg_tensor *edge_in[2] = {X, a};
   sg_tensor *e = assoc_gnn_trunk_forward(g, &m->trunk, p, q, sg_concat(g, 2, edge_in, -1));
-  sg_tensor *o = sg_mlp_forward(g, &m->mlp_v, e); /* [B, K, M, 2N] */
+  /* masked by a: a dropped UE, or a BS not serving k, gets a zero beam */
+  v = assoc_gnn_beam_head(g, &m->mlp_v, e, a, A, m->cfg.power, m->cfg.norm);
   sg_release_after_backward(g, e);
-  v = assoc_beams_split(g, sg_permute(g, o, (const int[]){0, 2, 1, 3}));
-  if (!v.re) return v;
-  v.re = sg_mul(g, v.re, a); /* a dropped UE, or a BS not serving k: a zero beam */
-  v.im = sg_mul(g, v.im, a);
-  double power[ASSOC_MAX_BS];
-  for (int64_t i = 0; i < M; i++) power[i] = m->cfg.power;
-  return assoc_beam_normalize(g, A, v.re, v.im, power, m->cfg.norm);
+  return v;
 }
 
 sg_tensor *(assoc_bfgnn_rate)(sg_graph *g, sg_tensor *A, sg_tensor *G_re, sg_tensor *G_im,
                               assoc_complex V) {
   if (!A || !G_re || !G_im || !V.re || !V.im) return NULL;
-  assoc_complex c = assoc_beam_couplings(g, G_re, G_im, V.re, V.im);
-  if (!c.re) return NULL;
-  return assoc_sum_rate(g, A, c.re, c.im, 1.0);
+  return assoc_gnn_beam_rate(g, A, G_re, G_im, V);
 }
 
 /* ---- batch inputs ------------------------------------------------------------- */

@@ -267,11 +267,16 @@ static embeddings update_layer(sg_graph *g, const assoc_gnn *m, const assoc_gnn_
   return y;
 }
 
+bool assoc_gnn_shape_is(const sg_tensor *t, sg_dtype dt, int ndim, const int64_t *shape) {
+  bool ok = t->ndim == ndim && t->dtype == dt;
+  for (int a = 0; ok && a < ndim; a++) ok = shape[a] < 0 || t->shape[a] == shape[a];
+  return ok;
+}
+
 static bool check_input(sg_graph *g, const char *op, const assoc_gnn *m, const char *what,
                         const sg_tensor *t, int ndim, const int64_t *shape) {
   char got[96], want[96];
-  bool ok = t->ndim == ndim && t->dtype == m->cfg.dtype;
-  for (int a = 0; ok && a < ndim; a++) ok = shape[a] < 0 || t->shape[a] == shape[a];
+  bool ok = assoc_gnn_shape_is(t, m->cfg.dtype, ndim, shape);
   if (!ok) {
     int64_t shown[SG_MAX_DIMS];
     for (int a = 0; a < ndim; a++) shown[a] = shape[a] < 0 ? 0 : shape[a];

@@ -1,8 +1,11 @@
 /* Private to models/gnn: the trunk shared by the association GNNs
- * (gnn.c) and BFGNN (bfgnn.c): the pre-processing MLPs and the L update
- * layers of docs/models.md, without an output head. */
+ * (gnn.c), BFGNN (bfgnn.c) and JointGNN (jointgnn.c): the pre-processing
+ * MLPs and the L update layers of docs/models.md, without an output head;
+ * and the beam head and rate the two beam models share (beamrate.c). */
 #ifndef ASSOC_GNN_INTERNAL_H
 #define ASSOC_GNN_INTERNAL_H
+
+#include <stdbool.h>
 
 #include "assoc_gnn.h"
 
@@ -18,5 +21,21 @@ void assoc_gnn_trunk_free(assoc_gnn *m);
  * [B, M, fp], q [B, K, fq], H [B, M, K, fe] (not validated here). */
 sg_tensor *assoc_gnn_trunk_forward(sg_graph *g, const assoc_gnn *m, sg_tensor *p, sg_tensor *q,
                                    sg_tensor *H);
+
+/* t has dtype dt and shape [shape[0], ..., shape[ndim-1]], an entry < 0
+ * matching any size. */
+bool assoc_gnn_shape_is(const sg_tensor *t, sg_dtype dt, int ndim, const int64_t *shape);
+
+/* Beams from final edge embeddings e [B, K, M, d]: mlp_v(e) in the 2N-real
+ * layout, as [B, M, K, N] real and imaginary parts, each multiplied by mask
+ * [B, M, K, 1] when mask is not NULL, then normalised per BS
+ * (assoc_beam_normalize) with association weights A [B, K, M] and the same
+ * budget `power` at every BS. {NULL, NULL} after a reported failure. */
+assoc_complex assoc_gnn_beam_head(sg_graph *g, const sg_mlp *mlp_v, sg_tensor *e, sg_tensor *mask,
+                                  sg_tensor *A, double power, assoc_beam_norm norm);
+
+/* assoc_sum_rate (noise 1) of A on the couplings of channels G and beams V. */
+sg_tensor *assoc_gnn_beam_rate(sg_graph *g, sg_tensor *A, sg_tensor *G_re, sg_tensor *G_im,
+                               assoc_complex V);
 
 #endif

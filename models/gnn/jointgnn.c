@@ -83,12 +83,6 @@ int64_t assoc_jointgnn_param_count(const assoc_jointgnn *m) {
 
 /* ---- forward ------------------------------------------------------------------ */
 
-static bool shape_is(const sg_tensor *t, sg_dtype dt, int ndim, const int64_t *shape) {
-  bool ok = t->ndim == ndim && t->dtype == dt;
-  for (int a = 0; ok && a < ndim; a++) ok = t->shape[a] == shape[a];
-  return ok;
-}
-
 static bool uses_noise(const assoc_jointgnn *m, assoc_gnn_mode mode) {
   return m->cfg.gumbel && mode == ASSOC_GNN_TRAIN;
 }
@@ -100,8 +94,9 @@ static bool joint_inputs_valid(sg_graph *g, const assoc_jointgnn *m, const sg_te
   int64_t K = q->ndim == 3 ? q->shape[1] : 0, N = m->cfg.n_antennas;
   sg_dtype dt = m->cfg.dtype;
   bool ok = B >= 1 && M >= 1 && M <= ASSOC_MAX_BS && K >= 1 &&
-            shape_is(p, dt, 3, (int64_t[]){B, M, 1}) && shape_is(q, dt, 3, (int64_t[]){B, K, 1}) &&
-            shape_is(X, dt, 4, (int64_t[]){B, M, K, 2 * N});
+            assoc_gnn_shape_is(p, dt, 3, (int64_t[]){B, M, 1}) &&
+            assoc_gnn_shape_is(q, dt, 3, (int64_t[]){B, K, 1}) &&
+            assoc_gnn_shape_is(X, dt, 4, (int64_t[]){B, M, K, 2 * N});
   if (!ok) {
     char s[3][96];
     sg_op_error(g, "assoc_jointgnn_forward",
@@ -113,7 +108,7 @@ static bool joint_inputs_valid(sg_graph *g, const assoc_jointgnn *m, const sg_te
     return false;
   }
   if (!uses_noise(m, mode)) return true;
-  if (noise ? shape_is(noise, dt, 3, (int64_t[]){B, K, M}) : rng != NULL) return true;
+  if (noise ? assoc_gnn_shape_is(noise, dt, 3, (int64_t[]){B, K, M}) : rng != NULL) return true;
   char sn[96];
   sg_op_error(g, "assoc_jointgnn_forward",
               "train mode with Gumbel-softmax: noise %s, rng %s: need noise [B, K, M] = "
@@ -142,17 +137,13 @@ assoc_jointgnn_output(assoc_jointgnn_forward)(sg_graph *g, const assoc_jointgnn 
   int64_t B = p->shape[0], M = p->shape[1], K = q->shape[1];
   sg_tensor *e = assoc_gnn_trunk_forward(g, &m->trunk, p, q, X); /* [B, K, M, d] */
   sg_tensor *scores = sg_mlp_forward(g, &m->mlp_a, e);           /* [B, K, M, 1] */
-  sg_tensor *o = sg_mlp_forward(g, &m->mlp_v, e);                /* [B, K, M, 2N] */
-  sg_release_after_backward(g, e);
   out.logits = sg_reshape(g, scores, 3, (int64_t[]){B, K, M});
-  if (!out.logits || !o) return (assoc_jointgnn_output){0};
+  if (!out.logits) return (assoc_jointgnn_output){0};
   sg_release(g, scores); /* copied; the reshape's backward does not read it */
   out.assoc = association(g, m, out.logits, mode, rng, noise);
-  assoc_complex v = assoc_beams_split(g, sg_permute(g, o, (const int[]){0, 2, 1, 3}));
-  if (!out.assoc || !v.re) return (assoc_jointgnn_output){0};
-  double power[ASSOC_MAX_BS];
-  for (int64_t i = 0; i < M; i++) power[i] = m->cfg.power;
-  out.V = assoc_beam_normalize(g, out.assoc, v.re, v.im, power, m->cfg.norm);
+  if (!out.assoc) return (assoc_jointgnn_output){0};
+  out.V = assoc_gnn_beam_head(g, &m->mlp_v, e, NULL, out.assoc, m->cfg.power, m->cfg.norm);
+  sg_release_after_backward(g, e);
   if (!out.V.re) return (assoc_jointgnn_output){0};
   return out;
 }
@@ -162,9 +153,7 @@ assoc_jointgnn_output(assoc_jointgnn_forward)(sg_graph *g, const assoc_jointgnn 
 sg_tensor *(assoc_jointgnn_rate)(sg_graph *g, const assoc_jointgnn_output *out, sg_tensor *G_re,
                                  sg_tensor *G_im) {
   if (!out || !out->assoc || !out->V.re || !out->V.im || !G_re || !G_im) return NULL;
-  assoc_complex c = assoc_beam_couplings(g, G_re, G_im, out->V.re, out->V.im);
-  if (!c.re) return NULL;
-  return assoc_sum_rate(g, out->assoc, c.re, c.im, 1.0);
+  return assoc_gnn_beam_rate(g, out->assoc, G_re, G_im, out->V);
 }
 
 sg_tensor *(assoc_jointgnn_loss)(sg_graph *g, sg_tensor *rate, const assoc_jointgnn_output *out,
