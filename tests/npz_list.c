@@ -7,13 +7,8 @@
 
 #include "sinkgrad.h"
 
-static const char *dtype_name(sg_npy_type t) {
-  static const char *const names[] = {"float32", "float64", "int32", "int64", "uint8", "bool"};
-  return (unsigned)t < sizeof names / sizeof names[0] ? names[t] : "?";
-}
-
 static void print_member(const char *name, const sg_array *a) {
-  printf("%s %s (", name, dtype_name(a->type));
+  printf("%s %s (", name, sg_npy_type_name(a->type));
   for (int d = 0; d < a->ndim; d++) printf("%s%lld", d ? ", " : "", (long long)a->shape[d]);
   printf("%s)\n", a->ndim == 1 ? "," : "");
 }

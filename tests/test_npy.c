@@ -49,6 +49,16 @@ START_TEST(npy_array_round_trip_every_type) {
 }
 END_TEST
 
+/* NumPy's names of the types, as messages and tools print them. */
+START_TEST(npy_type_names) {
+  const char *want[] = {"float32", "float64", "int32", "int64", "uint8", "bool"};
+  for (int type = SG_NPY_F32; type <= SG_NPY_BOOL; type++)
+    ck_assert_str_eq(sg_npy_type_name((sg_npy_type)type), want[type]);
+  ck_assert_str_eq(sg_npy_type_name((sg_npy_type)(SG_NPY_BOOL + 1)), "unknown");
+  ck_assert_str_eq(sg_npy_type_name((sg_npy_type)-1), "unknown");
+}
+END_TEST
+
 START_TEST(npy_bools_are_written_as_zero_or_one) {
   uint8_t raw[4] = {0, 1, 7, 255};
   sg_array a = {.type = SG_NPY_BOOL, .ndim = 1, .shape = {4}, .numel = 4, .data = raw}, back;
@@ -479,6 +489,7 @@ Suite *suite_npy(void) {
   tcase_set_timeout(npy, 60); /* the default 4 s is tight on a loaded machine */
   tcase_add_test(npy, npy_tensor_round_trip);
   tcase_add_test(npy, npy_array_round_trip_every_type);
+  tcase_add_test(npy, npy_type_names);
   tcase_add_test(npy, npy_bools_are_written_as_zero_or_one);
   tcase_add_test(npy, npy_files_match_numpy_byte_for_byte);
   tcase_add_test(npy, reads_numpy_npy_files);

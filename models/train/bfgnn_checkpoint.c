@@ -65,11 +65,6 @@ typedef struct reader {
   sg_io_error *err;
 } reader;
 
-static const char *type_name(sg_npy_type t) {
-  static const char *const names[] = {"float32", "float64", "int32", "int64", "uint8", "bool"};
-  return t >= 0 && t <= SG_NPY_BOOL ? names[t] : "unknown";
-}
-
 /* A member of the given type and shape; NULL after a message otherwise. */
 static const sg_array *get(const reader *r, const char *name, sg_npy_type type, int ndim,
                            const int64_t *shape) {
@@ -83,8 +78,8 @@ static const sg_array *get(const reader *r, const char *name, sg_npy_type type, 
   if (!ok) {
     char got[96], want[96];
     assoc_fail(r->err, "%s: member '%s' is %s %s, expected %s %s", r->path, name,
-               type_name(a->type), sg_shape_str(a->ndim, a->shape, got), type_name(type),
-               sg_shape_str(ndim, shape, want));
+               sg_npy_type_name(a->type), sg_shape_str(a->ndim, a->shape, got),
+               sg_npy_type_name(type), sg_shape_str(ndim, shape, want));
     return NULL;
   }
   return a;

@@ -206,16 +206,12 @@ static const sg_array *member(const reader *r, const char *name) {
   return a;
 }
 
-static const char *npy_type_name(sg_npy_type t) {
-  static const char *const names[] = {"float32", "float64", "int32", "int64", "uint8", "bool"};
-  return t >= 0 && t <= SG_NPY_BOOL ? names[t] : "unknown";
-}
-
 static const sg_array *scalar_member(const reader *r, const char *name, sg_npy_type type) {
   const sg_array *a = member(r, name);
   if (a && (a->type != type || a->numel != 1 || a->ndim != 0)) {
     assoc_fail(r->err, "%s: member '%s' is a %s array of %lld elements, expected a %s scalar",
-               r->path, name, npy_type_name(a->type), (long long)a->numel, npy_type_name(type));
+               r->path, name, sg_npy_type_name(a->type), (long long)a->numel,
+               sg_npy_type_name(type));
     return NULL;
   }
   return a;
@@ -312,8 +308,8 @@ static const sg_array *shaped_member(const reader *r, const char *name, sg_npy_t
   if (!ok) {
     char got[96], want[96];
     assoc_fail(r->err, "%s: member '%s' is %s %s, expected %s %s", r->path, name,
-               npy_type_name(a->type), sg_shape_str(a->ndim, a->shape, got), npy_type_name(type),
-               sg_shape_str(ndim, shape, want));
+               sg_npy_type_name(a->type), sg_shape_str(a->ndim, a->shape, got),
+               sg_npy_type_name(type), sg_shape_str(ndim, shape, want));
     return NULL;
   }
   return a;

@@ -15,6 +15,11 @@ enum {
 
 /* The first six are indexed by sg_npy_type and are what we write; the rest
  * are read only and widened losslessly to a type above. */
+const char *sg_npy_type_name(sg_npy_type t) {
+  static const char *const names[] = {"float32", "float64", "int32", "int64", "uint8", "bool"};
+  return t >= SG_NPY_F32 && t <= SG_NPY_BOOL ? names[t] : "unknown";
+}
+
 const npy_dtype sg_io_npy_dtypes[] = {
     {"<f4", SG_NPY_F32, 4, true},  {"<f8", SG_NPY_F64, 8, true}, {"<i4", SG_NPY_I32, 4, true},
     {"<i8", SG_NPY_I64, 8, true},  {"|u1", SG_NPY_U8, 1, false}, {"|b1", SG_NPY_BOOL, 1, false},

@@ -41,6 +41,8 @@ typedef struct sg_array {
 } sg_array;
 
 void sg_array_free(sg_array *a); /* frees data, keeps the struct */
+/* "float32", "float64", "int32", "int64", "uint8", "bool"; "unknown" otherwise. */
+const char *sg_npy_type_name(sg_npy_type t);
 
 int sg_npy_save(const char *path, const sg_tensor *t, sg_io_error *err);
 sg_tensor *sg_npy_load(const char *path, sg_io_error *err); /* owned; f32/f64 files (f4/f8) */
