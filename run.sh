@@ -5,7 +5,7 @@
 # baselines, writes the table of means and standard deviations,
 # ablation.json and the plots to out/ablation-quick). Extra arguments go to
 # `assoc ablation` (e.g. drop --quick by running build/examples/assoc
-# ablation directly for the full study, about 8 minutes per seed).
+# ablation directly for the full study, about 7 minutes per seed).
 set -eu
 cd "$(dirname "$0")"
 sh build-aux/build.sh

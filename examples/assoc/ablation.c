@@ -43,7 +43,7 @@ static const char ablation_help[] =
     "are <model>-seed<s>.npz and train_<model>-seed<s>.csv; onehot.dat comes\n"
     "from the first seed's models.\n"
     "\n"
-    "On an idle 2-core machine the default run takes about 8 minutes per seed,\n"
+    "On an idle 2-core machine the default run takes about 7 minutes per seed,\n"
     "--quick about 13 seconds per seed.\n"
     "\n"
     "  --quick                 the small configuration (see docs/ablation.md)\n"
@@ -70,7 +70,7 @@ static const char ablation_help[] =
     "  --quiet                 no progress on stderr\n"
     "  -h, --help              this help\n";
 
-/* The default (about 8 minutes per seed on an idle 2-core machine) and
+/* The default (about 7 minutes per seed on an idle 2-core machine) and
  * --quick configurations. */
 static void set_defaults(abl_args *a, bool quick) {
   assoc_train_config *c = &a->train;
