@@ -99,6 +99,16 @@ sg_tensor *(sg_linear_parts)(sg_graph *g, int n, sg_tensor *const *x, sg_tensor 
 #define sg_linear_relu(g, ...) (sg_linear_relu)(SG_AT(g), __VA_ARGS__)
 #define sg_linear_cols(g, ...) (sg_linear_cols)(SG_AT(g), __VA_ARGS__)
 #define sg_linear_parts(g, ...) (sg_linear_parts)(SG_AT(g), __VA_ARGS__)
+/* ---- linear solve (ops/linalg.c) ---------------------------------------- */
+/* X = A^{-1} B for a batch of square systems: A [..., n, n], B [..., n, r]
+ * with the same leading axes (no broadcasting), 1 <= n <= SG_SOLVE_MAX_N.
+ * LU with partial pivoting, in double for both dtypes. Differentiable in A
+ * and B (gB = A^{-T} gX, gA = -gB X^T). A singular matrix (no non-zero
+ * pivot, or a NaN) is reported, naming the matrix, and gives NULL. */
+#define SG_SOLVE_MAX_N 64
+sg_tensor *(sg_solve)(sg_graph *g, sg_tensor *A, sg_tensor *B);
+#define sg_solve(g, ...) (sg_solve)(SG_AT(g), __VA_ARGS__)
+
 /* Which matrix-product backend this build uses: "blis", "openblas", "reference". */
 const char *sg_blas_name(void);
 
