@@ -4,6 +4,7 @@
  * against assoc_mrt_couplings and assoc_rate_int). */
 #include <complex.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "assoc_gnn.h"
 #include "sg_test.h"
@@ -79,12 +80,17 @@ START_TEST(gradcheck_bfgnn) {
     int L;
     assoc_beam_norm norm;
     double power;
-  } cases[] = {{1, ASSOC_BEAM_PROJECT, 10.0},
-               {2, ASSOC_BEAM_PROJECT, 10.0},
-               {2, ASSOC_BEAM_PROJECT, 1e-3},
-               {2, ASSOC_BEAM_FULL_POWER, 1.0}};
+    assoc_bfgnn_head head;
+  } cases[] = {{1, ASSOC_BEAM_PROJECT, 10.0, ASSOC_BFGNN_HEAD_DIRECT},
+               {2, ASSOC_BEAM_PROJECT, 10.0, ASSOC_BFGNN_HEAD_DIRECT},
+               {2, ASSOC_BEAM_PROJECT, 1e-3, ASSOC_BFGNN_HEAD_DIRECT},
+               {2, ASSOC_BEAM_FULL_POWER, 1.0, ASSOC_BFGNN_HEAD_DIRECT},
+               {1, ASSOC_BEAM_PROJECT, 10.0, ASSOC_BFGNN_HEAD_DUALITY},
+               {2, ASSOC_BEAM_PROJECT, 1e-3, ASSOC_BFGNN_HEAD_DUALITY},
+               {2, ASSOC_BEAM_FULL_POWER, 1.0, ASSOC_BFGNN_HEAD_DUALITY}};
   for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
     assoc_bfgnn_config cfg = tiny_bf_config(cases[c].L, cases[c].norm, cases[c].power);
+    cfg.head = cases[c].head;
     assoc_bfgnn *m = assoc_bfgnn_new(&cfg, 21 + c);
     ck_assert_ptr_nonnull(m);
     sg_rng r;
@@ -216,6 +222,100 @@ START_TEST(bfgnn_dropped_ue) {
 }
 END_TEST
 
+/* ---- the duality head ---------------------------------------------------------------- */
+
+/* x = A^{-1} b for a complex n x n system (A overwritten), by Gaussian
+ * elimination with partial pivoting in complex double: a reference written
+ * apart from sg_solve's real form. */
+static void complex_solve(int n, double complex *A, double complex *b) {
+  for (int j = 0; j < n; j++) {
+    int p = j;
+    for (int i = j + 1; i < n; i++)
+      if (cabs(A[i * n + j]) > cabs(A[p * n + j])) p = i;
+    for (int c = 0; c < n; c++) {
+      double complex t = A[j * n + c];
+      A[j * n + c] = A[p * n + c], A[p * n + c] = t;
+    }
+    double complex t = b[j];
+    b[j] = b[p], b[p] = t;
+    for (int i = j + 1; i < n; i++) {
+      double complex f = A[i * n + j] / A[j * n + j];
+      for (int c = j; c < n; c++) A[i * n + c] -= f * A[j * n + c];
+      b[i] -= f * b[j];
+    }
+  }
+  for (int i = n - 1; i >= 0; i--) {
+    for (int c = i + 1; c < n; c++) b[i] -= A[i * n + c] * b[c];
+    b[i] /= A[i * n + i];
+  }
+}
+
+static double complex feature(const bf_inputs *in, int64_t b, int64_t m, int64_t k, int64_t n) {
+  int64_t e = ((b * in->M + m) * in->K + k) * 2 * in->N;
+  return sg_get(in->X, e + n) + I * sg_get(in->X, e + in->N + n);
+}
+
+/* The unit-norm duality beam of UE k at BS m with every weight lambda = 1:
+ * u = (I + sum_{l served} conj(x_ml) x_ml^T)^{-1} conj(x_mk), u / |u|. */
+static void ref_duality_beam(const bf_inputs *in, int64_t b, int64_t m, int64_t k,
+                             double complex *u) {
+  int N = (int)in->N;
+  double complex S[16 * 16];
+  ck_assert(N <= 16);
+  for (int r = 0; r < N; r++) {
+    for (int c = 0; c < N; c++) {
+      S[r * N + c] = r == c;
+      for (int64_t l = 0; l < in->K; l++)
+        if (in->assoc[b * in->K + l] >= 0)
+          S[r * N + c] += conj(feature(in, b, m, l, r)) * feature(in, b, m, l, c);
+    }
+    u[r] = conj(feature(in, b, m, k, r));
+  }
+  complex_solve(N, S, u);
+  double norm = 0;
+  for (int r = 0; r < N; r++) norm += creal(u[r] * conj(u[r]));
+  for (int r = 0; r < N; r++) u[r] /= sqrt(norm);
+}
+
+/* With the head's last layer zeroed (lambda = w = 1) and a budget above the
+ * served count (the projection leaves the beams as they are), every served
+ * beam is the reference's unit-norm duality beam, to 1e-12; others are 0. */
+START_TEST(bfgnn_duality_beams_match_reference) {
+  sg_rng r;
+  sg_rng_seed(&r, 31);
+  bf_inputs in = make_bf_inputs(&r, 3, 2, 4, 3);
+  assoc_bfgnn_config cfg = tiny_bf_config(2, ASSOC_BEAM_PROJECT, 100.0);
+  cfg.head = ASSOC_BFGNN_HEAD_DUALITY, cfg.n_antennas = 3;
+  assoc_bfgnn *m = assoc_bfgnn_new(&cfg, 8);
+  ck_assert_ptr_nonnull(m);
+  for (int i = 0; i < 2; i++) {
+    sg_tensor *t = sg_params_get(m->trunk.params, i ? "mlp_v.4.bias" : "mlp_v.4.weight");
+    ck_assert_ptr_nonnull(t);
+    for (int64_t e = 0; e < t->numel; e++) sg_set(t, e, 0);
+  }
+  sg_graph *g = sg_graph_new();
+  assoc_complex V = assoc_bfgnn_forward(g, m, in.p, in.q, in.X, in.A);
+  ck_assert_ptr_nonnull(V.re);
+  double complex u[16];
+  for (int64_t b = 0; b < in.B; b++)
+    for (int64_t mm = 0; mm < in.M; mm++)
+      for (int64_t k = 0; k < in.K; k++) {
+        bool served = in.assoc[b * in.K + k] == mm;
+        if (served) ref_duality_beam(&in, b, mm, k, u);
+        for (int64_t n = 0; n < in.N; n++) {
+          int64_t i = edge_at(&in, b, mm, k, n);
+          double complex want = served ? u[n] : 0, got = sg_get(V.re, i) + I * sg_get(V.im, i);
+          ck_assert_msg(cabs(got - want) <= 1e-12, "b %lld m %lld k %lld n %lld: %g%+gi vs %g%+gi",
+                        (long long)b, (long long)mm, (long long)k, (long long)n, creal(got),
+                        cimag(got), creal(want), cimag(want));
+        }
+      }
+  sg_graph_free(g);
+  assoc_bfgnn_free(m);
+  free_bf_inputs(&in);
+}
+END_TEST
+
 /* ---- parameter count, misuse -------------------------------------------------------- */
 
 /* MLP(in, out) = (in+1) h + (h+1) h + (h+1) out. */
@@ -224,19 +324,19 @@ static int64_t count_mlp(int64_t in, int64_t h, int64_t out) {
 }
 
 /* Pre-processing (1, 1, 2N+1 inputs), L - 1 layers with four node MLPs,
- * L MLP edge updates on 3d, the head MLP(d, 2N). */
+ * L MLP edge updates on 3d, the head MLP(d, 2N) (duality head: MLP(d, 2)). */
 static int64_t expected_bf_count(const assoc_bfgnn_config *c) {
   int64_t d = c->d, h = c->h, N = c->n_antennas;
   int64_t pre = 2 * count_mlp(1, h, d) + count_mlp(2 * N + 1, h, d);
   return pre + (c->L - 1) * 4 * count_mlp(2 * d, h, d) + c->L * count_mlp(3 * d, h, d) +
-         count_mlp(d, h, 2 * N);
+         count_mlp(d, h, c->head == ASSOC_BFGNN_HEAD_DUALITY ? 2 : 2 * N);
 }
 
 START_TEST(bfgnn_param_count) {
   for (int L = 1; L <= 3; L++)
     for (int N = 1; N <= 4; N += 3) {
       assoc_bfgnn_config cfg = tiny_bf_config(L, ASSOC_BEAM_PROJECT, 1.0);
-      cfg.n_antennas = N, cfg.d = 6, cfg.h = 10;
+      cfg.n_antennas = N, cfg.d = 6, cfg.h = 10, cfg.head = (assoc_bfgnn_head)(L == 2);
       assoc_bfgnn *m = assoc_bfgnn_new(&cfg, 1);
       ck_assert_ptr_nonnull(m);
       ck_assert_int_eq(assoc_bfgnn_param_count(m), expected_bf_count(&cfg));
@@ -264,6 +364,14 @@ START_TEST(bfgnn_misuse) {
   SG_EXPECT_MISUSE(assoc_bfgnn_forward(g, m, in.p, in.q, in.G_re, in.A).re, "assoc_bfgnn_forward",
                    "X [2, 2, 3, 2]", "[B, M, K, 4]");
   cfg.power = 0;
+  ck_assert_ptr_null(assoc_bfgnn_new(&cfg, 1));
+  ck_assert_str_eq(sg_test_errors.op, "assoc_bfgnn_new");
+  /* the duality head solves 2N x 2N systems: N <= SG_SOLVE_MAX_N / 2 */
+  cfg.power = 1, cfg.head = ASSOC_BFGNN_HEAD_DUALITY, cfg.n_antennas = SG_SOLVE_MAX_N / 2 + 1;
+  sg_test_errors = (sg_test_error_log){0};
+  ck_assert_ptr_null(assoc_bfgnn_new(&cfg, 1));
+  ck_assert_msg(strstr(sg_test_errors.msg, "N <= 32 (duality head)"), "%s", sg_test_errors.msg);
+  cfg.head = (assoc_bfgnn_head)7, cfg.n_antennas = 2;
   ck_assert_ptr_null(assoc_bfgnn_new(&cfg, 1));
   sg_set_error_handler(NULL, NULL);
   sg_graph_free(g);
@@ -405,6 +513,7 @@ Suite *suite_bfgnn(void) {
       {"gradcheck_bfgnn", gradcheck_bfgnn},
       {"bfgnn_power", bfgnn_power},
       {"bfgnn_dropped_ue", bfgnn_dropped_ue},
+      {"bfgnn_duality_beams_match_reference", bfgnn_duality_beams_match_reference},
       {"bfgnn_param_count", bfgnn_param_count},
       {"bfgnn_misuse", bfgnn_misuse},
       {"bfgnn_batch_and_mrt_units", bfgnn_batch_and_mrt_units},

@@ -174,6 +174,66 @@ START_TEST(bfgnn_checkpoint_damaged_refused) {
 }
 END_TEST
 
+/* Copies src to dst with the int64 scalar `name` set to value, and without
+ * member `drop` (NULL: none). */
+static void rewrite_scalar(const char *src, const char *dst, const char *name, int64_t value,
+                           const char *drop) {
+  sg_io_error err = {{0}};
+  sg_npz *z = sg_npz_open(src, &err);
+  ck_assert_msg(z, "%s", err.msg);
+  sg_npz_writer *w = sg_npz_writer_open(dst, false, &err);
+  for (int i = 0; i < sg_npz_count(z); i++) {
+    const char *member = sg_npz_name(z, i);
+    if (drop && !strcmp(member, drop)) continue;
+    int rc = strcmp(member, name) ? sg_npz_add_array(w, member, sg_npz_get(z, member), &err)
+                                  : sg_npz_add_scalar_i64(w, member, value, &err);
+    ck_assert_msg(rc == 0, "%s", err.msg);
+  }
+  ck_assert_msg(sg_npz_writer_close(w, &err) == 0, "%s", err.msg);
+  sg_npz_close(z);
+}
+
+/* The duality head round-trips (config and beams, bitwise); a version-1
+ * file (no config.head) reads as the direct head; a bad head is refused. */
+START_TEST(bfgnn_checkpoint_heads) {
+  assoc_dataset ds = make_data(6, 43);
+  int *assoc = malloc(sizeof(int) * (size_t)(ds.S * ds.K));
+  for (int64_t i = 0; i < ds.S * ds.K; i++) assoc[i] = (int)(i % ds.M);
+  assoc_bfgnn_config c = assoc_bfgnn_config_paper();
+  c.d = 8, c.h = 16, c.n_antennas = ds.N, c.head = ASSOC_BFGNN_HEAD_DUALITY;
+  assoc_bfgnn *m = assoc_bfgnn_new(&c, 5);
+  ck_assert_ptr_nonnull(m);
+  char ck[128], old[128];
+  tmp_path(ck, sizeof ck, "bf_duality.npz");
+  tmp_path(old, sizeof old, "bf_v1.npz");
+  sg_io_error err = {{0}};
+  ck_assert_msg(assoc_bfgnn_checkpoint_write(ck, m, 0.5, &err) == 0, "%s", err.msg);
+  double scale = 0;
+  assoc_bfgnn *m2 = assoc_bfgnn_checkpoint_read(ck, &scale, &err);
+  ck_assert_msg(m2, "%s", err.msg);
+  ck_assert_int_eq(m2->cfg.head, ASSOC_BFGNN_HEAD_DUALITY);
+  beams a = run_beams(m, 0.5, &ds, assoc), b = run_beams(m2, scale, &ds, assoc);
+  size_t n = (size_t)(ds.S * ds.M * ds.K * ds.N);
+  ck_assert(memcmp(a.V_re, b.V_re, n * sizeof(double)) == 0);
+  ck_assert(memcmp(a.V_im, b.V_im, n * sizeof(double)) == 0);
+  beams_free(&a), beams_free(&b);
+  rewrite_scalar(ck, old, "config.head", 5, NULL);
+  assert_refused(old, "head 5", "config.head");
+  assoc_bfgnn *direct = tiny_model(6);
+  ck_assert_msg(assoc_bfgnn_checkpoint_write(ck, direct, 0.5, &err) == 0, "%s", err.msg);
+  rewrite_scalar(ck, old, "bfgnn_checkpoint_version", 1, "config.head");
+  assoc_bfgnn *v1 = assoc_bfgnn_checkpoint_read(old, NULL, &err);
+  ck_assert_msg(v1, "%s", err.msg);
+  ck_assert_int_eq(v1->cfg.head, ASSOC_BFGNN_HEAD_DIRECT);
+  rewrite_scalar(ck, old, "bfgnn_checkpoint_version", 3, NULL);
+  assert_refused(old, "version 3", "bfgnn_checkpoint_version");
+  assoc_bfgnn_free(v1), assoc_bfgnn_free(direct), assoc_bfgnn_free(m2), assoc_bfgnn_free(m);
+  free(assoc);
+  remove(ck), remove(old);
+  assoc_dataset_free(&ds);
+}
+END_TEST
+
 static void count_epochs(void *user, int epoch, double rate, double lr) {
   int *n = user;
   ck_assert_int_eq(epoch, *n + 1);
@@ -212,6 +272,7 @@ Suite *suite_bfgnn_checkpoint(void) {
   const sg_test_case cases[] = {
       {"bfgnn_checkpoint_round_trip", bfgnn_checkpoint_round_trip},
       {"bfgnn_checkpoint_damaged_refused", bfgnn_checkpoint_damaged_refused},
+      {"bfgnn_checkpoint_heads", bfgnn_checkpoint_heads},
       {"bfgnn_train_mix_and_n_check", bfgnn_train_mix_and_n_check},
   };
   return sg_test_suite("bfgnn_checkpoint", cases, sizeof cases / sizeof *cases, 300);

@@ -39,6 +39,9 @@ static const char train_help[] =
     "                           lr, t0, t-mult, seed, dtype, feature-scale, threads)\n"
     "  --norm project|full      bfgnn only: per-BS power onto the ball (default) or\n"
     "                           the sphere\n"
+    "  --head direct|duality    bfgnn only: the beam head outputs the beams (default)\n"
+    "                           or the weights and powers of the duality structure\n"
+    "                           (beams (I + sum lambda x* x^T)^-1 x*; docs/models.md)\n"
     "  --epochs E               train until E epochs are complete (required)\n"
     "  --out CKPT               checkpoint to write (required)\n"
     "  --test DATA2             data set for the per-epoch test metrics\n"
@@ -106,6 +109,7 @@ enum train_option {
   TR_JSON,
   TR_QUIET,
   TR_NORM,
+  TR_HEAD,
   TR_LAST
 };
 
@@ -141,6 +145,7 @@ static const struct option train_options[] = {
     {"json", no_argument, NULL, TR_JSON},
     {"quiet", no_argument, NULL, TR_QUIET},
     {"norm", required_argument, NULL, TR_NORM},
+    {"head", required_argument, NULL, TR_HEAD},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -150,7 +155,7 @@ typedef struct train_args {
   const char *data, *test, *out, *log, *resume;
   int checkpoint_every;
   bool json, quiet, help, model_given, epochs_given, bfgnn;
-  assoc_beam_norm norm;
+  assoc_bfgnn_config beams;       /* --norm and --head of --model bfgnn */
   bool given[TR_LAST - TR_MODEL]; /* which options appeared */
 } train_args;
 
@@ -179,6 +184,13 @@ static int parse_norm(const char *v, assoc_beam_norm *out) {
   if (!strcmp(v, "project")) return *out = ASSOC_BEAM_PROJECT, 0;
   if (!strcmp(v, "full")) return *out = ASSOC_BEAM_FULL_POWER, 0;
   fprintf(stderr, "assoc train: bad value '%s' for --norm (expected project or full)\n", v);
+  return -1;
+}
+
+static int parse_head(const char *v, assoc_bfgnn_head *out) {
+  if (!strcmp(v, "direct")) return *out = ASSOC_BFGNN_HEAD_DIRECT, 0;
+  if (!strcmp(v, "duality")) return *out = ASSOC_BFGNN_HEAD_DUALITY, 0;
+  fprintf(stderr, "assoc train: bad value '%s' for --head (expected direct or duality)\n", v);
   return -1;
 }
 
@@ -259,7 +271,9 @@ static int train_option(void *args, int opt, char *v) {
   case TR_QUIET:
     return a->quiet = true, 0;
   case TR_NORM:
-    return parse_norm(v, &a->norm);
+    return parse_norm(v, &a->beams.norm);
+  case TR_HEAD:
+    return parse_head(v, &a->beams.head);
   case 'h':
     return a->help = true, 0;
   default:
@@ -277,15 +291,16 @@ static const char *option_name(int opt) {
   return "?";
 }
 
-/* --model bfgnn takes only the knobs it uses; --norm is for bfgnn only. */
+/* --model bfgnn takes only the knobs it uses; --norm and --head are for bfgnn only. */
 static int check_model_options(const train_args *a) {
   static const int not_bfgnn[] = {TR_TEST,        TR_LOG,      TR_RESUME, TR_TAU,  TR_SK_ITERS,
                                   TR_SK_BALANCED, TR_FEATURES, TR_LOSS,   TR_T_MU, TR_DELTA,
                                   TR_EVAL_BATCH,  TR_EVERY,    TR_JSON};
-  if (!a->bfgnn && given(a, TR_NORM)) {
-    fprintf(stderr, "assoc train: --norm applies to --model bfgnn only\n");
-    return -1;
-  }
+  for (int opt = TR_NORM; opt <= TR_HEAD; opt++)
+    if (!a->bfgnn && given(a, opt)) {
+      fprintf(stderr, "assoc train: --%s applies to --model bfgnn only\n", option_name(opt));
+      return -1;
+    }
   for (size_t i = 0; a->bfgnn && i < sizeof not_bfgnn / sizeof *not_bfgnn; i++) {
     if (!given(a, not_bfgnn[i])) continue;
     fprintf(stderr, "assoc train: --%s does not apply to --model bfgnn\n",
@@ -296,7 +311,8 @@ static int check_model_options(const train_args *a) {
 }
 
 static int train_parse(int argc, char **argv, train_args *a) {
-  *a = (train_args){.cfg = assoc_train_config_default(ASSOC_GNN_ATTSKGS)};
+  *a = (train_args){.cfg = assoc_train_config_default(ASSOC_GNN_ATTSKGS),
+                    .beams = assoc_bfgnn_config_paper()};
   int first = assoc_parse_options("train", argc, argv, train_options, train_option, a);
   if (first < 0) return -1;
   if (a->help) return 0;
@@ -529,7 +545,7 @@ int assoc_cmd_train(int argc, char **argv) {
   assoc_dataset train = {0}, test = {0};
   if (load(a.data, &train)) return ASSOC_EXIT_FAIL;
   if (a.bfgnn) {
-    int status = assoc_train_bfgnn(&a.cfg, &train, a.norm, a.out, a.quiet);
+    int status = assoc_train_bfgnn(&a.cfg, &train, &a.beams, a.out, a.quiet);
     assoc_dataset_free(&train);
     return status;
   }

@@ -21,17 +21,17 @@ static void print_epoch(void *user, int epoch, double rate, double lr) {
   fflush(stdout);
 }
 
-static assoc_bfgnn *new_model(const assoc_train_config *c, int N, assoc_beam_norm norm) {
-  assoc_bfgnn_config bc = assoc_bfgnn_config_paper();
-  bc.d = c->d, bc.h = c->h, bc.L = c->L, bc.n_antennas = N, bc.dtype = c->dtype, bc.norm = norm;
+static assoc_bfgnn *new_model(const assoc_train_config *c, int N, const assoc_bfgnn_config *beams) {
+  assoc_bfgnn_config bc = *beams;
+  bc.d = c->d, bc.h = c->h, bc.L = c->L, bc.n_antennas = N, bc.dtype = c->dtype;
   return assoc_bfgnn_new(&bc, c->seed);
 }
 
 static int train_and_save(const assoc_train_config *c, const assoc_dataset *ds,
-                          const assoc_bfgnn_mix *mix, assoc_beam_norm norm, const char *out,
-                          bool quiet) {
+                          const assoc_bfgnn_mix *mix, const assoc_bfgnn_config *beams,
+                          const char *out, bool quiet) {
   double scale = c->feature_scale > 0 ? c->feature_scale : assoc_feature_scale(ds);
-  assoc_bfgnn *m = new_model(c, ds->N, norm);
+  assoc_bfgnn *m = new_model(c, ds->N, beams);
   if (!m) return fprintf(stderr, "assoc train: cannot build the model\n"), -1;
   bfgnn_progress prog = {c->epochs, omp_get_wtime()};
   assoc_bfgnn_train_opts o = assoc_bfgnn_train_defaults(scale);
@@ -51,8 +51,8 @@ static int train_and_save(const assoc_train_config *c, const assoc_dataset *ds,
   return rc;
 }
 
-int assoc_train_bfgnn(const assoc_train_config *c, const assoc_dataset *ds, assoc_beam_norm norm,
-                      const char *out, bool quiet) {
+int assoc_train_bfgnn(const assoc_train_config *c, const assoc_dataset *ds,
+                      const assoc_bfgnn_config *beams, const char *out, bool quiet) {
   if (c->threads) assoc_set_threads(c->threads);
   if (c->batch > ds->S) {
     fprintf(stderr, "assoc train: --batch %lld exceeds the %lld training samples\n",
@@ -76,7 +76,7 @@ int assoc_train_bfgnn(const assoc_train_config *c, const assoc_dataset *ds, asso
     printf(" (S=%lld M=%d N=%d K=%d, %d threads)\n", (long long)ds->S, ds->M, ds->N, ds->K,
            omp_get_max_threads());
   }
-  int rc = train_and_save(c, ds, &mix, norm, out, quiet);
+  int rc = train_and_save(c, ds, &mix, beams, out, quiet);
   assoc_bfgnn_mix_free(&mix);
   return rc ? ASSOC_EXIT_FAIL : ASSOC_EXIT_OK;
 }

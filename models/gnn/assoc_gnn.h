@@ -261,16 +261,34 @@ assoc_complex(assoc_beam_normalize)(sg_graph *g, sg_tensor *A, sg_tensor *V_re, 
  * P_t), the rate channels G = h sqrt(P_t) / sigma (assoc_bfgnn_batch), so
  * that assoc_bfgnn_rate is in bps/Hz with noise power 1. MRT beams
  * sqrt(1/N) conj(g)/|g| then give assoc_mrt_couplings' couplings. */
+/* The beam head of BFGNN (docs/models.md "BFGNN", "duality head"):
+ *   ASSOC_BFGNN_HEAD_DIRECT:  mlp_v (d -> 2N) gives the beam's 2N reals;
+ *   ASSOC_BFGNN_HEAD_DUALITY: mlp_v (d -> 2) gives per edge a weight
+ *     lambda_mk = exp(15 tanh(o_mk0 / 15)) (0 for a dropped UE) and a power w_mk =
+ *     exp(o_mk1); BS m's beam for UE k is
+ *       u_mk = (I + sum_l lambda_ml x_ml^* x_ml^T)^{-1} x_mk^*,
+ *       v_mk = sqrt(w_mk) u_mk / |u_mk|
+ *     (x_mk the scaled channel of the features X; sg_solve on the 2N x 2N
+ *     real form), the structure of the optimal multi-cell MISO beams
+ *     (uplink-downlink duality), then masked and normalised per BS as the
+ *     direct head's. N <= SG_SOLVE_MAX_N / 2. */
+typedef enum assoc_bfgnn_head {
+  ASSOC_BFGNN_HEAD_DIRECT,
+  ASSOC_BFGNN_HEAD_DUALITY
+} assoc_bfgnn_head;
+
 typedef struct assoc_bfgnn_config {
-  int d, h, L;          /* embedding width, MLP hidden width, update layers (>= 1) */
-  int n_antennas;       /* N: the head's 2N outputs, the edge input's 2N + 1 */
-  sg_dtype dtype;       /* of the parameters and of every input */
-  assoc_beam_norm norm; /* ASSOC_BEAM_PROJECT (default) or ASSOC_BEAM_FULL_POWER */
-  double power;         /* P_m of every BS, in units of P_t (default 1) */
-  bool concat_inputs;   /* as assoc_gnn_config.concat_inputs */
+  int d, h, L;           /* embedding width, MLP hidden width, update layers (>= 1) */
+  int n_antennas;        /* N: the direct head's 2N outputs, the edge input's 2N + 1 */
+  sg_dtype dtype;        /* of the parameters and of every input */
+  assoc_beam_norm norm;  /* ASSOC_BEAM_PROJECT (default) or ASSOC_BEAM_FULL_POWER */
+  double power;          /* P_m of every BS, in units of P_t (default 1) */
+  bool concat_inputs;    /* as assoc_gnn_config.concat_inputs */
+  assoc_bfgnn_head head; /* ASSOC_BFGNN_HEAD_DIRECT (default) or ASSOC_BFGNN_HEAD_DUALITY */
 } assoc_bfgnn_config;
 
-/* The paper widths (d 512, h 1024, L 2), N = 4, float32, projection, power 1. */
+/* The paper widths (d 512, h 1024, L 2), N = 4, float32, projection, power 1,
+ * the direct head. */
 assoc_bfgnn_config assoc_bfgnn_config_paper(void);
 
 typedef struct assoc_bfgnn {

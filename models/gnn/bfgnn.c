@@ -21,14 +21,16 @@ assoc_bfgnn_config assoc_bfgnn_config_paper(void) {
 }
 
 static bool bfgnn_config_valid(const assoc_bfgnn_config *c) {
-  bool ok = c->n_antennas >= 1 && c->n_antennas <= ASSOC_MAX_ANTENNAS && c->power > 0 &&
-            isfinite(c->power) &&
-            (c->norm == ASSOC_BEAM_PROJECT || c->norm == ASSOC_BEAM_FULL_POWER);
+  int max_n = c->head == ASSOC_BFGNN_HEAD_DUALITY ? SG_SOLVE_MAX_N / 2 : ASSOC_MAX_ANTENNAS;
+  bool ok = c->n_antennas >= 1 && c->n_antennas <= max_n && c->power > 0 && isfinite(c->power) &&
+            (c->norm == ASSOC_BEAM_PROJECT || c->norm == ASSOC_BEAM_FULL_POWER) &&
+            (c->head == ASSOC_BFGNN_HEAD_DIRECT || c->head == ASSOC_BFGNN_HEAD_DUALITY);
   if (!ok)
     sg_report_error("assoc_bfgnn_new", __FILE__, __LINE__,
-                    "N %d, power %g, norm %d: need 1 <= N <= %d, a finite power > 0 and a mode "
-                    "of assoc_beam_norm",
-                    c->n_antennas, c->power, (int)c->norm, ASSOC_MAX_ANTENNAS);
+                    "N %d, power %g, norm %d, head %d: need 1 <= N <= %d (%s head), a finite "
+                    "power > 0, a mode of assoc_beam_norm and a head of assoc_bfgnn_head",
+                    c->n_antennas, c->power, (int)c->norm, (int)c->head, max_n,
+                    c->head == ASSOC_BFGNN_HEAD_DUALITY ? "duality" : "direct");
   return ok;
 }
 
@@ -60,7 +62,8 @@ assoc_bfgnn *assoc_bfgnn_new(const assoc_bfgnn_config *cfg, uint64_t seed) {
     sg_mfree(m);
     return NULL;
   }
-  if (sg_mlp_init(&m->mlp_v, m->trunk.params, "mlp_v", cfg->d, cfg->h, 2 * cfg->n_antennas, &rng)) {
+  int outputs = cfg->head == ASSOC_BFGNN_HEAD_DUALITY ? 2 : 2 * cfg->n_antennas;
+  if (sg_mlp_init(&m->mlp_v, m->trunk.params, "mlp_v", cfg->d, cfg->h, outputs, &rng)) {
     assoc_bfgnn_free(m);
     return NULL;
   }
@@ -107,6 +110,53 @@ static sg_tensor *assoc_edges(sg_graph *g, sg_tensor *A) {
   return sg_reshape(g, sg_transpose(g, A, 1, 2), 4, (int64_t[]){B, M, K, 1});
 }
 
+/* ---- the duality head ------------------------------------------------------------ */
+
+/* The complex vector conj(x) (x = re + j im, [..., N] each) as the 2N reals
+ * [re, -im], and j conj(x) as [im, re]: the two columns of conj(x)'s real
+ * form, so that the real form of conj(x) x^T is c1 c1^T + c2 c2^T. */
+static void conj_columns(sg_graph *g, sg_tensor *X, int64_t N, sg_tensor **c1, sg_tensor **c2) {
+  sg_tensor *re = sg_slice(g, X, -1, 0, N), *im = sg_slice(g, X, -1, N, 2 * N);
+  *c1 = sg_concat(g, 2, (sg_tensor *[]){re, sg_neg(g, im)}, -1);
+  *c2 = sg_concat(g, 2, (sg_tensor *[]){im, re}, -1);
+}
+
+/* S_m = I + sum_l lambda_ml x_ml^* x_ml^T in real form [B, M, 2N, 2N], from
+ * the columns c1, c2 [B, M, K, 2N] and lambda [B, M, K, 1]. */
+static sg_tensor *duality_matrix(sg_graph *g, sg_tensor *c1, sg_tensor *c2, sg_tensor *lambda) {
+  sg_tensor *cols = sg_concat(g, 2, (sg_tensor *[]){c1, c2}, 2);      /* [B, M, 2K, 2N] */
+  sg_tensor *w = sg_concat(g, 2, (sg_tensor *[]){lambda, lambda}, 2); /* [B, M, 2K, 1] */
+  sg_tensor *S = sg_matmul(g, cols, sg_mul(g, w, cols), true, false); /* [B, M, 2N, 2N] */
+  int64_t n = c1->shape[3];
+  sg_tensor *I = sg_zeros(g, S->dtype, 2, (int64_t[]){n, n});
+  if (!I) return NULL;
+  for (int64_t i = 0; i < n; i++) sg_set(I, i * n + i, 1);
+  return sg_add(g, S, I);
+}
+
+/* The 2N-real beams [B, M, K, 2N] of the duality head (assoc_bfgnn_head)
+ * from edge embeddings e [B, K, M, d], features X and association A. */
+static sg_tensor *duality_beams(sg_graph *g, const assoc_bfgnn *m, sg_tensor *e, sg_tensor *X,
+                                sg_tensor *A) {
+  int64_t B = A->shape[0], K = A->shape[1], N = m->cfg.n_antennas;
+  sg_tensor *o = sg_permute(g, sg_mlp_forward(g, &m->mlp_v, e), (const int[]){0, 2, 1, 3});
+  /* a dropped UE receives nothing, so no BS needs to spare it interference */
+  sg_tensor *served = sg_reshape(g, sg_sum(g, A, 2, false), 4, (int64_t[]){B, 1, K, 1});
+  /* log lambda = 15 tanh(o / 15): lambda in [3e-7, 3e6] keeps S positive
+   * definite and finite (its smallest eigenvalue is 1) while the gradient
+   * pushes towards zero forcing (lambda -> infinity) at high SNR */
+  sg_tensor *log_lambda =
+      sg_scale(g, sg_tanh(g, sg_scale(g, sg_slice(g, o, -1, 0, 1), 1.0 / 15)), 15);
+  sg_tensor *lambda = sg_mul(g, sg_exp(g, log_lambda), served);
+  sg_tensor *power = sg_exp(g, sg_scale(g, sg_slice(g, o, -1, 1, 2), 0.5)); /* sqrt(w) */
+  sg_tensor *c1, *c2;
+  conj_columns(g, X, N, &c1, &c2);
+  sg_tensor *S = duality_matrix(g, c1, c2, lambda);
+  sg_tensor *u = sg_transpose(g, sg_solve(g, S, sg_transpose(g, c1, 2, 3)), 2, 3);
+  sg_tensor *norm = sg_sqrt(g, sg_add_scalar(g, sg_sum(g, sg_square(g, u), -1, true), 1e-30));
+  return sg_mul(g, sg_div(g, u, norm), power);
+}
+
 assoc_complex(assoc_bfgnn_forward)(sg_graph *g, const assoc_bfgnn *m, sg_tensor *p, sg_tensor *q,
                                    sg_tensor *X, sg_tensor *A) {
   assoc_complex v = {NULL, NULL};
@@ -115,7 +165,10 @@ assoc_complex(assoc_bfgnn_forward)(sg_graph *g, const assoc_bfgnn *m, sg_tensor 
   sg_tensor *edge_in[2] = {X, a};
   sg_tensor *e = assoc_gnn_trunk_forward(g, &m->trunk, p, q, sg_concat(g, 2, edge_in, -1));
   /* masked by a: a dropped UE, or a BS not serving k, gets a zero beam */
-  v = assoc_gnn_beam_head(g, &m->mlp_v, e, a, A, m->cfg.power, m->cfg.norm);
+  if (m->cfg.head == ASSOC_BFGNN_HEAD_DUALITY)
+    v = assoc_gnn_beams_finish(g, duality_beams(g, m, e, X, A), a, A, m->cfg.power, m->cfg.norm);
+  else
+    v = assoc_gnn_beam_head(g, &m->mlp_v, e, a, A, m->cfg.power, m->cfg.norm);
   sg_release_after_backward(g, e);
   return v;
 }

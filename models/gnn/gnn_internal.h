@@ -26,6 +26,14 @@ sg_tensor *assoc_gnn_trunk_forward(sg_graph *g, const assoc_gnn *m, sg_tensor *p
  * matching any size. */
 bool assoc_gnn_shape_is(const sg_tensor *t, sg_dtype dt, int ndim, const int64_t *shape);
 
+/* Beams from a 2N-real output o [B, M, K, 2N]: real and imaginary parts
+ * [B, M, K, N], each multiplied by mask [B, M, K, 1] when mask is not NULL,
+ * then normalised per BS (assoc_beam_normalize) with association weights
+ * A [B, K, M] and the same budget `power` at every BS. {NULL, NULL} after a
+ * reported failure. */
+assoc_complex assoc_gnn_beams_finish(sg_graph *g, sg_tensor *o, sg_tensor *mask, sg_tensor *A,
+                                     double power, assoc_beam_norm norm);
+
 /* Beams from final edge embeddings e [B, K, M, d]: mlp_v(e) in the 2N-real
  * layout, as [B, M, K, N] real and imaginary parts, each multiplied by mask
  * [B, M, K, 1] when mask is not NULL, then normalised per BS

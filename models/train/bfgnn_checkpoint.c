@@ -2,8 +2,9 @@
  * sg_npz_writer: temp file + rename). No optimiser state.
  *
  * Members:
- *   bfgnn_checkpoint_version     int64 scalar (1)
- *   config.d/h/L/n_antennas/dtype/norm/concat_inputs   int64 scalars
+ *   bfgnn_checkpoint_version     int64 scalar (2; 1 is read as the direct head)
+ *   config.d/h/L/n_antennas/dtype/norm/concat_inputs/head   int64 scalars
+ *                                (config.head from version 2 on)
  *   config.power                 float64 scalar
  *   feature_scale                float64 scalar (> 0)
  *   param.<name>                 every parameter, in the model's dtype (exact)
@@ -19,7 +20,8 @@
 #include "assoc_train.h"
 #include "models_internal.h"
 
-enum { BFGNN_CKPT_VERSION = 1, BFGNN_NAME_MAX = SG_PARAM_NAME_MAX + 16, BFGNN_SCALARS = 10 };
+/* Version 2 added config.head; a version-1 file has the direct head. */
+enum { BFGNN_CKPT_VERSION = 2, BFGNN_NAME_MAX = SG_PARAM_NAME_MAX + 16, BFGNN_SCALARS = 11 };
 
 static int write_config(sg_npz_writer *w, const assoc_bfgnn_config *c, double scale,
                         sg_io_error *err) {
@@ -31,6 +33,7 @@ static int write_config(sg_npz_writer *w, const assoc_bfgnn_config *c, double sc
   if (!rc) rc = sg_npz_add_scalar_i64(w, "config.dtype", c->dtype, err);
   if (!rc) rc = sg_npz_add_scalar_i64(w, "config.norm", c->norm, err);
   if (!rc) rc = sg_npz_add_scalar_i64(w, "config.concat_inputs", c->concat_inputs, err);
+  if (!rc) rc = sg_npz_add_scalar_i64(w, "config.head", c->head, err);
   if (!rc) rc = sg_npz_add_scalar_f64(w, "config.power", c->power, err);
   if (!rc) rc = sg_npz_add_scalar_f64(w, "feature_scale", scale, err);
   return rc;
@@ -108,17 +111,20 @@ static int read_positive(const reader *r, const char *name, double *out) {
 }
 
 static int read_config(const reader *r, assoc_bfgnn_config *c, double *scale) {
-  int version = 0, dtype = 0, norm = 0, concat = 0;
-  if (read_int(r, "bfgnn_checkpoint_version", BFGNN_CKPT_VERSION, BFGNN_CKPT_VERSION, &version) ||
+  int version = 0, dtype = 0, norm = 0, concat = 0, head = ASSOC_BFGNN_HEAD_DIRECT;
+  if (read_int(r, "bfgnn_checkpoint_version", 1, BFGNN_CKPT_VERSION, &version) ||
       read_int(r, "config.d", 1, 1 << 16, &c->d) || read_int(r, "config.h", 1, 1 << 16, &c->h) ||
       read_int(r, "config.L", 1, 64, &c->L) ||
       read_int(r, "config.n_antennas", 1, ASSOC_MAX_ANTENNAS, &c->n_antennas) ||
       read_int(r, "config.dtype", SG_F32, SG_F64, &dtype) ||
       read_int(r, "config.norm", ASSOC_BEAM_PROJECT, ASSOC_BEAM_FULL_POWER, &norm) ||
       read_int(r, "config.concat_inputs", 0, 1, &concat) ||
-      read_positive(r, "config.power", &c->power) || read_positive(r, "feature_scale", scale))
+      read_positive(r, "config.power", &c->power) || read_positive(r, "feature_scale", scale) ||
+      (version >= 2 &&
+       read_int(r, "config.head", ASSOC_BFGNN_HEAD_DIRECT, ASSOC_BFGNN_HEAD_DUALITY, &head)))
     return -1;
   c->dtype = (sg_dtype)dtype, c->norm = (assoc_beam_norm)norm, c->concat_inputs = concat;
+  c->head = (assoc_bfgnn_head)head;
   return 0;
 }
 
@@ -141,7 +147,8 @@ static int read_params(const reader *r, assoc_bfgnn *m) {
   sg_params *p = m->trunk.params;
   for (int i = 0; i < sg_params_count(p); i++)
     if (read_param(r, sg_params_name(p, i), sg_params_at(p, i))) return -1;
-  int expected = BFGNN_SCALARS + sg_params_count(p), count = sg_npz_count(r->z);
+  int scalars = BFGNN_SCALARS - (sg_npz_get(r->z, "config.head") ? 0 : 1);
+  int expected = scalars + sg_params_count(p), count = sg_npz_count(r->z);
   if (count != expected)
     return assoc_fail(r->err,
                       "%s: %d members, expected %d for this model (%d parameters): an unknown "
