@@ -67,4 +67,8 @@ void sg_test_count_allocations(void);
 #define SG_FIXTURE_DIR "tests/fixtures"
 #endif
 
+/* The float64 fixture SG_FIXTURE_DIR/<family>_<name>_<part>.npy (made by a
+ * tests/make_*_fixtures.py script); fails the test if it cannot be loaded. */
+sg_tensor *sg_test_fixture(const char *family, const char *name, const char *part);
+
 #endif

@@ -140,16 +140,6 @@ END_TEST
 
 /* ---- PyTorch fixtures ---------------------------------------------------- */
 
-static sg_tensor *fixture(const char *c, const char *name) {
-  char path[512];
-  snprintf(path, sizeof path, "%s/layers_%s_%s.npy", SG_FIXTURE_DIR, c, name);
-  sg_io_error err = {{0}};
-  sg_tensor *t = sg_npy_load(path, &err);
-  ck_assert_msg(t != NULL, "cannot load %s: %s", path, err.msg);
-  ck_assert_int_eq(t->dtype, SG_F64);
-  return t;
-}
-
 /* Float64 runs must match PyTorch to |a - b| <= 1e-10 (1 + |b|).
  *
  * Float32 runs: the fixture inputs and weights are float32-representable,
@@ -201,7 +191,7 @@ static void run_fixture(const char *c, sg_check_fn f, void *ctx, sg_tensor *cons
     conv[i] = sg_to_dtype(NULL, in[i], dt);
     sg_set_requires_grad(conv[i], grads[i] != NULL);
   }
-  sg_tensor *y_ref = fixture(c, "y"), *w = fixture(c, "w");
+  sg_tensor *y_ref = sg_test_fixture("layers", c, "y"), *w = sg_test_fixture("layers", c, "w");
   sg_graph *g = sg_graph_new();
   sg_tensor *y = f(g, conv, n, ctx);
   ck_assert_msg(y != NULL, "%s: op failed", c);
@@ -225,7 +215,8 @@ START_TEST(fixtures_softmax) {
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
       char c[64];
       snprintf(c, sizeof c, "%s_%s", lg ? "lsm" : "sm", names[i]);
-      sg_tensor *x = fixture(c, "x"), *gx = fixture(c, "g_x"), *params = fixture(c, "params");
+      sg_tensor *x = sg_test_fixture("layers", c, "x"), *gx = sg_test_fixture("layers", c, "g_x"),
+                *params = sg_test_fixture("layers", c, "params");
       int axis = (int)sg_get(params, 0);
       for (int dt = 0; dt < 2; dt++)
         run_fixture(c, lg ? apply_log_softmax : apply_softmax, &axis, &x, &gx, 1, (sg_dtype)dt);
@@ -239,13 +230,17 @@ START_TEST(fixtures_layer_norm) {
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
     char c[64];
     snprintf(c, sizeof c, "ln_%s", names[i]);
-    sg_tensor *params = fixture(c, "params");
+    sg_tensor *params = sg_test_fixture("layers", c, "params");
     ln_ctx ctx = {sg_get(params, 0), sg_get(params, 1) != 0, sg_get(params, 2) != 0};
     sg_tensor *in[3], *grads[3];
     int n = 0;
-    in[n] = fixture(c, "x"), grads[n++] = fixture(c, "g_x");
-    if (ctx.gain) in[n] = fixture(c, "gain"), grads[n++] = fixture(c, "g_gain");
-    if (ctx.bias) in[n] = fixture(c, "bias"), grads[n++] = fixture(c, "g_bias");
+    in[n] = sg_test_fixture("layers", c, "x"), grads[n++] = sg_test_fixture("layers", c, "g_x");
+    if (ctx.gain)
+      in[n] = sg_test_fixture("layers", c, "gain"),
+      grads[n++] = sg_test_fixture("layers", c, "g_gain");
+    if (ctx.bias)
+      in[n] = sg_test_fixture("layers", c, "bias"),
+      grads[n++] = sg_test_fixture("layers", c, "g_bias");
     for (int dt = 0; dt < 2; dt++)
       run_fixture(c, apply_layer_norm, &ctx, in, grads, n, (sg_dtype)dt);
     free_all(in, n), free_all(grads, n);
@@ -259,11 +254,12 @@ START_TEST(fixtures_gumbel_softmax) {
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
     char c[64];
     snprintf(c, sizeof c, "gs_%s", names[i]);
-    sg_tensor *params = fixture(c, "params");
+    sg_tensor *params = sg_test_fixture("layers", c, "params");
     gs_ctx ctx = {sg_get(params, 0), (int)sg_get(params, 1), sg_get(params, 2) != 0};
-    sg_tensor *g_logits = fixture(c, "g_logits");
+    sg_tensor *g_logits = sg_test_fixture("layers", c, "g_logits");
     /* the noise enters as logits + noise: the same gradient */
-    sg_tensor *in[2] = {fixture(c, "logits"), fixture(c, "noise")},
+    sg_tensor *in[2] = {sg_test_fixture("layers", c, "logits"),
+                        sg_test_fixture("layers", c, "noise")},
               *grads[2] = {g_logits, g_logits};
     for (int dt = 0; dt < 2; dt++) run_fixture(c, apply_gumbel, &ctx, in, grads, 2, (sg_dtype)dt);
     free_all(in, 2);
@@ -277,8 +273,10 @@ START_TEST(fixtures_attention) {
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
     char c[64];
     snprintf(c, sizeof c, "at_%s", names[i]);
-    sg_tensor *in[3] = {fixture(c, "q"), fixture(c, "k"), fixture(c, "v")};
-    sg_tensor *grads[3] = {fixture(c, "g_q"), fixture(c, "g_k"), fixture(c, "g_v")};
+    sg_tensor *in[3] = {sg_test_fixture("layers", c, "q"), sg_test_fixture("layers", c, "k"),
+                        sg_test_fixture("layers", c, "v")};
+    sg_tensor *grads[3] = {sg_test_fixture("layers", c, "g_q"), sg_test_fixture("layers", c, "g_k"),
+                           sg_test_fixture("layers", c, "g_v")};
     for (int dt = 0; dt < 2; dt++)
       run_fixture(c, apply_attention, NULL, in, grads, 3, (sg_dtype)dt);
     free_all(in, 3), free_all(grads, 3);

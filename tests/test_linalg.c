@@ -47,15 +47,6 @@ END_TEST
 
 /* ---- PyTorch fixtures ---------------------------------------------------- */
 
-static sg_tensor *fixture(const char *c, const char *name) {
-  char path[512];
-  snprintf(path, sizeof path, "%s/linalg_%s_%s.npy", SG_FIXTURE_DIR, c, name);
-  sg_io_error err = {{0}};
-  sg_tensor *t = sg_npy_load(path, &err);
-  ck_assert_msg(t != NULL, "cannot load %s: %s", path, err.msg);
-  return t;
-}
-
 /* Float64: |a - b| <= 1e-10 (|b| + max|b|); the fixtures' condition numbers
  * are below 1e3, so both solves are within ~1e-13 of the exact value.
  * Float32: the inputs are float32-representable and the op solves in
@@ -77,7 +68,7 @@ static void assert_close(const char *what, const sg_tensor *got, const sg_tensor
 static void run_case(const char *c, sg_dtype dt) {
   sg_tensor *ref[6];
   const char *names[6] = {"A", "B", "X", "w", "g_A", "g_B"};
-  for (int i = 0; i < 6; i++) ref[i] = fixture(c, names[i]);
+  for (int i = 0; i < 6; i++) ref[i] = sg_test_fixture("linalg", c, names[i]);
   sg_tensor *A = sg_to_dtype(NULL, ref[0], dt), *B = sg_to_dtype(NULL, ref[1], dt);
   sg_set_requires_grad(A, true), sg_set_requires_grad(B, true);
   sg_graph *g = sg_graph_new();

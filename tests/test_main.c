@@ -68,6 +68,16 @@ void sg_test_count_allocations(void) {
 
 /* suite_tensor, suite_npy, ...: every line of suites.def. */
 #define SUITE(name) suite_##name,
+sg_tensor *sg_test_fixture(const char *family, const char *name, const char *part) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/%s_%s_%s.npy", SG_FIXTURE_DIR, family, name, part);
+  sg_io_error err = {{0}};
+  sg_tensor *t = sg_npy_load(path, &err);
+  ck_assert_msg(t != NULL, "cannot load %s: %s", path, err.msg);
+  ck_assert_int_eq(t->dtype, SG_F64);
+  return t;
+}
+
 static Suite *(*const suites[])(void) = {
 #include "suites.def"
 };

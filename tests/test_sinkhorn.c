@@ -205,16 +205,6 @@ static const char *const fixture_cases[] = {
     "bal_conv_implicit",
 };
 
-static sg_tensor *load_fixture(const char *name, const char *part) {
-  char path[512];
-  snprintf(path, sizeof path, "%s/sinkhorn_%s_%s.npy", SG_FIXTURE_DIR, name, part);
-  sg_io_error err;
-  sg_tensor *t = sg_npy_load(path, &err);
-  ck_assert_msg(t != NULL, "%s: %s", path, err.msg);
-  ck_assert_int_eq(t->dtype, SG_F64);
-  return t;
-}
-
 /* Runs a fixture case in dtype dt; returns y and the input's gradient. */
 static void run_fixture(sg_tensor *const *f, sg_dtype dt, sg_tensor **y_out, sg_tensor **g_out,
                         sg_sinkhorn_info *info) {
@@ -250,8 +240,10 @@ START_TEST(fixtures_torch) {
   const double u32 = 0x1p-24;
   for (size_t c = 0; c < sizeof fixture_cases / sizeof fixture_cases[0]; c++) {
     const char *name = fixture_cases[c];
-    sg_tensor *f[5] = {load_fixture(name, "x"), load_fixture(name, "w"), load_fixture(name, "y"),
-                       load_fixture(name, "gx"), load_fixture(name, "meta")};
+    sg_tensor *f[5] = {
+        sg_test_fixture("sinkhorn", name, "x"), sg_test_fixture("sinkhorn", name, "w"),
+        sg_test_fixture("sinkhorn", name, "y"), sg_test_fixture("sinkhorn", name, "gx"),
+        sg_test_fixture("sinkhorn", name, "meta")};
     const double *meta = sg_f64(f[4]);
     sg_tensor *y, *gx;
     sg_sinkhorn_info info;

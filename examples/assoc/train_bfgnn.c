@@ -41,7 +41,11 @@ static int train_and_save(const assoc_train_config *c, const assoc_dataset *ds,
   double rate = 0;
   sg_io_error err;
   int rc = assoc_bfgnn_train(m, ds, (const int *const *)mix->assocs, mix->n, &o, &rate);
-  if (rc) fprintf(stderr, "assoc train: BFGNN training failed (see above)\n");
+  if (rc == -2)
+    fprintf(stderr, "assoc train: BFGNN training diverged (a mini-batch's mean rate is NaN); "
+                    "a lower --lr-max may help\n");
+  else if (rc)
+    fprintf(stderr, "assoc train: BFGNN training failed (see above)\n");
   if (!rc && (rc = assoc_bfgnn_checkpoint_write(out, m, scale, &err)))
     fprintf(stderr, "assoc train: %s\n", err.msg);
   if (!rc && !quiet)

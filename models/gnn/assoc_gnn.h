@@ -264,8 +264,8 @@ assoc_complex(assoc_beam_normalize)(sg_graph *g, sg_tensor *A, sg_tensor *V_re, 
 /* The beam head of BFGNN (docs/models.md "BFGNN", "duality head"):
  *   ASSOC_BFGNN_HEAD_DIRECT:  mlp_v (d -> 2N) gives the beam's 2N reals;
  *   ASSOC_BFGNN_HEAD_DUALITY: mlp_v (d -> 2) gives per edge a weight
- *     lambda_mk = exp(15 tanh(o_mk0 / 15)) (0 for a dropped UE) and a power w_mk =
- *     exp(o_mk1); BS m's beam for UE k is
+ *     lambda_mk = exp(10 tanh(o_mk0 / 10)) (0 for a dropped UE) and a power
+ *     w_mk = exp(10 tanh(o_mk1 / 10)); BS m's beam for UE k is
  *       u_mk = (I + sum_l lambda_ml x_ml^* x_ml^T)^{-1} x_mk^*,
  *       v_mk = sqrt(w_mk) u_mk / |u_mk|
  *     (x_mk the scaled channel of the features X; sg_solve on the 2N x 2N
@@ -344,7 +344,8 @@ int assoc_bfgnn_batch_make(sg_graph *g, const assoc_dataset *ds, const int *asso
  * with assocs[w_s] (each an S x K array as assoc_bfgnn_batch_make's), w_s
  * drawn once from seed: a fixed per-sample mix of, e.g., RandInt,
  * MaxSINR-capped and ES associations. last_rate (may be NULL) receives the
- * last epoch's mean training rate. 0, or -1 after reporting. */
+ * last epoch's mean training rate. 0; -1 after reporting; -2 when a
+ * mini-batch's mean rate is NaN (training diverged; nothing is reported). */
 typedef struct assoc_bfgnn_train_opts {
   double feature_scale;  /* s of the X features (> 0) */
   int64_t batch;         /* samples per mini-batch (<= S) */

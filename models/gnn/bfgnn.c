@@ -112,6 +112,8 @@ static sg_tensor *assoc_edges(sg_graph *g, sg_tensor *A) {
 
 /* ---- the duality head ------------------------------------------------------------ */
 
+#define DUALITY_LOG_BOUND 10.0
+
 /* The complex vector conj(x) (x = re + j im, [..., N] each) as the 2N reals
  * [re, -im], and j conj(x) as [im, re]: the two columns of conj(x)'s real
  * form, so that the real form of conj(x) x^T is c1 c1^T + c2 c2^T. */
@@ -134,6 +136,17 @@ static sg_tensor *duality_matrix(sg_graph *g, sg_tensor *c1, sg_tensor *c2, sg_t
   return sg_add(g, S, I);
 }
 
+/* exp(c * 10 tanh(o / 10)): weights and powers within e^-10..e^10. With
+ * lambda <= e^10 and the scaled channels |x|^2 up to ~1e2, the identity of
+ * I + sum lambda x* x^T stays above float32's rounding of the sum (the
+ * matrix stays well defined in float32), while the gradient pushes lambda
+ * up towards zero forcing at high SNR; the bound on w keeps the per-BS
+ * normalisation away from inf / inf. */
+static sg_tensor *bounded_exp(sg_graph *g, sg_tensor *o, double c) {
+  return sg_exp(
+      g, sg_scale(g, sg_tanh(g, sg_scale(g, o, 1.0 / DUALITY_LOG_BOUND)), c * DUALITY_LOG_BOUND));
+}
+
 /* The 2N-real beams [B, M, K, 2N] of the duality head (assoc_bfgnn_head)
  * from edge embeddings e [B, K, M, d], features X and association A. */
 static sg_tensor *duality_beams(sg_graph *g, const assoc_bfgnn *m, sg_tensor *e, sg_tensor *X,
@@ -142,13 +155,8 @@ static sg_tensor *duality_beams(sg_graph *g, const assoc_bfgnn *m, sg_tensor *e,
   sg_tensor *o = sg_permute(g, sg_mlp_forward(g, &m->mlp_v, e), (const int[]){0, 2, 1, 3});
   /* a dropped UE receives nothing, so no BS needs to spare it interference */
   sg_tensor *served = sg_reshape(g, sg_sum(g, A, 2, false), 4, (int64_t[]){B, 1, K, 1});
-  /* log lambda = 15 tanh(o / 15): lambda in [3e-7, 3e6] keeps S positive
-   * definite and finite (its smallest eigenvalue is 1) while the gradient
-   * pushes towards zero forcing (lambda -> infinity) at high SNR */
-  sg_tensor *log_lambda =
-      sg_scale(g, sg_tanh(g, sg_scale(g, sg_slice(g, o, -1, 0, 1), 1.0 / 15)), 15);
-  sg_tensor *lambda = sg_mul(g, sg_exp(g, log_lambda), served);
-  sg_tensor *power = sg_exp(g, sg_scale(g, sg_slice(g, o, -1, 1, 2), 0.5)); /* sqrt(w) */
+  sg_tensor *lambda = sg_mul(g, bounded_exp(g, sg_slice(g, o, -1, 0, 1), 1.0), served);
+  sg_tensor *power = bounded_exp(g, sg_slice(g, o, -1, 1, 2), 0.5); /* sqrt(w) */
   sg_tensor *c1, *c2;
   conj_columns(g, X, N, &c1, &c2);
   sg_tensor *S = duality_matrix(g, c1, c2, lambda);

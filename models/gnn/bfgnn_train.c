@@ -84,7 +84,7 @@ static int train_epochs(sg_graph *g, assoc_bfgnn *m, sg_adam *opt, const assoc_d
       opt->lr = sg_cosine_restarts_lr(&sched, e + (double)i / (double)batches);
       gather_assoc(mix, idx, o->batch, assoc);
       double rate = train_step(g, m, opt, ds, assoc, idx, o->batch, o->feature_scale);
-      if (isnan(rate)) return -1;
+      if (isnan(rate)) return -2; /* diverged (or an op failed, reported) */
       sum += rate;
     }
     if (last_rate) *last_rate = sum / (double)batches;
