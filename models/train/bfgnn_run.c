@@ -37,10 +37,13 @@ int assoc_bfgnn_training_mix(const assoc_dataset *ds, uint64_t seed, double es_m
 }
 
 /* One batch [s, s + B): the model's beams, scaled by sqrt(P_t) into
- * V_re/V_im (W^(1/2)) at sample offsets, and the rates of those beams. */
+ * V_re/V_im (W^(1/2)) at sample offsets, and the rates of those beams;
+ * *seconds accumulates the time of the beams (inputs, forward pass, copy),
+ * not of the rates. */
 static int infer_batch(sg_graph *g, const assoc_bfgnn *m, double scale, const assoc_dataset *ds,
                        const int *assoc, int64_t s, int64_t B, double *V_re, double *V_im,
-                       double *rate) {
+                       double *rate, double *seconds) {
+  double t0 = omp_get_wtime();
   sg_graph_reset(g);
   assoc_bfgnn_batch bt;
   if (assoc_bfgnn_batch_make(g, ds, assoc, NULL, s, B, scale, m->cfg.dtype, &bt)) return -1;
@@ -52,6 +55,7 @@ static int infer_batch(sg_graph *g, const assoc_bfgnn *m, double scale, const as
     V_re[s * per + i] = amp * sg_get(V.re, i);
     V_im[s * per + i] = amp * sg_get(V.im, i);
   }
+  *seconds += omp_get_wtime() - t0;
   for (int64_t b = s; b < s + B; b++) {
     assoc_beam_problem p = assoc_beam_problem_at(ds, b, assoc + b * ds->K);
     rate[b] = assoc_rate_beams(&p, V_re + b * per, V_im + b * per, NULL);
@@ -82,13 +86,12 @@ int assoc_bfgnn_beams_run(const assoc_bfgnn *m, double feature_scale, const asso
   sg_graph *g = sg_graph_new();
   if (!g) return assoc_fail(err, "out of memory");
   sg_set_grad_enabled(g, false);
-  double t0 = omp_get_wtime();
+  double t = 0;
   int rc = 0;
   for (int64_t s = 0; s < ds->S && !rc; s += batch) {
     int64_t B = ds->S - s < batch ? ds->S - s : batch;
-    rc = infer_batch(g, m, feature_scale, ds, assoc, s, B, V_re, V_im, rate);
+    rc = infer_batch(g, m, feature_scale, ds, assoc, s, B, V_re, V_im, rate, &t);
   }
-  double t = omp_get_wtime() - t0;
   sg_graph_free(g);
   if (rc)
     return assoc_fail(err,
