@@ -45,6 +45,29 @@ r2=$(sed -n 's/.*"mean_rate": \([^,]*\).*/\1/p' "$dir/v2.json")
 [ -n "$r1" ] && [ "$r1" = "$r2" ] && ok "same mean rate $r1 on 1 and 2 threads" ||
   bad "mean rate $r1 vs $r2"
 
+# the duality head: trained, stored (config.head 1, a 2-output mlp_v) and
+# its beams the same on 1 and 2 threads
+"$assoc" train "$dir/d.npz" --model bfgnn --head duality --epochs 2 --d 8 --h 16 --batch 16 \
+  --batches-per-epoch 3 --lr-max 1e-3 --lr-min 1e-5 --t0 2 --seed 3 --threads 1 --quiet \
+  --out "$dir/dual.npz" 2>"$dir/err" && ok "train --head duality" ||
+  bad "train --head duality ($(head -c 300 "$dir/err"))"
+"$npz_list" "$dir/dual.npz" 2>/dev/null | grep -q "^param.mlp_v.4.weight float32 (2, 16)$" &&
+  "$npz_list" "$dir/dual.npz" 2>/dev/null | grep -q "^config.head int64 ()$" &&
+  ok "duality checkpoint members" || bad "duality checkpoint members"
+for t in 1 2; do
+  "$assoc" beams "$dir/d.npz" "$dir/b.npz" --assoc-key ES --method "bfgnn=$dir/dual.npz" \
+    --out "$dir/dv$t.npz" --threads $t --json >"$dir/dv$t.json" 2>"$dir/err" ||
+    bad "duality beams, $t threads ($(head -c 300 "$dir/err"))"
+done
+d1=$(sed -n 's/.*"mean_rate": \([^,]*\).*/\1/p' "$dir/dv1.json")
+d2=$(sed -n 's/.*"mean_rate": \([^,]*\).*/\1/p' "$dir/dv2.json")
+[ -n "$d1" ] && [ "$d1" = "$d2" ] && ok "duality beams: same mean rate $d1 on 1 and 2 threads" ||
+  bad "duality beams: mean rate $d1 vs $d2"
+
+expect_fail "--head refused for sma" "bfgnn only" \
+  "$assoc" train "$dir/d.npz" --model sma --epochs 1 --head duality --out "$dir/x.npz"
+expect_fail "bad --head" "direct or duality" \
+  "$assoc" train "$dir/d.npz" --model bfgnn --epochs 1 --head dual --out "$dir/x.npz"
 expect_fail "--loss refused for bfgnn" "does not apply to --model bfgnn" \
   "$assoc" train "$dir/d.npz" --model bfgnn --epochs 1 --loss es --out "$dir/x.npz"
 expect_fail "--resume refused for bfgnn" "does not apply to --model bfgnn" \
