@@ -7,7 +7,48 @@
  * count. */
 #include "gemm_kernels.h"
 
-enum { THIN_CHUNK = 512, THIN_PAR_MIN = 1 << 17 };
+enum { THIN_CHUNK = 512, THIN_PAR_MIN = 1 << 17, TILE_VECS = 4 };
+
+/* Row i of C for columns [0, nc) of the chunk: acc_j = sum_p a_ip bp[p][j]
+ * in order p = 0..k-1. Tiles of TILE_VECS vectors keep their sums in
+ * registers across p (a sum kept in memory made each p wait for the last
+ * store); the remaining vectors, then the remaining columns, one at a time.
+ * Every column sees the same operations in the same order, so a value does
+ * not depend on where its column falls. */
+#define DEFINE_THIN_ROW(SFX, T)                                                                    \
+  typedef T vec_##SFX __attribute__((vector_size(64)));                                            \
+  enum { VL_##SFX = 64 / sizeof(T) };                                                              \
+  static inline vec_##SFX load_##SFX(const T *p) {                                                 \
+    vec_##SFX v;                                                                                   \
+    memcpy(&v, p, sizeof v);                                                                       \
+    return v;                                                                                      \
+  }                                                                                                \
+  static FP_CONTRACT void thin_row_##SFX(const T *ai, int64_t astep, const T *bp, int64_t nc,      \
+                                         int64_t k, T *acc) {                                      \
+    int64_t j = 0;                                                                                 \
+    for (; j + TILE_VECS * VL_##SFX <= nc; j += TILE_VECS * VL_##SFX) {                            \
+      vec_##SFX s[TILE_VECS] = {0};                                                                \
+      for (int64_t p = 0; p < k; p++) {                                                            \
+        T aip = ai[p * astep];                                                                     \
+        for (int t = 0; t < TILE_VECS; t++)                                                        \
+          s[t] += aip * load_##SFX(bp + p * nc + j + t * VL_##SFX);                                \
+      }                                                                                            \
+      memcpy(acc + j, s, sizeof s);                                                                \
+    }                                                                                              \
+    for (; j + VL_##SFX <= nc; j += VL_##SFX) {                                                    \
+      vec_##SFX s = {0};                                                                           \
+      for (int64_t p = 0; p < k; p++) s += ai[p * astep] * load_##SFX(bp + p * nc + j);            \
+      memcpy(acc + j, &s, sizeof s);                                                               \
+    }                                                                                              \
+    for (; j < nc; j++) {                                                                          \
+      T s = 0;                                                                                     \
+      for (int64_t p = 0; p < k; p++) s += ai[p * astep] * bp[p * nc + j];                         \
+      acc[j] = s;                                                                                  \
+    }                                                                                              \
+  }
+
+DEFINE_THIN_ROW(f32, float)
+DEFINE_THIN_ROW(f64, double)
 
 #define DEFINE_THIN_K(SFX, T)                                                                      \
   static FP_CONTRACT void gemm_thin_k_##SFX(bool ta, bool tb, int64_t m, int64_t n, int64_t k,     \
@@ -22,11 +63,7 @@ enum { THIN_CHUNK = 512, THIN_PAR_MIN = 1 << 17 };
       SG_PARALLEL_IF(                                                                              \
           m *nc *k > THIN_PAR_MIN, for (int64_t i = 0; i < m; i++) {                               \
             T acc[THIN_CHUNK], *ci = c + i * ldc + j0;                                             \
-            for (int64_t j = 0; j < nc; j++) acc[j] = 0;                                           \
-            for (int64_t p = 0; p < k; p++) {                                                      \
-              T aip = ta ? a[p * lda + i] : a[i * lda + p];                                        \
-              for (int64_t j = 0; j < nc; j++) acc[j] += aip * bp[p * nc + j];                     \
-            }                                                                                      \
+            thin_row_##SFX(ta ? a + i : a + i * lda, ta ? lda : 1, bp, nc, k, acc);                \
             if (beta == 0)                                                                         \
               for (int64_t j = 0; j < nc; j++) ci[j] = alpha * acc[j];                             \
             else                                                                                   \
