@@ -3,7 +3,8 @@
  * in both dtypes, one batch of the paper scenario at the shapes the models
  * use (B 64, M 2, K 8, N 4), the float64 run replaying the float32 run's
  * ReLU decisions (assoc_precision_compare), and the forward outputs (beams,
- * A~, rate), the loss and every parameter's gradient compared. */
+ * A~, rate; also of float32 inference, gradients off), the loss and every
+ * parameter's gradient compared. */
 #include <stdlib.h>
 
 #include "precision_helpers.h"
@@ -112,20 +113,13 @@ typedef struct beam_run {
 
 static const double MU[2] = {0.25, 0.5};
 
-/* The loss of BFGNN (-mean R) or JointGNN (-mean R plus the load penalty,
- * on from epoch 1, so its ReLU is differentiated too), gradient left in
- * the parameters. */
-static double run_model(void *ctx, sg_dtype dt, sg_observer observer, void *obs_ctx) {
-  beam_run *c = ctx;
-  int i = dt == SG_F64;
+/* The forward of model i (0 float32, 1 float64) on its inputs in g; the
+ * outputs (beams, rate, A~ or NULL) as caller-owned float64 copies in out;
+ * returns the loss. */
+static sg_tensor *model_forward(beam_run *c, int i, sg_graph *g, sg_tensor **out) {
   const assoc_bfgnn_batch *in = &c->bp->in[i];
-  sg_params *ps = c->bf[i] ? c->bf[i]->trunk.params : c->jg[i]->trunk.params;
-  sg_params_zero_grad(sg_params_tensors(ps), sg_params_count(ps));
-  sg_graph *g = sg_graph_new();
-  sg_graph_set_observer(g, observer, obs_ctx);
-  sg_tensor *loss, *assoc = NULL;
+  sg_tensor *loss, *assoc = NULL, *R;
   assoc_complex V;
-  sg_tensor *R;
   if (c->bf[i]) {
     V = assoc_bfgnn_forward(g, c->bf[i], in->p, in->q, in->X, in->A);
     R = assoc_bfgnn_rate(g, in->A, in->G_re, in->G_im, V);
@@ -140,7 +134,21 @@ static double run_model(void *ctx, sg_dtype dt, sg_observer observer, void *obs_
   }
   ck_assert_ptr_nonnull(loss);
   sg_tensor *keep[NOUT] = {V.re, V.im, R, assoc};
-  for (int k = 0; k < NOUT; k++) c->out[i][k] = keep[k] ? sg_to_dtype(NULL, keep[k], SG_F64) : NULL;
+  for (int k = 0; k < NOUT; k++) out[k] = keep[k] ? sg_to_dtype(NULL, keep[k], SG_F64) : NULL;
+  return loss;
+}
+
+/* The loss of BFGNN (-mean R) or JointGNN (-mean R plus the load penalty,
+ * on from epoch 1, so its ReLU is differentiated too), gradient left in
+ * the parameters, the outputs in c->out[dtype]. */
+static double run_model(void *ctx, sg_dtype dt, sg_observer observer, void *obs_ctx) {
+  beam_run *c = ctx;
+  int i = dt == SG_F64;
+  sg_params *ps = c->bf[i] ? c->bf[i]->trunk.params : c->jg[i]->trunk.params;
+  sg_params_zero_grad(sg_params_tensors(ps), sg_params_count(ps));
+  sg_graph *g = sg_graph_new();
+  sg_graph_set_observer(g, observer, obs_ctx);
+  sg_tensor *loss = model_forward(c, i, g, c->out[i]);
   double v = sg_get(loss, 0);
   sg_backward(g, loss);
   sg_graph_free(g);
@@ -169,6 +177,22 @@ static void compare(beam_run *c, sg_params *p32, sg_params *p64, const char *nam
     double e = rel_l2(c->out[0][k], c->out[1][k]);
     worst_out = fmax(worst_out, e);
     ck_assert_msg(e <= OUT_RTOL, "%s: %s %.3g from float64", name, OUT_NAMES[k], e);
+  }
+  /* Inference (gradients off: fused layers, activations released early)
+   * in float32 against the float64 training forward. A ReLU that decides
+   * differently changes an output by no more than its round-off-sized
+   * input, so no replay is needed here. */
+  sg_tensor *infer[NOUT];
+  sg_graph *g = sg_graph_new();
+  sg_set_grad_enabled(g, false);
+  model_forward(c, 0, g, infer);
+  sg_graph_free(g);
+  for (int k = 0; k < NOUT; k++) {
+    if (!infer[k]) continue;
+    double e = rel_l2(infer[k], c->out[1][k]);
+    worst_out = fmax(worst_out, e);
+    ck_assert_msg(e <= OUT_RTOL, "%s: inference %s %.3g from float64", name, OUT_NAMES[k], e);
+    sg_free(infer[k]);
   }
   double loss_rel = fabs(r.loss32 - r.loss64) / fabs(r.loss64);
   ck_assert_msg(loss_rel <= OUT_RTOL, "%s: loss %.9g vs %.9g", name, r.loss32, r.loss64);
