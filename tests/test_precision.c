@@ -5,8 +5,7 @@
  * shapes; these run at the shapes the models use. */
 #include <stdlib.h>
 
-#include "sg_test.h"
-#include "assoc_train.h"
+#include "precision_helpers.h"
 
 /* ---- the models' training gradients ------------------------------------------- */
 
@@ -19,18 +18,6 @@ typedef struct width {
  * float64 step at 256 samples would take a minute here). */
 static const width WIDTHS[] = {{64, 128, 256}, {128, 256, 256}, {512, 1024, 32}};
 static const double MU[2] = {0.25, 0.5}; /* non-zero: the load penalty is differentiated too */
-/* Whole gradient vector, and each parameter tensor. A tensor whose float64
- * gradient cancels to (nearly) nothing by the models' symmetry (the same p
- * for every BS, the softmax over BSs: measured 1e-21..1e-9 of the whole
- * vector) has no meaningful relative error; it must be within 1e-5 of the
- * whole vector's norm instead. */
-static const double GRAD_RTOL = 1e-4, PARAM_RTOL = 1e-3, PARAM_ATOL_OF_WHOLE = 1e-5;
-
-static double grad_norm(const sg_tensor *t) {
-  double s = 0;
-  for (int64_t j = 0; t->grad && j < t->numel; j++) s += sg_get(t->grad, j) * sg_get(t->grad, j);
-  return sqrt(s);
-}
 
 static void check_model(assoc_gnn_variant v, const width *w, bool balanced) {
   assoc_gnn_config cfg = assoc_gnn_config_paper(v);
@@ -62,21 +49,9 @@ static void check_model(assoc_gnn_variant v, const width *w, bool balanced) {
                 r.sinkhorn_kink_margin);
   ck_assert_msg(fabs(r.loss32 - r.loss64) <= 1e-6 * fabs(r.loss64), "%s d %d: loss %.9g vs %.9g",
                 name, w->d, r.loss32, r.loss64);
-  ck_assert_msg(r.grad_rel <= GRAD_RTOL,
-                "%s d %d: gradient %.3g from float64 (%lld ReLU "
-                "decisions replayed, first %s)",
-                name, w->d, r.grad_rel, (long long)r.relu_flips, r.first_flip);
-  double whole = 0;
-  for (int i = 0; i < r.n_params; i++)
-    whole = hypot(whole, grad_norm(sg_params_at(m64->params, i)));
-  for (int i = 0; i < r.n_params; i++) {
-    double g64 = grad_norm(sg_params_at(m64->params, i)), err_norm = r.param_rel[i] * g64;
-    /* a zero float64 gradient: param_rel is 0 or infinite, the float32 norm is the error */
-    if (!(g64 > 0)) err_norm = grad_norm(sg_params_at(m32->params, i));
-    ck_assert_msg(err_norm <= PARAM_RTOL * g64 + PARAM_ATOL_OF_WHOLE * whole,
-                  "%s d %d: %s gradient off by %.3g relative (%.3g of the whole vector)", name,
-                  w->d, sg_params_name(m32->params, i), r.param_rel[i], err_norm / whole);
-  }
+  char what[96];
+  snprintf(what, sizeof what, "%s d %d", name, w->d);
+  check_param_grads(&r, m32->params, m64->params, what);
   assoc_precision_report_free(&r);
   sg_free(noise);
   sg_graph_free(g);

@@ -142,6 +142,18 @@ int assoc_gnn_precision_check(assoc_gnn *m32, assoc_gnn *m64, const assoc_gnn_ba
                               assoc_precision_report *r, sg_io_error *err);
 void assoc_precision_report_free(assoc_precision_report *r);
 
+/* The same comparison for any model (BFGNN, JointGNN, a model of one's
+ * own): run(ctx, SG_F32, observer, obs_ctx) computes the float32 model's
+ * loss on a graph with the observer installed (sg_graph_set_observer) and
+ * leaves its gradient in p32's tensors (zeroed first); run(ctx, SG_F64, ...)
+ * does the same for the float64 model, whose parameters p64 are first set
+ * to p32's values, on the same inputs (the float32 ones converted). Both
+ * runs must record the same ops. r as above, without Sinkhorn (no sample
+ * near a kink, margin infinite). 0, or -1 with a message. */
+typedef double (*assoc_precision_run)(void *ctx, sg_dtype dt, sg_observer observer, void *obs_ctx);
+int assoc_precision_compare(assoc_precision_run run, void *ctx, sg_params *p32, sg_params *p64,
+                            assoc_precision_report *r, sg_io_error *err);
+
 /* ---- diagnosis (models/train/diagnose.c) ------------------------------------------ */
 
 /* What a checkpoint's model does on a data set and where its training

@@ -165,6 +165,51 @@ static void compare_grads(const sg_params *p32, const sg_params *p64, assoc_prec
   r->grad_rel = den > 0 ? sqrt(num / den) : (num > 0 ? INFINITY : 0);
 }
 
+int assoc_precision_compare(assoc_precision_run run, void *ctx, sg_params *p32, sg_params *p64,
+                            assoc_precision_report *r, sg_io_error *err) {
+  *r = (assoc_precision_report){.sinkhorn_kink_margin = INFINITY};
+  if (sg_params_copy(p64, p32))
+    return assoc_fail(err, "assoc_precision_compare: the two models differ in shape");
+  r->n_params = sg_params_count(p32);
+  r->param_rel = assoc_zalloc((size_t)r->n_params, sizeof *r->param_rel);
+  kink_log z = {0};
+  r->loss32 = run(ctx, SG_F32, observe, &z);
+  int64_t nodes32 = z.nodes;
+  z.replay = true, z.nodes = 0;
+  r->loss64 = run(ctx, SG_F64, observe, &z);
+  bool ok = r->param_rel && isfinite(r->loss64) && isfinite(r->loss32) && !z.mismatch &&
+            z.nodes == nodes32;
+  if (ok) compare_grads(p32, p64, r);
+  r->relu_flips = z.flips;
+  r->unreplayable = z.unreplayable;
+  r->comparable = ok && z.unreplayable == 0;
+  snprintf(r->first_flip, sizeof r->first_flip, "%s", z.first);
+  log_free(&z);
+  if (!ok) {
+    assoc_precision_report_free(r);
+    return assoc_fail(
+        err, "assoc_precision_compare: the float32 and float64 runs did not record the same ops");
+  }
+  return 0;
+}
+
+/* The association GNN's run for assoc_precision_compare. */
+typedef struct gnn_run {
+  assoc_gnn *m[2]; /* float32, float64 */
+  const assoc_gnn_batch *in32;
+  const sg_tensor *noise32;
+  const double *mu;
+  double delta;
+  sg_sinkhorn_info info[2];
+} gnn_run;
+
+static double gnn_loss_grad(void *ctx, sg_dtype dt, sg_observer observer, void *obs_ctx) {
+  gnn_run *c = ctx;
+  int i = dt == SG_F64;
+  return assoc_gnn_loss_grad(c->m[i], c->in32, c->noise32, c->mu, c->delta, observer, obs_ctx,
+                             &c->info[i]);
+}
+
 int assoc_gnn_precision_check(assoc_gnn *m32, assoc_gnn *m64, const assoc_gnn_batch *in32,
                               sg_tensor *noise32, const double *mu, double delta,
                               assoc_precision_report *r, sg_io_error *err) {
@@ -172,31 +217,12 @@ int assoc_gnn_precision_check(assoc_gnn *m32, assoc_gnn *m64, const assoc_gnn_ba
   if (m32->cfg.dtype != SG_F32 || m64->cfg.dtype != SG_F64 || !in32->c_re || !noise32)
     return assoc_fail(err, "assoc_gnn_precision_check: needs a float32 and a float64 model, "
                            "couplings and a Gumbel sample");
-  if (sg_params_copy(m64->params, m32->params))
-    return assoc_fail(err, "assoc_gnn_precision_check: the two models differ in shape");
-  r->n_params = sg_params_count(m32->params);
-  r->param_rel = assoc_zalloc((size_t)r->n_params, sizeof *r->param_rel);
-  kink_log z = {0};
-  sg_sinkhorn_info i64, i32;
-  r->loss32 = assoc_gnn_loss_grad(m32, in32, noise32, mu, delta, observe, &z, &i32);
-  int64_t nodes32 = z.nodes;
-  z.replay = true, z.nodes = 0;
-  r->loss64 = assoc_gnn_loss_grad(m64, in32, noise32, mu, delta, observe, &z, &i64);
-  bool ok = r->param_rel && isfinite(r->loss64) && isfinite(r->loss32) && !z.mismatch &&
-            z.nodes == nodes32;
-  if (ok) compare_grads(m32->params, m64->params, r);
-  bool sinkhorn = m32->cfg.variant == ASSOC_GNN_ATTSKGS || m32->cfg.variant == ASSOC_GNN_SKGS;
-  r->relu_flips = z.flips;
-  r->unreplayable = z.unreplayable;
-  r->sinkhorn_near_kink = sinkhorn ? i32.near_kink : 0;
-  r->sinkhorn_kink_margin = sinkhorn ? i32.kink_margin : INFINITY;
-  r->comparable = ok && z.unreplayable == 0 && r->sinkhorn_near_kink == 0;
-  snprintf(r->first_flip, sizeof r->first_flip, "%s", z.first);
-  log_free(&z);
-  if (!ok) {
-    assoc_precision_report_free(r);
-    return assoc_fail(
-        err, "assoc_gnn_precision_check: the float32 and float64 runs did not record the same ops");
+  gnn_run c = {{m32, m64}, in32, noise32, mu, delta, {{0}}};
+  if (assoc_precision_compare(gnn_loss_grad, &c, m32->params, m64->params, r, err)) return -1;
+  if (m32->cfg.variant == ASSOC_GNN_ATTSKGS || m32->cfg.variant == ASSOC_GNN_SKGS) {
+    r->sinkhorn_near_kink = c.info[0].near_kink;
+    r->sinkhorn_kink_margin = c.info[0].kink_margin;
+    r->comparable &= r->sinkhorn_near_kink == 0;
   }
   return 0;
 }
