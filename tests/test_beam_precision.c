@@ -208,18 +208,19 @@ static void compare(beam_run *c, sg_params *p32, sg_params *p64, const char *nam
 
 /* ---- the models ------------------------------------------------------------------------ */
 
-static void check_bfgnn(int d, int h, assoc_beam_norm norm) {
+static void check_bfgnn(int d, int h, assoc_beam_norm norm, assoc_bfgnn_head head) {
   batch_pair bp = make_batch();
   assoc_bfgnn_config cfg = assoc_bfgnn_config_paper();
-  cfg.d = d, cfg.h = h, cfg.norm = norm;
+  cfg.d = d, cfg.h = h, cfg.norm = norm, cfg.head = head;
   beam_run c = {.bp = &bp};
   c.bf[0] = assoc_bfgnn_new(&cfg, 1);
   cfg.dtype = SG_F64;
   c.bf[1] = assoc_bfgnn_new(&cfg, 1);
   ck_assert(c.bf[0] && c.bf[1]);
   char name[96];
-  snprintf(name, sizeof name, "BFGNN d %d h %d %s", d, h,
-           norm == ASSOC_BEAM_PROJECT ? "projection" : "full power");
+  snprintf(name, sizeof name, "BFGNN d %d h %d %s, %s head", d, h,
+           norm == ASSOC_BEAM_PROJECT ? "projection" : "full power",
+           head == ASSOC_BFGNN_HEAD_DUALITY ? "duality" : "direct");
   compare(&c, c.bf[0]->trunk.params, c.bf[1]->trunk.params, name);
   assoc_bfgnn_free(c.bf[0]), assoc_bfgnn_free(c.bf[1]);
   free_batch(&bp);
@@ -250,11 +251,15 @@ static void check_jointgnn(int d, int h, assoc_beam_norm norm, bool gumbel) {
   free_batch(&bp);
 }
 
-/* The training widths d 64, h 128: both normalisations; JointGNN with
- * softmax and with Gumbel-softmax (fixed noise). */
+/* The training widths d 64, h 128: both normalisations; BFGNN's duality
+ * head also at its own training width d 16, h 32 (its 2N x 2N solves run
+ * in double for both dtypes, from float32 and float64 matrices); JointGNN
+ * with softmax and with Gumbel-softmax (fixed noise). */
 START_TEST(bfgnn_small) {
-  check_bfgnn(64, 128, ASSOC_BEAM_PROJECT);
-  check_bfgnn(64, 128, ASSOC_BEAM_FULL_POWER);
+  check_bfgnn(64, 128, ASSOC_BEAM_PROJECT, ASSOC_BFGNN_HEAD_DIRECT);
+  check_bfgnn(64, 128, ASSOC_BEAM_FULL_POWER, ASSOC_BFGNN_HEAD_DIRECT);
+  check_bfgnn(64, 128, ASSOC_BEAM_PROJECT, ASSOC_BFGNN_HEAD_DUALITY);
+  check_bfgnn(16, 32, ASSOC_BEAM_FULL_POWER, ASSOC_BFGNN_HEAD_DUALITY);
 }
 END_TEST
 
@@ -267,7 +272,7 @@ END_TEST
 
 /* The paper widths d 512, h 1024, defaults (projection, softmax). */
 START_TEST(bfgnn_paper) {
-  check_bfgnn(512, 1024, ASSOC_BEAM_PROJECT);
+  check_bfgnn(512, 1024, ASSOC_BEAM_PROJECT, ASSOC_BFGNN_HEAD_DIRECT);
 }
 END_TEST
 
