@@ -308,6 +308,7 @@ sg_tensor *(assoc_bfgnn_rate)(sg_graph *g, sg_tensor *A, sg_tensor *G_re, sg_ten
  * assoc (a zero row for -1), and the rate channels G = h sqrt(P_t) / sigma.
  * assoc holds ds->S x K entries (assoc[s*K + k] in -1..M-1, each BS
  * serving at most N UEs); sample b of the batch is idx[b] or start + b.
+ * assoc NULL (JointGNN, which makes its own association): A is NULL.
  * 0, or -1 after reporting. */
 typedef struct assoc_bfgnn_batch {
   int64_t B;
@@ -401,6 +402,7 @@ typedef struct assoc_jointgnn_output {
   sg_tensor *logits; /* Ahat [B, K, M] */
   sg_tensor *assoc;  /* A~ [B, K, M], rows summing to 1 */
   assoc_complex V;   /* beams [B, M, K, N], normalised per BS with A~ */
+  assoc_complex raw; /* the beam head's v [B, M, K, N] before the normalisation */
 } assoc_jointgnn_output;
 
 /* The forward pass on p [B, M, 1], q [B, K, 1] and the channel features X
@@ -436,6 +438,25 @@ typedef struct assoc_jointgnn_penalty {
 sg_tensor *(assoc_jointgnn_loss)(sg_graph *g, sg_tensor *rate, const assoc_jointgnn_output *out,
                                  const assoc_jointgnn_penalty *pen, int epoch, double *violation);
 #define assoc_jointgnn_loss(g, ...) (assoc_jointgnn_loss)(SG_AT(g), __VA_ARGS__)
+
+/* Training (models/gnn/jointgnn_train.c): Adam on -mean R(A~, V) of the
+ * train-mode forward (Gumbel noise drawn from a stream of seed when
+ * cfg.gumbel is on), with base's mini-batches, schedule, seed semantics
+ * (the same shuffles as assoc_bfgnn_train for a seed) and callback. The
+ * loss is the pure sum rate unless penalty.mu is set: then the eq. (3) term
+ * of assoc_jointgnn_loss is added from epoch penalty.start_epoch on.
+ * Deterministic: the same seed gives the same weights bit for bit, on any
+ * thread count. last_rate (may be NULL): the last epoch's mean training
+ * rate R(A~, V). 0, or -1 after reporting. */
+typedef struct assoc_jointgnn_train_opts {
+  assoc_bfgnn_train_opts base;    /* feature scale, batching, schedule, seed, callback */
+  assoc_jointgnn_penalty penalty; /* mu NULL (the default): off */
+} assoc_jointgnn_train_opts;
+
+/* base = assoc_bfgnn_train_defaults(feature_scale), penalty off. */
+assoc_jointgnn_train_opts assoc_jointgnn_train_defaults(double feature_scale);
+int assoc_jointgnn_train(assoc_jointgnn *m, const assoc_dataset *ds,
+                         const assoc_jointgnn_train_opts *o, double *last_rate);
 
 #ifdef __cplusplus
 }
