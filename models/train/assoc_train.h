@@ -342,6 +342,52 @@ int assoc_bfgnn_beams_run(const assoc_bfgnn *m, double feature_scale, const asso
                           const int *assoc, int64_t batch, double *V_re, double *V_im, double *rate,
                           double *us_per_sample, sg_io_error *err);
 
+/* ---- JointGNN (models/train/beam_checkpoint.c, jointgnn_run.c) --------------- */
+
+/* Checkpoints as BFGNN's (the same writer and reader, atomically written):
+ * jointgnn_checkpoint_version, config.d/h/L/n_antennas/dtype/norm/
+ * concat_inputs/gumbel (int64), config.power/tau and feature_scale
+ * (float64), param.<name>. The reader names the file and the member of a
+ * missing, damaged, truncated or inconsistent checkpoint (a BFGNN or GNN
+ * checkpoint is "not a JointGNN checkpoint"). 0 / the model, or -1 / NULL
+ * with a message. */
+int assoc_jointgnn_checkpoint_write(const char *path, const assoc_jointgnn *m, double feature_scale,
+                                    sg_io_error *err);
+assoc_jointgnn *assoc_jointgnn_checkpoint_read(const char *path, double *feature_scale,
+                                               sg_io_error *err);
+/* Whether path is an .npz with a jointgnn_checkpoint_version member (false
+ * for an unreadable file): how 'assoc eval' tells the checkpoints apart. */
+bool assoc_jointgnn_checkpoint_is(const char *path);
+
+/* The evaluation protocol of docs/models.md ("JointGNN", the SM column of
+ * the paper's Table 1) on every sample of ds, eval mode, `batch` samples
+ * per forward, no gradients:
+ *   A_1hot = the row argmax of A~ (ties: lowest m);
+ *   violation_ratio = the fraction of samples where A_1hot gives some BS
+ *     more than N UEs;
+ *   lb = A_1hot load-balanced (assoc_load_balance with score A~: an
+ *     overloaded BS keeps its N UEs of largest a~, ties by link SNR, the
+ *     others are dropped, -1);
+ *   rate_lb = the mean sum-rate of the model's own raw beams re-normalised
+ *     per BS (cfg.norm, cfg.power) over the UEs lb serves, computed in
+ *     float64 by assoc_rate_beams; rate_onehot the same over A_1hot
+ *     (violations kept); rate_soft the mean R(A~, V) of the training loss.
+ * The pointers are optional outputs (NULL: not wanted), caller-allocated:
+ * one_hot, lb (S x K), rate_onehot_s, rate_lb_s (S) and A (S x K x M, A~).
+ * lb is the association to hand to BFGNN (assoc_bfgnn_beams_run) for the
+ * paper's row 4. 0, or -1 with a message (N of the data differs from the
+ * model's, bad arguments, out of memory). */
+typedef struct assoc_jointgnn_eval {
+  int64_t samples;
+  double violation_ratio, rate_soft, rate_onehot, rate_lb;
+  double mean_dropped;  /* UEs dropped per sample by the load balancing */
+  double us_per_sample; /* wall time of the whole evaluation / S */
+  int *one_hot, *lb;
+  double *rate_onehot_s, *rate_lb_s, *A;
+} assoc_jointgnn_eval;
+int assoc_jointgnn_evaluate(const assoc_jointgnn *m, double feature_scale, const assoc_dataset *ds,
+                            int64_t batch, assoc_jointgnn_eval *out, sg_io_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -302,17 +302,20 @@ static int read_run_state(const reader *r, assoc_checkpoint_state *st) {
 static const sg_array *shaped_member(const reader *r, const char *name, sg_npy_type type, int ndim,
                                      const int64_t *shape) {
   const sg_array *a = member(r, name);
-  if (!a) return NULL;
+  return a ? assoc_checkpoint_shaped(a, r->path, name, type, ndim, shape, r->err) : NULL;
+}
+
+const sg_array *assoc_checkpoint_shaped(const sg_array *a, const char *path, const char *name,
+                                        sg_npy_type type, int ndim, const int64_t *shape,
+                                        sg_io_error *err) {
   bool ok = a->type == type && a->ndim == ndim;
   for (int i = 0; ok && i < ndim; i++) ok = a->shape[i] == shape[i];
-  if (!ok) {
-    char got[96], want[96];
-    assoc_fail(r->err, "%s: member '%s' is %s %s, expected %s %s", r->path, name,
-               sg_npy_type_name(a->type), sg_shape_str(a->ndim, a->shape, got),
-               sg_npy_type_name(type), sg_shape_str(ndim, shape, want));
-    return NULL;
-  }
-  return a;
+  if (ok) return a;
+  char got[96], want[96];
+  assoc_fail(err, "%s: member '%s' is %s %s, expected %s %s", path, name, sg_npy_type_name(a->type),
+             sg_shape_str(a->ndim, a->shape, got), sg_npy_type_name(type),
+             sg_shape_str(ndim, shape, want));
+  return NULL;
 }
 
 static int read_mu_rng(const reader *r, assoc_checkpoint_state *st) {

@@ -35,6 +35,13 @@ typedef struct assoc_checkpoint_state {
 } assoc_checkpoint_state;
 
 int assoc_checkpoint_write(const char *path, const assoc_checkpoint_state *st, sg_io_error *err);
+
+/* a (member `name` of the checkpoint at path) when it has the given type
+ * and shape; else NULL with a message naming the file, the member, and
+ * both types and shapes. a must not be NULL. */
+const sg_array *assoc_checkpoint_shaped(const sg_array *a, const char *path, const char *name,
+                                        sg_npy_type type, int ndim, const int64_t *shape,
+                                        sg_io_error *err);
 /* Reads and validates every member; on failure nothing is allocated. */
 int assoc_checkpoint_read(const char *path, bool with_adam, assoc_checkpoint_state *st,
                           sg_io_error *err);
