@@ -3,6 +3,8 @@
  *   assoc train DATA --model attskgs|skgs|gs|sma --epochs E --out CKPT
  *               [--test DATA2] [--log CSV] [--resume CKPT] [knobs] [--json]
  *   assoc train DATA --model bfgnn --epochs E --out CKPT [knobs] [--norm project|full]
+ *   assoc train DATA --model jointgnn --epochs E --out CKPT [knobs] [--norm project|full]
+ *               [--penalty-after T [--penalty-mu X] [--delta X]]
  *
  * Progress (a bar with epoch, step, loss, rate, violations, lr and ETA) goes
  * to stderr when it is a terminal; one line per epoch to stdout unless
@@ -36,9 +38,17 @@ static const char train_help[] =
     "                           or bfgnn: beams for a given association, trained on\n"
     "                           RandInt, MaxSINR-capped and ES associations of DATA\n"
     "                           (-mean R; knobs d, h, L, batch, batches-per-epoch,\n"
-    "                           lr, t0, t-mult, seed, dtype, feature-scale, threads)\n"
-    "  --norm project|full      bfgnn only: per-BS power onto the ball (default) or\n"
-    "                           the sphere\n"
+    "                           lr, t0, t-mult, seed, dtype, feature-scale, threads),\n"
+    "                           or jointgnn: association and beams together (SM-GNN;\n"
+    "                           -mean R(A~, V) on DATA, the same knobs as bfgnn; no\n"
+    "                           checkpoint state for --resume; evaluate with\n"
+    "                           assoc eval)\n"
+    "  --norm project|full      bfgnn and jointgnn: per-BS power onto the ball\n"
+    "                           (default) or the sphere\n"
+    "  --penalty-after T        jointgnn: add the load penalty of eq. (3),\n"
+    "                           mu sum_m mean ReLU(load_m - (N - delta)), from epoch\n"
+    "                           T + 1 on (default: never; T = 0: from the start)\n"
+    "  --penalty-mu X           jointgnn: its mu, every BS (default 1)\n"
     "  --epochs E               train until E epochs are complete (required)\n"
     "  --out CKPT               checkpoint to write (required)\n"
     "  --test DATA2             data set for the per-epoch test metrics\n"
@@ -63,7 +73,7 @@ static const char train_help[] =
     "  --t0 P                   first cosine period in epochs (default 50)\n"
     "  --t-mult K               period multiplier (default 2)\n"
     "  --t-mu P                 dual update every P epochs (default 100)\n"
-    "  --delta X                load margin delta (default 2)\n"
+    "  --delta X                load margin delta (default 2; jointgnn's penalty 0)\n"
     "  --seed X                 initialisation and data-order seed (default 1)\n"
     "  --dtype T                float32 (default) or float64\n"
     "  --feature-scale X        H feature scale (default: RMS on the training set)\n"
@@ -106,6 +116,8 @@ enum train_option {
   TR_JSON,
   TR_QUIET,
   TR_NORM,
+  TR_PENALTY_AFTER,
+  TR_PENALTY_MU,
   TR_LAST
 };
 
@@ -141,6 +153,8 @@ static const struct option train_options[] = {
     {"json", no_argument, NULL, TR_JSON},
     {"quiet", no_argument, NULL, TR_QUIET},
     {"norm", required_argument, NULL, TR_NORM},
+    {"penalty-after", required_argument, NULL, TR_PENALTY_AFTER},
+    {"penalty-mu", required_argument, NULL, TR_PENALTY_MU},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -149,8 +163,8 @@ typedef struct train_args {
   assoc_train_config cfg;
   const char *data, *test, *out, *log, *resume;
   int checkpoint_every;
-  bool json, quiet, help, model_given, epochs_given, bfgnn;
-  assoc_beam_norm norm;
+  bool json, quiet, help, model_given, epochs_given, bfgnn, jointgnn;
+  assoc_train_beam_opts beam;     /* bfgnn and jointgnn */
   bool given[TR_LAST - TR_MODEL]; /* which options appeared */
 } train_args;
 
@@ -163,11 +177,14 @@ static int parse_dtype(const char *v, sg_dtype *out) {
 
 static int parse_model(const char *v, train_args *a) {
   a->bfgnn = !strcasecmp(v, "bfgnn");
-  if (a->bfgnn) return 0;
+  a->jointgnn = !strcasecmp(v, "jointgnn") || !strcasecmp(v, "sm");
+  if (a->bfgnn || a->jointgnn) return 0;
   int m = assoc_gnn_variant_parse(v);
   assoc_gnn_variant *out = &a->cfg.variant;
   if (m < 0) {
-    fprintf(stderr, "assoc train: unknown model '%s' (expected attskgs, skgs, gs, sma or bfgnn)\n",
+    fprintf(stderr,
+            "assoc train: unknown model '%s' (expected attskgs, skgs, gs, sma, bfgnn or "
+            "jointgnn)\n",
             v);
     return -1;
   }
@@ -259,7 +276,11 @@ static int train_option(void *args, int opt, char *v) {
   case TR_QUIET:
     return a->quiet = true, 0;
   case TR_NORM:
-    return parse_norm(v, &a->norm);
+    return parse_norm(v, &a->beam.norm);
+  case TR_PENALTY_AFTER:
+    return assoc_parse_int(c, "penalty-after", v, 0, 1 << 30, &a->beam.penalty_after);
+  case TR_PENALTY_MU:
+    return assoc_parse_double(c, "penalty-mu", v, 0, 1e12, &a->beam.penalty_mu);
   case 'h':
     return a->help = true, 0;
   default:
@@ -277,26 +298,35 @@ static const char *option_name(int opt) {
   return "?";
 }
 
-/* --model bfgnn takes only the knobs it uses; --norm is for bfgnn only. */
+/* The beam models take only the knobs they use (jointgnn also --delta);
+ * --norm is theirs, the penalty options jointgnn's. */
 static int check_model_options(const train_args *a) {
-  static const int not_bfgnn[] = {TR_TEST,        TR_LOG,      TR_RESUME, TR_TAU,  TR_SK_ITERS,
-                                  TR_SK_BALANCED, TR_FEATURES, TR_LOSS,   TR_T_MU, TR_DELTA,
-                                  TR_EVAL_BATCH,  TR_EVERY,    TR_JSON};
-  if (!a->bfgnn && given(a, TR_NORM)) {
-    fprintf(stderr, "assoc train: --norm applies to --model bfgnn only\n");
+  static const int not_beam[] = {TR_TEST,        TR_LOG,      TR_RESUME, TR_TAU,  TR_SK_ITERS,
+                                 TR_SK_BALANCED, TR_FEATURES, TR_LOSS,   TR_T_MU, TR_DELTA,
+                                 TR_EVAL_BATCH,  TR_EVERY,    TR_JSON};
+  static const int jointgnn_only[] = {TR_PENALTY_AFTER, TR_PENALTY_MU};
+  const char *model = a->bfgnn ? "bfgnn" : "jointgnn";
+  if (!a->bfgnn && !a->jointgnn && given(a, TR_NORM)) {
+    fprintf(stderr, "assoc train: --norm applies to --model bfgnn and jointgnn only\n");
     return -1;
   }
-  for (size_t i = 0; a->bfgnn && i < sizeof not_bfgnn / sizeof *not_bfgnn; i++) {
-    if (!given(a, not_bfgnn[i])) continue;
-    fprintf(stderr, "assoc train: --%s does not apply to --model bfgnn\n",
-            option_name(not_bfgnn[i]));
+  for (size_t i = 0; i < sizeof jointgnn_only / sizeof *jointgnn_only; i++)
+    if (!a->jointgnn && given(a, jointgnn_only[i]))
+      return fprintf(stderr, "assoc train: --%s applies to --model jointgnn only\n",
+                     option_name(jointgnn_only[i])),
+             -1;
+  for (size_t i = 0; (a->bfgnn || a->jointgnn) && i < sizeof not_beam / sizeof *not_beam; i++) {
+    if (!given(a, not_beam[i]) || (a->jointgnn && not_beam[i] == TR_DELTA)) continue;
+    fprintf(stderr, "assoc train: --%s does not apply to --model %s\n", option_name(not_beam[i]),
+            model);
     return -1;
   }
   return 0;
 }
 
 static int train_parse(int argc, char **argv, train_args *a) {
-  *a = (train_args){.cfg = assoc_train_config_default(ASSOC_GNN_ATTSKGS)};
+  *a = (train_args){.cfg = assoc_train_config_default(ASSOC_GNN_ATTSKGS),
+                    .beam = {.penalty_after = -1, .penalty_mu = 1.0}};
   int first = assoc_parse_options("train", argc, argv, train_options, train_option, a);
   if (first < 0) return -1;
   if (a->help) return 0;
@@ -311,6 +341,7 @@ static int train_parse(int argc, char **argv, train_args *a) {
     return -1;
   }
   if (check_model_options(a)) return -1;
+  a->beam.delta = given(a, TR_DELTA) ? a->cfg.delta : 0.0;
   sg_io_error err;
   if (assoc_train_config_check(&a->cfg, &err)) {
     fprintf(stderr, "assoc train: %s\n", err.msg);
@@ -529,7 +560,12 @@ int assoc_cmd_train(int argc, char **argv) {
   assoc_dataset train = {0}, test = {0};
   if (load(a.data, &train)) return ASSOC_EXIT_FAIL;
   if (a.bfgnn) {
-    int status = assoc_train_bfgnn(&a.cfg, &train, a.norm, a.out, a.quiet);
+    int status = assoc_train_bfgnn(&a.cfg, &train, a.beam.norm, a.out, a.quiet);
+    assoc_dataset_free(&train);
+    return status;
+  }
+  if (a.jointgnn) {
+    int status = assoc_train_jointgnn(&a.cfg, &train, &a.beam, a.out, a.quiet);
     assoc_dataset_free(&train);
     return status;
   }

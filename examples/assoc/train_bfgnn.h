@@ -1,4 +1,4 @@
-/* assoc train --model bfgnn (train_bfgnn.c). */
+/* assoc train --model bfgnn|jointgnn (train_bfgnn.c). */
 #ifndef ASSOC_TRAIN_BFGNN_H
 #define ASSOC_TRAIN_BFGNN_H
 
@@ -9,5 +9,19 @@
  * association mix of ds and writes the checkpoint out; an exit status. */
 int assoc_train_bfgnn(const assoc_train_config *c, const assoc_dataset *ds, assoc_beam_norm norm,
                       const char *out, bool quiet);
+
+/* JointGNN's options beyond c's: the normalisation and the optional load
+ * penalty (mu per BS, on from epoch penalty_after + 1; -1: off) with
+ * margin delta against the capacity N of ds. */
+typedef struct assoc_train_beam_opts {
+  assoc_beam_norm norm;
+  int penalty_after;
+  double penalty_mu, delta;
+} assoc_train_beam_opts;
+
+/* Trains JointGNN with the same knobs of c as BFGNN, on ds alone, and
+ * writes the checkpoint out; an exit status. */
+int assoc_train_jointgnn(const assoc_train_config *c, const assoc_dataset *ds,
+                         const assoc_train_beam_opts *b, const char *out, bool quiet);
 
 #endif
