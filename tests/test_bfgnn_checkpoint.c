@@ -85,8 +85,9 @@ START_TEST(bfgnn_checkpoint_round_trip) {
 END_TEST
 
 /* Rewrites src into dst dropping member target, widening it to float64,
- * setting its first value to NaN, or adding a copy named "param.extra". */
-typedef enum mutation { DROP, TO_F64, NAN_VALUE, EXTRA } mutation;
+ * setting its first value to NaN, adding a copy named "param.extra", or
+ * adding 1 to an int64 scalar. */
+typedef enum mutation { DROP, TO_F64, NAN_VALUE, EXTRA, BUMP } mutation;
 
 static void rewrite(const char *src, const char *dst, const char *target, mutation how) {
   sg_io_error err = {{0}};
@@ -94,6 +95,7 @@ static void rewrite(const char *src, const char *dst, const char *target, mutati
   ck_assert_msg(z, "%s", err.msg);
   sg_npz_writer *w = sg_npz_writer_open(dst, false, &err);
   double *wide = NULL;
+  int64_t bumped = 0;
   for (int i = 0; i < sg_npz_count(z); i++) {
     const char *name = sg_npz_name(z, i);
     sg_array a = *sg_npz_get(z, name);
@@ -104,6 +106,10 @@ static void rewrite(const char *src, const char *dst, const char *target, mutati
       a.type = SG_NPY_F64, a.data = wide;
     }
     if (!strcmp(name, target) && how == NAN_VALUE) ((float *)a.data)[0] = NAN;
+    if (!strcmp(name, target) && how == BUMP) {
+      memcpy(&bumped, a.data, sizeof bumped);
+      bumped++, a.data = &bumped;
+    }
     if (!strcmp(name, target) && how == EXTRA)
       ck_assert(sg_npz_add_array(w, "param.extra", &a, &err) == 0);
     ck_assert_msg(sg_npz_add_array(w, name, &a, &err) == 0, "%s", err.msg);
@@ -113,10 +119,17 @@ static void rewrite(const char *src, const char *dst, const char *target, mutati
   sg_npz_close(z);
 }
 
-static void assert_refused(const char *path, const char *what, const char *needle) {
+/* The checkpoints of both beam models go through one reader. */
+typedef enum beam_model { BFGNN, JOINTGNN } beam_model;
+
+static void assert_refused_as(beam_model k, const char *path, const char *what,
+                              const char *needle) {
   sg_io_error err = {{0}};
   double scale = 0;
-  ck_assert_msg(!assoc_bfgnn_checkpoint_read(path, &scale, &err), "%s was accepted", what);
+  if (k == BFGNN)
+    ck_assert_msg(!assoc_bfgnn_checkpoint_read(path, &scale, &err), "%s was accepted", what);
+  else
+    ck_assert_msg(!assoc_jointgnn_checkpoint_read(path, &scale, &err), "%s was accepted", what);
   ck_assert_msg(strstr(err.msg, needle), "%s: message '%s' lacks '%s'", what, err.msg, needle);
 }
 
@@ -127,13 +140,33 @@ static void write_bytes(const char *path, const unsigned char *buf, long size) {
   fclose(f);
 }
 
-START_TEST(bfgnn_checkpoint_damaged_refused) {
-  assoc_bfgnn *m = tiny_model(2);
+/* A tiny model of kind k written to path. */
+static void write_tiny(beam_model k, const char *path) {
+  sg_io_error err = {{0}};
+  if (k == BFGNN) {
+    assoc_bfgnn *m = tiny_model(2);
+    ck_assert_msg(assoc_bfgnn_checkpoint_write(path, m, 0.5, &err) == 0, "%s", err.msg);
+    assoc_bfgnn_free(m);
+    return;
+  }
+  assoc_jointgnn_config c = assoc_jointgnn_config_paper();
+  c.d = 8, c.h = 16, c.n_antennas = 2;
+  assoc_jointgnn *m = assoc_jointgnn_new(&c, 2);
+  ck_assert_ptr_nonnull(m);
+  ck_assert_msg(assoc_jointgnn_checkpoint_write(path, m, 0.5, &err) == 0, "%s", err.msg);
+  assoc_jointgnn_free(m);
+}
+
+#define assert_refused(path, what, needle) assert_refused_as(k, path, what, needle)
+
+/* Flipped bytes, truncation, a missing file, missing, mistyped, non-finite
+ * and extra members, each named in the message; the intact file loads. */
+static void damaged_refused(beam_model k) {
   char ck[128], bad[128];
   tmp_path(ck, sizeof ck, "bf_good.npz");
   tmp_path(bad, sizeof bad, "bf_bad.npz");
   sg_io_error err = {{0}};
-  ck_assert_msg(assoc_bfgnn_checkpoint_write(ck, m, 0.5, &err) == 0, "%s", err.msg);
+  write_tiny(k, ck);
   FILE *f = fopen(ck, "rb");
   fseek(f, 0, SEEK_END);
   long size = ftell(f);
@@ -165,12 +198,40 @@ START_TEST(bfgnn_checkpoint_damaged_refused) {
   assert_refused(bad, "a NaN parameter", "not finite");
   rewrite(ck, bad, param, EXTRA);
   assert_refused(bad, "an extra member", "unknown member");
+  rewrite(ck, bad, k == BFGNN ? "bfgnn_checkpoint_version" : "jointgnn_checkpoint_version", BUMP);
+  assert_refused(bad, "a later version", "version 2; this build reads version 1");
   /* the intact one still loads */
-  assoc_bfgnn *ok = assoc_bfgnn_checkpoint_read(ck, NULL, &err);
-  ck_assert_msg(ok, "%s", err.msg);
-  assoc_bfgnn_free(ok), assoc_bfgnn_free(m);
+  if (k == BFGNN) {
+    assoc_bfgnn *ok = assoc_bfgnn_checkpoint_read(ck, NULL, &err);
+    ck_assert_msg(ok, "%s", err.msg);
+    assoc_bfgnn_free(ok);
+  } else {
+    assoc_jointgnn *ok = assoc_jointgnn_checkpoint_read(ck, NULL, &err);
+    ck_assert_msg(ok, "%s", err.msg);
+    assoc_jointgnn_free(ok);
+  }
   free((void *)param), free(bytes);
   remove(ck), remove(bad);
+}
+
+START_TEST(bfgnn_checkpoint_damaged_refused) {
+  damaged_refused(BFGNN);
+}
+END_TEST
+
+START_TEST(jointgnn_checkpoint_damaged_refused) {
+  damaged_refused(JOINTGNN);
+  /* each model refuses the other's checkpoint */
+  char bf[128], jg[128];
+  tmp_path(bf, sizeof bf, "kind_bf.npz");
+  tmp_path(jg, sizeof jg, "kind_jg.npz");
+  write_tiny(BFGNN, bf), write_tiny(JOINTGNN, jg);
+  assert_refused_as(JOINTGNN, bf, "a BFGNN checkpoint", "not a JointGNN checkpoint");
+  assert_refused_as(JOINTGNN, bf, "a BFGNN checkpoint", "the other beam model");
+  assert_refused_as(BFGNN, jg, "a JointGNN checkpoint", "not a BFGNN checkpoint");
+  ck_assert(!assoc_jointgnn_checkpoint_is(bf) && assoc_jointgnn_checkpoint_is(jg));
+  ck_assert(!assoc_jointgnn_checkpoint_is("no-such-file.npz"));
+  remove(bf), remove(jg);
 }
 END_TEST
 
@@ -212,6 +273,7 @@ Suite *suite_bfgnn_checkpoint(void) {
   const sg_test_case cases[] = {
       {"bfgnn_checkpoint_round_trip", bfgnn_checkpoint_round_trip},
       {"bfgnn_checkpoint_damaged_refused", bfgnn_checkpoint_damaged_refused},
+      {"jointgnn_checkpoint_damaged_refused", jointgnn_checkpoint_damaged_refused},
       {"bfgnn_train_mix_and_n_check", bfgnn_train_mix_and_n_check},
   };
   return sg_test_suite("bfgnn_checkpoint", cases, sizeof cases / sizeof *cases, 300);

@@ -388,6 +388,15 @@ typedef struct assoc_jointgnn_eval {
 int assoc_jointgnn_evaluate(const assoc_jointgnn *m, double feature_scale, const assoc_dataset *ds,
                             int64_t batch, assoc_jointgnn_eval *out, sg_io_error *err);
 
+/* The protocol's rounding of one sample s of ds from its A~ (K x M, row
+ * k's a~_km at A[k*M + m]): one_hot (K) = the row argmax (ties: lowest m),
+ * lb (K) = one_hot load-balanced by a~ (an overloaded BS keeps its N UEs
+ * of largest a~, ties by link SNR, then lower k; -1 dropped); gain is
+ * scratch of M x K x K doubles. 1 when one_hot gives some BS more than N
+ * UEs, else 0. */
+int assoc_jointgnn_round(const assoc_dataset *ds, int64_t s, const double *A, double *gain,
+                         int *one_hot, int *lb);
+
 #ifdef __cplusplus
 }
 #endif

@@ -18,24 +18,19 @@ typedef struct eval_work {
   int *one_hot, *lb;   /* B x K */
   double *gain;        /* M x K x K: one sample's */
   double *V_re, *V_im; /* M x K x N: one sample's beams, W^(1/2) */
-  int *load;           /* M */
 } eval_work;
 
 static void work_free(eval_work *w) {
   sg_mfree(w->A), sg_mfree(w->one_hot), sg_mfree(w->lb), sg_mfree(w->gain);
-  sg_mfree(w->V_re), sg_mfree(w->V_im), sg_mfree(w->load);
+  sg_mfree(w->V_re), sg_mfree(w->V_im);
 }
 
 static int work_new(const assoc_dataset *ds, int64_t batch, eval_work *w) {
   size_t M = (size_t)ds->M, K = (size_t)ds->K, B = (size_t)batch, MKN = M * K * (size_t)ds->N;
-  *w = (eval_work){assoc_zalloc(B * K * M, sizeof(double)),
-                   assoc_zalloc(B * K, sizeof(int)),
-                   assoc_zalloc(B * K, sizeof(int)),
-                   assoc_zalloc(M * K * K, sizeof(double)),
-                   assoc_zalloc(MKN, sizeof(double)),
-                   assoc_zalloc(MKN, sizeof(double)),
-                   assoc_zalloc(M, sizeof(int))};
-  if (w->A && w->one_hot && w->lb && w->gain && w->V_re && w->V_im && w->load) return 0;
+  *w = (eval_work){assoc_zalloc(B * K * M, sizeof(double)), assoc_zalloc(B * K, sizeof(int)),
+                   assoc_zalloc(B * K, sizeof(int)),        assoc_zalloc(M * K * K, sizeof(double)),
+                   assoc_zalloc(MKN, sizeof(double)),       assoc_zalloc(MKN, sizeof(double))};
+  if (w->A && w->one_hot && w->lb && w->gain && w->V_re && w->V_im) return 0;
   work_free(w);
   return -1;
 }
@@ -75,16 +70,23 @@ static int own_beam_rates(sg_graph *g, const assoc_jointgnn *m, const assoc_data
   return 0;
 }
 
+int assoc_jointgnn_round(const assoc_dataset *ds, int64_t s, const double *A, double *gain,
+                         int *one_hot, int *lb) {
+  int M = ds->M, K = ds->K, load[ASSOC_MAX_BS];
+  assoc_argmax_rows(A, K, M, one_hot);
+  assoc_coupling_gain(ds, s, gain);
+  assoc_problem p = {M, ds->N, K, gain};
+  assoc_load_balance(&p, one_hot, A, lb);
+  return assoc_loads(M, K, one_hot, load) > ds->N;
+}
+
 /* Row argmax, violation and load balancing of each sample of the batch. */
 static void round_batch(const assoc_dataset *ds, int64_t s0, int64_t B, eval_work *w,
                         double *violated, double *dropped) {
   int M = ds->M, K = ds->K;
-  assoc_argmax_rows(w->A, B * K, M, w->one_hot);
   for (int64_t b = 0; b < B; b++) {
-    assoc_coupling_gain(ds, s0 + b, w->gain);
-    assoc_problem p = {M, ds->N, K, w->gain};
-    *violated += assoc_loads(M, K, w->one_hot + b * K, w->load) > ds->N;
-    assoc_load_balance(&p, w->one_hot + b * K, w->A + b * K * M, w->lb + b * K);
+    *violated += assoc_jointgnn_round(ds, s0 + b, w->A + b * K * M, w->gain, w->one_hot + b * K,
+                                      w->lb + b * K);
     for (int k = 0; k < K; k++) *dropped += w->lb[b * K + k] < 0;
   }
 }
