@@ -313,7 +313,14 @@ int assoc_cmd_eval(int argc, char **argv) {
   if (eval_parse(argc, argv, &a)) return ASSOC_EXIT_USAGE;
   if (a.help) return fputs(eval_help, stdout), ASSOC_EXIT_OK;
   if (a.threads) assoc_set_threads(a.threads);
-  if (assoc_jointgnn_checkpoint_is(a.ckpt)) {
+  const char *beam_model = assoc_beam_checkpoint_model(a.ckpt);
+  if (beam_model && !strcmp(beam_model, "BFGNN"))
+    return fprintf(stderr,
+                   "assoc eval: %s is a BFGNN checkpoint: it designs beams for a given "
+                   "association (assoc beams DATA ASSOC.npz --method bfgnn=%s)\n",
+                   a.ckpt, a.ckpt),
+           ASSOC_EXIT_FAIL;
+  if (beam_model) {
     if (a.draws != 1)
       return fprintf(stderr, "assoc eval: --draws does not apply to a JointGNN checkpoint\n"),
              ASSOC_EXIT_USAGE;

@@ -355,9 +355,10 @@ int assoc_jointgnn_checkpoint_write(const char *path, const assoc_jointgnn *m, d
                                     sg_io_error *err);
 assoc_jointgnn *assoc_jointgnn_checkpoint_read(const char *path, double *feature_scale,
                                                sg_io_error *err);
-/* Whether path is an .npz with a jointgnn_checkpoint_version member (false
- * for an unreadable file): how 'assoc eval' tells the checkpoints apart. */
-bool assoc_jointgnn_checkpoint_is(const char *path);
+/* "BFGNN" or "JointGNN" when path is an .npz with that model's checkpoint
+ * version member, else NULL (also for an unreadable file): how 'assoc
+ * eval' tells the checkpoints apart. */
+const char *assoc_beam_checkpoint_model(const char *path);
 
 /* The evaluation protocol of docs/models.md ("JointGNN", the SM column of
  * the paper's Table 1) on every sample of ds, eval mode, `batch` samples

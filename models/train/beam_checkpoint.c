@@ -286,10 +286,13 @@ static const field jointgnn_fields[] = {
 
 BEAM_MODEL_KIND(jointgnn, "JointGNN")
 
-bool assoc_jointgnn_checkpoint_is(const char *path) {
+const char *assoc_beam_checkpoint_model(const char *path) {
   sg_io_error err;
   sg_npz *z = path ? sg_npz_open(path, &err) : NULL;
-  bool is = z && sg_npz_get(z, jointgnn_kind.version_key);
+  const char *model = !z                                         ? NULL
+                      : sg_npz_get(z, bfgnn_kind.version_key)    ? bfgnn_kind.label
+                      : sg_npz_get(z, jointgnn_kind.version_key) ? jointgnn_kind.label
+                                                                 : NULL;
   if (z) sg_npz_close(z);
-  return is;
+  return model;
 }
