@@ -356,6 +356,22 @@ int assoc_bfgnn_train(assoc_bfgnn *m, const assoc_dataset *ds, const int *const 
 double assoc_bfgnn_mean_rate(const assoc_bfgnn *m, const assoc_dataset *ds, const int *assoc,
                              int64_t start, int64_t count, double feature_scale);
 
+/* The state of a beam model's training between epochs: what a run needs
+ * to continue bit for bit (assoc_jointgnn_train_resume). Owns order and
+ * adam (assoc_beam_train_state_free). */
+typedef struct assoc_beam_train_state {
+  int epoch;                       /* epochs completed */
+  int M;                           /* BSs of the training data */
+  int64_t S;                       /* samples of the training data */
+  int64_t cursor;                  /* next unused position in order */
+  int64_t *order;                  /* [S] the current shuffle of the samples */
+  sg_rng shuffle;                  /* the shuffles' generator */
+  sg_rng noise;                    /* the Gumbel noise's generator (JointGNN with gumbel) */
+  sg_adam *adam;                   /* the optimiser over the model's parameters */
+  double penalty_mu[ASSOC_MAX_BS]; /* storage for a run's penalty mu read back */
+} assoc_beam_train_state;
+void assoc_beam_train_state_free(assoc_beam_train_state *st);
+
 /* ---- JointGNN: association and beams together (models/gnn/jointgnn.c) ------------- */
 
 /* The joint association and beamforming GNN of docs/models.md ("JointGNN",
@@ -457,6 +473,20 @@ typedef struct assoc_jointgnn_train_opts {
 assoc_jointgnn_train_opts assoc_jointgnn_train_defaults(double feature_scale);
 int assoc_jointgnn_train(assoc_jointgnn *m, const assoc_dataset *ds,
                          const assoc_jointgnn_train_opts *o, double *last_rate);
+
+/* The same run in parts: _start gives the fresh state of a run of o on ds
+ * (epoch 0, the generators seeded from o's seed, a new Adam), _resume
+ * trains from st->epoch until o->base.epochs are complete, updating st
+ * after each epoch (before o's epoch_fn, which may therefore save it with
+ * assoc_jointgnn_checkpoint_write_run). Any split of the epochs over
+ * _resume calls, with st saved and read back in between, gives the
+ * weights of one uninterrupted run bit for bit. 0, or -1 after reporting
+ * (_resume: a state of another data set or model). */
+int assoc_jointgnn_train_start(const assoc_jointgnn *m, const assoc_dataset *ds,
+                               const assoc_jointgnn_train_opts *o, assoc_beam_train_state *st);
+int assoc_jointgnn_train_resume(assoc_jointgnn *m, const assoc_dataset *ds,
+                                const assoc_jointgnn_train_opts *o, assoc_beam_train_state *st,
+                                double *last_rate);
 
 #ifdef __cplusplus
 }

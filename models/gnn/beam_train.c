@@ -3,7 +3,6 @@
  * learning rate on cosine warm restarts stepped per mini-batch, the
  * per-epoch callback, and one Adam step on a loss. */
 #include <math.h>
-#include <stdlib.h>
 
 #include "gnn_internal.h"
 
@@ -48,32 +47,44 @@ static const int64_t *next_batch(int64_t *order, int64_t S, int64_t batch, int64
   return idx;
 }
 
-static int train_epochs(const assoc_bfgnn_train_opts *o, int64_t S, sg_rng *r, sg_adam *opt,
-                        int64_t *order, assoc_gnn_train_step step, void *ctx, double *last_rate) {
-  int64_t batches = o->batches_per_epoch ? o->batches_per_epoch : S / o->batch;
-  int64_t cursor = S; /* shuffle first */
+int assoc_gnn_train_state_init(assoc_beam_train_state *st, sg_params *p, const assoc_dataset *ds,
+                               uint64_t seed, uint64_t noise_seed, double lr) {
+  *st = (assoc_beam_train_state){.M = ds->M, .S = ds->S, .cursor = ds->S}; /* shuffle first */
+  sg_rng_seed(&st->shuffle, seed);
+  sg_rng_seed(&st->noise, noise_seed);
+  st->order = sg_malloc((size_t)ds->S * sizeof *st->order);
+  st->adam = sg_adam_new(sg_params_tensors(p), sg_params_count(p), lr);
+  if (!st->order || !st->adam) {
+    assoc_beam_train_state_free(st);
+    return -1;
+  }
+  for (int64_t s = 0; s < ds->S; s++) st->order[s] = s;
+  return 0;
+}
+
+void assoc_beam_train_state_free(assoc_beam_train_state *st) {
+  if (!st) return;
+  sg_mfree(st->order);
+  sg_adam_free(st->adam);
+  st->order = NULL, st->adam = NULL;
+}
+
+int assoc_gnn_train_loop(const assoc_bfgnn_train_opts *o, assoc_beam_train_state *st,
+                         assoc_gnn_train_step step, void *ctx, double *last_rate) {
+  int64_t S = st->S, batches = o->batches_per_epoch ? o->batches_per_epoch : S / o->batch;
   sg_cosine_restarts sched = {o->t0, o->t_mult, o->lr_min, o->lr_max};
-  for (int e = 0; e < o->epochs; e++) {
+  for (int e = st->epoch; e < o->epochs; e++) {
     double sum = 0;
     for (int64_t i = 0; i < batches; i++) {
-      const int64_t *idx = next_batch(order, S, o->batch, &cursor, r);
-      opt->lr = sg_cosine_restarts_lr(&sched, e + (double)i / (double)batches);
+      const int64_t *idx = next_batch(st->order, S, o->batch, &st->cursor, &st->shuffle);
+      st->adam->lr = sg_cosine_restarts_lr(&sched, e + (double)i / (double)batches);
       double rate = step(ctx, idx, o->batch, e + 1);
       if (isnan(rate)) return -1;
       sum += rate;
     }
+    st->epoch = e + 1;
     if (last_rate) *last_rate = sum / (double)batches;
-    if (o->epoch_fn) o->epoch_fn(o->user, e + 1, sum / (double)batches, opt->lr);
+    if (o->epoch_fn) o->epoch_fn(o->user, e + 1, sum / (double)batches, st->adam->lr);
   }
   return 0;
-}
-
-int assoc_gnn_train_loop(const assoc_bfgnn_train_opts *o, int64_t S, sg_rng *r, sg_adam *opt,
-                         assoc_gnn_train_step step, void *ctx, double *last_rate) {
-  int64_t *order = malloc((size_t)S * sizeof *order);
-  if (!order) return -1;
-  for (int64_t s = 0; s < S; s++) order[s] = s;
-  int rc = train_epochs(o, S, r, opt, order, step, ctx, last_rate);
-  free(order);
-  return rc;
 }

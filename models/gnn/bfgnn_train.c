@@ -57,26 +57,18 @@ int assoc_bfgnn_train(assoc_bfgnn *m, const assoc_dataset *ds, const int *const 
     sg_report_error("assoc_bfgnn_train", __FILE__, __LINE__, "need >= 1 association arrays");
     return -1;
   }
-  sg_rng r;
-  sg_rng_seed(&r, o->seed);
+  assoc_beam_train_state st;
+  if (assoc_gnn_train_state_init(&st, m->trunk.params, ds, o->seed, 0, o->lr_max)) return -1;
   int *which = malloc((size_t)ds->S * sizeof *which);
   int *assoc = malloc((size_t)(ds->S * ds->K) * sizeof *assoc);
-  sg_params *ps = m->trunk.params;
-  bfgnn_ctx c = {m,
-                 sg_adam_new(sg_params_tensors(ps), sg_params_count(ps), o->lr_max),
-                 sg_graph_new(),
-                 ds,
-                 assocs,
-                 which,
-                 assoc,
-                 o->feature_scale};
+  bfgnn_ctx c = {m, st.adam, sg_graph_new(), ds, assocs, which, assoc, o->feature_scale};
   int rc = -1;
-  if (which && assoc && c.g && c.opt) {
-    for (int64_t s = 0; s < ds->S; s++)
-      which[s] = (int)sg_rng_below(&r, (uint64_t)n_assoc); /* the fixed per-sample mix */
-    rc = assoc_gnn_train_loop(o, ds->S, &r, c.opt, bfgnn_step, &c, last_rate);
+  if (which && assoc && c.g) {
+    for (int64_t s = 0; s < ds->S; s++) /* the fixed per-sample mix, then the shuffles */
+      which[s] = (int)sg_rng_below(&st.shuffle, (uint64_t)n_assoc);
+    rc = assoc_gnn_train_loop(o, &st, bfgnn_step, &c, last_rate);
   }
-  sg_adam_free(c.opt);
+  assoc_beam_train_state_free(&st);
   sg_graph_free(c.g);
   free(which), free(assoc);
   return rc;

@@ -63,13 +63,21 @@ double assoc_gnn_adam_step(sg_graph *g, sg_params *params, sg_adam *opt, sg_tens
  * mean training rate, or NAN after reporting a failure. */
 typedef double (*assoc_gnn_train_step)(void *ctx, const int64_t *idx, int64_t B, int epoch);
 
-/* Epochs of o->batches_per_epoch (0: S / batch) mini-batches of o->batch
- * samples from shuffles (drawn from r) of 0..S-1, reshuffled when fewer
- * than batch are left; opt's learning rate on o's cosine warm restarts,
- * set before each step; o->epoch_fn after each epoch with its mean rate.
- * last_rate (may be NULL): the last epoch's mean rate. 0, or -1 when a
- * step fails or out of memory. */
-int assoc_gnn_train_loop(const assoc_bfgnn_train_opts *o, int64_t S, sg_rng *r, sg_adam *opt,
+/* A fresh state for training on ds: epoch 0, the identity order (shuffled
+ * before the first batch), the shuffle generator seeded with seed, the
+ * noise generator with noise_seed, and Adam on p at learning rate lr. 0, or
+ * -1 when out of memory (st freed). */
+int assoc_gnn_train_state_init(assoc_beam_train_state *st, sg_params *p, const assoc_dataset *ds,
+                               uint64_t seed, uint64_t noise_seed, double lr);
+
+/* Epochs st->epoch + 1 .. o->epochs of o->batches_per_epoch (0: S /
+ * batch) mini-batches of o->batch samples from shuffles of the samples
+ * (st->order, drawn from st->shuffle), reshuffled when fewer than batch
+ * are left; st->adam's learning rate on o's cosine warm restarts, set
+ * before each step; st->epoch set after each epoch, then o->epoch_fn with
+ * its mean rate. last_rate (may be NULL): the last epoch's mean rate. 0,
+ * or -1 when a step fails. */
+int assoc_gnn_train_loop(const assoc_bfgnn_train_opts *o, assoc_beam_train_state *st,
                          assoc_gnn_train_step step, void *ctx, double *last_rate);
 
 #endif
