@@ -232,6 +232,30 @@ START_TEST(jointgnn_checkpoint_damaged_refused) {
   ck_assert_str_eq(assoc_beam_checkpoint_model(bf), "BFGNN");
   ck_assert_str_eq(assoc_beam_checkpoint_model(jg), "JointGNN");
   ck_assert_ptr_null(assoc_beam_checkpoint_model("no-such-file.npz"));
+  /* a run's state is checked by both readers */
+  assoc_dataset ds = make_data(8, 44);
+  assoc_jointgnn_config c = assoc_jointgnn_config_paper();
+  c.d = 8, c.h = 16, c.n_antennas = 2;
+  assoc_jointgnn *m = assoc_jointgnn_new(&c, 2);
+  assoc_jointgnn_train_opts o = assoc_jointgnn_train_defaults(0.5);
+  o.base.batch = 4;
+  assoc_beam_train_state st;
+  ck_assert_int_eq(assoc_jointgnn_train_start(m, &ds, &o, &st), 0);
+  sg_io_error err = {{0}};
+  ck_assert_msg(assoc_jointgnn_checkpoint_write_run(jg, m, &o, &st, &err) == 0, "%s", err.msg);
+  assoc_beam_train_state_free(&st);
+  rewrite(jg, bf, "run.cursor", DROP);
+  assert_refused_as(JOINTGNN, bf, "a run without its cursor", "'run.cursor' is missing");
+  rewrite(jg, bf, "run.epoch", EXTRA);
+  assert_refused_as(JOINTGNN, bf, "a run with an extra member", "unknown member");
+  assoc_jointgnn_train_opts o2;
+  ck_assert_ptr_null(assoc_jointgnn_checkpoint_read_run(bf, &o2, &st, &err));
+  assoc_jointgnn *ok = assoc_jointgnn_checkpoint_read_run(jg, &o2, &st, &err);
+  ck_assert_msg(ok, "%s", err.msg);
+  ck_assert(st.epoch == 0 && st.S == 8 && o2.base.batch == 4 && !o2.penalty.mu);
+  assoc_beam_train_state_free(&st);
+  assoc_jointgnn_free(ok), assoc_jointgnn_free(m);
+  assoc_dataset_free(&ds);
   remove(bf), remove(jg);
 }
 END_TEST

@@ -2,7 +2,8 @@
  * beam_checkpoint.c, jointgnn_run.c): training raises the rate it
  * maximises, is bitwise deterministic for a seed on 1 and 2 threads (with
  * and without Gumbel noise and the load penalty), the checkpoint round
- * trip is exact, and the evaluation protocol: the rounding on hand-made
+ * trip is exact, a run resumed from a checkpoint gives the uninterrupted
+ * run's weights bit for bit, and the evaluation protocol: the rounding on hand-made
  * A~ (argmax, violations, dropping keeps the largest a~) and the
  * load-balanced own-beam rate against a direct float64 recomputation. */
 #include <complex.h>
@@ -163,6 +164,66 @@ START_TEST(jointgnn_checkpoint_round_trip) {
 }
 END_TEST
 
+/* Four epochs in one run, and two, a checkpoint with the run's state
+ * written and read back into a new model, and two more: the same weights
+ * bit for bit (Gumbel noise on, the penalty from epoch 3, so that both
+ * generators, the shuffle and the penalty carry over). */
+START_TEST(jointgnn_resume_bitwise) {
+  assoc_dataset ds = make_data(40, 37);
+  double mu[2] = {0.7, 0.3};
+  assoc_jointgnn_train_opts o = assoc_jointgnn_train_defaults(assoc_feature_scale(&ds));
+  o.base.batch = 16, o.base.epochs = 4, o.base.lr_max = 3e-3, o.base.t0 = 3, o.base.seed = 9;
+  o.penalty = (assoc_jointgnn_penalty){mu, 2.0, 0.5, 3};
+  assoc_jointgnn *whole = tiny_joint(8, 16, SG_F32, true, 1);
+  ck_assert_int_eq(assoc_jointgnn_train(whole, &ds, &o, NULL), 0);
+  assoc_jointgnn *part = tiny_joint(8, 16, SG_F32, true, 1);
+  assoc_beam_train_state st;
+  ck_assert_int_eq(assoc_jointgnn_train_start(part, &ds, &o, &st), 0);
+  o.base.epochs = 2;
+  ck_assert_int_eq(assoc_jointgnn_train_resume(part, &ds, &o, &st, NULL), 0);
+  ck_assert_int_eq(st.epoch, 2);
+  char path[128], plain[128];
+  tmp_path(path, sizeof path, "joint_run.npz");
+  tmp_path(plain, sizeof plain, "joint_plain.npz");
+  sg_io_error err = {{0}};
+  ck_assert_msg(assoc_jointgnn_checkpoint_write_run(path, part, &o, &st, &err) == 0, "%s", err.msg);
+  ck_assert(assoc_jointgnn_checkpoint_write(plain, part, o.base.feature_scale, &err) == 0);
+  assoc_beam_train_state_free(&st);
+  assoc_jointgnn_free(part);
+  assoc_jointgnn_train_opts o2;
+  assoc_jointgnn *back = assoc_jointgnn_checkpoint_read_run(path, &o2, &st, &err);
+  ck_assert_msg(back, "%s", err.msg);
+  ck_assert(o2.base.batch == 16 && o2.base.seed == 9 && o2.base.lr_max == 3e-3 && o2.base.t0 == 3 &&
+            o2.base.epochs == 2 && o2.base.feature_scale == o.base.feature_scale);
+  ck_assert(o2.penalty.mu == st.penalty_mu && o2.penalty.mu[0] == 0.7 &&
+            o2.penalty.start_epoch == 3 && o2.penalty.delta == 0.5 && st.epoch == 2);
+  o2.base.epochs = 4;
+  ck_assert_int_eq(assoc_jointgnn_train_resume(back, &ds, &o2, &st, NULL), 0);
+  const sg_params *a = whole->trunk.params, *b = back->trunk.params;
+  for (int i = 0; i < sg_params_count(a); i++) {
+    const sg_tensor *x = sg_params_at(a, i), *y = sg_params_at(b, i);
+    ck_assert_msg(memcmp(x->data, y->data, (size_t)x->numel * 4) == 0, "%s differs",
+                  sg_params_name(a, i));
+  }
+  /* the plain reader takes the run's checkpoint; the run reader refuses a plain one */
+  assoc_jointgnn *m = assoc_jointgnn_checkpoint_read(path, NULL, &err);
+  ck_assert_msg(m, "%s", err.msg);
+  assoc_jointgnn_free(m);
+  assoc_beam_train_state st2;
+  ck_assert_ptr_null(assoc_jointgnn_checkpoint_read_run(plain, &o2, &st2, &err));
+  ck_assert_msg(strstr(err.msg, "no training state"), "%s", err.msg);
+  /* another data set's state is refused */
+  assoc_dataset other = make_data(24, 38);
+  sg_test_capture_errors();
+  ck_assert_int_eq(assoc_jointgnn_train_resume(back, &other, &o2, &st, NULL), -1);
+  sg_set_error_handler(NULL, NULL);
+  assoc_beam_train_state_free(&st);
+  assoc_jointgnn_free(whole), assoc_jointgnn_free(back);
+  remove(path), remove(plain);
+  assoc_dataset_free(&ds), assoc_dataset_free(&other);
+}
+END_TEST
+
 /* ---- the evaluation protocol ---------------------------------------------------------- */
 
 /* Hand-made A~ on M = 2, N = 2, K = 4: the argmax (ties: BS 0), the
@@ -277,6 +338,7 @@ Suite *suite_jointgnn_train(void) {
       {"jointgnn_training_raises_rate", jointgnn_training_raises_rate},
       {"jointgnn_training_deterministic", jointgnn_training_deterministic},
       {"jointgnn_checkpoint_round_trip", jointgnn_checkpoint_round_trip},
+      {"jointgnn_resume_bitwise", jointgnn_resume_bitwise},
       {"jointgnn_round_hand_made", jointgnn_round_hand_made},
       {"jointgnn_evaluate_protocol", jointgnn_evaluate_protocol},
   };

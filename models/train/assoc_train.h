@@ -355,6 +355,26 @@ int assoc_jointgnn_checkpoint_write(const char *path, const assoc_jointgnn *m, d
                                     sg_io_error *err);
 assoc_jointgnn *assoc_jointgnn_checkpoint_read(const char *path, double *feature_scale,
                                                sg_io_error *err);
+/* A JointGNN checkpoint that also holds the state of its training run,
+ * to resume it bit for bit (assoc_jointgnn_train_resume): the members
+ * above, run.epoch, run.cursor, run.order (the shuffle), run.rng (the
+ * shuffle and noise generators), the schedule of o->base without epochs
+ * and callback (run.batch, run.batches_per_epoch, run.t_mult, run.seed,
+ * run.lr = [lr_min, lr_max, t0]), the penalty (run.penalty_start, 0 = off,
+ * run.penalty = [capacity, delta], run.penalty_mu) and the optimiser
+ * (adam.*, as training checkpoints hold it). The feature scale is
+ * o->base.feature_scale. assoc_jointgnn_checkpoint_read reads such a file
+ * too (and checks the run's members). _read_run fills o (base: the
+ * schedule, feature scale, epochs = the completed ones, no callback;
+ * penalty.mu pointing into st->penalty_mu) and st (owned: free with
+ * assoc_beam_train_state_free), and refuses a checkpoint without a run
+ * state. 0 / the model, or -1 / NULL with a message. */
+int assoc_jointgnn_checkpoint_write_run(const char *path, const assoc_jointgnn *m,
+                                        const assoc_jointgnn_train_opts *o,
+                                        const assoc_beam_train_state *st, sg_io_error *err);
+assoc_jointgnn *assoc_jointgnn_checkpoint_read_run(const char *path, assoc_jointgnn_train_opts *o,
+                                                   assoc_beam_train_state *st, sg_io_error *err);
+
 /* "BFGNN" or "JointGNN" when path is an .npz with that model's checkpoint
  * version member, else NULL (also for an unreadable file): how 'assoc
  * eval' tells the checkpoints apart. */
