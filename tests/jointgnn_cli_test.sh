@@ -5,7 +5,8 @@
 # associations of --out and their load limits), BFGNN's beams on SM's
 # load-balanced association through assoc beams, and the refusals (options
 # that do not apply, damaged or foreign checkpoints, a data set of another
-# N): message, non-zero status, no crash.
+# N, a resumed run's changed options): message, non-zero status, no crash;
+# and --resume: one epoch, then one more, gives the two-epoch checkpoint.
 #   jointgnn_cli_test.sh ASSOC NPZ_LIST
 set -u
 assoc="$1" npz_list="$2"
@@ -15,12 +16,15 @@ check "data sets" "$assoc" gen --samples 48 --seed 4 --out "$dir/d.npz" --quiet
 check "data set of N = 2" "$assoc" gen --samples 16 --seed 5 --antennas 2 --out "$dir/n2.npz" \
   --quiet
 
+check "a BFGNN checkpoint" "$assoc" train "$dir/d.npz" --model bfgnn --epochs 1 --d 8 --h 16 \
+  --batch 16 --quiet --out "$dir/bf0.npz"
+
 train() { # threads, out, extra options...
   t=$1 out=$2
   shift 2
   "$assoc" train "$dir/d.npz" --model jointgnn --epochs 2 --d 8 --h 16 --batch 16 \
     --batches-per-epoch 3 --lr-max 1e-3 --lr-min 1e-5 --t0 2 --seed 3 --threads "$t" \
-    --out "$out" "$@"
+    --out "$out" "$@"  # a later --epochs wins
 }
 if train 1 "$dir/j1.npz" >"$dir/train.out" 2>"$dir/err" && grep -q "^epoch 2/2" "$dir/train.out"
 then ok "train --model jointgnn"; else bad "train --model jointgnn ($(head -c 300 "$dir/err"))"; fi
@@ -30,6 +34,17 @@ train 2 "$dir/j2.npz" --quiet >"$dir/q.out" 2>&1 && [ ! -s "$dir/q.out" ] &&
 train 1 "$dir/jp.npz" --penalty-after 1 --penalty-mu 5 --quiet &&
   ! cmp -s "$dir/j1.npz" "$dir/jp.npz" && ok "--penalty-after changes the training" ||
   bad "--penalty-after"
+train 1 "$dir/half.npz" --epochs 1 --penalty-after 1 --quiet &&
+  train 1 "$dir/whole.npz" --penalty-after 1 --quiet &&
+  ! cmp -s "$dir/half.npz" "$dir/whole.npz" &&
+  "$assoc" train "$dir/d.npz" --resume "$dir/half.npz" --epochs 2 --threads 2 --quiet \
+    --out "$dir/resumed.npz" && cmp -s "$dir/whole.npz" "$dir/resumed.npz" &&
+  ok "--resume: 1 + 1 epochs give the 2-epoch checkpoint" || bad "--resume"
+expect_fail "--resume keeps the configuration" "differs from the checkpoint" \
+  "$assoc" train "$dir/d.npz" --resume "$dir/half.npz" --epochs 2 --lr-max 0.1 --out "$dir/x.npz"
+expect_fail "--resume of a BFGNN checkpoint as jointgnn" "not a JointGNN checkpoint" \
+  "$assoc" train "$dir/d.npz" --model jointgnn --resume "$dir/bf0.npz" --epochs 2 \
+  --out "$dir/x.npz"
 "$npz_list" "$dir/j1.npz" 2>/dev/null | grep -q "^param.mlp_a.0.weight float32 (16, 8)$" &&
   "$npz_list" "$dir/j1.npz" 2>/dev/null | grep -q "^jointgnn_checkpoint_version int64 ()$" &&
   ok "checkpoint members" || bad "checkpoint members: $("$npz_list" "$dir/j1.npz" | tr '\n' ';')"

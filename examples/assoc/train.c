@@ -40,8 +40,8 @@ static const char train_help[] =
     "                           (-mean R; knobs d, h, L, batch, batches-per-epoch,\n"
     "                           lr, t0, t-mult, seed, dtype, feature-scale, threads),\n"
     "                           or jointgnn: association and beams together (SM-GNN;\n"
-    "                           -mean R(A~, V) on DATA, the same knobs as bfgnn; no\n"
-    "                           checkpoint state for --resume; evaluate with\n"
+    "                           -mean R(A~, V) on DATA, the same knobs as bfgnn, and\n"
+    "                           --resume, --checkpoint-every, --delta; evaluate with\n"
     "                           assoc eval)\n"
     "  --norm project|full      bfgnn and jointgnn: per-BS power onto the ball\n"
     "                           (default) or the sphere\n"
@@ -298,7 +298,8 @@ static const char *option_name(int opt) {
   return "?";
 }
 
-/* The beam models take only the knobs they use (jointgnn also --delta);
+/* The beam models take only the knobs they use (jointgnn also --delta,
+ * --resume and --checkpoint-every);
  * --norm is theirs, the penalty options jointgnn's. */
 static int check_model_options(const train_args *a) {
   static const int not_beam[] = {TR_TEST,        TR_LOG,      TR_RESUME, TR_TAU,  TR_SK_ITERS,
@@ -316,7 +317,8 @@ static int check_model_options(const train_args *a) {
                      option_name(jointgnn_only[i])),
              -1;
   for (size_t i = 0; (a->bfgnn || a->jointgnn) && i < sizeof not_beam / sizeof *not_beam; i++) {
-    if (!given(a, not_beam[i]) || (a->jointgnn && not_beam[i] == TR_DELTA)) continue;
+    bool joint_ok = not_beam[i] == TR_DELTA || not_beam[i] == TR_RESUME || not_beam[i] == TR_EVERY;
+    if (!given(a, not_beam[i]) || (a->jointgnn && joint_ok)) continue;
     fprintf(stderr, "assoc train: --%s does not apply to --model %s\n", option_name(not_beam[i]),
             model);
     return -1;
@@ -340,8 +342,13 @@ static int train_parse(int argc, char **argv, train_args *a) {
                     "(see assoc train --help)\n");
     return -1;
   }
+  const char *beam =
+      a->resume && !given(a, TR_MODEL) ? assoc_beam_checkpoint_model(a->resume) : NULL;
+  if (beam && !strcmp(beam, "JointGNN")) a->jointgnn = true; /* --resume alone */
   if (check_model_options(a)) return -1;
   a->beam.delta = given(a, TR_DELTA) ? a->cfg.delta : 0.0;
+  a->beam.resume = a->resume;
+  a->beam.checkpoint_every = a->checkpoint_every > 0 ? a->checkpoint_every : 1;
   sg_io_error err;
   if (assoc_train_config_check(&a->cfg, &err)) {
     fprintf(stderr, "assoc train: %s\n", err.msg);
@@ -360,9 +367,15 @@ typedef struct knob_view {
 
 /* A resumed run keeps the checkpoint's configuration; an option that asks
  * for something else is an error rather than silently ignored. */
-static int check_resume_options(const train_args *a, const assoc_train_config *s) {
+static int check_resume_options(const train_args *a, const assoc_train_config *s,
+                                const assoc_train_beam_opts *sb) {
   const assoc_train_config *g = &a->cfg;
+  const assoc_train_beam_opts *gb = &a->beam;
+  if (!sb) sb = gb; /* not a beam model: none of its options was given */
   const knob_view knobs[] = {
+      {TR_NORM, "norm", gb->norm, sb->norm},
+      {TR_PENALTY_AFTER, "penalty-after", gb->penalty_after, sb->penalty_after},
+      {TR_PENALTY_MU, "penalty-mu", gb->penalty_mu, sb->penalty_mu},
       {TR_MODEL, "model", g->variant, s->variant},
       {TR_D, "d", g->d, s->d},
       {TR_H, "h", g->h, s->h},
@@ -395,6 +408,15 @@ static int check_resume_options(const train_args *a, const assoc_train_config *s
     return -1;
   }
   return 0;
+}
+
+/* A resumed JointGNN run keeps its configuration, as a GNN run does. */
+static int check_jointgnn_resume(const train_args *a) {
+  assoc_train_config saved = a->cfg;
+  assoc_train_beam_opts sb = a->beam;
+  int done;
+  if (assoc_train_jointgnn_saved(a->resume, &saved, &sb, &done)) return ASSOC_EXIT_FAIL;
+  return check_resume_options(a, &saved, &sb) ? ASSOC_EXIT_USAGE : ASSOC_EXIT_OK;
 }
 
 /* ---- progress ------------------------------------------------------------------------- */
@@ -509,7 +531,7 @@ static int run(train_args *a, assoc_dataset *train, assoc_dataset *test) {
       fprintf(stderr, "assoc train: %s\n", err.msg);
       return ASSOC_EXIT_FAIL;
     }
-    if (check_resume_options(a, &saved)) return ASSOC_EXIT_USAGE;
+    if (check_resume_options(a, &saved, NULL)) return ASSOC_EXIT_USAGE;
   }
   if (a->cfg.threads) assoc_set_threads(a->cfg.threads);
   bool tty = !a->quiet && isatty(STDERR_FILENO);
@@ -565,7 +587,8 @@ int assoc_cmd_train(int argc, char **argv) {
     return status;
   }
   if (a.jointgnn) {
-    int status = assoc_train_jointgnn(&a.cfg, &train, &a.beam, a.out, a.quiet);
+    int status = a.resume ? check_jointgnn_resume(&a) : ASSOC_EXIT_OK;
+    if (!status) status = assoc_train_jointgnn(&a.cfg, &train, &a.beam, a.out, a.quiet);
     assoc_dataset_free(&train);
     return status;
   }

@@ -1,6 +1,7 @@
 /* assoc train --model bfgnn|jointgnn: trains a beam model (docs/models.md
  * "BFGNN", "JointGNN") and writes its checkpoint. BFGNN trains on the
  * training association mix of the data set, JointGNN on the data alone. */
+#include <math.h>
 #include <omp.h>
 #include <stdio.h>
 
@@ -101,32 +102,100 @@ int assoc_train_bfgnn(const assoc_train_config *c, const assoc_dataset *ds, asso
 
 /* ---- JointGNN ------------------------------------------------------------------- */
 
-int assoc_train_jointgnn(const assoc_train_config *c, const assoc_dataset *ds,
-                         const assoc_train_beam_opts *b, const char *out, bool quiet) {
-  if (check_batch(c, ds)) return ASSOC_EXIT_USAGE;
-  double scale = c->feature_scale > 0 ? c->feature_scale : assoc_feature_scale(ds);
+/* The run's checkpoint after every `every` epochs and the last one. */
+typedef struct joint_progress {
+  beam_progress p;
+  bool quiet;
+  int every, write_failed, written; /* written: the epoch of the last checkpoint, -1 none */
+  const char *out;
+  const assoc_jointgnn *m;
+  const assoc_jointgnn_train_opts *o;
+  const assoc_beam_train_state *st;
+} joint_progress;
+
+static void joint_epoch(void *user, int epoch, double rate, double lr) {
+  joint_progress *j = user;
+  if (!j->quiet) print_epoch(&j->p, epoch, rate, lr);
+  if ((epoch % j->every && epoch != j->p.epochs) || j->write_failed) return;
+  sg_io_error err;
+  j->write_failed = assoc_jointgnn_checkpoint_write_run(j->out, j->m, j->o, j->st, &err);
+  if (j->write_failed) fprintf(stderr, "assoc train: %s\n", err.msg);
+  j->written = epoch;
+}
+
+/* A new model and run of c and b on ds, or the run of b->resume. */
+static assoc_jointgnn *joint_setup(const assoc_train_config *c, const assoc_dataset *ds,
+                                   const assoc_train_beam_opts *b, assoc_jointgnn_train_opts *o,
+                                   assoc_beam_train_state *st, beam_progress *prog, double *mu) {
+  sg_io_error err;
+  if (b->resume) {
+    assoc_jointgnn *m = assoc_jointgnn_checkpoint_read_run(b->resume, o, st, &err);
+    if (!m) return fprintf(stderr, "assoc train: %s\n", err.msg), NULL;
+    *prog = (beam_progress){c->epochs, omp_get_wtime()};
+    o->base.epochs = c->epochs;
+    return m;
+  }
   assoc_jointgnn_config jc = assoc_jointgnn_config_paper();
   jc.d = c->d, jc.h = c->h, jc.L = c->L, jc.n_antennas = ds->N, jc.dtype = c->dtype;
   jc.norm = b->norm;
   assoc_jointgnn *m = assoc_jointgnn_new(&jc, c->seed);
-  if (!m) return fprintf(stderr, "assoc train: cannot build the model\n"), ASSOC_EXIT_FAIL;
-  double mu[ASSOC_MAX_BS];
+  if (!m) return fprintf(stderr, "assoc train: cannot build the model\n"), NULL;
   for (int i = 0; i < ASSOC_MAX_BS; i++) mu[i] = b->penalty_mu;
-  assoc_jointgnn_train_opts o = {.penalty = {.mu = b->penalty_after >= 0 ? mu : NULL,
-                                             .capacity = ds->N,
-                                             .delta = b->delta,
-                                             .start_epoch = b->penalty_after + 1}};
-  beam_progress prog;
-  o.base = train_opts(c, scale, quiet, &prog);
+  double scale = c->feature_scale > 0 ? c->feature_scale : assoc_feature_scale(ds);
+  *o = (assoc_jointgnn_train_opts){.base = train_opts(c, scale, true, prog),
+                                   .penalty = {.mu = b->penalty_after >= 0 ? mu : NULL,
+                                               .capacity = ds->N,
+                                               .delta = b->delta,
+                                               .start_epoch = b->penalty_after + 1}};
+  if (!assoc_jointgnn_train_start(m, ds, o, st)) return m;
+  assoc_jointgnn_free(m);
+  return NULL;
+}
+
+int assoc_train_jointgnn(const assoc_train_config *c, const assoc_dataset *ds,
+                         const assoc_train_beam_opts *b, const char *out, bool quiet) {
+  if (check_batch(c, ds)) return ASSOC_EXIT_USAGE;
+  assoc_jointgnn_train_opts o;
+  assoc_beam_train_state st;
+  double mu[ASSOC_MAX_BS];
+  joint_progress jp = {
+      .quiet = quiet, .every = b->checkpoint_every, .written = -1, .out = out, .o = &o, .st = &st};
+  assoc_jointgnn *m = joint_setup(c, ds, b, &o, &st, &jp.p, mu);
+  if (!m) return ASSOC_EXIT_FAIL;
+  jp.m = m, o.base.epoch_fn = joint_epoch, o.base.user = &jp;
   if (!quiet)
-    printf("jointgnn: S=%lld M=%d N=%d K=%d, %d threads, loss -mean R(A~, V)%s\n", (long long)ds->S,
-           ds->M, ds->N, ds->K, omp_get_max_threads(),
-           o.penalty.mu ? " + load penalty after epoch T" : "");
-  double rate = 0;
+    printf("jointgnn: S=%lld M=%d N=%d K=%d, %d threads, loss -mean R(A~, V)%s, epoch %d of %d\n",
+           (long long)ds->S, ds->M, ds->N, ds->K, omp_get_max_threads(),
+           o.penalty.mu ? " + load penalty" : "", st.epoch, c->epochs);
+  double rate = NAN;
+  int rc = assoc_jointgnn_train_resume(m, ds, &o, &st, &rate);
   sg_io_error err;
-  int rc = assoc_jointgnn_train(m, ds, &o, &rate);
-  int wrc = rc ? 0 : assoc_jointgnn_checkpoint_write(out, m, scale, &err);
-  rc = finish(rc, wrc, &err, "jointgnn", c, assoc_jointgnn_param_count(m), rate, &prog, out, quiet);
+  snprintf(err.msg, sizeof err.msg, "%s: the checkpoint was not written (see above)", out);
+  int wrc = rc ? 0 : jp.write_failed ? -1 : 0;
+  if (!rc && !wrc && jp.written != st.epoch) /* no epoch left to train */
+    wrc = assoc_jointgnn_checkpoint_write_run(out, m, &o, &st, &err);
+  rc = finish(rc, wrc, &err, "jointgnn", c, assoc_jointgnn_param_count(m), rate, &jp.p, out, quiet);
+  assoc_beam_train_state_free(&st);
   assoc_jointgnn_free(m);
   return rc ? ASSOC_EXIT_FAIL : ASSOC_EXIT_OK;
+}
+
+int assoc_train_jointgnn_saved(const char *path, assoc_train_config *c, assoc_train_beam_opts *b,
+                               int *epochs) {
+  assoc_jointgnn_train_opts o;
+  assoc_beam_train_state st;
+  sg_io_error err;
+  assoc_jointgnn *m = assoc_jointgnn_checkpoint_read_run(path, &o, &st, &err);
+  if (!m) return fprintf(stderr, "assoc train: %s\n", err.msg), -1;
+  const assoc_bfgnn_train_opts *s = &o.base;
+  c->d = m->cfg.d, c->h = m->cfg.h, c->L = m->cfg.L, c->dtype = m->cfg.dtype;
+  c->batch = s->batch, c->batches_per_epoch = s->batches_per_epoch, c->lr_min = s->lr_min;
+  c->lr_max = s->lr_max, c->t0 = s->t0, c->t_mult = s->t_mult, c->seed = s->seed;
+  c->feature_scale = s->feature_scale, c->delta = o.penalty.delta;
+  b->norm = m->cfg.norm, b->penalty_after = o.penalty.mu ? o.penalty.start_epoch - 1 : -1;
+  b->penalty_mu = o.penalty.mu ? o.penalty.mu[0] : b->penalty_mu;
+  *epochs = st.epoch;
+  assoc_beam_train_state_free(&st);
+  assoc_jointgnn_free(m);
+  return 0;
 }
