@@ -1,4 +1,4 @@
-/* BFGNN on data sets (models/train/bfgnn_checkpoint.c, bfgnn_run.c): the
+/* BFGNN on data sets (models/train/beam_checkpoint.c, bfgnn_run.c): the
  * checkpoint round trip (bitwise-identical beams), refusal of damaged and
  * inconsistent checkpoints, the training association mix, training with
  * batches per epoch and a progress callback, and the units of the beams of

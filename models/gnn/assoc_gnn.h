@@ -321,9 +321,10 @@ int assoc_bfgnn_batch_make(sg_graph *g, const assoc_dataset *ds, const int *asso
                            const int64_t *idx, int64_t start, int64_t B, double feature_scale,
                            sg_dtype dt, assoc_bfgnn_batch *out);
 
-/* Training (models/gnn/bfgnn_train.c): epochs of shuffled mini-batches of
- * ds's samples, Adam on -mean R(A, V), the learning rate on cosine warm
- * restarts (sg_cosine_restarts, stepped per mini-batch). Sample s trains
+/* Training (models/gnn/bfgnn_train.c, the loop of beam_train.c): epochs
+ * of shuffled mini-batches of ds's samples, Adam on -mean R(A, V), the
+ * learning rate on cosine warm restarts (sg_cosine_restarts, stepped per
+ * mini-batch). Sample s trains
  * with assocs[w_s] (each an S x K array as assoc_bfgnn_batch_make's), w_s
  * drawn once from seed: a fixed per-sample mix of, e.g., RandInt,
  * MaxSINR-capped and ES associations. last_rate (may be NULL) receives the

@@ -307,7 +307,7 @@ assoc_gnn *assoc_checkpoint_load_model(const char *path, double *feature_scale,
 int assoc_checkpoint_read_config(const char *path, assoc_train_config *cfg, int *epoch,
                                  sg_io_error *err);
 
-/* ---- BFGNN (models/train/bfgnn_checkpoint.c, bfgnn_run.c) --------------------- */
+/* ---- BFGNN (models/train/beam_checkpoint.c, bfgnn_run.c) ---------------------- */
 
 /* Writes the model's configuration, the feature scale and every parameter
  * (exact dtype) to path (.npz, atomically). 0, or -1 with a message. */
