@@ -149,10 +149,10 @@ static int read_i64(const reader *r, const char *name, int64_t lo, int64_t hi, i
 }
 
 static int read_int(const reader *r, const char *name, int lo, int hi, int *out) {
-  int64_t v;
-  if (read_i64(r, name, lo, hi, &v)) return -1;
-  *out = (int)v;
-  return 0;
+  int64_t v = 0;
+  int rc = read_i64(r, name, lo, hi, &v);
+  if (!rc) *out = (int)v; /* in [lo, hi]: fits */
+  return rc;
 }
 
 static int read_positive(const reader *r, const char *name, double *out) {
