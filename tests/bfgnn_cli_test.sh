@@ -72,7 +72,7 @@ expect_fail "--loss refused for bfgnn" "does not apply to --model bfgnn" \
   "$assoc" train "$dir/d.npz" --model bfgnn --epochs 1 --loss es --out "$dir/x.npz"
 expect_fail "--resume refused for bfgnn" "does not apply to --model bfgnn" \
   "$assoc" train "$dir/d.npz" --model bfgnn --epochs 1 --resume "$dir/ck.npz" --out "$dir/x.npz"
-expect_fail "--norm refused for gs" "bfgnn only" \
+expect_fail "--norm refused for gs" "bfgnn and jointgnn only" \
   "$assoc" train "$dir/d.npz" --model gs --epochs 1 --norm full --out "$dir/x.npz"
 expect_fail "bad --norm" "project or full" \
   "$assoc" train "$dir/d.npz" --model bfgnn --epochs 1 --norm half --out "$dir/x.npz"

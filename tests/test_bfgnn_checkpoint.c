@@ -1,4 +1,4 @@
-/* BFGNN on data sets (models/train/bfgnn_checkpoint.c, bfgnn_run.c): the
+/* BFGNN on data sets (models/train/beam_checkpoint.c, bfgnn_run.c): the
  * checkpoint round trip (bitwise-identical beams), refusal of damaged and
  * inconsistent checkpoints, the training association mix, training with
  * batches per epoch and a progress callback, and the units of the beams of
@@ -85,8 +85,9 @@ START_TEST(bfgnn_checkpoint_round_trip) {
 END_TEST
 
 /* Rewrites src into dst dropping member target, widening it to float64,
- * setting its first value to NaN, or adding a copy named "param.extra". */
-typedef enum mutation { DROP, TO_F64, NAN_VALUE, EXTRA } mutation;
+ * setting its first value to NaN, adding a copy named "param.extra", or
+ * adding 1 to an int64 scalar. */
+typedef enum mutation { DROP, TO_F64, NAN_VALUE, EXTRA, BUMP } mutation;
 
 static void rewrite(const char *src, const char *dst, const char *target, mutation how) {
   sg_io_error err = {{0}};
@@ -94,6 +95,7 @@ static void rewrite(const char *src, const char *dst, const char *target, mutati
   ck_assert_msg(z, "%s", err.msg);
   sg_npz_writer *w = sg_npz_writer_open(dst, false, &err);
   double *wide = NULL;
+  int64_t bumped = 0;
   for (int i = 0; i < sg_npz_count(z); i++) {
     const char *name = sg_npz_name(z, i);
     sg_array a = *sg_npz_get(z, name);
@@ -104,6 +106,10 @@ static void rewrite(const char *src, const char *dst, const char *target, mutati
       a.type = SG_NPY_F64, a.data = wide;
     }
     if (!strcmp(name, target) && how == NAN_VALUE) ((float *)a.data)[0] = NAN;
+    if (!strcmp(name, target) && how == BUMP) {
+      memcpy(&bumped, a.data, sizeof bumped);
+      bumped++, a.data = &bumped;
+    }
     if (!strcmp(name, target) && how == EXTRA)
       ck_assert(sg_npz_add_array(w, "param.extra", &a, &err) == 0);
     ck_assert_msg(sg_npz_add_array(w, name, &a, &err) == 0, "%s", err.msg);
@@ -113,10 +119,17 @@ static void rewrite(const char *src, const char *dst, const char *target, mutati
   sg_npz_close(z);
 }
 
-static void assert_refused(const char *path, const char *what, const char *needle) {
+/* The checkpoints of both beam models go through one reader. */
+typedef enum beam_model { BFGNN, JOINTGNN } beam_model;
+
+static void assert_refused_as(beam_model k, const char *path, const char *what,
+                              const char *needle) {
   sg_io_error err = {{0}};
   double scale = 0;
-  ck_assert_msg(!assoc_bfgnn_checkpoint_read(path, &scale, &err), "%s was accepted", what);
+  if (k == BFGNN)
+    ck_assert_msg(!assoc_bfgnn_checkpoint_read(path, &scale, &err), "%s was accepted", what);
+  else
+    ck_assert_msg(!assoc_jointgnn_checkpoint_read(path, &scale, &err), "%s was accepted", what);
   ck_assert_msg(strstr(err.msg, needle), "%s: message '%s' lacks '%s'", what, err.msg, needle);
 }
 
@@ -127,13 +140,33 @@ static void write_bytes(const char *path, const unsigned char *buf, long size) {
   fclose(f);
 }
 
-START_TEST(bfgnn_checkpoint_damaged_refused) {
-  assoc_bfgnn *m = tiny_model(2);
+/* A tiny model of kind k written to path. */
+static void write_tiny(beam_model k, const char *path) {
+  sg_io_error err = {{0}};
+  if (k == BFGNN) {
+    assoc_bfgnn *m = tiny_model(2);
+    ck_assert_msg(assoc_bfgnn_checkpoint_write(path, m, 0.5, &err) == 0, "%s", err.msg);
+    assoc_bfgnn_free(m);
+    return;
+  }
+  assoc_jointgnn_config c = assoc_jointgnn_config_paper();
+  c.d = 8, c.h = 16, c.n_antennas = 2;
+  assoc_jointgnn *m = assoc_jointgnn_new(&c, 2);
+  ck_assert_ptr_nonnull(m);
+  ck_assert_msg(assoc_jointgnn_checkpoint_write(path, m, 0.5, &err) == 0, "%s", err.msg);
+  assoc_jointgnn_free(m);
+}
+
+#define assert_refused(path, what, needle) assert_refused_as(k, path, what, needle)
+
+/* Flipped bytes, truncation, a missing file, missing, mistyped, non-finite
+ * and extra members, each named in the message; the intact file loads. */
+static void damaged_refused(beam_model k) {
   char ck[128], bad[128];
   tmp_path(ck, sizeof ck, "bf_good.npz");
   tmp_path(bad, sizeof bad, "bf_bad.npz");
   sg_io_error err = {{0}};
-  ck_assert_msg(assoc_bfgnn_checkpoint_write(ck, m, 0.5, &err) == 0, "%s", err.msg);
+  write_tiny(k, ck);
   FILE *f = fopen(ck, "rb");
   fseek(f, 0, SEEK_END);
   long size = ftell(f);
@@ -165,12 +198,67 @@ START_TEST(bfgnn_checkpoint_damaged_refused) {
   assert_refused(bad, "a NaN parameter", "not finite");
   rewrite(ck, bad, param, EXTRA);
   assert_refused(bad, "an extra member", "unknown member");
+  rewrite(ck, bad, k == BFGNN ? "bfgnn_checkpoint_version" : "jointgnn_checkpoint_version", BUMP);
+  assert_refused(bad, "a later version",
+                 k == BFGNN ? "version 3; this build reads versions 1 to 2"
+                            : "version 2; this build reads version 1");
   /* the intact one still loads */
-  assoc_bfgnn *ok = assoc_bfgnn_checkpoint_read(ck, NULL, &err);
-  ck_assert_msg(ok, "%s", err.msg);
-  assoc_bfgnn_free(ok), assoc_bfgnn_free(m);
+  if (k == BFGNN) {
+    assoc_bfgnn *ok = assoc_bfgnn_checkpoint_read(ck, NULL, &err);
+    ck_assert_msg(ok, "%s", err.msg);
+    assoc_bfgnn_free(ok);
+  } else {
+    assoc_jointgnn *ok = assoc_jointgnn_checkpoint_read(ck, NULL, &err);
+    ck_assert_msg(ok, "%s", err.msg);
+    assoc_jointgnn_free(ok);
+  }
   free((void *)param), free(bytes);
   remove(ck), remove(bad);
+}
+
+START_TEST(bfgnn_checkpoint_damaged_refused) {
+  damaged_refused(BFGNN);
+}
+END_TEST
+
+START_TEST(jointgnn_checkpoint_damaged_refused) {
+  damaged_refused(JOINTGNN);
+  /* each model refuses the other's checkpoint */
+  char bf[128], jg[128];
+  tmp_path(bf, sizeof bf, "kind_bf.npz");
+  tmp_path(jg, sizeof jg, "kind_jg.npz");
+  write_tiny(BFGNN, bf), write_tiny(JOINTGNN, jg);
+  assert_refused_as(JOINTGNN, bf, "a BFGNN checkpoint", "not a JointGNN checkpoint");
+  assert_refused_as(JOINTGNN, bf, "a BFGNN checkpoint", "the other beam model");
+  assert_refused_as(BFGNN, jg, "a JointGNN checkpoint", "not a BFGNN checkpoint");
+  ck_assert_str_eq(assoc_beam_checkpoint_model(bf), "BFGNN");
+  ck_assert_str_eq(assoc_beam_checkpoint_model(jg), "JointGNN");
+  ck_assert_ptr_null(assoc_beam_checkpoint_model("no-such-file.npz"));
+  /* a run's state is checked by both readers */
+  assoc_dataset ds = make_data(8, 44);
+  assoc_jointgnn_config c = assoc_jointgnn_config_paper();
+  c.d = 8, c.h = 16, c.n_antennas = 2;
+  assoc_jointgnn *m = assoc_jointgnn_new(&c, 2);
+  assoc_jointgnn_train_opts o = assoc_jointgnn_train_defaults(0.5);
+  o.base.batch = 4;
+  assoc_beam_train_state st;
+  ck_assert_int_eq(assoc_jointgnn_train_start(m, &ds, &o, &st), 0);
+  sg_io_error err = {{0}};
+  ck_assert_msg(assoc_jointgnn_checkpoint_write_run(jg, m, &o, &st, &err) == 0, "%s", err.msg);
+  assoc_beam_train_state_free(&st);
+  rewrite(jg, bf, "run.cursor", DROP);
+  assert_refused_as(JOINTGNN, bf, "a run without its cursor", "'run.cursor' is missing");
+  rewrite(jg, bf, "run.epoch", EXTRA);
+  assert_refused_as(JOINTGNN, bf, "a run with an extra member", "unknown member");
+  assoc_jointgnn_train_opts o2;
+  ck_assert_ptr_null(assoc_jointgnn_checkpoint_read_run(bf, &o2, &st, &err));
+  assoc_jointgnn *ok = assoc_jointgnn_checkpoint_read_run(jg, &o2, &st, &err);
+  ck_assert_msg(ok, "%s", err.msg);
+  ck_assert(st.epoch == 0 && st.S == 8 && o2.base.batch == 4 && !o2.penalty.mu);
+  assoc_beam_train_state_free(&st);
+  assoc_jointgnn_free(ok), assoc_jointgnn_free(m);
+  assoc_dataset_free(&ds);
+  remove(bf), remove(jg);
 }
 END_TEST
 
@@ -218,7 +306,7 @@ START_TEST(bfgnn_checkpoint_heads) {
   ck_assert(memcmp(a.V_im, b.V_im, n * sizeof(double)) == 0);
   beams_free(&a), beams_free(&b);
   rewrite_scalar(ck, old, "config.head", 5, NULL);
-  assert_refused(old, "head 5", "config.head");
+  assert_refused_as(BFGNN, old, "head 5", "config.head");
   assoc_bfgnn *direct = tiny_model(6);
   ck_assert_msg(assoc_bfgnn_checkpoint_write(ck, direct, 0.5, &err) == 0, "%s", err.msg);
   rewrite_scalar(ck, old, "bfgnn_checkpoint_version", 1, "config.head");
@@ -226,7 +314,7 @@ START_TEST(bfgnn_checkpoint_heads) {
   ck_assert_msg(v1, "%s", err.msg);
   ck_assert_int_eq(v1->cfg.head, ASSOC_BFGNN_HEAD_DIRECT);
   rewrite_scalar(ck, old, "bfgnn_checkpoint_version", 3, NULL);
-  assert_refused(old, "version 3", "bfgnn_checkpoint_version");
+  assert_refused_as(BFGNN, old, "version 3", "BFGNN checkpoint version 3");
   assoc_bfgnn_free(v1), assoc_bfgnn_free(direct), assoc_bfgnn_free(m2), assoc_bfgnn_free(m);
   free(assoc);
   remove(ck), remove(old);
@@ -272,6 +360,7 @@ Suite *suite_bfgnn_checkpoint(void) {
   const sg_test_case cases[] = {
       {"bfgnn_checkpoint_round_trip", bfgnn_checkpoint_round_trip},
       {"bfgnn_checkpoint_damaged_refused", bfgnn_checkpoint_damaged_refused},
+      {"jointgnn_checkpoint_damaged_refused", jointgnn_checkpoint_damaged_refused},
       {"bfgnn_checkpoint_heads", bfgnn_checkpoint_heads},
       {"bfgnn_train_mix_and_n_check", bfgnn_train_mix_and_n_check},
   };

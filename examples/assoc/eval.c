@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "eval_jointgnn.h"
 #include "assoc_eval.h"
 #include "assoc_train.h"
 
@@ -20,6 +21,16 @@ static const char eval_help[] =
     "with violations, load-balanced sum-rate (overloaded BSs keep the N UEs of\n"
     "largest a~), the no-violation rounding (max-weight assignment on log A~),\n"
     "ratio to ES, inference time per sample and parameter count.\n"
+    "\n"
+    "On a JointGNN checkpoint (assoc train --model jointgnn) it runs the SM\n"
+    "protocol instead (docs/models.md, \"JointGNN\"): violation ratio of the\n"
+    "row argmax, the rate of the model's own beams re-normalised over the\n"
+    "one-hot and over the load-balanced association (overloaded BSs keep the N\n"
+    "UEs of largest a~), and the soft R(A~, V); --out writes SM_onehot_assoc,\n"
+    "SM_lb_assoc (int32 S x K, -1 dropped) with their rates SM_onehot_rate,\n"
+    "SM_lb_rate, SM_A and samples, so that 'assoc beams DATA FILE --assoc-key\n"
+    "SM_lb --method bfgnn=CKPT' gives BFGNN's beams on SM's association. Only\n"
+    "--json, --out, --batch, --limit and --threads apply there.\n"
     "\n"
     "  --json               print JSON instead of a table\n"
     "  --out FILE           also write the associations as .npz, in the schema of\n"
@@ -302,6 +313,20 @@ int assoc_cmd_eval(int argc, char **argv) {
   if (eval_parse(argc, argv, &a)) return ASSOC_EXIT_USAGE;
   if (a.help) return fputs(eval_help, stdout), ASSOC_EXIT_OK;
   if (a.threads) assoc_set_threads(a.threads);
+  const char *beam_model = assoc_beam_checkpoint_model(a.ckpt);
+  if (beam_model && !strcmp(beam_model, "BFGNN"))
+    return fprintf(stderr,
+                   "assoc eval: %s is a BFGNN checkpoint: it designs beams for a given "
+                   "association (assoc beams DATA ASSOC.npz --method bfgnn=%s)\n",
+                   a.ckpt, a.ckpt),
+           ASSOC_EXIT_FAIL;
+  if (beam_model) {
+    if (a.draws != 1)
+      return fprintf(stderr, "assoc eval: --draws does not apply to a JointGNN checkpoint\n"),
+             ASSOC_EXIT_USAGE;
+    assoc_eval_jointgnn_args j = {a.ckpt, a.data, a.out, a.json, a.batch, a.limit};
+    return assoc_eval_jointgnn(&j);
+  }
   sg_io_error err;
   double scale;
   assoc_gnn *m = assoc_checkpoint_load_model(a.ckpt, &scale, NULL, &err);

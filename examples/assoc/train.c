@@ -3,6 +3,8 @@
  *   assoc train DATA --model attskgs|skgs|gs|sma --epochs E --out CKPT
  *               [--test DATA2] [--log CSV] [--resume CKPT] [knobs] [--json]
  *   assoc train DATA --model bfgnn --epochs E --out CKPT [knobs] [--norm project|full]
+ *   assoc train DATA --model jointgnn --epochs E --out CKPT [knobs] [--norm project|full]
+ *               [--penalty-after T [--penalty-mu X] [--delta X]]
  *
  * Progress (a bar with epoch, step, loss, rate, violations, lr and ETA) goes
  * to stderr when it is a terminal; one line per epoch to stdout unless
@@ -36,12 +38,20 @@ static const char train_help[] =
     "                           or bfgnn: beams for a given association, trained on\n"
     "                           RandInt, MaxSINR-capped and ES associations of DATA\n"
     "                           (-mean R; knobs d, h, L, batch, batches-per-epoch,\n"
-    "                           lr, t0, t-mult, seed, dtype, feature-scale, threads)\n"
-    "  --norm project|full      bfgnn only: per-BS power onto the ball (default) or\n"
-    "                           the sphere\n"
-    "  --head direct|duality    bfgnn only: the beam head outputs the beams (default)\n"
+    "                           lr, t0, t-mult, seed, dtype, feature-scale, threads),\n"
+    "                           or jointgnn: association and beams together (SM-GNN;\n"
+    "                           -mean R(A~, V) on DATA, the same knobs as bfgnn, and\n"
+    "                           --resume, --checkpoint-every, --delta; evaluate with\n"
+    "                           assoc eval)\n"
+    "  --norm project|full      bfgnn and jointgnn: per-BS power onto the ball\n"
+    "                           (default) or the sphere\n"
+    "  --head direct|duality    bfgnn: the beam head outputs the beams (default)\n"
     "                           or the weights and powers of the duality structure\n"
     "                           (beams (I + sum lambda x* x^T)^-1 x*; docs/models.md)\n"
+    "  --penalty-after T        jointgnn: add the load penalty of eq. (3),\n"
+    "                           mu sum_m mean ReLU(load_m - (N - delta)), from epoch\n"
+    "                           T + 1 on (default: never; T = 0: from the start)\n"
+    "  --penalty-mu X           jointgnn: its mu, every BS (default 1)\n"
     "  --epochs E               train until E epochs are complete (required)\n"
     "  --out CKPT               checkpoint to write (required)\n"
     "  --test DATA2             data set for the per-epoch test metrics\n"
@@ -66,7 +76,7 @@ static const char train_help[] =
     "  --t0 P                   first cosine period in epochs (default 50)\n"
     "  --t-mult K               period multiplier (default 2)\n"
     "  --t-mu P                 dual update every P epochs (default 100)\n"
-    "  --delta X                load margin delta (default 2)\n"
+    "  --delta X                load margin delta (default 2; jointgnn's penalty 0)\n"
     "  --seed X                 initialisation and data-order seed (default 1)\n"
     "  --dtype T                float32 (default) or float64\n"
     "  --feature-scale X        H feature scale (default: RMS on the training set)\n"
@@ -110,6 +120,8 @@ enum train_option {
   TR_QUIET,
   TR_NORM,
   TR_HEAD,
+  TR_PENALTY_AFTER,
+  TR_PENALTY_MU,
   TR_LAST
 };
 
@@ -146,6 +158,8 @@ static const struct option train_options[] = {
     {"quiet", no_argument, NULL, TR_QUIET},
     {"norm", required_argument, NULL, TR_NORM},
     {"head", required_argument, NULL, TR_HEAD},
+    {"penalty-after", required_argument, NULL, TR_PENALTY_AFTER},
+    {"penalty-mu", required_argument, NULL, TR_PENALTY_MU},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -154,8 +168,8 @@ typedef struct train_args {
   assoc_train_config cfg;
   const char *data, *test, *out, *log, *resume;
   int checkpoint_every;
-  bool json, quiet, help, model_given, epochs_given, bfgnn;
-  assoc_bfgnn_config beams;       /* --norm and --head of --model bfgnn */
+  bool json, quiet, help, model_given, epochs_given, bfgnn, jointgnn;
+  assoc_train_beam_opts beam;     /* bfgnn and jointgnn */
   bool given[TR_LAST - TR_MODEL]; /* which options appeared */
 } train_args;
 
@@ -168,11 +182,14 @@ static int parse_dtype(const char *v, sg_dtype *out) {
 
 static int parse_model(const char *v, train_args *a) {
   a->bfgnn = !strcasecmp(v, "bfgnn");
-  if (a->bfgnn) return 0;
+  a->jointgnn = !strcasecmp(v, "jointgnn") || !strcasecmp(v, "sm");
+  if (a->bfgnn || a->jointgnn) return 0;
   int m = assoc_gnn_variant_parse(v);
   assoc_gnn_variant *out = &a->cfg.variant;
   if (m < 0) {
-    fprintf(stderr, "assoc train: unknown model '%s' (expected attskgs, skgs, gs, sma or bfgnn)\n",
+    fprintf(stderr,
+            "assoc train: unknown model '%s' (expected attskgs, skgs, gs, sma, bfgnn or "
+            "jointgnn)\n",
             v);
     return -1;
   }
@@ -180,17 +197,17 @@ static int parse_model(const char *v, train_args *a) {
   return 0;
 }
 
-static int parse_norm(const char *v, assoc_beam_norm *out) {
-  if (!strcmp(v, "project")) return *out = ASSOC_BEAM_PROJECT, 0;
-  if (!strcmp(v, "full")) return *out = ASSOC_BEAM_FULL_POWER, 0;
-  fprintf(stderr, "assoc train: bad value '%s' for --norm (expected project or full)\n", v);
-  return -1;
-}
-
 static int parse_head(const char *v, assoc_bfgnn_head *out) {
   if (!strcmp(v, "direct")) return *out = ASSOC_BFGNN_HEAD_DIRECT, 0;
   if (!strcmp(v, "duality")) return *out = ASSOC_BFGNN_HEAD_DUALITY, 0;
   fprintf(stderr, "assoc train: bad value '%s' for --head (expected direct or duality)\n", v);
+  return -1;
+}
+
+static int parse_norm(const char *v, assoc_beam_norm *out) {
+  if (!strcmp(v, "project")) return *out = ASSOC_BEAM_PROJECT, 0;
+  if (!strcmp(v, "full")) return *out = ASSOC_BEAM_FULL_POWER, 0;
+  fprintf(stderr, "assoc train: bad value '%s' for --norm (expected project or full)\n", v);
   return -1;
 }
 
@@ -271,9 +288,13 @@ static int train_option(void *args, int opt, char *v) {
   case TR_QUIET:
     return a->quiet = true, 0;
   case TR_NORM:
-    return parse_norm(v, &a->beams.norm);
+    return parse_norm(v, &a->beam.norm);
   case TR_HEAD:
-    return parse_head(v, &a->beams.head);
+    return parse_head(v, &a->beam.head);
+  case TR_PENALTY_AFTER:
+    return assoc_parse_int(c, "penalty-after", v, 0, 1 << 30, &a->beam.penalty_after);
+  case TR_PENALTY_MU:
+    return assoc_parse_double(c, "penalty-mu", v, 0, 1e12, &a->beam.penalty_mu);
   case 'h':
     return a->help = true, 0;
   default:
@@ -291,20 +312,33 @@ static const char *option_name(int opt) {
   return "?";
 }
 
-/* --model bfgnn takes only the knobs it uses; --norm and --head are for bfgnn only. */
+/* The beam models take only the knobs they use (jointgnn also --delta,
+ * --resume and --checkpoint-every);
+ * --norm is theirs, --head bfgnn's, the penalty options jointgnn's. */
 static int check_model_options(const train_args *a) {
-  static const int not_bfgnn[] = {TR_TEST,        TR_LOG,      TR_RESUME, TR_TAU,  TR_SK_ITERS,
-                                  TR_SK_BALANCED, TR_FEATURES, TR_LOSS,   TR_T_MU, TR_DELTA,
-                                  TR_EVAL_BATCH,  TR_EVERY,    TR_JSON};
-  for (int opt = TR_NORM; opt <= TR_HEAD; opt++)
-    if (!a->bfgnn && given(a, opt)) {
-      fprintf(stderr, "assoc train: --%s applies to --model bfgnn only\n", option_name(opt));
-      return -1;
-    }
-  for (size_t i = 0; a->bfgnn && i < sizeof not_bfgnn / sizeof *not_bfgnn; i++) {
-    if (!given(a, not_bfgnn[i])) continue;
-    fprintf(stderr, "assoc train: --%s does not apply to --model bfgnn\n",
-            option_name(not_bfgnn[i]));
+  static const int not_beam[] = {TR_TEST,        TR_LOG,      TR_RESUME, TR_TAU,  TR_SK_ITERS,
+                                 TR_SK_BALANCED, TR_FEATURES, TR_LOSS,   TR_T_MU, TR_DELTA,
+                                 TR_EVAL_BATCH,  TR_EVERY,    TR_JSON};
+  static const int jointgnn_only[] = {TR_PENALTY_AFTER, TR_PENALTY_MU};
+  const char *model = a->bfgnn ? "bfgnn" : "jointgnn";
+  if (!a->bfgnn && !a->jointgnn && given(a, TR_NORM)) {
+    fprintf(stderr, "assoc train: --norm applies to --model bfgnn and jointgnn only\n");
+    return -1;
+  }
+  if (!a->bfgnn && given(a, TR_HEAD)) {
+    fprintf(stderr, "assoc train: --head applies to --model bfgnn only\n");
+    return -1;
+  }
+  for (size_t i = 0; i < sizeof jointgnn_only / sizeof *jointgnn_only; i++)
+    if (!a->jointgnn && given(a, jointgnn_only[i]))
+      return fprintf(stderr, "assoc train: --%s applies to --model jointgnn only\n",
+                     option_name(jointgnn_only[i])),
+             -1;
+  for (size_t i = 0; (a->bfgnn || a->jointgnn) && i < sizeof not_beam / sizeof *not_beam; i++) {
+    bool joint_ok = not_beam[i] == TR_DELTA || not_beam[i] == TR_RESUME || not_beam[i] == TR_EVERY;
+    if (!given(a, not_beam[i]) || (a->jointgnn && joint_ok)) continue;
+    fprintf(stderr, "assoc train: --%s does not apply to --model %s\n", option_name(not_beam[i]),
+            model);
     return -1;
   }
   return 0;
@@ -312,7 +346,7 @@ static int check_model_options(const train_args *a) {
 
 static int train_parse(int argc, char **argv, train_args *a) {
   *a = (train_args){.cfg = assoc_train_config_default(ASSOC_GNN_ATTSKGS),
-                    .beams = assoc_bfgnn_config_paper()};
+                    .beam = {.penalty_after = -1, .penalty_mu = 1.0}};
   int first = assoc_parse_options("train", argc, argv, train_options, train_option, a);
   if (first < 0) return -1;
   if (a->help) return 0;
@@ -326,7 +360,13 @@ static int train_parse(int argc, char **argv, train_args *a) {
                     "(see assoc train --help)\n");
     return -1;
   }
+  const char *beam =
+      a->resume && !given(a, TR_MODEL) ? assoc_beam_checkpoint_model(a->resume) : NULL;
+  if (beam && !strcmp(beam, "JointGNN")) a->jointgnn = true; /* --resume alone */
   if (check_model_options(a)) return -1;
+  a->beam.delta = given(a, TR_DELTA) ? a->cfg.delta : 0.0;
+  a->beam.resume = a->resume;
+  a->beam.checkpoint_every = a->checkpoint_every > 0 ? a->checkpoint_every : 1;
   sg_io_error err;
   if (assoc_train_config_check(&a->cfg, &err)) {
     fprintf(stderr, "assoc train: %s\n", err.msg);
@@ -345,9 +385,15 @@ typedef struct knob_view {
 
 /* A resumed run keeps the checkpoint's configuration; an option that asks
  * for something else is an error rather than silently ignored. */
-static int check_resume_options(const train_args *a, const assoc_train_config *s) {
+static int check_resume_options(const train_args *a, const assoc_train_config *s,
+                                const assoc_train_beam_opts *sb) {
   const assoc_train_config *g = &a->cfg;
+  const assoc_train_beam_opts *gb = &a->beam;
+  if (!sb) sb = gb; /* not a beam model: none of its options was given */
   const knob_view knobs[] = {
+      {TR_NORM, "norm", gb->norm, sb->norm},
+      {TR_PENALTY_AFTER, "penalty-after", gb->penalty_after, sb->penalty_after},
+      {TR_PENALTY_MU, "penalty-mu", gb->penalty_mu, sb->penalty_mu},
       {TR_MODEL, "model", g->variant, s->variant},
       {TR_D, "d", g->d, s->d},
       {TR_H, "h", g->h, s->h},
@@ -380,6 +426,15 @@ static int check_resume_options(const train_args *a, const assoc_train_config *s
     return -1;
   }
   return 0;
+}
+
+/* A resumed JointGNN run keeps its configuration, as a GNN run does. */
+static int check_jointgnn_resume(const train_args *a) {
+  assoc_train_config saved = a->cfg;
+  assoc_train_beam_opts sb = a->beam;
+  int done;
+  if (assoc_train_jointgnn_saved(a->resume, &saved, &sb, &done)) return ASSOC_EXIT_FAIL;
+  return check_resume_options(a, &saved, &sb) ? ASSOC_EXIT_USAGE : ASSOC_EXIT_OK;
 }
 
 /* ---- progress ------------------------------------------------------------------------- */
@@ -494,7 +549,7 @@ static int run(train_args *a, assoc_dataset *train, assoc_dataset *test) {
       fprintf(stderr, "assoc train: %s\n", err.msg);
       return ASSOC_EXIT_FAIL;
     }
-    if (check_resume_options(a, &saved)) return ASSOC_EXIT_USAGE;
+    if (check_resume_options(a, &saved, NULL)) return ASSOC_EXIT_USAGE;
   }
   if (a->cfg.threads) assoc_set_threads(a->cfg.threads);
   bool tty = !a->quiet && isatty(STDERR_FILENO);
@@ -545,7 +600,13 @@ int assoc_cmd_train(int argc, char **argv) {
   assoc_dataset train = {0}, test = {0};
   if (load(a.data, &train)) return ASSOC_EXIT_FAIL;
   if (a.bfgnn) {
-    int status = assoc_train_bfgnn(&a.cfg, &train, &a.beams, a.out, a.quiet);
+    int status = assoc_train_bfgnn(&a.cfg, &train, &a.beam, a.out, a.quiet);
+    assoc_dataset_free(&train);
+    return status;
+  }
+  if (a.jointgnn) {
+    int status = a.resume ? check_jointgnn_resume(&a) : ASSOC_EXIT_OK;
+    if (!status) status = assoc_train_jointgnn(&a.cfg, &train, &a.beam, a.out, a.quiet);
     assoc_dataset_free(&train);
     return status;
   }

@@ -326,6 +326,7 @@ sg_tensor *(assoc_bfgnn_rate)(sg_graph *g, sg_tensor *A, sg_tensor *G_re, sg_ten
  * assoc (a zero row for -1), and the rate channels G = h sqrt(P_t) / sigma.
  * assoc holds ds->S x K entries (assoc[s*K + k] in -1..M-1, each BS
  * serving at most N UEs); sample b of the batch is idx[b] or start + b.
+ * assoc NULL (JointGNN, which makes its own association): A is NULL.
  * 0, or -1 after reporting. */
 typedef struct assoc_bfgnn_batch {
   int64_t B;
@@ -338,9 +339,10 @@ int assoc_bfgnn_batch_make(sg_graph *g, const assoc_dataset *ds, const int *asso
                            const int64_t *idx, int64_t start, int64_t B, double feature_scale,
                            sg_dtype dt, assoc_bfgnn_batch *out);
 
-/* Training (models/gnn/bfgnn_train.c): epochs of shuffled mini-batches of
- * ds's samples, Adam on -mean R(A, V), the learning rate on cosine warm
- * restarts (sg_cosine_restarts, stepped per mini-batch). Sample s trains
+/* Training (models/gnn/bfgnn_train.c, the loop of beam_train.c): epochs
+ * of shuffled mini-batches of ds's samples, Adam on -mean R(A, V), the
+ * learning rate on cosine warm restarts (sg_cosine_restarts, stepped per
+ * mini-batch). Sample s trains
  * with assocs[w_s] (each an S x K array as assoc_bfgnn_batch_make's), w_s
  * drawn once from seed: a fixed per-sample mix of, e.g., RandInt,
  * MaxSINR-capped and ES associations. last_rate (may be NULL) receives the
@@ -373,6 +375,22 @@ int assoc_bfgnn_train(assoc_bfgnn *m, const assoc_dataset *ds, const int *const 
  * model's beams for the association assoc (S x K); NAN after reporting. */
 double assoc_bfgnn_mean_rate(const assoc_bfgnn *m, const assoc_dataset *ds, const int *assoc,
                              int64_t start, int64_t count, double feature_scale);
+
+/* The state of a beam model's training between epochs: what a run needs
+ * to continue bit for bit (assoc_jointgnn_train_resume). Owns order and
+ * adam (assoc_beam_train_state_free). */
+typedef struct assoc_beam_train_state {
+  int epoch;                       /* epochs completed */
+  int M;                           /* BSs of the training data */
+  int64_t S;                       /* samples of the training data */
+  int64_t cursor;                  /* next unused position in order */
+  int64_t *order;                  /* [S] the current shuffle of the samples */
+  sg_rng shuffle;                  /* the shuffles' generator */
+  sg_rng noise;                    /* the Gumbel noise's generator (JointGNN with gumbel) */
+  sg_adam *adam;                   /* the optimiser over the model's parameters */
+  double penalty_mu[ASSOC_MAX_BS]; /* storage for a run's penalty mu read back */
+} assoc_beam_train_state;
+void assoc_beam_train_state_free(assoc_beam_train_state *st);
 
 /* ---- JointGNN: association and beams together (models/gnn/jointgnn.c) ------------- */
 
@@ -420,6 +438,7 @@ typedef struct assoc_jointgnn_output {
   sg_tensor *logits; /* Ahat [B, K, M] */
   sg_tensor *assoc;  /* A~ [B, K, M], rows summing to 1 */
   assoc_complex V;   /* beams [B, M, K, N], normalised per BS with A~ */
+  assoc_complex raw; /* the beam head's v [B, M, K, N] before the normalisation */
 } assoc_jointgnn_output;
 
 /* The forward pass on p [B, M, 1], q [B, K, 1] and the channel features X
@@ -455,6 +474,40 @@ typedef struct assoc_jointgnn_penalty {
 sg_tensor *(assoc_jointgnn_loss)(sg_graph *g, sg_tensor *rate, const assoc_jointgnn_output *out,
                                  const assoc_jointgnn_penalty *pen, int epoch, double *violation);
 #define assoc_jointgnn_loss(g, ...) (assoc_jointgnn_loss)(SG_AT(g), __VA_ARGS__)
+
+/* Training (models/gnn/jointgnn_train.c): Adam on -mean R(A~, V) of the
+ * train-mode forward (Gumbel noise drawn from a stream of seed when
+ * cfg.gumbel is on), with base's mini-batches, schedule, seed semantics
+ * (the same shuffles as assoc_bfgnn_train for a seed) and callback. The
+ * loss is the pure sum rate unless penalty.mu is set: then the eq. (3) term
+ * of assoc_jointgnn_loss is added from epoch penalty.start_epoch on.
+ * Deterministic: the same seed gives the same weights bit for bit, on any
+ * thread count. last_rate (may be NULL): the last epoch's mean training
+ * rate R(A~, V). 0; -1 after reporting; -2 when a mini-batch's mean rate is
+ * NaN (training diverged; nothing is reported). */
+typedef struct assoc_jointgnn_train_opts {
+  assoc_bfgnn_train_opts base;    /* feature scale, batching, schedule, seed, callback */
+  assoc_jointgnn_penalty penalty; /* mu NULL (the default): off */
+} assoc_jointgnn_train_opts;
+
+/* base = assoc_bfgnn_train_defaults(feature_scale), penalty off. */
+assoc_jointgnn_train_opts assoc_jointgnn_train_defaults(double feature_scale);
+int assoc_jointgnn_train(assoc_jointgnn *m, const assoc_dataset *ds,
+                         const assoc_jointgnn_train_opts *o, double *last_rate);
+
+/* The same run in parts: _start gives the fresh state of a run of o on ds
+ * (epoch 0, the generators seeded from o's seed, a new Adam), _resume
+ * trains from st->epoch until o->base.epochs are complete, updating st
+ * after each epoch (before o's epoch_fn, which may therefore save it with
+ * assoc_jointgnn_checkpoint_write_run). Any split of the epochs over
+ * _resume calls, with st saved and read back in between, gives the
+ * weights of one uninterrupted run bit for bit. 0, or -1 after reporting
+ * (_resume: a state of another data set or model). */
+int assoc_jointgnn_train_start(const assoc_jointgnn *m, const assoc_dataset *ds,
+                               const assoc_jointgnn_train_opts *o, assoc_beam_train_state *st);
+int assoc_jointgnn_train_resume(assoc_jointgnn *m, const assoc_dataset *ds,
+                                const assoc_jointgnn_train_opts *o, assoc_beam_train_state *st,
+                                double *last_rate);
 
 #ifdef __cplusplus
 }

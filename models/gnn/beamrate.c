@@ -125,21 +125,34 @@ assoc_complex(assoc_beam_normalize)(sg_graph *g, sg_tensor *A, sg_tensor *V_re, 
 
 /* ---- shared by the beam models (gnn_internal.h) ---------------------------------- */
 
-assoc_complex assoc_gnn_beams_finish(sg_graph *g, sg_tensor *o, sg_tensor *mask, sg_tensor *A,
-                                     double power, assoc_beam_norm norm) {
-  assoc_complex v = assoc_beams_split(g, o);
-  if (!v.re) return v;
-  if (mask) v.re = sg_mul(g, v.re, mask), v.im = sg_mul(g, v.im, mask);
-  double budget[ASSOC_MAX_BS];
-  for (int64_t i = 0; i < o->shape[1] && i < ASSOC_MAX_BS; i++) budget[i] = power;
-  return assoc_beam_normalize(g, A, v.re, v.im, budget, norm);
+assoc_complex assoc_gnn_beam_raw(sg_graph *g, const sg_mlp *mlp_v, sg_tensor *e) {
+  sg_tensor *o = sg_mlp_forward(g, mlp_v, e); /* [B, K, M, 2N] */
+  return assoc_beams_split(g, sg_permute(g, o, (const int[]){0, 2, 1, 3}));
 }
 
 assoc_complex assoc_gnn_beam_head(sg_graph *g, const sg_mlp *mlp_v, sg_tensor *e, sg_tensor *mask,
                                   sg_tensor *A, double power, assoc_beam_norm norm) {
-  sg_tensor *o = sg_mlp_forward(g, mlp_v, e); /* [B, K, M, 2N] */
-  return assoc_gnn_beams_finish(g, sg_permute(g, o, (const int[]){0, 2, 1, 3}), mask, A, power,
-                                norm);
+  return assoc_gnn_beams_mask_power(g, assoc_gnn_beam_raw(g, mlp_v, e), mask, A, power, norm);
+}
+
+assoc_complex assoc_gnn_beams_finish(sg_graph *g, sg_tensor *o, sg_tensor *mask, sg_tensor *A,
+                                     double power, assoc_beam_norm norm) {
+  return assoc_gnn_beams_mask_power(g, assoc_beams_split(g, o), mask, A, power, norm);
+}
+
+assoc_complex assoc_gnn_beams_mask_power(sg_graph *g, assoc_complex v, sg_tensor *mask,
+                                         sg_tensor *A, double power, assoc_beam_norm norm) {
+  if (!v.re) return v;
+  if (mask) v.re = sg_mul(g, v.re, mask), v.im = sg_mul(g, v.im, mask);
+  return assoc_gnn_beam_power(g, A, v, power, norm);
+}
+
+assoc_complex assoc_gnn_beam_power(sg_graph *g, sg_tensor *A, assoc_complex v, double power,
+                                   assoc_beam_norm norm) {
+  if (!A || !v.re || !v.im) return (assoc_complex){NULL, NULL};
+  double budget[ASSOC_MAX_BS];
+  for (int64_t i = 0; i < A->shape[A->ndim - 1] && i < ASSOC_MAX_BS; i++) budget[i] = power;
+  return assoc_beam_normalize(g, A, v.re, v.im, budget, norm);
 }
 
 sg_tensor *assoc_gnn_beam_rate(sg_graph *g, sg_tensor *A, sg_tensor *G_re, sg_tensor *G_im,

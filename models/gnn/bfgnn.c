@@ -220,7 +220,7 @@ static void fill_assoc_and_channels(const assoc_dataset *ds, const int *assoc, c
       sg_set(out->G_re, b * per + i, amp * ds->H_re[s * per + i]);
       sg_set(out->G_im, b * per + i, amp * ds->H_im[s * per + i]);
     }
-    for (int64_t i = 0; i < KM; i++)
+    for (int64_t i = 0; assoc && i < KM; i++)
       sg_set(out->A, b * KM + i, assoc[s * ds->K + i / ds->M] == i % ds->M ? 1.0 : 0.0);
   }
 }
@@ -229,9 +229,8 @@ int assoc_bfgnn_batch_make(sg_graph *g, const assoc_dataset *ds, const int *asso
                            const int64_t *idx, int64_t start, int64_t B, double feature_scale,
                            sg_dtype dt, assoc_bfgnn_batch *out) {
   *out = (assoc_bfgnn_batch){.B = B};
-  if (!assoc || !ds || !assoc_feasible(ds, assoc, idx, start, B)) {
-    if (!assoc || !ds)
-      sg_report_error("assoc_bfgnn_batch_make", __FILE__, __LINE__, "NULL data set or assoc");
+  if (!ds || (assoc && !assoc_feasible(ds, assoc, idx, start, B))) {
+    if (!ds) sg_report_error("assoc_bfgnn_batch_make", __FILE__, __LINE__, "NULL data set");
     return -1;
   }
   assoc_gnn_batch in;
@@ -240,10 +239,10 @@ int assoc_bfgnn_batch_make(sg_graph *g, const assoc_dataset *ds, const int *asso
     return -1;
   int64_t M = ds->M, K = ds->K, N = ds->N;
   out->p = in.p, out->q = in.q, out->X = in.H;
-  out->A = sg_empty(g, dt, 3, (int64_t[]){B, K, M});
+  if (assoc) out->A = sg_empty(g, dt, 3, (int64_t[]){B, K, M});
   out->G_re = sg_empty(g, dt, 4, (int64_t[]){B, M, K, N});
   out->G_im = sg_empty(g, dt, 4, (int64_t[]){B, M, K, N});
-  if (!out->A || !out->G_re || !out->G_im) return -1;
+  if ((assoc && !out->A) || !out->G_re || !out->G_im) return -1;
   fill_assoc_and_channels(ds, assoc, idx, start, out);
   return 0;
 }

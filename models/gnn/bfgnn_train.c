@@ -5,7 +5,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "assoc_gnn.h"
+#include "gnn_internal.h"
 
 assoc_bfgnn_train_opts assoc_bfgnn_train_defaults(double feature_scale) {
   return (assoc_bfgnn_train_opts){.feature_scale = feature_scale,
@@ -18,111 +18,59 @@ assoc_bfgnn_train_opts assoc_bfgnn_train_defaults(double feature_scale) {
                                   .seed = 1};
 }
 
-/* The association array of sample s: which[s] picks one of the mix. */
-typedef struct assoc_mix {
+/* A BFGNN step's context: the model, its optimiser and scratch graph, the
+ * data, and the association of sample s, assocs[which[s]]. */
+typedef struct bfgnn_ctx {
+  assoc_bfgnn *m;
+  sg_adam *opt;
+  sg_graph *g;
+  const assoc_dataset *ds;
   const int *const *assocs;
   const int *which;
-  int K;
-} assoc_mix;
-
-/* Gathers the mix's rows of the batch's samples into one S x K array
- * indexed as the data set (only the batch's rows are written). */
-static void gather_assoc(const assoc_mix *x, const int64_t *idx, int64_t B, int *dst) {
-  for (int64_t b = 0; b < B; b++)
-    for (int k = 0; k < x->K; k++)
-      dst[idx[b] * x->K + k] = x->assocs[x->which[idx[b]]][idx[b] * x->K + k];
-}
+  int *assoc; /* S x K; the batch's rows gathered from the mix */
+  double scale;
+} bfgnn_ctx;
 
 /* One Adam step on the batch idx; the batch's mean rate, or NAN. */
-static double train_step(sg_graph *g, assoc_bfgnn *m, sg_adam *opt, const assoc_dataset *ds,
-                         const int *assoc, const int64_t *idx, int64_t B, double scale) {
+static double bfgnn_step(void *ctx, const int64_t *idx, int64_t B, int epoch) {
+  (void)epoch;
+  bfgnn_ctx *c = ctx;
+  int K = c->ds->K;
+  for (int64_t b = 0; b < B; b++)
+    for (int k = 0; k < K; k++)
+      c->assoc[idx[b] * K + k] = c->assocs[c->which[idx[b]]][idx[b] * K + k];
+  sg_graph *g = c->g;
   sg_graph_reset(g);
   assoc_bfgnn_batch bt;
-  if (assoc_bfgnn_batch_make(g, ds, assoc, idx, 0, B, scale, m->cfg.dtype, &bt)) return NAN;
-  assoc_complex V = assoc_bfgnn_forward(g, m, bt.p, bt.q, bt.X, bt.A);
+  if (assoc_bfgnn_batch_make(g, c->ds, c->assoc, idx, 0, B, c->scale, c->m->cfg.dtype, &bt))
+    return NAN;
+  assoc_complex V = assoc_bfgnn_forward(g, c->m, bt.p, bt.q, bt.X, bt.A);
   sg_tensor *R = assoc_bfgnn_rate(g, bt.A, bt.G_re, bt.G_im, V);
-  if (!R) return NAN;
-  sg_tensor *mean = sg_mean_all(g, R);
-  double rate = sg_get(mean, 0);
-  sg_params_zero_grad(sg_params_tensors(m->trunk.params), sg_params_count(m->trunk.params));
-  sg_backward(g, sg_neg(g, mean));
-  sg_adam_step(opt);
-  return rate;
-}
-
-static void shuffle(int64_t *a, int64_t n, sg_rng *r) {
-  for (int64_t i = n - 1; i > 0; i--) {
-    int64_t j = (int64_t)sg_rng_below(r, (uint64_t)i + 1), t = a[i];
-    a[i] = a[j], a[j] = t;
-  }
-}
-
-/* The next mini-batch of the shuffled order (reshuffled when fewer than
- * batch samples are left). */
-static const int64_t *next_batch(int64_t *order, int64_t S, int64_t batch, int64_t *cursor,
-                                 sg_rng *r) {
-  if (*cursor + batch > S) {
-    shuffle(order, S, r);
-    *cursor = 0;
-  }
-  const int64_t *idx = order + *cursor;
-  *cursor += batch;
-  return idx;
-}
-
-/* Epochs of mini-batches from shuffles of the samples. */
-static int train_epochs(sg_graph *g, assoc_bfgnn *m, sg_adam *opt, const assoc_dataset *ds,
-                        const assoc_mix *mix, const assoc_bfgnn_train_opts *o, sg_rng *r,
-                        int64_t *order, int *assoc, double *last_rate) {
-  int64_t batches = o->batches_per_epoch ? o->batches_per_epoch : ds->S / o->batch;
-  int64_t cursor = ds->S; /* shuffle first */
-  sg_cosine_restarts sched = {o->t0, o->t_mult, o->lr_min, o->lr_max};
-  for (int e = 0; e < o->epochs; e++) {
-    double sum = 0;
-    for (int64_t i = 0; i < batches; i++) {
-      const int64_t *idx = next_batch(order, ds->S, o->batch, &cursor, r);
-      opt->lr = sg_cosine_restarts_lr(&sched, e + (double)i / (double)batches);
-      gather_assoc(mix, idx, o->batch, assoc);
-      double rate = train_step(g, m, opt, ds, assoc, idx, o->batch, o->feature_scale);
-      if (isnan(rate)) return -2; /* diverged (or an op failed, reported) */
-      sum += rate;
-    }
-    if (last_rate) *last_rate = sum / (double)batches;
-    if (o->epoch_fn) o->epoch_fn(o->user, e + 1, sum / (double)batches, opt->lr);
-  }
-  return 0;
+  return assoc_gnn_adam_step(g, c->m->trunk.params, c->opt, R,
+                             R ? sg_neg(g, sg_mean_all(g, R)) : NULL);
 }
 
 int assoc_bfgnn_train(assoc_bfgnn *m, const assoc_dataset *ds, const int *const *assocs,
                       int n_assoc, const assoc_bfgnn_train_opts *o, double *last_rate) {
-  if (!m || !ds || !assocs || n_assoc < 1 || !o || o->batch < 1 || o->batch > ds->S ||
-      o->epochs < 0 || o->batches_per_epoch < 0 || !(o->feature_scale > 0)) {
-    sg_report_error("assoc_bfgnn_train", __FILE__, __LINE__,
-                    "bad arguments (need a model, a data set of >= batch samples, >= 1 "
-                    "association arrays, batch >= 1, epochs >= 0, batches per epoch >= 0, "
-                    "feature scale > 0)");
+  if (assoc_gnn_train_check("assoc_bfgnn_train", m, ds, o)) return -1;
+  if (!assocs || n_assoc < 1) {
+    sg_report_error("assoc_bfgnn_train", __FILE__, __LINE__, "need >= 1 association arrays");
     return -1;
   }
-  sg_rng r;
-  sg_rng_seed(&r, o->seed);
-  int64_t *order = malloc((size_t)ds->S * sizeof *order);
+  assoc_beam_train_state st;
+  if (assoc_gnn_train_state_init(&st, m->trunk.params, ds, o->seed, 0, o->lr_max)) return -1;
   int *which = malloc((size_t)ds->S * sizeof *which);
   int *assoc = malloc((size_t)(ds->S * ds->K) * sizeof *assoc);
-  sg_graph *g = sg_graph_new();
-  sg_adam *opt =
-      sg_adam_new(sg_params_tensors(m->trunk.params), sg_params_count(m->trunk.params), o->lr_max);
+  bfgnn_ctx c = {m, st.adam, sg_graph_new(), ds, assocs, which, assoc, o->feature_scale};
   int rc = -1;
-  if (order && which && assoc && g && opt) {
-    for (int64_t s = 0; s < ds->S; s++) {
-      order[s] = s;
-      which[s] = (int)sg_rng_below(&r, (uint64_t)n_assoc); /* the fixed per-sample mix */
-    }
-    assoc_mix mix = {assocs, which, ds->K};
-    rc = train_epochs(g, m, opt, ds, &mix, o, &r, order, assoc, last_rate);
+  if (which && assoc && c.g) {
+    for (int64_t s = 0; s < ds->S; s++) /* the fixed per-sample mix, then the shuffles */
+      which[s] = (int)sg_rng_below(&st.shuffle, (uint64_t)n_assoc);
+    rc = assoc_gnn_train_loop(o, &st, bfgnn_step, &c, last_rate);
   }
-  sg_adam_free(opt);
-  sg_graph_free(g);
-  free(order), free(which), free(assoc);
+  assoc_beam_train_state_free(&st);
+  sg_graph_free(c.g);
+  free(which), free(assoc);
   return rc;
 }
 

@@ -26,11 +26,17 @@ sg_tensor *assoc_gnn_trunk_forward(sg_graph *g, const assoc_gnn *m, sg_tensor *p
  * matching any size. */
 bool assoc_gnn_shape_is(const sg_tensor *t, sg_dtype dt, int ndim, const int64_t *shape);
 
-/* Beams from a 2N-real output o [B, M, K, 2N]: real and imaginary parts
- * [B, M, K, N], each multiplied by mask [B, M, K, 1] when mask is not NULL,
- * then normalised per BS (assoc_beam_normalize) with association weights
- * A [B, K, M] and the same budget `power` at every BS. {NULL, NULL} after a
- * reported failure. */
+/* The raw beams of final edge embeddings e [B, K, M, d]: mlp_v(e) in the
+ * 2N-real layout, as [B, M, K, N] real and imaginary parts. */
+assoc_complex assoc_gnn_beam_raw(sg_graph *g, const sg_mlp *mlp_v, sg_tensor *e);
+
+/* Beams v, each multiplied by mask [B, M, K, 1] when mask is not NULL, then
+ * normalised per BS (assoc_gnn_beam_power). {NULL, NULL} after a reported
+ * failure. */
+assoc_complex assoc_gnn_beams_mask_power(sg_graph *g, assoc_complex v, sg_tensor *mask,
+                                         sg_tensor *A, double power, assoc_beam_norm norm);
+
+/* The same from a 2N-real output o [B, M, K, 2N] (assoc_beams_split). */
 assoc_complex assoc_gnn_beams_finish(sg_graph *g, sg_tensor *o, sg_tensor *mask, sg_tensor *A,
                                      double power, assoc_beam_norm norm);
 
@@ -42,8 +48,46 @@ assoc_complex assoc_gnn_beams_finish(sg_graph *g, sg_tensor *o, sg_tensor *mask,
 assoc_complex assoc_gnn_beam_head(sg_graph *g, const sg_mlp *mlp_v, sg_tensor *e, sg_tensor *mask,
                                   sg_tensor *A, double power, assoc_beam_norm norm);
 
+/* assoc_beam_normalize of beams v [B, M, K, N] with association weights A
+ * [B, K, M] and the same budget `power` at every BS. */
+assoc_complex assoc_gnn_beam_power(sg_graph *g, sg_tensor *A, assoc_complex v, double power,
+                                   assoc_beam_norm norm);
+
 /* assoc_sum_rate (noise 1) of A on the couplings of channels G and beams V. */
 sg_tensor *assoc_gnn_beam_rate(sg_graph *g, sg_tensor *A, sg_tensor *G_re, sg_tensor *G_im,
                                assoc_complex V);
+
+/* ---- the training loop of the beam models (beam_train.c) ------------------------ */
+
+/* 0 when the model, data set and options are usable (batch <= S, ...), else
+ * -1 after reporting in fn's name. */
+int assoc_gnn_train_check(const char *fn, const void *model, const assoc_dataset *ds,
+                          const assoc_bfgnn_train_opts *o);
+
+/* One Adam step of a model: the batch's mean rate mean(R), then the
+ * gradients of loss (zeroed first) and the step. NAN when R or loss is NULL. */
+double assoc_gnn_adam_step(sg_graph *g, sg_params *params, sg_adam *opt, sg_tensor *R,
+                           sg_tensor *loss);
+
+/* A training step on the mini-batch idx[0..B) during epoch (1-based): its
+ * mean training rate, or NAN after reporting a failure. */
+typedef double (*assoc_gnn_train_step)(void *ctx, const int64_t *idx, int64_t B, int epoch);
+
+/* A fresh state for training on ds: epoch 0, the identity order (shuffled
+ * before the first batch), the shuffle generator seeded with seed, the
+ * noise generator with noise_seed, and Adam on p at learning rate lr. 0, or
+ * -1 when out of memory (st freed). */
+int assoc_gnn_train_state_init(assoc_beam_train_state *st, sg_params *p, const assoc_dataset *ds,
+                               uint64_t seed, uint64_t noise_seed, double lr);
+
+/* Epochs st->epoch + 1 .. o->epochs of o->batches_per_epoch (0: S /
+ * batch) mini-batches of o->batch samples from shuffles of the samples
+ * (st->order, drawn from st->shuffle), reshuffled when fewer than batch
+ * are left; st->adam's learning rate on o's cosine warm restarts, set
+ * before each step; st->epoch set after each epoch, then o->epoch_fn with
+ * its mean rate. last_rate (may be NULL): the last epoch's mean rate. 0,
+ * or -1 when a step fails. */
+int assoc_gnn_train_loop(const assoc_bfgnn_train_opts *o, assoc_beam_train_state *st,
+                         assoc_gnn_train_step step, void *ctx, double *last_rate);
 
 #endif

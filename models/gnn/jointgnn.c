@@ -142,8 +142,9 @@ assoc_jointgnn_output(assoc_jointgnn_forward)(sg_graph *g, const assoc_jointgnn 
   sg_release(g, scores); /* copied; the reshape's backward does not read it */
   out.assoc = association(g, m, out.logits, mode, rng, noise);
   if (!out.assoc) return (assoc_jointgnn_output){0};
-  out.V = assoc_gnn_beam_head(g, &m->mlp_v, e, NULL, out.assoc, m->cfg.power, m->cfg.norm);
+  out.raw = assoc_gnn_beam_raw(g, &m->mlp_v, e);
   sg_release_after_backward(g, e);
+  out.V = assoc_gnn_beam_power(g, out.assoc, out.raw, m->cfg.power, m->cfg.norm);
   if (!out.V.re) return (assoc_jointgnn_output){0};
   return out;
 }

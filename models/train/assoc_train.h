@@ -319,7 +319,7 @@ assoc_gnn *assoc_checkpoint_load_model(const char *path, double *feature_scale,
 int assoc_checkpoint_read_config(const char *path, assoc_train_config *cfg, int *epoch,
                                  sg_io_error *err);
 
-/* ---- BFGNN (models/train/bfgnn_checkpoint.c, bfgnn_run.c) --------------------- */
+/* ---- BFGNN (models/train/beam_checkpoint.c, bfgnn_run.c) ---------------------- */
 
 /* Writes the model's configuration, the feature scale and every parameter
  * (exact dtype) to path (.npz, atomically). 0, or -1 with a message. */
@@ -354,6 +354,82 @@ void assoc_bfgnn_mix_free(assoc_bfgnn_mix *x);
 int assoc_bfgnn_beams_run(const assoc_bfgnn *m, double feature_scale, const assoc_dataset *ds,
                           const int *assoc, int64_t batch, double *V_re, double *V_im, double *rate,
                           double *us_per_sample, sg_io_error *err);
+
+/* ---- JointGNN (models/train/beam_checkpoint.c, jointgnn_run.c) --------------- */
+
+/* Checkpoints as BFGNN's (the same writer and reader, atomically written):
+ * jointgnn_checkpoint_version, config.d/h/L/n_antennas/dtype/norm/
+ * concat_inputs/gumbel (int64), config.power/tau and feature_scale
+ * (float64), param.<name>. The reader names the file and the member of a
+ * missing, damaged, truncated or inconsistent checkpoint (a BFGNN or GNN
+ * checkpoint is "not a JointGNN checkpoint"). 0 / the model, or -1 / NULL
+ * with a message. */
+int assoc_jointgnn_checkpoint_write(const char *path, const assoc_jointgnn *m, double feature_scale,
+                                    sg_io_error *err);
+assoc_jointgnn *assoc_jointgnn_checkpoint_read(const char *path, double *feature_scale,
+                                               sg_io_error *err);
+/* A JointGNN checkpoint that also holds the state of its training run,
+ * to resume it bit for bit (assoc_jointgnn_train_resume): the members
+ * above, run.epoch, run.cursor, run.order (the shuffle), run.rng (the
+ * shuffle and noise generators), the schedule of o->base without epochs
+ * and callback (run.batch, run.batches_per_epoch, run.t_mult, run.seed,
+ * run.lr = [lr_min, lr_max, t0]), the penalty (run.penalty_start, 0 = off,
+ * run.penalty = [capacity, delta], run.penalty_mu) and the optimiser
+ * (adam.*, as training checkpoints hold it). The feature scale is
+ * o->base.feature_scale. assoc_jointgnn_checkpoint_read reads such a file
+ * too (and checks the run's members). _read_run fills o (base: the
+ * schedule, feature scale, epochs = the completed ones, no callback;
+ * penalty.mu pointing into st->penalty_mu) and st (owned: free with
+ * assoc_beam_train_state_free), and refuses a checkpoint without a run
+ * state. 0 / the model, or -1 / NULL with a message. */
+int assoc_jointgnn_checkpoint_write_run(const char *path, const assoc_jointgnn *m,
+                                        const assoc_jointgnn_train_opts *o,
+                                        const assoc_beam_train_state *st, sg_io_error *err);
+assoc_jointgnn *assoc_jointgnn_checkpoint_read_run(const char *path, assoc_jointgnn_train_opts *o,
+                                                   assoc_beam_train_state *st, sg_io_error *err);
+
+/* "BFGNN" or "JointGNN" when path is an .npz with that model's checkpoint
+ * version member, else NULL (also for an unreadable file): how 'assoc
+ * eval' tells the checkpoints apart. */
+const char *assoc_beam_checkpoint_model(const char *path);
+
+/* The evaluation protocol of docs/models.md ("JointGNN", the SM column of
+ * the paper's Table 1) on every sample of ds, eval mode, `batch` samples
+ * per forward, no gradients:
+ *   A_1hot = the row argmax of A~ (ties: lowest m);
+ *   violation_ratio = the fraction of samples where A_1hot gives some BS
+ *     more than N UEs;
+ *   lb = A_1hot load-balanced (assoc_load_balance with score A~: an
+ *     overloaded BS keeps its N UEs of largest a~, ties by link SNR, the
+ *     others are dropped, -1);
+ *   rate_lb = the mean sum-rate of the model's own raw beams re-normalised
+ *     per BS (cfg.norm, cfg.power) over the UEs lb serves, computed in
+ *     float64 by assoc_rate_beams; rate_onehot the same over A_1hot
+ *     (violations kept); rate_soft the mean R(A~, V) of the training loss.
+ * The pointers are optional outputs (NULL: not wanted), caller-allocated:
+ * one_hot, lb (S x K), rate_onehot_s, rate_lb_s (S) and A (S x K x M, A~).
+ * lb is the association to hand to BFGNN (assoc_bfgnn_beams_run) for the
+ * paper's row 4. 0, or -1 with a message (N of the data differs from the
+ * model's, bad arguments, out of memory). */
+typedef struct assoc_jointgnn_eval {
+  int64_t samples;
+  double violation_ratio, rate_soft, rate_onehot, rate_lb;
+  double mean_dropped;  /* UEs dropped per sample by the load balancing */
+  double us_per_sample; /* wall time of the whole evaluation / S */
+  int *one_hot, *lb;
+  double *rate_onehot_s, *rate_lb_s, *A;
+} assoc_jointgnn_eval;
+int assoc_jointgnn_evaluate(const assoc_jointgnn *m, double feature_scale, const assoc_dataset *ds,
+                            int64_t batch, assoc_jointgnn_eval *out, sg_io_error *err);
+
+/* The protocol's rounding of one sample s of ds from its A~ (K x M, row
+ * k's a~_km at A[k*M + m]): one_hot (K) = the row argmax (ties: lowest m),
+ * lb (K) = one_hot load-balanced by a~ (an overloaded BS keeps its N UEs
+ * of largest a~, ties by link SNR, then lower k; -1 dropped); gain is
+ * scratch of M x K x K doubles. 1 when one_hot gives some BS more than N
+ * UEs, else 0. */
+int assoc_jointgnn_round(const assoc_dataset *ds, int64_t s, const double *A, double *gain,
+                         int *one_hot, int *lb);
 
 #ifdef __cplusplus
 }

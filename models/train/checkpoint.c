@@ -140,29 +140,33 @@ static int write_state_arrays(sg_npz_writer *w, const assoc_checkpoint_state *st
   return rc;
 }
 
-static int write_params(sg_npz_writer *w, const sg_params *p, const sg_adam *adam,
-                        sg_io_error *err) {
+static int write_params(sg_npz_writer *w, const sg_params *p, sg_io_error *err) {
   char name[MEMBER_NAME_MAX];
   int rc = 0;
   for (int i = 0; i < sg_params_count(p) && !rc; i++) {
     snprintf(name, sizeof name, "param.%s", sg_params_name(p, i));
     rc = sg_npz_add_tensor(w, name, sg_params_at(p, i), err);
-    if (!adam || rc) continue;
-    snprintf(name, sizeof name, "adam.m.%s", sg_params_name(p, i));
-    rc = sg_npz_add_tensor(w, name, adam->m[i], err);
-    snprintf(name, sizeof name, "adam.v.%s", sg_params_name(p, i));
-    if (!rc) rc = sg_npz_add_tensor(w, name, adam->v[i], err);
   }
   return rc;
 }
 
-static int write_adam_scalars(sg_npz_writer *w, const sg_adam *a, sg_io_error *err) {
+int assoc_checkpoint_write_adam(sg_npz_writer *w, const sg_params *p, const sg_adam *a,
+                                sg_io_error *err) {
+  char name[MEMBER_NAME_MAX];
+  int rc = 0;
+  for (int i = 0; i < sg_params_count(p) && !rc; i++) {
+    snprintf(name, sizeof name, "adam.m.%s", sg_params_name(p, i));
+    rc = sg_npz_add_tensor(w, name, a->m[i], err);
+    snprintf(name, sizeof name, "adam.v.%s", sg_params_name(p, i));
+    if (!rc) rc = sg_npz_add_tensor(w, name, a->v[i], err);
+  }
+  if (rc) return rc;
   sg_array steps = {.type = SG_NPY_I64,
                     .ndim = 1,
                     .shape = {a->n_params},
                     .numel = a->n_params,
                     .data = a->steps};
-  int rc = sg_npz_add_array(w, "adam.steps", &steps, err);
+  rc = sg_npz_add_array(w, "adam.steps", &steps, err);
   if (!rc) rc = sg_npz_add_scalar_f64(w, "adam.beta1", a->beta1, err);
   if (!rc) rc = sg_npz_add_scalar_f64(w, "adam.beta2", a->beta2, err);
   if (!rc) rc = sg_npz_add_scalar_f64(w, "adam.eps", a->eps, err);
@@ -179,8 +183,8 @@ int assoc_checkpoint_write(const char *path, const assoc_checkpoint_state *st, s
   if (!w) return -1;
   int rc = write_scalars(w, st, err);
   if (!rc) rc = write_state_arrays(w, st, err);
-  if (!rc) rc = write_params(w, st->model->params, st->adam, err);
-  if (!rc && st->adam) rc = write_adam_scalars(w, st->adam, err);
+  if (!rc) rc = write_params(w, st->model->params, err);
+  if (!rc && st->adam) rc = assoc_checkpoint_write_adam(w, st->model->params, st->adam, err);
   if (rc) {
     sg_npz_writer_abort(w);
     return -1;
@@ -217,14 +221,17 @@ static const sg_array *scalar_member(const reader *r, const char *name, sg_npy_t
   return a;
 }
 
+int assoc_checkpoint_i64_in(const sg_array *a, const char *path, const char *name, int64_t lo,
+                            int64_t hi, int64_t *out, sg_io_error *err) {
+  memcpy(out, a->data, sizeof *out);
+  if (*out >= lo && *out <= hi) return 0;
+  return assoc_fail(err, "%s: member '%s' = %lld is out of range [%lld, %lld]", path, name,
+                    (long long)*out, (long long)lo, (long long)hi);
+}
+
 static int read_i64(const reader *r, const char *name, int64_t lo, int64_t hi, int64_t *out) {
   const sg_array *a = scalar_member(r, name, SG_NPY_I64);
-  if (!a) return -1;
-  memcpy(out, a->data, sizeof *out);
-  if (*out < lo || *out > hi)
-    return assoc_fail(r->err, "%s: member '%s' = %lld is out of range [%lld, %lld]", r->path, name,
-                      (long long)*out, (long long)lo, (long long)hi);
-  return 0;
+  return a ? assoc_checkpoint_i64_in(a, r->path, name, lo, hi, out, r->err) : -1;
 }
 
 static int read_int(const reader *r, const char *name, int64_t lo, int64_t hi, int *out) {
@@ -302,17 +309,20 @@ static int read_run_state(const reader *r, assoc_checkpoint_state *st) {
 static const sg_array *shaped_member(const reader *r, const char *name, sg_npy_type type, int ndim,
                                      const int64_t *shape) {
   const sg_array *a = member(r, name);
-  if (!a) return NULL;
+  return a ? assoc_checkpoint_shaped(a, r->path, name, type, ndim, shape, r->err) : NULL;
+}
+
+const sg_array *assoc_checkpoint_shaped(const sg_array *a, const char *path, const char *name,
+                                        sg_npy_type type, int ndim, const int64_t *shape,
+                                        sg_io_error *err) {
   bool ok = a->type == type && a->ndim == ndim;
   for (int i = 0; ok && i < ndim; i++) ok = a->shape[i] == shape[i];
-  if (!ok) {
-    char got[96], want[96];
-    assoc_fail(r->err, "%s: member '%s' is %s %s, expected %s %s", r->path, name,
-               sg_npy_type_name(a->type), sg_shape_str(a->ndim, a->shape, got),
-               sg_npy_type_name(type), sg_shape_str(ndim, shape, want));
-    return NULL;
-  }
-  return a;
+  if (ok) return a;
+  char got[96], want[96];
+  assoc_fail(err, "%s: member '%s' is %s %s, expected %s %s", path, name, sg_npy_type_name(a->type),
+             sg_shape_str(a->ndim, a->shape, got), sg_npy_type_name(type),
+             sg_shape_str(ndim, shape, want));
+  return NULL;
 }
 
 static int read_mu_rng(const reader *r, assoc_checkpoint_state *st) {
@@ -376,6 +386,12 @@ static int read_adam(const reader *r, const sg_params *p, sg_adam *a) {
 }
 
 /* Every member must be one this reader knows: no extra parameters. */
+int assoc_checkpoint_read_adam(const sg_npz *z, const char *path, const sg_params *p, sg_adam *a,
+                               sg_io_error *err) {
+  reader r = {.z = z, .path = path, .err = err};
+  return read_adam(&r, p, a);
+}
+
 static int check_member_count(const reader *r, int n_params) {
   bool has_adam = sg_npz_get(r->z, "adam.steps") != NULL;
   int expected = N_CONFIG_FIELDS + later_fields_in(r->version) + N_OTHER_MEMBERS + n_params +

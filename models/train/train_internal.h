@@ -35,6 +35,29 @@ typedef struct assoc_checkpoint_state {
 } assoc_checkpoint_state;
 
 int assoc_checkpoint_write(const char *path, const assoc_checkpoint_state *st, sg_io_error *err);
+
+/* a (member `name` of the checkpoint at path) when it has the given type
+ * and shape; else NULL with a message naming the file, the member, and
+ * both types and shapes. a must not be NULL. */
+/* The value of a (an int64 scalar member `name` of the checkpoint at path)
+ * into out; -1 with a message naming both when it is outside [lo, hi]. */
+int assoc_checkpoint_i64_in(const sg_array *a, const char *path, const char *name, int64_t lo,
+                            int64_t hi, int64_t *out, sg_io_error *err);
+
+/* The optimiser's members: adam.m.<name> and adam.v.<name> of every
+ * parameter of p, adam.steps, adam.beta1/beta2/eps/weight_decay
+ * (ASSOC_ADAM_MEMBERS of them); the reader checks shapes, dtypes and
+ * finite values (v >= 0) into a, an sg_adam over p. 0, or -1 with a
+ * message naming path and the member. */
+#define ASSOC_ADAM_MEMBERS(n_params) (2 * (n_params) + 5)
+int assoc_checkpoint_write_adam(sg_npz_writer *w, const sg_params *p, const sg_adam *a,
+                                sg_io_error *err);
+int assoc_checkpoint_read_adam(const sg_npz *z, const char *path, const sg_params *p, sg_adam *a,
+                               sg_io_error *err);
+
+const sg_array *assoc_checkpoint_shaped(const sg_array *a, const char *path, const char *name,
+                                        sg_npy_type type, int ndim, const int64_t *shape,
+                                        sg_io_error *err);
 /* Reads and validates every member; on failure nothing is allocated. */
 int assoc_checkpoint_read(const char *path, bool with_adam, assoc_checkpoint_state *st,
                           sg_io_error *err);
