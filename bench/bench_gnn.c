@@ -11,7 +11,10 @@
  *       a batch of 256
  *   bench_gnn gemm            the BLAS provider's sgemm GFLOP/s and the
  *       memory read bandwidth
- * [config]: --variant attskgs|skgs --d D --h H --batch B [--L 2] [--steps N]
+ *   bench_gnn wmmse           WMMSE beams (models/beam) per sample, the
+ *       reference of BFGNN's inference (bench_bfgnn.c)
+ * --variant bfgnn: export, train and infer of BFGNN (bench_bfgnn.c).
+ * [config]: --variant attskgs|skgs|bfgnn --d D --h H --batch B [--L 2] [--steps N]
  * [--warmup N] [--reps N] [--threads 2] [--seed S] [--chunk C] (samples per
  * forward in assoc_gnn_predict; default: its own choice). Every mode prints one
  * JSON object on stdout.
@@ -30,22 +33,14 @@
 #include "sg_config.h"
 #include "assoc_train.h"
 #include "bench_gemm.h"
+#include "bench_gnn.h"
 
-enum { INFER_BATCH = 256, M_BS = 2, MAX_SAMPLES = 1000 };
 static const double DELTA = 2.0;            /* load margin of the loss (paper) */
 static const double MU[M_BS] = {0.25, 0.5}; /* non-zero, so the penalty is compared too */
-static const double LR = 1e-3;              /* Adam step of the export check */
 
-typedef struct options {
-  const char *mode, *out;
-  assoc_gnn_variant variant;
-  int d, h, L, threads, steps, warmup, reps;
-  int64_t batch, chunk;
-  uint64_t seed;
-} options;
-
-static void usage(void) {
-  fprintf(stderr, "usage: bench_gnn export|train|infer|gemm [--variant attskgs|skgs] [--d D] "
+void usage(void) {
+  fprintf(stderr, "usage: bench_gnn export|train|infer|gemm|wmmse [--variant attskgs|skgs|bfgnn] "
+                  "[--d D] "
                   "[--h H] [--L L] [--batch B] [--steps N] [--warmup N] [--reps N] "
                   "[--threads T] [--seed S] [--chunk C] [--out F.npz]\n");
   exit(2);
@@ -77,7 +72,9 @@ static options parse_args(int argc, char **argv) {
   for (int i = 2; i < argc; i += 2) {
     if (i + 1 >= argc) usage();
     const char *k = argv[i], *v = argv[i + 1];
-    if (!strcmp(k, "--variant")) {
+    if (!strcmp(k, "--variant") && !strcmp(v, "bfgnn")) {
+      o.bfgnn = true;
+    } else if (!strcmp(k, "--variant")) {
       int var = assoc_gnn_variant_parse(v);
       if (var != ASSOC_GNN_ATTSKGS && var != ASSOC_GNN_SKGS) usage();
       o.variant = (assoc_gnn_variant)var;
@@ -111,20 +108,18 @@ static options parse_args(int argc, char **argv) {
 
 /* ---- small utilities ------------------------------------------------------------ */
 
-static void die(const char *what) {
+void die(const char *what) {
   fprintf(stderr, "bench_gnn: %s\n", what);
   exit(1);
 }
 
-static double peak_rss_mib(void) {
+double peak_rss_mib(void) {
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   return (double)ru.ru_maxrss / 1024.0; /* Linux: KiB */
 }
 
-/* Times the scheduler took the CPU away from this process (another process
- * wanted it): a busy machine shows here. */
-static long involuntary_switches(void) {
+long involuntary_switches(void) {
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   return ru.ru_nivcsw;
@@ -135,8 +130,7 @@ static int cmp_double(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
-/* Median of v[0..n) (v is left in its order). */
-static double median(const double *v, int n) {
+double median(const double *v, int n) {
   double *s = malloc((size_t)n * sizeof *s);
   if (!s) die("out of memory");
   memcpy(s, v, (size_t)n * sizeof *s);
@@ -146,7 +140,7 @@ static double median(const double *v, int n) {
   return m;
 }
 
-static void print_ms_array(const char *key, const double *v, int n) {
+void print_ms_array(const char *key, const double *v, int n) {
   printf("\"%s\": [", key);
   for (int i = 0; i < n; i++) printf("%s%.4f", i ? ", " : "", v[i]);
   printf("]");
@@ -154,13 +148,9 @@ static void print_ms_array(const char *key, const double *v, int n) {
 
 /* ---- GEMM work of a step ------------------------------------------------------- */
 
-/* Multiply-add counts (as flops, 2 per multiply-add) of the Linear layers:
- * the forward, and the backward (weight gradient always, input gradient
+/* The forward and the backward (weight gradient always, input gradient
  * when the input needs one: not for the raw features p, q, H). Attention
  * and element-wise work are left out: they are below 1% at every width. */
-typedef struct flop_count {
-  double fwd, bwd;
-} flop_count;
 
 static void count_linear(flop_count *f, double rows, double in, double out, bool dx) {
   double one = 2.0 * rows * in * out;
@@ -178,7 +168,7 @@ static void count_mlp(flop_count *f, int n, const double *rows, const double *wi
   count_linear(f, R_out, h, out, true);
 }
 
-static flop_count gemm_flops(const assoc_gnn_config *c, double B, double M, double K) {
+flop_count gemm_flops(const assoc_gnn_config *c, double B, double M, double K, double head_out) {
   flop_count f = {0, 0};
   double d = c->d, h = c->h, E = B * K * M, NB = B * M, NU = B * K;
   count_mlp(&f, 1, &NB, (double[]){c->fp}, NB, NB, h, d, false);
@@ -200,7 +190,7 @@ static flop_count gemm_flops(const assoc_gnn_config *c, double B, double M, doub
       count_mlp(&f, 3, (double[]){E, NB, NU}, (double[]){d, d, d}, E, E, h, d, true);
     }
   }
-  count_mlp(&f, 1, &E, &d, E, E, h, 1, true);
+  count_mlp(&f, 1, &E, &d, E, E, h, head_out, true);
   return f;
 }
 
@@ -292,15 +282,8 @@ static sg_tensor *train_loss(sg_graph *g, const problem *pb) {
   return loss;
 }
 
-/* One optimiser step: zero grads, forward, loss, backward, Adam. */
-static double train_step(sg_graph *g, const problem *pb, sg_adam *adam) {
-  sg_params *ps = pb->model->params;
-  sg_params_zero_grad(sg_params_tensors(ps), sg_params_count(ps));
-  sg_tensor *loss = train_loss(g, pb);
-  double v = sg_get(loss, 0);
-  sg_backward(g, loss);
-  sg_adam_step(adam);
-  return v;
+static sg_tensor *loss_of(sg_graph *g, void *ctx) {
+  return train_loss(g, ctx);
 }
 
 /* Eval-mode forward (no noise) through the library's chunked inference,
@@ -314,34 +297,51 @@ static sg_tensor *infer(sg_graph *g, const problem *pb, const assoc_gnn_batch *i
 
 /* ---- modes ---------------------------------------------------------------------------- */
 
-static void print_header(const options *o, const problem *pb) {
-  const assoc_gnn_config *c = &pb->model->cfg;
-  printf("{\"side\": \"sinkgrad\", \"mode\": \"%s\", \"variant\": \"%s\", \"d\": %d, \"h\": %d, "
-         "\"L\": %d, \"batch\": %lld, \"M\": %d, \"K\": %d, \"N\": %d, \"threads\": %d, "
-         "\"blas\": \"%s\", \"params\": %lld, ",
-         o->mode, assoc_gnn_variant_name(c->variant), c->d, c->h, c->L, (long long)o->batch,
-         pb->ds.M, pb->ds.K, pb->ds.N, omp_get_max_threads(), sg_blas_name(),
-         (long long)assoc_gnn_param_count(pb->model));
+static void infer_of(sg_graph *g, void *ctx, bool batch) {
+  const problem *pb = ctx;
+  int assoc[INFER_BATCH * 64];
+  sg_free(infer(g, pb, batch ? &pb->infer : &pb->infer1, assoc));
 }
 
-static void add_tensor(sg_npz_writer *w, const char *name, const sg_tensor *t) {
+static bench_model bench_model_of(problem *pb) {
+  return (bench_model){.name = assoc_gnn_variant_name(pb->model->cfg.variant),
+                       .trunk = &pb->model->cfg,
+                       .head_out = 1,
+                       .M = pb->ds.M,
+                       .K = pb->ds.K,
+                       .N = pb->ds.N,
+                       .params = pb->model->params,
+                       .ctx = pb,
+                       .loss = loss_of,
+                       .infer = infer_of};
+}
+
+void add_tensor(sg_npz_writer *w, const char *name, const sg_tensor *t) {
   sg_io_error err;
   if (sg_npz_add_tensor(w, name, t, &err)) die(err.msg);
 }
 
-static void add_scalar(sg_npz_writer *w, const char *name, double v) {
+void add_scalar(sg_npz_writer *w, const char *name, double v) {
   sg_io_error err;
   if (sg_npz_add_scalar_f64(w, name, v, &err)) die(err.msg);
 }
 
+void add_params(sg_npz_writer *w, sg_params *ps, const char *grad_prefix) {
+  for (int i = 0; i < sg_params_count(ps); i++) {
+    char name[SG_PARAM_NAME_MAX + 16];
+    snprintf(name, sizeof name, "%s%s", grad_prefix ? grad_prefix : "param/",
+             sg_params_name(ps, i));
+    sg_tensor *p = sg_params_at(ps, i);
+    if (!grad_prefix)
+      add_tensor(w, name, p);
+    else if (p->grad) /* absent: the loss does not reach it */
+      add_tensor(w, name, p->grad);
+  }
+}
+
 static void export_inputs(sg_npz_writer *w, const problem *pb) {
   const assoc_gnn_config *c = &pb->model->cfg;
-  sg_params *ps = pb->model->params;
-  for (int i = 0; i < sg_params_count(ps); i++) {
-    char name[SG_PARAM_NAME_MAX + 8];
-    snprintf(name, sizeof name, "param/%s", sg_params_name(ps, i));
-    add_tensor(w, name, sg_params_at(ps, i));
-  }
+  add_params(w, pb->model->params, NULL);
   add_tensor(w, "train/p", pb->train.p), add_tensor(w, "train/q", pb->train.q);
   add_tensor(w, "train/H", pb->train.H), add_tensor(w, "train/noise", pb->noise);
   add_tensor(w, "train/c_re", pb->train.c_re), add_tensor(w, "train/c_im", pb->train.c_im);
@@ -386,12 +386,7 @@ static void export_f64(sg_npz_writer *w, const problem *pb, assoc_precision_repo
   double loss = assoc_gnn_loss_grad(m64, in, pb->noise, MU, DELTA, NULL, NULL, NULL);
   if (!isfinite(loss)) die("the float64 forward failed");
   add_scalar(w, "ref64/loss", loss);
-  sg_params *ps = m64->params;
-  for (int i = 0; i < sg_params_count(ps); i++) {
-    char name[SG_PARAM_NAME_MAX + 16];
-    snprintf(name, sizeof name, "ref64/grad/%s", sg_params_name(ps, i));
-    if (sg_params_at(ps, i)->grad) add_tensor(w, name, sg_params_at(ps, i)->grad);
-  }
+  add_params(w, m64->params, "ref64/grad/");
   assoc_gnn_free(m64);
 }
 
@@ -404,32 +399,34 @@ static void export_results(sg_npz_writer *w, const problem *pb) {
   sg_tensor *assoc_eval = infer(g, pb, &pb->infer, assoc);
   add_tensor(w, "ref/assoc_eval", assoc_eval);
   sg_free(assoc_eval);
-  sg_params *ps = pb->model->params;
-  sg_adam *adam = sg_adam_new(sg_params_tensors(ps), sg_params_count(ps), LR);
-  add_scalar(w, "ref/loss", train_step(g, pb, adam)); /* grads are still those of this loss */
-  for (int i = 0; i < sg_params_count(ps); i++) {
-    char name[SG_PARAM_NAME_MAX + 8];
-    snprintf(name, sizeof name, "grad/%s", sg_params_name(ps, i));
-    sg_tensor *p = sg_params_at(ps, i);
-    if (p->grad) add_tensor(w, name, p->grad); /* absent: the loss does not reach it */
-  }
-  add_scalar(w, "ref/loss_after_step", sg_get(train_loss(g, pb), 0));
-  sg_adam_free(adam);
+  bench_model bm = bench_model_of((problem *)pb);
+  bench_export_step(w, g, &bm);
   sg_graph_free(g);
 }
 
-static int run_export(const options *o) {
+sg_npz_writer *export_open(const options *o) {
   if (!o->out) usage();
-  problem pb = problem_new(o);
   sg_io_error err;
   sg_npz_writer *w = sg_npz_writer_open(o->out, false, &err);
   if (!w) die(err.msg);
+  return w;
+}
+
+void export_close(sg_npz_writer *w) {
+  sg_io_error err;
+  if (sg_npz_writer_close(w, &err)) die(err.msg);
+}
+
+static int run_export(const options *o) {
+  sg_npz_writer *w = export_open(o);
+  problem pb = problem_new(o);
   export_inputs(w, &pb);
   assoc_precision_report rep;
   export_f64(w, &pb, &rep);
   export_results(w, &pb);
-  if (sg_npz_writer_close(w, &err)) die(err.msg);
-  print_header(o, &pb);
+  export_close(w);
+  bench_model bm = bench_model_of(&pb);
+  bench_print_header(o, &bm);
   printf("\"f32_vs_f64\": {\"grad_rel\": %.4g, \"relu_decisions_replayed\": %lld, "
          "\"comparable\": %s}, ",
          rep.grad_rel, (long long)rep.relu_flips, rep.comparable ? "true" : "false");
@@ -439,16 +436,58 @@ static int run_export(const options *o) {
   return 0;
 }
 
-static int run_train(const options *o) {
+static int run_timed(const options *o, bool train) {
   problem pb = problem_new(o);
+  bench_model bm = bench_model_of(&pb);
+  if (train)
+    bench_train(o, &bm);
+  else
+    bench_infer(o, &bm);
+  problem_free(&pb);
+  return 0;
+}
+
+/* ---- the timings of any model ---------------------------------------------------------- */
+
+double bench_train_step(sg_graph *g, const bench_model *m, sg_adam *adam) {
+  sg_params_zero_grad(sg_params_tensors(m->params), sg_params_count(m->params));
+  sg_tensor *loss = m->loss(g, m->ctx);
+  if (!loss) die("the training forward failed");
+  double v = sg_get(loss, 0);
+  sg_backward(g, loss);
+  sg_adam_step(adam);
+  return v;
+}
+
+void bench_export_step(sg_npz_writer *w, sg_graph *g, const bench_model *m) {
+  sg_params *ps = m->params;
+  sg_adam *adam = sg_adam_new(sg_params_tensors(ps), sg_params_count(ps), LR);
+  if (!adam) die("out of memory");
+  add_scalar(w, "ref/loss", bench_train_step(g, m, adam)); /* grads are still this loss's */
+  add_params(w, ps, "grad/");
+  add_scalar(w, "ref/loss_after_step", sg_get(m->loss(g, m->ctx), 0));
+  sg_adam_free(adam);
+}
+
+void bench_print_header(const options *o, const bench_model *m) {
+  const assoc_gnn_config *c = m->trunk;
+  printf("{\"side\": \"sinkgrad\", \"mode\": \"%s\", \"variant\": \"%s\", \"d\": %d, \"h\": %d, "
+         "\"L\": %d, \"batch\": %lld, \"M\": %d, \"K\": %d, \"N\": %d, \"threads\": %d, "
+         "\"blas\": \"%s\", \"params\": %lld, ",
+         o->mode, m->name, c->d, c->h, c->L, (long long)o->batch, m->M, m->K, m->N,
+         omp_get_max_threads(), sg_blas_name(), (long long)sg_params_numel(m->params));
+}
+
+int bench_train(const options *o, const bench_model *m) {
   sg_graph *g = sg_graph_new();
-  sg_params *ps = pb.model->params;
+  sg_params *ps = m->params;
   sg_adam *adam = sg_adam_new(sg_params_tensors(ps), sg_params_count(ps), LR);
   double *ms = malloc((size_t)o->steps * sizeof *ms), first_loss = 0;
+  if (!g || !adam || !ms) die("out of memory");
   long switches = 0;
   for (int i = 0; i < o->warmup + o->steps; i++) {
     if (i == o->warmup) switches = involuntary_switches();
-    double t0 = omp_get_wtime(), loss = train_step(g, &pb, adam);
+    double t0 = omp_get_wtime(), loss = bench_train_step(g, m, adam);
     if (i == 0) first_loss = loss;
     if (!isfinite(loss)) die("non-finite loss");
     if (i >= o->warmup) ms[i - o->warmup] = 1e3 * (omp_get_wtime() - t0);
@@ -456,12 +495,12 @@ static int run_train(const options *o) {
   /* Where the arena's bytes go: the forward (values kept for the
    * backward) and the whole step. */
   sg_params_zero_grad(sg_params_tensors(ps), sg_params_count(ps));
-  sg_tensor *loss = train_loss(g, &pb);
+  sg_tensor *loss = m->loss(g, m->ctx);
   double fwd_mib = (double)sg_graph_arena_used(g) / 1048576.0;
   sg_backward(g, loss);
   double step_mib = (double)sg_graph_arena_used(g) / 1048576.0;
-  flop_count f = gemm_flops(&pb.model->cfg, (double)o->batch, pb.ds.M, pb.ds.K);
-  print_header(o, &pb);
+  flop_count f = gemm_flops(m->trunk, (double)o->batch, m->M, m->K, m->head_out);
+  bench_print_header(o, m);
   printf("\"first_loss\": %.9g, \"warmup\": %d, \"steps\": %d, ", first_loss, o->warmup, o->steps);
   printf("\"arena_forward_mib\": %.1f, \"arena_step_mib\": %.1f, ", fwd_mib, step_mib);
   print_ms_array("step_ms", ms, o->steps);
@@ -473,40 +512,36 @@ static int run_train(const options *o) {
   free(ms);
   sg_adam_free(adam);
   sg_graph_free(g);
-  problem_free(&pb);
   return 0;
 }
 
-/* Latencies (ms, into ms[0..reps)) of eval forwards of batch in, after
- * warmup untimed ones. */
-static void time_infer(sg_graph *g, const problem *pb, const assoc_gnn_batch *in, int reps,
-                       int warmup, double *ms) {
-  int assoc[INFER_BATCH * 64];
+/* Latencies (ms, into ms[0..reps)) of eval forwards of one sample or the
+ * batch, after warmup untimed ones. */
+static void time_infer(sg_graph *g, const bench_model *m, bool batch, int reps, int warmup,
+                       double *ms) {
   for (int i = 0; i < warmup + reps; i++) {
     double t0 = omp_get_wtime();
-    sg_free(infer(g, pb, in, assoc));
+    m->infer(g, m->ctx, batch);
     if (i >= warmup) ms[i - warmup] = 1e3 * (omp_get_wtime() - t0);
   }
 }
 
-static int run_infer(const options *o) {
-  problem pb = problem_new(o);
+int bench_infer(const options *o, const bench_model *m) {
   sg_graph *g = sg_graph_new();
   sg_set_grad_enabled(g, false);
   int batch_reps = o->steps;
   double *single_ms = malloc((size_t)o->reps * sizeof(double));
   double *batch_ms = malloc((size_t)batch_reps * sizeof(double));
-  if (!single_ms || !batch_ms) die("out of memory");
+  if (!g || !single_ms || !batch_ms) die("out of memory");
   long switches = involuntary_switches();
-  time_infer(g, &pb, &pb.infer1, o->reps, 10, single_ms);
+  time_infer(g, m, false, o->reps, 10, single_ms);
   double rss_single = peak_rss_mib();
-  time_infer(g, &pb, &pb.infer, batch_reps, 2, batch_ms);
+  time_infer(g, m, true, batch_reps, 2, batch_ms);
   switches = involuntary_switches() - switches;
   double single = median(single_ms, o->reps), batch = median(batch_ms, batch_reps);
-  const assoc_gnn_config *c = &pb.model->cfg;
-  flop_count f1 = gemm_flops(c, 1, pb.ds.M, pb.ds.K),
-             fb = gemm_flops(c, INFER_BATCH, pb.ds.M, pb.ds.K);
-  print_header(o, &pb);
+  flop_count f1 = gemm_flops(m->trunk, 1, m->M, m->K, m->head_out),
+             fb = gemm_flops(m->trunk, INFER_BATCH, m->M, m->K, m->head_out);
+  bench_print_header(o, m);
   print_ms_array("single_ms", single_ms, o->reps);
   printf(", ");
   print_ms_array("batch_ms", batch_ms, batch_reps);
@@ -515,20 +550,21 @@ static int run_infer(const options *o) {
          "\"weight_bytes\": %lld, \"gemm_gflop_single\": %.6f, \"gemm_gflop_batch\": %.4f, "
          "\"peak_rss_mib_single\": %.1f, \"peak_rss_mib\": %.1f, \"involuntary_switches\": %ld}\n",
          o->reps, single, INFER_BATCH, batch_reps, batch, batch / INFER_BATCH,
-         (long long)(assoc_gnn_param_count(pb.model) * 4), f1.fwd / 1e9, fb.fwd / 1e9, rss_single,
+         (long long)(sg_params_numel(m->params) * 4), f1.fwd / 1e9, fb.fwd / 1e9, rss_single,
          peak_rss_mib(), switches);
   free(single_ms), free(batch_ms);
   sg_graph_free(g);
-  problem_free(&pb);
   return 0;
 }
 
 int main(int argc, char **argv) {
   options o = parse_args(argc, argv);
   omp_set_num_threads(o.threads);
+  if (!strcmp(o.mode, "wmmse")) return bench_wmmse_run(&o);
+  if (o.bfgnn && strcmp(o.mode, "gemm")) return bench_bfgnn_run(&o);
   if (!strcmp(o.mode, "export")) return run_export(&o);
-  if (!strcmp(o.mode, "train")) return run_train(&o);
-  if (!strcmp(o.mode, "infer")) return run_infer(&o);
+  if (!strcmp(o.mode, "train") || !strcmp(o.mode, "infer"))
+    return run_timed(&o, !strcmp(o.mode, "train"));
   if (!strcmp(o.mode, "gemm")) return bench_gemm_run(o.threads);
   usage();
   return 2;

@@ -6,8 +6,14 @@ Every row: name, ours, torch, unit, ratio (above 1: sinkgrad is better;
 torch/ours for times and memory, ours/torch for throughputs) and, where
 a target exists, the target ratio and whether it is met.
 
+BFGNN rows (variant "bfgnn") have no targets; their goal is against WMMSE
+(C, the "wmmse" section): at least 100x faster per sample.
+
 Usage: compare.py WORKDIR --out DIR [--load-before X --load-after Y
-       --seconds S --steps N --reps N]
+       --seconds S --steps N --reps N] [--merge]
+--merge: WORKDIR holds only BFGNN and WMMSE results (bench/run --bfgnn); they
+replace the BFGNN and WMMSE parts of DIR/results.json, the rest is kept, and
+the run's date and load are recorded under "bfgnn_run".
 """
 import argparse
 import datetime
@@ -22,8 +28,10 @@ WIDTHS = {
     "medium": "medium (d 128, h 256, batch 256)",
     "paper": "paper (d 512, h 1024, batch 32)",
 }
-VARIANTS = {"attskgs": "AttSKGS-GNN", "skgs": "SKGS-GNN"}
-# the targets: (kind, width) -> minimum ratio
+VARIANTS = {"attskgs": "AttSKGS-GNN", "skgs": "SKGS-GNN", "bfgnn": "BFGNN"}
+ASSOC_VARIANTS = ("attskgs", "skgs")
+WMMSE_GOAL = 100.0  # BFGNN inference per sample at least 100x faster than WMMSE
+# the targets of the association GNNs: (kind, width) -> minimum ratio
 TARGETS = {
     ("train", "small"): 2.0, ("train", "medium"): 2.0, ("train", "paper"): 1.2,
     ("infer1", "small"): 5.0, ("infer1", "paper"): 1.5,
@@ -53,7 +61,7 @@ def pooled(work, side, mode, tag):
     the summed involuntary context switches; None if absent."""
     rounds = []
     while True:
-        r = load(work, "%s_%s_%s_r%d" % (side, mode, tag, len(rounds) + 1))
+        r = load(work, "_".join(x for x in (side, mode, tag) if x) + "_r%d" % (len(rounds) + 1))
         if r is None:
             break
         rounds.append(r)
@@ -62,14 +70,15 @@ def pooled(work, side, mode, tag):
     out = dict(rounds[0], rounds=len(rounds))
     out["peak_rss_mib"] = max(r["peak_rss_mib"] for r in rounds)
     out["involuntary_switches"] = sum(r.get("involuntary_switches", 0) for r in rounds)
-    keys = ["step_ms"] if mode == "train" else ["single_ms", "batch_ms"]
+    keys = {"train": ["step_ms"], "wmmse": ["single_pass_mean_ms", "batch_ms"]}.get(
+        mode, ["single_ms", "batch_ms"])
     for k in keys:
         v = [x for r in rounds for x in r[k]]
         out[k] = v
         out[k + "_median"] = quantile(v, 0.5)
         out[k + "_quartiles"] = [quantile(v, 0.25), quantile(v, 0.75)]
-    if mode == "infer":
-        n = out["infer_batch"]
+    if mode == "infer" or mode == "wmmse":
+        n = out["infer_batch" if mode == "infer" else "samples"]
         out["batch_per_sample_ms"] = out["batch_ms_median"] / n
         out["batch_per_sample_quartiles"] = [x / n for x in out["batch_ms_quartiles"]]
     return out
@@ -137,7 +146,7 @@ def config_rows(work, w, v):
     if not (ct and tt and ci and ti):
         return []
     label = "%s, %s" % (VARIANTS[v], WIDTHS[w])
-    t = lambda kind: TARGETS.get((kind, w))
+    t = lambda kind: TARGETS.get((kind, w)) if v in ASSOC_VARIANTS else None
     q = lambda key: (ci[key], ti[key])
     return [
         row("training step, " + label, ct["step_ms_median"], tt["step_ms_median"], "ms",
@@ -233,11 +242,67 @@ def checks(work, widths):
         for v in VARIANTS:
             c = load(work, "torch_check_%s_%s" % (v, w))
             if c:
-                keep = {k: c[k] for k in c if "rel" in k or "assoc" in k or k in ("ok", "loss_c",
+                keep = {k: c[k] for k in c if "rel" in k or "assoc" in k or "beams" in k or k in ("ok", "loss_c",
                         "loss_torch32", "loss_torch64", "grad_params_compared", "tolerances",
                         "cpu", "relu_decisions_replayed", "f32_comparable")}
                 out.append(dict(config="%s, %s" % (VARIANTS[v], WIDTHS[w]), **keep))
     return out
+
+
+def wmmse_section(work, widths):
+    """WMMSE (C) per sample on BFGNN's 256 inference samples and ES
+    association, and BFGNN's C inference against it at each width."""
+    wm = pooled(work, "c", "wmmse", "")
+    if not wm:
+        return None
+    out = {"samples": wm["samples"], "association": wm["association"], "threads": wm["threads"],
+           "rounds": wm["rounds"], "iters_mean": wm["iters_mean"], "rate_mean": wm["rate_mean"],
+           # the mean over the samples of a pass, median over the passes of all rounds
+           "single_ms": wm["single_pass_mean_ms_median"],
+           "single_ms_quartiles": wm["single_pass_mean_ms_quartiles"],
+           "single_ms_median_sample": wm["single_ms_median"],
+           "batch_per_sample_ms": wm["batch_per_sample_ms"],
+           "batch_per_sample_quartiles": wm["batch_per_sample_quartiles"],
+           "peak_rss_mib": wm["peak_rss_mib"], "goal": WMMSE_GOAL, "bfgnn": {}}
+    for w in widths:
+        ci = pooled(work, "c", "infer", "bfgnn_" + w)
+        if ci:
+            r1 = out["single_ms"] / ci["single_ms_median"]
+            rb = out["batch_per_sample_ms"] / ci["batch_per_sample_ms"]
+            out["bfgnn"][w] = {"single_ms": ci["single_ms_median"],
+                               "batch_per_sample_ms": ci["batch_per_sample_ms"],
+                               "single_ratio": r1, "batch_ratio": rb,
+                               "single_met": r1 >= WMMSE_GOAL, "batch_met": rb >= WMMSE_GOAL}
+    return out
+
+
+def is_bfgnn(key):
+    return "bfgnn" in key or "BFGNN" in key
+
+
+def merge(path, new):
+    """The BFGNN and WMMSE parts of new in place of those of the results
+    at path (kept otherwise); new alone when path does not exist."""
+    if not os.path.exists(path):  # the header of new describes its run
+        return new
+    run = {k: new[k] for k in ("date", "load_before", "load_after", "seconds", "rounds", "steps",
+                               "warmup", "reps", "versions")}
+    run["provider_peak_gflops"] = new["gemm"]["provider_peak_gflops"]
+    with open(path) as f:
+        old = json.load(f)
+    rows = [r for r in old["rows"] if not is_bfgnn(r["name"])]
+    k = next((i for i, r in enumerate(rows) if r.get("kind") == "gemm"), len(rows))
+    bf = [r for r in new["rows"] if is_bfgnn(r["name"])]
+    old["rows"] = (rows[:k] + [r for r in bf if r.get("kind") != "gemm_step"] + rows[k:] +
+                   [r for r in bf if r.get("kind") == "gemm_step"])
+    keep = lambda d: {kk: vv for kk, vv in d.items() if not is_bfgnn(kk)}
+    for key in ("memory", "limits", "involuntary_switches"):
+        old[key] = dict(keep(old.get(key, {})), **new[key])
+    old["gemm"]["training_step"] = dict(keep(old["gemm"]["training_step"]),
+                                        **new["gemm"]["training_step"])
+    old["checks"] = [c for c in old["checks"] if not is_bfgnn(c["config"])] + new["checks"]
+    old["wmmse"], old["bfgnn_run"] = new["wmmse"], run
+    return old
 
 
 def fmt(x, unit=""):
@@ -254,7 +319,7 @@ def fmt(x, unit=""):
 
 def markdown(res):
     m, ver = res["machine"], res["versions"]
-    L = ["# sinkgrad vs PyTorch: association GNN benchmark", "",
+    L = ["# sinkgrad vs PyTorch: association GNNs and BFGNN", "",
          "Written by `bench/run` on %s. Both sides: 2 threads, float32, the paper scenario "
          "(M = 2 base stations, N = 4 antennas, K = 8 users), the same weights and inputs." %
          res["date"], "",
@@ -267,6 +332,17 @@ def markdown(res):
     if res["load_before"] is not None and float(res["load_before"]) >= 1.0:
         L += ["**The machine was busy when this run started (load average %s on 2 cores): "
               "timings are not reliable.**" % res["load_before"], ""]
+    bf = res.get("bfgnn_run")
+    if bf:
+        L += ["The BFGNN rows and WMMSE come from a later run of their own, `bench/run --bfgnn`, "
+              "on %s (sinkgrad %s): load average (1 min) %s before, %s after; it took %s s; "
+              "%d rounds of %d steps. Its provider GEMM peak (for BFGNN's GEMM floor) was "
+              "%.0f GFLOP/s. The other rows are from the run above." % (
+                  bf["date"], bf["versions"]["sinkgrad"], bf["load_before"], bf["load_after"],
+                  bf["seconds"], bf["rounds"], bf["steps"], bf["provider_peak_gflops"]), ""]
+        if bf["load_before"] is not None and float(bf["load_before"]) >= 1.0:
+            L += ["**The machine was busy when the BFGNN run started (load average %s on 2 "
+                  "cores): its timings are not reliable.**" % bf["load_before"], ""]
     sw = res.get("involuntary_switches", {})
     if sw:
         most = lambda side: max((kv for kv in sw.items() if kv[0].startswith(side + " ")),
@@ -278,7 +354,8 @@ def markdown(res):
               "them are in results.json, with the quartiles of every timing. On a shared machine "
               "repeated runs differ: compare runs before trusting a ratio near its target." % (
                   c_n, c_name, t_n, t_name), ""]
-    L += ["## Targets", "", "| target | row | ratio | met |", "|---|---|---|---|"]
+    L += ["## Targets", "", "Targets of the association GNNs; BFGNN's goal is against WMMSE "
+          "(below).", "", "| target | row | ratio | met |", "|---|---|---|---|"]
     for r in res["rows"]:
         if "target" in r:
             L.append("| >= %gx | %s | %s | %s |" % (r["target"], r["name"], fmt(r["ratio"]),
@@ -362,13 +439,52 @@ def markdown(res):
           "ReLU decisions (replayed) | loss C vs torch32 | grad C vs torch32 | grad C32 vs 64 | "
           "grad torch32 vs 64 | loss after step | A~ max abs | ok |",
           "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for c in res["checks"]:
+    for c in (c for c in res["checks"] if not is_bfgnn(c["config"])):
         L.append("| %s | %.1e | %.1e | %.1e (%d) | %.1e | %.1e | %.1e | %.1e | %.1e | %.1e | %s |" % (
             c["config"], c["loss_rel_c64_vs_torch64"], c["grad_rel_c64_vs_torch64"],
             c["grad_rel_c32_vs_c64_same_kinks"], c["relu_decisions_replayed"],
             c["loss_rel_c_vs_torch32"], c["grad_rel_c_vs_torch32"], c["grad_rel_c_vs_torch64"],
             c["grad_rel_torch32_vs_torch64"], c["loss_after_step_rel_c_vs_torch32"],
             c["assoc_eval_max_abs_c_vs_torch32"], "yes" if c["ok"] else "**no**"))
+    bfc = [c for c in res["checks"] if is_bfgnn(c["config"])]
+    if bfc:
+        L += ["", "BFGNN: the same float64 (%g) and float32 loss, loss after one step (%g) and "
+              "eval-mode beams (absolute %g) checks; its float32 gradient must be within %g of "
+              "float64, or no further than twice torch's float32 (no ReLU decisions are replayed "
+              "for BFGNN)." % (tol["f64_same_function"], tol["loss"], tol["assoc"],
+                               tol["grad_f32_vs_f64"]), "",
+              "| config | f64 loss C vs torch | f64 grad C vs torch | loss C vs torch32 | grad C vs "
+              "torch32 | grad C32 vs 64 | grad torch32 vs 64 | loss after step | beams max abs "
+              "(largest entry) | ok |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for c in bfc:
+            L.append("| %s | %.1e | %.1e | %.1e | %.1e | %.1e | %.1e | %.1e | %.1e (%.2f) | %s |" % (
+                c["config"], c["loss_rel_c64_vs_torch64"], c["grad_rel_c64_vs_torch64"],
+                c["loss_rel_c_vs_torch32"], c["grad_rel_c_vs_torch32"], c["grad_rel_c_vs_torch64"],
+                c["grad_rel_torch32_vs_torch64"], c["loss_after_step_rel_c_vs_torch32"],
+                c["beams_eval_max_abs_c_vs_torch32"], c["beams_eval_max_abs"],
+                "yes" if c["ok"] else "**no**"))
+    wm = res.get("wmmse")
+    if wm:
+        L += ["", "## BFGNN against WMMSE (both C)", "",
+              "Goal: BFGNN's inference at least %gx faster per sample than WMMSE. WMMSE "
+              "(models/beam, float64, from full-power MRT, %.1f updates on average, mean "
+              "sum-rate %.2f bps/Hz) on the same %d samples and %s association as BFGNN's "
+              "inference batch, in the same run: one sample at a time on 1 thread (%.3f ms: "
+              "the mean over the samples, median of %d passes; the median sample takes %.3f "
+              "ms), and the batch over %d threads (`assoc_beams_run`, OpenMP over samples, "
+              "%.3f ms per sample). BFGNN: the rows above (float32, 2 threads; one sample, and "
+              "a batch of 256 per sample). Ratio: WMMSE / BFGNN." % (
+                  wm["goal"], wm["iters_mean"], wm["rate_mean"], wm["samples"],
+                  wm["association"], wm["single_ms"], 3 * wm["rounds"],
+                  wm["single_ms_median_sample"], wm["threads"], wm["batch_per_sample_ms"]), "",
+              "| BFGNN width | BFGNN 1 sample (ms) | WMMSE 1 sample (ms) | ratio | BFGNN per "
+              "sample, batch (ms) | WMMSE per sample, batch (ms) | ratio | >= %gx |" % wm["goal"],
+              "|---|---|---|---|---|---|---|---|"]
+        for w, b in wm["bfgnn"].items():
+            L.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                WIDTHS[w], fmt(b["single_ms"]), fmt(wm["single_ms"]), fmt(b["single_ratio"]),
+                fmt(b["batch_per_sample_ms"]), fmt(wm["batch_per_sample_ms"]),
+                fmt(b["batch_ratio"]), "yes" if b["single_met"] and b["batch_met"] else "**no**"))
     L += ["", "## What is measured", "",
           "- training step: zero the gradients, forward in train mode with the fixed Gumbel "
           "noise, differentiable MRT sum-rate, loss with the dual penalty (mu = [0.25, 0.5], "
@@ -376,6 +492,12 @@ def markdown(res):
           "- inference: eval-mode forward (no noise; log-softmax, 10 Sinkhorn iterations, exp) "
           "and the row argmax, without gradient recording; one sample, and a batch of 256 "
           "(reported per sample).",
+          "- BFGNN (`assoc_bfgnn_config_paper` with the widths set: projection onto the power "
+          "ball, power 1; L 2, N 4) on the ES association of each sample (0/1 rows, an input): "
+          "training step: zero the gradients, forward (trunk on [X, a_km], beam head, mask, "
+          "per-BS normalisation), beam couplings and sum-rate, loss -mean R, backward, Adam; "
+          "inference: the beams of one sample and of a batch of 256 in one forward each, "
+          "without gradients, on both sides (no chunking: BFGNN has no chunked predict).",
           "- peak memory: ru_maxrss of a process that does only that measurement (the PyTorch "
           "figure includes the interpreter and libtorch: %s MiB right after `import torch`)."
           % res.get("torch_rss_after_import_mib", "?"),
@@ -404,17 +526,20 @@ def main():
     ap.add_argument("--steps", type=int)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--reps", type=int)
+    ap.add_argument("--merge", action="store_true")
     a = ap.parse_args()
-    widths = [w for w in WIDTHS if load(a.work, "c_train_attskgs_%s_r1" % w)]
+    here = lambda v, w: load(a.work, "c_train_%s_%s_r1" % (v, w)) is not None
+    widths = [w for w in WIDTHS if any(here(v, w) for v in VARIANTS)]
     if not widths:
         sys.exit("compare.py: no results in " + a.work)
+    first = next(v for v in VARIANTS if here(v, widths[0]))
     rows = []
     for w in widths:
         for v in VARIANTS:
             rows += config_rows(a.work, w, v)
     gemm, gemm_rows = gemm_section(a.work, widths)
-    some_torch = load(a.work, "torch_train_attskgs_%s_r1" % widths[0])
-    first_check = load(a.work, "torch_check_attskgs_" + widths[0])
+    some_torch = load(a.work, "torch_train_%s_%s_r1" % (first, widths[0]))
+    first_check = load(a.work, "torch_check_%s_%s" % (first, widths[0]))
     res = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(), "versions": versions(some_torch), "threads": 2,
@@ -424,7 +549,10 @@ def main():
         "torch_rss_after_import_mib": some_torch.get("rss_after_import_mib"),
         "rows": rows + gemm_rows, "gemm": gemm, "limits": limits(a.work, widths, gemm["read_gbps"]),
         "checks": checks(a.work, widths), "tolerances": first_check["tolerances"],
+        "wmmse": wmmse_section(a.work, widths),
     }
+    if a.merge:
+        res = merge(os.path.join(a.out, "results.json"), res)
     os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, "results.json"), "w") as f:
         json.dump(res, f, indent=1)
@@ -439,6 +567,12 @@ def main():
         print("%-88s %10s %10s %-8s %6sx%s" % (r["name"], fmt(r["ours"], r["unit"]),
                                                fmt(r["torch"], r["unit"]), r["unit"],
                                                fmt(r["ratio"]), tgt))
+    wm = res.get("wmmse")
+    for w, b in (wm["bfgnn"].items() if wm else ()):
+        print("BFGNN %-6s vs WMMSE (C): 1 sample %.3f vs %.3f ms (%.1fx), batch per sample %.4f vs "
+              "%.4f ms (%.1fx); goal %gx" % (w, b["single_ms"], wm["single_ms"], b["single_ratio"],
+                                            b["batch_per_sample_ms"], wm["batch_per_sample_ms"],
+                                            b["batch_ratio"], wm["goal"]))
     print("wrote %s and %s" % (os.path.join(a.out, "results.json"), os.path.join(a.out, "RESULTS.md")))
 
 

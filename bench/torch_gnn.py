@@ -12,6 +12,11 @@ the same function), so that both sides do the same arithmetic work; the
 same Gumbel noise, the same log-domain capacity Sinkhorn with exactly T
 iterations, the same sum-rate and loss.
 
+BFGNN (models/gnn/bfgnn.c, the .npz of `bench_gnn export --variant bfgnn`):
+the same trunk (SKGS-GNN's MLP edge update) on [X, a_km], the beam head
+mlp_v, the mask a_km, the per-BS normalisation, the beam couplings and the
+sum-rate; loss -mean R; its eval output is the beams (no argmax).
+
 Modes (one process each, so that peak memory is per measurement):
   check F.npz   loss, gradients, loss after one Adam step and the eval
                 output against the C results in F.npz; exits 1 on mismatch
@@ -111,11 +116,26 @@ class Layer(nn.Module):
         return nb, nc, ne
 
 
-class GNN(nn.Module):
-    def __init__(self, attention, d, h, L, fp=1, fq=1, fe=8, tau=1.0, sk_iters=10, capacity=4.0):
+class Trunk(nn.Module):
+    """The pre-processing MLPs and the L update layers (gnn_internal.h)."""
+
+    def __init__(self, attention, d, h, L, fp, fq, fe):
         super().__init__()
         self.mlp_p, self.mlp_q, self.mlp_e = MLP(fp, h, d), MLP(fq, h, d), MLP(fe, h, d)
         self.layers = nn.ModuleList(Layer(d, h, attention, l < L - 1) for l in range(L))
+
+    def embed(self, p, q, H):
+        """The final edge embeddings e [B, K, M, d] of H [B, M, K, fe]."""
+        b, c = self.mlp_p(p), self.mlp_q(q)
+        e = self.mlp_e(H.permute(0, 2, 1, 3))
+        for layer in self.layers:
+            b, c, e = layer(b, c, e)
+        return e
+
+
+class GNN(Trunk):
+    def __init__(self, attention, d, h, L, fp=1, fq=1, fe=8, tau=1.0, sk_iters=10, capacity=4.0):
+        super().__init__(attention, d, h, L, fp, fq, fe)
         self.mlp_out = MLP(d, h, 1)
         self.tau, self.sk_iters, self.log_cap = tau, sk_iters, math.log(capacity)
 
@@ -130,14 +150,43 @@ class GNN(nn.Module):
     def forward(self, p, q, H, noise=None):
         """A~ [B, K, M]; noise None: eval mode (G = 0)."""
         B, M, K = p.shape[0], p.shape[1], q.shape[1]
-        b, c = self.mlp_p(p), self.mlp_q(q)
-        e = self.mlp_e(H.permute(0, 2, 1, 3))
-        for layer in self.layers:
-            b, c, e = layer(b, c, e)
-        logits = self.mlp_out(e).reshape(B, K, M)
+        logits = self.mlp_out(self.embed(p, q, H)).reshape(B, K, M)
         x = logits if noise is None else logits + noise
         x = torch.log_softmax(x / self.tau, -1)
         return torch.exp(self.sinkhorn(x))
+
+
+class BFGNN(Trunk):
+    """models/gnn/bfgnn.c: the SMA-GNN trunk on [X, a_km] (Fe = 2N + 1), the
+    beam head mlp_v (d -> 2N), the mask a_km and the per-BS normalisation
+    (assoc_beam_normalize: projection onto the power ball or full power)."""
+
+    def __init__(self, d, h, L, N=4, power=1.0, full_power=False, eps=1e-12):
+        super().__init__(False, d, h, L, 1, 1, 2 * N + 1)
+        self.mlp_v = MLP(d, h, 2 * N)
+        self.N, self.power, self.full_power, self.eps = N, power, full_power, eps
+
+    def forward(self, p, q, X, A):
+        """The beams (V_re, V_im), each [B, M, K, N], of association A [B, K, M]."""
+        B, K, M = A.shape
+        a = A.transpose(1, 2).reshape(B, M, K, 1)
+        e = self.embed(p, q, torch.cat([X, a], -1))
+        o = self.mlp_v(e).permute(0, 2, 1, 3)  # [B, M, K, 2N]
+        v_re, v_im = o[..., :self.N] * a, o[..., self.N:] * a
+        energy = (v_re.square() + v_im.square()).sum(-1)  # [B, M, K]
+        norm = ((a.squeeze(-1).square() * energy).sum(-1) + self.eps).sqrt().reshape(B, M, 1, 1)
+        rp = math.sqrt(self.power)
+        factor = rp / (norm if self.full_power else rp + torch.relu(norm - rp))
+        return v_re * factor, v_im * factor
+
+
+def beam_rate(A, G_re, G_im, V_re, V_im):
+    """R [B] of A with beams V on channels G (assoc_bfgnn_rate): couplings
+    h^T v (no conjugate) [B, M, K, K], then sum_rate with noise 1."""
+    dot = lambda x, y: torch.matmul(x, y.transpose(-1, -2))
+    c_re = dot(G_re, V_re) - dot(G_im, V_im)
+    c_im = dot(G_re, V_im) + dot(G_im, V_re)
+    return sum_rate(A, c_re, c_im, 1.0)
 
 
 def sum_rate(A, c_re, c_im, noise=1.0):
@@ -158,6 +207,21 @@ def assoc_loss(rate, A, mu, capacity, delta):
     return (excess * mu).sum() - rate.mean()
 
 
+def load_params(model, z, dtype):
+    """The C side's weights ("param/<name>" of z) into model, as dtype."""
+    names = {k[len("param/"):] for k in z.files if k.startswith("param/")}
+    own = dict(model.named_parameters())
+    if names != set(own):
+        raise SystemExit("parameter names differ: only C %s, only torch %s" %
+                         (sorted(names - set(own)), sorted(set(own) - names)))
+    with torch.no_grad():
+        for n, prm in own.items():
+            arr = z["param/" + n]
+            if tuple(arr.shape) != tuple(prm.shape):
+                raise SystemExit("shape of %s: C %s, torch %s" % (n, arr.shape, prm.shape))
+            prm.data = torch.from_numpy(arr).to(dtype)
+
+
 class Problem:
     """Model, inputs and loss settings from the .npz of `bench_gnn export`."""
 
@@ -170,27 +234,57 @@ class Problem:
                          sk_iters=int(scalar("cfg/sk_iters")), capacity=scalar("cfg/capacity"))
         self.capacity, self.delta, self.lr = scalar("cfg/capacity"), scalar("cfg/delta"), scalar(
             "cfg/lr")
-        names = {k[len("param/"):] for k in z.files if k.startswith("param/")}
-        own = dict(self.model.named_parameters())
-        if names != set(own):
-            raise SystemExit("parameter names differ: only C %s, only torch %s" %
-                             (sorted(names - set(own)), sorted(set(own) - names)))
-        with torch.no_grad():
-            for n, prm in own.items():
-                arr = z["param/" + n]
-                if tuple(arr.shape) != tuple(prm.shape):
-                    raise SystemExit("shape of %s: C %s, torch %s" % (n, arr.shape, prm.shape))
-                prm.data = torch.from_numpy(arr).to(dtype)
+        load_params(self.model, z, dtype)
         t = lambda k: torch.from_numpy(z[k]).to(dtype)
         self.train = [t("train/" + k) for k in ("p", "q", "H", "noise", "c_re", "c_im")]
         self.mu = t("cfg/mu")
         self.infer = [t("infer/" + k) for k in ("p", "q", "H")] if with_infer else None
         self.npz = z
+        self.name = "AttSKGS-GNN" if self.attention else "SKGS-GNN"
 
     def loss(self):
         p, q, H, noise, c_re, c_im = self.train
         A = self.model(p, q, H, noise)
         return assoc_loss(sum_rate(A, c_re, c_im), A, self.mu, self.capacity, self.delta)
+
+    @staticmethod
+    def predict(model, inputs):
+        """The eval output and the association (row argmax)."""
+        A = model(*inputs)
+        return A, A.argmax(-1)
+
+
+class BfProblem(Problem):
+    """BFGNN's model, inputs and loss (-mean R) from `bench_gnn export
+    --variant bfgnn`; the association is an input (ES, from the C side)."""
+
+    KEYS = ("p", "q", "X", "A", "G_re", "G_im")
+
+    def __init__(self, path, dtype=torch.float32, with_infer=True):
+        z = np.load(path)
+        scalar = lambda k: float(z[k])
+        self.model = BFGNN(int(scalar("cfg/d")), int(scalar("cfg/h")), int(scalar("cfg/L")),
+                           N=int(scalar("cfg/N")), power=scalar("cfg/power"),
+                           full_power=scalar("cfg/norm_full_power") != 0,
+                           eps=scalar("cfg/norm_eps"))
+        self.lr, self.npz, self.name = scalar("cfg/lr"), z, "BFGNN"
+        load_params(self.model, z, dtype)
+        t = lambda k: torch.from_numpy(z[k]).to(dtype)
+        self.train = [t("train/" + k) for k in self.KEYS]
+        self.infer = [t("infer/" + k) for k in self.KEYS[:4]] if with_infer else None
+
+    def loss(self):
+        p, q, X, A, G_re, G_im = self.train
+        return -beam_rate(A, G_re, G_im, *self.model(p, q, X, A)).mean()
+
+    @staticmethod
+    def predict(model, inputs):
+        return model(*inputs)
+
+
+def load_problem(path, dtype=torch.float32, with_infer=True):
+    bf = "cfg/bfgnn" in np.load(path).files
+    return (BfProblem if bf else Problem)(path, dtype, with_infer)
 
 
 def make_adam(model, lr):
@@ -206,7 +300,7 @@ def param_count(model):
 def header(mode, pb, batch):
     m = pb.model
     d = m.mlp_p[4].out_features
-    return {"side": "torch", "mode": mode, "variant": "AttSKGS-GNN" if pb.attention else "SKGS-GNN",
+    return {"side": "torch", "mode": mode, "variant": pb.name,
             "d": d, "h": m.mlp_p[0].out_features, "L": len(m.layers), "batch": batch,
             "threads": torch.get_num_threads(), "torch": torch.__version__,
             "params": param_count(m), "rss_after_import_mib": round(RSS_AFTER_IMPORT, 1)}
@@ -226,7 +320,7 @@ def run_check(path):
     and reports both against torch float64 (the exact-arithmetic proxy)."""
     res = {}
     for name, dt in (("f32", torch.float32), ("f64", torch.float64)):
-        pb = Problem(path, dt)
+        pb = load_problem(path, dt)
         loss = pb.loss()
         loss.backward()
         gnames = sorted(k[len("grad/"):] for k in pb.npz.files if k.startswith("grad/"))
@@ -242,10 +336,9 @@ def run_check(path):
         [torch.from_numpy(z[prefix + n]).double().reshape(-1) for n in gnames])
     g_c, g_c64 = c_vec("grad/"), c_vec("ref64/grad/")
     # the eval output at the initial weights, from a fresh float32 model
-    fresh = Problem(path, torch.float32)
+    fresh = load_problem(path, torch.float32)
     with torch.no_grad():
-        A_t = fresh.model(*fresh.infer)
-    A_c = torch.from_numpy(z["ref/assoc_eval"]).float()
+        out_t = fresh.model(*fresh.infer)
     c_loss, c_after = float(z["ref/loss"]), float(z["ref/loss_after_step"])
     t64, t32 = res["f64"], res["f32"]
     gnorm = lambda v: (v - t64["grad"]).norm().item() / t64["grad"].norm().item()
@@ -258,21 +351,32 @@ def run_check(path):
         "loss_rel_torch32_vs_torch64": rel(t32["loss"], t64["loss"]),
         "loss_rel_c64_vs_torch64": rel(float(z["ref64/loss"]), t64["loss"]),
         "grad_rel_c64_vs_torch64": gnorm(g_c64),
-        "grad_rel_c32_vs_c64_same_kinks": float(z["prec/grad_rel"]),
-        "relu_decisions_replayed": int(z["prec/relu_flips"]),
-        "f32_comparable": bool(z["prec/comparable"]),
         "grad_rel_c_vs_torch32": (g_c - t32["grad"]).norm().item() / t32["grad"].norm().item(),
         "grad_rel_c_vs_torch64": gnorm(g_c), "grad_rel_torch32_vs_torch64": gnorm(t32["grad"]),
         "grad_params_compared": len(gnames),
         "loss_after_step_rel_c_vs_torch32": rel(c_after, t32["after"]),
-        "assoc_eval_max_abs_c_vs_torch32": (A_c - A_t).abs().max().item(),
-        "assoc_eval_argmax_agree": float((A_c.argmax(-1) == A_t.argmax(-1)).float().mean()),
     })
+    if isinstance(pb, BfProblem):
+        V_c = [torch.from_numpy(z["ref/V_" + k]).float() for k in ("re", "im")]
+        out["beams_eval_max_abs_c_vs_torch32"] = max((c - t).abs().max().item()
+                                                     for c, t in zip(V_c, out_t))
+        out["beams_eval_max_abs"] = max(t.abs().max().item() for t in out_t)
+        out["ok"] = check_ok_bfgnn(out)
+    else:
+        A_c = torch.from_numpy(z["ref/assoc_eval"]).float()
+        out.update({
+            "grad_rel_c32_vs_c64_same_kinks": float(z["prec/grad_rel"]),
+            "relu_decisions_replayed": int(z["prec/relu_flips"]),
+            "f32_comparable": bool(z["prec/comparable"]),
+            "assoc_eval_max_abs_c_vs_torch32": (A_c - out_t).abs().max().item(),
+            "assoc_eval_argmax_agree": float((A_c.argmax(-1) == out_t.argmax(-1)).float().mean()),
+        })
+        out["ok"] = check_ok(out)
     out["tolerances"] = TOLERANCES
-    out["ok"] = check_ok(out)
     if not out["ok"]:
         out["worst_params_c64_vs_torch64"] = worst_params(z, gnames, t64["grad"], "ref64/grad/")
-        out["worst_params_c32_vs_c64"] = worst_c32_params(z)
+        if "prec/param_rel" in z.files:
+            out["worst_params_c32_vs_c64"] = worst_c32_params(z)
     return out
 
 
@@ -320,6 +424,19 @@ TOLERANCES = {"loss": LOSS_RTOL, "grad_f32_vs_f64": GRAD_RTOL, "assoc": ASSOC_AT
               "f64_same_function": SAME_FUNCTION_RTOL}
 
 
+def check_ok_bfgnn(o):
+    """BFGNN: the same function in float64, the float32 losses and the eval
+    beams (entries of at most sqrt(power)) as for the association GNNs; the
+    float32 gradient no further from float64 than torch's float32 (no ReLU
+    decisions are replayed for BFGNN) or within GRAD_RTOL."""
+    return (o["loss_rel_c64_vs_torch64"] <= SAME_FUNCTION_RTOL
+            and o["grad_rel_c64_vs_torch64"] <= SAME_FUNCTION_RTOL
+            and o["grad_rel_c_vs_torch64"] <= max(GRAD_RTOL, 2 * o["grad_rel_torch32_vs_torch64"])
+            and o["loss_rel_c_vs_torch32"] <= LOSS_RTOL
+            and o["loss_after_step_rel_c_vs_torch32"] <= LOSS_RTOL
+            and o["beams_eval_max_abs_c_vs_torch32"] <= ASSOC_ATOL)
+
+
 def check_ok(o):
     return (o["loss_rel_c64_vs_torch64"] <= SAME_FUNCTION_RTOL
             and o["grad_rel_c64_vs_torch64"] <= SAME_FUNCTION_RTOL
@@ -330,7 +447,7 @@ def check_ok(o):
 
 
 def run_train(path, steps, warmup):
-    pb = Problem(path, with_infer=False)
+    pb = load_problem(path, with_infer=False)
     opt = make_adam(pb.model, pb.lr)
     ms, first, switches = [], None, 0
     for i in range(warmup + steps):
@@ -356,12 +473,12 @@ def run_train(path, steps, warmup):
     return out
 
 
-def time_infer(model, inputs, reps, warmup):
+def time_infer(pb, inputs, reps, warmup):
     ms = []
     with torch.inference_mode():
         for i in range(warmup + reps):
             t0 = time.perf_counter()
-            model(*inputs).argmax(-1)
+            pb.predict(pb.model, inputs)
             dt = 1e3 * (time.perf_counter() - t0)
             if i >= warmup:
                 ms.append(dt)
@@ -369,14 +486,14 @@ def time_infer(model, inputs, reps, warmup):
 
 
 def run_infer(path, reps, batch_reps):
-    pb = Problem(path)
+    pb = load_problem(path)
     del pb.train
     pb.model.eval()
     one = [x[:1].contiguous() for x in pb.infer]
     switches = involuntary_switches()
-    single = time_infer(pb.model, one, reps, 10)
+    single = time_infer(pb, one, reps, 10)
     rss_single = peak_rss_mib()
-    batch = time_infer(pb.model, pb.infer, batch_reps, 2)
+    batch = time_infer(pb, pb.infer, batch_reps, 2)
     switches = involuntary_switches() - switches
     n = pb.infer[0].shape[0]
     out = header("infer", pb, int(n))
