@@ -90,6 +90,10 @@ static void set_defaults(abl_args *a, bool quick) {
   a->test_samples = quick ? 1000 : 2000;
   a->curve_samples = quick ? 300 : 1000;
   a->k_min = 4, a->k_max = 12, a->k_step = quick ? 2 : 1;
+  a->pt_min = 10, a->pt_max = 50, a->pt_step = quick ? 20 : 10;
+  a->m_max = quick ? 3 : 4;
+  a->bf_d = quick ? 32 : 64, a->bf_h = quick ? 64 : 128;
+  a->bf_epochs = quick ? 15 : 60, a->bf_t0 = quick ? 5 : 20;
 }
 
 enum abl_option {
@@ -121,6 +125,15 @@ enum abl_option {
   AB_NO_PLOTS,
   AB_QUIET,
   AB_SK_BALANCED,
+  AB_PT_MIN,
+  AB_PT_MAX,
+  AB_PT_STEP,
+  AB_M_MAX,
+  AB_NO_BFGNN,
+  AB_BF_D,
+  AB_BF_H,
+  AB_BF_EPOCHS,
+  AB_BF_T0,
 };
 
 static const struct option abl_options[] = {
@@ -152,11 +165,21 @@ static const struct option abl_options[] = {
     {"no-plots", no_argument, NULL, AB_NO_PLOTS},
     {"sk-balanced", no_argument, NULL, AB_SK_BALANCED},
     {"quiet", no_argument, NULL, AB_QUIET},
+    {"pt-min", required_argument, NULL, AB_PT_MIN},
+    {"pt-max", required_argument, NULL, AB_PT_MAX},
+    {"pt-step", required_argument, NULL, AB_PT_STEP},
+    {"m-max", required_argument, NULL, AB_M_MAX},
+    {"no-bfgnn", no_argument, NULL, AB_NO_BFGNN},
+    {"bfgnn-d", required_argument, NULL, AB_BF_D},
+    {"bfgnn-h", required_argument, NULL, AB_BF_H},
+    {"bfgnn-epochs", required_argument, NULL, AB_BF_EPOCHS},
+    {"bfgnn-t0", required_argument, NULL, AB_BF_T0},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
 
 const char *const abl_improved_name = "SKGS-GNN+";
+const char *const abl_sm_name = "SM-GNN";
 
 void abl_improved_config(assoc_train_config *c) {
   c->variant = ASSOC_GNN_SKGS;
@@ -165,16 +188,39 @@ void abl_improved_config(assoc_train_config *c) {
 }
 
 const char *abl_model_name(int index) {
+  if (index == ABL_SM) return abl_sm_name;
   return index == ABL_IMPROVED ? abl_improved_name : assoc_gnn_variant_name(index);
+}
+
+static abl_sm_hooks sm_hooks;
+static bool sm_enabled;
+
+void abl_sm_enable(const abl_sm_hooks *h) {
+  sm_hooks = *h;
+  sm_enabled = h->train && h->evaluate;
+}
+
+const abl_sm_hooks *abl_sm(void) {
+  return sm_enabled ? &sm_hooks : NULL;
+}
+
+static int model_index(const char *tok) {
+  if (!strcasecmp(tok, "SKGS+") || !strcasecmp(tok, abl_improved_name)) return ABL_IMPROVED;
+  if (!strcasecmp(tok, "SM") || !strcasecmp(tok, abl_sm_name)) return ABL_SM;
+  return assoc_gnn_variant_parse(tok);
 }
 
 static int parse_models(char *list, bool *use) {
   for (int v = 0; v < ABL_MAX_MODELS; v++) use[v] = false;
   for (char *save, *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-    bool plus = !strcasecmp(tok, "SKGS+") || !strcasecmp(tok, abl_improved_name);
-    int v = plus ? ABL_IMPROVED : assoc_gnn_variant_parse(tok);
+    int v = model_index(tok);
     if (v < 0) {
-      fprintf(stderr, "assoc ablation: unknown model '%s' (AttSKGS, SKGS, GS, SMA, SKGS+)\n", tok);
+      fprintf(stderr, "assoc ablation: unknown model '%s' (AttSKGS, SKGS, GS, SMA, SKGS+, SM)\n",
+              tok);
+      return -1;
+    }
+    if (v == ABL_SM && !abl_sm()) {
+      fprintf(stderr, "assoc ablation: SM-GNN (JointGNN) is not available in this build\n");
       return -1;
     }
     use[v] = true;
@@ -222,6 +268,20 @@ static int abl_option_int(abl_args *a, int opt, const char *v) {
     return assoc_parse_int(c, "draws", v, 1, 1 << 16, &a->draws);
   case AB_THREADS:
     return assoc_parse_int(c, "threads", v, 1, 4096, &a->threads);
+  case AB_PT_MIN:
+    return assoc_parse_int(c, "pt-min", v, 0, 60, &a->pt_min);
+  case AB_PT_MAX:
+    return assoc_parse_int(c, "pt-max", v, 0, 60, &a->pt_max);
+  case AB_PT_STEP:
+    return assoc_parse_int(c, "pt-step", v, 1, 60, &a->pt_step);
+  case AB_M_MAX:
+    return assoc_parse_int(c, "m-max", v, 2, 4, &a->m_max);
+  case AB_BF_D:
+    return assoc_parse_int(c, "bfgnn-d", v, 1, 1 << 16, &a->bf_d);
+  case AB_BF_H:
+    return assoc_parse_int(c, "bfgnn-h", v, 1, 1 << 16, &a->bf_h);
+  case AB_BF_EPOCHS:
+    return assoc_parse_int(c, "bfgnn-epochs", v, 1, 1000000, &a->bf_epochs);
   default:
     return 1; /* not an integer option */
   }
@@ -252,6 +312,10 @@ static int abl_option(void *args, int opt, char *v) {
     return assoc_parse_double(c, "tau", v, 1e-3, 1e3, &t->tau);
   case AB_NO_PLOTS:
     return a->no_plots = true, 0;
+  case AB_NO_BFGNN:
+    return a->no_bfgnn = true, 0;
+  case AB_BF_T0:
+    return assoc_parse_double(c, "bfgnn-t0", v, 1e-3, 1e9, &a->bf_t0);
   case AB_SK_BALANCED:
     return a->train.sk_balanced = 1, 0;
   case AB_QUIET:
@@ -265,7 +329,7 @@ static int abl_option(void *args, int opt, char *v) {
 
 static int abl_parse(int argc, char **argv, abl_args *a) {
   *a = (abl_args){.out = "ablation-out", .seed = 1, .seeds = 1, .draws = 4};
-  for (int v = 0; v < ABL_MAX_MODELS; v++) a->use[v] = true;
+  for (int v = 0; v < ABL_MAX_MODELS; v++) a->use[v] = v != ABL_SM || abl_sm();
   /* --quick sets the defaults that later options then override. */
   for (int i = 1; i < argc; i++) a->quick |= !strcmp(argv[i], "--quick");
   set_defaults(a, a->quick);
@@ -277,6 +341,10 @@ static int abl_parse(int argc, char **argv, abl_args *a) {
   }
   if (a->seeds > 1 && a->seed + (uint64_t)a->seeds - 1 >= ABL_TRAIN_SEED_OFFSET) {
     fprintf(stderr, "assoc ablation: --seed + --seeds - 1 must be below 2^62\n");
+    return -1;
+  }
+  if (a->pt_min > a->pt_max) {
+    fprintf(stderr, "assoc ablation: --pt-min must not exceed --pt-max\n");
     return -1;
   }
   a->train.seed = a->seed;
