@@ -29,9 +29,18 @@ static const char ablation_help[] =
     "link-nodes --loss es), evaluates them and the baselines\n"
     "on a test set, prints a Table-1-like table beside the paper's numbers and\n"
     "writes to DIR: ablation.json, table.md, test.npz, one checkpoint and\n"
-    "training log (CSV) per model and seed, curve_k.csv (sum-rate against K,\n"
-    "trained on K 8, no retraining), onehot.dat, plots.gp and the PNG plots\n"
-    "(gnuplot). Exit status 3: results written, plots skipped.\n"
+    "training log (CSV) per model and seed, curve_k.csv, curve_pt.csv and\n"
+    "curve_m.csv (sum-rate against K, P_t and M, trained on M 2, K 8, 30 dBm, no\n"
+    "retraining), val_baselines.csv, onehot.dat, plots.gp and the PNG plots\n"
+    "(gnuplot: Fig. 2a, 2b, 3a, 3b, 4a, 4b, 4c). Exit status 3: results written,\n"
+    "plots skipped.\n"
+    "\n"
+    "Table 1 row 4: with every run seed BFGNN is trained on that run's training\n"
+    "set and its association mix (as assoc train --model bfgnn; bfgnn.npz or\n"
+    "bfgnn-seed<s>.npz), and the models' load-balanced associations (SKGS-GNN+:\n"
+    "also the no-violation one) and the baselines' are rated with intra-cell ZF,\n"
+    "WMMSE and BFGNN beams (table.md, second table; ablation.json \"beams\"); the\n"
+    "curves gain ES_BFGNN, MaxSINR_BFGNN and RandInt_BFGNN.\n"
     "\n"
     "With --seeds N every model is trained N times, with seeds S .. S+N-1 (S from\n"
     "--seed): each run's training set (generated from seed S for the first run,\n"
@@ -43,12 +52,13 @@ static const char ablation_help[] =
     "are <model>-seed<s>.npz and train_<model>-seed<s>.csv; onehot.dat comes\n"
     "from the first seed's models.\n"
     "\n"
-    "On an idle 2-core machine the default run takes about 7 minutes per seed,\n"
-    "--quick about 13 seconds per seed.\n"
+    "On an idle 2-core machine the default run takes about 8 minutes per seed,\n"
+    "--quick about 15 seconds per seed (docs/ablation.md, Timings).\n"
     "\n"
     "  --quick                 the small configuration (see docs/ablation.md)\n"
     "  --out DIR               output directory (default ablation-out; created)\n"
-    "  --models LIST           comma-separated subset of AttSKGS,SKGS,GS,SMA,SKGS+\n"
+    "  --models LIST           comma-separated subset of AttSKGS,SKGS,GS,SMA,SKGS+ (and SM\n"
+    "                          when the SM-GNN slot is enabled)\n"
     "  --epochs E              training epochs\n"
     "  --batches-per-epoch n   mini-batches per epoch\n"
     "  --batch B               mini-batch size\n"
@@ -60,6 +70,15 @@ static const char ablation_help[] =
     "  --sk-balanced           balanced Sinkhorn (no kink at the cap; see assoc train)\n"
     "  --train-samples S, --val-samples S, --test-samples S, --curve-samples S\n"
     "  --k-max K               largest K of the sum-rate-against-K curve\n"
+    "  --pt-min P, --pt-max P, --pt-step P   the P_t values of the sum-rate-against-P_t\n"
+    "                          curve, dBm (0..60; default 10..50 step 10, --quick step 20)\n"
+    "  --m-max M               largest M of the sum-rate-against-M curve (2..4; default 4,\n"
+    "                          --quick 3)\n"
+    "  --bfgnn-d D, --bfgnn-h H, --bfgnn-epochs E, --bfgnn-t0 E   BFGNN's widths, epochs\n"
+    "                          and first warm-restart period (default 64, 128, 60, 20;\n"
+    "                          --quick 32, 64, 15, 5); the rest of its schedule is the\n"
+    "                          models'\n"
+    "  --no-bfgnn              no BFGNN (row 4 with MRT, ZF and WMMSE only)\n"
     "  --seed S                base seed: fixed data sets and the first run (default 1)\n"
     "  --seeds N               train every model N times, seeds S .. S+N-1 (1..100;\n"
     "                          default 1)\n"
@@ -70,8 +89,7 @@ static const char ablation_help[] =
     "  --quiet                 no progress on stderr\n"
     "  -h, --help              this help\n";
 
-/* The default (about 7 minutes per seed on an idle 2-core machine) and
- * --quick configurations. */
+/* The default and --quick configurations. */
 static void set_defaults(abl_args *a, bool quick) {
   assoc_train_config *c = &a->train;
   *c = assoc_train_config_default(ASSOC_GNN_ATTSKGS);
@@ -428,7 +446,9 @@ static void warn_if_loaded(const abl_args *a) {
 static int run_ablation(abl_run *r) {
   const abl_args *a = r->a;
   double t0 = omp_get_wtime();
-  if (make_dir(a->out) || abl_prepare(r) || abl_train_models(r) || abl_write_results(r)) return -1;
+  if (make_dir(a->out) || abl_prepare(r)) return -1;
+  r->seconds_data = omp_get_wtime() - t0;
+  if (abl_train_models(r) || abl_write_results(r)) return -1;
   const char *plots = abl_make_plots(r);
   r->seconds_total = omp_get_wtime() - t0;
   if (abl_write_json(r, plots)) return -1;

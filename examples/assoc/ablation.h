@@ -209,6 +209,8 @@ typedef struct abl_run {
   beam_row *beam_rows; /* models (SKGS-GNN+ twice: LB and NV), then the baselines */
   int n_beam_rows;
   double seconds_total;
+  double seconds_data;  /* the fixed data sets and every baseline on them (abl_prepare) */
+  double seconds_beams; /* BFGNN training and the beams of every run (abl_beams_seed) */
 } abl_run;
 
 /* ---- ablation.c ---------------------------------------------------------------------- */

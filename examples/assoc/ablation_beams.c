@@ -221,6 +221,7 @@ static void free_run_assocs(abl_run *r, int j) {
 }
 
 int abl_beams_seed(abl_run *r, int j, const assoc_dataset *train) {
+  double t0 = omp_get_wtime();
   beam_ctx c = {.r = r, .ds = &r->test};
   assoc_bfgnn *bf = NULL;
   if (r->bf && !(bf = train_bfgnn(r, j, train, &c.bf_scale))) return -1;
@@ -231,6 +232,7 @@ int abl_beams_seed(abl_run *r, int j, const assoc_dataset *train) {
   free_ctx(&c);
   assoc_bfgnn_free(bf);
   free_run_assocs(r, j);
+  r->seconds_beams += omp_get_wtime() - t0;
   return rc;
 }
 

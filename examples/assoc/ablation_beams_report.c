@@ -72,7 +72,7 @@ static void json_values(FILE *f, const double *v) {
 static void beam_row_json(FILE *f, const beam_row *b) {
   fputs("{\"name\": ", f);
   assoc_json_write_string(f, b->name);
-  fprintf(f, ", \"association\": \"%s\", \"kind\": \"%s\", \"paper_bfgnn\": ", b->assoc,
+  fprintf(f, ", \"association\": \"%s\", \"source\": \"%s\", \"paper_bfgnn\": ", b->assoc,
           b->seeded ? "model" : "baseline");
   assoc_json_write_number(f, b->paper);
   fprintf(f, ", \"runs\": %d, \"metrics\": {", b->n);

@@ -166,11 +166,16 @@ static int write_config_json(FILE *f, const abl_run *r, const char *plots) {
           (long long)a->train_samples, (long long)a->val_samples);
   fprintf(f, "\"test_samples\": %lld, \"curve_samples\": %lld, \"seed\": %llu, ",
           (long long)a->test_samples, (long long)a->curve_samples, (unsigned long long)a->seed);
+  fprintf(f, "\"k_min\": %d, \"k_max\": %d, \"k_step\": %d, ", a->k_min, a->k_max, a->k_step);
+  fprintf(f, "\"pt_min\": %d, \"pt_max\": %d, \"pt_step\": %d, \"m_max\": %d, ", a->pt_min,
+          a->pt_max, a->pt_step, a->m_max);
   fprintf(f, "\"seeds\": %d, \"train_data_seeds\": [", a->seeds);
   for (int j = 0; j < a->seeds; j++)
     fprintf(f, "%s%llu", j ? ", " : "", (unsigned long long)abl_train_data_seed(a, j));
   fputs("], ", f);
   fprintf(f, "\"threads\": %d, \"seconds_total\": %.1f, ", omp_get_max_threads(), r->seconds_total);
+  fprintf(f, "\"seconds_data\": %.1f, \"seconds_beams\": %.1f, ", r->seconds_data,
+          r->seconds_beams);
   assoc_json_string(f, "plots", plots, "}");
   return ferror(f) ? -1 : 0;
 }
