@@ -145,6 +145,7 @@ static void curve_bands(FILE *f, const curve_data *c, int i, bool nv, bool *firs
 static const char *const curve_fig[ABL_CURVES] = {"4a", "4b", "4c"};
 static const char *const curve_png[ABL_CURVES] = {"fig4a_rate_vs_k.png", "fig4b_rate_vs_pt.png",
                                                   "fig4c_rate_vs_m.png"};
+static const char *const curve_symbol[ABL_CURVES] = {"K", "P_t", "M"};
 static const char *const curve_xlabel[ABL_CURVES] = {
     "number of UEs K (M 2, N 4)", "transmit power P_t per BS (dBm; M 2, N 4, K 8)",
     "number of BSs M (K = M N, N 4)"};
@@ -165,8 +166,8 @@ static void curve_method(FILE *f, const curve_data *c, int i, bool seeds, bool *
   }
   bool model = i < N_CURVE_BASELINES + c->n_models;
   if (seeds) curve_bands(f, c, i, model, first);
-  fprintf(f, "%s'%s' using 1:%d with linespoints lc %d lw 2 pt %d %s title '%s%s'", next(first),
-          c->file, i + 2, lc, model ? 7 : 13, model ? "" : "dt 3", c->names[i],
+  fprintf(f, "%s'%s' using 1:%d with linespoints lc %d lw 2 pt %d %s title '%s%s' noenhanced",
+          next(first), c->file, i + 2, lc, model ? 7 : 13, model ? "" : "dt 3", c->names[i],
           model ? " (LB, MRT)" : " (BFGNN beams)");
   if (model)
     fprintf(f,
@@ -182,10 +183,10 @@ static void plot_curve(FILE *f, const abl_run *r, int ci) {
           c->parameter);
   fprintf(f, "set output '%s'\nset key outside right\n", curve_png[ci]);
   fprintf(f,
-          "set title 'Load-balanced sum-rate against %s (models trained on M 2, K 8, 30 dBm; "
-          "%lld samples per point%s)'\n",
-          c->parameter, (long long)r->a->curve_samples,
-          seeds ? "; mean +/- sd over the seeds" : "");
+          "set title 'LB sum-rate against %s (trained on M 2, K 8, 30 dBm; %lld samples per "
+          "point%s)'\n",
+          curve_symbol[ci], (long long)r->a->curve_samples,
+          seeds ? "; bands: +/- sd over the seeds" : "");
   fprintf(f, "set xlabel '%s'\nset ylabel 'sum-rate (bps/Hz)'\nset xtics %s\n", curve_xlabel[ci],
           ci == CURVE_PT ? "autofreq" : "1");
   fputs("plot ", f);
