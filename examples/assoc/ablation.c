@@ -463,6 +463,8 @@ static int run_ablation(abl_run *r) {
 }
 
 int assoc_cmd_ablation(int argc, char **argv) {
+  /* The SM-GNN slot is enabled here, before the options are parsed, with
+   * one call: abl_sm_enable(&hooks) (ablation.h, abl_sm_hooks). */
   abl_args a;
   if (abl_parse(argc, argv, &a)) return ASSOC_EXIT_USAGE;
   if (a.help) return fputs(ablation_help, stdout), ASSOC_EXIT_OK;
