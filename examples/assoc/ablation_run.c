@@ -158,19 +158,22 @@ static int evaluate_curves(abl_run *r, const model_run *mr, seed_run *sr, const 
 }
 
 /* SM-GNN: its test metrics, its LB association (also in place of the NV
- * one, which it has not) and its curves, through its hook. */
-static int evaluate_sm(abl_run *r, model_run *mr, seed_run *sr) {
+ * one, which it has not; and in Fig. 3b in place of the one-hot one) and
+ * its curves, through its hook. */
+static int evaluate_sm(abl_run *r, model_run *mr, seed_run *sr, bool first) {
   const assoc_dataset *ds = &r->test;
   if (alloc_assocs(ds, sr) ||
       abl_sm()->evaluate(sr->ckpt, ds, r->es_rate, &sr->test, sr->lb_assoc, &sr->sm_own_rate))
     return -1;
   memcpy(sr->nv_assoc, sr->lb_assoc, (size_t)ds->S * ds->K * sizeof *sr->nv_assoc);
+  for (int s = 0; first && s < ONEHOT_SAMPLES; s++) /* Fig. 3b: its LB association */
+    for (int k = 0; k < ds->K; k++) mr->onehot[s][k] = sr->lb_assoc[s * ds->K + k];
   return evaluate_curves(r, mr, sr, NULL, 1);
 }
 
 /* Evaluates what was written: the checkpoint, through the loader. */
 static int evaluate_run(abl_run *r, model_run *mr, seed_run *sr, bool first) {
-  if (mr->index == ABL_SM) return evaluate_sm(r, mr, sr);
+  if (mr->index == ABL_SM) return evaluate_sm(r, mr, sr, first);
   double scale;
   sg_io_error err;
   assoc_gnn *m = assoc_checkpoint_load_model(sr->ckpt, &scale, NULL, &err);
