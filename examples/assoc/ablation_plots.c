@@ -182,11 +182,8 @@ static void plot_curve(FILE *f, const abl_run *r, int ci) {
   fprintf(f, "\n# Fig. %s: sum-rate against %s (trained on M 2, K 8, 30 dBm)\n", curve_fig[ci],
           c->parameter);
   fprintf(f, "set output '%s'\nset key outside right\n", curve_png[ci]);
-  fprintf(f,
-          "set title 'LB sum-rate against %s (trained on M 2, K 8, 30 dBm; %lld samples per "
-          "point%s)'\n",
-          curve_symbol[ci], (long long)r->a->curve_samples,
-          seeds ? "; bands: +/- sd over the seeds" : "");
+  fprintf(f, "set title 'Sum-rate against %s (trained: M 2, K 8, 30 dBm; %lld samples/point%s)'\n",
+          curve_symbol[ci], (long long)r->a->curve_samples, seeds ? "; bands: +/- sd" : "");
   fprintf(f, "set xlabel '%s'\nset ylabel 'sum-rate (bps/Hz)'\nset xtics %s\n", curve_xlabel[ci],
           ci == CURVE_PT ? "autofreq" : "1");
   fputs("plot ", f);
