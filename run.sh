@@ -5,7 +5,8 @@
 # baselines, writes the table of means and standard deviations,
 # ablation.json and the plots to out/ablation-quick). Extra arguments go to
 # `assoc ablation` (e.g. drop --quick by running build/examples/assoc
-# ablation directly for the full study, about 7 minutes per seed).
+# ablation directly for the full study, about 7 minutes per seed on an idle
+# machine without BFGNN and the P_t and M curves, which add about 100 s).
 set -eu
 cd "$(dirname "$0")"
 sh build-aux/build.sh

@@ -1,30 +1,37 @@
 #!/bin/sh
 # End-to-end checks of `assoc ablation --seeds N` on a tiny configuration
 # (2 epochs of 2 mini-batches of 8, d 8, h 16, 16 test samples, K 4..6 on the
-# curve): per-seed values with their means and sds in ablation.json, the
-# files of each seed, the per-epoch mean/sd CSV, the table, one seed against
-# the single-seed run, 1 against 2 threads, and refusals.
+# curve, P_t 10, 30, 50 and M 2, 3 on the other curves, a BFGNN of d 8, h 16
+# and 2 epochs): per-seed values with their means and sds in ablation.json,
+# the files of each seed, the per-epoch mean/sd CSV, the table, one seed
+# against the single-seed run, 1 against 2 threads, the beams table (Table 1
+# row 4) recomputed with assoc eval, assoc baselines and assoc beams, the
+# curves' points and _BFGNN columns, Fig. 2a's data, and refusals.
 #   ablation_test.sh ASSOC
 set -u
 assoc="$1"
 . "$(dirname "$0")/test_lib.sh"
 models="attskgs-gnn skgs-gnn gs-gnn sma-gnn skgs-gnn-plus"
 tiny="--epochs 2 --batches-per-epoch 2 --batch 8 --d 8 --h 16 --train-samples 64
-      --val-samples 16 --test-samples 16 --curve-samples 8 --k-max 6 --quiet --no-plots"
+      --val-samples 16 --test-samples 16 --curve-samples 8 --k-max 6 --quiet
+      --pt-step 20 --m-max 3 --bfgnn-d 8 --bfgnn-h 16 --bfgnn-epochs 2"
 run() { # out dir, options...
   out=$1
   shift
   # shellcheck disable=SC2086
-  "$assoc" ablation $tiny --out "$dir/$out" "$@" >"$dir/$out.log" 2>&1 ||
-    bad "assoc ablation $* (status $?: $(tail -c 300 "$dir/$out.log"))"
+  "$assoc" ablation $tiny --out "$dir/$out" "$@" >"$dir/$out.log" 2>&1
+  status=$?
+  if [ $status -ne 0 ] && ! { [ $status -eq 3 ] && ! command -v gnuplot >/dev/null 2>&1; }; then
+    bad "assoc ablation $* (status $status: $(tail -c 300 "$dir/$out.log"))"
+  fi
 }
 # ablation.json without the fields that measure time or threads.
 results_of() {
-  sed -E -e 's/"(train_seconds|infer_us|latency_us|decode_us|seconds_total|threads)": (\[[^]]*\]|[^,}]*)/"\1": -/g' \
+  sed -E -e 's/"(train_seconds|infer_us|latency_us|decode_us|seconds_total|seconds_data|seconds_beams|threads|wmmse_us|bfgnn_us)": (\[[^]]*\]|[^,}]*)/"\1": -/g' \
     -e 's/"plots": "[^"]*"/"plots": -/' "$dir/$1/ablation.json"
 }
 
-run two --seed 5 --seeds 2
+run two --seed 5 --seeds 2 # with plots: exit status 3 when gnuplot is missing
 json="$dir/two/ablation.json"
 check "config: seeds and training-set seeds" \
   grep -q '"seeds": 2, "train_data_seeds": \[5, 4611686018427387910\]' "$json"
@@ -97,8 +104,8 @@ check "table: baselines once" sh -c "! grep -q '^| ES |.*±' '$dir/two/table.md'
 check "curve_k.csv: sd columns" grep -q 'GS-GNN sd' "$dir/two/curve_k.csv"
 
 # One seed is the single-seed run, whose models are the first of --seeds 2.
-run s0 --seed 5
-run s1 --seed 5 --seeds 1
+run s0 --seed 5 --no-plots
+run s1 --seed 5 --seeds 1 --no-plots
 results_of s0 >"$dir/r0"
 results_of s1 >"$dir/r1"
 check "--seeds 1 equals the run without --seeds" cmp -s "$dir/r0" "$dir/r1"
@@ -108,16 +115,119 @@ for m in $models; do
 done
 check "no sd with one seed" grep -q '"sd": {"violation_ratio": null' "$dir/s1/ablation.json"
 
-run two1 --seed 5 --seeds 2 --threads 1
+run two1 --seed 5 --seeds 2 --threads 1 --no-plots
 results_of two >"$dir/r2"
 results_of two1 >"$dir/r21"
 check "--seeds 2: 1 thread equals 2 threads" cmp -s "$dir/r2" "$dir/r21"
 
-for args in "--seeds 0" "--seeds 101" "--seeds x" "--seed 4611686018427387904 --seeds 2"; do
+# ---- Table 1 row 4 (the beams table) -----------------------------------------------------
+
+# A member of the beams entry of `name` with `association` in ablation.json.
+beam_value() { # json, name, association, member
+  grep -o "{\"name\": \"$2\", \"association\": \"$3\"[^]]*" "$1" |
+    grep -o "\"metrics\": {[^}]*" | grep -o "\"$4\": [^,}]*" | sed 's/.*: //'
+}
+# Two numbers equal to 1e-8 relative (both present and finite).
+same() { awk -v a="$1" -v b="$2" 'BEGIN { d = a - b; if (d < 0) d = -d; m = a < 0 ? -a : a
+  exit !(a != "" && b != "" && a != "null" && d <= 1e-8 * m + 1e-12) }'; }
+# The mean rate of `assoc beams` (json).
+beams_rate() { # assoc file, key, method
+  "$assoc" beams "$dir/s0/test.npz" "$1" --assoc-key "$2" --method "$3" --out "$dir/bo.npz" \
+    --json 2>"$dir/beams.err" | grep -o '"mean_rate": [^,}]*' | sed 's/.*: //'
+}
+
+j0="$dir/s0/ablation.json"
+rows=$(grep -c '^| .*, \(LB\|NV\) |' "$dir/s0/table.md")
+check "beams table: 13 rows (5 models, SKGS-GNN+ twice, 7 baselines) ($rows)" [ "$rows" -eq 13 ]
+check "beams table: a BFGNN value in every row" \
+  sh -c "! grep '^| .*, \(LB\|NV\) |' '$dir/s0/table.md' | awk -F'|' '\$7 !~ /[0-9]/' | grep -q ."
+check "ablation.json: 13 beams entries" \
+  test "$(grep -o '"association": "' "$j0" | wc -l)" -eq 13
+check "ablation.json: BFGNN trained (enabled, 1 seed)" grep -q '"bfgnn": {"enabled": true, "d": 8, "h": 16, "L": 2, "epochs": 2' "$j0"
+[ -s "$dir/s0/bfgnn.npz" ] || bad "missing bfgnn.npz"
+for s in 5 6; do [ -s "$dir/two/bfgnn-seed$s.npz" ] || bad "missing bfgnn-seed$s.npz"; done
+check "BFGNN seed 5 does not depend on --seeds" cmp -s "$dir/s1/bfgnn.npz" "$dir/two/bfgnn-seed5.npz"
+cmp -s "$dir/two/bfgnn-seed5.npz" "$dir/two/bfgnn-seed6.npz" && bad "BFGNN: seeds 5 and 6 give one checkpoint"
+
+# The models' LB associations (assoc eval --out) and the baselines' (assoc
+# baselines --out) through assoc beams with the run's BFGNN, ZF and WMMSE.
+"$assoc" eval "$dir/s0/attskgs-gnn.npz" "$dir/s0/test.npz" --no-es --out "$dir/att.npz" \
+  >/dev/null 2>&1 || bad "assoc eval --out"
+"$assoc" eval "$dir/s0/skgs-gnn-plus.npz" "$dir/s0/test.npz" --no-es --out "$dir/plus.npz" \
+  >/dev/null 2>&1 || bad "assoc eval --out (SKGS-GNN+)"
+"$assoc" baselines "$dir/s0/test.npz" --methods ES,Assign,RandInt --out "$dir/base.npz" \
+  >/dev/null 2>&1 || bad "assoc baselines --out"
+bf="bfgnn=$dir/s0/bfgnn.npz"
+for spec in "att.npz AttSKGS_GNN_lb AttSKGS-GNN load-balanced" \
+  "plus.npz SKGS_GNN_nv SKGS-GNN+ no-violation" "base.npz ES ES load-balanced" \
+  "base.npz Assign Assign load-balanced" "base.npz RandInt RandInt load-balanced"; do
+  set -- $spec
+  for m in "$bf rate_bfgnn" "zf rate_zf" "wmmse rate_wmmse"; do
+    method=${m% *} member=${m#* }
+    got=$(beams_rate "$dir/$1" "$2" "$method")
+    want=$(beam_value "$j0" "$3" "$4" "$member")
+    if same "$got" "$want"; then ok "row 4: $3 ($4) $member = assoc beams ($want)"
+    else bad "row 4: $3 ($4) $member: ablation $want, assoc beams $got ($(head -c 200 "$dir/beams.err"))"; fi
+  done
+done
+check "row 4: the MRT column is the LB rate" \
+  same "$(beam_value "$j0" AttSKGS-GNN load-balanced rate_mrt)" \
+  "$(grep -o '"name": "AttSKGS-GNN", "kind": "model".*' "$j0" | grep -o '"rate_load_balanced": [^,]*' | head -1 | sed 's/.*: //')"
+
+# Means and sds of the beams over the two seeds (BFGNN of a model's row).
+awk '
+/"association": "load-balanced"/ && /"source": "model"/ {
+  if (!match($0, /"per_seed": \{"rate_mrt": \[[^]]*\], "rate_zf": \[[^]]*\], "rate_wmmse": \[[^]]*\], "wmmse_us": \[[^]]*\], "rate_bfgnn": \[[^]]*\]/)) { bad++; next }
+  v = substr($0, RSTART, RLENGTH); sub(/.*"rate_bfgnn": \[/, "", v); sub(/\]/, "", v)
+  split(v, x, ", "); mean = (x[1] + x[2]) / 2
+  m = $0; sub(/.*"metrics": \{/, "", m); sub(/\}.*/, "", m)
+  sub(/.*"rate_bfgnn": /, "", m); sub(/,.*/, "", m)
+  d = m - mean; if (d < 0) d = -d
+  if (d > 1e-8 * (mean < 0 ? -mean : mean) + 1e-9 || x[1] == x[2]) bad++
+  n++
+}
+END { exit !(n == 5 && !bad) }' "$json" && ok "row 4: BFGNN means over 2 seeds, seeds differ" ||
+  bad "row 4: BFGNN means over 2 seeds, seeds differ"
+
+# ---- the curves and Fig. 2a's data --------------------------------------------------------
+
+for spec in "curve_k.csv K 3" "curve_pt.csv pt_dbm 3" "curve_m.csv M 2"; do
+  set -- $spec
+  f="$dir/two/$1"
+  check "$1: $3 points" test "$(($(wc -l <"$f") - 1))" -eq "$3"
+  check "$1: x column $2" sh -c "head -1 '$f' | grep -q '^$2,'"
+  awk -F, -v file="$1" '
+  NR == 1 { for (i = 1; i <= NF; i++) if ($i ~ /_BFGNN( sd)?$/) cols[++n] = i; next }
+  { for (i = 1; i <= n; i++) if ($(cols[i]) !~ /^[0-9]+\.[0-9]+$/ || $(cols[i]) + 0 <= 0) bad++ }
+  END { exit !(n == 6 && !bad) }' "$f" && ok "$1: ES/MaxSINR/RandInt_BFGNN finite with sds" ||
+    bad "$1: ES/MaxSINR/RandInt_BFGNN finite with sds"
+done
+check "ablation.json: three curves" \
+  test "$(grep -o '"parameter": "\(K\|pt_dbm\|M\)"' "$json" | wc -l)" -eq 3
+check "val_baselines.csv: 5 baselines" test "$(($(wc -l <"$dir/two/val_baselines.csv") - 1))" -eq 5
+check "ablation.json: validation_baselines" grep -q '"validation_baselines": {"ES": [0-9]' "$json"
+
+# Plots of the two-seed run: plots.gp draws every figure; with gnuplot the PNGs exist.
+for png in fig2a_val_rate fig2b_loss fig3a_violation fig3b_onehot fig4a_rate_vs_k \
+  fig4b_rate_vs_pt fig4c_rate_vs_m; do
+  check "plots.gp draws $png.png" grep -q "set output '$png.png'" "$dir/two/plots.gp"
+  if command -v gnuplot >/dev/null 2>&1; then
+    check "$png.png written" test -s "$dir/two/$png.png"
+  fi
+done
+check "Fig. 4b: the _BFGNN curves with bands" \
+  test "$(grep -c "'curve_pt.csv' using 1:.*BFGNN beams" "$dir/two/plots.gp")" -eq 3
+
+"$assoc" ablation --models SM --out "$dir/bad" >"$dir/out" 2>"$dir/err"
+status=$?
+if [ $status -eq 2 ] && grep -q "SM-GNN" "$dir/err"; then ok "refused: --models SM (slot empty)"; else bad "refused: --models SM"; fi
+
+for args in "--seeds 0" "--seeds 101" "--seeds x" "--seed 4611686018427387904 --seeds 2" \
+  "--m-max 5" "--pt-min 40 --pt-max 20" "--pt-max 61" "--bfgnn-epochs 0"; do
   # shellcheck disable=SC2086
   "$assoc" ablation --out "$dir/bad" $args >"$dir/out" 2>"$dir/err"
   status=$?
-  if [ $status -eq 2 ] && grep -q seed "$dir/err"; then ok "refused: $args"; else bad "refused: $args"; fi
+  if [ $status -eq 2 ] && grep -q -- "${args%% *}\|seed\|pt" "$dir/err"; then ok "refused: $args"; else bad "refused: $args"; fi
 done
 
 finish

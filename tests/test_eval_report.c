@@ -102,7 +102,7 @@ START_TEST(test_ablation_json) {
   const char *names[2] = {"AttSKGS-GNN", "ES"};
   assoc_ablation_curve curve = {
       .parameter = "K", .points = 3, .methods = 2, .x = x, .names = names, .rate_lb = lb};
-  assoc_ablation_report rep = {"{\"M\": 2, \"N\": 4}", e, 2, &curve, 1};
+  assoc_ablation_report rep = {"{\"M\": 2, \"N\": 4}", e, 2, &curve, 1, "\"beams\": [{\"x\": 1}]"};
   sg_io_error err;
   ck_assert_msg(assoc_ablation_write_json(path, &rep, &err) == 0, "%s", err.msg);
   char *text = read_file(path);
@@ -121,7 +121,8 @@ START_TEST(test_ablation_json) {
                         "\"paper_table1\"",
                         "\"rate_load_balanced\": [4, 5, 6]",
                         "\"MaxSINR \\\"uncapped\\\"\"",
-                        "\"config\": {\"M\": 2, \"N\": 4}"};
+                        "\"config\": {\"M\": 2, \"N\": 4}",
+                        "}]}],\n  \"beams\": [{\"x\": 1}]}\n"};
   for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
     ck_assert_msg(strstr(text, keys[i]) != NULL, "missing %s in\n%s", keys[i], text);
   free(text);
@@ -189,7 +190,7 @@ START_TEST(test_ablation_json_runs) {
   const char *names[2] = {"ES", "GS-GNN"};
   const int curve_runs[2] = {0, 3};
   assoc_ablation_curve curve = {"K", 2, 2, x, names, lb, lb, sd, sd, curve_runs};
-  assoc_ablation_report rep = {NULL, e, 2, &curve, 1};
+  assoc_ablation_report rep = {NULL, e, 2, &curve, 1, NULL};
   sg_io_error err;
   ck_assert_msg(assoc_ablation_write_json(path, &rep, &err) == 0, "%s", err.msg);
   char *text = read_file(path);

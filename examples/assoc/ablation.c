@@ -29,9 +29,18 @@ static const char ablation_help[] =
     "link-nodes --loss es), evaluates them and the baselines\n"
     "on a test set, prints a Table-1-like table beside the paper's numbers and\n"
     "writes to DIR: ablation.json, table.md, test.npz, one checkpoint and\n"
-    "training log (CSV) per model and seed, curve_k.csv (sum-rate against K,\n"
-    "trained on K 8, no retraining), onehot.dat, plots.gp and the PNG plots\n"
-    "(gnuplot). Exit status 3: results written, plots skipped.\n"
+    "training log (CSV) per model and seed, curve_k.csv, curve_pt.csv and\n"
+    "curve_m.csv (sum-rate against K, P_t and M, trained on M 2, K 8, 30 dBm, no\n"
+    "retraining), val_baselines.csv, onehot.dat, plots.gp and the PNG plots\n"
+    "(gnuplot: Fig. 2a, 2b, 3a, 3b, 4a, 4b, 4c). Exit status 3: results written,\n"
+    "plots skipped.\n"
+    "\n"
+    "Table 1 row 4: with every run seed BFGNN is trained on that run's training\n"
+    "set and its association mix (as assoc train --model bfgnn; bfgnn.npz or\n"
+    "bfgnn-seed<s>.npz), and the models' load-balanced associations (SKGS-GNN+:\n"
+    "also the no-violation one) and the baselines' are rated with intra-cell ZF,\n"
+    "WMMSE and BFGNN beams (table.md, second table; ablation.json \"beams\"); the\n"
+    "curves gain ES_BFGNN, MaxSINR_BFGNN and RandInt_BFGNN.\n"
     "\n"
     "With --seeds N every model is trained N times, with seeds S .. S+N-1 (S from\n"
     "--seed): each run's training set (generated from seed S for the first run,\n"
@@ -43,12 +52,15 @@ static const char ablation_help[] =
     "are <model>-seed<s>.npz and train_<model>-seed<s>.csv; onehot.dat comes\n"
     "from the first seed's models.\n"
     "\n"
-    "On an idle 2-core machine the default run takes about 7 minutes per seed,\n"
-    "--quick about 13 seconds per seed.\n"
+    "On an idle 2-core machine the default run takes about 7 minutes per seed and\n"
+    "--quick about 13 seconds per seed without BFGNN and the P_t and M curves;\n"
+    "they add about 100 s per default seed on one thread (docs/ablation.md,\n"
+    "Timings).\n"
     "\n"
     "  --quick                 the small configuration (see docs/ablation.md)\n"
     "  --out DIR               output directory (default ablation-out; created)\n"
-    "  --models LIST           comma-separated subset of AttSKGS,SKGS,GS,SMA,SKGS+\n"
+    "  --models LIST           comma-separated subset of AttSKGS,SKGS,GS,SMA,SKGS+ (and SM\n"
+    "                          when the SM-GNN slot is enabled)\n"
     "  --epochs E              training epochs\n"
     "  --batches-per-epoch n   mini-batches per epoch\n"
     "  --batch B               mini-batch size\n"
@@ -60,6 +72,15 @@ static const char ablation_help[] =
     "  --sk-balanced           balanced Sinkhorn (no kink at the cap; see assoc train)\n"
     "  --train-samples S, --val-samples S, --test-samples S, --curve-samples S\n"
     "  --k-max K               largest K of the sum-rate-against-K curve\n"
+    "  --pt-min P, --pt-max P, --pt-step P   the P_t values of the sum-rate-against-P_t\n"
+    "                          curve, dBm (0..60; default 10..50 step 10, --quick step 20)\n"
+    "  --m-max M               largest M of the sum-rate-against-M curve (2..4; default 4,\n"
+    "                          --quick 3)\n"
+    "  --bfgnn-d D, --bfgnn-h H, --bfgnn-epochs E, --bfgnn-t0 E   BFGNN's widths, epochs\n"
+    "                          and first warm-restart period (default 64, 128, 60, 20;\n"
+    "                          --quick 32, 64, 15, 5); the rest of its schedule is the\n"
+    "                          models'\n"
+    "  --no-bfgnn              no BFGNN (row 4 with MRT, ZF and WMMSE only)\n"
     "  --seed S                base seed: fixed data sets and the first run (default 1)\n"
     "  --seeds N               train every model N times, seeds S .. S+N-1 (1..100;\n"
     "                          default 1)\n"
@@ -70,8 +91,7 @@ static const char ablation_help[] =
     "  --quiet                 no progress on stderr\n"
     "  -h, --help              this help\n";
 
-/* The default (about 7 minutes per seed on an idle 2-core machine) and
- * --quick configurations. */
+/* The default and --quick configurations. */
 static void set_defaults(abl_args *a, bool quick) {
   assoc_train_config *c = &a->train;
   *c = assoc_train_config_default(ASSOC_GNN_ATTSKGS);
@@ -90,6 +110,10 @@ static void set_defaults(abl_args *a, bool quick) {
   a->test_samples = quick ? 1000 : 2000;
   a->curve_samples = quick ? 300 : 1000;
   a->k_min = 4, a->k_max = 12, a->k_step = quick ? 2 : 1;
+  a->pt_min = 10, a->pt_max = 50, a->pt_step = quick ? 20 : 10;
+  a->m_max = quick ? 3 : 4;
+  a->bf_d = quick ? 32 : 64, a->bf_h = quick ? 64 : 128;
+  a->bf_epochs = quick ? 15 : 60, a->bf_t0 = quick ? 5 : 20;
 }
 
 enum abl_option {
@@ -121,6 +145,15 @@ enum abl_option {
   AB_NO_PLOTS,
   AB_QUIET,
   AB_SK_BALANCED,
+  AB_PT_MIN,
+  AB_PT_MAX,
+  AB_PT_STEP,
+  AB_M_MAX,
+  AB_NO_BFGNN,
+  AB_BF_D,
+  AB_BF_H,
+  AB_BF_EPOCHS,
+  AB_BF_T0,
 };
 
 static const struct option abl_options[] = {
@@ -152,11 +185,21 @@ static const struct option abl_options[] = {
     {"no-plots", no_argument, NULL, AB_NO_PLOTS},
     {"sk-balanced", no_argument, NULL, AB_SK_BALANCED},
     {"quiet", no_argument, NULL, AB_QUIET},
+    {"pt-min", required_argument, NULL, AB_PT_MIN},
+    {"pt-max", required_argument, NULL, AB_PT_MAX},
+    {"pt-step", required_argument, NULL, AB_PT_STEP},
+    {"m-max", required_argument, NULL, AB_M_MAX},
+    {"no-bfgnn", no_argument, NULL, AB_NO_BFGNN},
+    {"bfgnn-d", required_argument, NULL, AB_BF_D},
+    {"bfgnn-h", required_argument, NULL, AB_BF_H},
+    {"bfgnn-epochs", required_argument, NULL, AB_BF_EPOCHS},
+    {"bfgnn-t0", required_argument, NULL, AB_BF_T0},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
 
 const char *const abl_improved_name = "SKGS-GNN+";
+const char *const abl_sm_name = "SM-GNN";
 
 void abl_improved_config(assoc_train_config *c) {
   c->variant = ASSOC_GNN_SKGS;
@@ -165,16 +208,39 @@ void abl_improved_config(assoc_train_config *c) {
 }
 
 const char *abl_model_name(int index) {
+  if (index == ABL_SM) return abl_sm_name;
   return index == ABL_IMPROVED ? abl_improved_name : assoc_gnn_variant_name(index);
+}
+
+static abl_sm_hooks sm_hooks;
+static bool sm_enabled;
+
+void abl_sm_enable(const abl_sm_hooks *h) {
+  sm_hooks = *h;
+  sm_enabled = h->train && h->evaluate;
+}
+
+const abl_sm_hooks *abl_sm(void) {
+  return sm_enabled ? &sm_hooks : NULL;
+}
+
+static int model_index(const char *tok) {
+  if (!strcasecmp(tok, "SKGS+") || !strcasecmp(tok, abl_improved_name)) return ABL_IMPROVED;
+  if (!strcasecmp(tok, "SM") || !strcasecmp(tok, abl_sm_name)) return ABL_SM;
+  return assoc_gnn_variant_parse(tok);
 }
 
 static int parse_models(char *list, bool *use) {
   for (int v = 0; v < ABL_MAX_MODELS; v++) use[v] = false;
   for (char *save, *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-    bool plus = !strcasecmp(tok, "SKGS+") || !strcasecmp(tok, abl_improved_name);
-    int v = plus ? ABL_IMPROVED : assoc_gnn_variant_parse(tok);
+    int v = model_index(tok);
     if (v < 0) {
-      fprintf(stderr, "assoc ablation: unknown model '%s' (AttSKGS, SKGS, GS, SMA, SKGS+)\n", tok);
+      fprintf(stderr, "assoc ablation: unknown model '%s' (AttSKGS, SKGS, GS, SMA, SKGS+, SM)\n",
+              tok);
+      return -1;
+    }
+    if (v == ABL_SM && !abl_sm()) {
+      fprintf(stderr, "assoc ablation: SM-GNN (JointGNN) is not available in this build\n");
       return -1;
     }
     use[v] = true;
@@ -222,6 +288,20 @@ static int abl_option_int(abl_args *a, int opt, const char *v) {
     return assoc_parse_int(c, "draws", v, 1, 1 << 16, &a->draws);
   case AB_THREADS:
     return assoc_parse_int(c, "threads", v, 1, 4096, &a->threads);
+  case AB_PT_MIN:
+    return assoc_parse_int(c, "pt-min", v, 0, 60, &a->pt_min);
+  case AB_PT_MAX:
+    return assoc_parse_int(c, "pt-max", v, 0, 60, &a->pt_max);
+  case AB_PT_STEP:
+    return assoc_parse_int(c, "pt-step", v, 1, 60, &a->pt_step);
+  case AB_M_MAX:
+    return assoc_parse_int(c, "m-max", v, 2, 4, &a->m_max);
+  case AB_BF_D:
+    return assoc_parse_int(c, "bfgnn-d", v, 1, 1 << 16, &a->bf_d);
+  case AB_BF_H:
+    return assoc_parse_int(c, "bfgnn-h", v, 1, 1 << 16, &a->bf_h);
+  case AB_BF_EPOCHS:
+    return assoc_parse_int(c, "bfgnn-epochs", v, 1, 1000000, &a->bf_epochs);
   default:
     return 1; /* not an integer option */
   }
@@ -252,6 +332,10 @@ static int abl_option(void *args, int opt, char *v) {
     return assoc_parse_double(c, "tau", v, 1e-3, 1e3, &t->tau);
   case AB_NO_PLOTS:
     return a->no_plots = true, 0;
+  case AB_NO_BFGNN:
+    return a->no_bfgnn = true, 0;
+  case AB_BF_T0:
+    return assoc_parse_double(c, "bfgnn-t0", v, 1e-3, 1e9, &a->bf_t0);
   case AB_SK_BALANCED:
     return a->train.sk_balanced = 1, 0;
   case AB_QUIET:
@@ -265,7 +349,7 @@ static int abl_option(void *args, int opt, char *v) {
 
 static int abl_parse(int argc, char **argv, abl_args *a) {
   *a = (abl_args){.out = "ablation-out", .seed = 1, .seeds = 1, .draws = 4};
-  for (int v = 0; v < ABL_MAX_MODELS; v++) a->use[v] = true;
+  for (int v = 0; v < ABL_MAX_MODELS; v++) a->use[v] = v != ABL_SM || abl_sm();
   /* --quick sets the defaults that later options then override. */
   for (int i = 1; i < argc; i++) a->quick |= !strcmp(argv[i], "--quick");
   set_defaults(a, a->quick);
@@ -277,6 +361,10 @@ static int abl_parse(int argc, char **argv, abl_args *a) {
   }
   if (a->seeds > 1 && a->seed + (uint64_t)a->seeds - 1 >= ABL_TRAIN_SEED_OFFSET) {
     fprintf(stderr, "assoc ablation: --seed + --seeds - 1 must be below 2^62\n");
+    return -1;
+  }
+  if (a->pt_min > a->pt_max) {
+    fprintf(stderr, "assoc ablation: --pt-min must not exceed --pt-max\n");
     return -1;
   }
   a->train.seed = a->seed;
@@ -360,7 +448,9 @@ static void warn_if_loaded(const abl_args *a) {
 static int run_ablation(abl_run *r) {
   const abl_args *a = r->a;
   double t0 = omp_get_wtime();
-  if (make_dir(a->out) || abl_prepare(r) || abl_train_models(r) || abl_write_results(r)) return -1;
+  if (make_dir(a->out) || abl_prepare(r)) return -1;
+  r->seconds_data = omp_get_wtime() - t0;
+  if (abl_train_models(r) || abl_write_results(r)) return -1;
   const char *plots = abl_make_plots(r);
   r->seconds_total = omp_get_wtime() - t0;
   if (abl_write_json(r, plots)) return -1;
@@ -375,6 +465,8 @@ static int run_ablation(abl_run *r) {
 }
 
 int assoc_cmd_ablation(int argc, char **argv) {
+  /* The SM-GNN slot is enabled here, before the options are parsed, with
+   * one call: abl_sm_enable(&hooks) (ablation.h, abl_sm_hooks). */
   abl_args a;
   if (abl_parse(argc, argv, &a)) return ASSOC_EXIT_USAGE;
   if (a.help) return fputs(ablation_help, stdout), ASSOC_EXIT_OK;

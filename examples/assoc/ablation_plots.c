@@ -1,8 +1,8 @@
-/* assoc ablation, the plots: writes plots.gp (Figures 2b, 3a, 3b and 4a of
- * the paper from the CSV logs, curve_k.csv and onehot.dat) and runs gnuplot
- * on it. With several seeds the training and curve plots draw each model's
- * mean with a band of mean ± sd (train_<model>-seeds.csv, the sd columns
- * of curve_k.csv). */
+/* assoc ablation, the plots: writes plots.gp (Figures 2a, 2b, 3a, 3b, 4a,
+ * 4b and 4c of the paper from the CSV logs, val_baselines.csv, the curve
+ * CSVs and onehot.dat) and runs gnuplot on it. With several seeds the
+ * training and curve plots draw each model's mean with a band of mean ± sd
+ * (train_<model>-seeds.csv, the sd columns of the curve CSVs). */
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -57,16 +57,46 @@ static void plot_seeds(FILE *f, const model_run *mr, int lc, const char *column,
             dashed, lc);
 }
 
+/* The models' training series; SM-GNN, trained through its hooks, has no
+ * log here. `first` false: other elements follow "plot " already. */
+static void plot_models(FILE *f, const abl_run *r, const char *column, const char *dashed,
+                        bool *first) {
+  for (int i = 0; i < r->n_models; i++) {
+    if (r->models[i].index == ABL_SM) continue;
+    if (r->a->seeds > 1)
+      plot_seeds(f, &r->models[i], i + 1, column, dashed, first);
+    else
+      plot_log(f, &r->models[i], i + 1, column, dashed, first);
+  }
+}
+
 static void plot_training(FILE *f, const abl_run *r, const char *column, const char *dashed) {
   bool first = true;
   fputs("plot ", f);
-  for (int i = 0; i < r->n_models; i++) {
-    if (r->a->seeds > 1)
-      plot_seeds(f, &r->models[i], i + 1, column, dashed, &first);
-    else
-      plot_log(f, &r->models[i], i + 1, column, dashed, &first);
-  }
+  plot_models(f, r, column, dashed, &first);
   fputc('\n', f);
+}
+
+/* Fig. 2a: the validation LB rate against epoch, the baselines' LB rates on
+ * the same set as horizontal lines. */
+static void plot_validation(FILE *f, const abl_run *r) {
+  static const char *const style[N_CURVE_BASELINES] = {
+      "lc rgb 'black' lw 2", "lc rgb 'gray40' dt 2", "lc rgb 'dark-orange' dt 3",
+      "lc rgb 'dark-green' dt 4", "lc rgb 'gray60' dt 5"};
+  bool first = true;
+  fprintf(f, "\n# Fig. 2a: validation sum-rate against epoch, baselines as lines\n");
+  fprintf(f, "set output 'fig2a_val_rate.png'\nset key outside right\n");
+  fprintf(f,
+          "set title 'Load-balanced sum-rate (MRT) on the %lld validation samples against "
+          "epoch%s'\n",
+          (long long)r->val.S, r->a->seeds > 1 ? "; bands: mean +/- sd over the seeds" : "");
+  fprintf(f, "set xlabel 'epoch'\nset ylabel 'sum-rate (bps/Hz)'\nset autoscale y\n");
+  fputs("plot ", f);
+  plot_models(f, r, "test_lb_rate", NULL, &first);
+  for (int i = 0; i < N_CURVE_BASELINES; i++)
+    fprintf(f, "%s%.6f with lines %s title '%s (validation set)'", next(&first), r->val_base[i],
+            style[i], assoc_method_name(abl_curve_baselines[i]));
+  fprintf(f, "\nset key default\nset key top right\n");
 }
 
 static void plot_onehot(FILE *f, const abl_run *r) {
@@ -95,49 +125,69 @@ static void plot_onehot(FILE *f, const abl_run *r) {
              "font ''\nset key\nset grid\n");
 }
 
-/* Bands of mean ± sd of model i's LB and NV curves (curve_k.csv columns:
- * K, the methods' LB, their NV, the models' LB sd, the models' NV sd). */
-static void curve_bands(FILE *f, const curve_data *c, int i, bool *first) {
-  int models = c->methods - N_CURVE_BASELINES, lc = i - N_CURVE_BASELINES + 1;
-  int lb = i + 2, nv = c->methods + i + 2;
-  int lb_sd = 2 * c->methods + lc + 1, nv_sd = lb_sd + models;
-  const int cols[2][2] = {{lb, lb_sd}, {nv, nv_sd}};
-  for (int b = 0; b < 2; b++)
+/* Bands of mean ± sd of method i's LB curve and (nv) NV curve (curve CSV
+ * columns: x, the methods' LB, their NV, the LB sds and the NV sds of the
+ * methods after the baselines). */
+static void curve_bands(FILE *f, const curve_data *c, int i, bool nv, bool *first) {
+  int seeded = c->methods - N_CURVE_BASELINES, lc = i - N_CURVE_BASELINES + 1;
+  int lb_col = i + 2, nv_col = c->methods + i + 2;
+  int lb_sd = 2 * c->methods + lc + 1, nv_sd = lb_sd + seeded;
+  const int cols[2][2] = {{lb_col, lb_sd}, {nv_col, nv_sd}};
+  for (int b = 0; b <= (int)nv; b++)
     fprintf(f,
-            "%s'curve_k.csv' using 1:(column(%d)-column(%d)):(column(%d)+column(%d)) with "
+            "%s'%s' using 1:(column(%d)-column(%d)):(column(%d)+column(%d)) with "
             "filledcurves fs transparent solid %.2f noborder lc %d notitle",
-            next(first), cols[b][0], cols[b][1], cols[b][0], cols[b][1], b ? 0.12 : 0.25, lc);
+            next(first), c->file, cols[b][0], cols[b][1], cols[b][0], cols[b][1], b ? 0.12 : 0.25,
+            lc);
 }
 
-static void plot_curve(FILE *f, const abl_run *r) {
-  const curve_data *c = &r->curve;
-  bool seeds = r->a->seeds > 1, first = true;
-  fprintf(f, "\n# Fig. 4a: sum-rate against the number of UEs (trained on K = 8)\n");
-  fprintf(f, "set output 'fig4a_rate_vs_k.png'\nset key outside right\n");
-  fprintf(f,
-          "set title 'Load-balanced sum-rate against K (M 2, N 4; models trained on K 8, "
-          "%lld samples per point%s)'\n",
-          (long long)r->a->curve_samples, seeds ? "; models: mean +/- sd over the seeds" : "");
-  fprintf(f, "set xlabel 'number of UEs K'\nset ylabel 'sum-rate (bps/Hz)'\nset xtics 1\n");
-  const char *base_style[N_CURVE_BASELINES] = {
+/* Per curve: the figure, the output file and the x axis. */
+static const char *const curve_fig[ABL_CURVES] = {"4a", "4b", "4c"};
+static const char *const curve_png[ABL_CURVES] = {"fig4a_rate_vs_k.png", "fig4b_rate_vs_pt.png",
+                                                  "fig4c_rate_vs_m.png"};
+static const char *const curve_symbol[ABL_CURVES] = {"K", "P_t", "M"};
+static const char *const curve_xlabel[ABL_CURVES] = {
+    "number of UEs K (M 2, N 4)", "transmit power P_t per BS (dBm; M 2, N 4, K 8)",
+    "number of BSs M (K = M N, N 4)"};
+
+/* One method of a curve: a baseline, a model (LB, and NV dashed) or a
+ * baseline with BFGNN beams (dotted). */
+static void curve_method(FILE *f, const curve_data *c, int i, bool seeds, bool *first) {
+  static const char *const base_style[N_CURVE_BASELINES] = {
       "lc rgb 'black' lw 2 pt 7", "lc rgb 'gray40' lw 1 pt 6 dt 2",
       "lc rgb 'dark-orange' lw 1 pt 5 dt 3", "lc rgb 'dark-green' lw 1 pt 9 dt 4",
       "lc rgb 'gray60' lw 1 pt 2 dt 5"};
-  fputs("plot ", f);
-  for (int i = 0; i < c->methods; i++) {
-    bool model = i >= N_CURVE_BASELINES;
-    char style[64];
-    if (model) snprintf(style, sizeof style, "lc %d lw 2 pt %d", i - N_CURVE_BASELINES + 1, 7);
-    if (model && seeds) curve_bands(f, c, i, &first);
+  int lc = i - N_CURVE_BASELINES + 1;
+  if (i < N_CURVE_BASELINES) {
     const char *label = i == 2 ? "MaxSINR (overloads dropped)" : c->names[i];
-    fprintf(f, "%s'curve_k.csv' using 1:%d with linespoints %s title '%s%s'", next(&first), i + 2,
-            model ? style : base_style[i], label, model ? " (LB)" : "");
-    if (model)
-      fprintf(f,
-              "%s'' using 1:%d with linespoints lc %d lw 1 dt 2 pt 6 title '%s "
-              "(no-violation rounding)'",
-              next(&first), c->methods + i + 2, i - N_CURVE_BASELINES + 1, c->names[i]);
+    fprintf(f, "%s'%s' using 1:%d with linespoints %s title '%s (MRT)'", next(first), c->file,
+            i + 2, base_style[i], label);
+    return;
   }
+  bool model = i < N_CURVE_BASELINES + c->n_models;
+  if (seeds) curve_bands(f, c, i, model, first);
+  fprintf(f, "%s'%s' using 1:%d with linespoints lc %d lw 2 pt %d %s title '%s%s' noenhanced",
+          next(first), c->file, i + 2, lc, model ? 7 : 13, model ? "" : "dt 3", c->names[i],
+          model ? " (LB, MRT)" : " (BFGNN beams)");
+  if (model)
+    fprintf(f,
+            "%s'' using 1:%d with linespoints lc %d lw 1 dt 2 pt 6 title '%s "
+            "(no-violation rounding, MRT)'",
+            next(first), c->methods + i + 2, lc, c->names[i]);
+}
+
+static void plot_curve(FILE *f, const abl_run *r, int ci) {
+  const curve_data *c = &r->curves[ci];
+  bool seeds = r->a->seeds > 1, first = true;
+  fprintf(f, "\n# Fig. %s: sum-rate against %s (trained on M 2, K 8, 30 dBm)\n", curve_fig[ci],
+          c->parameter);
+  fprintf(f, "set output '%s'\nset key outside right\n", curve_png[ci]);
+  fprintf(f, "set title 'Sum-rate against %s (trained: M 2, K 8, 30 dBm; %lld samples/point%s)'\n",
+          curve_symbol[ci], (long long)r->a->curve_samples, seeds ? "; bands: +/- sd" : "");
+  fprintf(f, "set xlabel '%s'\nset ylabel 'sum-rate (bps/Hz)'\nset xtics %s\n", curve_xlabel[ci],
+          ci == CURVE_PT ? "autofreq" : "1");
+  fputs("plot ", f);
+  for (int i = 0; i < c->methods; i++) curve_method(f, c, i, seeds, &first);
   fprintf(f, "\nset xtics autofreq\nset key default\n");
 }
 
@@ -167,8 +217,9 @@ static int write_plots_gp(FILE *f, void *user) {
   fprintf(f, "set ylabel 'sum-rate (bps/Hz)'\n");
   plot_training(f, r, "train_rate", "test_lb_rate");
   fprintf(f, "unset multiplot\nset key top right\n");
+  plot_validation(f, r);
   plot_onehot(f, r);
-  plot_curve(f, r);
+  for (int ci = 0; ci < ABL_CURVES; ci++) plot_curve(f, r, ci);
   return ferror(f) ? -1 : 0;
 }
 

@@ -125,7 +125,7 @@ int abl_write_table(FILE *f, void *user) {
   fputc('\n', f);
   for (int i = 0; i < r->n_models; i++) {
     const model_run *mr = &r->models[i];
-    assoc_paper_row p = assoc_paper_table1(mr->variant);
+    assoc_paper_row p = abl_paper_row(mr->index);
     row_stats s = {&mr->mean, a->seeds > 1 ? &mr->sd : NULL, mr->train_seconds,
                    mr->train_seconds_sd};
     table_row(f, mr->name, &s, mr->index == ABL_IMPROVED ? NULL : &p);
@@ -133,10 +133,22 @@ int abl_write_table(FILE *f, void *user) {
   for (int m = 0; m < ASSOC_METHOD_COUNT; m++)
     if (r->base_done[m])
       table_row(f, assoc_method_name(m), &(row_stats){&r->base[m], NULL, NAN, NAN}, NULL);
-  return ferror(f) ? -1 : 0;
+  fputc('\n', f);
+  return abl_write_beams_table(f, r);
 }
 
 /* ---- JSON, CSV and plot data ------------------------------------------------------------ */
+
+assoc_paper_row abl_paper_row(int index) {
+  if (index != ABL_SM) return assoc_paper_table1((assoc_gnn_variant)index);
+  return (assoc_paper_row){.name = abl_sm_name,
+                           .violation = 0.992,
+                           .rate = NAN,
+                           .rate_lb = NAN,
+                           .train_hours = 47.78,
+                           .infer_ms = 85,
+                           .params_m = 54.60};
+}
 
 static int write_config_json(FILE *f, const abl_run *r, const char *plots) {
   const abl_args *a = r->a;
@@ -154,11 +166,16 @@ static int write_config_json(FILE *f, const abl_run *r, const char *plots) {
           (long long)a->train_samples, (long long)a->val_samples);
   fprintf(f, "\"test_samples\": %lld, \"curve_samples\": %lld, \"seed\": %llu, ",
           (long long)a->test_samples, (long long)a->curve_samples, (unsigned long long)a->seed);
+  fprintf(f, "\"k_min\": %d, \"k_max\": %d, \"k_step\": %d, ", a->k_min, a->k_max, a->k_step);
+  fprintf(f, "\"pt_min\": %d, \"pt_max\": %d, \"pt_step\": %d, \"m_max\": %d, ", a->pt_min,
+          a->pt_max, a->pt_step, a->m_max);
   fprintf(f, "\"seeds\": %d, \"train_data_seeds\": [", a->seeds);
   for (int j = 0; j < a->seeds; j++)
     fprintf(f, "%s%llu", j ? ", " : "", (unsigned long long)abl_train_data_seed(a, j));
   fputs("], ", f);
   fprintf(f, "\"threads\": %d, \"seconds_total\": %.1f, ", omp_get_max_threads(), r->seconds_total);
+  fprintf(f, "\"seconds_data\": %.1f, \"seconds_beams\": %.1f, ", r->seconds_data,
+          r->seconds_beams);
   assoc_json_string(f, "plots", plots, "}");
   return ferror(f) ? -1 : 0;
 }
@@ -194,16 +211,20 @@ static int write_report(const abl_run *r, const assoc_ablation_entry *e, int n, 
   if (!mem) return -1;
   write_config_json(mem, r, plots);
   fclose(mem);
-  const curve_data *c = &r->curve;
-  assoc_ablation_curve curve = {"K",   c->points, c->methods, c->x,     c->names,
-                                c->lb, c->nv,     c->lb_sd,   c->nv_sd, c->runs};
-  assoc_ablation_report rep = {config, e, n, &curve, 1};
+  assoc_ablation_curve curves[ABL_CURVES];
+  for (int ci = 0; ci < ABL_CURVES; ci++) {
+    const curve_data *c = &r->curves[ci];
+    curves[ci] = (assoc_ablation_curve){c->parameter, c->points, c->methods, c->x,     c->names,
+                                        c->lb,        c->nv,     c->lb_sd,   c->nv_sd, c->runs};
+  }
+  char *extra = abl_beams_json(r);
+  assoc_ablation_report rep = {config, e, n, curves, ABL_CURVES, extra};
   char path[1024];
   sg_io_error err;
   abl_path_in(path, sizeof path, r->a->out, "ablation.json");
-  int rc = assoc_ablation_write_json(path, &rep, &err);
-  if (rc) fprintf(stderr, "assoc ablation: %s\n", err.msg);
-  free(config);
+  int rc = extra ? assoc_ablation_write_json(path, &rep, &err) : -1;
+  if (rc) fprintf(stderr, "assoc ablation: %s\n", extra ? err.msg : "out of memory");
+  free(config), free(extra);
   return rc;
 }
 
@@ -224,13 +245,19 @@ int abl_write_json(abl_run *r, const char *plots) {
   return rc;
 }
 
-/* K, the LB rate (mean over the seeds for a model) per method, the NV rate
- * per method; with several seeds then the models' sds of both. */
+typedef struct curve_file {
+  const abl_run *r;
+  const curve_data *c;
+} curve_file;
+
+/* x (K, pt_dbm or M), the LB rate (mean over the seeds for a model or a
+ * _BFGNN method) per method, the NV rate per method; with several seeds
+ * then the sds of both of every method after the baselines. */
 static int write_curve_csv(FILE *f, void *user) {
-  const abl_run *r = user;
-  const curve_data *c = &r->curve;
-  bool sd = r->a->seeds > 1;
-  fprintf(f, "K");
+  const curve_file *cf = user;
+  const curve_data *c = cf->c;
+  bool sd = cf->r->a->seeds > 1;
+  fprintf(f, "%s", c->parameter);
   for (int i = 0; i < c->methods; i++) fprintf(f, ",%s", c->names[i]);
   for (int i = 0; i < c->methods; i++) fprintf(f, ",%s no-violation", c->names[i]);
   for (int i = N_CURVE_BASELINES; sd && i < c->methods; i++) fprintf(f, ",%s sd", c->names[i]);
@@ -295,6 +322,16 @@ static int write_onehot(FILE *f, void *user) {
   return ferror(f) ? -1 : 0;
 }
 
+/* Fig. 2a's horizontal lines: the curve baselines' LB rates on the
+ * validation set. */
+static int write_val_baselines(FILE *f, void *user) {
+  const abl_run *r = user;
+  fprintf(f, "method,rate_load_balanced\n");
+  for (int i = 0; i < N_CURVE_BASELINES; i++)
+    fprintf(f, "%s,%.6f\n", assoc_method_name(abl_curve_baselines[i]), r->val_base[i]);
+  return ferror(f) ? -1 : 0;
+}
+
 int abl_write_in_dir(const abl_run *r, const char *name, int (*fn)(FILE *, void *), void *user) {
   char path[1024];
   sg_io_error err;
@@ -308,9 +345,13 @@ int abl_write_in_dir(const abl_run *r, const char *name, int (*fn)(FILE *, void 
 
 int abl_write_results(abl_run *r) {
   if (abl_write_in_dir(r, "table.md", abl_write_table, r) ||
-      abl_write_in_dir(r, "curve_k.csv", write_curve_csv, r) ||
-      abl_write_in_dir(r, "onehot.dat", write_onehot, r))
+      abl_write_in_dir(r, "onehot.dat", write_onehot, r) ||
+      abl_write_in_dir(r, "val_baselines.csv", write_val_baselines, r))
     return -1;
+  for (int ci = 0; ci < ABL_CURVES; ci++) {
+    curve_file cf = {r, &r->curves[ci]};
+    if (abl_write_in_dir(r, r->curves[ci].file, write_curve_csv, &cf)) return -1;
+  }
   for (int i = 0; i < r->n_models && r->a->seeds > 1; i++) {
     char name[64];
     snprintf(name, sizeof name, "train_%s-seeds.csv", r->models[i].key);

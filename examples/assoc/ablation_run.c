@@ -7,6 +7,7 @@
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "ablation.h"
 
@@ -54,6 +55,20 @@ static void run_name(const abl_args *a, const model_run *mr, const seed_run *sr,
     snprintf(buf, len, "%s", name);
 }
 
+/* SM-GNN through its hooks (abl_sm_hooks). */
+static int train_sm(abl_run *r, const char *name, seed_run *sr, const assoc_train_config *c,
+                    const assoc_dataset *train) {
+  double t0 = omp_get_wtime();
+  abl_note(r->a, "training %s (%d epochs, through the SM-GNN hooks)\n", name, c->epochs);
+  if (abl_sm()->train(c, train, &r->val, sr->ckpt, &sr->train_seconds)) {
+    fprintf(stderr, "assoc ablation: training %s failed\n", name);
+    return -1;
+  }
+  sr->wall_seconds = omp_get_wtime() - t0;
+  sr->epochs = c->epochs;
+  return 0;
+}
+
 static int train_one(abl_run *r, const model_run *mr, seed_run *sr, const assoc_dataset *train) {
   const abl_args *a = r->a;
   assoc_train_config c = a->train;
@@ -61,6 +76,7 @@ static int train_one(abl_run *r, const model_run *mr, seed_run *sr, const assoc_
   if (mr->index == ABL_IMPROVED) abl_improved_config(&c);
   epoch_ctx ctx = {.a = a, .every = c.epochs >= 10 ? c.epochs / 10 : 1, .run = sr};
   run_name(a, mr, sr, ctx.name, sizeof ctx.name);
+  if (mr->index == ABL_SM) return train_sm(r, ctx.name, sr, &c, train);
   assoc_train_io io = {.out = sr->ckpt, .checkpoint_every = c.epochs, .log = sr->log};
   io.epoch_fn = on_epoch, io.user = &ctx;
   assoc_train_result res;
@@ -92,42 +108,72 @@ static void onehot_of(const assoc_dataset *ds, const double *A, model_run *mr) {
     }
 }
 
-/* Test metrics of a run; the first run's one-hot associations too. */
+/* The run's LB and NV associations of the test set, kept for the beams. */
+static int alloc_assocs(const assoc_dataset *ds, seed_run *sr) {
+  size_t SK = (size_t)ds->S * ds->K;
+  sr->lb_assoc = malloc(SK * sizeof *sr->lb_assoc);
+  sr->nv_assoc = malloc(SK * sizeof *sr->nv_assoc);
+  return sr->lb_assoc && sr->nv_assoc ? 0 : -1;
+}
+
+/* Test metrics of a run and its associations; the first run's one-hot
+ * associations too. */
 static int evaluate_test(abl_run *r, model_run *mr, seed_run *sr, const assoc_gnn *m, double scale,
                          bool first) {
   const assoc_dataset *ds = &r->test;
   double *A = first ? malloc((size_t)ds->S * ds->K * ds->M * sizeof *A) : NULL;
-  if (first && !A) return -1;
+  if ((first && !A) || alloc_assocs(ds, sr)) return free(A), -1;
   assoc_eval_opts o = assoc_eval_defaults(scale);
   o.draws = r->a->draws, o.draw_seed = r->a->seed;
   sg_io_error err;
-  int rc = assoc_eval_model(m, ds, &o, r->es_rate, &sr->test, A, NULL, &err);
+  assoc_eval_assocs keep = {.lb = sr->lb_assoc, .nv = sr->nv_assoc};
+  int rc = assoc_eval_model(m, ds, &o, r->es_rate, &sr->test, A, &keep, &err);
   if (rc) fprintf(stderr, "assoc ablation: evaluating %s: %s\n", mr->key, err.msg);
   if (!rc && A) onehot_of(ds, A, mr);
   free(A);
   return rc;
 }
 
-/* Rates of a run on every curve set. */
-static int evaluate_curve(abl_run *r, const model_run *mr, seed_run *sr, const assoc_gnn *m,
-                          double scale) {
-  const curve_data *c = &r->curve;
-  sg_io_error err;
-  for (int p = 0; p < c->points; p++) {
-    assoc_eval_opts o = assoc_eval_defaults(scale);
-    o.latency_samples = 0;
-    assoc_eval_metrics x;
-    if (assoc_eval_model(m, &c->sets[p], &o, c->es_rate[p], &x, NULL, NULL, &err)) {
-      fprintf(stderr, "assoc ablation: %s at K = %g: %s\n", mr->key, c->x[p], err.msg);
-      return -1;
+/* Rates of a run on every curve set (m NULL: SM-GNN through its hook). */
+static int evaluate_curves(abl_run *r, const model_run *mr, seed_run *sr, const assoc_gnn *m,
+                           double scale) {
+  sg_io_error err = {0};
+  for (int ci = 0; ci < ABL_CURVES; ci++) {
+    const curve_data *c = &r->curves[ci];
+    for (int p = 0; p < c->points; p++) {
+      assoc_eval_opts o = assoc_eval_defaults(scale);
+      o.latency_samples = 0;
+      assoc_eval_metrics x;
+      int rc = m ? assoc_eval_model(m, &c->sets[p], &o, c->es_rate[p], &x, NULL, NULL, &err)
+                 : abl_sm()->evaluate(sr->ckpt, &c->sets[p], c->es_rate[p], &x, NULL, NULL);
+      if (rc) {
+        fprintf(stderr, "assoc ablation: %s at %s = %g: %s\n", mr->key, c->parameter, c->x[p],
+                err.msg);
+        return -1;
+      }
+      sr->curve_lb[ci][p] = x.rate_lb, sr->curve_nv[ci][p] = x.rate_no_violation;
     }
-    sr->curve_lb[p] = x.rate_lb, sr->curve_nv[p] = x.rate_no_violation;
   }
   return 0;
 }
 
+/* SM-GNN: its test metrics, its LB association (also in place of the NV
+ * one, which it has not; and in Fig. 3b in place of the one-hot one) and
+ * its curves, through its hook. */
+static int evaluate_sm(abl_run *r, model_run *mr, seed_run *sr, bool first) {
+  const assoc_dataset *ds = &r->test;
+  if (alloc_assocs(ds, sr) ||
+      abl_sm()->evaluate(sr->ckpt, ds, r->es_rate, &sr->test, sr->lb_assoc, &sr->sm_own_rate))
+    return -1;
+  memcpy(sr->nv_assoc, sr->lb_assoc, (size_t)ds->S * ds->K * sizeof *sr->nv_assoc);
+  for (int s = 0; first && s < ONEHOT_SAMPLES; s++) /* Fig. 3b: its LB association */
+    for (int k = 0; k < ds->K; k++) mr->onehot[s][k] = sr->lb_assoc[s * ds->K + k];
+  return evaluate_curves(r, mr, sr, NULL, 1);
+}
+
 /* Evaluates what was written: the checkpoint, through the loader. */
 static int evaluate_run(abl_run *r, model_run *mr, seed_run *sr, bool first) {
+  if (mr->index == ABL_SM) return evaluate_sm(r, mr, sr, first);
   double scale;
   sg_io_error err;
   assoc_gnn *m = assoc_checkpoint_load_model(sr->ckpt, &scale, NULL, &err);
@@ -135,7 +181,7 @@ static int evaluate_run(abl_run *r, model_run *mr, seed_run *sr, bool first) {
     fprintf(stderr, "assoc ablation: %s\n", err.msg);
     return -1;
   }
-  int rc = evaluate_test(r, mr, sr, m, scale, first) || evaluate_curve(r, mr, sr, m, scale);
+  int rc = evaluate_test(r, mr, sr, m, scale, first) || evaluate_curves(r, mr, sr, m, scale);
   assoc_gnn_free(m);
   return rc ? -1 : 0;
 }
@@ -191,20 +237,21 @@ static int init_models(abl_run *r) {
       fprintf(stderr, "assoc ablation: out of memory\n");
       return -1;
     }
-  return 0;
+  return abl_beams_init(r);
 }
 
 /* Run j of every model, on its own training set. */
 static int train_seed(abl_run *r, int j) {
   const abl_args *a = r->a;
   assoc_dataset train;
-  if (abl_generate(8, a->train_samples, abl_train_data_seed(a, j), &train)) return -1;
+  if (abl_generate(2, 8, 30, a->train_samples, abl_train_data_seed(a, j), &train)) return -1;
   int rc = 0;
   for (int i = 0; i < r->n_models && !rc; i++) {
     model_run *mr = &r->models[i];
     rc = train_one(r, mr, &mr->runs[j], &train) || evaluate_run(r, mr, &mr->runs[j], j == 0);
     if (!rc) mr->n_runs = j + 1;
   }
+  if (!rc) rc = abl_beams_seed(r, j, &train);
   assoc_dataset_free(&train);
   return rc ? -1 : 0;
 }
@@ -213,14 +260,16 @@ static int train_seed(abl_run *r, int j) {
 
 static void summarise_curve(abl_run *r, int i) {
   const model_run *mr = &r->models[i];
-  curve_data *c = &r->curve;
   double lb[ABL_MAX_SEEDS], nv[ABL_MAX_SEEDS];
-  for (int p = 0; p < c->points; p++) {
-    for (int j = 0; j < mr->n_runs; j++) lb[j] = mr->runs[j].curve_lb[p];
-    for (int j = 0; j < mr->n_runs; j++) nv[j] = mr->runs[j].curve_nv[p];
-    size_t at = (size_t)(N_CURVE_BASELINES + i) * c->points + p;
-    assoc_mean_sd(lb, mr->n_runs, 1, &c->lb[at], &c->lb_sd[at]);
-    assoc_mean_sd(nv, mr->n_runs, 1, &c->nv[at], &c->nv_sd[at]);
+  for (int ci = 0; ci < ABL_CURVES; ci++) {
+    curve_data *c = &r->curves[ci];
+    for (int p = 0; p < c->points; p++) {
+      for (int j = 0; j < mr->n_runs; j++) lb[j] = mr->runs[j].curve_lb[ci][p];
+      for (int j = 0; j < mr->n_runs; j++) nv[j] = mr->runs[j].curve_nv[ci][p];
+      size_t at = (size_t)(N_CURVE_BASELINES + i) * c->points + p;
+      assoc_mean_sd(lb, mr->n_runs, 1, &c->lb[at], &c->lb_sd[at]);
+      assoc_mean_sd(nv, mr->n_runs, 1, &c->nv[at], &c->nv_sd[at]);
+    }
   }
 }
 
@@ -249,13 +298,18 @@ int abl_train_models(abl_run *r) {
   for (int j = 0; j < r->a->seeds; j++)
     if (train_seed(r, j)) return -1;
   for (int i = 0; i < r->n_models; i++) summarise(r, i);
+  abl_beams_summarise(r);
   return 0;
 }
 
 void abl_free_models(abl_run *r) {
   for (int i = 0; i < r->n_models; i++) {
     model_run *mr = &r->models[i];
-    for (int j = 0; mr->runs && j < r->a->seeds; j++) free(mr->runs[j].epoch_series);
+    for (int j = 0; mr->runs && j < r->a->seeds; j++) {
+      seed_run *sr = &mr->runs[j];
+      free(sr->epoch_series), free(sr->lb_assoc), free(sr->nv_assoc);
+    }
     free(mr->runs), free(mr->epoch_mean), free(mr->epoch_sd);
   }
+  abl_beams_free(r);
 }

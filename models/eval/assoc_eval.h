@@ -241,6 +241,9 @@ typedef struct assoc_ablation_report {
   int n_entries;
   const assoc_ablation_curve *curves;
   int n_curves;
+  /* Further top-level members, inserted verbatim after "curves" (e.g.
+   * "\"beams\": [...]", without a leading comma), or NULL. */
+  const char *extra_json;
 } assoc_ablation_report;
 
 /* Writes the report as JSON to f (0, or -1 on a write error). */

@@ -311,7 +311,9 @@ int assoc_ablation_json(FILE *f, const assoc_ablation_report *r) {
     fputs(i ? ",\n    " : "\n    ", f);
     curve_json(f, &r->curves[i]);
   }
-  fputs("]}\n", f);
+  fputs("]", f);
+  if (r->extra_json) fprintf(f, ",\n  %s", r->extra_json);
+  fputs("}\n", f);
   return ferror(f) ? -1 : 0;
 }
 
