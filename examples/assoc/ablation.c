@@ -80,6 +80,9 @@ static const char ablation_help[] =
     "                          and first warm-restart period (default 64, 128, 60, 20;\n"
     "                          --quick 32, 64, 15, 5); the rest of its schedule is the\n"
     "                          models'\n"
+    "  --bfgnn-head direct|duality   BFGNN's beam head: the weights of the duality\n"
+    "                          structure (default; 96-99%% of WMMSE) or the paper's direct\n"
+    "                          2N-real beams (about ZF); docs/models.md\n"
     "  --no-bfgnn              no BFGNN (row 4 with MRT, ZF and WMMSE only)\n"
     "  --seed S                base seed: fixed data sets and the first run (default 1)\n"
     "  --seeds N               train every model N times, seeds S .. S+N-1 (1..100;\n"
@@ -114,6 +117,7 @@ static void set_defaults(abl_args *a, bool quick) {
   a->m_max = quick ? 3 : 4;
   a->bf_d = quick ? 32 : 64, a->bf_h = quick ? 64 : 128;
   a->bf_epochs = quick ? 15 : 60, a->bf_t0 = quick ? 5 : 20;
+  a->bf_head = ASSOC_BFGNN_HEAD_DUALITY;
 }
 
 enum abl_option {
@@ -154,6 +158,7 @@ enum abl_option {
   AB_BF_H,
   AB_BF_EPOCHS,
   AB_BF_T0,
+  AB_BF_HEAD,
 };
 
 static const struct option abl_options[] = {
@@ -194,6 +199,7 @@ static const struct option abl_options[] = {
     {"bfgnn-h", required_argument, NULL, AB_BF_H},
     {"bfgnn-epochs", required_argument, NULL, AB_BF_EPOCHS},
     {"bfgnn-t0", required_argument, NULL, AB_BF_T0},
+    {"bfgnn-head", required_argument, NULL, AB_BF_HEAD},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -334,6 +340,12 @@ static int abl_option(void *args, int opt, char *v) {
     return a->no_plots = true, 0;
   case AB_NO_BFGNN:
     return a->no_bfgnn = true, 0;
+  case AB_BF_HEAD:
+    if (!strcmp(v, "direct")) return a->bf_head = ASSOC_BFGNN_HEAD_DIRECT, 0;
+    if (!strcmp(v, "duality")) return a->bf_head = ASSOC_BFGNN_HEAD_DUALITY, 0;
+    fprintf(stderr,
+            "assoc ablation: bad value '%s' for --bfgnn-head (expected direct or duality)\n", v);
+    return -1;
   case AB_BF_T0:
     return assoc_parse_double(c, "bfgnn-t0", v, 1e-3, 1e9, &a->bf_t0);
   case AB_SK_BALANCED:
@@ -465,8 +477,9 @@ static int run_ablation(abl_run *r) {
 }
 
 int assoc_cmd_ablation(int argc, char **argv) {
-  /* The SM-GNN slot is enabled here, before the options are parsed, with
-   * one call: abl_sm_enable(&hooks) (ablation.h, abl_sm_hooks). */
+  /* The SM-GNN slot holds JointGNN unless a caller (the slot's test)
+   * enabled other hooks first; before the options are parsed. */
+  if (!abl_sm()) abl_sm_enable(&abl_jointgnn_hooks);
   abl_args a;
   if (abl_parse(argc, argv, &a)) return ASSOC_EXIT_USAGE;
   if (a.help) return fputs(ablation_help, stdout), ASSOC_EXIT_OK;

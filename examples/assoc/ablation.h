@@ -56,6 +56,9 @@ typedef struct abl_sm_hooks {
   int (*evaluate)(const char *ckpt, const assoc_dataset *ds, const double *es_rate,
                   assoc_eval_metrics *out, int *lb_assoc, double *own_rate);
 } abl_sm_hooks;
+/* JointGNN's hooks (ablation_sm.c), which assoc ablation enables unless
+ * another set was enabled first. */
+extern const abl_sm_hooks abl_jointgnn_hooks;
 /* Enables the SM-GNN slot with h (copied); both hooks must be set. */
 void abl_sm_enable(const abl_sm_hooks *h);
 /* The hooks, or NULL while the slot is empty. */
@@ -100,6 +103,7 @@ typedef struct abl_args {
   int m_max;                   /* largest M of the sum-rate-against-M curve */
   bool no_bfgnn;               /* no BFGNN: no BFGNN column, no _BFGNN curves */
   int bf_d, bf_h, bf_epochs;   /* BFGNN; the rest of its schedule is the models' */
+  assoc_bfgnn_head bf_head;    /* BFGNN's beam head (default: duality) */
   double bf_t0;
 } abl_args;
 

@@ -179,11 +179,15 @@ static assoc_bfgnn *train_bfgnn(abl_run *r, int j, const assoc_dataset *train, d
   assoc_train_config c = a->train;
   c.d = a->bf_d, c.h = a->bf_h, c.epochs = a->bf_epochs, c.t0 = a->bf_t0;
   c.seed = b->seed, c.feature_scale = 0;
-  abl_note(a, "training BFGNN seed %llu (d %d, h %d, %d epochs of %lld mini-batches of %lld)\n",
-           (unsigned long long)b->seed, c.d, c.h, c.epochs, (long long)c.batches_per_epoch,
-           (long long)c.batch);
+  abl_note(a,
+           "training BFGNN seed %llu (%s head, d %d, h %d, %d epochs of %lld mini-batches of "
+           "%lld)\n",
+           (unsigned long long)b->seed,
+           a->bf_head == ASSOC_BFGNN_HEAD_DUALITY ? "duality" : "direct", c.d, c.h, c.epochs,
+           (long long)c.batches_per_epoch, (long long)c.batch);
   double t0 = omp_get_wtime();
-  if (assoc_train_bfgnn(&c, train, ASSOC_BEAM_PROJECT, b->ckpt, true) != ASSOC_EXIT_OK) return NULL;
+  assoc_train_beam_opts bo = {.norm = ASSOC_BEAM_PROJECT, .head = a->bf_head, .penalty_after = -1};
+  if (assoc_train_bfgnn(&c, train, &bo, b->ckpt, true) != ASSOC_EXIT_OK) return NULL;
   b->train_seconds = omp_get_wtime() - t0;
   sg_io_error err;
   assoc_bfgnn *m = assoc_bfgnn_checkpoint_read(b->ckpt, scale, &err);

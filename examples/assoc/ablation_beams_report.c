@@ -7,6 +7,11 @@
 
 #include "ablation.h"
 
+/* BFGNN's head in the table's note and the JSON. */
+static const char *bf_head_name(const abl_args *a) {
+  return a->bf_head == ASSOC_BFGNN_HEAD_DUALITY ? "duality" : "direct";
+}
+
 /* ---- the table ------------------------------------------------------------------------ */
 
 /* "mean ± sd", or "mean" (sd false or not finite), or "-". */
@@ -45,7 +50,8 @@ int abl_write_beams_table(FILE *f, const abl_run *r) {
           "(bps/Hz). BFGNN: ",
           (long long)r->test.S);
   if (r->bf)
-    fprintf(f, "d %d, h %d, %d epochs, one per seed", a->bf_d, a->bf_h, a->bf_epochs);
+    fprintf(f, "%s head, d %d, h %d, %d epochs, one per seed", bf_head_name(a), a->bf_d, a->bf_h,
+            a->bf_epochs);
   else
     fprintf(f, "not trained (--no-bfgnn)");
   fprintf(f, "; models: mean ± sd over the seeds; baselines: ZF and WMMSE once, BFGNN over its "
@@ -98,8 +104,8 @@ static void bfgnn_json(FILE *f, const abl_run *r) {
           r->bf ? "true" : "false", a->bf_d, a->bf_h, c->L, a->bf_epochs);
   fprintf(f, "\"batch\": %lld, \"batches_per_epoch\": %lld, \"lr_min\": %g, \"lr_max\": %g, ",
           (long long)c->batch, (long long)c->batches_per_epoch, c->lr_min, c->lr_max);
-  fprintf(f, "\"t0\": %g, \"t_mult\": %d, \"norm\": \"project\", \"seeds\": [", a->bf_t0,
-          c->t_mult);
+  fprintf(f, "\"t0\": %g, \"t_mult\": %d, \"norm\": \"project\", \"head\": \"%s\", \"seeds\": [",
+          a->bf_t0, c->t_mult, bf_head_name(a));
   for (int j = 0; r->bf && j < a->seeds; j++)
     fprintf(f, "%s%llu", j ? ", " : "", (unsigned long long)r->bf[j].seed);
   fputs("], \"params\": ", f);

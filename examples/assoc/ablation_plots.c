@@ -70,8 +70,20 @@ static void plot_models(FILE *f, const abl_run *r, const char *column, const cha
   }
 }
 
+/* A run of SM-GNN alone has no training log: an empty frame then, since
+ * gnuplot refuses an empty plot command. */
+static bool has_training_log(const abl_run *r) {
+  for (int i = 0; i < r->n_models; i++)
+    if (r->models[i].index != ABL_SM) return true;
+  return false;
+}
+
 static void plot_training(FILE *f, const abl_run *r, const char *column, const char *dashed) {
   bool first = true;
+  if (!has_training_log(r)) {
+    fputs("set yrange [0:1]\nplot [0:1] 2 notitle\nset autoscale y\n", f);
+    return;
+  }
   fputs("plot ", f);
   plot_models(f, r, column, dashed, &first);
   fputc('\n', f);
@@ -93,6 +105,7 @@ static void plot_validation(FILE *f, const abl_run *r) {
   fprintf(f, "set xlabel 'epoch'\nset ylabel 'sum-rate (bps/Hz)'\nset autoscale y\n");
   fputs("plot ", f);
   plot_models(f, r, "test_lb_rate", NULL, &first);
+  if (first) fputs("[1:2] ", f); /* baselines alone: an x range for the lines */
   for (int i = 0; i < N_CURVE_BASELINES; i++)
     fprintf(f, "%s%.6f with lines %s title '%s (validation set)'", next(&first), r->val_base[i],
             style[i], assoc_method_name(abl_curve_baselines[i]));
