@@ -539,7 +539,9 @@ def markdown(res):
           "sinkgrad (so both do the same arithmetic), multi-tensor Adam (foreach), "
           "`zero_grad(set_to_none=True)`, `torch.inference_mode()`, environment "
           "OPENBLAS_CORETYPE=SkylakeX OMP_WAIT_POLICY=PASSIVE OPENBLAS_THREAD_TIMEOUT=4 and "
-          "2 threads.", ""]
+          "2 threads (OMP_NUM_THREADS=2 too, except for BFGNN duality, whose batched "
+          "`torch.linalg.solve` ran several times slower with it; torch.set_num_threads(2) on "
+          "every row).", ""]
     return "\n".join(L)
 
 

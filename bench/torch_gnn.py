@@ -33,6 +33,7 @@ bench/run sets the OpenBLAS/OpenMP environment of this process.
 import argparse
 import json
 import math
+import os
 import resource
 import statistics
 import sys
@@ -332,7 +333,8 @@ def header(mode, pb, batch):
     return {"side": "torch", "mode": mode, "variant": pb.name,
             "d": d, "h": m.mlp_p[0].out_features, "L": len(m.layers), "batch": batch,
             "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "params": param_count(m), "rss_after_import_mib": round(RSS_AFTER_IMPORT, 1)}
+            "params": param_count(m), "rss_after_import_mib": round(RSS_AFTER_IMPORT, 1),
+            "omp_num_threads_env": os.environ.get("OMP_NUM_THREADS")}
 
 
 def rel(a, b):
