@@ -11,6 +11,7 @@
  *   bench_gnn wmmse [--threads T] [--steps N]  WMMSE beams of the same 256
  *       samples and association: one sample at a time on one thread, and
  *       the batch over T threads (assoc_beams_run)
+ * [config] includes --head direct|duality, BFGNN's beam head (assoc_bfgnn_head).
  * The samples are the paper scenario (assoc_generate, M = 2, N = 4, K = 8),
  * the association ES (each sample's exhaustive-search optimum, as the
  * measurements of docs/models.md). */
@@ -80,7 +81,7 @@ static assoc_bfgnn_batch bf_batch(const bf_problem *pb, int64_t B) {
 static bf_problem bf_problem_new(const options *o) {
   bf_problem pb = {0};
   assoc_bfgnn_config c = assoc_bfgnn_config_paper(); /* projection, power 1, float32 */
-  c.d = o->d, c.h = o->h, c.L = o->L;
+  c.d = o->d, c.h = o->h, c.L = o->L, c.head = o->head;
   pb.model = assoc_bfgnn_new(&c, o->seed);
   if (!pb.model) die("could not build BFGNN");
   pb.assoc = samples_with_es(o->batch > INFER_BATCH ? o->batch : INFER_BATCH, &pb.ds);
@@ -125,9 +126,11 @@ static void infer_of(sg_graph *g, void *ctx, bool batch) {
 }
 
 static bench_model bf_bench_model(bf_problem *pb) {
-  return (bench_model){.name = "BFGNN",
+  bool duality = pb->model->cfg.head == ASSOC_BFGNN_HEAD_DUALITY;
+  return (bench_model){.name = duality ? "BFGNN duality" : "BFGNN",
                        .trunk = &pb->model->trunk.cfg,
-                       .head_out = 2.0 * pb->model->cfg.n_antennas,
+                       /* the duality head's lambda and w per edge; its solves are not GEMMs */
+                       .head_out = duality ? 2.0 : 2.0 * pb->model->cfg.n_antennas,
                        .M = pb->ds.M,
                        .K = pb->ds.K,
                        .N = pb->ds.N,
@@ -199,6 +202,7 @@ static int bf_export(const options *o) {
   add_scalar(w, "cfg/d", c->d), add_scalar(w, "cfg/h", c->h), add_scalar(w, "cfg/L", c->L);
   add_scalar(w, "cfg/N", c->n_antennas), add_scalar(w, "cfg/power", c->power);
   add_scalar(w, "cfg/norm_full_power", c->norm == ASSOC_BEAM_FULL_POWER);
+  add_scalar(w, "cfg/head_duality", c->head == ASSOC_BFGNN_HEAD_DUALITY);
   add_scalar(w, "cfg/norm_eps", ASSOC_BEAM_NORM_EPS), add_scalar(w, "cfg/lr", LR);
   export_f64(w, &pb);
   export_results(w, &pb);

@@ -13,8 +13,10 @@
  *       memory read bandwidth
  *   bench_gnn wmmse           WMMSE beams (models/beam) per sample, the
  *       reference of BFGNN's inference (bench_bfgnn.c)
- * --variant bfgnn: export, train and infer of BFGNN (bench_bfgnn.c).
- * [config]: --variant attskgs|skgs|bfgnn --d D --h H --batch B [--L 2] [--steps N]
+ * --variant bfgnn: export, train and infer of BFGNN (bench_bfgnn.c), with
+ * the beam head of --head direct|duality (default direct).
+ * [config]: --variant attskgs|skgs|bfgnn [--head direct|duality] --d D --h H --batch B [--L 2]
+ * [--steps N]
  * [--warmup N] [--reps N] [--threads 2] [--seed S] [--chunk C] (samples per
  * forward in assoc_gnn_predict; default: its own choice). Every mode prints one
  * JSON object on stdout.
@@ -40,7 +42,7 @@ static const double MU[M_BS] = {0.25, 0.5}; /* non-zero, so the penalty is compa
 
 void usage(void) {
   fprintf(stderr, "usage: bench_gnn export|train|infer|gemm|wmmse [--variant attskgs|skgs|bfgnn] "
-                  "[--d D] "
+                  "[--head direct|duality] [--d D] "
                   "[--h H] [--L L] [--batch B] [--steps N] [--warmup N] [--reps N] "
                   "[--threads T] [--seed S] [--chunk C] [--out F.npz]\n");
   exit(2);
@@ -78,6 +80,8 @@ static options parse_args(int argc, char **argv) {
       int var = assoc_gnn_variant_parse(v);
       if (var != ASSOC_GNN_ATTSKGS && var != ASSOC_GNN_SKGS) usage();
       o.variant = (assoc_gnn_variant)var;
+    } else if (!strcmp(k, "--head") && (!strcmp(v, "direct") || !strcmp(v, "duality"))) {
+      o.head = !strcmp(v, "duality") ? ASSOC_BFGNN_HEAD_DUALITY : ASSOC_BFGNN_HEAD_DIRECT;
     } else if (!strcmp(k, "--d"))
       o.d = (int)parse_int(v, 1, 1 << 14);
     else if (!strcmp(k, "--h"))
@@ -103,6 +107,7 @@ static options parse_args(int argc, char **argv) {
     else
       usage();
   }
+  if (o.head != ASSOC_BFGNN_HEAD_DIRECT && !o.bfgnn) usage(); /* a head of BFGNN only */
   return o;
 }
 

@@ -15,7 +15,8 @@ static const double LR = 1e-3; /* Adam step of the export check */
 typedef struct options {
   const char *mode, *out;
   assoc_gnn_variant variant;
-  bool bfgnn; /* --variant bfgnn: BFGNN (bench_bfgnn.c) instead of variant */
+  bool bfgnn;            /* --variant bfgnn: BFGNN (bench_bfgnn.c) instead of variant */
+  assoc_bfgnn_head head; /* of BFGNN: --head direct (default) or duality */
   int d, h, L, threads, steps, warmup, reps;
   int64_t batch, chunk;
   uint64_t seed;

@@ -6,8 +6,9 @@ Every row: name, ours, torch, unit, ratio (above 1: sinkgrad is better;
 torch/ours for times and memory, ours/torch for throughputs) and, where
 a target exists, the target ratio and whether it is met.
 
-BFGNN rows (variant "bfgnn") have no targets; their goal is against WMMSE
-(C, the "wmmse" section): at least 100x faster per sample.
+BFGNN rows (variant "bfgnn", the direct head, and "bfgnn-duality", the
+duality head) have no targets; their goal is against WMMSE (C, the "wmmse"
+section): at least 100x faster per sample.
 
 Usage: compare.py WORKDIR --out DIR [--load-before X --load-after Y
        --seconds S --steps N --reps N] [--merge]
@@ -24,11 +25,15 @@ import subprocess
 import sys
 
 WIDTHS = {
+    "tiny": "tiny (d 16, h 32, batch 256)",
     "small": "small (d 64, h 128, batch 256)",
     "medium": "medium (d 128, h 256, batch 256)",
     "paper": "paper (d 512, h 1024, batch 32)",
 }
-VARIANTS = {"attskgs": "AttSKGS-GNN", "skgs": "SKGS-GNN", "bfgnn": "BFGNN"}
+VARIANTS = {"attskgs": "AttSKGS-GNN", "skgs": "SKGS-GNN", "bfgnn": "BFGNN",
+            "bfgnn-duality": "BFGNN duality"}
+# BFGNN's heads: variant -> key of the "wmmse" section and label of its rows
+BF_HEADS = {"bfgnn": ("bfgnn", ""), "bfgnn-duality": ("bfgnn_duality", "duality head, ")}
 ASSOC_VARIANTS = ("attskgs", "skgs")
 WMMSE_GOAL = 100.0  # BFGNN inference per sample at least 100x faster than WMMSE
 # the targets of the association GNNs: (kind, width) -> minimum ratio
@@ -251,7 +256,8 @@ def checks(work, widths):
 
 def wmmse_section(work, widths):
     """WMMSE (C) per sample on BFGNN's 256 inference samples and ES
-    association, and BFGNN's C inference against it at each width."""
+    association, and BFGNN's C inference against it at each width, for
+    either head ("bfgnn": direct, "bfgnn_duality")."""
     wm = pooled(work, "c", "wmmse", "")
     if not wm:
         return None
@@ -263,17 +269,25 @@ def wmmse_section(work, widths):
            "single_ms_median_sample": wm["single_ms_median"],
            "batch_per_sample_ms": wm["batch_per_sample_ms"],
            "batch_per_sample_quartiles": wm["batch_per_sample_quartiles"],
-           "peak_rss_mib": wm["peak_rss_mib"], "goal": WMMSE_GOAL, "bfgnn": {}}
-    for w in widths:
-        ci = pooled(work, "c", "infer", "bfgnn_" + w)
-        if ci:
+           "peak_rss_mib": wm["peak_rss_mib"], "goal": WMMSE_GOAL}
+    for v, (key, _) in BF_HEADS.items():
+        out[key] = {}
+        for w in widths:
+            ci = pooled(work, "c", "infer", "%s_%s" % (v, w))
+            if not ci:
+                continue
             r1 = out["single_ms"] / ci["single_ms_median"]
             rb = out["batch_per_sample_ms"] / ci["batch_per_sample_ms"]
-            out["bfgnn"][w] = {"single_ms": ci["single_ms_median"],
-                               "batch_per_sample_ms": ci["batch_per_sample_ms"],
-                               "single_ratio": r1, "batch_ratio": rb,
-                               "single_met": r1 >= WMMSE_GOAL, "batch_met": rb >= WMMSE_GOAL}
+            out[key][w] = {"single_ms": ci["single_ms_median"],
+                           "batch_per_sample_ms": ci["batch_per_sample_ms"],
+                           "single_ratio": r1, "batch_ratio": rb,
+                           "single_met": r1 >= WMMSE_GOAL, "batch_met": rb >= WMMSE_GOAL}
     return out
+
+
+def wmmse_rows(wm):
+    """(width, BFGNN against WMMSE, label prefix) of each head and width."""
+    return [(w, b, label) for key, label in BF_HEADS.values() for w, b in wm.get(key, {}).items()]
 
 
 def is_bfgnn(key):
@@ -451,18 +465,26 @@ def markdown(res):
         L += ["", "BFGNN: the same float64 (%g) and float32 loss, loss after one step (%g) and "
               "eval-mode beams (absolute %g) checks; its float32 gradient must be within %g of "
               "float64, or no further than twice torch's float32 (no ReLU decisions are replayed "
-              "for BFGNN)." % (tol["f64_same_function"], tol["loss"], tol["assoc"],
-                               tol["grad_f32_vs_f64"]), "",
+              "for BFGNN). The duality head's beams go through 2N x 2N solves whose float32 "
+              "round-off moves them by ~2e-5 on either side: its C float32 beams may instead be "
+              "no further from torch's float64 than twice torch's float32 (absolute)." % (
+                  tol["f64_same_function"], tol["loss"], tol["assoc"], tol["grad_f32_vs_f64"]), "",
               "| config | f64 loss C vs torch | f64 grad C vs torch | loss C vs torch32 | grad C vs "
               "torch32 | grad C32 vs 64 | grad torch32 vs 64 | loss after step | beams max abs "
-              "(largest entry) | ok |", "|---|---|---|---|---|---|---|---|---|---|"]
+              "(largest entry) | beams C32 / torch32 vs 64 | ok |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+        nan = float("nan")
         for c in bfc:
-            L.append("| %s | %.1e | %.1e | %.1e | %.1e | %.1e | %.1e | %.1e | %.1e (%.2f) | %s |" % (
-                c["config"], c["loss_rel_c64_vs_torch64"], c["grad_rel_c64_vs_torch64"],
-                c["loss_rel_c_vs_torch32"], c["grad_rel_c_vs_torch32"], c["grad_rel_c_vs_torch64"],
-                c["grad_rel_torch32_vs_torch64"], c["loss_after_step_rel_c_vs_torch32"],
-                c["beams_eval_max_abs_c_vs_torch32"], c["beams_eval_max_abs"],
-                "yes" if c["ok"] else "**no**"))
+            L.append("| %s | %.1e | %.1e | %.1e | %.1e | %.1e | %.1e | %.1e | %.1e (%.2f) | %.1e / "
+                     "%.1e | %s |" % (
+                         c["config"], c["loss_rel_c64_vs_torch64"], c["grad_rel_c64_vs_torch64"],
+                         c["loss_rel_c_vs_torch32"], c["grad_rel_c_vs_torch32"],
+                         c["grad_rel_c_vs_torch64"], c["grad_rel_torch32_vs_torch64"],
+                         c["loss_after_step_rel_c_vs_torch32"],
+                         c["beams_eval_max_abs_c_vs_torch32"], c["beams_eval_max_abs"],
+                         c.get("beams_eval_max_abs_c_vs_torch64", nan),
+                         c.get("beams_eval_max_abs_torch32_vs_torch64", nan),
+                         "yes" if c["ok"] else "**no**"))
     wm = res.get("wmmse")
     if wm:
         L += ["", "## BFGNN against WMMSE (both C)", "",
@@ -480,9 +502,9 @@ def markdown(res):
               "| BFGNN width | BFGNN 1 sample (ms) | WMMSE 1 sample (ms) | ratio | BFGNN per "
               "sample, batch (ms) | WMMSE per sample, batch (ms) | ratio | >= %gx |" % wm["goal"],
               "|---|---|---|---|---|---|---|---|"]
-        for w, b in wm["bfgnn"].items():
+        for w, b, label in wmmse_rows(wm):
             L.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
-                WIDTHS[w], fmt(b["single_ms"]), fmt(wm["single_ms"]), fmt(b["single_ratio"]),
+                label + WIDTHS[w], fmt(b["single_ms"]), fmt(wm["single_ms"]), fmt(b["single_ratio"]),
                 fmt(b["batch_per_sample_ms"]), fmt(wm["batch_per_sample_ms"]),
                 fmt(b["batch_ratio"]), "yes" if b["single_met"] and b["batch_met"] else "**no**"))
     L += ["", "## What is measured", "",
@@ -498,6 +520,12 @@ def markdown(res):
           "per-BS normalisation), beam couplings and sum-rate, loss -mean R, backward, Adam; "
           "inference: the beams of one sample and of a batch of 256 in one forward each, "
           "without gradients, on both sides (no chunking: BFGNN has no chunked predict).",
+          "- BFGNN duality (`--head duality`, `ASSOC_BFGNN_HEAD_DUALITY`; at tiny width its "
+          "trained configuration): the same, with mlp_v giving lambda and w per edge and the "
+          "beams u = S^{-1} conj(x) from the per-BS 2N x 2N real-form systems S = I + sum "
+          "lambda conj(x) x^T (`sg_solve`; PyTorch: `torch.linalg.solve` on the same matrices), "
+          "then sqrt(w) u / |u|, masked and normalised as the direct head's. Its GEMM counts "
+          "leave out the matrices S and the solves.",
           "- peak memory: ru_maxrss of a process that does only that measurement (the PyTorch "
           "figure includes the interpreter and libtorch: %s MiB right after `import torch`)."
           % res.get("torch_rss_after_import_mib", "?"),
@@ -511,7 +539,9 @@ def markdown(res):
           "sinkgrad (so both do the same arithmetic), multi-tensor Adam (foreach), "
           "`zero_grad(set_to_none=True)`, `torch.inference_mode()`, environment "
           "OPENBLAS_CORETYPE=SkylakeX OMP_WAIT_POLICY=PASSIVE OPENBLAS_THREAD_TIMEOUT=4 and "
-          "2 threads.", ""]
+          "2 threads (OMP_NUM_THREADS=2 too, except for BFGNN duality, whose batched "
+          "`torch.linalg.solve` ran several times slower with it; torch.set_num_threads(2) on "
+          "every row).", ""]
     return "\n".join(L)
 
 
@@ -568,9 +598,9 @@ def main():
                                                fmt(r["torch"], r["unit"]), r["unit"],
                                                fmt(r["ratio"]), tgt))
     wm = res.get("wmmse")
-    for w, b in (wm["bfgnn"].items() if wm else ()):
-        print("BFGNN %-6s vs WMMSE (C): 1 sample %.3f vs %.3f ms (%.1fx), batch per sample %.4f vs "
-              "%.4f ms (%.1fx); goal %gx" % (w, b["single_ms"], wm["single_ms"], b["single_ratio"],
+    for w, b, label in (wmmse_rows(wm) if wm else ()):
+        print("BFGNN %s%-6s vs WMMSE (C): 1 sample %.3f vs %.3f ms (%.1fx), batch per sample %.4f vs "
+              "%.4f ms (%.1fx); goal %gx" % (label, w, b["single_ms"], wm["single_ms"], b["single_ratio"],
                                             b["batch_per_sample_ms"], wm["batch_per_sample_ms"],
                                             b["batch_ratio"], wm["goal"]))
     print("wrote %s and %s" % (os.path.join(a.out, "results.json"), os.path.join(a.out, "RESULTS.md")))
