@@ -220,6 +220,15 @@ done
 check "Fig. 4b: the _BFGNN curves with bands" \
   test "$(grep -c "'curve_pt.csv' using 1:.*BFGNN beams" "$dir/two/plots.gp")" -eq 3
 
+# --no-bfgnn: row 4 keeps ZF and WMMSE (the same as with BFGNN), no BFGNN
+# column, no _BFGNN curves, no BFGNN checkpoint.
+run nb --seed 5 --no-plots --no-bfgnn
+check "--no-bfgnn: ZF as with BFGNN" same "$(beam_value "$dir/nb/ablation.json" ES load-balanced rate_zf)" \
+  "$(beam_value "$j0" ES load-balanced rate_zf)"
+check "--no-bfgnn: BFGNN null" test "$(beam_value "$dir/nb/ablation.json" ES load-balanced rate_bfgnn)" = null
+check "--no-bfgnn: no _BFGNN curves" sh -c "! grep -q BFGNN '$dir/nb/curve_k.csv'"
+check "--no-bfgnn: no bfgnn.npz" test ! -e "$dir/nb/bfgnn.npz"
+
 # SM-GNN: JointGNN trained and evaluated by the run (the slot's hooks are
 # tested with a stand-in by ablation_sm_test.sh): its rows in both tables,
 # a finite own-beams rate, its checkpoint, and the BFGNN head in the JSON.
