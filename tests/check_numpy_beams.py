@@ -6,7 +6,7 @@ Usage:
 
 DATA is a data set of assoc gen, ASSOC the .npz of assoc baselines --out (or
 assoc eval --out) and every BEAMS file the output of
-    assoc beams DATA ASSOC.npz --assoc-key KEY --method mrt|zf|wmmse --out BEAMS.npz
+    assoc beams DATA ASSOC.npz --assoc-key KEY --method mrt|zf|wmmse|bfgnn=CKPT --out BEAMS.npz
 The method is read from the file's `method` member. For each file, from the
 data set's H_re/H_im, pt_dbm, noise_dbm and the written V_re/V_im alone
 (docs/system.md, "Beamformers for a given association"):
@@ -93,7 +93,7 @@ def check_beams(ck, label, data, assoc_file, key, f):
         ck.fail(label, "no uint8 member method")
         return None
     method = bytes(f["method"]).decode()
-    if method not in ("mrt", "zf", "wmmse"):
+    if method not in ("mrt", "zf", "wmmse", "bfgnn"):
         ck.fail(label, f"unknown method {method!r}")
         ok = False
     if not ok:

@@ -36,6 +36,21 @@ int assoc_bfgnn_training_mix(const assoc_dataset *ds, uint64_t seed, double es_m
   return rc;
 }
 
+/* Scales each BS's beams of one sample (M x K x N) onto its budget (W)
+ * when they exceed it. The model normalises in its own dtype: a float32
+ * model's beams meet the budget only to float32 round-off (measured: up to
+ * 2e-7 above it), and the written float64 beams must meet it exactly. */
+static void fit_budget(const assoc_dataset *ds, double budget, double *V_re, double *V_im) {
+  int64_t KN = (int64_t)ds->K * ds->N;
+  for (int m = 0; m < ds->M; m++) {
+    double *re = V_re + m * KN, *im = V_im + m * KN, e = 0;
+    for (int64_t i = 0; i < KN; i++) e += re[i] * re[i] + im[i] * im[i];
+    if (!(e > budget)) continue;
+    double f = sqrt(budget / e) * (1 - 0x1p-52); /* the product rounds below the budget */
+    for (int64_t i = 0; i < KN; i++) re[i] *= f, im[i] *= f;
+  }
+}
+
 /* One batch [s, s + B): the model's beams, scaled by sqrt(P_t) into
  * V_re/V_im (W^(1/2)) at sample offsets, and the rates of those beams;
  * *seconds accumulates the time of the beams (inputs, forward pass, copy),
@@ -55,6 +70,8 @@ static int infer_batch(sg_graph *g, const assoc_bfgnn *m, double scale, const as
     V_re[s * per + i] = amp * sg_get(V.re, i);
     V_im[s * per + i] = amp * sg_get(V.im, i);
   }
+  for (int64_t b = s; b < s + B; b++)
+    fit_budget(ds, m->cfg.power * amp * amp, V_re + b * per, V_im + b * per);
   *seconds += omp_get_wtime() - t0;
   for (int64_t b = s; b < s + B; b++) {
     assoc_beam_problem p = assoc_beam_problem_at(ds, b, assoc + b * ds->K);
