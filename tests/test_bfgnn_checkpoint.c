@@ -84,6 +84,35 @@ START_TEST(bfgnn_checkpoint_round_trip) {
 }
 END_TEST
 
+/* Full-power beams of a float32 model, written in float64: every serving
+ * BS radiates P_t to float32 round-off and never more than P_t. */
+START_TEST(bfgnn_beams_within_budget) {
+  assoc_dataset ds = make_data(20, 45);
+  int *assoc = malloc(sizeof(int) * (size_t)(ds.S * ds.K));
+  for (int64_t i = 0; i < ds.S * ds.K; i++) assoc[i] = (int)(i % ds.M);
+  assoc_bfgnn_config c = assoc_bfgnn_config_paper();
+  c.d = 8, c.h = 16, c.n_antennas = ds.N, c.norm = ASSOC_BEAM_FULL_POWER;
+  assoc_bfgnn *m = assoc_bfgnn_new(&c, 12);
+  ck_assert_ptr_nonnull(m);
+  beams a = run_beams(m, 0.5, &ds, assoc);
+  int64_t KN = ds.K * ds.N;
+  for (int64_t s = 0; s < ds.S; s++) {
+    double pt = assoc_beam_problem_at(&ds, s, assoc + s * ds.K).pt_w;
+    for (int64_t bs = 0; bs < ds.M; bs++) {
+      double e = 0;
+      for (int64_t i = (s * ds.M + bs) * KN; i < (s * ds.M + bs + 1) * KN; i++)
+        e += a.V_re[i] * a.V_re[i] + a.V_im[i] * a.V_im[i];
+      ck_assert_msg(e <= pt && e >= pt * (1 - 1e-6), "sample %lld BS %lld: %.17g W, P_t %.17g W",
+                    (long long)s, (long long)bs, e, pt);
+    }
+  }
+  beams_free(&a);
+  assoc_bfgnn_free(m);
+  free(assoc);
+  assoc_dataset_free(&ds);
+}
+END_TEST
+
 /* Rewrites src into dst dropping member target, widening it to float64,
  * setting its first value to NaN, adding a copy named "param.extra", or
  * adding 1 to an int64 scalar. */
@@ -362,6 +391,7 @@ Suite *suite_bfgnn_checkpoint(void) {
       {"bfgnn_checkpoint_damaged_refused", bfgnn_checkpoint_damaged_refused},
       {"jointgnn_checkpoint_damaged_refused", jointgnn_checkpoint_damaged_refused},
       {"bfgnn_checkpoint_heads", bfgnn_checkpoint_heads},
+      {"bfgnn_beams_within_budget", bfgnn_beams_within_budget},
       {"bfgnn_train_mix_and_n_check", bfgnn_train_mix_and_n_check},
   };
   return sg_test_suite("bfgnn_checkpoint", cases, sizeof cases / sizeof *cases, 300);
