@@ -317,7 +317,8 @@ START_TEST(jointgnn_evaluate_protocol) {
     violated += assoc_jointgnn_round(&ds, s, A + s * K * M, gain, h2, l2);
     ck_assert(memcmp(h2, hot + s * K, sizeof h2) == 0 && memcmp(l2, lb + s * K, sizeof l2) == 0);
     int load[M] = {0};
-    for (int k = 0; k < K; k++) load[lb[s * K + k]] += lb[s * K + k] >= 0;
+    for (int k = 0; k < K; k++)
+      if (lb[s * K + k] >= 0) load[lb[s * K + k]]++; /* -1: dropped */
     ck_assert(load[0] <= N && load[1] <= N);
     double want = direct_rate(&bt, &o, s, lb + s * K, M, K, N);
     ck_assert_msg(fabs(rl[s] - want) <= 1e-9 * want, "sample %lld: %.12g vs %.12g", (long long)s,
