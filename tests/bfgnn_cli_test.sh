@@ -28,22 +28,27 @@ then ok "train --model bfgnn"; else bad "train --model bfgnn ($(head -c 300 "$di
   --out "$dir/q.npz" >"$dir/q.out" 2>&1 && [ ! -s "$dir/q.out" ] && ok "--quiet is quiet" ||
   bad "--quiet: $(head -c 200 "$dir/q.out")"
 
-for t in 1 2; do
-  "$assoc" beams "$dir/d.npz" "$dir/b.npz" --assoc-key ES --method "bfgnn=$dir/ck.npz" \
-    --out "$dir/v$t.npz" --threads $t --json >"$dir/v$t.json" 2>"$dir/err" &&
-    grep -q '"method": "bfgnn"' "$dir/v$t.json" && ok "beams bfgnn, $t threads" ||
-    bad "beams bfgnn, $t threads ($(head -c 300 "$dir/err"))"
-done
+# The beams of checkpoint $1 for ES into $dir/$2<t>.npz and .json on t = 1
+# and 2 threads: written, named bfgnn, the same mean rate on both.
+beams_on_1_and_2_threads() {
+  for t in 1 2; do
+    "$assoc" beams "$dir/d.npz" "$dir/b.npz" --assoc-key ES --method "bfgnn=$1" \
+      --out "$dir/$2$t.npz" --threads $t --json >"$dir/$2$t.json" 2>"$dir/err" &&
+      grep -q '"method": "bfgnn"' "$dir/$2$t.json" && ok "$3, $t threads" ||
+      bad "$3, $t threads ($(head -c 300 "$dir/err"))"
+  done
+  m1=$(sed -n 's/.*"mean_rate": \([^,]*\).*/\1/p' "$dir/${2}1.json")
+  m2=$(sed -n 's/.*"mean_rate": \([^,]*\).*/\1/p' "$dir/${2}2.json")
+  [ -n "$m1" ] && [ "$m1" = "$m2" ] && ok "$3: same mean rate $m1 on 1 and 2 threads" ||
+    bad "$3: mean rate $m1 vs $m2"
+}
+beams_on_1_and_2_threads "$dir/ck.npz" v "beams bfgnn"
 printf '%s\n' "V_re float64 (64, 2, 8, 4)" "V_im float64 (64, 2, 8, 4)" "rate float64 (64,)" \
   "iters int32 (64,)" "assoc int32 (64, 8)" "method uint8 (5,)" "us_per_sample float64 ()" |
   sort >"$dir/want"
 "$npz_list" "$dir/v1.npz" 2>/dev/null | sort >"$dir/got"
 cmp -s "$dir/want" "$dir/got" && ok "bfgnn beams members" ||
   bad "bfgnn beams members: $(tr '\n' ';' <"$dir/got")"
-r1=$(sed -n 's/.*"mean_rate": \([^,]*\).*/\1/p' "$dir/v1.json")
-r2=$(sed -n 's/.*"mean_rate": \([^,]*\).*/\1/p' "$dir/v2.json")
-[ -n "$r1" ] && [ "$r1" = "$r2" ] && ok "same mean rate $r1 on 1 and 2 threads" ||
-  bad "mean rate $r1 vs $r2"
 
 # the duality head: trained, stored (config.head 1, a 2-output mlp_v) and
 # its beams the same on 1 and 2 threads
@@ -54,15 +59,7 @@ r2=$(sed -n 's/.*"mean_rate": \([^,]*\).*/\1/p' "$dir/v2.json")
 "$npz_list" "$dir/dual.npz" 2>/dev/null | grep -q "^param.mlp_v.4.weight float32 (2, 16)$" &&
   "$npz_list" "$dir/dual.npz" 2>/dev/null | grep -q "^config.head int64 ()$" &&
   ok "duality checkpoint members" || bad "duality checkpoint members"
-for t in 1 2; do
-  "$assoc" beams "$dir/d.npz" "$dir/b.npz" --assoc-key ES --method "bfgnn=$dir/dual.npz" \
-    --out "$dir/dv$t.npz" --threads $t --json >"$dir/dv$t.json" 2>"$dir/err" ||
-    bad "duality beams, $t threads ($(head -c 300 "$dir/err"))"
-done
-d1=$(sed -n 's/.*"mean_rate": \([^,]*\).*/\1/p' "$dir/dv1.json")
-d2=$(sed -n 's/.*"mean_rate": \([^,]*\).*/\1/p' "$dir/dv2.json")
-[ -n "$d1" ] && [ "$d1" = "$d2" ] && ok "duality beams: same mean rate $d1 on 1 and 2 threads" ||
-  bad "duality beams: mean rate $d1 vs $d2"
+beams_on_1_and_2_threads "$dir/dual.npz" dv "duality beams"
 
 expect_fail "--head refused for sma" "bfgnn only" \
   "$assoc" train "$dir/d.npz" --model sma --epochs 1 --head duality --out "$dir/x.npz"
