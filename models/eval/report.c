@@ -173,7 +173,10 @@ int assoc_write_atomic(const char *path, int (*write)(FILE *f, void *user), void
   int saved = errno;
   if (!rc && rename(tmp, path)) rc = -1, saved = errno;
   if (rc && fd >= 0) unlink(tmp);
-  if (rc) assoc_fail(err, "%s: cannot write: %s", path, saved ? strerror(saved) : "write failed");
+  if (rc)
+    assoc_fail(err, "%s: cannot write: %s", path, saved ? strerror(saved) : "write failed");
+  else
+    rc = sg_io_sync_dir_of(path, err); /* the rename survives a power cut */
   sg_mfree(tmp);
   return rc;
 }

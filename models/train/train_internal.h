@@ -14,6 +14,23 @@
  * the checkpoint's "config.<knob>" members. */
 const char *assoc_train_config_problem(const assoc_train_config *c, const char **knob);
 
+/* ---- the CSV log (train_log.c) ------------------------------------------------- */
+
+typedef struct assoc_train_log {
+  int fd; /* opened for appending */
+  const char *path;
+  int M;
+} assoc_train_log;
+
+/* Opens the log at path: a new one (header only) when resumed_epoch < 0 or
+ * the file has no whole header, else the existing one cut back to the rows
+ * of epochs up to resumed_epoch (the checkpoint's). */
+int assoc_log_open(assoc_train_log *log, const char *path, int resumed_epoch, int M,
+                   sg_io_error *err);
+/* Appends the row of st, or leaves the log as it was and fails. */
+int assoc_log_row(assoc_train_log *log, const assoc_epoch_stats *st, sg_io_error *err);
+int assoc_log_close(assoc_train_log *log, sg_io_error *err);
+
 /* ---- checkpoints (checkpoint.c) ------------------------------------------------- */
 
 /* Everything a checkpoint holds. Writing borrows every pointer; reading

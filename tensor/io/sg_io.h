@@ -61,6 +61,10 @@ int sg_npz_add_scalar_i64(sg_npz_writer *w, const char *name, int64_t v, sg_io_e
 int sg_npz_writer_close(sg_npz_writer *w, sg_io_error *err); /* frees w */
 void sg_npz_writer_abort(sg_npz_writer *w);                  /* frees w */
 
+/* Syncs the directory holding path (after a rename into place there), so
+ * that the new name survives a crash; the writers above do it themselves. */
+int sg_io_sync_dir_of(const char *path, sg_io_error *err);
+
 /* Reading: the whole archive is read and checked (CRC, sizes) on open. */
 typedef struct sg_npz sg_npz;
 sg_npz *sg_npz_open(const char *path, sg_io_error *err);

@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -153,16 +154,61 @@ void sg_io_atomic_discard(atomic_file *af) {
   atomic_release(af);
 }
 
+/* The directory holding path ("." when it has no slash), for the fsync
+ * that makes a rename durable. */
+static char *parent_dir(const char *path) {
+  const char *slash = strrchr(path, '/');
+  if (!slash) return sg_io_copy_string(".");
+  size_t n = slash == path ? 1 : (size_t)(slash - path);
+  char *d = sg_malloc(n + 1);
+  if (d) memcpy(d, path, n), d[n] = '\0';
+  return d;
+}
+
+int sg_io_sync_dir_of(const char *path, sg_io_error *err) {
+  char *dir = parent_dir(path);
+  if (!dir) return sg_io_fail_oom(err, path);
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int rc = 0;
+  /* Some file systems cannot sync a directory (EINVAL): nothing more to do there. */
+  if (fd < 0 || (fsync(fd) != 0 && errno != EINVAL))
+    rc = sg_io_fail(err, "%s: written, but syncing its directory %s failed: %s", path, dir,
+                    strerror(errno));
+  if (fd >= 0) close(fd);
+  sg_mfree(dir);
+  return rc;
+}
+
+/* Test-only: SG_IO_TEST_RENAME_DELAY_MS=N makes every commit wait N ms
+ * between the complete temporary file and the rename, so that
+ * tests/kill_resume_test.sh can kill a writer inside that window. Unset
+ * (the default) it costs one getenv per file written. */
+static void test_delay_before_rename(void) {
+  const char *ms = getenv("SG_IO_TEST_RENAME_DELAY_MS");
+  long n = ms ? strtol(ms, NULL, 10) : 0;
+  if (n <= 0) return;
+  struct timespec ts = {n / 1000, n % 1000 * 1000000L};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+}
+
+/* The data reaches the disk before the rename and the rename before we
+ * return, so that after a crash or power cut the name holds either the
+ * old file or the whole new one, never an empty or partial one. */
 int sg_io_atomic_commit(atomic_file *af, sg_io_error *err) {
   int rc = 0;
   if (fsync(af->fd) != 0) rc = sg_io_fail(err, "%s: fsync failed: %s", af->path, strerror(errno));
   if (close(af->fd) != 0 && rc == 0)
     rc = sg_io_fail(err, "%s: close failed: %s", af->path, strerror(errno));
   af->fd = -1;
+  if (rc == 0) test_delay_before_rename();
   if (rc == 0 && rename(af->tmp_path, af->path) != 0)
     rc = sg_io_fail(err, "%s: cannot move the temporary file into place: %s", af->path,
                     strerror(errno));
-  if (rc != 0) unlink(af->tmp_path);
+  if (rc != 0)
+    unlink(af->tmp_path);
+  else
+    rc = sg_io_sync_dir_of(af->path, err);
   atomic_release(af);
   return rc;
 }
