@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "sg_tensor.h"
 
@@ -60,6 +61,13 @@ int sg_npz_add_scalar_f64(sg_npz_writer *w, const char *name, double v, sg_io_er
 int sg_npz_add_scalar_i64(sg_npz_writer *w, const char *name, int64_t v, sg_io_error *err);
 int sg_npz_writer_close(sg_npz_writer *w, sg_io_error *err); /* frees w */
 void sg_npz_writer_abort(sg_npz_writer *w);                  /* frees w */
+
+/* Writes the file at path the way the writers above do (temporary file,
+ * fsync, rename, directory fsync): write(f, user) fills it and returns 0,
+ * or non-zero to give up; path is replaced only when that and every write
+ * succeeded, and is left as it was otherwise. */
+int sg_io_write_file_atomic(const char *path, int (*write)(FILE *f, void *user), void *user,
+                            sg_io_error *err);
 
 /* Syncs the directory holding path (after a rename into place there), so
  * that the new name survives a crash; the writers above do it themselves. */
