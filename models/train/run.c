@@ -30,8 +30,10 @@ static int run_epochs(assoc_trainer *t, const assoc_train_io *io, assoc_train_lo
     res->epochs_this_call++;
     res->seconds += st.seconds;
     if (log && assoc_log_row(log, &st, err)) return -1;
-    if (io->out && checkpoint_due(io, t->epoch, target) && assoc_trainer_save(t, io->out, err))
+    if (io->out && checkpoint_due(io, t->epoch, target) && assoc_trainer_save(t, io->out, err)) {
+      if (log) assoc_log_take_back(log); /* the log stays where the checkpoint is */
       return -1;
+    }
     if (io->epoch_fn) io->epoch_fn(io->user, &st);
     res->last = st;
     memcpy(res->last_mu, st.mu, (size_t)t->M * sizeof(double));

@@ -20,6 +20,7 @@ typedef struct assoc_train_log {
   int fd; /* opened for appending */
   const char *path;
   int M;
+  int64_t last_row_at; /* offset of the last row appended, -1 none */
 } assoc_train_log;
 
 /* Opens the log at path: a new one (header only) when resumed_epoch < 0 or
@@ -29,6 +30,8 @@ int assoc_log_open(assoc_train_log *log, const char *path, int resumed_epoch, in
                    sg_io_error *err);
 /* Appends the row of st, or leaves the log as it was and fails. */
 int assoc_log_row(assoc_train_log *log, const assoc_epoch_stats *st, sg_io_error *err);
+/* Cuts the last row appended back off (its epoch's checkpoint failed). */
+void assoc_log_take_back(assoc_train_log *log);
 int assoc_log_close(assoc_train_log *log, sg_io_error *err);
 
 /* ---- checkpoints (checkpoint.c) ------------------------------------------------- */

@@ -64,7 +64,7 @@ static long kept_length(const char *path, int epoch) {
 
 int assoc_log_open(assoc_train_log *log, const char *path, int resumed_epoch, int M,
                    sg_io_error *err) {
-  *log = (assoc_train_log){.fd = -1, .path = path, .M = M};
+  *log = (assoc_train_log){.fd = -1, .path = path, .M = M, .last_row_at = -1};
   long keep = resumed_epoch >= 0 ? kept_length(path, resumed_epoch) : 0;
   if (keep > 0 && truncate(path, keep) != 0)
     return assoc_fail(err, "%s: cannot trim the log to the resumed epoch %d: %s", path,
@@ -88,10 +88,16 @@ int assoc_log_row(assoc_train_log *log, const assoc_epoch_stats *st, sg_io_error
   ssize_t put = write(log->fd, row, len);
   int saved = errno;
   free(row);
+  log->last_row_at = before;
   if (put == (ssize_t)len) return 0;
-  if (before >= 0) (void)ftruncate(log->fd, before);
+  assoc_log_take_back(log);
   return assoc_fail(err, "%s: cannot write the log: %s", log->path,
                     put < 0 ? strerror(saved) : "short write");
+}
+
+void assoc_log_take_back(assoc_train_log *log) {
+  if (log->last_row_at >= 0) (void)ftruncate(log->fd, log->last_row_at);
+  log->last_row_at = -1;
 }
 
 int assoc_log_close(assoc_train_log *log, sg_io_error *err) {
