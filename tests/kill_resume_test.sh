@@ -79,7 +79,7 @@ kill_at() { # delay
 # Kills the run inside a checkpoint write that replaces a checkpoint (once
 # the checkpoint and a temporary file beside it exist).
 kill_in_write() { # label
-  for _ in $(seq 500); do
+  for _ in $(seq 2000); do # each write holds its temporary file 0.4 s
     [ -e "$ckpt" ] && [ "$(temps "$ckpt")" -gt 0 ] && break
     sleep 0.01
   done
