@@ -56,16 +56,18 @@ if [ -x "$scratch/consumer" ]; then
 fi
 
 # The installed program starts.
-LD_LIBRARY_PATH="$libdir" "$bindir/assoc" --help >"$scratch/help.out" 2>&1 &&
-  [ -s "$scratch/help.out" ] || fail "installed assoc --help: $(head -c 300 "$scratch/help.out")"
+if ! LD_LIBRARY_PATH="$libdir" "$bindir/assoc" --help >"$scratch/help.out" 2>&1 ||
+  [ ! -s "$scratch/help.out" ]; then
+  fail "installed assoc --help: $(head -c 300 "$scratch/help.out")"
+fi
 
 # Exports: every function an installed header declares (GCC's -aux-info
 # lists them with the header they come from), and nothing else but the
 # variables the headers declare extern.
 for h in "$incdir"/*.h; do echo "#include <sinkgrad/${h##*/}>"; done >"$scratch/all.c"
+cflags=$(pkg-config --cflags sinkgrad)
 # shellcheck disable=SC2086
-"${CC:-cc}" -std=c11 -fsyntax-only -aux-info "$scratch/protos" "$scratch/all.c" \
-  $(pkg-config --cflags sinkgrad)
+"${CC:-cc}" -std=c11 -fsyntax-only -aux-info "$scratch/protos" "$scratch/all.c" $cflags
 grep -F "/* $incdir/" "$scratch/protos" | grep -v ' static ' |
   sed 's|^/\*[^*]*\*/ ||; s/ (.*//; s/.*[^A-Za-z0-9_]//' | sort -u >"$scratch/declared"
 nm -D --defined-only "$libdir/libsinkgrad.so" "$libdir/libsinkgrad-assoc.so" |
@@ -73,7 +75,7 @@ nm -D --defined-only "$libdir/libsinkgrad.so" "$libdir/libsinkgrad-assoc.so" |
 missing=$(comm -23 "$scratch/declared" "$scratch/exported")
 [ -z "$missing" ] || fail "declared in the headers but not exported: $missing"
 for name in $(comm -13 "$scratch/declared" "$scratch/exported"); do
-  grep -q "^extern .*[^A-Za-z0-9_]$name[^A-Za-z0-9_]" "$incdir"/*.h ||
+  grep -q "^extern .*[^A-Za-z0-9_]${name}[^A-Za-z0-9_]" "$incdir"/*.h ||
     fail "exported but declared in no installed header: $name"
 done
 echo "exports: $(wc -l <"$scratch/exported") symbols, $(wc -l <"$scratch/declared") declared functions"
