@@ -11,6 +11,11 @@
 
 #include "sg_tensor.h"
 
+/* The shared libraries export what the public headers declare and hide the
+ * rest (they are built with -fvisibility=hidden). */
+#ifdef __GNUC__
+#pragma GCC visibility push(default)
+#endif
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -161,5 +166,8 @@ sg_gradcheck_result sg_check_f32_grad(sg_check_fn f, sg_tensor *const *inputs, i
 
 #ifdef __cplusplus
 }
+#endif
+#ifdef __GNUC__
+#pragma GCC visibility pop
 #endif
 #endif

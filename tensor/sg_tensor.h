@@ -12,6 +12,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The shared libraries export what the public headers declare and hide the
+ * rest (they are built with -fvisibility=hidden). */
+#ifdef __GNUC__
+#pragma GCC visibility push(default)
+#endif
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -169,6 +174,9 @@ sg_tensor *sg_rand_gumbel(sg_graph *g, sg_rng *r, sg_dtype dt, int ndim, const i
 
 #ifdef __cplusplus
 }
+#endif
+#ifdef __GNUC__
+#pragma GCC visibility pop
 #endif
 
 #endif

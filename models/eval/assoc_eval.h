@@ -16,6 +16,11 @@
 #include "assoc_gnn.h"
 #include "assoc_solvers.h"
 
+/* The shared libraries export what the public headers declare and hide the
+ * rest (they are built with -fvisibility=hidden). */
+#ifdef __GNUC__
+#pragma GCC visibility push(default)
+#endif
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -253,5 +258,8 @@ int assoc_ablation_write_json(const char *path, const assoc_ablation_report *r, 
 
 #ifdef __cplusplus
 }
+#endif
+#ifdef __GNUC__
+#pragma GCC visibility pop
 #endif
 #endif

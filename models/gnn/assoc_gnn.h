@@ -17,6 +17,11 @@
 #include "assoc_wireless.h"
 #include "sg_nn.h"
 
+/* The shared libraries export what the public headers declare and hide the
+ * rest (they are built with -fvisibility=hidden). */
+#ifdef __GNUC__
+#pragma GCC visibility push(default)
+#endif
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -511,5 +516,8 @@ int assoc_jointgnn_train_resume(assoc_jointgnn *m, const assoc_dataset *ds,
 
 #ifdef __cplusplus
 }
+#endif
+#ifdef __GNUC__
+#pragma GCC visibility pop
 #endif
 #endif

@@ -29,6 +29,11 @@
 #include "assoc_gnn.h"
 #include "assoc_solvers.h"
 
+/* The shared libraries export what the public headers declare and hide the
+ * rest (they are built with -fvisibility=hidden). */
+#ifdef __GNUC__
+#pragma GCC visibility push(default)
+#endif
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -433,5 +438,8 @@ int assoc_jointgnn_round(const assoc_dataset *ds, int64_t s, const double *A, do
 
 #ifdef __cplusplus
 }
+#endif
+#ifdef __GNUC__
+#pragma GCC visibility pop
 #endif
 #endif

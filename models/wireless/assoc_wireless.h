@@ -20,6 +20,11 @@
 #include "sg_io.h"
 #include "sg_tensor.h"
 
+/* The shared libraries export what the public headers declare and hide the
+ * rest (they are built with -fvisibility=hidden). */
+#ifdef __GNUC__
+#pragma GCC visibility push(default)
+#endif
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -163,5 +168,8 @@ int assoc_loads(int M, int K, const int *assoc, int *load);
 
 #ifdef __cplusplus
 }
+#endif
+#ifdef __GNUC__
+#pragma GCC visibility pop
 #endif
 #endif

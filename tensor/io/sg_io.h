@@ -10,6 +10,11 @@
 
 #include "sg_tensor.h"
 
+/* The shared libraries export what the public headers declare and hide the
+ * rest (they are built with -fvisibility=hidden). */
+#ifdef __GNUC__
+#pragma GCC visibility push(default)
+#endif
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -89,5 +94,8 @@ int sg_npz_scalar(const sg_npz *z, const char *name, double *out, sg_io_error *e
 
 #ifdef __cplusplus
 }
+#endif
+#ifdef __GNUC__
+#pragma GCC visibility pop
 #endif
 #endif
