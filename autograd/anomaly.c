@@ -18,8 +18,7 @@ static void describe_inputs(int n_in, sg_tensor *const *in, char *buf, size_t si
     int64_t bad = sg_first_nonfinite(t);
     const char *state = !t->data ? "released" : bad < 0 ? "finite" : "already non-finite";
     pos += (size_t)snprintf(buf + pos, size - pos, "%s#%d %s %s %s", i ? ", " : "", i,
-                            sg_dtype_name(t->dtype), sg_shape_str(t->ndim, t->shape, shape),
-                            state);
+                            sg_dtype_name(t->dtype), sg_shape_str(t->ndim, t->shape, shape), state);
   }
 }
 
@@ -34,8 +33,8 @@ bool sg_anomaly_check_forward(const sg_graph *g, const sg_op *op, const sg_tenso
   sg_report_error(rec->op, rec->file, rec->line,
                   "anomaly mode: non-finite value in the forward: output %s %s has %g at element "
                   "%lld; inputs: %s",
-                  sg_dtype_name(out->dtype), sg_shape_str(out->ndim, out->shape, shape),
-                  rec->value, (long long)bad, inputs);
+                  sg_dtype_name(out->dtype), sg_shape_str(out->ndim, out->shape, shape), rec->value,
+                  (long long)bad, inputs);
   return true;
 }
 

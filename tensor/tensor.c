@@ -222,7 +222,7 @@ double *sg_f64(const sg_tensor *t) {
   do {                                                                                             \
     enum { BLOCK = 1024 };                                                                         \
     for (int64_t b0 = 0; b0 < (n); b0 += BLOCK) {                                                  \
-      int64_t b1 = (n) - b0 < BLOCK ? (n) : b0 + BLOCK;                                            \
+      int64_t b1 = (n)-b0 < BLOCK ? (n) : b0 + BLOCK;                                              \
       int bad = 0;                                                                                 \
       for (int64_t i = b0; i < b1; i++) bad |= (d)[i] - (d)[i] != (T)0;                            \
       for (int64_t i = b0; bad && i < b1; i++)                                                     \
