@@ -31,7 +31,8 @@ bool sg_anomaly_check_forward(const sg_graph *g, const sg_op *op, const sg_tenso
   char shape[96], inputs[320];
   describe_inputs(n_in, in, inputs, sizeof inputs);
   sg_report_error(rec->op, rec->file, rec->line,
-                  "anomaly mode: non-finite value in the forward: output %s %s has %g at element "
+                  SG_ANOMALY_PREFIX
+                  "non-finite value in the forward: output %s %s has %g at element "
                   "%lld; inputs: %s",
                   sg_dtype_name(out->dtype), sg_shape_str(out->ndim, out->shape, shape), rec->value,
                   (long long)bad, inputs);
@@ -60,8 +61,8 @@ bool sg_anomaly_check_backward(const sg_node *n, sg_anomaly *rec) {
     char shape[96], inputs[320];
     describe_inputs(n->n_in, n->in, inputs, sizeof inputs);
     sg_report_error(rec->op, rec->file, rec->line,
-                    "anomaly mode: non-finite value in the backward: the gradient of input #%d "
-                    "(%s %s) has %g at element %lld; inputs: %s",
+                    SG_ANOMALY_PREFIX "non-finite value in the backward: the gradient of input #%d "
+                                      "(%s %s) has %g at element %lld; inputs: %s",
                     i, sg_dtype_name(t->dtype), sg_shape_str(t->ndim, t->shape, shape), value,
                     (long long)bad, inputs);
     return true;

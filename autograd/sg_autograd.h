@@ -61,6 +61,9 @@ void sg_graph_set_observer(sg_graph *g, sg_observer fn, void *ctx);
  * checks read every value once more and change no result; a graph has
  * them off unless turned on here or by sg_set_detect_anomaly. Works
  * beside an observer (sg_graph_set_observer): both see every node. */
+/* Every anomaly report's message starts with this, so that a handler can
+ * tell it from an API misuse. */
+#define SG_ANOMALY_PREFIX "anomaly mode: "
 typedef struct sg_anomaly {
   sg_observe_phase phase;
   const char *op;   /* the op's name, e.g. "sg_exp" */
