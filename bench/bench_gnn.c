@@ -18,7 +18,8 @@
  * [config]: --variant attskgs|skgs|bfgnn [--head direct|duality] --d D --h H --batch B [--L 2]
  * [--steps N]
  * [--warmup N] [--reps N] [--threads 2] [--seed S] [--chunk C] (samples per
- * forward in assoc_gnn_predict; default: its own choice). Every mode prints one
+ * forward in assoc_gnn_predict; default: its own choice) [--anomaly 0|1]
+ * (anomaly mode on every graph, for its cost). Every mode prints one
  * JSON object on stdout.
  *
  * The inputs are the paper scenario (M = 2 BSs, N = 4 antennas, K = 8 UEs)
@@ -44,7 +45,7 @@ void usage(void) {
   fprintf(stderr, "usage: bench_gnn export|train|infer|gemm|wmmse [--variant attskgs|skgs|bfgnn] "
                   "[--head direct|duality] [--d D] "
                   "[--h H] [--L L] [--batch B] [--steps N] [--warmup N] [--reps N] "
-                  "[--threads T] [--seed S] [--chunk C] [--out F.npz]\n");
+                  "[--threads T] [--seed S] [--chunk C] [--anomaly 0|1] [--out F.npz]\n");
   exit(2);
 }
 
@@ -104,6 +105,8 @@ static options parse_args(int argc, char **argv) {
       o.seed = (uint64_t)parse_int(v, 0, 1L << 40);
     else if (!strcmp(k, "--out"))
       o.out = v;
+    else if (!strcmp(k, "--anomaly")) /* 1: every graph checks for NaN/Inf (sg_autograd.h) */
+      sg_set_detect_anomaly(parse_int(v, 0, 1));
     else
       usage();
   }

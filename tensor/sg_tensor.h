@@ -151,6 +151,9 @@ double *sg_f64(const sg_tensor *t); /* NULL if t is not float64 */
 size_t sg_dtype_size(sg_dtype dt);
 const char *sg_dtype_name(sg_dtype dt);
 bool sg_same_shape(const sg_tensor *a, const sg_tensor *b);
+/* The flat index of t's first NaN or +-Inf element, or -1 when every
+ * element is finite (or t has no data). */
+int64_t sg_first_nonfinite(const sg_tensor *t);
 
 /* ---- seeded random draws ---------------------------------------------- */
 

@@ -55,6 +55,11 @@ typedef struct assoc_checkpoint_state {
 } assoc_checkpoint_state;
 
 int assoc_checkpoint_write(const char *path, const assoc_checkpoint_state *st, sg_io_error *err);
+/* 0 when every parameter of p is finite; else -1 with a message naming the
+ * checkpoint at path (not written), the parameter and the element. Every
+ * checkpoint writer calls it before opening the file, so a diverged run
+ * never replaces a good checkpoint with NaN weights. */
+int assoc_checkpoint_check_params(const sg_params *p, const char *path, sg_io_error *err);
 
 /* a (member `name` of the checkpoint at path) when it has the given type
  * and shape; else NULL with a message naming the file, the member, and
