@@ -1,0 +1,567 @@
+/* BFGNN's fused float32 inference (docs/models.md "Fused inference"): the
+ * beams of assoc_bfgnn_forward, without a graph, as plain loops over
+ * preallocated per-thread scratch.
+ *
+ * A block holds W samples (lanes). Its activations are feature-major,
+ * act[f * R + r], over rows r of one kind, lane fastest:
+ *   BS rows   r = m W + s          (R = M W)
+ *   UE rows   r = k W + s          (R = K W)
+ *   edge rows r = (m K + k) W + s  (R = M K W)
+ * so every Linear is a loop over rows that the compiler vectorises (a
+ * single sample's 16 edges are one AVX-512 vector), and a BS or UE row
+ * reaches its edges by index arithmetic. Each row's value is computed by
+ * the same operations in the same order whatever W and the block's place
+ * (no reduction crosses rows of different samples), and the blocks are
+ * fixed by B alone, so the beams are bitwise identical for any number of
+ * threads. */
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "assoc_gnn.h"
+
+enum {
+  LANES = 16,      /* rows per vector chunk of a Linear */
+  BLOCK_MAX = 16,  /* samples per block */
+  MAX_N = 8,       /* antennas of the duality head's solve */
+  MAX_LAYERS = 16, /* update layers */
+};
+
+#define DUALITY_LOG_BOUND 10.0f
+
+/* One Linear's float32 weight [out, in] (row-major) and bias [out]. */
+typedef struct fused_linear {
+  float *w, *b;
+  int in, out;
+} fused_linear;
+
+typedef struct fused_mlp {
+  fused_linear l[3];
+} fused_mlp;
+
+typedef struct fused_layer {
+  bool node_update;
+  fused_mlp f1, f2, f3, f4, f5;
+} fused_layer;
+
+/* Per-thread scratch of one block (sizes in floats, see scratch_size). */
+typedef struct fused_scratch {
+  float *mem;
+  size_t size;
+} fused_scratch;
+
+struct assoc_bfgnn_fused {
+  assoc_bfgnn_config cfg;
+  fused_mlp mlp_p, mlp_q, mlp_e, mlp_v;
+  fused_layer layers[MAX_LAYERS];
+  float *weights; /* every w and b above */
+  fused_scratch *scratch;
+  int n_scratch;
+};
+
+/* ---- weights ------------------------------------------------------------------------ */
+
+static size_t mlp_floats(const sg_mlp *m) {
+  size_t n = 0;
+  for (int i = 0; i < 3; i++) n += (size_t)(m->layer[i].in + 1) * (size_t)m->layer[i].out;
+  return n;
+}
+
+static void copy_tensor(float *dst, const sg_tensor *t) {
+  for (int64_t i = 0; i < t->numel; i++) dst[i] = (float)sg_get(t, i);
+}
+
+/* Copies m's weights to *cursor (advanced) in float32. */
+static void pack_mlp(fused_mlp *f, const sg_mlp *m, float **cursor) {
+  for (int i = 0; i < 3; i++) {
+    const sg_linear_layer *l = &m->layer[i];
+    f->l[i] = (fused_linear){.w = *cursor, .in = l->in, .out = l->out};
+    copy_tensor(f->l[i].w, l->weight);
+    f->l[i].b = f->l[i].w + (size_t)l->in * (size_t)l->out;
+    copy_tensor(f->l[i].b, l->bias);
+    *cursor = f->l[i].b + l->out;
+  }
+}
+
+/* The MLPs of the model in a fixed order, with their packed copies. */
+static int model_mlps(const assoc_bfgnn *m, assoc_bfgnn_fused *f, const sg_mlp **src,
+                      fused_mlp **dst) {
+  int n = 0;
+  const assoc_gnn *t = &m->trunk;
+#define ADD(s, d) (src[n] = (s), dst[n] = (d), n++)
+  ADD(&t->mlp_p, &f->mlp_p), ADD(&t->mlp_q, &f->mlp_q), ADD(&t->mlp_e, &f->mlp_e);
+  ADD(&m->mlp_v, &f->mlp_v);
+  for (int l = 0; l < m->cfg.L; l++) {
+    const assoc_gnn_layer *ly = &t->layers[l];
+    fused_layer *fl = &f->layers[l];
+    fl->node_update = ly->node_update;
+    if (ly->node_update)
+      ADD(&ly->f1, &fl->f1), ADD(&ly->f2, &fl->f2), ADD(&ly->f3, &fl->f3), ADD(&ly->f4, &fl->f4);
+    ADD(&ly->f5, &fl->f5);
+  }
+#undef ADD
+  return n;
+}
+
+assoc_bfgnn_fused *assoc_bfgnn_fused_new(const assoc_bfgnn *m) {
+  if (!m || m->cfg.L > MAX_LAYERS || m->cfg.n_antennas > MAX_N ||
+      m->trunk.cfg.variant != ASSOC_GNN_SMA) {
+    sg_report_error("assoc_bfgnn_fused_new", __FILE__, __LINE__,
+                    "%s: the fused inference takes a BFGNN with L <= %d and N <= %d",
+                    m ? "unsupported model" : "NULL model", MAX_LAYERS, MAX_N);
+    return NULL;
+  }
+  assoc_bfgnn_fused *f = calloc(1, sizeof *f);
+  if (!f) return NULL;
+  f->cfg = m->cfg;
+  const sg_mlp *src[4 + 5 * MAX_LAYERS];
+  fused_mlp *dst[4 + 5 * MAX_LAYERS];
+  int n = model_mlps(m, f, src, dst);
+  size_t total = 0;
+  for (int i = 0; i < n; i++) total += mlp_floats(src[i]);
+  f->weights = malloc(total * sizeof(float));
+  if (!f->weights) {
+    free(f);
+    return NULL;
+  }
+  float *cursor = f->weights;
+  for (int i = 0; i < n; i++) pack_mlp(dst[i], src[i], &cursor);
+  return f;
+}
+
+void assoc_bfgnn_fused_free(assoc_bfgnn_fused *f) {
+  if (!f) return;
+  for (int i = 0; i < f->n_scratch; i++) free(f->scratch[i].mem);
+  free(f->scratch);
+  free(f->weights);
+  free(f);
+}
+
+/* ---- kernels over rows ---------------------------------------------------------------- */
+
+/* How a Linear's accumulators start: from its bias, from zero (the bias is
+ * added by another part) or from an array init [out][R]. */
+typedef struct linear_start {
+  bool no_bias;
+  const float *init;
+} linear_start;
+
+/* y[o][r] = start[o][r] + sum_i w[o][col + i] x[i][r] over rows [0, R)
+ * for i < in, ReLU'd when relu; w's rows are l->in long. A chunk of LANES
+ * rows stays in registers across the inner product; every row goes
+ * through the same operations in the same order. */
+static void linear(const fused_linear *l, int col, int in, linear_start st, const float *x,
+                   int64_t R, float *restrict y, bool relu) {
+  for (int64_t r0 = 0; r0 < R; r0 += LANES) {
+    int64_t n = R - r0 < LANES ? R - r0 : LANES;
+    for (int o = 0; o < l->out; o++) {
+      const float *w = l->w + (size_t)o * (size_t)l->in + col;
+      const float *init = st.init ? st.init + o * R + r0 : NULL;
+      float b = st.no_bias ? 0.0f : l->b[o], acc[LANES];
+      if (n == LANES) { /* a constant trip count: one vector (or two, four) */
+        for (int r = 0; r < LANES; r++) acc[r] = init ? init[r] : b;
+        for (int i = 0; i < in; i++)
+          for (int r = 0; r < LANES; r++) acc[r] += w[i] * x[i * R + r0 + r];
+        for (int r = 0; r < LANES; r++) y[o * R + r0 + r] = relu && acc[r] < 0 ? 0.0f : acc[r];
+      } else {
+        for (int r = 0; r < n; r++) acc[r] = init ? init[r] : b;
+        for (int i = 0; i < in; i++)
+          for (int r = 0; r < n; r++) acc[r] += w[i] * x[i * R + r0 + r];
+        for (int r = 0; r < n; r++) y[o * R + r0 + r] = relu && acc[r] < 0 ? 0.0f : acc[r];
+      }
+    }
+  }
+}
+
+/* The whole Linear of x (in = l->in features), from its bias. */
+static void linear_all(const fused_linear *l, const float *x, int64_t R, float *y, bool relu) {
+  linear(l, 0, l->in, (linear_start){0}, x, R, y, relu);
+}
+
+/* mlp(x) over R rows; t1, t2 hold the hidden layers. */
+static void mlp(const fused_mlp *m, const float *x, int64_t R, float *t1, float *t2, float *y) {
+  linear_all(&m->l[0], x, R, t1, true);
+  linear_all(&m->l[1], t1, R, t2, true);
+  linear_all(&m->l[2], t2, R, y, false);
+}
+
+/* Row geometry of a block of W samples (see the top of the file). */
+typedef struct rows {
+  int M, K, W;
+  int64_t RB, RU, RE;
+} rows;
+
+static rows rows_of(int M, int K, int W) {
+  return (rows){
+      .M = M, .K = K, .W = W, .RB = (int64_t)M * W, .RU = (int64_t)K * W, .RE = (int64_t)M * K * W};
+}
+
+/* Features f < F of the edge rows from node rows:
+ * y[f][(m K + k) W + s] = bs[f][m W + s] + ue[f][k W + s], either term
+ * left out when NULL. */
+static void edges_from_nodes(const rows *g, const float *bs, const float *ue, int F, float *y) {
+  for (int f = 0; f < F; f++)
+    for (int m = 0; m < g->M; m++)
+      for (int k = 0; k < g->K; k++) {
+        float *yo = y + f * g->RE + (m * g->K + k) * g->W;
+        const float *b = bs ? bs + f * g->RB + m * g->W : NULL;
+        const float *u = ue ? ue + f * g->RU + k * g->W : NULL;
+        for (int s = 0; s < g->W; s++) yo[s] = b && u ? b[s] + u[s] : b ? b[s] : u[s];
+      }
+}
+
+/* scale times the sum over UEs (to BS rows, to_bs) or over BSs (to UE
+ * rows), in index order, of the edge rows' features f < F of x. */
+static void edge_sum(const rows *g, const float *x, int F, bool to_bs, float scale, float *y) {
+  int64_t R = to_bs ? g->RB : g->RU;
+  for (int f = 0; f < F; f++) {
+    float *yo = y + f * R;
+    for (int64_t r = 0; r < R; r++) yo[r] = 0;
+    for (int m = 0; m < g->M; m++)
+      for (int k = 0; k < g->K; k++) {
+        const float *xe = x + f * g->RE + (m * g->K + k) * g->W;
+        float *dst = yo + (to_bs ? m : k) * g->W;
+        for (int s = 0; s < g->W; s++) dst[s] += xe[s];
+      }
+    if (scale != 1.0f)
+      for (int64_t r = 0; r < R; r++) yo[r] *= scale;
+  }
+}
+
+/* ---- the scratch of a block ----------------------------------------------------------- */
+
+typedef struct block_bufs {
+  float *pin, *qin;        /* p [RB], q [RU] */
+  float *b, *b2, *c, *c2;  /* BS [2d][RB] and UE [2d][RU] embeddings, the second half a message */
+  float *e, *t1, *t2, *t3; /* edge rows [wide][RE]: embeddings and work */
+  float *xin;              /* edge input [2N + 1][RE]: Re x, Im x, a */
+  float *nb1, *nb2;        /* BS work [wide][RB] */
+  float *nu1, *nu2;        /* UE work [wide][RU] */
+  float *sys, *fac;        /* duality head: S [N^2][RB], its Cholesky factor [N^2 + N][RB] */
+  float *served;           /* [RU]: 1 for a served UE */
+} block_bufs;
+
+/* The widest feature count of a work buffer. */
+static int64_t wide(const assoc_bfgnn_config *c) {
+  int64_t N = c->n_antennas, w = c->h > 2 * c->d ? c->h : 2 * c->d;
+  if (w < N * N + N) w = N * N + N;
+  return w > 2 * N ? w : 2 * N;
+}
+
+/* Lays the buffers of rows g out from base (NULL: sizes only); the floats
+ * needed. Each buffer starts on a 64-byte boundary. */
+static size_t block_layout(const assoc_bfgnn_config *c, const rows *g, float *base,
+                           block_bufs *bb) {
+  int64_t w = wide(c), N = c->n_antennas, d = c->d;
+  int64_t sizes[] = {
+      g->RB,     g->RU,     2 * d * g->RB, 2 * d * g->RB, 2 * d * g->RU,       2 * d * g->RU,
+      w * g->RE, w * g->RE, w * g->RE,     w * g->RE,     (2 * N + 1) * g->RE, w * g->RB,
+      w * g->RB, w * g->RU, w * g->RU,     N * N * g->RB, (N * N + N) * g->RB, g->RU};
+  float **slots[] = {&bb->pin, &bb->qin, &bb->b,   &bb->b2,  &bb->c,   &bb->c2,
+                     &bb->e,   &bb->t1,  &bb->t2,  &bb->t3,  &bb->xin, &bb->nb1,
+                     &bb->nb2, &bb->nu1, &bb->nu2, &bb->sys, &bb->fac, &bb->served};
+  size_t total = 0;
+  for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+    if (base) *slots[i] = base + total;
+    total += (size_t)(sizes[i] + 15) / 16 * 16;
+  }
+  return total;
+}
+
+/* ---- the trunk ----------------------------------------------------------------------- */
+
+/* Block inputs of samples [s0, s0 + W) in the row layouts. */
+static void load_inputs(const rows *g, int N, const assoc_bfgnn_fused_inputs *in, int64_t s0,
+                        block_bufs *bb) {
+  int M = g->M, K = g->K, W = g->W;
+  for (int m = 0; m < M; m++)
+    for (int s = 0; s < W; s++) bb->pin[m * W + s] = in->p[(s0 + s) * M + m];
+  for (int k = 0; k < K; k++)
+    for (int s = 0; s < W; s++) bb->qin[k * W + s] = in->q[(s0 + s) * K + k];
+  for (int m = 0; m < M; m++)
+    for (int k = 0; k < K; k++)
+      for (int s = 0; s < W; s++) {
+        int64_t r = (m * K + k) * W + s, b = s0 + s;
+        const float *x = in->X + ((b * M + m) * K + k) * 2 * N;
+        for (int f = 0; f < 2 * N; f++) bb->xin[f * g->RE + r] = x[f];
+        bb->xin[2 * N * g->RE + r] = in->A[(b * K + k) * M + m];
+      }
+}
+
+/* The message MLP f on [node, e] (node the BS rows when from_bs, else the
+ * UE rows), averaged over the other kind of node before its last Linear:
+ * out [d][R of the other kind]. */
+static void mean_message(const rows *g, const fused_mlp *f, int d, const float *node, bool from_bs,
+                         const float *e, block_bufs *bb, float *out) {
+  int64_t R_in = from_bs ? g->RB : g->RU, R_out = from_bs ? g->RU : g->RB;
+  float *pre = from_bs ? bb->nb1 : bb->nu1, *mean = from_bs ? bb->nu2 : bb->nb2;
+  linear(&f->l[0], 0, d, (linear_start){0}, node, R_in, pre, false);
+  edges_from_nodes(g, from_bs ? pre : NULL, from_bs ? NULL : pre, f->l[0].out, bb->t3);
+  linear(&f->l[0], d, d, (linear_start){.init = bb->t3}, e, g->RE, bb->t1, true);
+  linear_all(&f->l[1], bb->t1, g->RE, bb->t2, true);
+  /* to the UE rows (mean over BSs) for a message from the BSs */
+  edge_sum(g, bb->t2, f->l[1].out, !from_bs, 1.0f / (float)(from_bs ? g->M : g->K), mean);
+  linear_all(&f->l[2], mean, R_out, out, false);
+}
+
+static void swap(float **a, float **b) {
+  float *t = *a;
+  *a = *b, *b = t;
+}
+
+/* One update layer: b, c (node_update) and e (in bb, swapped with the new
+ * ones). */
+static void update_layer(const rows *g, const fused_layer *ly, int d, block_bufs *bb) {
+  if (ly->node_update) {
+    mean_message(g, &ly->f1, d, bb->c, false, bb->e, bb, bb->b + d * g->RB);
+    mean_message(g, &ly->f3, d, bb->b, true, bb->e, bb, bb->c + d * g->RU);
+    mlp(&ly->f2, bb->b, g->RB, bb->nb1, bb->nb2, bb->b2);
+    mlp(&ly->f4, bb->c, g->RU, bb->nu1, bb->nu2, bb->c2);
+  }
+  /* f5([e, b_m, c_k]): the node parts once per node, then per edge */
+  const fused_mlp *f = &ly->f5;
+  linear(&f->l[0], d, d, (linear_start){0}, bb->b, g->RB, bb->nb1, false);
+  linear(&f->l[0], 2 * d, d, (linear_start){.no_bias = true}, bb->c, g->RU, bb->nu1, false);
+  edges_from_nodes(g, bb->nb1, bb->nu1, f->l[0].out, bb->t3);
+  linear(&f->l[0], 0, d, (linear_start){.init = bb->t3}, bb->e, g->RE, bb->t1, true);
+  linear_all(&f->l[1], bb->t1, g->RE, bb->t2, true);
+  linear_all(&f->l[2], bb->t2, g->RE, bb->t3, false);
+  swap(&bb->e, &bb->t3);
+  if (ly->node_update) swap(&bb->b, &bb->b2), swap(&bb->c, &bb->c2);
+}
+
+static void trunk(const assoc_bfgnn_fused *f, const rows *g, block_bufs *bb) {
+  mlp(&f->mlp_p, bb->pin, g->RB, bb->nb1, bb->nb2, bb->b);
+  mlp(&f->mlp_q, bb->qin, g->RU, bb->nu1, bb->nu2, bb->c);
+  mlp(&f->mlp_e, bb->xin, g->RE, bb->t1, bb->t2, bb->e);
+  for (int l = 0; l < f->cfg.L; l++) update_layer(g, &f->layers[l], f->cfg.d, bb);
+}
+
+/* ---- the heads ------------------------------------------------------------------------ */
+
+/* exp(c * 10 tanh(o / 10)) (bfgnn.c's bounded_exp) in place over n values. */
+static void bounded_exp(float *o, int64_t n, float c) {
+  for (int64_t r = 0; r < n; r++)
+    o[r] = expf(c * DUALITY_LOG_BOUND * tanhf(o[r] / DUALITY_LOG_BOUND));
+}
+
+/* Slot of entry (i, j) of an N x N Hermitian matrix or of its lower
+ * Cholesky factor: the real part of (i >= j) at i N + j, the imaginary
+ * part of (i > j) at j N + i (the upper triangle's slot). */
+#define RE_AT(i, j) ((i)*N + (j))
+#define IM_AT(i, j) ((j)*N + (i))
+
+/* Per edge, lambda conj(x_i) x_j for i >= j into t1 [N^2][RE] (slots as
+ * RE_AT / IM_AT), lambda in lam [RE]. */
+static void duality_products(const rows *g, int N, const float *xin, const float *lam, float *t1) {
+  int64_t RE = g->RE;
+  const float *xr = xin, *xi = xin + N * RE;
+  for (int i = 0; i < N; i++)
+    for (int j = 0; j <= i; j++) {
+      float *pr = t1 + RE_AT(i, j) * RE, *pi = t1 + IM_AT(i, j) * RE;
+      const float *ar = xr + i * RE, *ai = xi + i * RE, *br = xr + j * RE, *bi = xi + j * RE;
+      for (int64_t r = 0; r < RE; r++) pr[r] = lam[r] * (ar[r] * br[r] + ai[r] * bi[r]);
+      if (i > j)
+        for (int64_t r = 0; r < RE; r++) pi[r] = lam[r] * (ar[r] * bi[r] - ai[r] * br[r]);
+    }
+}
+
+/* The Cholesky factor S = L L^H of every BS row's matrix sys [N^2][R]
+ * (Hermitian positive definite, its eigenvalues >= 1): L into fac with the
+ * reciprocal of its diagonal in fac's last N slots. */
+static void cholesky(int N, int64_t R, const float *sys, float *fac) {
+  const float *S = sys;
+  float *L = fac, *inv = fac + N * N * R;
+  for (int j = 0; j < N; j++) {
+    for (int64_t r = 0; r < R; r++) {
+      float dj = S[RE_AT(j, j) * R + r];
+      for (int p = 0; p < j; p++) {
+        float a = L[RE_AT(j, p) * R + r], b = L[IM_AT(j, p) * R + r];
+        dj -= a * a + b * b;
+      }
+      float l = sqrtf(dj);
+      L[RE_AT(j, j) * R + r] = l, inv[j * R + r] = 1.0f / l;
+    }
+    for (int i = j + 1; i < N; i++)
+      for (int64_t r = 0; r < R; r++) {
+        float zr = S[RE_AT(i, j) * R + r], zi = S[IM_AT(i, j) * R + r];
+        for (int p = 0; p < j; p++) { /* L_ip conj(L_jp) */
+          float a = L[RE_AT(i, p) * R + r], b = L[IM_AT(i, p) * R + r];
+          float c = L[RE_AT(j, p) * R + r], d = L[IM_AT(j, p) * R + r];
+          zr -= a * c + b * d, zi -= b * c - a * d;
+        }
+        L[RE_AT(i, j) * R + r] = zr * inv[j * R + r], L[IM_AT(i, j) * R + r] = zi * inv[j * R + r];
+      }
+  }
+}
+
+/* u = S^{-1} conj(x) per edge from the factor expanded to the edge rows
+ * (L [N^2 + N][RE]) and x (xin): u [2N][RE] (real parts, then imaginary). */
+static void cholesky_solve(int N, int64_t RE, const float *L, const float *xin, float *u) {
+  const float *inv = L + N * N * RE;
+  float *ur = u, *ui = u + N * RE;
+  for (int i = 0; i < N; i++) /* L y = conj(x) */
+    for (int64_t r = 0; r < RE; r++) {
+      float yr = xin[i * RE + r], yi = -xin[(N + i) * RE + r];
+      for (int p = 0; p < i; p++) { /* L_ip y_p */
+        float a = L[RE_AT(i, p) * RE + r], b = L[IM_AT(i, p) * RE + r];
+        yr -= a * ur[p * RE + r] - b * ui[p * RE + r];
+        yi -= a * ui[p * RE + r] + b * ur[p * RE + r];
+      }
+      ur[i * RE + r] = yr * inv[i * RE + r], ui[i * RE + r] = yi * inv[i * RE + r];
+    }
+  for (int i = N - 1; i >= 0; i--) /* L^H u = y */
+    for (int64_t r = 0; r < RE; r++) {
+      float zr = ur[i * RE + r], zi = ui[i * RE + r];
+      for (int p = i + 1; p < N; p++) { /* conj(L_pi) u_p */
+        float a = L[RE_AT(p, i) * RE + r], b = L[IM_AT(p, i) * RE + r];
+        zr -= a * ur[p * RE + r] + b * ui[p * RE + r];
+        zi -= a * ui[p * RE + r] - b * ur[p * RE + r];
+      }
+      ur[i * RE + r] = zr * inv[i * RE + r], ui[i * RE + r] = zi * inv[i * RE + r];
+    }
+}
+
+/* The duality head's unnormalised, masked beams v [2N][RE] into t1, from
+ * mlp_v's output o [2][RE] in t3. */
+static void duality_head(const rows *g, int N, block_bufs *bb) {
+  int64_t RE = g->RE, RB = g->RB;
+  float *lam = bb->t3, *sw = bb->t3 + RE, *a = bb->xin + 2 * N * RE;
+  /* a dropped UE receives nothing: no BS needs to spare it interference */
+  edge_sum(g, a, 1, false, 1.0f, bb->served);
+  bounded_exp(lam, RE, 1.0f);
+  bounded_exp(sw, RE, 0.5f); /* sqrt(w) */
+  for (int m = 0; m < g->M; m++)
+    for (int k = 0; k < g->K; k++)
+      for (int s = 0; s < g->W; s++) lam[(m * g->K + k) * g->W + s] *= bb->served[k * g->W + s];
+  duality_products(g, N, bb->xin, lam, bb->t1);
+  edge_sum(g, bb->t1, N * N, true, 1.0f, bb->sys);
+  for (int i = 0; i < N; i++)
+    for (int64_t r = 0; r < RB; r++) bb->sys[RE_AT(i, i) * RB + r] += 1.0f;
+  cholesky(N, RB, bb->sys, bb->fac);
+  edges_from_nodes(g, bb->fac, NULL, N * N + N, bb->t2);
+  cholesky_solve(N, RE, bb->t2, bb->xin, bb->t1);
+  float *v = bb->t1;
+  for (int64_t r = 0; r < RE; r++) {
+    float e = 0;
+    for (int f = 0; f < 2 * N; f++) e += v[f * RE + r] * v[f * RE + r];
+    float norm = sqrtf(e + 1e-30f);
+    for (int f = 0; f < 2 * N; f++) v[f * RE + r] = v[f * RE + r] / norm * sw[r] * a[r];
+  }
+}
+
+/* The direct head's masked beams: v = o a into t1. */
+static void direct_head(const rows *g, int N, block_bufs *bb) {
+  int64_t RE = g->RE;
+  const float *a = bb->xin + 2 * N * RE;
+  for (int f = 0; f < 2 * N; f++)
+    for (int64_t r = 0; r < RE; r++) bb->t1[f * RE + r] = bb->t3[f * RE + r] * a[r];
+}
+
+#undef RE_AT
+#undef IM_AT
+
+/* The per-BS factor of assoc_beam_normalize for the beams v [2N][RE] in
+ * t1 (a in {0, 1} so a^2 = a): into nb1 [RB]. */
+static void power_factor(const assoc_bfgnn_config *c, const rows *g, block_bufs *bb) {
+  int64_t RE = g->RE, N = c->n_antennas;
+  const float *v = bb->t1, *a = bb->xin + 2 * N * RE;
+  float *energy = bb->t2, rp = (float)sqrt(c->power);
+  for (int64_t r = 0; r < RE; r++) {
+    float e = 0;
+    for (int n = 0; n < N; n++) e += v[n * RE + r] * v[n * RE + r];
+    for (int n = 0; n < N; n++) e += v[(N + n) * RE + r] * v[(N + n) * RE + r];
+    energy[r] = a[r] * a[r] * e;
+  }
+  edge_sum(g, energy, 1, true, 1.0f, bb->nb1);
+  for (int64_t r = 0; r < g->RB; r++) {
+    float norm = sqrtf(bb->nb1[r] + (float)ASSOC_BEAM_NORM_EPS);
+    float den = c->norm == ASSOC_BEAM_FULL_POWER ? norm : rp + (norm > rp ? norm - rp : 0.0f);
+    bb->nb1[r] = rp / den;
+  }
+}
+
+/* The beams of samples [s0, s0 + W) into out. */
+static void block_forward(const assoc_bfgnn_fused *f, const rows *g, block_bufs *bb,
+                          const assoc_bfgnn_fused_inputs *in, int64_t s0, float *V_re,
+                          float *V_im) {
+  int N = f->cfg.n_antennas, M = g->M, K = g->K, W = g->W;
+  load_inputs(g, N, in, s0, bb);
+  trunk(f, g, bb);
+  mlp(&f->mlp_v, bb->e, g->RE, bb->t1, bb->t2, bb->t3);
+  if (f->cfg.head == ASSOC_BFGNN_HEAD_DUALITY)
+    duality_head(g, N, bb);
+  else
+    direct_head(g, N, bb);
+  power_factor(&f->cfg, g, bb);
+  for (int m = 0; m < M; m++)
+    for (int k = 0; k < K; k++)
+      for (int s = 0; s < W; s++) {
+        int64_t r = (m * K + k) * W + s, o = (((s0 + s) * M + m) * K + k) * N;
+        float fm = bb->nb1[m * W + s];
+        for (int n = 0; n < N; n++) {
+          V_re[o + n] = bb->t1[n * g->RE + r] * fm;
+          V_im[o + n] = bb->t1[(N + n) * g->RE + r] * fm;
+        }
+      }
+}
+
+/* ---- batches --------------------------------------------------------------------------- */
+
+/* Scratch for `threads` blocks of `floats` each; 0 or -1. */
+static int ensure_scratch(assoc_bfgnn_fused *f, int threads, size_t floats) {
+  if (threads > f->n_scratch) {
+    fused_scratch *s = realloc(f->scratch, (size_t)threads * sizeof *s);
+    if (!s) return -1;
+    for (int i = f->n_scratch; i < threads; i++) s[i] = (fused_scratch){0};
+    f->scratch = s, f->n_scratch = threads;
+  }
+  for (int i = 0; i < threads; i++) {
+    if (f->scratch[i].size >= floats) continue;
+    free(f->scratch[i].mem);
+    /* zeroed: no row is read before it is written, but a stale NaN never
+     * costs a slow path either */
+    f->scratch[i].mem = aligned_alloc(64, (floats * sizeof(float) + 63) / 64 * 64);
+    f->scratch[i].size = f->scratch[i].mem ? floats : 0;
+    if (!f->scratch[i].mem) return -1;
+    memset(f->scratch[i].mem, 0, floats * sizeof(float));
+  }
+  return 0;
+}
+
+static bool inputs_valid(const assoc_bfgnn_fused *f, const assoc_bfgnn_fused_inputs *in,
+                         const float *V_re, const float *V_im) {
+  bool ok = f && in && in->B >= 1 && in->M >= 1 && in->M <= ASSOC_MAX_BS && in->K >= 1 && in->p &&
+            in->q && in->X && in->A && V_re && V_im;
+  if (!ok)
+    sg_report_error("assoc_bfgnn_fused_beams", __FILE__, __LINE__,
+                    "%s: need a model, B >= 1, 1 <= M <= %d, K >= 1 and every array",
+                    in ? "bad inputs" : "NULL inputs", ASSOC_MAX_BS);
+  return ok;
+}
+
+int assoc_bfgnn_fused_beams(assoc_bfgnn_fused *f, const assoc_bfgnn_fused_inputs *in, float *V_re,
+                            float *V_im) {
+  if (!inputs_valid(f, in, V_re, V_im)) return -1;
+  int W = in->B < BLOCK_MAX ? (int)in->B : BLOCK_MAX;
+  int64_t blocks = (in->B + W - 1) / W;
+  int threads = omp_get_max_threads();
+  if (threads > blocks) threads = (int)blocks;
+  rows full = rows_of(in->M, in->K, W);
+  if (ensure_scratch(f, threads, block_layout(&f->cfg, &full, NULL, &(block_bufs){0}))) {
+    sg_report_error("assoc_bfgnn_fused_beams", __FILE__, __LINE__, "out of memory");
+    return -1;
+  }
+  /* Fixed blocks of W samples (the last may be shorter): each sample's
+   * beams do not depend on the thread that computes them. */
+#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
+  for (int64_t i = 0; i < blocks; i++) {
+    int64_t s0 = i * W;
+    rows g = rows_of(in->M, in->K, in->B - s0 < W ? (int)(in->B - s0) : W);
+    block_bufs bb;
+    block_layout(&f->cfg, &g, f->scratch[omp_get_thread_num()].mem, &bb);
+    block_forward(f, &g, &bb, in, s0, V_re, V_im);
+  }
+  return 0;
+}
