@@ -14,7 +14,8 @@
  *   bench_gnn wmmse           WMMSE beams (models/beam) per sample, the
  *       reference of BFGNN's inference (bench_bfgnn.c)
  * --variant bfgnn: export, train and infer of BFGNN (bench_bfgnn.c), with
- * the beam head of --head direct|duality (default direct).
+ * the beam head of --head direct|duality (default direct), and fused: its
+ * fused float32 inference (assoc_bfgnn_fused_beams).
  * [config]: --variant attskgs|skgs|bfgnn [--head direct|duality] --d D --h H --batch B [--L 2]
  * [--steps N]
  * [--warmup N] [--reps N] [--threads 2] [--seed S] [--chunk C] (samples per
@@ -41,10 +42,11 @@ static const double DELTA = 2.0;            /* load margin of the loss (paper) *
 static const double MU[M_BS] = {0.25, 0.5}; /* non-zero, so the penalty is compared too */
 
 void usage(void) {
-  fprintf(stderr, "usage: bench_gnn export|train|infer|gemm|wmmse [--variant attskgs|skgs|bfgnn] "
-                  "[--head direct|duality] [--d D] "
-                  "[--h H] [--L L] [--batch B] [--steps N] [--warmup N] [--reps N] "
-                  "[--threads T] [--seed S] [--chunk C] [--out F.npz]\n");
+  fprintf(stderr,
+          "usage: bench_gnn export|train|infer|fused|gemm|wmmse [--variant attskgs|skgs|bfgnn] "
+          "[--head direct|duality] [--d D] "
+          "[--h H] [--L L] [--batch B] [--steps N] [--warmup N] [--reps N] "
+          "[--threads T] [--seed S] [--chunk C] [--out F.npz]\n");
   exit(2);
 }
 

@@ -271,7 +271,11 @@ static void edge_sum(const rows *g, const float *x, int F, bool to_bs, float sca
       const float *xm = x + f * g->RE + m * KW;
       if (!to_bs)
         for (int64_t j = 0; j < KW; j++) yo[j] += xm[j];
-      else
+      else if (g->W == 1) { /* in a register, not through memory */
+        float sum = yo[m];
+        for (int k = 0; k < g->K; k++) sum += xm[k];
+        yo[m] = sum;
+      } else
         for (int k = 0; k < g->K; k++)
           for (int s = 0; s < g->W; s++) yo[m * g->W + s] += xm[k * g->W + s];
     }
@@ -465,12 +469,17 @@ static void bs_matrices(const rows *g, int N, const double *terms, double *sys) 
   for (int f = 0; f < N * N; f++) {
     double *y = sys + f * g->RB;
     for (int m = 0; m < g->M; m++) {
-      double *ym = y + m * g->W;
-      for (int s = 0; s < g->W; s++) ym[s] = f % (N + 1) == 0 ? 1.0 : 0.0; /* the diagonal */
-      for (int k = 0; k < g->K; k++) {
-        const double *t = terms + f * g->RE + (m * g->K + k) * g->W;
-        for (int s = 0; s < g->W; s++) ym[s] += t[s];
+      double *ym = y + m * g->W, one = f % (N + 1) == 0 ? 1.0 : 0.0; /* the diagonal */
+      const double *t = terms + f * g->RE + (int64_t)m * g->K * g->W;
+      if (g->W == 1) { /* in a register, not through memory */
+        double sum = one;
+        for (int k = 0; k < g->K; k++) sum += t[k];
+        ym[0] = sum;
+        continue;
       }
+      for (int s = 0; s < g->W; s++) ym[s] = one;
+      for (int k = 0; k < g->K; k++)
+        for (int s = 0; s < g->W; s++) ym[s] += t[k * g->W + s];
     }
   }
 }
