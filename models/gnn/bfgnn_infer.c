@@ -147,19 +147,21 @@ typedef struct linear_start {
   const float *init;
 } linear_start;
 
-/* Outputs [o0, o0 + OUTS) of a Linear on one chunk of LANES rows at r0:
- * OUTS x LANES accumulators stay in registers across the inner product
- * (one load of x per input feature feeds OUTS outputs). */
-enum { OUTS = 4 };
+/* Outputs [o0, o0 + OUTS) of a Linear on the `lanes` rows (LANES or
+ * HALF, a constant at each call) from r0: OUTS x lanes accumulators stay
+ * in registers across the inner product (one load of x per input feature
+ * feeds OUTS outputs). */
+enum { OUTS = 4, HALF = LANES / 2 };
 
-static void linear_chunk(const fused_linear *l, int col, int in, linear_start st, const float *x,
-                         int64_t R, int64_t r0, int o0, float *restrict y, bool relu) {
+static inline void linear_chunk(const fused_linear *l, int col, int in, linear_start st,
+                                const float *x, int64_t R, int64_t r0, int o0, float *restrict y,
+                                bool relu, const int lanes) {
   float acc[OUTS][LANES];
   for (int j = 0; j < OUTS; j++) {
     float b = st.no_bias ? 0.0f : l->b[o0 + j];
     const float *init = st.init ? st.init + (o0 + j) * R + r0 : NULL;
 #pragma omp simd
-    for (int r = 0; r < LANES; r++) acc[j][r] = init ? init[r] : b;
+    for (int r = 0; r < lanes; r++) acc[j][r] = init ? init[r] : b;
   }
   const float *w = l->w + (size_t)o0 * (size_t)l->in + col;
   for (int i = 0; i < in; i++) {
@@ -167,12 +169,12 @@ static void linear_chunk(const fused_linear *l, int col, int in, linear_start st
     for (int j = 0; j < OUTS; j++) {
       float wj = w[j * l->in + i];
 #pragma omp simd
-      for (int r = 0; r < LANES; r++) acc[j][r] += wj * xi[r];
+      for (int r = 0; r < lanes; r++) acc[j][r] += wj * xi[r];
     }
   }
   for (int j = 0; j < OUTS; j++)
 #pragma omp simd
-    for (int r = 0; r < LANES; r++)
+    for (int r = 0; r < lanes; r++)
       y[(o0 + j) * R + r0 + r] = relu && acc[j][r] < 0 ? 0.0f : acc[j][r];
 }
 
@@ -199,11 +201,13 @@ static void linear(const fused_linear *l, int col, int in, linear_start st, cons
   int64_t full = R / LANES * LANES;
   int outs = l->out / OUTS * OUTS;
   for (int64_t r0 = 0; r0 < full; r0 += LANES) {
-    for (int o = 0; o < outs; o += OUTS) linear_chunk(l, col, in, st, x, R, r0, o, y, relu);
+    for (int o = 0; o < outs; o += OUTS) linear_chunk(l, col, in, st, x, R, r0, o, y, relu, LANES);
     for (int o = outs; o < l->out; o++) linear_rest(l, col, in, st, x, R, r0, LANES, o, y, relu);
   }
-  if (full < R)
-    for (int o = 0; o < l->out; o++) linear_rest(l, col, in, st, x, R, full, R - full, o, y, relu);
+  if (R - full == HALF) { /* rows are padded to whole HALF chunks */
+    for (int o = 0; o < outs; o += OUTS) linear_chunk(l, col, in, st, x, R, full, o, y, relu, HALF);
+    for (int o = outs; o < l->out; o++) linear_rest(l, col, in, st, x, R, full, HALF, o, y, relu);
+  }
 }
 
 /* The whole Linear of x (in = l->in features), from its bias. */
@@ -219,8 +223,8 @@ static void mlp(const fused_mlp *m, const float *x, int64_t R, float *t1, float 
 }
 
 /* Row geometry of a block of W samples (see the top of the file): the
- * row counts are padded to whole chunks of LANES, so that every loop over
- * rows runs on whole vectors; a padded row holds stale values that no
+ * row counts are padded to whole chunks of HALF = LANES / 2 rows, so that
+ * every loop over rows runs on whole vectors; a padded row holds stale values that no
  * real row reads. */
 typedef struct rows {
   int M, K, W;
@@ -228,7 +232,7 @@ typedef struct rows {
 } rows;
 
 static int64_t padded(int64_t n) {
-  return (n + LANES - 1) / LANES * LANES;
+  return (n + HALF - 1) / HALF * HALF;
 }
 
 static rows rows_of(int M, int K, int W) {
@@ -250,13 +254,20 @@ static void edges_from_nodes(const rows *g, const float *bs, const float *ue, in
     for (int m = 0; m < g->M; m++) {
       float *yo = y + f * g->RE + m * KW;
       const float *b = bs ? bs + f * g->RB + m * g->W : NULL, *u = ue ? ue + f * g->RU : NULL;
-      if (!b)
+      if (!b) {
         for (int64_t j = 0; j < KW; j++) yo[j] = u[j];
-      else if (g->W == 1)
-        for (int64_t j = 0; j < KW; j++) yo[j] = u ? b[0] + u[j] : b[0];
-      else
+      } else if (g->W == 1) {
+        float b0 = b[0];
+        if (u)
+          for (int64_t j = 0; j < KW; j++) yo[j] = b0 + u[j];
+        else
+          for (int64_t j = 0; j < KW; j++) yo[j] = b0;
+      } else {
         for (int k = 0; k < g->K; k++)
-          for (int s = 0; s < g->W; s++) yo[k * g->W + s] = u ? b[s] + u[k * g->W + s] : b[s];
+          for (int s = 0; s < g->W; s++) yo[k * g->W + s] = b[s];
+        if (u)
+          for (int64_t j = 0; j < KW; j++) yo[j] += u[j];
+      }
     }
 }
 
@@ -339,19 +350,20 @@ static size_t block_layout(const assoc_bfgnn_config *c, const rows *g, float *ba
 /* Block inputs of samples [s0, s0 + W) in the row layouts. */
 static void load_inputs(const rows *g, int N, const assoc_bfgnn_fused_inputs *in, int64_t s0,
                         block_bufs *bb) {
-  int M = g->M, K = g->K, W = g->W;
-  for (int m = 0; m < M; m++)
-    for (int s = 0; s < W; s++) bb->pin[m * W + s] = in->p[(s0 + s) * M + m];
-  for (int k = 0; k < K; k++)
-    for (int s = 0; s < W; s++) bb->qin[k * W + s] = in->q[(s0 + s) * K + k];
-  for (int m = 0; m < M; m++)
-    for (int k = 0; k < K; k++)
-      for (int s = 0; s < W; s++) {
-        int64_t r = (m * K + k) * W + s, b = s0 + s;
-        const float *x = in->X + ((b * M + m) * K + k) * 2 * N;
-        for (int f = 0; f < 2 * N; f++) bb->xin[f * g->RE + r] = x[f];
-        bb->xin[2 * N * g->RE + r] = in->A[(b * K + k) * M + m];
-      }
+  int M = g->M, K = g->K, W = g->W, MK = M * K;
+  for (int s = 0; s < W; s++) {
+    const float *p = in->p + (s0 + s) * M, *q = in->q + (s0 + s) * K;
+    const float *X = in->X + (s0 + s) * MK * 2 * N, *A = in->A + (s0 + s) * MK;
+    for (int m = 0; m < M; m++) bb->pin[m * W + s] = p[m];
+    for (int k = 0; k < K; k++) bb->qin[k * W + s] = q[k];
+    for (int f = 0; f < 2 * N; f++) { /* a transpose: edge e = m K + k */
+      float *x = bb->xin + f * g->RE + s;
+      for (int e = 0; e < MK; e++) x[e * W] = X[e * 2 * N + f];
+    }
+    float *a = bb->xin + 2 * N * g->RE + s; /* A is [K, M] */
+    for (int m = 0; m < M; m++)
+      for (int k = 0; k < K; k++) a[(m * K + k) * W] = A[k * M + m];
+  }
 }
 
 /* The message MLP f on [node, e] (node the BS rows when from_bs, else the
