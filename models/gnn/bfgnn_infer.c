@@ -697,6 +697,16 @@ static bool inputs_valid(const assoc_bfgnn_fused *f, const assoc_bfgnn_fused_inp
   return ok;
 }
 
+/* Block i (of W samples, the last one perhaps fewer) in thread tid's scratch. */
+static void run_block(const assoc_bfgnn_fused *f, const assoc_bfgnn_fused_inputs *in, int W,
+                      int64_t i, int tid, float *V_re, float *V_im) {
+  int64_t s0 = i * W;
+  rows g = rows_of(in->M, in->K, in->B - s0 < W ? (int)(in->B - s0) : W);
+  block_bufs bb;
+  block_layout(&f->cfg, &g, f->scratch[tid].mem, &bb);
+  block_forward(f, &g, &bb, in, s0, V_re, V_im);
+}
+
 int assoc_bfgnn_fused_beams(assoc_bfgnn_fused *f, const assoc_bfgnn_fused_inputs *in, float *V_re,
                             float *V_im) {
   if (!inputs_valid(f, in, V_re, V_im)) return -1;
@@ -710,14 +720,12 @@ int assoc_bfgnn_fused_beams(assoc_bfgnn_fused *f, const assoc_bfgnn_fused_inputs
     return -1;
   }
   /* Fixed blocks of W samples (the last may be shorter): each sample's
-   * beams do not depend on the thread that computes them. */
-#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
-  for (int64_t i = 0; i < blocks; i++) {
-    int64_t s0 = i * W;
-    rows g = rows_of(in->M, in->K, in->B - s0 < W ? (int)(in->B - s0) : W);
-    block_bufs bb;
-    block_layout(&f->cfg, &g, f->scratch[omp_get_thread_num()].mem, &bb);
-    block_forward(f, &g, &bb, in, s0, V_re, V_im);
-  }
+   * beams do not depend on the thread that computes them. One thread runs
+   * them without starting a parallel region. */
+  if (threads == 1)
+    for (int64_t i = 0; i < blocks; i++) run_block(f, in, W, i, 0, V_re, V_im);
+  else
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t i = 0; i < blocks; i++) run_block(f, in, W, i, omp_get_thread_num(), V_re, V_im);
   return 0;
 }
