@@ -36,7 +36,7 @@ VARIANTS = {"attskgs": "AttSKGS-GNN", "skgs": "SKGS-GNN", "bfgnn": "BFGNN",
 BF_HEADS = {"bfgnn": ("bfgnn", ""), "bfgnn-duality": ("bfgnn_duality", "duality head, ")}
 ASSOC_VARIANTS = ("attskgs", "skgs")
 # the fused inference of the duality head (bench_gnn fused): width -> label
-FUSED_WIDTHS = {"tiny": "tiny (d 16, h 32, L 2)", "micro": "micro (d 8, h 16, L 1)"}
+FUSED_WIDTHS = {"tiny": "tiny (d 16, h 32, L 2)", "micro": "micro (d 8, h 16, L 2)"}
 FUSED_LABEL = "duality head, fused, "
 WMMSE_GOAL = 100.0  # BFGNN inference per sample at least 100x faster than WMMSE
 # the targets of the association GNNs: (kind, width) -> minimum ratio
