@@ -608,9 +608,10 @@ static void fused_beams(const fused_setup *st, int threads, float *re, float *im
  * before or after the last Linear, Cholesky instead of LU), so each lies
  * within some multiple of 6e-8 times the function's condition of float64;
  * the fused path must be no further than 4 times the op-by-op float32
- * error (measured: 1.0-3.1 times, 1.5e-7 to 3.1e-7 in absolute terms on
- * beams of norm up to 1), with a floor of 8 round-offs of the beams' scale
- * (1) for a case where that error is itself tiny. B = 70: four full
+ * error (measured: 5e-8 to 1.7e-7 on beams of norm up to 1, 0.3-0.45
+ * times it with the duality head, whose solve runs in float64, and 2.7-3.1
+ * times with the direct head), with a floor of 8 round-offs of the beams'
+ * scale (1) for a case where that error is itself tiny. B = 70: four full
  * blocks and a short one. */
 START_TEST(bfgnn_fused_matches_forward) {
   const fused_case cases[] = {
