@@ -11,11 +11,12 @@
  *   bench_gnn fused --variant bfgnn [config]  the same two timings through the
  *       fused float32 inference (assoc_bfgnn_fused_beams): one sample on one
  *       thread (each timing the mean of FUSED_CALLS calls), and the batch of
- *       256 over the threads; and the largest difference of the batch's
- *       beams from the op-by-op forward's
+ *       256 over the threads; the CPU time per sample of the one-sample
+ *       calls and of the batch on one thread; and the largest difference of
+ *       the batch's beams from the op-by-op forward's
  *   bench_gnn wmmse [--threads T] [--steps N]  WMMSE beams of the same 256
- *       samples and association: one sample at a time on one thread, and
- *       the batch over T threads (assoc_beams_run)
+ *       samples and association: one sample at a time on one thread (also
+ *       by CPU time), and the batch over T threads (assoc_beams_run)
  * [config] includes --head direct|duality, BFGNN's beam head (assoc_bfgnn_head).
  * The samples are the paper scenario (assoc_generate, M = 2, N = 4, K = 8),
  * the association ES (each sample's exhaustive-search optimum, as the
@@ -278,10 +279,16 @@ static int bf_fused(const options *o, bf_problem *pb) {
   fused_arrays one = fused_arrays_of(pb, &pb->one), batch = fused_arrays_of(pb, &pb->infer);
   double *single_ms = malloc((size_t)o->reps * sizeof(double));
   double *batch_ms = malloc((size_t)o->steps * sizeof(double));
-  if (!f || !single_ms || !batch_ms) die("out of memory");
+  double *batch1_all = malloc((size_t)o->steps * sizeof(double));
+  if (!f || !single_ms || !batch_ms || !batch1_all) die("out of memory");
   long switches = involuntary_switches();
   omp_set_num_threads(1);
+  double c0 = thread_cpu_seconds();
   time_fused(f, &one, o->reps, 10, FUSED_CALLS, single_ms);
+  double single_cpu = (thread_cpu_seconds() - c0) / ((o->reps + 10) * FUSED_CALLS);
+  double c1 = thread_cpu_seconds(); /* the batch on this one thread too, by CPU time */
+  time_fused(f, &batch, o->steps, 2, 1, batch1_all);
+  double batch1_cpu = (thread_cpu_seconds() - c1) / ((o->steps + 2) * INFER_BATCH);
   omp_set_num_threads(o->threads);
   time_fused(f, &batch, o->steps, 2, 1, batch_ms);
   switches = involuntary_switches() - switches;
@@ -295,10 +302,12 @@ static int bf_fused(const options *o, bf_problem *pb) {
   print_ms_array("batch_ms", batch_ms, o->steps);
   printf(", \"single_threads\": 1, \"single_calls_per_timing\": %d, \"single_ms_median\": %.6f, "
          "\"infer_batch\": %d, \"batch_ms_median\": %.5f, \"batch_per_sample_ms\": %.6f, "
+         "\"single_cpu_ms\": %.6f, \"batch_1thread_cpu_per_sample_ms\": %.6f, "
          "\"max_abs_vs_ops\": %.3g, \"peak_rss_mib\": %.1f, \"involuntary_switches\": %ld}\n",
          FUSED_CALLS, median(single_ms, o->reps), INFER_BATCH, median(batch_ms, o->steps),
-         median(batch_ms, o->steps) / INFER_BATCH, diff, peak_rss_mib(), switches);
-  free(single_ms), free(batch_ms);
+         median(batch_ms, o->steps) / INFER_BATCH, 1e3 * single_cpu, 1e3 * batch1_cpu, diff,
+         peak_rss_mib(), switches);
+  free(single_ms), free(batch_ms), free(batch1_all);
   fused_arrays_free(&one), fused_arrays_free(&batch);
   assoc_bfgnn_fused_free(f);
   return 0;
@@ -367,7 +376,12 @@ int bench_wmmse_run(const options *o) {
   double *V_im = malloc((size_t)(S * per) * sizeof(double)), *rates = malloc((size_t)S * 8);
   if (!sample_ms || !batch_ms || !V_re || !V_im || !rates) die("out of memory");
   long switches = involuntary_switches();
+  int threads = omp_get_max_threads();
+  omp_set_num_threads(1);
+  double c0 = thread_cpu_seconds();
   wmmse_single(&ds, assoc, pass_ms, sample_ms, &iters, &rate);
+  double single_cpu = (thread_cpu_seconds() - c0) / (double)(WMMSE_PASSES * S);
+  omp_set_num_threads(threads);
   sg_io_error err;
   for (int i = 0; i < o->steps + 1; i++) { /* the first one untimed */
     double t0 = omp_get_wtime();
@@ -385,8 +399,9 @@ int bench_wmmse_run(const options *o) {
          median(sample_ms, (int)(WMMSE_PASSES * S)));
   print_ms_array("batch_ms", batch_ms, o->steps);
   printf(", \"batch_ms_median\": %.4f, \"batch_per_sample_ms\": %.5f, \"iters_mean\": %.2f, "
-         "\"rate_mean\": %.4f, \"peak_rss_mib\": %.1f, \"involuntary_switches\": %ld}\n",
-         batch, batch / (double)S, iters, rate, peak_rss_mib(), switches);
+         "\"rate_mean\": %.4f, \"single_cpu_ms\": %.5f, \"peak_rss_mib\": %.1f, "
+         "\"involuntary_switches\": %ld}\n",
+         batch, batch / (double)S, iters, rate, 1e3 * single_cpu, peak_rss_mib(), switches);
   free(sample_ms), free(batch_ms), free(V_re), free(V_im), free(rates), free(assoc);
   assoc_dataset_free(&ds);
   return 0;

@@ -272,7 +272,8 @@ def wmmse_section(work, widths):
            "single_ms_median_sample": wm["single_ms_median"],
            "batch_per_sample_ms": wm["batch_per_sample_ms"],
            "batch_per_sample_quartiles": wm["batch_per_sample_quartiles"],
-           "peak_rss_mib": wm["peak_rss_mib"], "goal": WMMSE_GOAL}
+           "peak_rss_mib": wm["peak_rss_mib"], "goal": WMMSE_GOAL,
+           "single_cpu_ms": rounds_median(work, "c_wmmse", "single_cpu_ms")}
     def against(ci):
         r1 = out["single_ms"] / ci["single_ms_median"]
         rb = out["batch_per_sample_ms"] / ci["batch_per_sample_ms"]
@@ -289,11 +290,28 @@ def wmmse_section(work, widths):
     for w in FUSED_WIDTHS:
         ci = pooled(work, "c", "fused", "bfgnn-duality_" + w)
         if ci:
-            out["bfgnn_fused"][w] = dict(against(ci), params=ci["params"],
-                                         max_abs_vs_ops=max(load(work, "c_fused_bfgnn-duality_%s_r%d"
-                                                                 % (w, r + 1))["max_abs_vs_ops"]
-                                                            for r in range(ci["rounds"])))
+            name = "c_fused_bfgnn-duality_" + w
+            cpu1 = rounds_median(work, name, "single_cpu_ms")
+            cpub = rounds_median(work, name, "batch_1thread_cpu_per_sample_ms")
+            out["bfgnn_fused"][w] = dict(
+                against(ci), params=ci["params"], single_cpu_ms=cpu1,
+                batch_1thread_cpu_per_sample_ms=cpub,
+                single_cpu_ratio=out["single_cpu_ms"] / cpu1 if out["single_cpu_ms"] else None,
+                batch_cpu_ratio=out["single_cpu_ms"] / cpub if out["single_cpu_ms"] else None,
+                max_abs_vs_ops=max(load(work, "%s_r%d" % (name, r + 1))["max_abs_vs_ops"]
+                                   for r in range(ci["rounds"])))
     return out
+
+
+def rounds_median(work, name, key):
+    """The median over the rounds <name>_r<n>.json of a scalar, or None."""
+    v = []
+    while True:
+        r = load(work, "%s_r%d" % (name, len(v) + 1))
+        if r is None or key not in r:
+            break
+        v.append(r[key])
+    return quantile(v, 0.5) if v else None
 
 
 def wmmse_rows(wm):
@@ -524,6 +542,18 @@ def markdown(res):
                 name, fmt(b["single_ms"]), fmt(wm["single_ms"]), fmt(b["single_ratio"]),
                 fmt(b["batch_per_sample_ms"]), fmt(wm["batch_per_sample_ms"]),
                 fmt(b["batch_ratio"]), "yes" if b["single_met"] and b["batch_met"] else "**no**"))
+    fused = wm.get("bfgnn_fused", {}) if wm else {}
+    if fused and wm.get("single_cpu_ms"):
+        L += ["", "By CPU time of the one thread that does the work (`CLOCK_THREAD_CPUTIME_ID`; "
+              "a loaded machine inflates it far less than the wall clock): WMMSE %.3f ms per "
+              "sample one at a time; the fused BFGNN one sample alone, and per sample of the "
+              "batch of 256 on that one thread." % wm["single_cpu_ms"], "",
+              "| fused BFGNN | params | 1 sample (ms) | ratio | batch on 1 thread, per sample "
+              "(ms) | ratio |", "|---|---|---|---|---|---|"]
+        for w, b in fused.items():
+            L.append("| %s | %d | %s | %s | %s | %s |" % (
+                FUSED_WIDTHS[w], b["params"], fmt(b["single_cpu_ms"]), fmt(b["single_cpu_ratio"]),
+                fmt(b["batch_1thread_cpu_per_sample_ms"]), fmt(b["batch_cpu_ratio"])))
     L += ["", "## What is measured", "",
           "- training step: zero the gradients, forward in train mode with the fixed Gumbel "
           "noise, differentiable MRT sum-rate, loss with the dual penalty (mu = [0.25, 0.5], "
