@@ -679,6 +679,32 @@ START_TEST(bfgnn_fused_threads_and_batches) {
 }
 END_TEST
 
+/* The fused inference refuses a NULL model and inputs it cannot run,
+ * naming itself and the sizes. */
+START_TEST(bfgnn_fused_misuse) {
+  fused_case c = {4, 8, 1, ASSOC_BFGNN_HEAD_DUALITY, ASSOC_BEAM_PROJECT};
+  fused_setup st = fused_setup_new(&c, 2, 3);
+  assoc_bfgnn_fused *f = assoc_bfgnn_fused_new(st.m);
+  ck_assert_ptr_nonnull(f);
+  float re[128], im[128];
+  sg_test_capture_errors();
+  ck_assert_ptr_null(assoc_bfgnn_fused_new(NULL));
+  ck_assert_str_eq(sg_test_errors.op, "assoc_bfgnn_fused_new");
+  assoc_bfgnn_fused_inputs bad = st.fin;
+  bad.B = 0;
+  ck_assert_int_eq(assoc_bfgnn_fused_beams(f, &bad, re, im), -1);
+  ck_assert_str_eq(sg_test_errors.op, "assoc_bfgnn_fused_beams");
+  ck_assert_msg(strstr(sg_test_errors.msg, "B 0, M 2, K 8"), "%s", sg_test_errors.msg);
+  bad = st.fin, bad.X = NULL;
+  ck_assert_int_eq(assoc_bfgnn_fused_beams(f, &bad, re, im), -1);
+  ck_assert_int_eq(assoc_bfgnn_fused_beams(f, &st.fin, NULL, im), -1);
+  sg_set_error_handler(NULL, NULL);
+  ck_assert_int_eq(assoc_bfgnn_fused_beams(f, &st.fin, re, im), 0);
+  assoc_bfgnn_fused_free(f);
+  fused_setup_free(&st);
+}
+END_TEST
+
 Suite *suite_bfgnn(void) {
   const sg_test_case cases[] = {
       {"gradcheck_bfgnn", gradcheck_bfgnn},
@@ -691,6 +717,7 @@ Suite *suite_bfgnn(void) {
       {"bfgnn_training_raises_rate", bfgnn_training_raises_rate},
       {"bfgnn_fused_matches_forward", bfgnn_fused_matches_forward},
       {"bfgnn_fused_threads_and_batches", bfgnn_fused_threads_and_batches},
+      {"bfgnn_fused_misuse", bfgnn_fused_misuse},
   };
   return sg_test_suite("bfgnn", cases, sizeof cases / sizeof *cases, 300);
 }

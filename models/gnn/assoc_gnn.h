@@ -356,7 +356,7 @@ typedef struct assoc_bfgnn_fused_inputs {
   int M, K;
   const float *p, *q, *X, *A;
 } assoc_bfgnn_fused_inputs;
-/* NULL after reporting (N > 8, L > 16) or when out of memory. */
+/* NULL after reporting a NULL model, or when out of memory. */
 assoc_bfgnn_fused *assoc_bfgnn_fused_new(const assoc_bfgnn *m);
 void assoc_bfgnn_fused_free(assoc_bfgnn_fused *f);
 /* 0, or -1 after reporting bad inputs or a lack of memory. */

@@ -7,6 +7,7 @@
  *   BS rows   r = m W + s          (R = M W)
  *   UE rows   r = k W + s          (R = K W)
  *   edge rows r = (m K + k) W + s  (R = M K W)
+ * (each R rounded up to a multiple of 8, see rows_of)
  * so every Linear is a loop over rows that the compiler vectorises (a
  * single sample's 16 edges are one AVX-512 vector), and a BS or UE row
  * reaches its edges by index arithmetic. Each row's value is computed by
@@ -22,10 +23,8 @@
 #include "assoc_gnn.h"
 
 enum {
-  LANES = 16,      /* rows per vector chunk of a Linear */
-  BLOCK_MAX = 16,  /* samples per block */
-  MAX_N = 8,       /* antennas of the duality head's solve */
-  MAX_LAYERS = 16, /* update layers */
+  LANES = 16,     /* rows per vector chunk of a Linear */
+  BLOCK_MAX = 16, /* samples per block */
 };
 
 #define DUALITY_LOG_BOUND 10.0f
@@ -54,8 +53,8 @@ typedef struct fused_scratch {
 struct assoc_bfgnn_fused {
   assoc_bfgnn_config cfg;
   fused_mlp mlp_p, mlp_q, mlp_e, mlp_v;
-  fused_layer layers[MAX_LAYERS];
-  float *weights; /* every w and b above */
+  fused_layer *layers; /* [L] */
+  float *weights;      /* every w and b above */
   fused_scratch *scratch;
   int n_scratch;
 };
@@ -105,28 +104,31 @@ static int model_mlps(const assoc_bfgnn *m, assoc_bfgnn_fused *f, const sg_mlp *
 }
 
 assoc_bfgnn_fused *assoc_bfgnn_fused_new(const assoc_bfgnn *m) {
-  if (!m || m->cfg.L > MAX_LAYERS || m->cfg.n_antennas > MAX_N ||
-      m->trunk.cfg.variant != ASSOC_GNN_SMA) {
-    sg_report_error("assoc_bfgnn_fused_new", __FILE__, __LINE__,
-                    "%s: the fused inference takes a BFGNN with L <= %d and N <= %d",
-                    m ? "unsupported model" : "NULL model", MAX_LAYERS, MAX_N);
+  if (!m) {
+    sg_report_error("assoc_bfgnn_fused_new", __FILE__, __LINE__, "NULL model");
     return NULL;
   }
+  int max_mlps = 4 + 5 * m->cfg.L;
   assoc_bfgnn_fused *f = calloc(1, sizeof *f);
-  if (!f) return NULL;
-  f->cfg = m->cfg;
-  const sg_mlp *src[4 + 5 * MAX_LAYERS];
-  fused_mlp *dst[4 + 5 * MAX_LAYERS];
-  int n = model_mlps(m, f, src, dst);
+  const sg_mlp **src = malloc((size_t)max_mlps * sizeof *src);
+  fused_mlp **dst = malloc((size_t)max_mlps * sizeof *dst);
+  if (f) f->layers = calloc((size_t)m->cfg.L, sizeof *f->layers);
   size_t total = 0;
-  for (int i = 0; i < n; i++) total += mlp_floats(src[i]);
-  f->weights = malloc(total * sizeof(float));
-  if (!f->weights) {
-    free(f);
-    return NULL;
+  int n = 0;
+  if (f && f->layers && src && dst) {
+    f->cfg = m->cfg;
+    n = model_mlps(m, f, src, dst);
+    for (int i = 0; i < n; i++) total += mlp_floats(src[i]);
+    f->weights = malloc(total * sizeof(float));
   }
-  float *cursor = f->weights;
-  for (int i = 0; i < n; i++) pack_mlp(dst[i], src[i], &cursor);
+  if (f && f->weights) {
+    float *cursor = f->weights;
+    for (int i = 0; i < n; i++) pack_mlp(dst[i], src[i], &cursor);
+  } else {
+    assoc_bfgnn_fused_free(f);
+    f = NULL;
+  }
+  free(src), free(dst);
   return f;
 }
 
@@ -135,6 +137,7 @@ void assoc_bfgnn_fused_free(assoc_bfgnn_fused *f) {
   for (int i = 0; i < f->n_scratch; i++) free(f->scratch[i].mem);
   free(f->scratch);
   free(f->weights);
+  free(f->layers);
   free(f);
 }
 
@@ -692,8 +695,9 @@ static bool inputs_valid(const assoc_bfgnn_fused *f, const assoc_bfgnn_fused_inp
             in->q && in->X && in->A && V_re && V_im;
   if (!ok)
     sg_report_error("assoc_bfgnn_fused_beams", __FILE__, __LINE__,
-                    "%s: need a model, B >= 1, 1 <= M <= %d, K >= 1 and every array",
-                    in ? "bad inputs" : "NULL inputs", ASSOC_MAX_BS);
+                    "B %lld, M %d, K %d: need a model, B >= 1, 1 <= M <= %d, K >= 1 and every "
+                    "input and output array",
+                    in ? (long long)in->B : 0LL, in ? in->M : 0, in ? in->K : 0, ASSOC_MAX_BS);
   return ok;
 }
 
