@@ -48,8 +48,7 @@ void usage(void) {
           "usage: bench_gnn export|train|infer|fused|gemm|wmmse [--variant attskgs|skgs|bfgnn] "
           "[--head direct|duality] [--d D] "
           "[--h H] [--L L] [--batch B] [--steps N] [--warmup N] [--reps N] "
-          "[--threads T] [--seed S] [--chunk C] [--anomaly 0|1] [--out F.npz]
-");
+          "[--threads T] [--seed S] [--chunk C] [--anomaly 0|1] [--out F.npz]\n");
   exit(2);
 }
 
