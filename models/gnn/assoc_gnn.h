@@ -214,8 +214,8 @@ typedef struct assoc_model {
 } assoc_model;
 
 /* A built-in GNN through the hook (valid while m lives): the forward is
- * assoc_gnn_forward (the Gumbel sample drawn from call->rng), eval_chunk
- * assoc_gnn_predict_chunk. */
+ * assoc_gnn_forward (the Gumbel sample drawn from call->rng; the model's
+ * own capacity, not call->capacity), eval_chunk assoc_gnn_predict_chunk. */
 assoc_model assoc_gnn_model(const assoc_gnn *m);
 
 /* m->forward on in with the output checked: A~ [B, K, M] (B, M from in->p,
