@@ -104,7 +104,7 @@ assoc_trainer *assoc_trainer_new(const assoc_train_config *cfg, const assoc_data
   return t;
 }
 
-/* The model's parameters and inputs must be of one dtype. */
+/* A model needs parameters, a forward and a known feature kind. */
 static int check_model(const assoc_model *m, sg_io_error *err) {
   if (!m || !m->params || !m->forward)
     return assoc_fail(err, "a model needs parameters and a forward callback");
