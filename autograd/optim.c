@@ -58,15 +58,15 @@ void sg_adam_free(sg_adam *o) {
     pd[j] -= tstep * (mj / (sqrt(vj) / tsqrt_bc2 + teps));                                         \
   } while (0)
 
-static void adam_update(const sg_adam *o, sg_tensor *p, sg_tensor *mt, sg_tensor *vt,
-                        int64_t step) {
+static void adam_update(const sg_adam *o, sg_tensor *p, const sg_tensor *grad, sg_tensor *mt,
+                        sg_tensor *vt, int64_t step) {
   const double b1 = o->beta1, b2 = o->beta2, eps = o->eps, wd = o->weight_decay;
   double bc1 = 1 - pow(b1, (double)step), bc2 = 1 - pow(b2, (double)step);
   double step_size = o->lr / bc1, sqrt_bc2 = sqrt(bc2);
   int64_t n = p->numel;
   SG_DISPATCH(p->dtype, T, {
     T *restrict pd = p->data, *restrict m = mt->data, *restrict v = vt->data;
-    const T *restrict gd = p->grad->data;
+    const T *restrict gd = grad->data;
     const T tb1 = (T)b1, tb2 = (T)b2, tc1 = (T)(1 - b1), tc2 = (T)(1 - b2), twd = (T)wd,
             teps = (T)eps, tstep = (T)step_size, tsqrt_bc2 = (T)sqrt_bc2;
     /* Threads only for large tensors: even an if(false) parallel region
@@ -85,8 +85,60 @@ void sg_adam_step(sg_adam *o) {
     sg_tensor *p = o->params[i];
     if (!p->grad || !p->grad_fresh) continue;
     p->grad_fresh = false;
-    adam_update(o, p, o->m[i], o->v[i], ++o->steps[i]);
+    adam_update(o, p, p->grad, o->m[i], o->v[i], ++o->steps[i]);
   }
+}
+
+/* NULL when grad fits parameter i (same dtype and shape), else why not. */
+static const char *grad_mismatch(const sg_tensor *p, const sg_tensor *grad) {
+  if (grad->dtype != p->dtype) return "dtype";
+  if (grad->ndim != p->ndim) return "shape";
+  for (int d = 0; d < p->ndim; d++)
+    if (grad->shape[d] != p->shape[d]) return "shape";
+  return grad->data ? NULL : "data (released)";
+}
+
+static const char *dtype_name(sg_dtype dt) {
+  return dt == SG_F32 ? "float32" : "float64";
+}
+
+/* Every gradient is checked before any parameter moves: a misuse leaves
+ * the optimiser and the parameters as they were. */
+static int check_grads(const sg_adam *o, sg_tensor *const *grads, int n, const char *file,
+                       int line) {
+  if (!grads || n != o->n_params) {
+    sg_report_error("sg_adam_step_grads", file, line,
+                    "%d gradients given for an optimiser over %d parameters%s", n, o->n_params,
+                    grads ? "" : " (grads is NULL)");
+    return -1;
+  }
+  for (int i = 0; i < n; i++) {
+    const sg_tensor *p = o->params[i], *g = grads[i];
+    const char *what = g ? grad_mismatch(p, g) : NULL;
+    if (!what) continue;
+    char ps[96], gs[96];
+    sg_report_error("sg_adam_step_grads", file, line,
+                    "gradient %d does not match parameter %d in %s: parameter %s %s, "
+                    "gradient %s %s",
+                    i, i, what, dtype_name(p->dtype), sg_shape_str(p->ndim, p->shape, ps),
+                    dtype_name(g->dtype), sg_shape_str(g->ndim, g->shape, gs));
+    return -1;
+  }
+  return 0;
+}
+
+int(sg_adam_step_grads)(sg_adam *o, sg_tensor *const *grads, int n, const char *file, int line) {
+  if (!o) {
+    sg_report_error("sg_adam_step_grads", file, line, "NULL optimiser");
+    return -1;
+  }
+  if (check_grads(o, grads, n, file, line)) return -1;
+  for (int i = 0; i < n; i++) {
+    if (!grads[i]) continue;
+    sg_grad_materialize(grads[i]); /* a gradient of the tape may be stored as one value */
+    adam_update(o, o->params[i], grads[i], o->m[i], o->v[i], ++o->steps[i]);
+  }
+  return 0;
 }
 
 void sg_params_zero_grad(sg_tensor *const *params, int n_params) {

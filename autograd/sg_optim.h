@@ -26,7 +26,24 @@ typedef struct sg_adam {
 
 /* Adam with PyTorch's defaults (beta 0.9/0.999, eps 1e-8, no weight decay). */
 sg_adam *sg_adam_new(sg_tensor *const *params, int n_params, double lr);
+/* One step over the parameters whose gradient (p->grad) a backward wrote
+ * since the previous step. */
 void sg_adam_step(sg_adam *opt);
+/* One step with gradients the caller supplies: grads[i] (n == n_params
+ * entries, in the order of the parameters given to sg_adam_new) is the
+ * gradient of parameter i, of its dtype and shape, or NULL to leave that
+ * parameter (and its step count) untouched. The parameters' own grad
+ * fields are neither read nor cleared. The update is the one sg_adam_step
+ * makes (the same code): equal gradients give bitwise equal parameters and
+ * moments. On misuse (n not the parameter count, a gradient of another
+ * dtype or shape) nothing is updated and the error handler receives the
+ * op, the parameter index, both shapes and the caller's file and line;
+ * returns 0, or -1 after reporting. E.g. gradients from finite differences
+ * or from another framework:
+ *   sg_tensor *g[2] = {grad_w, grad_b};
+ *   sg_adam_step_grads(opt, g, 2); */
+int(sg_adam_step_grads)(sg_adam *opt, sg_tensor *const *grads, int n, const char *file, int line);
+#define sg_adam_step_grads(opt, grads, n) (sg_adam_step_grads)(opt, grads, n, __FILE__, __LINE__)
 void sg_adam_free(sg_adam *opt);
 
 /* Zeroes the gradients of all parameters. */

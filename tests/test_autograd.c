@@ -417,6 +417,101 @@ START_TEST(adam_matches_formula) {
 }
 END_TEST
 
+/* Two optimisers over equal copies of the same parameters, one stepped by
+ * sg_adam_step on backward gradients, the other by sg_adam_step_grads on
+ * copies of those gradients (a NULL entry for the parameter no loss
+ * reaches): parameters and moments agree bit for bit after every step, in
+ * both dtypes and with weight decay. */
+static sg_tensor *copy_leaf(const sg_tensor *t) {
+  sg_tensor *c = sg_clone(NULL, t);
+  sg_set_requires_grad(c, true);
+  return c;
+}
+
+static void assert_bitwise(const sg_tensor *a, const sg_tensor *b, const char *what) {
+  size_t bytes = (size_t)a->numel * sg_dtype_size(a->dtype);
+  ck_assert_msg(a->numel == b->numel && memcmp(a->data, b->data, bytes) == 0, "%s differs", what);
+}
+
+START_TEST(adam_step_grads_matches_adam_step) {
+  for (int dt = 0; dt < 2; dt++) {
+    sg_rng r;
+    sg_rng_seed(&r, 90 + dt);
+    sg_tensor *p[3] = {sg_rand_uniform(NULL, &r, (sg_dtype)dt, 2, (int64_t[]){7, 5}, -1, 1),
+                       sg_rand_uniform(NULL, &r, (sg_dtype)dt, 1, (int64_t[]){5}, -1, 1),
+                       sg_rand_uniform(NULL, &r, (sg_dtype)dt, 1, (int64_t[]){3}, -1, 1)};
+    sg_tensor *q[3];
+    for (int i = 0; i < 3; i++) sg_set_requires_grad(p[i], true), q[i] = copy_leaf(p[i]);
+    sg_adam *a = sg_adam_new(p, 3, 0.02), *b = sg_adam_new(q, 3, 0.02);
+    a->weight_decay = b->weight_decay = 0.01;
+    sg_graph *g = sg_graph_new();
+    for (int step = 0; step < 4; step++) {
+      /* loss sum(tanh(x p0 + p1)); p2 is not used: no gradient */
+      sg_tensor *x = sg_rand_normal(g, &r, (sg_dtype)dt, 2, (int64_t[]){4, 7}, 0, 1);
+      sg_params_zero_grad(p, 3);
+      sg_backward(g,
+                  sg_sum_all(g, sg_tanh(g, sg_add(g, sg_matmul(g, x, p[0], false, false), p[1]))));
+      sg_tensor *grads[3] = {sg_clone(g, p[0]->grad), sg_clone(g, p[1]->grad), NULL};
+      sg_adam_step(a);
+      ck_assert_int_eq(sg_adam_step_grads(b, grads, 3), 0);
+      for (int i = 0; i < 3; i++) {
+        assert_bitwise(p[i], q[i], "parameter");
+        assert_bitwise(a->m[i], b->m[i], "first moment");
+        assert_bitwise(a->v[i], b->v[i], "second moment");
+        ck_assert_int_eq(a->steps[i], b->steps[i]);
+      }
+      sg_graph_reset(g);
+    }
+    ck_assert_int_eq(b->steps[0], 4);
+    ck_assert_int_eq(b->steps[2], 0); /* NULL: untouched */
+    sg_graph_free(g);
+    sg_adam_free(a), sg_adam_free(b);
+    for (int i = 0; i < 3; i++) sg_free(p[i]), sg_free(q[i]);
+  }
+}
+END_TEST
+
+/* A gradient of the wrong shape or dtype, or the wrong count, is reported
+ * (op, parameter index, both shapes, call site) and nothing moves. */
+START_TEST(adam_step_grads_reports_mismatch) {
+  sg_rng r;
+  sg_rng_seed(&r, 95);
+  sg_tensor *p[2] = {sg_rand_uniform(NULL, &r, SG_F32, 2, (int64_t[]){2, 3}, -1, 1),
+                     sg_rand_uniform(NULL, &r, SG_F32, 1, (int64_t[]){3}, -1, 1)};
+  for (int i = 0; i < 2; i++) sg_set_requires_grad(p[i], true);
+  sg_tensor *before = sg_clone(NULL, p[0]);
+  sg_adam *opt = sg_adam_new(p, 2, 0.1);
+  sg_tensor *good = sg_ones(NULL, SG_F32, 2, (int64_t[]){2, 3});
+  sg_tensor *wrong_shape = sg_ones(NULL, SG_F32, 1, (int64_t[]){4});
+  sg_tensor *wrong_dtype = sg_ones(NULL, SG_F64, 1, (int64_t[]){3});
+  sg_test_errors = (sg_test_error_log){0};
+  sg_test_capture_errors();
+  int line = __LINE__ + 1;
+  ck_assert_int_eq(sg_adam_step_grads(opt, ((sg_tensor *[]){good, wrong_shape}), 2), -1);
+  ck_assert_int_eq(sg_test_errors.count, 1);
+  ck_assert_str_eq(sg_test_errors.op, "sg_adam_step_grads");
+  ck_assert_msg(strstr(sg_test_errors.msg, "parameter 1") && strstr(sg_test_errors.msg, "[3]") &&
+                    strstr(sg_test_errors.msg, "[4]"),
+                "message: %s", sg_test_errors.msg);
+  ck_assert_msg(strstr(sg_test_errors.file, "test_autograd.c") != NULL, "file: %s",
+                sg_test_errors.file);
+  ck_assert_int_eq(sg_test_errors.line, line);
+  ck_assert_int_eq(sg_adam_step_grads(opt, ((sg_tensor *[]){good, wrong_dtype}), 2), -1);
+  ck_assert_msg(strstr(sg_test_errors.msg, "float32") && strstr(sg_test_errors.msg, "float64"),
+                "message: %s", sg_test_errors.msg);
+  ck_assert_int_eq(sg_adam_step_grads(opt, ((sg_tensor *[]){good}), 1), -1);
+  ck_assert_msg(strstr(sg_test_errors.msg, "1 gradients") && strstr(sg_test_errors.msg, "2 param"),
+                "message: %s", sg_test_errors.msg);
+  ck_assert_int_eq(sg_test_errors.count, 3);
+  sg_set_error_handler(NULL, NULL);
+  assert_bitwise(p[0], before, "parameter after a refused step"); /* the good one did not move */
+  ck_assert_int_eq(opt->steps[0], 0);
+  sg_adam_free(opt);
+  sg_free(good), sg_free(wrong_shape), sg_free(wrong_dtype), sg_free(before);
+  for (int i = 0; i < 2; i++) sg_free(p[i]);
+}
+END_TEST
+
 Suite *suite_autograd(void) {
   Suite *s = suite_create("autograd");
   TCase *tc = tcase_create("autograd");
@@ -431,6 +526,8 @@ Suite *suite_autograd(void) {
   tcase_add_test(tc, steady_state_step_allocates_nothing);
   tcase_add_test(tc, released_blocks_merge_and_split);
   tcase_add_test(tc, adam_matches_formula);
+  tcase_add_test(tc, adam_step_grads_matches_adam_step);
+  tcase_add_test(tc, adam_step_grads_reports_mismatch);
   tcase_set_timeout(tc, 120);
   suite_add_tcase(s, tc);
   return s;

@@ -137,6 +137,14 @@ int assoc_eval_infer(const assoc_gnn *m, const assoc_dataset *ds, const assoc_ev
 int assoc_eval_model(const assoc_gnn *m, const assoc_dataset *ds, const assoc_eval_opts *o,
                      const double *es_rate, assoc_eval_metrics *out, double *A,
                      const assoc_eval_assocs *assocs, sg_io_error *err);
+/* The same for any model (assoc_gnn.h, assoc_model; assoc_eval_model is
+ * this on assoc_gnn_model): its inference in batches of o->batch (chunks
+ * of m->eval_chunk), the roundings and metrics of A~, the timings and
+ * sg_params_numel(m->params). The model must accept ds (its feature
+ * width on ds->N antennas). 0, or -1 with a message. */
+int assoc_model_eval(const assoc_model *m, const assoc_dataset *ds, const assoc_eval_opts *o,
+                     const double *es_rate, assoc_eval_metrics *out, double *A,
+                     const assoc_eval_assocs *assocs, sg_io_error *err);
 
 /* ---- reports ------------------------------------------------------------------------ */
 

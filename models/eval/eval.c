@@ -208,7 +208,7 @@ static int cmp_double(const void *a, const void *b) {
 
 /* Median wall time in seconds of single-sample forwards over the first n
  * samples (outputs discarded). NaN if n = 0. */
-static double single_sample_latency(const assoc_gnn *m, const assoc_dataset *ds, double scale,
+static double single_sample_latency(const assoc_model *m, const assoc_dataset *ds, double scale,
                                     int n) {
   if (n > ds->S) n = (int)ds->S;
   if (n <= 0) return NAN;
@@ -216,7 +216,7 @@ static double single_sample_latency(const assoc_gnn *m, const assoc_dataset *ds,
   double *A = sg_malloc((size_t)n * ds->K * ds->M * sizeof *A);
   assoc_gnn_infer_opts io = {.feature_scale = scale, .batch = 1, .chunk = 0};
   double median = NAN;
-  if (t && A && !assoc_gnn_infer(m, ds, n, &io, A, t, NULL, NULL)) {
+  if (t && A && !assoc_model_infer(m, ds, n, &io, A, t, NULL, NULL)) {
     qsort(t, n, sizeof *t, cmp_double);
     median = n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
   }
@@ -239,14 +239,18 @@ static int sampled_metrics(const assoc_dataset *ds, const double *A, const assoc
   return rc;
 }
 
-int assoc_eval_model(const assoc_gnn *m, const assoc_dataset *ds, const assoc_eval_opts *o,
+int assoc_model_eval(const assoc_model *m, const assoc_dataset *ds, const assoc_eval_opts *o,
                      const double *es_rate, assoc_eval_metrics *out, double *A_out,
                      const assoc_eval_assocs *assocs, sg_io_error *err) {
+  if (!m || !m->params || !m->forward)
+    return assoc_fail(err, "evaluation needs a model with parameters and a forward");
   size_t SKM = (size_t)ds->S * ds->K * ds->M;
   double *A = A_out ? A_out : sg_malloc(SKM * sizeof *A);
   if (!A) return assoc_fail(err, "out of memory");
   double seconds = 0.0;
-  int rc = assoc_eval_infer(m, ds, o, A, &seconds, err);
+  /* chunk 0: the model's eval_chunk, which bounds the working memory */
+  assoc_gnn_infer_opts io = {.feature_scale = o->feature_scale, .batch = o->batch, .chunk = 0};
+  int rc = assoc_model_infer(m, ds, ds->S, &io, A, NULL, &seconds, err);
   double latency = rc ? NAN : single_sample_latency(m, ds, o->feature_scale, o->latency_samples);
   if (!rc && assoc_eval_assoc_metrics(ds, A, es_rate, out, assocs))
     rc = assoc_fail(err, "out of memory");
@@ -256,8 +260,16 @@ int assoc_eval_model(const assoc_gnn *m, const assoc_dataset *ds, const assoc_ev
     out->latency_us = 1e6 * latency;
     out->batch = o->batch;
     out->threads = omp_get_max_threads();
-    out->params = assoc_gnn_param_count(m);
+    out->params = sg_params_numel(m->params);
   }
   if (A != A_out) sg_mfree(A);
   return rc;
+}
+
+int assoc_eval_model(const assoc_gnn *m, const assoc_dataset *ds, const assoc_eval_opts *o,
+                     const double *es_rate, assoc_eval_metrics *out, double *A_out,
+                     const assoc_eval_assocs *assocs, sg_io_error *err) {
+  if (assoc_eval_check(m, ds, err)) return -1;
+  assoc_model net = assoc_gnn_model(m);
+  return assoc_model_eval(&net, ds, o, es_rate, out, A_out, assocs, err);
 }

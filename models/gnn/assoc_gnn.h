@@ -171,6 +171,95 @@ int assoc_gnn_infer(const assoc_gnn *m, const assoc_dataset *ds, int64_t count,
                     const assoc_gnn_infer_opts *o, double *A, double *batch_seconds,
                     double *seconds, sg_io_error *err);
 
+/* ---- a model of one's own: the hook of training and evaluation (models/gnn/model.c) --- */
+
+/* Any association model the library's training loop (assoc_train.h:
+ * assoc_trainer_new_model, assoc_train_run with assoc_train_io.model) and
+ * evaluation (assoc_eval.h: assoc_model_eval) can run: a registry of
+ * trainable parameters and a forward callback from the batch inputs to the
+ * soft association A~. The four GNNs run through the same hook
+ * (assoc_gnn_model), so the loss, the dual update of mu, the schedule, the
+ * data order and the metrics are the same code for both.
+ *
+ * The callback returns A~ [B, K, M] (UE rows, BS columns, of the
+ * parameters' dtype), not logits: the loss (sum-rate with load penalty, or
+ * the ES cross-entropy) and every rounding read A~, and the model chooses
+ * its normalisation. Rows should be non-negative and sum to at most 1 (a
+ * row summing to less serves the UE partly). To normalise the paper's way,
+ * compute logits [B, K, M] and pass them to assoc_gnn_post_process (softmax,
+ * Gumbel-softmax, or Gumbel-softmax + capacity Sinkhorn). */
+
+/* What a forward is asked for. */
+typedef struct assoc_model_call {
+  assoc_gnn_mode mode;        /* TRAIN: noise on (if any), gradients recorded; EVAL: deterministic,
+                                 the graph's grad mode off */
+  sg_rng *rng;                /* TRAIN: the run's generator (Gumbel noise, dropout); EVAL: NULL */
+  double capacity;            /* N: the most UEs a BS may serve (the Sinkhorn column cap) */
+  sg_sinkhorn_info *sinkhorn; /* a Sinkhorn layer may report here (assoc_gnn_post_process
+                                 does); zeroed before the call, may be left so */
+} assoc_model_call;
+
+/* in: the batch inputs of assoc_gnn_batch_make in the model's dtype and
+ * feature kind (p [B, M, Fp], q [B, K, Fq], H [B, M, K, Fe]; the couplings
+ * are for the loss, NULL in eval mode). Returns A~ [B, K, M] in g, or NULL
+ * after reporting a failure. The call must consume the same random draws
+ * for the same inputs (runs are reproducible bit for bit). */
+typedef sg_tensor *(*assoc_model_forward_fn)(void *ctx, sg_graph *g, const assoc_gnn_batch *in,
+                                             const assoc_model_call *call);
+
+typedef struct assoc_model {
+  const char *name;            /* in messages and reports */
+  sg_params *params;           /* the trainable parameters (Adam's); their dtype is the inputs' */
+  assoc_feature_kind features; /* which edge features the batches carry (assoc_feature_width) */
+  assoc_model_forward_fn forward;
+  /* Optional: samples per eval-mode forward on K UEs and M BSs, to bound
+   * inference memory; NULL: a whole batch at a time. */
+  int64_t (*eval_chunk)(void *ctx, int64_t K, int64_t M);
+  void *ctx; /* passed to forward and eval_chunk */
+} assoc_model;
+
+/* A built-in GNN through the hook (valid while m lives): the forward is
+ * assoc_gnn_forward (the Gumbel sample drawn from call->rng; the model's
+ * own capacity, not call->capacity), eval_chunk assoc_gnn_predict_chunk. */
+assoc_model assoc_gnn_model(const assoc_gnn *m);
+
+/* m->forward on in with the output checked: A~ [B, K, M] (B, M from in->p,
+ * K from in->q) of the parameters' dtype; else NULL after reporting the
+ * model's name, the shapes and the call site. */
+sg_tensor *(assoc_model_forward)(sg_graph *g, const assoc_model *m, const assoc_gnn_batch *in,
+                                 const assoc_model_call *call);
+#define assoc_model_forward(g, ...) (assoc_model_forward)(SG_AT(g), __VA_ARGS__)
+
+/* assoc_gnn_predict for any model: eval-mode A~ of a batch (inputs not in
+ * g), a chunk of samples at a time on the scratch graph g (chunk <= 0:
+ * m->eval_chunk, else the whole batch). A caller-owned tensor, or NULL
+ * after reporting. */
+sg_tensor *(assoc_model_predict)(sg_graph *g, const assoc_model *m, const assoc_gnn_batch *in,
+                                 double capacity, int64_t chunk);
+#define assoc_model_predict(g, ...) (assoc_model_predict)(SG_AT(g), __VA_ARGS__)
+
+/* assoc_gnn_infer for any model (the same batches, timings and chunks).
+ * 0, or -1 with a message. */
+int assoc_model_infer(const assoc_model *m, const assoc_dataset *ds, int64_t count,
+                      const assoc_gnn_infer_opts *o, double *A, double *batch_seconds,
+                      double *seconds, sg_io_error *err);
+
+/* The post-processing of the four GNNs (docs/models.md) on logits Ahat
+ * [B, K, M], for a model of one's own: of c only variant, tau, sk_iters,
+ * sk_balanced and capacity are read.
+ *   SMA:            softmax over the BSs;
+ *   GS:             Gumbel-softmax (train mode), softmax(Ahat / tau) (eval);
+ *   SKGS, AttSKGS:  log-softmax((Ahat + G) / tau), then sk_iters capacity
+ *                   Sinkhorn iterations (rows sum to 1, columns to at most
+ *                   capacity), exponentiated.
+ * In train mode the Gumbel sample G is noise [B, K, M] when given, else
+ * drawn from rng. info (may be NULL) receives the Sinkhorn's report.
+ * Differentiable in logits; NULL after reporting a misuse. */
+sg_tensor *(assoc_gnn_post_process)(sg_graph *g, const assoc_gnn_config *c, sg_tensor *logits,
+                                    assoc_gnn_mode mode, sg_rng *rng, sg_tensor *noise,
+                                    sg_sinkhorn_info *info);
+#define assoc_gnn_post_process(g, ...) (assoc_gnn_post_process)(SG_AT(g), __VA_ARGS__)
+
 /* ---- evaluation helpers ------------------------------------------------------ */
 
 /* One-hot of each row's argmax (ties: lowest m) of A [B, K, M]; no gradient. */

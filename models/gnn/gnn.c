@@ -329,15 +329,20 @@ static sg_tensor *balanced_sinkhorn(sg_graph *g, const assoc_gnn_config *c, sg_t
 }
 
 /* Ahat -> A~ (models.md post-processing). */
-static sg_tensor *post_process(sg_graph *g, const assoc_gnn *m, sg_tensor *logits,
-                               assoc_gnn_mode mode, sg_rng *rng, sg_tensor *noise,
-                               sg_sinkhorn_info *info) {
-  const assoc_gnn_config *c = &m->cfg;
+sg_tensor *(assoc_gnn_post_process)(sg_graph *g, const assoc_gnn_config *c, sg_tensor *logits,
+                                    assoc_gnn_mode mode, sg_rng *rng, sg_tensor *noise,
+                                    sg_sinkhorn_info *info) {
+  if (!c || !logits) return NULL;
   if (c->variant == ASSOC_GNN_SMA) return sg_softmax(g, logits, -1);
   bool noisy = mode == ASSOC_GNN_TRAIN;
+  if (noisy && !noise && !rng) {
+    sg_op_error(g, "assoc_gnn_post_process", "train mode of %s needs Gumbel noise or an rng",
+                assoc_gnn_variant_name(c->variant));
+    return NULL;
+  }
   /* Drawn here rather than inside the op, so that every variant consumes
    * the generator in the same way. */
-  if (noisy && !noise) noise = sg_rand_gumbel(g, rng, c->dtype, 3, logits->shape);
+  if (noisy && !noise) noise = sg_rand_gumbel(g, rng, logits->dtype, 3, logits->shape);
   switch (c->variant) {
   case ASSOC_GNN_GS:
     if (noisy) return sg_gumbel_softmax(g, logits, c->tau, -1, false, noise, NULL);
@@ -378,7 +383,7 @@ assoc_gnn_output(assoc_gnn_forward)(sg_graph *g, const assoc_gnn *m, sg_tensor *
   if (!out.logits) return out;
   sg_release(g, scores);           /* copied; the reshape's backward does not read it */
   sg_release_after_backward(g, e); /* the node embeddings are NULL after layer L */
-  out.assoc = post_process(g, m, out.logits, mode, rng, noise, &out.sinkhorn);
+  out.assoc = assoc_gnn_post_process(g, &m->cfg, out.logits, mode, rng, noise, &out.sinkhorn);
   return out;
 }
 
@@ -397,16 +402,6 @@ int64_t assoc_gnn_predict_chunk(const assoc_gnn *m, int64_t K, int64_t M) {
   return chunk < 1 ? 1 : chunk;
 }
 
-/* Samples [start, start+n) of a batch-major tensor, copied into g. */
-static sg_tensor *samples_of(sg_graph *g, const sg_tensor *t, int64_t start, int64_t n) {
-  int64_t shape[SG_MAX_DIMS];
-  memcpy(shape, t->shape, (size_t)t->ndim * sizeof *shape);
-  shape[0] = n;
-  size_t sample_bytes = (size_t)(t->numel / t->shape[0]) * sg_dtype_size(t->dtype);
-  return sg_from_data(g, t->dtype, t->ndim, shape,
-                      (const unsigned char *)t->data + (size_t)start * sample_bytes);
-}
-
 sg_tensor *(assoc_gnn_predict)(sg_graph *g, const assoc_gnn *m, const sg_tensor *p,
                                const sg_tensor *q, const sg_tensor *H, int64_t chunk) {
   if (!m || !p || !q || !H ||
@@ -416,28 +411,12 @@ sg_tensor *(assoc_gnn_predict)(sg_graph *g, const assoc_gnn *m, const sg_tensor 
     sg_op_error(g, "assoc_gnn_predict", "the inputs live in the scratch graph, which it resets");
     return NULL;
   }
-  int64_t B = p->shape[0], M = p->shape[1], K = q->shape[1];
-  if (chunk <= 0) chunk = assoc_gnn_predict_chunk(m, K, M);
-  sg_tensor *out = sg_empty(NULL, m->cfg.dtype, 3, (int64_t[]){B, K, M});
-  if (!out) return NULL;
-  size_t sample_bytes = (size_t)(K * M) * sg_dtype_size(m->cfg.dtype);
-  bool was = sg_set_grad_enabled(g, false);
-  for (int64_t start = 0; start < B; start += chunk) {
-    int64_t n = B - start < chunk ? B - start : chunk;
-    sg_graph_reset(g);
-    assoc_gnn_output o =
-        assoc_gnn_forward(g, m, samples_of(g, p, start, n), samples_of(g, q, start, n),
-                          samples_of(g, H, start, n), ASSOC_GNN_EVAL, NULL, NULL);
-    if (!o.assoc) {
-      sg_free(out);
-      out = NULL;
-      break;
-    }
-    memcpy((unsigned char *)out->data + (size_t)start * sample_bytes, o.assoc->data,
-           (size_t)n * sample_bytes);
-  }
-  sg_set_grad_enabled(g, was); /* g keeps the last chunk until its next reset */
-  return out;
+  assoc_model net = assoc_gnn_model(m);
+  /* The inputs are only read: the batch struct holds them as it holds a
+   * mini-batch's. */
+  assoc_gnn_batch in = {
+      .B = p->shape[0], .p = (sg_tensor *)p, .q = (sg_tensor *)q, .H = (sg_tensor *)H};
+  return assoc_model_predict(g, &net, &in, m->cfg.capacity, chunk);
 }
 
 /* ---- evaluation helpers ------------------------------------------------------ */

@@ -135,23 +135,25 @@ static int infer_graphs_new(infer_graphs *e) {
 }
 
 /* A~ of samples [start, start+B) into dst (B x K x M); 0 or -1. */
-static int infer_batch(const infer_graphs *e, const assoc_gnn *m, const assoc_dataset *ds,
+static int infer_batch(const infer_graphs *e, const assoc_model *m, const assoc_dataset *ds,
                        int64_t start, int64_t B, const assoc_gnn_infer_opts *o, double *dst) {
   sg_graph_reset(e->inputs);
   assoc_gnn_batch in;
-  if (assoc_gnn_batch_make(e->inputs, ds, NULL, start, B, o->feature_scale, m->cfg.features,
-                           m->cfg.dtype, false, &in))
+  if (assoc_gnn_batch_make(e->inputs, ds, NULL, start, B, o->feature_scale, m->features,
+                           m->params->dtype, false, &in))
     return -1;
-  sg_tensor *A = assoc_gnn_predict(e->scratch, m, in.p, in.q, in.H, o->chunk);
+  sg_tensor *A = assoc_model_predict(e->scratch, m, &in, ds->N, o->chunk);
   if (!A) return -1;
   for (int64_t i = 0; i < A->numel; i++) dst[i] = sg_get(A, i);
   sg_free(A);
   return 0;
 }
 
-int assoc_gnn_infer(const assoc_gnn *m, const assoc_dataset *ds, int64_t count,
-                    const assoc_gnn_infer_opts *o, double *A, double *batch_seconds,
-                    double *seconds, sg_io_error *err) {
+int assoc_model_infer(const assoc_model *m, const assoc_dataset *ds, int64_t count,
+                      const assoc_gnn_infer_opts *o, double *A, double *batch_seconds,
+                      double *seconds, sg_io_error *err) {
+  if (!m || !m->params || !m->forward)
+    return assoc_fail(err, "inference needs a model with parameters and a forward");
   if (!(o->feature_scale > 0) || o->batch < 1)
     return assoc_fail(err, "feature scale %g must be > 0 and batch %lld >= 1", o->feature_scale,
                       (long long)o->batch);
@@ -168,10 +170,17 @@ int assoc_gnn_infer(const assoc_gnn *m, const assoc_dataset *ds, int64_t count,
     total += dt;
     if (batch_seconds) batch_seconds[b] = dt;
     if (rc)
-      assoc_fail(err, "model forward failed on samples %lld..%lld (reported above)",
-                 (long long)start, (long long)(start + B - 1));
+      assoc_fail(err, "%s: forward failed on samples %lld..%lld (reported above)",
+                 m->name ? m->name : "model", (long long)start, (long long)(start + B - 1));
   }
   infer_graphs_free(&e);
   if (seconds) *seconds = total;
   return rc;
+}
+
+int assoc_gnn_infer(const assoc_gnn *m, const assoc_dataset *ds, int64_t count,
+                    const assoc_gnn_infer_opts *o, double *A, double *batch_seconds,
+                    double *seconds, sg_io_error *err) {
+  assoc_model net = assoc_gnn_model(m);
+  return assoc_model_infer(&net, ds, count, o, A, batch_seconds, seconds, err);
 }

@@ -18,7 +18,18 @@
  *     assoc_trainer_save(t, "model.npz", &err);
  *   }
  *   assoc_trainer_free(t);
- * or the whole loop with logging and checkpointing: assoc_train_run. */
+ * or the whole loop with logging and checkpointing: assoc_train_run.
+ *
+ * A model of one's own (assoc_gnn.h, assoc_model: a parameter registry and
+ * a forward callback returning A~) trains through the same loop with
+ * assoc_trainer_new_model, or assoc_train_run with assoc_train_io.model:
+ *   assoc_model net = {.name = "edge MLP", .params = params,
+ *                      .features = ASSOC_FEATURES_CHANNEL, .forward = my_forward,
+ *                      .ctx = &my_model};
+ *   assoc_train_io io = {.model = &net, .epoch_fn = print_epoch};
+ *   assoc_train_run(&c, &train, &test, &io, &res, &err);
+ *   assoc_model_eval(&net, &test, &eval_opts, es_rate, &metrics, NULL, NULL, &err);
+ * (examples/custom_model.c is a complete program.) */
 #ifndef ASSOC_TRAIN_H
 #define ASSOC_TRAIN_H
 
@@ -100,6 +111,11 @@ assoc_gnn_config assoc_train_gnn_config(const assoc_train_config *c, int N);
  * 0, or -1 with a message. */
 int assoc_gnn_evaluate(const assoc_gnn *m, const assoc_dataset *ds, double feature_scale,
                        int64_t eval_batch, int64_t limit, assoc_metrics *out, sg_io_error *err);
+/* The same for any model (assoc_gnn.h, assoc_model): what the trainer
+ * reports per epoch on its test set. */
+int assoc_model_test_metrics(const assoc_model *m, const assoc_dataset *ds, double feature_scale,
+                             int64_t eval_batch, int64_t limit, assoc_metrics *out,
+                             sg_io_error *err);
 
 /* ---- float32 against float64 ------------------------------------------------ */
 
@@ -253,6 +269,21 @@ assoc_trainer *assoc_trainer_new(const assoc_train_config *cfg, const assoc_data
 assoc_trainer *assoc_trainer_resume(const char *checkpoint, const assoc_train_config *override,
                                     const assoc_dataset *train, const assoc_dataset *test,
                                     sg_io_error *err);
+/* A new run of a model of one's own (assoc_gnn.h, assoc_model) on the
+ * same loop: Adam over model->params (at their current values: initialise
+ * them first), mu = 0, the generator seeded from cfg->seed (data order,
+ * and model->forward's draws from call->rng). Of cfg's model knobs none is
+ * used (variant, d, h, L, tau, sk_iters, sk_balanced); dtype and features
+ * are the model's (its parameters' dtype, model->features); everything
+ * else (loss, delta, t_mu, schedule, batch, epochs, eval_batch, threads,
+ * feature_scale) applies as for the GNNs, and must pass
+ * assoc_train_config_check. The model (its parameters and ctx) must
+ * outlive the trainer, which does not own it. Checkpoints hold the
+ * built-in GNNs only: assoc_trainer_save refuses for such a run (write
+ * the parameters with sg_npz). NULL with a message as assoc_trainer_new. */
+assoc_trainer *assoc_trainer_new_model(const assoc_train_config *cfg, const assoc_model *model,
+                                       const assoc_dataset *train, const assoc_dataset *test,
+                                       sg_io_error *err);
 void assoc_trainer_free(assoc_trainer *t);
 
 /* Trains one epoch (then the dual update when the epoch number is a
@@ -275,6 +306,9 @@ int64_t assoc_trainer_step(const assoc_trainer *t); /* optimiser steps so far */
 const assoc_gnn *assoc_trainer_model(const assoc_trainer *t);
 double assoc_trainer_feature_scale(const assoc_trainer *t);
 const double *assoc_trainer_mu(const assoc_trainer *t); /* [M] */
+/* What the run trains: assoc_gnn_model of the built-in GNN, or the model
+ * given to assoc_trainer_new_model (for which assoc_trainer_model is NULL). */
+const assoc_model *assoc_trainer_net(const assoc_trainer *t);
 
 /* ---- the whole loop ------------------------------------------------------------ */
 
@@ -287,6 +321,10 @@ typedef struct assoc_train_io {
   void (*epoch_fn)(void *user, const assoc_epoch_stats *st); /* after each epoch, or NULL */
   void *user;
   volatile sig_atomic_t *stop; /* see assoc_trainer_run_epoch */
+  /* A model of one's own (assoc_trainer_new_model), or NULL: the built-in
+   * GNN of cfg->variant. With a model, out and resume must be NULL
+   * (checkpoints hold the built-in GNNs). */
+  const assoc_model *model;
 } assoc_train_io;
 
 typedef struct assoc_train_result {

@@ -50,11 +50,15 @@ int assoc_train_run(const assoc_train_config *cfg, const assoc_dataset *train,
   assoc_train_result local;
   if (!res) res = &local;
   *res = (assoc_train_result){0};
-  assoc_trainer *t = io->resume ? assoc_trainer_resume(io->resume, cfg, train, test, err)
-                                : assoc_trainer_new(cfg, train, test, err);
+  if (io->model && (io->out || io->resume))
+    return assoc_fail(err, "%s: checkpoints (out, resume) hold the built-in GNNs only",
+                      io->model->name ? io->model->name : "a model of one's own");
+  assoc_trainer *t = io->model    ? assoc_trainer_new_model(cfg, io->model, train, test, err)
+                     : io->resume ? assoc_trainer_resume(io->resume, cfg, train, test, err)
+                                  : assoc_trainer_new(cfg, train, test, err);
   if (!t) return -1;
   res->M = t->M;
-  res->params = assoc_gnn_param_count(t->model);
+  res->params = sg_params_numel(t->net.params);
   assoc_train_log log_file, *log = io->log ? &log_file : NULL;
   int rc = log ? assoc_log_open(log, io->log, io->resume ? t->epoch : -1, t->M, err) : 0;
   if (!rc) rc = run_epochs(t, io, log, res, err);

@@ -93,7 +93,9 @@ void assoc_checkpoint_state_free(assoc_checkpoint_state *st);
 struct assoc_trainer {
   assoc_train_config cfg;
   const assoc_dataset *train, *test;
-  assoc_gnn *model;
+  assoc_gnn *model; /* the built-in GNN (owned), or NULL for a model of one's own */
+  assoc_model net;  /* what the steps and the test metrics run: model's, or the caller's */
+  double capacity;  /* N of the load constraint */
   sg_adam *adam;
   sg_graph *graph;
   sg_rng rng;

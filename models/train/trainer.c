@@ -53,6 +53,7 @@ static int solve_labels(assoc_trainer *t, sg_io_error *err) {
 static int trainer_setup(assoc_trainer *t, sg_io_error *err) {
   int64_t S = t->train->S;
   t->M = t->train->M;
+  if (t->model) t->net = assoc_gnn_model(t->model), t->capacity = t->model->cfg.capacity;
   t->batches = t->cfg.batches_per_epoch ? t->cfg.batches_per_epoch : S / t->cfg.batch;
   t->graph = sg_graph_new();
   size_t m_bytes = (size_t)t->M * sizeof(double);
@@ -97,6 +98,42 @@ assoc_trainer *assoc_trainer_new(const assoc_train_config *cfg, const assoc_data
   }
   for (int m = 0; m < train->M; m++) t->mu[m] = 0.0;
   if (trainer_setup(t, err)) {
+    assoc_trainer_free(t);
+    return NULL;
+  }
+  return t;
+}
+
+/* A model needs parameters, a forward and a known feature kind. */
+static int check_model(const assoc_model *m, sg_io_error *err) {
+  if (!m || !m->params || !m->forward)
+    return assoc_fail(err, "a model needs parameters and a forward callback");
+  if (sg_params_count(m->params) < 1)
+    return assoc_fail(err, "%s has no parameters to train", m->name ? m->name : "the model");
+  if (m->features < 0 || m->features >= ASSOC_FEATURE_KIND_COUNT)
+    return assoc_fail(err, "%s: unknown feature kind %d", m->name ? m->name : "the model",
+                      (int)m->features);
+  return 0;
+}
+
+assoc_trainer *assoc_trainer_new_model(const assoc_train_config *cfg, const assoc_model *model,
+                                       const assoc_dataset *train, const assoc_dataset *test,
+                                       sg_io_error *err) {
+  if (check_model(model, err)) return NULL;
+  assoc_train_config c = *cfg;
+  c.dtype = model->params->dtype, c.features = model->features; /* the model's, not cfg's */
+  if (check_data(&c, train, test, err)) return NULL;
+  assoc_trainer *t = trainer_alloc(&c, train, test);
+  if (!t) return assoc_fail(err, "out of memory"), NULL;
+  if (c.threads > 0) omp_set_num_threads(c.threads);
+  t->net = *model, t->capacity = train->N;
+  t->feature_scale = c.feature_scale > 0 ? c.feature_scale : assoc_feature_scale(train);
+  t->cfg.feature_scale = t->feature_scale;
+  t->adam = sg_adam_new(sg_params_tensors(model->params), sg_params_count(model->params), c.lr_max);
+  t->mu = assoc_zalloc((size_t)train->M, sizeof *t->mu);
+  seed_run_rng(&t->rng, c.seed);
+  if (!t->adam || !t->mu || trainer_setup(t, err)) {
+    if (!t->adam || !t->mu) assoc_fail(err, "out of memory");
     assoc_trainer_free(t);
     return NULL;
   }
@@ -164,6 +201,9 @@ int64_t assoc_trainer_step(const assoc_trainer *t) {
 }
 const assoc_gnn *assoc_trainer_model(const assoc_trainer *t) {
   return t->model;
+}
+const assoc_model *assoc_trainer_net(const assoc_trainer *t) {
+  return &t->net;
 }
 double assoc_trainer_feature_scale(const assoc_trainer *t) {
   return t->feature_scale;
@@ -254,17 +294,18 @@ static int train_step(assoc_trainer *t, double lr, step_result *r, sg_io_error *
   sg_graph *g = t->graph;
   const int64_t *idx = next_batch(t);
   sg_graph_reset(g);
-  sg_params_zero_grad(sg_params_tensors(t->model->params), sg_params_count(t->model->params));
+  sg_params_zero_grad(sg_params_tensors(t->net.params), sg_params_count(t->net.params));
   assoc_gnn_batch in;
-  if (assoc_gnn_batch_make(g, t->train, idx, 0, c->batch, t->feature_scale, t->model->cfg.features,
+  if (assoc_gnn_batch_make(g, t->train, idx, 0, c->batch, t->feature_scale, t->net.features,
                            c->dtype, true, &in))
     return assoc_fail(err, "could not build mini-batch inputs");
-  assoc_gnn_output o =
-      assoc_gnn_forward(g, t->model, in.p, in.q, in.H, ASSOC_GNN_TRAIN, &t->rng, NULL);
-  sg_tensor *rate = assoc_sum_rate(g, o.assoc, in.c_re, in.c_im, 1.0);
-  sg_tensor *loss =
-      assoc_loss(g, rate, o.assoc, t->mu, t->model->cfg.capacity, c->delta, t->batch_excess);
-  if (loss && c->loss == ASSOC_LOSS_ES) loss = es_cross_entropy(t, idx, o.assoc);
+  sg_sinkhorn_info info;
+  assoc_model_call call = {
+      .mode = ASSOC_GNN_TRAIN, .rng = &t->rng, .capacity = t->capacity, .sinkhorn = &info};
+  sg_tensor *A = assoc_model_forward(g, &t->net, &in, &call);
+  sg_tensor *rate = assoc_sum_rate(g, A, in.c_re, in.c_im, 1.0);
+  sg_tensor *loss = assoc_loss(g, rate, A, t->mu, t->capacity, c->delta, t->batch_excess);
+  if (loss && c->loss == ASSOC_LOSS_ES) loss = es_cross_entropy(t, idx, A);
   if (sg_graph_anomaly(g)) return anomaly_stop(t, err);
   if (!loss) return assoc_fail(err, "the forward pass failed at step %lld", (long long)t->step + 1);
   r->loss = sg_get(loss, 0);
@@ -273,8 +314,8 @@ static int train_step(assoc_trainer *t, double lr, step_result *r, sg_io_error *
                       t->epoch + 1, (long long)t->step + 1);
   r->rate_sum = 0;
   for (int64_t b = 0; b < c->batch; b++) r->rate_sum += sg_get(rate, b);
-  r->violations = count_violations(o.assoc, t->train->N, t->assoc);
-  r->near_kink = o.sinkhorn.near_kink;
+  r->violations = count_violations(A, t->train->N, t->assoc);
+  r->near_kink = info.near_kink;
   if (sg_backward(g, loss))
     return sg_graph_anomaly(g)
                ? anomaly_stop(t, err)
@@ -340,7 +381,8 @@ int assoc_trainer_run_epoch(assoc_trainer *t, assoc_epoch_stats *out, assoc_step
   st.sinkhorn_near_kink = (double)near_kink / (double)samples;
   finish_epoch(t, &st, samples);
   if (t->test) {
-    if (assoc_gnn_evaluate(t->model, t->test, t->feature_scale, c->eval_batch, 0, &st.test, err))
+    if (assoc_model_test_metrics(&t->net, t->test, t->feature_scale, c->eval_batch, 0, &st.test,
+                                 err))
       return -1;
     st.has_test = true;
   }
@@ -349,6 +391,11 @@ int assoc_trainer_run_epoch(assoc_trainer *t, assoc_epoch_stats *out, assoc_step
 }
 
 int assoc_trainer_save(const assoc_trainer *t, const char *path, sg_io_error *err) {
+  if (!t->model)
+    return assoc_fail(err,
+                      "%s: not written: checkpoints hold the built-in GNNs; save the parameters "
+                      "of %s with sg_npz",
+                      path, t->net.name ? t->net.name : "a model of one's own");
   if (t->abandoned)
     return assoc_fail(err, "%s: not written: the trainer stopped in the middle of an epoch", path);
   assoc_checkpoint_state st = {.cfg = t->cfg,
@@ -370,12 +417,12 @@ int assoc_trainer_save(const assoc_trainer *t, const char *path, sg_io_error *er
 
 /* ---- test metrics ------------------------------------------------------------------ */
 
-int assoc_gnn_evaluate(const assoc_gnn *m, const assoc_dataset *ds, double feature_scale,
-                       int64_t eval_batch, int64_t limit, assoc_metrics *out, sg_io_error *err) {
+int assoc_model_test_metrics(const assoc_model *m, const assoc_dataset *ds, double feature_scale,
+                             int64_t eval_batch, int64_t limit, assoc_metrics *out,
+                             sg_io_error *err) {
   if (!m || !ds || !out || eval_batch < 1 || !(feature_scale > 0))
-    return assoc_fail(err, "assoc_gnn_evaluate: bad arguments (need a model, a data set, "
+    return assoc_fail(err, "test metrics: bad arguments (need a model, a data set, "
                            "eval_batch >= 1, feature scale > 0)");
-  if (assoc_gnn_check_data(m, ds, err)) return -1;
   int64_t S = limit > 0 && limit < ds->S ? limit : ds->S;
   int *assoc = sg_malloc((size_t)(S * ds->K) * sizeof *assoc);
   double *score = sg_malloc((size_t)(S * ds->K * ds->M) * sizeof *score);
@@ -385,7 +432,7 @@ int assoc_gnn_evaluate(const assoc_gnn *m, const assoc_dataset *ds, double featu
       .feature_scale = feature_scale, .batch = eval_batch, .chunk = eval_batch};
   double seconds = 0;
   int rc = assoc && score ? 0 : assoc_fail(err, "out of memory");
-  if (!rc) rc = assoc_gnn_infer(m, ds, S, &o, score, NULL, &seconds, err);
+  if (!rc) rc = assoc_model_infer(m, ds, S, &o, score, NULL, &seconds, err);
   if (!rc) assoc_argmax_rows(score, S * ds->K, ds->M, assoc);
   assoc_dataset view = *ds;
   view.S = S; /* samples are contiguous: a prefix view */
@@ -395,4 +442,14 @@ int assoc_gnn_evaluate(const assoc_gnn *m, const assoc_dataset *ds, double featu
   sg_mfree(assoc);
   sg_mfree(score);
   return rc;
+}
+
+int assoc_gnn_evaluate(const assoc_gnn *m, const assoc_dataset *ds, double feature_scale,
+                       int64_t eval_batch, int64_t limit, assoc_metrics *out, sg_io_error *err) {
+  if (!m || !ds)
+    return assoc_fail(err, "assoc_gnn_evaluate: bad arguments (need a model, a data set, "
+                           "eval_batch >= 1, feature scale > 0)");
+  if (assoc_gnn_check_data(m, ds, err)) return -1;
+  assoc_model net = assoc_gnn_model(m);
+  return assoc_model_test_metrics(&net, ds, feature_scale, eval_batch, limit, out, err);
 }
