@@ -3,7 +3,8 @@
 # program outside the tree does: `meson install --destdir`, then
 # pkg-config (PKG_CONFIG_SYSROOT_DIR points it at the scratch copy), a plain
 #   cc tests/install/consumer.c $(pkg-config --cflags --libs sinkgrad sinkgrad-assoc)
-# run with LD_LIBRARY_PATH on the installed libraries, and the installed
+# and examples/custom_model.c, run with LD_LIBRARY_PATH on the installed
+# libraries, and the installed
 # `assoc --help`. Also checks the sonames (libNAME.so.MAJOR), that no
 # internal header is installed and that the libraries export exactly the
 # functions and variables the installed headers declare.
@@ -53,6 +54,17 @@ if [ -x "$scratch/consumer" ]; then
   cat "$scratch/consumer.out"
   grep -q "^sinkgrad $version " "$scratch/consumer.out" ||
     fail "sg_version() is not pkg-config's version $version"
+fi
+
+# examples/custom_model.c, a model of one's own, built the same way from the
+# installed headers alone and run on a short budget.
+# shellcheck disable=SC2086 # the flags are words
+"${CC:-cc}" "$root/examples/custom_model.c" $flags -o "$scratch/custom_model" ||
+  fail "examples/custom_model.c does not build with pkg-config's flags"
+if [ -x "$scratch/custom_model" ]; then
+  LD_LIBRARY_PATH="$libdir" "$scratch/custom_model" --epochs 2 --train 400 --test 100 \
+    >"$scratch/custom.out" 2>&1 || fail "custom_model failed: $(tail -c 300 "$scratch/custom.out")"
+  grep -q "EdgeMLP" "$scratch/custom.out" || fail "custom_model printed no EdgeMLP row"
 fi
 
 # The installed program starts.
