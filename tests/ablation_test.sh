@@ -100,6 +100,14 @@ for m in $models; do
     bad "train_$m-seeds.csv: mean and sd of the seeds' losses"
 done
 
+# Every output file gets the mode of a file created under the same umask
+# (0666 less the umask), as the PNGs and checkpoints do.
+touch "$dir/mode-ref"
+mode=$(stat -c %a "$dir/mode-ref")
+other=$(find "$dir/two" -type f ! -perm "$mode" -printf '%f %m, ' | head -c 300)
+check "every output file has mode $mode, as touch gives under umask $(umask) (others: ${other:-none})" \
+  test -s "$dir/two/table.md" -a -s "$dir/two/plots.gp" -a -z "$other"
+
 check "table: mean ± sd in the model rows" \
   test "$(grep -- '-GNN |' "$dir/two/table.md" | awk -F'±' 'NF > 9' | wc -l)" -eq 4
 check "table: baselines once" sh -c "! grep -q '^| ES |.*±' '$dir/two/table.md'"

@@ -180,12 +180,6 @@ extern const assoc_eval_real_metric assoc_eval_real_metrics[ASSOC_EVAL_REAL_METR
 void assoc_eval_metrics_mean_sd(const assoc_eval_metrics *runs, int n, assoc_eval_metrics *mean,
                                 assoc_eval_metrics *sd);
 
-/* Writes a file atomically: write(f, user) fills a temporary file beside
- * path, which is renamed over path only when write returned 0 and every
- * write succeeded. 0, or -1 with a message in err (path untouched). */
-int assoc_write_atomic(const char *path, int (*write)(FILE *f, void *user), void *user,
-                       sg_io_error *err);
-
 /* The paper's Table 1 (MRT rows plus times and counts) for one model;
  * NaN where the paper gives no number. */
 typedef struct assoc_paper_row {

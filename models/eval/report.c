@@ -155,29 +155,6 @@ void assoc_eval_metrics_mean_sd(const assoc_eval_metrics *runs, int n, assoc_eva
   if (sd) *sd = s;
 }
 
-int assoc_write_atomic(const char *path, int (*write)(FILE *f, void *user), void *user,
-                       sg_io_error *err) {
-  size_t len = strlen(path) + sizeof ".tmpXXXXXX";
-  char *tmp = sg_malloc(len);
-  if (!tmp) return assoc_fail(err, "%s: out of memory", path);
-  snprintf(tmp, len, "%s.tmpXXXXXX", path);
-  int fd = mkstemp(tmp);
-  FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
-  int rc = f ? write(f, user) : -1;
-  if (f) {
-    if (fflush(f) || ferror(f) || fsync(fileno(f))) rc = -1;
-    if (fclose(f)) rc = -1;
-  } else if (fd >= 0) {
-    close(fd);
-  }
-  int saved = errno;
-  if (!rc && rename(tmp, path)) rc = -1, saved = errno;
-  if (rc && fd >= 0) unlink(tmp);
-  if (rc) assoc_fail(err, "%s: cannot write: %s", path, saved ? strerror(saved) : "write failed");
-  sg_mfree(tmp);
-  return rc;
-}
-
 assoc_paper_row assoc_paper_table1(assoc_gnn_variant v) {
   /* Paper Table 1 (MRT rows; times on an A100; parameter counts in millions). */
   static const assoc_paper_row rows[ASSOC_GNN_VARIANT_COUNT] = {
@@ -322,5 +299,5 @@ static int ablation_json_cb(FILE *f, void *user) {
 }
 
 int assoc_ablation_write_json(const char *path, const assoc_ablation_report *r, sg_io_error *err) {
-  return assoc_write_atomic(path, ablation_json_cb, (void *)r, err);
+  return sg_io_write_atomic(path, ablation_json_cb, (void *)r, err);
 }

@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "sg_tensor.h"
 
@@ -20,6 +21,14 @@ extern "C" {
 typedef struct sg_io_error {
   char msg[512];
 } sg_io_error;
+
+/* Writes a text file the same way: write(f, user) fills a temporary file
+ * beside path (created with mode 0666 less the umask, as by fopen, or with
+ * the permissions of the file it replaces), renamed over path only when
+ * write returned 0 and every write succeeded. 0, or -1 with a message in
+ * err (path untouched). */
+int sg_io_write_atomic(const char *path, int (*write)(FILE *f, void *user), void *user,
+                       sg_io_error *err);
 
 /* Array types a file may hold; tensors are float32/float64, other arrays
  * (integer associations, scalars) are read and written through sg_array. */

@@ -153,16 +153,43 @@ void sg_io_atomic_discard(atomic_file *af) {
   atomic_release(af);
 }
 
-int sg_io_atomic_commit(atomic_file *af, sg_io_error *err) {
-  int rc = 0;
-  if (fsync(af->fd) != 0) rc = sg_io_fail(err, "%s: fsync failed: %s", af->path, strerror(errno));
-  if (close(af->fd) != 0 && rc == 0)
-    rc = sg_io_fail(err, "%s: close failed: %s", af->path, strerror(errno));
-  af->fd = -1;
+/* Renames the synced and closed temporary file over the target when rc is
+ * 0; removes it otherwise. Releases af. */
+static int atomic_move_into_place(atomic_file *af, int rc, sg_io_error *err) {
   if (rc == 0 && rename(af->tmp_path, af->path) != 0)
     rc = sg_io_fail(err, "%s: cannot move the temporary file into place: %s", af->path,
                     strerror(errno));
   if (rc != 0) unlink(af->tmp_path);
   atomic_release(af);
   return rc;
+}
+
+int sg_io_atomic_commit(atomic_file *af, sg_io_error *err) {
+  int rc = 0;
+  if (fsync(af->fd) != 0) rc = sg_io_fail(err, "%s: fsync failed: %s", af->path, strerror(errno));
+  if (close(af->fd) != 0 && rc == 0)
+    rc = sg_io_fail(err, "%s: close failed: %s", af->path, strerror(errno));
+  af->fd = -1;
+  return atomic_move_into_place(af, rc, err);
+}
+
+int sg_io_write_atomic(const char *path, int (*write)(FILE *f, void *user), void *user,
+                       sg_io_error *err) {
+  atomic_file af;
+  if (sg_io_atomic_create(&af, path, err)) return -1;
+  FILE *f = fdopen(af.fd, "w");
+  if (!f) {
+    int e = errno;
+    sg_io_atomic_discard(&af);
+    return sg_io_fail(err, "%s: cannot write: %s", path, strerror(e));
+  }
+  errno = 0;
+  int rc = write(f, user) ? -1 : 0;
+  if (fflush(f) != 0 || ferror(f)) rc = -1;
+  if (rc == 0 && fsync(af.fd) != 0) rc = -1;
+  int e = errno;
+  if (fclose(f) != 0 && rc == 0) rc = -1, e = errno;
+  af.fd = -1;
+  if (rc) sg_io_fail(err, "%s: cannot write: %s", path, e ? strerror(e) : "write failed");
+  return atomic_move_into_place(&af, rc, err);
 }
