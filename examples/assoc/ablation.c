@@ -413,10 +413,14 @@ void abl_path_in(char *buf, size_t len, const char *dir, const char *name) {
   snprintf(buf, len, "%s/%s", dir, name);
 }
 
+/* Creates the output directory (if new) and checks that it takes files. */
 static int make_dir(const char *dir) {
   if (mkdir(dir, 0777) == 0 || errno == EEXIST) {
     struct stat st;
-    if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode)) return 0;
+    char probe[1024];
+    abl_path_in(probe, sizeof probe, dir, "ablation.json");
+    if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
+      return assoc_check_output("ablation", "out", probe);
   }
   fprintf(stderr, "assoc ablation: cannot create the directory %s: %s\n", dir,
           errno ? strerror(errno) : "not a directory");

@@ -597,6 +597,8 @@ int assoc_cmd_train(int argc, char **argv) {
   train_args a;
   if (train_parse(argc, argv, &a)) return ASSOC_EXIT_USAGE;
   if (a.help) return fputs(train_help, stdout), ASSOC_EXIT_OK;
+  if (assoc_check_output("train", "out", a.out) || assoc_check_output("train", "log", a.log))
+    return ASSOC_EXIT_FAIL;
   assoc_dataset train = {0}, test = {0};
   if (load(a.data, &train)) return ASSOC_EXIT_FAIL;
   if (a.bfgnn) {
