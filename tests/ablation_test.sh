@@ -108,8 +108,23 @@ other=$(find "$dir/two" -type f ! -perm "$mode" -printf '%f %m, ' | head -c 300)
 check "every output file has mode $mode, as touch gives under umask $(umask) (others: ${other:-none})" \
   test -s "$dir/two/table.md" -a -s "$dir/two/plots.gp" -a -z "$other"
 
-check "table: mean ± sd in the model rows" \
-  test "$(grep -- '-GNN |' "$dir/two/table.md" | awk -F'±' 'NF > 9' | wc -l)" -eq 4
+# The paper's four models have a row in the quality table (mean ± sd of
+# violations and of the three rates) and one in the cost table (of the two
+# times and the training time).
+check "quality table: mean ± sd in the model rows" \
+  test "$(grep -- '-GNN |' "$dir/two/table.md" | awk -F'±' 'NF == 5' | wc -l)" -eq 4
+check "cost table: mean ± sd in the model rows" \
+  test "$(grep -- '-GNN |' "$dir/two/table.md" | awk -F'±' 'NF == 4' | wc -l)" -eq 4
+check "quality table: every paper column named for its metric" \
+  grep -q '^| method | viol % | paper viol % | rate | paper rate | LB rate | paper LB rate |' \
+  "$dir/two/table.md"
+check "quality table: why LB can exceed ES" grep -q '^LB/ES can exceed 100%' "$dir/two/table.md"
+check "cost table: units of the times" \
+  grep -q '| infer us/sample (batch 256) | latency us (1 sample) |.* train s |' "$dir/two/table.md"
+# Table rows (header included) fit about 120 characters (± counted as one).
+long_rows() { grep '^|' "$1" | sed 's/±/+/g' | awk 'length > 125 { print length }' | head -3; }
+long=$(long_rows "$dir/two/table.md")
+check "table rows within 125 characters (longer: ${long:-none})" test -z "$long"
 check "table: baselines once" sh -c "! grep -q '^| ES |.*±' '$dir/two/table.md'"
 check "curve_k.csv: sd columns" grep -q 'GS-GNN sd' "$dir/two/curve_k.csv"
 
@@ -247,6 +262,8 @@ check "SM-GNN: LB row of the beams table with own beams and the paper's 6.0" \
   awk -F'|' '$2 ~ /SM-GNN, LB/ && $10 + 0 > 0 && $11 + 0 == 6.0 { found = 1 } END { exit !found }' \
   "$dir/sm/table.md"
 check "ablation.json: BFGNN's head" grep -q '"head": "direct"' "$dir/sm/ablation.json"
+long=$(long_rows "$dir/sm/table.md")
+check "SM-GNN: table rows within 125 characters (longer: ${long:-none})" test -z "$long"
 
 for args in "--seeds 0" "--seeds 101" "--seeds x" "--seed 4611686018427387904 --seeds 2" \
   "--m-max 5" "--pt-min 40 --pt-max 20" "--pt-max 61" "--bfgnn-epochs 0"; do

@@ -473,11 +473,7 @@ static int run_ablation(abl_run *r) {
   if (abl_write_json(r, plots)) return -1;
   print_header(a);
   abl_write_table(stdout, r);
-  printf("\nviolations: one-hot (row argmax) overloads some BS; LB: overloaded BSs keep the N UEs "
-         "of largest a~ (baselines: strongest links); no-violation rounding: max-weight "
-         "assignment on log A~; paper columns: Table 1 (MRT rows; A100 times). Total %.1f min. "
-         "Results in %s/ (plots: %s).\n",
-         r->seconds_total / 60, a->out, plots);
+  printf("\nTotal %.1f min. Results in %s/ (plots: %s).\n", r->seconds_total / 60, a->out, plots);
   return strncmp(plots, "skipped", 7) ? 0 : ABLATION_EXIT_NO_PLOTS;
 }
 
