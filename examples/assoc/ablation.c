@@ -40,7 +40,7 @@ static const char ablation_help[] =
     "set and its association mix (as assoc train --model bfgnn; bfgnn.npz or\n"
     "bfgnn-seed<s>.npz), and the models' load-balanced associations (SKGS-GNN+:\n"
     "also the no-violation one) and the baselines' are rated with intra-cell ZF,\n"
-    "WMMSE and BFGNN beams (table.md, second table; ablation.json \"beams\"); the\n"
+    "WMMSE and BFGNN beams (table.md, third table; ablation.json \"beams\"); the\n"
     "curves gain ES_BFGNN, MaxSINR_BFGNN and RandInt_BFGNN.\n"
     "\n"
     "With --seeds N every model is trained N times, with seeds S .. S+N-1 (S from\n"
