@@ -126,6 +126,18 @@ long_rows() { grep '^|' "$1" | sed 's/±/+/g' | awk 'length > 125 { print length
 long=$(long_rows "$dir/two/table.md")
 check "table rows within 125 characters (longer: ${long:-none})" test -z "$long"
 check "table: baselines once" sh -c "! grep -q '^| ES |.*±' '$dir/two/table.md'"
+# plots.gp: Fig. 3a's legend outside the plot, with entries for the solid
+# (training) and dashed (validation) lines; Fig. 2b: training series only
+# (the validation LB rate is Fig. 2a), its legends in the empty corners.
+for fig in 3a 2b; do sed -n "/^# Fig. $fig:/,/^# Fig. /p" "$dir/two/plots.gp" >"$dir/fig$fig.gp"; done
+check "plots.gp: Fig. 3a's legend outside" grep -q '^set key outside right top' "$dir/fig3a.gp"
+check "plots.gp: Fig. 3a's legend says what solid and dashed are" sh -c \
+  "grep -q \"title 'solid: training batches'\" '$dir/fig3a.gp' &&
+   grep -q \"dt 2 lc rgb 'gray30' title 'dashed: validation set'\" '$dir/fig3a.gp'"
+check "plots.gp: Fig. 2b without the validation series" sh -c "! grep -q test_lb_rate '$dir/fig2b.gp'"
+check "plots.gp: Fig. 2b's legends in empty corners" sh -c \
+  "grep -q '^set key inside left top' '$dir/fig2b.gp' &&
+   grep -q '^set key inside right bottom' '$dir/fig2b.gp'"
 check "curve_k.csv: sd columns" grep -q 'GS-GNN sd' "$dir/two/curve_k.csv"
 
 # One seed is the single-seed run, whose models are the first of --seeds 2.
