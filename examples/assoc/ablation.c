@@ -1,7 +1,7 @@
 /* assoc ablation: the ablation study of the paper (Table 1, Figures 2b, 3a,
  * 3b, 4a) at a CPU-sized configuration. Trains the four GNN variants once
- * per seed, evaluates them and the baselines on one test set, prints a
- * Table-1-like table beside the paper's numbers (means and standard
+ * per seed, evaluates them and the baselines on one test set, prints
+ * Table-1-like tables (quality and cost) beside the paper's numbers (means and standard
  * deviations over the seeds), writes ablation.json, table.md, the CSV logs
  * and curves, and plots them with gnuplot. See docs/ablation.md. */
 #include <errno.h>
@@ -28,11 +28,11 @@ static const char ablation_help[] =
     "link-nodes features, trained on the ES associations: assoc train --features\n"
     "link-nodes --loss es) and SM-GNN (JointGNN: association and beams, the\n"
     "paper's SM column; as assoc train --model jointgnn), evaluates them and the\n"
-    "baselines on a test set, prints a Table-1-like table beside the paper's\n"
-    "numbers and writes to DIR: ablation.json, table.md, test.npz, one checkpoint and\n"
-    "training log (CSV) per model and seed, curve_k.csv, curve_pt.csv and\n"
-    "curve_m.csv (sum-rate against K, P_t and M, trained on M 2, K 8, 30 dBm, no\n"
-    "retraining), val_baselines.csv, onehot.dat, plots.gp and the PNG plots\n"
+    "baselines on a test set, prints Table-1-like tables (quality, cost) beside the\n"
+    "paper's numbers and writes to DIR: ablation.json, table.md, test.npz, one\n"
+    "checkpoint and training log (CSV) per model and seed, curve_k.csv, curve_pt.csv\n"
+    "and curve_m.csv (sum-rate against K, P_t and M, trained on M 2, K 8, 30 dBm,\n"
+    "no retraining), val_baselines.csv, onehot.dat, plots.gp and the PNG plots\n"
     "(gnuplot: Fig. 2a, 2b, 3a, 3b, 4a, 4b, 4c). Exit status 3: results written,\n"
     "plots skipped.\n"
     "\n"

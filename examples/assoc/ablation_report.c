@@ -1,4 +1,4 @@
-/* assoc ablation, the report: the Table-1-like table (table.md and stdout),
+/* assoc ablation, the report: the Table-1-like tables, quality and cost (table.md and stdout),
  * ablation.json, curve_k.csv and onehot.dat. */
 #include <math.h>
 #include <omp.h>
