@@ -9,4 +9,5 @@
 #include "sg_ops.h"
 #include "sg_layers.h"
 #include "sg_optim.h"
+#include "sg_version.h"
 #endif

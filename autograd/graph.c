@@ -1,9 +1,11 @@
 /* The graph: an arena for per-step memory (tensor/arena.c, its first
  * member) and a tape of op nodes, walked in reverse by the backward. */
+#include "anomaly.h"
 #include "sg_arena.h"
 #include "sg_autograd.h"
 #include "sg_dispatch.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,13 +16,20 @@ struct sg_graph {
   bool grad_enabled;
   sg_observer observer; /* sg_graph_set_observer */
   void *observer_ctx;
+  bool anomaly_on;    /* sg_graph_set_anomaly */
+  bool anomaly_found; /* anomaly holds the first report since the reset */
+  bool in_backward;   /* ops run by backward kernels: their gradients are checked instead */
+  sg_anomaly anomaly;
 };
+
+static atomic_bool detect_anomaly_default; /* sg_set_detect_anomaly */
 
 sg_graph *sg_graph_new(void) {
   sg_graph *g = sg_malloc(sizeof *g);
   if (!g) return NULL;
   memset(g, 0, sizeof *g);
   g->grad_enabled = true;
+  g->anomaly_on = atomic_load(&detect_anomaly_default);
   return g;
 }
 
@@ -34,6 +43,7 @@ void sg_graph_free(sg_graph *g) {
 void sg_graph_reset(sg_graph *g) {
   sg_arena_rewind(&g->arena);
   g->tape_len = 0;
+  g->anomaly_found = false;
 }
 
 bool sg_set_grad_enabled(sg_graph *g, bool on) {
@@ -52,6 +62,21 @@ int64_t sg_graph_tape_len(const sg_graph *g) {
 void sg_graph_set_observer(sg_graph *g, sg_observer fn, void *ctx) {
   g->observer = fn;
   g->observer_ctx = fn ? ctx : NULL;
+}
+
+bool sg_graph_set_anomaly(sg_graph *g, bool on) {
+  bool was = g->anomaly_on;
+  g->anomaly_on = on;
+  return was;
+}
+bool sg_graph_anomaly_enabled(const sg_graph *g) {
+  return g->anomaly_on;
+}
+const sg_anomaly *sg_graph_anomaly(const sg_graph *g) {
+  return g->anomaly_found ? &g->anomaly : NULL;
+}
+bool sg_set_detect_anomaly(bool on) {
+  return atomic_exchange(&detect_anomaly_default, on);
 }
 
 void sg_release_after_backward(sg_graph *g, sg_tensor *t) {
@@ -82,6 +107,8 @@ static void tape_push(sg_graph *g, sg_node *n) {
 }
 
 sg_node *sg_record(sg_graph *g, const sg_op *op, sg_tensor *out, int n_in, sg_tensor *const *in) {
+  if (g->anomaly_on && !g->anomaly_found && !g->in_backward && out)
+    g->anomaly_found = sg_anomaly_check_forward(g, op, out, n_in, in, &g->anomaly);
   if (!g->grad_enabled || !out) return NULL;
   bool needed = false;
   for (int i = 0; i < n_in; i++) needed |= in[i] && in[i]->requires_grad;
@@ -91,6 +118,8 @@ sg_node *sg_record(sg_graph *g, const sg_op *op, sg_tensor *out, int n_in, sg_te
   n->op = op;
   n->out = out;
   n->n_in = n_in;
+  n->file = sg_graph_file(g);
+  n->line = sg_graph_line(g);
   for (int i = 0; i < n_in; i++) n->in[i] = in[i];
   out->requires_grad = true;
   out->node = n;
@@ -175,14 +204,26 @@ static void release_used_grad(sg_graph *g, sg_node *n) {
   if (go->graph == g) sg_arena_release_block(&g->arena, go->data, sg_arena_block_bytes(go));
 }
 
-static void run_tape(sg_graph *g) {
+/* Anomaly mode: true (after reporting) when n's backward wrote a NaN or
+ * Inf into an input's gradient. */
+static bool backward_anomaly(sg_graph *g, const sg_node *n) {
+  if (!g->anomaly_on || g->anomaly_found) return false;
+  g->anomaly_found = sg_anomaly_check_backward(n, &g->anomaly);
+  return g->anomaly_found;
+}
+
+/* 0, or -1 when anomaly mode stopped the walk at a non-finite gradient. */
+static int run_tape(sg_graph *g) {
   bool was = sg_set_grad_enabled(g, false); /* backward kernels record nothing */
-  for (int64_t i = g->tape_len - 1; i >= 0; i--) {
+  int rc = 0;
+  g->in_backward = true;
+  for (int64_t i = g->tape_len - 1; i >= 0 && !rc; i--) {
     sg_node *n = g->tape[i];
     if (!n->out->grad) continue;
     if (!n->takes_uniform_grad) sg_grad_materialize(n->out->grad);
     n->op->backward(g, n);
     if (g->observer) g->observer(g->observer_ctx, g, n, SG_OBSERVE_BACKWARD);
+    if (backward_anomaly(g, n)) rc = -1; /* the step's gradients are unusable */
     release_used_grad(g, n);
     /* every consumer of n->out ran its backward before n */
     if (n->out->release_after_backward) sg_release(g, n->out);
@@ -191,11 +232,17 @@ static void run_tape(sg_graph *g) {
    * backward must not push the same gradients through these nodes again.
    * The arena (and so every tensor) stays valid until sg_graph_reset. */
   g->tape_len = 0;
+  g->in_backward = false;
   sg_set_grad_enabled(g, was);
+  return rc;
 }
 
 static bool check_backward_root(sg_graph *g, const sg_tensor *out) {
   if (!out) return false;
+  if (g->anomaly_found) { /* reported in the forward: nothing sound to differentiate */
+    g->tape_len = 0;
+    return false;
+  }
   if (!out->requires_grad) {
     sg_op_error(g, "sg_backward",
                 "the output does not depend on any tensor that requires a gradient");
@@ -204,29 +251,29 @@ static bool check_backward_root(sg_graph *g, const sg_tensor *out) {
   return true;
 }
 
-void sg_backward(sg_graph *g, sg_tensor *loss) {
-  if (!check_backward_root(g, loss)) return;
+int sg_backward(sg_graph *g, sg_tensor *loss) {
+  if (!check_backward_root(g, loss)) return -1;
   if (loss->numel != 1) {
     char b[96];
     sg_op_error(g, "sg_backward", "loss must have one element, got shape %s",
                 sg_shape_str(loss->ndim, loss->shape, b));
-    return;
+    return -1;
   }
   sg_tensor *seed = sg_grad_buf(g, loss);
   sg_set(seed, 0, sg_get(seed, 0) + 1.0);
-  run_tape(g);
+  return run_tape(g);
 }
 
-void sg_backward_with(sg_graph *g, sg_tensor *out, const sg_tensor *grad_out) {
-  if (!check_backward_root(g, out) || !grad_out) return;
+int sg_backward_with(sg_graph *g, sg_tensor *out, const sg_tensor *grad_out) {
+  if (!check_backward_root(g, out) || !grad_out) return -1;
   if (!sg_same_shape(out, grad_out) || out->dtype != grad_out->dtype) {
     char b0[96], b1[96];
     sg_op_error(g, "sg_backward_with", "grad_out %s %s does not match output %s %s",
                 sg_dtype_name(grad_out->dtype), sg_shape_str(grad_out->ndim, grad_out->shape, b0),
                 sg_dtype_name(out->dtype), sg_shape_str(out->ndim, out->shape, b1));
-    return;
+    return -1;
   }
   sg_tensor *seed = sg_grad_buf(g, out);
   for (int64_t i = 0; i < seed->numel; i++) sg_set(seed, i, sg_get(seed, i) + sg_get(grad_out, i));
-  run_tape(g);
+  return run_tape(g);
 }

@@ -11,6 +11,11 @@
 
 #include "sg_tensor.h"
 
+/* The shared libraries export what the public headers declare and hide the
+ * rest (they are built with -fvisibility=hidden). */
+#ifdef __GNUC__
+#pragma GCC visibility push(default)
+#endif
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -46,15 +51,56 @@ typedef void (*sg_observer)(void *ctx, sg_graph *g, const sg_node *n, sg_observe
 /* Sets (fn NULL: removes) g's observer; one per graph. */
 void sg_graph_set_observer(sg_graph *g, sg_observer fn, void *ctx);
 
+/* ---- anomaly mode ------------------------------------------------------ */
+/* Finds a NaN or Inf where it starts, as PyTorch's detect_anomaly. On, a
+ * graph checks the output of every op in the forward (recorded or not,
+ * grad mode on or off) and, in the backward, the gradient of every input
+ * just after a node's backward wrote it. The first non-finite value is
+ * reported through the error handler (sg_set_error_handler) under the op's
+ * name at the op's call site: the phase, for the backward which input's
+ * gradient, the shape and dtype of the output and of every input, whether
+ * the inputs were already non-finite, and the flat index and value of the
+ * first bad element. Then the graph keeps the report (sg_graph_anomaly)
+ * and checks no more until sg_graph_reset; sg_backward stops there and
+ * returns -1, so a training step can skip its optimiser update. The
+ * checks read every value once more and change no result; a graph has
+ * them off unless turned on here or by sg_set_detect_anomaly. Works
+ * beside an observer (sg_graph_set_observer): both see every node. */
+/* Every anomaly report's message starts with this, so that a handler can
+ * tell it from an API misuse. */
+#define SG_ANOMALY_PREFIX "anomaly mode: "
+typedef struct sg_anomaly {
+  sg_observe_phase phase;
+  const char *op;   /* the op's name, e.g. "sg_exp" */
+  const char *file; /* its call site (see SG_AT) */
+  int line;
+  int input;     /* backward: the input whose gradient is bad; forward: -1 */
+  int64_t index; /* flat index of the first bad element */
+  double value;  /* that element: NaN, +Inf or -Inf */
+} sg_anomaly;
+/* Turns g's checks on or off; returns the previous setting. */
+bool sg_graph_set_anomaly(sg_graph *g, bool on);
+bool sg_graph_anomaly_enabled(const sg_graph *g);
+/* The first non-finite value found since the last sg_graph_reset, or NULL. */
+const sg_anomaly *sg_graph_anomaly(const sg_graph *g);
+/* The setting of graphs made from now on by sg_graph_new (default off),
+ * for a program that turns the mode on for every graph of a run (assoc
+ * train --detect-anomaly). Atomic: any thread may set it. Returns the
+ * previous setting. */
+bool sg_set_detect_anomaly(bool on);
+
 /* Reverse pass from a tensor with one element: d(loss)/d(loss) = 1. Leaf
  * gradients accumulate into t->grad (allocated once, on the heap) until
  * sg_zero_grad; intermediate gradients live in the arena. Backward
  * consumes the tape (as PyTorch frees the graph): ops recorded afterwards
  * start a new tape, while every tensor stays valid until sg_graph_reset. */
-void sg_backward(sg_graph *g, sg_tensor *loss);
+int sg_backward(sg_graph *g, sg_tensor *loss);
 /* Vector-Jacobian product: backward from out seeded with grad_out (same
- * shape and dtype as out) instead of 1. */
-void sg_backward_with(sg_graph *g, sg_tensor *out, const sg_tensor *grad_out);
+ * shape and dtype as out) instead of 1. Both return 0, or -1 after a
+ * reported misuse or when anomaly mode found a non-finite value (in this
+ * step's forward: the backward does not run; in the backward: it stops at
+ * the node whose gradient is bad). */
+int sg_backward_with(sg_graph *g, sg_tensor *out, const sg_tensor *grad_out);
 
 /* ---- defining ops ------------------------------------------------------ */
 
@@ -79,6 +125,8 @@ struct sg_node {
    * (go->uniform: every element is go->uniform_value, data unwritten);
    * otherwise the tape walk writes it out first (sg_grad_materialize). */
   bool takes_uniform_grad;
+  const char *file; /* the op's call site (SG_AT), for reports from the backward */
+  int line;
 };
 
 /* Records op on the tape if grad mode is on and any input requires a
@@ -161,5 +209,8 @@ sg_gradcheck_result sg_check_f32_grad(sg_check_fn f, sg_tensor *const *inputs, i
 
 #ifdef __cplusplus
 }
+#endif
+#ifdef __GNUC__
+#pragma GCC visibility pop
 #endif
 #endif

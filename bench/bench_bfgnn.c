@@ -8,9 +8,15 @@
  *       (projection normalisation), assoc_bfgnn_rate, -mean, backward, Adam
  *   bench_gnn infer --variant bfgnn [config]  the beams of one sample and of
  *       a batch of 256, without gradients
+ *   bench_gnn fused --variant bfgnn [config]  the same two timings through the
+ *       fused float32 inference (assoc_bfgnn_fused_beams): one sample on one
+ *       thread (each timing the mean of FUSED_CALLS calls), and the batch of
+ *       256 over the threads; the CPU time per sample of the one-sample
+ *       calls and of the batch on one thread; and the largest difference of
+ *       the batch's beams from the op-by-op forward's
  *   bench_gnn wmmse [--threads T] [--steps N]  WMMSE beams of the same 256
- *       samples and association: one sample at a time on one thread, and
- *       the batch over T threads (assoc_beams_run)
+ *       samples and association: one sample at a time on one thread (also
+ *       by CPU time), and the batch over T threads (assoc_beams_run)
  * [config] includes --head direct|duality, BFGNN's beam head (assoc_bfgnn_head).
  * The samples are the paper scenario (assoc_generate, M = 2, N = 4, K = 8),
  * the association ES (each sample's exhaustive-search optimum, as the
@@ -24,7 +30,7 @@
 #include "assoc_beam.h"
 #include "bench_gnn.h"
 
-enum { WMMSE_PASSES = 3 };
+enum { WMMSE_PASSES = 3, FUSED_CALLS = 100 };
 
 /* ---- the samples ---------------------------------------------------------------- */
 
@@ -214,8 +220,107 @@ static int bf_export(const options *o) {
   return 0;
 }
 
+/* ---- fused inference ---------------------------------------------------------------- */
+
+/* float32 copies of a batch's inputs, in the layouts of assoc_bfgnn_fused_inputs. */
+typedef struct fused_arrays {
+  float *p, *q, *X, *A, *V_re, *V_im;
+  assoc_bfgnn_fused_inputs in;
+} fused_arrays;
+
+static float *floats(const sg_tensor *t) {
+  float *f = malloc((size_t)t->numel * sizeof *f);
+  if (!f) die("out of memory");
+  for (int64_t i = 0; i < t->numel; i++) f[i] = (float)sg_get(t, i);
+  return f;
+}
+
+static fused_arrays fused_arrays_of(const bf_problem *pb, const assoc_bfgnn_batch *b) {
+  fused_arrays a = {.p = floats(b->p), .q = floats(b->q), .X = floats(b->X), .A = floats(b->A)};
+  size_t n = (size_t)(b->B * pb->ds.M * pb->ds.K * pb->ds.N);
+  a.V_re = malloc(n * sizeof(float)), a.V_im = malloc(n * sizeof(float));
+  if (!a.V_re || !a.V_im) die("out of memory");
+  a.in = (assoc_bfgnn_fused_inputs){
+      .B = b->B, .M = pb->ds.M, .K = pb->ds.K, .p = a.p, .q = a.q, .X = a.X, .A = a.A};
+  return a;
+}
+
+static void fused_arrays_free(fused_arrays *a) {
+  free(a->p), free(a->q), free(a->X), free(a->A), free(a->V_re), free(a->V_im);
+}
+
+/* ms of reps timings (after warmup untimed ones) of `calls` calls each, per call. */
+static void time_fused(assoc_bfgnn_fused *f, fused_arrays *a, int reps, int warmup, int calls,
+                       double *ms) {
+  for (int i = 0; i < warmup + reps; i++) {
+    double t0 = omp_get_wtime();
+    for (int c = 0; c < calls; c++)
+      if (assoc_bfgnn_fused_beams(f, &a->in, a->V_re, a->V_im)) die("the fused inference failed");
+    if (i >= warmup) ms[i - warmup] = 1e3 * (omp_get_wtime() - t0) / calls;
+  }
+}
+
+/* The largest |fused - op-by-op| over the batch's beams (both float32). */
+static double fused_vs_ops(const bf_problem *pb, const fused_arrays *a) {
+  sg_graph *g = sg_graph_new();
+  sg_set_grad_enabled(g, false);
+  assoc_complex V = beams(g, pb, &pb->infer);
+  double worst = 0;
+  for (int64_t i = 0; i < V.re->numel; i++) {
+    worst = fmax(worst, fabs(sg_get(V.re, i) - a->V_re[i]));
+    worst = fmax(worst, fabs(sg_get(V.im, i) - a->V_im[i]));
+  }
+  sg_graph_free(g);
+  return worst;
+}
+
+static int bf_fused(const options *o, bf_problem *pb) {
+  assoc_bfgnn_fused *f = assoc_bfgnn_fused_new(pb->model);
+  fused_arrays one = fused_arrays_of(pb, &pb->one), batch = fused_arrays_of(pb, &pb->infer);
+  double *single_ms = malloc((size_t)o->reps * sizeof(double));
+  double *batch_ms = malloc((size_t)o->steps * sizeof(double));
+  double *batch1_all = malloc((size_t)o->steps * sizeof(double));
+  if (!f || !single_ms || !batch_ms || !batch1_all) die("out of memory");
+  long switches = involuntary_switches();
+  omp_set_num_threads(1);
+  double c0 = thread_cpu_seconds();
+  time_fused(f, &one, o->reps, 10, FUSED_CALLS, single_ms);
+  double single_cpu = (thread_cpu_seconds() - c0) / ((o->reps + 10) * FUSED_CALLS);
+  double c1 = thread_cpu_seconds(); /* the batch on this one thread too, by CPU time */
+  time_fused(f, &batch, o->steps, 2, 1, batch1_all);
+  double batch1_cpu = (thread_cpu_seconds() - c1) / ((o->steps + 2) * INFER_BATCH);
+  omp_set_num_threads(o->threads);
+  time_fused(f, &batch, o->steps, 2, 1, batch_ms);
+  switches = involuntary_switches() - switches;
+  double diff = fused_vs_ops(pb, &batch);
+  bench_model bm = bf_bench_model(pb);
+  bm.name = "BFGNN duality fused";
+  if (pb->model->cfg.head != ASSOC_BFGNN_HEAD_DUALITY) bm.name = "BFGNN fused";
+  bench_print_header(o, &bm);
+  print_ms_array("single_ms", single_ms, o->reps);
+  printf(", ");
+  print_ms_array("batch_ms", batch_ms, o->steps);
+  printf(", \"single_threads\": 1, \"single_calls_per_timing\": %d, \"single_ms_median\": %.6f, "
+         "\"infer_batch\": %d, \"batch_ms_median\": %.5f, \"batch_per_sample_ms\": %.6f, "
+         "\"single_cpu_ms\": %.6f, \"batch_1thread_cpu_per_sample_ms\": %.6f, "
+         "\"max_abs_vs_ops\": %.3g, \"peak_rss_mib\": %.1f, \"involuntary_switches\": %ld}\n",
+         FUSED_CALLS, median(single_ms, o->reps), INFER_BATCH, median(batch_ms, o->steps),
+         median(batch_ms, o->steps) / INFER_BATCH, 1e3 * single_cpu, 1e3 * batch1_cpu, diff,
+         peak_rss_mib(), switches);
+  free(single_ms), free(batch_ms), free(batch1_all);
+  fused_arrays_free(&one), fused_arrays_free(&batch);
+  assoc_bfgnn_fused_free(f);
+  return 0;
+}
+
 int bench_bfgnn_run(const options *o) {
   if (!strcmp(o->mode, "export")) return bf_export(o);
+  if (!strcmp(o->mode, "fused")) {
+    bf_problem pb = bf_problem_new(o);
+    bf_fused(o, &pb);
+    bf_problem_free(&pb);
+    return 0;
+  }
   bool train = !strcmp(o->mode, "train");
   if (!train && strcmp(o->mode, "infer")) usage();
   bf_problem pb = bf_problem_new(o);
@@ -271,7 +376,12 @@ int bench_wmmse_run(const options *o) {
   double *V_im = malloc((size_t)(S * per) * sizeof(double)), *rates = malloc((size_t)S * 8);
   if (!sample_ms || !batch_ms || !V_re || !V_im || !rates) die("out of memory");
   long switches = involuntary_switches();
+  int threads = omp_get_max_threads();
+  omp_set_num_threads(1);
+  double c0 = thread_cpu_seconds();
   wmmse_single(&ds, assoc, pass_ms, sample_ms, &iters, &rate);
+  double single_cpu = (thread_cpu_seconds() - c0) / (double)(WMMSE_PASSES * S);
+  omp_set_num_threads(threads);
   sg_io_error err;
   for (int i = 0; i < o->steps + 1; i++) { /* the first one untimed */
     double t0 = omp_get_wtime();
@@ -289,8 +399,9 @@ int bench_wmmse_run(const options *o) {
          median(sample_ms, (int)(WMMSE_PASSES * S)));
   print_ms_array("batch_ms", batch_ms, o->steps);
   printf(", \"batch_ms_median\": %.4f, \"batch_per_sample_ms\": %.5f, \"iters_mean\": %.2f, "
-         "\"rate_mean\": %.4f, \"peak_rss_mib\": %.1f, \"involuntary_switches\": %ld}\n",
-         batch, batch / (double)S, iters, rate, peak_rss_mib(), switches);
+         "\"rate_mean\": %.4f, \"single_cpu_ms\": %.5f, \"peak_rss_mib\": %.1f, "
+         "\"involuntary_switches\": %ld}\n",
+         batch, batch / (double)S, iters, rate, 1e3 * single_cpu, peak_rss_mib(), switches);
   free(sample_ms), free(batch_ms), free(V_re), free(V_im), free(rates), free(assoc);
   assoc_dataset_free(&ds);
   return 0;

@@ -14,11 +14,13 @@
  *   bench_gnn wmmse           WMMSE beams (models/beam) per sample, the
  *       reference of BFGNN's inference (bench_bfgnn.c)
  * --variant bfgnn: export, train and infer of BFGNN (bench_bfgnn.c), with
- * the beam head of --head direct|duality (default direct).
+ * the beam head of --head direct|duality (default direct), and fused: its
+ * fused float32 inference (assoc_bfgnn_fused_beams).
  * [config]: --variant attskgs|skgs|bfgnn [--head direct|duality] --d D --h H --batch B [--L 2]
  * [--steps N]
  * [--warmup N] [--reps N] [--threads 2] [--seed S] [--chunk C] (samples per
- * forward in assoc_gnn_predict; default: its own choice). Every mode prints one
+ * forward in assoc_gnn_predict; default: its own choice) [--anomaly 0|1]
+ * (anomaly mode on every graph, for its cost). Every mode prints one
  * JSON object on stdout.
  *
  * The inputs are the paper scenario (M = 2 BSs, N = 4 antennas, K = 8 UEs)
@@ -31,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 
 #include "sg_config.h"
 #include "assoc_train.h"
@@ -41,10 +44,11 @@ static const double DELTA = 2.0;            /* load margin of the loss (paper) *
 static const double MU[M_BS] = {0.25, 0.5}; /* non-zero, so the penalty is compared too */
 
 void usage(void) {
-  fprintf(stderr, "usage: bench_gnn export|train|infer|gemm|wmmse [--variant attskgs|skgs|bfgnn] "
-                  "[--head direct|duality] [--d D] "
-                  "[--h H] [--L L] [--batch B] [--steps N] [--warmup N] [--reps N] "
-                  "[--threads T] [--seed S] [--chunk C] [--out F.npz]\n");
+  fprintf(stderr,
+          "usage: bench_gnn export|train|infer|fused|gemm|wmmse [--variant attskgs|skgs|bfgnn] "
+          "[--head direct|duality] [--d D] "
+          "[--h H] [--L L] [--batch B] [--steps N] [--warmup N] [--reps N] "
+          "[--threads T] [--seed S] [--chunk C] [--anomaly 0|1] [--out F.npz]\n");
   exit(2);
 }
 
@@ -104,6 +108,8 @@ static options parse_args(int argc, char **argv) {
       o.seed = (uint64_t)parse_int(v, 0, 1L << 40);
     else if (!strcmp(k, "--out"))
       o.out = v;
+    else if (!strcmp(k, "--anomaly")) /* 1: every graph checks for NaN/Inf (sg_autograd.h) */
+      sg_set_detect_anomaly(parse_int(v, 0, 1));
     else
       usage();
   }
@@ -122,6 +128,12 @@ double peak_rss_mib(void) {
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   return (double)ru.ru_maxrss / 1024.0; /* Linux: KiB */
+}
+
+double thread_cpu_seconds(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
 long involuntary_switches(void) {

@@ -28,6 +28,9 @@ double peak_rss_mib(void);
 /* Times the scheduler took the CPU away from this process (another process
  * wanted it): a busy machine shows here. */
 long involuntary_switches(void);
+/* CPU time of the calling thread in seconds: for work on one thread, a
+ * measure that a loaded machine inflates less than the wall clock. */
+double thread_cpu_seconds(void);
 /* Median of v[0..n) (v is left in its order). */
 double median(const double *v, int n);
 void print_ms_array(const char *key, const double *v, int n);

@@ -35,6 +35,9 @@ VARIANTS = {"attskgs": "AttSKGS-GNN", "skgs": "SKGS-GNN", "bfgnn": "BFGNN",
 # BFGNN's heads: variant -> key of the "wmmse" section and label of its rows
 BF_HEADS = {"bfgnn": ("bfgnn", ""), "bfgnn-duality": ("bfgnn_duality", "duality head, ")}
 ASSOC_VARIANTS = ("attskgs", "skgs")
+# the fused inference of the duality head (bench_gnn fused): width -> label
+FUSED_WIDTHS = {"tiny": "tiny (d 16, h 32, L 2)", "micro": "micro (d 8, h 16, L 2)"}
+FUSED_LABEL = "duality head, fused, "
 WMMSE_GOAL = 100.0  # BFGNN inference per sample at least 100x faster than WMMSE
 # the targets of the association GNNs: (kind, width) -> minimum ratio
 TARGETS = {
@@ -82,8 +85,8 @@ def pooled(work, side, mode, tag):
         out[k] = v
         out[k + "_median"] = quantile(v, 0.5)
         out[k + "_quartiles"] = [quantile(v, 0.25), quantile(v, 0.75)]
-    if mode == "infer" or mode == "wmmse":
-        n = out["infer_batch" if mode == "infer" else "samples"]
+    if mode in ("infer", "wmmse", "fused"):
+        n = out["samples" if mode == "wmmse" else "infer_batch"]
         out["batch_per_sample_ms"] = out["batch_ms_median"] / n
         out["batch_per_sample_quartiles"] = [x / n for x in out["batch_ms_quartiles"]]
     return out
@@ -269,25 +272,54 @@ def wmmse_section(work, widths):
            "single_ms_median_sample": wm["single_ms_median"],
            "batch_per_sample_ms": wm["batch_per_sample_ms"],
            "batch_per_sample_quartiles": wm["batch_per_sample_quartiles"],
-           "peak_rss_mib": wm["peak_rss_mib"], "goal": WMMSE_GOAL}
+           "peak_rss_mib": wm["peak_rss_mib"], "goal": WMMSE_GOAL,
+           "single_cpu_ms": rounds_median(work, "c_wmmse", "single_cpu_ms")}
+    def against(ci):
+        r1 = out["single_ms"] / ci["single_ms_median"]
+        rb = out["batch_per_sample_ms"] / ci["batch_per_sample_ms"]
+        return {"single_ms": ci["single_ms_median"], "batch_per_sample_ms": ci["batch_per_sample_ms"],
+                "single_ratio": r1, "batch_ratio": rb,
+                "single_met": r1 >= WMMSE_GOAL, "batch_met": rb >= WMMSE_GOAL}
     for v, (key, _) in BF_HEADS.items():
         out[key] = {}
         for w in widths:
             ci = pooled(work, "c", "infer", "%s_%s" % (v, w))
-            if not ci:
-                continue
-            r1 = out["single_ms"] / ci["single_ms_median"]
-            rb = out["batch_per_sample_ms"] / ci["batch_per_sample_ms"]
-            out[key][w] = {"single_ms": ci["single_ms_median"],
-                           "batch_per_sample_ms": ci["batch_per_sample_ms"],
-                           "single_ratio": r1, "batch_ratio": rb,
-                           "single_met": r1 >= WMMSE_GOAL, "batch_met": rb >= WMMSE_GOAL}
+            if ci:
+                out[key][w] = against(ci)
+    out["bfgnn_fused"] = {}
+    for w in FUSED_WIDTHS:
+        ci = pooled(work, "c", "fused", "bfgnn-duality_" + w)
+        if ci:
+            name = "c_fused_bfgnn-duality_" + w
+            cpu1 = rounds_median(work, name, "single_cpu_ms")
+            cpub = rounds_median(work, name, "batch_1thread_cpu_per_sample_ms")
+            out["bfgnn_fused"][w] = dict(
+                against(ci), params=ci["params"], single_cpu_ms=cpu1,
+                batch_1thread_cpu_per_sample_ms=cpub,
+                single_cpu_ratio=out["single_cpu_ms"] / cpu1 if out["single_cpu_ms"] else None,
+                batch_cpu_ratio=out["single_cpu_ms"] / cpub if out["single_cpu_ms"] else None,
+                max_abs_vs_ops=max(load(work, "%s_r%d" % (name, r + 1))["max_abs_vs_ops"]
+                                   for r in range(ci["rounds"])))
     return out
 
 
+def rounds_median(work, name, key):
+    """The median over the rounds <name>_r<n>.json of a scalar, or None."""
+    v = []
+    while True:
+        r = load(work, "%s_r%d" % (name, len(v) + 1))
+        if r is None or key not in r:
+            break
+        v.append(r[key])
+    return quantile(v, 0.5) if v else None
+
+
 def wmmse_rows(wm):
-    """(width, BFGNN against WMMSE, label prefix) of each head and width."""
-    return [(w, b, label) for key, label in BF_HEADS.values() for w, b in wm.get(key, {}).items()]
+    """(width label, BFGNN against WMMSE) of each head and width, then of the
+    fused inference."""
+    rows = [(label + WIDTHS[w], b) for key, label in BF_HEADS.values()
+            for w, b in wm.get(key, {}).items()]
+    return rows + [(FUSED_LABEL + FUSED_WIDTHS[w], b) for w, b in wm.get("bfgnn_fused", {}).items()]
 
 
 def is_bfgnn(key):
@@ -495,18 +527,33 @@ def markdown(res):
               "the mean over the samples, median of %d passes; the median sample takes %.3f "
               "ms), and the batch over %d threads (`assoc_beams_run`, OpenMP over samples, "
               "%.3f ms per sample). BFGNN: the rows above (float32, 2 threads; one sample, and "
-              "a batch of 256 per sample). Ratio: WMMSE / BFGNN." % (
+              "a batch of 256 per sample); fused: `bench_gnn fused`, the fused float32 "
+              "inference (`assoc_bfgnn_fused_beams`, untrained weights of that size) of one "
+              "sample on 1 thread (each timing the mean of 100 calls) and of the batch of 256 "
+              "over 2 threads. Ratio: WMMSE / BFGNN." % (
                   wm["goal"], wm["iters_mean"], wm["rate_mean"], wm["samples"],
                   wm["association"], wm["single_ms"], 3 * wm["rounds"],
                   wm["single_ms_median_sample"], wm["threads"], wm["batch_per_sample_ms"]), "",
               "| BFGNN width | BFGNN 1 sample (ms) | WMMSE 1 sample (ms) | ratio | BFGNN per "
               "sample, batch (ms) | WMMSE per sample, batch (ms) | ratio | >= %gx |" % wm["goal"],
               "|---|---|---|---|---|---|---|---|"]
-        for w, b, label in wmmse_rows(wm):
+        for name, b in wmmse_rows(wm):
             L.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
-                label + WIDTHS[w], fmt(b["single_ms"]), fmt(wm["single_ms"]), fmt(b["single_ratio"]),
+                name, fmt(b["single_ms"]), fmt(wm["single_ms"]), fmt(b["single_ratio"]),
                 fmt(b["batch_per_sample_ms"]), fmt(wm["batch_per_sample_ms"]),
                 fmt(b["batch_ratio"]), "yes" if b["single_met"] and b["batch_met"] else "**no**"))
+    fused = wm.get("bfgnn_fused", {}) if wm else {}
+    if fused and wm.get("single_cpu_ms"):
+        L += ["", "By CPU time of the one thread that does the work (`CLOCK_THREAD_CPUTIME_ID`; "
+              "a loaded machine inflates it far less than the wall clock): WMMSE %.3f ms per "
+              "sample one at a time; the fused BFGNN one sample alone, and per sample of the "
+              "batch of 256 on that one thread." % wm["single_cpu_ms"], "",
+              "| fused BFGNN | params | 1 sample (ms) | ratio | batch on 1 thread, per sample "
+              "(ms) | ratio |", "|---|---|---|---|---|---|"]
+        for w, b in fused.items():
+            L.append("| %s | %d | %s | %s | %s | %s |" % (
+                FUSED_WIDTHS[w], b["params"], fmt(b["single_cpu_ms"]), fmt(b["single_cpu_ratio"]),
+                fmt(b["batch_1thread_cpu_per_sample_ms"]), fmt(b["batch_cpu_ratio"])))
     L += ["", "## What is measured", "",
           "- training step: zero the gradients, forward in train mode with the fixed Gumbel "
           "noise, differentiable MRT sum-rate, loss with the dual penalty (mu = [0.25, 0.5], "
@@ -598,9 +645,9 @@ def main():
                                                fmt(r["torch"], r["unit"]), r["unit"],
                                                fmt(r["ratio"]), tgt))
     wm = res.get("wmmse")
-    for w, b, label in (wmmse_rows(wm) if wm else ()):
-        print("BFGNN %s%-6s vs WMMSE (C): 1 sample %.3f vs %.3f ms (%.1fx), batch per sample %.4f vs "
-              "%.4f ms (%.1fx); goal %gx" % (label, w, b["single_ms"], wm["single_ms"], b["single_ratio"],
+    for name, b in (wmmse_rows(wm) if wm else ()):
+        print("BFGNN %s vs WMMSE (C): 1 sample %.4f vs %.3f ms (%.1fx), batch per sample %.5f vs "
+              "%.4f ms (%.1fx); goal %gx" % (name, b["single_ms"], wm["single_ms"], b["single_ratio"],
                                             b["batch_per_sample_ms"], wm["batch_per_sample_ms"],
                                             b["batch_ratio"], wm["goal"]))
     print("wrote %s and %s" % (os.path.join(a.out, "results.json"), os.path.join(a.out, "RESULTS.md")))

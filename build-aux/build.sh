@@ -11,6 +11,14 @@ if [ ! -f build/build.ninja ]; then
   echo "sinkgrad: configuring ./build (meson setup; log in build-setup.log)..." >&2
   meson setup build "$@" >build-setup.log 2>&1 || { cat build-setup.log >&2; exit 1; }
 fi
+# A build directory set up while dpkg-dev was missing installs into lib64,
+# where Debian's loader and pkg-config do not look: move it to lib/<multiarch>.
+multiarch=$(cc -print-multiarch 2>/dev/null || true)
+if [ -n "$multiarch" ] &&
+  meson introspect build --buildoptions | grep -q '"name": "libdir", "value": "lib64"'; then
+  echo "sinkgrad: libdir lib64 -> lib/$multiarch" >&2
+  meson configure build -Dlibdir="lib/$multiarch" >/dev/null
+fi
 steps=$(ninja -C build -n | grep -c '^\[') || steps=0
 [ "$steps" -eq 0 ] && exit 0
 echo "sinkgrad: building (up to $steps steps)..." >&2

@@ -1,11 +1,13 @@
 #!/bin/sh
-# Installs the Debian packages sinkgrad needs to build and test, only those
+# Installs the Debian packages sinkgrad needs to build, test and install
+# (dpkg-dev: meson asks its dpkg-architecture for the lib/<multiarch>
+# directory the loader and pkg-config search), only those
 # that are missing. Used by ./run.sh and ./test.sh; needs root to install.
 # Prints one line naming what it installs; apt's own output goes to
 # build-deps.log and is shown only when the installation fails.
 set -eu
 cd "$(dirname "$0")/.."
-packages="gcc libc6-dev pkg-config meson ninja-build libsleef-dev check zlib1g-dev libblis-openmp-dev gnuplot-nox"
+packages="gcc libc6-dev dpkg-dev pkg-config meson ninja-build libsleef-dev check zlib1g-dev libblis-openmp-dev gnuplot-nox"
 missing=""
 for p in $packages; do
   dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q "install ok installed" ||

@@ -6,6 +6,11 @@
 
 #include "sg_ops.h"
 
+/* The shared libraries export what the public headers declare and hide the
+ * rest (they are built with -fvisibility=hidden). */
+#ifdef __GNUC__
+#pragma GCC visibility push(default)
+#endif
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -84,5 +89,8 @@ sg_tensor *(sg_attention)(sg_graph *g, sg_tensor *q, sg_tensor *k, sg_tensor *v)
 
 #ifdef __cplusplus
 }
+#endif
+#ifdef __GNUC__
+#pragma GCC visibility pop
 #endif
 #endif

@@ -8,6 +8,11 @@
 
 #include "sg_autograd.h"
 
+/* The shared libraries export what the public headers declare and hide the
+ * rest (they are built with -fvisibility=hidden). */
+#ifdef __GNUC__
+#pragma GCC visibility push(default)
+#endif
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -149,5 +154,8 @@ sg_tensor *(sg_detach)(sg_graph *g, sg_tensor *a); /* same values, no gradient *
 
 #ifdef __cplusplus
 }
+#endif
+#ifdef __GNUC__
+#pragma GCC visibility pop
 #endif
 #endif

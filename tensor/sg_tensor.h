@@ -12,6 +12,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The shared libraries export what the public headers declare and hide the
+ * rest (they are built with -fvisibility=hidden). */
+#ifdef __GNUC__
+#pragma GCC visibility push(default)
+#endif
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -146,6 +151,9 @@ double *sg_f64(const sg_tensor *t); /* NULL if t is not float64 */
 size_t sg_dtype_size(sg_dtype dt);
 const char *sg_dtype_name(sg_dtype dt);
 bool sg_same_shape(const sg_tensor *a, const sg_tensor *b);
+/* The flat index of t's first NaN or +-Inf element, or -1 when every
+ * element is finite (or t has no data). */
+int64_t sg_first_nonfinite(const sg_tensor *t);
 
 /* ---- seeded random draws ---------------------------------------------- */
 
@@ -169,6 +177,9 @@ sg_tensor *sg_rand_gumbel(sg_graph *g, sg_rng *r, sg_dtype dt, int ndim, const i
 
 #ifdef __cplusplus
 }
+#endif
+#ifdef __GNUC__
+#pragma GCC visibility pop
 #endif
 
 #endif

@@ -215,6 +215,33 @@ double *sg_f64(const sg_tensor *t) {
   return t && t->dtype == SG_F64 ? t->data : NULL;
 }
 
+/* x - x is 0 for a finite x and NaN otherwise; the comparisons of a block
+ * are OR-ed without a branch, so the scan vectorises, and only the block
+ * holding a bad element is searched element by element. */
+#define FIRST_NONFINITE(T, d, n)                                                                   \
+  do {                                                                                             \
+    enum { BLOCK = 1024 };                                                                         \
+    for (int64_t b0 = 0; b0 < (n); b0 += BLOCK) {                                                  \
+      int64_t b1 = (n)-b0 < BLOCK ? (n) : b0 + BLOCK;                                              \
+      int bad = 0;                                                                                 \
+      for (int64_t i = b0; i < b1; i++) bad |= (d)[i] - (d)[i] != (T)0;                            \
+      for (int64_t i = b0; bad && i < b1; i++)                                                     \
+        if ((d)[i] - (d)[i] != (T)0) return i;                                                     \
+    }                                                                                              \
+  } while (0)
+
+int64_t sg_first_nonfinite(const sg_tensor *t) {
+  if (!t || !t->data) return -1;
+  if (t->dtype == SG_F32) {
+    const float *d = t->data;
+    FIRST_NONFINITE(float, d, t->numel);
+  } else {
+    const double *d = t->data;
+    FIRST_NONFINITE(double, d, t->numel);
+  }
+  return -1;
+}
+
 bool sg_same_shape(const sg_tensor *a, const sg_tensor *b) {
   if (a->ndim != b->ndim) return false;
   for (int i = 0; i < a->ndim; i++)

@@ -36,8 +36,9 @@ status=0
 for f in $files; do
   for inc in $(sed -n 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*"\([^"]*\)".*/\1/p' "$f"); do
     base=${inc##*/}
-    # sg_config.h is generated in the build directory (the build's settings)
-    [ "$base" = sg_config.h ] && continue
+    # generated in the build directory: sg_config.h (the build's settings),
+    # sg_version.h (from tensor/sg_version.h.in)
+    case "$base" in sg_config.h | sg_version.h) continue ;; esac
     target=$(printf '%s\n' $files | grep -E "(^|/)$base\$" | head -n 1 || true)
     if [ -z "$target" ]; then
       echo "$f: includes \"$inc\", which is not a file of the project" >&2

@@ -3,6 +3,8 @@
  * parameter count, the batch inputs and the rate's units (MRT beams
  * against assoc_mrt_couplings and assoc_rate_int). */
 #include <complex.h>
+#include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -508,6 +510,201 @@ START_TEST(bfgnn_training_raises_rate) {
 }
 END_TEST
 
+/* ---- fused float32 inference (bfgnn_infer.c) ------------------------------------------- */
+
+/* The float32 values of t (any dtype), caller-owned. */
+static float *floats_of(const sg_tensor *t) {
+  float *f = malloc((size_t)t->numel * sizeof *f);
+  for (int64_t i = 0; i < t->numel; i++) f[i] = (float)sg_get(t, i);
+  return f;
+}
+
+typedef struct fused_case {
+  int d, h, L;
+  assoc_bfgnn_head head;
+  assoc_beam_norm norm;
+} fused_case;
+
+/* A float32 model of c at the paper's shapes (M 2, K 8, N 4), its inputs
+ * (float32 values) and the float32 inputs as arrays. */
+typedef struct fused_setup {
+  assoc_bfgnn *m;
+  bf_inputs in;
+  float *p, *q, *X, *A;
+  assoc_bfgnn_fused_inputs fin;
+} fused_setup;
+
+static fused_setup fused_setup_new(const fused_case *c, int64_t B, uint64_t seed) {
+  fused_setup st = {0};
+  assoc_bfgnn_config cfg = assoc_bfgnn_config_paper();
+  cfg.d = c->d, cfg.h = c->h, cfg.L = c->L, cfg.head = c->head, cfg.norm = c->norm;
+  st.m = assoc_bfgnn_new(&cfg, seed);
+  ck_assert_ptr_nonnull(st.m);
+  sg_rng r;
+  sg_rng_seed(&r, seed + 100);
+  st.in = make_bf_inputs(&r, B, 2, 8, 4); /* BS loads of 4 = N */
+  st.p = floats_of(st.in.p), st.q = floats_of(st.in.q), st.X = floats_of(st.in.X);
+  st.A = floats_of(st.in.A);
+  /* the float64 inputs hold exactly the float32 values */
+  sg_tensor *t[] = {st.in.p, st.in.q, st.in.X};
+  float *f[] = {st.p, st.q, st.X};
+  for (int i = 0; i < 3; i++)
+    for (int64_t j = 0; j < t[i]->numel; j++) sg_set(t[i], j, f[i][j]);
+  st.fin = (assoc_bfgnn_fused_inputs){
+      .B = B, .M = 2, .K = 8, .p = st.p, .q = st.q, .X = st.X, .A = st.A};
+  return st;
+}
+
+static void fused_setup_free(fused_setup *st) {
+  free(st->p), free(st->q), free(st->X), free(st->A);
+  free_bf_inputs(&st->in);
+  assoc_bfgnn_free(st->m);
+}
+
+/* The op-by-op beams of st's weights in dtype dt, as float64 arrays. */
+static void op_beams(const fused_setup *st, sg_dtype dt, double *re, double *im) {
+  assoc_bfgnn_config c = st->m->cfg;
+  c.dtype = dt;
+  assoc_bfgnn *m = assoc_bfgnn_new(&c, 0);
+  ck_assert_ptr_nonnull(m);
+  ck_assert_int_eq(sg_params_copy(m->trunk.params, st->m->trunk.params), 0);
+  sg_graph *g = sg_graph_new();
+  sg_set_grad_enabled(g, false);
+  const bf_inputs *in = &st->in;
+  assoc_complex V = assoc_bfgnn_forward(g, m, sg_to_dtype(g, in->p, dt), sg_to_dtype(g, in->q, dt),
+                                        sg_to_dtype(g, in->X, dt), sg_to_dtype(g, in->A, dt));
+  ck_assert_ptr_nonnull(V.re);
+  for (int64_t i = 0; i < V.re->numel; i++) re[i] = sg_get(V.re, i), im[i] = sg_get(V.im, i);
+  sg_graph_free(g);
+  assoc_bfgnn_free(m);
+}
+
+/* max_i |x_i - ref_i| over the beams. */
+static double max_diff(int64_t n, const double *re, const double *im, const double *ref_re,
+                       const double *ref_im) {
+  double e = 0;
+  for (int64_t i = 0; i < n; i++) {
+    e = fmax(e, fabs(re[i] - ref_re[i]));
+    e = fmax(e, fabs(im[i] - ref_im[i]));
+  }
+  return e;
+}
+
+/* The fused beams of st on `threads` threads into float32 arrays. */
+static void fused_beams(const fused_setup *st, int threads, float *re, float *im) {
+  int was = omp_get_max_threads();
+  omp_set_num_threads(threads);
+  assoc_bfgnn_fused *f = assoc_bfgnn_fused_new(st->m);
+  ck_assert_ptr_nonnull(f);
+  ck_assert_int_eq(assoc_bfgnn_fused_beams(f, &st->fin, re, im), 0);
+  assoc_bfgnn_fused_free(f);
+  omp_set_num_threads(was);
+}
+
+/* The fused float32 beams against the op-by-op float64 forward of the same
+ * weights and inputs. The yardstick is the op-by-op float32 forward: both
+ * float32 paths round every operation of the same function to float32
+ * (unit round-off 6e-8), in different orders (split Linears, the mean
+ * before or after the last Linear, Cholesky instead of LU), so each lies
+ * within some multiple of 6e-8 times the function's condition of float64;
+ * the fused path must be no further than 4 times the op-by-op float32
+ * error (measured: 5e-8 to 1.7e-7 on beams of norm up to 1, 0.3-0.45
+ * times it with the duality head, whose solve runs in float64, and 2.7-3.1
+ * times with the direct head), with a floor of 8 round-offs of the beams'
+ * scale (1) for a case where that error is itself tiny. B = 70: four full
+ * blocks and a short one. */
+START_TEST(bfgnn_fused_matches_forward) {
+  const fused_case cases[] = {
+      {8, 16, 1, ASSOC_BFGNN_HEAD_DUALITY, ASSOC_BEAM_PROJECT},
+      {8, 16, 2, ASSOC_BFGNN_HEAD_DUALITY, ASSOC_BEAM_FULL_POWER},
+      {16, 32, 2, ASSOC_BFGNN_HEAD_DUALITY, ASSOC_BEAM_PROJECT},
+      {64, 128, 2, ASSOC_BFGNN_HEAD_DUALITY, ASSOC_BEAM_PROJECT},
+      {16, 32, 1, ASSOC_BFGNN_HEAD_DIRECT, ASSOC_BEAM_PROJECT},
+      {64, 128, 2, ASSOC_BFGNN_HEAD_DIRECT, ASSOC_BEAM_FULL_POWER},
+  };
+  const int64_t B = 70, n = B * 2 * 8 * 4;
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    const fused_case *c = &cases[i];
+    fused_setup st = fused_setup_new(c, B, 40 + i);
+    double *v[6];
+    for (int j = 0; j < 6; j++) v[j] = malloc((size_t)n * sizeof(double));
+    float *fre = malloc((size_t)n * sizeof(float)), *fim = malloc((size_t)n * sizeof(float));
+    op_beams(&st, SG_F64, v[0], v[1]);
+    op_beams(&st, SG_F32, v[2], v[3]);
+    fused_beams(&st, 2, fre, fim);
+    for (int64_t j = 0; j < n; j++) v[4][j] = fre[j], v[5][j] = fim[j];
+    double op32 = max_diff(n, v[2], v[3], v[0], v[1]);
+    double fused = max_diff(n, v[4], v[5], v[0], v[1]);
+    double tol = fmax(4 * op32, 8 * 0x1p-24);
+    ck_assert_msg(fused <= tol, "d %d h %d L %d head %d: fused %.3g, op-by-op float32 %.3g", c->d,
+                  c->h, c->L, (int)c->head, fused, op32);
+    for (int j = 0; j < 6; j++) free(v[j]);
+    free(fre), free(fim);
+    fused_setup_free(&st);
+  }
+}
+END_TEST
+
+/* The fused beams are bitwise the same on 1 and 2 threads, and a sample's
+ * beams do not depend on its batch: the one-sample call gives the bits of
+ * that sample in a block of 16. */
+START_TEST(bfgnn_fused_threads_and_batches) {
+  for (int head = 0; head < 2; head++) {
+    fused_case c = {8, 16, 2, head ? ASSOC_BFGNN_HEAD_DUALITY : ASSOC_BFGNN_HEAD_DIRECT,
+                    ASSOC_BEAM_PROJECT};
+    const int64_t B = 67, n = B * 64;
+    fused_setup st = fused_setup_new(&c, B, 7);
+    float *v[4];
+    for (int j = 0; j < 4; j++) v[j] = malloc((size_t)n * sizeof(float));
+    fused_beams(&st, 1, v[0], v[1]);
+    fused_beams(&st, 2, v[2], v[3]);
+    ck_assert(memcmp(v[0], v[2], (size_t)n * sizeof(float)) == 0);
+    ck_assert(memcmp(v[1], v[3], (size_t)n * sizeof(float)) == 0);
+    const int64_t b = 20; /* one sample alone */
+    assoc_bfgnn_fused_inputs one = {.B = 1,
+                                    .M = 2,
+                                    .K = 8,
+                                    .p = st.p + b * 2,
+                                    .q = st.q + b * 8,
+                                    .X = st.X + b * 128,
+                                    .A = st.A + b * 16};
+    assoc_bfgnn_fused *f = assoc_bfgnn_fused_new(st.m);
+    ck_assert_int_eq(assoc_bfgnn_fused_beams(f, &one, v[2], v[3]), 0);
+    ck_assert(memcmp(v[2], v[0] + b * 64, 64 * sizeof(float)) == 0);
+    ck_assert(memcmp(v[3], v[1] + b * 64, 64 * sizeof(float)) == 0);
+    assoc_bfgnn_fused_free(f);
+    for (int j = 0; j < 4; j++) free(v[j]);
+    fused_setup_free(&st);
+  }
+}
+END_TEST
+
+/* The fused inference refuses a NULL model and inputs it cannot run,
+ * naming itself and the sizes. */
+START_TEST(bfgnn_fused_misuse) {
+  fused_case c = {4, 8, 1, ASSOC_BFGNN_HEAD_DUALITY, ASSOC_BEAM_PROJECT};
+  fused_setup st = fused_setup_new(&c, 2, 3);
+  assoc_bfgnn_fused *f = assoc_bfgnn_fused_new(st.m);
+  ck_assert_ptr_nonnull(f);
+  float re[128], im[128];
+  sg_test_capture_errors();
+  ck_assert_ptr_null(assoc_bfgnn_fused_new(NULL));
+  ck_assert_str_eq(sg_test_errors.op, "assoc_bfgnn_fused_new");
+  assoc_bfgnn_fused_inputs bad = st.fin;
+  bad.B = 0;
+  ck_assert_int_eq(assoc_bfgnn_fused_beams(f, &bad, re, im), -1);
+  ck_assert_str_eq(sg_test_errors.op, "assoc_bfgnn_fused_beams");
+  ck_assert_msg(strstr(sg_test_errors.msg, "B 0, M 2, K 8"), "%s", sg_test_errors.msg);
+  bad = st.fin, bad.X = NULL;
+  ck_assert_int_eq(assoc_bfgnn_fused_beams(f, &bad, re, im), -1);
+  ck_assert_int_eq(assoc_bfgnn_fused_beams(f, &st.fin, NULL, im), -1);
+  sg_set_error_handler(NULL, NULL);
+  ck_assert_int_eq(assoc_bfgnn_fused_beams(f, &st.fin, re, im), 0);
+  assoc_bfgnn_fused_free(f);
+  fused_setup_free(&st);
+}
+END_TEST
+
 Suite *suite_bfgnn(void) {
   const sg_test_case cases[] = {
       {"gradcheck_bfgnn", gradcheck_bfgnn},
@@ -518,6 +715,9 @@ Suite *suite_bfgnn(void) {
       {"bfgnn_misuse", bfgnn_misuse},
       {"bfgnn_batch_and_mrt_units", bfgnn_batch_and_mrt_units},
       {"bfgnn_training_raises_rate", bfgnn_training_raises_rate},
+      {"bfgnn_fused_matches_forward", bfgnn_fused_matches_forward},
+      {"bfgnn_fused_threads_and_batches", bfgnn_fused_threads_and_batches},
+      {"bfgnn_fused_misuse", bfgnn_fused_misuse},
   };
   return sg_test_suite("bfgnn", cases, sizeof cases / sizeof *cases, 300);
 }

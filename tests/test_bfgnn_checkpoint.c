@@ -169,22 +169,67 @@ static void write_bytes(const char *path, const unsigned char *buf, long size) {
   fclose(f);
 }
 
-/* A tiny model of kind k written to path. */
-static void write_tiny(beam_model k, const char *path) {
-  sg_io_error err = {{0}};
+/* Writes a tiny model of kind k to path, with a NaN in its first
+ * parameter when nan_weight (as a diverged run leaves it); the writer's
+ * status. */
+static int write_tiny_as(beam_model k, const char *path, bool nan_weight, sg_io_error *err) {
+  int rc;
   if (k == BFGNN) {
     assoc_bfgnn *m = tiny_model(2);
-    ck_assert_msg(assoc_bfgnn_checkpoint_write(path, m, 0.5, &err) == 0, "%s", err.msg);
+    if (nan_weight) sg_set(sg_params_at(m->trunk.params, 0), 3, NAN);
+    rc = assoc_bfgnn_checkpoint_write(path, m, 0.5, err);
     assoc_bfgnn_free(m);
-    return;
+    return rc;
   }
   assoc_jointgnn_config c = assoc_jointgnn_config_paper();
   c.d = 8, c.h = 16, c.n_antennas = 2;
   assoc_jointgnn *m = assoc_jointgnn_new(&c, 2);
   ck_assert_ptr_nonnull(m);
-  ck_assert_msg(assoc_jointgnn_checkpoint_write(path, m, 0.5, &err) == 0, "%s", err.msg);
+  if (nan_weight) sg_set(sg_params_at(m->trunk.params, 0), 3, NAN);
+  rc = assoc_jointgnn_checkpoint_write(path, m, 0.5, err);
   assoc_jointgnn_free(m);
+  return rc;
 }
+
+/* A tiny model of kind k written to path. */
+static void write_tiny(beam_model k, const char *path) {
+  sg_io_error err = {{0}};
+  ck_assert_msg(write_tiny_as(k, path, false, &err) == 0, "%s", err.msg);
+}
+
+/* The bytes of the file at path (malloc'd) and their count. */
+static unsigned char *read_all(const char *path, long *size) {
+  FILE *f = fopen(path, "rb");
+  ck_assert_ptr_nonnull(f);
+  fseek(f, 0, SEEK_END);
+  *size = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  unsigned char *bytes = malloc((size_t)*size);
+  ck_assert_int_eq(fread(bytes, 1, (size_t)*size, f), (size_t)*size);
+  fclose(f);
+  return bytes;
+}
+
+/* A model with a NaN weight is not written: the message names the
+ * parameter and the element, and the file keeps the last good checkpoint. */
+START_TEST(nan_weights_not_written) {
+  for (beam_model k = BFGNN; k <= JOINTGNN; k++) {
+    char ck[128];
+    tmp_path(ck, sizeof ck, "nan_weights.npz");
+    write_tiny(k, ck);
+    long size0, size1;
+    unsigned char *before = read_all(ck, &size0);
+    sg_io_error err = {{0}};
+    ck_assert_int_eq(write_tiny_as(k, ck, true, &err), -1);
+    ck_assert_msg(strstr(err.msg, "not written: parameter") && strstr(err.msg, "at element 3"),
+                  "%s", err.msg);
+    unsigned char *after = read_all(ck, &size1);
+    ck_assert(size0 == size1 && !memcmp(before, after, (size_t)size0));
+    free(before), free(after);
+    remove(ck);
+  }
+}
+END_TEST
 
 #define assert_refused(path, what, needle) assert_refused_as(k, path, what, needle)
 
@@ -196,13 +241,8 @@ static void damaged_refused(beam_model k) {
   tmp_path(bad, sizeof bad, "bf_bad.npz");
   sg_io_error err = {{0}};
   write_tiny(k, ck);
-  FILE *f = fopen(ck, "rb");
-  fseek(f, 0, SEEK_END);
-  long size = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  unsigned char *bytes = malloc((size_t)size);
-  ck_assert_int_eq(fread(bytes, 1, (size_t)size, f), (size_t)size);
-  fclose(f);
+  long size;
+  unsigned char *bytes = read_all(ck, &size);
   bytes[size / 2] ^= 0x5a;
   write_bytes(bad, bytes, size);
   assert_refused(bad, "a flipped byte", bad);
@@ -391,6 +431,7 @@ Suite *suite_bfgnn_checkpoint(void) {
       {"bfgnn_checkpoint_damaged_refused", bfgnn_checkpoint_damaged_refused},
       {"jointgnn_checkpoint_damaged_refused", jointgnn_checkpoint_damaged_refused},
       {"bfgnn_checkpoint_heads", bfgnn_checkpoint_heads},
+      {"nan_weights_not_written", nan_weights_not_written},
       {"bfgnn_beams_within_budget", bfgnn_beams_within_budget},
       {"bfgnn_train_mix_and_n_check", bfgnn_train_mix_and_n_check},
   };

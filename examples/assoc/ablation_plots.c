@@ -3,13 +3,26 @@
  * CSVs and onehot.dat) and runs gnuplot on it. With several seeds the
  * training and curve plots draw each model's mean with a band of mean ± sd
  * (train_<model>-seeds.csv, the sd columns of the curve CSVs). */
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "ablation.h"
+
+/* The PNGs plots.gp writes (every one, whatever the models). */
+static const char *const plot_pngs[] = {
+    "fig3a_violation.png", "fig2b_loss.png",       "fig2a_val_rate.png", "fig3b_onehot.png",
+    "fig4a_rate_vs_k.png", "fig4b_rate_vs_pt.png", "fig4c_rate_vs_m.png"};
+#define PLOT_PNGS (int)(sizeof plot_pngs / sizeof *plot_pngs)
+
+/* plots.gp's "set output": png with the suffix gnuplot is given, if any. */
+static void set_output(FILE *f, const char *png) {
+  fprintf(f, "set output '%s'.out_suffix\n", png);
+}
 
 typedef struct plot_ctx {
   const abl_run *r;
@@ -112,7 +125,8 @@ static void plot_validation(FILE *f, const abl_run *r) {
       "lc rgb 'dark-green' dt 4", "lc rgb 'gray60' dt 5"};
   bool first = true;
   fprintf(f, "\n# Fig. 2a: validation sum-rate against epoch, baselines as lines\n");
-  fprintf(f, "set output 'fig2a_val_rate.png'\nset key default\nset key outside right\n");
+  set_output(f, "fig2a_val_rate.png");
+  fprintf(f, "set key default\nset key outside right\n");
   char note[96];
   fprintf(f, "set title 'Validation LB sum-rate (MRT, %lld samples; %s)'\n", (long long)r->val.S,
           seeds_note(r, note, sizeof note));
@@ -129,7 +143,7 @@ static void plot_validation(FILE *f, const abl_run *r) {
 static void plot_onehot(FILE *f, const abl_run *r) {
   int rows = r->n_models + 1, M = r->test.M, K = r->test.K;
   fprintf(f, "\n# Fig. 3b: one-hot associations (black = 1)\n");
-  fprintf(f, "set output 'fig3b_onehot.png'\n");
+  set_output(f, "fig3b_onehot.png");
   fprintf(f, "set datafile separator whitespace\n");
   fprintf(f, "set size 1,1\nunset grid\nunset key\nunset colorbox\nunset xlabel\nunset ylabel\n");
   fprintf(f, "set palette defined (0 'white', 1 'black')\nset cbrange [0:1]\n");
@@ -170,8 +184,7 @@ static void curve_bands(FILE *f, const curve_data *c, int i, bool nv, bool *firs
 
 /* Per curve: the figure, the output file and the x axis. */
 static const char *const curve_fig[ABL_CURVES] = {"4a", "4b", "4c"};
-static const char *const curve_png[ABL_CURVES] = {"fig4a_rate_vs_k.png", "fig4b_rate_vs_pt.png",
-                                                  "fig4c_rate_vs_m.png"};
+static const char *const *const curve_png = plot_pngs + 4;
 static const char *const curve_symbol[ABL_CURVES] = {"K", "P_t", "M"};
 static const char *const curve_xlabel[ABL_CURVES] = {
     "number of UEs K (M 2, N 4)", "transmit power P_t per BS (dBm; M 2, N 4, K 8)",
@@ -208,7 +221,8 @@ static void plot_curve(FILE *f, const abl_run *r, int ci) {
   bool seeds = r->a->seeds > 1, first = true;
   fprintf(f, "\n# Fig. %s: sum-rate against %s (trained on M 2, K 8, 30 dBm)\n", curve_fig[ci],
           c->parameter);
-  fprintf(f, "set output '%s'\nset key outside right\n", curve_png[ci]);
+  set_output(f, curve_png[ci]);
+  fprintf(f, "set key outside right\n");
   fprintf(f, "set title 'Sum-rate against %s (trained: M 2, K 8, 30 dBm; %lld samples/point%s)'\n",
           curve_symbol[ci], (long long)r->a->curve_samples, seeds ? "; bands: +/- sd" : "");
   fprintf(f, "set xlabel '%s'\nset ylabel 'sum-rate (bps/Hz)'\nset xtics %s\n", curve_xlabel[ci],
@@ -223,12 +237,16 @@ static int write_plots_gp(FILE *f, void *user) {
   const abl_run *r = p->r;
   fprintf(f, "# Written by 'assoc ablation'; re-run with: cd <this directory> && gnuplot "
              "plots.gp\n");
+  /* assoc ablation itself has gnuplot write the plots under temporary names
+   * (out_suffix) and renames them once each is complete. */
+  fprintf(f, "if (!exists('out_suffix')) out_suffix = ''\n");
   fprintf(f, "set terminal %s size 1000,600%s\n", p->terminal,
           strcmp(p->terminal, "pngcairo") ? "" : " font ',11'");
   fprintf(f, "set datafile separator comma\nset grid\nset key top right\n");
   char note[96];
   seeds_note(r, note, sizeof note);
-  fprintf(f, "\n# Fig. 3a: violation ratio against epoch\nset output 'fig3a_violation.png'\n");
+  fprintf(f, "\n# Fig. 3a: violation ratio against epoch\n");
+  set_output(f, "fig3a_violation.png");
   fprintf(f, "set title 'Violation ratio of the one-hot association against epoch (%s)'\n", note);
   fprintf(f, "set xlabel 'epoch'\nset ylabel 'violation ratio'\nset yrange [0:1]\n");
   fprintf(f, "set key outside right top\n");
@@ -236,9 +254,10 @@ static int write_plots_gp(FILE *f, void *user) {
                 "validation set");
   fprintf(f, "\n# Fig. 2b: regularised loss (left) and R(soft A) (right) against epoch, on the "
              "training batches\n# (the validation LB rate is Fig. 2a)\n");
+  set_output(f, "fig2b_loss.png");
   fprintf(f,
-          "set output 'fig2b_loss.png'\nset multiplot layout 1,2 title 'Training batches "
-          "against epoch (%s; validation LB rate: Fig. 2a)'\n",
+          "set multiplot layout 1,2 title 'Training batches against epoch (%s; validation LB "
+          "rate: Fig. 2a)'\n",
           note);
   /* Empty corners: the loss climbs with mu (top left free), the rate
    * rises from its first epochs (bottom right free). */
@@ -257,19 +276,20 @@ static int write_plots_gp(FILE *f, void *user) {
   return ferror(f) ? -1 : 0;
 }
 
-/* Runs gnuplot with args in dir; returns its exit status, 127 when it
- * could not be started. Its output goes to our stderr. */
-static int run_gnuplot(const char *dir, const char *arg1, const char *arg2) {
+/* Runs gnuplot with the arguments args (NULL-terminated) in dir; returns
+ * its exit status, 127 when it could not be started. Its output goes to
+ * our stderr, but for the probes (dir NULL). */
+static int run_gnuplot(const char *dir, char *const args[]) {
   fflush(stdout), fflush(stderr);
   pid_t pid = fork();
   if (pid < 0) return 127;
   if (pid == 0) {
     if (dir && chdir(dir)) _exit(126);
-    if (!arg2) { /* a probe: keep it quiet */
+    if (!dir) {
       FILE *null = freopen("/dev/null", "w", stderr);
       (void)null;
     }
-    execlp("gnuplot", "gnuplot", arg1, arg2, (char *)NULL);
+    execvp("gnuplot", args);
     _exit(127);
   }
   int status;
@@ -277,13 +297,77 @@ static int run_gnuplot(const char *dir, const char *arg1, const char *arg2) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
 }
 
+static bool has_terminal(const char *name) {
+  char set[64];
+  snprintf(set, sizeof set, "set terminal %s", name);
+  return run_gnuplot(NULL, (char *[]){"gnuplot", "-e", set, NULL}) == 0;
+}
+
+/* Whether the file at path is a whole PNG (its signature, and its IEND
+ * chunk at the end: gnuplot exits 0 even when a write failed), synced to
+ * the disk. */
+static bool png_complete(const char *path) {
+  static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  static const unsigned char iend[12] = {0, 0, 0, 0, 'I', 'E', 'N', 'D', 0xae, 0x42, 0x60, 0x82};
+  unsigned char head[8], tail[12];
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  struct stat st;
+  bool ok = fd >= 0 && fstat(fd, &st) == 0 && st.st_size >= 20 && pread(fd, head, 8, 0) == 8 &&
+            pread(fd, tail, 12, st.st_size - 12) == 12 && !memcmp(head, sig, 8) &&
+            !memcmp(tail, iend, 12) && fsync(fd) == 0;
+  if (fd >= 0) close(fd);
+  return ok;
+}
+
+/* Where gnuplot writes PNG i: its name plus suffix in out. */
+static void temp_png(char *buf, size_t len, const char *out, int i, const char *suffix) {
+  char name[256];
+  snprintf(name, sizeof name, "%s%s", plot_pngs[i], suffix);
+  abl_path_in(buf, len, out, name);
+}
+
+static void remove_temp_pngs(const char *out, const char *suffix) {
+  char path[1024];
+  for (int i = 0; i < PLOT_PNGS; i++) {
+    temp_png(path, sizeof path, out, i, suffix);
+    unlink(path);
+  }
+}
+
+/* The PNGs gnuplot wrote under their names plus suffix, moved to their
+ * names when every one is complete; otherwise removed, with the previous
+ * plots left as they were and a note naming the first incomplete one. */
+static const char *install_pngs(const char *out, const char *suffix) {
+  char tmp[1024], path[1024];
+  int bad = 0;
+  for (; bad < PLOT_PNGS; bad++) {
+    temp_png(tmp, sizeof tmp, out, bad, suffix);
+    if (!png_complete(tmp)) break;
+  }
+  for (int i = 0; i < PLOT_PNGS && bad == PLOT_PNGS; i++) {
+    temp_png(tmp, sizeof tmp, out, i, suffix);
+    abl_path_in(path, sizeof path, out, plot_pngs[i]);
+    if (rename(tmp, path)) bad = i;
+  }
+  sg_io_error err;
+  if (bad == PLOT_PNGS && !sg_io_sync_dir_of(path, &err)) return "written";
+  remove_temp_pngs(out, suffix);
+  abl_path_in(path, sizeof path, out, plot_pngs[bad < PLOT_PNGS ? bad : 0]);
+  fprintf(
+      stderr,
+      "assoc ablation: NOTE: %s: %s: plots SKIPPED (the previous plots, if any, are kept)\n", path,
+      bad < PLOT_PNGS ? "gnuplot did not write it completely (a full disk or a file size limit?)"
+                      : err.msg);
+  return "skipped: cannot write the plots";
+}
+
 /* Writes plots.gp and runs it. Returns a status for the JSON: "written",
  * "skipped: ..." (with a note on stderr). */
 const char *abl_make_plots(const abl_run *r) {
   if (r->a->no_plots) return "not requested (--no-plots)";
   const char *terminal = "pngcairo";
-  if (run_gnuplot(NULL, "-e", "set terminal pngcairo") != 0) terminal = "png";
-  if (run_gnuplot(NULL, "-e", "set terminal png") != 0 && !strcmp(terminal, "png")) {
+  if (!has_terminal("pngcairo")) terminal = "png";
+  if (!has_terminal("png") && !strcmp(terminal, "png")) {
     fprintf(stderr,
             "assoc ablation: NOTE: gnuplot (with a png or pngcairo terminal) is not "
             "available: plots SKIPPED. Install Debian's gnuplot-nox and re-run "
@@ -295,13 +379,15 @@ const char *abl_make_plots(const abl_run *r) {
   }
   plot_ctx p = {r, terminal};
   if (abl_write_in_dir(r, "plots.gp", write_plots_gp, &p)) return "skipped: cannot write plots.gp";
-  int rc = run_gnuplot(r->a->out, "plots.gp", NULL);
-  if (rc) {
-    fprintf(stderr,
-            "assoc ablation: NOTE: gnuplot failed (exit status %d) on %s/plots.gp: plots "
-            "SKIPPED\n",
-            rc, r->a->out);
-    return "skipped: gnuplot failed";
-  }
-  return "written";
+  char suffix[32], set_suffix[64];
+  snprintf(suffix, sizeof suffix, ".tmp%06x", (unsigned)getpid() & 0xffffffu);
+  snprintf(set_suffix, sizeof set_suffix, "out_suffix = '%s'", suffix);
+  int rc = run_gnuplot(r->a->out, (char *[]){"gnuplot", "-e", set_suffix, "plots.gp", NULL});
+  if (rc == 0) return install_pngs(r->a->out, suffix);
+  remove_temp_pngs(r->a->out, suffix);
+  fprintf(stderr,
+          "assoc ablation: NOTE: gnuplot failed (exit status %d) on %s/plots.gp: plots "
+          "SKIPPED\n",
+          rc, r->a->out);
+  return "skipped: gnuplot failed";
 }

@@ -389,7 +389,7 @@ int abl_write_in_dir(const abl_run *r, const char *name, int (*fn)(FILE *, void 
   char path[1024];
   sg_io_error err;
   abl_path_in(path, sizeof path, r->a->out, name);
-  if (sg_io_write_atomic(path, fn, user, &err)) {
+  if (assoc_write_atomic(path, fn, user, &err)) {
     fprintf(stderr, "assoc ablation: %s\n", err.msg);
     return -1;
   }

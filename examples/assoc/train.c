@@ -55,7 +55,8 @@ static const char train_help[] =
     "  --epochs E               train until E epochs are complete (required)\n"
     "  --out CKPT               checkpoint to write (required)\n"
     "  --test DATA2             data set for the per-epoch test metrics\n"
-    "  --log CSV                per-epoch CSV log (appended to when resuming)\n"
+    "  --log CSV                per-epoch CSV log (when resuming: cut back to the\n"
+    "                           checkpoint's epochs, then appended to)\n"
     "  --resume CKPT            continue the run of CKPT (its configuration is kept;\n"
     "                           only --epochs, --threads, --eval-batch may change)\n"
     "  --d D                    embedding width (default 512)\n"
@@ -83,6 +84,9 @@ static const char train_help[] =
     "  --eval-batch B           test evaluation batch size (default 256)\n"
     "  --checkpoint-every N     write CKPT every N epochs and at the end (default 1)\n"
     "  --threads T              OpenMP threads (default: OMP_NUM_THREADS or all)\n"
+    "  --detect-anomaly         check every op's output and every gradient for NaN\n"
+    "                           and Inf; stop at the first with its op, shapes and\n"
+    "                           call site (docs/design.md \"Anomaly mode\")\n"
     "  --json                   print a JSON summary at the end\n"
     "  --quiet                  no per-epoch lines and no progress bar\n"
     "  -h, --help               this help\n";
@@ -122,6 +126,7 @@ enum train_option {
   TR_HEAD,
   TR_PENALTY_AFTER,
   TR_PENALTY_MU,
+  TR_DETECT_ANOMALY,
   TR_LAST
 };
 
@@ -160,6 +165,7 @@ static const struct option train_options[] = {
     {"head", required_argument, NULL, TR_HEAD},
     {"penalty-after", required_argument, NULL, TR_PENALTY_AFTER},
     {"penalty-mu", required_argument, NULL, TR_PENALTY_MU},
+    {"detect-anomaly", no_argument, NULL, TR_DETECT_ANOMALY},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -295,6 +301,8 @@ static int train_option(void *args, int opt, char *v) {
     return assoc_parse_int(c, "penalty-after", v, 0, 1 << 30, &a->beam.penalty_after);
   case TR_PENALTY_MU:
     return assoc_parse_double(c, "penalty-mu", v, 0, 1e12, &a->beam.penalty_mu);
+  case TR_DETECT_ANOMALY:
+    return 0; /* read through given() */
   case 'h':
     return a->help = true, 0;
   default:
@@ -593,12 +601,26 @@ static int run(train_args *a, assoc_dataset *train, assoc_dataset *test) {
   return ASSOC_EXIT_OK;
 }
 
+/* --detect-anomaly: anomaly mode's report is printed and returns, so the
+ * training loop stops the step and fails; other reports abort as the
+ * library's default handler does. */
+static void report_anomaly(const char *op, const char *msg, const char *file, int line,
+                           void *user) {
+  (void)user;
+  fprintf(stderr, "assoc train: %s: %s (called at %s:%d)\n", op, msg, file ? file : "?", line);
+  if (strncmp(msg, SG_ANOMALY_PREFIX, strlen(SG_ANOMALY_PREFIX)) != 0) abort();
+}
+
 int assoc_cmd_train(int argc, char **argv) {
   train_args a;
   if (train_parse(argc, argv, &a)) return ASSOC_EXIT_USAGE;
   if (a.help) return fputs(train_help, stdout), ASSOC_EXIT_OK;
   if (assoc_check_output("train", "out", a.out) || assoc_check_output("train", "log", a.log))
     return ASSOC_EXIT_FAIL;
+  if (given(&a, TR_DETECT_ANOMALY)) {
+    sg_set_detect_anomaly(true); /* every graph of the run */
+    sg_set_error_handler(report_anomaly, NULL);
+  }
   assoc_dataset train = {0}, test = {0};
   if (load(a.data, &train)) return ASSOC_EXIT_FAIL;
   if (a.bfgnn) {

@@ -40,8 +40,8 @@ static int finish(int rc, int write_rc, const sg_io_error *err, const char *mode
                   const beam_progress *prog, const char *out, bool quiet) {
   if (rc == -2)
     return fprintf(stderr,
-                   "assoc train: %s training diverged (a mini-batch's mean rate is NaN); a "
-                   "lower --lr-max may help\n",
+                   "assoc train: %s training diverged (a mini-batch's mean rate is NaN, or "
+                   "--detect-anomaly's report above); a lower --lr-max may help\n",
                    model),
            rc;
   if (rc) return fprintf(stderr, "assoc train: %s training failed (see above)\n", model), rc;

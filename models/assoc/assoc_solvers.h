@@ -12,6 +12,11 @@
 
 #include "assoc_wireless.h"
 
+/* The shared libraries export what the public headers declare and hide the
+ * rest (they are built with -fvisibility=hidden). */
+#ifdef __GNUC__
+#pragma GCC visibility push(default)
+#endif
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -136,5 +141,8 @@ int assoc_metrics_compute(const assoc_dataset *ds, const int *assoc, const doubl
 
 #ifdef __cplusplus
 }
+#endif
+#ifdef __GNUC__
+#pragma GCC visibility pop
 #endif
 #endif

@@ -15,6 +15,11 @@
 
 #include "assoc_wireless.h"
 
+/* The shared libraries export what the public headers declare and hide the
+ * rest (they are built with -fvisibility=hidden). */
+#ifdef __GNUC__
+#pragma GCC visibility push(default)
+#endif
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -104,5 +109,8 @@ int assoc_beams_run(const assoc_dataset *ds, const int *assoc, assoc_beam_method
 
 #ifdef __cplusplus
 }
+#endif
+#ifdef __GNUC__
+#pragma GCC visibility pop
 #endif
 #endif

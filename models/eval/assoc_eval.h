@@ -16,6 +16,11 @@
 #include "assoc_gnn.h"
 #include "assoc_solvers.h"
 
+/* The shared libraries export what the public headers declare and hide the
+ * rest (they are built with -fvisibility=hidden). */
+#ifdef __GNUC__
+#pragma GCC visibility push(default)
+#endif
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -180,6 +185,12 @@ extern const assoc_eval_real_metric assoc_eval_real_metrics[ASSOC_EVAL_REAL_METR
 void assoc_eval_metrics_mean_sd(const assoc_eval_metrics *runs, int n, assoc_eval_metrics *mean,
                                 assoc_eval_metrics *sd);
 
+/* Writes a file atomically: write(f, user) fills a temporary file beside
+ * path, which is renamed over path only when write returned 0 and every
+ * write succeeded. 0, or -1 with a message in err (path untouched). */
+int assoc_write_atomic(const char *path, int (*write)(FILE *f, void *user), void *user,
+                       sg_io_error *err);
+
 /* The paper's Table 1 (MRT rows plus times and counts) for one model;
  * NaN where the paper gives no number. */
 typedef struct assoc_paper_row {
@@ -247,5 +258,8 @@ int assoc_ablation_write_json(const char *path, const assoc_ablation_report *r, 
 
 #ifdef __cplusplus
 }
+#endif
+#ifdef __GNUC__
+#pragma GCC visibility pop
 #endif
 #endif

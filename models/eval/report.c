@@ -155,6 +155,11 @@ void assoc_eval_metrics_mean_sd(const assoc_eval_metrics *runs, int n, assoc_eva
   if (sd) *sd = s;
 }
 
+int assoc_write_atomic(const char *path, int (*write)(FILE *f, void *user), void *user,
+                       sg_io_error *err) {
+  return sg_io_write_file_atomic(path, write, user, err);
+}
+
 assoc_paper_row assoc_paper_table1(assoc_gnn_variant v) {
   /* Paper Table 1 (MRT rows; times on an A100; parameter counts in millions). */
   static const assoc_paper_row rows[ASSOC_GNN_VARIANT_COUNT] = {
@@ -299,5 +304,5 @@ static int ablation_json_cb(FILE *f, void *user) {
 }
 
 int assoc_ablation_write_json(const char *path, const assoc_ablation_report *r, sg_io_error *err) {
-  return sg_io_write_atomic(path, ablation_json_cb, (void *)r, err);
+  return assoc_write_atomic(path, ablation_json_cb, (void *)r, err);
 }

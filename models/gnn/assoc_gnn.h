@@ -17,6 +17,11 @@
 #include "assoc_wireless.h"
 #include "sg_nn.h"
 
+/* The shared libraries export what the public headers declare and hide the
+ * rest (they are built with -fvisibility=hidden). */
+#ifdef __GNUC__
+#pragma GCC visibility push(default)
+#endif
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -339,6 +344,30 @@ int assoc_bfgnn_batch_make(sg_graph *g, const assoc_dataset *ds, const int *asso
                            const int64_t *idx, int64_t start, int64_t B, double feature_scale,
                            sg_dtype dt, assoc_bfgnn_batch *out);
 
+/* Fused float32 inference (models/gnn/bfgnn_infer.c): the beams of
+ * assoc_bfgnn_forward for any d, h, L and either head, without a graph,
+ * from a float32 copy of the weights taken by assoc_bfgnn_fused_new (a
+ * later change to the model's parameters needs a new copy). The samples
+ * run in fixed blocks of up to 16 over the OpenMP threads, each thread in
+ * its own preallocated scratch (kept between calls), so the beams are
+ * bitwise identical for any thread count. One caller at a time per
+ * object. Inputs are float32 arrays in the layouts of the tensors of
+ * assoc_bfgnn_forward: p [B, M], q [B, K], X [B, M, K, 2N] and A [B, K, M]
+ * (0/1 rows of a load-feasible association); beams V_re, V_im
+ * [B, M, K, N] in units of sqrt(P_t). */
+typedef struct assoc_bfgnn_fused assoc_bfgnn_fused;
+typedef struct assoc_bfgnn_fused_inputs {
+  int64_t B;
+  int M, K;
+  const float *p, *q, *X, *A;
+} assoc_bfgnn_fused_inputs;
+/* NULL after reporting a NULL model, or when out of memory. */
+assoc_bfgnn_fused *assoc_bfgnn_fused_new(const assoc_bfgnn *m);
+void assoc_bfgnn_fused_free(assoc_bfgnn_fused *f);
+/* 0, or -1 after reporting bad inputs or a lack of memory. */
+int assoc_bfgnn_fused_beams(assoc_bfgnn_fused *f, const assoc_bfgnn_fused_inputs *in, float *V_re,
+                            float *V_im);
+
 /* Training (models/gnn/bfgnn_train.c, the loop of beam_train.c): epochs
  * of shuffled mini-batches of ds's samples, Adam on -mean R(A, V), the
  * learning rate on cosine warm restarts (sg_cosine_restarts, stepped per
@@ -511,5 +540,8 @@ int assoc_jointgnn_train_resume(assoc_jointgnn *m, const assoc_dataset *ds,
 
 #ifdef __cplusplus
 }
+#endif
+#ifdef __GNUC__
+#pragma GCC visibility pop
 #endif
 #endif

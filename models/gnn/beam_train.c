@@ -22,7 +22,7 @@ double assoc_gnn_adam_step(sg_graph *g, sg_params *params, sg_adam *opt, sg_tens
   if (!R || !loss) return NAN;
   double rate = sg_get(sg_mean_all(g, R), 0);
   sg_params_zero_grad(sg_params_tensors(params), sg_params_count(params));
-  sg_backward(g, loss);
+  if (sg_backward(g, loss)) return NAN; /* anomaly mode's report: no update */
   sg_adam_step(opt);
   return rate;
 }

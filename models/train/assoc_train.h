@@ -29,6 +29,11 @@
 #include "assoc_gnn.h"
 #include "assoc_solvers.h"
 
+/* The shared libraries export what the public headers declare and hide the
+ * rest (they are built with -fvisibility=hidden). */
+#ifdef __GNUC__
+#pragma GCC visibility push(default)
+#endif
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -349,8 +354,10 @@ void assoc_bfgnn_mix_free(assoc_bfgnn_mix *x);
  * the layout and W^(1/2) units of assoc_beam.h, float64 from the model's
  * dtype), rate (S) = assoc_rate_beams of those beams, and the mean time per
  * sample in microseconds of computing the beams (the batch inputs, the
- * forward pass and the copy; not the rates) (may be NULL). 0, or -1 with a message (N of the
- * data differs from the model's, an association out of range or over N). */
+ * forward pass and the copy; not the rates) (may be NULL). A float32
+ * model runs the fused inference (assoc_bfgnn_fused_beams), a float64 one
+ * the op-by-op forward. 0, or -1 with a message (N of the data differs
+ * from the model's, an association out of range or over N). */
 int assoc_bfgnn_beams_run(const assoc_bfgnn *m, double feature_scale, const assoc_dataset *ds,
                           const int *assoc, int64_t batch, double *V_re, double *V_im, double *rate,
                           double *us_per_sample, sg_io_error *err);
@@ -433,5 +440,8 @@ int assoc_jointgnn_round(const assoc_dataset *ds, int64_t s, const double *A, do
 
 #ifdef __cplusplus
 }
+#endif
+#ifdef __GNUC__
+#pragma GCC visibility pop
 #endif
 #endif

@@ -119,9 +119,10 @@ static int write_checkpoint(const char *path, const model_kind *k, const void *m
   if (!path || !model || !(scale > 0) || !isfinite(scale))
     return assoc_fail(err, "%s: nothing to write (need a %s model and a feature scale > 0)",
                       path ? path : "(null)", k->label);
+  const sg_params *p = params_of(k, model);
+  if (assoc_checkpoint_check_params(p, path, err)) return -1;
   sg_npz_writer *w = sg_npz_writer_open(path, false, err);
   if (!w) return -1;
-  const sg_params *p = params_of(k, model);
   int rc = write_members(w, k, cfg, p, scale, err);
   if (!rc && run) rc = write_run(w, run, p, err);
   if (!rc) return sg_npz_writer_close(w, err);

@@ -51,32 +51,86 @@ static void fit_budget(const assoc_dataset *ds, double budget, double *V_re, dou
   }
 }
 
-/* One batch [s, s + B): the model's beams, scaled by sqrt(P_t) into
- * V_re/V_im (W^(1/2)) at sample offsets, and the rates of those beams;
- * *seconds accumulates the time of the beams (inputs, forward pass, copy),
- * not of the rates. */
-static int infer_batch(sg_graph *g, const assoc_bfgnn *m, double scale, const assoc_dataset *ds,
-                       const int *assoc, int64_t s, int64_t B, double *V_re, double *V_im,
-                       double *rate, double *seconds) {
-  double t0 = omp_get_wtime();
+/* sqrt(P_t) in W^(1/2) of sample s (the same for every sample of a data set). */
+static double root_pt(const assoc_dataset *ds, const int *assoc, int64_t s) {
+  return sqrt(assoc_beam_problem_at(ds, s, assoc + s * ds->K).pt_w);
+}
+
+/* Each BS of samples [s, s + B) within its budget m->cfg.power P_t. */
+static void fit_batch(const assoc_bfgnn *m, const assoc_dataset *ds, double amp, int64_t s,
+                      int64_t B, double *V_re, double *V_im) {
+  int64_t per = (int64_t)ds->M * ds->K * ds->N;
+  for (int64_t b = s; b < s + B; b++)
+    fit_budget(ds, m->cfg.power * amp * amp, V_re + b * per, V_im + b * per);
+}
+
+/* float32 inputs and beams of one batch of the fused inference. */
+typedef struct fused_batch {
+  float *p, *q, *X, *A, *V_re, *V_im;
+} fused_batch;
+
+static void fused_batch_free(fused_batch *fb) {
+  float *all[] = {fb->p, fb->q, fb->X, fb->A, fb->V_re, fb->V_im};
+  for (int i = 0; i < 6; i++) sg_mfree(all[i]);
+}
+
+static int fused_batch_new(const assoc_dataset *ds, int64_t B, fused_batch *fb) {
+  int64_t MK = (int64_t)ds->M * ds->K, per = MK * ds->N;
+  int64_t sizes[] = {B * ds->M, B * ds->K, 2 * B * per, B * MK, B * per, B * per};
+  float **all[] = {&fb->p, &fb->q, &fb->X, &fb->A, &fb->V_re, &fb->V_im};
+  int rc = 0;
+  for (int i = 0; i < 6; i++) {
+    *all[i] = sg_malloc((size_t)sizes[i] * sizeof(float));
+    if (!*all[i]) rc = -1;
+  }
+  return rc;
+}
+
+/* The model's inputs of samples [s, s + B) (as assoc_bfgnn_batch_make's). */
+static void fused_inputs(const assoc_dataset *ds, const int *assoc, int64_t s, int64_t B,
+                         double scale, fused_batch *fb) {
+  int M = ds->M, K = ds->K;
+  double bp[ASSOC_MAX_BS], bq[ASSOC_MAX_UES];
+  for (int64_t b = 0; b < B; b++) {
+    assoc_node_features(ds, s + b, ASSOC_FEATURES_CHANNEL, bp, bq);
+    for (int m = 0; m < M; m++) fb->p[b * M + m] = (float)bp[m];
+    for (int k = 0; k < K; k++) {
+      fb->q[b * K + k] = (float)bq[k];
+      for (int m = 0; m < M; m++) fb->A[(b * K + k) * M + m] = assoc[(s + b) * K + k] == m;
+    }
+  }
+  assoc_features_fill_f32(ds, s, B, scale, fb->X);
+}
+
+/* One batch [s, s + B) of a float32 model by the fused inference. */
+static int infer_batch_fused(assoc_bfgnn_fused *f, const assoc_bfgnn *m, double scale,
+                             const assoc_dataset *ds, const int *assoc, int64_t s, int64_t B,
+                             fused_batch *fb, double *V_re, double *V_im) {
+  fused_inputs(ds, assoc, s, B, scale, fb);
+  assoc_bfgnn_fused_inputs in = {
+      .B = B, .M = ds->M, .K = ds->K, .p = fb->p, .q = fb->q, .X = fb->X, .A = fb->A};
+  if (assoc_bfgnn_fused_beams(f, &in, fb->V_re, fb->V_im)) return -1;
+  double amp = root_pt(ds, assoc, s);
+  int64_t n = B * ds->M * ds->K * ds->N, at = s * ds->M * ds->K * ds->N;
+  for (int64_t i = 0; i < n; i++)
+    V_re[at + i] = amp * (double)fb->V_re[i], V_im[at + i] = amp * (double)fb->V_im[i];
+  fit_batch(m, ds, amp, s, B, V_re, V_im);
+  return 0;
+}
+
+/* One batch [s, s + B) of a float64 model by the op-by-op forward. */
+static int infer_batch_ops(sg_graph *g, const assoc_bfgnn *m, double scale, const assoc_dataset *ds,
+                           const int *assoc, int64_t s, int64_t B, double *V_re, double *V_im) {
   sg_graph_reset(g);
   assoc_bfgnn_batch bt;
   if (assoc_bfgnn_batch_make(g, ds, assoc, NULL, s, B, scale, m->cfg.dtype, &bt)) return -1;
   assoc_complex V = assoc_bfgnn_forward(g, m, bt.p, bt.q, bt.X, bt.A);
   if (!V.re || !V.im) return -1;
-  double amp = sqrt(assoc_beam_problem_at(ds, s, assoc + s * ds->K).pt_w); /* sqrt(P_t), W */
-  int64_t per = (int64_t)ds->M * ds->K * ds->N;
-  for (int64_t i = 0; i < B * per; i++) {
-    V_re[s * per + i] = amp * sg_get(V.re, i);
-    V_im[s * per + i] = amp * sg_get(V.im, i);
-  }
-  for (int64_t b = s; b < s + B; b++)
-    fit_budget(ds, m->cfg.power * amp * amp, V_re + b * per, V_im + b * per);
-  *seconds += omp_get_wtime() - t0;
-  for (int64_t b = s; b < s + B; b++) {
-    assoc_beam_problem p = assoc_beam_problem_at(ds, b, assoc + b * ds->K);
-    rate[b] = assoc_rate_beams(&p, V_re + b * per, V_im + b * per, NULL);
-  }
+  double amp = root_pt(ds, assoc, s);
+  int64_t n = B * ds->M * ds->K * ds->N, at = s * ds->M * ds->K * ds->N;
+  for (int64_t i = 0; i < n; i++)
+    V_re[at + i] = amp * sg_get(V.re, i), V_im[at + i] = amp * sg_get(V.im, i);
+  fit_batch(m, ds, amp, s, B, V_re, V_im);
   return 0;
 }
 
@@ -91,6 +145,30 @@ static int check_assoc(const assoc_dataset *ds, const int *assoc, sg_io_error *e
   return 0;
 }
 
+/* The beams of every sample in batches; *seconds: their time (inputs,
+ * forward pass, copy). */
+static int infer_all(const assoc_bfgnn *m, double scale, const assoc_dataset *ds, const int *assoc,
+                     int64_t batch, double *V_re, double *V_im, double *seconds) {
+  bool fused = m->cfg.dtype == SG_F32;
+  int64_t cap = batch < ds->S ? batch : ds->S;
+  fused_batch fb = {0};
+  assoc_bfgnn_fused *f = fused ? assoc_bfgnn_fused_new(m) : NULL;
+  sg_graph *g = fused ? NULL : sg_graph_new();
+  int rc = (fused ? !f || fused_batch_new(ds, cap, &fb) : !g) ? -1 : 0;
+  if (g) sg_set_grad_enabled(g, false);
+  for (int64_t s = 0; s < ds->S && !rc; s += batch) {
+    int64_t B = ds->S - s < batch ? ds->S - s : batch;
+    double t0 = omp_get_wtime();
+    rc = fused ? infer_batch_fused(f, m, scale, ds, assoc, s, B, &fb, V_re, V_im)
+               : infer_batch_ops(g, m, scale, ds, assoc, s, B, V_re, V_im);
+    *seconds += omp_get_wtime() - t0;
+  }
+  fused_batch_free(&fb);
+  assoc_bfgnn_fused_free(f);
+  sg_graph_free(g);
+  return rc;
+}
+
 int assoc_bfgnn_beams_run(const assoc_bfgnn *m, double feature_scale, const assoc_dataset *ds,
                           const int *assoc, int64_t batch, double *V_re, double *V_im, double *rate,
                           double *us_per_sample, sg_io_error *err) {
@@ -100,21 +178,17 @@ int assoc_bfgnn_beams_run(const assoc_bfgnn *m, double feature_scale, const asso
     return assoc_fail(err, "the model has N = %d antennas, the data set N = %d", m->cfg.n_antennas,
                       ds->N);
   if (check_assoc(ds, assoc, err)) return -1;
-  sg_graph *g = sg_graph_new();
-  if (!g) return assoc_fail(err, "out of memory");
-  sg_set_grad_enabled(g, false);
   double t = 0;
-  int rc = 0;
-  for (int64_t s = 0; s < ds->S && !rc; s += batch) {
-    int64_t B = ds->S - s < batch ? ds->S - s : batch;
-    rc = infer_batch(g, m, feature_scale, ds, assoc, s, B, V_re, V_im, rate, &t);
-  }
-  sg_graph_free(g);
-  if (rc)
+  if (infer_all(m, feature_scale, ds, assoc, batch, V_re, V_im, &t))
     return assoc_fail(err,
                       "BFGNN beams failed: an association out of range or over a BS's "
                       "load N = %d (see the message above), or out of memory",
                       ds->N);
+  int64_t per = (int64_t)ds->M * ds->K * ds->N;
+  for (int64_t s = 0; s < ds->S; s++) {
+    assoc_beam_problem p = assoc_beam_problem_at(ds, s, assoc + s * ds->K);
+    rate[s] = assoc_rate_beams(&p, V_re + s * per, V_im + s * per, NULL);
+  }
   if (us_per_sample) *us_per_sample = 1e6 * t / (double)ds->S;
   return 0;
 }

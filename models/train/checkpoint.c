@@ -174,11 +174,25 @@ int assoc_checkpoint_write_adam(sg_npz_writer *w, const sg_params *p, const sg_a
   return rc;
 }
 
+int assoc_checkpoint_check_params(const sg_params *p, const char *path, sg_io_error *err) {
+  for (int i = 0; i < sg_params_count(p); i++) {
+    int64_t bad = sg_first_nonfinite(sg_params_at(p, i));
+    if (bad >= 0)
+      return assoc_fail(err,
+                        "%s: not written: parameter '%s' is %g at element %lld (training "
+                        "diverged; assoc train --detect-anomaly names the op)",
+                        path, sg_params_name(p, i), sg_get(sg_params_at(p, i), bad),
+                        (long long)bad);
+  }
+  return 0;
+}
+
 int assoc_checkpoint_write(const char *path, const assoc_checkpoint_state *st, sg_io_error *err) {
   if (!st || !st->model || !st->mu)
     return assoc_fail(err, "%s: nothing to write", path ? path : "(null)");
   if (st->adam && st->adam->n_params != sg_params_count(st->model->params))
     return assoc_fail(err, "%s: the optimiser does not match the model", path);
+  if (assoc_checkpoint_check_params(st->model->params, path, err)) return -1;
   sg_npz_writer *w = sg_npz_writer_open(path, false, err);
   if (!w) return -1;
   int rc = write_scalars(w, st, err);

@@ -14,6 +14,26 @@
  * the checkpoint's "config.<knob>" members. */
 const char *assoc_train_config_problem(const assoc_train_config *c, const char **knob);
 
+/* ---- the CSV log (train_log.c) ------------------------------------------------- */
+
+typedef struct assoc_train_log {
+  int fd; /* opened for appending */
+  const char *path;
+  int M;
+  int64_t last_row_at; /* offset of the last row appended, -1 none */
+} assoc_train_log;
+
+/* Opens the log at path: a new one (header only) when resumed_epoch < 0 or
+ * the file has no whole header, else the existing one cut back to the rows
+ * of epochs up to resumed_epoch (the checkpoint's). */
+int assoc_log_open(assoc_train_log *log, const char *path, int resumed_epoch, int M,
+                   sg_io_error *err);
+/* Appends the row of st, or leaves the log as it was and fails. */
+int assoc_log_row(assoc_train_log *log, const assoc_epoch_stats *st, sg_io_error *err);
+/* Cuts the last row appended back off (its epoch's checkpoint failed). */
+void assoc_log_take_back(assoc_train_log *log);
+int assoc_log_close(assoc_train_log *log, sg_io_error *err);
+
 /* ---- checkpoints (checkpoint.c) ------------------------------------------------- */
 
 /* Everything a checkpoint holds. Writing borrows every pointer; reading
@@ -35,6 +55,11 @@ typedef struct assoc_checkpoint_state {
 } assoc_checkpoint_state;
 
 int assoc_checkpoint_write(const char *path, const assoc_checkpoint_state *st, sg_io_error *err);
+/* 0 when every parameter of p is finite; else -1 with a message naming the
+ * checkpoint at path (not written), the parameter and the element. Every
+ * checkpoint writer calls it before opening the file, so a diverged run
+ * never replaces a good checkpoint with NaN weights. */
+int assoc_checkpoint_check_params(const sg_params *p, const char *path, sg_io_error *err);
 
 /* a (member `name` of the checkpoint at path) when it has the given type
  * and shape; else NULL with a message naming the file, the member, and

@@ -236,6 +236,18 @@ static sg_tensor *es_cross_entropy(assoc_trainer *t, const int64_t *idx, sg_tens
   return sg_scale(g, sg_sum_all(g, sg_mul(g, target, log_a)), -1.0 / (double)(B * K));
 }
 
+/* Anomaly mode (sg_graph_set_anomaly) found a NaN or Inf in this step and
+ * reported the op through the error handler: the step stops before the
+ * optimiser, so the parameters stay finite. */
+static int anomaly_stop(const assoc_trainer *t, sg_io_error *err) {
+  const sg_anomaly *a = sg_graph_anomaly(t->graph);
+  return assoc_fail(err,
+                    "anomaly mode: a non-finite value in the %s of %s (%s:%d) at epoch %d, step "
+                    "%lld; training stopped before the update",
+                    a->phase == SG_OBSERVE_FORWARD ? "forward" : "backward", a->op,
+                    a->file ? a->file : "?", a->line, t->epoch + 1, (long long)t->step + 1);
+}
+
 /* One optimiser step on the next mini-batch at learning rate lr. */
 static int train_step(assoc_trainer *t, double lr, step_result *r, sg_io_error *err) {
   const assoc_train_config *c = &t->cfg;
@@ -253,6 +265,7 @@ static int train_step(assoc_trainer *t, double lr, step_result *r, sg_io_error *
   sg_tensor *loss =
       assoc_loss(g, rate, o.assoc, t->mu, t->model->cfg.capacity, c->delta, t->batch_excess);
   if (loss && c->loss == ASSOC_LOSS_ES) loss = es_cross_entropy(t, idx, o.assoc);
+  if (sg_graph_anomaly(g)) return anomaly_stop(t, err);
   if (!loss) return assoc_fail(err, "the forward pass failed at step %lld", (long long)t->step + 1);
   r->loss = sg_get(loss, 0);
   if (!isfinite(r->loss))
@@ -262,7 +275,10 @@ static int train_step(assoc_trainer *t, double lr, step_result *r, sg_io_error *
   for (int64_t b = 0; b < c->batch; b++) r->rate_sum += sg_get(rate, b);
   r->violations = count_violations(o.assoc, t->train->N, t->assoc);
   r->near_kink = o.sinkhorn.near_kink;
-  sg_backward(g, loss);
+  if (sg_backward(g, loss))
+    return sg_graph_anomaly(g)
+               ? anomaly_stop(t, err)
+               : assoc_fail(err, "the backward pass failed at step %lld", (long long)t->step + 1);
   t->adam->lr = lr;
   sg_adam_step(t->adam);
   t->step++;

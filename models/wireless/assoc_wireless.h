@@ -20,6 +20,11 @@
 #include "sg_io.h"
 #include "sg_tensor.h"
 
+/* The shared libraries export what the public headers declare and hide the
+ * rest (they are built with -fvisibility=hidden). */
+#ifdef __GNUC__
+#pragma GCC visibility push(default)
+#endif
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -103,6 +108,9 @@ double assoc_feature_scale(const assoc_dataset *ds);
  * rounded once to out's dtype). */
 void assoc_features_fill(const assoc_dataset *ds, int64_t start, int64_t count, double scale,
                          sg_tensor *out, int64_t at);
+/* The same into a float32 array out (count x M x K x 2N). */
+void assoc_features_fill_f32(const assoc_dataset *ds, int64_t start, int64_t count, double scale,
+                             float *out);
 /* The same as a new tensor (g NULL: caller-owned) of dtype dt. */
 sg_tensor *assoc_features(sg_graph *g, const assoc_dataset *ds, int64_t start, int64_t count,
                           double scale, sg_dtype dt);
@@ -163,5 +171,8 @@ int assoc_loads(int M, int K, const int *assoc, int *load);
 
 #ifdef __cplusplus
 }
+#endif
+#ifdef __GNUC__
+#pragma GCC visibility pop
 #endif
 #endif

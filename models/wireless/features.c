@@ -65,6 +65,11 @@ void assoc_features_fill(const assoc_dataset *ds, int64_t start, int64_t count, 
   fill_features(ds, start, count, scale, f32 ? f32 + at : NULL, f64 ? f64 + at : NULL);
 }
 
+void assoc_features_fill_f32(const assoc_dataset *ds, int64_t start, int64_t count, double scale,
+                             float *out) {
+  fill_features(ds, start, count, scale, out, NULL);
+}
+
 sg_tensor *assoc_features(sg_graph *g, const assoc_dataset *ds, int64_t start, int64_t count,
                           double scale, sg_dtype dt) {
   if (start < 0 || count < 1 || start + count > ds->S || !(scale > 0)) return NULL;

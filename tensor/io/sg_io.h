@@ -10,6 +10,11 @@
 
 #include "sg_tensor.h"
 
+/* The shared libraries export what the public headers declare and hide the
+ * rest (they are built with -fvisibility=hidden). */
+#ifdef __GNUC__
+#pragma GCC visibility push(default)
+#endif
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -21,14 +26,6 @@ extern "C" {
 typedef struct sg_io_error {
   char msg[512];
 } sg_io_error;
-
-/* Writes a text file the same way: write(f, user) fills a temporary file
- * beside path (created with mode 0666 less the umask, as by fopen, or with
- * the permissions of the file it replaces), renamed over path only when
- * write returned 0 and every write succeeded. 0, or -1 with a message in
- * err (path untouched). */
-int sg_io_write_atomic(const char *path, int (*write)(FILE *f, void *user), void *user,
-                       sg_io_error *err);
 
 /* Array types a file may hold; tensors are float32/float64, other arrays
  * (integer associations, scalars) are read and written through sg_array. */
@@ -70,6 +67,17 @@ int sg_npz_add_scalar_i64(sg_npz_writer *w, const char *name, int64_t v, sg_io_e
 int sg_npz_writer_close(sg_npz_writer *w, sg_io_error *err); /* frees w */
 void sg_npz_writer_abort(sg_npz_writer *w);                  /* frees w */
 
+/* Writes the file at path the way the writers above do (temporary file,
+ * fsync, rename, directory fsync): write(f, user) fills it and returns 0,
+ * or non-zero to give up; path is replaced only when that and every write
+ * succeeded, and is left as it was otherwise. */
+int sg_io_write_file_atomic(const char *path, int (*write)(FILE *f, void *user), void *user,
+                            sg_io_error *err);
+
+/* Syncs the directory holding path (after a rename into place there), so
+ * that the new name survives a crash; the writers above do it themselves. */
+int sg_io_sync_dir_of(const char *path, sg_io_error *err);
+
 /* Reading: the whole archive is read and checked (CRC, sizes) on open. */
 typedef struct sg_npz sg_npz;
 sg_npz *sg_npz_open(const char *path, sg_io_error *err);
@@ -86,5 +94,8 @@ int sg_npz_scalar(const sg_npz *z, const char *name, double *out, sg_io_error *e
 
 #ifdef __cplusplus
 }
+#endif
+#ifdef __GNUC__
+#pragma GCC visibility pop
 #endif
 #endif

@@ -8,7 +8,12 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -96,11 +101,62 @@ static uint64_t mix64(uint64_t x) {
   return x ^ (x >> 31);
 }
 
+#define TEMP_ALPHABET "abcdefghijklmnopqrstuvwxyz0123456789"
+
+/* The directory holding path ("." when it has no slash), for the fsync
+ * that makes a rename durable. */
+static char *parent_dir(const char *path) {
+  const char *slash = strrchr(path, '/');
+  if (!slash) return sg_io_copy_string(".");
+  size_t n = slash == path ? 1 : (size_t)(slash - path);
+  char *d = sg_malloc(n + 1);
+  if (d) memcpy(d, path, n), d[n] = '\0';
+  return d;
+}
+
+/* Whether name is "<base>.tmpXXXXXX" with the suffix open_temp_beside makes. */
+static bool is_temp_of(const char *name, const char *base) {
+  size_t n = strlen(base);
+  if (strncmp(name, base, n) != 0 || strncmp(name + n, ".tmp", 4) != 0) return false;
+  const char *suffix = name + n + 4;
+  return strlen(suffix) == 6 && strspn(suffix, TEMP_ALPHABET) == 6;
+}
+
+/* Removes the temporary file at tmp if no writer holds it: every writer
+ * keeps an exclusive lock on its temporary file until the rename (the
+ * kernel drops it when the process dies), so an unlocked one was left by a
+ * writer that was killed or crashed. */
+static void remove_if_abandoned(const char *tmp) {
+  int fd = open(tmp, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return;
+  struct stat held, named;
+  if (flock(fd, LOCK_EX | LOCK_NB) == 0 && fstat(fd, &held) == 0 && lstat(tmp, &named) == 0 &&
+      S_ISREG(held.st_mode) && held.st_dev == named.st_dev && held.st_ino == named.st_ino)
+    unlink(tmp);
+  close(fd);
+}
+
+/* Cleans up after writers of path that were killed between creating their
+ * temporary file and the rename (SIGKILL, a crash, a power cut). */
+static void remove_stale_temps(const char *path) {
+  char *dir = parent_dir(path);
+  const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+  DIR *d = dir ? opendir(dir) : NULL;
+  for (struct dirent *e; d && (e = readdir(d));) {
+    if (!is_temp_of(e->d_name, base)) continue;
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof tmp, "%s/%s", dir, e->d_name) < (int)sizeof tmp)
+      remove_if_abandoned(tmp);
+  }
+  if (d) closedir(d);
+  sg_mfree(dir);
+}
+
 /* Like mkstemp, but created with mode 0666 so the umask applies as it would
  * to a file opened normally (mkstemp would force 0600). */
 static int open_temp_beside(atomic_file *af, sg_io_error *err) {
   static _Atomic uint64_t counter;
-  static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+  static const char alphabet[] = TEMP_ALPHABET;
   size_t cap = strlen(af->path) + sizeof ".tmpXXXXXX";
   af->tmp_path = sg_malloc(cap);
   if (!af->tmp_path) return sg_io_fail_oom(err, af->path);
@@ -115,7 +171,7 @@ static int open_temp_beside(atomic_file *af, sg_io_error *err) {
     suffix[6] = '\0';
     snprintf(af->tmp_path, cap, "%s.tmp%s", af->path, suffix);
     af->fd = open(af->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (af->fd >= 0) return 0;
+    if (af->fd >= 0) return (void)flock(af->fd, LOCK_EX | LOCK_NB), 0; /* see remove_stale_temps */
     open_errno = errno;
   }
   sg_mfree(af->tmp_path);
@@ -130,6 +186,7 @@ int sg_io_atomic_create(atomic_file *af, const char *path, sg_io_error *err) {
   if (!path) return sg_io_fail(err, "(null): no file name given");
   af->path = sg_io_copy_string(path);
   if (!af->path) return sg_io_fail_oom(err, path);
+  remove_stale_temps(path);
   if (open_temp_beside(af, err)) {
     sg_mfree(af->path);
     return -1;
@@ -153,43 +210,71 @@ void sg_io_atomic_discard(atomic_file *af) {
   atomic_release(af);
 }
 
-/* Renames the synced and closed temporary file over the target when rc is
- * 0; removes it otherwise. Releases af. */
-static int atomic_move_into_place(atomic_file *af, int rc, sg_io_error *err) {
-  if (rc == 0 && rename(af->tmp_path, af->path) != 0)
-    rc = sg_io_fail(err, "%s: cannot move the temporary file into place: %s", af->path,
+int sg_io_sync_dir_of(const char *path, sg_io_error *err) {
+  char *dir = parent_dir(path);
+  if (!dir) return sg_io_fail_oom(err, path);
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int rc = 0;
+  /* Some file systems cannot sync a directory (EINVAL): nothing more to do there. */
+  if (fd < 0 || (fsync(fd) != 0 && errno != EINVAL))
+    rc = sg_io_fail(err, "%s: written, but syncing its directory %s failed: %s", path, dir,
                     strerror(errno));
-  if (rc != 0) unlink(af->tmp_path);
-  atomic_release(af);
+  if (fd >= 0) close(fd);
+  sg_mfree(dir);
   return rc;
 }
 
+/* Test-only: SG_IO_TEST_RENAME_DELAY_MS=N makes every commit wait N ms
+ * between the complete temporary file and the rename, so that
+ * tests/kill_resume_test.sh can kill a writer inside that window. Unset
+ * (the default) it costs one getenv per file written. */
+static void test_delay_before_rename(void) {
+  const char *ms = getenv("SG_IO_TEST_RENAME_DELAY_MS");
+  long n = ms ? strtol(ms, NULL, 10) : 0;
+  if (n <= 0) return;
+  struct timespec ts = {n / 1000, n % 1000 * 1000000L};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+}
+
+/* The data reaches the disk before the rename and the rename before we
+ * return, so that after a crash or power cut the name holds either the
+ * old file or the whole new one, never an empty or partial one. */
 int sg_io_atomic_commit(atomic_file *af, sg_io_error *err) {
   int rc = 0;
+  int lock_fd = dup(af->fd); /* keeps the temporary file locked until the rename */
   if (fsync(af->fd) != 0) rc = sg_io_fail(err, "%s: fsync failed: %s", af->path, strerror(errno));
   if (close(af->fd) != 0 && rc == 0)
     rc = sg_io_fail(err, "%s: close failed: %s", af->path, strerror(errno));
   af->fd = -1;
-  return atomic_move_into_place(af, rc, err);
+  if (rc == 0) test_delay_before_rename();
+  if (rc == 0 && rename(af->tmp_path, af->path) != 0)
+    rc = sg_io_fail(err, "%s: cannot move the temporary file into place: %s", af->path,
+                    strerror(errno));
+  if (rc != 0)
+    unlink(af->tmp_path);
+  else
+    rc = sg_io_sync_dir_of(af->path, err);
+  if (lock_fd >= 0) close(lock_fd);
+  atomic_release(af);
+  return rc;
 }
 
-int sg_io_write_atomic(const char *path, int (*write)(FILE *f, void *user), void *user,
-                       sg_io_error *err) {
+int sg_io_write_file_atomic(const char *path, int (*write)(FILE *f, void *user), void *user,
+                            sg_io_error *err) {
   atomic_file af;
   if (sg_io_atomic_create(&af, path, err)) return -1;
   FILE *f = fdopen(af.fd, "w");
   if (!f) {
-    int e = errno;
     sg_io_atomic_discard(&af);
-    return sg_io_fail(err, "%s: cannot write: %s", path, strerror(e));
+    return sg_io_fail_oom(err, path);
   }
   errno = 0;
-  int rc = write(f, user) ? -1 : 0;
-  if (fflush(f) != 0 || ferror(f)) rc = -1;
-  if (rc == 0 && fsync(af.fd) != 0) rc = -1;
-  int e = errno;
-  if (fclose(f) != 0 && rc == 0) rc = -1, e = errno;
-  af.fd = -1;
-  if (rc) sg_io_fail(err, "%s: cannot write: %s", path, e ? strerror(e) : "write failed");
-  return atomic_move_into_place(&af, rc, err);
+  bool wrote = write(f, user) == 0 && fflush(f) == 0 && !ferror(f);
+  int saved = errno;
+  af.fd = dup(fileno(f)); /* the commit's, after fclose closes the stream's */
+  if (fclose(f) != 0 && wrote) wrote = false, saved = errno;
+  if (wrote && af.fd >= 0) return sg_io_atomic_commit(&af, err);
+  sg_io_atomic_discard(&af);
+  return sg_io_fail(err, "%s: cannot write: %s", path, saved ? strerror(saved) : "write failed");
 }
