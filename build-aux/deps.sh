@@ -3,7 +3,10 @@
 # (dpkg-dev: meson asks its dpkg-architecture for the lib/<multiarch>
 # directory the loader and pkg-config search), only those
 # that are missing. Used by ./run.sh and ./test.sh; needs root to install.
+# Prints one line naming what it installs; apt's own output goes to
+# build-deps.log and is shown only when the installation fails.
 set -eu
+cd "$(dirname "$0")/.."
 packages="gcc libc6-dev dpkg-dev pkg-config meson ninja-build libsleef-dev check zlib1g-dev libblis-openmp-dev gnuplot-nox"
 missing=""
 for p in $packages; do
@@ -16,7 +19,13 @@ if [ "$(id -u)" != 0 ]; then
   echo "sinkgrad: run this command as root, or: sudo apt-get install$missing" >&2
   exit 1
 fi
-echo "sinkgrad: installing$missing" >&2
+log=build-deps.log
+echo "sinkgrad: installing Debian packages:$missing (apt log: $log)" >&2
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends $missing >/dev/null
+# shellcheck disable=SC2086
+if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends $missing; } \
+  >"$log" 2>&1; then
+  cat "$log" >&2
+  echo "sinkgrad: installing$missing failed (apt's output above, also in $log)" >&2
+  exit 1
+fi

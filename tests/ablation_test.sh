@@ -100,9 +100,44 @@ for m in $models; do
     bad "train_$m-seeds.csv: mean and sd of the seeds' losses"
 done
 
-check "table: mean ± sd in the model rows" \
-  test "$(grep -- '-GNN |' "$dir/two/table.md" | awk -F'±' 'NF > 9' | wc -l)" -eq 4
+# Every output file gets the mode of a file created under the same umask
+# (0666 less the umask), as the PNGs and checkpoints do.
+touch "$dir/mode-ref"
+mode=$(stat -c %a "$dir/mode-ref")
+other=$(find "$dir/two" -type f ! -perm "$mode" -printf '%f %m, ' | head -c 300)
+check "every output file has mode $mode, as touch gives under umask $(umask) (others: ${other:-none})" \
+  test -s "$dir/two/table.md" -a -s "$dir/two/plots.gp" -a -z "$other"
+
+# The paper's four models have a row in the quality table (mean ± sd of
+# violations and of the three rates) and one in the cost table (of the two
+# times and the training time).
+check "quality table: mean ± sd in the model rows" \
+  test "$(grep -- '-GNN |' "$dir/two/table.md" | awk -F'±' 'NF == 5' | wc -l)" -eq 4
+check "cost table: mean ± sd in the model rows" \
+  test "$(grep -- '-GNN |' "$dir/two/table.md" | awk -F'±' 'NF == 4' | wc -l)" -eq 4
+check "quality table: every paper column named for its metric" \
+  grep -q '^| method | viol % | paper viol % | rate | paper rate | LB rate | paper LB rate |' \
+  "$dir/two/table.md"
+check "quality table: why LB can exceed ES" grep -q '^LB/ES can exceed 100%' "$dir/two/table.md"
+check "cost table: units of the times" \
+  grep -q '| infer us/sample (batch 256) | latency us (1 sample) |.* train s |' "$dir/two/table.md"
+# Table rows (header included) fit about 120 characters (± counted as one).
+long_rows() { grep '^|' "$1" | sed 's/±/+/g' | awk 'length > 125 { print length }' | head -3; }
+long=$(long_rows "$dir/two/table.md")
+check "table rows within 125 characters (longer: ${long:-none})" test -z "$long"
 check "table: baselines once" sh -c "! grep -q '^| ES |.*±' '$dir/two/table.md'"
+# plots.gp: Fig. 3a's legend outside the plot, with entries for the solid
+# (training) and dashed (validation) lines; Fig. 2b: training series only
+# (the validation LB rate is Fig. 2a), its legends in the empty corners.
+for fig in 3a 2b; do sed -n "/^# Fig. $fig:/,/^# Fig. /p" "$dir/two/plots.gp" >"$dir/fig$fig.gp"; done
+check "plots.gp: Fig. 3a's legend outside" grep -q '^set key outside right top' "$dir/fig3a.gp"
+check "plots.gp: Fig. 3a's legend says what solid and dashed are" sh -c \
+  "grep -q \"title 'solid: training batches'\" '$dir/fig3a.gp' &&
+   grep -q \"dt 2 lc rgb 'gray30' title 'dashed: validation set'\" '$dir/fig3a.gp'"
+check "plots.gp: Fig. 2b without the validation series" sh -c "! grep -q test_lb_rate '$dir/fig2b.gp'"
+check "plots.gp: Fig. 2b's legends in empty corners" sh -c \
+  "grep -q '^set key inside left top' '$dir/fig2b.gp' &&
+   grep -q '^set key inside right bottom' '$dir/fig2b.gp'"
 check "curve_k.csv: sd columns" grep -q 'GS-GNN sd' "$dir/two/curve_k.csv"
 
 # One seed is the single-seed run, whose models are the first of --seeds 2.
@@ -239,6 +274,8 @@ check "SM-GNN: LB row of the beams table with own beams and the paper's 6.0" \
   awk -F'|' '$2 ~ /SM-GNN, LB/ && $10 + 0 > 0 && $11 + 0 == 6.0 { found = 1 } END { exit !found }' \
   "$dir/sm/table.md"
 check "ablation.json: BFGNN's head" grep -q '"head": "direct"' "$dir/sm/ablation.json"
+long=$(long_rows "$dir/sm/table.md")
+check "SM-GNN: table rows within 125 characters (longer: ${long:-none})" test -z "$long"
 
 for args in "--seeds 0" "--seeds 101" "--seeds x" "--seed 4611686018427387904 --seeds 2" \
   "--m-max 5" "--pt-min 40 --pt-max 20" "--pt-max 61" "--bfgnn-epochs 0"; do

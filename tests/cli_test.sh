@@ -94,6 +94,42 @@ head -c 1000 "$dir/d.npz" >"$dir/trunc.npz"
 expect_fail "truncated data file" "trunc.npz" "$assoc" baselines "$dir/trunc.npz"
 echo "not a zip" >"$dir/text.npz"
 expect_fail "not an npz" "text.npz" "$assoc" baselines "$dir/text.npz"
+# An output path that cannot be written fails before any work: non-zero
+# status, a message naming the path, nothing on stdout, no file written.
+fails_before_work() { # name, unwritable path, command...
+  what=$1 path=$2
+  shift 2
+  before=$(ls -A "$dir" | grep -vx 'out\|err')
+  expect_fail "$what: fails naming the path" "$path" "$@"
+  after=$(ls -A "$dir" | grep -vx 'out\|err')
+  check "$what: no work (nothing printed, no file written)" \
+    test ! -s "$dir/out" -a "$before" = "$after"
+}
+bad_out="$dir/no-such-dir/x.npz"
+fails_before_work "gen --out unwritable" "$bad_out" "$assoc" gen --samples 400 --out "$bad_out"
+fails_before_work "baselines --out unwritable" "$bad_out" \
+  "$assoc" baselines "$dir/d.npz" --out "$bad_out"
+fails_before_work "beams --out unwritable" "$bad_out" \
+  "$assoc" beams "$dir/d.npz" "$dir/res.npz" --assoc-key ES_assoc --method mrt --out "$bad_out"
+fails_before_work "eval --out unwritable" "$bad_out" \
+  "$assoc" eval "$dir/ck.npz" "$dir/d.npz" --out "$bad_out"
+fails_before_work "eval --out a directory" "$dir/outdir" \
+  "$assoc" eval "$dir/ck.npz" "$dir/d.npz" --out "$dir/outdir"
+fails_before_work "train --out unwritable" "$bad_out" \
+  "$assoc" train "$dir/d.npz" --model skgs --epochs 1 --batch 8 --out "$bad_out" \
+  --log "$dir/new.csv"
+for model in bfgnn jointgnn; do
+  fails_before_work "train --model $model --out unwritable" "$bad_out" \
+    "$assoc" train "$dir/d.npz" --model $model --epochs 1 --batch 8 --out "$bad_out"
+done
+fails_before_work "train --log unwritable" "$dir/no-such-dir/log.csv" \
+  "$assoc" train "$dir/d.npz" --model skgs --epochs 1 --batch 8 --out "$dir/new.npz" \
+  --log "$dir/no-such-dir/log.csv"
+fails_before_work "ablation --out under a file" "$dir/d.npz/run" \
+  "$assoc" ablation --quick --out "$dir/d.npz/run"
+fails_before_work "ablation --out in a missing directory" "$dir/no-such-dir/run" \
+  "$assoc" ablation --quick --out "$dir/no-such-dir/run"
+
 # A failed write leaves an existing output untouched.
 cp "$dir/res.npz" "$dir/keep.npz"
 expect_fail "write into a missing directory" "no-such-dir" \

@@ -1,7 +1,7 @@
 /* assoc ablation: the ablation study of the paper (Table 1, Figures 2b, 3a,
  * 3b, 4a) at a CPU-sized configuration. Trains the four GNN variants once
- * per seed, evaluates them and the baselines on one test set, prints a
- * Table-1-like table beside the paper's numbers (means and standard
+ * per seed, evaluates them and the baselines on one test set, prints
+ * Table-1-like tables (quality and cost) beside the paper's numbers (means and standard
  * deviations over the seeds), writes ablation.json, table.md, the CSV logs
  * and curves, and plots them with gnuplot. See docs/ablation.md. */
 #include <errno.h>
@@ -28,11 +28,11 @@ static const char ablation_help[] =
     "link-nodes features, trained on the ES associations: assoc train --features\n"
     "link-nodes --loss es) and SM-GNN (JointGNN: association and beams, the\n"
     "paper's SM column; as assoc train --model jointgnn), evaluates them and the\n"
-    "baselines on a test set, prints a Table-1-like table beside the paper's\n"
-    "numbers and writes to DIR: ablation.json, table.md, test.npz, one checkpoint and\n"
-    "training log (CSV) per model and seed, curve_k.csv, curve_pt.csv and\n"
-    "curve_m.csv (sum-rate against K, P_t and M, trained on M 2, K 8, 30 dBm, no\n"
-    "retraining), val_baselines.csv, onehot.dat, plots.gp and the PNG plots\n"
+    "baselines on a test set, prints Table-1-like tables (quality, cost) beside the\n"
+    "paper's numbers and writes to DIR: ablation.json, table.md, test.npz, one\n"
+    "checkpoint and training log (CSV) per model and seed, curve_k.csv, curve_pt.csv\n"
+    "and curve_m.csv (sum-rate against K, P_t and M, trained on M 2, K 8, 30 dBm,\n"
+    "no retraining), val_baselines.csv, onehot.dat, plots.gp and the PNG plots\n"
     "(gnuplot: Fig. 2a, 2b, 3a, 3b, 4a, 4b, 4c). Exit status 3: results written,\n"
     "plots skipped.\n"
     "\n"
@@ -40,7 +40,7 @@ static const char ablation_help[] =
     "set and its association mix (as assoc train --model bfgnn; bfgnn.npz or\n"
     "bfgnn-seed<s>.npz), and the models' load-balanced associations (SKGS-GNN+:\n"
     "also the no-violation one) and the baselines' are rated with intra-cell ZF,\n"
-    "WMMSE and BFGNN beams (table.md, second table; ablation.json \"beams\"); the\n"
+    "WMMSE and BFGNN beams (table.md, third table; ablation.json \"beams\"); the\n"
     "curves gain ES_BFGNN, MaxSINR_BFGNN and RandInt_BFGNN.\n"
     "\n"
     "With --seeds N every model is trained N times, with seeds S .. S+N-1 (S from\n"
@@ -413,10 +413,14 @@ void abl_path_in(char *buf, size_t len, const char *dir, const char *name) {
   snprintf(buf, len, "%s/%s", dir, name);
 }
 
+/* Creates the output directory (if new) and checks that it takes files. */
 static int make_dir(const char *dir) {
   if (mkdir(dir, 0777) == 0 || errno == EEXIST) {
     struct stat st;
-    if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode)) return 0;
+    char probe[1024];
+    abl_path_in(probe, sizeof probe, dir, "ablation.json");
+    if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
+      return assoc_check_output("ablation", "out", probe);
   }
   fprintf(stderr, "assoc ablation: cannot create the directory %s: %s\n", dir,
           errno ? strerror(errno) : "not a directory");
@@ -469,11 +473,7 @@ static int run_ablation(abl_run *r) {
   if (abl_write_json(r, plots)) return -1;
   print_header(a);
   abl_write_table(stdout, r);
-  printf("\nviolations: one-hot (row argmax) overloads some BS; LB: overloaded BSs keep the N UEs "
-         "of largest a~ (baselines: strongest links); no-violation rounding: max-weight "
-         "assignment on log A~; paper columns: Table 1 (MRT rows; A100 times). Total %.1f min. "
-         "Results in %s/ (plots: %s).\n",
-         r->seconds_total / 60, a->out, plots);
+  printf("\nTotal %.1f min. Results in %s/ (plots: %s).\n", r->seconds_total / 60, a->out, plots);
   return strncmp(plots, "skipped", 7) ? 0 : ABLATION_EXIT_NO_PLOTS;
 }
 

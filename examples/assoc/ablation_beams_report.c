@@ -45,21 +45,21 @@ int abl_write_beams_table(FILE *f, const abl_run *r) {
   const abl_args *a = r->a;
   bool own = abl_sm() && a->use[ABL_SM];
   fprintf(f,
-          "Table 1 row 4: the load-balanced (LB) associations, and SKGS-GNN+'s no-violation "
-          "(NV) one, with MRT, intra-cell ZF, WMMSE and BFGNN beams on the %lld test samples "
-          "(bps/Hz). BFGNN: ",
+          "Table 1 row 4: the load-balanced (LB) associations, and SKGS-GNN+'s no-violation\n"
+          "(NV) one, with MRT, intra-cell ZF, WMMSE and BFGNN beams on the %lld test samples:\n"
+          "mean sum-rate in bps/Hz. BFGNN: ",
           (long long)r->test.S);
   if (r->bf)
     fprintf(f, "%s head, d %d, h %d, %d epochs, one per seed", bf_head_name(a), a->bf_d, a->bf_h,
             a->bf_epochs);
   else
     fprintf(f, "not trained (--no-bfgnn)");
-  fprintf(f, "; models: mean ± sd over the seeds; baselines: ZF and WMMSE once, BFGNN over its "
-             "seeds. Times: microseconds per sample (WMMSE: single-sample; BFGNN: batches of "
-             "256).\n\n");
+  fprintf(f, ".\nModels: mean ± sd over the seeds; baselines: ZF and WMMSE once, BFGNN over its "
+             "seeds.\nTimes: wall time per sample (WMMSE: one sample at a time; BFGNN: batches "
+             "of 256).\n\n");
   fprintf(f,
-          "| association | MRT | ZF | WMMSE | WMMSE us | BFGNN | BFGNN / WMMSE | BFGNN us |%s "
-          "paper (BFGNN) |\n",
+          "| association | MRT | ZF | WMMSE | WMMSE us/sample | BFGNN | BFGNN / WMMSE | "
+          "BFGNN us/sample |%s paper BFGNN |\n",
           own ? " own beams |" : "");
   fprintf(f, "|---|---:|---:|---:|---:|---:|---:|---:|%s---:|\n", own ? "---:|" : "");
   for (int i = 0; i < r->n_beam_rows; i++) beam_table_row(f, &r->beam_rows[i], own);

@@ -61,10 +61,8 @@ static void plot_seeds(FILE *f, const model_run *mr, int lc, const char *column,
                        bool *first) {
   seeds_band(f, mr, lc, column, 0.25, first);
   if (dashed) seeds_band(f, mr, lc, dashed, 0.12, first);
-  fprintf(f,
-          "%s'train_%s-seeds.csv' using \"epoch\":\"%s_mean\" with lines lw 2 lc %d title '%s "
-          "(mean of %d seeds)'",
-          next(first), mr->key, column, lc, mr->name, mr->n_runs);
+  fprintf(f, "%s'train_%s-seeds.csv' using \"epoch\":\"%s_mean\" with lines lw 2 lc %d title '%s'",
+          next(first), mr->key, column, lc, mr->name);
   if (dashed)
     fprintf(f, "%s'' using \"epoch\":\"%s_mean\" with lines lw 1 dt 2 lc %d notitle", next(first),
             dashed, lc);
@@ -91,7 +89,10 @@ static bool has_training_log(const abl_run *r) {
   return false;
 }
 
-static void plot_training(FILE *f, const abl_run *r, const char *column, const char *dashed) {
+/* The training series of every model; with `dashed` (a second series,
+ * dashed) two legend entries say which line style is which. */
+static void plot_training(FILE *f, const abl_run *r, const char *column, const char *dashed,
+                          const char *solid_means, const char *dashed_means) {
   bool first = true;
   if (!has_training_log(r)) {
     fputs("set yrange [0:1]\nplot [0:1] 2 notitle\nset autoscale y\n", f);
@@ -99,7 +100,21 @@ static void plot_training(FILE *f, const abl_run *r, const char *column, const c
   }
   fputs("plot ", f);
   plot_models(f, r, column, dashed, &first);
+  if (dashed)
+    fprintf(f,
+            "%sNaN with lines lw 2 lc rgb 'gray30' title 'solid: %s', \\\n     NaN with lines "
+            "lw 1 dt 2 lc rgb 'gray30' title 'dashed: %s'",
+            next(&first), solid_means, dashed_means);
   fputc('\n', f);
+}
+
+/* What the lines and bands of the training plots are. */
+static const char *seeds_note(const abl_run *r, char *buf, size_t len) {
+  if (r->a->seeds > 1)
+    snprintf(buf, len, "lines: mean of %d seeds, bands: +/- sd", r->a->seeds);
+  else
+    snprintf(buf, len, "seed %llu", (unsigned long long)r->a->seed);
+  return buf;
 }
 
 /* Fig. 2a: the validation LB rate against epoch, the baselines' LB rates on
@@ -111,11 +126,10 @@ static void plot_validation(FILE *f, const abl_run *r) {
   bool first = true;
   fprintf(f, "\n# Fig. 2a: validation sum-rate against epoch, baselines as lines\n");
   set_output(f, "fig2a_val_rate.png");
-  fprintf(f, "set key outside right\n");
-  fprintf(f,
-          "set title 'Load-balanced sum-rate (MRT) on the %lld validation samples against "
-          "epoch%s'\n",
-          (long long)r->val.S, r->a->seeds > 1 ? "; bands: mean +/- sd over the seeds" : "");
+  fprintf(f, "set key default\nset key outside right\n");
+  char note[96];
+  fprintf(f, "set title 'Validation LB sum-rate (MRT, %lld samples; %s)'\n", (long long)r->val.S,
+          seeds_note(r, note, sizeof note));
   fprintf(f, "set xlabel 'epoch'\nset ylabel 'sum-rate (bps/Hz)'\nset autoscale y\n");
   fputs("plot ", f);
   plot_models(f, r, "test_lb_rate", NULL, &first);
@@ -229,26 +243,33 @@ static int write_plots_gp(FILE *f, void *user) {
   fprintf(f, "set terminal %s size 1000,600%s\n", p->terminal,
           strcmp(p->terminal, "pngcairo") ? "" : " font ',11'");
   fprintf(f, "set datafile separator comma\nset grid\nset key top right\n");
+  char note[96];
+  seeds_note(r, note, sizeof note);
   fprintf(f, "\n# Fig. 3a: violation ratio against epoch\n");
   set_output(f, "fig3a_violation.png");
-  fprintf(f,
-          "set title 'Load violation ratio of the one-hot association against epoch "
-          "(solid: training batches, dashed: validation set%s)'\n",
-          r->a->seeds > 1 ? "; bands: mean +/- sd over the seeds" : "");
+  fprintf(f, "set title 'Violation ratio of the one-hot association against epoch (%s)'\n", note);
   fprintf(f, "set xlabel 'epoch'\nset ylabel 'violation ratio'\nset yrange [0:1]\n");
-  fprintf(f, "set key right center\n");
-  plot_training(f, r, "violation_ratio", "test_violation_ratio");
-  fprintf(f, "\n# Fig. 2b: regularised loss (left) and rates (right) against epoch\n");
+  fprintf(f, "set key outside right top\n");
+  plot_training(f, r, "violation_ratio", "test_violation_ratio", "training batches",
+                "validation set");
+  fprintf(f, "\n# Fig. 2b: regularised loss (left) and R(soft A) (right) against epoch, on the "
+             "training batches\n# (the validation LB rate is Fig. 2a)\n");
   set_output(f, "fig2b_loss.png");
-  fprintf(f, "set multiplot layout 1,2\nset key bottom right\n");
-  fprintf(f, "set title 'Regularised loss (eq. 3), training batches'\n");
+  fprintf(f,
+          "set multiplot layout 1,2 title 'Training batches against epoch (%s; validation LB "
+          "rate: Fig. 2a)'\n",
+          note);
+  /* Empty corners: the loss climbs with mu (top left free), the rate
+   * rises from its first epochs (bottom right free). */
+  fprintf(f, "set key inside left top\nset title 'Regularised loss (eq. 3)'\n");
   fprintf(f, "set ylabel 'loss = -R(soft A) + sum_m mu_m ReLU(load_m - (N - delta))'\nset "
              "autoscale y\n");
-  plot_training(f, r, "loss", NULL);
-  fprintf(f, "set title 'R(soft A), training batches (solid); validation LB rate (dashed)'\n");
+  plot_training(f, r, "loss", NULL, NULL, NULL);
+  fprintf(f,
+          "set key inside right bottom\nset title 'R(soft A): sum-rate of the soft association'\n");
   fprintf(f, "set ylabel 'sum-rate (bps/Hz)'\n");
-  plot_training(f, r, "train_rate", "test_lb_rate");
-  fprintf(f, "unset multiplot\nset key top right\n");
+  plot_training(f, r, "train_rate", NULL, NULL, NULL);
+  fprintf(f, "unset multiplot\nset key default\nset key top right\n");
   plot_validation(f, r);
   plot_onehot(f, r);
   for (int ci = 0; ci < ABL_CURVES; ci++) plot_curve(f, r, ci);

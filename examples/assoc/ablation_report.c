@@ -1,4 +1,4 @@
-/* assoc ablation, the report: the Table-1-like table (table.md and stdout),
+/* assoc ablation, the report: the Table-1-like tables, quality and cost (table.md and stdout),
  * ablation.json, curve_k.csv and onehot.dat. */
 #include <math.h>
 #include <omp.h>
@@ -24,15 +24,6 @@ static void fmt_params(char *buf, size_t len, double n) {
     snprintf(buf, len, "%.2fM", n / 1e6);
   else
     snprintf(buf, len, "%.1fk", n / 1e3);
-}
-
-static void fmt_time(char *buf, size_t len, double seconds) {
-  if (!isfinite(seconds))
-    snprintf(buf, len, "-");
-  else if (seconds < 120)
-    snprintf(buf, len, "%.1f s", seconds);
-  else
-    snprintf(buf, len, "%.1f min", seconds / 60);
 }
 
 /* A table cell, and each of the two numbers of a "mean ± sd" cell. */
@@ -68,39 +59,117 @@ static void metric_cell(char *buf, const row_stats *s, size_t at, const char *fm
 
 static void time_cell(char *buf, const row_stats *s) {
   char m[PART], sd[PART];
-  fmt_time(m, PART, s->train);
+  fmt_num(m, PART, "%.1f", s->train);
   if (!s->sd || !isfinite(s->train)) {
     snprintf(buf, CELL, "%s", m);
     return;
   }
-  fmt_time(sd, PART, s->train_sd);
+  fmt_num(sd, PART, "%.1f", s->train_sd);
   fmt_pm(buf, m, sd);
 }
 
-/* One table row: ours and the paper's (paper NULL for baselines). */
-static void table_row(FILE *f, const char *name, const row_stats *s, const assoc_paper_row *paper) {
-  char c[16][CELL];
-  metric_cell(c[0], s, AT(violation_ratio), "%.1f%%", 100);
-  fmt_num(c[1], CELL, "%.1f%%", paper ? 100 * paper->violation : NAN);
+/* A percentage of ES's rate: the ratio of the means (its sd over the seeds
+ * is the rate's sd over ES's rate, which the rate column shows). */
+static void es_percent_cell(char *buf, const row_stats *s, size_t at) {
+  fmt_num(buf, CELL, "%.1f", 100 * metric(s->x, at));
+}
+
+static void print_row(FILE *f, const char *name, char (*cells)[CELL], int n) {
+  fprintf(f, "| %s |", name);
+  for (int i = 0; i < n; i++) fprintf(f, " %s |", cells[i]);
+  fputc('\n', f);
+}
+
+static void print_rule(FILE *f, int value_columns) {
+  fprintf(f, "|---|");
+  for (int i = 0; i < value_columns; i++) fprintf(f, "---:|");
+  fputc('\n', f);
+}
+
+enum { QUALITY_COLUMNS = 10, COST_COLUMNS = 6 };
+
+/* A row of the quality table: ours beside the paper's (NULL for baselines). */
+static void quality_row(FILE *f, const char *name, const row_stats *s,
+                        const assoc_paper_row *paper) {
+  char c[QUALITY_COLUMNS][CELL];
+  metric_cell(c[0], s, AT(violation_ratio), "%.1f", 100);
+  fmt_num(c[1], CELL, "%.1f", paper ? 100 * paper->violation : NAN);
   metric_cell(c[2], s, AT(rate), "%.3f", 1);
   fmt_num(c[3], CELL, "%.2f", paper ? paper->rate : NAN);
   metric_cell(c[4], s, AT(rate_lb), "%.3f", 1);
   fmt_num(c[5], CELL, "%.2f", paper ? paper->rate_lb : NAN);
   metric_cell(c[6], s, AT(rate_no_violation), "%.3f", 1);
-  metric_cell(c[7], s, AT(ratio_to_es), "%.3f", 1);
-  metric_cell(c[8], s, AT(ratio_nv_to_es), "%.3f", 1);
+  es_percent_cell(c[7], s, AT(ratio_to_es));
+  es_percent_cell(c[8], s, AT(ratio_nv_to_es));
   if (s->x->draws > 1)
-    metric_cell(c[9], s, AT(ratio_sampled_to_es), "%.3f", 1);
+    es_percent_cell(c[9], s, AT(ratio_sampled_to_es));
   else
-    fmt_num(c[9], CELL, "%.3f", NAN);
-  metric_cell(c[10], s, AT(infer_us), "%.1f", 1);
-  metric_cell(c[11], s, AT(latency_us), "%.0f", 1);
-  fmt_params(c[12], CELL, (double)s->x->params);
-  fmt_params(c[13], CELL, paper ? 1e6 * paper->params_m : NAN);
-  time_cell(c[14], s);
-  fmt_num(c[15], CELL, "%.2f h", paper ? paper->train_hours : NAN);
-  fprintf(f, "| %s |", name);
-  for (int i = 0; i < 16; i++) fprintf(f, " %s |", c[i]);
+    fmt_num(c[9], CELL, "%.1f", NAN);
+  print_row(f, name, c, QUALITY_COLUMNS);
+}
+
+/* A row of the cost table: ours beside the paper's (NULL for baselines). */
+static void cost_row(FILE *f, const char *name, const row_stats *s, const assoc_paper_row *paper) {
+  char c[COST_COLUMNS][CELL];
+  metric_cell(c[0], s, AT(infer_us), "%.1f", 1);
+  metric_cell(c[1], s, AT(latency_us), "%.0f", 1);
+  fmt_params(c[2], CELL, (double)s->x->params);
+  fmt_params(c[3], CELL, paper ? 1e6 * paper->params_m : NAN);
+  time_cell(c[4], s);
+  fmt_num(c[5], CELL, "%.2f", paper ? paper->train_hours : NAN);
+  print_row(f, name, c, COST_COLUMNS);
+}
+
+typedef void (*table_row_fn)(FILE *, const char *, const row_stats *, const assoc_paper_row *);
+
+/* One row per model (mean ± sd over the seeds), then one per baseline. */
+static void table_rows(FILE *f, const abl_run *r, table_row_fn row) {
+  for (int i = 0; i < r->n_models; i++) {
+    const model_run *mr = &r->models[i];
+    assoc_paper_row p = abl_paper_row(mr->index);
+    row_stats s = {&mr->mean, r->a->seeds > 1 ? &mr->sd : NULL, mr->train_seconds,
+                   mr->train_seconds_sd};
+    row(f, mr->name, &s, mr->index == ABL_IMPROVED ? NULL : &p);
+  }
+  for (int m = 0; m < ASSOC_METHOD_COUNT; m++)
+    if (r->base_done[m])
+      row(f, assoc_method_name(m), &(row_stats){&r->base[m], NULL, NAN, NAN}, NULL);
+}
+
+static void write_quality_table(FILE *f, const abl_run *r) {
+  fputs("Quality. viol %: samples whose one-hot association (row argmax) overloads a BS.\n"
+        "rate, LB rate, NV rate: mean sum-rate in bps/Hz (MRT beams) of that one-hot, the\n"
+        "load-balanced (LB) and the no-violation (NV) association. X/ES %: mean rate in percent\n"
+        "of ES's (exhaustive search). D draws: the best of D draws from the model (assoc eval\n"
+        "--draws). paper: Table 1 (MRT rows).\n\n",
+        f);
+  fprintf(f,
+          "| method | viol %% | paper viol %% | rate | paper rate | LB rate | paper LB rate | "
+          "NV rate | LB/ES %% | NV/ES %% | %d draws/ES %% |\n",
+          r->a->draws);
+  print_rule(f, QUALITY_COLUMNS);
+  table_rows(f, r, quality_row);
+  fputs("\nLB/ES can exceed 100%: LB drops the UEs above a BS's capacity N (the rest then\n"
+        "interfere less), while ES serves every UE within capacity. Different problems: compare\n"
+        "LB with LB, and NV (every UE served) with ES.\n\n",
+        f);
+}
+
+static void write_cost_table(FILE *f, const abl_run *r) {
+  long long batch = (long long)r->a->train.eval_batch;
+  fprintf(f,
+          "Cost, %d threads. infer: inputs + forward pass over the test set in batches of %lld,\n"
+          "wall time per sample. latency: median wall time of one single-sample forward pass.\n"
+          "Baselines: the solver's time per sample (one at a time, one thread) in both; SM-GNN:\n"
+          "its whole protocol per sample in both. train s: wall time of the training steps per\n"
+          "seed. paper: Table 1 (times on an A100).\n\n",
+          omp_get_max_threads(), batch);
+  fprintf(f,
+          "| method | infer us/sample (batch %lld) | latency us (1 sample) | params | "
+          "paper params | train s | paper train h (A100) |\n",
+          batch);
+  print_rule(f, COST_COLUMNS);
+  table_rows(f, r, cost_row);
   fputc('\n', f);
 }
 
@@ -108,32 +177,16 @@ int abl_write_table(FILE *f, void *user) {
   const abl_run *r = user;
   const abl_args *a = r->a;
   if (a->seeds > 1)
-    fprintf(f,
-            "Models: mean ± sample standard deviation over %d seeds (%llu .. %llu), each with "
-            "its own training set; baselines: one evaluation; all on the same %lld test "
-            "samples.\n\n",
-            a->seeds, (unsigned long long)abl_run_seed(a, 0),
-            (unsigned long long)abl_run_seed(a, a->seeds - 1), (long long)r->test.S);
-  fprintf(f,
-          "| method | violations | paper | sum-rate (with violations) | paper | "
-          "load-balanced sum-rate | paper | no-violation rounding | LB / ES | NV / ES | "
-          "best of %d draws / ES | "
-          "us / sample (batched) | latency us | params | paper | training | paper (A100) |\n",
-          a->draws);
-  fprintf(f, "|---|");
-  for (int i = 0; i < 16; i++) fprintf(f, "---:|");
-  fputc('\n', f);
-  for (int i = 0; i < r->n_models; i++) {
-    const model_run *mr = &r->models[i];
-    assoc_paper_row p = abl_paper_row(mr->index);
-    row_stats s = {&mr->mean, a->seeds > 1 ? &mr->sd : NULL, mr->train_seconds,
-                   mr->train_seconds_sd};
-    table_row(f, mr->name, &s, mr->index == ABL_IMPROVED ? NULL : &p);
-  }
-  for (int m = 0; m < ASSOC_METHOD_COUNT; m++)
-    if (r->base_done[m])
-      table_row(f, assoc_method_name(m), &(row_stats){&r->base[m], NULL, NAN, NAN}, NULL);
-  fputc('\n', f);
+    fprintf(
+        f,
+        "Models: mean ± sample standard deviation over %d seeds (%llu .. %llu), each with\n"
+        "its own training set; baselines: one evaluation; all on the same %lld test samples.\n\n",
+        a->seeds, (unsigned long long)abl_run_seed(a, 0),
+        (unsigned long long)abl_run_seed(a, a->seeds - 1), (long long)r->test.S);
+  else
+    fprintf(f, "All on the same %lld test samples.\n\n", (long long)r->test.S);
+  write_quality_table(f, r);
+  write_cost_table(f, r);
   return abl_write_beams_table(f, r);
 }
 

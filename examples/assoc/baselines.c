@@ -277,6 +277,7 @@ int assoc_cmd_baselines(int argc, char **argv) {
   base_args a;
   if (base_parse(argc, argv, &a)) return ASSOC_EXIT_USAGE;
   if (a.help) return fputs(baselines_help, stdout), ASSOC_EXIT_OK;
+  if (assoc_check_output("baselines", "out", a.out)) return ASSOC_EXIT_FAIL;
   if (a.threads) assoc_set_threads(a.threads);
   assoc_dataset ds;
   sg_io_error err;

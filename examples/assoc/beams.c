@@ -249,6 +249,7 @@ int assoc_cmd_beams(int argc, char **argv) {
   beams_args a;
   if (beams_parse(argc, argv, &a)) return ASSOC_EXIT_USAGE;
   if (a.help) return fputs(beams_help, stdout), ASSOC_EXIT_OK;
+  if (assoc_check_output("beams", "out", a.out)) return ASSOC_EXIT_FAIL;
   if (a.threads) assoc_set_threads(a.threads);
   assoc_dataset ds;
   sg_io_error err;

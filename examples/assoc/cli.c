@@ -8,10 +8,31 @@
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "assoc_eval.h"
 #include "assoc_train.h"
+
+int assoc_check_output(const char *cmd, const char *opt, const char *path) {
+  if (!path) return 0;
+  struct stat st;
+  int fd = -1;
+  char *probe = NULL;
+  if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+    errno = EISDIR;
+  } else if ((probe = malloc(strlen(path) + sizeof ".tmpXXXXXX"))) {
+    sprintf(probe, "%s.tmpXXXXXX", path);
+    fd = mkstemp(probe);
+  }
+  int reason = errno;
+  if (fd >= 0) close(fd), unlink(probe);
+  free(probe);
+  if (fd >= 0) return 0;
+  fprintf(stderr, "assoc %s: cannot write %s (--%s): %s\n", cmd, path, opt, strerror(reason));
+  return -1;
+}
 
 static int bad_value(const char *cmd, const char *opt, const char *text, const char *range) {
   fprintf(stderr, "assoc %s: bad value '%s' for --%s (expected %s)\n", cmd, text, opt, range);

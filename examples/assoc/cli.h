@@ -68,6 +68,15 @@ int assoc_parse_loss(const char *cmd, const char *text, int *out);
 /* Sets the OpenMP thread count (T >= 1). */
 void assoc_set_threads(int threads);
 
+/* ---- output files ------------------------------------------------------------------- */
+
+/* Checks, before any work, that command `cmd` can write the file `path`
+ * given with option --opt: its directory exists and takes a new file (a
+ * probe file beside path, removed at once) and path is not a directory.
+ * Otherwise prints "assoc CMD: cannot write PATH (--OPT): reason" and
+ * returns -1. A NULL path (option not given) passes. */
+int assoc_check_output(const char *cmd, const char *opt, const char *path);
+
 /* ---- JSON output -------------------------------------------------------------------- */
 
 /* `"key": value` and then `sep` (e.g. ", " or "}"). Numbers are written

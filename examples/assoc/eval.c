@@ -312,6 +312,7 @@ int assoc_cmd_eval(int argc, char **argv) {
   eval_args a;
   if (eval_parse(argc, argv, &a)) return ASSOC_EXIT_USAGE;
   if (a.help) return fputs(eval_help, stdout), ASSOC_EXIT_OK;
+  if (assoc_check_output("eval", "out", a.out)) return ASSOC_EXIT_FAIL;
   if (a.threads) assoc_set_threads(a.threads);
   const char *beam_model = assoc_beam_checkpoint_model(a.ckpt);
   if (beam_model && !strcmp(beam_model, "BFGNN"))

@@ -157,6 +157,7 @@ int assoc_cmd_gen(int argc, char **argv) {
   gen_args a;
   if (gen_parse(argc, argv, &a)) return ASSOC_EXIT_USAGE;
   if (a.help) return fputs(gen_help, stdout), ASSOC_EXIT_OK;
+  if (assoc_check_output("gen", "out", a.out)) return ASSOC_EXIT_FAIL;
   if (a.threads) assoc_set_threads(a.threads);
   bool tty = !a.quiet && isatty(STDERR_FILENO);
   double t0 = omp_get_wtime();

@@ -615,6 +615,8 @@ int assoc_cmd_train(int argc, char **argv) {
   train_args a;
   if (train_parse(argc, argv, &a)) return ASSOC_EXIT_USAGE;
   if (a.help) return fputs(train_help, stdout), ASSOC_EXIT_OK;
+  if (assoc_check_output("train", "out", a.out) || assoc_check_output("train", "log", a.log))
+    return ASSOC_EXIT_FAIL;
   if (given(&a, TR_DETECT_ANOMALY)) {
     sg_set_detect_anomaly(true); /* every graph of the run */
     sg_set_error_handler(report_anomaly, NULL);
