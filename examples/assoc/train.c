@@ -593,6 +593,11 @@ static int run(train_args *a, assoc_dataset *train, assoc_dataset *test) {
   return ASSOC_EXIT_OK;
 }
 
+int assoc_check_train(int argc, char **argv) {
+  train_args a;
+  return train_parse(argc, argv, &a) ? ASSOC_EXIT_USAGE : ASSOC_EXIT_OK;
+}
+
 int assoc_cmd_train(int argc, char **argv) {
   train_args a;
   if (train_parse(argc, argv, &a)) return ASSOC_EXIT_USAGE;
