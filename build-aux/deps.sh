@@ -1,6 +1,8 @@
 #!/bin/sh
 # Installs the Debian packages sinkgrad needs to build and test, only those
 # that are missing. Used by ./run.sh and ./test.sh; needs root to install.
+# The fuzz targets (tests/fuzz/run) need clang-14, libclang-rt-14-dev and
+# libomp-14-dev besides: optional, so not installed here (.ci/run does).
 set -eu
 packages="gcc libc6-dev pkg-config meson ninja-build libsleef-dev check zlib1g-dev libblis-openmp-dev gnuplot-nox"
 missing=""
