@@ -55,6 +55,10 @@ typedef struct assoc_gnn_config {
   double capacity;    /* Sinkhorn column cap: the N of the load constraint */
   bool concat_inputs; /* materialise every feature concatenation (reference path);
                          default false: split first Linear, same parameters */
+  /* > 0: building fails (NULL) instead of allocating more parameter scalars
+   * than this (sg_params_set_limit); checkpoint readers pass what the file
+   * holds. 0 (default): no limit. */
+  int64_t max_params;
 } assoc_gnn_config;
 
 /* The paper configuration: d 512, h 1024, L 2, Fp = Fq = 1, Fe = 8 (N = 4),
@@ -285,6 +289,7 @@ typedef struct assoc_bfgnn_config {
   double power;          /* P_m of every BS, in units of P_t (default 1) */
   bool concat_inputs;    /* as assoc_gnn_config.concat_inputs */
   assoc_bfgnn_head head; /* ASSOC_BFGNN_HEAD_DIRECT (default) or ASSOC_BFGNN_HEAD_DUALITY */
+  int64_t max_params;    /* as assoc_gnn_config.max_params */
 } assoc_bfgnn_config;
 
 /* The paper widths (d 512, h 1024, L 2), N = 4, float32, projection, power 1,
@@ -414,6 +419,7 @@ typedef struct assoc_jointgnn_config {
   bool gumbel;          /* Gumbel-softmax association (GS variant); default softmax */
   double tau;           /* Gumbel-softmax temperature (> 0; used when gumbel is on) */
   bool concat_inputs;   /* as assoc_gnn_config.concat_inputs */
+  int64_t max_params;   /* as assoc_gnn_config.max_params */
 } assoc_jointgnn_config;
 
 /* The paper widths (d 512, h 1024, L 2), N = 4, float32, projection, power

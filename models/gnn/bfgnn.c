@@ -47,7 +47,8 @@ static assoc_gnn_config trunk_config(const assoc_bfgnn_config *c) {
                             .features = ASSOC_FEATURES_CHANNEL,
                             .dtype = c->dtype,
                             .tau = 1.0,
-                            .concat_inputs = c->concat_inputs};
+                            .concat_inputs = c->concat_inputs,
+                            .max_params = c->max_params};
 }
 
 assoc_bfgnn *assoc_bfgnn_new(const assoc_bfgnn_config *cfg, uint64_t seed) {

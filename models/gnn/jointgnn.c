@@ -47,7 +47,8 @@ static assoc_gnn_config trunk_config(const assoc_jointgnn_config *c) {
                             .features = ASSOC_FEATURES_CHANNEL,
                             .dtype = c->dtype,
                             .tau = c->tau,
-                            .concat_inputs = c->concat_inputs};
+                            .concat_inputs = c->concat_inputs,
+                            .max_params = c->max_params};
 }
 
 assoc_jointgnn *assoc_jointgnn_new(const assoc_jointgnn_config *cfg, uint64_t seed) {

@@ -66,7 +66,9 @@ typedef struct model_kind {
   int version; /* written; versions 1..version are read */
   const field *fields;
   int n_fields;
-  void *(*build)(const void *cfg); /* initialised from seed 0, then overwritten */
+  /* initialised from seed 0, then overwritten; with at most max_params
+   * parameter values (assoc_gnn_config.max_params) */
+  void *(*build)(const void *cfg, int64_t max_params);
   size_t trunk; /* offsetof the model's assoc_gnn trunk, which owns the parameters */
   void (*destroy)(void *model);
   bool has_run; /* checkpoints may hold a training run's state (run.*, adam.*) */
@@ -285,10 +287,13 @@ static void *read_checkpoint(const char *path, const model_kind *k, double *feat
   double scale = 0;
   void *m = NULL;
   if (!read_config(&r, &cfg, &scale)) {
-    m = k->build(&cfg);
+    int64_t max_params = assoc_checkpoint_param_budget(z);
+    m = k->build(&cfg, max_params);
     if (!m)
-      assoc_fail(err, "%s: cannot build the %s model (bad configuration or out of memory)", path,
-                 k->label);
+      assoc_fail(err,
+                 "%s: cannot build the %s model of its configuration: far more parameters "
+                 "than the file holds (%lld values at most), or out of memory",
+                 path, k->label, (long long)max_params);
     int extra = m ? read_run_if_any(&r, params_of(k, m), scale, run) : -1;
     if (m && (extra < 0 || read_params(&r, params_of(k, m), extra))) {
       if (run) assoc_beam_train_state_free(run->st);
@@ -307,8 +312,10 @@ static void *read_checkpoint(const char *path, const model_kind *k, double *feat
  * and the public assoc_P_checkpoint_write and assoc_P_checkpoint_read
  * (assoc_train.h). */
 #define BEAM_MODEL_KIND(P, LABEL, VERSION, HAS_RUN)                                                \
-  static void *P##_build(const void *cfg) {                                                        \
-    return assoc_##P##_new(cfg, 0);                                                                \
+  static void *P##_build(const void *cfg, int64_t max_params) {                                    \
+    assoc_##P##_config limited = *(const assoc_##P##_config *)cfg;                                 \
+    limited.max_params = max_params;                                                               \
+    return assoc_##P##_new(&limited, 0);                                                           \
   }                                                                                                \
   static void P##_destroy(void *m) {                                                               \
     assoc_##P##_free(m);                                                                           \
