@@ -308,6 +308,10 @@ typedef struct assoc_bfgnn {
 /* Builds and initialises a model (as assoc_gnn_new) from seed; NULL after
  * reporting a bad configuration or when out of memory. */
 assoc_bfgnn *assoc_bfgnn_new(const assoc_bfgnn_config *cfg, uint64_t seed);
+/* Why assoc_bfgnn_new would refuse the head's settings of cfg (N, power,
+ * norm, head), or NULL: how a reader refuses a file's configuration with a
+ * message instead of a report. The trunk's widths are checked apart. */
+const char *assoc_bfgnn_config_problem(const assoc_bfgnn_config *cfg);
 void assoc_bfgnn_free(assoc_bfgnn *m);
 int64_t assoc_bfgnn_param_count(const assoc_bfgnn *m);
 
@@ -437,6 +441,8 @@ typedef struct assoc_jointgnn {
 } assoc_jointgnn;
 
 assoc_jointgnn *assoc_jointgnn_new(const assoc_jointgnn_config *cfg, uint64_t seed);
+/* As assoc_bfgnn_config_problem: N, power, tau, norm. */
+const char *assoc_jointgnn_config_problem(const assoc_jointgnn_config *cfg);
 void assoc_jointgnn_free(assoc_jointgnn *m);
 int64_t assoc_jointgnn_param_count(const assoc_jointgnn *m);
 

@@ -69,6 +69,7 @@ typedef struct model_kind {
   /* initialised from seed 0, then overwritten; with at most max_params
    * parameter values (assoc_gnn_config.max_params) */
   void *(*build)(const void *cfg, int64_t max_params);
+  const char *(*problem)(const void *cfg); /* why build would refuse cfg, or NULL */
   size_t trunk; /* offsetof the model's assoc_gnn trunk, which owns the parameters */
   void (*destroy)(void *model);
   bool has_run; /* checkpoints may hold a training run's state (run.*, adam.*) */
@@ -214,11 +215,18 @@ static int fields_in_file(const reader *r) {
   return n;
 }
 
+/* The fields in their ranges, then together as the model's constructor
+ * sees them (the duality head's N, say), so that no file reaches it with a
+ * configuration it refuses as misuse. */
 static int read_config(reader *r, void *cfg, double *scale) {
   if (read_version(r)) return -1;
   for (int i = 0; i < r->kind->n_fields; i++)
     if (r->kind->fields[i].since <= r->version && read_field(r, &r->kind->fields[i], cfg))
       return -1;
+  const char *why = r->kind->problem(cfg);
+  if (why)
+    return assoc_fail(r->err, "%s: the %s configuration in the file is not one it can have: %s",
+                      r->path, r->kind->label, why);
   return read_positive(r, "feature_scale", scale);
 }
 
@@ -317,6 +325,9 @@ static void *read_checkpoint(const char *path, const model_kind *k, double *feat
     limited.max_params = max_params;                                                               \
     return assoc_##P##_new(&limited, 0);                                                           \
   }                                                                                                \
+  static const char *P##_problem(const void *cfg) {                                                \
+    return assoc_##P##_config_problem(cfg);                                                        \
+  }                                                                                                \
   static void P##_destroy(void *m) {                                                               \
     assoc_##P##_free(m);                                                                           \
   }                                                                                                \
@@ -326,6 +337,7 @@ static void *read_checkpoint(const char *path, const model_kind *k, double *feat
                                       .fields = P##_fields,                                        \
                                       .n_fields = sizeof P##_fields / sizeof *P##_fields,          \
                                       .build = P##_build,                                          \
+                                      .problem = P##_problem,                                      \
                                       .trunk = offsetof(assoc_##P, trunk),                         \
                                       .destroy = P##_destroy,                                      \
                                       .has_run = HAS_RUN};                                         \
