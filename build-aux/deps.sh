@@ -5,6 +5,8 @@
 # that are missing. Used by ./run.sh and ./test.sh; needs root to install.
 # Prints one line naming what it installs; apt's own output goes to
 # build-deps.log and is shown only when the installation fails.
+# The fuzz targets (tests/fuzz/run) need clang-14, libclang-rt-14-dev and
+# libomp-14-dev besides: optional, so not installed here (.ci/run does).
 set -eu
 cd "$(dirname "$0")/.."
 packages="gcc libc6-dev dpkg-dev pkg-config meson ninja-build libsleef-dev check zlib1g-dev libblis-openmp-dev gnuplot-nox"

@@ -3,6 +3,9 @@
  * budget, closed form with one UE, never below its MRT start), ZF (no
  * intra-cell interference, full power, refusals), thread independence. */
 #include <complex.h>
+#ifndef CMPLX /* glibc defines it for GCC only; clang has the builtin */
+#define CMPLX(x, y) __builtin_complex((double)(x), (double)(y))
+#endif
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>

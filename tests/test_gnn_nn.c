@@ -55,6 +55,36 @@ START_TEST(params_registry) {
 }
 END_TEST
 
+/* A limit refuses, before allocating, the parameter that would exceed it
+ * (even one whose size overflows), and a model whose configuration needs
+ * more parameters than its limit is not built. */
+START_TEST(params_limit) {
+  sg_params *p = sg_params_new(SG_F32);
+  sg_params_set_limit(p, 20);
+  ck_assert_ptr_nonnull(sg_params_add(p, "w", 2, (int64_t[]){3, 4}));
+  ck_assert_ptr_null(sg_params_add(p, "big", 2, (int64_t[]){3, 3})); /* 12 + 9 > 20 */
+  ck_assert_ptr_null(sg_params_add(p, "huge", 2, (int64_t[]){INT64_MAX / 2, 4}));
+  ck_assert_ptr_nonnull(sg_params_add(p, "b", 1, (int64_t[]){8})); /* 12 + 8 = 20 */
+  ck_assert_int_eq(sg_params_count(p), 2);
+  ck_assert_int_eq(sg_params_numel(p), 20);
+  sg_params_free(p);
+
+  assoc_gnn_config c = assoc_gnn_config_paper(ASSOC_GNN_GS);
+  c.d = 4, c.h = 8, c.L = 1;
+  assoc_gnn *m = assoc_gnn_new(&c, 1);
+  ck_assert_ptr_nonnull(m);
+  int64_t n = assoc_gnn_param_count(m);
+  assoc_gnn_free(m);
+  c.max_params = n; /* exactly enough */
+  m = assoc_gnn_new(&c, 1);
+  ck_assert_ptr_nonnull(m);
+  ck_assert_int_eq(assoc_gnn_param_count(m), n);
+  assoc_gnn_free(m);
+  c.max_params = n - 1;
+  ck_assert_ptr_null(assoc_gnn_new(&c, 1));
+}
+END_TEST
+
 START_TEST(linear_layer_init_and_forward) {
   sg_params *p = sg_params_new(SG_F64);
   sg_rng r;
@@ -447,6 +477,7 @@ END_TEST
 Suite *suite_gnn_nn(void) {
   const sg_test_case cases[] = {
       {"params_registry", params_registry},
+      {"params_limit", params_limit},
       {"linear_layer_init_and_forward", linear_layer_init_and_forward},
       {"mlp_forward_and_parts", mlp_forward_and_parts},
       {"gradcheck_mlp_parts", gradcheck_mlp_parts},

@@ -326,7 +326,11 @@ START_TEST(train_refusals) {
   assoc_train_config c = tiny_train_config(ASSOC_GNN_GS);
   c.d = 0;
   ck_assert_ptr_null(assoc_trainer_new(&c, &train, NULL, &err));
-  ck_assert_ptr_nonnull(strstr(err.msg, "d, h and L"));
+  ck_assert_ptr_nonnull(strstr(err.msg, "d and h must be in 1..65536"));
+  c = tiny_train_config(ASSOC_GNN_GS);
+  c.h = (1 << 16) + 1; /* wider than assoc train accepts */
+  ck_assert_ptr_null(assoc_trainer_new(&c, &train, NULL, &err));
+  ck_assert_ptr_nonnull(strstr(err.msg, "d and h must be in 1..65536"));
   c = tiny_train_config(ASSOC_GNN_GS);
   c.batch = 41;
   ck_assert_ptr_null(assoc_trainer_new(&c, &train, NULL, &err));

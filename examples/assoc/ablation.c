@@ -477,12 +477,21 @@ static int run_ablation(abl_run *r) {
   return strncmp(plots, "skipped", 7) ? 0 : ABLATION_EXIT_NO_PLOTS;
 }
 
-int assoc_cmd_ablation(int argc, char **argv) {
-  /* The SM-GNN slot holds JointGNN unless a caller (the slot's test)
-   * enabled other hooks first; before the options are parsed. */
+/* The SM-GNN slot holds JointGNN unless a caller (the slot's test)
+ * enabled other hooks first; before the options are parsed. */
+static int parse_with_slots(int argc, char **argv, abl_args *a) {
   if (!abl_sm()) abl_sm_enable(&abl_jointgnn_hooks);
+  return abl_parse(argc, argv, a);
+}
+
+int assoc_check_ablation(int argc, char **argv) {
   abl_args a;
-  if (abl_parse(argc, argv, &a)) return ASSOC_EXIT_USAGE;
+  return parse_with_slots(argc, argv, &a) ? ASSOC_EXIT_USAGE : ASSOC_EXIT_OK;
+}
+
+int assoc_cmd_ablation(int argc, char **argv) {
+  abl_args a;
+  if (parse_with_slots(argc, argv, &a)) return ASSOC_EXIT_USAGE;
   if (a.help) return fputs(ablation_help, stdout), ASSOC_EXIT_OK;
   if (a.threads) assoc_set_threads(a.threads);
   warn_if_loaded(&a);

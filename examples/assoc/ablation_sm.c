@@ -52,8 +52,10 @@ static int sm_evaluate(const char *ckpt, const assoc_dataset *ds, const double *
   assoc_jointgnn_eval ev;
   int64_t params = 0;
   int rc = sm_run(ckpt, ds, A, lb_assoc, &ev, &params);
-  if (!rc && assoc_eval_assoc_metrics(ds, A, es_rate, out, NULL))
-    rc = (fprintf(stderr, "assoc ablation: SM-GNN: out of memory\n"), -1);
+  if (!rc && assoc_eval_assoc_metrics(ds, A, es_rate, out, NULL)) {
+    fprintf(stderr, "assoc ablation: SM-GNN: out of memory\n");
+    rc = -1;
+  }
   if (!rc) {
     out->params = params;
     out->infer_us = out->latency_us = ev.us_per_sample; /* the whole protocol, per sample */

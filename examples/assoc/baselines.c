@@ -273,6 +273,11 @@ static int write_results(const assoc_dataset *ds, const base_args *a, const meth
   return rc;
 }
 
+int assoc_check_baselines(int argc, char **argv) {
+  base_args a;
+  return base_parse(argc, argv, &a) ? ASSOC_EXIT_USAGE : ASSOC_EXIT_OK;
+}
+
 int assoc_cmd_baselines(int argc, char **argv) {
   base_args a;
   if (base_parse(argc, argv, &a)) return ASSOC_EXIT_USAGE;

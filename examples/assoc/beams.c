@@ -245,6 +245,11 @@ static int run(const beams_args *a, const assoc_dataset *ds, const int *assoc) {
   return rc;
 }
 
+int assoc_check_beams(int argc, char **argv) {
+  beams_args a;
+  return beams_parse(argc, argv, &a) ? ASSOC_EXIT_USAGE : ASSOC_EXIT_OK;
+}
+
 int assoc_cmd_beams(int argc, char **argv) {
   beams_args a;
   if (beams_parse(argc, argv, &a)) return ASSOC_EXIT_USAGE;

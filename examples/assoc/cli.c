@@ -105,7 +105,11 @@ static int bad_option(const char *cmd, char **argv) {
 
 int assoc_parse_options(const char *cmd, int argc, char **argv, const struct option *options,
                         assoc_option_fn apply, void *args) {
-  optind = 1, opterr = 0; /* every subcommand starts afresh; messages are ours */
+  /* Every call starts afresh: optind = 0 (not 1) makes glibc's getopt
+   * reset all of its state, including its position inside an argument
+   * such as "-hd" where a previous call stopped, which would otherwise
+   * point into that call's (perhaps freed) arguments. Messages are ours. */
+  optind = 0, opterr = 0;
   for (int opt; (opt = getopt_long(argc, argv, "h", options, NULL)) != -1;) {
     if (opt == '?') return bad_option(cmd, argv);
     int rc = apply(args, opt, optarg);

@@ -2,10 +2,14 @@
  *
  * To add a subcommand: define
  *   int assoc_cmd_NAME(int argc, char **argv)   (argv[0] is "NAME")
- * in examples/assoc/NAME.c, declare it below, add a row to the table in
- * main.c and the file to the executable's sources in examples/meson.build.
+ *   int assoc_check_NAME(int argc, char **argv) (its arguments only)
+ * in examples/assoc/NAME.c, declare them below, add a row to the table in
+ * commands.c and the file to the executable's sources in examples/meson.build.
  * A subcommand prints its usage for --help (exit 0), and for bad arguments
- * prints a message to stderr and returns ASSOC_EXIT_USAGE. */
+ * prints a message to stderr and returns ASSOC_EXIT_USAGE. assoc_check_NAME
+ * parses and validates the arguments exactly as assoc_cmd_NAME does, without
+ * printing the usage or doing the work: ASSOC_EXIT_OK or ASSOC_EXIT_USAGE
+ * (tests/fuzz/fuzz_assoc_cli.c feeds it arbitrary argument lists). */
 #ifndef ASSOC_CLI_H
 #define ASSOC_CLI_H
 
@@ -22,17 +26,28 @@ typedef struct assoc_command {
   const char *name;
   const char *summary;
   int (*run)(int argc, char **argv);
+  int (*check)(int argc, char **argv);
 } assoc_command;
 
-int assoc_cmd_gen(int argc, char **argv);
-int assoc_cmd_baselines(int argc, char **argv);
-int assoc_cmd_info(int argc, char **argv);
-int assoc_cmd_train(int argc, char **argv);
-int assoc_cmd_eval(int argc, char **argv);
-int assoc_cmd_ablation(int argc, char **argv);
-int assoc_cmd_params(int argc, char **argv);
-int assoc_cmd_diagnose(int argc, char **argv);
-int assoc_cmd_beams(int argc, char **argv);
+#define ASSOC_COMMAND(NAME)                                                                        \
+  int assoc_cmd_##NAME(int argc, char **argv);                                                     \
+  int assoc_check_##NAME(int argc, char **argv);
+ASSOC_COMMAND(gen)
+ASSOC_COMMAND(baselines)
+ASSOC_COMMAND(info)
+ASSOC_COMMAND(train)
+ASSOC_COMMAND(eval)
+ASSOC_COMMAND(ablation)
+ASSOC_COMMAND(params)
+ASSOC_COMMAND(diagnose)
+ASSOC_COMMAND(beams)
+#undef ASSOC_COMMAND
+
+/* The program: argv[1] names the subcommand (commands.c). assoc_main runs
+ * it; assoc_check_arguments only parses and validates its arguments
+ * (ASSOC_EXIT_OK, or ASSOC_EXIT_USAGE for a bad command line). */
+int assoc_main(int argc, char **argv);
+int assoc_check_arguments(int argc, char **argv);
 
 /* ---- options ------------------------------------------------------------------------ */
 

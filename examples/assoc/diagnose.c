@@ -95,15 +95,28 @@ static void print_json(const assoc_diagnosis *d) {
   printf("]}\n");
 }
 
-int assoc_cmd_diagnose(int argc, char **argv) {
-  diagnose_args a = {.o = assoc_diagnosis_defaults()};
-  int first = assoc_parse_options("diagnose", argc, argv, diagnose_options, diagnose_option, &a);
-  if (first < 0) return ASSOC_EXIT_USAGE;
-  if (a.help) return fputs(diagnose_help, stdout), ASSOC_EXIT_OK;
+/* The index of the checkpoint operand (the data set follows it), or -1. */
+static int diagnose_parse(int argc, char **argv, diagnose_args *a) {
+  *a = (diagnose_args){.o = assoc_diagnosis_defaults()};
+  int first = assoc_parse_options("diagnose", argc, argv, diagnose_options, diagnose_option, a);
+  if (first < 0 || a->help) return first;
   if (first + 2 != argc) {
     fprintf(stderr, "assoc diagnose: expected a checkpoint and a data set (see --help)\n");
-    return ASSOC_EXIT_USAGE;
+    return -1;
   }
+  return first;
+}
+
+int assoc_check_diagnose(int argc, char **argv) {
+  diagnose_args a;
+  return diagnose_parse(argc, argv, &a) < 0 ? ASSOC_EXIT_USAGE : ASSOC_EXIT_OK;
+}
+
+int assoc_cmd_diagnose(int argc, char **argv) {
+  diagnose_args a;
+  int first = diagnose_parse(argc, argv, &a);
+  if (first < 0) return ASSOC_EXIT_USAGE;
+  if (a.help) return fputs(diagnose_help, stdout), ASSOC_EXIT_OK;
   if (a.threads) assoc_set_threads(a.threads);
   sg_io_error err;
   assoc_dataset ds;

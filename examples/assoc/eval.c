@@ -308,6 +308,11 @@ static int run_eval(const eval_args *a, const assoc_gnn *m, double scale, const 
   return rc ? ASSOC_EXIT_FAIL : ASSOC_EXIT_OK;
 }
 
+int assoc_check_eval(int argc, char **argv) {
+  eval_args a;
+  return eval_parse(argc, argv, &a) ? ASSOC_EXIT_USAGE : ASSOC_EXIT_OK;
+}
+
 int assoc_cmd_eval(int argc, char **argv) {
   eval_args a;
   if (eval_parse(argc, argv, &a)) return ASSOC_EXIT_USAGE;

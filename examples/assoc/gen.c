@@ -153,6 +153,11 @@ static int gen_parse(int argc, char **argv, gen_args *a) {
   return 0;
 }
 
+int assoc_check_gen(int argc, char **argv) {
+  gen_args a;
+  return gen_parse(argc, argv, &a) ? ASSOC_EXIT_USAGE : ASSOC_EXIT_OK;
+}
+
 int assoc_cmd_gen(int argc, char **argv) {
   gen_args a;
   if (gen_parse(argc, argv, &a)) return ASSOC_EXIT_USAGE;

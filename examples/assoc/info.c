@@ -34,13 +34,25 @@ static void print_info(const char *path, const assoc_dataset *ds) {
          100.0 * los / (double)links, paths / (double)links, snr_db / (double)links);
 }
 
-int assoc_cmd_info(int argc, char **argv) {
-  if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")))
-    return fputs(info_help, stdout), ASSOC_EXIT_OK;
-  if (argc != 2 || argv[1][0] == '-') {
+/* ASSOC_EXIT_OK with *help set for --help, or the data set in argv[1]. */
+static int info_parse(int argc, char **argv, bool *help) {
+  *help = argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"));
+  if (!*help && (argc != 2 || argv[1][0] == '-')) {
     fprintf(stderr, "assoc info: expected one data set (see assoc info --help)\n");
     return ASSOC_EXIT_USAGE;
   }
+  return ASSOC_EXIT_OK;
+}
+
+int assoc_check_info(int argc, char **argv) {
+  bool help;
+  return info_parse(argc, argv, &help);
+}
+
+int assoc_cmd_info(int argc, char **argv) {
+  bool help;
+  if (info_parse(argc, argv, &help)) return ASSOC_EXIT_USAGE;
+  if (help) return fputs(info_help, stdout), ASSOC_EXIT_OK;
   assoc_dataset ds;
   sg_io_error err;
   if (assoc_dataset_load(argv[1], &ds, &err)) {

@@ -6,47 +6,10 @@
  *   assoc info DATA
  *   assoc train | eval | ablation | params ...
  *
- * Subcommands live in a table, one file each (see cli.h for adding one). */
+ * Subcommands live in a table (commands.c), one file each (see cli.h for
+ * adding one). */
 #include "cli.h"
 
-#include <stdio.h>
-#include <string.h>
-
-static const assoc_command commands[] = {
-    {"gen", "generate a data set of the wireless scenario (.npz)", assoc_cmd_gen},
-    {"baselines", "run the association baselines on a data set and print their metrics",
-     assoc_cmd_baselines},
-    {"beams", "MRT, ZF or WMMSE beams for the associations of an .npz", assoc_cmd_beams},
-    {"info", "describe a data set", assoc_cmd_info},
-    {"train", "train an association GNN on a data set (checkpoint .npz)", assoc_cmd_train},
-    {"eval", "evaluate a trained model on a data set (Table 1 metrics)", assoc_cmd_eval},
-    {"ablation", "train the four GNNs and reproduce the paper's ablation study",
-     assoc_cmd_ablation},
-    {"params", "print the parameter counts of the four GNNs beside the paper's", assoc_cmd_params},
-    {"diagnose", "what a trained model does with its inputs, where its gradient goes",
-     assoc_cmd_diagnose},
-};
-enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
-
-static void usage(FILE *f) {
-  fprintf(f, "usage: assoc <command> [options]\n\ncommands:\n");
-  for (int i = 0; i < N_COMMANDS; i++)
-    fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
-  fprintf(f, "\nRun 'assoc <command> --help' for the options of a command.\n");
-}
-
 int main(int argc, char **argv) {
-  if (argc < 2) {
-    usage(stderr);
-    return ASSOC_EXIT_USAGE;
-  }
-  if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
-    usage(stdout);
-    return ASSOC_EXIT_OK;
-  }
-  for (int i = 0; i < N_COMMANDS; i++)
-    if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
-  fprintf(stderr, "assoc: unknown command '%s'\n\n", argv[1]);
-  usage(stderr);
-  return ASSOC_EXIT_USAGE;
+  return assoc_main(argc, argv);
 }

@@ -67,17 +67,28 @@ static int print_jointgnn(const params_args *a) {
   return 0;
 }
 
+static int params_parse(int argc, char **argv, params_args *a) {
+  *a = (params_args){.d = 512, .h = 1024, .layers = 2, .antennas = 4};
+  int first = assoc_parse_options("params", argc, argv, params_options, params_option, a);
+  if (first < 0) return ASSOC_EXIT_USAGE;
+  if (!a->help && first < argc) {
+    fprintf(stderr, "assoc params: unexpected argument '%s'\n", argv[first]);
+    return ASSOC_EXIT_USAGE;
+  }
+  return ASSOC_EXIT_OK;
+}
+
+int assoc_check_params(int argc, char **argv) {
+  params_args a;
+  return params_parse(argc, argv, &a);
+}
+
 int assoc_cmd_params(int argc, char **argv) {
-  params_args a = {.d = 512, .h = 1024, .layers = 2, .antennas = 4};
-  int first = assoc_parse_options("params", argc, argv, params_options, params_option, &a);
-  if (first < 0) return 2;
+  params_args a;
+  if (params_parse(argc, argv, &a)) return ASSOC_EXIT_USAGE;
   if (a.help) {
     usage(stdout);
-    return 0;
-  }
-  if (first < argc) {
-    fprintf(stderr, "assoc params: unexpected argument '%s'\n", argv[first]);
-    return 2;
+    return ASSOC_EXIT_OK;
   }
   static const double paper_m[ASSOC_GNN_VARIANT_COUNT] = {45.67, 53.01, 53.01, 53.01};
   for (int v = 0; v < ASSOC_GNN_VARIANT_COUNT; v++) {

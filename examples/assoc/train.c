@@ -611,6 +611,11 @@ static void report_anomaly(const char *op, const char *msg, const char *file, in
   if (strncmp(msg, SG_ANOMALY_PREFIX, strlen(SG_ANOMALY_PREFIX)) != 0) abort();
 }
 
+int assoc_check_train(int argc, char **argv) {
+  train_args a;
+  return train_parse(argc, argv, &a) ? ASSOC_EXIT_USAGE : ASSOC_EXIT_OK;
+}
+
 int assoc_cmd_train(int argc, char **argv) {
   train_args a;
   if (train_parse(argc, argv, &a)) return ASSOC_EXIT_USAGE;

@@ -9,6 +9,12 @@
 
 #include "assoc_beam.h"
 
+/* glibc's <complex.h> defines the C11 CMPLX only for GCC; clang has the
+ * same builtin. */
+#ifndef CMPLX
+#define CMPLX(x, y) __builtin_complex((double)(x), (double)(y))
+#endif
+
 struct assoc_beam_work {
   int M, N, K;
   double complex *g;    /* M x K x N: conj(h_mk) / sigma */

@@ -60,6 +60,10 @@ typedef struct assoc_gnn_config {
   double capacity;    /* Sinkhorn column cap: the N of the load constraint */
   bool concat_inputs; /* materialise every feature concatenation (reference path);
                          default false: split first Linear, same parameters */
+  /* > 0: building fails (NULL) instead of allocating more parameter scalars
+   * than this (sg_params_set_limit); checkpoint readers pass what the file
+   * holds. 0 (default): no limit. */
+  int64_t max_params;
 } assoc_gnn_config;
 
 /* The paper configuration: d 512, h 1024, L 2, Fp = Fq = 1, Fe = 8 (N = 4),
@@ -379,6 +383,7 @@ typedef struct assoc_bfgnn_config {
   double power;          /* P_m of every BS, in units of P_t (default 1) */
   bool concat_inputs;    /* as assoc_gnn_config.concat_inputs */
   assoc_bfgnn_head head; /* ASSOC_BFGNN_HEAD_DIRECT (default) or ASSOC_BFGNN_HEAD_DUALITY */
+  int64_t max_params;    /* as assoc_gnn_config.max_params */
 } assoc_bfgnn_config;
 
 /* The paper widths (d 512, h 1024, L 2), N = 4, float32, projection, power 1,
@@ -397,6 +402,10 @@ typedef struct assoc_bfgnn {
 /* Builds and initialises a model (as assoc_gnn_new) from seed; NULL after
  * reporting a bad configuration or when out of memory. */
 assoc_bfgnn *assoc_bfgnn_new(const assoc_bfgnn_config *cfg, uint64_t seed);
+/* Why assoc_bfgnn_new would refuse the head's settings of cfg (N, power,
+ * norm, head), or NULL: how a reader refuses a file's configuration with a
+ * message instead of a report. The trunk's widths are checked apart. */
+const char *assoc_bfgnn_config_problem(const assoc_bfgnn_config *cfg);
 void assoc_bfgnn_free(assoc_bfgnn *m);
 int64_t assoc_bfgnn_param_count(const assoc_bfgnn *m);
 
@@ -532,6 +541,7 @@ typedef struct assoc_jointgnn_config {
   bool gumbel;          /* Gumbel-softmax association (GS variant); default softmax */
   double tau;           /* Gumbel-softmax temperature (> 0; used when gumbel is on) */
   bool concat_inputs;   /* as assoc_gnn_config.concat_inputs */
+  int64_t max_params;   /* as assoc_gnn_config.max_params */
 } assoc_jointgnn_config;
 
 /* The paper widths (d 512, h 1024, L 2), N = 4, float32, projection, power
@@ -549,6 +559,8 @@ typedef struct assoc_jointgnn {
 } assoc_jointgnn;
 
 assoc_jointgnn *assoc_jointgnn_new(const assoc_jointgnn_config *cfg, uint64_t seed);
+/* As assoc_bfgnn_config_problem: N, power, tau, norm. */
+const char *assoc_jointgnn_config_problem(const assoc_jointgnn_config *cfg);
 void assoc_jointgnn_free(assoc_jointgnn *m);
 int64_t assoc_jointgnn_param_count(const assoc_jointgnn *m);
 

@@ -20,18 +20,26 @@ assoc_bfgnn_config assoc_bfgnn_config_paper(void) {
                               .power = 1.0};
 }
 
+_Static_assert(SG_SOLVE_MAX_N / 2 == 32 && ASSOC_MAX_ANTENNAS == 1024,
+               "assoc_bfgnn_config_problem states these limits");
+
+const char *assoc_bfgnn_config_problem(const assoc_bfgnn_config *c) {
+  bool duality = c->head == ASSOC_BFGNN_HEAD_DUALITY;
+  if (c->head != ASSOC_BFGNN_HEAD_DIRECT && !duality) return "head is not one of assoc_bfgnn_head";
+  if (c->n_antennas < 1 || c->n_antennas > (duality ? SG_SOLVE_MAX_N / 2 : ASSOC_MAX_ANTENNAS))
+    return duality ? "need 1 <= N <= 32 (duality head)" : "need 1 <= N <= 1024 (direct head)";
+  if (!(c->power > 0) || !isfinite(c->power)) return "the power must be finite and > 0";
+  if (c->norm != ASSOC_BEAM_PROJECT && c->norm != ASSOC_BEAM_FULL_POWER)
+    return "norm is not a mode of assoc_beam_norm";
+  return NULL;
+}
+
 static bool bfgnn_config_valid(const assoc_bfgnn_config *c) {
-  int max_n = c->head == ASSOC_BFGNN_HEAD_DUALITY ? SG_SOLVE_MAX_N / 2 : ASSOC_MAX_ANTENNAS;
-  bool ok = c->n_antennas >= 1 && c->n_antennas <= max_n && c->power > 0 && isfinite(c->power) &&
-            (c->norm == ASSOC_BEAM_PROJECT || c->norm == ASSOC_BEAM_FULL_POWER) &&
-            (c->head == ASSOC_BFGNN_HEAD_DIRECT || c->head == ASSOC_BFGNN_HEAD_DUALITY);
-  if (!ok)
-    sg_report_error("assoc_bfgnn_new", __FILE__, __LINE__,
-                    "N %d, power %g, norm %d, head %d: need 1 <= N <= %d (%s head), a finite "
-                    "power > 0, a mode of assoc_beam_norm and a head of assoc_bfgnn_head",
-                    c->n_antennas, c->power, (int)c->norm, (int)c->head, max_n,
-                    c->head == ASSOC_BFGNN_HEAD_DUALITY ? "duality" : "direct");
-  return ok;
+  const char *why = assoc_bfgnn_config_problem(c);
+  if (why)
+    sg_report_error("assoc_bfgnn_new", __FILE__, __LINE__, "N %d, power %g, norm %d, head %d: %s",
+                    c->n_antennas, c->power, (int)c->norm, (int)c->head, why);
+  return !why;
 }
 
 /* The trunk's configuration: SMA-GNN's MLP edge update on 2N + 1 edge
@@ -47,7 +55,8 @@ static assoc_gnn_config trunk_config(const assoc_bfgnn_config *c) {
                             .features = ASSOC_FEATURES_CHANNEL,
                             .dtype = c->dtype,
                             .tau = 1.0,
-                            .concat_inputs = c->concat_inputs};
+                            .concat_inputs = c->concat_inputs,
+                            .max_params = c->max_params};
 }
 
 assoc_bfgnn *assoc_bfgnn_new(const assoc_bfgnn_config *cfg, uint64_t seed) {

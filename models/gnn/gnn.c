@@ -115,6 +115,7 @@ int assoc_gnn_trunk_new(assoc_gnn *m, const assoc_gnn_config *cfg, sg_rng *rng) 
   *m = (assoc_gnn){.cfg = *cfg};
   if (!config_valid(cfg)) return -1;
   m->params = sg_params_new(cfg->dtype);
+  sg_params_set_limit(m->params, cfg->max_params);
   m->layers = sg_malloc((size_t)cfg->L * sizeof *m->layers);
   if (m->layers) memset(m->layers, 0, (size_t)cfg->L * sizeof *m->layers);
   if (!m->params || !m->layers || trunk_init(m, rng)) {

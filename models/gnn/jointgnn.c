@@ -22,16 +22,23 @@ assoc_jointgnn_config assoc_jointgnn_config_paper(void) {
                                  .tau = 1.0};
 }
 
+_Static_assert(ASSOC_MAX_ANTENNAS == 1024, "assoc_jointgnn_config_problem states this limit");
+
+const char *assoc_jointgnn_config_problem(const assoc_jointgnn_config *c) {
+  if (c->n_antennas < 1 || c->n_antennas > ASSOC_MAX_ANTENNAS) return "N must be in 1..1024";
+  if (!(c->power > 0) || !isfinite(c->power)) return "the power must be finite and > 0";
+  if (!(c->tau > 0) || !isfinite(c->tau)) return "tau must be finite and > 0";
+  if (c->norm != ASSOC_BEAM_PROJECT && c->norm != ASSOC_BEAM_FULL_POWER)
+    return "norm is not a mode of assoc_beam_norm";
+  return NULL;
+}
+
 static bool joint_config_valid(const assoc_jointgnn_config *c) {
-  bool ok = c->n_antennas >= 1 && c->n_antennas <= ASSOC_MAX_ANTENNAS && c->power > 0 &&
-            isfinite(c->power) && c->tau > 0 && isfinite(c->tau) &&
-            (c->norm == ASSOC_BEAM_PROJECT || c->norm == ASSOC_BEAM_FULL_POWER);
-  if (!ok)
-    sg_report_error("assoc_jointgnn_new", __FILE__, __LINE__,
-                    "N %d, power %g, tau %g, norm %d: need 1 <= N <= %d, a finite power > 0, "
-                    "a finite tau > 0 and a mode of assoc_beam_norm",
-                    c->n_antennas, c->power, c->tau, (int)c->norm, ASSOC_MAX_ANTENNAS);
-  return ok;
+  const char *why = assoc_jointgnn_config_problem(c);
+  if (why)
+    sg_report_error("assoc_jointgnn_new", __FILE__, __LINE__, "N %d, power %g, tau %g, norm %d: %s",
+                    c->n_antennas, c->power, c->tau, (int)c->norm, why);
+  return !why;
 }
 
 /* The trunk's configuration: SMA-GNN's MLP edge update on the 2N channel
@@ -47,7 +54,8 @@ static assoc_gnn_config trunk_config(const assoc_jointgnn_config *c) {
                             .features = ASSOC_FEATURES_CHANNEL,
                             .dtype = c->dtype,
                             .tau = c->tau,
-                            .concat_inputs = c->concat_inputs};
+                            .concat_inputs = c->concat_inputs,
+                            .max_params = c->max_params};
 }
 
 assoc_jointgnn *assoc_jointgnn_new(const assoc_jointgnn_config *cfg, uint64_t seed) {

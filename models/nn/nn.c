@@ -35,8 +35,25 @@ static bool params_grow(sg_params *p) {
   return true;
 }
 
+void sg_params_set_limit(sg_params *p, int64_t limit) {
+  if (p) p->limit = limit > 0 ? limit : 0;
+}
+
+/* Whether a parameter of this shape fits under the limit (overflow-safe). */
+static bool within_limit(const sg_params *p, int ndim, const int64_t *shape) {
+  if (p->limit == 0) return true;
+  int64_t left = p->limit - p->numel, n = 1;
+  for (int i = 0; i < ndim; i++) {
+    if (shape[i] <= 0) return true; /* empty, or a bad shape sg_zeros reports */
+    if (n > left / shape[i]) return false;
+    n *= shape[i];
+  }
+  return n <= left;
+}
+
 sg_tensor *sg_params_add(sg_params *p, const char *name, int ndim, const int64_t *shape) {
   if (!p || !name) return NULL;
+  if (shape && ndim >= 0 && ndim <= SG_MAX_DIMS && !within_limit(p, ndim, shape)) return NULL;
   if (strlen(name) >= SG_PARAM_NAME_MAX) {
     sg_report_error("sg_params_add", __FILE__, __LINE__, "name '%s' longer than %d characters",
                     name, SG_PARAM_NAME_MAX - 1);
@@ -52,6 +69,7 @@ sg_tensor *sg_params_add(sg_params *p, const char *name, int ndim, const int64_t
   sg_set_requires_grad(t, true);
   strcpy(p->names[p->count], name);
   p->tensors[p->count++] = t;
+  p->numel += t->numel;
   return t;
 }
 

@@ -35,15 +35,22 @@ typedef struct sg_params {
   int count, capacity;
   char (*names)[SG_PARAM_NAME_MAX];
   sg_tensor **tensors;
+  int64_t numel; /* the scalars of all parameters */
+  int64_t limit; /* > 0: at most this many scalars (sg_params_set_limit) */
 } sg_params;
 
 /* NULL when out of memory. */
 sg_params *sg_params_new(sg_dtype dt);
+/* limit > 0: from now on sg_params_add refuses (NULL, silently) a parameter
+ * that would take the registry beyond limit scalars, before allocating it;
+ * how a reader builds the model a file describes without trusting its
+ * widths (no more parameters than the file holds). 0: no limit. */
+void sg_params_set_limit(sg_params *p, int64_t limit);
 /* Frees the registry and every parameter tensor (with its gradient). */
 void sg_params_free(sg_params *p);
 /* Creates a zeroed parameter of the registry's dtype with requires_grad set.
  * Returns NULL (after reporting) for a duplicate or too long name, a bad
- * shape, or when out of memory. */
+ * shape, or when out of memory; NULL without a report beyond the limit. */
 sg_tensor *sg_params_add(sg_params *p, const char *name, int ndim, const int64_t *shape);
 int sg_params_count(const sg_params *p);     /* number of tensors */
 int64_t sg_params_numel(const sg_params *p); /* number of scalars (trainable count) */

@@ -66,7 +66,10 @@ typedef struct model_kind {
   int version; /* written; versions 1..version are read */
   const field *fields;
   int n_fields;
-  void *(*build)(const void *cfg); /* initialised from seed 0, then overwritten */
+  /* initialised from seed 0, then overwritten; with at most max_params
+   * parameter values (assoc_gnn_config.max_params) */
+  void *(*build)(const void *cfg, int64_t max_params);
+  const char *(*problem)(const void *cfg); /* why build would refuse cfg, or NULL */
   size_t trunk; /* offsetof the model's assoc_gnn trunk, which owns the parameters */
   void (*destroy)(void *model);
   bool has_run; /* checkpoints may hold a training run's state (run.*, adam.*) */
@@ -213,11 +216,18 @@ static int fields_in_file(const reader *r) {
   return n;
 }
 
+/* The fields in their ranges, then together as the model's constructor
+ * sees them (the duality head's N, say), so that no file reaches it with a
+ * configuration it refuses as misuse. */
 static int read_config(reader *r, void *cfg, double *scale) {
   if (read_version(r)) return -1;
   for (int i = 0; i < r->kind->n_fields; i++)
     if (r->kind->fields[i].since <= r->version && read_field(r, &r->kind->fields[i], cfg))
       return -1;
+  const char *why = r->kind->problem(cfg);
+  if (why)
+    return assoc_fail(r->err, "%s: the %s configuration in the file is not one it can have: %s",
+                      r->path, r->kind->label, why);
   return read_positive(r, "feature_scale", scale);
 }
 
@@ -286,10 +296,13 @@ static void *read_checkpoint(const char *path, const model_kind *k, double *feat
   double scale = 0;
   void *m = NULL;
   if (!read_config(&r, &cfg, &scale)) {
-    m = k->build(&cfg);
+    int64_t max_params = assoc_checkpoint_param_budget(z);
+    m = k->build(&cfg, max_params);
     if (!m)
-      assoc_fail(err, "%s: cannot build the %s model (bad configuration or out of memory)", path,
-                 k->label);
+      assoc_fail(err,
+                 "%s: cannot build the %s model of its configuration: far more parameters "
+                 "than the file holds (%lld values at most), or out of memory",
+                 path, k->label, (long long)max_params);
     int extra = m ? read_run_if_any(&r, params_of(k, m), scale, run) : -1;
     if (m && (extra < 0 || read_params(&r, params_of(k, m), extra))) {
       if (run) assoc_beam_train_state_free(run->st);
@@ -308,8 +321,13 @@ static void *read_checkpoint(const char *path, const model_kind *k, double *feat
  * and the public assoc_P_checkpoint_write and assoc_P_checkpoint_read
  * (assoc_train.h). */
 #define BEAM_MODEL_KIND(P, LABEL, VERSION, HAS_RUN)                                                \
-  static void *P##_build(const void *cfg) {                                                        \
-    return assoc_##P##_new(cfg, 0);                                                                \
+  static void *P##_build(const void *cfg, int64_t max_params) {                                    \
+    assoc_##P##_config limited = *(const assoc_##P##_config *)cfg;                                 \
+    limited.max_params = max_params;                                                               \
+    return assoc_##P##_new(&limited, 0);                                                           \
+  }                                                                                                \
+  static const char *P##_problem(const void *cfg) {                                                \
+    return assoc_##P##_config_problem(cfg);                                                        \
   }                                                                                                \
   static void P##_destroy(void *m) {                                                               \
     assoc_##P##_free(m);                                                                           \
@@ -320,6 +338,7 @@ static void *read_checkpoint(const char *path, const model_kind *k, double *feat
                                       .fields = P##_fields,                                        \
                                       .n_fields = sizeof P##_fields / sizeof *P##_fields,          \
                                       .build = P##_build,                                          \
+                                      .problem = P##_problem,                                      \
                                       .trunk = offsetof(assoc_##P, trunk),                         \
                                       .destroy = P##_destroy,                                      \
                                       .has_run = HAS_RUN};                                         \

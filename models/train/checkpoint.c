@@ -420,10 +420,27 @@ static int check_member_count(const reader *r, int n_params) {
   return 0;
 }
 
+int64_t assoc_checkpoint_param_budget(const sg_npz *z) {
+  int64_t n = 0; /* bounded by the file's size */
+  for (int i = 0; i < sg_npz_count(z); i++) {
+    const char *name = sg_npz_name(z, i);
+    const sg_array *a = strncmp(name, "param.", 6) == 0 ? sg_npz_get(z, name) : NULL;
+    if (a) n += a->numel;
+  }
+  return n > 0 ? 2 * n : 1; /* 0 would mean no limit */
+}
+
 static int read_model(const reader *r, bool with_adam, assoc_checkpoint_state *st) {
   st->gnn = assoc_train_gnn_config(&st->cfg, st->data_N);
-  st->model = assoc_gnn_new(&st->gnn, 0); /* initialised, then overwritten */
-  if (!st->model) return assoc_fail(r->err, "out of memory");
+  assoc_gnn_config limited = st->gnn;
+  limited.max_params = assoc_checkpoint_param_budget(r->z);
+  st->model = assoc_gnn_new(&limited, 0); /* initialised, then overwritten */
+  if (!st->model)
+    return assoc_fail(r->err,
+                      "%s: cannot build the model of its configuration (d %d, h %d, L %d): "
+                      "far more parameters than the file holds (%lld values at most), or out "
+                      "of memory",
+                      r->path, st->cfg.d, st->cfg.h, st->cfg.L, (long long)limited.max_params);
   sg_params *p = st->model->params;
   if (read_params(r, p)) return -1;
   if (with_adam) {

@@ -54,9 +54,10 @@ const char *assoc_train_config_problem(const assoc_train_config *c, const char *
     const char *why;
   } checks[] = {
       {"variant", c->variant < 0 || c->variant >= ASSOC_GNN_VARIANT_COUNT, "unknown model variant"},
-      {"d", c->d < 1, "d, h and L must be >= 1"},
-      {"h", c->h < 1, "d, h and L must be >= 1"},
-      {"L", c->L < 1, "d, h and L must be >= 1"},
+      /* the widths assoc train accepts (and so every checkpoint holds) */
+      {"d", c->d < 1 || c->d > 1 << 16, "d and h must be in 1..65536, L in 1..64"},
+      {"h", c->h < 1 || c->h > 1 << 16, "d and h must be in 1..65536, L in 1..64"},
+      {"L", c->L < 1 || c->L > 64, "d and h must be in 1..65536, L in 1..64"},
       {"tau", !(c->tau > 0) || !isfinite(c->tau), "tau must be a finite number > 0"},
       {"sk_iters", c->sk_iters < 1, "the Sinkhorn iterations must be >= 1"},
       {"dtype", c->dtype != SG_F32 && c->dtype != SG_F64, "dtype must be float32 or float64"},

@@ -64,8 +64,15 @@ int assoc_checkpoint_check_params(const sg_params *p, const char *path, sg_io_er
 /* a (member `name` of the checkpoint at path) when it has the given type
  * and shape; else NULL with a message naming the file, the member, and
  * both types and shapes. a must not be NULL. */
+/* The most parameter values a model built from the configuration of the
+ * checkpoint z may have (assoc_gnn_config.max_params): twice the values of
+ * its param.* members. A whole file's model has exactly those; the slack
+ * lets the reader build the model of a file that lacks a few and name
+ * them, while widths that no parameters back are refused before anything
+ * is allocated (the model stays within a small multiple of the file). */
 /* The value of a (an int64 scalar member `name` of the checkpoint at path)
  * into out; -1 with a message naming both when it is outside [lo, hi]. */
+int64_t assoc_checkpoint_param_budget(const sg_npz *z);
 int assoc_checkpoint_i64_in(const sg_array *a, const char *path, const char *name, int64_t lo,
                             int64_t hi, int64_t *out, sg_io_error *err);
 

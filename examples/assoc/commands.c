@@ -1,0 +1,62 @@
+/* The subcommands of `assoc` and the dispatch on argv[1]: run one
+ * (assoc_main, which main.c calls) or only check its arguments
+ * (assoc_check_arguments). */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+#define ROW(NAME, SUMMARY)                                                                         \
+  { #NAME, SUMMARY, assoc_cmd_##NAME, assoc_check_##NAME }
+static const assoc_command commands[] = {
+    ROW(gen, "generate a data set of the wireless scenario (.npz)"),
+    ROW(baselines, "run the association baselines on a data set and print their metrics"),
+    ROW(beams, "MRT, ZF or WMMSE beams for the associations of an .npz"),
+    ROW(info, "describe a data set"),
+    ROW(train, "train an association GNN on a data set (checkpoint .npz)"),
+    ROW(eval, "evaluate a trained model on a data set (Table 1 metrics)"),
+    ROW(ablation, "train the four GNNs and reproduce the paper's ablation study"),
+    ROW(params, "print the parameter counts of the four GNNs beside the paper's"),
+    ROW(diagnose, "what a trained model does with its inputs, where its gradient goes"),
+};
+#undef ROW
+enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
+
+static void usage(FILE *f) {
+  fprintf(f, "usage: assoc <command> [options]\n\ncommands:\n");
+  for (int i = 0; i < N_COMMANDS; i++)
+    fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+  fprintf(f, "\nRun 'assoc <command> --help' for the options of a command.\n");
+}
+
+static bool asks_for_help(const char *arg) {
+  return !strcmp(arg, "--help") || !strcmp(arg, "-h") || !strcmp(arg, "help");
+}
+
+/* The command argv[1] names, or NULL after a message. */
+static const assoc_command *find_command(int argc, char **argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return NULL;
+  }
+  for (int i = 0; i < N_COMMANDS; i++)
+    if (!strcmp(argv[1], commands[i].name)) return &commands[i];
+  fprintf(stderr, "assoc: unknown command '%s'\n\n", argv[1]);
+  usage(stderr);
+  return NULL;
+}
+
+int assoc_main(int argc, char **argv) {
+  if (argc >= 2 && asks_for_help(argv[1])) {
+    usage(stdout);
+    return ASSOC_EXIT_OK;
+  }
+  const assoc_command *c = find_command(argc, argv);
+  return c ? c->run(argc - 1, argv + 1) : ASSOC_EXIT_USAGE;
+}
+
+int assoc_check_arguments(int argc, char **argv) {
+  if (argc >= 2 && asks_for_help(argv[1])) return ASSOC_EXIT_OK;
+  const assoc_command *c = find_command(argc, argv);
+  return c ? c->check(argc - 1, argv + 1) : ASSOC_EXIT_USAGE;
+}
