@@ -217,6 +217,10 @@ typedef struct assoc_epoch_stats {
   double sinkhorn_near_kink;
   double lr;          /* learning rate of the epoch's last step */
   double seconds;     /* wall time of the epoch's training steps */
+  /* Bytes reserved by the arena of the training graph after the epoch
+   * (sg_graph_arena_bytes): constant from the first epoch on, as every
+   * step repeats the same allocations. */
+  size_t arena_bytes;
   bool has_test;      /* test metrics below are valid */
   assoc_metrics test; /* on the test set (assoc_gnn_evaluate) */
 } assoc_epoch_stats;

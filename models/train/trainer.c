@@ -322,6 +322,7 @@ int assoc_trainer_run_epoch(assoc_trainer *t, assoc_epoch_stats *out, assoc_step
   st.train_rate = rate_sum / (double)samples;
   st.violation_ratio = (double)violations / (double)samples;
   st.sinkhorn_near_kink = (double)near_kink / (double)samples;
+  st.arena_bytes = sg_graph_arena_bytes(t->graph);
   finish_epoch(t, &st, samples);
   if (t->test) {
     if (assoc_gnn_evaluate(t->model, t->test, t->feature_scale, c->eval_batch, 0, &st.test, err))
