@@ -26,6 +26,7 @@ void sg_arena_rewind(sg_arena *a) {
   lane_rewind(&a->data);
   a->peak_used = 0;
   a->n_free = 0;
+  a->failed = false;
 }
 
 void sg_arena_destroy(sg_arena *a) {
@@ -57,14 +58,25 @@ int sg_graph_line(const sg_graph *g) {
   return ((const sg_arena *)g)->line;
 }
 
-/* Nothing can go on without the memory (the kernels' scratch comes from
- * here too): reported through the error handler, as a misuse is, then
- * abort if the handler returns. */
-static _Noreturn void out_of_memory(const sg_arena *a, size_t bytes) {
+/* Reported through the error handler, as a misuse is (the default handler
+ * aborts); when the handler returns, the allocation returns NULL, the op
+ * returns NULL and the graph is marked failed (sg_graph_failed) until the
+ * next reset, so that no backward or optimiser step uses the step's
+ * partial results. The arena itself stays whole: reset and free work. */
+static void *out_of_memory(sg_arena *a, size_t bytes) {
+  a->failed = true;
   sg_report_error("sg_arena_alloc", a->file, a->line,
                   "out of memory: the arena could not get %zu bytes more (it holds %zu)", bytes,
                   a->reserved);
-  abort();
+  return NULL;
+}
+
+bool sg_graph_failed(const sg_graph *g) {
+  return g && ((const sg_arena *)g)->failed;
+}
+
+void sg_graph_mark_failed(sg_graph *g) {
+  if (g) sg_graph_arena(g)->failed = true;
 }
 
 /* ---- arena ------------------------------------------------------------- */
@@ -99,7 +111,7 @@ static void *lane_alloc(sg_arena *a, sg_arena_lane *l, size_t bytes) {
       size_t grown = (size_t)ARENA_MIN_CHUNK << (l->n_chunks < 6 ? l->n_chunks : 6);
       size_t size = bytes > grown ? bytes : grown;
       sg_arena_chunk *c = chunk_new(size);
-      if (!c) out_of_memory(a, bytes);
+      if (!c) return out_of_memory(a, bytes);
       a->reserved += size;
       l->n_chunks++;
       c->next = next;

@@ -45,6 +45,7 @@ typedef struct sg_arena {
   sg_arena_block *free; /* released blocks (sg_release), cleared by a rewind */
   int n_free, cap_free;
   bool no_reuse;    /* sg_set_memory_reuse(g, false) */
+  bool failed;      /* an allocation failed since the last rewind (sg_graph_failed) */
   const char *file; /* call site of the op being run (see SG_AT) */
   int line;
 } sg_arena;

@@ -61,8 +61,10 @@ void sg_mfree(void *ptr);
 
 /* API misuse (shape or dtype mismatch, bad axis) is reported to the error
  * handler with the op name, a message naming the shapes, and the caller's
- * file and line. The default handler prints to stderr and aborts; a handler
- * that returns makes the op return NULL, and ops given NULL return NULL. */
+ * file and line; so is a failed allocation ("out of memory", naming what
+ * was being allocated). The default handler prints to stderr and aborts; a
+ * handler that returns makes the op return NULL, and ops given NULL return
+ * NULL (see sg_graph_failed for what a failed allocation leaves). */
 typedef void (*sg_error_handler)(const char *op, const char *msg, const char *file, int line,
                                  void *user);
 void sg_set_error_handler(sg_error_handler h, void *user); /* NULL restores default */
@@ -81,7 +83,18 @@ size_t sg_graph_arena_bytes(const sg_graph *g); /* bytes reserved by the arena *
  * arena grows. */
 size_t sg_graph_arena_used(const sg_graph *g);
 
-/* Arena allocation, 64-byte aligned, uninitialised; valid until reset. */
+/* Whether an allocation for g's step failed since the last sg_graph_reset
+ * (the arena's, or a leaf gradient's on the heap). The failure was reported
+ * to the error handler; when that handler returns, the failing op returns
+ * NULL and so do the ops given its output, sg_backward does nothing (or
+ * stops), and the caller must not use the step's results: it skips the
+ * optimiser step and resets the graph, which then works as before. */
+bool sg_graph_failed(const sg_graph *g);
+/* Marks g's step failed (for code allocating on its behalf elsewhere). */
+void sg_graph_mark_failed(sg_graph *g);
+
+/* Arena allocation, 64-byte aligned, uninitialised; valid until reset;
+ * NULL (reported, the graph marked failed) when memory runs out. */
 void *sg_arena_alloc(sg_graph *g, size_t bytes);
 /* The same for a tensor's values: may reuse released data (sg_release). */
 void *sg_arena_alloc_data(sg_graph *g, size_t bytes);

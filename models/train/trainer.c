@@ -253,7 +253,9 @@ static int train_step(assoc_trainer *t, double lr, step_result *r, sg_io_error *
   sg_tensor *loss =
       assoc_loss(g, rate, o.assoc, t->mu, t->model->cfg.capacity, c->delta, t->batch_excess);
   if (loss && c->loss == ASSOC_LOSS_ES) loss = es_cross_entropy(t, idx, o.assoc);
-  if (!loss) return assoc_fail(err, "the forward pass failed at step %lld", (long long)t->step + 1);
+  if (!loss || sg_graph_failed(g)) /* the cause went to the error handler */
+    return assoc_fail(err, "the forward pass failed (out of memory?) at step %lld",
+                      (long long)t->step + 1);
   r->loss = sg_get(loss, 0);
   if (!isfinite(r->loss))
     return assoc_fail(err, "non-finite loss (%g) at epoch %d, step %lld: lower --lr-max?", r->loss,
@@ -263,6 +265,9 @@ static int train_step(assoc_trainer *t, double lr, step_result *r, sg_io_error *
   r->violations = count_violations(o.assoc, t->train->N, t->assoc);
   r->near_kink = o.sinkhorn.near_kink;
   sg_backward(g, loss);
+  if (sg_graph_failed(g)) /* parameters and Adam state stay as they were */
+    return assoc_fail(err, "out of memory in the backward pass at step %lld",
+                      (long long)t->step + 1);
   t->adam->lr = lr;
   sg_adam_step(t->adam);
   t->step++;
