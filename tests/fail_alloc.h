@@ -6,8 +6,8 @@
  * Install it with fail_alloc_install before the first allocation of the
  * walk, and restore the default (sg_set_allocator(NULL)) only after the
  * last block it handed out was freed. To see where allocation n comes
- * from, run the test under gdb with FAIL_ALLOC_DEBUG set (and CK_FORK=no):
- * the failing call traps. */
+ * from, run the test under gdb with FAIL_ALLOC_TRAP=n (and CK_FORK=no):
+ * the call that fails as number n traps. */
 #ifndef FAIL_ALLOC_H
 #define FAIL_ALLOC_H
 
@@ -27,7 +27,8 @@ typedef struct fail_alloc {
 
 static inline bool fail_alloc_now(fail_alloc *f) {
   if (++f->calls != f->fail_at) return false;
-  if (getenv("FAIL_ALLOC_DEBUG")) __builtin_trap();
+  const char *trap = getenv("FAIL_ALLOC_TRAP");
+  if (trap && atoll(trap) == f->fail_at) __builtin_trap();
   f->failed++;
   return true;
 }

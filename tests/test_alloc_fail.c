@@ -295,7 +295,7 @@ static void walk_loader(const char *what, loader_fn load, const char *path) {
     err = (sg_io_error){{0}};
     if (load(path, &got, &err) != 0) {
       failures++;
-      ck_assert_msg(strstr(err.msg, "out of memory") != NULL,
+      ck_assert_msg(strstr(err.msg, "out of memory") != NULL && strstr(err.msg, path) != NULL,
                     "%s, allocation %lld failed: the message is \"%s\"", what, (long long)n,
                     err.msg);
     } else {

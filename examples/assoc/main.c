@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "sinkgrad.h"
+
 static const assoc_command commands[] = {
     {"gen", "generate a data set of the wireless scenario (.npz)", assoc_cmd_gen},
     {"baselines", "run the association baselines on a data set and print their metrics",
@@ -35,6 +37,28 @@ static void usage(FILE *f) {
   fprintf(f, "\nRun 'assoc <command> --help' for the options of a command.\n");
 }
 
+/* The library's reports (out of memory: the arena, a tensor, the tape; or
+ * a misuse, which would be a bug of this program) are printed and the
+ * handler returns, instead of the default abort: the failing op returns
+ * NULL, the command fails with its own message (the training step, the
+ * file that could not be read), and main turns any report into a non-zero
+ * status even if the command went on. Bad user data never gets this far:
+ * the commands check it and say what is wrong. */
+static int library_reports;
+
+static void report_library_error(const char *op, const char *msg, const char *file, int line,
+                                 void *user) {
+  (void)user;
+  library_reports++;
+  fprintf(stderr, "assoc: %s: %s (at %s:%d)\n", op, msg, file ? file : "?", line);
+}
+
+static int run_command(const assoc_command *c, int argc, char **argv) {
+  sg_set_error_handler(report_library_error, NULL);
+  int rc = c->run(argc, argv);
+  return rc == ASSOC_EXIT_OK && library_reports > 0 ? ASSOC_EXIT_FAIL : rc;
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
     usage(stderr);
@@ -45,7 +69,7 @@ int main(int argc, char **argv) {
     return ASSOC_EXIT_OK;
   }
   for (int i = 0; i < N_COMMANDS; i++)
-    if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    if (!strcmp(argv[1], commands[i].name)) return run_command(&commands[i], argc - 1, argv + 1);
   fprintf(stderr, "assoc: unknown command '%s'\n\n", argv[1]);
   usage(stderr);
   return ASSOC_EXIT_USAGE;

@@ -134,14 +134,15 @@ assoc_trainer *assoc_trainer_resume(const char *checkpoint, const assoc_train_co
   assoc_trainer *t = trainer_alloc(&c, train, test);
   if (!t) {
     assoc_checkpoint_state_free(&st);
-    return assoc_fail(err, "out of memory"), NULL;
+    return assoc_fail(err, "%s: out of memory resuming the run", checkpoint), NULL;
   }
   t->model = st.model, t->adam = st.adam, t->mu = st.mu;
   t->rng = st.rng, t->epoch = st.epoch, t->step = st.step;
   t->feature_scale = st.feature_scale;
-  if (trainer_setup(t, err)) {
+  sg_io_error why;
+  if (trainer_setup(t, &why)) {
     assoc_trainer_free(t);
-    return NULL;
+    return assoc_fail(err, "%s: resuming the run: %s", checkpoint, why.msg), NULL;
   }
   return t;
 }
