@@ -118,8 +118,15 @@ static bool grad_alloc(sg_graph *g, sg_tensor *t) {
   } else {
     t->grad = sg_empty(t->owned ? NULL : g, t->dtype, t->ndim, t->shape);
   }
-  if (!t->grad) g->arena.failed = true;
-  return t->grad != NULL;
+  if (t->grad) return true;
+  g->arena.failed = true;
+  if (t->owned) { /* the arena reported its own failure */
+    char b[96];
+    sg_report_error("sg_backward", g->arena.file, g->arena.line,
+                    "out of memory for the gradient of a %s leaf of shape %s",
+                    sg_dtype_name(t->dtype), sg_shape_str(t->ndim, t->shape, b));
+  }
+  return false;
 }
 
 /* Every element of t := v, across the threads for large tensors. */

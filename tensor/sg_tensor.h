@@ -61,8 +61,9 @@ void sg_mfree(void *ptr);
 
 /* API misuse (shape or dtype mismatch, bad axis) is reported to the error
  * handler with the op name, a message naming the shapes, and the caller's
- * file and line; so is a failed allocation ("out of memory", naming what
- * was being allocated). The default handler prints to stderr and aborts; a
+ * file and line; so is a failed allocation of a graph's step ("out of
+ * memory", naming what was being allocated: the arena, the tape, a leaf's
+ * gradient) or of Adam's state. The default handler prints to stderr and aborts; a
  * handler that returns makes the op return NULL, and ops given NULL return
  * NULL (see sg_graph_failed for what a failed allocation leaves). */
 typedef void (*sg_error_handler)(const char *op, const char *msg, const char *file, int line,
@@ -130,7 +131,9 @@ void sg_op_error(const sg_graph *g, const char *op, const char *fmt, ...)
 /* ---- creation ---------------------------------------------------------- */
 
 /* g NULL: heap tensor owned by the caller; else allocated in g's arena.
- * Returns NULL (after reporting) on a bad shape. */
+ * Returns NULL (after reporting) on a bad shape, and when out of memory:
+ * reported for the arena (see sg_graph_failed), not for a heap tensor,
+ * whose caller handles it as it would malloc's NULL. */
 sg_tensor *sg_empty(sg_graph *g, sg_dtype dt, int ndim, const int64_t *shape);
 sg_tensor *sg_zeros(sg_graph *g, sg_dtype dt, int ndim, const int64_t *shape);
 sg_tensor *sg_ones(sg_graph *g, sg_dtype dt, int ndim, const int64_t *shape);

@@ -129,13 +129,9 @@ sg_tensor *sg_empty(sg_graph *g, sg_dtype dt, int ndim, const int64_t *shape) {
   }
   size_t bytes = (size_t)numel * sg_dtype_size(dt);
   sg_tensor *t = g ? arena_tensor(g, bytes) : heap_tensor(bytes);
-  if (!t) {
-    char b[96];
-    if (!g) /* the arena reported its own failure */
-      sg_op_error(g, "sg_empty", "out of memory for a %s tensor of shape %s (%zu bytes)",
-                  sg_dtype_name(dt), sg_shape_str(ndim, shape, b), bytes);
-    return NULL;
-  }
+  /* The arena reports its failure; a heap tensor's is left to its owner,
+   * as malloc's is (a loader returns its own message). */
+  if (!t) return NULL;
   t->dtype = dt;
   t->ndim = ndim;
   for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];

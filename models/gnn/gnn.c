@@ -419,7 +419,11 @@ sg_tensor *(assoc_gnn_predict)(sg_graph *g, const assoc_gnn *m, const sg_tensor 
   int64_t B = p->shape[0], M = p->shape[1], K = q->shape[1];
   if (chunk <= 0) chunk = assoc_gnn_predict_chunk(m, K, M);
   sg_tensor *out = sg_empty(NULL, m->cfg.dtype, 3, (int64_t[]){B, K, M});
-  if (!out) return NULL;
+  if (!out) {
+    sg_op_error(g, "assoc_gnn_predict", "out of memory for the output [%lld, %lld, %lld]",
+                (long long)B, (long long)K, (long long)M);
+    return NULL;
+  }
   size_t sample_bytes = (size_t)(K * M) * sg_dtype_size(m->cfg.dtype);
   bool was = sg_set_grad_enabled(g, false);
   for (int64_t start = 0; start < B; start += chunk) {
