@@ -96,7 +96,10 @@ set xlabel "minutes"
 set ylabel "resident memory (MiB)"
 set y2label "epochs completed"
 set y2tics
-set key top left
+set yrange [0:*]
+set y2range [0:*]
+set offsets 0, 0, graph 0.15, 0
+set key bottom right
 set title "assoc train soak: resident memory ($threads thread(s), checkpoint every epoch)"
 plot "$out/rss.csv" every ::1 using (\$1/60):(\$2/1024) with lines title "VmRSS", \
      "" every ::1 using (\$1/60):3 axes x1y2 with steps title "epochs"
