@@ -75,10 +75,6 @@ bool sg_graph_failed(const sg_graph *g) {
   return g && ((const sg_arena *)g)->failed;
 }
 
-void sg_graph_mark_failed(sg_graph *g) {
-  if (g) sg_graph_arena(g)->failed = true;
-}
-
 /* ---- arena ------------------------------------------------------------- */
 
 static sg_arena_chunk *chunk_new(size_t size) {
@@ -108,7 +104,8 @@ static void *lane_alloc(sg_arena *a, sg_arena_lane *l, size_t bytes) {
       /* Chunks grow geometrically with their number (1 MiB, 2 MiB, ... up to
        * 64 MiB) so a big graph needs few of them; a request larger than that
        * gets a chunk of its own size, which does not inflate later chunks. */
-      size_t grown = (size_t)ARENA_MIN_CHUNK << (l->n_chunks < 6 ? l->n_chunks : 6);
+      size_t first = a->first_chunk ? a->first_chunk : ARENA_MIN_CHUNK;
+      size_t grown = first << (l->n_chunks < 6 ? l->n_chunks : 6);
       size_t size = bytes > grown ? bytes : grown;
       sg_arena_chunk *c = chunk_new(size);
       if (!c) return out_of_memory(a, bytes);
@@ -219,6 +216,10 @@ void sg_arena_release_data(sg_graph *g, void *p, size_t bytes) {
   if (g && p)
     release_block(sg_graph_arena(g), p,
                   (bytes + SG_ARENA_ALIGN - 1) & ~(size_t)(SG_ARENA_ALIGN - 1));
+}
+
+void sg_graph_set_first_chunk(sg_graph *g, size_t bytes) {
+  sg_graph_arena(g)->first_chunk = bytes;
 }
 
 bool sg_set_memory_reuse(sg_graph *g, bool on) {

@@ -91,8 +91,11 @@ size_t sg_graph_arena_used(const sg_graph *g);
  * stops), and the caller must not use the step's results: it skips the
  * optimiser step and resets the graph, which then works as before. */
 bool sg_graph_failed(const sg_graph *g);
-/* Marks g's step failed (for code allocating on its behalf elsewhere). */
-void sg_graph_mark_failed(sg_graph *g);
+/* The size of the arena's first chunk in each lane (default 1 MiB; later
+ * chunks grow up to 64 times it). A few bytes make nearly every op ask the
+ * allocator for memory: for tests that make allocations fail, so that the
+ * failure reaches each op rather than only the few that open a chunk. */
+void sg_graph_set_first_chunk(sg_graph *g, size_t bytes);
 
 /* Arena allocation, 64-byte aligned, uninitialised; valid until reset;
  * NULL (reported, the graph marked failed) when memory runs out. */

@@ -21,14 +21,17 @@
 typedef struct fail_alloc {
   int64_t calls;   /* alloc and realloc calls so far */
   int64_t fail_at; /* the call that returns NULL; 0: none */
+  bool persistent; /* and every later call too (memory gone for good) */
   int64_t failed;  /* calls that returned NULL */
   int64_t live;    /* blocks allocated through the hooks and not yet freed */
 } fail_alloc;
 
 static inline bool fail_alloc_now(fail_alloc *f) {
-  if (++f->calls != f->fail_at) return false;
+  ++f->calls;
+  if (f->fail_at == 0 || f->calls < f->fail_at || (f->calls > f->fail_at && !f->persistent))
+    return false;
   const char *trap = getenv("FAIL_ALLOC_TRAP");
-  if (trap && atoll(trap) == f->fail_at) __builtin_trap();
+  if (trap && atoll(trap) == f->calls) __builtin_trap();
   f->failed++;
   return true;
 }

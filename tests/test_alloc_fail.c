@@ -49,14 +49,18 @@ static void step_state_free(step_state *s) {
   *s = (step_state){0};
 }
 
-static int step_state_new(step_state *s, const assoc_dataset *ds) {
+/* first_chunk: the arena's (0: the default), see sg_graph_set_first_chunk. */
+static int step_state_new(step_state *s, const assoc_dataset *ds, size_t first_chunk) {
   assoc_train_config c = tiny_train_config(ASSOC_GNN_ATTSKGS);
   assoc_gnn_config gc = assoc_train_gnn_config(&c, ds->N);
   *s = (step_state){.g = sg_graph_new(), .model = assoc_gnn_new(&gc, 11)};
   if (s->model)
     s->adam =
         sg_adam_new(sg_params_tensors(s->model->params), sg_params_count(s->model->params), 1e-3);
-  if (s->g && s->model && s->adam) return 0;
+  if (s->g && s->model && s->adam) {
+    if (first_chunk) sg_graph_set_first_chunk(s->g, first_chunk);
+    return 0;
+  }
   step_state_free(s);
   return -1;
 }
@@ -102,16 +106,18 @@ static void two_steps(step_state *s, const assoc_dataset *ds, step_result *r) {
   r->params = hash_params(s->model->params);
 }
 
-START_TEST(alloc_fail_train_step) {
-  assoc_dataset ds = make_data(16, 3);
+/* Setup and a step with allocation n failing (and, persistent, every
+ * later one), for every n; then two steps on the same objects with memory,
+ * as in a run that never failed. */
+static void walk_step(const assoc_dataset *ds, size_t first_chunk, bool persistent) {
   fail_alloc fa;
   fail_alloc_capture_errors();
   /* The reference, counting the allocations of setup and two steps. */
   fail_alloc_install(&fa, 0);
   step_state s;
-  ck_assert_int_eq(step_state_new(&s, &ds), 0);
+  ck_assert_int_eq(step_state_new(&s, ds, first_chunk), 0);
   step_result want;
-  two_steps(&s, &ds, &want);
+  two_steps(&s, ds, &want);
   int64_t total = fa.calls;
   step_state_free(&s);
   ck_assert_int_eq(fa.live, 0);
@@ -119,21 +125,21 @@ START_TEST(alloc_fail_train_step) {
   int64_t step_failures = 0;
   for (int64_t n = 1; n <= total; n++) {
     fail_alloc_install(&fa, n);
+    fa.persistent = persistent;
     fail_alloc_capture_errors();
     sg_rng rng;
     sg_rng_seed(&rng, 5);
     double loss;
-    bool setup_ok = step_state_new(&s, &ds) == 0;
-    bool step_ok = setup_ok && train_step(&s, &ds, rng, &loss) == 0;
+    bool setup_ok = step_state_new(&s, ds, first_chunk) == 0;
+    bool step_ok = setup_ok && train_step(&s, ds, rng, &loss) == 0;
     /* The library's failures are reported; the model's constructors
      * (models/) return NULL, which their callers turn into a message. */
     if (setup_ok && !step_ok) fail_alloc_expect_report("a training step", n);
     fa.fail_at = 0; /* from here on memory is there */
     if (setup_ok) {
-      /* The same objects, after the failure: the run that never failed. */
       step_failures += !step_ok;
       step_result got;
-      two_steps(&s, &ds, &got);
+      two_steps(&s, ds, &got);
       ck_assert_msg(got.loss[0] == want.loss[0] && got.loss[1] == want.loss[1] &&
                         got.params == want.params,
                     "allocation %lld failed: the steps after it differ (loss %.9g %.9g, want "
@@ -147,6 +153,15 @@ START_TEST(alloc_fail_train_step) {
   }
   ck_assert_msg(step_failures > 0, "no allocation of the step itself was made to fail");
   sg_set_error_handler(NULL, NULL);
+}
+
+START_TEST(alloc_fail_train_step) {
+  assoc_dataset ds = make_data(16, 3);
+  walk_step(&ds, 0, false);
+  /* Arena chunks of 256 bytes and up: the failure reaches nearly every op
+   * of the forward and the backward, once alone, once for good. */
+  walk_step(&ds, 256, false);
+  walk_step(&ds, 256, true);
   assoc_dataset_free(&ds);
 }
 END_TEST
