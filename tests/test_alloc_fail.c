@@ -50,8 +50,9 @@ static void step_state_free(step_state *s) {
 }
 
 /* first_chunk: the arena's (0: the default), see sg_graph_set_first_chunk. */
-static int step_state_new(step_state *s, const assoc_dataset *ds, size_t first_chunk) {
-  assoc_train_config c = tiny_train_config(ASSOC_GNN_ATTSKGS);
+static int step_state_new(step_state *s, const assoc_dataset *ds, assoc_gnn_variant v,
+                          size_t first_chunk) {
+  assoc_train_config c = tiny_train_config(v);
   assoc_gnn_config gc = assoc_train_gnn_config(&c, ds->N);
   *s = (step_state){.g = sg_graph_new(), .model = assoc_gnn_new(&gc, 11)};
   if (s->model)
@@ -109,13 +110,14 @@ static void two_steps(step_state *s, const assoc_dataset *ds, step_result *r) {
 /* Setup and a step with allocation n failing (and, persistent, every
  * later one), for every n; then two steps on the same objects with memory,
  * as in a run that never failed. */
-static void walk_step(const assoc_dataset *ds, size_t first_chunk, bool persistent) {
+static void walk_step(const assoc_dataset *ds, assoc_gnn_variant v, size_t first_chunk,
+                      bool persistent) {
   fail_alloc fa;
   fail_alloc_capture_errors();
   /* The reference, counting the allocations of setup and two steps. */
   fail_alloc_install(&fa, 0);
   step_state s;
-  ck_assert_int_eq(step_state_new(&s, ds, first_chunk), 0);
+  ck_assert_int_eq(step_state_new(&s, ds, v, first_chunk), 0);
   step_result want;
   two_steps(&s, ds, &want);
   int64_t total = fa.calls;
@@ -130,7 +132,7 @@ static void walk_step(const assoc_dataset *ds, size_t first_chunk, bool persiste
     sg_rng rng;
     sg_rng_seed(&rng, 5);
     double loss;
-    bool setup_ok = step_state_new(&s, ds, first_chunk) == 0;
+    bool setup_ok = step_state_new(&s, ds, v, first_chunk) == 0;
     bool step_ok = setup_ok && train_step(&s, ds, rng, &loss) == 0;
     /* The library's failures are reported; the model's constructors
      * (models/) return NULL, which their callers turn into a message. */
@@ -157,11 +159,13 @@ static void walk_step(const assoc_dataset *ds, size_t first_chunk, bool persiste
 
 START_TEST(alloc_fail_train_step) {
   assoc_dataset ds = make_data(16, 3);
-  walk_step(&ds, 0, false);
+  walk_step(&ds, ASSOC_GNN_ATTSKGS, 0, false);
   /* Arena chunks of 256 bytes and up: the failure reaches nearly every op
-   * of the forward and the backward, once alone, once for good. */
-  walk_step(&ds, 256, false);
-  walk_step(&ds, 256, true);
+   * of the forward and the backward, once alone, once for good; for good
+   * also in the other variants (their Sinkhorn, Gumbel-softmax and
+   * attention-free paths). */
+  walk_step(&ds, ASSOC_GNN_ATTSKGS, 256, false);
+  for (assoc_gnn_variant v = 0; v < ASSOC_GNN_VARIANT_COUNT; v++) walk_step(&ds, v, 256, true);
   assoc_dataset_free(&ds);
 }
 END_TEST
