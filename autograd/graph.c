@@ -26,7 +26,10 @@ static atomic_bool detect_anomaly_default; /* sg_set_detect_anomaly */
 
 sg_graph *sg_graph_new(void) {
   sg_graph *g = sg_malloc(sizeof *g);
-  if (!g) return NULL;
+  if (!g) {
+    sg_report_error("sg_graph_new", NULL, 0, "out of memory for a graph (%zu bytes)", sizeof *g);
+    return NULL;
+  }
   memset(g, 0, sizeof *g);
   g->grad_enabled = true;
   g->anomaly_on = atomic_load(&detect_anomaly_default);
@@ -91,19 +94,23 @@ void sg_release_after_backward(sg_graph *g, sg_tensor *t) {
 
 /* ---- tape -------------------------------------------------------------- */
 
-static void tape_push(sg_graph *g, sg_node *n) {
+/* False (reported, the graph marked failed) when the tape cannot grow: the
+ * node is not kept, and sg_backward will not run on this step. */
+static bool tape_push(sg_graph *g, sg_node *n) {
   if (g->tape_len == g->tape_cap) {
     int64_t cap = g->tape_cap ? 2 * g->tape_cap : 256;
     sg_node **t = sg_realloc(g->tape, (size_t)cap * sizeof *t);
     if (!t) {
+      g->arena.failed = true;
       sg_report_error("sg_record", g->arena.file, g->arena.line,
                       "out of memory growing the tape to %lld nodes", (long long)cap);
-      abort(); /* the op's node cannot be kept: nothing sound to go on with */
+      return false;
     }
     g->tape = t;
     g->tape_cap = cap;
   }
   g->tape[g->tape_len++] = n;
+  return true;
 }
 
 sg_node *sg_record(sg_graph *g, const sg_op *op, sg_tensor *out, int n_in, sg_tensor *const *in) {
@@ -114,6 +121,7 @@ sg_node *sg_record(sg_graph *g, const sg_op *op, sg_tensor *out, int n_in, sg_te
   for (int i = 0; i < n_in; i++) needed |= in[i] && in[i]->requires_grad;
   if (!needed) return NULL;
   sg_node *n = sg_arena_alloc(g, sizeof *n);
+  if (!n || !tape_push(g, n)) return NULL;
   memset(n, 0, sizeof *n);
   n->op = op;
   n->out = out;
@@ -124,21 +132,30 @@ sg_node *sg_record(sg_graph *g, const sg_op *op, sg_tensor *out, int n_in, sg_te
   out->requires_grad = true;
   out->node = n;
   out->grad = NULL;
-  tape_push(g, n);
   if (g->observer) g->observer(g->observer_ctx, g, n, SG_OBSERVE_FORWARD);
   return n;
 }
 
 /* Gives t a gradient buffer, contents undefined: a leaf's kept buffer (see
  * sg_zero_grad) or a new one. Leaves keep their gradient across steps (it
- * accumulates until sg_zero_grad); intermediates' die with the arena. */
-static void grad_alloc(sg_graph *g, sg_tensor *t) {
+ * accumulates until sg_zero_grad); intermediates' die with the arena. False
+ * (reported, the graph marked failed) when there is no memory for it. */
+static bool grad_alloc(sg_graph *g, sg_tensor *t) {
   if (t->grad_spare) {
     t->grad = t->grad_spare;
     t->grad_spare = NULL;
   } else {
     t->grad = sg_empty(t->owned ? NULL : g, t->dtype, t->ndim, t->shape);
   }
+  if (t->grad) return true;
+  g->arena.failed = true;
+  if (t->owned) { /* the arena reported its own failure */
+    char b[96];
+    sg_report_error("sg_backward", g->arena.file, g->arena.line,
+                    "out of memory for the gradient of a %s leaf of shape %s",
+                    sg_dtype_name(t->dtype), sg_shape_str(t->ndim, t->shape, b));
+  }
+  return false;
 }
 
 /* Every element of t := v, across the threads for large tensors. */
@@ -154,7 +171,7 @@ sg_tensor *sg_grad_buf(sg_graph *g, sg_tensor *t) {
   if (!t || !t->requires_grad) return NULL;
   sg_grad_materialize(t->grad); /* to be added to */
   if (!t->grad) {
-    grad_alloc(g, t);
+    if (!grad_alloc(g, t)) return NULL;
     fill(t->grad, 0);
   }
   t->grad_fresh = true;
@@ -174,6 +191,7 @@ sg_tensor *sg_grad_dest_inplace(sg_graph *g, sg_node *n, sg_tensor *t, bool *acc
     return sg_grad_dest(g, t, accumulate);
   /* A header with t's shape on go's data (t may be a reshape of out). */
   sg_tensor *h = sg_arena_alloc(g, sizeof *h);
+  if (!h) return NULL;
   *h = *go;
   h->ndim = t->ndim;
   memcpy(h->shape, t->shape, sizeof h->shape);
@@ -187,7 +205,7 @@ sg_tensor *sg_grad_dest(sg_graph *g, sg_tensor *t, bool *accumulate) {
   if (!t || !t->requires_grad) return NULL;
   *accumulate = t->grad != NULL;
   sg_grad_materialize(t->grad); /* to be added to */
-  if (!t->grad) grad_alloc(g, t);
+  if (!t->grad && !grad_alloc(g, t)) return NULL;
   t->grad_fresh = true;
   return t->grad;
 }
@@ -222,6 +240,10 @@ static int run_tape(sg_graph *g) {
     if (!n->out->grad) continue;
     if (!n->takes_uniform_grad) sg_grad_materialize(n->out->grad);
     n->op->backward(g, n);
+    if (g->arena.failed) { /* an input's gradient is missing: see sg_graph_failed */
+      rc = -1;
+      break;
+    }
     if (g->observer) g->observer(g->observer_ctx, g, n, SG_OBSERVE_BACKWARD);
     if (backward_anomaly(g, n)) rc = -1; /* the step's gradients are unusable */
     release_used_grad(g, n);
@@ -238,7 +260,7 @@ static int run_tape(sg_graph *g) {
 }
 
 static bool check_backward_root(sg_graph *g, const sg_tensor *out) {
-  if (!out) return false;
+  if (!out || g->arena.failed) return false; /* the failure was reported */
   if (g->anomaly_found) { /* reported in the forward: nothing sound to differentiate */
     g->tape_len = 0;
     return false;
@@ -260,6 +282,7 @@ int sg_backward(sg_graph *g, sg_tensor *loss) {
     return -1;
   }
   sg_tensor *seed = sg_grad_buf(g, loss);
+  if (!seed) return -1;
   sg_set(seed, 0, sg_get(seed, 0) + 1.0);
   return run_tape(g);
 }
@@ -274,6 +297,7 @@ int sg_backward_with(sg_graph *g, sg_tensor *out, const sg_tensor *grad_out) {
     return -1;
   }
   sg_tensor *seed = sg_grad_buf(g, out);
+  if (!seed) return -1;
   for (int64_t i = 0; i < seed->numel; i++) sg_set(seed, i, sg_get(seed, i) + sg_get(grad_out, i));
   return run_tape(g);
 }

@@ -4,20 +4,29 @@
 
 #include <string.h>
 
+/* Out of memory: reported, what was made is freed. */
+static sg_adam *adam_oom(sg_adam *o, int n_params) {
+  sg_report_error("sg_adam_new", NULL, 0, "out of memory for the state of %d parameters", n_params);
+  sg_adam_free(o);
+  return NULL;
+}
+
 sg_adam *sg_adam_new(sg_tensor *const *params, int n_params, double lr) {
   sg_adam *o = sg_malloc(sizeof *o);
-  if (!o) return NULL;
+  if (!o) return adam_oom(o, n_params);
   memset(o, 0, sizeof *o);
-  o->n_params = n_params;
   o->params = sg_malloc((size_t)n_params * sizeof *o->params);
   o->m = sg_malloc((size_t)n_params * sizeof *o->m);
   o->v = sg_malloc((size_t)n_params * sizeof *o->v);
   o->steps = sg_malloc((size_t)n_params * sizeof *o->steps);
+  if (!o->params || !o->m || !o->v || !o->steps) return adam_oom(o, n_params);
   for (int i = 0; i < n_params; i++) {
     o->params[i] = params[i];
     o->m[i] = sg_zeros(NULL, params[i]->dtype, params[i]->ndim, params[i]->shape);
     o->v[i] = sg_zeros(NULL, params[i]->dtype, params[i]->ndim, params[i]->shape);
     o->steps[i] = 0;
+    o->n_params = i + 1;
+    if (!o->m[i] || !o->v[i]) return adam_oom(o, n_params);
   }
   o->lr = lr;
   o->beta1 = 0.9;
@@ -28,7 +37,7 @@ sg_adam *sg_adam_new(sg_tensor *const *params, int n_params, double lr) {
 
 void sg_adam_free(sg_adam *o) {
   if (!o) return;
-  for (int i = 0; i < o->n_params; i++) {
+  for (int i = 0; o->m && o->v && i < o->n_params; i++) {
     sg_free(o->m[i]);
     sg_free(o->v[i]);
   }

@@ -241,6 +241,9 @@ static void attention_backward(sg_graph *g, sg_node *n) {
   /* q, k, v may be one tensor: direct targets then share a buffer, which is
    * safe (one thread per group); scratch targets stay separate. */
   void *gs = sg_arena_alloc(g, (size_t)(pl->batch * pl->Lq * pl->Lk) * esz);
+  for (int i = 0; i < 3; i++)
+    if (grads[i] && !tg[i].base) return; /* out of memory: reported, the graph failed */
+  if (!gs) return;
   attn_backward_batch(n->in[0], n->in[1], n->in[2], n->out->grad, pl, tg, group, gs);
   for (int i = 0; i < 3; i++)
     if (grads[i] && !tg[i].direct) reduce_batch(grads[i], tg[i].base, pl, i, sizes[i]);
@@ -309,7 +312,7 @@ sg_tensor *(sg_attention)(sg_graph *g, sg_tensor *q, sg_tensor *k, sg_tensor *v)
   sg_tensor *in[3] = {q, k, v};
   if (!sg_check_same_dtype(g, "sg_attention", 3, in) || !attn_shapes_ok(g, in)) return NULL;
   attn_plan *pl = sg_arena_alloc(g, sizeof *pl);
-  if (!attn_batch_plan(g, in, pl)) return NULL;
+  if (!pl || !attn_batch_plan(g, in, pl)) return NULL;
   pl->Lq = q->shape[q->ndim - 2];
   pl->d = q->shape[q->ndim - 1];
   pl->Lk = k->shape[k->ndim - 2];
@@ -322,6 +325,7 @@ sg_tensor *(sg_attention)(sg_graph *g, sg_tensor *q, sg_tensor *k, sg_tensor *v)
   sg_tensor *out = sg_empty(g, q->dtype, pl->batch_ndim + 2, oshape);
   if (!out) return NULL;
   pl->P = sg_arena_alloc(g, (size_t)(pl->batch * pl->Lq * pl->Lk) * sg_dtype_size(q->dtype));
+  if (!pl->P) return NULL;
   attn_forward(q, k, v, out, pl);
   sg_node *n = sg_record(g, &attention_op, out, 3, in);
   if (n) n->saved = pl;

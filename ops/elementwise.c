@@ -107,6 +107,7 @@ static void accumulate_binary(sg_graph *g, binop kind, sg_tensor *grad, bool acc
     return;
   }
   sg_tensor *tmp = sg_empty(g, grad->dtype, p.out_ndim, p.out_shape);
+  if (!tmp) return; /* out of memory: reported, the graph failed */
   binary_kernel(kind, &p, x, y, tmp, false);
   sg_accumulate_reduced(grad, tmp, accumulate);
 }

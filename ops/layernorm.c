@@ -288,6 +288,7 @@ static void layer_norm_backward(sg_graph *g, sg_node *n) {
   size_t part_bytes = (size_t)(n_blocks * D) * sg_dtype_size(x->dtype);
   void *pg = ggain ? sg_arena_alloc(g, part_bytes) : NULL;
   void *pb = gbias ? sg_arena_alloc(g, part_bytes) : NULL;
+  if ((ggain && !pg) || (gbias && !pb)) return; /* out of memory: the graph failed */
   ln_backward_blocks(x, gain, n->out->grad, gx, acc_x, n->saved, rows, D, pg, pb);
   if (ggain) sum_blocks(ggain, acc_gain, pg, n_blocks, D);
   if (gbias) sum_blocks(gbias, acc_bias, pb, n_blocks, D);
@@ -329,9 +330,11 @@ sg_tensor *(sg_layer_norm)(sg_graph *g, sg_tensor *x, sg_tensor *gain, sg_tensor
   int64_t D = x->shape[x->ndim - 1], rows = D ? x->numel / D : 0;
   size_t stat_bytes = (size_t)rows * sg_dtype_size(x->dtype);
   ln_saved *sv = sg_arena_alloc(g, sizeof *sv);
+  if (!sv) return NULL;
   sv->pivot = sg_arena_alloc(g, stat_bytes);
   sv->offset = sg_arena_alloc(g, stat_bytes);
   sv->rstd = sg_arena_alloc(g, stat_bytes);
+  if (!sv->pivot || !sv->offset || !sv->rstd) return NULL;
   if (rows * D > 0) ln_forward(x, gain, bias, y, eps, rows, D, sv);
   sg_tensor *in[3] = {x, gain, bias};
   sg_node *n = sg_record(g, &layer_norm_op, y, 3, in);

@@ -212,7 +212,7 @@ sg_tensor *(sg_solve)(sg_graph *g, sg_tensor *A, sg_tensor *B) {
   sg_tensor *X = sg_empty(g, B->dtype, B->ndim, B->shape);
   if (!X) return NULL;
   int column = 0;
-  int64_t bad = d.batch * d.r ? solve_forward(A, B, X, d, &column) : -1;
+  int64_t bad = d.batch > 0 && d.r > 0 ? solve_forward(A, B, X, d, &column) : -1;
   if (bad == -2) return sg_op_error(g, "sg_solve", "out of memory"), NULL;
   if (bad >= 0) {
     char sa[96];

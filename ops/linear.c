@@ -365,7 +365,7 @@ static sg_tensor *part_grad(sg_graph *g, const parts_layout *pl, int i, const sg
   memcpy(shape, x->shape, sizeof shape);
   shape[x->ndim - 1] = go->shape[go->ndim - 1];
   sg_tensor *gi = sg_empty(g, go->dtype, x->ndim, shape);
-  sg_accumulate_reduced(gi, go, false);
+  if (gi) sg_accumulate_reduced(gi, go, false);
   return gi;
 }
 
@@ -384,6 +384,7 @@ static void linear_parts_backward(sg_graph *g, sg_node *nd) {
   sg_tensor *gw = w_is_part ? NULL : sg_grad_dest(g, w, &acc_w);
   for (int i = 0; i < n; i++) {
     sg_tensor *gi = part_grad(g, &pl, i, nd->in[i], go);
+    if (!gi) return; /* out of memory: reported, the graph failed */
     block_backward(g, gi, nd->in[i], w, pl.part_rows[i], pl.col0[i], gw, acc_w, w_is_part);
     if (i == 0) {
       bool acc_b = true;
@@ -461,6 +462,7 @@ sg_tensor *(sg_linear_parts)(sg_graph *g, int n, sg_tensor *const *x, sg_tensor 
   for (int i = 0; i < n; i++) {
     if (i == full) continue;
     prod[i] = sg_empty(g, w->dtype, 2, (int64_t[]){pl.part_rows[i], out});
+    if (!prod[i]) return NULL;
     part_product(g, &pl, i, x[i], w, prod[i]->data, 0);
   }
   fill_broadcast_sum(y, b, prod, &pl, full);

@@ -140,6 +140,7 @@ static void batched_gemm(sg_graph *g, sg_dtype dt, const batch_shape *bs, int64_
     size_t per_thread = (sg_gemm_reference_scratch_bytes(dt, m, n, k) + 63) / 64 * 64;
     size_t scratch_bytes = per_thread * (size_t)omp_get_max_threads();
     char *scratch = sg_arena_alloc_data(g, scratch_bytes);
+    if (!scratch) return; /* out of memory: reported, the graph failed */
     SG_PARALLEL_IF(
         nb * m * n * k > SG_PAR_MIN, for (int64_t u = 0; u < n_blocks; u++) {
           char *mine = scratch + per_thread * (size_t)omp_get_thread_num();
@@ -270,6 +271,7 @@ sg_tensor *(sg_matmul)(sg_graph *g, sg_tensor *a, sg_tensor *b, bool trans_a, bo
     node->iarg[0] = trans_a;
     node->iarg[1] = trans_b;
     mm_dims *saved = sg_arena_alloc(g, sizeof *saved);
+    if (!saved) return NULL;
     *saved = d;
     node->saved = saved;
   }

@@ -83,6 +83,7 @@ static void sum_rows(sg_graph *g, sg_dtype dt, const void *xv, void *outv, int64
                      double divisor) {
   int64_t n_chunks = n > 0 ? ceil_div(n, CHUNK) : 1, items = outer * n_chunks;
   double *part = sg_arena_alloc(g, (size_t)items * sizeof *part);
+  if (!part) return; /* reported; the graph is marked failed */
   SG_DISPATCH(dt, T, {
     const T *x = xv;
     T *out = outv;
@@ -316,6 +317,7 @@ sg_tensor *(sg_max)(sg_graph *g, sg_tensor *a, int axis, bool keepdim) {
   /* The argmax is kept only if the op will be recorded (sg_record's test). */
   bool want_idx = sg_grad_enabled(g) && a->requires_grad;
   int64_t *idx = want_idx ? sg_arena_alloc(g, (size_t)out->numel * sizeof(int64_t)) : NULL;
+  if (want_idx && !idx) return NULL;
   max_forward(a, &v, out, idx);
   sg_node *node = sg_record(g, &max_op, out, 1, &a);
   if (node) {
@@ -405,6 +407,7 @@ sg_tensor *(sg_logsumexp)(sg_graph *g, sg_tensor *a, int axis, bool keepdim) {
   size_t esz = sg_dtype_size(a->dtype);
   void *e = sg_arena_alloc(g, (size_t)a->numel * esz);
   void *inv = sg_arena_alloc(g, (size_t)out->numel * esz);
+  if (!e || !inv) return NULL;
   /* An empty slice has maximum -inf (and logsumexp -inf, like log(0)). */
   if (v.n > 0)
     max_forward(a, &v, out, NULL);
@@ -425,6 +428,7 @@ sg_tensor *(sg_logsumexp)(sg_graph *g, sg_tensor *a, int axis, bool keepdim) {
   if (node) {
     save_view(node, &v);
     lse_saved *sv = sg_arena_alloc(g, sizeof *sv);
+    if (!sv) return NULL;
     sv->e = e;
     sv->inv_sum = inv;
     node->saved = sv;

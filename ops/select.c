@@ -256,6 +256,7 @@ static void where_kernel(const sg_bcast *p, sg_dtype dt, const void *cond, const
 static void where_grad_to(sg_graph *g, const sg_bcast *p, const sg_tensor *cond,
                           const sg_tensor *go, sg_tensor *grad, bool take_a) {
   sg_tensor *masked = sg_empty(g, go->dtype, go->ndim, go->shape);
+  if (!masked) return; /* out of memory: reported, the graph failed */
   where_kernel(p, go->dtype, cond->data, take_a ? go->data : NULL, take_a ? NULL : go->data,
                masked->data);
   sg_accumulate_reduced(grad, masked, true);

@@ -387,6 +387,7 @@ static void concat_record(sg_graph *g, sg_tensor *out, int n, sg_tensor *const *
   sg_node *node = sg_record(g, &concat_op, out, 1, &rep);
   if (!node) return;
   sg_tensor **list = sg_arena_alloc(g, (size_t)n * sizeof *list);
+  if (!list) return; /* out of memory: the graph failed, no backward runs */
   for (int i = 0; i < n; i++) list[i] = ts[i];
   node->saved = list;
   node->iarg[0] = n;
@@ -575,6 +576,7 @@ sg_tensor *(sg_repeat)(sg_graph *g, sg_tensor *a, const int64_t *reps) {
   sg_node *n = sg_record(g, &repeat_op, out, 1, &a);
   if (n) {
     int64_t *saved = sg_arena_alloc(g, SG_MAX_DIMS * sizeof *saved);
+    if (!saved) return NULL;
     for (int d = 0; d < a->ndim; d++) saved[d] = reps[d];
     n->saved = saved;
   }

@@ -210,12 +210,13 @@ static bool check_balanced(sg_graph *g, const sg_tensor *x, double row_mass, dou
 
 static void *zeroed(sg_graph *g, size_t bytes) {
   void *p = sg_arena_alloc(g, bytes + 1);
-  memset(p, 0, bytes);
+  if (p) memset(p, 0, bytes);
   return p;
 }
 
 static sk_state *state_new(sg_graph *g, const sg_tensor *x, const sk_params *p) {
   sk_state *st = zeroed(g, sizeof *st);
+  if (!st) return NULL;
   st->rows = x->shape[x->ndim - 2];
   st->cols = x->shape[x->ndim - 1];
   st->samples = x->numel / (st->rows * st->cols);
@@ -230,12 +231,13 @@ static sk_state *state_new(sg_graph *g, const sg_tensor *x, const sk_params *p) 
   st->new_epoch = zeroed(g, S * sizeof *st->new_epoch);
   st->active = zeroed(g, S * M);
   st->margin = sg_arena_alloc(g, S * sizeof *st->margin);
-  for (size_t i = 0; i < S; i++) st->margin[i] = INFINITY;
   st->a = zeroed(g, S * K * es);
   st->U0 = zeroed(g, S * K * es);
   st->b = zeroed(g, S * M * es);
   st->V0 = zeroed(g, S * M * es);
   st->colsum = zeroed(g, S * M * es);
+  if (sg_graph_failed(g)) return NULL; /* out of memory (reported) */
+  for (size_t i = 0; i < S; i++) st->margin[i] = INFINITY;
   return st;
 }
 
@@ -274,12 +276,14 @@ static sg_tensor *sinkhorn(sg_graph *g, const sg_op *op, sg_tensor *x, double ro
                  .max_iters = max_iters,
                  .balanced = balanced};
   sk_state *st = state_new(g, x, &p);
+  if (!st) return NULL;
   /* Save records only if this op will be recorded (sg_record's condition). */
   bool save = sg_grad_enabled(g) && x->requires_grad && mode == SG_SINKHORN_UNROLLED;
   if (x->dtype == SG_F32)
     forward_f32(g, st, x->data, y->data, save);
   else
     forward_f64(g, st, x->data, y->data, save);
+  if (sg_graph_failed(g)) return NULL; /* a record block or scratch was not had */
   if (info) fill_info(st, x->dtype, info);
   sg_node *n = sg_record(g, op, y, 1, &x);
   if (n) {

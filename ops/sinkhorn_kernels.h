@@ -240,11 +240,13 @@ static sk_block *SK(new_block)(sg_graph *g, sk_state *st, int64_t t0, int64_t n)
   int64_t first = t0 > 0 ? t0 : 1;
   if (t0 + n <= first) return NULL;
   sk_block *blk = sg_arena_alloc(g, sizeof *blk);
+  if (!blk) return NULL; /* out of memory: the graph failed, nothing is saved */
   blk->prev = st->last;
   blk->first_t = first;
   blk->n_slots = t0 + n - first;
   size_t rec = (size_t)(1 + st->rows + st->cols) * sizeof(SK_T);
   blk->data = sg_arena_alloc(g, (size_t)(st->samples * blk->n_slots) * rec);
+  if (!blk->data) return NULL;
   st->last = blk;
   return blk;
 }
@@ -257,6 +259,7 @@ static void SK(forward)(sg_graph *g, sk_state *st, const SK_T *x0, SK_T *y, bool
   if (S == 0) return;
   size_t per = (size_t)(KM + 2 * st->cols) * sizeof(SK_T);
   char *scratch = thread_scratch(g, &per);
+  if (!scratch) return; /* out of memory: reported, the graph failed */
   int64_t running = S;
   for (int64_t t0 = 0, n; t0 < st->p.max_iters && running > 0; t0 += n) {
     n = SK(block_len)(t0, &st->p);
@@ -372,6 +375,7 @@ static void SK(unrolled_backward)(sg_graph *g, const sk_state *st, const SK_T *x
   /* g, then G, U0, V0, a, b and the kernels' scratch (K*M + 3M or more). */
   size_t per = (size_t)(3 * KM + 3 * K + 6 * M) * sizeof(SK_T);
   char *scratch = thread_scratch(g, &per);
+  if (!scratch) return; /* out of memory: reported, the graph failed */
   int64_t work = 0;
   for (int64_t s = 0; s < S; s++) work += st->iters[s] * KM;
   SG_PARALLEL_IF(
@@ -494,6 +498,7 @@ static void SK(implicit_backward)(sg_graph *g, const sk_state *st, const SK_T *x
   doubles = (doubles + 63) / 64 * 64;
   size_t per = doubles + (size_t)(KM + 4 * M) * sizeof(SK_T);
   char *scratch = thread_scratch(g, &per);
+  if (!scratch) return; /* out of memory: reported, the graph failed */
   SG_PARALLEL_IF(
       par_worth(S * KM * (M + 4)), for (int64_t s = 0; s < S; s++) {
         char *ws = scratch + per * (size_t)omp_get_thread_num();

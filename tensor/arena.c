@@ -26,6 +26,7 @@ void sg_arena_rewind(sg_arena *a) {
   lane_rewind(&a->data);
   a->peak_used = 0;
   a->n_free = 0;
+  a->failed = false;
 }
 
 void sg_arena_destroy(sg_arena *a) {
@@ -57,14 +58,21 @@ int sg_graph_line(const sg_graph *g) {
   return ((const sg_arena *)g)->line;
 }
 
-/* Nothing can go on without the memory (the kernels' scratch comes from
- * here too): reported through the error handler, as a misuse is, then
- * abort if the handler returns. */
-static _Noreturn void out_of_memory(const sg_arena *a, size_t bytes) {
+/* Reported through the error handler, as a misuse is (the default handler
+ * aborts); when the handler returns, the allocation returns NULL, the op
+ * returns NULL and the graph is marked failed (sg_graph_failed) until the
+ * next reset, so that no backward or optimiser step uses the step's
+ * partial results. The arena itself stays whole: reset and free work. */
+static void *out_of_memory(sg_arena *a, size_t bytes) {
+  a->failed = true;
   sg_report_error("sg_arena_alloc", a->file, a->line,
                   "out of memory: the arena could not get %zu bytes more (it holds %zu)", bytes,
                   a->reserved);
-  abort();
+  return NULL;
+}
+
+bool sg_graph_failed(const sg_graph *g) {
+  return g && ((const sg_arena *)g)->failed;
 }
 
 /* ---- arena ------------------------------------------------------------- */
@@ -96,10 +104,11 @@ static void *lane_alloc(sg_arena *a, sg_arena_lane *l, size_t bytes) {
       /* Chunks grow geometrically with their number (1 MiB, 2 MiB, ... up to
        * 64 MiB) so a big graph needs few of them; a request larger than that
        * gets a chunk of its own size, which does not inflate later chunks. */
-      size_t grown = (size_t)ARENA_MIN_CHUNK << (l->n_chunks < 6 ? l->n_chunks : 6);
+      size_t first = a->first_chunk ? a->first_chunk : ARENA_MIN_CHUNK;
+      size_t grown = first << (l->n_chunks < 6 ? l->n_chunks : 6);
       size_t size = bytes > grown ? bytes : grown;
       sg_arena_chunk *c = chunk_new(size);
-      if (!c) out_of_memory(a, bytes);
+      if (!c) return out_of_memory(a, bytes);
       a->reserved += size;
       l->n_chunks++;
       c->next = next;
@@ -207,6 +216,10 @@ void sg_arena_release_data(sg_graph *g, void *p, size_t bytes) {
   if (g && p)
     release_block(sg_graph_arena(g), p,
                   (bytes + SG_ARENA_ALIGN - 1) & ~(size_t)(SG_ARENA_ALIGN - 1));
+}
+
+void sg_graph_set_first_chunk(sg_graph *g, size_t bytes) {
+  sg_graph_arena(g)->first_chunk = bytes;
 }
 
 bool sg_set_memory_reuse(sg_graph *g, bool on) {

@@ -44,8 +44,10 @@ typedef struct sg_arena {
   size_t peak_used;     /* high-water mark of the bytes used in both lanes */
   sg_arena_block *free; /* released blocks (sg_release), cleared by a rewind */
   int n_free, cap_free;
-  bool no_reuse;    /* sg_set_memory_reuse(g, false) */
-  const char *file; /* call site of the op being run (see SG_AT) */
+  bool no_reuse;      /* sg_set_memory_reuse(g, false) */
+  bool failed;        /* an allocation failed since the last rewind (sg_graph_failed) */
+  size_t first_chunk; /* sg_graph_set_first_chunk; 0: ARENA_MIN_CHUNK */
+  const char *file;   /* call site of the op being run (see SG_AT) */
   int line;
 } sg_arena;
 

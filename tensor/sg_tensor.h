@@ -66,8 +66,11 @@ void sg_mfree(void *ptr);
 
 /* API misuse (shape or dtype mismatch, bad axis) is reported to the error
  * handler with the op name, a message naming the shapes, and the caller's
- * file and line. The default handler prints to stderr and aborts; a handler
- * that returns makes the op return NULL, and ops given NULL return NULL. */
+ * file and line; so is a failed allocation of a graph's step ("out of
+ * memory", naming what was being allocated: the arena, the tape, a leaf's
+ * gradient) or of Adam's state. The default handler prints to stderr and aborts; a
+ * handler that returns makes the op return NULL, and ops given NULL return
+ * NULL (see sg_graph_failed for what a failed allocation leaves). */
 typedef void (*sg_error_handler)(const char *op, const char *msg, const char *file, int line,
                                  void *user);
 void sg_set_error_handler(sg_error_handler h, void *user); /* NULL restores default */
@@ -86,7 +89,21 @@ size_t sg_graph_arena_bytes(const sg_graph *g); /* bytes reserved by the arena *
  * arena grows. */
 size_t sg_graph_arena_used(const sg_graph *g);
 
-/* Arena allocation, 64-byte aligned, uninitialised; valid until reset. */
+/* Whether an allocation for g's step failed since the last sg_graph_reset
+ * (the arena's, or a leaf gradient's on the heap). The failure was reported
+ * to the error handler; when that handler returns, the failing op returns
+ * NULL and so do the ops given its output, sg_backward does nothing (or
+ * stops), and the caller must not use the step's results: it skips the
+ * optimiser step and resets the graph, which then works as before. */
+bool sg_graph_failed(const sg_graph *g);
+/* The size of the arena's first chunk in each lane (default 1 MiB; later
+ * chunks grow up to 64 times it). A few bytes make nearly every op ask the
+ * allocator for memory: for tests that make allocations fail, so that the
+ * failure reaches each op rather than only the few that open a chunk. */
+void sg_graph_set_first_chunk(sg_graph *g, size_t bytes);
+
+/* Arena allocation, 64-byte aligned, uninitialised; valid until reset;
+ * NULL (reported, the graph marked failed) when memory runs out. */
 void *sg_arena_alloc(sg_graph *g, size_t bytes);
 /* The same for a tensor's values: may reuse released data (sg_release). */
 void *sg_arena_alloc_data(sg_graph *g, size_t bytes);
@@ -122,7 +139,9 @@ void sg_op_error(const sg_graph *g, const char *op, const char *fmt, ...)
 /* ---- creation ---------------------------------------------------------- */
 
 /* g NULL: heap tensor owned by the caller; else allocated in g's arena.
- * Returns NULL (after reporting) on a bad shape. */
+ * Returns NULL (after reporting) on a bad shape, and when out of memory:
+ * reported for the arena (see sg_graph_failed), not for a heap tensor,
+ * whose caller handles it as it would malloc's NULL. */
 sg_tensor *sg_empty(sg_graph *g, sg_dtype dt, int ndim, const int64_t *shape);
 sg_tensor *sg_zeros(sg_graph *g, sg_dtype dt, int ndim, const int64_t *shape);
 sg_tensor *sg_ones(sg_graph *g, sg_dtype dt, int ndim, const int64_t *shape);

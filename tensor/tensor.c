@@ -90,6 +90,28 @@ const char *sg_dtype_name(sg_dtype dt) {
   return dt == SG_F32 ? "float32" : "float64";
 }
 
+static sg_tensor *arena_tensor(sg_graph *g, size_t bytes) {
+  sg_tensor *t = sg_arena_alloc(g, sizeof *t);
+  if (!t) return NULL;
+  memset(t, 0, sizeof *t);
+  t->data = sg_arena_alloc_data(g, bytes);
+  t->graph = g;
+  return t->data ? t : NULL;
+}
+
+static sg_tensor *heap_tensor(size_t bytes) {
+  sg_tensor *t = sg_malloc(sizeof *t);
+  if (!t) return NULL;
+  memset(t, 0, sizeof *t);
+  t->data = sg_malloc(bytes);
+  if (!t->data) {
+    sg_mfree(t);
+    return NULL;
+  }
+  t->owned = true;
+  return t;
+}
+
 sg_tensor *sg_empty(sg_graph *g, sg_dtype dt, int ndim, const int64_t *shape) {
   if (ndim < 0 || ndim > SG_MAX_DIMS || (dt != SG_F32 && dt != SG_F64)) {
     sg_op_error(g, "sg_empty", "ndim %d (max %d) or dtype %d is invalid", ndim, SG_MAX_DIMS,
@@ -106,23 +128,10 @@ sg_tensor *sg_empty(sg_graph *g, sg_dtype dt, int ndim, const int64_t *shape) {
     numel *= shape[i];
   }
   size_t bytes = (size_t)numel * sg_dtype_size(dt);
-  sg_tensor *t;
-  if (g) {
-    t = sg_arena_alloc(g, sizeof *t);
-    memset(t, 0, sizeof *t);
-    t->data = sg_arena_alloc_data(g, bytes);
-    t->graph = g;
-  } else {
-    t = sg_malloc(sizeof *t);
-    if (!t) return NULL;
-    memset(t, 0, sizeof *t);
-    t->data = sg_malloc(bytes);
-    if (!t->data) {
-      sg_mfree(t);
-      return NULL;
-    }
-    t->owned = true;
-  }
+  sg_tensor *t = g ? arena_tensor(g, bytes) : heap_tensor(bytes);
+  /* The arena reports its failure; a heap tensor's is left to its owner,
+   * as malloc's is (a loader returns its own message). */
+  if (!t) return NULL;
   t->dtype = dt;
   t->ndim = ndim;
   for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];

@@ -278,6 +278,43 @@ static int count_lines(const char *path, char *first, size_t n) {
   return lines;
 }
 
+/* The arena_mib column (the last): the same positive value in each of the
+ * log's `rows` rows, a training step's allocations being the same. */
+static void check_arena_column(const char *path, int rows) {
+  FILE *f = fopen(path, "r");
+  ck_assert_ptr_nonnull(f);
+  char line[1024];
+  double first = -1;
+  int n = 0;
+  ck_assert_ptr_nonnull(fgets(line, sizeof line, f)); /* the header */
+  while (fgets(line, sizeof line, f)) {
+    double mib = strtod(strrchr(line, ',') + 1, NULL);
+    if (n++ == 0) first = mib;
+    ck_assert_msg(mib > 0 && mib == first, "row %d: arena_mib %g, the first row %g", n, mib, first);
+  }
+  fclose(f);
+  ck_assert_int_eq(n, rows);
+}
+
+/* Rewrites the log at path without its last column (as a log written
+ * before the arena_mib column was). */
+static void drop_last_column(const char *path) {
+  char text[8192], line[1024];
+  size_t len = 0;
+  FILE *f = fopen(path, "r");
+  ck_assert_ptr_nonnull(f);
+  while (fgets(line, sizeof line, f)) {
+    *strrchr(line, ',') = '\0';
+    len += (size_t)snprintf(text + len, sizeof text - len, "%s\n", line);
+    ck_assert_uint_lt(len, sizeof text);
+  }
+  fclose(f);
+  f = fopen(path, "w");
+  ck_assert_ptr_nonnull(f);
+  fputs(text, f);
+  fclose(f);
+}
+
 /* assoc_train_run: a row per epoch, appended to when resuming, and the
  * checkpoint of the last epoch. */
 START_TEST(train_run_log) {
@@ -297,7 +334,8 @@ START_TEST(train_run_log) {
   ck_assert(res.last.has_test && res.last.test.mean_rate > 0);
   ck_assert_int_eq(count_lines(log, header, sizeof header), 4);
   ck_assert_str_eq(header, "epoch,step,loss,train_rate,test_rate,violation_ratio,mu_0,mu_1,lr,"
-                           "seconds,test_violation_ratio,test_lb_rate,excess,sinkhorn_near_kink\n");
+                           "seconds,test_violation_ratio,test_lb_rate,excess,sinkhorn_near_kink,"
+                           "arena_mib\n");
   c.epochs = 5;
   io.resume = ck;
   ck_assert_msg(assoc_train_run(&c, &train, &test, &io, &res, &err) == 0, "%s", err.msg);
@@ -308,12 +346,19 @@ START_TEST(train_run_log) {
   c.epochs = 6;
   ck_assert_msg(assoc_train_run(&c, &train, NULL, &io, &res, &err) == 0, "%s", err.msg);
   ck_assert_int_eq(count_lines(log, header, sizeof header), 7);
+  check_arena_column(log, 6);
   double scale;
   assoc_train_config saved;
   assoc_gnn *m = assoc_checkpoint_load_model(ck, &scale, &saved, &err);
   ck_assert_ptr_nonnull(m);
   ck_assert_int_eq(saved.epochs, 6);
   assoc_gnn_free(m);
+  /* a log begun without the arena_mib column is continued without it */
+  drop_last_column(log);
+  c.epochs = 7;
+  ck_assert_msg(assoc_train_run(&c, &train, NULL, &io, &res, &err) == 0, "%s", err.msg);
+  ck_assert_int_eq(count_lines(log, header, sizeof header), 8);
+  ck_assert_ptr_null(strstr(header, "arena_mib"));
   remove(ck), remove(log);
   assoc_dataset_free(&train), assoc_dataset_free(&test);
 }

@@ -46,13 +46,33 @@ static const assoc_command *find_command(int argc, char **argv) {
   return NULL;
 }
 
+/* The library's reports (out of memory: the arena, a tensor, the tape; an
+ * anomaly-mode report under assoc train --detect-anomaly; or a misuse,
+ * which would be a bug of this program) are printed and the handler
+ * returns, instead of the default abort: the failing op returns NULL, the
+ * command fails with its own message (the training step, the file that
+ * could not be read), and any report turns into a non-zero status even if
+ * the command went on. Bad user data never gets this far: the commands
+ * check it and say what is wrong. */
+static int library_reports;
+
+static void report_library_error(const char *op, const char *msg, const char *file, int line,
+                                 void *user) {
+  (void)user;
+  library_reports++;
+  fprintf(stderr, "assoc: %s: %s (called at %s:%d)\n", op, msg, file ? file : "?", line);
+}
+
 int assoc_main(int argc, char **argv) {
   if (argc >= 2 && asks_for_help(argv[1])) {
     usage(stdout);
     return ASSOC_EXIT_OK;
   }
   const assoc_command *c = find_command(argc, argv);
-  return c ? c->run(argc - 1, argv + 1) : ASSOC_EXIT_USAGE;
+  if (!c) return ASSOC_EXIT_USAGE;
+  sg_set_error_handler(report_library_error, NULL);
+  int rc = c->run(argc - 1, argv + 1);
+  return rc == ASSOC_EXIT_OK && library_reports > 0 ? ASSOC_EXIT_FAIL : rc;
 }
 
 int assoc_check_arguments(int argc, char **argv) {

@@ -601,16 +601,6 @@ static int run(train_args *a, assoc_dataset *train, assoc_dataset *test) {
   return ASSOC_EXIT_OK;
 }
 
-/* --detect-anomaly: anomaly mode's report is printed and returns, so the
- * training loop stops the step and fails; other reports abort as the
- * library's default handler does. */
-static void report_anomaly(const char *op, const char *msg, const char *file, int line,
-                           void *user) {
-  (void)user;
-  fprintf(stderr, "assoc train: %s: %s (called at %s:%d)\n", op, msg, file ? file : "?", line);
-  if (strncmp(msg, SG_ANOMALY_PREFIX, strlen(SG_ANOMALY_PREFIX)) != 0) abort();
-}
-
 int assoc_check_train(int argc, char **argv) {
   train_args a;
   return train_parse(argc, argv, &a) ? ASSOC_EXIT_USAGE : ASSOC_EXIT_OK;
@@ -622,10 +612,8 @@ int assoc_cmd_train(int argc, char **argv) {
   if (a.help) return fputs(train_help, stdout), ASSOC_EXIT_OK;
   if (assoc_check_output("train", "out", a.out) || assoc_check_output("train", "log", a.log))
     return ASSOC_EXIT_FAIL;
-  if (given(&a, TR_DETECT_ANOMALY)) {
-    sg_set_detect_anomaly(true); /* every graph of the run */
-    sg_set_error_handler(report_anomaly, NULL);
-  }
+  /* Every graph of the run; assoc_main's handler prints the report. */
+  if (given(&a, TR_DETECT_ANOMALY)) sg_set_detect_anomaly(true);
   assoc_dataset train = {0}, test = {0};
   if (load(a.data, &train)) return ASSOC_EXIT_FAIL;
   if (a.bfgnn) {

@@ -367,7 +367,8 @@ sg_tensor *assoc_gnn_trunk_forward(sg_graph *g, const assoc_gnn *m, sg_tensor *p
   x.c = sg_mlp_forward(g, &m->mlp_q, q);
   /* Edge features to the UE-major layout once, while they are 2N wide. */
   x.e = sg_mlp_forward(g, &m->mlp_e, sg_permute(g, H, (const int[]){0, 2, 1, 3}));
-  for (int l = 0; l < m->cfg.L; l++) x = update_layer(g, m, &m->layers[l], &x);
+  for (int l = 0; l < m->cfg.L && x.e; l++) /* x.e NULL: an op failed (reported) */
+    x = update_layer(g, m, &m->layers[l], &x);
   return x.e;
 }
 

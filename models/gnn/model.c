@@ -94,7 +94,11 @@ sg_tensor *(assoc_model_predict)(sg_graph *g, const assoc_model *m, const assoc_
   if (chunk < 1) chunk = 1;
   sg_dtype dt = m->params ? m->params->dtype : in->p->dtype;
   sg_tensor *out = sg_empty(NULL, dt, 3, (int64_t[]){B, K, M});
-  if (!out) return NULL;
+  if (!out) {
+    sg_op_error(g, "assoc_model_predict", "out of memory for the output [%lld, %lld, %lld]",
+                (long long)B, (long long)K, (long long)M);
+    return NULL;
+  }
   size_t sample_bytes = (size_t)(K * M) * sg_dtype_size(dt);
   assoc_model_call call = {.mode = ASSOC_GNN_EVAL, .capacity = capacity};
   bool was = sg_set_grad_enabled(g, false);

@@ -236,8 +236,12 @@ typedef struct assoc_epoch_stats {
    * within round-off of the cap (sg_sinkhorn_info.near_kink): there the
    * unrolled gradient depends on which side round-off lands. */
   double sinkhorn_near_kink;
-  double lr;          /* learning rate of the epoch's last step */
-  double seconds;     /* wall time of the epoch's training steps */
+  double lr;      /* learning rate of the epoch's last step */
+  double seconds; /* wall time of the epoch's training steps */
+  /* Bytes reserved by the arena of the training graph after the epoch
+   * (sg_graph_arena_bytes): constant from the first epoch on, as every
+   * step repeats the same allocations. */
+  size_t arena_bytes;
   bool has_test;      /* test metrics below are valid */
   assoc_metrics test; /* on the test set (assoc_gnn_evaluate) */
 } assoc_epoch_stats;

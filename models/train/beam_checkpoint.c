@@ -457,7 +457,7 @@ static int read_order(const reader *r, assoc_beam_train_state *st) {
   if (!a) return -1;
   st->order = sg_malloc((size_t)st->S * sizeof *st->order);
   unsigned char *seen = assoc_zalloc((size_t)st->S, 1);
-  int rc = st->order && seen ? 0 : assoc_fail(r->err, "out of memory");
+  int rc = st->order && seen ? 0 : assoc_fail(r->err, "%s: out of memory", r->path);
   if (!rc) memcpy(st->order, a->data, (size_t)st->S * sizeof *st->order);
   for (int64_t i = 0; i < st->S && !rc; i++) {
     int64_t v = st->order[i];
@@ -528,7 +528,7 @@ static int read_run(const reader *r, const sg_params *p, double scale, run_in *r
     return -1;
   st->epoch = epoch, st->cursor = cursor;
   st->adam = sg_adam_new(sg_params_tensors(p), sg_params_count(p), run->o->base.lr_max);
-  if (!st->adam) return assoc_fail(r->err, "out of memory");
+  if (!st->adam) return assoc_fail(r->err, "%s: out of memory", r->path);
   if (assoc_checkpoint_read_adam(r->z, r->path, p, st->adam, r->err)) return -1;
   return RUN_MEMBERS + ASSOC_ADAM_MEMBERS(sg_params_count(p));
 }

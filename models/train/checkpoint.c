@@ -345,7 +345,7 @@ static int read_mu_rng(const reader *r, assoc_checkpoint_state *st) {
   const sg_array *rng = mu ? shaped_member(r, "rng", SG_NPY_I64, 1, &four) : NULL;
   if (!rng) return -1;
   st->mu = sg_malloc((size_t)M * sizeof *st->mu);
-  if (!st->mu) return assoc_fail(r->err, "out of memory");
+  if (!st->mu) return assoc_fail(r->err, "%s: out of memory", r->path);
   memcpy(st->mu, mu->data, (size_t)M * sizeof *st->mu);
   for (int64_t m = 0; m < M; m++)
     if (!isfinite(st->mu[m]))
@@ -445,7 +445,7 @@ static int read_model(const reader *r, bool with_adam, assoc_checkpoint_state *s
   if (read_params(r, p)) return -1;
   if (with_adam) {
     st->adam = sg_adam_new(sg_params_tensors(p), sg_params_count(p), st->cfg.lr_max);
-    if (!st->adam) return assoc_fail(r->err, "out of memory");
+    if (!st->adam) return assoc_fail(r->err, "%s: out of memory", r->path);
     if (read_adam(r, p, st->adam)) return -1;
   }
   /* last, so that a missing or malformed member is named above */

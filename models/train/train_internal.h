@@ -21,6 +21,7 @@ typedef struct assoc_train_log {
   const char *path;
   int M;
   int64_t last_row_at; /* offset of the last row appended, -1 none */
+  bool arena_column;   /* the header ends in arena_mib (a log begun before it has none) */
 } assoc_train_log;
 
 /* Opens the log at path: a new one (header only) when resumed_epoch < 0 or

@@ -19,10 +19,12 @@
 static void write_header(FILE *f, int M) {
   fprintf(f, "epoch,step,loss,train_rate,test_rate,violation_ratio");
   for (int m = 0; m < M; m++) fprintf(f, ",mu_%d", m);
-  fprintf(f, ",lr,seconds,test_violation_ratio,test_lb_rate,excess,sinkhorn_near_kink\n");
+  fprintf(f, ",lr,seconds,test_violation_ratio,test_lb_rate,excess,sinkhorn_near_kink,arena_mib\n");
 }
 
-static void write_row(FILE *f, const assoc_epoch_stats *st, int M) {
+/* The last column, arena_mib, is written only to a log whose header has it:
+ * rows appended on resume to a log begun without it keep its columns. */
+static void write_row(FILE *f, const assoc_epoch_stats *st, int M, bool arena_column) {
   fprintf(f, "%d,%lld,%.9g,%.9g,", st->epoch, (long long)st->step, st->loss, st->train_rate);
   if (st->has_test) fprintf(f, "%.9g", st->test.mean_rate);
   fprintf(f, ",%.9g", st->violation_ratio);
@@ -33,7 +35,9 @@ static void write_row(FILE *f, const assoc_epoch_stats *st, int M) {
     fprintf(f, "%.9g,%.9g", st->test.violation_ratio, st->test.mean_lb_rate);
   else
     fputc(',', f);
-  fprintf(f, ",%.9g,%.9g\n", st->excess_mean, st->sinkhorn_near_kink);
+  fprintf(f, ",%.9g,%.9g", st->excess_mean, st->sinkhorn_near_kink);
+  if (arena_column) fprintf(f, ",%.6f", (double)st->arena_bytes / (1024.0 * 1024.0));
+  fputc('\n', f);
 }
 
 static int header_cb(FILE *f, void *user) {
@@ -44,7 +48,7 @@ static int header_cb(FILE *f, void *user) {
 /* The length of the part of the log at path a run resumed after `epoch`
  * epochs keeps: the header and the rows up to that epoch, each a whole
  * line. 0 when there is no whole header (or no file). */
-static long kept_length(const char *path, int epoch) {
+static long kept_length(const char *path, int epoch, bool *arena_column) {
   FILE *f = fopen(path, "r");
   if (!f) return 0;
   long keep = 0, pos = 0;
@@ -54,6 +58,7 @@ static long kept_length(const char *path, int epoch) {
     size_t n = strlen(line);
     if (n == 0 || line[n - 1] != '\n') break; /* a partial (or overlong) last line */
     if (!header && strtol(line, NULL, 10) > epoch) break;
+    if (header) *arena_column = n >= 11 && strcmp(line + n - 11, ",arena_mib\n") == 0;
     header = false;
     pos += (long)n;
     keep = pos;
@@ -65,7 +70,9 @@ static long kept_length(const char *path, int epoch) {
 int assoc_log_open(assoc_train_log *log, const char *path, int resumed_epoch, int M,
                    sg_io_error *err) {
   *log = (assoc_train_log){.fd = -1, .path = path, .M = M, .last_row_at = -1};
-  long keep = resumed_epoch >= 0 ? kept_length(path, resumed_epoch) : 0;
+  bool kept_arena_column = false;
+  long keep = resumed_epoch >= 0 ? kept_length(path, resumed_epoch, &kept_arena_column) : 0;
+  log->arena_column = keep == 0 || kept_arena_column;
   if (keep > 0 && truncate(path, keep) != 0)
     return assoc_fail(err, "%s: cannot trim the log to the resumed epoch %d: %s", path,
                       resumed_epoch, strerror(errno));
@@ -82,7 +89,7 @@ int assoc_log_row(assoc_train_log *log, const assoc_epoch_stats *st, sg_io_error
   size_t len = 0;
   FILE *mem = open_memstream(&row, &len);
   if (!mem) return assoc_fail(err, "%s: out of memory", log->path);
-  write_row(mem, st, log->M);
+  write_row(mem, st, log->M, log->arena_column);
   if (fclose(mem) != 0) return free(row), assoc_fail(err, "%s: out of memory", log->path);
   off_t before = lseek(log->fd, 0, SEEK_END);
   ssize_t put = write(log->fd, row, len);

@@ -171,14 +171,15 @@ assoc_trainer *assoc_trainer_resume(const char *checkpoint, const assoc_train_co
   assoc_trainer *t = trainer_alloc(&c, train, test);
   if (!t) {
     assoc_checkpoint_state_free(&st);
-    return assoc_fail(err, "out of memory"), NULL;
+    return assoc_fail(err, "%s: out of memory resuming the run", checkpoint), NULL;
   }
   t->model = st.model, t->adam = st.adam, t->mu = st.mu;
   t->rng = st.rng, t->epoch = st.epoch, t->step = st.step;
   t->feature_scale = st.feature_scale;
-  if (trainer_setup(t, err)) {
+  sg_io_error why;
+  if (trainer_setup(t, &why)) {
     assoc_trainer_free(t);
-    return NULL;
+    return assoc_fail(err, "%s: resuming the run: %s", checkpoint, why.msg), NULL;
   }
   return t;
 }
@@ -307,7 +308,9 @@ static int train_step(assoc_trainer *t, double lr, step_result *r, sg_io_error *
   sg_tensor *loss = assoc_loss(g, rate, A, t->mu, t->capacity, c->delta, t->batch_excess);
   if (loss && c->loss == ASSOC_LOSS_ES) loss = es_cross_entropy(t, idx, A);
   if (sg_graph_anomaly(g)) return anomaly_stop(t, err);
-  if (!loss) return assoc_fail(err, "the forward pass failed at step %lld", (long long)t->step + 1);
+  if (!loss || sg_graph_failed(g)) /* the cause went to the error handler */
+    return assoc_fail(err, "the forward pass failed (out of memory?) at step %lld",
+                      (long long)t->step + 1);
   r->loss = sg_get(loss, 0);
   if (!isfinite(r->loss))
     return assoc_fail(err, "non-finite loss (%g) at epoch %d, step %lld: lower --lr-max?", r->loss,
@@ -316,10 +319,14 @@ static int train_step(assoc_trainer *t, double lr, step_result *r, sg_io_error *
   for (int64_t b = 0; b < c->batch; b++) r->rate_sum += sg_get(rate, b);
   r->violations = count_violations(A, t->train->N, t->assoc);
   r->near_kink = info.near_kink;
-  if (sg_backward(g, loss))
-    return sg_graph_anomaly(g)
-               ? anomaly_stop(t, err)
-               : assoc_fail(err, "the backward pass failed at step %lld", (long long)t->step + 1);
+  /* On any failure the parameters and Adam state stay as they were. */
+  int backward_rc = sg_backward(g, loss);
+  if (sg_graph_anomaly(g)) return anomaly_stop(t, err);
+  if (sg_graph_failed(g))
+    return assoc_fail(err, "out of memory in the backward pass at step %lld",
+                      (long long)t->step + 1);
+  if (backward_rc)
+    return assoc_fail(err, "the backward pass failed at step %lld", (long long)t->step + 1);
   t->adam->lr = lr;
   sg_adam_step(t->adam);
   t->step++;
@@ -379,6 +386,7 @@ int assoc_trainer_run_epoch(assoc_trainer *t, assoc_epoch_stats *out, assoc_step
   st.train_rate = rate_sum / (double)samples;
   st.violation_ratio = (double)violations / (double)samples;
   st.sinkhorn_near_kink = (double)near_kink / (double)samples;
+  st.arena_bytes = sg_graph_arena_bytes(t->graph);
   finish_epoch(t, &st, samples);
   if (t->test) {
     if (assoc_model_test_metrics(&t->net, t->test, t->feature_scale, c->eval_batch, 0, &st.test,

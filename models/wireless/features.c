@@ -19,21 +19,30 @@ double assoc_snr_amplitude(const assoc_dataset *ds) {
 
 /* Fixed blocks summed in parallel, then the block sums added in order: the
  * same value for every thread count (an OpenMP reduction is not). */
+enum { SCALE_BLOCK = 4096 };
+
+/* The sum of squares of block b of the channel's re and im parts. */
+static double block_power(const assoc_dataset *ds, int64_t n, int64_t b) {
+  int64_t end = (b + 1) * SCALE_BLOCK < n ? (b + 1) * SCALE_BLOCK : n;
+  double s = 0.0;
+  for (int64_t i = b * SCALE_BLOCK; i < end; i++)
+    s += ds->H_re[i] * ds->H_re[i] + ds->H_im[i] * ds->H_im[i];
+  return s;
+}
+
+/* Blocks summed in parallel, their sums added in order; without memory for
+ * the partial sums, the same sums on one thread (the same value). */
 double assoc_feature_scale(const assoc_dataset *ds) {
-  enum { BLOCK = 4096 };
-  int64_t n = ds->S * ds->M * ds->K * ds->N, n_blocks = (n + BLOCK - 1) / BLOCK;
+  int64_t n = ds->S * ds->M * ds->K * ds->N, n_blocks = (n + SCALE_BLOCK - 1) / SCALE_BLOCK;
   double *partial = sg_malloc((size_t)(n_blocks > 0 ? n_blocks : 1) * sizeof *partial);
-  if (!partial) return 1.0;
-#pragma omp parallel for schedule(static)
-  for (int64_t b = 0; b < n_blocks; b++) {
-    int64_t end = (b + 1) * BLOCK < n ? (b + 1) * BLOCK : n;
-    double s = 0.0;
-    for (int64_t i = b * BLOCK; i < end; i++)
-      s += ds->H_re[i] * ds->H_re[i] + ds->H_im[i] * ds->H_im[i];
-    partial[b] = s;
-  }
   double sum = 0.0;
-  for (int64_t b = 0; b < n_blocks; b++) sum += partial[b];
+  if (partial) {
+#pragma omp parallel for schedule(static)
+    for (int64_t b = 0; b < n_blocks; b++) partial[b] = block_power(ds, n, b);
+    for (int64_t b = 0; b < n_blocks; b++) sum += partial[b];
+  } else {
+    for (int64_t b = 0; b < n_blocks; b++) sum += block_power(ds, n, b);
+  }
   sg_mfree(partial);
   double rms = sqrt(sum / (2.0 * (double)n)) * assoc_snr_amplitude(ds);
   return rms > 0 ? rms : 1.0;

@@ -60,4 +60,13 @@ void sg_gemm_thin_k(sg_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t
                     const void *a, int64_t lda, const void *b, int64_t ldb, double beta, void *c,
                     int64_t ldc);
 
+/* Scratch a GEMM allocates itself (its caller gave none), or NULL after
+ * reporting the failure: the product is then not computed. Under a graph
+ * the caller's scratch came from the arena, whose failure marked it. */
+static inline void *sg_gemm_own_scratch(size_t bytes) {
+  void *p = sg_malloc(bytes);
+  if (!p) sg_report_error("sg_gemm", NULL, 0, "out of memory for %zu bytes of scratch", bytes);
+  return p;
+}
+
 #endif

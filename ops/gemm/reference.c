@@ -163,7 +163,9 @@ static void gemm_ref(sg_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_
     return;
   }
   void *own = NULL;
-  if (!scratch) scratch = own = sg_malloc(sg_gemm_reference_scratch_bytes(dt, m, n, k));
+  if (!scratch &&
+      !(scratch = own = sg_gemm_own_scratch(sg_gemm_reference_scratch_bytes(dt, m, n, k))))
+    return;
   if (dt == SG_F32)
     gemm_ref_f32(ta, tb, m, n, k, (float)alpha, a, lda, b, ldb, (float)beta, c, ldc, scratch,
                  allow_par);

@@ -183,7 +183,7 @@ static void gemm_split_k(sg_dtype dt, int64_t m, int64_t n, int64_t k, double al
   size_t esz = sg_dtype_size(dt);
   int64_t k1 = k / 2;
   void *own = NULL;
-  if (!scratch) scratch = own = sg_malloc((size_t)(m * n) * esz);
+  if (!scratch && !(scratch = own = sg_gemm_own_scratch((size_t)(m * n) * esz))) return;
   const char *a2 = (const char *)a + (size_t)(k1 * lda) * esz;
   const char *b2 = (const char *)b + (size_t)(k1 * ldb) * esz;
   SG_PARALLEL_IF(
@@ -220,7 +220,8 @@ static void gemm_b_copied(sg_dtype dt, int64_t m, int64_t n, int64_t k, double a
                           int64_t lda, const void *b, int64_t ldb, double beta, void *c,
                           int64_t ldc, void *scratch, bool one_thread) {
   void *own = NULL;
-  if (!scratch) scratch = own = sg_malloc((size_t)(n * k) * sg_dtype_size(dt));
+  if (!scratch && !(scratch = own = sg_gemm_own_scratch((size_t)(n * k) * sg_dtype_size(dt))))
+    return;
   SG_DISPATCH(dt, T, {
     const T *bd = b;
     T *bt = scratch;
