@@ -6,11 +6,39 @@
  *   assoc info DATA
  *   assoc train | eval | ablation | params ...
  *
- * Subcommands live in a table, one file each (see cli.h for adding one). */
+ * Subcommands live in a table, one file each (see cli.h for adding one).
+ * Under mpirun (a build with MPI) gen and train run data-parallel over the
+ * ranks; the other commands run on one process. */
+#include "assoc_dist.h"
 #include "cli.h"
 
 #include <stdio.h>
 #include <string.h>
+
+/* The commands that run over several ranks; the others refuse to. */
+static bool distributed(const char *name) {
+  return !strcmp(name, "gen") || !strcmp(name, "train");
+}
+
+/* Runs command c on every rank of the job. A command that fails on a rank
+ * of several ends the whole job (its peers could wait forever for it). */
+static int run_command(const assoc_command *c, int argc, char **argv) {
+  int ranks = assoc_dist_size();
+  if (ranks > 1 && !distributed(c->name)) {
+    if (assoc_dist_rank() == 0)
+      fprintf(stderr,
+              "assoc %s: runs on one process, not on %d MPI ranks (only gen and train "
+              "run over MPI)\n",
+              c->name, ranks);
+    return ASSOC_EXIT_USAGE;
+  }
+  int rc = c->run(argc, argv);
+  if (rc != ASSOC_EXIT_OK && ranks > 1) {
+    fflush(NULL);
+    assoc_dist_abort(rc);
+  }
+  return rc;
+}
 
 static const assoc_command commands[] = {
     {"gen", "generate a data set of the wireless scenario (.npz)", assoc_cmd_gen},
@@ -35,7 +63,7 @@ static void usage(FILE *f) {
   fprintf(f, "\nRun 'assoc <command> --help' for the options of a command.\n");
 }
 
-int main(int argc, char **argv) {
+static int dispatch(int argc, char **argv) {
   if (argc < 2) {
     usage(stderr);
     return ASSOC_EXIT_USAGE;
@@ -45,8 +73,19 @@ int main(int argc, char **argv) {
     return ASSOC_EXIT_OK;
   }
   for (int i = 0; i < N_COMMANDS; i++)
-    if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    if (!strcmp(argv[1], commands[i].name)) return run_command(&commands[i], argc - 1, argv + 1);
   fprintf(stderr, "assoc: unknown command '%s'\n\n", argv[1]);
   usage(stderr);
   return ASSOC_EXIT_USAGE;
+}
+
+int main(int argc, char **argv) {
+  sg_io_error err;
+  if (assoc_dist_init(&argc, &argv, &err)) {
+    fprintf(stderr, "assoc: %s\n", err.msg);
+    return ASSOC_EXIT_FAIL;
+  }
+  int rc = dispatch(argc, argv);
+  assoc_dist_finalize();
+  return rc;
 }
