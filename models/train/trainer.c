@@ -6,7 +6,9 @@
  * noise, drawn sequentially on the calling thread); the ops are bitwise
  * reproducible for any thread count; so the state after an epoch is a
  * function of the checkpointed state alone, and a resumed run reproduces an
- * uninterrupted one bit for bit. */
+ * uninterrupted one bit for bit. Over several MPI ranks (trainer_dist.c)
+ * each rank trains on its block of every mini-batch and the gradients are
+ * summed in a fixed order before the step. */
 #include "assoc_train.h"
 
 #include <math.h>
