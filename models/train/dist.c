@@ -51,6 +51,20 @@ int assoc_dist_gather(const void *mine, int64_t bytes, void *all, sg_io_error *e
 static bool started; /* by assoc_dist_init: finalize ends it */
 static int my_rank, n_ranks = 1;
 
+/* The receive buffer of the sums, kept between calls (a training step sums
+ * a buffer of the same size every time: no allocation and no page faults
+ * per step); freed by assoc_dist_finalize. */
+static char *scratch_buf;
+static size_t scratch_size;
+
+static char *scratch(size_t bytes) {
+  if (bytes <= scratch_size) return scratch_buf;
+  char *grown = sg_realloc(scratch_buf, bytes);
+  if (!grown) return NULL;
+  scratch_buf = grown, scratch_size = bytes;
+  return grown;
+}
+
 bool assoc_dist_compiled(void) {
   return true;
 }
@@ -79,6 +93,8 @@ int assoc_dist_init(int *argc, char ***argv, sg_io_error *err) {
 }
 
 void assoc_dist_finalize(void) {
+  sg_mfree(scratch_buf);
+  scratch_buf = NULL, scratch_size = 0;
   if (started) MPI_Finalize();
   started = false;
   my_rank = 0, n_ranks = 1;
@@ -167,12 +183,11 @@ int assoc_dist_sum(void *buf, int64_t n, sg_dtype dt, sg_io_error *err) {
   if (n / n_ranks + 1 > INT_MAX)
     return assoc_fail(err, "assoc_dist_sum: %lld elements over %d ranks exceed MPI's counts",
                       (long long)n, n_ranks);
-  r.tmp = sg_malloc(((size_t)(n / n_ranks) + 1) * r.elem);
+  r.tmp = scratch(((size_t)(n / n_ranks) + 1) * r.elem);
   if (!r.tmp) return assoc_fail(err, "assoc_dist_sum: out of memory");
   MPI_Datatype type = dt == SG_F32 ? MPI_FLOAT : MPI_DOUBLE;
   reduce_scatter(&r, type);
   all_gather(&r, type);
-  sg_mfree(r.tmp);
   return 0;
 }
 
