@@ -635,6 +635,11 @@ def main():
         json.dump(res, f, indent=1)
         f.write("\n")
     md = markdown(res)
+    # bench/mpi_scaling.sh's section (its own run) stays at the end
+    mpi = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mpi_scaling.md")
+    if os.path.exists(mpi):
+        with open(mpi) as f:
+            md = md.rstrip("\n") + "\n\n" + f.read()
     with open(os.path.join(a.out, "RESULTS.md"), "w") as f:
         f.write(md)
     # the table of ratios on the terminal

@@ -30,7 +30,7 @@ def npz_members(big):
         "step": np.array(123456789012, dtype="<i8"),
     }
     if big:
-        members["big"] = np.arange(100000, dtype="<f8").reshape(200, 500) * 0.25
+        members["big"] = np.arange(460000, dtype="<f8").reshape(920, 500) * 0.25
     return members
 
 

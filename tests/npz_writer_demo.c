@@ -23,7 +23,7 @@ static int write_npz(const char *path, bool compress, sg_io_error *err) {
   sg_array a_mask = {SG_NPY_BOOL, 1, {4}, 4, mask};
   sg_tensor *weights = ramp(SG_F64, 2, (int64_t[]){2, 3}, 0.125, 0);
   sg_tensor *empty = ramp(SG_F32, 2, (int64_t[]){0, 3}, 1, 0);
-  sg_tensor *big = ramp(SG_F64, 2, (int64_t[]){200, 500}, 0.25, 0);
+  sg_tensor *big = ramp(SG_F64, 2, (int64_t[]){920, 500}, 0.25, 0);
 
   sg_npz_writer *w = sg_npz_writer_open(path, compress, err);
   int rc = w ? 0 : -1;

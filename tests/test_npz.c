@@ -1,6 +1,8 @@
 /* .npz: round trips, archives written by NumPy (tests/fixtures, made by
  * tests/make_npy_fixtures.py) and refusal of damaged archives. Every test
  * works in a fresh mkdtemp directory that teardown removes. */
+#include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -130,6 +132,58 @@ START_TEST(npz_compressed_incompressible_member) {
   ck_assert_int_eq(as_f32->dtype, SG_F32);
   ck_assert_float_eq(sg_f32(as_f32)[123], (float)sg_f64(t)[123]);
   sg_free(as_f32);
+  sg_free(back);
+  sg_npz_close(z);
+  sg_free(t);
+}
+END_TEST
+
+/* A whole file's bytes (malloc'd), its length into *len. */
+static unsigned char *file_bytes(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  ck_assert_msg(f != NULL, "cannot open %s", path);
+  fseek(f, 0, SEEK_END);
+  *len = (size_t)ftell(f);
+  fseek(f, 0, SEEK_SET);
+  unsigned char *b = malloc(*len ? *len : 1);
+  ck_assert_uint_eq(fread(b, 1, *len, f), *len);
+  fclose(f);
+  return b;
+}
+
+static void write_one_member(const char *path, const sg_tensor *t) {
+  sg_io_error err = {{0}};
+  sg_npz_writer *w = sg_npz_writer_open(path, true, &err);
+  ck_assert_msg(w != NULL, "%s", err.msg);
+  ck_assert_msg(sg_npz_add_tensor(w, "x", t, &err) == 0, "%s", err.msg);
+  ck_assert_msg(sg_npz_writer_close(w, &err) == 0, "%s", err.msg);
+}
+
+/* A member of several 1 MiB deflate chunks (deflated on every thread at
+ * once): the archive reads back exactly and has the same bytes whether one
+ * thread or two wrote it. Half the values are a ramp, so that the chunks
+ * compress unevenly. */
+START_TEST(npz_multi_chunk_member_same_bytes_on_1_and_2_threads) {
+  sg_rng r;
+  sg_rng_seed(&r, 7);
+  sg_tensor *t = sg_rand_normal(NULL, &r, SG_F64, 1, (int64_t[]){460001}, 0, 1);
+  for (int64_t i = 0; i < t->numel; i += 2) sg_f64(t)[i] = (double)(i % 1000);
+  int threads = omp_get_max_threads();
+  omp_set_num_threads(1);
+  write_one_member(tmp("one.npz"), t);
+  omp_set_num_threads(2);
+  write_one_member(tmp("two.npz"), t);
+  omp_set_num_threads(threads);
+  size_t n1, n2;
+  unsigned char *b1 = file_bytes(tmp("one.npz"), &n1), *b2 = file_bytes(tmp("two.npz"), &n2);
+  ck_assert_uint_eq(n1, n2);
+  ck_assert_msg(memcmp(b1, b2, n1) == 0, "the archives of 1 and 2 threads differ");
+  free(b1), free(b2);
+  sg_io_error err = {{0}};
+  sg_npz *z = sg_npz_open(tmp("two.npz"), &err);
+  ck_assert_msg(z != NULL, "%s", err.msg);
+  sg_tensor *back = sg_npz_tensor(z, "x", SG_F64, &err);
+  assert_same_tensor(back, t);
   sg_free(back);
   sg_npz_close(z);
   sg_free(t);
@@ -390,6 +444,7 @@ Suite *suite_npz(void) {
   tcase_set_timeout(npz, 60);                     /* the default 4 s is tight on a loaded machine */
   tcase_add_loop_test(npz, npz_round_trip, 0, 2); /* stored, then compressed */
   tcase_add_test(npz, npz_compressed_incompressible_member);
+  tcase_add_test(npz, npz_multi_chunk_member_same_bytes_on_1_and_2_threads);
   tcase_add_test(npz, npz_tensor_converts_integer_members);
   tcase_add_test(npz, reads_numpy_savez);
   tcase_add_test(npz, reads_numpy_savez_compressed);

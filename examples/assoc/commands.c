@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "assoc_dist.h"
 #include "cli.h"
 
 #define ROW(NAME, SUMMARY)                                                                         \
@@ -63,16 +64,40 @@ static void report_library_error(const char *op, const char *msg, const char *fi
   fprintf(stderr, "assoc: %s: %s (called at %s:%d)\n", op, msg, file ? file : "?", line);
 }
 
+/* The commands that run over several MPI ranks; the others refuse to. */
+static bool distributed(const char *name) {
+  return !strcmp(name, "gen") || !strcmp(name, "train");
+}
+
+/* Runs command c on every rank of the job. A command that fails on a rank
+ * of several ends the whole job (its peers could wait forever for it). */
+static int run_command(const assoc_command *c, int argc, char **argv) {
+  int ranks = assoc_dist_size();
+  if (ranks > 1 && !distributed(c->name)) {
+    if (assoc_dist_rank() == 0)
+      fprintf(stderr,
+              "assoc %s: runs on one process, not on %d MPI ranks (only gen and train "
+              "run over MPI)\n",
+              c->name, ranks);
+    return ASSOC_EXIT_USAGE;
+  }
+  sg_set_error_handler(report_library_error, NULL);
+  int rc = c->run(argc, argv);
+  if (rc == ASSOC_EXIT_OK && library_reports > 0) rc = ASSOC_EXIT_FAIL;
+  if (rc != ASSOC_EXIT_OK && ranks > 1) {
+    fflush(NULL);
+    assoc_dist_abort(rc);
+  }
+  return rc;
+}
+
 int assoc_main(int argc, char **argv) {
   if (argc >= 2 && asks_for_help(argv[1])) {
     usage(stdout);
     return ASSOC_EXIT_OK;
   }
   const assoc_command *c = find_command(argc, argv);
-  if (!c) return ASSOC_EXIT_USAGE;
-  sg_set_error_handler(report_library_error, NULL);
-  int rc = c->run(argc - 1, argv + 1);
-  return rc == ASSOC_EXIT_OK && library_reports > 0 ? ASSOC_EXIT_FAIL : rc;
+  return c ? run_command(c, argc - 1, argv + 1) : ASSOC_EXIT_USAGE;
 }
 
 int assoc_check_arguments(int argc, char **argv) {

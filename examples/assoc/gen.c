@@ -1,8 +1,10 @@
 /* assoc gen: generates a data set of the wireless scenario (docs/system.md). */
 #include <omp.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
+#include "assoc_dist.h"
 #include "cli.h"
 
 static const char gen_help[] =
@@ -11,6 +13,8 @@ static const char gen_help[] =
     "Generates S samples of the wireless scenario of docs/system.md and writes\n"
     "them as a zlib-compressed .npz (schema in docs/system.md). Sample s depends\n"
     "only on (seed, s): the same for every thread count and every S > s.\n"
+    "Under mpirun each rank generates its block of samples and rank 0 writes\n"
+    "the file: byte for byte the file one process writes.\n"
     "\n"
     "  --samples S          number of samples (required)\n"
     "  --out FILE           output .npz (required)\n"
@@ -158,23 +162,69 @@ int assoc_check_gen(int argc, char **argv) {
   return gen_parse(argc, argv, &a) ? ASSOC_EXIT_USAGE : ASSOC_EXIT_OK;
 }
 
+/* The per-sample arrays of a data set, sample-major: a block of samples
+ * of each is one contiguous run of bytes. */
+static int gather_samples(const assoc_dataset *mine, assoc_dataset *all, sg_io_error *err) {
+  int64_t links = (int64_t)mine->M * mine->K, n = mine->S;
+  struct {
+    const void *mine;
+    void *all;
+    int64_t bytes;
+  } arrays[] = {
+      {mine->H_re, all->H_re, n * links * mine->N * 8},
+      {mine->H_im, all->H_im, n * links * mine->N * 8},
+      {mine->ue_pos, all->ue_pos, n * mine->K * 2 * 8},
+      {mine->pl_db, all->pl_db, n * links * 8},
+      {mine->los, all->los, n * links},
+      {mine->outage, all->outage, n * links},
+      {mine->n_paths, all->n_paths, n * links},
+  };
+  for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++)
+    if (assoc_dist_gather(arrays[i].mine, arrays[i].bytes, arrays[i].all, err)) return -1;
+  return 0;
+}
+
+/* Every rank generates its block of the samples (sample s depends on
+ * (seed, s) alone, so the blocks are those of the one-process set); rank 0
+ * gathers them in rank order. ds is the whole set on rank 0, empty elsewhere. */
+static int generate(const gen_args *a, assoc_dataset *ds, sg_io_error *err) {
+  int ranks = assoc_dist_size(), rank = assoc_dist_rank();
+  memset(ds, 0, sizeof *ds);
+  if (ranks == 1) return assoc_generate(&a->sc, a->samples, ds, err);
+  if (a->samples < ranks) {
+    snprintf(err->msg, sizeof err->msg, "--samples %lld is fewer than the %d ranks",
+             (long long)a->samples, ranks);
+    return -1;
+  }
+  int64_t lo, hi;
+  assoc_dist_block(a->samples, rank, ranks, &lo, &hi);
+  assoc_dataset mine;
+  if (assoc_generate_part(&a->sc, lo, hi - lo, &mine, err)) return -1;
+  int rc = rank == 0 ? assoc_dataset_for_scenario(&a->sc, a->samples, ds, err) : 0;
+  if (!rc) rc = gather_samples(&mine, ds, err);
+  assoc_dataset_free(&mine);
+  return rc;
+}
+
 int assoc_cmd_gen(int argc, char **argv) {
   gen_args a;
   if (gen_parse(argc, argv, &a)) return ASSOC_EXIT_USAGE;
   if (a.help) return fputs(gen_help, stdout), ASSOC_EXIT_OK;
   if (assoc_check_output("gen", "out", a.out)) return ASSOC_EXIT_FAIL;
   if (a.threads) assoc_set_threads(a.threads);
-  bool tty = !a.quiet && isatty(STDERR_FILENO);
+  bool writer = assoc_dist_rank() == 0;
+  bool tty = writer && !a.quiet && isatty(STDERR_FILENO);
   double t0 = omp_get_wtime();
   assoc_dataset ds;
   sg_io_error err;
-  if (assoc_generate(&a.sc, a.samples, &ds, &err)) {
+  if (generate(&a, &ds, &err)) {
     fprintf(stderr, "assoc gen: %s\n", err.msg);
+    assoc_dataset_free(&ds);
     return ASSOC_EXIT_FAIL;
   }
   double t1 = omp_get_wtime();
   if (tty) fprintf(stderr, "  writing %s ...", a.out);
-  int rc = assoc_dataset_save(&ds, a.out, &err);
+  int rc = writer ? assoc_dataset_save(&ds, a.out, &err) : 0;
   if (tty) fprintf(stderr, "\r%60s\r", "");
   double t2 = omp_get_wtime();
   assoc_dataset_free(&ds);
@@ -182,7 +232,7 @@ int assoc_cmd_gen(int argc, char **argv) {
     fprintf(stderr, "assoc gen: %s\n", err.msg);
     return ASSOC_EXIT_FAIL;
   }
-  if (!a.quiet)
+  if (!a.quiet && writer)
     printf("wrote %s: %lld samples, M=%d N=%d K=%d, seed %llu (generate %.2f s, write %.2f s)\n",
            a.out, (long long)a.samples, a.sc.M, a.sc.N, a.sc.K, (unsigned long long)a.sc.seed,
            t1 - t0, t2 - t1);

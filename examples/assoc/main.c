@@ -7,9 +7,20 @@
  *   assoc train | eval | ablation | params ...
  *
  * Subcommands live in a table (commands.c), one file each (see cli.h for
- * adding one). */
+ * adding one). Under mpirun (a build with MPI) gen and train run
+ * data-parallel over the ranks; the other commands run on one process. */
+#include <stdio.h>
+
+#include "assoc_dist.h"
 #include "cli.h"
 
 int main(int argc, char **argv) {
-  return assoc_main(argc, argv);
+  sg_io_error err;
+  if (assoc_dist_init(&argc, &argv, &err)) {
+    fprintf(stderr, "assoc: %s\n", err.msg);
+    return ASSOC_EXIT_FAIL;
+  }
+  int rc = assoc_main(argc, argv);
+  assoc_dist_finalize();
+  return rc;
 }

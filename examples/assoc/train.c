@@ -20,8 +20,9 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "cli.h"
+#include "assoc_dist.h"
 #include "assoc_train.h"
+#include "cli.h"
 #include "train_bfgnn.h"
 
 static const char train_help[] =
@@ -33,6 +34,13 @@ static const char train_help[] =
     "restarts stepped per mini-batch. The checkpoint CKPT (.npz) is written after\n"
     "every epoch (atomically) and holds the model, the feature scale, the Adam\n"
     "state, mu and the generator: --resume continues a run bit for bit.\n"
+    "\n"
+    "Under mpirun (mpirun -np R assoc train ...) the GNNs train data-parallel:\n"
+    "each rank computes the gradient of its 1/R of every mini-batch, the ranks\n"
+    "sum them in a fixed order, and every rank takes the same step: the same\n"
+    "model as one process up to float round-off, the same bits on every run of\n"
+    "R ranks. Rank 0 alone prints, evaluates --test and writes CKPT and --log;\n"
+    "a checkpoint resumes on any number of ranks. --threads is per rank.\n"
     "\n"
     "  --model NAME             attskgs, skgs, gs or sma (required unless --resume),\n"
     "                           or bfgnn: beams for a given association, trained on\n"
@@ -535,7 +543,10 @@ static void print_json(const train_args *a, const assoc_train_config *c,
   assoc_json_number(stdout, "lr", have ? st->lr : NAN, ", ");
   assoc_json_number(stdout, "seconds", r->seconds, ", ");
   assoc_json_number(stdout, "ms_per_step", have ? r->ms_per_step : NAN, ", ");
-  printf("\"threads\": %d}\n", omp_get_max_threads());
+  assoc_json_number(stdout, "reduce_ms_per_step",
+                    have ? r->ms_per_step * r->reduce_seconds / fmax(r->seconds, 1e-300) : NAN,
+                    ", ");
+  printf("\"ranks\": %d, \"threads\": %d}\n", r->ranks, omp_get_max_threads());
 }
 
 /* ---- the command ------------------------------------------------------------------- */
@@ -560,8 +571,9 @@ static int run(train_args *a, assoc_dataset *train, assoc_dataset *test) {
     if (check_resume_options(a, &saved, NULL)) return ASSOC_EXIT_USAGE;
   }
   if (a->cfg.threads) assoc_set_threads(a->cfg.threads);
-  bool tty = !a->quiet && isatty(STDERR_FILENO);
-  train_progress prog = {.bar = tty, .lines = !a->quiet && !a->json};
+  bool lead = assoc_dist_rank() == 0; /* of several MPI ranks, rank 0 alone prints */
+  bool tty = lead && !a->quiet && isatty(STDERR_FILENO);
+  train_progress prog = {.bar = tty, .lines = lead && !a->quiet && !a->json};
   prog.target_epochs = a->cfg.epochs, prog.M = train->M;
   assoc_train_io io = {.out = a->out,
                        .checkpoint_every = a->checkpoint_every,
@@ -586,7 +598,8 @@ static int run(train_args *a, assoc_dataset *train, assoc_dataset *test) {
     fprintf(stderr, "assoc train: %s\n", err.msg);
     return ASSOC_EXIT_FAIL;
   }
-  if (a->json) print_json(a, c, &res);
+  if (a->json && lead) print_json(a, c, &res);
+  if (res.interrupted && !lead) return ASSOC_EXIT_FAIL;
   if (res.interrupted) {
     fprintf(stderr,
             "assoc train: interrupted during epoch %d; the checkpoint %s is the resume point "
@@ -594,10 +607,15 @@ static int run(train_args *a, assoc_dataset *train, assoc_dataset *test) {
             res.epochs_done + 1, a->out, a->out);
     return ASSOC_EXIT_FAIL;
   }
-  if (!a->quiet && !a->json)
-    printf("%s: %d epochs, %lld steps, %lld parameters, %.1f ms per step; wrote %s\n",
+  if (!a->quiet && !a->json && lead) {
+    printf("%s: %d epochs, %lld steps, %lld parameters, %.1f ms per step",
            assoc_gnn_variant_name(c->variant), res.epochs_done, (long long)res.steps,
-           (long long)res.params, res.ms_per_step, a->out);
+           (long long)res.params, res.ms_per_step);
+    if (res.ranks > 1)
+      printf(" on %d ranks (%.1f%% of it summing gradients)", res.ranks,
+             100.0 * res.reduce_seconds / fmax(res.seconds, 1e-300));
+    printf("; wrote %s\n", a->out);
+  }
   return ASSOC_EXIT_OK;
 }
 
@@ -615,6 +633,11 @@ int assoc_cmd_train(int argc, char **argv) {
   /* Every graph of the run; assoc_main's handler prints the report. */
   if (given(&a, TR_DETECT_ANOMALY)) sg_set_detect_anomaly(true);
   assoc_dataset train = {0}, test = {0};
+  if ((a.bfgnn || a.jointgnn) && assoc_dist_size() > 1) {
+    fprintf(stderr, "assoc train: --model %s trains on one process, not on %d MPI ranks\n",
+            a.bfgnn ? "bfgnn" : "jointgnn", assoc_dist_size());
+    return ASSOC_EXIT_USAGE;
+  }
   if (load(a.data, &train)) return ASSOC_EXIT_FAIL;
   if (a.bfgnn) {
     int status = assoc_train_bfgnn(&a.cfg, &train, &a.beam, a.out, a.quiet);

@@ -236,14 +236,16 @@ typedef struct assoc_epoch_stats {
    * within round-off of the cap (sg_sinkhorn_info.near_kink): there the
    * unrolled gradient depends on which side round-off lands. */
   double sinkhorn_near_kink;
-  double lr;      /* learning rate of the epoch's last step */
-  double seconds; /* wall time of the epoch's training steps */
+  double lr;             /* learning rate of the epoch's last step */
+  double seconds;        /* wall time of the epoch's training steps */
+  double reduce_seconds; /* of which in the sums across MPI ranks (0 on one process) */
   /* Bytes reserved by the arena of the training graph after the epoch
    * (sg_graph_arena_bytes): constant from the first epoch on, as every
    * step repeats the same allocations. */
   size_t arena_bytes;
-  bool has_test;      /* test metrics below are valid */
-  assoc_metrics test; /* on the test set (assoc_gnn_evaluate) */
+  bool has_test;         /* test metrics below are valid (on rank 0 of several: the only one
+                            that evaluates) */
+  assoc_metrics test;    /* on the test set (assoc_gnn_evaluate) */
 } assoc_epoch_stats;
 
 /* Called between steps from assoc_trainer_run_epoch (progress display). */
@@ -338,6 +340,8 @@ typedef struct assoc_train_result {
   bool interrupted;       /* stop was raised */
   double seconds;         /* wall time of this call's training steps */
   double ms_per_step;     /* mean over this call */
+  double reduce_seconds;  /* of seconds, in the sums across MPI ranks */
+  int ranks;              /* MPI ranks the run was spread over (1: one process) */
   assoc_epoch_stats last; /* of the last completed epoch (valid if epochs_this_call > 0) */
   double last_mu[ASSOC_MAX_BS];
   int M;
@@ -346,7 +350,12 @@ typedef struct assoc_train_result {
 
 /* Trains (or resumes) up to cfg->epochs epochs. On resume cfg supplies
  * only epochs, threads and eval_batch. 0, or -1 with a message. Nothing is
- * written before the data and any checkpoint have been validated. */
+ * written before the data and any checkpoint have been validated.
+ * Under MPI (assoc_dist.h: every rank calls this with the same arguments)
+ * the mini-batches are split over the ranks and their gradients summed in
+ * a fixed order before each step, so every rank holds the same model; rank
+ * 0 alone writes io->out and io->log and evaluates the test set. A
+ * checkpoint of any number of ranks resumes on any number. */
 int assoc_train_run(const assoc_train_config *cfg, const assoc_dataset *train,
                     const assoc_dataset *test, const assoc_train_io *io, assoc_train_result *res,
                     sg_io_error *err);

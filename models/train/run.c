@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "assoc_dist.h"
 #include "models_internal.h"
 #include "train_internal.h"
 
@@ -29,6 +30,7 @@ static int run_epochs(assoc_trainer *t, const assoc_train_io *io, assoc_train_lo
     if (rc > 0) return res->interrupted = true, 0;
     res->epochs_this_call++;
     res->seconds += st.seconds;
+    res->reduce_seconds += st.reduce_seconds;
     if (log && assoc_log_row(log, &st, err)) return -1;
     if (io->out && checkpoint_due(io, t->epoch, target) && assoc_trainer_save(t, io->out, err)) {
       if (log) assoc_log_take_back(log); /* the log stays where the checkpoint is */
@@ -47,6 +49,11 @@ int assoc_train_run(const assoc_train_config *cfg, const assoc_dataset *train,
                     sg_io_error *err) {
   assoc_train_io none = {0};
   if (!io) io = &none;
+  /* Of several MPI ranks (one model on each, the same bits), rank 0 alone
+   * writes the checkpoint and the log. */
+  assoc_train_io writer = *io;
+  if (assoc_dist_rank() != 0) writer.out = NULL, writer.log = NULL;
+  io = &writer;
   assoc_train_result local;
   if (!res) res = &local;
   *res = (assoc_train_result){0};
@@ -58,6 +65,7 @@ int assoc_train_run(const assoc_train_config *cfg, const assoc_dataset *train,
                                   : assoc_trainer_new(cfg, train, test, err);
   if (!t) return -1;
   res->M = t->M;
+  res->ranks = t->ranks;
   res->params = sg_params_numel(t->net.params);
   assoc_train_log log_file, *log = io->log ? &log_file : NULL;
   int rc = log ? assoc_log_open(log, io->log, io->resume ? t->epoch : -1, t->M, err) : 0;

@@ -118,6 +118,46 @@ struct assoc_trainer {
   int epoch;
   int64_t step;
   bool abandoned; /* an epoch was stopped half-way: the state is not an epoch boundary */
+  /* data-parallel runs (trainer_dist.c) */
+  int rank, ranks;       /* of the job; 0 and 1 on one process */
+  void *flat;            /* [flat_n] in the model's dtype: gradients and a step's sums */
+  int64_t flat_n;        /* NULL / 0 on one process */
+  double reduce_seconds; /* wall time in the sums across ranks since the epoch started */
 };
+
+/* ---- data-parallel training (trainer_dist.c) ----------------------------------- */
+
+/* What a step sums across the ranks besides the gradients: in, this rank's
+ * loss (the mean over its block), rate sum and violations of its block and
+ * its stop request; out, the whole batch's loss, rate sum and violations
+ * and whether any rank asked to stop. */
+typedef struct assoc_step_sums {
+  double loss, rate_sum;
+  int64_t violations;
+  bool stop;
+} assoc_step_sums;
+
+/* Rank, size and the gradient buffer (none on one process); refuses a
+ * batch smaller than the number of ranks and, on several ranks, a model of
+ * one's own (its random draws need not split by sample). */
+int assoc_trainer_dist_setup(assoc_trainer *t, sg_io_error *err);
+void assoc_trainer_dist_free(assoc_trainer *t);
+/* This rank's block [lo, hi) of the mini-batch ([0, batch) on one process). */
+void assoc_trainer_shard(const assoc_trainer *t, int64_t *lo, int64_t *hi);
+/* A~ of this rank's block [lo, hi) of the batch (in: its inputs). One
+ * process: the model's forward (assoc_model_forward). Several ranks (the
+ * built-in GNNs only): the Gumbel noise of the whole batch is drawn from
+ * the run's generator as one process's forward draws it and the block's
+ * rows are used, so the generator advances alike on every rank and a
+ * sample's noise does not depend on the rank count. */
+sg_tensor *assoc_trainer_forward_block(assoc_trainer *t, const assoc_gnn_batch *in,
+                                       const assoc_model_call *call, int64_t lo, int64_t hi);
+/* Several ranks: every parameter's gradient becomes the sum over ranks of
+ * (shard / batch) times the rank's, the one-process gradient of the batch;
+ * s as above. A no-op on one process. Collective. */
+int assoc_trainer_reduce_step(assoc_trainer *t, int64_t shard, assoc_step_sums *s,
+                              sg_io_error *err);
+/* sums[n] (float64) summed over the ranks: the epoch's statistics. */
+int assoc_trainer_reduce_epoch(assoc_trainer *t, double *sums, int n, sg_io_error *err);
 
 #endif

@@ -6,7 +6,9 @@
  * noise, drawn sequentially on the calling thread); the ops are bitwise
  * reproducible for any thread count; so the state after an epoch is a
  * function of the checkpointed state alone, and a resumed run reproduces an
- * uninterrupted one bit for bit. */
+ * uninterrupted one bit for bit. Over several MPI ranks (trainer_dist.c)
+ * each rank trains on its block of every mini-batch and the gradients are
+ * summed in a fixed order before the step. */
 #include "assoc_train.h"
 
 #include <math.h>
@@ -65,6 +67,7 @@ static int trainer_setup(assoc_trainer *t, sg_io_error *err) {
     return assoc_fail(err, "out of memory");
   memset(t->excess, 0, m_bytes);
   if (t->cfg.threads > 0) omp_set_num_threads(t->cfg.threads);
+  if (assoc_trainer_dist_setup(t, err)) return -1;
   return t->cfg.loss == ASSOC_LOSS_ES ? solve_labels(t, err) : 0;
 }
 
@@ -189,6 +192,7 @@ void assoc_trainer_free(assoc_trainer *t) {
   sg_adam_free(t->adam);
   assoc_gnn_free(t->model);
   sg_graph_free(t->graph);
+  assoc_trainer_dist_free(t);
   sg_mfree(t->mu), sg_mfree(t->excess), sg_mfree(t->excess_sum), sg_mfree(t->batch_excess);
   sg_mfree(t->perm), sg_mfree(t->assoc), sg_mfree(t->labels);
   sg_mfree(t);
@@ -248,7 +252,9 @@ static int64_t count_violations(const sg_tensor *A, int N, int *assoc) {
   return count;
 }
 
+/* Of this rank's block of the mini-batch (the whole batch on one process). */
 typedef struct step_result {
+  int64_t shard; /* samples */
   double loss, rate_sum;
   int64_t violations;
   int64_t near_kink; /* samples whose Sinkhorn decisions came within round-off of the kink */
@@ -289,21 +295,28 @@ static int anomaly_stop(const assoc_trainer *t, sg_io_error *err) {
                     a->file ? a->file : "?", a->line, t->epoch + 1, (long long)t->step + 1);
 }
 
-/* One optimiser step on the next mini-batch at learning rate lr. */
-static int train_step(assoc_trainer *t, double lr, step_result *r, sg_io_error *err) {
+/* One optimiser step on the next mini-batch at learning rate lr: on this
+ * rank's block of it (r) when the run has several ranks, the gradients and
+ * the sums (the whole batch's) summed across them before the step. 1 when
+ * some rank asked to stop (no step taken). */
+static int train_step(assoc_trainer *t, double lr, bool stop, step_result *r, assoc_step_sums *sums,
+                      sg_io_error *err) {
   const assoc_train_config *c = &t->cfg;
   sg_graph *g = t->graph;
   const int64_t *idx = next_batch(t);
+  int64_t lo, hi;
+  assoc_trainer_shard(t, &lo, &hi);
+  idx += lo, r->shard = hi - lo;
   sg_graph_reset(g);
   sg_params_zero_grad(sg_params_tensors(t->net.params), sg_params_count(t->net.params));
   assoc_gnn_batch in;
-  if (assoc_gnn_batch_make(g, t->train, idx, 0, c->batch, t->feature_scale, t->net.features,
+  if (assoc_gnn_batch_make(g, t->train, idx, 0, r->shard, t->feature_scale, t->net.features,
                            c->dtype, true, &in))
     return assoc_fail(err, "could not build mini-batch inputs");
   sg_sinkhorn_info info;
   assoc_model_call call = {
       .mode = ASSOC_GNN_TRAIN, .rng = &t->rng, .capacity = t->capacity, .sinkhorn = &info};
-  sg_tensor *A = assoc_model_forward(g, &t->net, &in, &call);
+  sg_tensor *A = assoc_trainer_forward_block(t, &in, &call, lo, hi);
   sg_tensor *rate = assoc_sum_rate(g, A, in.c_re, in.c_im, 1.0);
   sg_tensor *loss = assoc_loss(g, rate, A, t->mu, t->capacity, c->delta, t->batch_excess);
   if (loss && c->loss == ASSOC_LOSS_ES) loss = es_cross_entropy(t, idx, A);
@@ -312,11 +325,8 @@ static int train_step(assoc_trainer *t, double lr, step_result *r, sg_io_error *
     return assoc_fail(err, "the forward pass failed (out of memory?) at step %lld",
                       (long long)t->step + 1);
   r->loss = sg_get(loss, 0);
-  if (!isfinite(r->loss))
-    return assoc_fail(err, "non-finite loss (%g) at epoch %d, step %lld: lower --lr-max?", r->loss,
-                      t->epoch + 1, (long long)t->step + 1);
   r->rate_sum = 0;
-  for (int64_t b = 0; b < c->batch; b++) r->rate_sum += sg_get(rate, b);
+  for (int64_t b = 0; b < r->shard; b++) r->rate_sum += sg_get(rate, b);
   r->violations = count_violations(A, t->train->N, t->assoc);
   r->near_kink = info.near_kink;
   /* On any failure the parameters and Adam state stay as they were. */
@@ -327,6 +337,12 @@ static int train_step(assoc_trainer *t, double lr, step_result *r, sg_io_error *
                       (long long)t->step + 1);
   if (backward_rc)
     return assoc_fail(err, "the backward pass failed at step %lld", (long long)t->step + 1);
+  *sums = (assoc_step_sums){r->loss, r->rate_sum, r->violations, stop};
+  if (assoc_trainer_reduce_step(t, r->shard, sums, err)) return -1;
+  if (!isfinite(sums->loss))
+    return assoc_fail(err, "non-finite loss (%g) at epoch %d, step %lld: lower --lr-max?",
+                      sums->loss, t->epoch + 1, (long long)t->step + 1);
+  if (sums->stop) return 1;
   t->adam->lr = lr;
   sg_adam_step(t->adam);
   t->step++;
@@ -347,6 +363,20 @@ static void finish_epoch(assoc_trainer *t, assoc_epoch_stats *out, int64_t sampl
   out->excess = t->excess, out->mu = t->mu;
 }
 
+/* The epoch's statistics and excess sums of every rank, summed (in
+ * float64, the fixed order of assoc_dist_sum); nothing on one process. */
+static int sum_epoch_over_ranks(assoc_trainer *t, double *loss_sum, double *rate_sum,
+                                int64_t *violations, int64_t *near_kink, sg_io_error *err) {
+  if (t->ranks == 1) return 0;
+  double sums[4 + ASSOC_MAX_BS] = {*loss_sum, *rate_sum, (double)*violations, (double)*near_kink};
+  memcpy(sums + 4, t->excess_sum, (size_t)t->M * sizeof *sums);
+  if (assoc_trainer_reduce_epoch(t, sums, 4 + t->M, err)) return -1;
+  *loss_sum = sums[0], *rate_sum = sums[1];
+  *violations = (int64_t)sums[2], *near_kink = (int64_t)sums[3];
+  memcpy(t->excess_sum, sums + 4, (size_t)t->M * sizeof *sums);
+  return 0;
+}
+
 int assoc_trainer_run_epoch(assoc_trainer *t, assoc_epoch_stats *out, assoc_step_fn step_fn,
                             void *user, volatile sig_atomic_t *stop, sg_io_error *err) {
   if (t->abandoned)
@@ -358,37 +388,46 @@ int assoc_trainer_run_epoch(assoc_trainer *t, assoc_epoch_stats *out, assoc_step
   double loss_sum = 0, rate_sum = 0, start = omp_get_wtime();
   int64_t violations = 0, near_kink = 0;
   for (int m = 0; m < t->M; m++) t->excess_sum[m] = 0;
+  t->reduce_seconds = 0;
   reset_order(t);
   for (int64_t b = 0; b < t->batches; b++) {
-    if (stop && *stop) return t->abandoned = true, 1;
+    /* several ranks stop together: the request travels with the step's sums */
+    bool stop_now = stop && *stop;
+    if (stop_now && t->ranks == 1) return t->abandoned = true, 1;
     st.lr = sg_cosine_restarts_lr(&sched, t->epoch + (double)b / (double)t->batches);
     step_result r = {0};
-    if (train_step(t, st.lr, &r, err)) return t->abandoned = true, -1;
-    loss_sum += r.loss, rate_sum += r.rate_sum, violations += r.violations;
-    near_kink += r.near_kink;
-    for (int m = 0; m < t->M; m++) t->excess_sum[m] += t->batch_excess[m] * (double)c->batch;
+    assoc_step_sums sums;
+    int rc = train_step(t, st.lr, stop_now, &r, &sums, err);
+    if (rc) return t->abandoned = true, rc > 0 ? 1 : -1;
+    /* this rank's share; summed across the ranks at the end of the epoch */
+    loss_sum += r.loss * ((double)r.shard / (double)c->batch);
+    rate_sum += r.rate_sum, violations += r.violations, near_kink += r.near_kink;
+    for (int m = 0; m < t->M; m++) t->excess_sum[m] += t->batch_excess[m] * (double)r.shard;
     if (step_fn) {
       assoc_step_info info = {t->epoch + 1,
                               b + 1,
                               t->batches,
                               t->step,
-                              r.loss,
-                              r.rate_sum / (double)c->batch,
-                              (double)r.violations / (double)c->batch,
+                              sums.loss,
+                              sums.rate_sum / (double)c->batch,
+                              (double)sums.violations / (double)c->batch,
                               st.lr,
                               omp_get_wtime() - start};
       step_fn(user, &info);
     }
   }
+  if (sum_epoch_over_ranks(t, &loss_sum, &rate_sum, &violations, &near_kink, err))
+    return t->abandoned = true, -1;
   int64_t samples = t->batches * c->batch;
   st.seconds = omp_get_wtime() - start;
+  st.reduce_seconds = t->reduce_seconds;
   st.loss = loss_sum / (double)t->batches;
   st.train_rate = rate_sum / (double)samples;
   st.violation_ratio = (double)violations / (double)samples;
   st.sinkhorn_near_kink = (double)near_kink / (double)samples;
   st.arena_bytes = sg_graph_arena_bytes(t->graph);
   finish_epoch(t, &st, samples);
-  if (t->test) {
+  if (t->test && t->rank == 0) { /* rank 0 alone reports */
     if (assoc_model_test_metrics(&t->net, t->test, t->feature_scale, c->eval_batch, 0, &st.test,
                                  err))
       return -1;

@@ -83,6 +83,15 @@ void assoc_dataset_free(assoc_dataset *ds); /* frees the arrays, zeroes the stru
  * draws from its own generator seeded from (seed, s), so the result is the
  * same for every thread count and sample s does not depend on S. */
 int assoc_generate(const assoc_scenario *sc, int64_t S, assoc_dataset *ds, sg_io_error *err);
+/* Samples first .. first+count-1 of that data set (the same bits as those
+ * samples of assoc_generate's) into ds (allocated here; ds->S = count):
+ * how the ranks of a job generate their shares of one data set. */
+int assoc_generate_part(const assoc_scenario *sc, int64_t first, int64_t count, assoc_dataset *ds,
+                        sg_io_error *err);
+/* ds allocated for S samples of scenario sc (assoc_dataset_alloc) with the
+ * scenario's fields and BS positions set and every sample zero. */
+int assoc_dataset_for_scenario(const assoc_scenario *sc, int64_t S, assoc_dataset *ds,
+                               sg_io_error *err);
 
 /* .npz I/O, schema in docs/system.md. Save compresses (zlib). Load checks
  * every required member's presence, dtype class, shape and finiteness. */

@@ -195,21 +195,22 @@ static void draw_link(const assoc_scenario *sc, sg_rng *r, link_geometry g, int6
   }
 }
 
-/* One sample into slot s of an allocated ds whose bs_pos is filled. */
-static void generate_sample(const assoc_scenario *sc, int64_t s, assoc_dataset *ds) {
+/* Sample s into slot `slot` of an allocated ds whose bs_pos is filled. */
+static void generate_sample(const assoc_scenario *sc, int64_t s, int64_t slot, assoc_dataset *ds) {
   sg_rng r;
   sg_rng_seed(&r, assoc_stream_seed(sc->seed, 0, (uint64_t)s));
   int M = ds->M, K = ds->K;
-  double *ue = ds->ue_pos + s * K * 2;
+  double *ue = ds->ue_pos + slot * K * 2;
   for (int k = 0; k < 2 * K; k++) ue[k] = sc->area_m * sg_rng_uniform(&r);
   for (int m = 0; m < M; m++)
     for (int k = 0; k < K; k++) {
       link_geometry g = geometry(sc, ds->bs_pos + 2 * m, ue + 2 * k);
-      draw_link(sc, &r, g, (s * M + m) * K + k, ds);
+      draw_link(sc, &r, g, (slot * M + m) * K + k, ds);
     }
 }
 
-int assoc_generate(const assoc_scenario *sc, int64_t S, assoc_dataset *ds, sg_io_error *err) {
+int assoc_dataset_for_scenario(const assoc_scenario *sc, int64_t S, assoc_dataset *ds,
+                               sg_io_error *err) {
   memset(ds, 0, sizeof *ds);
   if (assoc_scenario_check(sc, err)) return -1;
   if (S < 1) return assoc_fail(err, "number of samples must be at least 1");
@@ -220,7 +221,18 @@ int assoc_generate(const assoc_scenario *sc, int64_t S, assoc_dataset *ds, sg_io
   ds->seed = sc->seed;
   ds->scenario = *sc;
   assoc_bs_positions(sc->M, sc->area_m, ds->bs_pos);
-#pragma omp parallel for schedule(static)
-  for (int64_t s = 0; s < S; s++) generate_sample(sc, s, ds);
   return 0;
+}
+
+int assoc_generate_part(const assoc_scenario *sc, int64_t first, int64_t count, assoc_dataset *ds,
+                        sg_io_error *err) {
+  if (first < 0) return memset(ds, 0, sizeof *ds), assoc_fail(err, "negative first sample");
+  if (assoc_dataset_for_scenario(sc, count, ds, err)) return -1;
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < count; i++) generate_sample(sc, first + i, i, ds);
+  return 0;
+}
+
+int assoc_generate(const assoc_scenario *sc, int64_t S, assoc_dataset *ds, sg_io_error *err) {
+  return assoc_generate_part(sc, 0, S, ds, err);
 }

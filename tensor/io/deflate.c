@@ -3,6 +3,7 @@
  * it), while a CRC-32 of the uncompressed bytes is kept for the archive. */
 #include "io_internal.h"
 
+#include <omp.h>
 #include <string.h>
 
 /* ---- zlib ----------------------------------------------------------------- */
@@ -30,68 +31,163 @@ static void zlib_free(voidpf opaque, voidpf p) {
 
 /* ---- byte sink: plain or deflating, with a running CRC-32 -------------- */
 
+/* A deflating sink cuts its input into chunks of SINK_CHUNK bytes (the
+ * last one shorter) at fixed positions of the member's bytes and deflates
+ * each on its own (no window shared with the chunk before) into a piece of
+ * one raw deflate stream: every chunk but the last ends with a sync flush
+ * (an empty stored block: byte-aligned, not final), the last with the
+ * final block, as pigz does. Consecutive chunks are deflated on all the
+ * OpenMP threads at once and written in order, so the bytes do not depend
+ * on the thread count. A member shorter than a chunk is one deflate stream,
+ * as zlib writes it alone. The CRC-32 of each chunk is computed by the
+ * thread that deflates it and combined in order. */
+enum { SINK_CHUNK = 1 << 20 };
+
+/* Room for a chunk's deflated bytes: zlib's bound and the flush marker. */
+static size_t chunk_room(void) {
+  return compressBound(SINK_CHUNK) + 64;
+}
+
+static int lane_open(sink_lane *l) {
+  memset(l, 0, sizeof *l);
+  l->zs.zalloc = zlib_alloc;
+  l->zs.zfree = zlib_free;
+  l->out = sg_malloc(chunk_room());
+  /* windowBits -15: a raw deflate stream, as zip stores it */
+  if (!l->out ||
+      deflateInit2(&l->zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+    sg_mfree(l->out);
+    l->out = NULL;
+    return -1;
+  }
+  return 0;
+}
+
+static void lane_close(sink_lane *l) {
+  deflateEnd(&l->zs);
+  sg_mfree(l->out);
+}
+
 int sg_io_sink_open(byte_sink *s, int fd, bool deflating, const char *what, sg_io_error *err) {
   memset(s, 0, sizeof *s);
   s->fd = fd;
   s->what = what;
   if (!deflating) return 0;
-  s->zs.zalloc = zlib_alloc;
-  s->zs.zfree = zlib_free;
-  s->zbuf = sg_malloc(IO_CHUNK);
-  /* windowBits -15: a raw deflate stream, as zip stores it */
-  if (!s->zbuf ||
-      deflateInit2(&s->zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
-    sg_mfree(s->zbuf);
+  /* Allocated here, on the calling thread, as every buffer is: the
+   * allocation hooks need not be thread-safe. Lanes beyond the first open
+   * when a whole chunk arrives. */
+  s->max_lanes = omp_get_max_threads();
+  s->pend = sg_malloc(SINK_CHUNK);
+  s->lanes = sg_malloc((size_t)s->max_lanes * sizeof *s->lanes);
+  if (!s->pend || !s->lanes || lane_open(&s->lanes[0])) {
+    sg_mfree(s->pend);
+    sg_mfree(s->lanes);
     return sg_io_fail_oom(err, what);
   }
+  s->n_lanes = 1;
   s->deflating = true;
   return 0;
 }
 
 void sg_io_sink_close(byte_sink *s) {
   if (!s->deflating) return;
-  deflateEnd(&s->zs);
-  sg_mfree(s->zbuf);
+  for (int i = 0; i < s->n_lanes; i++) lane_close(&s->lanes[i]);
+  sg_mfree(s->lanes);
+  sg_mfree(s->pend);
   s->deflating = false;
 }
 
-/* Runs deflate until it wants more input (or, with Z_FINISH, has ended). */
-static int sink_deflate(byte_sink *s, int flush, sg_io_error *err) {
-  int ret;
-  do {
-    s->zs.next_out = s->zbuf;
-    s->zs.avail_out = IO_CHUNK;
-    ret = deflate(&s->zs, flush);
-    if (ret == Z_STREAM_ERROR) return sg_io_fail(err, "%s: deflate failed", s->what);
-    size_t have = IO_CHUNK - s->zs.avail_out;
-    if (sg_io_write_all(s->fd, s->zbuf, have, s->what, err)) return -1;
-    s->written += have;
-  } while (s->zs.avail_out == 0);
-  if (flush == Z_FINISH && ret != Z_STREAM_END)
-    return sg_io_fail(err, "%s: deflate failed", s->what);
+/* Deflates n bytes at in as one chunk into l->out; its length into *len. */
+static int deflate_chunk(sink_lane *l, const uint8_t *in, size_t n, bool last, size_t *len) {
+  if (deflateReset(&l->zs) != Z_OK) return -1;
+  size_t room = chunk_room();
+  l->zs.next_in = in;
+  l->zs.avail_in = (uInt)n;
+  l->zs.next_out = l->out;
+  l->zs.avail_out = (uInt)room;
+  int ret = deflate(&l->zs, last ? Z_FINISH : Z_SYNC_FLUSH);
+  *len = room - l->zs.avail_out;
+  /* a flush is complete when deflate leaves output room unused */
+  if (last) return ret == Z_STREAM_END ? 0 : -1;
+  return ret == Z_OK && l->zs.avail_in == 0 && l->zs.avail_out > 0 ? 0 : -1;
+}
+
+/* Appends a deflated chunk (n input bytes of CRC crc) to the member. */
+static int emit_chunk(byte_sink *s, const uint8_t *out, size_t len, uint32_t crc, size_t n,
+                      sg_io_error *err) {
+  if (sg_io_write_all(s->fd, out, len, s->what, err)) return -1;
+  s->written += len;
+  s->crc = (uint32_t)crc32_combine(s->crc, crc, (z_off_t)n);
   return 0;
 }
 
+static int compress_one(byte_sink *s, const uint8_t *in, size_t n, bool last, sg_io_error *err) {
+  size_t len;
+  if (deflate_chunk(&s->lanes[0], in, n, last, &len))
+    return sg_io_fail(err, "%s: deflate failed", s->what);
+  return emit_chunk(s, s->lanes[0].out, len, crc_update(0, in, n), n, err);
+}
+
+/* One lane per thread, opened on this thread; fewer when memory is short. */
+static void open_lanes(byte_sink *s) {
+  while (s->n_lanes < s->max_lanes && !lane_open(&s->lanes[s->n_lanes])) s->n_lanes++;
+}
+
+/* count whole chunks from p, deflated on n_lanes threads, written in order. */
+static int compress_chunks(byte_sink *s, const uint8_t *p, int64_t count, sg_io_error *err) {
+  if (count == 1 || s->max_lanes == 1) {
+    for (int64_t i = 0; i < count; i++)
+      if (compress_one(s, p + i * SINK_CHUNK, SINK_CHUNK, false, err)) return -1;
+    return 0;
+  }
+  open_lanes(s);
+  int failed = 0; /* 1: deflate, 2: the write (err filled) */
+#pragma omp parallel for ordered schedule(static, 1) num_threads(s->n_lanes)
+  for (int64_t i = 0; i < count; i++) {
+    sink_lane *l = &s->lanes[omp_get_thread_num()];
+    const uint8_t *in = p + i * SINK_CHUNK;
+    size_t len = 0;
+    int bad = deflate_chunk(l, in, SINK_CHUNK, false, &len);
+    uint32_t crc = crc_update(0, in, SINK_CHUNK);
+#pragma omp ordered
+    {
+      if (!failed && bad) failed = 1;
+      if (!failed && emit_chunk(s, l->out, len, crc, SINK_CHUNK, err)) failed = 2;
+    }
+  }
+  if (failed == 1) return sg_io_fail(err, "%s: deflate failed", s->what);
+  return failed ? -1 : 0;
+}
+
 int sg_io_sink_write(byte_sink *s, const void *data, size_t n, sg_io_error *err) {
-  s->crc = crc_update(s->crc, data, n);
   s->taken += n;
   if (!s->deflating) {
+    s->crc = crc_update(s->crc, data, n);
     s->written += n;
     return sg_io_write_all(s->fd, data, n, s->what, err);
   }
   const uint8_t *p = data;
-  while (n > 0) {
-    uInt k = n < SYSCALL_MAX ? (uInt)n : SYSCALL_MAX;
-    s->zs.next_in = p;
-    s->zs.avail_in = k;
-    if (sink_deflate(s, Z_NO_FLUSH, err)) return -1;
-    p += k, n -= k;
+  if (s->pend_len > 0) { /* complete the pending chunk first */
+    size_t k = n < SINK_CHUNK - s->pend_len ? n : SINK_CHUNK - s->pend_len;
+    memcpy(s->pend + s->pend_len, p, k);
+    s->pend_len += k, p += k, n -= k;
+    if (s->pend_len < SINK_CHUNK) return 0;
+    s->pend_len = 0;
+    if (compress_one(s, s->pend, SINK_CHUNK, false, err)) return -1;
   }
+  int64_t whole = (int64_t)(n / SINK_CHUNK);
+  if (whole > 0 && compress_chunks(s, p, whole, err)) return -1;
+  p += (size_t)whole * SINK_CHUNK, n -= (size_t)whole * SINK_CHUNK;
+  if (n > 0) memcpy(s->pend, p, n);
+  s->pend_len = n;
   return 0;
 }
 
 int sg_io_sink_finish(byte_sink *s, sg_io_error *err) {
-  return s->deflating ? sink_deflate(s, Z_FINISH, err) : 0;
+  if (!s->deflating) return 0;
+  size_t n = s->pend_len;
+  s->pend_len = 0;
+  return compress_one(s, s->pend, n, true, err);
 }
 
 /* ---- byte source: plain or inflating, with a running CRC-32 ------------ */

@@ -97,12 +97,21 @@ int sg_io_atomic_commit(atomic_file *af, sg_io_error *err); /* discards on failu
 
 /* ---- byte sink: plain or deflating, with a running CRC-32 (deflate.c) ----- */
 
+/* One compressor of a deflating sink: a z_stream and its output buffer
+ * (deflate.c; one per thread that deflates chunks of a member at once). */
+typedef struct sink_lane {
+  z_stream zs;
+  uint8_t *out;
+} sink_lane;
+
 typedef struct byte_sink {
   int fd;
   const char *what;
   bool deflating;
-  z_stream zs;
-  uint8_t *zbuf;    /* deflate output, IO_CHUNK bytes */
+  uint8_t *pend;    /* deflating: bytes of the current chunk not yet deflated */
+  size_t pend_len;  /* < the chunk size */
+  sink_lane *lanes; /* [max_lanes], the first n_lanes open */
+  int n_lanes, max_lanes;
   uint32_t crc;     /* of the bytes given to the sink */
   uint64_t taken;   /* bytes given to the sink */
   uint64_t written; /* bytes written to fd */

@@ -1,0 +1,153 @@
+/* Data-parallel training: the trainer's side of assoc_dist.h.
+ *
+ * Every rank holds the whole model, draws the same mini-batch and the same
+ * Gumbel noise from the run's generator (the generator advances alike on
+ * every rank, so they never diverge), and computes the gradient of its
+ * block of the batch (assoc_dist_block: samples B*r/R .. B*(r+1)/R). The
+ * loss is a mean over the batch, so rank r's gradient is scaled by its
+ * share b_r / B before the sum: sum_r (b_r/B) grad mean_{shard r} =
+ * grad mean_{batch}, the one-process gradient up to round-off. One sum
+ * (assoc_dist_sum, a fixed order) per step carries every gradient and the
+ * step's loss, rate, violation count and stop flag; every rank then takes
+ * the same Adam step. The epoch's statistics (and with them the excess
+ * that updates mu) are summed in float64 at the end of the epoch. With one
+ * rank none of this runs. */
+#include <omp.h>
+#include <string.h>
+
+#include "assoc_dist.h"
+#include "models_internal.h"
+#include "train_internal.h"
+
+enum { STEP_TAIL = 4 }; /* loss, rate sum, violations, stop: after the gradients */
+
+static sg_params *trainer_params(const assoc_trainer *t) {
+  return t->net.params;
+}
+
+static size_t elem_size(const assoc_trainer *t) {
+  return t->cfg.dtype == SG_F32 ? 4 : 8;
+}
+
+int assoc_trainer_dist_setup(assoc_trainer *t, sg_io_error *err) {
+  t->rank = assoc_dist_rank(), t->ranks = assoc_dist_size();
+  if (t->ranks == 1) return 0;
+  /* a model's random draws are only known to split by sample for the GNNs */
+  if (!t->model)
+    return assoc_fail(err, "%s: a model of one's own trains on one process, not on %d MPI ranks",
+                      t->net.name ? t->net.name : "the model", t->ranks);
+  if (t->cfg.batch < t->ranks)
+    return assoc_fail(err, "a mini-batch of %lld samples cannot be split over %d ranks",
+                      (long long)t->cfg.batch, t->ranks);
+  sg_tensor *const *p = sg_params_tensors(trainer_params(t));
+  int n = sg_params_count(trainer_params(t));
+  int64_t total = STEP_TAIL;
+  for (int i = 0; i < n; i++) {
+    if (p[i]->dtype != t->cfg.dtype)
+      return assoc_fail(err, "parameter %d is %s, the model %s", i, sg_dtype_name(p[i]->dtype),
+                        sg_dtype_name(t->cfg.dtype));
+    total += p[i]->numel;
+  }
+  t->flat_n = total;
+  t->flat = sg_malloc((size_t)total * elem_size(t));
+  return t->flat ? 0 : assoc_fail(err, "out of memory for the gradient buffer");
+}
+
+void assoc_trainer_dist_free(assoc_trainer *t) {
+  sg_mfree(t->flat);
+  t->flat = NULL;
+}
+
+void assoc_trainer_shard(const assoc_trainer *t, int64_t *lo, int64_t *hi) {
+  assoc_dist_block(t->cfg.batch, t->rank, t->ranks, lo, hi);
+}
+
+/* The Gumbel noise of the whole batch, drawn from the run's generator as
+ * the forward pass of one process draws it, rows [lo, hi); NULL for a GNN
+ * without noise. */
+static sg_tensor *shard_noise(assoc_trainer *t, int64_t lo, int64_t hi) {
+  if (t->model->cfg.variant == ASSOC_GNN_SMA) return NULL;
+  int64_t shape[3] = {t->cfg.batch, t->train->K, t->M};
+  sg_tensor *all = sg_rand_gumbel(t->graph, &t->rng, t->cfg.dtype, 3, shape);
+  return sg_slice(t->graph, all, 0, lo, hi);
+}
+
+sg_tensor *assoc_trainer_forward_block(assoc_trainer *t, const assoc_gnn_batch *in,
+                                       const assoc_model_call *call, int64_t lo, int64_t hi) {
+  if (t->ranks == 1) return assoc_model_forward(t->graph, &t->net, in, call);
+  assoc_gnn_output o = assoc_gnn_forward(t->graph, t->model, in->p, in->q, in->H, call->mode,
+                                         call->rng, shard_noise(t, lo, hi));
+  if (call->sinkhorn) *call->sinkhorn = o.sinkhorn;
+  return o.assoc;
+}
+
+/* Copies n gradient values times share into the buffer at element `at`
+ * (src NULL: zeros), in the model's dtype, rounding once. */
+static void put_scaled(assoc_trainer *t, int64_t at, const void *src, int64_t n, double share) {
+  if (t->cfg.dtype == SG_F32) {
+    float *d = (float *)t->flat + at;
+    const float *g = src;
+    for (int64_t j = 0; j < n; j++) d[j] = g ? (float)((double)g[j] * share) : 0.0f;
+  } else {
+    double *d = (double *)t->flat + at;
+    const double *g = src;
+    for (int64_t j = 0; j < n; j++) d[j] = g ? g[j] * share : 0.0;
+  }
+}
+
+/* Every gradient times share into the buffer (a parameter that received
+ * none adds zeros), then the step's tail. */
+static void pack(assoc_trainer *t, double share, const double *tail) {
+  sg_tensor *const *p = sg_params_tensors(trainer_params(t));
+  int n = sg_params_count(trainer_params(t));
+  int64_t at = 0;
+  for (int i = 0; i < n; i++) {
+    sg_tensor *grad = p[i]->grad_fresh ? p[i]->grad : NULL;
+    if (grad) sg_grad_materialize(grad);
+    put_scaled(t, at, grad ? grad->data : NULL, p[i]->numel, share);
+    at += p[i]->numel;
+  }
+  for (int k = 0; k < STEP_TAIL; k++) {
+    if (t->cfg.dtype == SG_F32)
+      ((float *)t->flat)[at + k] = (float)tail[k];
+    else
+      ((double *)t->flat)[at + k] = tail[k];
+  }
+}
+
+/* The summed gradients back into the parameters that have one. */
+static void unpack(assoc_trainer *t, double *tail) {
+  sg_tensor *const *p = sg_params_tensors(trainer_params(t));
+  int n = sg_params_count(trainer_params(t));
+  size_t elem = elem_size(t);
+  int64_t at = 0;
+  for (int i = 0; i < n; i++) {
+    sg_tensor *grad = p[i]->grad_fresh ? p[i]->grad : NULL;
+    if (grad) memcpy(grad->data, (char *)t->flat + (size_t)at * elem, (size_t)p[i]->numel * elem);
+    at += p[i]->numel;
+  }
+  for (int k = 0; k < STEP_TAIL; k++)
+    tail[k] = t->cfg.dtype == SG_F32 ? ((float *)t->flat)[at + k] : ((double *)t->flat)[at + k];
+}
+
+int assoc_trainer_reduce_step(assoc_trainer *t, int64_t shard, assoc_step_sums *s,
+                              sg_io_error *err) {
+  if (t->ranks == 1) return 0;
+  double start = omp_get_wtime(), share = (double)shard / (double)t->cfg.batch;
+  double tail[STEP_TAIL] = {s->loss * share, s->rate_sum, (double)s->violations, s->stop};
+  pack(t, share, tail);
+  if (assoc_dist_sum(t->flat, t->flat_n, t->cfg.dtype, err)) return -1;
+  unpack(t, tail);
+  s->loss = tail[0], s->rate_sum = tail[1], s->violations = (int64_t)tail[2];
+  s->stop = tail[3] > 0;
+  t->reduce_seconds += omp_get_wtime() - start;
+  return 0;
+}
+
+int assoc_trainer_reduce_epoch(assoc_trainer *t, double *sums, int n, sg_io_error *err) {
+  if (t->ranks == 1) return 0;
+  double start = omp_get_wtime();
+  int rc = assoc_dist_sum(sums, n, SG_F64, err);
+  t->reduce_seconds += omp_get_wtime() - start;
+  return rc;
+}
