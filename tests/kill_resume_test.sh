@@ -106,7 +106,10 @@ kill_and_resume() { # name, kills, log ("" for none)
   i=0
   for delay in $(delays "$kills"); do
     i=$((i + 1))
-    if [ $i -eq 2 ]; then # the second kill: inside a write
+    # The first kill lands inside a write: a fresh run has every epoch still
+    # to train, so the run cannot finish before its second checkpoint write
+    # (on a fast machine a later, randomly timed kill may find the run done).
+    if [ $i -eq 1 ]; then
       start_run SG_IO_TEST_RENAME_DELAY_MS=400 "$log"
       kill_in_write "$name kill $i"
       how="killed inside a write"
