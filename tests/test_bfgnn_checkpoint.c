@@ -25,6 +25,14 @@ typedef struct beams {
   double *V_re, *V_im, *rate;
 } beams;
 
+/* UE k of sample s served by BS (s K + k) mod M: every BS serves someone. */
+static int *round_robin_assoc(const assoc_dataset *ds) {
+  int *assoc = malloc(sizeof(int) * (size_t)(ds->S * ds->K));
+  ck_assert_ptr_nonnull(assoc);
+  for (int64_t i = 0; i < ds->S * ds->K; i++) assoc[i] = (int)(i % ds->M);
+  return assoc;
+}
+
 static beams run_beams(const assoc_bfgnn *m, double scale, const assoc_dataset *ds,
                        const int *assoc) {
   size_t n = (size_t)(ds->S * ds->M * ds->K * ds->N);
@@ -88,8 +96,7 @@ END_TEST
  * BS radiates P_t to float32 round-off and never more than P_t. */
 START_TEST(bfgnn_beams_within_budget) {
   assoc_dataset ds = make_data(20, 45);
-  int *assoc = malloc(sizeof(int) * (size_t)(ds.S * ds.K));
-  for (int64_t i = 0; i < ds.S * ds.K; i++) assoc[i] = (int)(i % ds.M);
+  int *assoc = round_robin_assoc(&ds);
   assoc_bfgnn_config c = assoc_bfgnn_config_paper();
   c.d = 8, c.h = 16, c.n_antennas = ds.N, c.norm = ASSOC_BEAM_FULL_POWER;
   assoc_bfgnn *m = assoc_bfgnn_new(&c, 12);
@@ -354,8 +361,7 @@ static void rewrite_scalar(const char *src, const char *dst, const char *name, i
  * file (no config.head) reads as the direct head; a bad head is refused. */
 START_TEST(bfgnn_checkpoint_heads) {
   assoc_dataset ds = make_data(6, 43);
-  int *assoc = malloc(sizeof(int) * (size_t)(ds.S * ds.K));
-  for (int64_t i = 0; i < ds.S * ds.K; i++) assoc[i] = (int)(i % ds.M);
+  int *assoc = round_robin_assoc(&ds);
   assoc_bfgnn_config c = assoc_bfgnn_config_paper();
   c.d = 8, c.h = 16, c.n_antennas = ds.N, c.head = ASSOC_BFGNN_HEAD_DUALITY;
   assoc_bfgnn *m = assoc_bfgnn_new(&c, 5);
