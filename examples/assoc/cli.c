@@ -92,6 +92,11 @@ int assoc_parse_loss(const char *cmd, const char *text, int *out) {
   return l < 0 ? bad_value(cmd, "loss", text, "rate or es") : (*out = l, 0);
 }
 
+int assoc_parse_sampler(const char *cmd, const char *text, int *out) {
+  int s = assoc_train_sampler_parse(text);
+  return s < 0 ? bad_value(cmd, "sampler", text, "shuffle or strata") : (*out = s, 0);
+}
+
 void assoc_set_threads(int threads) {
   omp_set_num_threads(threads);
 }

@@ -80,6 +80,7 @@ int assoc_parse_double(const char *cmd, const char *opt, const char *text, doubl
 /* --features channel|link and --loss rate|es of train and ablation. */
 int assoc_parse_features(const char *cmd, const char *text, int *out);
 int assoc_parse_loss(const char *cmd, const char *text, int *out);
+int assoc_parse_sampler(const char *cmd, const char *text, int *out);
 /* Sets the OpenMP thread count (T >= 1). */
 void assoc_set_threads(int threads);
 

@@ -58,8 +58,22 @@ void assoc_trainer_dist_free(assoc_trainer *t) {
   t->flat = NULL;
 }
 
-void assoc_trainer_shard(const assoc_trainer *t, int64_t *lo, int64_t *hi) {
-  assoc_dist_block(t->cfg.batch, t->rank, t->ranks, lo, hi);
+/* The feature scale of the whole training set, to the same bits whether
+ * every rank holds it whole or only its part (models_internal.h). */
+int assoc_trainer_compute_scale(assoc_trainer *t, double *scale, sg_io_error *err) {
+  const assoc_dataset *ds = t->train;
+  if (ds->part_total == 0) return *scale = assoc_feature_scale(ds), 0;
+  int64_t n = assoc_feature_blocks(ds), lo, hi;
+  double *sums = sg_malloc((size_t)n * sizeof *sums);
+  if (!sums)
+    return assoc_fail(err, "out of memory for the feature scale's %lld block sums", (long long)n);
+  /* this rank's own samples: those of its strata */
+  lo = t->total * t->block_lo / t->cfg.batch, hi = t->total * t->block_hi / t->cfg.batch;
+  assoc_feature_block_sums(ds, lo, hi, sums);
+  int rc = assoc_dist_sum(sums, n, SG_F64, err);
+  if (!rc) *scale = assoc_feature_scale_of_sums(ds, sums);
+  sg_mfree(sums);
+  return rc;
 }
 
 /* The Gumbel noise of the whole batch, drawn from the run's generator as
