@@ -9,13 +9,16 @@
 #   - with the strata sampler each rank reads only its part of the file,
 #     and 2 and 4 ranks train the one-process model (float64 to round-off,
 #     the feature scale bit for bit), also when resumed on one process;
+#   - a model of one's own (the training hook, Gumbel noise through
+#     assoc_model_gumbel) trains at 2 and 4 ranks as on one process (float64
+#     to round-off), and one that does not split batches is refused;
 #   - a checkpoint of 2 ranks resumes on 4 ranks and on one process;
 #   - a batch smaller than the rank count is refused;
 #   - a rank killed mid-run stops the whole job with a non-zero status, and
 #     the last checkpoint resumes.
-# Usage: mpi_train_test.sh MPIEXEC ASSOC NPZ_COMPARE MPI_SUM_CHECK
+# Usage: mpi_train_test.sh MPIEXEC ASSOC NPZ_COMPARE MPI_SUM_CHECK MPI_HOOK_CHECK
 set -eu
-mpiexec=$1 assoc=$2 compare=$3 sum_check=$4
+mpiexec=$1 assoc=$2 compare=$3 sum_check=$4 hook_check=$5
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 # Open MPI refuses to start as root (CI runs as root) without these.
@@ -85,6 +88,22 @@ done
 ranks 2 "$assoc" train "$data" --model attskgs $strata --epochs 1 --out "$dir/sh.npz"
 "$assoc" train "$data" --resume "$dir/sh.npz" --epochs 2 --quiet --out "$dir/sh.npz"
 same_model "$dir/s1.npz" "$dir/sh.npz" 1e-9 "strata resumed on one process"
+
+echo "== a model of one's own through the hook"
+"$hook_check" >"$dir/hook1.txt"
+[ "$(wc -l <"$dir/hook1.txt")" -ge 4 ] || fail "the hook model printed: $(cat "$dir/hook1.txt")"
+for n in 2 4; do
+  ranks $n "$hook_check" >"$dir/hook$n.txt"
+  # name, sum, sum of squares of every parameter: to 1e-9 relative
+  paste -d' ' "$dir/hook1.txt" "$dir/hook$n.txt" | awk '{ for (i = 2; i <= 3; i++) {
+      d = $i - $(i + 3); if (d < 0) d = -d; s = $i < 0 ? -$i : $i;
+      if ($1 != $4 || d > 1e-9 * s + 1e-300) { print; bad = 1 } } } END { exit bad }' ||
+    fail "the hook model on $n ranks differs from one process"
+done
+if ranks 2 "$hook_check" --no-split >/dev/null 2>"$dir/err.txt"; then
+  fail "a model that does not split batches trained on 2 ranks"
+fi
+grep -q "does not split batches" "$dir/err.txt" || fail "no message: $(cat "$dir/err.txt")"
 
 echo "== float32: bits at 1 rank, the same bits on two runs of 2 ranks"
 "$assoc" train "$data" --model attskgs $tiny --epochs 3 --out "$dir/ref32.npz"

@@ -201,6 +201,13 @@ typedef struct assoc_model_call {
   double capacity;            /* N: the most UEs a BS may serve (the Sinkhorn column cap) */
   sg_sinkhorn_info *sinkhorn; /* a Sinkhorn layer may report here (assoc_gnn_post_process
                                  does); zeroed before the call, may be left so */
+  /* TRAIN over several MPI ranks: the batch is rows [rows_lo, rows_lo + B)
+   * of a mini-batch of batch_rows samples. A model that draws random
+   * numbers draws them for all batch_rows (as one process does, so the
+   * generator advances alike on every rank) and keeps its rows:
+   * assoc_model_gumbel does this for Gumbel noise. batch_rows 0: the batch
+   * is the whole mini-batch. */
+  int64_t rows_lo, batch_rows;
 } assoc_model_call;
 
 /* in: the batch inputs of assoc_gnn_batch_make in the model's dtype and
@@ -220,11 +227,24 @@ typedef struct assoc_model {
    * inference memory; NULL: a whole batch at a time. */
   int64_t (*eval_chunk)(void *ctx, int64_t K, int64_t M);
   void *ctx; /* passed to forward and eval_chunk */
+  /* The forward honours call->rows_lo and batch_rows (it draws no random
+   * numbers, or draws them as assoc_model_call says): what a model needs to
+   * train over several MPI ranks, where each rank runs a block of the batch. */
+  bool splits_batches;
 } assoc_model;
 
+/* The Gumbel noise of a forward's B rows, in dtype dt: in TRAIN mode the
+ * noise of the whole mini-batch ([batch_rows or B, K, M], drawn from
+ * call->rng as one forward of it would draw it), rows rows_lo .. rows_lo+B-1;
+ * NULL in EVAL mode. What assoc_gnn_post_process takes as noise. */
+sg_tensor *(assoc_model_gumbel)(sg_graph *g, const assoc_model_call *call, sg_dtype dt, int64_t B,
+                                int64_t K, int64_t M);
+#define assoc_model_gumbel(g, ...) (assoc_model_gumbel)(SG_AT(g), __VA_ARGS__)
+
 /* A built-in GNN through the hook (valid while m lives): the forward is
- * assoc_gnn_forward (the Gumbel sample drawn from call->rng; the model's
- * own capacity, not call->capacity), eval_chunk assoc_gnn_predict_chunk. */
+ * assoc_gnn_forward (the Gumbel sample from assoc_model_gumbel; the model's
+ * own capacity, not call->capacity), eval_chunk assoc_gnn_predict_chunk;
+ * it splits batches. */
 assoc_model assoc_gnn_model(const assoc_gnn *m);
 
 /* m->forward on in with the output checked: A~ [B, K, M] (B, M from in->p,

@@ -161,14 +161,6 @@ void assoc_trainer_dist_free(assoc_trainer *t);
  * whether this rank holds the set whole or only the part it draws from
  * (after assoc_sampler_setup; collective over the ranks for a part). */
 int assoc_trainer_compute_scale(assoc_trainer *t, double *scale, sg_io_error *err);
-/* A~ of this rank's block [lo, hi) of the batch (in: its inputs). One
- * process: the model's forward (assoc_model_forward). Several ranks (the
- * built-in GNNs only): the Gumbel noise of the whole batch is drawn from
- * the run's generator as one process's forward draws it and the block's
- * rows are used, so the generator advances alike on every rank and a
- * sample's noise does not depend on the rank count. */
-sg_tensor *assoc_trainer_forward_block(assoc_trainer *t, const assoc_gnn_batch *in,
-                                       const assoc_model_call *call, int64_t lo, int64_t hi);
 /* Several ranks: every parameter's gradient becomes the sum over ranks of
  * (shard / batch) times the rank's, the one-process gradient of the batch;
  * s as above. A no-op on one process. Collective. */

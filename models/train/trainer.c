@@ -282,8 +282,7 @@ static int train_step(assoc_trainer *t, int64_t b, double lr, bool stop, step_re
   const assoc_train_config *c = &t->cfg;
   sg_graph *g = t->graph;
   const int64_t *idx = assoc_sampler_next(t, b);
-  int64_t lo = t->block_lo, hi = t->block_hi;
-  r->shard = hi - lo;
+  r->shard = t->block_hi - t->block_lo;
   sg_graph_reset(g);
   sg_params_zero_grad(sg_params_tensors(t->net.params), sg_params_count(t->net.params));
   assoc_gnn_batch in;
@@ -291,9 +290,14 @@ static int train_step(assoc_trainer *t, int64_t b, double lr, bool stop, step_re
                            c->dtype, true, &in))
     return assoc_fail(err, "could not build mini-batch inputs");
   sg_sinkhorn_info info;
-  assoc_model_call call = {
-      .mode = ASSOC_GNN_TRAIN, .rng = &t->rng, .capacity = t->capacity, .sinkhorn = &info};
-  sg_tensor *A = assoc_trainer_forward_block(t, &in, &call, lo, hi);
+  /* over several ranks: this rank's rows of the batch; the random draws are the batch's */
+  assoc_model_call call = {.mode = ASSOC_GNN_TRAIN,
+                           .rng = &t->rng,
+                           .capacity = t->capacity,
+                           .sinkhorn = &info,
+                           .rows_lo = t->block_lo,
+                           .batch_rows = c->batch};
+  sg_tensor *A = assoc_model_forward(g, &t->net, &in, &call);
   sg_tensor *rate = assoc_sum_rate(g, A, in.c_re, in.c_im, 1.0);
   sg_tensor *loss = assoc_loss(g, rate, A, t->mu, t->capacity, c->delta, t->batch_excess);
   if (loss && c->loss == ASSOC_LOSS_ES) loss = es_cross_entropy(t, idx, A);

@@ -32,9 +32,11 @@ static size_t elem_size(const assoc_trainer *t) {
 int assoc_trainer_dist_setup(assoc_trainer *t, sg_io_error *err) {
   t->rank = assoc_dist_rank(), t->ranks = assoc_dist_size();
   if (t->ranks == 1) return 0;
-  /* a model's random draws are only known to split by sample for the GNNs */
-  if (!t->model)
-    return assoc_fail(err, "%s: a model of one's own trains on one process, not on %d MPI ranks",
+  /* a model's random draws must split by sample (assoc_model_call) */
+  if (!t->net.splits_batches)
+    return assoc_fail(err,
+                      "%s trains on one process, not on %d MPI ranks: its forward does not "
+                      "split batches (assoc_model.splits_batches)",
                       t->net.name ? t->net.name : "the model", t->ranks);
   if (t->cfg.batch < t->ranks)
     return assoc_fail(err, "a mini-batch of %lld samples cannot be split over %d ranks",
@@ -74,25 +76,6 @@ int assoc_trainer_compute_scale(assoc_trainer *t, double *scale, sg_io_error *er
   if (!rc) *scale = assoc_feature_scale_of_sums(ds, sums);
   sg_mfree(sums);
   return rc;
-}
-
-/* The Gumbel noise of the whole batch, drawn from the run's generator as
- * the forward pass of one process draws it, rows [lo, hi); NULL for a GNN
- * without noise. */
-static sg_tensor *shard_noise(assoc_trainer *t, int64_t lo, int64_t hi) {
-  if (t->model->cfg.variant == ASSOC_GNN_SMA) return NULL;
-  int64_t shape[3] = {t->cfg.batch, t->train->K, t->M};
-  sg_tensor *all = sg_rand_gumbel(t->graph, &t->rng, t->cfg.dtype, 3, shape);
-  return sg_slice(t->graph, all, 0, lo, hi);
-}
-
-sg_tensor *assoc_trainer_forward_block(assoc_trainer *t, const assoc_gnn_batch *in,
-                                       const assoc_model_call *call, int64_t lo, int64_t hi) {
-  if (t->ranks == 1) return assoc_model_forward(t->graph, &t->net, in, call);
-  assoc_gnn_output o = assoc_gnn_forward(t->graph, t->model, in->p, in->q, in->H, call->mode,
-                                         call->rng, shard_noise(t, lo, hi));
-  if (call->sinkhorn) *call->sinkhorn = o.sinkhorn;
-  return o.assoc;
 }
 
 /* Copies n gradient values times share into the buffer at element `at`
