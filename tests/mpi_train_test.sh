@@ -19,22 +19,7 @@
 # Usage: mpi_train_test.sh MPIEXEC ASSOC NPZ_COMPARE MPI_SUM_CHECK MPI_HOOK_CHECK
 set -eu
 mpiexec=$1 assoc=$2 compare=$3 sum_check=$4 hook_check=$5
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
-# Open MPI refuses to start as root (CI runs as root) without these.
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-oversubscribe=
-if "$mpiexec" --version 2>&1 | grep -qi "open-\?mpi\|openrte"; then oversubscribe=--oversubscribe; fi
-
-fail() {
-  echo "FAIL: $*" >&2
-  exit 1
-}
-ranks() { # ranks N CMD...: CMD on N ranks (4 fit on 2 cores: one thread each)
-  n=$1
-  shift
-  "$mpiexec" $oversubscribe -np "$n" "$@"
-}
+. "$(dirname "$0")/mpi_lib.sh"
 
 echo "== the fixed-order sum"
 for n in 1 2 3 4; do ranks $n "$sum_check" || fail "mpi_sum_check on $n ranks"; done

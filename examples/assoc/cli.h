@@ -20,7 +20,10 @@
 
 #include "assoc_solvers.h"
 
-enum { ASSOC_EXIT_OK = 0, ASSOC_EXIT_FAIL = 1, ASSOC_EXIT_USAGE = 2 };
+/* ASSOC_EXIT_PARTIAL: everything was done and written but an optional
+ * part (assoc ablation: the plots, when gnuplot is missing or fails); a
+ * command returns it only once its work on every MPI rank is over. */
+enum { ASSOC_EXIT_OK = 0, ASSOC_EXIT_FAIL = 1, ASSOC_EXIT_USAGE = 2, ASSOC_EXIT_PARTIAL = 3 };
 
 typedef struct assoc_command {
   const char *name;

@@ -66,25 +66,26 @@ static void report_library_error(const char *op, const char *msg, const char *fi
 
 /* The commands that run over several MPI ranks; the others refuse to. */
 static bool distributed(const char *name) {
-  return !strcmp(name, "gen") || !strcmp(name, "train");
+  return !strcmp(name, "gen") || !strcmp(name, "train") || !strcmp(name, "ablation");
 }
 
 /* Runs command c on every rank of the job. A command that fails on a rank
- * of several ends the whole job (its peers could wait forever for it). */
+ * of several ends the whole job (its peers could wait forever for it);
+ * ASSOC_EXIT_PARTIAL comes after the work of every rank, and is returned. */
 static int run_command(const assoc_command *c, int argc, char **argv) {
   int ranks = assoc_dist_size();
   if (ranks > 1 && !distributed(c->name)) {
     if (assoc_dist_rank() == 0)
       fprintf(stderr,
-              "assoc %s: runs on one process, not on %d MPI ranks (only gen and train "
-              "run over MPI)\n",
+              "assoc %s: runs on one process, not on %d MPI ranks (only gen, train and "
+              "ablation run over MPI)\n",
               c->name, ranks);
     return ASSOC_EXIT_USAGE;
   }
   sg_set_error_handler(report_library_error, NULL);
   int rc = c->run(argc, argv);
   if (rc == ASSOC_EXIT_OK && library_reports > 0) rc = ASSOC_EXIT_FAIL;
-  if (rc != ASSOC_EXIT_OK && ranks > 1) {
+  if (rc != ASSOC_EXIT_OK && rc != ASSOC_EXIT_PARTIAL && ranks > 1) {
     fflush(NULL);
     assoc_dist_abort(rc);
   }

@@ -35,12 +35,13 @@ static const char train_help[] =
     "every epoch (atomically) and holds the model, the feature scale, the Adam\n"
     "state, mu and the generator: --resume continues a run bit for bit.\n"
     "\n"
-    "Under mpirun (mpirun -np R assoc train ...) the GNNs train data-parallel:\n"
-    "each rank computes the gradient of its 1/R of every mini-batch, the ranks\n"
-    "sum them in a fixed order, and every rank takes the same step: the same\n"
-    "model as one process up to float round-off, the same bits on every run of\n"
-    "R ranks. Rank 0 alone prints, evaluates --test and writes CKPT and --log;\n"
-    "a checkpoint resumes on any number of ranks. --threads is per rank.\n"
+    "Under mpirun (mpirun -np R assoc train ...) every model trains data-parallel\n"
+    "(the GNNs, bfgnn and jointgnn): each rank computes the gradient of its 1/R\n"
+    "of every mini-batch, the ranks sum them in a fixed order, and every rank\n"
+    "takes the same step: the same model as one process up to float round-off,\n"
+    "the same bits on every run of R ranks. Rank 0 alone prints, evaluates\n"
+    "--test and writes CKPT and --log; a checkpoint resumes on any number of\n"
+    "ranks. --threads is per rank.\n"
     "\n"
     "  --model NAME             attskgs, skgs, gs or sma (required unless --resume),\n"
     "                           or bfgnn: beams for a given association, trained on\n"
@@ -671,11 +672,6 @@ int assoc_cmd_train(int argc, char **argv) {
   /* Every graph of the run; assoc_main's handler prints the report. */
   if (given(&a, TR_DETECT_ANOMALY)) sg_set_detect_anomaly(true);
   assoc_dataset train = {0}, test = {0};
-  if ((a.bfgnn || a.jointgnn) && assoc_dist_size() > 1) {
-    fprintf(stderr, "assoc train: --model %s trains on one process, not on %d MPI ranks\n",
-            a.bfgnn ? "bfgnn" : "jointgnn", assoc_dist_size());
-    return ASSOC_EXIT_USAGE;
-  }
   if (a.bfgnn || a.jointgnn ? load(a.data, &train) : load_training_set(&a, &train))
     return ASSOC_EXIT_FAIL;
   if (a.bfgnn) {

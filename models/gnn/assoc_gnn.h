@@ -486,6 +486,25 @@ void assoc_bfgnn_fused_free(assoc_bfgnn_fused *f);
 int assoc_bfgnn_fused_beams(assoc_bfgnn_fused *f, const assoc_bfgnn_fused_inputs *in, float *V_re,
                             float *V_im);
 
+/* Data-parallel training of the beam models over R processes ("ranks")
+ * that each make the same training call with the same arguments
+ * (docs/design.md "Data-parallel training"; models/train wires this to
+ * MPI: assoc_beam_dist_hook in assoc_train.h). Every rank draws every
+ * mini-batch, shuffle and Gumbel sample of the whole batch (the generators
+ * advance alike on every rank) and computes the gradient of its block of
+ * the batch, samples B*rank/R .. B*(rank+1)/R (as assoc_dist_block), scaled
+ * by the block's share of the batch; one call of sum per step adds those
+ * gradients and the step's rate across the ranks, and every rank takes the
+ * same Adam step: the model of one process up to round-off. */
+typedef struct assoc_gnn_dist {
+  int rank, ranks; /* 0 <= rank < ranks */
+  /* Replaces buf (n elements of dtype dt, the same n on every rank) on
+   * every rank with its sum over the ranks, in an order that does not
+   * depend on timing. Collective. 0, or -1 after reporting. */
+  int (*sum)(void *user, void *buf, int64_t n, sg_dtype dt);
+  void *user;
+} assoc_gnn_dist;
+
 /* Training (models/gnn/bfgnn_train.c, the loop of beam_train.c): epochs
  * of shuffled mini-batches of ds's samples, Adam on -mean R(A, V), the
  * learning rate on cosine warm restarts (sg_cosine_restarts, stepped per
@@ -511,6 +530,9 @@ typedef struct assoc_bfgnn_train_opts {
    * last learning rate; may be NULL */
   void (*epoch_fn)(void *user, int epoch, double rate, double lr);
   void *user;
+  /* NULL (or ranks 1): one process; else this rank of a data-parallel run
+   * (batch >= ranks), the same weights on every rank after every step */
+  const assoc_gnn_dist *dist;
 } assoc_bfgnn_train_opts;
 
 /* Batch 64, 1 epoch of one pass, the paper's schedule (1e-8 to 5e-5, t0 50,

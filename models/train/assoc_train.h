@@ -410,6 +410,14 @@ int assoc_checkpoint_read_config(const char *path, assoc_train_config *cfg, int 
 
 /* ---- BFGNN (models/train/beam_checkpoint.c, bfgnn_run.c) ---------------------- */
 
+/* The beam models' data-parallel hook over the ranks of this MPI job
+ * (models/train/beam_dist.c; assoc_dist.h): rank and size of the job and
+ * assoc_dist_sum (its fixed order: the same bits on every run of R ranks).
+ * Set assoc_bfgnn_train_opts.dist (JointGNN: .base.dist) to it, on every
+ * rank, to train over the ranks; on one process it is rank 0 of 1 and
+ * trains as without it. */
+assoc_gnn_dist assoc_beam_dist_hook(void);
+
 /* Writes the model's configuration, the feature scale and every parameter
  * (exact dtype) to path (.npz, atomically). 0, or -1 with a message. */
 int assoc_bfgnn_checkpoint_write(const char *path, const assoc_bfgnn *m, double feature_scale,

@@ -13,10 +13,10 @@
  * that updates mu) are summed in float64 at the end of the epoch. With one
  * rank none of this runs. */
 #include <omp.h>
-#include <string.h>
 
 #include "assoc_dist.h"
 #include "models_internal.h"
+#include "nn_internal.h"
 #include "train_internal.h"
 
 enum { STEP_TAIL = 4 }; /* loss, rate sum, violations, stop: after the gradients */
@@ -42,14 +42,11 @@ int assoc_trainer_dist_setup(assoc_trainer *t, sg_io_error *err) {
     return assoc_fail(err, "a mini-batch of %lld samples cannot be split over %d ranks",
                       (long long)t->cfg.batch, t->ranks);
   sg_tensor *const *p = sg_params_tensors(trainer_params(t));
-  int n = sg_params_count(trainer_params(t));
-  int64_t total = STEP_TAIL;
-  for (int i = 0; i < n; i++) {
-    if (p[i]->dtype != t->cfg.dtype)
-      return assoc_fail(err, "parameter %d is %s, the model %s", i, sg_dtype_name(p[i]->dtype),
-                        sg_dtype_name(t->cfg.dtype));
-    total += p[i]->numel;
-  }
+  int bad, n = sg_params_count(trainer_params(t));
+  int64_t total = sg_grads_flat_size(p, n, t->cfg.dtype, STEP_TAIL, &bad);
+  if (total < 0)
+    return assoc_fail(err, "parameter %d is %s, the model %s", bad, sg_dtype_name(p[bad]->dtype),
+                      sg_dtype_name(t->cfg.dtype));
   t->flat_n = total;
   t->flat = sg_malloc((size_t)total * elem_size(t));
   return t->flat ? 0 : assoc_fail(err, "out of memory for the gradient buffer");
@@ -78,63 +75,16 @@ int assoc_trainer_compute_scale(assoc_trainer *t, double *scale, sg_io_error *er
   return rc;
 }
 
-/* Copies n gradient values times share into the buffer at element `at`
- * (src NULL: zeros), in the model's dtype, rounding once. */
-static void put_scaled(assoc_trainer *t, int64_t at, const void *src, int64_t n, double share) {
-  if (t->cfg.dtype == SG_F32) {
-    float *d = (float *)t->flat + at;
-    const float *g = src;
-    for (int64_t j = 0; j < n; j++) d[j] = g ? (float)((double)g[j] * share) : 0.0f;
-  } else {
-    double *d = (double *)t->flat + at;
-    const double *g = src;
-    for (int64_t j = 0; j < n; j++) d[j] = g ? g[j] * share : 0.0;
-  }
-}
-
-/* Every gradient times share into the buffer (a parameter that received
- * none adds zeros), then the step's tail. */
-static void pack(assoc_trainer *t, double share, const double *tail) {
-  sg_tensor *const *p = sg_params_tensors(trainer_params(t));
-  int n = sg_params_count(trainer_params(t));
-  int64_t at = 0;
-  for (int i = 0; i < n; i++) {
-    sg_tensor *grad = p[i]->grad_fresh ? p[i]->grad : NULL;
-    if (grad) sg_grad_materialize(grad);
-    put_scaled(t, at, grad ? grad->data : NULL, p[i]->numel, share);
-    at += p[i]->numel;
-  }
-  for (int k = 0; k < STEP_TAIL; k++) {
-    if (t->cfg.dtype == SG_F32)
-      ((float *)t->flat)[at + k] = (float)tail[k];
-    else
-      ((double *)t->flat)[at + k] = tail[k];
-  }
-}
-
-/* The summed gradients back into the parameters that have one. */
-static void unpack(assoc_trainer *t, double *tail) {
-  sg_tensor *const *p = sg_params_tensors(trainer_params(t));
-  int n = sg_params_count(trainer_params(t));
-  size_t elem = elem_size(t);
-  int64_t at = 0;
-  for (int i = 0; i < n; i++) {
-    sg_tensor *grad = p[i]->grad_fresh ? p[i]->grad : NULL;
-    if (grad) memcpy(grad->data, (char *)t->flat + (size_t)at * elem, (size_t)p[i]->numel * elem);
-    at += p[i]->numel;
-  }
-  for (int k = 0; k < STEP_TAIL; k++)
-    tail[k] = t->cfg.dtype == SG_F32 ? ((float *)t->flat)[at + k] : ((double *)t->flat)[at + k];
-}
-
 int assoc_trainer_reduce_step(assoc_trainer *t, int64_t shard, assoc_step_sums *s,
                               sg_io_error *err) {
   if (t->ranks == 1) return 0;
   double start = omp_get_wtime(), share = (double)shard / (double)t->cfg.batch;
   double tail[STEP_TAIL] = {s->loss * share, s->rate_sum, (double)s->violations, s->stop};
-  pack(t, share, tail);
+  sg_tensor *const *p = sg_params_tensors(trainer_params(t));
+  int n = sg_params_count(trainer_params(t));
+  sg_grads_flat_pack(p, n, t->cfg.dtype, share, tail, STEP_TAIL, t->flat);
   if (assoc_dist_sum(t->flat, t->flat_n, t->cfg.dtype, err)) return -1;
-  unpack(t, tail);
+  sg_grads_flat_unpack(p, n, t->cfg.dtype, t->flat, tail, STEP_TAIL);
   s->loss = tail[0], s->rate_sum = tail[1], s->violations = (int64_t)tail[2];
   s->stop = tail[3] > 0;
   t->reduce_seconds += omp_get_wtime() - start;
