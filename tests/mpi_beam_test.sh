@@ -81,13 +81,17 @@ ranks 2 "$assoc" train "$data" --resume "$dir/two.npz" --epochs 3 --quiet --out 
 close "$dir/j64.npz" "$dir/two.npz" param. 1e-9 "one process resumed on 2 ranks"
 
 echo "== refusals"
+# every rank refuses alike: status 2, one message, the launcher unharmed
 for model in bfgnn jointgnn; do
-  if ranks 4 "$assoc" train "$data" --model $model $tiny --batch 3 --epochs 1 \
-    --out "$dir/x.npz" 2>"$dir/err.txt"; then
-    fail "$model: a batch of 3 on 4 ranks was accepted"
+  status=0
+  ranks 4 "$assoc" train "$data" --model $model $tiny --batch 3 --epochs 1 \
+    --out "$dir/x.npz" 2>"$dir/err.txt" || status=$?
+  [ $status -eq 2 ] || fail "$model: a batch of 3 on 4 ranks: status $status"
+  [ "$(grep -c "a mini-batch of 3 samples cannot be split over 4 ranks" "$dir/err.txt")" -eq 1 ] ||
+    fail "$model: not one message: $(cat "$dir/err.txt")"
+  if grep -q "MPI_ABORT\|ORTE_ERROR\|Segmentation" "$dir/err.txt"; then
+    fail "$model: the refusal aborted the job: $(cat "$dir/err.txt")"
   fi
-  grep -q "a mini-batch of 3 samples cannot be split over 4 ranks" "$dir/err.txt" ||
-    fail "$model: no message: $(cat "$dir/err.txt")"
   [ ! -e "$dir/x.npz" ] || fail "$model: a refused run wrote a checkpoint"
 done
 
@@ -175,6 +179,19 @@ for dt in float64 float32; do
     close "$f" "$dir/two$dt/${f##*/}" param. $tol "ablation on 2 ranks: ${f##*/} ($dt)"
   done
 done
+
+echo "== plots skipped: exit status 3 without ending the job early"
+mkdir "$dir/bin"
+printf '#!/bin/sh\nexit 1\n' >"$dir/bin/gnuplot" # a gnuplot that fails
+chmod +x "$dir/bin/gnuplot"
+status=0
+# the ranks' PATH set by a shell on each (the launcher may put its own first)
+ranks 2 sh -c 'PATH="$0:$PATH" exec "$@"' "$dir/bin" "$assoc" ablation \
+  $(echo "$ablation" | sed 's/--no-plots//') --models SMA --out "$dir/noplots" \
+  >"$dir/ablation.out" 2>"$dir/err.txt" || status=$?
+[ $status -eq 3 ] || fail "status $status with gnuplot failing: $(cat "$dir/err.txt")"
+grep -q '"plots": "skipped' "$dir/noplots/ablation.json" || fail "no ablation.json, or plots not skipped"
+if grep -q MPI_ABORT "$dir/err.txt"; then fail "status 3 aborted the job"; fi
 
 echo "== a rank 0 that fails ends the job"
 : >"$dir/file"
