@@ -22,16 +22,15 @@ typedef struct joint_ctx {
   double scale;
 } joint_ctx;
 
-/* With Gumbel-softmax and a block short of the whole batch (a rank of
- * several): the noise of the whole batch, drawn as the forward pass of one
- * process draws it, rows [lo, hi), into *noise; else *noise = NULL (the
- * forward pass draws it). 0, or -1 after a reported failure. */
+/* With Gumbel-softmax: the block's rows of the whole batch's noise, drawn
+ * as one process's forward pass draws it (assoc_model_gumbel), into
+ * *noise; else NULL. 0, or -1 after a reported failure. */
 static int block_noise(sg_graph *g, joint_ctx *c, const assoc_gnn_block *b, sg_tensor **noise) {
   *noise = NULL;
-  if (!c->m->cfg.gumbel || (b->lo == 0 && b->hi == b->B)) return 0;
-  int64_t shape[3] = {b->B, c->ds->K, c->ds->M};
-  sg_tensor *all = sg_rand_gumbel(g, &c->st->noise, c->m->cfg.dtype, 3, shape);
-  *noise = all ? sg_slice(g, all, 0, b->lo, b->hi) : NULL;
+  if (!c->m->cfg.gumbel) return 0;
+  assoc_model_call call = {
+      .mode = ASSOC_GNN_TRAIN, .rng = &c->st->noise, .rows_lo = b->lo, .batch_rows = b->B};
+  *noise = assoc_model_gumbel(g, &call, c->m->cfg.dtype, b->hi - b->lo, c->ds->K, c->ds->M);
   return *noise ? 0 : -1;
 }
 
