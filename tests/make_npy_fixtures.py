@@ -99,7 +99,8 @@ def write_zip64_local_sizes():
     assert (check["w"] == np.arange(10)).all() and (check["n"] == np.arange(3)).all()
 
 
-CHUNK_INDEX_ID = 0x6773  # sinkgrad's chunk index (docs/design.md, "The .npz chunk index")
+# sinkgrad's chunk index: docs/design.md, ".npz members: the chunk index, and reading rows"
+CHUNK_INDEX_ID = 0x6773
 
 
 def deflate_in_chunks(raw, chunk):

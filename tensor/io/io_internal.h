@@ -287,9 +287,10 @@ int sg_io_zip_locate_data(int fd, const zip_directory *dir, const central_entry 
 /* ---- chunk index (npz_chunks.c) ------------------------------------------- */
 
 /* The chunk index of a deflated member, in an extra field of its central
- * directory entry (docs/design.md, "The .npz chunk index"): header ID
- * 0x6773 ("sg"), then a version byte (1), the chunk size (u32) and per
- * chunk its compressed length and the CRC-32 of its bytes (u32 each). */
+ * directory entry: header ID 0x6773 ("sg"), then a version byte (1), the
+ * chunk size (u32) and per chunk its compressed length and the CRC-32 of
+ * its bytes (u32 each). docs/design.md, ".npz members: the chunk index,
+ * and reading rows", has the rules. */
 enum {
   ZIP_EXTRA_CHUNK_INDEX = 0x6773,
   CHUNK_INDEX_VERSION = 1,
