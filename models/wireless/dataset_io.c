@@ -252,11 +252,12 @@ static int read_body(const sg_npz *z, const part *pt, assoc_dataset *ds, sg_io_e
   return 0;
 }
 
-/* The header's sizes and the samples in the file (H_re's first dimension). */
-static int read_sizes(const sg_npz *z, assoc_dataset *hdr, int64_t *total, sg_io_error *err) {
+/* The header's sizes and the samples in H_re as opened (at least min). */
+static int read_sizes(const sg_npz *z, assoc_dataset *hdr, int64_t *total, int64_t min,
+                      sg_io_error *err) {
   int64_t h_shape[4] = {-1, -1, -1, -1};
   if (read_header(z, hdr, err) || !member(z, "H_re", 4, h_shape, err)) return -1;
-  if (h_shape[0] < 1 || h_shape[1] != hdr->M || h_shape[2] != hdr->K || h_shape[3] != hdr->N)
+  if (h_shape[0] < min || h_shape[1] != hdr->M || h_shape[2] != hdr->K || h_shape[3] != hdr->N)
     return assoc_fail(
         err, "member 'H_re' has shape [%lld, %lld, %lld, %lld], expected [S, M=%d, K=%d, N=%d]",
         (long long)h_shape[0], (long long)h_shape[1], (long long)h_shape[2], (long long)h_shape[3],
@@ -275,25 +276,38 @@ static int with_path(const char *path, sg_io_error *err) {
   return -1;
 }
 
-/* Samples [lo, hi) of the file (hi < 0: to the end). */
+/* The members with a row per sample, which a part reads in part. */
+static const char *const per_sample[] = {"H_re", "H_im", "ue_pos", "los",
+                                         "outage", "n_paths", "pl_db"};
+enum { N_PER_SAMPLE = sizeof per_sample / sizeof per_sample[0] };
+
+/* The archive with rows [lo, hi) of the per-sample members (whole: hi < 0),
+ * and the samples in the file. */
+static sg_npz *open_part(const char *path, int64_t lo, int64_t hi, int64_t *total,
+                         sg_io_error *err) {
+  sg_npz *z = hi < 0 ? sg_npz_open(path, err)
+                     : sg_npz_open_rows(path, per_sample, N_PER_SAMPLE, lo, hi, err);
+  if (z) *total = hi < 0 ? -1 : sg_npz_rows_total(z, "H_re");
+  return z;
+}
+
+/* Samples [lo, hi) of the file (hi < 0: all). */
 static int load_rows(const char *path, int64_t lo, int64_t hi, assoc_dataset *ds,
                      sg_io_error *err) {
   memset(ds, 0, sizeof *ds);
-  sg_npz *z = sg_npz_open(path, err);
-  if (!z) return -1;
+  int64_t total;
+  sg_npz *z = open_part(path, lo, hi, &total, err);
+  if (!z) return -1; /* the message names the file */
   assoc_dataset hdr = {0};
-  int64_t total = 0;
-  int rc = read_sizes(z, &hdr, &total, err);
-  if (hi < 0) hi = total;
-  if (!rc && !(lo >= 0 && lo < hi && hi <= total))
-    rc = assoc_fail(err, "samples %lld..%lld asked of a data set of %lld", (long long)lo,
-                    (long long)hi - 1, (long long)total);
+  int64_t rows = 0; /* of the per-sample members as opened */
+  int rc = read_sizes(z, &hdr, &rows, 1, err);
+  if (hi < 0) total = hi = rows;
   if (!rc && assoc_dataset_alloc(ds, hi - lo, hdr.M, hdr.N, hdr.K))
     rc = assoc_fail(err, "out of memory for %lld samples", (long long)(hi - lo));
   if (!rc) {
     ds->pt_dbm = hdr.pt_dbm, ds->noise_dbm = hdr.noise_dbm, ds->seed = hdr.seed;
     ds->scenario = hdr.scenario;
-    part pt = {.first = lo, .count = hi - lo, .total = total, .rows = total, .at = lo};
+    part pt = {.first = lo, .count = hi - lo, .total = total, .rows = rows, .at = 0};
     rc = read_body(z, &pt, ds, err);
     if (hi - lo < total) ds->part_first = lo, ds->part_total = total;
   }
@@ -311,19 +325,25 @@ int assoc_dataset_load(const char *path, assoc_dataset *ds, sg_io_error *err) {
 
 int assoc_dataset_load_part(const char *path, int64_t lo, int64_t hi, assoc_dataset *ds,
                             sg_io_error *err) {
-  if (lo < 0 || hi <= lo) {
-    memset(ds, 0, sizeof *ds);
-    return assoc_fail(err, "%s: bad part: samples %lld..%lld", path, (long long)lo,
-                      (long long)hi - 1);
-  }
+  memset(ds, 0, sizeof *ds);
+  int64_t S;
+  int M, N, K;
+  if (assoc_dataset_peek(path, &S, &M, &N, &K, err)) return -1;
+  if (!(lo >= 0 && lo < hi && hi <= S))
+    return assoc_fail(err, "%s: samples %lld..%lld asked of a data set of %lld", path,
+                      (long long)lo, (long long)hi - 1, (long long)S);
   return load_rows(path, lo, hi, ds, err);
 }
 
+/* The sizes from an archive of no sample rows: the headers and scalars. */
 int assoc_dataset_peek(const char *path, int64_t *S, int *M, int *N, int *K, sg_io_error *err) {
-  sg_npz *z = sg_npz_open(path, err);
-  if (!z) return -1;
+  sg_npz *z = sg_npz_open_rows(path, per_sample, N_PER_SAMPLE, 0, 0, err);
+  if (!z) return -1; /* the message names the file */
   assoc_dataset hdr = {0};
-  int rc = read_sizes(z, &hdr, S, err);
+  int64_t rows;
+  int rc = read_sizes(z, &hdr, &rows, 0, err);
+  *S = sg_npz_rows_total(z, "H_re");
+  if (!rc && *S < 1) rc = assoc_fail(err, "member 'H_re' has no samples");
   sg_npz_close(z);
   if (rc) return with_path(path, err);
   *M = hdr.M, *N = hdr.N, *K = hdr.K;

@@ -272,26 +272,6 @@ static int load_members(int fd, const zip_directory *dir, const uint8_t *cd, con
   return 0;
 }
 
-/* Every member whose rows are asked exists, before anything is inflated. */
-static int check_names(const zip_directory *dir, const uint8_t *cd, const row_request *req,
-                       const char *path, sg_io_error *err) {
-  for (int k = 0; req && k < req->n_names; k++) {
-    const char *name = req->names[k];
-    size_t pos = 0, n = strlen(name);
-    bool found = false;
-    for (uint64_t i = 0; i < dir->count && !found; i++) {
-      central_entry ce;
-      if (sg_io_zip_parse_central_entry(cd, (size_t)dir->size, &pos, &ce, path, err)) return -1;
-      found = is_npy_name(&ce) && ce.name_len == n + 4 && memcmp(ce.name, name, n) == 0;
-    }
-    if (!found)
-      return sg_io_fail(err,
-                        "%s: no member named '%s' (rows %" PRId64 " to %" PRId64 " were asked)",
-                        path, name, req->lo, req->hi);
-  }
-  return 0;
-}
-
 static sg_npz *npz_new(const char *path, uint64_t count, sg_io_error *err) {
   sg_npz *z = sg_malloc(sizeof *z);
   if (!z) return sg_io_fail_null(err, "%s: out of memory", path);
@@ -312,8 +292,7 @@ static sg_npz *read_archive(int fd, uint64_t size, const char *path, const row_r
   uint8_t *cd = sg_malloc((size_t)dir.size); /* bounded by the file size */
   if (!cd) return sg_io_fail_null(err, "%s: out of memory", path);
   sg_npz *z = NULL;
-  if (sg_io_read_exact_at(fd, cd, (size_t)dir.size, dir.offset, path, err) == 0 &&
-      check_names(&dir, cd, req, path, err) == 0)
+  if (sg_io_read_exact_at(fd, cd, (size_t)dir.size, dir.offset, path, err) == 0)
     z = npz_new(path, dir.count, err);
   if (z && load_members(fd, &dir, cd, req, z, err)) {
     sg_npz_close(z);

@@ -88,7 +88,8 @@ sg_npz *sg_npz_open(const char *path, sg_io_error *err);
 /* Opens an archive reading rows [lo, hi) along the first axis of the members
  * named in names (n_names of them; each must have at least one dimension and
  * at least hi rows; lo == hi reads none, which gives shapes and totals
- * cheaply), and every other member whole. A member read in part has
+ * cheaply), and every other member whole. Names the archive lacks are
+ * passed over (optional members: sg_npz_get says which were there). A member read in part has
  * shape[0] = hi - lo. Members with a chunk index are inflated only in the
  * chunks holding those rows (and the .npy header), on all threads, each
  * chunk's CRC-32 checked; others are inflated in passing (the bytes before
@@ -96,9 +97,8 @@ sg_npz *sg_npz_open(const char *path, sg_io_error *err);
  * checked at the end. Of a stored (uncompressed) member only the bytes of
  * the rows are read, so no CRC can be checked for a part of it; nor is one
  * for lo == hi without a chunk index (only the header is read). Bad
- * arguments (lo < 0, lo > hi, hi beyond a member's rows, a name that is
- * not a member, a 0-d member) fail with a message naming the path, the
- * member and the numbers. */
+ * arguments (lo < 0, lo > hi, hi beyond a member's rows, a 0-d member) fail
+ * with a message naming the path, the member and the numbers. */
 sg_npz *sg_npz_open_rows(const char *path, const char *const *names, int n_names, int64_t lo,
                          int64_t hi, sg_io_error *err);
 /* The first-axis length member `name` has in the file (for a member read in
