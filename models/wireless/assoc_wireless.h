@@ -84,6 +84,10 @@ int64_t assoc_dataset_total(const assoc_dataset *ds);
 
 /* Allocates zeroed arrays for S samples; 0 or -1 (out of memory). */
 int assoc_dataset_alloc(assoc_dataset *ds, int64_t S, int M, int N, int K);
+/* The sizes and the default scenario of S samples, with no arrays (all
+ * NULL): for a reader that fills them itself. 0, or -1 (bad or
+ * overflowing sizes). */
+int assoc_dataset_shape(assoc_dataset *ds, int64_t S, int M, int N, int K);
 void assoc_dataset_free(assoc_dataset *ds); /* frees the arrays, zeroes the struct */
 
 /* Generates S samples of scenario sc into ds (allocated here). Sample s

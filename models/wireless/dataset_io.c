@@ -163,31 +163,67 @@ static int member_span(const sg_npz *z, const char *name, int ndim, const int64_
   return 0;
 }
 
-static int read_f64(const sg_npz *z, const char *name, int ndim, const int64_t *shape,
-                    const part *pt, bool per_sample, double *dst, sg_io_error *err) {
+/* The array the span's values go to, in *dst: when the span is the
+ * member's whole array and already of the element type dst holds
+ * (same_type), the member's own, moved out of z instead of copied (the
+ * data set then costs its size once, not twice, while it loads; *adopted
+ * true); else a new one of n elements of `size` bytes. */
+static int destination(sg_npz *z, const char *name, const span *sp, bool same_type, size_t size,
+                       void **dst, bool *adopted, sg_io_error *err) {
+  sg_array a;
+  *adopted = same_type && sp->start == 0 && sp->n == sp->a->numel && sp->n > 0 &&
+             sg_npz_take(z, name, &a) == 0;
+  *dst = *adopted ? a.data : sg_malloc((size_t)sp->n * size);
+  return *dst ? 0 : assoc_fail(err, "out of memory for member '%s'", name);
+}
+
+static int read_f64(sg_npz *z, const char *name, int ndim, const int64_t *shape, const part *pt,
+                    bool per_sample, double **dst, sg_io_error *err) {
   span sp;
-  if (member_span(z, name, ndim, shape, pt, per_sample, &sp, err)) return -1;
+  bool adopted;
+  void *to;
+  if (member_span(z, name, ndim, shape, pt, per_sample, &sp, err) ||
+      destination(z, name, &sp, sp.a->type == SG_NPY_F64, sizeof **dst, &to, &adopted, err))
+    return -1;
+  double *d = *dst = to;
   for (int64_t i = 0; i < sp.n; i++) {
-    dst[i] = element(sp.a, sp.start + i);
-    if (!isfinite(dst[i]))
+    if (!adopted) d[i] = element(sp.a, sp.start + i);
+    if (!isfinite(d[i]))
       return assoc_fail(err, "member '%s' has a non-finite value at flat index %lld", name,
                         (long long)(sp.file_start + i));
   }
   return 0;
 }
 
-/* Optional 0/1 (or small count) member; absent: left zero. */
-static int read_u8(const sg_npz *z, const char *name, int ndim, const int64_t *shape,
-                   const part *pt, uint8_t *dst, int max_value, bool required, sg_io_error *err) {
-  if (!required && !sg_npz_get(z, name)) return 0;
+/* The zeros of an optional member the file lacks: n elements of size. */
+static int zeros(const char *name, int ndim, const int64_t *shape, size_t size, void **dst,
+                 sg_io_error *err) {
+  int64_t n = 1;
+  for (int i = 0; i < ndim; i++) n *= shape[i];
+  *dst = assoc_zalloc((size_t)n, size);
+  return *dst ? 0 : assoc_fail(err, "out of memory for member '%s'", name);
+}
+
+/* Optional 0/1 (or small count) member; absent: zeros. */
+static int read_u8(sg_npz *z, const char *name, int ndim, const int64_t *shape, const part *pt,
+                   uint8_t **dst, int max_value, bool required, sg_io_error *err) {
+  void *to;
+  if (!required && !sg_npz_get(z, name)) {
+    int rc = zeros(name, ndim, shape, 1, &to, err);
+    return *dst = to, rc;
+  }
   span sp;
+  bool adopted, one_byte;
   if (member_span(z, name, ndim, shape, pt, true, &sp, err)) return -1;
+  one_byte = sp.a->type == SG_NPY_U8 || sp.a->type == SG_NPY_BOOL;
+  if (destination(z, name, &sp, one_byte, 1, &to, &adopted, err)) return -1;
+  uint8_t *d = *dst = to;
   for (int64_t i = 0; i < sp.n; i++) {
-    double v = element(sp.a, sp.start + i);
+    double v = adopted ? d[i] : element(sp.a, sp.start + i);
     if (!(v >= 0 && v <= max_value && v == floor(v)))
       return assoc_fail(err, "member '%s' has value %g at flat index %lld (expected 0..%d)", name,
                         v, (long long)(sp.file_start + i), max_value);
-    dst[i] = (uint8_t)v;
+    d[i] = (uint8_t)v;
   }
   return 0;
 }
@@ -236,20 +272,22 @@ static int read_header(const sg_npz *z, assoc_dataset *hdr, sg_io_error *err) {
   return 0;
 }
 
-static int read_body(const sg_npz *z, const part *pt, assoc_dataset *ds, sg_io_error *err) {
+static int read_body(sg_npz *z, const part *pt, assoc_dataset *ds, sg_io_error *err) {
   int64_t S = pt->rows, M = ds->M, K = ds->K, N = ds->N;
   const int64_t h_shape[4] = {S, M, K, N}, link_shape[3] = {S, M, K};
   const int64_t bs_shape[2] = {M, 2}, ue_shape[3] = {S, K, 2};
-  if (read_f64(z, "H_re", 4, h_shape, pt, true, ds->H_re, err) ||
-      read_f64(z, "H_im", 4, h_shape, pt, true, ds->H_im, err) ||
-      read_f64(z, "bs_pos", 2, bs_shape, pt, false, ds->bs_pos, err) ||
-      read_f64(z, "ue_pos", 3, ue_shape, pt, true, ds->ue_pos, err) ||
-      read_u8(z, "los", 3, link_shape, pt, ds->los, 1, true, err) ||
-      read_u8(z, "outage", 3, link_shape, pt, ds->outage, 1, false, err) ||
-      read_u8(z, "n_paths", 3, link_shape, pt, ds->n_paths, 255, false, err))
+  if (read_f64(z, "H_re", 4, h_shape, pt, true, &ds->H_re, err) ||
+      read_f64(z, "H_im", 4, h_shape, pt, true, &ds->H_im, err) ||
+      read_f64(z, "bs_pos", 2, bs_shape, pt, false, &ds->bs_pos, err) ||
+      read_f64(z, "ue_pos", 3, ue_shape, pt, true, &ds->ue_pos, err) ||
+      read_u8(z, "los", 3, link_shape, pt, &ds->los, 1, true, err) ||
+      read_u8(z, "outage", 3, link_shape, pt, &ds->outage, 1, false, err) ||
+      read_u8(z, "n_paths", 3, link_shape, pt, &ds->n_paths, 255, false, err))
     return -1;
-  if (sg_npz_get(z, "pl_db")) return read_f64(z, "pl_db", 3, link_shape, pt, true, ds->pl_db, err);
-  return 0;
+  if (sg_npz_get(z, "pl_db")) return read_f64(z, "pl_db", 3, link_shape, pt, true, &ds->pl_db, err);
+  void *to;
+  int rc = zeros("pl_db", 3, link_shape, sizeof(double), &to, err);
+  return ds->pl_db = to, rc;
 }
 
 /* The header's sizes and the samples in H_re as opened (at least min). */
@@ -302,8 +340,9 @@ static int load_rows(const char *path, int64_t lo, int64_t hi, assoc_dataset *ds
   int64_t rows = 0; /* of the per-sample members as opened */
   int rc = read_sizes(z, &hdr, &rows, 1, err);
   if (hi < 0) total = hi = rows;
-  if (!rc && assoc_dataset_alloc(ds, hi - lo, hdr.M, hdr.N, hdr.K))
-    rc = assoc_fail(err, "out of memory for %lld samples", (long long)(hi - lo));
+  if (!rc && assoc_dataset_shape(ds, hi - lo, hdr.M, hdr.N, hdr.K))
+    rc = assoc_fail(err, "%lld samples of M=%d, N=%d, K=%d do not fit in memory",
+                    (long long)(hi - lo), hdr.M, hdr.N, hdr.K);
   if (!rc) {
     ds->pt_dbm = hdr.pt_dbm, ds->noise_dbm = hdr.noise_dbm, ds->seed = hdr.seed;
     ds->scenario = hdr.scenario;

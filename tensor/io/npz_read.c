@@ -18,6 +18,7 @@ typedef struct npz_member {
   sg_array array;     /* data NULL when unsupported */
   char *unsupported;  /* why the member was not loaded, or NULL */
   int64_t rows_total; /* the file's first-axis length; -1: 0-d or unsupported */
+  bool taken;         /* its data was moved out (sg_npz_take) */
 } npz_member;
 
 struct sg_npz {
@@ -373,7 +374,15 @@ int64_t sg_npz_rows_total(const sg_npz *z, const char *name) {
 
 const sg_array *sg_npz_get(const sg_npz *z, const char *name) {
   const npz_member *m = find_member(z, name);
-  return m && !m->unsupported ? &m->array : NULL;
+  return m && !m->unsupported && !m->taken ? &m->array : NULL;
+}
+
+int sg_npz_take(sg_npz *z, const char *name, sg_array *out) {
+  npz_member *m = (npz_member *)find_member(z, name);
+  if (!m || m->unsupported || m->taken || !out) return -1;
+  *out = m->array;
+  m->array.data = NULL, m->taken = true;
+  return 0;
 }
 
 /* The member, or NULL with a message saying why it cannot be used. */

@@ -110,6 +110,11 @@ int sg_npz_count(const sg_npz *z);
 const char *sg_npz_name(const sg_npz *z, int i); /* member name without ".npy" */
 /* Returns a borrowed view (valid until sg_npz_close), NULL if missing. */
 const sg_array *sg_npz_get(const sg_npz *z, const char *name);
+/* Moves member name's array out of z into *out (the caller frees it with
+ * sg_array_free): a reader that keeps the data as it is saves a copy. The
+ * member is then gone for sg_npz_get. 0, or -1 when there is no such
+ * member, it could not be loaded, or it was taken already. */
+int sg_npz_take(sg_npz *z, const char *name, sg_array *out);
 /* New owned tensor of dtype dt converted from a float or integer member;
  * NULL with a message if missing or not numeric. */
 sg_tensor *sg_npz_tensor(const sg_npz *z, const char *name, sg_dtype dt, sg_io_error *err);
