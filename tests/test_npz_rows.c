@@ -485,6 +485,30 @@ START_TEST(bad_arguments_are_refused_with_the_numbers) {
 }
 END_TEST
 
+/* The index is an extra field of at most 65,535 bytes: 8,190 chunks fit,
+ * 8,191 do not (then none is written), and one chunk needs none. */
+START_TEST(an_index_is_written_only_when_it_fits) {
+  static chunk_record chunks[8191];
+  for (int k = 0; k < 8191; k++) chunks[k] = (chunk_record){(uint32_t)(1000 + k), (uint32_t)k};
+  uint8_t *extra;
+  size_t len;
+  ck_assert_int_eq(sg_io_chunk_index_encode(chunks, 8190, MIB, &extra, &len), 0);
+  ck_assert_ptr_nonnull(extra);
+  ck_assert_uint_eq(len, 4 + 5 + 8 * 8190);
+  ck_assert_uint_le(len, 0xFFFF);
+  ck_assert(le16(extra) == 0x6773 && le16(extra + 2) == len - 4 && extra[4] == 1);
+  ck_assert(le32(extra + 5) == MIB && le32(extra + 9 + 8 * 8189) == 1000 + 8189);
+  ck_assert_uint_eq(le32(extra + 9 + 8 * 8189 + 4), 8189);
+  sg_mfree(extra);
+  for (int n = 0; n < 3; n++) {
+    int64_t count = n == 0 ? 8191 : n; /* too many, one, then two */
+    ck_assert_int_eq(sg_io_chunk_index_encode(chunks, count, MIB, &extra, &len), 0);
+    ck_assert_msg((extra != NULL) == (count == 2), "%lld chunks", (long long)count);
+    sg_mfree(extra);
+  }
+}
+END_TEST
+
 /* ---- threads and memory ---------------------------------------------------- */
 
 static int64_t allocations_in_parallel;
@@ -540,6 +564,7 @@ Suite *suite_npz_rows(void) {
   tcase_add_test(tc, parts_through_an_index_of_small_chunks);
   tcase_add_test(tc, streamed_parts_check_the_crc_at_the_end);
   tcase_add_test(tc, bad_arguments_are_refused_with_the_numbers);
+  tcase_add_test(tc, an_index_is_written_only_when_it_fits);
   tcase_add_test(tc, no_allocation_on_the_threads);
   suite_add_tcase(s, tc);
   return s;
