@@ -121,11 +121,22 @@ typedef struct part {
 } part;
 
 /* Looks up a member and checks its shape (dims < 0 are free and returned). */
+/* Whether the archive lists the member, loaded or not (a dtype the reader
+ * does not read): an optional member that is there must be readable. */
+static bool listed(const sg_npz *z, const char *name) {
+  for (int i = 0; i < sg_npz_count(z); i++)
+    if (!strcmp(sg_npz_name(z, i), name)) return true;
+  return false;
+}
+
 static const sg_array *member(const sg_npz *z, const char *name, int ndim, int64_t *shape,
                               sg_io_error *err) {
   const sg_array *a = sg_npz_get(z, name);
   if (!a) {
-    assoc_fail(err, "data set has no member '%s'", name);
+    if (listed(z, name))
+      assoc_fail(err, "member '%s' has a dtype the loader does not read", name);
+    else
+      assoc_fail(err, "data set has no member '%s'", name);
     return NULL;
   }
   if (a->ndim != ndim) {
@@ -208,7 +219,7 @@ static int zeros(const char *name, int ndim, const int64_t *shape, size_t size, 
 static int read_u8(sg_npz *z, const char *name, int ndim, const int64_t *shape, const part *pt,
                    uint8_t **dst, int max_value, bool required, sg_io_error *err) {
   void *to;
-  if (!required && !sg_npz_get(z, name)) {
+  if (!required && !listed(z, name)) {
     int rc = zeros(name, ndim, shape, 1, &to, err);
     return *dst = to, rc;
   }
@@ -230,8 +241,10 @@ static int read_u8(sg_npz *z, const char *name, int ndim, const int64_t *shape, 
 
 static int read_scalar(const sg_npz *z, const char *name, bool required, double *out,
                        sg_io_error *err) {
-  if (!required && !sg_npz_get(z, name)) return 0;
-  if (sg_npz_scalar(z, name, out, err)) return assoc_fail(err, "data set has no scalar '%s'", name);
+  if (!required && !listed(z, name)) return 0;
+  if (sg_npz_scalar(z, name, out, err))
+    return assoc_fail(err, "data set has no scalar '%s'%s", name,
+                      listed(z, name) ? " (a member of another dtype or shape)" : "");
   if (!isfinite(*out)) return assoc_fail(err, "scalar '%s' is not finite", name);
   return 0;
 }
@@ -284,7 +297,7 @@ static int read_body(sg_npz *z, const part *pt, assoc_dataset *ds, sg_io_error *
       read_u8(z, "outage", 3, link_shape, pt, &ds->outage, 1, false, err) ||
       read_u8(z, "n_paths", 3, link_shape, pt, &ds->n_paths, 255, false, err))
     return -1;
-  if (sg_npz_get(z, "pl_db")) return read_f64(z, "pl_db", 3, link_shape, pt, true, &ds->pl_db, err);
+  if (listed(z, "pl_db")) return read_f64(z, "pl_db", 3, link_shape, pt, true, &ds->pl_db, err);
   void *to;
   int rc = zeros("pl_db", 3, link_shape, sizeof(double), &to, err);
   return ds->pl_db = to, rc;
