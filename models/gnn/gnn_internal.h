@@ -26,6 +26,38 @@ sg_tensor *assoc_gnn_trunk_forward(sg_graph *g, const assoc_gnn *m, sg_tensor *p
  * matching any size. */
 bool assoc_gnn_shape_is(const sg_tensor *t, sg_dtype dt, int ndim, const int64_t *shape);
 
+/* ---- the trunk and inputs of the beam models (beamrate.c) ---------------------- */
+
+/* The trunk configuration of a beam model (BFGNN, JointGNN) of configuration
+ * c: SMA-GNN's MLP edge update on the channel features, one BS and one UE
+ * feature and fe edge features, with c's widths, dtype, concat_inputs and
+ * max_params, and temperature tau. A macro because the two models'
+ * configurations are distinct types that share these members. */
+#define ASSOC_GNN_BEAM_TRUNK_CONFIG(c, edge_features, temperature)                                 \
+  ((assoc_gnn_config){.variant = ASSOC_GNN_SMA,                                                    \
+                      .d = (c)->d,                                                                 \
+                      .h = (c)->h,                                                                 \
+                      .L = (c)->L,                                                                 \
+                      .fp = 1,                                                                     \
+                      .fq = 1,                                                                     \
+                      .fe = (edge_features),                                                       \
+                      .features = ASSOC_FEATURES_CHANNEL,                                          \
+                      .dtype = (c)->dtype,                                                         \
+                      .tau = (temperature),                                                        \
+                      .concat_inputs = (c)->concat_inputs,                                         \
+                      .max_params = (c)->max_params})
+
+/* The trunk of configuration tc in trunk, its parameters drawn from rng
+ * seeded with seed (rng then goes on to the model's heads). 0, or -1 after
+ * reporting (as assoc_gnn_trunk_new). */
+int assoc_gnn_beam_trunk_new(assoc_gnn *trunk, assoc_gnn_config tc, uint64_t seed, sg_rng *rng);
+
+/* p [B, M, 1], q [B, K, 1] and the channel features X [B, M, K, 2N], all of
+ * dtype dt, with B, K >= 1 and 1 <= M <= ASSOC_MAX_BS: the inputs every beam
+ * model takes (not reported). */
+bool assoc_gnn_beam_inputs_are(const sg_tensor *p, const sg_tensor *q, const sg_tensor *X,
+                               int64_t N, sg_dtype dt);
+
 /* The raw beams of final edge embeddings e [B, K, M, d]: mlp_v(e) in the
  * 2N-real layout, as [B, M, K, N] real and imaginary parts. */
 assoc_complex assoc_gnn_beam_raw(sg_graph *g, const sg_mlp *mlp_v, sg_tensor *e);
