@@ -302,7 +302,7 @@ static int abl_option_int(abl_args *a, int opt, const char *v) {
   case AB_DRAWS:
     return assoc_parse_int(c, "draws", v, 1, 1 << 16, &a->draws);
   case AB_THREADS:
-    return assoc_parse_int(c, "threads", v, 1, 4096, &a->threads);
+    return assoc_parse_threads(c, v, &a->threads);
   case AB_PT_MIN:
     return assoc_parse_int(c, "pt-min", v, 0, 60, &a->pt_min);
   case AB_PT_MAX:
@@ -515,8 +515,8 @@ int assoc_check_ablation(int argc, char **argv) {
 int assoc_cmd_ablation(int argc, char **argv) {
   abl_args a;
   if (parse_with_slots(argc, argv, &a)) return ASSOC_EXIT_USAGE;
-  if (a.help) return fputs(ablation_help, stdout), ASSOC_EXIT_OK;
-  if (a.threads) assoc_set_threads(a.threads);
+  int start = assoc_command_start("ablation", a.help, ablation_help, NULL, a.threads);
+  if (start != ASSOC_GO_ON) return start;
   a.quiet |= !abl_lead();
   warn_if_loaded(&a);
   abl_run r = {.a = &a};

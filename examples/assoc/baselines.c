@@ -108,7 +108,7 @@ static int base_option(void *args, int opt, char *v) {
   case BASE_ES_MAX:
     return assoc_parse_double(c, "es-max-leaves", v, 1, 1e18, &o->es_max_leaves);
   case BASE_THREADS:
-    return assoc_parse_int(c, "threads", v, 1, 4096, &a->threads);
+    return assoc_parse_threads(c, v, &a->threads);
   case BASE_QUIET:
     a->quiet = true;
     return 0;
@@ -281,15 +281,10 @@ int assoc_check_baselines(int argc, char **argv) {
 int assoc_cmd_baselines(int argc, char **argv) {
   base_args a;
   if (base_parse(argc, argv, &a)) return ASSOC_EXIT_USAGE;
-  if (a.help) return fputs(baselines_help, stdout), ASSOC_EXIT_OK;
-  if (assoc_check_output("baselines", "out", a.out)) return ASSOC_EXIT_FAIL;
-  if (a.threads) assoc_set_threads(a.threads);
+  int start = assoc_command_start("baselines", a.help, baselines_help, a.out, a.threads);
+  if (start != ASSOC_GO_ON) return start;
   assoc_dataset ds;
-  sg_io_error err;
-  if (assoc_dataset_load(a.data, &ds, &err)) {
-    fprintf(stderr, "assoc baselines: %s\n", err.msg);
-    return ASSOC_EXIT_FAIL;
-  }
+  if (assoc_load_dataset("baselines", a.data, &ds)) return ASSOC_EXIT_FAIL;
   int64_t all_samples = ds.S;
   if (a.limit && a.limit < ds.S) ds.S = a.limit; /* samples are contiguous: a prefix view */
   if (!a.seed_given) a.opts.seed = ds.seed;

@@ -70,7 +70,7 @@ static int beams_option(void *args, int opt, char *v) {
     a->out = v;
     return 0;
   case BEAMS_THREADS:
-    return assoc_parse_int("beams", "threads", v, 1, 4096, &a->threads);
+    return assoc_parse_threads("beams", v, &a->threads);
   case BEAMS_JSON:
     a->json = true;
     return 0;
@@ -253,15 +253,10 @@ int assoc_check_beams(int argc, char **argv) {
 int assoc_cmd_beams(int argc, char **argv) {
   beams_args a;
   if (beams_parse(argc, argv, &a)) return ASSOC_EXIT_USAGE;
-  if (a.help) return fputs(beams_help, stdout), ASSOC_EXIT_OK;
-  if (assoc_check_output("beams", "out", a.out)) return ASSOC_EXIT_FAIL;
-  if (a.threads) assoc_set_threads(a.threads);
+  int start = assoc_command_start("beams", a.help, beams_help, a.out, a.threads);
+  if (start != ASSOC_GO_ON) return start;
   assoc_dataset ds;
-  sg_io_error err;
-  if (assoc_dataset_load(a.data, &ds, &err)) {
-    fprintf(stderr, "assoc beams: %s\n", err.msg);
-    return ASSOC_EXIT_FAIL;
-  }
+  if (assoc_load_dataset("beams", a.data, &ds)) return ASSOC_EXIT_FAIL;
   int *assoc = read_assoc(&a, &ds);
   int rc = assoc ? run(&a, &ds, assoc) : -1;
   free(assoc);

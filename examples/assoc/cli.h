@@ -84,8 +84,25 @@ int assoc_parse_double(const char *cmd, const char *opt, const char *text, doubl
 int assoc_parse_features(const char *cmd, const char *text, int *out);
 int assoc_parse_loss(const char *cmd, const char *text, int *out);
 int assoc_parse_sampler(const char *cmd, const char *text, int *out);
+/* --threads T of every subcommand: T in 1..4096. */
+int assoc_parse_threads(const char *cmd, const char *text, int *out);
 /* Sets the OpenMP thread count (T >= 1). */
 void assoc_set_threads(int threads);
+
+/* ---- the start of a run ------------------------------------------------------------- */
+
+/* What a subcommand does first once its options are read: with help,
+ * prints help_text to stdout and returns ASSOC_EXIT_OK; else checks that
+ * `out` (--out, NULL when not given) can be written (assoc_check_output:
+ * ASSOC_EXIT_FAIL), sets the thread count when threads > 0 and returns
+ * ASSOC_GO_ON. */
+enum { ASSOC_GO_ON = -1 };
+int assoc_command_start(const char *cmd, bool help, const char *help_text, const char *out,
+                        int threads);
+
+/* Loads the data set at path into ds: 0, or -1 after printing
+ * "assoc CMD: reason". */
+int assoc_load_dataset(const char *cmd, const char *path, assoc_dataset *ds);
 
 /* ---- output files ------------------------------------------------------------------- */
 

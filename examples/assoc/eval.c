@@ -114,7 +114,7 @@ static int eval_option(void *args, int opt, char *v) {
   case EV_ES_MAX:
     return assoc_parse_double(c, "es-max-leaves", v, 1, 1e18, &a->es_max);
   case EV_THREADS:
-    return assoc_parse_int(c, "threads", v, 1, 4096, &a->threads);
+    return assoc_parse_threads(c, v, &a->threads);
   case EV_DRAWS:
     return assoc_parse_int(c, "draws", v, 1, 1 << 20, &a->draws);
   case EV_DRAW_SEED:
@@ -316,9 +316,8 @@ int assoc_check_eval(int argc, char **argv) {
 int assoc_cmd_eval(int argc, char **argv) {
   eval_args a;
   if (eval_parse(argc, argv, &a)) return ASSOC_EXIT_USAGE;
-  if (a.help) return fputs(eval_help, stdout), ASSOC_EXIT_OK;
-  if (assoc_check_output("eval", "out", a.out)) return ASSOC_EXIT_FAIL;
-  if (a.threads) assoc_set_threads(a.threads);
+  int start = assoc_command_start("eval", a.help, eval_help, a.out, a.threads);
+  if (start != ASSOC_GO_ON) return start;
   const char *beam_model = assoc_beam_checkpoint_model(a.ckpt);
   if (beam_model && !strcmp(beam_model, "BFGNN"))
     return fprintf(stderr,
@@ -341,8 +340,7 @@ int assoc_cmd_eval(int argc, char **argv) {
     return ASSOC_EXIT_FAIL;
   }
   assoc_dataset ds;
-  if (assoc_dataset_load(a.data, &ds, &err)) {
-    fprintf(stderr, "assoc eval: %s\n", err.msg);
+  if (assoc_load_dataset("eval", a.data, &ds)) {
     assoc_gnn_free(m);
     return ASSOC_EXIT_FAIL;
   }

@@ -124,7 +124,7 @@ static int gen_option(void *args, int opt, char *v) {
     sc->outage = true;
     return 0;
   case GEN_THREADS:
-    return assoc_parse_int(c, "threads", v, 1, 4096, &a->threads);
+    return assoc_parse_threads(c, v, &a->threads);
   case GEN_QUIET:
     a->quiet = true;
     return 0;
@@ -209,9 +209,8 @@ static int generate(const gen_args *a, assoc_dataset *ds, sg_io_error *err) {
 int assoc_cmd_gen(int argc, char **argv) {
   gen_args a;
   if (gen_parse(argc, argv, &a)) return ASSOC_EXIT_USAGE;
-  if (a.help) return fputs(gen_help, stdout), ASSOC_EXIT_OK;
-  if (assoc_check_output("gen", "out", a.out)) return ASSOC_EXIT_FAIL;
-  if (a.threads) assoc_set_threads(a.threads);
+  int start = assoc_command_start("gen", a.help, gen_help, a.out, a.threads);
+  if (start != ASSOC_GO_ON) return start;
   bool writer = assoc_dist_rank() == 0;
   bool tty = writer && !a.quiet && isatty(STDERR_FILENO);
   double t0 = omp_get_wtime();

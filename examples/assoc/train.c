@@ -305,7 +305,7 @@ static int train_option(void *args, int opt, char *v) {
   case TR_EVERY:
     return assoc_parse_int(c, "checkpoint-every", v, 1, 1 << 30, &a->checkpoint_every);
   case TR_THREADS:
-    return assoc_parse_int(c, "threads", v, 1, 4096, &a->cfg.threads);
+    return assoc_parse_threads(c, v, &a->cfg.threads);
   case TR_JSON:
     return a->json = true, 0;
   case TR_QUIET:
@@ -565,13 +565,6 @@ static void print_json(const train_args *a, const assoc_train_config *c, const a
 
 /* ---- the command ------------------------------------------------------------------- */
 
-static int load(const char *path, assoc_dataset *ds) {
-  sg_io_error err;
-  if (!assoc_dataset_load(path, ds, &err)) return 0;
-  fprintf(stderr, "assoc train: %s\n", err.msg);
-  return -1;
-}
-
 /* The GNN's training set: whole, or under several ranks with the strata
  * sampler only the samples this rank draws from (assoc_train_rows). */
 static int load_training_set(const train_args *a, assoc_dataset *ds) {
@@ -582,14 +575,16 @@ static int load_training_set(const train_args *a, assoc_dataset *ds) {
   if (a->resume && !assoc_checkpoint_read_config(a->resume, &saved, &done, &err)) c = &saved;
   /* (an unreadable checkpoint is reported by the run) */
   if (c->sampler != ASSOC_SAMPLER_STRATA || ranks == 1 || c->batch < ranks)
-    return load(a->data, ds); /* a batch too small to split is refused by the trainer */
+    return assoc_load_dataset("train", a->data,
+                              ds); /* a batch too small to split is refused by the trainer */
   int64_t S, lo, hi;
   int M, N, K;
   if (assoc_dataset_peek(a->data, &S, &M, &N, &K, &err)) {
     fprintf(stderr, "assoc train: %s\n", err.msg);
     return -1;
   }
-  if (S < c->batch) return load(a->data, ds); /* refused by the trainer with its sizes */
+  if (S < c->batch)
+    return assoc_load_dataset("train", a->data, ds); /* refused by the trainer with its sizes */
   assoc_train_rows(c, S, M, N, K, assoc_dist_rank(), ranks, &lo, &hi);
   if (!assoc_dataset_load_part(a->data, lo, hi, ds, &err)) return 0;
   fprintf(stderr, "assoc train: %s\n", err.msg);
@@ -672,7 +667,8 @@ int assoc_cmd_train(int argc, char **argv) {
   /* Every graph of the run; assoc_main's handler prints the report. */
   if (given(&a, TR_DETECT_ANOMALY)) sg_set_detect_anomaly(true);
   assoc_dataset train = {0}, test = {0};
-  if (a.bfgnn || a.jointgnn ? load(a.data, &train) : load_training_set(&a, &train))
+  if (a.bfgnn || a.jointgnn ? assoc_load_dataset("train", a.data, &train)
+                            : load_training_set(&a, &train))
     return ASSOC_EXIT_FAIL;
   if (a.bfgnn) {
     int status = assoc_train_bfgnn(&a.cfg, &train, &a.beam, a.out, a.quiet);
@@ -686,7 +682,7 @@ int assoc_cmd_train(int argc, char **argv) {
     return status;
   }
   bool with_test = a.test && assoc_dist_rank() == 0; /* rank 0 alone evaluates */
-  if (with_test && load(a.test, &test)) {
+  if (with_test && assoc_load_dataset("train", a.test, &test)) {
     assoc_dataset_free(&train);
     return ASSOC_EXIT_FAIL;
   }
