@@ -102,6 +102,27 @@ int assoc_parse_threads(const char *cmd, const char *text, int *out) {
   return assoc_parse_int(cmd, "threads", text, 1, 4096, out);
 }
 
+int assoc_common_option(const char *cmd, int opt, const char *value, assoc_common_args *c) {
+  switch (opt) {
+  case ASSOC_OPT_OUT:
+    c->out = value;
+    return 0;
+  case ASSOC_OPT_THREADS:
+    return assoc_parse_threads(cmd, value, &c->threads);
+  case ASSOC_OPT_JSON:
+    c->json = true;
+    return 0;
+  case ASSOC_OPT_QUIET:
+    c->quiet = true;
+    return 0;
+  case 'h':
+    c->help = true;
+    return 0;
+  default:
+    return -1;
+  }
+}
+
 void assoc_set_threads(int threads) {
   omp_set_num_threads(threads);
 }

@@ -71,6 +71,31 @@ typedef int (*assoc_option_fn)(void *args, int opt, char *value);
 int assoc_parse_options(const char *cmd, int argc, char **argv, const struct option *options,
                         assoc_option_fn apply, void *args);
 
+/* The options several subcommands share: --out FILE, --threads T, --json,
+ * --quiet and -h/--help, their codes in a subcommand's struct option table
+ * (the subcommand's own codes start at 1000) and their values. */
+enum { ASSOC_OPT_OUT = 900, ASSOC_OPT_THREADS, ASSOC_OPT_JSON, ASSOC_OPT_QUIET };
+#define ASSOC_OPTION_OUT                                                                           \
+  { "out", required_argument, NULL, ASSOC_OPT_OUT }
+#define ASSOC_OPTION_THREADS                                                                       \
+  { "threads", required_argument, NULL, ASSOC_OPT_THREADS }
+#define ASSOC_OPTION_JSON                                                                          \
+  { "json", no_argument, NULL, ASSOC_OPT_JSON }
+#define ASSOC_OPTION_QUIET                                                                         \
+  { "quiet", no_argument, NULL, ASSOC_OPT_QUIET }
+#define ASSOC_OPTION_HELP                                                                          \
+  { "help", no_argument, NULL, 'h' }
+typedef struct assoc_common_args {
+  const char *out; /* NULL when not given */
+  int threads;     /* 0 when not given */
+  bool json, quiet, help;
+} assoc_common_args;
+
+/* Applies shared option opt (value: its argument) of subcommand cmd to c:
+ * 0, or -1 after printing a bad value, or for an option that is not one of
+ * them. */
+int assoc_common_option(const char *cmd, int opt, const char *value, assoc_common_args *c);
+
 /* Strict number parsing for option `opt`: the whole text must be a number in
  * [lo, hi]; otherwise prints "assoc CMD: bad value ... for --opt" and
  * returns -1. */
