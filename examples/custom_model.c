@@ -43,8 +43,9 @@ typedef struct edge_model {
 } edge_model;
 
 /* A~ [B, K, M] of the batch: the MLP on H [B, M, K, Fe] (permuted to UE
- * rows), then Gumbel noise (train mode), log-softmax and the capacity
- * Sinkhorn with the capacity of the call (the data set's N). */
+ * rows), then Gumbel noise (train mode; assoc_model_gumbel draws the whole
+ * mini-batch's, so the model also trains over MPI ranks), log-softmax and
+ * the capacity Sinkhorn with the capacity of the call (the data set's N). */
 static sg_tensor *edge_forward(void *ctx, sg_graph *g, const assoc_gnn_batch *in,
                                const assoc_model_call *call) {
   edge_model *e = ctx;
@@ -53,7 +54,8 @@ static sg_tensor *edge_forward(void *ctx, sg_graph *g, const assoc_gnn_batch *in
   sg_tensor *scores = sg_mlp_forward(g, &e->score, links);            /* [B, K, M, 1] */
   sg_tensor *logits = sg_reshape(g, scores, 3, (int64_t[]){B, K, M});
   e->head.capacity = call->capacity;
-  return assoc_gnn_post_process(g, &e->head, logits, call->mode, call->rng, NULL, call->sinkhorn);
+  sg_tensor *noise = assoc_model_gumbel(g, call, logits->dtype, B, K, M);
+  return assoc_gnn_post_process(g, &e->head, logits, call->mode, call->rng, noise, call->sinkhorn);
 }
 
 static int edge_model_init(edge_model *e, int fe, int hidden, uint64_t seed) {
@@ -69,7 +71,8 @@ static assoc_model edge_model_hook(edge_model *e, assoc_feature_kind features) {
                        .params = e->params,
                        .features = features,
                        .forward = edge_forward,
-                       .ctx = e};
+                       .ctx = e,
+                       .splits_batches = true};
 }
 
 /* ---- options ----------------------------------------------------------------- */

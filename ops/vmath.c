@@ -7,58 +7,31 @@
 #include <immintrin.h>
 #include <sleef.h>
 
+/* sg_v<name>_<SFX>: y = f(x) over n elements of type T, W at a time through
+ * the vector function VFN on LOAD / STORE vectors; the tail through VFN on
+ * a zero-padded copy. */
+#define DEFINE_VMATH_KERNEL(name, SFX, T, W, LOAD, STORE, VFN)                                     \
+  void sg_v##name##_##SFX(const T *x, T *y, int64_t n) {                                           \
+    int64_t i = 0;                                                                                 \
+    for (; i + (W) <= n; i += (W)) STORE(y + i, VFN(LOAD(x + i)));                                 \
+    if (i < n) {                                                                                   \
+      T pad[W] = {0};                                                                              \
+      memcpy(pad, x + i, (size_t)(n - i) * sizeof *pad);                                           \
+      STORE(pad, VFN(LOAD(pad)));                                                                  \
+      memcpy(y + i, pad, (size_t)(n - i) * sizeof *pad);                                           \
+    }                                                                                              \
+  }
+
 #if defined(__AVX512F__)
-#define VF_WIDTH 16
-#define VD_WIDTH 8
 #define DEFINE_VMATH(name)                                                                         \
-  void sg_v##name##_f32(const float *x, float *y, int64_t n) {                                     \
-    int64_t i = 0;                                                                                 \
-    for (; i + VF_WIDTH <= n; i += VF_WIDTH)                                                       \
-      _mm512_storeu_ps(y + i, Sleef_##name##f16_u10(_mm512_loadu_ps(x + i)));                      \
-    if (i < n) {                                                                                   \
-      float pad[VF_WIDTH] = {0};                                                                   \
-      memcpy(pad, x + i, (size_t)(n - i) * sizeof *pad);                                           \
-      _mm512_storeu_ps(pad, Sleef_##name##f16_u10(_mm512_loadu_ps(pad)));                          \
-      memcpy(y + i, pad, (size_t)(n - i) * sizeof *pad);                                           \
-    }                                                                                              \
-  }                                                                                                \
-  void sg_v##name##_f64(const double *x, double *y, int64_t n) {                                   \
-    int64_t i = 0;                                                                                 \
-    for (; i + VD_WIDTH <= n; i += VD_WIDTH)                                                       \
-      _mm512_storeu_pd(y + i, Sleef_##name##d8_u10(_mm512_loadu_pd(x + i)));                       \
-    if (i < n) {                                                                                   \
-      double pad[VD_WIDTH] = {0};                                                                  \
-      memcpy(pad, x + i, (size_t)(n - i) * sizeof *pad);                                           \
-      _mm512_storeu_pd(pad, Sleef_##name##d8_u10(_mm512_loadu_pd(pad)));                           \
-      memcpy(y + i, pad, (size_t)(n - i) * sizeof *pad);                                           \
-    }                                                                                              \
-  }
+  DEFINE_VMATH_KERNEL(name, f32, float, 16, _mm512_loadu_ps, _mm512_storeu_ps,                     \
+                      Sleef_##name##f16_u10)                                                       \
+  DEFINE_VMATH_KERNEL(name, f64, double, 8, _mm512_loadu_pd, _mm512_storeu_pd, Sleef_##name##d8_u10)
 #elif defined(__AVX2__)
-#define VF_WIDTH 8
-#define VD_WIDTH 4
 #define DEFINE_VMATH(name)                                                                         \
-  void sg_v##name##_f32(const float *x, float *y, int64_t n) {                                     \
-    int64_t i = 0;                                                                                 \
-    for (; i + VF_WIDTH <= n; i += VF_WIDTH)                                                       \
-      _mm256_storeu_ps(y + i, Sleef_##name##f8_u10(_mm256_loadu_ps(x + i)));                       \
-    if (i < n) {                                                                                   \
-      float pad[VF_WIDTH] = {0};                                                                   \
-      memcpy(pad, x + i, (size_t)(n - i) * sizeof *pad);                                           \
-      _mm256_storeu_ps(pad, Sleef_##name##f8_u10(_mm256_loadu_ps(pad)));                           \
-      memcpy(y + i, pad, (size_t)(n - i) * sizeof *pad);                                           \
-    }                                                                                              \
-  }                                                                                                \
-  void sg_v##name##_f64(const double *x, double *y, int64_t n) {                                   \
-    int64_t i = 0;                                                                                 \
-    for (; i + VD_WIDTH <= n; i += VD_WIDTH)                                                       \
-      _mm256_storeu_pd(y + i, Sleef_##name##d4_u10(_mm256_loadu_pd(x + i)));                       \
-    if (i < n) {                                                                                   \
-      double pad[VD_WIDTH] = {0};                                                                  \
-      memcpy(pad, x + i, (size_t)(n - i) * sizeof *pad);                                           \
-      _mm256_storeu_pd(pad, Sleef_##name##d4_u10(_mm256_loadu_pd(pad)));                           \
-      memcpy(y + i, pad, (size_t)(n - i) * sizeof *pad);                                           \
-    }                                                                                              \
-  }
+  DEFINE_VMATH_KERNEL(name, f32, float, 8, _mm256_loadu_ps, _mm256_storeu_ps,                      \
+                      Sleef_##name##f8_u10)                                                        \
+  DEFINE_VMATH_KERNEL(name, f64, double, 4, _mm256_loadu_pd, _mm256_storeu_pd, Sleef_##name##d4_u10)
 #else
 #define DEFINE_VMATH(name)                                                                         \
   void sg_v##name##_f32(const float *x, float *y, int64_t n) {                                     \

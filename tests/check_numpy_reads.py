@@ -8,12 +8,17 @@ Usage:
 Opens every .npy/.npz file in OUT_DIR with numpy.load (no pickles) and
 compares dtypes, shapes and values with what tests/npz_writer_demo.c writes;
 also checks the zip CRCs and that stored.npz / compressed.npz really use the
-stored / deflate methods. Exits 1 on any mismatch, on a file it has no
+stored / deflate methods. compressed.npz's member 'big' (3.7 MB, 4 chunks)
+must carry sinkgrad's chunk index (zip extra field 0x6773): NumPy reads it
+regardless, and each chunk, inflated here on its own, must match the
+index's length and CRC. Exits 1 on any mismatch, on a file it has no
 expectation for, or on an expected file that is missing.
 """
 import os
+import struct
 import sys
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -32,6 +37,49 @@ def npz_members(big):
     if big:
         members["big"] = np.arange(460000, dtype="<f8").reshape(920, 500) * 0.25
     return members
+
+
+CHUNK_INDEX_ID = 0x6773
+INDEXED = {"compressed.npz": {"big": 4}}  # member: chunks
+
+
+def chunk_index(extra):
+    """(chunk size, [(compressed length, crc)]) from an extra field, or None."""
+    while len(extra) >= 4:
+        tag, size = struct.unpack_from("<HH", extra)
+        if tag == CHUNK_INDEX_ID:
+            version, chunk = struct.unpack_from("<BI", extra, 4)
+            assert version == 1, f"chunk index version {version}"
+            entries = [struct.unpack_from("<II", extra, 9 + 8 * k) for k in range((size - 5) // 8)]
+            return chunk, entries
+        extra = extra[4 + size :]
+    return None
+
+
+def check_chunk_index(path, z, info, chunks, problems):
+    """Inflates each chunk of the member on its own (as sinkgrad's reader
+    does) and compares it with the index and with the whole member."""
+    found = chunk_index(info.extra)
+    if found is None:
+        problems.append(f"{path}[{info.filename}]: no chunk index")
+        return
+    chunk, entries = found
+    if len(entries) != chunks:
+        problems.append(f"{path}[{info.filename}]: {len(entries)} chunks, expected {chunks}")
+    whole = z.read(info)
+    with open(path, "rb") as f:
+        f.seek(info.header_offset + 26)
+        name_len, extra_len = struct.unpack("<HH", f.read(4))
+        f.seek(info.header_offset + 30 + name_len + extra_len)
+        data = f.read(info.compress_size)
+    at = 0
+    for k, (length, crc) in enumerate(entries):
+        part = zlib.decompressobj(-15).decompress(data[at : at + length])
+        if part != whole[k * chunk : (k + 1) * chunk] or zlib.crc32(part) != crc:
+            problems.append(f"{path}[{info.filename}]: chunk {k + 1} does not match its index entry")
+        at += length
+    if at != len(data):
+        problems.append(f"{path}[{info.filename}]: the chunks' lengths sum to {at}, not {len(data)}")
 
 
 EXPECTED = {
@@ -67,6 +115,11 @@ def check_npz(path, members, method, problems):
             if info.compress_type != method:
                 problems.append(f"{path}: member {info.filename} uses method "
                                 f"{info.compress_type}, expected {method}")
+            chunks = INDEXED.get(os.path.basename(path), {}).get(info.filename[:-4])
+            if chunks:
+                check_chunk_index(path, z, info, chunks, problems)
+            elif chunk_index(info.extra) is not None:
+                problems.append(f"{path}[{info.filename}]: an index on a single-chunk member")
     with np.load(path, allow_pickle=False) as archive:
         if list(archive.files) != list(members):
             problems.append(f"{path}: members {archive.files}, expected {list(members)}")

@@ -78,6 +78,11 @@ expect_fail "train with an unknown feature kind" "features" \
   "$assoc" train "$dir/d.npz" --model skgs --features raw --epochs 1 --out "$dir/x.npz"
 expect_fail "train with an unknown loss" "loss" \
   "$assoc" train "$dir/d.npz" --model skgs --loss mse --epochs 1 --out "$dir/x.npz"
+expect_fail "train with an unknown sampler" "shuffle or strata" \
+  "$assoc" train "$dir/d.npz" --model skgs --sampler random --epochs 1 --out "$dir/x.npz"
+expect_fail "resume with another sampler" "sampler" \
+  "$assoc" train "$dir/d.npz" --resume "$dir/plus.npz" --sampler strata --epochs 2 \
+  --out "$dir/x.npz"
 expect_fail "diagnose without a data set" "expected a checkpoint" "$assoc" diagnose "$dir/plus.npz"
 "$assoc" gen --samples 4 --antennas 3 --out "$dir/n3.npz" --quiet
 expect_fail "diagnose on data of another N" "N = 3" "$assoc" diagnose "$dir/plus.npz" "$dir/n3.npz"

@@ -6,29 +6,20 @@
 #     float64 to round-off (parameters, Adam moments, mu, the log's losses);
 #     in float32 bit for bit at 1 rank, the same bits on two runs at 2 ranks,
 #     and close to one process (SMA-GNN: no Sinkhorn or noise);
+#   - with the strata sampler each rank reads only its part of the file,
+#     and 2 and 4 ranks train the one-process model (float64 to round-off,
+#     the feature scale bit for bit), also when resumed on one process;
+#   - a model of one's own (the training hook, Gumbel noise through
+#     assoc_model_gumbel) trains at 2 and 4 ranks as on one process (float64
+#     to round-off), and one that does not split batches is refused;
 #   - a checkpoint of 2 ranks resumes on 4 ranks and on one process;
 #   - a batch smaller than the rank count is refused;
 #   - a rank killed mid-run stops the whole job with a non-zero status, and
 #     the last checkpoint resumes.
-# Usage: mpi_train_test.sh MPIEXEC ASSOC NPZ_COMPARE MPI_SUM_CHECK
+# Usage: mpi_train_test.sh MPIEXEC ASSOC NPZ_COMPARE MPI_SUM_CHECK MPI_HOOK_CHECK
 set -eu
-mpiexec=$1 assoc=$2 compare=$3 sum_check=$4
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
-# Open MPI refuses to start as root (CI runs as root) without these.
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-oversubscribe=
-if "$mpiexec" --version 2>&1 | grep -qi "open-\?mpi\|openrte"; then oversubscribe=--oversubscribe; fi
-
-fail() {
-  echo "FAIL: $*" >&2
-  exit 1
-}
-ranks() { # ranks N CMD...: CMD on N ranks (4 fit on 2 cores: one thread each)
-  n=$1
-  shift
-  "$mpiexec" $oversubscribe -np "$n" "$@"
-}
+mpiexec=$1 assoc=$2 compare=$3 sum_check=$4 hook_check=$5
+. "$(dirname "$0")/mpi_lib.sh"
 
 echo "== the fixed-order sum"
 for n in 1 2 3 4; do ranks $n "$sum_check" || fail "mpi_sum_check on $n ranks"; done
@@ -66,6 +57,38 @@ for n in 1 2 4; do
       s = a < 0 ? -a : a; if (d > 1e-9 * s) { print "epoch " $1 ": loss " a " vs " b; bad = 1 } }
       END { exit bad }' || fail "the logged losses of $n ranks differ"
 done
+
+echo "== strata sampler: a rank reads its part of the file, the one-process model"
+strata="$tiny --sampler strata --dtype float64"
+"$assoc" train "$data" --model attskgs $strata --epochs 2 --out "$dir/s1.npz"
+for n in 2 4; do
+  ranks $n "$assoc" train "$data" --model attskgs $strata --epochs 2 --out "$dir/s$n.npz" --json \
+    >"$dir/s$n.json"
+  same_model "$dir/s1.npz" "$dir/s$n.npz" 1e-9 "strata on $n ranks"
+  "$compare" "$dir/s1.npz" "$dir/s$n.npz" feature_scale 0 >/dev/null ||
+    fail "strata on $n ranks: the feature scale differs from the whole file's"
+  read_=$(sed 's/.*"samples_read": \([0-9]*\).*/\1/' "$dir/s$n.json")
+  [ "$read_" -lt 203 ] || fail "rank 0 of $n read $read_ of the 203 samples"
+done
+ranks 2 "$assoc" train "$data" --model attskgs $strata --epochs 1 --out "$dir/sh.npz"
+"$assoc" train "$data" --resume "$dir/sh.npz" --epochs 2 --quiet --out "$dir/sh.npz"
+same_model "$dir/s1.npz" "$dir/sh.npz" 1e-9 "strata resumed on one process"
+
+echo "== a model of one's own through the hook"
+"$hook_check" >"$dir/hook1.txt"
+[ "$(wc -l <"$dir/hook1.txt")" -ge 4 ] || fail "the hook model printed: $(cat "$dir/hook1.txt")"
+for n in 2 4; do
+  ranks $n "$hook_check" >"$dir/hook$n.txt"
+  # name, sum, sum of squares of every parameter: to 1e-9 relative
+  paste -d' ' "$dir/hook1.txt" "$dir/hook$n.txt" | awk '{ for (i = 2; i <= 3; i++) {
+      d = $i - $(i + 3); if (d < 0) d = -d; s = $i < 0 ? -$i : $i;
+      if ($1 != $4 || d > 1e-9 * s + 1e-300) { print; bad = 1 } } } END { exit bad }' ||
+    fail "the hook model on $n ranks differs from one process"
+done
+if ranks 2 "$hook_check" --no-split >/dev/null 2>"$dir/err.txt"; then
+  fail "a model that does not split batches trained on 2 ranks"
+fi
+grep -q "does not split batches" "$dir/err.txt" || fail "no message: $(cat "$dir/err.txt")"
 
 echo "== float32: bits at 1 rank, the same bits on two runs of 2 ranks"
 "$assoc" train "$data" --model attskgs $tiny --epochs 3 --out "$dir/ref32.npz"

@@ -1,8 +1,9 @@
 /* Allocation failure, every allocation in turn (tests/fail_alloc.h): a
  * training step of an association GNN (model, Adam, graph, forward,
  * backward, Adam step), the trainer (a run of one step and its test
- * evaluation), and the loaders (.npy, .npz, data set, GNN checkpoint,
- * BFGNN and JointGNN checkpoints). For every n from 1 to the number of
+ * evaluation), and the loaders (.npy, .npz, rows of an .npz member through
+ * its chunk index, data set, GNN checkpoint, BFGNN and JointGNN
+ * checkpoints). For every n from 1 to the number of
  * allocations the operation makes, with allocation n failing: no crash,
  * an error return (or success when the failure was one the library works
  * around), a report saying "out of memory" (the error handler's, or the
@@ -254,6 +255,21 @@ static int load_npz(const char *path, uint64_t *h, sg_io_error *err) {
   return rc;
 }
 
+/* A member of three deflate chunks through its chunk index: rows of it,
+ * then all of it. */
+static int load_npz_rows(const char *path, uint64_t *h, sg_io_error *err) {
+  const char *name = "x";
+  *h = HASH_SEED;
+  for (int whole = 0; whole < 2; whole++) {
+    sg_npz *z = whole ? sg_npz_open(path, err) : sg_npz_open_rows(path, &name, 1, 100, 230, err);
+    if (!z) return -1;
+    const sg_array *a = sg_npz_get(z, name);
+    *h = hash_bytes(*h, a->data, (size_t)a->numel * sizeof(double));
+    sg_npz_close(z);
+  }
+  return 0;
+}
+
 static int load_dataset(const char *path, uint64_t *h, sg_io_error *err) {
   assoc_dataset ds;
   if (assoc_dataset_load(path, &ds, err)) return -1;
@@ -334,8 +350,9 @@ static void walk_loader(const char *what, loader_fn load, const char *path) {
 }
 
 START_TEST(alloc_fail_loaders) {
-  char npy[128], npz[128], data[128], ck[128], bf[128], jg[128];
+  char npy[128], npz[128], rows[128], data[128], ck[128], bf[128], jg[128];
   tmp_path(npy, sizeof npy, "a.npy"), tmp_path(npz, sizeof npz, "a.npz");
+  tmp_path(rows, sizeof rows, "rows.npz");
   tmp_path(data, sizeof data, "data.npz"), tmp_path(ck, sizeof ck, "ck.npz");
   tmp_path(bf, sizeof bf, "bf.npz"), tmp_path(jg, sizeof jg, "jg.npz");
   sg_io_error err = {{0}};
@@ -347,6 +364,10 @@ START_TEST(alloc_fail_loaders) {
   ck_assert_ptr_nonnull(w);
   ck_assert(!sg_npz_add_tensor(w, "x", t, &err) && !sg_npz_add_scalar_f64(w, "s", 2.5, &err));
   ck_assert_msg(sg_npz_writer_close(w, &err) == 0, "%s", err.msg);
+  sg_free(t);
+  t = sg_rand_normal(NULL, &r, SG_F64, 2, (int64_t[]){300, 1000}, 0, 1); /* 2.4 MB */
+  w = sg_npz_writer_open(rows, true, &err);
+  ck_assert(w && !sg_npz_add_tensor(w, "x", t, &err) && !sg_npz_writer_close(w, &err));
   sg_free(t);
   assoc_dataset ds = make_data(16, 6);
   ck_assert_msg(assoc_dataset_save(&ds, data, &err) == 0, "%s", err.msg);
@@ -367,13 +388,14 @@ START_TEST(alloc_fail_loaders) {
 
   walk_loader(".npy", load_npy, npy);
   walk_loader(".npz", load_npz, npz);
+  walk_loader(".npz rows, chunk index", load_npz_rows, rows);
   walk_loader("data set", load_dataset, data);
   ckpt_data = &ds;
   walk_loader("GNN checkpoint", load_gnn_checkpoint, ck);
   walk_loader("BFGNN checkpoint", load_bfgnn_checkpoint, bf);
   walk_loader("JointGNN checkpoint", load_jointgnn_checkpoint, jg);
   assoc_dataset_free(&ds);
-  remove(npy), remove(npz), remove(data), remove(ck), remove(bf), remove(jg);
+  remove(npy), remove(npz), remove(rows), remove(data), remove(ck), remove(bf), remove(jg);
 }
 END_TEST
 

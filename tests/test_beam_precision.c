@@ -208,47 +208,63 @@ static void compare(beam_run *c, sg_params *p32, sg_params *p64, const char *nam
 
 /* ---- the models ------------------------------------------------------------------------ */
 
-static void check_bfgnn(int d, int h, assoc_beam_norm norm, assoc_bfgnn_head head) {
-  batch_pair bp = make_batch();
-  assoc_bfgnn_config cfg = assoc_bfgnn_config_paper();
-  cfg.d = d, cfg.h = h, cfg.norm = norm, cfg.head = head;
-  beam_run c = {.bp = &bp};
-  c.bf[0] = assoc_bfgnn_new(&cfg, 1);
-  cfg.dtype = SG_F64;
-  c.bf[1] = assoc_bfgnn_new(&cfg, 1);
-  ck_assert(c.bf[0] && c.bf[1]);
-  char name[96];
-  snprintf(name, sizeof name, "BFGNN d %d h %d %s, %s head", d, h,
-           norm == ASSOC_BEAM_PROJECT ? "projection" : "full power",
-           head == ASSOC_BFGNN_HEAD_DUALITY ? "duality" : "direct");
-  compare(&c, c.bf[0]->trunk.params, c.bf[1]->trunk.params, name);
-  assoc_bfgnn_free(c.bf[0]), assoc_bfgnn_free(c.bf[1]);
-  free_batch(&bp);
+static const char *norm_name(assoc_beam_norm norm) {
+  return norm == ASSOC_BEAM_PROJECT ? "projection" : "full power";
 }
 
-static void check_jointgnn(int d, int h, assoc_beam_norm norm, bool gumbel) {
+/* compare() of c's float32 and float64 models (BFGNN or JointGNN, the same
+ * weights) on a fresh batch, with a fixed Gumbel sample when gumbel; then
+ * frees them. */
+static void check_models(beam_run *c, const char *name, bool gumbel) {
+  ck_assert((c->bf[0] && c->bf[1]) || (c->jg[0] && c->jg[1]));
   batch_pair bp = make_batch();
-  assoc_jointgnn_config cfg = assoc_jointgnn_config_paper();
-  cfg.d = d, cfg.h = h, cfg.norm = norm, cfg.gumbel = gumbel;
-  beam_run c = {.bp = &bp};
-  c.jg[0] = assoc_jointgnn_new(&cfg, 1);
-  cfg.dtype = SG_F64;
-  c.jg[1] = assoc_jointgnn_new(&cfg, 1);
-  ck_assert(c.jg[0] && c.jg[1]);
+  c->bp = &bp;
   if (gumbel) {
     sg_rng rng;
     sg_rng_seed(&rng, 1001);
-    c.noise[0] = sg_rand_gumbel(NULL, &rng, SG_F32, 3, (int64_t[]){B, bp.ds.K, bp.ds.M});
-    c.noise[1] = sg_to_dtype(NULL, c.noise[0], SG_F64);
+    c->noise[0] = sg_rand_gumbel(NULL, &rng, SG_F32, 3, (int64_t[]){B, bp.ds.K, bp.ds.M});
+    c->noise[1] = sg_to_dtype(NULL, c->noise[0], SG_F64);
   }
-  char name[96];
-  snprintf(name, sizeof name, "JointGNN d %d h %d %s %s", d, h,
-           norm == ASSOC_BEAM_PROJECT ? "projection" : "full power",
-           gumbel ? "Gumbel-softmax" : "softmax");
-  compare(&c, c.jg[0]->trunk.params, c.jg[1]->trunk.params, name);
-  sg_free(c.noise[0]), sg_free(c.noise[1]);
-  assoc_jointgnn_free(c.jg[0]), assoc_jointgnn_free(c.jg[1]);
+  sg_params *p[2];
+  for (int i = 0; i < 2; i++) p[i] = c->bf[i] ? c->bf[i]->trunk.params : c->jg[i]->trunk.params;
+  compare(c, p[0], p[1], name);
+  for (int i = 0; i < 2; i++) {
+    sg_free(c->noise[i]);
+    assoc_bfgnn_free(c->bf[i]), assoc_jointgnn_free(c->jg[i]);
+  }
   free_batch(&bp);
+}
+
+/* The model of the paper configuration with these settings, seed 1 (the
+ * same weights in both dtypes). */
+static assoc_bfgnn *new_bfgnn(int d, int h, assoc_beam_norm norm, assoc_bfgnn_head head,
+                              sg_dtype dt) {
+  assoc_bfgnn_config cfg = assoc_bfgnn_config_paper();
+  cfg.d = d, cfg.h = h, cfg.norm = norm, cfg.head = head, cfg.dtype = dt;
+  return assoc_bfgnn_new(&cfg, 1);
+}
+
+static assoc_jointgnn *new_jointgnn(int d, int h, assoc_beam_norm norm, bool gumbel, sg_dtype dt) {
+  assoc_jointgnn_config cfg = assoc_jointgnn_config_paper();
+  cfg.d = d, cfg.h = h, cfg.norm = norm, cfg.gumbel = gumbel, cfg.dtype = dt;
+  return assoc_jointgnn_new(&cfg, 1);
+}
+
+static void check_bfgnn(int d, int h, assoc_beam_norm norm, assoc_bfgnn_head head) {
+  beam_run c = {.bf = {new_bfgnn(d, h, norm, head, SG_F32), new_bfgnn(d, h, norm, head, SG_F64)}};
+  char name[96];
+  snprintf(name, sizeof name, "BFGNN d %d h %d %s, %s head", d, h, norm_name(norm),
+           head == ASSOC_BFGNN_HEAD_DUALITY ? "duality" : "direct");
+  check_models(&c, name, false);
+}
+
+static void check_jointgnn(int d, int h, assoc_beam_norm norm, bool gumbel) {
+  beam_run c = {
+      .jg = {new_jointgnn(d, h, norm, gumbel, SG_F32), new_jointgnn(d, h, norm, gumbel, SG_F64)}};
+  char name[96];
+  snprintf(name, sizeof name, "JointGNN d %d h %d %s %s", d, h, norm_name(norm),
+           gumbel ? "Gumbel-softmax" : "softmax");
+  check_models(&c, name, gumbel);
 }
 
 /* The training widths d 64, h 128: both normalisations; BFGNN's duality

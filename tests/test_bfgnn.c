@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "assoc_gnn.h"
+#include "beam_helpers.h"
 #include "sg_test.h"
 #include "train_helpers.h"
 
@@ -21,21 +22,10 @@ static assoc_bfgnn_config tiny_bf_config(int L, assoc_beam_norm norm, double pow
       .d = 4, .h = 8, .L = L, .n_antennas = TN, .dtype = SG_F64, .norm = norm, .power = power};
 }
 
-typedef struct bf_inputs {
-  int64_t B, M, K, N;
-  sg_tensor *p, *q, *X, *A, *G_re, *G_im; /* caller-owned */
-  int *assoc;                             /* B x K, -1 dropped */
-} bf_inputs;
-
 /* Random features and channels; UE k of sample b on BS (b + k) % M, except
  * UE 0 of odd samples (dropped). Every BS serves at most ceil(K / M) UEs. */
-static bf_inputs make_bf_inputs(sg_rng *r, int64_t B, int64_t M, int64_t K, int64_t N) {
-  bf_inputs in = {.B = B, .M = M, .K = K, .N = N};
-  in.p = sg_rand_uniform(NULL, r, SG_F64, 3, (int64_t[]){B, M, 1}, 0.5, 1.5);
-  in.q = sg_rand_uniform(NULL, r, SG_F64, 3, (int64_t[]){B, K, 1}, 0.5, 1.5);
-  in.X = sg_rand_normal(NULL, r, SG_F64, 4, (int64_t[]){B, M, K, 2 * N}, 0.0, 1.0);
-  in.G_re = sg_rand_normal(NULL, r, SG_F64, 4, (int64_t[]){B, M, K, N}, 0.0, 2.0);
-  in.G_im = sg_rand_normal(NULL, r, SG_F64, 4, (int64_t[]){B, M, K, N}, 0.0, 2.0);
+static beam_inputs make_bf_inputs(sg_rng *r, int64_t B, int64_t M, int64_t K, int64_t N) {
+  beam_inputs in = make_beam_inputs(r, B, M, K, N);
   in.A = sg_zeros(NULL, SG_F64, 3, (int64_t[]){B, K, M});
   in.assoc = malloc((size_t)(B * K) * sizeof *in.assoc);
   for (int64_t b = 0; b < B; b++)
@@ -47,28 +37,18 @@ static bf_inputs make_bf_inputs(sg_rng *r, int64_t B, int64_t M, int64_t K, int6
   return in;
 }
 
-static void free_bf_inputs(bf_inputs *in) {
-  sg_free(in->p), sg_free(in->q), sg_free(in->X), sg_free(in->A);
-  sg_free(in->G_re), sg_free(in->G_im);
-  free(in->assoc);
-}
-
-static int64_t edge_at(const bf_inputs *in, int64_t b, int64_t m, int64_t k, int64_t n) {
-  return ((b * in->M + m) * in->K + k) * in->N + n;
-}
-
 /* ---- gradient check ----------------------------------------------------------------- */
 
 typedef struct bf_ctx {
   const assoc_bfgnn *model;
-  bf_inputs *in;
+  beam_inputs *in;
 } bf_ctx;
 
 /* The loss -mean_b R_b of the model's beams. */
 static sg_tensor *loss_fn(sg_graph *g, sg_tensor *const *inputs, int n, void *ctx) {
   (void)inputs, (void)n;
   bf_ctx *c = ctx;
-  bf_inputs *in = c->in;
+  beam_inputs *in = c->in;
   assoc_complex V = assoc_bfgnn_forward(g, c->model, in->p, in->q, in->X, in->A);
   sg_tensor *R = assoc_bfgnn_rate(g, in->A, in->G_re, in->G_im, V);
   return R ? sg_neg(g, sg_mean_all(g, R)) : NULL;
@@ -97,19 +77,10 @@ START_TEST(gradcheck_bfgnn) {
     ck_assert_ptr_nonnull(m);
     sg_rng r;
     sg_rng_seed(&r, 200 + c);
-    bf_inputs in = make_bf_inputs(&r, TB, TM, TK, TN);
-    int np = sg_params_count(m->trunk.params);
-    sg_tensor **list = malloc((size_t)(np + 3) * sizeof *list);
-    for (int i = 0; i < np; i++) list[i] = sg_params_at(m->trunk.params, i);
-    list[np] = in.p, list[np + 1] = in.q, list[np + 2] = in.X;
-    for (int i = np; i < np + 3; i++) sg_set_requires_grad(list[i], true);
+    beam_inputs in = make_bf_inputs(&r, TB, TM, TK, TN);
     bf_ctx ctx = {m, &in};
-    sg_gradcheck_result res = sg_gradcheck(loss_fn, list, np + 3, &ctx, NULL);
-    SG_ASSERT_CHECK(res);
-    ck_assert_int_eq(res.checked,
-                     assoc_bfgnn_param_count(m) + in.p->numel + in.q->numel + in.X->numel);
-    free(list);
-    free_bf_inputs(&in);
+    gradcheck_params_and_features(m->trunk.params, assoc_bfgnn_param_count(m), &in, loss_fn, &ctx);
+    free_beam_inputs(&in);
     assoc_bfgnn_free(m);
   }
 }
@@ -117,23 +88,12 @@ END_TEST
 
 /* ---- power, dropped UEs ------------------------------------------------------------- */
 
-/* sum_k ||v_mk||^2 of BS m in sample b. */
-static double bs_power(const bf_inputs *in, assoc_complex V, int64_t b, int64_t m) {
-  double e = 0;
-  for (int64_t k = 0; k < in->K; k++)
-    for (int64_t n = 0; n < in->N; n++) {
-      double re = sg_get(V.re, edge_at(in, b, m, k, n)), im = sg_get(V.im, edge_at(in, b, m, k, n));
-      e += re * re + im * im;
-    }
-  return e;
-}
-
 /* Projection: <= P; full power: == P (every BS serves a UE here), to 1e-9
  * relative, for budgets below, near and above the untrained beams' power. */
 START_TEST(bfgnn_power) {
   sg_rng r;
   sg_rng_seed(&r, 5);
-  bf_inputs in = make_bf_inputs(&r, 4, 2, 3, TN);
+  beam_inputs in = make_bf_inputs(&r, 4, 2, 3, TN);
   const double budgets[] = {1e-3, 0.05, 1.0, 100.0};
   int inside = 0, outside = 0;
   for (int mode = 0; mode < 2; mode++)
@@ -143,55 +103,22 @@ START_TEST(bfgnn_power) {
       sg_graph *g = sg_graph_new();
       assoc_complex V = assoc_bfgnn_forward(g, m, in.p, in.q, in.X, in.A);
       ck_assert_ptr_nonnull(V.re);
-      for (int64_t b = 0; b < in.B; b++)
-        for (int64_t mm = 0; mm < in.M; mm++) {
-          double P = budgets[i], e = bs_power(&in, V, b, mm);
-          if (mode == ASSOC_BEAM_PROJECT) {
-            ck_assert_msg(e <= P * (1 + 1e-9), "power %.17g > %g", e, P);
-            e < P *(1 - 1e-9) ? inside++ : outside++;
-          } else {
-            ck_assert_msg(fabs(e - P) <= 1e-9 * P, "power %.17g != %g", e, P);
-          }
-        }
+      check_bs_powers(&in, NULL, V, mode, budgets[i], &inside, &outside);
       sg_graph_free(g);
       assoc_bfgnn_free(m);
     }
   ck_assert(inside > 0 && outside > 0); /* both branches of the projection seen */
-  free_bf_inputs(&in);
+  free_beam_inputs(&in);
 }
 END_TEST
 
-/* Sum-rate of sample b by direct loops over the served UEs only: signal
- * g_{m_k k}^T v_{m_k k}, interference from every other served UE's beam. */
-static double ref_served_rate(const bf_inputs *in, assoc_complex V, int64_t b) {
-  double R = 0;
-  for (int64_t k = 0; k < in->K; k++) {
-    if (in->assoc[b * in->K + k] < 0) continue;
-    double signal = 0, interference = 0;
-    for (int64_t l = 0; l < in->K; l++) {
-      int ml = in->assoc[b * in->K + l];
-      if (ml < 0) continue;
-      double complex z = 0;
-      for (int64_t n = 0; n < in->N; n++) {
-        int64_t gi = edge_at(in, b, ml, k, n), vi = edge_at(in, b, ml, l, n);
-        z += (sg_get(in->G_re, gi) + I * sg_get(in->G_im, gi)) *
-             (sg_get(V.re, vi) + I * sg_get(V.im, vi));
-      }
-      double z2 = creal(z * conj(z));
-      l == k ? (signal = z2) : (interference += z2);
-    }
-    R += log2(1 + signal / (interference + 1.0));
-  }
-  return R;
-}
-
 /* A dropped UE gets a zero beam from every BS and a served UE one from its
- * own BS only; the rate equals the direct sum over the served UEs (the
- * dropped one neither receives nor interferes). */
+ * own BS only; the rate equals the direct loops (ref_sum_rate: the dropped
+ * UE neither receives nor interferes). */
 START_TEST(bfgnn_dropped_ue) {
   sg_rng r;
   sg_rng_seed(&r, 6);
-  bf_inputs in = make_bf_inputs(&r, 4, 2, 3, TN);
+  beam_inputs in = make_bf_inputs(&r, 4, 2, 3, TN);
   for (int mode = 0; mode < 2; mode++) {
     assoc_bfgnn_config cfg = tiny_bf_config(2, mode, 1.0);
     assoc_bfgnn *m = assoc_bfgnn_new(&cfg, 4);
@@ -212,7 +139,7 @@ START_TEST(bfgnn_dropped_ue) {
                           (long long)k);
           }
         }
-      double want = ref_served_rate(&in, V, b);
+      double want = ref_sum_rate(&in, in.A, V, b);
       ck_assert(want > 0.1);
       ck_assert_double_eq_tol(sg_get(R, b), want, 1e-12 * want);
     }
@@ -220,7 +147,7 @@ START_TEST(bfgnn_dropped_ue) {
     sg_graph_free(g);
     assoc_bfgnn_free(m);
   }
-  free_bf_inputs(&in);
+  free_beam_inputs(&in);
 }
 END_TEST
 
@@ -252,14 +179,14 @@ static void complex_solve(int n, double complex *A, double complex *b) {
   }
 }
 
-static double complex feature(const bf_inputs *in, int64_t b, int64_t m, int64_t k, int64_t n) {
+static double complex feature(const beam_inputs *in, int64_t b, int64_t m, int64_t k, int64_t n) {
   int64_t e = ((b * in->M + m) * in->K + k) * 2 * in->N;
   return sg_get(in->X, e + n) + I * sg_get(in->X, e + in->N + n);
 }
 
 /* The unit-norm duality beam of UE k at BS m with every weight lambda = 1:
  * u = (I + sum_{l served} conj(x_ml) x_ml^T)^{-1} conj(x_mk), u / |u|. */
-static void ref_duality_beam(const bf_inputs *in, int64_t b, int64_t m, int64_t k,
+static void ref_duality_beam(const beam_inputs *in, int64_t b, int64_t m, int64_t k,
                              double complex *u) {
   int N = (int)in->N;
   double complex S[16 * 16];
@@ -285,7 +212,7 @@ static void ref_duality_beam(const bf_inputs *in, int64_t b, int64_t m, int64_t 
 START_TEST(bfgnn_duality_beams_match_reference) {
   sg_rng r;
   sg_rng_seed(&r, 31);
-  bf_inputs in = make_bf_inputs(&r, 3, 2, 4, 3);
+  beam_inputs in = make_bf_inputs(&r, 3, 2, 4, 3);
   assoc_bfgnn_config cfg = tiny_bf_config(2, ASSOC_BEAM_PROJECT, 100.0);
   cfg.head = ASSOC_BFGNN_HEAD_DUALITY, cfg.n_antennas = 3;
   assoc_bfgnn *m = assoc_bfgnn_new(&cfg, 8);
@@ -314,23 +241,17 @@ START_TEST(bfgnn_duality_beams_match_reference) {
       }
   sg_graph_free(g);
   assoc_bfgnn_free(m);
-  free_bf_inputs(&in);
+  free_beam_inputs(&in);
 }
 END_TEST
 
 /* ---- parameter count, misuse -------------------------------------------------------- */
 
-/* MLP(in, out) = (in+1) h + (h+1) h + (h+1) out. */
-static int64_t count_mlp(int64_t in, int64_t h, int64_t out) {
-  return (in + 1) * h + (h + 1) * h + (h + 1) * out;
-}
-
-/* Pre-processing (1, 1, 2N+1 inputs), L - 1 layers with four node MLPs,
- * L MLP edge updates on 3d, the head MLP(d, 2N) (duality head: MLP(d, 2)). */
+/* The trunk on 2N + 1 edge inputs (count_beam_trunk), the head MLP(d, 2N)
+ * (duality head: MLP(d, 2)). */
 static int64_t expected_bf_count(const assoc_bfgnn_config *c) {
   int64_t d = c->d, h = c->h, N = c->n_antennas;
-  int64_t pre = 2 * count_mlp(1, h, d) + count_mlp(2 * N + 1, h, d);
-  return pre + (c->L - 1) * 4 * count_mlp(2 * d, h, d) + c->L * count_mlp(3 * d, h, d) +
+  return count_beam_trunk(d, h, c->L, 2 * N + 1) +
          count_mlp(d, h, c->head == ASSOC_BFGNN_HEAD_DUALITY ? 2 : 2 * N);
 }
 
@@ -358,7 +279,7 @@ END_TEST
 START_TEST(bfgnn_misuse) {
   sg_rng r;
   sg_rng_seed(&r, 7);
-  bf_inputs in = make_bf_inputs(&r, TB, TM, TK, TN);
+  beam_inputs in = make_bf_inputs(&r, TB, TM, TK, TN);
   assoc_bfgnn_config cfg = tiny_bf_config(1, ASSOC_BEAM_PROJECT, 1.0);
   assoc_bfgnn *m = assoc_bfgnn_new(&cfg, 1);
   sg_graph *g = sg_graph_new();
@@ -378,7 +299,7 @@ START_TEST(bfgnn_misuse) {
   sg_set_error_handler(NULL, NULL);
   sg_graph_free(g);
   assoc_bfgnn_free(m);
-  free_bf_inputs(&in);
+  free_beam_inputs(&in);
 }
 END_TEST
 
@@ -529,7 +450,7 @@ typedef struct fused_case {
  * (float32 values) and the float32 inputs as arrays. */
 typedef struct fused_setup {
   assoc_bfgnn *m;
-  bf_inputs in;
+  beam_inputs in;
   float *p, *q, *X, *A;
   assoc_bfgnn_fused_inputs fin;
 } fused_setup;
@@ -557,7 +478,7 @@ static fused_setup fused_setup_new(const fused_case *c, int64_t B, uint64_t seed
 
 static void fused_setup_free(fused_setup *st) {
   free(st->p), free(st->q), free(st->X), free(st->A);
-  free_bf_inputs(&st->in);
+  free_beam_inputs(&st->in);
   assoc_bfgnn_free(st->m);
 }
 
@@ -570,7 +491,7 @@ static void op_beams(const fused_setup *st, sg_dtype dt, double *re, double *im)
   ck_assert_int_eq(sg_params_copy(m->trunk.params, st->m->trunk.params), 0);
   sg_graph *g = sg_graph_new();
   sg_set_grad_enabled(g, false);
-  const bf_inputs *in = &st->in;
+  const beam_inputs *in = &st->in;
   assoc_complex V = assoc_bfgnn_forward(g, m, sg_to_dtype(g, in->p, dt), sg_to_dtype(g, in->q, dt),
                                         sg_to_dtype(g, in->X, dt), sg_to_dtype(g, in->A, dt));
   ck_assert_ptr_nonnull(V.re);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "assoc_gnn.h"
+#include "beam_helpers.h"
 #include "sg_test.h"
 
 /* ---- tiny inputs ------------------------------------------------------------------ */
@@ -25,36 +26,18 @@ static assoc_jointgnn_config tiny_config(int L, assoc_beam_norm norm, double pow
                                  .tau = 0.7};
 }
 
-typedef struct jg_inputs {
-  int64_t B, M, K, N;
-  sg_tensor *p, *q, *X, *G_re, *G_im, *noise; /* caller-owned */
-} jg_inputs;
-
-static jg_inputs make_inputs(sg_rng *r, int64_t B, int64_t M, int64_t K, int64_t N) {
-  jg_inputs in = {.B = B, .M = M, .K = K, .N = N};
-  in.p = sg_rand_uniform(NULL, r, SG_F64, 3, (int64_t[]){B, M, 1}, 0.5, 1.5);
-  in.q = sg_rand_uniform(NULL, r, SG_F64, 3, (int64_t[]){B, K, 1}, 0.5, 1.5);
-  in.X = sg_rand_normal(NULL, r, SG_F64, 4, (int64_t[]){B, M, K, 2 * N}, 0.0, 1.0);
-  in.G_re = sg_rand_normal(NULL, r, SG_F64, 4, (int64_t[]){B, M, K, N}, 0.0, 2.0);
-  in.G_im = sg_rand_normal(NULL, r, SG_F64, 4, (int64_t[]){B, M, K, N}, 0.0, 2.0);
+/* The features, channels and Gumbel noise [B, K, M], from r. */
+static beam_inputs make_jg_inputs(sg_rng *r, int64_t B, int64_t M, int64_t K, int64_t N) {
+  beam_inputs in = make_beam_inputs(r, B, M, K, N);
   in.noise = sg_rand_gumbel(NULL, r, SG_F64, 3, (int64_t[]){B, K, M});
   return in;
-}
-
-static void free_inputs(jg_inputs *in) {
-  sg_free(in->p), sg_free(in->q), sg_free(in->X);
-  sg_free(in->G_re), sg_free(in->G_im), sg_free(in->noise);
-}
-
-static int64_t edge_at(const jg_inputs *in, int64_t b, int64_t m, int64_t k, int64_t n) {
-  return ((b * in->M + m) * in->K + k) * in->N + n;
 }
 
 /* ---- gradient check ----------------------------------------------------------------- */
 
 typedef struct jg_ctx {
   const assoc_jointgnn *model;
-  jg_inputs *in;
+  beam_inputs *in;
   const assoc_jointgnn_penalty *pen;
 } jg_ctx;
 
@@ -62,7 +45,7 @@ typedef struct jg_ctx {
 static sg_tensor *loss_fn(sg_graph *g, sg_tensor *const *inputs, int n, void *ctx) {
   (void)inputs, (void)n;
   jg_ctx *c = ctx;
-  jg_inputs *in = c->in;
+  beam_inputs *in = c->in;
   assoc_jointgnn_output out =
       assoc_jointgnn_forward(g, c->model, in->p, in->q, in->X, ASSOC_GNN_TRAIN, NULL, in->noise);
   sg_tensor *R = assoc_jointgnn_rate(g, &out, in->G_re, in->G_im);
@@ -92,19 +75,11 @@ START_TEST(gradcheck_jointgnn) {
     ck_assert_ptr_nonnull(m);
     sg_rng r;
     sg_rng_seed(&r, 300 + c);
-    jg_inputs in = make_inputs(&r, TB, TM, TK, TN);
-    int np = sg_params_count(m->trunk.params);
-    sg_tensor **list = malloc((size_t)(np + 3) * sizeof *list);
-    for (int i = 0; i < np; i++) list[i] = sg_params_at(m->trunk.params, i);
-    list[np] = in.p, list[np + 1] = in.q, list[np + 2] = in.X;
-    for (int i = np; i < np + 3; i++) sg_set_requires_grad(list[i], true);
+    beam_inputs in = make_jg_inputs(&r, TB, TM, TK, TN);
     jg_ctx ctx = {m, &in, cases[c].penalty ? &pen : NULL};
-    sg_gradcheck_result res = sg_gradcheck(loss_fn, list, np + 3, &ctx, NULL);
-    SG_ASSERT_CHECK(res);
-    ck_assert_int_eq(res.checked,
-                     assoc_jointgnn_param_count(m) + in.p->numel + in.q->numel + in.X->numel);
-    free(list);
-    free_inputs(&in);
+    gradcheck_params_and_features(m->trunk.params, assoc_jointgnn_param_count(m), &in, loss_fn,
+                                  &ctx);
+    free_beam_inputs(&in);
     assoc_jointgnn_free(m);
   }
 }
@@ -112,22 +87,7 @@ END_TEST
 
 /* ---- rows, power ---------------------------------------------------------------------- */
 
-/* sum_k a~_km^2 ||v_mk||^2 of BS m in sample b. */
-static double bs_power(const jg_inputs *in, const assoc_jointgnn_output *out, int64_t b,
-                       int64_t m) {
-  double e = 0;
-  for (int64_t k = 0; k < in->K; k++) {
-    double a = sg_get(out->assoc, (b * in->K + k) * in->M + m), v2 = 0;
-    for (int64_t n = 0; n < in->N; n++) {
-      int64_t i = edge_at(in, b, m, k, n);
-      v2 += pow(sg_get(out->V.re, i), 2) + pow(sg_get(out->V.im, i), 2);
-    }
-    e += a * a * v2;
-  }
-  return e;
-}
-
-static void check_rows(const jg_inputs *in, const assoc_jointgnn_output *out) {
+static void check_rows(const beam_inputs *in, const assoc_jointgnn_output *out) {
   for (int64_t row = 0; row < in->B * in->K; row++) {
     double s = 0;
     for (int64_t m = 0; m < in->M; m++) {
@@ -146,7 +106,7 @@ static void check_rows(const jg_inputs *in, const assoc_jointgnn_output *out) {
 START_TEST(jointgnn_rows_and_power) {
   sg_rng r;
   sg_rng_seed(&r, 5);
-  jg_inputs in = make_inputs(&r, 4, 3, 5, TN);
+  beam_inputs in = make_jg_inputs(&r, 4, 3, 5, TN);
   const double budgets[] = {1e-4, 0.01, 1.0, 100.0};
   int inside = 0, outside = 0;
   for (int variant = 0; variant < 4; variant++)
@@ -160,49 +120,16 @@ START_TEST(jointgnn_rows_and_power) {
             assoc_jointgnn_forward(g, m, in.p, in.q, in.X, am, &r, variant == 1 ? in.noise : NULL);
         ck_assert_ptr_nonnull(out.V.re);
         check_rows(&in, &out);
-        for (int64_t b = 0; b < in.B; b++)
-          for (int64_t mm = 0; mm < in.M; mm++) {
-            double P = budgets[i], e = bs_power(&in, &out, b, mm);
-            if (mode == ASSOC_BEAM_PROJECT) {
-              ck_assert_msg(e <= P * (1 + 1e-9), "power %.17g > %g", e, P);
-              e < P *(1 - 1e-9) ? inside++ : outside++;
-            } else {
-              ck_assert_msg(fabs(e - P) <= 1e-9 * P, "power %.17g != %g", e, P);
-            }
-          }
+        check_bs_powers(&in, out.assoc, out.V, mode, budgets[i], &inside, &outside);
         sg_graph_free(g);
         assoc_jointgnn_free(m);
       }
   ck_assert(inside > 0 && outside > 0); /* both branches of the projection seen */
-  free_inputs(&in);
+  free_beam_inputs(&in);
 }
 END_TEST
 
 /* ---- rate, penalty -------------------------------------------------------------------- */
-
-/* Sum-rate of sample b by direct loops with the fractional A~:
- * s_k = sum_m a_km g_mk^T v_mk, z_kl = sum_m a_lm g_mk^T v_ml. */
-static double ref_rate(const jg_inputs *in, const assoc_jointgnn_output *out, int64_t b) {
-  double R = 0;
-  for (int64_t k = 0; k < in->K; k++) {
-    double signal = 0, interference = 0;
-    for (int64_t l = 0; l < in->K; l++) {
-      double complex z = 0;
-      for (int64_t m = 0; m < in->M; m++) {
-        double a = sg_get(out->assoc, (b * in->K + l) * in->M + m);
-        for (int64_t n = 0; n < in->N; n++) {
-          int64_t gi = edge_at(in, b, m, k, n), vi = edge_at(in, b, m, l, n);
-          z += a * (sg_get(in->G_re, gi) + I * sg_get(in->G_im, gi)) *
-               (sg_get(out->V.re, vi) + I * sg_get(out->V.im, vi));
-        }
-      }
-      double z2 = creal(z * conj(z));
-      l == k ? (signal = z2) : (interference += z2);
-    }
-    R += log2(1 + signal / (interference + 1.0));
-  }
-  return R;
-}
 
 /* The rate equals the direct loops; every beam is non-zero (no hard a_km);
  * the loss is -mean R without a penalty, before epoch T and with mu NULL,
@@ -210,7 +137,7 @@ static double ref_rate(const jg_inputs *in, const assoc_jointgnn_output *out, in
 START_TEST(jointgnn_rate_and_penalty) {
   sg_rng r;
   sg_rng_seed(&r, 6);
-  jg_inputs in = make_inputs(&r, 3, 2, 4, TN);
+  beam_inputs in = make_jg_inputs(&r, 3, 2, 4, TN);
   assoc_jointgnn_config cfg = tiny_config(2, ASSOC_BEAM_PROJECT, 1.0, false);
   assoc_jointgnn *m = assoc_jointgnn_new(&cfg, 4);
   sg_graph *g = sg_graph_new();
@@ -220,7 +147,7 @@ START_TEST(jointgnn_rate_and_penalty) {
   ck_assert_ptr_nonnull(R);
   double mean = 0;
   for (int64_t b = 0; b < in.B; b++) {
-    double want = ref_rate(&in, &out, b);
+    double want = ref_sum_rate(&in, out.assoc, out.V, b);
     ck_assert(want > 0.01);
     ck_assert_double_eq_tol(sg_get(R, b), want, 1e-12 * want);
     mean += want / (double)in.B;
@@ -241,25 +168,17 @@ START_TEST(jointgnn_rate_and_penalty) {
   ck_assert(sg_get(assoc_jointgnn_loss(g, R, &out, &pen, 9, NULL), 0) == plain);
   sg_graph_free(g);
   assoc_jointgnn_free(m);
-  free_inputs(&in);
+  free_beam_inputs(&in);
 }
 END_TEST
 
 /* ---- parameter count, misuse -------------------------------------------------------- */
 
-/* MLP(in, out) = (in+1) h + (h+1) h + (h+1) out. */
-static int64_t count_mlp(int64_t in, int64_t h, int64_t out) {
-  return (in + 1) * h + (h + 1) * h + (h + 1) * out;
-}
-
-/* Pre-processing (1, 1, 2N inputs), L - 1 layers with four node MLPs
- * (layer L's would feed nothing and are not built), L MLP edge updates on
- * 3d, the heads MLP(d, 1) and MLP(d, 2N). */
+/* The trunk on 2N edge inputs (count_beam_trunk), the heads MLP(d, 1)
+ * and MLP(d, 2N). */
 static int64_t expected_count(const assoc_jointgnn_config *c) {
   int64_t d = c->d, h = c->h, N = c->n_antennas;
-  int64_t pre = 2 * count_mlp(1, h, d) + count_mlp(2 * N, h, d);
-  return pre + (c->L - 1) * 4 * count_mlp(2 * d, h, d) + c->L * count_mlp(3 * d, h, d) +
-         count_mlp(d, h, 1) + count_mlp(d, h, 2 * N);
+  return count_beam_trunk(d, h, c->L, 2 * N) + count_mlp(d, h, 1) + count_mlp(d, h, 2 * N);
 }
 
 START_TEST(jointgnn_param_count) {
@@ -292,7 +211,7 @@ END_TEST
 START_TEST(jointgnn_misuse) {
   sg_rng r;
   sg_rng_seed(&r, 7);
-  jg_inputs in = make_inputs(&r, TB, TM, TK, TN);
+  beam_inputs in = make_jg_inputs(&r, TB, TM, TK, TN);
   assoc_jointgnn_config cfg = tiny_config(1, ASSOC_BEAM_PROJECT, 1.0, true);
   assoc_jointgnn *m = assoc_jointgnn_new(&cfg, 1);
   sg_graph *g = sg_graph_new();
@@ -310,7 +229,7 @@ START_TEST(jointgnn_misuse) {
   sg_set_error_handler(NULL, NULL);
   sg_graph_free(g);
   assoc_jointgnn_free(m);
-  free_inputs(&in);
+  free_beam_inputs(&in);
 }
 END_TEST
 

@@ -218,7 +218,19 @@ START_TEST(npz_tensor_converts_integer_members) {
   ck_assert_int_eq(sg_npz_scalar(z, "ints", &v, &err), -1);
   ASSERT_FAILS_WITH(err, "member 'ints' has 3 elements");
   ck_assert_int_eq(sg_npz_scalar(z, "nope", &v, &err), -1);
-  sg_npz_close(z);
+  /* taking a member's array moves it out: the same values, then gone */
+  const sg_array *seen = sg_npz_get(z, "ints");
+  int64_t first;
+  memcpy(&first, seen->data, sizeof first);
+  sg_array taken;
+  ck_assert_int_eq(sg_npz_take(z, "ints", &taken), 0);
+  ck_assert(taken.type == SG_NPY_I64 && taken.numel == 3 && taken.shape[0] == 3);
+  ck_assert_int_eq(((const int64_t *)taken.data)[0], first);
+  ck_assert_ptr_null(sg_npz_get(z, "ints"));
+  ck_assert_int_eq(sg_npz_take(z, "ints", &taken), -1);
+  ck_assert_int_eq(sg_npz_take(z, "nope", &taken), -1);
+  sg_npz_close(z); /* frees the other members, not the one taken */
+  sg_array_free(&taken);
 }
 END_TEST
 

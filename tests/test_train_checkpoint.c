@@ -233,7 +233,8 @@ END_TEST
 /* Copies checkpoint src to dst as a version-2 file: without
  * config.sk_balanced, which version 3 added. */
 /* src rewritten as a checkpoint of an older version: without the members
- * added since (config.sk_balanced in 3, config.features and config.loss in 4). */
+ * added since (config.sk_balanced in 3, config.features and config.loss in
+ * 4, config.sampler in 5). */
 static void rewrite_as_version(const char *src, const char *dst, int version) {
   sg_io_error err;
   sg_npz *z = sg_npz_open(src, &err);
@@ -243,7 +244,8 @@ static void rewrite_as_version(const char *src, const char *dst, int version) {
   for (int i = 0; i < sg_npz_count(z); i++) {
     const char *name = sg_npz_name(z, i);
     if ((version < 3 && !strcmp(name, "config.sk_balanced")) ||
-        (version < 4 && (!strcmp(name, "config.features") || !strcmp(name, "config.loss"))))
+        (version < 4 && (!strcmp(name, "config.features") || !strcmp(name, "config.loss"))) ||
+        (version < 5 && !strcmp(name, "config.sampler")))
       continue;
     if (!strcmp(name, "checkpoint_version"))
       ck_assert_int_eq(sg_npz_add_scalar_i64(w, name, version, &err), 0);
@@ -254,12 +256,13 @@ static void rewrite_as_version(const char *src, const char *dst, int version) {
   sg_npz_close(z);
 }
 
-/* The balanced-Sinkhorn setting is kept in the checkpoint; a version-2
- * checkpoint (before the setting existed) reads as the capacity Sinkhorn. */
+/* The balanced-Sinkhorn setting (and the sampler) is kept in the
+ * checkpoint; a version-2 checkpoint (before the setting existed) reads as
+ * the capacity Sinkhorn, one before version 5 with the shuffle sampler. */
 START_TEST(train_checkpoint_sk_balanced) {
   assoc_dataset train = make_data(64, 43);
   assoc_train_config c = tiny_train_config(ASSOC_GNN_SKGS);
-  c.batches_per_epoch = 1, c.sk_balanced = 1;
+  c.batches_per_epoch = 1, c.sk_balanced = 1, c.sampler = ASSOC_SAMPLER_STRATA;
   char ck[128], v2[128];
   tmp_path(ck, sizeof ck, "balanced.npz");
   tmp_path(v2, sizeof v2, "balanced_v2.npz");
@@ -271,7 +274,7 @@ START_TEST(train_checkpoint_sk_balanced) {
   assoc_train_config cfg;
   assoc_gnn *m = assoc_checkpoint_load_model(ck, NULL, &cfg, &err);
   ck_assert_msg(m, "%s", err.msg);
-  ck_assert(cfg.sk_balanced == 1 && m->cfg.sk_balanced);
+  ck_assert(cfg.sk_balanced == 1 && m->cfg.sk_balanced && cfg.sampler == ASSOC_SAMPLER_STRATA);
   assoc_gnn_free(m);
   rewrite_as_version(ck, v2, 2);
   m = assoc_checkpoint_load_model(v2, NULL, &cfg, &err);
@@ -282,7 +285,7 @@ START_TEST(train_checkpoint_sk_balanced) {
   m = assoc_checkpoint_load_model(v2, NULL, &cfg, &err);
   ck_assert_msg(m, "%s", err.msg);
   ck_assert(cfg.sk_balanced == 1 && cfg.features == ASSOC_FEATURES_CHANNEL);
-  ck_assert(cfg.loss == ASSOC_LOSS_RATE);
+  ck_assert(cfg.loss == ASSOC_LOSS_RATE && cfg.sampler == ASSOC_SAMPLER_SHUFFLE);
   assoc_gnn_free(m);
   assoc_trainer_free(t);
   remove(ck), remove(v2);

@@ -11,47 +11,6 @@
 #include "sg_test.h"
 #include "train_helpers.h"
 
-/* ---- a model of the test's own: an MLP on each link's features, softmax ---- */
-
-typedef struct edge_mlp {
-  sg_params *params;
-  sg_mlp mlp;
-  bool wrong_shape; /* return [B, M, K] instead of [B, K, M] (misuse) */
-} edge_mlp;
-
-static sg_tensor *edge_mlp_forward(void *ctx, sg_graph *g, const assoc_gnn_batch *in,
-                                   const assoc_model_call *call) {
-  (void)call;
-  const edge_mlp *e = ctx;
-  int64_t B = in->H->shape[0], M = in->H->shape[1], K = in->H->shape[2];
-  sg_tensor *H = e->wrong_shape ? in->H : sg_permute(g, in->H, (const int[]){0, 2, 1, 3});
-  sg_tensor *s = sg_mlp_forward(g, &e->mlp, H); /* [B, K, M, 1] */
-  int64_t shape[3] = {B, K, M};
-  if (e->wrong_shape) shape[1] = M, shape[2] = K;
-  return sg_softmax(g, sg_reshape(g, s, 3, shape), -1);
-}
-
-static assoc_model edge_mlp_new(edge_mlp *e, int N, uint64_t seed) {
-  sg_rng r;
-  sg_rng_seed(&r, seed);
-  *e = (edge_mlp){.params = sg_params_new(SG_F32)};
-  ck_assert_int_eq(sg_mlp_init(&e->mlp, e->params, "edge", 2 * N, 32, 1, &r), 0);
-  return (assoc_model){.name = "edge MLP",
-                       .params = e->params,
-                       .features = ASSOC_FEATURES_CHANNEL,
-                       .forward = edge_mlp_forward,
-                       .ctx = e};
-}
-
-static void assert_params_bitwise(const sg_params *a, const sg_params *b) {
-  ck_assert_int_eq(sg_params_count(a), sg_params_count(b));
-  for (int i = 0; i < sg_params_count(a); i++) {
-    const sg_tensor *x = sg_params_at(a, i), *y = sg_params_at(b, i);
-    ck_assert_msg(memcmp(x->data, y->data, (size_t)x->numel * sg_dtype_size(x->dtype)) == 0,
-                  "parameter %s differs", sg_params_name(a, i));
-  }
-}
-
 /* ---- the built-in GNN through the hook -------------------------------------------- */
 
 /* SKGS-GNN (Gumbel noise from the run's generator, Sinkhorn) trained two

@@ -190,12 +190,7 @@ START_TEST(train_levers_resume_bitwise) {
   assoc_trainer *resumed = assoc_trainer_resume(p_half, NULL, &train, NULL, &err);
   ck_assert_msg(resumed, "%s", err.msg);
   run_epochs(resumed, 2, NULL);
-  const sg_params *pf = assoc_trainer_model(full)->params,
-                  *pr = assoc_trainer_model(resumed)->params;
-  for (int i = 0; i < sg_params_count(pf); i++)
-    ck_assert_msg(memcmp(sg_params_at(pf, i)->data, sg_params_at(pr, i)->data,
-                         (size_t)sg_params_at(pf, i)->numel * sizeof(float)) == 0,
-                  "parameter %s differs after resume", sg_params_name(pf, i));
+  assert_params_bitwise(assoc_trainer_model(full)->params, assoc_trainer_model(resumed)->params);
   assoc_trainer_free(full), assoc_trainer_free(resumed);
   remove(p_half);
   assoc_dataset_free(&train);

@@ -15,10 +15,7 @@
 #include <unistd.h>
 
 #include "ablation.h"
-
-/* Exit status when every result was written but the plots were skipped
- * because gnuplot is missing or failed (never silently). */
-enum { ABLATION_EXIT_NO_PLOTS = 3 };
+#include "assoc_dist.h"
 
 static const char ablation_help[] =
     "usage: assoc ablation [--quick] [--out DIR] [options]\n"
@@ -53,6 +50,13 @@ static const char ablation_help[] =
     "are <model>-seed<s>.npz and train_<model>-seed<s>.csv; onehot.dat comes\n"
     "from the first seed's models.\n"
     "\n"
+    "Under mpirun (mpirun -np R assoc ablation ...) every training run is\n"
+    "data-parallel over the R ranks, as assoc train's (the GNNs, SM-GNN and\n"
+    "BFGNN: the models of one process up to float round-off); rank 0 alone\n"
+    "generates the fixed data sets, runs the baselines, evaluates, prints and\n"
+    "writes DIR, while the other ranks wait for the next training run.\n"
+    "--threads is per rank.\n"
+    "\n"
     "On an idle 2-core machine the default run takes about 7 minutes per seed and\n"
     "--quick about 13 seconds per seed without BFGNN and the P_t and M curves;\n"
     "they add about 100 s per default seed on one thread (docs/ablation.md,\n"
@@ -70,6 +74,8 @@ static const char ablation_help[] =
     "  --t0 E, --t-mult m      warm-restart period (epochs) and multiplier\n"
     "  --t-mu E                dual update of mu every E epochs\n"
     "  --delta X, --tau X      load margin and Gumbel temperature\n"
+    "  --dtype T               float32 (default) or float64: every trained model's\n"
+    "                          parameters and arithmetic\n"
     "  --sk-balanced           balanced Sinkhorn (no kink at the cap; see assoc train)\n"
     "  --train-samples S, --val-samples S, --test-samples S, --curve-samples S\n"
     "  --k-max K               largest K of the sum-rate-against-K curve\n"
@@ -160,6 +166,7 @@ enum abl_option {
   AB_BF_EPOCHS,
   AB_BF_T0,
   AB_BF_HEAD,
+  AB_DTYPE,
 };
 
 static const struct option abl_options[] = {
@@ -201,6 +208,7 @@ static const struct option abl_options[] = {
     {"bfgnn-epochs", required_argument, NULL, AB_BF_EPOCHS},
     {"bfgnn-t0", required_argument, NULL, AB_BF_T0},
     {"bfgnn-head", required_argument, NULL, AB_BF_HEAD},
+    {"dtype", required_argument, NULL, AB_DTYPE},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -294,7 +302,7 @@ static int abl_option_int(abl_args *a, int opt, const char *v) {
   case AB_DRAWS:
     return assoc_parse_int(c, "draws", v, 1, 1 << 16, &a->draws);
   case AB_THREADS:
-    return assoc_parse_int(c, "threads", v, 1, 4096, &a->threads);
+    return assoc_parse_threads(c, v, &a->threads);
   case AB_PT_MIN:
     return assoc_parse_int(c, "pt-min", v, 0, 60, &a->pt_min);
   case AB_PT_MAX:
@@ -349,6 +357,12 @@ static int abl_option(void *args, int opt, char *v) {
     return -1;
   case AB_BF_T0:
     return assoc_parse_double(c, "bfgnn-t0", v, 1e-3, 1e9, &a->bf_t0);
+  case AB_DTYPE:
+    if (!strcmp(v, "float32")) return t->dtype = SG_F32, 0;
+    if (!strcmp(v, "float64")) return t->dtype = SG_F64, 0;
+    fprintf(stderr, "assoc ablation: bad value '%s' for --dtype (expected float32 or float64)\n",
+            v);
+    return -1;
   case AB_SK_BALANCED:
     return a->train.sk_balanced = 1, 0;
   case AB_QUIET:
@@ -391,6 +405,10 @@ static int abl_parse(int argc, char **argv, abl_args *a) {
 }
 
 /* ---- shared by the parts ---------------------------------------------------------------- */
+
+bool abl_lead(void) {
+  return assoc_dist_rank() == 0;
+}
 
 uint64_t abl_run_seed(const abl_args *a, int r) {
   return a->seed + (uint64_t)r;
@@ -436,18 +454,21 @@ static void free_run(abl_run *r) {
 
 static void print_header(const abl_args *a) {
   const assoc_train_config *c = &a->train;
-  char seeds[96] = "";
+  char seeds[96] = "", ranks[48] = "";
+  if (assoc_dist_size() > 1)
+    snprintf(ranks, sizeof ranks, " x %d MPI ranks (training)", assoc_dist_size());
   if (a->seeds > 1)
     snprintf(seeds, sizeof seeds, " .. %llu (%d runs per model; table: mean ± sd)",
              (unsigned long long)abl_run_seed(a, a->seeds - 1), a->seeds);
-  printf("ablation (%s): M 2, N 4, K 8, 30 dBm; d %d, h %d, L %d, tau %g, T %d%s; %d epochs x %lld "
-         "mini-batches of %lld; lr %g..%g, T0 %g, T_mult %d, T_mu %d, delta %g; samples: train "
-         "%lld, val %lld, test %lld; seed %llu%s; %d threads\n\n",
-         a->quick ? "--quick" : "default", c->d, c->h, c->L, c->tau, c->sk_iters,
-         c->sk_balanced ? " (balanced)" : "", c->epochs, (long long)c->batches_per_epoch,
-         (long long)c->batch, c->lr_min, c->lr_max, c->t0, c->t_mult, c->t_mu, c->delta,
-         (long long)a->train_samples, (long long)a->val_samples, (long long)a->test_samples,
-         (unsigned long long)a->seed, seeds, omp_get_max_threads());
+  printf(
+      "ablation (%s): M 2, N 4, K 8, 30 dBm; d %d, h %d, L %d%s, tau %g, T %d%s; %d epochs x %lld "
+      "mini-batches of %lld; lr %g..%g, T0 %g, T_mult %d, T_mu %d, delta %g; samples: train "
+      "%lld, val %lld, test %lld; seed %llu%s; %d threads%s\n\n",
+      a->quick ? "--quick" : "default", c->d, c->h, c->L, c->dtype == SG_F64 ? ", float64" : "",
+      c->tau, c->sk_iters, c->sk_balanced ? " (balanced)" : "", c->epochs,
+      (long long)c->batches_per_epoch, (long long)c->batch, c->lr_min, c->lr_max, c->t0, c->t_mult,
+      c->t_mu, c->delta, (long long)a->train_samples, (long long)a->val_samples,
+      (long long)a->test_samples, (unsigned long long)a->seed, seeds, omp_get_max_threads(), ranks);
 }
 
 static void warn_if_loaded(const abl_args *a) {
@@ -464,6 +485,7 @@ static void warn_if_loaded(const abl_args *a) {
 
 static int run_ablation(abl_run *r) {
   const abl_args *a = r->a;
+  if (!abl_lead()) return abl_train_models(r); /* the training runs alone */
   double t0 = omp_get_wtime();
   if (make_dir(a->out) || abl_prepare(r)) return -1;
   r->seconds_data = omp_get_wtime() - t0;
@@ -474,7 +496,8 @@ static int run_ablation(abl_run *r) {
   print_header(a);
   abl_write_table(stdout, r);
   printf("\nTotal %.1f min. Results in %s/ (plots: %s).\n", r->seconds_total / 60, a->out, plots);
-  return strncmp(plots, "skipped", 7) ? 0 : ABLATION_EXIT_NO_PLOTS;
+  /* every result was written but the plots (gnuplot missing or failed): never silently */
+  return strncmp(plots, "skipped", 7) ? 0 : ASSOC_EXIT_PARTIAL;
 }
 
 /* The SM-GNN slot holds JointGNN unless a caller (the slot's test)
@@ -492,8 +515,9 @@ int assoc_check_ablation(int argc, char **argv) {
 int assoc_cmd_ablation(int argc, char **argv) {
   abl_args a;
   if (parse_with_slots(argc, argv, &a)) return ASSOC_EXIT_USAGE;
-  if (a.help) return fputs(ablation_help, stdout), ASSOC_EXIT_OK;
-  if (a.threads) assoc_set_threads(a.threads);
+  int start = assoc_command_start("ablation", a.help, ablation_help, NULL, a.threads);
+  if (start != ASSOC_GO_ON) return start;
+  a.quiet |= !abl_lead();
   warn_if_loaded(&a);
   abl_run r = {.a = &a};
   int rc = run_ablation(&r);

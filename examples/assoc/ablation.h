@@ -44,7 +44,9 @@ typedef struct abl_sm_hooks {
   /* Trains with c (c->seed is the run's seed; widths, schedule and threads
    * as the other models) on train, validating on val, and writes the
    * checkpoint ckpt; *train_seconds receives the training time. 0, or -1
-   * after printing a message. */
+   * after printing a message. Under mpirun it runs on every rank (val
+   * NULL but on rank 0), which must train together and leave the writing
+   * to rank 0 (abl_lead); evaluate runs on rank 0 alone. */
   int (*train)(const assoc_train_config *c, const assoc_dataset *train, const assoc_dataset *val,
                const char *ckpt, double *train_seconds);
   /* Evaluates the checkpoint on ds: out as assoc_eval_model fills it (the
@@ -218,6 +220,12 @@ typedef struct abl_run {
 } abl_run;
 
 /* ---- ablation.c ---------------------------------------------------------------------- */
+
+/* Under mpirun every rank runs the study's training runs together, each
+ * data-parallel over the ranks (assoc train's); rank 0, the lead, alone
+ * makes the fixed data sets, evaluates, prints, writes files and plots.
+ * True on one process. */
+bool abl_lead(void);
 
 /* Progress on stderr unless --quiet. */
 void abl_note(const abl_args *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -172,8 +172,8 @@ static void rate_curves(abl_run *r, int j, beam_ctx *c) {
 
 /* ---- BFGNN ---------------------------------------------------------------------------------- */
 
-/* Trains run j's BFGNN and reads it back from its checkpoint. */
-static assoc_bfgnn *train_bfgnn(abl_run *r, int j, const assoc_dataset *train, double *scale) {
+/* Trains run j's BFGNN (on every rank; rank 0 writes its checkpoint). */
+static int train_bfgnn(abl_run *r, int j, const assoc_dataset *train) {
   const abl_args *a = r->a;
   bf_seed *b = &r->bf[j];
   assoc_train_config c = a->train;
@@ -187,8 +187,14 @@ static assoc_bfgnn *train_bfgnn(abl_run *r, int j, const assoc_dataset *train, d
            (long long)c.batches_per_epoch, (long long)c.batch);
   double t0 = omp_get_wtime();
   assoc_train_beam_opts bo = {.norm = ASSOC_BEAM_PROJECT, .head = a->bf_head, .penalty_after = -1};
-  if (assoc_train_bfgnn(&c, train, &bo, b->ckpt, true) != ASSOC_EXIT_OK) return NULL;
+  if (assoc_train_bfgnn(&c, train, &bo, b->ckpt, true) != ASSOC_EXIT_OK) return -1;
   b->train_seconds = omp_get_wtime() - t0;
+  return 0;
+}
+
+/* Run j's BFGNN, read back from its checkpoint. */
+static assoc_bfgnn *read_bfgnn(abl_run *r, int j, double *scale) {
+  bf_seed *b = &r->bf[j];
   sg_io_error err;
   assoc_bfgnn *m = assoc_bfgnn_checkpoint_read(b->ckpt, scale, &err);
   if (!m) fprintf(stderr, "assoc ablation: %s\n", err.msg);
@@ -226,9 +232,11 @@ static void free_run_assocs(abl_run *r, int j) {
 
 int abl_beams_seed(abl_run *r, int j, const assoc_dataset *train) {
   double t0 = omp_get_wtime();
+  if (r->bf && train_bfgnn(r, j, train)) return -1;
+  if (!abl_lead()) return 0; /* rank 0 alone rates the beams */
   beam_ctx c = {.r = r, .ds = &r->test};
   assoc_bfgnn *bf = NULL;
-  if (r->bf && !(bf = train_bfgnn(r, j, train, &c.bf_scale))) return -1;
+  if (r->bf && !(bf = read_bfgnn(r, j, &c.bf_scale))) return -1;
   c.bf = bf;
   int rc = alloc_ctx(r, &c);
   if (!rc) rate_rows(r, j, &c);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "ablation.h"
+#include "assoc_dist.h"
 
 /* ---- the table ------------------------------------------------------------------------ */
 
@@ -210,7 +211,8 @@ static int write_config_json(FILE *f, const abl_run *r, const char *plots) {
           a->quick ? "true" : "false");
   fprintf(f, "\"d\": %d, \"h\": %d, \"L\": %d, \"tau\": %g, \"sk_iters\": %d, ", c->d, c->h, c->L,
           c->tau, c->sk_iters);
-  fprintf(f, "\"sk_balanced\": %s, ", c->sk_balanced ? "true" : "false");
+  fprintf(f, "\"sk_balanced\": %s, \"dtype\": \"%s\", ", c->sk_balanced ? "true" : "false",
+          sg_dtype_name(c->dtype));
   fprintf(f, "\"batch\": %lld, \"batches_per_epoch\": %lld, \"epochs\": %d, ", (long long)c->batch,
           (long long)c->batches_per_epoch, c->epochs);
   fprintf(f, "\"lr_min\": %g, \"lr_max\": %g, \"t0\": %g, \"t_mult\": %d, \"t_mu\": %d, ",
@@ -226,7 +228,8 @@ static int write_config_json(FILE *f, const abl_run *r, const char *plots) {
   for (int j = 0; j < a->seeds; j++)
     fprintf(f, "%s%llu", j ? ", " : "", (unsigned long long)abl_train_data_seed(a, j));
   fputs("], ", f);
-  fprintf(f, "\"threads\": %d, \"seconds_total\": %.1f, ", omp_get_max_threads(), r->seconds_total);
+  fprintf(f, "\"threads\": %d, \"ranks\": %d, \"seconds_total\": %.1f, ", omp_get_max_threads(),
+          assoc_dist_size(), r->seconds_total);
   fprintf(f, "\"seconds_data\": %.1f, \"seconds_beams\": %.1f, ", r->seconds_data,
           r->seconds_beams);
   assoc_json_string(f, "plots", plots, "}");

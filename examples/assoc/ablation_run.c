@@ -60,7 +60,7 @@ static int train_sm(abl_run *r, const char *name, seed_run *sr, const assoc_trai
                     const assoc_dataset *train) {
   double t0 = omp_get_wtime();
   abl_note(r->a, "training %s (%d epochs, through the SM-GNN hooks)\n", name, c->epochs);
-  if (abl_sm()->train(c, train, &r->val, sr->ckpt, &sr->train_seconds)) {
+  if (abl_sm()->train(c, train, abl_lead() ? &r->val : NULL, sr->ckpt, &sr->train_seconds)) {
     fprintf(stderr, "assoc ablation: training %s failed\n", name);
     return -1;
   }
@@ -84,7 +84,7 @@ static int train_one(abl_run *r, const model_run *mr, seed_run *sr, const assoc_
   double t0 = omp_get_wtime();
   abl_note(a, "training %s (%d epochs of %lld mini-batches of %lld)\n", ctx.name, c.epochs,
            (long long)c.batches_per_epoch, (long long)c.batch);
-  if (assoc_train_run(&c, train, &r->val, &io, &res, &err)) {
+  if (assoc_train_run(&c, train, abl_lead() ? &r->val : NULL, &io, &res, &err)) {
     fprintf(stderr, "assoc ablation: training %s: %s\n", ctx.name, err.msg);
     return -1;
   }
@@ -248,7 +248,8 @@ static int train_seed(abl_run *r, int j) {
   int rc = 0;
   for (int i = 0; i < r->n_models && !rc; i++) {
     model_run *mr = &r->models[i];
-    rc = train_one(r, mr, &mr->runs[j], &train) || evaluate_run(r, mr, &mr->runs[j], j == 0);
+    rc = train_one(r, mr, &mr->runs[j], &train) ||
+         (abl_lead() && evaluate_run(r, mr, &mr->runs[j], j == 0));
     if (!rc) mr->n_runs = j + 1;
   }
   if (!rc) rc = abl_beams_seed(r, j, &train);
@@ -297,6 +298,7 @@ int abl_train_models(abl_run *r) {
   if (init_models(r)) return -1;
   for (int j = 0; j < r->a->seeds; j++)
     if (train_seed(r, j)) return -1;
+  if (!abl_lead()) return 0; /* trained: no results to summarise */
   for (int i = 0; i < r->n_models; i++) summarise(r, i);
   abl_beams_summarise(r);
   return 0;

@@ -34,39 +34,35 @@ static const char baselines_help[] =
     "  -h, --help           this help\n";
 
 enum base_option {
-  BASE_JSON = 1000,
-  BASE_OUT,
-  BASE_METHODS,
+  BASE_METHODS = 1000,
   BASE_LIMIT,
   BASE_SEED,
   BASE_DA_ITERS,
   BASE_DA_STEP,
   BASE_ES_MAX,
-  BASE_THREADS,
-  BASE_QUIET,
 };
 
 static const struct option base_options[] = {
-    {"json", no_argument, NULL, BASE_JSON},
-    {"out", required_argument, NULL, BASE_OUT},
+    ASSOC_OPTION_JSON,
+    ASSOC_OPTION_OUT,
     {"methods", required_argument, NULL, BASE_METHODS},
     {"limit", required_argument, NULL, BASE_LIMIT},
     {"seed", required_argument, NULL, BASE_SEED},
     {"da-iters", required_argument, NULL, BASE_DA_ITERS},
     {"da-step", required_argument, NULL, BASE_DA_STEP},
     {"es-max-leaves", required_argument, NULL, BASE_ES_MAX},
-    {"threads", required_argument, NULL, BASE_THREADS},
-    {"quiet", no_argument, NULL, BASE_QUIET},
-    {"help", no_argument, NULL, 'h'},
+    ASSOC_OPTION_THREADS,
+    ASSOC_OPTION_QUIET,
+    ASSOC_OPTION_HELP,
     {NULL, 0, NULL, 0},
 };
 
 typedef struct base_args {
-  const char *data, *out;
-  bool json, quiet, help, seed_given;
+  const char *data;
+  bool seed_given;
   bool use[ASSOC_METHOD_COUNT];
   int64_t limit;
-  int threads;
+  assoc_common_args common; /* --json, --out, --threads, --quiet, --help */
   assoc_baseline_opts opts;
 } base_args;
 
@@ -88,12 +84,6 @@ static int base_option(void *args, int opt, char *v) {
   const char *c = "baselines";
   assoc_baseline_opts *o = &a->opts;
   switch (opt) {
-  case BASE_JSON:
-    a->json = true;
-    return 0;
-  case BASE_OUT:
-    a->out = v;
-    return 0;
   case BASE_METHODS:
     return parse_methods(v, a->use);
   case BASE_LIMIT:
@@ -107,16 +97,8 @@ static int base_option(void *args, int opt, char *v) {
     return assoc_parse_double(c, "da-step", v, 1e-9, 1e9, &o->da_step0);
   case BASE_ES_MAX:
     return assoc_parse_double(c, "es-max-leaves", v, 1, 1e18, &o->es_max_leaves);
-  case BASE_THREADS:
-    return assoc_parse_int(c, "threads", v, 1, 4096, &a->threads);
-  case BASE_QUIET:
-    a->quiet = true;
-    return 0;
-  case 'h':
-    a->help = true;
-    return 0;
   default:
-    return -1;
+    return assoc_common_option(c, opt, v, &a->common);
   }
 }
 
@@ -125,7 +107,7 @@ static int base_parse(int argc, char **argv, base_args *a) {
   for (int m = 0; m < ASSOC_METHOD_COUNT; m++) a->use[m] = true;
   int first = assoc_parse_options("baselines", argc, argv, base_options, base_option, a);
   if (first < 0) return -1;
-  if (a->help) return 0;
+  if (a->common.help) return 0;
   if (first + 1 != argc) {
     fprintf(stderr, "assoc baselines: expected one data set (see assoc baselines --help)\n");
     return -1;
@@ -178,7 +160,7 @@ static int run_one(const assoc_dataset *ds, assoc_method m, const base_args *a,
 
 static int run_all(const assoc_dataset *ds, const base_args *a, method_run *runs) {
   assoc_progress_state progress;
-  assoc_progress_init(&progress, !a->quiet);
+  assoc_progress_init(&progress, !a->common.quiet);
   const double *es_rate = NULL;
   for (int m = 0; m < ASSOC_METHOD_COUNT; m++) {
     if (!a->use[m]) continue;
@@ -259,7 +241,7 @@ static int add_method(sg_npz_writer *w, const assoc_dataset *ds, assoc_method m,
 
 static int write_results(const assoc_dataset *ds, const base_args *a, const method_run *runs) {
   sg_io_error err;
-  sg_npz_writer *w = sg_npz_writer_open(a->out, true, &err);
+  sg_npz_writer *w = sg_npz_writer_open(a->common.out, true, &err);
   int rc = w ? 0 : -1;
   for (int m = 0; m < ASSOC_METHOD_COUNT && !rc; m++)
     if (runs[m].done) rc = add_method(w, ds, (assoc_method)m, &runs[m], &err);
@@ -281,22 +263,18 @@ int assoc_check_baselines(int argc, char **argv) {
 int assoc_cmd_baselines(int argc, char **argv) {
   base_args a;
   if (base_parse(argc, argv, &a)) return ASSOC_EXIT_USAGE;
-  if (a.help) return fputs(baselines_help, stdout), ASSOC_EXIT_OK;
-  if (assoc_check_output("baselines", "out", a.out)) return ASSOC_EXIT_FAIL;
-  if (a.threads) assoc_set_threads(a.threads);
+  int start = assoc_command_start("baselines", a.common.help, baselines_help, a.common.out,
+                                  a.common.threads);
+  if (start != ASSOC_GO_ON) return start;
   assoc_dataset ds;
-  sg_io_error err;
-  if (assoc_dataset_load(a.data, &ds, &err)) {
-    fprintf(stderr, "assoc baselines: %s\n", err.msg);
-    return ASSOC_EXIT_FAIL;
-  }
+  if (assoc_load_dataset("baselines", a.data, &ds)) return ASSOC_EXIT_FAIL;
   int64_t all_samples = ds.S;
   if (a.limit && a.limit < ds.S) ds.S = a.limit; /* samples are contiguous: a prefix view */
   if (!a.seed_given) a.opts.seed = ds.seed;
   method_run runs[ASSOC_METHOD_COUNT] = {0};
   int rc = run_all(&ds, &a, runs);
-  if (!rc) (a.json ? print_json : print_table)(&ds, &a, runs);
-  if (!rc && a.out) rc = write_results(&ds, &a, runs);
+  if (!rc) (a.common.json ? print_json : print_table)(&ds, &a, runs);
+  if (!rc && a.common.out) rc = write_results(&ds, &a, runs);
   free_runs(runs);
   ds.S = all_samples;
   assoc_dataset_free(&ds);

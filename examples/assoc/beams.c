@@ -36,22 +36,22 @@ static const char beams_help[] =
 /* --method bfgnn=CKPT, after the classical methods. */
 enum { BEAMS_BFGNN = ASSOC_BEAM_METHOD_COUNT };
 
-enum beams_option { BEAMS_KEY = 1000, BEAMS_METHOD, BEAMS_OUT, BEAMS_THREADS, BEAMS_JSON };
+enum beams_option { BEAMS_KEY = 1000, BEAMS_METHOD };
 
 static const struct option beams_options[] = {
     {"assoc-key", required_argument, NULL, BEAMS_KEY},
     {"method", required_argument, NULL, BEAMS_METHOD},
-    {"out", required_argument, NULL, BEAMS_OUT},
-    {"threads", required_argument, NULL, BEAMS_THREADS},
-    {"json", no_argument, NULL, BEAMS_JSON},
-    {"help", no_argument, NULL, 'h'},
+    ASSOC_OPTION_OUT,
+    ASSOC_OPTION_THREADS,
+    ASSOC_OPTION_JSON,
+    ASSOC_OPTION_HELP,
     {NULL, 0, NULL, 0},
 };
 
 typedef struct beams_args {
-  const char *data, *assoc_file, *key, *out, *bfgnn; /* bfgnn: its checkpoint */
-  int method, threads;
-  bool json, help;
+  const char *data, *assoc_file, *key, *bfgnn; /* bfgnn: its checkpoint */
+  int method;
+  assoc_common_args common; /* --out, --threads, --json, --help */
 } beams_args;
 
 static int beams_option(void *args, int opt, char *v) {
@@ -66,19 +66,8 @@ static int beams_option(void *args, int opt, char *v) {
     if (a->method >= 0) return 0;
     fprintf(stderr, "assoc beams: unknown method '%s' (mrt, zf, wmmse or bfgnn=CKPT)\n", v);
     return -1;
-  case BEAMS_OUT:
-    a->out = v;
-    return 0;
-  case BEAMS_THREADS:
-    return assoc_parse_int("beams", "threads", v, 1, 4096, &a->threads);
-  case BEAMS_JSON:
-    a->json = true;
-    return 0;
-  case 'h':
-    a->help = true;
-    return 0;
   default:
-    return -1;
+    return assoc_common_option("beams", opt, v, &a->common);
   }
 }
 
@@ -86,11 +75,11 @@ static int beams_parse(int argc, char **argv, beams_args *a) {
   *a = (beams_args){.method = -1};
   int first = assoc_parse_options("beams", argc, argv, beams_options, beams_option, a);
   if (first < 0) return -1;
-  if (a->help) return 0;
+  if (a->common.help) return 0;
   const char *missing = first + 2 != argc ? "expected DATA and ASSOC.npz"
                         : !a->key         ? "--assoc-key is required"
                         : a->method < 0   ? "--method is required"
-                        : !a->out         ? "--out is required"
+                        : !a->common.out  ? "--out is required"
                                           : NULL;
   if (missing) {
     fprintf(stderr, "assoc beams: %s (see assoc beams --help)\n", missing);
@@ -176,7 +165,7 @@ static int write_out(const beams_args *a, const assoc_dataset *ds, const int *as
   };
   arrays[0].data = r->V_re, arrays[1].data = r->V_im;
   const char *names[] = {"V_re", "V_im", "rate", "iters", "assoc", "method"};
-  sg_npz_writer *w = sg_npz_writer_open(a->out, true, &err);
+  sg_npz_writer *w = sg_npz_writer_open(a->common.out, true, &err);
   int rc = w ? 0 : -1;
   for (int i = 0; i < 6 && !rc; i++) rc = sg_npz_add_array(w, names[i], &arrays[i], &err);
   if (!rc) rc = sg_npz_add_scalar_f64(w, "us_per_sample", r->us_per_sample, &err);
@@ -190,7 +179,7 @@ static int write_out(const beams_args *a, const assoc_dataset *ds, const int *as
 
 static void print_result(const beams_args *a, const assoc_dataset *ds, const beams_result *r) {
   const char *method = method_name(a->method);
-  if (!a->json) {
+  if (!a->common.json) {
     printf("%s beams for %s on %s: S=%lld M=%d N=%d K=%d, %d threads\n", method, a->key, a->data,
            (long long)ds->S, ds->M, ds->N, ds->K, omp_get_max_threads());
     printf("mean sum-rate %.4f bps/Hz, %.2f us/sample", r->mean_rate, r->us_per_sample);
@@ -253,15 +242,11 @@ int assoc_check_beams(int argc, char **argv) {
 int assoc_cmd_beams(int argc, char **argv) {
   beams_args a;
   if (beams_parse(argc, argv, &a)) return ASSOC_EXIT_USAGE;
-  if (a.help) return fputs(beams_help, stdout), ASSOC_EXIT_OK;
-  if (assoc_check_output("beams", "out", a.out)) return ASSOC_EXIT_FAIL;
-  if (a.threads) assoc_set_threads(a.threads);
+  int start =
+      assoc_command_start("beams", a.common.help, beams_help, a.common.out, a.common.threads);
+  if (start != ASSOC_GO_ON) return start;
   assoc_dataset ds;
-  sg_io_error err;
-  if (assoc_dataset_load(a.data, &ds, &err)) {
-    fprintf(stderr, "assoc beams: %s\n", err.msg);
-    return ASSOC_EXIT_FAIL;
-  }
+  if (assoc_load_dataset("beams", a.data, &ds)) return ASSOC_EXIT_FAIL;
   int *assoc = read_assoc(&a, &ds);
   int rc = assoc ? run(&a, &ds, assoc) : -1;
   free(assoc);

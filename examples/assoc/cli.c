@@ -1,5 +1,6 @@
 /* Helpers shared by the subcommands of `assoc`: option parsing, strict
- * number parsing, JSON fields and progress display (see cli.h). */
+ * number parsing, the start of a run, loading a data set, JSON fields and
+ * progress display (see cli.h). */
 #include "cli.h"
 
 #include <errno.h>
@@ -92,8 +93,53 @@ int assoc_parse_loss(const char *cmd, const char *text, int *out) {
   return l < 0 ? bad_value(cmd, "loss", text, "rate or es") : (*out = l, 0);
 }
 
+int assoc_parse_sampler(const char *cmd, const char *text, int *out) {
+  int s = assoc_train_sampler_parse(text);
+  return s < 0 ? bad_value(cmd, "sampler", text, "shuffle or strata") : (*out = s, 0);
+}
+
+int assoc_parse_threads(const char *cmd, const char *text, int *out) {
+  return assoc_parse_int(cmd, "threads", text, 1, 4096, out);
+}
+
+int assoc_common_option(const char *cmd, int opt, const char *value, assoc_common_args *c) {
+  switch (opt) {
+  case ASSOC_OPT_OUT:
+    c->out = value;
+    return 0;
+  case ASSOC_OPT_THREADS:
+    return assoc_parse_threads(cmd, value, &c->threads);
+  case ASSOC_OPT_JSON:
+    c->json = true;
+    return 0;
+  case ASSOC_OPT_QUIET:
+    c->quiet = true;
+    return 0;
+  case 'h':
+    c->help = true;
+    return 0;
+  default:
+    return -1;
+  }
+}
+
 void assoc_set_threads(int threads) {
   omp_set_num_threads(threads);
+}
+
+int assoc_command_start(const char *cmd, bool help, const char *help_text, const char *out,
+                        int threads) {
+  if (help) return fputs(help_text, stdout), ASSOC_EXIT_OK;
+  if (assoc_check_output(cmd, "out", out)) return ASSOC_EXIT_FAIL;
+  if (threads) assoc_set_threads(threads);
+  return ASSOC_GO_ON;
+}
+
+int assoc_load_dataset(const char *cmd, const char *path, assoc_dataset *ds) {
+  sg_io_error err;
+  if (!assoc_dataset_load(path, ds, &err)) return 0;
+  fprintf(stderr, "assoc %s: %s\n", cmd, err.msg);
+  return -1;
 }
 
 /* getopt_long returned '?' (opterr 0): an unknown option or a missing value. */

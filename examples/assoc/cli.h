@@ -20,7 +20,10 @@
 
 #include "assoc_solvers.h"
 
-enum { ASSOC_EXIT_OK = 0, ASSOC_EXIT_FAIL = 1, ASSOC_EXIT_USAGE = 2 };
+/* ASSOC_EXIT_PARTIAL: everything was done and written but an optional
+ * part (assoc ablation: the plots, when gnuplot is missing or fails); a
+ * command returns it only once its work on every MPI rank is over. */
+enum { ASSOC_EXIT_OK = 0, ASSOC_EXIT_FAIL = 1, ASSOC_EXIT_USAGE = 2, ASSOC_EXIT_PARTIAL = 3 };
 
 typedef struct assoc_command {
   const char *name;
@@ -68,6 +71,31 @@ typedef int (*assoc_option_fn)(void *args, int opt, char *value);
 int assoc_parse_options(const char *cmd, int argc, char **argv, const struct option *options,
                         assoc_option_fn apply, void *args);
 
+/* The options several subcommands share: --out FILE, --threads T, --json,
+ * --quiet and -h/--help, their codes in a subcommand's struct option table
+ * (the subcommand's own codes start at 1000) and their values. */
+enum { ASSOC_OPT_OUT = 900, ASSOC_OPT_THREADS, ASSOC_OPT_JSON, ASSOC_OPT_QUIET };
+#define ASSOC_OPTION_OUT                                                                           \
+  { "out", required_argument, NULL, ASSOC_OPT_OUT }
+#define ASSOC_OPTION_THREADS                                                                       \
+  { "threads", required_argument, NULL, ASSOC_OPT_THREADS }
+#define ASSOC_OPTION_JSON                                                                          \
+  { "json", no_argument, NULL, ASSOC_OPT_JSON }
+#define ASSOC_OPTION_QUIET                                                                         \
+  { "quiet", no_argument, NULL, ASSOC_OPT_QUIET }
+#define ASSOC_OPTION_HELP                                                                          \
+  { "help", no_argument, NULL, 'h' }
+typedef struct assoc_common_args {
+  const char *out; /* NULL when not given */
+  int threads;     /* 0 when not given */
+  bool json, quiet, help;
+} assoc_common_args;
+
+/* Applies shared option opt (value: its argument) of subcommand cmd to c:
+ * 0, or -1 after printing a bad value, or for an option that is not one of
+ * them. */
+int assoc_common_option(const char *cmd, int opt, const char *value, assoc_common_args *c);
+
 /* Strict number parsing for option `opt`: the whole text must be a number in
  * [lo, hi]; otherwise prints "assoc CMD: bad value ... for --opt" and
  * returns -1. */
@@ -80,8 +108,26 @@ int assoc_parse_double(const char *cmd, const char *opt, const char *text, doubl
 /* --features channel|link and --loss rate|es of train and ablation. */
 int assoc_parse_features(const char *cmd, const char *text, int *out);
 int assoc_parse_loss(const char *cmd, const char *text, int *out);
+int assoc_parse_sampler(const char *cmd, const char *text, int *out);
+/* --threads T of every subcommand: T in 1..4096. */
+int assoc_parse_threads(const char *cmd, const char *text, int *out);
 /* Sets the OpenMP thread count (T >= 1). */
 void assoc_set_threads(int threads);
+
+/* ---- the start of a run ------------------------------------------------------------- */
+
+/* What a subcommand does first once its options are read: with help,
+ * prints help_text to stdout and returns ASSOC_EXIT_OK; else checks that
+ * `out` (--out, NULL when not given) can be written (assoc_check_output:
+ * ASSOC_EXIT_FAIL), sets the thread count when threads > 0 and returns
+ * ASSOC_GO_ON. */
+enum { ASSOC_GO_ON = -1 };
+int assoc_command_start(const char *cmd, bool help, const char *help_text, const char *out,
+                        int threads);
+
+/* Loads the data set at path into ds: 0, or -1 after printing
+ * "assoc CMD: reason". */
+int assoc_load_dataset(const char *cmd, const char *path, assoc_dataset *ds);
 
 /* ---- output files ------------------------------------------------------------------- */
 

@@ -66,25 +66,32 @@ static void report_library_error(const char *op, const char *msg, const char *fi
 
 /* The commands that run over several MPI ranks; the others refuse to. */
 static bool distributed(const char *name) {
-  return !strcmp(name, "gen") || !strcmp(name, "train");
+  return !strcmp(name, "gen") || !strcmp(name, "train") || !strcmp(name, "ablation");
 }
 
 /* Runs command c on every rank of the job. A command that fails on a rank
- * of several ends the whole job (its peers could wait forever for it). */
+ * of several ends the whole job (its peers could wait forever for it in
+ * the next sum). Two statuses are returned as they are: a usage error,
+ * which every rank finds alike in the command line (and the options a
+ * checkpoint must agree with) before any collective step, so that none
+ * waits for another (and no MPI_Abort of every rank at once, which Open
+ * MPI 4.1's launcher does not always survive); and ASSOC_EXIT_PARTIAL,
+ * which comes after the work of every rank. */
 static int run_command(const assoc_command *c, int argc, char **argv) {
   int ranks = assoc_dist_size();
   if (ranks > 1 && !distributed(c->name)) {
     if (assoc_dist_rank() == 0)
       fprintf(stderr,
-              "assoc %s: runs on one process, not on %d MPI ranks (only gen and train "
-              "run over MPI)\n",
+              "assoc %s: runs on one process, not on %d MPI ranks (only gen, train and "
+              "ablation run over MPI)\n",
               c->name, ranks);
     return ASSOC_EXIT_USAGE;
   }
   sg_set_error_handler(report_library_error, NULL);
   int rc = c->run(argc, argv);
   if (rc == ASSOC_EXIT_OK && library_reports > 0) rc = ASSOC_EXIT_FAIL;
-  if (rc != ASSOC_EXIT_OK && ranks > 1) {
+  bool alike = rc == ASSOC_EXIT_USAGE || rc == ASSOC_EXIT_PARTIAL;
+  if (rc != ASSOC_EXIT_OK && !alike && ranks > 1) {
     fflush(NULL);
     assoc_dist_abort(rc);
   }

@@ -54,7 +54,7 @@ static int diagnose_option(void *args, int opt, char *v) {
   case DG_JSON:
     return a->json = true, 0;
   case DG_THREADS:
-    return assoc_parse_int(c, "threads", v, 1, 4096, &a->threads);
+    return assoc_parse_threads(c, v, &a->threads);
   case 'h':
     return a->help = true, 0;
   default:
@@ -116,14 +116,11 @@ int assoc_cmd_diagnose(int argc, char **argv) {
   diagnose_args a;
   int first = diagnose_parse(argc, argv, &a);
   if (first < 0) return ASSOC_EXIT_USAGE;
-  if (a.help) return fputs(diagnose_help, stdout), ASSOC_EXIT_OK;
-  if (a.threads) assoc_set_threads(a.threads);
-  sg_io_error err;
+  int start = assoc_command_start("diagnose", a.help, diagnose_help, NULL, a.threads);
+  if (start != ASSOC_GO_ON) return start;
   assoc_dataset ds;
-  if (assoc_dataset_load(argv[first + 1], &ds, &err)) {
-    fprintf(stderr, "assoc diagnose: %s\n", err.msg);
-    return ASSOC_EXIT_FAIL;
-  }
+  if (assoc_load_dataset("diagnose", argv[first + 1], &ds)) return ASSOC_EXIT_FAIL;
+  sg_io_error err;
   assoc_diagnosis d;
   int rc = assoc_diagnose(argv[first], &ds, &a.o, &d, &err);
   if (rc)

@@ -56,37 +56,35 @@ static const char eval_help[] =
     "  -h, --help           this help\n";
 
 enum eval_option {
-  EV_JSON = 1000,
-  EV_OUT,
-  EV_BATCH,
+  EV_BATCH = 1000,
   EV_LIMIT,
   EV_LATENCY,
   EV_NO_ES,
   EV_ES_MAX,
-  EV_THREADS,
   EV_DRAWS,
   EV_DRAW_SEED,
 };
 
 static const struct option eval_options[] = {
-    {"json", no_argument, NULL, EV_JSON},
-    {"out", required_argument, NULL, EV_OUT},
+    ASSOC_OPTION_JSON,
+    ASSOC_OPTION_OUT,
     {"batch", required_argument, NULL, EV_BATCH},
     {"limit", required_argument, NULL, EV_LIMIT},
     {"latency-samples", required_argument, NULL, EV_LATENCY},
     {"no-es", no_argument, NULL, EV_NO_ES},
     {"es-max-leaves", required_argument, NULL, EV_ES_MAX},
-    {"threads", required_argument, NULL, EV_THREADS},
+    ASSOC_OPTION_THREADS,
     {"draws", required_argument, NULL, EV_DRAWS},
     {"draw-seed", required_argument, NULL, EV_DRAW_SEED},
-    {"help", no_argument, NULL, 'h'},
+    ASSOC_OPTION_HELP,
     {NULL, 0, NULL, 0},
 };
 
 typedef struct eval_args {
-  const char *ckpt, *data, *out;
-  bool json, no_es, help;
-  int batch, latency, threads, draws;
+  const char *ckpt, *data;
+  bool no_es;
+  int batch, latency, draws;
+  assoc_common_args common; /* --json, --out, --threads, --help */
   uint64_t draw_seed;
   int64_t limit;
   double es_max;
@@ -96,12 +94,6 @@ static int eval_option(void *args, int opt, char *v) {
   eval_args *a = args;
   const char *c = "eval";
   switch (opt) {
-  case EV_JSON:
-    a->json = true;
-    return 0;
-  case EV_OUT:
-    a->out = v;
-    return 0;
   case EV_BATCH:
     return assoc_parse_int(c, "batch", v, 1, 1 << 20, &a->batch);
   case EV_LIMIT:
@@ -113,17 +105,12 @@ static int eval_option(void *args, int opt, char *v) {
     return 0;
   case EV_ES_MAX:
     return assoc_parse_double(c, "es-max-leaves", v, 1, 1e18, &a->es_max);
-  case EV_THREADS:
-    return assoc_parse_int(c, "threads", v, 1, 4096, &a->threads);
   case EV_DRAWS:
     return assoc_parse_int(c, "draws", v, 1, 1 << 20, &a->draws);
   case EV_DRAW_SEED:
     return assoc_parse_u64(c, "draw-seed", v, UINT64_MAX, &a->draw_seed);
-  case 'h':
-    a->help = true;
-    return 0;
   default:
-    return -1;
+    return assoc_common_option(c, opt, v, &a->common);
   }
 }
 
@@ -131,7 +118,7 @@ static int eval_parse(int argc, char **argv, eval_args *a) {
   *a = (eval_args){.batch = 256, .latency = 32, .es_max = 1e7, .draws = 1, .draw_seed = 1};
   int first = assoc_parse_options("eval", argc, argv, eval_options, eval_option, a);
   if (first < 0) return -1;
-  if (a->help) return 0;
+  if (a->common.help) return 0;
   if (first + 2 != argc) {
     fprintf(stderr, "assoc eval: expected a checkpoint and a data set (see assoc eval --help)\n");
     return -1;
@@ -259,8 +246,8 @@ static int es_reference(const eval_args *a, const assoc_dataset *ds, bool assoc,
 static int open_out(const eval_args *a, sg_npz_writer **w) {
   sg_io_error err;
   *w = NULL;
-  if (!a->out) return 0;
-  *w = sg_npz_writer_open(a->out, true, &err);
+  if (!a->common.out) return 0;
+  *w = sg_npz_writer_open(a->common.out, true, &err);
   if (*w) return 0;
   fprintf(stderr, "assoc eval: --out %s\n", err.msg);
   return -1;
@@ -294,7 +281,7 @@ static int run_eval(const eval_args *a, const assoc_gnn *m, double scale, const 
   eval_results r = {0};
   assoc_eval_metrics x;
   int rc = evaluate(a, m, scale, ds, w, &r, &x);
-  if (!rc && a->json)
+  if (!rc && a->common.json)
     print_json(a, m, scale, &x);
   else if (!rc)
     print_table(a, m, scale, ds, &x);
@@ -316,9 +303,8 @@ int assoc_check_eval(int argc, char **argv) {
 int assoc_cmd_eval(int argc, char **argv) {
   eval_args a;
   if (eval_parse(argc, argv, &a)) return ASSOC_EXIT_USAGE;
-  if (a.help) return fputs(eval_help, stdout), ASSOC_EXIT_OK;
-  if (assoc_check_output("eval", "out", a.out)) return ASSOC_EXIT_FAIL;
-  if (a.threads) assoc_set_threads(a.threads);
+  int start = assoc_command_start("eval", a.common.help, eval_help, a.common.out, a.common.threads);
+  if (start != ASSOC_GO_ON) return start;
   const char *beam_model = assoc_beam_checkpoint_model(a.ckpt);
   if (beam_model && !strcmp(beam_model, "BFGNN"))
     return fprintf(stderr,
@@ -330,7 +316,7 @@ int assoc_cmd_eval(int argc, char **argv) {
     if (a.draws != 1)
       return fprintf(stderr, "assoc eval: --draws does not apply to a JointGNN checkpoint\n"),
              ASSOC_EXIT_USAGE;
-    assoc_eval_jointgnn_args j = {a.ckpt, a.data, a.out, a.json, a.batch, a.limit};
+    assoc_eval_jointgnn_args j = {a.ckpt, a.data, a.common.out, a.common.json, a.batch, a.limit};
     return assoc_eval_jointgnn(&j);
   }
   sg_io_error err;
@@ -341,8 +327,7 @@ int assoc_cmd_eval(int argc, char **argv) {
     return ASSOC_EXIT_FAIL;
   }
   assoc_dataset ds;
-  if (assoc_dataset_load(a.data, &ds, &err)) {
-    fprintf(stderr, "assoc eval: %s\n", err.msg);
+  if (assoc_load_dataset("eval", a.data, &ds)) {
     assoc_gnn_free(m);
     return ASSOC_EXIT_FAIL;
   }

@@ -106,8 +106,7 @@ int assoc_eval_jointgnn(const assoc_eval_jointgnn_args *a) {
   assoc_jointgnn *m = assoc_jointgnn_checkpoint_read(a->ckpt, &scale, &err);
   if (!m) return fprintf(stderr, "assoc eval: %s\n", err.msg), ASSOC_EXIT_FAIL;
   assoc_dataset ds;
-  if (assoc_dataset_load(a->data, &ds, &err)) {
-    fprintf(stderr, "assoc eval: %s\n", err.msg);
+  if (assoc_load_dataset("eval", a->data, &ds)) {
     assoc_jointgnn_free(m);
     return ASSOC_EXIT_FAIL;
   }

@@ -37,7 +37,6 @@ static const char gen_help[] =
 
 enum gen_option {
   GEN_SAMPLES = 1000,
-  GEN_OUT,
   GEN_SEED,
   GEN_BS,
   GEN_ANTENNAS,
@@ -51,13 +50,11 @@ enum gen_option {
   GEN_NOISE_FIGURE,
   GEN_PATH_MEAN,
   GEN_OUTAGE,
-  GEN_THREADS,
-  GEN_QUIET,
 };
 
 static const struct option gen_options[] = {
     {"samples", required_argument, NULL, GEN_SAMPLES},
-    {"out", required_argument, NULL, GEN_OUT},
+    ASSOC_OPTION_OUT,
     {"seed", required_argument, NULL, GEN_SEED},
     {"bs", required_argument, NULL, GEN_BS},
     {"antennas", required_argument, NULL, GEN_ANTENNAS},
@@ -71,18 +68,16 @@ static const struct option gen_options[] = {
     {"noise-figure-db", required_argument, NULL, GEN_NOISE_FIGURE},
     {"path-mean", required_argument, NULL, GEN_PATH_MEAN},
     {"outage", no_argument, NULL, GEN_OUTAGE},
-    {"threads", required_argument, NULL, GEN_THREADS},
-    {"quiet", no_argument, NULL, GEN_QUIET},
-    {"help", no_argument, NULL, 'h'},
+    ASSOC_OPTION_THREADS,
+    ASSOC_OPTION_QUIET,
+    ASSOC_OPTION_HELP,
     {NULL, 0, NULL, 0},
 };
 
 typedef struct gen_args {
   assoc_scenario sc;
   int64_t samples;
-  const char *out;
-  int threads;
-  bool quiet, help;
+  assoc_common_args common; /* --out, --threads, --quiet, --help */
 } gen_args;
 
 /* Applies one option (an assoc_option_fn); 0 or -1 (message printed). */
@@ -93,9 +88,6 @@ static int gen_option(void *args, int opt, char *v) {
   switch (opt) {
   case GEN_SAMPLES:
     return assoc_parse_i64(c, "samples", v, 1, INT64_C(1) << 40, &a->samples);
-  case GEN_OUT:
-    a->out = v;
-    return 0;
   case GEN_SEED:
     return assoc_parse_u64(c, "seed", v, (UINT64_C(1) << 63) - 1, &sc->seed);
   case GEN_BS:
@@ -123,16 +115,8 @@ static int gen_option(void *args, int opt, char *v) {
   case GEN_OUTAGE:
     sc->outage = true;
     return 0;
-  case GEN_THREADS:
-    return assoc_parse_int(c, "threads", v, 1, 4096, &a->threads);
-  case GEN_QUIET:
-    a->quiet = true;
-    return 0;
-  case 'h':
-    a->help = true;
-    return 0;
   default:
-    return -1;
+    return assoc_common_option(c, opt, v, &a->common);
   }
 }
 
@@ -140,12 +124,12 @@ static int gen_parse(int argc, char **argv, gen_args *a) {
   *a = (gen_args){.sc = assoc_scenario_default()};
   int first = assoc_parse_options("gen", argc, argv, gen_options, gen_option, a);
   if (first < 0) return -1;
-  if (a->help) return 0;
+  if (a->common.help) return 0;
   if (first < argc) {
     fprintf(stderr, "assoc gen: unexpected argument '%s'\n", argv[first]);
     return -1;
   }
-  if (!a->samples || !a->out) {
+  if (!a->samples || !a->common.out) {
     fprintf(stderr, "assoc gen: --samples and --out are required (see assoc gen --help)\n");
     return -1;
   }
@@ -209,11 +193,10 @@ static int generate(const gen_args *a, assoc_dataset *ds, sg_io_error *err) {
 int assoc_cmd_gen(int argc, char **argv) {
   gen_args a;
   if (gen_parse(argc, argv, &a)) return ASSOC_EXIT_USAGE;
-  if (a.help) return fputs(gen_help, stdout), ASSOC_EXIT_OK;
-  if (assoc_check_output("gen", "out", a.out)) return ASSOC_EXIT_FAIL;
-  if (a.threads) assoc_set_threads(a.threads);
+  int start = assoc_command_start("gen", a.common.help, gen_help, a.common.out, a.common.threads);
+  if (start != ASSOC_GO_ON) return start;
   bool writer = assoc_dist_rank() == 0;
-  bool tty = writer && !a.quiet && isatty(STDERR_FILENO);
+  bool tty = writer && !a.common.quiet && isatty(STDERR_FILENO);
   double t0 = omp_get_wtime();
   assoc_dataset ds;
   sg_io_error err;
@@ -223,8 +206,8 @@ int assoc_cmd_gen(int argc, char **argv) {
     return ASSOC_EXIT_FAIL;
   }
   double t1 = omp_get_wtime();
-  if (tty) fprintf(stderr, "  writing %s ...", a.out);
-  int rc = writer ? assoc_dataset_save(&ds, a.out, &err) : 0;
+  if (tty) fprintf(stderr, "  writing %s ...", a.common.out);
+  int rc = writer ? assoc_dataset_save(&ds, a.common.out, &err) : 0;
   if (tty) fprintf(stderr, "\r%60s\r", "");
   double t2 = omp_get_wtime();
   assoc_dataset_free(&ds);
@@ -232,9 +215,9 @@ int assoc_cmd_gen(int argc, char **argv) {
     fprintf(stderr, "assoc gen: %s\n", err.msg);
     return ASSOC_EXIT_FAIL;
   }
-  if (!a.quiet && writer)
+  if (!a.common.quiet && writer)
     printf("wrote %s: %lld samples, M=%d N=%d K=%d, seed %llu (generate %.2f s, write %.2f s)\n",
-           a.out, (long long)a.samples, a.sc.M, a.sc.N, a.sc.K, (unsigned long long)a.sc.seed,
-           t1 - t0, t2 - t1);
+           a.common.out, (long long)a.samples, a.sc.M, a.sc.N, a.sc.K,
+           (unsigned long long)a.sc.seed, t1 - t0, t2 - t1);
   return ASSOC_EXIT_OK;
 }

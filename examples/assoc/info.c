@@ -54,11 +54,7 @@ int assoc_cmd_info(int argc, char **argv) {
   if (info_parse(argc, argv, &help)) return ASSOC_EXIT_USAGE;
   if (help) return fputs(info_help, stdout), ASSOC_EXIT_OK;
   assoc_dataset ds;
-  sg_io_error err;
-  if (assoc_dataset_load(argv[1], &ds, &err)) {
-    fprintf(stderr, "assoc info: %s\n", err.msg);
-    return ASSOC_EXIT_FAIL;
-  }
+  if (assoc_load_dataset("info", argv[1], &ds)) return ASSOC_EXIT_FAIL;
   print_info(argv[1], &ds);
   assoc_dataset_free(&ds);
   return ASSOC_EXIT_OK;

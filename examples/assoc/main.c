@@ -7,8 +7,9 @@
  *   assoc train | eval | ablation | params ...
  *
  * Subcommands live in a table (commands.c), one file each (see cli.h for
- * adding one). Under mpirun (a build with MPI) gen and train run
- * data-parallel over the ranks; the other commands run on one process. */
+ * adding one). Under mpirun (a build with MPI) gen, train (every model)
+ * and ablation (its training runs) run data-parallel over the ranks; the
+ * other commands run on one process. */
 #include <stdio.h>
 
 #include "assoc_dist.h"

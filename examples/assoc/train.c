@@ -35,12 +35,13 @@ static const char train_help[] =
     "every epoch (atomically) and holds the model, the feature scale, the Adam\n"
     "state, mu and the generator: --resume continues a run bit for bit.\n"
     "\n"
-    "Under mpirun (mpirun -np R assoc train ...) the GNNs train data-parallel:\n"
-    "each rank computes the gradient of its 1/R of every mini-batch, the ranks\n"
-    "sum them in a fixed order, and every rank takes the same step: the same\n"
-    "model as one process up to float round-off, the same bits on every run of\n"
-    "R ranks. Rank 0 alone prints, evaluates --test and writes CKPT and --log;\n"
-    "a checkpoint resumes on any number of ranks. --threads is per rank.\n"
+    "Under mpirun (mpirun -np R assoc train ...) every model trains data-parallel\n"
+    "(the GNNs, bfgnn and jointgnn): each rank computes the gradient of its 1/R\n"
+    "of every mini-batch, the ranks sum them in a fixed order, and every rank\n"
+    "takes the same step: the same model as one process up to float round-off,\n"
+    "the same bits on every run of R ranks. Rank 0 alone prints, evaluates\n"
+    "--test and writes CKPT and --log; a checkpoint resumes on any number of\n"
+    "ranks. --threads is per rank.\n"
     "\n"
     "  --model NAME             attskgs, skgs, gs or sma (required unless --resume),\n"
     "                           or bfgnn: beams for a given association, trained on\n"
@@ -81,6 +82,10 @@ static const char train_help[] =
     "                           (cross-entropy to the ES association of each sample)\n"
     "  --batch B                mini-batch size (default 32)\n"
     "  --batches-per-epoch N    mini-batches per epoch, 0 = one full pass (default 400)\n"
+    "  --sampler S              shuffle (B samples at a time of a shuffle of all,\n"
+    "                           default) or strata (slot j of a batch from the j-th\n"
+    "                           of B contiguous strata of the file; under mpirun a\n"
+    "                           rank then reads only its strata of DATA)\n"
     "  --lr-max X, --lr-min X   learning-rate range (default 5e-5, 1e-8)\n"
     "  --t0 P                   first cosine period in epochs (default 50)\n"
     "  --t-mult K               period multiplier (default 2)\n"
@@ -135,6 +140,7 @@ enum train_option {
   TR_PENALTY_AFTER,
   TR_PENALTY_MU,
   TR_DETECT_ANOMALY,
+  TR_SAMPLER,
   TR_LAST
 };
 
@@ -174,6 +180,7 @@ static const struct option train_options[] = {
     {"penalty-after", required_argument, NULL, TR_PENALTY_AFTER},
     {"penalty-mu", required_argument, NULL, TR_PENALTY_MU},
     {"detect-anomaly", no_argument, NULL, TR_DETECT_ANOMALY},
+    {"sampler", required_argument, NULL, TR_SAMPLER},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -247,6 +254,8 @@ static int knob_option(train_args *a, int opt, const char *v) {
     return assoc_parse_features(c, v, &k->features);
   case TR_LOSS:
     return assoc_parse_loss(c, v, &k->loss);
+  case TR_SAMPLER:
+    return assoc_parse_sampler(c, v, &k->sampler);
   case TR_BATCH:
     return assoc_parse_i64(c, "batch", v, 1, INT64_C(1) << 24, &k->batch);
   case TR_BPE:
@@ -296,7 +305,7 @@ static int train_option(void *args, int opt, char *v) {
   case TR_EVERY:
     return assoc_parse_int(c, "checkpoint-every", v, 1, 1 << 30, &a->checkpoint_every);
   case TR_THREADS:
-    return assoc_parse_int(c, "threads", v, 1, 4096, &a->cfg.threads);
+    return assoc_parse_threads(c, v, &a->cfg.threads);
   case TR_JSON:
     return a->json = true, 0;
   case TR_QUIET:
@@ -332,9 +341,9 @@ static const char *option_name(int opt) {
  * --resume and --checkpoint-every);
  * --norm is theirs, --head bfgnn's, the penalty options jointgnn's. */
 static int check_model_options(const train_args *a) {
-  static const int not_beam[] = {TR_TEST,        TR_LOG,      TR_RESUME, TR_TAU,  TR_SK_ITERS,
-                                 TR_SK_BALANCED, TR_FEATURES, TR_LOSS,   TR_T_MU, TR_DELTA,
-                                 TR_EVAL_BATCH,  TR_EVERY,    TR_JSON};
+  static const int not_beam[] = {TR_TEST,        TR_LOG,      TR_RESUME, TR_TAU,    TR_SK_ITERS,
+                                 TR_SK_BALANCED, TR_FEATURES, TR_LOSS,   TR_T_MU,   TR_DELTA,
+                                 TR_EVAL_BATCH,  TR_EVERY,    TR_JSON,   TR_SAMPLER};
   static const int jointgnn_only[] = {TR_PENALTY_AFTER, TR_PENALTY_MU};
   const char *model = a->bfgnn ? "bfgnn" : "jointgnn";
   if (!a->bfgnn && !a->jointgnn && given(a, TR_NORM)) {
@@ -421,6 +430,7 @@ static int check_resume_options(const train_args *a, const assoc_train_config *s
       {TR_LOSS, "loss", g->loss, s->loss},
       {TR_BATCH, "batch", (double)g->batch, (double)s->batch},
       {TR_BPE, "batches-per-epoch", (double)g->batches_per_epoch, (double)s->batches_per_epoch},
+      {TR_SAMPLER, "sampler", g->sampler, s->sampler},
       {TR_LR_MAX, "lr-max", g->lr_max, s->lr_max},
       {TR_LR_MIN, "lr-min", g->lr_min, s->lr_min},
       {TR_T0, "t0", g->t0, s->t0},
@@ -517,7 +527,7 @@ static void print_epoch(void *user, const assoc_epoch_stats *st) {
 
 /* ---- output ------------------------------------------------------------------------ */
 
-static void print_json(const train_args *a, const assoc_train_config *c,
+static void print_json(const train_args *a, const assoc_train_config *c, const assoc_dataset *train,
                        const assoc_train_result *r) {
   const assoc_epoch_stats *st = &r->last;
   bool have = r->epochs_this_call > 0, have_test = have && st->has_test;
@@ -546,14 +556,37 @@ static void print_json(const train_args *a, const assoc_train_config *c,
   assoc_json_number(stdout, "reduce_ms_per_step",
                     have ? r->ms_per_step * r->reduce_seconds / fmax(r->seconds, 1e-300) : NAN,
                     ", ");
+  assoc_json_string(stdout, "sampler", assoc_train_sampler_name(c->sampler), ", ");
+  /* samples in the file, and those rank 0 read of it */
+  printf("\"samples\": %lld, \"samples_read\": %lld, ", (long long)assoc_dataset_total(train),
+         (long long)train->S);
   printf("\"ranks\": %d, \"threads\": %d}\n", r->ranks, omp_get_max_threads());
 }
 
 /* ---- the command ------------------------------------------------------------------- */
 
-static int load(const char *path, assoc_dataset *ds) {
+/* The GNN's training set: whole, or under several ranks with the strata
+ * sampler only the samples this rank draws from (assoc_train_rows). */
+static int load_training_set(const train_args *a, assoc_dataset *ds) {
   sg_io_error err;
-  if (!assoc_dataset_load(path, ds, &err)) return 0;
+  assoc_train_config saved;
+  const assoc_train_config *c = &a->cfg;
+  int done, ranks = assoc_dist_size();
+  if (a->resume && !assoc_checkpoint_read_config(a->resume, &saved, &done, &err)) c = &saved;
+  /* (an unreadable checkpoint is reported by the run) */
+  if (c->sampler != ASSOC_SAMPLER_STRATA || ranks == 1 || c->batch < ranks)
+    return assoc_load_dataset("train", a->data,
+                              ds); /* a batch too small to split is refused by the trainer */
+  int64_t S, lo, hi;
+  int M, N, K;
+  if (assoc_dataset_peek(a->data, &S, &M, &N, &K, &err)) {
+    fprintf(stderr, "assoc train: %s\n", err.msg);
+    return -1;
+  }
+  if (S < c->batch)
+    return assoc_load_dataset("train", a->data, ds); /* refused by the trainer with its sizes */
+  assoc_train_rows(c, S, M, N, K, assoc_dist_rank(), ranks, &lo, &hi);
+  if (!assoc_dataset_load_part(a->data, lo, hi, ds, &err)) return 0;
   fprintf(stderr, "assoc train: %s\n", err.msg);
   return -1;
 }
@@ -585,7 +618,8 @@ static int run(train_args *a, assoc_dataset *train, assoc_dataset *test) {
                        .stop = &stop_requested};
   /* steps left for the ETA: the epochs still to do times the batches per epoch */
   const assoc_train_config *c = a->resume ? &saved : &a->cfg;
-  int64_t per_epoch = c->batches_per_epoch ? c->batches_per_epoch : train->S / c->batch;
+  int64_t per_epoch =
+      c->batches_per_epoch ? c->batches_per_epoch : assoc_dataset_total(train) / c->batch;
   prog.steps_left0 = (int64_t)(a->cfg.epochs > done ? a->cfg.epochs - done : 0) * per_epoch;
   prog.step0 = (int64_t)done * per_epoch;
   prog.start = prog.last_draw = omp_get_wtime();
@@ -598,7 +632,7 @@ static int run(train_args *a, assoc_dataset *train, assoc_dataset *test) {
     fprintf(stderr, "assoc train: %s\n", err.msg);
     return ASSOC_EXIT_FAIL;
   }
-  if (a->json && lead) print_json(a, c, &res);
+  if (a->json && lead) print_json(a, c, train, &res);
   if (res.interrupted && !lead) return ASSOC_EXIT_FAIL;
   if (res.interrupted) {
     fprintf(stderr,
@@ -633,12 +667,9 @@ int assoc_cmd_train(int argc, char **argv) {
   /* Every graph of the run; assoc_main's handler prints the report. */
   if (given(&a, TR_DETECT_ANOMALY)) sg_set_detect_anomaly(true);
   assoc_dataset train = {0}, test = {0};
-  if ((a.bfgnn || a.jointgnn) && assoc_dist_size() > 1) {
-    fprintf(stderr, "assoc train: --model %s trains on one process, not on %d MPI ranks\n",
-            a.bfgnn ? "bfgnn" : "jointgnn", assoc_dist_size());
-    return ASSOC_EXIT_USAGE;
-  }
-  if (load(a.data, &train)) return ASSOC_EXIT_FAIL;
+  if (a.bfgnn || a.jointgnn ? assoc_load_dataset("train", a.data, &train)
+                            : load_training_set(&a, &train))
+    return ASSOC_EXIT_FAIL;
   if (a.bfgnn) {
     int status = assoc_train_bfgnn(&a.cfg, &train, &a.beam, a.out, a.quiet);
     assoc_dataset_free(&train);
@@ -650,11 +681,12 @@ int assoc_cmd_train(int argc, char **argv) {
     assoc_dataset_free(&train);
     return status;
   }
-  if (a.test && load(a.test, &test)) {
+  bool with_test = a.test && assoc_dist_rank() == 0; /* rank 0 alone evaluates */
+  if (with_test && assoc_load_dataset("train", a.test, &test)) {
     assoc_dataset_free(&train);
     return ASSOC_EXIT_FAIL;
   }
-  int rc = run(&a, &train, a.test ? &test : NULL);
+  int rc = run(&a, &train, with_test ? &test : NULL);
   assoc_dataset_free(&train);
   if (a.test) assoc_dataset_free(&test);
   return rc;

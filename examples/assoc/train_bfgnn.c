@@ -1,10 +1,14 @@
 /* assoc train --model bfgnn|jointgnn: trains a beam model (docs/models.md
  * "BFGNN", "JointGNN") and writes its checkpoint. BFGNN trains on the
- * training association mix of the data set, JointGNN on the data alone. */
+ * training association mix of the data set, JointGNN on the data alone.
+ * Under mpirun every rank runs the same training data-parallel
+ * (assoc_beam_dist_hook) and holds the same model; rank 0 alone prints and
+ * writes the checkpoint. */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
 
+#include "assoc_dist.h"
 #include "cli.h"
 #include "train_bfgnn.h"
 
@@ -14,7 +18,20 @@
 typedef struct beam_progress {
   int epochs;
   double start;
+  assoc_gnn_dist dist; /* the ranks of the job (one process: rank 0 of 1) */
 } beam_progress;
+
+/* Of several MPI ranks, rank 0 alone prints and writes files. */
+static bool lead(void) {
+  return assoc_dist_rank() == 0;
+}
+
+/* " x R MPI ranks" on several ranks, else "". */
+static const char *ranks_note(char *buf, size_t len) {
+  buf[0] = '\0';
+  if (assoc_dist_size() > 1) snprintf(buf, len, " x %d MPI ranks", assoc_dist_size());
+  return buf;
+}
 
 static void print_epoch(void *user, int epoch, double rate, double lr) {
   beam_progress *p = user;
@@ -26,11 +43,12 @@ static void print_epoch(void *user, int epoch, double rate, double lr) {
 /* The batching, schedule, seed and progress of c for either beam model. */
 static assoc_bfgnn_train_opts train_opts(const assoc_train_config *c, double scale, bool quiet,
                                          beam_progress *prog) {
-  *prog = (beam_progress){c->epochs, omp_get_wtime()};
+  *prog = (beam_progress){c->epochs, omp_get_wtime(), assoc_beam_dist_hook()};
   assoc_bfgnn_train_opts o = assoc_bfgnn_train_defaults(scale);
   o.batch = c->batch, o.epochs = c->epochs, o.batches_per_epoch = c->batches_per_epoch;
   o.lr_min = c->lr_min, o.lr_max = c->lr_max, o.t0 = c->t0, o.t_mult = c->t_mult;
   o.seed = c->seed, o.epoch_fn = quiet ? NULL : print_epoch, o.user = prog;
+  o.dist = &prog->dist;
   return o;
 }
 
@@ -38,12 +56,14 @@ static assoc_bfgnn_train_opts train_opts(const assoc_train_config *c, double sca
 static int finish(int rc, int write_rc, const sg_io_error *err, const char *model,
                   const assoc_train_config *c, int64_t params, double rate,
                   const beam_progress *prog, const char *out, bool quiet) {
-  if (rc == -2)
-    return fprintf(stderr,
-                   "assoc train: %s training diverged (a mini-batch's mean rate is NaN, or "
-                   "--detect-anomaly's report above); a lower --lr-max may help\n",
-                   model),
-           rc;
+  if (rc == -2) { /* every rank stops at the same step: one message */
+    if (lead())
+      fprintf(stderr,
+              "assoc train: %s training diverged (a mini-batch's mean rate is NaN, or "
+              "--detect-anomaly's report above); a lower --lr-max may help\n",
+              model);
+    return rc;
+  }
   if (rc) return fprintf(stderr, "assoc train: %s training failed (see above)\n", model), rc;
   if (write_rc) return fprintf(stderr, "assoc train: %s\n", err->msg), write_rc;
   if (!quiet)
@@ -54,9 +74,16 @@ static int finish(int rc, int write_rc, const sg_io_error *err, const char *mode
 
 static int check_batch(const assoc_train_config *c, const assoc_dataset *ds) {
   if (c->threads) assoc_set_threads(c->threads);
-  if (c->batch <= ds->S) return 0;
-  fprintf(stderr, "assoc train: --batch %lld exceeds the %lld training samples\n",
-          (long long)c->batch, (long long)ds->S);
+  if (c->batch > ds->S) {
+    if (lead())
+      fprintf(stderr, "assoc train: --batch %lld exceeds the %lld training samples\n",
+              (long long)c->batch, (long long)ds->S);
+    return -1;
+  }
+  if (c->batch >= assoc_dist_size()) return 0;
+  if (lead())
+    fprintf(stderr, "assoc train: a mini-batch of %lld samples cannot be split over %d ranks\n",
+            (long long)c->batch, assoc_dist_size());
   return -1;
 }
 
@@ -76,7 +103,7 @@ static int bfgnn_train_and_save(const assoc_train_config *c, const assoc_dataset
   double rate = 0;
   sg_io_error err;
   int rc = assoc_bfgnn_train(m, ds, (const int *const *)mix->assocs, mix->n, &o, &rate);
-  int wrc = rc ? 0 : assoc_bfgnn_checkpoint_write(out, m, scale, &err);
+  int wrc = rc || !lead() ? 0 : assoc_bfgnn_checkpoint_write(out, m, scale, &err);
   rc = finish(rc, wrc, &err, "bfgnn", c, assoc_bfgnn_param_count(m), rate, &prog, out, quiet);
   assoc_bfgnn_free(m);
   return rc;
@@ -85,22 +112,24 @@ static int bfgnn_train_and_save(const assoc_train_config *c, const assoc_dataset
 int assoc_train_bfgnn(const assoc_train_config *c, const assoc_dataset *ds,
                       const assoc_train_beam_opts *b, const char *out, bool quiet) {
   if (check_batch(c, ds)) return ASSOC_EXIT_USAGE;
+  quiet |= !lead();
   assoc_bfgnn_mix mix;
   sg_io_error err;
   if (assoc_bfgnn_training_mix(ds, c->seed, BFGNN_ES_MAX_FEASIBLE, &mix, &err)) {
     fprintf(stderr, "assoc train: training associations: %s\n", err.msg);
     return ASSOC_EXIT_FAIL;
   }
-  if (mix.es_skipped)
+  if (mix.es_skipped && lead())
     fprintf(stderr,
             "assoc train: note: ES left out of the training mix (%.3g feasible "
             "associations per sample > %.0g)\n",
             assoc_feasible_count(ds->M, ds->N, ds->K), BFGNN_ES_MAX_FEASIBLE);
   if (!quiet) {
+    char note[48];
     printf("bfgnn training mix:");
     for (int i = 0; i < mix.n; i++) printf(" %s", mix.names[i]);
-    printf(" (S=%lld M=%d N=%d K=%d, %d threads)\n", (long long)ds->S, ds->M, ds->N, ds->K,
-           omp_get_max_threads());
+    printf(" (S=%lld M=%d N=%d K=%d, %d threads%s)\n", (long long)ds->S, ds->M, ds->N, ds->K,
+           omp_get_max_threads(), ranks_note(note, sizeof note));
   }
   int rc = bfgnn_train_and_save(c, ds, &mix, b, out, quiet);
   assoc_bfgnn_mix_free(&mix);
@@ -123,7 +152,7 @@ typedef struct joint_progress {
 static void joint_epoch(void *user, int epoch, double rate, double lr) {
   joint_progress *j = user;
   if (!j->quiet) print_epoch(&j->p, epoch, rate, lr);
-  if ((epoch % j->every && epoch != j->p.epochs) || j->write_failed) return;
+  if ((epoch % j->every && epoch != j->p.epochs) || j->write_failed || !lead()) return;
   sg_io_error err;
   j->write_failed = assoc_jointgnn_checkpoint_write_run(j->out, j->m, j->o, j->st, &err);
   if (j->write_failed) fprintf(stderr, "assoc train: %s\n", err.msg);
@@ -138,8 +167,8 @@ static assoc_jointgnn *joint_setup(const assoc_train_config *c, const assoc_data
   if (b->resume) {
     assoc_jointgnn *m = assoc_jointgnn_checkpoint_read_run(b->resume, o, st, &err);
     if (!m) return fprintf(stderr, "assoc train: %s\n", err.msg), NULL;
-    *prog = (beam_progress){c->epochs, omp_get_wtime()};
-    o->base.epochs = c->epochs;
+    *prog = (beam_progress){c->epochs, omp_get_wtime(), assoc_beam_dist_hook()};
+    o->base.epochs = c->epochs, o->base.dist = &prog->dist;
     return m;
   }
   assoc_jointgnn_config jc = assoc_jointgnn_config_paper();
@@ -162,6 +191,7 @@ static assoc_jointgnn *joint_setup(const assoc_train_config *c, const assoc_data
 int assoc_train_jointgnn(const assoc_train_config *c, const assoc_dataset *ds,
                          const assoc_train_beam_opts *b, const char *out, bool quiet) {
   if (check_batch(c, ds)) return ASSOC_EXIT_USAGE;
+  quiet |= !lead();
   assoc_jointgnn_train_opts o;
   assoc_beam_train_state st;
   double mu[ASSOC_MAX_BS];
@@ -170,16 +200,19 @@ int assoc_train_jointgnn(const assoc_train_config *c, const assoc_dataset *ds,
   assoc_jointgnn *m = joint_setup(c, ds, b, &o, &st, &jp.p, mu);
   if (!m) return ASSOC_EXIT_FAIL;
   jp.m = m, o.base.epoch_fn = joint_epoch, o.base.user = &jp;
+  char note[48];
   if (!quiet)
-    printf("jointgnn: S=%lld M=%d N=%d K=%d, %d threads, loss -mean R(A~, V)%s, epoch %d of %d\n",
+    printf("jointgnn: S=%lld M=%d N=%d K=%d, %d threads%s, loss -mean R(A~, V)%s, epoch %d of "
+           "%d\n",
            (long long)ds->S, ds->M, ds->N, ds->K, omp_get_max_threads(),
-           o.penalty.mu ? " + load penalty" : "", st.epoch, c->epochs);
+           ranks_note(note, sizeof note), o.penalty.mu ? " + load penalty" : "", st.epoch,
+           c->epochs);
   double rate = NAN;
   int rc = assoc_jointgnn_train_resume(m, ds, &o, &st, &rate);
   sg_io_error err;
   snprintf(err.msg, sizeof err.msg, "%s: the checkpoint was not written (see above)", out);
   int wrc = rc ? 0 : jp.write_failed ? -1 : 0;
-  if (!rc && !wrc && jp.written != st.epoch) /* no epoch left to train */
+  if (!rc && !wrc && jp.written != st.epoch && lead()) /* no epoch left to train */
     wrc = assoc_jointgnn_checkpoint_write_run(out, m, &o, &st, &err);
   rc = finish(rc, wrc, &err, "jointgnn", c, assoc_jointgnn_param_count(m), rate, &jp.p, out, quiet);
   assoc_beam_train_state_free(&st);

@@ -201,6 +201,13 @@ typedef struct assoc_model_call {
   double capacity;            /* N: the most UEs a BS may serve (the Sinkhorn column cap) */
   sg_sinkhorn_info *sinkhorn; /* a Sinkhorn layer may report here (assoc_gnn_post_process
                                  does); zeroed before the call, may be left so */
+  /* TRAIN over several MPI ranks: the batch is rows [rows_lo, rows_lo + B)
+   * of a mini-batch of batch_rows samples. A model that draws random
+   * numbers draws them for all batch_rows (as one process does, so the
+   * generator advances alike on every rank) and keeps its rows:
+   * assoc_model_gumbel does this for Gumbel noise. batch_rows 0: the batch
+   * is the whole mini-batch. */
+  int64_t rows_lo, batch_rows;
 } assoc_model_call;
 
 /* in: the batch inputs of assoc_gnn_batch_make in the model's dtype and
@@ -220,11 +227,24 @@ typedef struct assoc_model {
    * inference memory; NULL: a whole batch at a time. */
   int64_t (*eval_chunk)(void *ctx, int64_t K, int64_t M);
   void *ctx; /* passed to forward and eval_chunk */
+  /* The forward honours call->rows_lo and batch_rows (it draws no random
+   * numbers, or draws them as assoc_model_call says): what a model needs to
+   * train over several MPI ranks, where each rank runs a block of the batch. */
+  bool splits_batches;
 } assoc_model;
 
+/* The Gumbel noise of a forward's B rows, in dtype dt: in TRAIN mode the
+ * noise of the whole mini-batch ([batch_rows or B, K, M], drawn from
+ * call->rng as one forward of it would draw it), rows rows_lo .. rows_lo+B-1;
+ * NULL in EVAL mode. What assoc_gnn_post_process takes as noise. */
+sg_tensor *(assoc_model_gumbel)(sg_graph *g, const assoc_model_call *call, sg_dtype dt, int64_t B,
+                                int64_t K, int64_t M);
+#define assoc_model_gumbel(g, ...) (assoc_model_gumbel)(SG_AT(g), __VA_ARGS__)
+
 /* A built-in GNN through the hook (valid while m lives): the forward is
- * assoc_gnn_forward (the Gumbel sample drawn from call->rng; the model's
- * own capacity, not call->capacity), eval_chunk assoc_gnn_predict_chunk. */
+ * assoc_gnn_forward (the Gumbel sample from assoc_model_gumbel; the model's
+ * own capacity, not call->capacity), eval_chunk assoc_gnn_predict_chunk;
+ * it splits batches. */
 assoc_model assoc_gnn_model(const assoc_gnn *m);
 
 /* m->forward on in with the output checked: A~ [B, K, M] (B, M from in->p,
@@ -466,6 +486,25 @@ void assoc_bfgnn_fused_free(assoc_bfgnn_fused *f);
 int assoc_bfgnn_fused_beams(assoc_bfgnn_fused *f, const assoc_bfgnn_fused_inputs *in, float *V_re,
                             float *V_im);
 
+/* Data-parallel training of the beam models over R processes ("ranks")
+ * that each make the same training call with the same arguments
+ * (docs/design.md "Data-parallel training"; models/train wires this to
+ * MPI: assoc_beam_dist_hook in assoc_train.h). Every rank draws every
+ * mini-batch, shuffle and Gumbel sample of the whole batch (the generators
+ * advance alike on every rank) and computes the gradient of its block of
+ * the batch, samples B*rank/R .. B*(rank+1)/R (as assoc_dist_block), scaled
+ * by the block's share of the batch; one call of sum per step adds those
+ * gradients and the step's rate across the ranks, and every rank takes the
+ * same Adam step: the model of one process up to round-off. */
+typedef struct assoc_gnn_dist {
+  int rank, ranks; /* 0 <= rank < ranks */
+  /* Replaces buf (n elements of dtype dt, the same n on every rank) on
+   * every rank with its sum over the ranks, in an order that does not
+   * depend on timing. Collective. 0, or -1 after reporting. */
+  int (*sum)(void *user, void *buf, int64_t n, sg_dtype dt);
+  void *user;
+} assoc_gnn_dist;
+
 /* Training (models/gnn/bfgnn_train.c, the loop of beam_train.c): epochs
  * of shuffled mini-batches of ds's samples, Adam on -mean R(A, V), the
  * learning rate on cosine warm restarts (sg_cosine_restarts, stepped per
@@ -491,6 +530,9 @@ typedef struct assoc_bfgnn_train_opts {
    * last learning rate; may be NULL */
   void (*epoch_fn)(void *user, int epoch, double rate, double lr);
   void *user;
+  /* NULL (or ranks 1): one process; else this rank of a data-parallel run
+   * (batch >= ranks), the same weights on every rank after every step */
+  const assoc_gnn_dist *dist;
 } assoc_bfgnn_train_opts;
 
 /* Batch 64, 1 epoch of one pass, the paper's schedule (1e-8 to 5e-5, t0 50,

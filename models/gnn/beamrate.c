@@ -125,6 +125,21 @@ assoc_complex(assoc_beam_normalize)(sg_graph *g, sg_tensor *A, sg_tensor *V_re, 
 
 /* ---- shared by the beam models (gnn_internal.h) ---------------------------------- */
 
+int assoc_gnn_beam_trunk_new(assoc_gnn *trunk, assoc_gnn_config tc, uint64_t seed, sg_rng *rng) {
+  sg_rng_seed(rng, seed);
+  return assoc_gnn_trunk_new(trunk, &tc, rng);
+}
+
+bool assoc_gnn_beam_inputs_are(const sg_tensor *p, const sg_tensor *q, const sg_tensor *X,
+                               int64_t N, sg_dtype dt) {
+  int64_t B = p->ndim == 3 ? p->shape[0] : 0, M = p->ndim == 3 ? p->shape[1] : 0;
+  int64_t K = q->ndim == 3 ? q->shape[1] : 0;
+  return B >= 1 && M >= 1 && M <= ASSOC_MAX_BS && K >= 1 &&
+         assoc_gnn_shape_is(p, dt, 3, (int64_t[]){B, M, 1}) &&
+         assoc_gnn_shape_is(q, dt, 3, (int64_t[]){B, K, 1}) &&
+         assoc_gnn_shape_is(X, dt, 4, (int64_t[]){B, M, K, 2 * N});
+}
+
 assoc_complex assoc_gnn_beam_raw(sg_graph *g, const sg_mlp *mlp_v, sg_tensor *e) {
   sg_tensor *o = sg_mlp_forward(g, mlp_v, e); /* [B, K, M, 2N] */
   return assoc_beams_split(g, sg_permute(g, o, (const int[]){0, 2, 1, 3}));

@@ -42,37 +42,17 @@ static bool bfgnn_config_valid(const assoc_bfgnn_config *c) {
   return !why;
 }
 
-/* The trunk's configuration: SMA-GNN's MLP edge update on 2N + 1 edge
- * features and one BS and one UE feature. */
-static assoc_gnn_config trunk_config(const assoc_bfgnn_config *c) {
-  return (assoc_gnn_config){.variant = ASSOC_GNN_SMA,
-                            .d = c->d,
-                            .h = c->h,
-                            .L = c->L,
-                            .fp = 1,
-                            .fq = 1,
-                            .fe = 2 * c->n_antennas + 1,
-                            .features = ASSOC_FEATURES_CHANNEL,
-                            .dtype = c->dtype,
-                            .tau = 1.0,
-                            .concat_inputs = c->concat_inputs,
-                            .max_params = c->max_params};
-}
-
 assoc_bfgnn *assoc_bfgnn_new(const assoc_bfgnn_config *cfg, uint64_t seed) {
   if (!cfg || !bfgnn_config_valid(cfg)) return NULL;
   assoc_bfgnn *m = sg_malloc(sizeof *m);
   if (!m) return NULL;
   *m = (assoc_bfgnn){.cfg = *cfg};
-  assoc_gnn_config tc = trunk_config(cfg);
-  sg_rng rng;
-  sg_rng_seed(&rng, seed);
-  if (assoc_gnn_trunk_new(&m->trunk, &tc, &rng)) {
-    sg_mfree(m);
-    return NULL;
-  }
+  /* the edge input: 2N channel features and a_km */
+  assoc_gnn_config tc = ASSOC_GNN_BEAM_TRUNK_CONFIG(cfg, 2 * cfg->n_antennas + 1, 1.0);
   int outputs = cfg->head == ASSOC_BFGNN_HEAD_DUALITY ? 2 : 2 * cfg->n_antennas;
-  if (sg_mlp_init(&m->mlp_v, m->trunk.params, "mlp_v", cfg->d, cfg->h, outputs, &rng)) {
+  sg_rng rng;
+  if (assoc_gnn_beam_trunk_new(&m->trunk, tc, seed, &rng) ||
+      sg_mlp_init(&m->mlp_v, m->trunk.params, "mlp_v", cfg->d, cfg->h, outputs, &rng)) {
     assoc_bfgnn_free(m);
     return NULL;
   }
@@ -93,14 +73,10 @@ int64_t assoc_bfgnn_param_count(const assoc_bfgnn *m) {
 
 static bool bfgnn_inputs_valid(sg_graph *g, const assoc_bfgnn *m, const sg_tensor *p,
                                const sg_tensor *q, const sg_tensor *X, const sg_tensor *A) {
-  int64_t B = p->ndim == 3 ? p->shape[0] : 0, M = p->ndim == 3 ? p->shape[1] : 0;
-  int64_t K = q->ndim == 3 ? q->shape[1] : 0, N = m->cfg.n_antennas;
+  int64_t N = m->cfg.n_antennas;
   sg_dtype dt = m->cfg.dtype;
-  if (B >= 1 && M >= 1 && M <= ASSOC_MAX_BS && K >= 1 &&
-      assoc_gnn_shape_is(p, dt, 3, (int64_t[]){B, M, 1}) &&
-      assoc_gnn_shape_is(q, dt, 3, (int64_t[]){B, K, 1}) &&
-      assoc_gnn_shape_is(X, dt, 4, (int64_t[]){B, M, K, 2 * N}) &&
-      assoc_gnn_shape_is(A, dt, 3, (int64_t[]){B, K, M}))
+  if (assoc_gnn_beam_inputs_are(p, q, X, N, dt) &&
+      assoc_gnn_shape_is(A, dt, 3, (int64_t[]){p->shape[0], q->shape[1], p->shape[1]}))
     return true;
   char s[4][96];
   sg_op_error(g, "assoc_bfgnn_forward",

@@ -18,36 +18,32 @@ assoc_bfgnn_train_opts assoc_bfgnn_train_defaults(double feature_scale) {
                                   .seed = 1};
 }
 
-/* A BFGNN step's context: the model, its optimiser and scratch graph, the
- * data, and the association of sample s, assocs[which[s]]. */
+/* A BFGNN step's context: the model, the data, and the association of
+ * sample s, assocs[which[s]]. */
 typedef struct bfgnn_ctx {
-  assoc_bfgnn *m;
-  sg_adam *opt;
-  sg_graph *g;
+  const assoc_bfgnn *m;
   const assoc_dataset *ds;
   const int *const *assocs;
   const int *which;
-  int *assoc; /* S x K; the batch's rows gathered from the mix */
+  int *assoc; /* S x K; the block's rows gathered from the mix */
   double scale;
 } bfgnn_ctx;
 
-/* One Adam step on the batch idx; the batch's mean rate, or NAN. */
-static double bfgnn_step(void *ctx, const int64_t *idx, int64_t B, int epoch) {
-  (void)epoch;
+/* The rates and loss -mean R of the block. */
+static assoc_gnn_step_out bfgnn_step(void *ctx, sg_graph *g, const assoc_gnn_block *b) {
   bfgnn_ctx *c = ctx;
   int K = c->ds->K;
-  for (int64_t b = 0; b < B; b++)
+  const int64_t *idx = b->idx + b->lo;
+  int64_t n = b->hi - b->lo;
+  for (int64_t i = 0; i < n; i++)
     for (int k = 0; k < K; k++)
-      c->assoc[idx[b] * K + k] = c->assocs[c->which[idx[b]]][idx[b] * K + k];
-  sg_graph *g = c->g;
-  sg_graph_reset(g);
+      c->assoc[idx[i] * K + k] = c->assocs[c->which[idx[i]]][idx[i] * K + k];
   assoc_bfgnn_batch bt;
-  if (assoc_bfgnn_batch_make(g, c->ds, c->assoc, idx, 0, B, c->scale, c->m->cfg.dtype, &bt))
-    return NAN;
+  if (assoc_bfgnn_batch_make(g, c->ds, c->assoc, idx, 0, n, c->scale, c->m->cfg.dtype, &bt))
+    return (assoc_gnn_step_out){NULL, NULL};
   assoc_complex V = assoc_bfgnn_forward(g, c->m, bt.p, bt.q, bt.X, bt.A);
   sg_tensor *R = assoc_bfgnn_rate(g, bt.A, bt.G_re, bt.G_im, V);
-  return assoc_gnn_adam_step(g, c->m->trunk.params, c->opt, R,
-                             R ? sg_neg(g, sg_mean_all(g, R)) : NULL);
+  return (assoc_gnn_step_out){R, R ? sg_neg(g, sg_mean_all(g, R)) : NULL};
 }
 
 int assoc_bfgnn_train(assoc_bfgnn *m, const assoc_dataset *ds, const int *const *assocs,
@@ -61,15 +57,14 @@ int assoc_bfgnn_train(assoc_bfgnn *m, const assoc_dataset *ds, const int *const 
   if (assoc_gnn_train_state_init(&st, m->trunk.params, ds, o->seed, 0, o->lr_max)) return -1;
   int *which = malloc((size_t)ds->S * sizeof *which);
   int *assoc = malloc((size_t)(ds->S * ds->K) * sizeof *assoc);
-  bfgnn_ctx c = {m, st.adam, sg_graph_new(), ds, assocs, which, assoc, o->feature_scale};
+  bfgnn_ctx c = {m, ds, assocs, which, assoc, o->feature_scale};
   int rc = -1;
-  if (which && assoc && c.g) {
+  if (which && assoc) {
     for (int64_t s = 0; s < ds->S; s++) /* the fixed per-sample mix, then the shuffles */
       which[s] = (int)sg_rng_below(&st.shuffle, (uint64_t)n_assoc);
     rc = assoc_gnn_train_loop(o, &st, bfgnn_step, &c, last_rate);
   }
   assoc_beam_train_state_free(&st);
-  sg_graph_free(c.g);
   free(which), free(assoc);
   return rc;
 }

@@ -41,38 +41,17 @@ static bool joint_config_valid(const assoc_jointgnn_config *c) {
   return !why;
 }
 
-/* The trunk's configuration: SMA-GNN's MLP edge update on the 2N channel
- * features and one BS and one UE feature. */
-static assoc_gnn_config trunk_config(const assoc_jointgnn_config *c) {
-  return (assoc_gnn_config){.variant = ASSOC_GNN_SMA,
-                            .d = c->d,
-                            .h = c->h,
-                            .L = c->L,
-                            .fp = 1,
-                            .fq = 1,
-                            .fe = 2 * c->n_antennas,
-                            .features = ASSOC_FEATURES_CHANNEL,
-                            .dtype = c->dtype,
-                            .tau = c->tau,
-                            .concat_inputs = c->concat_inputs,
-                            .max_params = c->max_params};
-}
-
 assoc_jointgnn *assoc_jointgnn_new(const assoc_jointgnn_config *cfg, uint64_t seed) {
   if (!cfg || !joint_config_valid(cfg)) return NULL;
   assoc_jointgnn *m = sg_malloc(sizeof *m);
   if (!m) return NULL;
   *m = (assoc_jointgnn){.cfg = *cfg};
-  assoc_gnn_config tc = trunk_config(cfg);
+  /* the edge input: the 2N channel features */
+  assoc_gnn_config tc = ASSOC_GNN_BEAM_TRUNK_CONFIG(cfg, 2 * cfg->n_antennas, cfg->tau);
   sg_rng rng;
-  sg_rng_seed(&rng, seed);
-  if (assoc_gnn_trunk_new(&m->trunk, &tc, &rng)) {
-    sg_mfree(m);
-    return NULL;
-  }
-  sg_params *ps = m->trunk.params;
-  if (sg_mlp_init(&m->mlp_a, ps, "mlp_a", cfg->d, cfg->h, 1, &rng) ||
-      sg_mlp_init(&m->mlp_v, ps, "mlp_v", cfg->d, cfg->h, 2 * cfg->n_antennas, &rng)) {
+  if (assoc_gnn_beam_trunk_new(&m->trunk, tc, seed, &rng) ||
+      sg_mlp_init(&m->mlp_a, m->trunk.params, "mlp_a", cfg->d, cfg->h, 1, &rng) ||
+      sg_mlp_init(&m->mlp_v, m->trunk.params, "mlp_v", cfg->d, cfg->h, 2 * cfg->n_antennas, &rng)) {
     assoc_jointgnn_free(m);
     return NULL;
   }
@@ -101,11 +80,7 @@ static bool joint_inputs_valid(sg_graph *g, const assoc_jointgnn *m, const sg_te
   int64_t B = p->ndim == 3 ? p->shape[0] : 0, M = p->ndim == 3 ? p->shape[1] : 0;
   int64_t K = q->ndim == 3 ? q->shape[1] : 0, N = m->cfg.n_antennas;
   sg_dtype dt = m->cfg.dtype;
-  bool ok = B >= 1 && M >= 1 && M <= ASSOC_MAX_BS && K >= 1 &&
-            assoc_gnn_shape_is(p, dt, 3, (int64_t[]){B, M, 1}) &&
-            assoc_gnn_shape_is(q, dt, 3, (int64_t[]){B, K, 1}) &&
-            assoc_gnn_shape_is(X, dt, 4, (int64_t[]){B, M, K, 2 * N});
-  if (!ok) {
+  if (!assoc_gnn_beam_inputs_are(p, q, X, N, dt)) {
     char s[3][96];
     sg_op_error(g, "assoc_jointgnn_forward",
                 "p %s %s, q %s, X %s: need p [B, M, 1], q [B, K, 1], X [B, M, K, %lld] "

@@ -15,25 +15,39 @@ assoc_jointgnn_train_opts assoc_jointgnn_train_defaults(double feature_scale) {
 }
 
 typedef struct joint_ctx {
-  assoc_jointgnn *m;
+  const assoc_jointgnn *m;
   assoc_beam_train_state *st;
-  sg_graph *g;
   const assoc_dataset *ds;
   const assoc_jointgnn_penalty *pen; /* NULL: pure sum rate */
   double scale;
 } joint_ctx;
 
-static double joint_step(void *ctx, const int64_t *idx, int64_t B, int epoch) {
+/* With Gumbel-softmax: the block's rows of the whole batch's noise, drawn
+ * as one process's forward pass draws it (assoc_model_gumbel), into
+ * *noise; else NULL. 0, or -1 after a reported failure. */
+static int block_noise(sg_graph *g, joint_ctx *c, const assoc_gnn_block *b, sg_tensor **noise) {
+  *noise = NULL;
+  if (!c->m->cfg.gumbel) return 0;
+  assoc_model_call call = {
+      .mode = ASSOC_GNN_TRAIN, .rng = &c->st->noise, .rows_lo = b->lo, .batch_rows = b->B};
+  *noise = assoc_model_gumbel(g, &call, c->m->cfg.dtype, b->hi - b->lo, c->ds->K, c->ds->M);
+  return *noise ? 0 : -1;
+}
+
+/* The rates R(A~, V) and the loss (with the penalty from its epoch) of the block. */
+static assoc_gnn_step_out joint_step(void *ctx, sg_graph *g, const assoc_gnn_block *b) {
   joint_ctx *c = ctx;
-  sg_graph *g = c->g;
-  sg_graph_reset(g);
   assoc_bfgnn_batch bt;
-  if (assoc_bfgnn_batch_make(g, c->ds, NULL, idx, 0, B, c->scale, c->m->cfg.dtype, &bt)) return NAN;
+  sg_tensor *noise;
+  if (assoc_bfgnn_batch_make(g, c->ds, NULL, b->idx + b->lo, 0, b->hi - b->lo, c->scale,
+                             c->m->cfg.dtype, &bt) ||
+      block_noise(g, c, b, &noise))
+    return (assoc_gnn_step_out){NULL, NULL};
   assoc_jointgnn_output out =
-      assoc_jointgnn_forward(g, c->m, bt.p, bt.q, bt.X, ASSOC_GNN_TRAIN, &c->st->noise, NULL);
+      assoc_jointgnn_forward(g, c->m, bt.p, bt.q, bt.X, ASSOC_GNN_TRAIN, &c->st->noise, noise);
   sg_tensor *R = assoc_jointgnn_rate(g, &out, bt.G_re, bt.G_im);
-  sg_tensor *loss = R ? assoc_jointgnn_loss(g, R, &out, c->pen, epoch, NULL) : NULL;
-  return assoc_gnn_adam_step(g, c->m->trunk.params, c->st->adam, R, loss);
+  sg_tensor *loss = R ? assoc_jointgnn_loss(g, R, &out, c->pen, b->epoch, NULL) : NULL;
+  return (assoc_gnn_step_out){R, loss};
 }
 
 static int opts_check(const assoc_jointgnn *m, const assoc_dataset *ds,
@@ -78,13 +92,10 @@ int assoc_jointgnn_train_resume(assoc_jointgnn *m, const assoc_dataset *ds,
   if (opts_check(m, ds, o) || state_check(m, ds, st)) return -1;
   joint_ctx c = {.m = m,
                  .st = st,
-                 .g = sg_graph_new(),
                  .ds = ds,
                  .pen = o->penalty.mu ? &o->penalty : NULL,
                  .scale = o->base.feature_scale};
-  int rc = c.g ? assoc_gnn_train_loop(&o->base, st, joint_step, &c, last_rate) : -1;
-  sg_graph_free(c.g);
-  return rc;
+  return assoc_gnn_train_loop(&o->base, st, joint_step, &c, last_rate);
 }
 
 int assoc_jointgnn_train(assoc_jointgnn *m, const assoc_dataset *ds,

@@ -8,10 +8,28 @@
 
 /* ---- the built-in GNNs through the hook ------------------------------------------ */
 
+sg_tensor *(assoc_model_gumbel)(sg_graph *g, const assoc_model_call *call, sg_dtype dt, int64_t B,
+                                int64_t K, int64_t M) {
+  if (!call || call->mode != ASSOC_GNN_TRAIN) return NULL;
+  int64_t all = call->batch_rows > 0 ? call->batch_rows : B;
+  if (!call->rng || call->rows_lo < 0 || call->rows_lo + B > all) {
+    sg_op_error(g, "assoc_model_gumbel",
+                "needs the run's generator and rows %lld..%lld within a batch of %lld",
+                (long long)call->rows_lo, (long long)(call->rows_lo + B - 1), (long long)all);
+    return NULL;
+  }
+  sg_tensor *noise = sg_rand_gumbel(g, call->rng, dt, 3, (int64_t[]){all, K, M});
+  return all == B ? noise : sg_slice(g, noise, 0, call->rows_lo, call->rows_lo + B);
+}
+
 static sg_tensor *gnn_forward(void *ctx, sg_graph *g, const assoc_gnn_batch *in,
                               const assoc_model_call *call) {
-  assoc_gnn_output o = assoc_gnn_forward(g, (const assoc_gnn *)ctx, in->p, in->q, in->H, call->mode,
-                                         call->rng, NULL);
+  const assoc_gnn *m = ctx;
+  sg_tensor *noise = NULL;
+  if (m->cfg.variant != ASSOC_GNN_SMA && call->mode == ASSOC_GNN_TRAIN)
+    noise = assoc_model_gumbel(g, call, m->cfg.dtype, in->q->shape[0], in->q->shape[1],
+                               in->p->shape[1]);
+  assoc_gnn_output o = assoc_gnn_forward(g, m, in->p, in->q, in->H, call->mode, call->rng, noise);
   if (call->sinkhorn) *call->sinkhorn = o.sinkhorn;
   return o.assoc;
 }
@@ -27,7 +45,8 @@ assoc_model assoc_gnn_model(const assoc_gnn *m) {
                        .features = m->cfg.features,
                        .forward = gnn_forward,
                        .eval_chunk = gnn_eval_chunk,
-                       .ctx = (void *)m};
+                       .ctx = (void *)m,
+                       .splits_batches = true};
 }
 
 /* ---- the checked forward ---------------------------------------------------------- */

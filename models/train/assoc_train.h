@@ -62,6 +62,31 @@ typedef enum assoc_train_loss {
 const char *assoc_train_loss_name(assoc_train_loss l); /* "rate", "es" */
 int assoc_train_loss_parse(const char *name);          /* any case; -1 if unknown */
 
+/* How mini-batches are drawn from a training set of S samples, B at a time. */
+typedef enum assoc_train_sampler {
+  /* B positions at a time of a shuffle of all S samples, a new shuffle
+   * every epoch (from the run's generator) */
+  ASSOC_SAMPLER_SHUFFLE,
+  /* the samples cut into B contiguous strata ([S j/B, S (j+1)/B), j < B);
+   * slot j of every mini-batch takes the next sample of a shuffle of
+   * stratum j (its own generator, from the seed, the epoch and j). An
+   * epoch has floor(S/B) mini-batches. Over R ranks, rank r draws only
+   * from its strata (those of its block of the batch), so it reads only
+   * those samples of the file (assoc_train_rows), with the same batches as
+   * one process. */
+  ASSOC_SAMPLER_STRATA,
+  ASSOC_SAMPLER_COUNT
+} assoc_train_sampler;
+
+const char *assoc_train_sampler_name(assoc_train_sampler s); /* "shuffle", "strata" */
+int assoc_train_sampler_parse(const char *name);             /* any case; -1 if unknown */
+/* The strata sampler's mini-batch b of epoch `epoch` (both from 0) of a run
+ * with this seed on S samples: its batch sample indices into samples, slot
+ * by slot; what the trainer draws, computed on its own (to check or replay
+ * a run). 0, or -1 (bad arguments, out of memory). */
+int assoc_train_strata_batch(uint64_t seed, int64_t S, int64_t batch, int epoch, int64_t b,
+                             int64_t *samples);
+
 typedef struct assoc_train_config {
   /* model (Fp = Fq = 1, Fe = 2N and capacity N come from the data set) */
   assoc_gnn_variant variant;
@@ -88,6 +113,7 @@ typedef struct assoc_train_config {
    * used is stored in the checkpoint and used again at evaluation */
   double feature_scale;
   int64_t eval_batch; /* mini-batch size of the per-epoch test evaluation */
+  int sampler;        /* assoc_train_sampler (default: shuffle) */
 } assoc_train_config;
 
 /* Paper schedule (lr 1e-8..5e-5, T0 50, T_mult 2, T_mu 100, delta 2, tau 1,
@@ -100,6 +126,13 @@ int assoc_train_config_check(const assoc_train_config *c, sg_io_error *err);
 /* The model configuration a training configuration gives on a data set of
  * N antennas (fe = 2N, capacity N). */
 assoc_gnn_config assoc_train_gnn_config(const assoc_train_config *c, int N);
+/* The samples [*lo, *hi) of a training set of S samples (M, N, K) that rank
+ * `rank` of `ranks` must hold to train with c (assoc_dataset_load_part):
+ * all S with the shuffle sampler; with the strata sampler the strata of
+ * its block of every mini-batch and the few samples after them that the
+ * feature scale's blocks reach into. */
+void assoc_train_rows(const assoc_train_config *c, int64_t S, int M, int N, int K, int rank,
+                      int ranks, int64_t *lo, int64_t *hi);
 
 /* ---- test metrics ------------------------------------------------------------ */
 
@@ -243,9 +276,9 @@ typedef struct assoc_epoch_stats {
    * (sg_graph_arena_bytes): constant from the first epoch on, as every
    * step repeats the same allocations. */
   size_t arena_bytes;
-  bool has_test;         /* test metrics below are valid (on rank 0 of several: the only one
-                            that evaluates) */
-  assoc_metrics test;    /* on the test set (assoc_gnn_evaluate) */
+  bool has_test;      /* test metrics below are valid (on rank 0 of several: the only one
+                         that evaluates) */
+  assoc_metrics test; /* on the test set (assoc_gnn_evaluate) */
 } assoc_epoch_stats;
 
 /* Called between steps from assoc_trainer_run_epoch (progress display). */
@@ -376,6 +409,14 @@ int assoc_checkpoint_read_config(const char *path, assoc_train_config *cfg, int 
                                  sg_io_error *err);
 
 /* ---- BFGNN (models/train/beam_checkpoint.c, bfgnn_run.c) ---------------------- */
+
+/* The beam models' data-parallel hook over the ranks of this MPI job
+ * (models/train/beam_dist.c; assoc_dist.h): rank and size of the job and
+ * assoc_dist_sum (its fixed order: the same bits on every run of R ranks).
+ * Set assoc_bfgnn_train_opts.dist (JointGNN: .base.dist) to it, on every
+ * rank, to train over the ranks; on one process it is rank 0 of 1 and
+ * trains as without it. */
+assoc_gnn_dist assoc_beam_dist_hook(void);
 
 /* Writes the model's configuration, the feature scale and every parameter
  * (exact dtype) to path (.npz, atomically). 0, or -1 with a message. */

@@ -30,9 +30,10 @@
 #include "train_internal.h"
 
 /* Version 3 added config.sk_balanced, version 4 config.features and
- * config.loss; older files (without them) are read with the paper's
- * choices: the capacity Sinkhorn, channel features, the rate loss. */
-enum { CHECKPOINT_VERSION = 4, OLDEST_VERSION = 2, MEMBER_NAME_MAX = SG_PARAM_NAME_MAX + 16 };
+ * config.loss, version 5 config.sampler; older files (without them) are
+ * read with the paper's choices: the capacity Sinkhorn, channel features,
+ * the rate loss, and the shuffle sampler. */
+enum { CHECKPOINT_VERSION = 5, OLDEST_VERSION = 2, MEMBER_NAME_MAX = SG_PARAM_NAME_MAX + 16 };
 
 /* ---- the configuration as a table of scalar members ------------------------ */
 
@@ -76,6 +77,7 @@ static const struct {
     {{"config.sk_balanced", FIELD_INT, CFG(sk_balanced)}, 3},
     {{"config.features", FIELD_INT, CFG(features)}, 4},
     {{"config.loss", FIELD_INT, CFG(loss)}, 4},
+    {{"config.sampler", FIELD_INT, CFG(sampler)}, 5},
 };
 enum { N_LATER_FIELDS = sizeof later_fields / sizeof later_fields[0] };
 

@@ -18,6 +18,16 @@ int assoc_train_loss_parse(const char *name) {
   return assoc_enum_parse(loss_names, ASSOC_LOSS_COUNT, name);
 }
 
+static const char *const sampler_names[ASSOC_SAMPLER_COUNT] = {"shuffle", "strata"};
+
+const char *assoc_train_sampler_name(assoc_train_sampler s) {
+  return assoc_enum_name(sampler_names, ASSOC_SAMPLER_COUNT, (int)s);
+}
+
+int assoc_train_sampler_parse(const char *name) {
+  return assoc_enum_parse(sampler_names, ASSOC_SAMPLER_COUNT, name);
+}
+
 /* The model part comes from the paper configuration of the model itself,
  * so the two defaults cannot drift apart. */
 assoc_train_config assoc_train_config_default(assoc_gnn_variant v) {
@@ -81,6 +91,8 @@ const char *assoc_train_config_problem(const assoc_train_config *c, const char *
       {"features", c->features < 0 || c->features >= ASSOC_FEATURE_KIND_COUNT,
        "unknown feature kind (channel, link or link-nodes)"},
       {"loss", c->loss < 0 || c->loss >= ASSOC_LOSS_COUNT, "unknown loss (rate or es)"},
+      {"sampler", c->sampler < 0 || c->sampler >= ASSOC_SAMPLER_COUNT,
+       "unknown sampler (shuffle or strata)"},
   };
   for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++)
     if (checks[i].bad) {

@@ -110,9 +110,13 @@ struct assoc_trainer {
   double feature_scale;
   int M;
   double *mu, *excess, *excess_sum, *batch_excess; /* [M] each */
-  int64_t *perm;                                   /* [S]: the data order of the epoch */
-  int64_t cursor;                                  /* next unused position in perm */
-  int *assoc;                                      /* [batch * K] scratch */
+  /* the sampler (sampler.c) */
+  int64_t total, first;       /* samples in the file; the first the training set holds */
+  int64_t *perm;              /* [S]: shuffle: the data order; strata: the shuffles of the strata */
+  int64_t cursor;             /* shuffle: next unused position in perm */
+  int64_t *block;             /* [batch]: strata: this rank's block of the batch */
+  int64_t block_lo, block_hi; /* this rank's slots of every mini-batch (all on one process) */
+  int *assoc;                 /* [batch * K] scratch */
   int *labels;     /* [S * K] the ES association of each training sample (loss es), else NULL */
   int64_t batches; /* per epoch */
   int epoch;
@@ -124,6 +128,17 @@ struct assoc_trainer {
   int64_t flat_n;        /* NULL / 0 on one process */
   double reduce_seconds; /* wall time in the sums across ranks since the epoch started */
 };
+
+/* ---- mini-batches (sampler.c) ---------------------------------------------------- */
+
+/* Checks that the training set holds the samples this rank draws from,
+ * sets the batches per epoch and allocates the sampler's arrays (after
+ * assoc_trainer_dist_setup). 0, or -1 with a message. */
+int assoc_sampler_setup(assoc_trainer *t, sg_io_error *err);
+void assoc_sampler_start_epoch(assoc_trainer *t);
+/* The training set's indices of this rank's block of mini-batch b of the
+ * epoch (block_hi - block_lo of them); batches come in order b = 0, 1, ... */
+const int64_t *assoc_sampler_next(assoc_trainer *t, int64_t b);
 
 /* ---- data-parallel training (trainer_dist.c) ----------------------------------- */
 
@@ -142,16 +157,10 @@ typedef struct assoc_step_sums {
  * one's own (its random draws need not split by sample). */
 int assoc_trainer_dist_setup(assoc_trainer *t, sg_io_error *err);
 void assoc_trainer_dist_free(assoc_trainer *t);
-/* This rank's block [lo, hi) of the mini-batch ([0, batch) on one process). */
-void assoc_trainer_shard(const assoc_trainer *t, int64_t *lo, int64_t *hi);
-/* A~ of this rank's block [lo, hi) of the batch (in: its inputs). One
- * process: the model's forward (assoc_model_forward). Several ranks (the
- * built-in GNNs only): the Gumbel noise of the whole batch is drawn from
- * the run's generator as one process's forward draws it and the block's
- * rows are used, so the generator advances alike on every rank and a
- * sample's noise does not depend on the rank count. */
-sg_tensor *assoc_trainer_forward_block(assoc_trainer *t, const assoc_gnn_batch *in,
-                                       const assoc_model_call *call, int64_t lo, int64_t hi);
+/* The feature scale of the whole training set into *scale, the same bits
+ * whether this rank holds the set whole or only the part it draws from
+ * (after assoc_sampler_setup; collective over the ranks for a part). */
+int assoc_trainer_compute_scale(assoc_trainer *t, double *scale, sg_io_error *err);
 /* Several ranks: every parameter's gradient becomes the sum over ranks of
  * (shard / batch) times the rank's, the one-process gradient of the batch;
  * s as above. A no-op on one process. Collective. */

@@ -29,9 +29,9 @@ static int check_data(const assoc_train_config *c, const assoc_dataset *train,
   if (assoc_train_config_check(c, &why)) return assoc_fail(err, "bad configuration: %s", why.msg);
   if (!train || train->S < 1) return assoc_fail(err, "no training data");
   if (train->M > ASSOC_MAX_BS) return assoc_fail(err, "too many BSs (%d)", train->M);
-  if (train->S < c->batch)
+  if (assoc_dataset_total(train) < c->batch)
     return assoc_fail(err, "the training set has %lld samples, fewer than one mini-batch of %lld",
-                      (long long)train->S, (long long)c->batch);
+                      (long long)assoc_dataset_total(train), (long long)c->batch);
   if (test && test->N != train->N)
     return assoc_fail(err, "the test set has N = %d antennas, the training set N = %d", test->N,
                       train->N);
@@ -50,24 +50,24 @@ static int solve_labels(assoc_trainer *t, sg_io_error *err) {
   return rc;
 }
 
-/* Graph, scratch arrays, and the sizes derived from the data (model, adam,
- * mu and rng are set by the caller). */
+/* Graph, scratch arrays, the sampler, the feature scale (unless set), and
+ * the sizes derived from the data (model, adam, mu and rng are set by the
+ * caller). */
 static int trainer_setup(assoc_trainer *t, sg_io_error *err) {
-  int64_t S = t->train->S;
   t->M = t->train->M;
   if (t->model) t->net = assoc_gnn_model(t->model), t->capacity = t->model->cfg.capacity;
-  t->batches = t->cfg.batches_per_epoch ? t->cfg.batches_per_epoch : S / t->cfg.batch;
   t->graph = sg_graph_new();
   size_t m_bytes = (size_t)t->M * sizeof(double);
   t->excess = sg_malloc(m_bytes), t->excess_sum = sg_malloc(m_bytes);
   t->batch_excess = sg_malloc(m_bytes);
-  t->perm = sg_malloc((size_t)S * sizeof *t->perm);
   t->assoc = sg_malloc((size_t)(t->cfg.batch * t->train->K) * sizeof *t->assoc);
-  if (!t->graph || !t->excess || !t->excess_sum || !t->batch_excess || !t->perm || !t->assoc)
+  if (!t->graph || !t->excess || !t->excess_sum || !t->batch_excess || !t->assoc)
     return assoc_fail(err, "out of memory");
   memset(t->excess, 0, m_bytes);
   if (t->cfg.threads > 0) omp_set_num_threads(t->cfg.threads);
-  if (assoc_trainer_dist_setup(t, err)) return -1;
+  if (assoc_trainer_dist_setup(t, err) || assoc_sampler_setup(t, err)) return -1;
+  if (!(t->feature_scale > 0) && assoc_trainer_compute_scale(t, &t->feature_scale, err)) return -1;
+  t->cfg.feature_scale = t->feature_scale;
   return t->cfg.loss == ASSOC_LOSS_ES ? solve_labels(t, err) : 0;
 }
 
@@ -84,8 +84,7 @@ assoc_trainer *assoc_trainer_new(const assoc_train_config *cfg, const assoc_data
   assoc_trainer *t = trainer_alloc(cfg, train, test);
   if (!t) return assoc_fail(err, "out of memory"), NULL;
   if (cfg->threads > 0) omp_set_num_threads(cfg->threads); /* before any parallel work */
-  t->feature_scale = cfg->feature_scale > 0 ? cfg->feature_scale : assoc_feature_scale(train);
-  t->cfg.feature_scale = t->feature_scale;
+  t->feature_scale = cfg->feature_scale;                   /* 0: computed by trainer_setup */
   assoc_gnn_config gc = assoc_train_gnn_config(cfg, train->N);
   t->model = assoc_gnn_new(&gc, cfg->seed);
   if (t->model)
@@ -130,8 +129,7 @@ assoc_trainer *assoc_trainer_new_model(const assoc_train_config *cfg, const asso
   if (!t) return assoc_fail(err, "out of memory"), NULL;
   if (c.threads > 0) omp_set_num_threads(c.threads);
   t->net = *model, t->capacity = train->N;
-  t->feature_scale = c.feature_scale > 0 ? c.feature_scale : assoc_feature_scale(train);
-  t->cfg.feature_scale = t->feature_scale;
+  t->feature_scale = c.feature_scale; /* 0: computed by trainer_setup */
   t->adam = sg_adam_new(sg_params_tensors(model->params), sg_params_count(model->params), c.lr_max);
   t->mu = assoc_zalloc((size_t)train->M, sizeof *t->mu);
   seed_run_rng(&t->rng, c.seed);
@@ -146,15 +144,15 @@ assoc_trainer *assoc_trainer_new_model(const assoc_train_config *cfg, const asso
 /* The data set must be the one the checkpoint was trained on. */
 static int check_resume_data(const assoc_checkpoint_state *st, const assoc_dataset *train,
                              const char *path, sg_io_error *err) {
-  if (train->S != st->data_S || train->M != st->data_M || train->N != st->data_N ||
-      train->K != st->data_K || train->seed != st->data_seed)
+  if (assoc_dataset_total(train) != st->data_S || train->M != st->data_M ||
+      train->N != st->data_N || train->K != st->data_K || train->seed != st->data_seed)
     return assoc_fail(
         err,
         "%s: the checkpoint was trained on a data set of S=%lld M=%d N=%d K=%d seed %llu, "
         "this one has S=%lld M=%d N=%d K=%d seed %llu",
         path, (long long)st->data_S, st->data_M, st->data_N, st->data_K,
-        (unsigned long long)st->data_seed, (long long)train->S, train->M, train->N, train->K,
-        (unsigned long long)train->seed);
+        (unsigned long long)st->data_seed, (long long)assoc_dataset_total(train), train->M,
+        train->N, train->K, (unsigned long long)train->seed);
   return 0;
 }
 
@@ -194,7 +192,7 @@ void assoc_trainer_free(assoc_trainer *t) {
   sg_graph_free(t->graph);
   assoc_trainer_dist_free(t);
   sg_mfree(t->mu), sg_mfree(t->excess), sg_mfree(t->excess_sum), sg_mfree(t->batch_excess);
-  sg_mfree(t->perm), sg_mfree(t->assoc), sg_mfree(t->labels);
+  sg_mfree(t->perm), sg_mfree(t->block), sg_mfree(t->assoc), sg_mfree(t->labels);
   sg_mfree(t);
 }
 
@@ -218,26 +216,6 @@ const double *assoc_trainer_mu(const assoc_trainer *t) {
 }
 
 /* ---- one epoch ------------------------------------------------------------------ */
-
-static void reset_order(assoc_trainer *t) {
-  for (int64_t i = 0; i < t->train->S; i++) t->perm[i] = i;
-  t->cursor = 0;
-}
-
-/* The next mini-batch: the next B positions of a Fisher-Yates shuffle drawn
- * lazily from the run's generator; a new pass starts when fewer than B
- * samples are left. */
-static const int64_t *next_batch(assoc_trainer *t) {
-  int64_t S = t->train->S, B = t->cfg.batch;
-  if (t->cursor + B > S) reset_order(t);
-  for (int64_t i = t->cursor; i < t->cursor + B; i++) {
-    int64_t j = i + (int64_t)sg_rng_below(&t->rng, (uint64_t)(S - i));
-    int64_t tmp = t->perm[i];
-    t->perm[i] = t->perm[j], t->perm[j] = tmp;
-  }
-  t->cursor += B;
-  return t->perm + t->cursor - B;
-}
 
 /* Samples of A [B, K, M] whose row argmax puts more than N UEs on some BS. */
 static int64_t count_violations(const sg_tensor *A, int N, int *assoc) {
@@ -295,18 +273,16 @@ static int anomaly_stop(const assoc_trainer *t, sg_io_error *err) {
                     a->file ? a->file : "?", a->line, t->epoch + 1, (long long)t->step + 1);
 }
 
-/* One optimiser step on the next mini-batch at learning rate lr: on this
- * rank's block of it (r) when the run has several ranks, the gradients and
- * the sums (the whole batch's) summed across them before the step. 1 when
- * some rank asked to stop (no step taken). */
-static int train_step(assoc_trainer *t, double lr, bool stop, step_result *r, assoc_step_sums *sums,
-                      sg_io_error *err) {
+/* One optimiser step on mini-batch b of the epoch at learning rate lr: on
+ * this rank's block of it (r) when the run has several ranks, the
+ * gradients and the sums (the whole batch's) summed across them before the
+ * step. 1 when some rank asked to stop (no step taken). */
+static int train_step(assoc_trainer *t, int64_t b, double lr, bool stop, step_result *r,
+                      assoc_step_sums *sums, sg_io_error *err) {
   const assoc_train_config *c = &t->cfg;
   sg_graph *g = t->graph;
-  const int64_t *idx = next_batch(t);
-  int64_t lo, hi;
-  assoc_trainer_shard(t, &lo, &hi);
-  idx += lo, r->shard = hi - lo;
+  const int64_t *idx = assoc_sampler_next(t, b);
+  r->shard = t->block_hi - t->block_lo;
   sg_graph_reset(g);
   sg_params_zero_grad(sg_params_tensors(t->net.params), sg_params_count(t->net.params));
   assoc_gnn_batch in;
@@ -314,9 +290,14 @@ static int train_step(assoc_trainer *t, double lr, bool stop, step_result *r, as
                            c->dtype, true, &in))
     return assoc_fail(err, "could not build mini-batch inputs");
   sg_sinkhorn_info info;
-  assoc_model_call call = {
-      .mode = ASSOC_GNN_TRAIN, .rng = &t->rng, .capacity = t->capacity, .sinkhorn = &info};
-  sg_tensor *A = assoc_trainer_forward_block(t, &in, &call, lo, hi);
+  /* over several ranks: this rank's rows of the batch; the random draws are the batch's */
+  assoc_model_call call = {.mode = ASSOC_GNN_TRAIN,
+                           .rng = &t->rng,
+                           .capacity = t->capacity,
+                           .sinkhorn = &info,
+                           .rows_lo = t->block_lo,
+                           .batch_rows = c->batch};
+  sg_tensor *A = assoc_model_forward(g, &t->net, &in, &call);
   sg_tensor *rate = assoc_sum_rate(g, A, in.c_re, in.c_im, 1.0);
   sg_tensor *loss = assoc_loss(g, rate, A, t->mu, t->capacity, c->delta, t->batch_excess);
   if (loss && c->loss == ASSOC_LOSS_ES) loss = es_cross_entropy(t, idx, A);
@@ -389,7 +370,7 @@ int assoc_trainer_run_epoch(assoc_trainer *t, assoc_epoch_stats *out, assoc_step
   int64_t violations = 0, near_kink = 0;
   for (int m = 0; m < t->M; m++) t->excess_sum[m] = 0;
   t->reduce_seconds = 0;
-  reset_order(t);
+  assoc_sampler_start_epoch(t);
   for (int64_t b = 0; b < t->batches; b++) {
     /* several ranks stop together: the request travels with the step's sums */
     bool stop_now = stop && *stop;
@@ -397,7 +378,7 @@ int assoc_trainer_run_epoch(assoc_trainer *t, assoc_epoch_stats *out, assoc_step
     st.lr = sg_cosine_restarts_lr(&sched, t->epoch + (double)b / (double)t->batches);
     step_result r = {0};
     assoc_step_sums sums;
-    int rc = train_step(t, st.lr, stop_now, &r, &sums, err);
+    int rc = train_step(t, b, st.lr, stop_now, &r, &sums, err);
     if (rc) return t->abandoned = true, rc > 0 ? 1 : -1;
     /* this rank's share; summed across the ranks at the end of the epoch */
     loss_sum += r.loss * ((double)r.shard / (double)c->batch);
@@ -447,7 +428,7 @@ int assoc_trainer_save(const assoc_trainer *t, const char *path, sg_io_error *er
     return assoc_fail(err, "%s: not written: the trainer stopped in the middle of an epoch", path);
   assoc_checkpoint_state st = {.cfg = t->cfg,
                                .gnn = t->model->cfg,
-                               .data_S = t->train->S,
+                               .data_S = t->total,
                                .data_M = t->train->M,
                                .data_N = t->train->N,
                                .data_K = t->train->K,

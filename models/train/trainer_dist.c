@@ -13,10 +13,10 @@
  * that updates mu) are summed in float64 at the end of the epoch. With one
  * rank none of this runs. */
 #include <omp.h>
-#include <string.h>
 
 #include "assoc_dist.h"
 #include "models_internal.h"
+#include "nn_internal.h"
 #include "train_internal.h"
 
 enum { STEP_TAIL = 4 }; /* loss, rate sum, violations, stop: after the gradients */
@@ -32,22 +32,21 @@ static size_t elem_size(const assoc_trainer *t) {
 int assoc_trainer_dist_setup(assoc_trainer *t, sg_io_error *err) {
   t->rank = assoc_dist_rank(), t->ranks = assoc_dist_size();
   if (t->ranks == 1) return 0;
-  /* a model's random draws are only known to split by sample for the GNNs */
-  if (!t->model)
-    return assoc_fail(err, "%s: a model of one's own trains on one process, not on %d MPI ranks",
+  /* a model's random draws must split by sample (assoc_model_call) */
+  if (!t->net.splits_batches)
+    return assoc_fail(err,
+                      "%s trains on one process, not on %d MPI ranks: its forward does not "
+                      "split batches (assoc_model.splits_batches)",
                       t->net.name ? t->net.name : "the model", t->ranks);
   if (t->cfg.batch < t->ranks)
     return assoc_fail(err, "a mini-batch of %lld samples cannot be split over %d ranks",
                       (long long)t->cfg.batch, t->ranks);
   sg_tensor *const *p = sg_params_tensors(trainer_params(t));
-  int n = sg_params_count(trainer_params(t));
-  int64_t total = STEP_TAIL;
-  for (int i = 0; i < n; i++) {
-    if (p[i]->dtype != t->cfg.dtype)
-      return assoc_fail(err, "parameter %d is %s, the model %s", i, sg_dtype_name(p[i]->dtype),
-                        sg_dtype_name(t->cfg.dtype));
-    total += p[i]->numel;
-  }
+  int bad, n = sg_params_count(trainer_params(t));
+  int64_t total = sg_grads_flat_size(p, n, t->cfg.dtype, STEP_TAIL, &bad);
+  if (total < 0)
+    return assoc_fail(err, "parameter %d is %s, the model %s", bad, sg_dtype_name(p[bad]->dtype),
+                      sg_dtype_name(t->cfg.dtype));
   t->flat_n = total;
   t->flat = sg_malloc((size_t)total * elem_size(t));
   return t->flat ? 0 : assoc_fail(err, "out of memory for the gradient buffer");
@@ -58,76 +57,22 @@ void assoc_trainer_dist_free(assoc_trainer *t) {
   t->flat = NULL;
 }
 
-void assoc_trainer_shard(const assoc_trainer *t, int64_t *lo, int64_t *hi) {
-  assoc_dist_block(t->cfg.batch, t->rank, t->ranks, lo, hi);
-}
-
-/* The Gumbel noise of the whole batch, drawn from the run's generator as
- * the forward pass of one process draws it, rows [lo, hi); NULL for a GNN
- * without noise. */
-static sg_tensor *shard_noise(assoc_trainer *t, int64_t lo, int64_t hi) {
-  if (t->model->cfg.variant == ASSOC_GNN_SMA) return NULL;
-  int64_t shape[3] = {t->cfg.batch, t->train->K, t->M};
-  sg_tensor *all = sg_rand_gumbel(t->graph, &t->rng, t->cfg.dtype, 3, shape);
-  return sg_slice(t->graph, all, 0, lo, hi);
-}
-
-sg_tensor *assoc_trainer_forward_block(assoc_trainer *t, const assoc_gnn_batch *in,
-                                       const assoc_model_call *call, int64_t lo, int64_t hi) {
-  if (t->ranks == 1) return assoc_model_forward(t->graph, &t->net, in, call);
-  assoc_gnn_output o = assoc_gnn_forward(t->graph, t->model, in->p, in->q, in->H, call->mode,
-                                         call->rng, shard_noise(t, lo, hi));
-  if (call->sinkhorn) *call->sinkhorn = o.sinkhorn;
-  return o.assoc;
-}
-
-/* Copies n gradient values times share into the buffer at element `at`
- * (src NULL: zeros), in the model's dtype, rounding once. */
-static void put_scaled(assoc_trainer *t, int64_t at, const void *src, int64_t n, double share) {
-  if (t->cfg.dtype == SG_F32) {
-    float *d = (float *)t->flat + at;
-    const float *g = src;
-    for (int64_t j = 0; j < n; j++) d[j] = g ? (float)((double)g[j] * share) : 0.0f;
-  } else {
-    double *d = (double *)t->flat + at;
-    const double *g = src;
-    for (int64_t j = 0; j < n; j++) d[j] = g ? g[j] * share : 0.0;
-  }
-}
-
-/* Every gradient times share into the buffer (a parameter that received
- * none adds zeros), then the step's tail. */
-static void pack(assoc_trainer *t, double share, const double *tail) {
-  sg_tensor *const *p = sg_params_tensors(trainer_params(t));
-  int n = sg_params_count(trainer_params(t));
-  int64_t at = 0;
-  for (int i = 0; i < n; i++) {
-    sg_tensor *grad = p[i]->grad_fresh ? p[i]->grad : NULL;
-    if (grad) sg_grad_materialize(grad);
-    put_scaled(t, at, grad ? grad->data : NULL, p[i]->numel, share);
-    at += p[i]->numel;
-  }
-  for (int k = 0; k < STEP_TAIL; k++) {
-    if (t->cfg.dtype == SG_F32)
-      ((float *)t->flat)[at + k] = (float)tail[k];
-    else
-      ((double *)t->flat)[at + k] = tail[k];
-  }
-}
-
-/* The summed gradients back into the parameters that have one. */
-static void unpack(assoc_trainer *t, double *tail) {
-  sg_tensor *const *p = sg_params_tensors(trainer_params(t));
-  int n = sg_params_count(trainer_params(t));
-  size_t elem = elem_size(t);
-  int64_t at = 0;
-  for (int i = 0; i < n; i++) {
-    sg_tensor *grad = p[i]->grad_fresh ? p[i]->grad : NULL;
-    if (grad) memcpy(grad->data, (char *)t->flat + (size_t)at * elem, (size_t)p[i]->numel * elem);
-    at += p[i]->numel;
-  }
-  for (int k = 0; k < STEP_TAIL; k++)
-    tail[k] = t->cfg.dtype == SG_F32 ? ((float *)t->flat)[at + k] : ((double *)t->flat)[at + k];
+/* The feature scale of the whole training set, to the same bits whether
+ * every rank holds it whole or only its part (models_internal.h). */
+int assoc_trainer_compute_scale(assoc_trainer *t, double *scale, sg_io_error *err) {
+  const assoc_dataset *ds = t->train;
+  if (ds->part_total == 0) return *scale = assoc_feature_scale(ds), 0;
+  int64_t n = assoc_feature_blocks(ds), lo, hi;
+  double *sums = sg_malloc((size_t)n * sizeof *sums);
+  if (!sums)
+    return assoc_fail(err, "out of memory for the feature scale's %lld block sums", (long long)n);
+  /* this rank's own samples: those of its strata */
+  lo = t->total * t->block_lo / t->cfg.batch, hi = t->total * t->block_hi / t->cfg.batch;
+  assoc_feature_block_sums(ds, lo, hi, sums);
+  int rc = assoc_dist_sum(sums, n, SG_F64, err);
+  if (!rc) *scale = assoc_feature_scale_of_sums(ds, sums);
+  sg_mfree(sums);
+  return rc;
 }
 
 int assoc_trainer_reduce_step(assoc_trainer *t, int64_t shard, assoc_step_sums *s,
@@ -135,9 +80,11 @@ int assoc_trainer_reduce_step(assoc_trainer *t, int64_t shard, assoc_step_sums *
   if (t->ranks == 1) return 0;
   double start = omp_get_wtime(), share = (double)shard / (double)t->cfg.batch;
   double tail[STEP_TAIL] = {s->loss * share, s->rate_sum, (double)s->violations, s->stop};
-  pack(t, share, tail);
+  sg_tensor *const *p = sg_params_tensors(trainer_params(t));
+  int n = sg_params_count(trainer_params(t));
+  sg_grads_flat_pack(p, n, t->cfg.dtype, share, tail, STEP_TAIL, t->flat);
   if (assoc_dist_sum(t->flat, t->flat_n, t->cfg.dtype, err)) return -1;
-  unpack(t, tail);
+  sg_grads_flat_unpack(p, n, t->cfg.dtype, t->flat, tail, STEP_TAIL);
   s->loss = tail[0], s->rate_sum = tail[1], s->violations = (int64_t)tail[2];
   s->stop = tail[3] > 0;
   t->reduce_seconds += omp_get_wtime() - start;

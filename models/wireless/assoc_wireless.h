@@ -73,10 +73,21 @@ typedef struct assoc_dataset {
   uint8_t *los;            /* S x M x K, 1 = LOS */
   uint8_t *outage;         /* S x M x K, 1 = outage (h = 0) */
   uint8_t *n_paths;        /* S x M x K, 0 in outage */
+  /* A part of a file (assoc_dataset_load_part): samples part_first ..
+   * part_first+S-1 of its part_total. 0 and 0 for a whole set. */
+  int64_t part_first, part_total;
 } assoc_dataset;
+
+/* The samples of the data set ds is (a part of): part_total, or S for a
+ * whole set. */
+int64_t assoc_dataset_total(const assoc_dataset *ds);
 
 /* Allocates zeroed arrays for S samples; 0 or -1 (out of memory). */
 int assoc_dataset_alloc(assoc_dataset *ds, int64_t S, int M, int N, int K);
+/* The sizes and the default scenario of S samples, with no arrays (all
+ * NULL): for a reader that fills them itself. 0, or -1 (bad or
+ * overflowing sizes). */
+int assoc_dataset_shape(assoc_dataset *ds, int64_t S, int M, int N, int K);
 void assoc_dataset_free(assoc_dataset *ds); /* frees the arrays, zeroes the struct */
 
 /* Generates S samples of scenario sc into ds (allocated here). Sample s
@@ -97,6 +108,14 @@ int assoc_dataset_for_scenario(const assoc_scenario *sc, int64_t S, assoc_datase
  * every required member's presence, dtype class, shape and finiteness. */
 int assoc_dataset_save(const assoc_dataset *ds, const char *path, sg_io_error *err);
 int assoc_dataset_load(const char *path, assoc_dataset *ds, sg_io_error *err);
+/* The sizes of the data set at path (samples S, and M, N, K) without
+ * reading its samples; 0 or -1 with a message. */
+int assoc_dataset_peek(const char *path, int64_t *S, int *M, int *N, int *K, sg_io_error *err);
+/* Samples lo .. hi-1 of the data set at path into ds (ds->S = hi - lo,
+ * part_first = lo, part_total = the file's S), checked as assoc_dataset_load
+ * checks a whole set: how a rank of a data-parallel job reads its shard. */
+int assoc_dataset_load_part(const char *path, int64_t lo, int64_t hi, assoc_dataset *ds,
+                            sg_io_error *err);
 /* Checks sizes and that every value is finite; 0 or -1 with a message. */
 int assoc_dataset_check(const assoc_dataset *ds, sg_io_error *err);
 
@@ -109,8 +128,25 @@ uint64_t assoc_stream_seed(uint64_t seed, uint64_t stream, uint64_t index);
 /* Per-stream-SNR scaling sqrt(P_t/N)/sigma of the data set. */
 double assoc_snr_amplitude(const assoc_dataset *ds);
 /* RMS over the data set of the SNR-scaled channel entries (real and
- * imaginary parts): the default normalisation scale of the H features. */
+ * imaginary parts): the default normalisation scale of the H features (of
+ * a part: over its samples alone). */
 double assoc_feature_scale(const assoc_dataset *ds);
+
+/* The feature scale (assoc_feature_scale) of a file read in parts by the
+ * ranks of a job, to the same bits as the file read whole: the channel is
+ * summed in fixed blocks of the file, each rank sums the blocks that start
+ * in its own samples [lo, hi), the ranks add their block sums (every other
+ * entry 0, so the order of that sum changes no bit), and the block sums are
+ * added in order. assoc_feature_rows gives the samples a rank must hold:
+ * [lo, *end), the last block reaching past hi. ds may be a part (its
+ * part_first and part_total place it in the file); sums has
+ * assoc_feature_blocks(ds) entries. */
+int64_t assoc_feature_blocks(const assoc_dataset *ds);
+void assoc_feature_rows(int64_t lo, int64_t hi, int64_t total, int M, int K, int N, int64_t *first,
+                        int64_t *end);
+void assoc_feature_block_sums(const assoc_dataset *ds, int64_t lo, int64_t hi, double *sums);
+double assoc_feature_scale_of_sums(const assoc_dataset *ds, const double *sums);
+
 /* H features of samples [start, start+count): count x M x K x 2N, real parts
  * then imaginary parts of h_mk sqrt(P_t/N) / sigma / scale, written from
  * element `at` of out (float32 or float64: the same arithmetic in double,

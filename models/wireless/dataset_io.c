@@ -113,12 +113,30 @@ static double element(const sg_array *a, int64_t i) {
   }
 }
 
+/* Which samples a load reads: rows [first, first + count) of the file's
+ * total. The opened archive's per-sample members have `rows` rows, the
+ * part's starting at row `at`. */
+typedef struct part {
+  int64_t first, count, total, rows, at;
+} part;
+
 /* Looks up a member and checks its shape (dims < 0 are free and returned). */
+/* Whether the archive lists the member, loaded or not (a dtype the reader
+ * does not read): an optional member that is there must be readable. */
+static bool listed(const sg_npz *z, const char *name) {
+  for (int i = 0; i < sg_npz_count(z); i++)
+    if (!strcmp(sg_npz_name(z, i), name)) return true;
+  return false;
+}
+
 static const sg_array *member(const sg_npz *z, const char *name, int ndim, int64_t *shape,
                               sg_io_error *err) {
   const sg_array *a = sg_npz_get(z, name);
   if (!a) {
-    assoc_fail(err, "data set has no member '%s'", name);
+    if (listed(z, name))
+      assoc_fail(err, "member '%s' has a dtype the loader does not read", name);
+    else
+      assoc_fail(err, "data set has no member '%s'", name);
     return NULL;
   }
   if (a->ndim != ndim) {
@@ -136,43 +154,97 @@ static const sg_array *member(const sg_npz *z, const char *name, int ndim, int64
   return a;
 }
 
-static int read_f64(const sg_npz *z, const char *name, int ndim, const int64_t *shape, double *dst,
-                    sg_io_error *err) {
+/* The member's values for the part's samples (the whole member when it is
+ * not per sample: per_sample false): where they start in a, how many, and
+ * the flat index in the file of the first (for messages). */
+typedef struct span {
+  const sg_array *a;
+  int64_t start, n, file_start;
+} span;
+
+static int member_span(const sg_npz *z, const char *name, int ndim, const int64_t *shape,
+                       const part *pt, bool per_sample, span *out, sg_io_error *err) {
   int64_t s[SG_MAX_DIMS];
   memcpy(s, shape, (size_t)ndim * sizeof *s);
   const sg_array *a = member(z, name, ndim, s, err);
   if (!a) return -1;
-  for (int64_t i = 0; i < a->numel; i++) {
-    dst[i] = element(a, i);
-    if (!isfinite(dst[i]))
+  int64_t row = a->numel / (a->shape[0] > 0 ? a->shape[0] : 1);
+  *out = per_sample ? (span){a, pt->at * row, pt->count * row, pt->first * row}
+                    : (span){a, 0, a->numel, 0};
+  return 0;
+}
+
+/* The array the span's values go to, in *dst: when the span is the
+ * member's whole array and already of the element type dst holds
+ * (same_type), the member's own, moved out of z instead of copied (the
+ * data set then costs its size once, not twice, while it loads; *adopted
+ * true); else a new one of n elements of `size` bytes. */
+static int destination(sg_npz *z, const char *name, const span *sp, bool same_type, size_t size,
+                       void **dst, bool *adopted, sg_io_error *err) {
+  sg_array a;
+  *adopted = same_type && sp->start == 0 && sp->n == sp->a->numel && sp->n > 0 &&
+             sg_npz_take(z, name, &a) == 0;
+  *dst = *adopted ? a.data : sg_malloc((size_t)sp->n * size);
+  return *dst ? 0 : assoc_fail(err, "out of memory for member '%s'", name);
+}
+
+static int read_f64(sg_npz *z, const char *name, int ndim, const int64_t *shape, const part *pt,
+                    bool per_sample, double **dst, sg_io_error *err) {
+  span sp;
+  bool adopted;
+  void *to;
+  if (member_span(z, name, ndim, shape, pt, per_sample, &sp, err) ||
+      destination(z, name, &sp, sp.a->type == SG_NPY_F64, sizeof **dst, &to, &adopted, err))
+    return -1;
+  double *d = *dst = to;
+  for (int64_t i = 0; i < sp.n; i++) {
+    if (!adopted) d[i] = element(sp.a, sp.start + i);
+    if (!isfinite(d[i]))
       return assoc_fail(err, "member '%s' has a non-finite value at flat index %lld", name,
-                        (long long)i);
+                        (long long)(sp.file_start + i));
   }
   return 0;
 }
 
-/* Optional 0/1 (or small count) member; absent: left zero. */
-static int read_u8(const sg_npz *z, const char *name, int ndim, const int64_t *shape, uint8_t *dst,
-                   int max_value, bool required, sg_io_error *err) {
-  if (!required && !sg_npz_get(z, name)) return 0;
-  int64_t s[SG_MAX_DIMS];
-  memcpy(s, shape, (size_t)ndim * sizeof *s);
-  const sg_array *a = member(z, name, ndim, s, err);
-  if (!a) return -1;
-  for (int64_t i = 0; i < a->numel; i++) {
-    double v = element(a, i);
+/* The zeros of an optional member the file lacks: n elements of size. */
+static int zeros(const char *name, int ndim, const int64_t *shape, size_t size, void **dst,
+                 sg_io_error *err) {
+  int64_t n = 1;
+  for (int i = 0; i < ndim; i++) n *= shape[i];
+  *dst = assoc_zalloc((size_t)n, size);
+  return *dst ? 0 : assoc_fail(err, "out of memory for member '%s'", name);
+}
+
+/* Optional 0/1 (or small count) member; absent: zeros. */
+static int read_u8(sg_npz *z, const char *name, int ndim, const int64_t *shape, const part *pt,
+                   uint8_t **dst, int max_value, bool required, sg_io_error *err) {
+  void *to;
+  if (!required && !listed(z, name)) {
+    int rc = zeros(name, ndim, shape, 1, &to, err);
+    return *dst = to, rc;
+  }
+  span sp;
+  bool adopted, one_byte;
+  if (member_span(z, name, ndim, shape, pt, true, &sp, err)) return -1;
+  one_byte = sp.a->type == SG_NPY_U8 || sp.a->type == SG_NPY_BOOL;
+  if (destination(z, name, &sp, one_byte, 1, &to, &adopted, err)) return -1;
+  uint8_t *d = *dst = to;
+  for (int64_t i = 0; i < sp.n; i++) {
+    double v = adopted ? d[i] : element(sp.a, sp.start + i);
     if (!(v >= 0 && v <= max_value && v == floor(v)))
       return assoc_fail(err, "member '%s' has value %g at flat index %lld (expected 0..%d)", name,
-                        v, (long long)i, max_value);
-    dst[i] = (uint8_t)v;
+                        v, (long long)(sp.file_start + i), max_value);
+    d[i] = (uint8_t)v;
   }
   return 0;
 }
 
 static int read_scalar(const sg_npz *z, const char *name, bool required, double *out,
                        sg_io_error *err) {
-  if (!required && !sg_npz_get(z, name)) return 0;
-  if (sg_npz_scalar(z, name, out, err)) return assoc_fail(err, "data set has no scalar '%s'", name);
+  if (!required && !listed(z, name)) return 0;
+  if (sg_npz_scalar(z, name, out, err))
+    return assoc_fail(err, "data set has no scalar '%s'%s", name,
+                      listed(z, name) ? " (a member of another dtype or shape)" : "");
   if (!isfinite(*out)) return assoc_fail(err, "scalar '%s' is not finite", name);
   return 0;
 }
@@ -213,52 +285,125 @@ static int read_header(const sg_npz *z, assoc_dataset *hdr, sg_io_error *err) {
   return 0;
 }
 
-static int read_body(const sg_npz *z, assoc_dataset *ds, sg_io_error *err) {
-  int64_t S = ds->S, M = ds->M, K = ds->K, N = ds->N;
+static int read_body(sg_npz *z, const part *pt, assoc_dataset *ds, sg_io_error *err) {
+  int64_t S = pt->rows, M = ds->M, K = ds->K, N = ds->N;
   const int64_t h_shape[4] = {S, M, K, N}, link_shape[3] = {S, M, K};
   const int64_t bs_shape[2] = {M, 2}, ue_shape[3] = {S, K, 2};
-  if (read_f64(z, "H_re", 4, h_shape, ds->H_re, err) ||
-      read_f64(z, "H_im", 4, h_shape, ds->H_im, err) ||
-      read_f64(z, "bs_pos", 2, bs_shape, ds->bs_pos, err) ||
-      read_f64(z, "ue_pos", 3, ue_shape, ds->ue_pos, err) ||
-      read_u8(z, "los", 3, link_shape, ds->los, 1, true, err) ||
-      read_u8(z, "outage", 3, link_shape, ds->outage, 1, false, err) ||
-      read_u8(z, "n_paths", 3, link_shape, ds->n_paths, 255, false, err))
+  if (read_f64(z, "H_re", 4, h_shape, pt, true, &ds->H_re, err) ||
+      read_f64(z, "H_im", 4, h_shape, pt, true, &ds->H_im, err) ||
+      read_f64(z, "bs_pos", 2, bs_shape, pt, false, &ds->bs_pos, err) ||
+      read_f64(z, "ue_pos", 3, ue_shape, pt, true, &ds->ue_pos, err) ||
+      read_u8(z, "los", 3, link_shape, pt, &ds->los, 1, true, err) ||
+      read_u8(z, "outage", 3, link_shape, pt, &ds->outage, 1, false, err) ||
+      read_u8(z, "n_paths", 3, link_shape, pt, &ds->n_paths, 255, false, err))
     return -1;
-  if (sg_npz_get(z, "pl_db")) return read_f64(z, "pl_db", 3, link_shape, ds->pl_db, err);
+  if (listed(z, "pl_db")) return read_f64(z, "pl_db", 3, link_shape, pt, true, &ds->pl_db, err);
+  void *to;
+  int rc = zeros("pl_db", 3, link_shape, sizeof(double), &to, err);
+  return ds->pl_db = to, rc;
+}
+
+/* The header's sizes and the samples in H_re as opened (at least min). */
+static int read_sizes(const sg_npz *z, assoc_dataset *hdr, int64_t *total, int64_t min,
+                      sg_io_error *err) {
+  int64_t h_shape[4] = {-1, -1, -1, -1};
+  if (read_header(z, hdr, err) || !member(z, "H_re", 4, h_shape, err)) return -1;
+  if (h_shape[0] < min || h_shape[1] != hdr->M || h_shape[2] != hdr->K || h_shape[3] != hdr->N)
+    return assoc_fail(
+        err, "member 'H_re' has shape [%lld, %lld, %lld, %lld], expected [S, M=%d, K=%d, N=%d]",
+        (long long)h_shape[0], (long long)h_shape[1], (long long)h_shape[2], (long long)h_shape[3],
+        hdr->M, hdr->K, hdr->N);
+  *total = h_shape[0];
   return 0;
 }
 
-int assoc_dataset_load(const char *path, assoc_dataset *ds, sg_io_error *err) {
+/* Prefixes the message with the path. */
+static int with_path(const char *path, sg_io_error *err) {
+  if (err) {
+    char msg[sizeof err->msg];
+    snprintf(msg, sizeof msg, "%.200s: %.300s", path, err->msg);
+    memcpy(err->msg, msg, sizeof msg);
+  }
+  return -1;
+}
+
+/* The members with a row per sample, which a part reads in part. */
+static const char *const per_sample[] = {"H_re", "H_im", "ue_pos", "los",
+                                         "outage", "n_paths", "pl_db"};
+enum { N_PER_SAMPLE = sizeof per_sample / sizeof per_sample[0] };
+
+/* The archive with rows [lo, hi) of the per-sample members (whole: hi < 0),
+ * and the samples in the file. */
+static sg_npz *open_part(const char *path, int64_t lo, int64_t hi, int64_t *total,
+                         sg_io_error *err) {
+  sg_npz *z = hi < 0 ? sg_npz_open(path, err)
+                     : sg_npz_open_rows(path, per_sample, N_PER_SAMPLE, lo, hi, err);
+  if (z) *total = hi < 0 ? -1 : sg_npz_rows_total(z, "H_re");
+  return z;
+}
+
+/* Samples [lo, hi) of the file (hi < 0: all). */
+static int load_rows(const char *path, int64_t lo, int64_t hi, assoc_dataset *ds,
+                     sg_io_error *err) {
   memset(ds, 0, sizeof *ds);
-  sg_npz *z = sg_npz_open(path, err);
-  if (!z) return -1;
+  int64_t total;
+  sg_npz *z = open_part(path, lo, hi, &total, err);
+  if (!z) return -1; /* the message names the file */
   assoc_dataset hdr = {0};
-  int64_t h_shape[4] = {-1, -1, -1, -1};
-  int rc = read_header(z, &hdr, err);
-  if (!rc && !member(z, "H_re", 4, h_shape, err)) rc = -1;
-  if (!rc && (h_shape[0] < 1 || h_shape[1] != hdr.M || h_shape[2] != hdr.K || h_shape[3] != hdr.N))
-    rc = assoc_fail(
-        err, "member 'H_re' has shape [%lld, %lld, %lld, %lld], expected [S, M=%d, K=%d, N=%d]",
-        (long long)h_shape[0], (long long)h_shape[1], (long long)h_shape[2], (long long)h_shape[3],
-        hdr.M, hdr.K, hdr.N);
-  if (!rc && assoc_dataset_alloc(ds, h_shape[0], hdr.M, hdr.N, hdr.K))
-    rc = assoc_fail(err, "out of memory for %lld samples", (long long)h_shape[0]);
+  int64_t rows = 0; /* of the per-sample members as opened */
+  int rc = read_sizes(z, &hdr, &rows, 1, err);
+  if (hi < 0) total = hi = rows;
+  if (!rc && assoc_dataset_shape(ds, hi - lo, hdr.M, hdr.N, hdr.K))
+    rc = assoc_fail(err, "%lld samples of M=%d, N=%d, K=%d do not fit in memory",
+                    (long long)(hi - lo), hdr.M, hdr.N, hdr.K);
   if (!rc) {
     ds->pt_dbm = hdr.pt_dbm, ds->noise_dbm = hdr.noise_dbm, ds->seed = hdr.seed;
     ds->scenario = hdr.scenario;
-    rc = read_body(z, ds, err);
+    part pt = {.first = lo, .count = hi - lo, .total = total, .rows = rows, .at = 0};
+    rc = read_body(z, &pt, ds, err);
+    if (hi - lo < total) ds->part_first = lo, ds->part_total = total;
   }
   sg_npz_close(z);
   if (rc) {
-    if (err) {
-      char msg[sizeof err->msg];
-      snprintf(msg, sizeof msg, "%.200s: %.300s", path, err->msg);
-      memcpy(err->msg, msg, sizeof msg);
-    }
+    with_path(path, err);
     assoc_dataset_free(ds);
   }
   return rc;
+}
+
+int assoc_dataset_load(const char *path, assoc_dataset *ds, sg_io_error *err) {
+  return load_rows(path, 0, -1, ds, err);
+}
+
+int assoc_dataset_load_part(const char *path, int64_t lo, int64_t hi, assoc_dataset *ds,
+                            sg_io_error *err) {
+  memset(ds, 0, sizeof *ds);
+  int64_t S;
+  int M, N, K;
+  if (assoc_dataset_peek(path, &S, &M, &N, &K, err)) return -1;
+  if (!(lo >= 0 && lo < hi && hi <= S))
+    return assoc_fail(err, "%s: samples %lld..%lld asked of a data set of %lld", path,
+                      (long long)lo, (long long)hi - 1, (long long)S);
+  return load_rows(path, lo, hi, ds, err);
+}
+
+/* The sizes from an archive of no sample rows: the headers and scalars. */
+int assoc_dataset_peek(const char *path, int64_t *S, int *M, int *N, int *K, sg_io_error *err) {
+  sg_npz *z = sg_npz_open_rows(path, per_sample, N_PER_SAMPLE, 0, 0, err);
+  if (!z) return -1; /* the message names the file */
+  assoc_dataset hdr = {0};
+  int64_t rows;
+  int rc = read_sizes(z, &hdr, &rows, 0, err);
+  *S = sg_npz_rows_total(z, "H_re");
+  if (!rc && *S < 1) rc = assoc_fail(err, "member 'H_re' has no samples");
+  sg_npz_close(z);
+  if (rc) return with_path(path, err);
+  *M = hdr.M, *N = hdr.N, *K = hdr.K;
+  return 0;
+}
+
+int64_t assoc_dataset_total(const assoc_dataset *ds) {
+  return ds->part_total > 0 ? ds->part_total : ds->S;
 }
 
 /* ---- checking ------------------------------------------------------------------------ */

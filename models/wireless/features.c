@@ -18,34 +18,89 @@ double assoc_snr_amplitude(const assoc_dataset *ds) {
 }
 
 /* Fixed blocks summed in parallel, then the block sums added in order: the
- * same value for every thread count (an OpenMP reduction is not). */
+ * same value for every thread count (an OpenMP reduction is not), and for
+ * a file read whole or in parts by the ranks of a job (each sums the
+ * blocks that start in its samples). */
 enum { SCALE_BLOCK = 4096 };
 
-/* The sum of squares of block b of the channel's re and im parts. */
-static double block_power(const assoc_dataset *ds, int64_t n, int64_t b) {
+/* Channel elements per sample, and in the whole file ds is (a part of). */
+static int64_t per_sample(const assoc_dataset *ds) {
+  return (int64_t)ds->M * ds->K * ds->N;
+}
+static int64_t file_elements(const assoc_dataset *ds) {
+  return assoc_dataset_total(ds) * per_sample(ds);
+}
+
+int64_t assoc_feature_blocks(const assoc_dataset *ds) {
+  return (file_elements(ds) + SCALE_BLOCK - 1) / SCALE_BLOCK;
+}
+
+/* The sum of squares of block b of the file's channel (re and im parts);
+ * ds holds it whole (its elements are at file index - part_first E). */
+static double block_power(const assoc_dataset *ds, int64_t b) {
+  int64_t n = file_elements(ds), skip = ds->part_first * per_sample(ds);
   int64_t end = (b + 1) * SCALE_BLOCK < n ? (b + 1) * SCALE_BLOCK : n;
+  const double *re = ds->H_re - skip, *im = ds->H_im - skip;
   double s = 0.0;
-  for (int64_t i = b * SCALE_BLOCK; i < end; i++)
-    s += ds->H_re[i] * ds->H_re[i] + ds->H_im[i] * ds->H_im[i];
+  for (int64_t i = b * SCALE_BLOCK; i < end; i++) s += re[i] * re[i] + im[i] * im[i];
   return s;
 }
 
-/* Blocks summed in parallel, their sums added in order; without memory for
- * the partial sums, the same sums on one thread (the same value). */
-double assoc_feature_scale(const assoc_dataset *ds) {
-  int64_t n = ds->S * ds->M * ds->K * ds->N, n_blocks = (n + SCALE_BLOCK - 1) / SCALE_BLOCK;
-  double *partial = sg_malloc((size_t)(n_blocks > 0 ? n_blocks : 1) * sizeof *partial);
-  double sum = 0.0;
-  if (partial) {
-#pragma omp parallel for schedule(static)
-    for (int64_t b = 0; b < n_blocks; b++) partial[b] = block_power(ds, n, b);
-    for (int64_t b = 0; b < n_blocks; b++) sum += partial[b];
-  } else {
-    for (int64_t b = 0; b < n_blocks; b++) sum += block_power(ds, n, b);
+/* The blocks whose first element lies in samples [lo, hi) of the file. */
+static void owned_blocks(int64_t lo, int64_t hi, int64_t per, int64_t *b0, int64_t *b1) {
+  *b0 = (lo * per + SCALE_BLOCK - 1) / SCALE_BLOCK;
+  *b1 = (hi * per + SCALE_BLOCK - 1) / SCALE_BLOCK;
+}
+
+void assoc_feature_rows(int64_t lo, int64_t hi, int64_t total, int M, int K, int N, int64_t *first,
+                        int64_t *end) {
+  int64_t per = (int64_t)M * K * N, n = total * per, b0, b1;
+  owned_blocks(lo, hi, per, &b0, &b1);
+  *first = lo, *end = hi;
+  if (b1 > b0) { /* the last owned block may reach into the samples after hi */
+    int64_t last = b1 * SCALE_BLOCK < n ? b1 * SCALE_BLOCK : n;
+    int64_t need = (last - 1) / per + 1;
+    if (need > *end) *end = need;
   }
-  sg_mfree(partial);
-  double rms = sqrt(sum / (2.0 * (double)n)) * assoc_snr_amplitude(ds);
+}
+
+void assoc_feature_block_sums(const assoc_dataset *ds, int64_t lo, int64_t hi, double *sums) {
+  int64_t b0, b1, n_blocks = assoc_feature_blocks(ds);
+  owned_blocks(lo, hi, per_sample(ds), &b0, &b1);
+  for (int64_t b = 0; b < n_blocks; b++) sums[b] = 0.0;
+#pragma omp parallel for schedule(static)
+  for (int64_t b = b0; b < b1; b++) sums[b] = block_power(ds, b);
+}
+
+/* The scale from the sum of every block's sum. */
+static double scale_of_sum(const assoc_dataset *ds, double sum) {
+  double rms = sqrt(sum / (2.0 * (double)file_elements(ds))) * assoc_snr_amplitude(ds);
   return rms > 0 ? rms : 1.0;
+}
+
+double assoc_feature_scale_of_sums(const assoc_dataset *ds, const double *sums) {
+  double sum = 0.0;
+  for (int64_t b = 0; b < assoc_feature_blocks(ds); b++) sum += sums[b];
+  return scale_of_sum(ds, sum);
+}
+
+/* Blocks summed in parallel, their sums added in order; without memory for
+ * the partial sums, the same sums on one thread (the same value). A part
+ * is taken as a set of its own. */
+double assoc_feature_scale(const assoc_dataset *part) {
+  assoc_dataset ds = *part;
+  ds.part_first = 0, ds.part_total = 0;
+  int64_t n_blocks = assoc_feature_blocks(&ds);
+  double *partial = sg_malloc((size_t)(n_blocks > 0 ? n_blocks : 1) * sizeof *partial);
+  if (partial) {
+    assoc_feature_block_sums(&ds, 0, ds.S, partial);
+    double scale = assoc_feature_scale_of_sums(&ds, partial);
+    sg_mfree(partial);
+    return scale;
+  }
+  double sum = 0.0;
+  for (int64_t b = 0; b < n_blocks; b++) sum += block_power(&ds, b);
+  return scale_of_sum(&ds, sum);
 }
 
 /* Writes the features into f32 or f64 (whichever is not NULL). */

@@ -94,13 +94,19 @@ uint64_t assoc_stream_seed(uint64_t seed, uint64_t stream, uint64_t index) {
 
 /* ---- data-set container -------------------------------------------------------- */
 
-int assoc_dataset_alloc(assoc_dataset *ds, int64_t S, int M, int N, int K) {
+int assoc_dataset_shape(assoc_dataset *ds, int64_t S, int M, int N, int K) {
   memset(ds, 0, sizeof *ds);
   if (S < 1 || M < 1 || N < 1 || K < 1) return -1;
   int64_t links = S * M * K;
   if (links / S != (int64_t)M * K || links > INT64_MAX / N) return -1;
   ds->S = S, ds->M = M, ds->N = N, ds->K = K;
   ds->scenario = assoc_scenario_default();
+  return 0;
+}
+
+int assoc_dataset_alloc(assoc_dataset *ds, int64_t S, int M, int N, int K) {
+  if (assoc_dataset_shape(ds, S, M, N, K)) return -1;
+  int64_t links = S * M * K;
   ds->H_re = assoc_zalloc((size_t)(links * N), sizeof(double));
   ds->H_im = assoc_zalloc((size_t)(links * N), sizeof(double));
   ds->bs_pos = assoc_zalloc((size_t)(2 * (int64_t)M), sizeof(double));

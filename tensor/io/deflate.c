@@ -31,7 +31,7 @@ static void zlib_free(voidpf opaque, voidpf p) {
 
 /* ---- byte sink: plain or deflating, with a running CRC-32 -------------- */
 
-/* A deflating sink cuts its input into chunks of SINK_CHUNK bytes (the
+/* A deflating sink cuts its input into chunks of DEFLATE_CHUNK bytes (the
  * last one shorter) at fixed positions of the member's bytes and deflates
  * each on its own (no window shared with the chunk before) into a piece of
  * one raw deflate stream: every chunk but the last ends with a sync flush
@@ -40,8 +40,9 @@ static void zlib_free(voidpf opaque, voidpf p) {
  * OpenMP threads at once and written in order, so the bytes do not depend
  * on the thread count. A member shorter than a chunk is one deflate stream,
  * as zlib writes it alone. The CRC-32 of each chunk is computed by the
- * thread that deflates it and combined in order. */
-enum { SINK_CHUNK = 1 << 20 };
+ * thread that deflates it and combined in order; each chunk's compressed
+ * length and CRC are kept for the member's chunk index (npz_chunks.c). */
+enum { SINK_CHUNK = DEFLATE_CHUNK };
 
 /* Room for a chunk's deflated bytes: zlib's bound and the flush marker. */
 static size_t chunk_room(void) {
@@ -90,6 +91,8 @@ int sg_io_sink_open(byte_sink *s, int fd, bool deflating, const char *what, sg_i
 }
 
 void sg_io_sink_close(byte_sink *s) {
+  sg_mfree(s->chunks);
+  s->chunks = NULL;
   if (!s->deflating) return;
   for (int i = 0; i < s->n_lanes; i++) lane_close(&s->lanes[i]);
   sg_mfree(s->lanes);
@@ -112,16 +115,31 @@ static int deflate_chunk(sink_lane *l, const uint8_t *in, size_t n, bool last, s
   return ret == Z_OK && l->zs.avail_in == 0 && l->zs.avail_out > 0 ? 0 : -1;
 }
 
+/* Room for count more chunk records, made on the calling thread before
+ * the chunks are deflated (emit_chunk may run on another thread). */
+static int reserve_chunk_records(byte_sink *s, int64_t count, sg_io_error *err) {
+  if (s->n_chunks + count <= s->chunks_cap) return 0;
+  int64_t cap = s->chunks_cap ? 2 * s->chunks_cap : 16;
+  if (cap < s->n_chunks + count) cap = s->n_chunks + count;
+  chunk_record *grown = sg_realloc(s->chunks, (size_t)cap * sizeof *grown);
+  if (!grown) return sg_io_fail_oom(err, s->what);
+  s->chunks = grown;
+  s->chunks_cap = cap;
+  return 0;
+}
+
 /* Appends a deflated chunk (n input bytes of CRC crc) to the member. */
 static int emit_chunk(byte_sink *s, const uint8_t *out, size_t len, uint32_t crc, size_t n,
                       sg_io_error *err) {
   if (sg_io_write_all(s->fd, out, len, s->what, err)) return -1;
   s->written += len;
   s->crc = (uint32_t)crc32_combine(s->crc, crc, (z_off_t)n);
+  s->chunks[s->n_chunks++] = (chunk_record){(uint32_t)len, crc};
   return 0;
 }
 
 static int compress_one(byte_sink *s, const uint8_t *in, size_t n, bool last, sg_io_error *err) {
+  if (reserve_chunk_records(s, 1, err)) return -1;
   size_t len;
   if (deflate_chunk(&s->lanes[0], in, n, last, &len))
     return sg_io_fail(err, "%s: deflate failed", s->what);
@@ -140,6 +158,7 @@ static int compress_chunks(byte_sink *s, const uint8_t *p, int64_t count, sg_io_
       if (compress_one(s, p + i * SINK_CHUNK, SINK_CHUNK, false, err)) return -1;
     return 0;
   }
+  if (reserve_chunk_records(s, count, err)) return -1;
   open_lanes(s);
   int failed = 0; /* 1: deflate, 2: the write (err filled) */
 #pragma omp parallel for ordered schedule(static, 1) num_threads(s->n_lanes)
@@ -274,6 +293,21 @@ int sg_io_source_read(byte_source *s, void *dst, size_t n, const char *what, sg_
   return 0;
 }
 
+int sg_io_source_skip(byte_source *s, uint64_t n, const char *what, sg_io_error *err) {
+  if (n > s->out_left) return sg_io_fail(err, "%s: data is truncated", what);
+  if (!s->inflating) {
+    s->pos += n, s->raw_left -= n, s->out_left -= n;
+    return 0;
+  }
+  uint8_t scratch[16384];
+  while (n > 0) {
+    size_t k = n < sizeof scratch ? (size_t)n : sizeof scratch;
+    if (sg_io_source_read(s, scratch, k, what, err)) return -1;
+    n -= k;
+  }
+  return 0;
+}
+
 /* Reads and discards the rest (to checksum a member we do not load). */
 int sg_io_source_skip_rest(byte_source *s, const char *what, sg_io_error *err) {
   uint8_t scratch[4096];
@@ -297,5 +331,55 @@ int sg_io_source_finish(byte_source *s, const char *what, sg_io_error *err) {
   }
   if (s->zs.avail_in != 0 || s->raw_left != 0)
     return sg_io_fail(err, "%s: compressed size does not match the compressed data", what);
+  return 0;
+}
+
+/* ---- inflating sources of a parallel read --------------------------------- */
+
+int sg_io_source_lane_open(byte_source *s, int fd, const char *what, sg_io_error *err) {
+  if (sg_io_source_inflating(s, fd, 0, 0, 0, what, err)) return -1;
+  /* zlib allocates its window in the first inflate call that produces
+   * output and keeps it through inflateReset: inflate one byte here (the
+   * raw deflate stream of a zero byte), so that no worker thread allocates. */
+  static const uint8_t one_zero_byte[] = {0x63, 0x00, 0x00};
+  uint8_t out;
+  s->zs.next_in = one_zero_byte;
+  s->zs.avail_in = sizeof one_zero_byte;
+  s->zs.next_out = &out;
+  s->zs.avail_out = 1;
+  if (inflate(&s->zs, Z_NO_FLUSH) != Z_STREAM_END || s->zs.avail_out != 0) {
+    sg_io_source_close(s);
+    return sg_io_fail_oom(err, what);
+  }
+  return 0;
+}
+
+int sg_io_source_aim(byte_source *s, uint64_t pos, uint64_t compressed, uint64_t size) {
+  if (inflateReset(&s->zs) != Z_OK) return -1;
+  s->zs.avail_in = 0;
+  s->pos = pos;
+  s->raw_left = compressed;
+  s->out_left = size;
+  s->stream_ended = false;
+  s->crc = 0;
+  return 0;
+}
+
+/* zlib's data_type after inflate: unused bits of the last input byte (low
+ * 6 bits), +64 inside the final block, +128 between blocks. */
+enum { ZS_LAST_BLOCK = 64, ZS_BETWEEN_BLOCKS = 128, ZS_UNUSED_BITS = 63 };
+
+int sg_io_source_finish_flush(byte_source *s, const char *what, sg_io_error *err) {
+  uint8_t extra;
+  while (s->zs.avail_in > 0 || s->raw_left > 0) { /* the flush's empty stored block */
+    s->zs.next_out = &extra;
+    s->zs.avail_out = 1;
+    if (inflate_step(s, what, err)) return -1;
+    if (s->zs.avail_out == 0) return sg_io_fail(err, "%s: holds more data than its size", what);
+    if (s->stream_ended) return sg_io_fail(err, "%s: ends the deflate stream early", what);
+  }
+  int state = s->zs.data_type;
+  if (!(state & ZS_BETWEEN_BLOCKS) || (state & (ZS_LAST_BLOCK | ZS_UNUSED_BITS)))
+    return sg_io_fail(err, "%s: does not end at a flush point", what);
   return 0;
 }

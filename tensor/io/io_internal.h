@@ -6,7 +6,11 @@
  *   npy_header.c  the .npy header: dtypes, parsing, formatting
  *   npy.c         .npy data, reading and writing whole .npy files
  *   npz_write.c   the zip (.npz) writer
- *   npz_read.c    the zip (.npz) reader
+ *   zip_dir.c     the zip container as the reader sees it: end record,
+ *                 central directory, local headers
+ *   npz_read.c    the zip (.npz) reader, whole members or rows of them
+ *   npz_chunks.c  the chunk index of a deflated member: its encoding in a
+ *                 zip extra field, and inflating its chunks on all threads
  *
  * Data is streamed: a .npy file or an archive member is read through a byte
  * source (which may inflate and checksum on the way) straight into the
@@ -39,6 +43,10 @@ enum {
   NPY_HEADER_CAP = 512,  /* room for a header we write (at most ~256 bytes) */
   NPY_UNSUPPORTED = 1,   /* well-formed, but a dtype/layout we do not load */
   WHAT_CAP = 400,        /* "path: member 'name.npy'" message prefix */
+  /* A deflating sink cuts a member into chunks of DEFLATE_CHUNK bytes (see
+   * deflate.c); the chunk index of npz_chunks.c records them. */
+  DEFLATE_CHUNK = 1 << 20,
+  CHUNK_FAILED = 2, /* a chunk disagrees with its member's chunk index */
 };
 
 /* ---- errors (stream.c) ---------------------------------------------------- */
@@ -104,10 +112,17 @@ typedef struct sink_lane {
   uint8_t *out;
 } sink_lane;
 
+/* A deflated chunk: its compressed length and the CRC-32 of its bytes. */
+typedef struct chunk_record {
+  uint32_t comp_len, crc;
+} chunk_record;
+
 typedef struct byte_sink {
   int fd;
   const char *what;
   bool deflating;
+  chunk_record *chunks; /* deflating: one per chunk written, in order */
+  int64_t n_chunks, chunks_cap;
   uint8_t *pend;    /* deflating: bytes of the current chunk not yet deflated */
   size_t pend_len;  /* < the chunk size */
   sink_lane *lanes; /* [max_lanes], the first n_lanes open */
@@ -118,7 +133,7 @@ typedef struct byte_sink {
 } byte_sink;
 
 int sg_io_sink_open(byte_sink *s, int fd, bool deflating, const char *what, sg_io_error *err);
-void sg_io_sink_close(byte_sink *s);
+void sg_io_sink_close(byte_sink *s); /* frees chunks unless the caller took them (NULL) */
 int sg_io_sink_write(byte_sink *s, const void *data, size_t n, sg_io_error *err);
 int sg_io_sink_finish(byte_sink *s, sg_io_error *err); /* ends the deflate stream */
 
@@ -143,8 +158,23 @@ int sg_io_source_inflating(byte_source *s, int fd, uint64_t pos, uint64_t compre
                            const char *what, sg_io_error *err);
 void sg_io_source_close(byte_source *s);
 int sg_io_source_read(byte_source *s, void *dst, size_t n, const char *what, sg_io_error *err);
+/* Passes over n bytes: a plain source just moves on (its CRC then no longer
+ * covers the data), an inflating one inflates and checksums them. */
+int sg_io_source_skip(byte_source *s, uint64_t n, const char *what, sg_io_error *err);
 int sg_io_source_skip_rest(byte_source *s, const char *what, sg_io_error *err);
 int sg_io_source_finish(byte_source *s, const char *what, sg_io_error *err);
+
+/* An inflating source for one thread of a parallel read (npz_chunks.c):
+ * everything it needs, zlib's window included, is allocated here on the
+ * calling thread, since the allocation hooks need not be thread-safe; it
+ * is then aimed at one independent piece of deflate data after another. */
+int sg_io_source_lane_open(byte_source *s, int fd, const char *what, sg_io_error *err);
+/* Delivers size bytes inflated from the compressed bytes at pos, which
+ * start a deflate block with no reference to data before them. */
+int sg_io_source_aim(byte_source *s, uint64_t pos, uint64_t compressed, uint64_t size);
+/* Like sg_io_source_finish for a piece that ends at a sync flush (an empty
+ * stored block, byte-aligned, not the final block) instead of the stream's end. */
+int sg_io_source_finish_flush(byte_source *s, const char *what, sg_io_error *err);
 
 /* ---- .npy header (npy_header.c) ------------------------------------------- */
 
@@ -190,6 +220,15 @@ uint64_t sg_io_npy_file_size(const array_view *v);
 int sg_io_write_npy(byte_sink *s, const array_view *v, sg_io_error *err);
 /* Returns 0, -1 or NPY_UNSUPPORTED; out is untouched unless 0. */
 int sg_io_read_npy_array(byte_source *s, const char *what, sg_array *out, sg_io_error *err);
+/* The bytes per element an array of type t holds in memory. */
+size_t sg_io_type_size(sg_npy_type t);
+/* After the header: reads elements [first, first + count) of the data (the
+ * source at the data's start) into dst, converted to h->dtype->type. */
+int sg_io_read_npy_elements(byte_source *s, const npy_header *h, int64_t first, int64_t count,
+                            void *dst, const char *what, sg_io_error *err);
+/* Converts count elements as the file holds them (dtype d) at src into dst,
+ * as memory holds them (d->type): widened, bools made 0/1. */
+void sg_io_npy_convert(const npy_dtype *d, const uint8_t *src, size_t count, void *dst);
 
 /* ---- zip records (npz_write.c, npz_read.c) -------------------------------- */
 
@@ -214,5 +253,99 @@ enum {
   ZIP_EXTRA_ZIP64 = 1,
 };
 #define ZIP_MAX32 UINT64_C(0xFFFFFFFF)
+
+/* ---- the zip container, read (zip_dir.c) ------------------------------------ */
+
+typedef struct zip_directory {
+  uint64_t count, offset, size;
+} zip_directory;
+
+typedef struct central_entry {
+  const uint8_t *name;
+  size_t name_len;
+  const uint8_t *extra;
+  size_t extra_len;
+  uint16_t flags, method;
+  uint32_t crc;
+  uint64_t comp_size, size, offset;
+} central_entry;
+
+/* "path: corrupt or unsupported zip archive (problem)"; returns -1. */
+int sg_io_zip_corrupt(sg_io_error *err, const char *path, const char *problem);
+/* Finds the central directory through the end record (and zip64's). */
+int sg_io_zip_find_directory(int fd, uint64_t file_size, const char *path, zip_directory *dir,
+                             sg_io_error *err);
+/* Parses the entry at *pos of the directory's bytes and moves *pos past it. */
+int sg_io_zip_parse_central_entry(const uint8_t *dir, size_t dir_len, size_t *pos, central_entry *e,
+                                  const char *path, sg_io_error *err);
+/* The entry is one we read: not encrypted, stored or deflated, < 4 GiB. */
+int sg_io_zip_check_entry(const central_entry *ce, const char *what, sg_io_error *err);
+/* Where the member's data starts, its local header checked against the entry. */
+int sg_io_zip_locate_data(int fd, const zip_directory *dir, const central_entry *ce,
+                          const char *what, uint64_t *data_pos, sg_io_error *err);
+
+/* ---- chunk index (npz_chunks.c) ------------------------------------------- */
+
+/* The chunk index of a deflated member, in an extra field of its central
+ * directory entry: header ID 0x6773 ("sg"), then a version byte (1), the
+ * chunk size (u32) and per chunk its compressed length and the CRC-32 of
+ * its bytes (u32 each). docs/design.md, ".npz members: the chunk index,
+ * and reading rows", has the rules. */
+enum {
+  ZIP_EXTRA_CHUNK_INDEX = 0x6773,
+  CHUNK_INDEX_VERSION = 1,
+  CHUNK_INDEX_HEAD = 5,            /* version byte, chunk size */
+  CHUNK_INDEX_ENTRY = 8,           /* compressed length, CRC-32 */
+  CHUNK_INDEX_MAX_CHUNK = 1 << 26, /* larger chunk sizes are not used (memory per thread) */
+};
+
+/* The extra field for the chunks of a member (sg_malloc'd, *len bytes), or
+ * *extra = NULL when the member has a single chunk (nothing to index) or the
+ * index would not fit an extra field; -1 only when out of memory. */
+int sg_io_chunk_index_encode(const chunk_record *chunks, int64_t n, uint32_t chunk_size,
+                             uint8_t **extra, size_t *len);
+
+typedef struct chunk_index {
+  uint64_t chunk_size;
+  int64_t count;
+  uint64_t *offset; /* [count + 1]: chunk k is bytes [offset[k], offset[k+1]) of the data */
+  uint32_t *crc;    /* [count]: of each chunk's uncompressed bytes */
+} chunk_index;
+
+/* Finds the chunk index among a central directory entry's extra fields and
+ * checks it against the entry (chunk count from the uncompressed size, the
+ * compressed lengths summing to the compressed size, the CRCs combining to
+ * the member's CRC). Returns 1 with idx filled (sg_io_chunk_index_free it)
+ * when there is a consistent one, 0 when there is none or it disagrees (the
+ * member is then read as a stream), -1 when out of memory. */
+int sg_io_chunk_index_decode(const uint8_t *extra, size_t extra_len, uint64_t size,
+                             uint64_t comp_size, uint32_t crc, chunk_index *idx);
+void sg_io_chunk_index_free(chunk_index *idx);
+
+/* What to inflate of an indexed member: its bytes [from, to) are delivered
+ * into dst, converted from dtype (the .npy data, element-aligned in the
+ * member and in every chunk); the chunks holding bytes [0, header_end) (the
+ * .npy header, read before) are inflated and checked too. */
+typedef struct chunk_job {
+  int fd;
+  uint64_t data_pos; /* file offset of the member's compressed data */
+  uint64_t size;     /* the member's uncompressed size */
+  const chunk_index *idx;
+  const npy_dtype *dtype;
+  uint64_t header_end, from, to;
+  void *dst;
+  const char *what;
+} chunk_job;
+
+/* Whether job's elements lie whole inside chunks, so the index can serve it. */
+bool sg_io_chunks_fit(const chunk_job *job);
+/* Inflates the chunks that hold the job's bytes on all OpenMP threads,
+ * checking each chunk's CRC-32. Returns 0, -1 (out of memory) or
+ * CHUNK_FAILED (a chunk does not inflate to its bytes and CRC: err names the
+ * first such chunk, whatever the thread count). */
+int sg_io_inflate_chunks(const chunk_job *job, sg_io_error *err);
+/* Chunks inflated through a chunk index so far in this process (the tests
+ * check with it that a read used the index). */
+int64_t sg_io_indexed_chunks_read(void);
 
 #endif

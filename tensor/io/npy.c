@@ -15,7 +15,7 @@ static bool valid_type(sg_npy_type t) {
   return (unsigned)t <= (unsigned)SG_NPY_BOOL;
 }
 
-static size_t type_size(sg_npy_type t) {
+size_t sg_io_type_size(sg_npy_type t) {
   static const size_t sizes[] = {4, 8, 4, 8, 1, 1};
   return sizes[t];
 }
@@ -33,36 +33,55 @@ static int64_t decode_integer(const npy_dtype *d, const uint8_t *p) {
   }
 }
 
-/* A narrower integer type in the file is widened chunk by chunk. */
-static int read_widened(byte_source *s, const npy_header *h, void *dst, const char *what,
-                        sg_io_error *err) {
-  const npy_dtype *d = h->dtype;
+void sg_io_npy_convert(const npy_dtype *d, const uint8_t *src, size_t count, void *dst) {
+  size_t size = (size_t)d->file_size;
+  if (size == sg_io_type_size(d->type)) {
+    if (d->type == SG_NPY_BOOL)
+      for (size_t i = 0; i < count; i++) ((uint8_t *)dst)[i] = src[i] != 0;
+    else
+      memcpy(dst, src, count * size);
+    return;
+  }
+  for (size_t i = 0; i < count; i++) { /* a narrower integer type is widened */
+    int64_t v = decode_integer(d, src + i * size);
+    if (d->type == SG_NPY_I32)
+      ((int32_t *)dst)[i] = (int32_t)v;
+    else
+      ((int64_t *)dst)[i] = v;
+  }
+}
+
+/* Elements that need converting are read a buffer at a time. */
+static int read_converted(byte_source *s, const npy_dtype *d, size_t count, uint8_t *dst,
+                          const char *what, sg_io_error *err) {
   uint8_t chunk[4096];
-  size_t per_chunk = sizeof chunk / (size_t)d->file_size, count = (size_t)h->numel;
+  size_t per_chunk = sizeof chunk / (size_t)d->file_size, out_size = sg_io_type_size(d->type);
   for (size_t done = 0; done < count;) {
     size_t k = count - done < per_chunk ? count - done : per_chunk;
     if (sg_io_source_read(s, chunk, k * (size_t)d->file_size, what, err)) return -1;
-    for (size_t i = 0; i < k; i++) {
-      int64_t v = decode_integer(d, chunk + i * (size_t)d->file_size);
-      if (d->type == SG_NPY_I32)
-        ((int32_t *)dst)[done + i] = (int32_t)v;
-      else
-        ((int64_t *)dst)[done + i] = v;
-    }
+    sg_io_npy_convert(d, chunk, k, dst + done * out_size);
     done += k;
   }
   return 0;
 }
 
+int sg_io_read_npy_elements(byte_source *s, const npy_header *h, int64_t first, int64_t count,
+                            void *dst, const char *what, sg_io_error *err) {
+  const npy_dtype *d = h->dtype;
+  if (first > 0 && sg_io_source_skip(s, (uint64_t)first * (uint64_t)d->file_size, what, err))
+    return -1;
+  size_t n = (size_t)count;
+  if ((size_t)d->file_size != sg_io_type_size(d->type))
+    return read_converted(s, d, n, dst, what, err);
+  if (sg_io_source_read(s, dst, n * (size_t)d->file_size, what, err)) return -1;
+  if (d->type == SG_NPY_BOOL)
+    for (size_t i = 0; i < n; i++) ((uint8_t *)dst)[i] = ((uint8_t *)dst)[i] != 0;
+  return 0;
+}
+
 static int read_npy_payload(byte_source *s, const npy_header *h, void *dst, const char *what,
                             sg_io_error *err) {
-  const npy_dtype *d = h->dtype;
-  if ((size_t)d->file_size != type_size(d->type)) return read_widened(s, h, dst, what, err);
-  size_t count = (size_t)h->numel;
-  if (sg_io_source_read(s, dst, count * (size_t)d->file_size, what, err)) return -1;
-  if (d->type == SG_NPY_BOOL)
-    for (size_t i = 0; i < count; i++) ((uint8_t *)dst)[i] = ((uint8_t *)dst)[i] != 0;
-  return 0;
+  return sg_io_read_npy_elements(s, h, 0, h->numel, dst, what, err);
 }
 
 /* Returns 0, -1 or NPY_UNSUPPORTED; out is untouched unless 0. */
@@ -71,7 +90,7 @@ int sg_io_read_npy_array(byte_source *s, const char *what, sg_array *out, sg_io_
   int rc = sg_io_read_npy_header(s, what, &h, err);
   if (rc != 0) return rc;
   /* numel <= bytes present, so this product cannot overflow */
-  void *data = sg_malloc((size_t)h.numel * type_size(h.dtype->type));
+  void *data = sg_malloc((size_t)h.numel * sg_io_type_size(h.dtype->type));
   if (!data) return sg_io_fail_oom(err, what);
   if (read_npy_payload(s, &h, data, what, err)) {
     sg_mfree(data);
@@ -118,14 +137,14 @@ int sg_io_check_layout(const array_view *v, const char *what, sg_io_error *err) 
 uint64_t sg_io_npy_file_size(const array_view *v) {
   uint8_t header[NPY_HEADER_CAP];
   return sg_io_format_npy_header(header, sg_io_npy_dtypes[v->type].descr, v->ndim, v->shape) +
-         (uint64_t)v->numel * type_size(v->type);
+         (uint64_t)v->numel * sg_io_type_size(v->type);
 }
 
 int sg_io_write_npy(byte_sink *s, const array_view *v, sg_io_error *err) {
   uint8_t header[NPY_HEADER_CAP];
   size_t len = sg_io_format_npy_header(header, sg_io_npy_dtypes[v->type].descr, v->ndim, v->shape);
   if (sg_io_sink_write(s, header, len, err)) return -1;
-  size_t bytes = (size_t)v->numel * type_size(v->type);
+  size_t bytes = (size_t)v->numel * sg_io_type_size(v->type);
   if (v->type == SG_NPY_BOOL) return write_bools(s, v->data, bytes, err);
   return bytes ? sg_io_sink_write(s, v->data, bytes, err) : 0;
 }

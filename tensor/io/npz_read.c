@@ -1,152 +1,24 @@
 /* Reading .npz archives: a zip file of "name.npy" members, stored or
- * raw-deflated, as numpy.savez / numpy.savez_compressed write them. The whole
- * archive is read and checked (sizes, CRCs) when it is opened. */
+ * raw-deflated, as numpy.savez / numpy.savez_compressed write them. The
+ * archive is read and checked (sizes, CRCs) when it is opened: every member
+ * whole, or some members only in a range of rows (sg_npz_open_rows). A
+ * deflated member with a chunk index (npz_chunks.c) is inflated chunk by
+ * chunk on all threads, only in the chunks that hold what is read. */
 #include "io_internal.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
-/* ---- .npz reading: the central directory ------------------------------- */
-
-typedef struct zip_directory {
-  uint64_t count, offset, size;
-} zip_directory;
-
-static int corrupt(sg_io_error *err, const char *path, const char *problem) {
-  return sg_io_fail(err, "%s: corrupt or unsupported zip archive (%s)", path, problem);
-}
-
-/* The end record sits at the very end, after a comment of up to 64 KiB:
- * search backwards for a signature whose comment length reaches the end. */
-static int find_end_record(int fd, uint64_t file_size, const char *path, uint64_t *end_pos,
-                           uint8_t *record, sg_io_error *err) {
-  if (file_size < ZIP_END_SIZE)
-    return sg_io_fail(err, "%s: not an .npz archive (too short for a zip file)", path);
-  size_t tail_len = file_size < ZIP_END_SIZE + 0xFFFF ? (size_t)file_size : ZIP_END_SIZE + 0xFFFF;
-  uint8_t *tail = sg_malloc(tail_len);
-  if (!tail) return sg_io_fail_oom(err, path);
-  if (sg_io_read_exact_at(fd, tail, tail_len, file_size - tail_len, path, err)) {
-    sg_mfree(tail);
-    return -1;
-  }
-  int rc = sg_io_fail(err, "%s: not an .npz archive (no zip end-of-directory record)", path);
-  for (size_t i = tail_len - ZIP_END_SIZE + 1; i-- > 0;) {
-    if (get_u32(tail + i) == ZIP_END_SIG && i + ZIP_END_SIZE + get_u16(tail + i + 20) == tail_len) {
-      memcpy(record, tail + i, ZIP_END_SIZE);
-      *end_pos = file_size - tail_len + i;
-      rc = 0;
-      break;
-    }
-  }
-  sg_mfree(tail);
-  return rc;
-}
-
-/* A zip64 end record (used when counts or offsets overflow the 32-bit
- * fields) is found through a locator just before the classic end record.
- * *end_pos moves to its start: the directory must end before it. */
-static int read_zip64_end(int fd, uint64_t *end_pos, const char *path, zip_directory *dir,
-                          sg_io_error *err) {
-  uint8_t loc[ZIP64_LOCATOR_SIZE], rec[ZIP64_END_SIZE];
-  if (*end_pos < ZIP64_LOCATOR_SIZE) return corrupt(err, path, "zip64 locator missing");
-  if (sg_io_read_exact_at(fd, loc, sizeof loc, *end_pos - sizeof loc, path, err)) return -1;
-  if (get_u32(loc) != ZIP64_LOCATOR_SIG) return corrupt(err, path, "zip64 locator missing");
-  uint64_t rec_pos = get_u64(loc + 8);
-  if (get_u32(loc + 4) != 0 || rec_pos > *end_pos - sizeof loc ||
-      *end_pos - sizeof loc - rec_pos < sizeof rec)
-    return corrupt(err, path, "bad zip64 locator");
-  if (sg_io_read_exact_at(fd, rec, sizeof rec, rec_pos, path, err)) return -1;
-  if (get_u32(rec) != ZIP64_END_SIG) return corrupt(err, path, "bad zip64 end record");
-  if (get_u32(rec + 16) != 0 || get_u32(rec + 20) != 0)
-    return corrupt(err, path, "multi-disk archive");
-  dir->count = get_u64(rec + 32);
-  dir->size = get_u64(rec + 40);
-  dir->offset = get_u64(rec + 48);
-  *end_pos = rec_pos;
-  return 0;
-}
-
-static int find_directory(int fd, uint64_t file_size, const char *path, zip_directory *dir,
-                          sg_io_error *err) {
-  uint8_t end[ZIP_END_SIZE] = {0};
-  uint64_t end_pos = 0;
-  if (find_end_record(fd, file_size, path, &end_pos, end, err)) return -1;
-  uint16_t disk = get_u16(end + 4), dir_disk = get_u16(end + 6);
-  dir->count = get_u16(end + 10);
-  dir->size = get_u32(end + 12);
-  dir->offset = get_u32(end + 16);
-  if (dir->count == 0xFFFF || dir->size == ZIP_MAX32 || dir->offset == ZIP_MAX32) {
-    if (read_zip64_end(fd, &end_pos, path, dir, err)) return -1;
-  } else if (disk != 0 || dir_disk != 0) {
-    return corrupt(err, path, "multi-disk archive");
-  }
-  if (dir->size > end_pos || dir->offset > end_pos - dir->size)
-    return corrupt(err, path, "central directory lies outside the file");
-  if (dir->count > dir->size / ZIP_CENTRAL_SIZE)
-    return corrupt(err, path, "central directory is too small for its entry count");
-  return 0;
-}
-
-typedef struct central_entry {
-  const uint8_t *name;
-  size_t name_len;
-  uint16_t flags, method;
-  uint32_t crc;
-  uint64_t comp_size, size, offset;
-} central_entry;
-
-/* The zip64 extra field holds, in this order, the 64-bit values of just
- * those fields whose 32-bit slots are 0xFFFFFFFF. */
-static int apply_zip64_extra(central_entry *e, const uint8_t *extra, size_t len) {
-  uint64_t *fields[3] = {&e->size, &e->comp_size, &e->offset};
-  if (e->size != ZIP_MAX32 && e->comp_size != ZIP_MAX32 && e->offset != ZIP_MAX32) return 0;
-  for (size_t p = 0; len - p >= 4;) {
-    size_t id = get_u16(extra + p), n = get_u16(extra + p + 2);
-    if (len - p - 4 < n) return -1;
-    if (id == ZIP_EXTRA_ZIP64) {
-      const uint8_t *f = extra + p + 4;
-      for (int k = 0; k < 3; k++) {
-        if (*fields[k] != ZIP_MAX32) continue;
-        if (n < 8) return -1;
-        *fields[k] = get_u64(f);
-        f += 8, n -= 8;
-      }
-      return 0;
-    }
-    p += 4 + n;
-  }
-  return -1;
-}
-
-static int parse_central_entry(const uint8_t *dir, size_t dir_len, size_t *pos, central_entry *e,
-                               const char *path, sg_io_error *err) {
-  const uint8_t *h = dir + *pos;
-  if (dir_len - *pos < ZIP_CENTRAL_SIZE || get_u32(h) != ZIP_CENTRAL_SIG)
-    return corrupt(err, path, "bad central directory entry");
-  size_t name_len = get_u16(h + 28), extra_len = get_u16(h + 30), comment_len = get_u16(h + 32);
-  if (dir_len - *pos - ZIP_CENTRAL_SIZE < name_len + extra_len + comment_len)
-    return corrupt(err, path, "central directory entry runs past the directory");
-  e->flags = get_u16(h + 8);
-  e->method = get_u16(h + 10);
-  e->crc = get_u32(h + 16);
-  e->comp_size = get_u32(h + 20);
-  e->size = get_u32(h + 24);
-  e->offset = get_u32(h + 42);
-  e->name = h + ZIP_CENTRAL_SIZE;
-  e->name_len = name_len;
-  if (apply_zip64_extra(e, e->name + name_len, extra_len))
-    return corrupt(err, path, "bad zip64 extra field");
-  *pos += ZIP_CENTRAL_SIZE + name_len + extra_len + comment_len;
-  return 0;
-}
-
 /* ---- .npz reading: members ---------------------------------------------- */
 
 typedef struct npz_member {
-  char *name;        /* without ".npy" */
-  sg_array array;    /* data NULL when unsupported */
-  char *unsupported; /* why the member was not loaded, or NULL */
+  char *name;         /* without ".npy" */
+  sg_array array;     /* data NULL when unsupported */
+  char *unsupported;  /* why the member was not loaded, or NULL */
+  int64_t rows_total; /* the file's first-axis length; -1: 0-d or unsupported */
+  bool taken;         /* its data was moved out (sg_npz_take) */
 } npz_member;
 
 struct sg_npz {
@@ -155,78 +27,200 @@ struct sg_npz {
   int count;
 };
 
-/* Finds where a member's data starts, checking its local header against
- * the directory (the local sizes may be 0xFFFFFFFF or zero: not used). */
-static int locate_member_data(int fd, const zip_directory *dir, const central_entry *ce,
-                              const char *what, uint64_t *data_pos, sg_io_error *err) {
-  uint8_t h[ZIP_LOCAL_SIZE];
-  if (ce->offset > dir->offset || dir->offset - ce->offset < sizeof h)
-    return sg_io_fail(err, "%s: local header offset is out of range", what);
-  if (sg_io_read_exact_at(fd, h, sizeof h, ce->offset, what, err)) return -1;
-  if (get_u32(h) != ZIP_LOCAL_SIG) return sg_io_fail(err, "%s: bad local header signature", what);
-  size_t name_len = get_u16(h + 26), extra_len = get_u16(h + 28);
-  *data_pos = ce->offset + sizeof h + name_len + extra_len;
-  if (*data_pos > dir->offset || dir->offset - *data_pos < ce->comp_size)
-    return sg_io_fail(err, "%s: data runs into the central directory", what);
-  if (get_u16(h + 6) & (ZIP_FLAG_ENCRYPTED | ZIP_FLAG_STRONG_ENCRYPTION))
-    return sg_io_fail(err, "%s: is encrypted", what);
-  if (name_len != ce->name_len) return sg_io_fail(err, "%s: local header names another file", what);
-  uint8_t *name = sg_malloc(name_len);
-  if (!name) return sg_io_fail_oom(err, what);
-  int rc = sg_io_read_exact_at(fd, name, name_len, ce->offset + sizeof h, what, err);
-  if (rc == 0 && memcmp(name, ce->name, name_len) != 0)
-    rc = sg_io_fail(err, "%s: local header names another file", what);
-  sg_mfree(name);
-  return rc;
+/* Rows [lo, hi) of the members named (none: every member is read whole). */
+typedef struct row_request {
+  const char *const *names;
+  int n_names;
+  int64_t lo, hi;
+} row_request;
+
+/* One member being read: where its data is and what of it is wanted. */
+typedef struct member_read {
+  int fd;
+  const central_entry *ce;
+  uint64_t data_pos;
+  const char *what;
+  bool partial; /* rows [lo, hi) only */
+  int64_t lo, hi;
+} member_read;
+
+enum { NOT_INDEXED = 3 }; /* the member has no usable chunk index: read it as a stream */
+
+/* Opens a source on the member's bytes and reads its .npy header; returns
+ * 0, -1 or NPY_UNSUPPORTED. Close src whatever the outcome. */
+static int open_member(const member_read *r, byte_source *src, npy_header *h, sg_io_error *err) {
+  const central_entry *ce = r->ce;
+  if (ce->method == ZIP_DEFLATED) {
+    if (sg_io_source_inflating(src, r->fd, r->data_pos, ce->comp_size, ce->size, r->what, err))
+      return -1;
+  } else {
+    sg_io_source_plain(src, r->fd, ce->size);
+    src->pos = r->data_pos;
+  }
+  return sg_io_read_npy_header(src, r->what, h, err);
 }
 
-static int check_member_entry(const central_entry *ce, const char *what, sg_io_error *err) {
-  if (ce->flags & (ZIP_FLAG_ENCRYPTED | ZIP_FLAG_STRONG_ENCRYPTION))
-    return sg_io_fail(err, "%s: is encrypted", what);
-  if (ce->method != ZIP_STORED && ce->method != ZIP_DEFLATED)
-    return sg_io_fail(err, "%s: compression method %u is not supported (only stored and deflate)",
-                      what, (unsigned)ce->method);
-  if (ce->size > ZIP_MAX32 || ce->comp_size > ZIP_MAX32)
-    return sg_io_fail(err, "%s: is larger than 4 GiB, which is not supported", what);
-  if (ce->method == ZIP_STORED && ce->size != ce->comp_size)
-    return sg_io_fail(err, "%s: stored member has different sizes", what);
+/* The elements [*first, *first + *count) of the data that the read wants;
+ * for rows, the rows must be there. */
+static int wanted_elements(const member_read *r, const npy_header *h, int64_t *first,
+                           int64_t *count, sg_io_error *err) {
+  if (!r->partial) {
+    *first = 0, *count = h->numel;
+    return 0;
+  }
+  if (h->ndim == 0)
+    return sg_io_fail(err, "%s: is 0-d (shape ()), so it has no rows %" PRId64 " to %" PRId64,
+                      r->what, r->lo, r->hi);
+  if (r->hi > h->shape[0])
+    return sg_io_fail(err, "%s: rows [%" PRId64 ", %" PRId64 ") asked, but it has %" PRId64 " rows",
+                      r->what, r->lo, r->hi, h->shape[0]);
+  int64_t row = h->shape[0] > 0 ? h->numel / h->shape[0] : 0;
+  *first = r->lo * row, *count = (r->hi - r->lo) * row;
   return 0;
 }
 
-/* Streams one member into m, checking its CRC. A member with a dtype or
- * layout we do not load is still read through (for the CRC) and kept with
- * its reason, so one odd member does not make the whole archive unreadable. */
-static int read_member_data(byte_source *src, const central_entry *ce, const char *what,
-                            npz_member *m, sg_io_error *err) {
-  int rc = sg_io_read_npy_array(src, what, &m->array, err);
-  if (rc == NPY_UNSUPPORTED) {
-    m->unsupported = sg_io_copy_string(err->msg);
-    rc = m->unsupported ? sg_io_source_skip_rest(src, what, err) : sg_io_fail_oom(err, what);
+/* The member's array: its shape, but hi - lo rows when read in part. */
+static void set_array(npz_member *m, const member_read *r, const npy_header *h, int64_t count,
+                      void *data) {
+  sg_array *a = &m->array;
+  a->type = h->dtype->type;
+  a->ndim = h->ndim;
+  memset(a->shape, 0, sizeof a->shape);
+  memcpy(a->shape, h->shape, sizeof h->shape);
+  if (r->partial) a->shape[0] = r->hi - r->lo;
+  a->numel = count;
+  a->data = data;
+}
+
+static void *alloc_elements(const npy_header *h, int64_t count) {
+  size_t bytes = (size_t)count * sg_io_type_size(h->dtype->type); /* count <= bytes present */
+  return sg_malloc(bytes ? bytes : 1);
+}
+
+/* Reads what is left of the member and checks its CRC. */
+static int finish_member(const member_read *r, byte_source *src, sg_io_error *err) {
+  if (sg_io_source_skip_rest(src, r->what, err) || sg_io_source_finish(src, r->what, err))
+    return -1;
+  if (src->crc != r->ce->crc)
+    return sg_io_fail(err, "%s has CRC mismatch (directory %08x, data %08x)", r->what,
+                      (unsigned)r->ce->crc, (unsigned)src->crc);
+  return 0;
+}
+
+/* A member with a dtype or layout we do not load is still read through
+ * (for the CRC) and kept with its reason, so one odd member does not make
+ * the whole archive unreadable; asked for its rows, it is an error. */
+static int keep_unsupported(const member_read *r, byte_source *src, npz_member *m,
+                            sg_io_error *err) {
+  if (r->partial) {
+    size_t n = strlen(err->msg);
+    snprintf(err->msg + n, sizeof err->msg - n, " (rows %" PRId64 " to %" PRId64 " were asked)",
+             r->lo, r->hi);
+    return -1;
   }
-  if (rc == 0) rc = sg_io_source_finish(src, what, err);
-  if (rc == 0 && src->crc != ce->crc)
-    rc = sg_io_fail(err, "%s has CRC mismatch (directory %08x, data %08x)", what, (unsigned)ce->crc,
-                    (unsigned)src->crc);
+  m->unsupported = sg_io_copy_string(err->msg);
+  return m->unsupported ? finish_member(r, src, err) : sg_io_fail_oom(err, r->what);
+}
+
+/* Reads the member as one stream. Its CRC is checked when all of it is
+ * read, and when rows of a deflated member are (inflated in passing), or
+ * always with verify; not for rows of a stored member (only their bytes are
+ * read) nor for no rows (only the header is). */
+static int read_streamed(const member_read *r, bool verify, npz_member *m, sg_io_error *err) {
+  byte_source src;
+  npy_header h;
+  int64_t first = 0, count = 0;
+  void *data = NULL;
+  int rc = open_member(r, &src, &h, err);
+  if (rc == NPY_UNSUPPORTED) rc = keep_unsupported(r, &src, m, err);
+  if (rc == 0 && !m->unsupported) {
+    m->rows_total = h.ndim > 0 ? h.shape[0] : -1;
+    rc = wanted_elements(r, &h, &first, &count, err);
+    if (rc == 0 && !(data = alloc_elements(&h, count))) rc = sg_io_fail_oom(err, r->what);
+    if (rc == 0) rc = sg_io_read_npy_elements(&src, &h, first, count, data, r->what, err);
+    bool whole_crc = !r->partial || (src.inflating && (r->lo < r->hi || verify));
+    if (rc == 0 && whole_crc) rc = finish_member(r, &src, err);
+    if (rc == 0)
+      set_array(m, r, &h, count, data);
+    else
+      sg_mfree(data);
+  }
+  sg_io_source_close(&src);
   return rc;
 }
 
+/* Reads the member through its chunk index; NOT_INDEXED when it has none
+ * that serves (then nothing was kept), CHUNK_FAILED when a chunk disagrees
+ * with the index. Every chunk read has its CRC checked. */
+static int read_indexed(const member_read *r, const chunk_index *idx, npz_member *m,
+                        sg_io_error *err) {
+  byte_source src;
+  npy_header h;
+  int rc = open_member(r, &src, &h, err);
+  uint64_t header_end = r->ce->size - src.out_left;
+  sg_io_source_close(&src);
+  if (rc) return NOT_INDEXED; /* a stream reads the same header and says what is wrong */
+  int64_t first = 0, count = 0;
+  if (wanted_elements(r, &h, &first, &count, err)) return -1;
+  uint64_t elem = (uint64_t)h.dtype->file_size, from = header_end + (uint64_t)first * elem;
+  chunk_job job = {r->fd,   r->data_pos, r->ce->size, idx,
+                   h.dtype, header_end,  from,        from + (uint64_t)count * elem,
+                   NULL,    r->what};
+  if (!sg_io_chunks_fit(&job)) return NOT_INDEXED;
+  if (!(job.dst = alloc_elements(&h, count))) return sg_io_fail_oom(err, r->what);
+  rc = sg_io_inflate_chunks(&job, err);
+  if (rc) {
+    sg_mfree(job.dst);
+    return rc;
+  }
+  m->rows_total = h.ndim > 0 ? h.shape[0] : -1;
+  set_array(m, r, &h, count, job.dst);
+  return 0;
+}
+
+static int read_with_index(const member_read *r, npz_member *m, sg_io_error *err) {
+  if (r->ce->method != ZIP_DEFLATED) return NOT_INDEXED;
+  chunk_index idx;
+  int found = sg_io_chunk_index_decode(r->ce->extra, r->ce->extra_len, r->ce->size,
+                                       r->ce->comp_size, r->ce->crc, &idx);
+  if (found <= 0) return found < 0 ? sg_io_fail_oom(err, r->what) : NOT_INDEXED;
+  int rc = read_indexed(r, &idx, m, err);
+  sg_io_chunk_index_free(&idx);
+  return rc;
+}
+
+/* A chunk that disagrees with a consistent index means damaged data or an
+ * index that is wrong in a way its checks cannot see: the member is read
+ * again as a stream, checked by its CRC, which decides. If that fails too,
+ * the chunk's message is the one reported (it says where the damage is). */
+static int read_member_data(const member_read *r, npz_member *m, sg_io_error *err) {
+  int rc = read_with_index(r, m, err);
+  if (rc == NOT_INDEXED) return read_streamed(r, false, m, err);
+  if (rc != CHUNK_FAILED) return rc;
+  sg_io_error chunk_err = *err;
+  rc = read_streamed(r, true, m, err);
+  if (rc) *err = chunk_err;
+  return rc;
+}
+
+static bool asks_rows_of(const row_request *req, const char *name) {
+  for (int i = 0; req && i < req->n_names; i++)
+    if (strcmp(req->names[i], name) == 0) return true;
+  return false;
+}
+
 static int read_member(int fd, const zip_directory *dir, const central_entry *ce, const char *path,
-                       npz_member *m, sg_io_error *err) {
+                       const row_request *req, npz_member *m, sg_io_error *err) {
   char what[WHAT_CAP];
   snprintf(what, sizeof what, "%s: member '%.*s'", path, (int)ce->name_len, (const char *)ce->name);
-  uint64_t data_pos = 0;
-  if (check_member_entry(ce, what, err) || locate_member_data(fd, dir, ce, what, &data_pos, err))
+  member_read r = {fd, ce, 0, what, asks_rows_of(req, m->name), 0, 0};
+  if (r.partial) r.lo = req->lo, r.hi = req->hi;
+  if (sg_io_zip_check_entry(ce, what, err) ||
+      sg_io_zip_locate_data(fd, dir, ce, what, &r.data_pos, err))
     return -1;
-  byte_source src;
-  if (ce->method == ZIP_DEFLATED) {
-    if (sg_io_source_inflating(&src, fd, data_pos, ce->comp_size, ce->size, what, err)) return -1;
-  } else {
-    sg_io_source_plain(&src, fd, ce->size);
-    src.pos = data_pos;
-  }
   sg_io_error local; /* holds the reason for an unsupported member, too */
-  int rc = read_member_data(&src, ce, what, m, &local);
-  sg_io_source_close(&src);
+  m->rows_total = -1;
+  int rc = read_member_data(&r, m, &local);
   if (rc) {
     if (err) *err = local;
     sg_array_free(&m->array);
@@ -243,7 +237,8 @@ static bool is_npy_name(const central_entry *ce) {
 static int set_member_name(const sg_npz *z, npz_member *m, const central_entry *ce,
                            sg_io_error *err) {
   size_t n = ce->name_len - 4;
-  if (memchr(ce->name, 0, n)) return corrupt(err, z->path, "member name contains a NUL byte");
+  if (memchr(ce->name, 0, n))
+    return sg_io_zip_corrupt(err, z->path, "member name contains a NUL byte");
   m->name = sg_malloc(n + 1);
   if (!m->name) return sg_io_fail_oom(err, z->path);
   memcpy(m->name, ce->name, n);
@@ -259,17 +254,17 @@ static int set_member_name(const sg_npz *z, npz_member *m, const central_entry *
 }
 
 /* Members not named *.npy (numpy never writes any) are skipped. */
-static int load_members(int fd, const zip_directory *dir, const uint8_t *cd, sg_npz *z,
-                        sg_io_error *err) {
+static int load_members(int fd, const zip_directory *dir, const uint8_t *cd, const row_request *req,
+                        sg_npz *z, sg_io_error *err) {
   size_t pos = 0;
   for (uint64_t i = 0; i < dir->count; i++) {
     central_entry ce;
-    if (parse_central_entry(cd, (size_t)dir->size, &pos, &ce, z->path, err)) return -1;
+    if (sg_io_zip_parse_central_entry(cd, (size_t)dir->size, &pos, &ce, z->path, err)) return -1;
     if (!is_npy_name(&ce)) continue;
     npz_member *m = &z->members[z->count];
     memset(m, 0, sizeof *m);
     if (set_member_name(z, m, &ce, err)) return -1;
-    if (read_member(fd, dir, &ce, z->path, m, err)) {
+    if (read_member(fd, dir, &ce, z->path, req, m, err)) {
       sg_mfree(m->name);
       return -1;
     }
@@ -291,15 +286,16 @@ static sg_npz *npz_new(const char *path, uint64_t count, sg_io_error *err) {
   return z;
 }
 
-static sg_npz *read_archive(int fd, uint64_t size, const char *path, sg_io_error *err) {
+static sg_npz *read_archive(int fd, uint64_t size, const char *path, const row_request *req,
+                            sg_io_error *err) {
   zip_directory dir;
-  if (find_directory(fd, size, path, &dir, err)) return NULL;
+  if (sg_io_zip_find_directory(fd, size, path, &dir, err)) return NULL;
   uint8_t *cd = sg_malloc((size_t)dir.size); /* bounded by the file size */
   if (!cd) return sg_io_fail_null(err, "%s: out of memory", path);
   sg_npz *z = NULL;
   if (sg_io_read_exact_at(fd, cd, (size_t)dir.size, dir.offset, path, err) == 0)
     z = npz_new(path, dir.count, err);
-  if (z && load_members(fd, &dir, cd, z, err)) {
+  if (z && load_members(fd, &dir, cd, req, z, err)) {
     sg_npz_close(z);
     z = NULL;
   }
@@ -309,13 +305,40 @@ static sg_npz *read_archive(int fd, uint64_t size, const char *path, sg_io_error
 
 /* ---- .npz reading: public API -------------------------------------------- */
 
-sg_npz *sg_npz_open(const char *path, sg_io_error *err) {
+static sg_npz *open_archive(const char *path, const row_request *req, sg_io_error *err) {
   int fd;
   uint64_t size;
   if (sg_io_open_input(path, &fd, &size, err)) return NULL;
-  sg_npz *z = read_archive(fd, size, path, err);
+  sg_npz *z = read_archive(fd, size, path, req, err);
   close(fd);
   return z;
+}
+
+sg_npz *sg_npz_open(const char *path, sg_io_error *err) {
+  return open_archive(path, NULL, err);
+}
+
+static int check_row_request(const char *path, const row_request *req, sg_io_error *err) {
+  const char *p = path ? path : "(null)";
+  if (req->n_names < 0 || (req->n_names > 0 && !req->names))
+    return sg_io_fail(err, "%s: sg_npz_open_rows: %d names at %p", p, req->n_names,
+                      (const void *)req->names);
+  for (int i = 0; i < req->n_names; i++)
+    if (!req->names[i]) return sg_io_fail(err, "%s: sg_npz_open_rows: names[%d] is NULL", p, i);
+  const char *first = req->n_names > 0 ? req->names[0] : "";
+  if (req->lo < 0 || req->lo > req->hi)
+    return sg_io_fail(err,
+                      "%s: rows [%" PRId64 ", %" PRId64 ") of '%s'%s are not a range (need 0 <= "
+                      "lo <= hi)",
+                      p, req->lo, req->hi, first, req->n_names > 1 ? " and the others" : "");
+  return 0;
+}
+
+sg_npz *sg_npz_open_rows(const char *path, const char *const *names, int n_names, int64_t lo,
+                         int64_t hi, sg_io_error *err) {
+  row_request req = {names, n_names, lo, hi};
+  if (check_row_request(path, &req, err)) return NULL;
+  return open_archive(path, &req, err);
 }
 
 void sg_npz_close(sg_npz *z) {
@@ -344,9 +367,22 @@ static const npz_member *find_member(const sg_npz *z, const char *name) {
   return NULL;
 }
 
+int64_t sg_npz_rows_total(const sg_npz *z, const char *name) {
+  const npz_member *m = find_member(z, name);
+  return m ? m->rows_total : -1;
+}
+
 const sg_array *sg_npz_get(const sg_npz *z, const char *name) {
   const npz_member *m = find_member(z, name);
-  return m && !m->unsupported ? &m->array : NULL;
+  return m && !m->unsupported && !m->taken ? &m->array : NULL;
+}
+
+int sg_npz_take(sg_npz *z, const char *name, sg_array *out) {
+  npz_member *m = (npz_member *)find_member(z, name);
+  if (!m || m->unsupported || m->taken || !out) return -1;
+  *out = m->array;
+  m->array.data = NULL, m->taken = true;
+  return 0;
 }
 
 /* The member, or NULL with a message saying why it cannot be used. */

@@ -1,5 +1,7 @@
 /* Writing .npz archives: a zip file of "name.npy" members, stored or
- * raw-deflated, as numpy.savez / numpy.savez_compressed write them. */
+ * raw-deflated, as numpy.savez / numpy.savez_compressed write them; a
+ * deflated member of several chunks carries its chunk index (npz_chunks.c)
+ * in its central directory entry. */
 #include "io_internal.h"
 
 #include <errno.h>
@@ -11,6 +13,8 @@ typedef struct npz_entry {
   char *name; /* with ".npy" */
   uint32_t crc;
   uint64_t size, comp_size, offset;
+  uint8_t *extra; /* the central directory's extra field (the chunk index), or NULL */
+  size_t extra_len;
 } npz_entry;
 
 struct sg_npz_writer {
@@ -29,7 +33,7 @@ static uint32_t name_flags(const char *name) {
 }
 
 /* The fields local and central headers share, from "version needed" on. */
-static uint8_t *put_common_fields(uint8_t *p, const npz_entry *e, int method) {
+static uint8_t *put_common_fields(uint8_t *p, const npz_entry *e, int method, size_t extra_len) {
   p = put_u16(p, ZIP_VERSION);
   p = put_u16(p, name_flags(e->name));
   p = put_u16(p, (uint32_t)method);
@@ -39,7 +43,7 @@ static uint8_t *put_common_fields(uint8_t *p, const npz_entry *e, int method) {
   p = put_u32(p, (uint32_t)e->comp_size);
   p = put_u32(p, (uint32_t)e->size);
   p = put_u16(p, (uint32_t)strlen(e->name));
-  return put_u16(p, 0); /* no extra field */
+  return put_u16(p, (uint32_t)extra_len);
 }
 
 static int writer_method(const sg_npz_writer *w) {
@@ -49,7 +53,7 @@ static int writer_method(const sg_npz_writer *w) {
 static int write_local_header(sg_npz_writer *w, const npz_entry *e, const char *what,
                               sg_io_error *err) {
   uint8_t h[ZIP_LOCAL_SIZE];
-  put_common_fields(put_u32(h, ZIP_LOCAL_SIG), e, writer_method(w));
+  put_common_fields(put_u32(h, ZIP_LOCAL_SIG), e, writer_method(w), 0);
   size_t name_len = strlen(e->name);
   if (sg_io_write_all(w->file.fd, h, sizeof h, what, err) ||
       sg_io_write_all(w->file.fd, e->name, name_len, what, err))
@@ -81,6 +85,9 @@ static int write_member_data(sg_npz_writer *w, npz_entry *e, const array_view *v
   e->crc = sink.crc;
   e->size = sink.taken;
   e->comp_size = sink.written;
+  if (rc == 0 &&
+      sg_io_chunk_index_encode(sink.chunks, sink.n_chunks, DEFLATE_CHUNK, &e->extra, &e->extra_len))
+    rc = sg_io_fail_oom(err, what);
   sg_io_sink_close(&sink);
   if (rc == 0 && e->comp_size >= ZIP_MAX32)
     rc = sg_io_fail(err, "%s: compressed size exceeds 4 GiB (zip64 is not written)", what);
@@ -140,6 +147,7 @@ static int npz_add(sg_npz_writer *w, const char *name, const array_view *v, sg_i
   if (write_local_header(w, e, what, err) || write_member_data(w, e, v, what, err) ||
       patch_local_header(w, e, what, err)) {
     sg_mfree(e->name);
+    sg_mfree(e->extra);
     w->failed = true;
     return -1;
   }
@@ -153,16 +161,17 @@ static int write_central_directory(sg_npz_writer *w, sg_io_error *err) {
   for (int i = 0; i < w->count; i++) {
     const npz_entry *e = &w->entries[i];
     uint8_t h[ZIP_CENTRAL_SIZE], *p = put_u32(h, ZIP_CENTRAL_SIG);
-    p = put_common_fields(put_u16(p, ZIP_VERSION), e, writer_method(w));
+    p = put_common_fields(put_u16(p, ZIP_VERSION), e, writer_method(w), e->extra_len);
     p = put_u16(p, 0); /* comment length */
     p = put_u16(p, 0); /* disk */
     p = put_u16(p, 0); /* internal attributes */
     p = put_u32(p, 0); /* external attributes */
     put_u32(p, (uint32_t)e->offset);
     if (sg_io_write_all(w->file.fd, h, sizeof h, path, err) ||
-        sg_io_write_all(w->file.fd, e->name, strlen(e->name), path, err))
+        sg_io_write_all(w->file.fd, e->name, strlen(e->name), path, err) ||
+        sg_io_write_all(w->file.fd, e->extra, e->extra_len, path, err))
       return -1;
-    w->offset += sizeof h + strlen(e->name);
+    w->offset += sizeof h + strlen(e->name) + e->extra_len;
   }
   if (w->offset >= ZIP_MAX32) return sg_io_fail(err, "%s: archive exceeds 4 GiB", path);
   uint8_t end[ZIP_END_SIZE], *p = put_u32(end, ZIP_END_SIG);
@@ -176,7 +185,10 @@ static int write_central_directory(sg_npz_writer *w, sg_io_error *err) {
 }
 
 static void writer_free(sg_npz_writer *w) {
-  for (int i = 0; i < w->count; i++) sg_mfree(w->entries[i].name);
+  for (int i = 0; i < w->count; i++) {
+    sg_mfree(w->entries[i].name);
+    sg_mfree(w->entries[i].extra);
+  }
   sg_mfree(w->entries);
   sg_mfree(w);
 }

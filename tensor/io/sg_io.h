@@ -78,14 +78,43 @@ int sg_io_write_file_atomic(const char *path, int (*write)(FILE *f, void *user),
  * that the new name survives a crash; the writers above do it themselves. */
 int sg_io_sync_dir_of(const char *path, sg_io_error *err);
 
-/* Reading: the whole archive is read and checked (CRC, sizes) on open. */
+/* Reading: the whole archive is read and checked (CRC, sizes) on open. A
+ * deflated member that sinkgrad wrote carries a chunk index (its 1 MiB
+ * chunks' compressed lengths and CRCs, in a zip extra field that NumPy and
+ * zip tools skip): it is inflated chunk by chunk on all OpenMP threads, each
+ * chunk's CRC checked; the bytes are the same for any thread count. */
 typedef struct sg_npz sg_npz;
 sg_npz *sg_npz_open(const char *path, sg_io_error *err);
+/* Opens an archive reading rows [lo, hi) along the first axis of the members
+ * named in names (n_names of them; each must have at least one dimension and
+ * at least hi rows; lo == hi reads none, which gives shapes and totals
+ * cheaply), and every other member whole. Names the archive lacks are
+ * passed over (optional members: sg_npz_get says which were there). A member read in part has
+ * shape[0] = hi - lo. Members with a chunk index are inflated only in the
+ * chunks holding those rows (and the .npy header), on all threads, each
+ * chunk's CRC-32 checked; others are inflated in passing (the bytes before
+ * lo are skipped, memory is needed for the rows only) and their CRC-32
+ * checked at the end. Of a stored (uncompressed) member only the bytes of
+ * the rows are read, so no CRC can be checked for a part of it; nor is one
+ * for lo == hi without a chunk index (only the header is read). Bad
+ * arguments (lo < 0, lo > hi, hi beyond a member's rows, a 0-d member) fail
+ * with a message naming the path, the member and the numbers. */
+sg_npz *sg_npz_open_rows(const char *path, const char *const *names, int n_names, int64_t lo,
+                         int64_t hi, sg_io_error *err);
+/* The first-axis length member `name` has in the file (for a member read in
+ * part, the file's, not the part's); -1 when there is no such member or it
+ * has no dimension. */
+int64_t sg_npz_rows_total(const sg_npz *z, const char *name);
 void sg_npz_close(sg_npz *z);
 int sg_npz_count(const sg_npz *z);
 const char *sg_npz_name(const sg_npz *z, int i); /* member name without ".npy" */
 /* Returns a borrowed view (valid until sg_npz_close), NULL if missing. */
 const sg_array *sg_npz_get(const sg_npz *z, const char *name);
+/* Moves member name's array out of z into *out (the caller frees it with
+ * sg_array_free): a reader that keeps the data as it is saves a copy. The
+ * member is then gone for sg_npz_get. 0, or -1 when there is no such
+ * member, it could not be loaded, or it was taken already. */
+int sg_npz_take(sg_npz *z, const char *name, sg_array *out);
 /* New owned tensor of dtype dt converted from a float or integer member;
  * NULL with a message if missing or not numeric. */
 sg_tensor *sg_npz_tensor(const sg_npz *z, const char *name, sg_dtype dt, sg_io_error *err);

@@ -21,17 +21,27 @@ for f in 0d bigendian bool empty f4 f8 fortran i4 i8 u1 v2; do
 done
 "$build/tests/npz_writer_demo" "$tmp" >/dev/null
 cp "$tmp/demo.npy" "$corpus/npy/"
-# .npz: ours (stored) and numpy's (savez, savez_compressed, narrow ints, zip64 records)
-cp "$tmp/stored.npz" "$corpus/npz/"
+# .npz: ours (stored) and numpy's (savez, savez_compressed, narrow ints, zip64
+# records), an index of small chunks (tests/make_npy_fixtures.py), each after
+# the target's 9 bytes of parameters (fuzz_npz.c): rows 1 to 2 of every
+# member; rows 100 to 149 of two indexed members; rows [5, 3) (refused).
+npz_seed() { # SOURCE NAME PARAMS (printf octal escapes)
+  { printf "$3"; cat "$1"; } >"$corpus/npz/$2"
+}
+every='\077\001\000\000\000\002\000\000\000'
+npz_seed "$tmp/stored.npz" stored.npz "$every"
 for f in mixed narrow_ints savez savez_compressed zip64_local; do
-  cp "$root/tests/fixtures/numpy_$f.npz" "$corpus/npz/"
+  npz_seed "$root/tests/fixtures/numpy_$f.npz" "numpy_$f.npz" "$every"
 done
+indexed=$root/tests/fixtures/indexed_small_chunks.npz
+npz_seed "$indexed" indexed_small_chunks.npz '\005\144\000\000\000\372\000\000\000'
+npz_seed "$indexed" indexed_bad_range.npz '\277\005\000\000\000\003\000\000\000'
 
 # a tiny data set: 2 BSs, 2 antennas, 3 UEs, 2 samples; one with outage
 "$assoc" gen --samples 2 --bs 2 --antennas 2 --ues 3 --seed 1 --out "$corpus/dataset/small.npz" --quiet
 "$assoc" gen --samples 1 --bs 1 --antennas 1 --ues 1 --seed 2 --outage \
   --out "$corpus/dataset/outage.npz" --quiet
-cp "$corpus/dataset/small.npz" "$corpus/npz/dataset.npz"
+npz_seed "$corpus/dataset/small.npz" dataset.npz "$every"
 # the same data set stored (numpy.savez): its values are plain bytes that
 # the fuzzer can change (zip_crc_mutator.c keeps the CRCs right)
 /usr/bin/python3 -c 'import sys, numpy as np; np.savez(sys.argv[2], **np.load(sys.argv[1]))' \
